@@ -1,0 +1,3 @@
+//! `service-backup`: the backup agent's one binary.
+
+fn main() {}
