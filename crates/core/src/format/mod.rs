@@ -1,5 +1,126 @@
-//! The encrypted archive format of `spec/archive-format.md`.
+//! The encrypted archive format of `spec/archive-format.md`: a header that wraps a random
+//! per-archive key in key stanzas, then the payload as a STREAM of AES-256-GCM chunks.
 
+mod header;
 pub mod keys;
+mod stanza;
+mod stream;
+#[cfg(test)]
+mod tests;
+pub mod vectors;
 
+use std::io::{self, Read, Write};
+
+pub use header::MAGIC;
 pub use keys::{KEY_LEN, Key, KeyId, Keyring};
+pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Name of the encryption scheme, as recorded in manifests.
+pub const ALGORITHM: &str = "AES-256-GCM STREAM-BE32 64KiB chunks, HKDF-SHA256 (format 1)";
+
+/// Encrypts everything written to it into an archive written to the inner writer.
+pub struct EncryptingWriter<W: Write> {
+    inner: stream::StreamEncryptor<W>,
+}
+
+impl<W: Write> EncryptingWriter<W> {
+    /// Writes the header for `key` to `inner` and returns a writer for the payload.
+    pub fn new(mut inner: W, key: &Key) -> Result<Self> {
+        let (header, payload_key) = header::seal(key)?;
+        inner
+            .write_all(&header)
+            .map_err(|e| from_io(e, "write the archive header"))?;
+        Ok(Self {
+            inner: stream::StreamEncryptor::new(inner, &payload_key),
+        })
+    }
+
+    /// Seals the final chunk and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.inner.finish()
+    }
+}
+
+impl<W: Write> Write for EncryptingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads the plaintext of an archive, each chunk only once it is authenticated.
+pub struct DecryptingReader<R: Read> {
+    inner: stream::StreamDecryptor<R>,
+    key_id: KeyId,
+}
+
+impl<R: Read> DecryptingReader<R> {
+    /// Reads and authenticates the header with `keyring`; fails before any plaintext if no
+    /// key fits or the header was modified.
+    pub fn new(mut inner: R, keyring: &Keyring) -> Result<Self> {
+        let opened = header::open(&mut inner, keyring)?;
+        Ok(Self {
+            inner: stream::StreamDecryptor::new(inner, &opened.payload_key),
+            key_id: opened.key_id,
+        })
+    }
+
+    /// The id of the key that opened the archive.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+}
+
+impl<R: Read> Read for DecryptingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(out)
+    }
+}
+
+/// What the first bytes of a stored object say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// An encrypted archive of this format.
+    Encrypted,
+    /// A plain gzip stream (a backup made without a key).
+    PlainGzip,
+}
+
+impl ArchiveKind {
+    /// Recognises an archive from its first bytes (at least 2).
+    pub fn sniff(first: &[u8]) -> Result<Self> {
+        if first.len() >= 7 && first[..7] == MAGIC[..7] {
+            Ok(Self::Encrypted)
+        } else if first.starts_with(&[0x1f, 0x8b]) {
+            Ok(Self::PlainGzip)
+        } else {
+            Err(Error::new(
+                ErrorKind::Corrupt,
+                "the input is neither a service-backup encrypted archive nor a .tar.gz",
+            )
+            .with_hint("check that the file is a backup archive (.tar.gz.enc or .tar.gz)"))
+        }
+    }
+}
+
+/// Turns an I/O error from a pipe back into our error, keeping one that we raised inside.
+pub fn from_io(err: io::Error, action: &str) -> Error {
+    if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = err.into_inner().expect("checked above");
+        return *inner.downcast::<Error>().expect("checked above");
+    }
+    Error::new(
+        if err.kind() == io::ErrorKind::UnexpectedEof {
+            ErrorKind::Corrupt
+        } else {
+            ErrorKind::Io
+        },
+        format!("cannot {action}: {err}"),
+    )
+    .with_source(err)
+}

@@ -1,0 +1,259 @@
+//! Round trips and tamper detection of the archive format.
+
+use std::io::{Read as _, Write as _};
+
+use proptest::prelude::*;
+
+use super::vectors::{VectorInputs, header_len, seal_deterministic};
+use super::*;
+
+fn key(n: u8) -> Key {
+    Key::from_bytes([n; KEY_LEN])
+}
+
+fn seal(key: &Key, plaintext: &[u8]) -> Vec<u8> {
+    let mut w = EncryptingWriter::new(Vec::new(), key).unwrap();
+    w.write_all(plaintext).unwrap();
+    w.finish().unwrap()
+}
+
+fn open(keyring: &Keyring, archive: &[u8]) -> Result<Vec<u8>> {
+    let mut r = DecryptingReader::new(archive, keyring)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(|e| from_io(e, "read"))?;
+    Ok(out)
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn inputs() -> VectorInputs {
+    VectorInputs {
+        file_key: [9; KEY_LEN],
+        salt: [3; 16],
+        wrap_nonce: [5; 12],
+        unknown_stanzas: vec![],
+    }
+}
+
+#[test]
+fn round_trips_at_chunk_edges() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    for len in [
+        0,
+        1,
+        CHUNK_LEN - 1,
+        CHUNK_LEN,
+        CHUNK_LEN + 1,
+        2 * CHUNK_LEN,
+        3 * CHUNK_LEN + 5,
+    ] {
+        let plain = data(len);
+        let sealed = seal(&k, &plain);
+        let chunks = len.div_ceil(CHUNK_LEN).max(1);
+        assert_eq!(
+            sealed.len(),
+            header_len(&inputs()) + len + chunks * 16,
+            "len {len}"
+        );
+        assert_eq!(open(&ring, &sealed).unwrap(), plain, "len {len}");
+    }
+}
+
+#[test]
+fn two_archives_of_the_same_data_differ() {
+    let k = key(1);
+    assert_ne!(seal(&k, b"same"), seal(&k, b"same"));
+}
+
+#[test]
+fn previous_keys_open_old_archives() {
+    let old = key(1);
+    let sealed = seal(&old, b"rotated");
+    let mut ring = Keyring::new(key(2));
+    ring.add_previous(old.clone());
+    let mut r = DecryptingReader::new(&sealed[..], &ring).unwrap();
+    assert_eq!(r.key_id(), old.id());
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"rotated");
+}
+
+#[test]
+fn wrong_key_is_refused_before_any_payload_is_read() {
+    let sealed = seal(&key(1), &data(3 * CHUNK_LEN));
+    let ring = Keyring::new(key(2));
+    // Only the header is given: the refusal cannot depend on the payload.
+    let header = &sealed[..header_len(&inputs())];
+    let err = DecryptingReader::new(header, &ring).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::WrongKey);
+    let text = err.to_string();
+    assert!(text.contains(&key(1).id().to_string()), "{text}");
+    assert!(text.contains(&key(2).id().to_string()), "{text}");
+}
+
+#[test]
+fn every_flipped_header_byte_is_detected() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let sealed = seal(&k, b"payload");
+    for i in 0..header_len(&inputs()) {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x01;
+        let err = open(&ring, &bad).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::WrongKey),
+            "byte {i}: {err}"
+        );
+    }
+}
+
+#[test]
+fn flipped_payload_bytes_name_the_chunk() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let sealed = seal(&k, &data(2 * CHUNK_LEN + 10));
+    let h = header_len(&inputs());
+    for (offset, chunk) in [
+        (h, 0),
+        (h + SEALED_CHUNK_LEN - 1, 0),
+        (h + SEALED_CHUNK_LEN + 7, 1),
+        (sealed.len() - 1, 2),
+    ] {
+        let mut bad = sealed.clone();
+        bad[offset] ^= 0x80;
+        let err = open(&ring, &bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(
+            err.to_string().contains(&format!("chunk {chunk} ")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn truncation_is_detected_at_and_between_chunk_boundaries() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let sealed = seal(&k, &data(3 * CHUNK_LEN));
+    let h = header_len(&inputs());
+    let at_boundary = open(&ring, &sealed[..h + 2 * SEALED_CHUNK_LEN]).unwrap_err();
+    assert!(
+        at_boundary.to_string().contains("truncated after chunk 1"),
+        "{at_boundary}"
+    );
+    let mid = open(&ring, &sealed[..h + SEALED_CHUNK_LEN + 100]).unwrap_err();
+    assert_eq!(mid.kind(), ErrorKind::Corrupt);
+    let no_payload = open(&ring, &sealed[..h]).unwrap_err();
+    assert!(
+        no_payload.to_string().contains("no payload"),
+        "{no_payload}"
+    );
+    let short_header = open(&ring, &sealed[..h - 1]).unwrap_err();
+    assert!(
+        short_header.to_string().contains("truncated"),
+        "{short_header}"
+    );
+}
+
+#[test]
+fn swapped_chunks_and_appended_data_are_detected() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let sealed = seal(&k, &data(3 * CHUNK_LEN + 1));
+    let h = header_len(&inputs());
+    let mut swapped = sealed.clone();
+    let (a, b) = (h, h + SEALED_CHUNK_LEN);
+    let first: Vec<u8> = sealed[a..b].to_vec();
+    swapped[a..b].copy_from_slice(&sealed[b..b + SEALED_CHUNK_LEN]);
+    swapped[b..b + SEALED_CHUNK_LEN].copy_from_slice(&first);
+    assert!(
+        open(&ring, &swapped)
+            .unwrap_err()
+            .to_string()
+            .contains("chunk 0 ")
+    );
+
+    let mut appended = sealed.clone();
+    appended.extend_from_slice(&[0u8; 20]);
+    let err = open(&ring, &appended).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
+
+#[test]
+fn a_header_from_another_archive_is_detected() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let a = seal(&k, b"archive a");
+    let b = seal(&k, b"archive b");
+    let h = header_len(&inputs());
+    let mut mixed = a[..h].to_vec();
+    mixed.extend_from_slice(&b[h..]);
+    let err = open(&ring, &mixed).unwrap_err();
+    assert!(err.to_string().contains("chunk 0 "), "{err}");
+}
+
+#[test]
+fn other_formats_are_named() {
+    let ring = Keyring::new(key(1));
+    let gz = open(&ring, &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
+    assert!(gz.to_string().contains("plain .tar.gz"), "{gz}");
+    let other = open(&ring, b"PK\x03\x04 a zip file").unwrap_err();
+    assert!(
+        other
+            .to_string()
+            .contains("not a service-backup encrypted archive"),
+        "{other}"
+    );
+    let newer = open(&ring, b"SBACKUP\x07xxxxxxxxxxxxxxxxxxxx").unwrap_err();
+    assert!(newer.to_string().contains("format version 7"), "{newer}");
+    assert_eq!(
+        ArchiveKind::sniff(b"SBACKUP\x01").unwrap(),
+        ArchiveKind::Encrypted
+    );
+    assert_eq!(
+        ArchiveKind::sniff(&[0x1f, 0x8b]).unwrap(),
+        ArchiveKind::PlainGzip
+    );
+    assert!(ArchiveKind::sniff(b"ustar").is_err());
+}
+
+#[test]
+fn unknown_stanzas_are_skipped_but_authenticated() {
+    let k = key(1);
+    let ring = Keyring::new(k.clone());
+    let mut with_unknown = inputs();
+    with_unknown.unknown_stanzas = vec![(0x0100, b"future recipient".to_vec())];
+    let sealed = seal_deterministic(&k, &with_unknown, b"hello");
+    assert_eq!(open(&ring, &sealed).unwrap(), b"hello");
+    let mut bad = sealed.clone();
+    bad[8 + 16 + 2 + 6] ^= 1; // first byte of the unknown stanza's body
+    let err = open(&ring, &bad).unwrap_err();
+    assert!(
+        err.to_string().contains("header fails authentication"),
+        "{err}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_sizes_round_trip(len in prop_oneof![0usize..300_000, Just(CHUNK_LEN), Just(2 * CHUNK_LEN)], seed in any::<u8>()) {
+        let k = key(seed);
+        let plain: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed | 1)).collect();
+        let sealed = seal(&k, &plain);
+        prop_assert_eq!(open(&Keyring::new(k), &sealed).unwrap(), plain);
+    }
+
+    #[test]
+    fn random_damage_never_passes(len in 1usize..200_000, pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let k = key(4);
+        let sealed = seal(&k, &data(len));
+        let mut bad = sealed.clone();
+        let i = pos.index(bad.len());
+        bad[i] ^= 1 << bit;
+        prop_assert!(open(&Keyring::new(k), &bad).is_err());
+    }
+}
