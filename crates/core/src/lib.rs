@@ -5,8 +5,15 @@
 //! Nothing here prints: progress goes through [`progress::Progress`] and notices through
 //! `tracing` events, which the agent renders.
 
+pub mod catalog;
+pub mod destination;
 pub mod error;
 pub mod format;
+pub mod layout;
+pub mod manifest;
+pub mod pipeline;
+pub mod progress;
 pub mod random;
+pub mod task;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,203 @@
+//! The backups a destination holds, read from the destination itself (its manifests), and
+//! restoring or verifying one of them.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::destination::{Destination, get_small};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Keyring;
+use crate::layout::Layout;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::pipeline::ObjectReader;
+use crate::pipeline::extract::Extractor;
+use crate::pipeline::restore::{Expected, ReadStats, Staging, read_archive};
+use crate::progress::Progress;
+
+/// A complete backup found in a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupEntry {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The key of the manifest object.
+    pub manifest_key: String,
+    /// The key of the archive object.
+    pub archive_key: String,
+}
+
+/// Which backup to pick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest complete backup.
+    Latest,
+    /// The backup of this name.
+    Named(String),
+    /// The newest backup started before this time.
+    Before(DateTime<Utc>),
+}
+
+/// Lists the complete backups under `layout` in `dest`, newest first.
+///
+/// Only backups with a manifest are listed: an archive without one is incomplete. A
+/// manifest that cannot be read is skipped with a warning, so one damaged backup does not
+/// hide the others.
+pub async fn list_backups(dest: &dyn Destination, layout: &Layout) -> Result<Vec<BackupEntry>> {
+    let objects = dest.list(&layout.prefix()).await?;
+    let present: std::collections::HashSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    let mut entries = Vec::new();
+    for object in &objects {
+        let Some(name) = layout.parse_manifest_key(&object.key) else {
+            continue;
+        };
+        let manifest = match get_small(dest, &object.key, MAX_MANIFEST_BYTES)
+            .await
+            .and_then(|bytes| Manifest::from_json(&bytes))
+        {
+            Ok(m) if m.name == name => m,
+            Ok(_) => {
+                tracing::warn!(key = %object.key, "skipping a manifest whose name does not match its key");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(key = %object.key, error = %e, "skipping an unreadable manifest");
+                continue;
+            }
+        };
+        let archive_key = Layout::sibling(&object.key, &manifest.archive);
+        if !present.contains(archive_key.as_str()) {
+            tracing::warn!(key = %archive_key, "skipping a manifest whose archive is missing");
+            continue;
+        }
+        entries.push(BackupEntry {
+            manifest,
+            manifest_key: object.key.clone(),
+            archive_key,
+        });
+    }
+    entries.sort_by(|a, b| {
+        (b.manifest.started_at, &b.manifest.name).cmp(&(a.manifest.started_at, &a.manifest.name))
+    });
+    Ok(entries)
+}
+
+/// Picks the backup `selector` names from `entries` (newest first).
+pub fn select<'a>(entries: &'a [BackupEntry], selector: &Selector) -> Result<&'a BackupEntry> {
+    let found = match selector {
+        Selector::Latest => entries.first(),
+        Selector::Named(name) => entries.iter().find(|e| &e.manifest.name == name),
+        Selector::Before(t) => entries.iter().find(|e| e.manifest.started_at < *t),
+    };
+    found.ok_or_else(|| {
+        let what = match selector {
+            Selector::Latest => "there is no complete backup".to_string(),
+            Selector::Named(name) => format!("there is no complete backup named {name}"),
+            Selector::Before(t) => format!(
+                "there is no complete backup started before {}",
+                t.to_rfc3339()
+            ),
+        };
+        Error::new(ErrorKind::NotFound, what)
+            .with_hint("run `service-backup list CONFIG` to see the backups that exist")
+    })
+}
+
+/// Downloads `entry` and checks it end to end; with a `target`, restores it there through
+/// a staging folder (the target is left as it was if anything fails).
+pub async fn restore_backup(
+    dest: Arc<dyn Destination>,
+    entry: &BackupEntry,
+    keyring: Option<&Keyring>,
+    target: Option<(&Path, bool)>,
+    progress: Arc<dyn Progress>,
+) -> Result<ReadStats> {
+    let staging = match target {
+        Some((dir, replace)) => {
+            let dir = dir.to_path_buf();
+            Some(blocking(move || Staging::prepare(&dir, replace)).await?)
+        }
+        None => None,
+    };
+    progress.set_total(entry.manifest.stored_bytes);
+    let object = match dest.get(&entry.archive_key).await {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(s) = staging {
+                s.discard();
+            }
+            return Err(e);
+        }
+    };
+    let reader = ObjectReader::new(object);
+    let expected = Expected {
+        sha256: entry.manifest.sha256.clone(),
+        stored_bytes: entry.manifest.stored_bytes,
+    };
+    let keyring = keyring.cloned();
+    blocking(move || {
+        read_into(
+            reader,
+            keyring.as_ref(),
+            Some(&expected),
+            staging,
+            &*progress,
+        )
+    })
+    .await
+}
+
+/// Restores (or with no target, verifies) an archive file, such as a downloaded one.
+pub fn restore_file(
+    archive: &Path,
+    keyring: Option<&Keyring>,
+    target: Option<(&Path, bool)>,
+    progress: &dyn Progress,
+) -> Result<ReadStats> {
+    let file = std::fs::File::open(archive).map_err(|e| Error::io("open archive", archive, e))?;
+    if let Ok(meta) = file.metadata() {
+        progress.set_total(meta.len());
+    }
+    let staging = target
+        .map(|(dir, replace)| Staging::prepare(dir, replace))
+        .transpose()?;
+    read_into(file, keyring, None, staging, progress)
+}
+
+fn read_into<R: Read>(
+    input: R,
+    keyring: Option<&Keyring>,
+    expected: Option<&Expected>,
+    staging: Option<Staging>,
+    progress: &dyn Progress,
+) -> Result<ReadStats> {
+    let extractor = match &staging {
+        Some(s) => Extractor::into_dir(s.dir()),
+        None => Extractor::check_only(),
+    };
+    match read_archive(input, keyring, expected, extractor, progress) {
+        Ok(stats) => {
+            if let Some(s) = staging {
+                s.commit()?;
+            }
+            Ok(stats)
+        }
+        Err(e) => {
+            if let Some(s) = staging {
+                s.discard();
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a restore task failed: {e}")))?
+}

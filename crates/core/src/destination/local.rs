@@ -1,0 +1,206 @@
+//! The `local` destination: a directory on a mounted file system (a disk, NFS…).
+//!
+//! An object is written to a hidden temporary file in its final directory, synced, renamed
+//! into place and the directory synced, so it is either absent or complete, even across a
+//! crash. Hidden files (temporary ones) are never listed.
+
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tempfile::NamedTempFile;
+
+use super::{Destination, ObjectMeta, ObjectStream, Upload, blocking_read_stream};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A destination in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalDestination {
+    root: PathBuf,
+}
+
+impl LocalDestination {
+    /// A destination storing objects under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The file that holds `key`.
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let rel = Path::new(key);
+        let safe = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !safe {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("object key {key:?} is not a relative path"),
+            ));
+        }
+        Ok(self.root.join(rel))
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a file system task failed: {e}")))?
+}
+
+#[async_trait]
+impl Destination for LocalDestination {
+    fn describe(&self) -> String {
+        format!("local {}", self.root.display())
+    }
+
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+        let path = self.path_of(key)?;
+        let file = blocking(move || {
+            let dir = path
+                .parent()
+                .expect("a key has a parent: the root")
+                .to_path_buf();
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            let name = path
+                .file_name()
+                .expect("a key names a file")
+                .to_string_lossy();
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.tmp-"))
+                .tempfile_in(&dir)
+                .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
+            Ok((temp, path))
+        })
+        .await?;
+        Ok(Box::new(LocalUpload { file: Some(file) }))
+    }
+
+    async fn get(&self, key: &str) -> Result<ObjectStream> {
+        let path = self.path_of(key)?;
+        let (file, size) = blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+            Ok((file, size))
+        })
+        .await?;
+        Ok(ObjectStream {
+            size: Some(size),
+            chunks: blocking_read_stream(file, key.to_string()),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || list_dir(&root, &prefix)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete", &path, e)),
+        })
+        .await
+    }
+}
+
+fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    // Start at the deepest directory the prefix names, so a large tree is not walked whole.
+    let start = match prefix.rfind('/') {
+        Some(i) => root.join(&prefix[..i]),
+        None => root.to_path_buf(),
+    };
+    let mut out = Vec::new();
+    if !start.is_dir() {
+        return Ok(out);
+    }
+    for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(&start).to_path_buf();
+            match e.into_io_error() {
+                Some(io) => Error::io("list", &path, io),
+                None => Error::new(ErrorKind::Io, format!("cannot list {}", path.display())),
+            }
+        })?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden || !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walked below the root");
+        let key = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if !key.starts_with(prefix) {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot stat {key}: {e}")))?;
+        out.push(ObjectMeta {
+            key,
+            size: meta.len(),
+            last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
+        });
+    }
+    Ok(out)
+}
+
+/// An object being written to a temporary file.
+struct LocalUpload {
+    file: Option<(NamedTempFile, PathBuf)>,
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        let (mut temp, path) = self.file.take().expect("upload used after completion");
+        let (temp, path, result) = tokio::task::spawn_blocking(move || {
+            let result = temp
+                .write_all(&data)
+                .map_err(|e| Error::io("write", temp.path(), e));
+            (temp, path, result)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a file system task failed: {e}")))?;
+        self.file = Some((temp, path));
+        result
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<()> {
+        let (temp, path) = self.file.take().expect("upload used after completion");
+        blocking(move || {
+            temp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io("sync", temp.path(), e))?;
+            temp.persist(&path)
+                .map_err(|e| Error::io("rename into place", &path, e.error))?;
+            let dir = path.parent().expect("a key has a parent");
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("sync directory", dir, e))
+        })
+        .await
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        if let Some((temp, _)) = self.file.take() {
+            let path = temp.path().to_path_buf();
+            blocking(move || temp.close().map_err(|e| Error::io("remove", &path, e))).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Where backups are stored: the [`Destination`] trait, and the `local` file system
+//! implementation.
+//!
+//! Keys are `/`-separated relative paths (`redis/prod/2026/11/22/<backup>.json`). An object
+//! written with [`Destination::put_multipart`] becomes visible only when
+//! [`Upload::complete`] returns; an upload that is aborted or dropped leaves nothing that
+//! [`Destination::list`] shows.
+
+pub mod local;
+
+use std::fmt;
+use std::io::Read;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use local::LocalDestination;
+
+/// An object found by [`Destination::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, if the store says.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// The content of an object, as a stream of byte chunks.
+pub struct ObjectStream {
+    /// The object's size in bytes, if known before reading.
+    pub size: Option<u64>,
+    /// The chunks, in order.
+    pub chunks: BoxStream<'static, Result<Bytes>>,
+}
+
+impl fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store that holds backups: S3, Azure, an SSH server, a local file system…
+#[async_trait]
+pub trait Destination: Send + Sync + fmt::Debug {
+    /// A short description for messages, such as `local /mnt/backups`; never a secret.
+    fn describe(&self) -> String;
+
+    /// Starts writing the object `key`; it becomes visible only when completed.
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>>;
+
+    /// Writes a small object at once, visible only when complete.
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let mut upload = self.put_multipart(key).await?;
+        if let Err(e) = upload.write(data).await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.complete().await
+    }
+
+    /// Reads the object `key` as a stream.
+    async fn get(&self, key: &str) -> Result<ObjectStream>;
+
+    /// Lists the complete objects whose keys start with `prefix`, at any depth.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes the object `key`; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// An object being written; see [`Destination::put_multipart`].
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends `data` to the object.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+
+    /// Makes the object visible under its key.
+    async fn complete(self: Box<Self>) -> Result<()>;
+
+    /// Discards everything written; nothing becomes visible.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Reads a whole small object, refusing one larger than `limit` bytes.
+pub async fn get_small(dest: &dyn Destination, key: &str, limit: usize) -> Result<Vec<u8>> {
+    use futures::StreamExt as _;
+    let mut object = dest.get(key).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = object.chunks.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("{key} in {} is larger than {limit} bytes", dest.describe()),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Size of the chunks that [`blocking_read_stream`] yields.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Streams a blocking reader's bytes from a blocking thread, a few chunks ahead at most.
+///
+/// For destinations whose client is blocking (local files, SSH); `describe` names the
+/// object in error messages.
+pub fn blocking_read_stream<R>(mut reader: R, describe: String) -> BoxStream<'static, Result<Bytes>>
+where
+    R: Read + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut filled = 0;
+            // Fill whole chunks so that small reads do not become small messages.
+            while filled < buf.len() {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let err = Error::new(ErrorKind::Io, format!("cannot read {describe}: {e}"))
+                            .temporary();
+                        let _ = tx.blocking_send(Err(err));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            buf.truncate(filled);
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}

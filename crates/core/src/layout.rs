@@ -1,0 +1,176 @@
+//! Remote paths: `[path/][deployment/]YYYY/MM/DD/<backup>.{tar.gz.enc,tar.gz,json}`.
+
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
+
+use crate::error::Result;
+
+/// Ending of an encrypted archive object.
+pub const ENCRYPTED_EXT: &str = ".tar.gz.enc";
+/// Ending of a plain archive object.
+pub const PLAIN_EXT: &str = ".tar.gz";
+/// Ending of a manifest object.
+pub const MANIFEST_EXT: &str = ".json";
+
+/// Where the backups of one agent configuration live in a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    base: String,
+}
+
+impl Layout {
+    /// The layout under `path` (the bucket path, container path or directory), with the
+    /// deployment name as a further level when given.
+    pub fn new(path: &str, deployment: Option<&str>) -> Self {
+        let parts: Vec<&str> = path
+            .split('/')
+            .chain(deployment.into_iter().flat_map(|d| d.split('/')))
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        Self {
+            base: parts.join("/"),
+        }
+    }
+
+    /// The prefix every key of this layout starts with (empty, or ending in `/`).
+    pub fn prefix(&self) -> String {
+        if self.base.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.base)
+        }
+    }
+
+    /// The directory of one day's backups, ending in `/`.
+    pub fn day_prefix(&self, date: NaiveDate) -> String {
+        format!(
+            "{}{:04}/{:02}/{:02}/",
+            self.prefix(),
+            date.year(),
+            date.month(),
+            date.day()
+        )
+    }
+
+    /// The key of a backup's archive.
+    pub fn archive_key(&self, date: NaiveDate, name: &str, encrypted: bool) -> String {
+        let ext = if encrypted { ENCRYPTED_EXT } else { PLAIN_EXT };
+        format!("{}{name}{ext}", self.day_prefix(date))
+    }
+
+    /// The key of a backup's manifest.
+    pub fn manifest_key(&self, date: NaiveDate, name: &str) -> String {
+        format!("{}{name}{MANIFEST_EXT}", self.day_prefix(date))
+    }
+
+    /// The backup name of a manifest key of this layout, or `None` for any other key.
+    pub fn parse_manifest_key(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.prefix())?;
+        let mut parts = rest.split('/');
+        let (y, m, d, file) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let date_ok = y.len() == 4 && m.len() == 2 && d.len() == 2;
+        let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+        let name = file.strip_suffix(MANIFEST_EXT)?;
+        (date_ok && date.is_some() && is_backup_name(name)).then(|| name.to_string())
+    }
+
+    /// The key of a sibling object (the archive) named in a manifest at `manifest_key`.
+    pub fn sibling(manifest_key: &str, file_name: &str) -> String {
+        match manifest_key.rfind('/') {
+            Some(i) => format!("{}{file_name}", &manifest_key[..=i]),
+            None => file_name.to_string(),
+        }
+    }
+}
+
+/// A new backup name: sortable by time, unique across agents writing one prefix,
+/// e.g. `20261122T031500Z-redis-0-3f9a1c2e`.
+pub fn backup_name(started: DateTime<Utc>, instance_id: &str) -> Result<String> {
+    let instance: String = instance_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let instance = if instance.is_empty() {
+        "agent".to_string()
+    } else {
+        instance
+    };
+    Ok(format!(
+        "{}-{instance}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        crate::random::hex_token(4)?
+    ))
+}
+
+/// Whether `name` is a plausible backup name (no path separators, not hidden).
+pub fn is_backup_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let with = Layout::new("/redis/prod/", Some("redis-deploy"));
+        assert_eq!(
+            with.archive_key(day, "n", true),
+            "redis/prod/redis-deploy/2026/11/02/n.tar.gz.enc"
+        );
+        assert_eq!(
+            with.manifest_key(day, "n"),
+            "redis/prod/redis-deploy/2026/11/02/n.json"
+        );
+        let bare = Layout::new("", None);
+        assert_eq!(bare.archive_key(day, "n", false), "2026/11/02/n.tar.gz");
+        assert_eq!(bare.prefix(), "");
+    }
+
+    #[test]
+    fn manifest_keys_parse_back_and_others_do_not() {
+        let layout = Layout::new("p", None);
+        let day = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        assert_eq!(
+            layout.parse_manifest_key(&layout.manifest_key(day, "abc-1")),
+            Some("abc-1".into())
+        );
+        for other in [
+            "p/2026/01/31/abc.tar.gz.enc",
+            "p/2026/1/31/abc.json",
+            "q/2026/01/31/abc.json",
+            "p/2026/02/30/abc.json",
+            "p/2026/01/31/x/abc.json",
+            "p/2026/01/31/.abc.json",
+        ] {
+            assert_eq!(layout.parse_manifest_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn names_sort_by_time_and_are_safe() {
+        let t1 = Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 0).unwrap();
+        let t2 = Utc.with_ymd_and_hms(2026, 11, 22, 3, 15, 1).unwrap();
+        let a = backup_name(t1, "redis/0 main").unwrap();
+        let b = backup_name(t2, "redis/0 main").unwrap();
+        assert!(a.starts_with("20261122T031500Z-redis-0-main-"), "{a}");
+        assert!(a < b);
+        assert!(is_backup_name(&a));
+        assert_ne!(a, backup_name(t1, "redis/0 main").unwrap());
+    }
+}

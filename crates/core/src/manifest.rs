@@ -1,0 +1,109 @@
+//! The manifest: what a completed backup records, written beside its archive, last.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The manifest format version this agent writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Manifests larger than this are refused when read.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+/// What a completed backup records. Its presence means the backup is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format_version: u32,
+    /// The backup's name, unique across agents.
+    pub name: String,
+    /// The agent instance that made it.
+    pub instance_id: String,
+    /// The BOSH deployment, when configured.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// When the backup started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// When its archive was complete in this destination (UTC).
+    pub finished_at: DateTime<Utc>,
+    /// The folder that was backed up.
+    pub source_folder: String,
+    /// Number of entries archived (files, directories and links).
+    pub file_count: u64,
+    /// Bytes of regular file content archived.
+    pub plain_bytes: u64,
+    /// Bytes of the stored archive object.
+    pub stored_bytes: u64,
+    /// SHA-256 of the stored archive object, hex.
+    pub sha256: String,
+    /// File name of the archive object, in the manifest's directory.
+    pub archive: String,
+    /// How the tar stream is compressed.
+    pub compression: Compression,
+    /// How the archive is encrypted; absent for a plain `.tar.gz`.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
+    /// Version of the agent that wrote it.
+    pub agent_version: String,
+}
+
+/// The compression of an archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Always `gzip` for now.
+    pub algorithm: String,
+    /// The gzip level, 1 to 9.
+    pub level: u32,
+}
+
+/// The encryption of an archive: the algorithm and the key's public id, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The format's algorithm name.
+    pub algorithm: String,
+    /// The id of the key it was encrypted for.
+    pub key_id: String,
+}
+
+impl Manifest {
+    /// Parses a manifest, refusing versions this agent does not know.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let manifest: Self = serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("the backup manifest is not valid: {e}"),
+            )
+        })?;
+        if manifest.format_version > MANIFEST_VERSION {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "the backup manifest has format version {}, newer than this agent reads",
+                    manifest.format_version
+                ),
+            )
+            .with_hint("use a newer service-backup"));
+        }
+        if !crate::layout::is_backup_name(&manifest.name)
+            || !crate::layout::is_backup_name(&manifest.archive)
+        {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "the backup manifest names an invalid backup or archive file",
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest as pretty JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a manifest serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Whether the archive is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+}

@@ -1,0 +1,264 @@
+//! Source folder → tar → gzip → (encrypt) → a writer, on the calling (blocking) thread.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{EncryptingWriter, Key, from_io};
+use crate::progress::Progress;
+
+/// What to archive and how.
+#[derive(Debug, Clone)]
+pub struct ArchiveSpec {
+    /// The folder whose content is archived (the folder itself is not an entry).
+    pub source: PathBuf,
+    /// gzip level, 1 to 9.
+    pub compression_level: u32,
+    /// The key to encrypt for; `None` writes a plain `.tar.gz`.
+    pub key: Option<Key>,
+}
+
+/// What writing an archive counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveStats {
+    /// Entries archived: files, directories and symlinks.
+    pub file_count: u64,
+    /// Bytes of regular file content archived.
+    pub plain_bytes: u64,
+    /// Bytes written to the output.
+    pub stored_bytes: u64,
+    /// SHA-256 of the bytes written to the output.
+    pub sha256: [u8; 32],
+    /// Files whose size changed while they were read (their archived copy is padded or cut).
+    pub changed_files: Vec<String>,
+}
+
+/// Counts and hashes what passes through to the inner writer.
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The inner writer, the byte count and the SHA-256 of what was written.
+    pub fn finish(self) -> (W, u64, [u8; 32]) {
+        (self.inner, self.count, self.hasher.finalize().into())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The encryption layer, present or not.
+enum Sealer<W: Write> {
+    Plain(W),
+    Encrypted(Box<EncryptingWriter<W>>),
+}
+
+impl<W: Write> Write for Sealer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(data),
+            Self::Encrypted(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Encrypted(w) => w.flush(),
+        }
+    }
+}
+
+/// Writes the archive of `spec.source` to `out`; returns what it counted and `out`.
+///
+/// Regular files, directories and symlinks are archived with their modes and times;
+/// sockets, FIFOs and devices are skipped with a warning. An unreadable entry fails the
+/// whole archive with an error naming it.
+pub fn write_archive<W: Write>(
+    spec: &ArchiveSpec,
+    out: W,
+    progress: &dyn Progress,
+) -> Result<(ArchiveStats, W)> {
+    let source = &spec.source;
+    match std::fs::metadata(source) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("source folder {} is not a directory", source.display()),
+            ));
+        }
+        Err(e) => return Err(Error::io("read source folder", source, e)),
+    }
+    let hashing = HashingWriter::new(out);
+    let sealer = match &spec.key {
+        Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::new(hashing, key)?)),
+        None => Sealer::Plain(hashing),
+    };
+    let level = Compression::new(spec.compression_level.clamp(1, 9));
+    let mut tar = tar::Builder::new(GzEncoder::new(sealer, level));
+    tar.mode(tar::HeaderMode::Complete);
+    tar.follow_symlinks(false);
+    let mut stats = ArchiveStats::default();
+
+    for entry in walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let entry = entry.map_err(|e| walk_error(source, e))?;
+        let path = entry.path();
+        let rel = path.strip_prefix(source).expect("walked below the source");
+        let meta = entry.metadata().map_err(|e| walk_error(source, e))?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            tar.append_dir(rel, path)
+                .map_err(|e| write_error(e, path))?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| Error::io("read link", path, e))?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, rel, &target)
+                .map_err(|e| write_error(e, path))?;
+        } else if kind.is_file() {
+            let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            let size = meta.len();
+            let mut reader = ExactReader::new(file, size, progress);
+            tar.append_data(&mut header, rel, &mut reader)
+                .map_err(|e| write_error(e, path))?;
+            if reader.changed {
+                tracing::warn!(file = %path.display(), "file changed size while it was archived");
+                stats.changed_files.push(rel.display().to_string());
+            }
+            stats.plain_bytes += size;
+        } else {
+            tracing::warn!(file = %path.display(), "skipping a special file (socket, FIFO or device)");
+            continue;
+        }
+        stats.file_count += 1;
+    }
+
+    let gz = tar
+        .into_inner()
+        .map_err(|e| from_io(e, "finish the tar stream"))?;
+    let sealer = gz
+        .finish()
+        .map_err(|e| from_io(e, "finish the gzip stream"))?;
+    let hashing = match sealer {
+        Sealer::Plain(w) => w,
+        Sealer::Encrypted(w) => w.finish().map_err(|e| from_io(e, "seal the archive"))?,
+    };
+    let (mut out, stored, sha) = hashing.finish();
+    out.flush().map_err(|e| from_io(e, "write the archive"))?;
+    stats.stored_bytes = stored;
+    stats.sha256 = sha;
+    Ok((stats, out))
+}
+
+fn walk_error(source: &Path, e: walkdir::Error) -> Error {
+    let path = e.path().unwrap_or(source).to_path_buf();
+    match e.into_io_error() {
+        Some(io) => Error::io("read", &path, io),
+        None => Error::new(
+            ErrorKind::Io,
+            format!("cannot walk {}: a link loop", path.display()),
+        ),
+    }
+}
+
+/// An error while appending `path`: one of ours from the output side, or reading the file.
+fn write_error(e: io::Error, path: &Path) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return from_io(e, "write the archive");
+    }
+    Error::io("archive", path, e)
+}
+
+/// Reads exactly `size` bytes of a file: cut if it grew, zero-padded if it shrank, so
+/// the tar stream stays valid whatever happens to the file meanwhile.
+struct ExactReader<'a> {
+    inner: BufReader<File>,
+    left: u64,
+    changed: bool,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> ExactReader<'a> {
+    fn new(file: File, size: u64, progress: &'a dyn Progress) -> Self {
+        Self {
+            inner: BufReader::with_capacity(256 * 1024, file),
+            left: size,
+            changed: false,
+            progress,
+        }
+    }
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            if !self.changed {
+                let mut probe = [0u8; 1];
+                if self.inner.read(&mut probe)? > 0 {
+                    self.changed = true;
+                }
+            }
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.changed = true;
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.left -= n as u64;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// The total size of the regular files under `source`, for a progress bar's total.
+pub fn source_size(source: &Path) -> u64 {
+    walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

@@ -1,0 +1,271 @@
+//! One archive, read once, streamed to every destination at the same time.
+//!
+//! The archive is written on a blocking thread into a [`FanoutSink`], which cuts it into
+//! blocks and hands each block to one bounded channel per destination; the slowest
+//! destination sets the pace. A destination that fails is dropped and the others go on.
+//! A destination makes the archive visible only when the whole stream arrived, and then
+//! writes the manifest.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::join_all;
+use tokio::sync::mpsc;
+
+use super::archive::{ArchiveSpec, ArchiveStats, write_archive};
+use crate::destination::{Destination, Upload};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::Layout;
+use crate::manifest::{Compression, Encryption, MANIFEST_VERSION, Manifest};
+use crate::progress::Progress;
+
+/// Size of the blocks handed to destinations.
+pub const BLOCK_LEN: usize = 1024 * 1024;
+/// Blocks queued per destination before the reader waits.
+pub const QUEUE_DEPTH: usize = 4;
+
+/// One destination of a backup run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name shown in logs (`destination_name`).
+    pub name: String,
+    /// The store.
+    pub destination: Arc<dyn Destination>,
+    /// Where backups go in it.
+    pub layout: Layout,
+}
+
+/// What a backup run is: its name, time, origin and archive.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    /// The backup's name.
+    pub name: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The local date of the start, for the `YYYY/MM/DD` path.
+    pub date: NaiveDate,
+    /// The instance making it.
+    pub instance_id: String,
+    /// The deployment, if configured.
+    pub deployment: Option<String>,
+    /// What to archive.
+    pub archive: ArchiveSpec,
+}
+
+/// How one destination fared.
+#[derive(Debug)]
+pub struct DestinationOutcome {
+    /// The destination's name.
+    pub name: String,
+    /// The key of the archive object.
+    pub archive_key: String,
+    /// Time from start to the manifest being written (or the failure).
+    pub duration: Duration,
+    /// The manifest written, or why not.
+    pub result: Result<Manifest>,
+}
+
+enum Message {
+    Block(Bytes),
+    Finish(Arc<Manifest>),
+}
+
+/// Runs a backup to every target. Fails as a whole only if the archive could not be
+/// written (unreadable source); otherwise each destination's outcome is returned.
+pub async fn run_backup(
+    plan: BackupPlan,
+    targets: Vec<Target>,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<DestinationOutcome>> {
+    let start = Instant::now();
+    let encrypted = plan.archive.key.is_some();
+    let keys: Vec<String> = targets
+        .iter()
+        .map(|t| t.layout.archive_key(plan.date, &plan.name, encrypted))
+        .collect();
+    let uploads = join_all(
+        targets
+            .iter()
+            .zip(&keys)
+            .map(|(t, k)| t.destination.put_multipart(k)),
+    )
+    .await;
+
+    let mut senders = Vec::new();
+    let mut consumers = Vec::new();
+    let mut early = Vec::new();
+    for ((target, key), upload) in targets.into_iter().zip(keys).zip(uploads) {
+        match upload {
+            Ok(upload) => {
+                let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+                senders.push(tx);
+                consumers.push(consume(target, key, upload, rx, start));
+            }
+            Err(e) => early.push(DestinationOutcome {
+                name: target.name.clone(),
+                archive_key: key,
+                duration: start.elapsed(),
+                result: Err(e.context(format!("destination {}", target.name))),
+            }),
+        }
+    }
+
+    let producer = async {
+        if senders.is_empty() {
+            return Ok(());
+        }
+        let sink = FanoutSink {
+            senders,
+            block: BytesMut::with_capacity(BLOCK_LEN),
+        };
+        let spec = plan.archive.clone();
+        let progress = progress.clone();
+        let (stats, sink) =
+            tokio::task::spawn_blocking(move || write_archive(&spec, sink, &*progress))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("the archive task failed: {e}"))
+                })??;
+        let manifest = Arc::new(draft_manifest(&plan, &stats, encrypted));
+        for tx in sink.senders {
+            let _ = tx.send(Message::Finish(manifest.clone())).await;
+        }
+        Ok::<_, Error>(())
+    };
+    let (produced, mut outcomes) = tokio::join!(producer, join_all(consumers));
+    match produced {
+        // Every destination failed: their own errors say why.
+        Err(e) if e.kind() == ErrorKind::Destination => {}
+        other => other?,
+    }
+    outcomes.extend(early);
+    Ok(outcomes)
+}
+
+async fn consume(
+    target: Target,
+    archive_key: String,
+    mut upload: Box<dyn Upload>,
+    mut rx: mpsc::Receiver<Message>,
+    start: Instant,
+) -> DestinationOutcome {
+    let result = async {
+        loop {
+            match rx.recv().await {
+                Some(Message::Block(block)) => {
+                    if let Err(e) = upload.write(block).await {
+                        drop(rx);
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                }
+                Some(Message::Finish(draft)) => {
+                    upload.complete().await?;
+                    let mut manifest = (*draft).clone();
+                    manifest.finished_at = Utc::now();
+                    let manifest_key =
+                        Layout::sibling(&archive_key, &format!("{}.json", manifest.name));
+                    if let Err(e) = target
+                        .destination
+                        .put(&manifest_key, Bytes::from(manifest.to_json()))
+                        .await
+                    {
+                        // The archive without its manifest is invisible; remove it if we can.
+                        let _ = target.destination.delete(&archive_key).await;
+                        return Err(e);
+                    }
+                    return Ok(manifest);
+                }
+                None => {
+                    let _ = upload.abort().await;
+                    return Err(Error::new(
+                        ErrorKind::Cancelled,
+                        "the archive was not completed, so nothing was stored",
+                    ));
+                }
+            }
+        }
+    }
+    .await;
+    DestinationOutcome {
+        result: result.map_err(|e| e.context(format!("destination {}", target.name))),
+        name: target.name,
+        archive_key,
+        duration: start.elapsed(),
+    }
+}
+
+fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> Manifest {
+    let ext = if encrypted {
+        crate::layout::ENCRYPTED_EXT
+    } else {
+        crate::layout::PLAIN_EXT
+    };
+    Manifest {
+        format_version: MANIFEST_VERSION,
+        name: plan.name.clone(),
+        instance_id: plan.instance_id.clone(),
+        deployment: plan.deployment.clone(),
+        started_at: plan.started_at,
+        finished_at: plan.started_at,
+        source_folder: plan.archive.source.display().to_string(),
+        file_count: stats.file_count,
+        plain_bytes: stats.plain_bytes,
+        stored_bytes: stats.stored_bytes,
+        sha256: hex::encode(stats.sha256),
+        archive: format!("{}{ext}", plan.name),
+        compression: Compression {
+            algorithm: "gzip".into(),
+            level: plan.archive.compression_level,
+        },
+        encryption: plan.archive.key.as_ref().map(|k| Encryption {
+            algorithm: crate::format::ALGORITHM.into(),
+            key_id: k.id().to_string(),
+        }),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// The blocking end of the fan-out: cuts the archive into blocks for every live destination.
+struct FanoutSink {
+    senders: Vec<mpsc::Sender<Message>>,
+    block: BytesMut,
+}
+
+impl FanoutSink {
+    fn send_block(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let block = self.block.split().freeze();
+        self.block.reserve(BLOCK_LEN);
+        // A closed channel is a destination that failed: drop it, the others go on.
+        self.senders
+            .retain(|tx| tx.blocking_send(Message::Block(block.clone())).is_ok());
+        if self.senders.is_empty() {
+            return Err(io::Error::other(Error::new(
+                ErrorKind::Destination,
+                "every destination failed, so the backup was stopped",
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Write for FanoutSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(BLOCK_LEN - self.block.len());
+        self.block.extend_from_slice(&data[..n]);
+        if self.block.len() == BLOCK_LEN {
+            self.send_block()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_block()
+    }
+}

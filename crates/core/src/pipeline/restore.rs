@@ -1,0 +1,255 @@
+//! Stored bytes → SHA-256 check → decrypt → gunzip → safe extraction into a staging
+//! directory, moved into the target only when everything checked out.
+
+use std::io::{self, BufRead as _, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use sha2::{Digest as _, Sha256};
+
+use super::extract::{ExtractStats, Extractor};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{ArchiveKind, DecryptingReader, KeyId, Keyring, from_io};
+use crate::progress::Progress;
+
+/// What the stored object must match, from its manifest.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// SHA-256 of the stored object, hex.
+    pub sha256: String,
+    /// Size of the stored object.
+    pub stored_bytes: u64,
+}
+
+/// What reading an archive found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Entries and bytes extracted or checked.
+    pub extracted: ExtractStats,
+    /// Bytes of the stored object.
+    pub stored_bytes: u64,
+    /// SHA-256 of the stored object, hex.
+    pub sha256: String,
+    /// The key that opened it, if it was encrypted.
+    pub key_id: Option<KeyId>,
+}
+
+/// Counts and hashes what is read through it, and reports progress.
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads a whole archive from `input` and extracts it with `extractor`, checking every
+/// layer: the hash and size against `expected`, each chunk's tag, gzip's CRC, tar's
+/// structure. Returns only once every byte of the input was read and checked.
+pub fn read_archive<R: Read>(
+    input: R,
+    keyring: Option<&Keyring>,
+    expected: Option<&Expected>,
+    extractor: Extractor,
+    progress: &dyn Progress,
+) -> Result<ReadStats> {
+    let mut hashing = BufReader::with_capacity(
+        256 * 1024,
+        HashingReader {
+            inner: input,
+            hasher: Sha256::new(),
+            count: 0,
+            progress,
+        },
+    );
+    let first = hashing
+        .fill_buf()
+        .map_err(|e| from_io(e, "read the archive"))?;
+    if first.is_empty() {
+        return Err(Error::corrupt("the archive is empty"));
+    }
+    let kind = ArchiveKind::sniff(first)?;
+    let mut key_id = None;
+    let extracted = match kind {
+        ArchiveKind::Encrypted => {
+            let Some(keyring) = keyring.filter(|k| !k.is_empty()) else {
+                return Err(Error::new(
+                    ErrorKind::WrongKey,
+                    "the archive is encrypted and no key was given",
+                )
+                .with_hint("pass --key-file, or configure encryption.key_file"));
+            };
+            let mut reader = DecryptingReader::new(&mut hashing, keyring)?;
+            key_id = Some(reader.key_id());
+            let stats = extract_gzip_tar(&mut reader, extractor)?;
+            drain(&mut reader)?;
+            stats
+        }
+        ArchiveKind::PlainGzip => extract_gzip_tar(&mut hashing, extractor)?,
+    };
+    drain(&mut hashing)?;
+    let hashing = hashing.into_inner();
+    let sha256 = hex::encode(hashing.hasher.finalize());
+    if let Some(expected) = expected {
+        if hashing.count != expected.stored_bytes {
+            return Err(Error::corrupt(format!(
+                "the stored archive is {} bytes, but its manifest says {}",
+                hashing.count, expected.stored_bytes
+            )));
+        }
+        if !sha256.eq_ignore_ascii_case(&expected.sha256) {
+            return Err(Error::corrupt(format!(
+                "the stored archive's SHA-256 is {sha256}, but its manifest says {}",
+                expected.sha256
+            )));
+        }
+    }
+    Ok(ReadStats {
+        extracted,
+        stored_bytes: hashing.count,
+        sha256,
+        key_id,
+    })
+}
+
+fn extract_gzip_tar<R: Read>(input: R, extractor: Extractor) -> Result<ExtractStats> {
+    let mut gz = GzDecoder::new(input);
+    let stats = {
+        let mut archive = tar::Archive::new(&mut gz);
+        extractor.run(&mut archive)?
+    };
+    // The tar end marker is not the end of the gzip stream: read on so its CRC is checked.
+    drain(&mut gz)?;
+    Ok(stats)
+}
+
+fn drain<R: Read>(r: &mut R) -> Result<()> {
+    io::copy(r, &mut io::sink())
+        .map(|_| ())
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput
+            | io::ErrorKind::InvalidData
+            | io::ErrorKind::UnexpectedEof
+                if !e.get_ref().is_some_and(|i| i.is::<Error>()) =>
+            {
+                Error::corrupt(format!("the compressed stream is damaged: {e}"))
+            }
+            _ => from_io(e, "read the archive"),
+        })
+}
+
+/// Prefix of the hidden directories a restore works in, inside the target.
+const WORK_PREFIX: &str = ".service-backup-";
+
+/// A restore into a target directory through a staging directory inside it.
+#[derive(Debug)]
+pub struct Staging {
+    target: PathBuf,
+    staging: PathBuf,
+    created_target: bool,
+}
+
+impl Staging {
+    /// Prepares `target` for a restore: refuses a non-empty target unless `replace`, and
+    /// creates the staging directory.
+    pub fn prepare(target: &Path, replace: bool) -> Result<Self> {
+        let created_target = !target.exists();
+        std::fs::create_dir_all(target)
+            .map_err(|e| Error::io("create restore target", target, e))?;
+        remove_stale_work_dirs(target)?;
+        if !replace && !visible_entries(target)?.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("restore target {} is not empty", target.display()),
+            )
+            .with_hint("restore into an empty folder, or pass --force to replace its content once the backup is fully restored"));
+        }
+        let token = crate::random::hex_token(6)?;
+        let staging = target.join(format!("{WORK_PREFIX}restore-{token}"));
+        std::fs::create_dir(&staging)
+            .map_err(|e| Error::io("create staging folder", &staging, e))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            staging,
+            created_target,
+        })
+    }
+
+    /// The directory to extract into.
+    pub fn dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Moves the staged content into the target, replacing what was there.
+    pub fn commit(self) -> Result<()> {
+        let old = self.target.join(format!(
+            "{WORK_PREFIX}replaced-{}",
+            crate::random::hex_token(6)?
+        ));
+        let existing = visible_entries(&self.target)?;
+        if !existing.is_empty() {
+            std::fs::create_dir(&old).map_err(|e| Error::io("create", &old, e))?;
+            for name in &existing {
+                let from = self.target.join(name);
+                std::fs::rename(&from, old.join(name))
+                    .map_err(|e| Error::io("move aside", &from, e))?;
+            }
+        }
+        for name in visible_entries(&self.staging)? {
+            let from = self.staging.join(&name);
+            std::fs::rename(&from, self.target.join(&name))
+                .map_err(|e| Error::io("move into place", &from, e))?;
+        }
+        std::fs::remove_dir(&self.staging).map_err(|e| Error::io("remove", &self.staging, e))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| Error::io("remove replaced content", &old, e))?;
+        }
+        if let Ok(dir) = std::fs::File::open(&self.target) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Removes the staged content; the target is left as it was.
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+        if self.created_target {
+            let _ = std::fs::remove_dir(&self.target);
+        }
+    }
+}
+
+fn visible_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("read", dir, e))?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(WORK_PREFIX) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn remove_stale_work_dirs(target: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(target).map_err(|e| Error::io("read", target, e))? {
+        let entry = entry.map_err(|e| Error::io("read", target, e))?;
+        if entry.file_name().to_string_lossy().starts_with(WORK_PREFIX) {
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing the work folder of an interrupted restore");
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
+}
