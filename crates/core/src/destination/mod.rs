@@ -6,6 +6,7 @@
 //! [`Upload::complete`] returns; an upload that is aborted or dropped leaves nothing that
 //! [`Destination::list`] shows.
 
+pub mod conformance;
 pub mod local;
 
 use std::fmt;

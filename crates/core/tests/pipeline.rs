@@ -1,0 +1,249 @@
+//! The backup and restore pipes end to end on `local` destinations.
+
+use std::os::unix::fs::{PermissionsExt as _, symlink};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{Local, Utc};
+use service_backup_core::ErrorKind;
+use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
+use service_backup_core::destination::{Destination, LocalDestination, conformance};
+use service_backup_core::format::{Key, Keyring};
+use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::progress::NoProgress;
+
+fn sample_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("db/sub")).unwrap();
+    std::fs::write(
+        root.join("db/dump.sql"),
+        "INSERT INTO t VALUES (1);\n".repeat(20_000),
+    )
+    .unwrap();
+    let noise: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("db/sub/blob.bin"), noise).unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("script.sh"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("script.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    symlink("db/dump.sql", root.join("link-to-dump")).unwrap();
+}
+
+fn plan(source: &Path, key: Option<Key>) -> BackupPlan {
+    let started = Utc::now();
+    BackupPlan {
+        name: backup_name(started, "test-0").unwrap(),
+        started_at: started,
+        date: started.with_timezone(&Local).date_naive(),
+        instance_id: "test-0".into(),
+        deployment: None,
+        archive: ArchiveSpec {
+            source: source.to_path_buf(),
+            compression_level: 6,
+            key,
+        },
+    }
+}
+
+fn target(name: &str, dest: Arc<dyn Destination>) -> Target {
+    Target {
+        name: name.into(),
+        destination: dest,
+        layout: Layout::new("svc/prod", None),
+    }
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| -> Vec<(String, Vec<u8>, u32)> {
+        let mut out: Vec<_> = walkdir(root)
+            .into_iter()
+            .map(|p| {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                let meta = std::fs::symlink_metadata(&p).unwrap();
+                let content = if meta.file_type().is_symlink() {
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .into_bytes()
+                } else if meta.is_file() {
+                    std::fs::read(&p).unwrap()
+                } else {
+                    vec![]
+                };
+                (rel, content, meta.permissions().mode() & 0o777)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(list(a), list(b));
+}
+
+fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(walkdir(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_two_destinations_then_restore_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    let key = Key::generate().unwrap();
+    let a: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("a")));
+    let b: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("b")));
+    let outcomes = run_backup(
+        plan(&source, Some(key.clone())),
+        vec![target("a", a.clone()), target("b", b.clone())],
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        let m = o.result.as_ref().unwrap();
+        assert_eq!(m.file_count, 7);
+        assert_eq!(m.encryption.as_ref().unwrap().key_id, key.id().to_string());
+        assert!(o.archive_key.ends_with(".tar.gz.enc"), "{}", o.archive_key);
+    }
+    let ring = Keyring::new(key);
+    for (i, dest) in [a, b].into_iter().enumerate() {
+        let layout = Layout::new("svc/prod", None);
+        let entries = list_backups(&*dest, &layout).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        let entry = select(&entries, &Selector::Latest).unwrap();
+        let out = tmp.path().join(format!("restored-{i}"));
+        let stats = restore_backup(
+            dest.clone(),
+            entry,
+            Some(&ring),
+            Some((&out, false)),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stats.extracted.entries, 7);
+        assert_same_tree(&source, &out);
+        // verify writes nothing and passes
+        restore_backup(dest, entry, Some(&ring), None, Arc::new(NoProgress))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    let blocker = tmp.path().join("not-a-dir");
+    std::fs::write(&blocker, b"a file where a directory should be").unwrap();
+    let good: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("good")));
+    let bad: Arc<dyn Destination> = Arc::new(LocalDestination::new(&blocker));
+    let outcomes = run_backup(
+        plan(&source, None),
+        vec![target("good", good.clone()), target("bad", bad)],
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let good_outcome = outcomes.iter().find(|o| o.name == "good").unwrap();
+    let bad_outcome = outcomes.iter().find(|o| o.name == "bad").unwrap();
+    assert!(good_outcome.result.is_ok());
+    let err = bad_outcome.result.as_ref().unwrap_err().to_string();
+    assert!(err.starts_with("destination bad: "), "{err}");
+    assert_eq!(
+        list_backups(&*good, &Layout::new("svc/prod", None))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_folder_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("missing-source");
+    let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("d")));
+    let err = run_backup(
+        plan(&source, None),
+        vec![target("d", dest.clone())],
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("missing-source"), "{err}");
+    assert!(
+        dest.list("").await.unwrap().is_empty(),
+        "nothing may be stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_archive_restores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    let key = Key::generate().unwrap();
+    let root = tmp.path().join("d");
+    let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(&root));
+    run_backup(
+        plan(&source, Some(key.clone())),
+        vec![target("d", dest.clone())],
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let layout = Layout::new("svc/prod", None);
+    let entry = list_backups(&*dest, &layout).await.unwrap().remove(0);
+    let path = root.join(&entry.archive_key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), b"precious").unwrap();
+    let err = restore_backup(
+        dest,
+        &entry,
+        Some(&Keyring::new(key)),
+        Some((&out, true)),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("keep.txt")],
+        "target must be left as it was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_destination_conforms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(tmp.path());
+    conformance::run_all(&dest, "conformance").await;
+}
