@@ -3,6 +3,7 @@
 // The command line that uses these modules is being written separately.
 #![allow(dead_code)]
 
+mod config;
 mod schedule;
 
 fn main() {}

@@ -1,0 +1,290 @@
+//! The `destinations` list: each item's type, name and settings.
+
+use std::path::PathBuf;
+
+use serde_norway::Value;
+
+use super::model::{
+    AzureConfig, DestinationConfig, DestinationKind, GcsConfig, LocalConfig, S3Config, ScpConfig,
+};
+use super::section::{Problems, Section, kind_of, scalar_text, shown};
+
+const TYPES: &str = "s3, azure, scp, gcs or local";
+
+/// The destinations, and whether any item was given at all (valid or not): then
+/// `source_folder` and `cron_schedule` are required.
+pub(super) fn read_destinations(
+    top: &Section<'_>,
+    problems: &mut Problems,
+) -> (Vec<DestinationConfig>, bool) {
+    let Some(value) = top.get("destinations") else {
+        return (Vec::new(), false);
+    };
+    let Value::Sequence(items) = value else {
+        problems.push(format!(
+            "destinations must be a list of destinations, not {}",
+            kind_of(value)
+        ));
+        return (Vec::new(), false);
+    };
+    let mut destinations = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        if let Some(destination) = read_destination(index + 1, item, problems) {
+            destinations.push(destination);
+        }
+    }
+    check_unique_names(&destinations, problems);
+    (destinations, !items.is_empty())
+}
+
+fn read_destination(
+    number: usize,
+    item: &Value,
+    problems: &mut Problems,
+) -> Option<DestinationConfig> {
+    let Value::Mapping(map) = super::section::untagged(item) else {
+        problems.push(format!(
+            "destination {number} must be a mapping with type and config, not {}",
+            kind_of(item)
+        ));
+        return None;
+    };
+    let outer = Section::new(Some(map), format!("destination {number}: "));
+    let name = outer.text("name", problems);
+    let Some(type_word) = outer.text("type", problems) else {
+        // A list or mapping was already reported as not a string.
+        if outer.get("type").is_none_or(|v| scalar_text(v).is_some()) {
+            problems.push(format!("destination {number} has no type (use {TYPES})"));
+        }
+        return None;
+    };
+    let type_word = type_word.trim().to_ascii_lowercase();
+    if !["s3", "azure", "scp", "gcs", "local"].contains(&type_word.as_str()) {
+        problems.push(format!("Unknown destination type: {type_word}"));
+        return None;
+    }
+    let label = match &name {
+        Some(name) => format!("{type_word} destination \"{name}\": "),
+        None => format!("{type_word} destination {number}: "),
+    };
+    let config = match outer.get("config") {
+        None => Section::new(None, label),
+        Some(Value::Mapping(map)) => Section::new(Some(map), label),
+        Some(other) => {
+            problems.push(format!(
+                "{label}config must be a mapping of settings, not {}",
+                kind_of(other)
+            ));
+            return None;
+        }
+    };
+    let kind = match type_word.as_str() {
+        "s3" => s3(&config, problems).map(DestinationKind::S3),
+        "azure" => azure(&config, problems).map(DestinationKind::Azure),
+        "scp" => scp(&config, problems).map(DestinationKind::Scp),
+        "gcs" => gcs(&config, problems).map(DestinationKind::Gcs),
+        _ => local(&config, problems).map(DestinationKind::Local),
+    }?;
+    Some(DestinationConfig { name, kind })
+}
+
+/// Reports `Missing values for <type>: a, b.` as the original did; true if none is missing.
+fn require(
+    config: &Section<'_>,
+    type_word: &str,
+    keys: &[&'static str],
+    problems: &mut Problems,
+) -> bool {
+    let missing = config.missing(keys);
+    if !missing.is_empty() {
+        problems.push(format!(
+            "Missing values for {type_word}: {}",
+            missing.join(", ")
+        ));
+    }
+    missing.is_empty()
+}
+
+fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
+    let complete = require(
+        c,
+        "s3",
+        &[
+            "bucket_name",
+            "bucket_path",
+            "access_key_id",
+            "secret_access_key",
+        ],
+        problems,
+    );
+    let bucket_name = c.text("bucket_name", problems);
+    let bucket_path = c.text("bucket_path", problems);
+    let access_key_id = c.text("access_key_id", problems);
+    let secret_access_key = c.secret("secret_access_key", problems);
+    let endpoint_url = endpoint(c, "endpoint_url", problems);
+    let region = c.text("region", problems);
+    let ca_cert = c.text("ca_cert", problems);
+    if let Some(pem) = &ca_cert
+        && !pem.contains("-----BEGIN CERTIFICATE-----")
+    {
+        problems.push(format!(
+            "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+            c.name("ca_cert")
+        ));
+    }
+    if !complete {
+        return None;
+    }
+    Some(S3Config {
+        bucket_name: bucket_name?,
+        bucket_path: bucket_path?,
+        access_key_id: access_key_id?,
+        secret_access_key: secret_access_key?,
+        endpoint_url,
+        region,
+        ca_cert,
+    })
+}
+
+fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
+    let complete = require(
+        c,
+        "azure",
+        &["storage_account", "storage_access_key", "container", "path"],
+        problems,
+    );
+    let storage_account = c.text("storage_account", problems);
+    let storage_access_key = c.secret("storage_access_key", problems);
+    let container = c.text("container", problems);
+    let path = c.text("path", problems);
+    let endpoint = endpoint(c, "endpoint", problems);
+    let blob_store_base_url = c.text("blob_store_base_url", problems);
+    if !complete {
+        return None;
+    }
+    Some(AzureConfig {
+        storage_account: storage_account?,
+        storage_access_key: storage_access_key?,
+        container: container?,
+        path: path?,
+        endpoint,
+        blob_store_base_url,
+    })
+}
+
+fn scp(c: &Section<'_>, problems: &mut Problems) -> Option<ScpConfig> {
+    let complete = require(
+        c,
+        "scp",
+        &["server", "user", "destination", "key"],
+        problems,
+    );
+    let server = c.text("server", problems);
+    let user = c.text("user", problems);
+    let destination = c.text("destination", problems);
+    let key = c.secret("key", problems);
+    let fingerprint = c.text("fingerprint", problems);
+    let port = match c.get("port") {
+        None => Some(22),
+        Some(value) => {
+            let port = scalar_text(value)
+                .and_then(|t| t.trim().parse::<u16>().ok())
+                .filter(|p| *p != 0);
+            if port.is_none() {
+                problems.push(format!(
+                    "{} must be a number from 1 to 65535, not {}",
+                    c.name("port"),
+                    shown(value)
+                ));
+            }
+            port
+        }
+    };
+    if !complete {
+        return None;
+    }
+    Some(ScpConfig {
+        server: server?,
+        user: user?,
+        destination: destination?,
+        key: key?,
+        port: port?,
+        fingerprint,
+    })
+}
+
+fn gcs(c: &Section<'_>, problems: &mut Problems) -> Option<GcsConfig> {
+    let complete = require(
+        c,
+        "gcs",
+        &["service_account_json", "project_id", "bucket_name"],
+        problems,
+    );
+    let service_account_json = c.secret("service_account_json", problems);
+    let project_id = c.text("project_id", problems);
+    let bucket_name = c.text("bucket_name", problems);
+    let bucket_path = c.text("bucket_path", problems);
+    let endpoint = endpoint(c, "endpoint", problems);
+    if !complete {
+        return None;
+    }
+    Some(GcsConfig {
+        service_account_json: service_account_json?,
+        project_id: project_id?,
+        bucket_name: bucket_name?,
+        bucket_path,
+        endpoint,
+    })
+}
+
+fn local(c: &Section<'_>, problems: &mut Problems) -> Option<LocalConfig> {
+    let complete = require(c, "local", &["path"], problems);
+    let path = c.text("path", problems).map(PathBuf::from);
+    if !complete {
+        return None;
+    }
+    Some(LocalConfig { path: path? })
+}
+
+/// An endpoint URL; without a scheme, `https://` is meant (the original's `www.s3.com`).
+/// The URL is not quoted in messages: it may carry credentials.
+fn endpoint(c: &Section<'_>, key: &str, problems: &mut Problems) -> Option<String> {
+    let raw = c.text(key, problems)?;
+    let raw = raw.trim();
+    let url = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("https://{raw}")
+    };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        problems.push(format!(
+            "{} must be an http:// or https:// URL",
+            c.name(key)
+        ));
+        return None;
+    }
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        problems.push(format!(
+            "{} must be a URL with a host name, such as https://s3.example.com",
+            c.name(key)
+        ));
+        return None;
+    }
+    Some(url.trim_end_matches('/').to_string())
+}
+
+fn check_unique_names(destinations: &[DestinationConfig], problems: &mut Problems) {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut reported: Vec<&str> = Vec::new();
+    for name in destinations.iter().filter_map(|d| d.name.as_deref()) {
+        if seen.contains(&name) && !reported.contains(&name) {
+            problems.push(format!(
+                "two destinations are named \"{name}\"; give each a different name"
+            ));
+            reported.push(name);
+        }
+        seen.push(name);
+    }
+}

@@ -1,0 +1,213 @@
+//! The `encryption` section: the current key (a file or inline base64) and previous keys.
+
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+use service_backup_core::format::{Key, Keyring};
+
+use super::section::{Problems, Section, kind_of, resolve, scalar_text};
+
+/// The keyring of `encryption`, or `None` when the section is absent or a key is unusable
+/// (the problems say which). Relative key files are resolved against `base`.
+pub(super) fn read_keyring(
+    top: &Section<'_>,
+    base: Option<&Path>,
+    problems: &mut Problems,
+) -> Option<Keyring> {
+    let encryption = top.section("encryption", problems)?;
+    let key_file = encryption.file("key_file", base, problems);
+    let inline = encryption.secret("key", problems);
+    let current = match (key_file, inline) {
+        (Some(_), Some(_)) => {
+            problems.push("encryption has both key and key_file; set only one of them".to_string());
+            None
+        }
+        (None, None) => {
+            problems.push(
+                "encryption needs key_file (a key file written by `service-backup keygen`) \
+                 or key (its base64 text)"
+                    .to_string(),
+            );
+            None
+        }
+        (Some(path), None) => Key::from_file(&path)
+            .map_err(|e| problems.push(format!("encryption.key_file: {e}")))
+            .ok(),
+        // The core's messages about a key never contain the key.
+        (None, Some(secret)) => Key::from_base64(secret.expose())
+            .map_err(|e| problems.push(format!("encryption.key: {e}")))
+            .ok(),
+    };
+    let previous = previous_keys(&encryption, base, problems);
+    let mut keyring = Keyring::new(current?);
+    for key in previous {
+        keyring.add_previous(key);
+    }
+    Some(keyring)
+}
+
+/// `previous_key_files`: older keys, accepted for decryption only.
+fn previous_keys(
+    encryption: &Section<'_>,
+    base: Option<&Path>,
+    problems: &mut Problems,
+) -> Vec<Key> {
+    let name = encryption.name("previous_key_files");
+    let Some(value) = encryption.get("previous_key_files") else {
+        return Vec::new();
+    };
+    let Value::Sequence(items) = value else {
+        problems.push(format!(
+            "{name} must be a list of key files, not {}",
+            kind_of(value)
+        ));
+        return Vec::new();
+    };
+    let mut keys = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Some(text) = scalar_text(item).filter(|t| !t.trim().is_empty()) else {
+            problems.push(format!(
+                "{name} item {} must be a key file path, not {}",
+                index + 1,
+                kind_of(item)
+            ));
+            continue;
+        };
+        let path = resolve(base, PathBuf::from(text));
+        match Key::from_file(&path) {
+            Ok(key) => keys.push(key),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::super::parse;
+
+    const GOOD: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn key_file(content: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(content.as_bytes()).expect("write key");
+        file
+    }
+
+    fn problems_of(yaml: &str) -> Vec<String> {
+        match parse(yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_good_key_file_and_previous_keys_make_a_keyring() {
+        let current = key_file(&format!("{GOOD}\n"));
+        let old = key_file("//////////////////////////////////////////8=");
+        let yaml = format!(
+            "encryption:\n  key_file: {}\n  previous_key_files: [{}]\n",
+            current.path().display(),
+            old.path().display()
+        );
+        let config = parse(&yaml).expect("valid");
+        let ring = config.keyring.expect("keyring");
+        assert_eq!(ring.ids().len(), 2);
+    }
+
+    #[test]
+    fn an_inline_key_works_and_is_never_shown() {
+        let config = parse(&format!("encryption: {{key: \"{GOOD}\"}}")).expect("valid");
+        assert!(config.keyring.is_some());
+        assert!(!format!("{config:?}").contains(GOOD));
+    }
+
+    #[test]
+    fn key_problems_name_the_file_and_never_the_content() {
+        let short = key_file("c2hvcnRzZWNyZXQ=");
+        let garbage = key_file("top-secret-garbage!!");
+        let missing = "/nonexistent/dir/backup.key";
+        let yaml = format!(
+            "encryption:\n  key_file: {}\n  previous_key_files:\n  - {}\n  - {missing}\n  - [x]\n",
+            short.path().display(),
+            garbage.path().display()
+        );
+        let problems = problems_of(&yaml);
+        let msg = "Provide these missing fields in your manifest.";
+        assert_eq!(
+            problems,
+            vec![
+                format!(
+                    "Invalid config - encryption.key_file: key file {}: the key is 11 bytes long, \
+                     not 32 (a key is 32 random bytes in base64, as `service-backup keygen` \
+                     writes it). {msg}",
+                    short.path().display()
+                ),
+                format!(
+                    "Invalid config - encryption.previous_key_files: key file {}: the key is not \
+                     valid base64 (a key is 32 random bytes in base64, as `service-backup keygen` \
+                     writes it). {msg}",
+                    garbage.path().display()
+                ),
+                format!(
+                    "Invalid config - encryption.previous_key_files: cannot read key file \
+                     {missing}: No such file or directory. {msg}"
+                ),
+                format!(
+                    "Invalid config - encryption.previous_key_files item 3 must be a key file \
+                     path, not a list. {msg}"
+                ),
+            ]
+        );
+        let all = problems.join("\n");
+        assert!(!all.contains("c2hvcnRzZWNyZXQ") && !all.contains("top-secret-garbage"));
+    }
+
+    #[test]
+    fn an_inline_key_of_the_wrong_shape_is_not_quoted() {
+        let problems = problems_of("encryption:\n  key: not-base64-but-secret!\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("Invalid config - encryption.key: the key is not valid base64")
+        );
+        assert!(!problems[0].contains("not-base64-but-secret"));
+    }
+
+    #[test]
+    fn neither_or_both_keys_is_a_problem() {
+        assert_eq!(
+            problems_of("encryption: {}\n"),
+            [
+                "Invalid config - encryption needs key_file (a key file written by \
+              `service-backup keygen`) or key (its base64 text). Provide these missing fields \
+              in your manifest."
+            ]
+        );
+        let file = key_file(GOOD);
+        let both = format!(
+            "encryption: {{key: \"{GOOD}\", key_file: {}}}\nmissing_properties_message: m\n",
+            file.path().display()
+        );
+        assert_eq!(
+            problems_of(&both),
+            ["Invalid config - encryption has both key and key_file; set only one of them. m"]
+        );
+        assert_eq!(
+            problems_of("encryption: [a]\nmissing_properties_message: m\n"),
+            ["Invalid config - encryption must be a mapping of settings, not a list. m"]
+        );
+    }
+
+    #[test]
+    fn relative_key_files_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("backup.key"), GOOD).expect("write key");
+        let config_path = dir.path().join("backup.yml");
+        std::fs::write(&config_path, "encryption:\n  key_file: backup.key\n").expect("write");
+        let config = super::super::load(&config_path).expect("valid");
+        assert!(config.keyring.is_some());
+        assert_eq!(config.source_path.as_deref(), Some(config_path.as_path()));
+    }
+}

@@ -1,0 +1,63 @@
+//! The error of an invalid configuration: every problem found, each one line.
+
+use std::fmt;
+
+/// Every problem found in a configuration, each one line in its final form:
+/// `Invalid config - <problem>. <missing_properties_message>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<String>,
+}
+
+impl ConfigError {
+    /// Builds the final lines from bare problems (no trailing period) and the
+    /// configuration's `missing_properties_message`.
+    pub(super) fn new(problems: Vec<String>, message: &str) -> Self {
+        let problems = problems
+            .iter()
+            .map(|problem| {
+                let problem = problem.trim().trim_end_matches('.');
+                format!("Invalid config - {problem}. {message}")
+                    .trim_end()
+                    .to_string()
+            })
+            .collect();
+        Self { problems }
+    }
+
+    /// The problems, one line each, ready to print.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_carry_the_prefix_one_period_and_the_message() {
+        let err = ConfigError::new(
+            vec!["Missing values for s3: bucket_path.".into(), "a b".into()],
+            "custom message",
+        );
+        assert_eq!(
+            err.problems(),
+            [
+                "Invalid config - Missing values for s3: bucket_path. custom message",
+                "Invalid config - a b. custom message",
+            ]
+        );
+        assert_eq!(err.to_string(), err.problems().join("\n"));
+        let bare = ConfigError::new(vec!["x".into()], "");
+        assert_eq!(bare.problems(), ["Invalid config - x."]);
+    }
+}

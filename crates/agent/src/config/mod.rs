@@ -1,0 +1,57 @@
+//! The YAML configuration: a superset of the original release's `backup.yml`.
+//!
+//! [`load`] and [`parse`] read the whole file, check everything, and either return a
+//! [`Config`] or a [`ConfigError`] listing every problem at once, each as one line
+//! `Invalid config - <problem>. <missing_properties_message>`. Secrets are [`Secret`]s and
+//! never appear in `Debug` output or in problems.
+//!
+//! Paths: the encryption key files and the API's `bearer_tokens_file` and TLS files, when
+//! relative, are resolved against the configuration file's directory by [`load`] (against
+//! the working directory by [`parse`]). Every other path is kept as written, so relative
+//! ones are relative to the working directory, as in the original.
+
+mod destination;
+mod encryption;
+mod error;
+mod model;
+mod read;
+mod secret;
+mod section;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+// The whole model is the module's interface; the command line uses what it needs.
+#[allow(unused_imports)]
+pub use model::{
+    ApiConfig, AzureConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
+    DestinationConfig, DestinationKind, GcsConfig, LocalConfig, RestoreConfig, S3Config, ScpConfig,
+    TlsConfig,
+};
+#[allow(unused_imports)]
+pub use secret::Secret;
+
+/// Reads, parses and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let unreadable = |why: String| ConfigError::new(vec![why], DEFAULT_MISSING_PROPERTIES_MESSAGE);
+    let bytes = std::fs::read(path).map_err(|e| {
+        unreadable(service_backup_core::Error::io("read config file", path, e).to_string())
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        unreadable(format!(
+            "cannot read config file {}: it is not UTF-8 text",
+            path.display()
+        ))
+    })?;
+    let mut config = read::from_text(&text, path.parent())?;
+    config.source_path = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Parses and validates configuration text; relative key files are taken from the
+/// working directory.
+pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    read::from_text(yaml, None)
+}

@@ -1,0 +1,237 @@
+//! The configuration as the agent uses it, after loading and validation.
+
+use std::path::PathBuf;
+
+use service_backup_core::format::Keyring;
+
+use super::secret::Secret;
+use crate::schedule::Schedule;
+
+/// The default `missing_properties_message`, as in the original job spec.
+pub const DEFAULT_MISSING_PROPERTIES_MESSAGE: &str =
+    "Provide these missing fields in your manifest.";
+
+/// The default gzip level.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+
+/// A valid configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where backups go; empty means backups are disabled.
+    pub destinations: Vec<DestinationConfig>,
+    /// The folder that is archived (required when there is a destination).
+    pub source_folder: Option<PathBuf>,
+    /// Command that dumps the data into `source_folder`; tokens split on spaces.
+    pub source_executable: Option<String>,
+    /// Command run after a successful upload; tokens split on spaces.
+    pub cleanup_executable: Option<String>,
+    /// The schedule as written (required when there is a destination).
+    pub cron_schedule: Option<String>,
+    /// `cron_schedule`, parsed.
+    pub schedule: Option<Schedule>,
+    /// Reject a backup that comes due while one runs, instead of queueing it.
+    pub exit_if_in_progress: bool,
+    /// Command whose output identifies the service instance in logs.
+    pub service_identifier_executable: Option<String>,
+    /// Text that follows every configuration problem.
+    pub missing_properties_message: String,
+    /// The BOSH deployment name.
+    pub deployment_name: Option<String>,
+    /// Put `deployment_name` in the remote backup path.
+    pub add_deployment_name_to_backup_path: bool,
+    /// The encryption keys (current first); `None`: archives are not encrypted.
+    pub keyring: Option<Keyring>,
+    /// gzip level, 1 to 9.
+    pub compression_level: u32,
+    /// Where the task database lives; `None`: the caller's default beside the config.
+    pub state_dir: Option<PathBuf>,
+    /// The instance id in backup names and the API; `None`: derived at run time.
+    pub instance_id: Option<String>,
+    /// Restore settings.
+    pub restore: RestoreConfig,
+    /// The HTTP API; `None`: no API.
+    pub api: Option<ApiConfig>,
+    /// Keys of the original that are present but no longer do anything, in a fixed order.
+    pub ignored_keys: Vec<String>,
+    /// The file this configuration was loaded from, if any.
+    pub source_path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Whether any destination is configured (otherwise backups are disabled).
+    pub fn backups_enabled(&self) -> bool {
+        !self.destinations.is_empty()
+    }
+}
+
+/// One destination: an optional name and its type-specific settings.
+#[derive(Clone, Debug)]
+pub struct DestinationConfig {
+    /// The name given in the configuration, if any.
+    pub name: Option<String>,
+    /// The type and its settings.
+    pub kind: DestinationKind,
+}
+
+impl DestinationConfig {
+    /// The name if set, else the type word (`s3`, `local`…).
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.kind.type_word().to_string())
+    }
+}
+
+/// A destination's type with its settings.
+#[derive(Clone, Debug)]
+pub enum DestinationKind {
+    /// An S3 or S3-compatible bucket.
+    S3(S3Config),
+    /// An Azure blob container.
+    Azure(AzureConfig),
+    /// A directory on an SSH server.
+    Scp(ScpConfig),
+    /// A Google Cloud Storage bucket.
+    Gcs(GcsConfig),
+    /// A directory on a mounted file system.
+    Local(LocalConfig),
+}
+
+impl DestinationKind {
+    /// The `type` word of the configuration.
+    pub fn type_word(&self) -> &'static str {
+        match self {
+            Self::S3(_) => "s3",
+            Self::Azure(_) => "azure",
+            Self::Scp(_) => "scp",
+            Self::Gcs(_) => "gcs",
+            Self::Local(_) => "local",
+        }
+    }
+}
+
+/// Settings of an `s3` destination.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket_name: String,
+    /// The prefix inside the bucket.
+    pub bucket_path: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: Secret,
+    /// An S3-compatible endpoint, always with a scheme (`https://` added when absent).
+    pub endpoint_url: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+    /// PEM of a private certificate authority to trust.
+    pub ca_cert: Option<String>,
+}
+
+/// Settings of an `azure` destination.
+#[derive(Clone, Debug)]
+pub struct AzureConfig {
+    /// The storage account.
+    pub storage_account: String,
+    /// The storage account's access key.
+    pub storage_access_key: Secret,
+    /// The container.
+    pub container: String,
+    /// The prefix inside the container.
+    pub path: String,
+    /// The blob service URL, always with a scheme (`https://` added when absent).
+    pub endpoint: Option<String>,
+    /// The original's base domain of the blob service, such as `core.windows.net`.
+    pub blob_store_base_url: Option<String>,
+}
+
+impl AzureConfig {
+    /// The blob service URL: `endpoint`, else built from `blob_store_base_url`, else the
+    /// public Azure cloud's.
+    pub fn blob_endpoint(&self) -> String {
+        if let Some(endpoint) = &self.endpoint {
+            return endpoint.clone();
+        }
+        let base = self
+            .blob_store_base_url
+            .as_deref()
+            .unwrap_or("core.windows.net");
+        if base.contains("://") {
+            return base.trim_end_matches('/').to_string();
+        }
+        format!(
+            "https://{}.blob.{}",
+            self.storage_account,
+            base.trim_matches('/')
+        )
+    }
+}
+
+/// Settings of an `scp` destination.
+#[derive(Clone, Debug)]
+pub struct ScpConfig {
+    /// The SSH server's host name or address.
+    pub server: String,
+    /// The SSH user.
+    pub user: String,
+    /// The directory on the server.
+    pub destination: String,
+    /// The private key (PEM or OpenSSH format).
+    pub key: Secret,
+    /// The SSH port (22 unless set).
+    pub port: u16,
+    /// The server's host key fingerprint to pin, if set.
+    pub fingerprint: Option<String>,
+}
+
+/// Settings of a `gcs` destination.
+#[derive(Clone, Debug)]
+pub struct GcsConfig {
+    /// The service account's JSON key (only its presence is checked here).
+    pub service_account_json: Secret,
+    /// The Google Cloud project.
+    pub project_id: String,
+    /// The bucket.
+    pub bucket_name: String,
+    /// The prefix inside the bucket.
+    pub bucket_path: Option<String>,
+    /// A custom endpoint (an emulator), always with a scheme.
+    pub endpoint: Option<String>,
+}
+
+/// Settings of a `local` destination.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// The directory backups are written under.
+    pub path: PathBuf,
+}
+
+/// Settings of restores.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreConfig {
+    /// Where restores are extracted; `None`: `source_folder`.
+    pub target_folder: Option<PathBuf>,
+    /// Command run after a restore; tokens split on spaces.
+    pub restore_executable: Option<String>,
+}
+
+/// Settings of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The address and port to listen on, such as `127.0.0.1:8443`.
+    pub listen: String,
+    /// The file of accepted bearer tokens, one a line.
+    pub bearer_tokens_file: PathBuf,
+    /// TLS, if set; otherwise plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS files of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// The private key, PEM.
+    pub key_file: PathBuf,
+}

@@ -1,0 +1,258 @@
+//! Reading a whole configuration from YAML text, every problem collected.
+
+use std::path::Path;
+
+use serde_norway::{Mapping, Value};
+
+use super::destination::read_destinations;
+use super::encryption::read_keyring;
+use super::error::ConfigError;
+use super::model::{
+    ApiConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
+    RestoreConfig, TlsConfig,
+};
+use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
+use crate::schedule::Schedule;
+
+/// Keys of the original release that are accepted and no longer do anything.
+const IGNORED_KEYS: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"];
+
+/// Parses and validates `yaml`; relative key and API files resolve against `base`.
+pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+    let document: Value = serde_norway::from_str(yaml).map_err(|e| {
+        ConfigError::new(vec![yaml_problem(&e)], DEFAULT_MISSING_PROPERTIES_MESSAGE)
+    })?;
+    let empty = Mapping::new();
+    let map = match untagged(&document) {
+        Value::Mapping(map) => map,
+        Value::Null => &empty,
+        other => {
+            return Err(ConfigError::new(
+                vec![format!(
+                    "the configuration must be a mapping of settings, not {}",
+                    kind_of(other)
+                )],
+                DEFAULT_MISSING_PROPERTIES_MESSAGE,
+            ));
+        }
+    };
+    let top = Section::new(Some(map), "");
+    let mut problems = Problems::new();
+
+    let missing_properties_message = match top.get("missing_properties_message") {
+        None => DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
+        Some(value) => scalar_text(value).map_or_else(
+            || {
+                problems.push(format!(
+                    "missing_properties_message must be a string, not {}",
+                    kind_of(value)
+                ));
+                DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string()
+            },
+            |text| text.trim().to_string(),
+        ),
+    };
+
+    let (destinations, any_destination) = read_destinations(&top, &mut problems);
+    if any_destination {
+        let missing = top.missing(&["source_folder", "cron_schedule"]);
+        if !missing.is_empty() {
+            problems.push(format!(
+                "Missing values for service_backup: {}",
+                missing.join(", ")
+            ));
+        }
+    }
+
+    let source_folder = top.path("source_folder", &mut problems);
+    let source_executable = top.text("source_executable", &mut problems);
+    let cleanup_executable = top.text("cleanup_executable", &mut problems);
+    let cron_schedule = top
+        .text("cron_schedule", &mut problems)
+        .map(|s| s.trim().to_string());
+    let schedule = cron_schedule
+        .as_deref()
+        .and_then(|expr| match Schedule::parse(expr) {
+            Ok(schedule) => Some(schedule),
+            Err(why) => {
+                problems.push(format!(
+                    "cron_schedule \"{expr}\" is not a valid schedule: {why}"
+                ));
+                None
+            }
+        });
+    let exit_if_in_progress = top.flag("exit_if_in_progress", false, &mut problems);
+    let service_identifier_executable = top.text("service_identifier_executable", &mut problems);
+    let deployment_name = top.text("deployment_name", &mut problems);
+    let add_deployment_name_to_backup_path =
+        top.flag("add_deployment_name_to_backup_path", false, &mut problems);
+    if add_deployment_name_to_backup_path && deployment_name.is_none() {
+        problems.push(
+            "add_deployment_name_to_backup_path is true but deployment_name is not set".to_string(),
+        );
+    }
+    let keyring = read_keyring(&top, base, &mut problems);
+    let compression_level = compression_level(&top, &mut problems);
+    let state_dir = top.path("state_dir", &mut problems);
+    let instance_id = instance_id(&top, &mut problems);
+    let restore = restore(&top, &mut problems);
+    let api = api(&top, base, &mut problems);
+    let ignored_keys = IGNORED_KEYS
+        .iter()
+        .filter(|key| top.has(key))
+        .map(|key| key.to_string())
+        .collect();
+
+    if !problems.is_empty() {
+        return Err(ConfigError::new(problems, &missing_properties_message));
+    }
+    Ok(Config {
+        destinations,
+        source_folder,
+        source_executable,
+        cleanup_executable,
+        cron_schedule,
+        schedule,
+        exit_if_in_progress,
+        service_identifier_executable,
+        missing_properties_message,
+        deployment_name,
+        add_deployment_name_to_backup_path,
+        keyring,
+        compression_level,
+        state_dir,
+        instance_id,
+        restore,
+        api,
+        ignored_keys,
+        source_path: None,
+    })
+}
+
+/// A YAML syntax error with its line and column. Quoted fragments are left out (they
+/// could be part of a secret), except the name of a duplicated key.
+fn yaml_problem(err: &serde_norway::Error) -> String {
+    let raw = err.to_string();
+    if raw.starts_with("duplicate entry with key") {
+        return format!("the file is not valid YAML: {raw}");
+    }
+    let mut text = String::new();
+    let mut quoted = false;
+    for c in raw.chars() {
+        match c {
+            '"' | '`' if !quoted => {
+                quoted = true;
+                text.push_str("\"...");
+            }
+            '"' | '`' => {
+                quoted = false;
+                text.push('"');
+            }
+            _ if !quoted => text.push(c),
+            _ => {}
+        }
+    }
+    if quoted {
+        text.push('"');
+    }
+    if let Some(location) = err.location()
+        && !text.contains("line ")
+    {
+        text.push_str(&format!(
+            " at line {} column {}",
+            location.line(),
+            location.column()
+        ));
+    }
+    format!("the file is not valid YAML: {text}")
+}
+
+fn compression_level(top: &Section<'_>, problems: &mut Problems) -> u32 {
+    let Some(value) = top.get("compression_level") else {
+        return DEFAULT_COMPRESSION_LEVEL;
+    };
+    match scalar_text(value).and_then(|t| t.trim().parse::<u32>().ok()) {
+        Some(level) if (1..=9).contains(&level) => level,
+        _ => {
+            problems.push(format!(
+                "compression_level must be a whole number from 1 to 9, not {}",
+                shown(value)
+            ));
+            DEFAULT_COMPRESSION_LEVEL
+        }
+    }
+}
+
+/// The instance id goes into object names: keep it to characters safe in any store.
+fn instance_id(top: &Section<'_>, problems: &mut Problems) -> Option<String> {
+    let id = top.text("instance_id", problems)?;
+    let safe = id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !safe {
+        problems.push(format!(
+            "instance_id \"{id}\" may contain only letters, digits, '.', '_' and '-' \
+             (at most 128)"
+        ));
+    }
+    safe.then_some(id)
+}
+
+fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
+    let Some(restore) = top.section("restore", problems) else {
+        return RestoreConfig::default();
+    };
+    RestoreConfig {
+        target_folder: restore.path("target_folder", problems),
+        restore_executable: restore.text("restore_executable", problems),
+    }
+}
+
+fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Option<ApiConfig> {
+    let api = top.section("api", problems)?;
+    let missing = api.missing(&["listen", "bearer_tokens_file"]);
+    if !missing.is_empty() {
+        problems.push(format!("Missing values for api: {}", missing.join(", ")));
+    }
+    let listen = api.text("listen", problems).map(|l| l.trim().to_string());
+    if let Some(listen) = &listen
+        && !is_host_and_port(listen)
+    {
+        problems.push(format!(
+            "api.listen must be an address and port such as 127.0.0.1:8443, not \"{listen}\""
+        ));
+    }
+    let bearer_tokens_file = api.file("bearer_tokens_file", base, problems);
+    let tls = api.section("tls", problems).and_then(|tls| {
+        let missing = tls.missing(&["cert_file", "key_file"]);
+        if !missing.is_empty() {
+            problems.push(format!(
+                "Missing values for api.tls: {}",
+                missing.join(", ")
+            ));
+        }
+        let cert_file = tls.file("cert_file", base, problems);
+        let key_file = tls.file("key_file", base, problems);
+        Some(TlsConfig {
+            cert_file: cert_file?,
+            key_file: key_file?,
+        })
+    });
+    Some(ApiConfig {
+        listen: listen?,
+        bearer_tokens_file: bearer_tokens_file?,
+        tls,
+    })
+}
+
+/// `host:port` or `[v6]:port`, with a port from 1 to 65535.
+fn is_host_and_port(listen: &str) -> bool {
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && !host.chars().any(char::is_whitespace)
+        && (host.contains(':') == (host.starts_with('[') && host.ends_with(']')));
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+}

@@ -1,0 +1,181 @@
+//! Reading a loose YAML mapping key by key, collecting problems instead of stopping.
+//!
+//! Messages name the key and the kind of value found, and quote a value only where the
+//! caller asks for it; a secret's value is never quoted.
+
+use std::path::{Path, PathBuf};
+
+use serde_norway::{Mapping, Value};
+
+use super::secret::Secret;
+
+/// Problems found so far, each a bare sentence without the `Invalid config - ` prefix.
+pub(super) type Problems = Vec<String>;
+
+/// The kind of a YAML value, in words, for messages.
+pub(super) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(tagged) => kind_of(&tagged.value),
+    }
+}
+
+/// The value without its YAML tag, if any.
+pub(super) fn untagged(value: &Value) -> &Value {
+    match value {
+        Value::Tagged(tagged) => untagged(&tagged.value),
+        other => other,
+    }
+}
+
+/// The text of a scalar (strings, numbers, booleans), or `None` for collections and null.
+pub(super) fn scalar_text(value: &Value) -> Option<String> {
+    match untagged(value) {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A mapping being read; `prefix` comes before key names in messages (`api.`,
+/// `s3 destination 1: `).
+pub(super) struct Section<'a> {
+    map: Option<&'a Mapping>,
+    prefix: String,
+}
+
+impl<'a> Section<'a> {
+    /// A section over `map` (an absent section reads as empty).
+    pub(super) fn new(map: Option<&'a Mapping>, prefix: impl Into<String>) -> Self {
+        Self {
+            map,
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The key as it appears in messages.
+    pub(super) fn name(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The value of `key`, or `None` when absent or null.
+    pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
+        let value = untagged(self.map?.get(key)?);
+        (!value.is_null()).then_some(value)
+    }
+
+    /// Whether `key` is present at all, even empty.
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.map.is_some_and(|m| m.get(key).is_some())
+    }
+
+    /// A text value; empty text counts as absent. Collections are a problem.
+    pub(super) fn text(&self, key: &str, problems: &mut Problems) -> Option<String> {
+        let value = self.get(key)?;
+        match scalar_text(value) {
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => Some(text),
+            None => {
+                problems.push(format!(
+                    "{} must be a string, not {}",
+                    self.name(key),
+                    kind_of(value)
+                ));
+                None
+            }
+        }
+    }
+
+    /// A secret value; messages about it never quote it.
+    pub(super) fn secret(&self, key: &str, problems: &mut Problems) -> Option<Secret> {
+        self.text(key, problems).map(Secret::new)
+    }
+
+    /// A path value, as written.
+    pub(super) fn path(&self, key: &str, problems: &mut Problems) -> Option<PathBuf> {
+        self.text(key, problems).map(PathBuf::from)
+    }
+
+    /// A path of a file read at start-up, resolved against `base` when relative.
+    pub(super) fn file(
+        &self,
+        key: &str,
+        base: Option<&Path>,
+        problems: &mut Problems,
+    ) -> Option<PathBuf> {
+        self.path(key, problems).map(|p| resolve(base, p))
+    }
+
+    /// A boolean; YAML 1.1 words (`yes`, `on`…) are accepted as the original's parser did.
+    pub(super) fn flag(&self, key: &str, default: bool, problems: &mut Problems) -> bool {
+        let Some(value) = self.get(key) else {
+            return default;
+        };
+        if let Value::Bool(b) = value {
+            return *b;
+        }
+        let word = scalar_text(value).unwrap_or_default().to_ascii_lowercase();
+        match word.as_str() {
+            "true" | "yes" | "y" | "on" => true,
+            "false" | "no" | "n" | "off" => false,
+            _ => {
+                problems.push(format!(
+                    "{} must be true or false, not {}",
+                    self.name(key),
+                    shown(value)
+                ));
+                default
+            }
+        }
+    }
+
+    /// A nested mapping; anything else but null is a problem.
+    pub(super) fn section(&self, key: &str, problems: &mut Problems) -> Option<Section<'a>> {
+        let value = self.get(key)?;
+        match value {
+            Value::Mapping(map) => Some(Section::new(Some(map), format!("{}.", self.name(key)))),
+            other => {
+                problems.push(format!(
+                    "{} must be a mapping of settings, not {}",
+                    self.name(key),
+                    kind_of(other)
+                ));
+                None
+            }
+        }
+    }
+
+    /// The keys among `keys` that are absent or empty, in the order given.
+    pub(super) fn missing(&self, keys: &[&'static str]) -> Vec<&'static str> {
+        keys.iter()
+            .copied()
+            .filter(|key| {
+                self.get(key)
+                    .is_none_or(|v| scalar_text(v).is_some_and(|t| t.trim().is_empty()))
+            })
+            .collect()
+    }
+}
+
+/// A non-secret value as shown in a message: the scalar quoted, else its kind.
+pub(super) fn shown(value: &Value) -> String {
+    match scalar_text(value) {
+        Some(text) if matches!(untagged(value), Value::String(_)) => format!("\"{text}\""),
+        Some(text) => text,
+        None => kind_of(value).to_string(),
+    }
+}
+
+/// `path` resolved against `base` when relative and a base is known.
+pub(super) fn resolve(base: Option<&Path>, path: PathBuf) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() && !base.as_os_str().is_empty() => base.join(path),
+        _ => path,
+    }
+}
