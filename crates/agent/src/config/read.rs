@@ -19,9 +19,8 @@ const IGNORED_KEYS: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user"
 
 /// Parses and validates `yaml`; relative key and API files resolve against `base`.
 pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
-    let document: Value = serde_norway::from_str(yaml).map_err(|e| {
-        ConfigError::new(vec![yaml_problem(&e)], DEFAULT_MISSING_PROPERTIES_MESSAGE)
-    })?;
+    let document: Value = serde_norway::from_str(yaml)
+        .map_err(|e| ConfigError::new(vec![yaml_problem(&e)], &message_of_broken_yaml(yaml)))?;
     let empty = Mapping::new();
     let map = match untagged(&document) {
         Value::Mapping(map) => map,
@@ -127,6 +126,18 @@ pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, Confi
         ignored_keys,
         source_path: None,
     })
+}
+
+/// The `missing_properties_message` of a file that is not valid YAML, found line by line
+/// where it can be (a top-level `missing_properties_message: text` line).
+fn message_of_broken_yaml(yaml: &str) -> String {
+    yaml.lines()
+        .find_map(|line| line.strip_prefix("missing_properties_message:"))
+        .and_then(|rest| serde_norway::from_str::<String>(rest.trim()).ok())
+        .map_or_else(
+            || DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
+            |text| text.trim().to_string(),
+        )
 }
 
 /// A YAML syntax error with its line and column. Quoted fragments are left out (they
