@@ -165,7 +165,8 @@ pub fn restore_file(
     read_into(file, keyring, None, staging, progress)
 }
 
-fn read_into<R: Read>(
+/// Restores (or with no target, verifies) an archive read from `input`, such as stdin.
+pub fn read_into<R: Read>(
     input: R,
     keyring: Option<&Keyring>,
     expected: Option<&Expected>,

@@ -1,0 +1,177 @@
+//! The command line: one file per command.
+
+mod backup;
+mod decrypt;
+mod demo;
+mod keygen;
+mod list;
+mod restore;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use service_backup_core::format::{Key, Keyring};
+use service_backup_core::{Error, ErrorKind};
+
+use crate::config::{self, Config};
+
+/// What a command ends with: success, a failure already reported, or an error to print.
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1; the problems were already printed or logged.
+    Failed,
+}
+
+/// The error of a command: an invalid configuration (all problems) or one error.
+pub enum CliError {
+    /// The configuration is invalid: every problem, already in final form.
+    Config(config::ConfigError),
+    /// One error with its kind.
+    Error(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl From<config::ConfigError> for CliError {
+    fn from(e: config::ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+/// The result of a command.
+pub type CliResult = Result<Outcome, CliError>;
+
+/// service-backup: backs up a service's dump folder as an encrypted, compressed archive to
+/// S3, Azure, GCS, SSH servers and local folders, and restores it.
+#[derive(Debug, Parser)]
+#[command(name = "service-backup", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Format of log lines: lager JSON (default) or human text.
+    #[arg(long, global = true, value_parser = ["json", "text"], default_value = "json")]
+    pub log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Makes one backup now (the original release's manual backup).
+    Backup {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// Lists the complete backups in the destinations, newest first.
+    List {
+        /// The configuration file.
+        config: PathBuf,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetches, checks and extracts a backup (or a downloaded archive with --file).
+    Restore(restore::RestoreArgs),
+    /// Downloads a backup and checks it end to end without writing files.
+    Verify(restore::VerifyArgs),
+    /// Decrypts a downloaded archive to a plain .tar.gz, or extracts it.
+    Decrypt(decrypt::DecryptArgs),
+    /// Writes a new random 256-bit key (base64), mode 0600.
+    Keygen {
+        /// The key file to create (refuses to overwrite); standard output if absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Checks a configuration and prints every problem at once.
+    Validate {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// Quick start: backs up a sample folder to a local destination and restores it.
+    Demo {
+        /// The folder to work in (created; default: ./service-backup-demo).
+        #[arg(long, default_value = "service-backup-demo")]
+        dir: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Whether this command's standard output is its result (so logs go to stderr).
+    pub fn logs_to_stdout(&self) -> bool {
+        matches!(self.command, Command::Backup { .. })
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Backup { config } => backup::run(&config),
+        Command::List {
+            config,
+            destination,
+            json,
+        } => list::run(&config, destination.as_deref(), json),
+        Command::Restore(args) => restore::run_restore(&args),
+        Command::Verify(args) => restore::run_verify(&args),
+        Command::Decrypt(args) => decrypt::run(&args),
+        Command::Keygen { output } => keygen::run(output.as_deref()),
+        Command::Validate { config } => validate::run(&config),
+        Command::Demo { dir } => demo::run(&dir),
+    }
+}
+
+/// Loads a configuration, logging the original keys that no longer do anything.
+pub fn load_config(path: &Path) -> Result<Config, CliError> {
+    let config = config::load(path)?;
+    for key in &config.ignored_keys {
+        tracing::info!(key = %key, "Configuration key is no longer used and is ignored");
+    }
+    Ok(config)
+}
+
+/// A keyring from key files given on the command line, plus the configuration's keys.
+pub fn keyring(config: Option<&Config>, key_files: &[PathBuf]) -> Result<Option<Keyring>, Error> {
+    let mut ring = config.and_then(|c| c.keyring.clone());
+    for path in key_files {
+        let key = Key::from_file(path).map_err(usage_if_config)?;
+        match &mut ring {
+            Some(r) => r.add_previous(key),
+            None => ring = Some(Keyring::new(key)),
+        }
+    }
+    Ok(ring)
+}
+
+/// A key error on the command line is bad usage (exit 2).
+fn usage_if_config(e: Error) -> Error {
+    if e.kind() == ErrorKind::Config {
+        let hint = e.hint().map(str::to_string);
+        let mut out = Error::new(ErrorKind::Usage, e.message().to_string());
+        if let Some(h) = hint {
+            out = out.with_hint(h);
+        }
+        out
+    } else {
+        e
+    }
+}
+
+/// A tokio runtime for the commands that talk to destinations.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}

@@ -1,0 +1,216 @@
+//! `service-backup restore` and `service-backup verify`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use service_backup_core::catalog::{self, Selector, list_backups, select};
+use service_backup_core::format::Keyring;
+use service_backup_core::pipeline::restore::ReadStats;
+use service_backup_core::{Error, ErrorKind};
+
+use super::{CliError, CliResult, Outcome, keyring, load_config, runtime};
+use crate::config::Config;
+use crate::destinations;
+use crate::executables;
+use crate::progress::Bar;
+
+/// Which backup, from where.
+#[derive(Debug, Args)]
+pub struct Which {
+    /// The backup's name, or `latest`.
+    #[arg(long, default_value = "latest")]
+    backup: String,
+    /// The newest backup started before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time, conflicts_with = "backup")]
+    before: Option<DateTime<Utc>>,
+    /// Only this destination (default: the first that has the backup).
+    #[arg(long)]
+    destination: Option<String>,
+    /// Further key files (older keys), besides the configured ones.
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
+}
+
+/// Arguments of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The configuration file (not needed with --file).
+    #[arg(required_unless_present = "file")]
+    config: Option<PathBuf>,
+    /// Restore a downloaded archive file instead of a backup from the destinations.
+    #[arg(long, requires = "target", conflicts_with_all = ["destination", "before"])]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    which: Which,
+    /// Where to restore (default: restore.target_folder, else source_folder).
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// Replace the content of a non-empty target (only once the backup is fully restored).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The configuration file (not needed with --file).
+    #[arg(required_unless_present = "file")]
+    config: Option<PathBuf>,
+    /// Check a downloaded archive file instead.
+    #[arg(long, conflicts_with_all = ["destination", "before"])]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    which: Which,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-11-22T03:00:00Z: {e}"))
+}
+
+impl Which {
+    fn selector(&self) -> Selector {
+        match (&self.before, self.backup.as_str()) {
+            (Some(t), _) => Selector::Before(*t),
+            (None, "latest") => Selector::Latest,
+            (None, name) => Selector::Named(name.to_string()),
+        }
+    }
+}
+
+/// Restores a backup or an archive file.
+pub fn run_restore(args: &RestoreArgs) -> CliResult {
+    if let Some(file) = &args.file {
+        let ring = keyring(None, &args.which.key_files)?;
+        let target = args
+            .target
+            .as_deref()
+            .expect("clap requires --target with --file");
+        let bar = Bar::new("restore");
+        let stats = catalog::restore_file(file, ring.as_ref(), Some((target, args.force)), &*bar);
+        bar.finish();
+        report_restored(&stats?, target);
+        return Ok(Outcome::Success);
+    }
+    let config = load_config(
+        args.config
+            .as_deref()
+            .expect("clap requires CONFIG without --file"),
+    )?;
+    let target = args
+        .target
+        .clone()
+        .or_else(|| config.restore.target_folder.clone())
+        .or_else(|| config.source_folder.clone())
+        .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
+    let ring = keyring(Some(&config), &args.which.key_files)?;
+    let (name, stats) = from_destinations(
+        &config,
+        &args.which,
+        ring.as_ref(),
+        Some((&target, args.force)),
+    )?;
+    eprintln!("restored backup {name}");
+    report_restored(&stats, &target);
+    if let Some(cmd) = &config.restore.restore_executable {
+        tracing::info!(command = %cmd, "Restore executable started");
+        executables::run("restore executable", cmd)?;
+        tracing::info!("Restore executable completed successfully");
+    }
+    Ok(Outcome::Success)
+}
+
+/// Verifies a backup or an archive file end to end.
+pub fn run_verify(args: &VerifyArgs) -> CliResult {
+    if let Some(file) = &args.file {
+        let ring = keyring(None, &args.which.key_files)?;
+        let bar = Bar::new("verify");
+        let stats = catalog::restore_file(file, ring.as_ref(), None, &*bar);
+        bar.finish();
+        let stats = stats?;
+        println!(
+            "{} is valid: {} entries, {} bytes",
+            file.display(),
+            stats.extracted.entries,
+            stats.extracted.bytes
+        );
+        return Ok(Outcome::Success);
+    }
+    let config = load_config(
+        args.config
+            .as_deref()
+            .expect("clap requires CONFIG without --file"),
+    )?;
+    let ring = keyring(Some(&config), &args.which.key_files)?;
+    let (name, stats) = from_destinations(&config, &args.which, ring.as_ref(), None)?;
+    println!(
+        "backup {name} is valid: {} entries, {} bytes, sha256 {}",
+        stats.extracted.entries, stats.extracted.bytes, stats.sha256
+    );
+    Ok(Outcome::Success)
+}
+
+fn report_restored(stats: &ReadStats, target: &Path) {
+    eprintln!(
+        "restored {} entries ({} bytes) into {}",
+        stats.extracted.entries,
+        stats.extracted.bytes,
+        target.display()
+    );
+}
+
+/// Finds the selected backup in the destinations, in configuration order, and restores or
+/// verifies it from the first destination that has it and answers.
+fn from_destinations(
+    config: &Config,
+    which: &Which,
+    ring: Option<&Keyring>,
+    target: Option<(&Path, bool)>,
+) -> Result<(String, ReadStats), CliError> {
+    let rt = runtime()?;
+    let selector = which.selector();
+    let mut last_error: Option<Error> = None;
+    for dest in destinations::select(config, which.destination.as_deref())? {
+        let attempt = dest.and_then(|d| {
+            rt.block_on(async {
+                let entries = list_backups(&*d.destination, &d.layout).await?;
+                let entry = select(&entries, &selector)?.clone();
+                let what = if target.is_some() { "restore" } else { "verify" };
+                tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{}", format!("{} started", capitalize(what)));
+                let bar = Bar::new(what);
+                let stats = catalog::restore_backup(d.destination.clone(), &entry, ring, target, bar.clone()).await;
+                bar.finish();
+                stats.map(|s| (entry.manifest.name.clone(), s))
+                    .map_err(|e| e.context(format!("backup {} in destination {}", entry.manifest.name, d.name)))
+            })
+        });
+        match attempt {
+            Ok(done) => return Ok(done),
+            // A backup that is damaged or refused is not retried elsewhere silently.
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::Destination | ErrorKind::Io
+                ) =>
+            {
+                return Err(e.into());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "trying the next destination");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup"))
+        .into())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,23 @@
+//! `service-backup validate CONFIG`.
+
+use std::path::Path;
+
+use super::{CliResult, Outcome, load_config};
+
+/// Checks the configuration; every problem is printed by the caller (exit 2).
+pub fn run(path: &Path) -> CliResult {
+    let config = load_config(path)?;
+    let destinations = config.destinations.len();
+    if destinations == 0 {
+        println!(
+            "{}: valid; no destinations, so backups are disabled",
+            path.display()
+        );
+    } else {
+        println!("{}: valid; {destinations} destination(s)", path.display());
+    }
+    if config.keyring.is_none() && destinations > 0 {
+        println!("warning: no encryption key is configured: backups will be stored unencrypted");
+    }
+    Ok(Outcome::Success)
+}

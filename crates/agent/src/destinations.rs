@@ -1,0 +1,83 @@
+//! Builds the configured destinations: the store, its name and the path layout in it.
+
+use std::sync::Arc;
+
+use service_backup_core::destination::{Destination, LocalDestination};
+use service_backup_core::layout::Layout;
+use service_backup_core::{Error, ErrorKind, Result};
+
+use crate::config::{Config, DestinationConfig, DestinationKind};
+
+/// A destination ready to use.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// Its name in logs and on the command line.
+    pub name: String,
+    /// The store.
+    pub destination: Arc<dyn Destination>,
+    /// Where this agent's backups live in it.
+    pub layout: Layout,
+}
+
+/// The layout of a destination: its path setting, then the deployment name if asked for.
+fn layout(config: &Config, path: &str) -> Layout {
+    let deployment = config
+        .deployment_name
+        .as_deref()
+        .filter(|_| config.add_deployment_name_to_backup_path);
+    Layout::new(path, deployment)
+}
+
+/// Builds one destination.
+pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
+    let name = dest.display_name();
+    let (destination, layout): (Arc<dyn Destination>, Layout) = match &dest.kind {
+        DestinationKind::Local(local) => (
+            Arc::new(LocalDestination::new(&local.path)),
+            layout(config, ""),
+        ),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "destination {name}: the {} type is not available in this build of service-backup",
+                    other.type_word()
+                ),
+            )
+            .with_hint("use a `local` destination, or a build with this destination type"));
+        }
+    };
+    Ok(Configured {
+        name,
+        destination,
+        layout,
+    })
+}
+
+/// Builds every destination, or only the one named `only`.
+pub fn select(config: &Config, only: Option<&str>) -> Result<Vec<Result<Configured>>> {
+    let chosen: Vec<&DestinationConfig> = config
+        .destinations
+        .iter()
+        .filter(|d| only.is_none_or(|n| d.display_name() == n))
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<String> = config
+            .destinations
+            .iter()
+            .map(DestinationConfig::display_name)
+            .collect();
+        return Err(match only {
+            Some(n) => Error::new(
+                ErrorKind::Usage,
+                format!("there is no destination named {n}"),
+            )
+            .with_hint(format!("configured destinations: {}", names.join(", "))),
+            None => Error::new(
+                ErrorKind::Config,
+                "no destination is configured (backups are disabled)",
+            ),
+        });
+    }
+    Ok(chosen.into_iter().map(|d| build(config, d)).collect())
+}
