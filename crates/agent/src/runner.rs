@@ -176,7 +176,11 @@ async fn perform(
         }
     }
     // As the original: only after a successful upload, so a failed one keeps the dump.
-    if let Some(cmd) = config.cleanup_executable.as_ref().filter(|_| report.succeeded()) {
+    if let Some(cmd) = config
+        .cleanup_executable
+        .as_ref()
+        .filter(|_| report.succeeded())
+    {
         tracing::info!("Cleanup started");
         match executables::run("cleanup executable", cmd) {
             Ok(()) => tracing::info!("Cleanup completed successfully"),

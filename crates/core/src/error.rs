@@ -138,6 +138,29 @@ impl Error {
     }
 }
 
+/// Finds an error of ours carried inside an I/O error, at any depth (the tar crate wraps
+/// the errors of the reader it unpacks from).
+pub fn find_in_io(err: &std::io::Error) -> Option<Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = err
+        .get_ref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    while let Some(e) = current {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            let mut copy = Error::new(ours.kind, ours.message.clone());
+            copy.hint.clone_from(&ours.hint);
+            copy.temporary = ours.temporary;
+            return Some(copy);
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// The OS reason of an I/O error without Rust's "(os error N)" suffix.
 fn plain_io(err: &std::io::Error) -> String {
     let text = err.to_string();

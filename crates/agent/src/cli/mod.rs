@@ -149,9 +149,9 @@ pub fn keyring(config: Option<&Config>, key_files: &[PathBuf]) -> Result<Option<
     Ok(ring)
 }
 
-/// A key error on the command line is bad usage (exit 2).
+/// A key file given on the command line that is missing or unusable is bad usage (exit 2).
 fn usage_if_config(e: Error) -> Error {
-    if e.kind() == ErrorKind::Config {
+    if matches!(e.kind(), ErrorKind::Config | ErrorKind::NotFound) {
         let hint = e.hint().map(str::to_string);
         let mut out = Error::new(ErrorKind::Usage, e.message().to_string());
         if let Some(h) = hint {

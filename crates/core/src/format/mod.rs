@@ -110,9 +110,8 @@ impl ArchiveKind {
 
 /// Turns an I/O error from a pipe back into our error, keeping one that we raised inside.
 pub fn from_io(err: io::Error, action: &str) -> Error {
-    if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        let inner = err.into_inner().expect("checked above");
-        return *inner.downcast::<Error>().expect("checked above");
+    if let Some(ours) = crate::error::find_in_io(&err) {
+        return ours;
     }
     Error::new(
         if err.kind() == io::ErrorKind::UnexpectedEof {

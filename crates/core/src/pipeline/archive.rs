@@ -107,16 +107,7 @@ pub fn write_archive<W: Write>(
     progress: &dyn Progress,
 ) -> Result<(ArchiveStats, W)> {
     let source = &spec.source;
-    match std::fs::metadata(source) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("source folder {} is not a directory", source.display()),
-            ));
-        }
-        Err(e) => return Err(Error::io("read source folder", source, e)),
-    }
+    check_source(source)?;
     let hashing = HashingWriter::new(out);
     let sealer = match &spec.key {
         Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::new(hashing, key)?)),
@@ -186,6 +177,18 @@ pub fn write_archive<W: Write>(
     Ok((stats, out))
 }
 
+/// Checks that the source folder exists and is a folder, before anything is uploaded.
+pub fn check_source(source: &Path) -> Result<()> {
+    match std::fs::metadata(source) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            ErrorKind::Config,
+            format!("source folder {} is not a directory", source.display()),
+        )),
+        Err(e) => Err(Error::io("read source folder", source, e)),
+    }
+}
+
 fn walk_error(source: &Path, e: walkdir::Error) -> Error {
     let path = e.path().unwrap_or(source).to_path_buf();
     match e.into_io_error() {
@@ -199,8 +202,8 @@ fn walk_error(source: &Path, e: walkdir::Error) -> Error {
 
 /// An error while appending `path`: one of ours from the output side, or reading the file.
 fn write_error(e: io::Error, path: &Path) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return from_io(e, "write the archive");
+    if let Some(ours) = crate::error::find_in_io(&e) {
+        return ours;
     }
     Error::io("archive", path, e)
 }

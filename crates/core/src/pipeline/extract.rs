@@ -220,8 +220,8 @@ fn unsafe_entry(name: &str, why: &str) -> Error {
 
 /// A tar-level failure: one of ours from below (decryption, hash) or a damaged tar stream.
 fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return from_io(e, "read the archive");
+    if let Some(ours) = crate::error::find_in_io(&e) {
+        return ours;
     }
     let at = entry
         .map(|n| format!(" at entry {n:?}"))

@@ -81,6 +81,7 @@ pub async fn run_backup(
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<DestinationOutcome>> {
     let start = Instant::now();
+    super::archive::check_source(&plan.archive.source)?;
     let encrypted = plan.archive.key.is_some();
     let keys: Vec<String> = targets
         .iter()

@@ -1,0 +1,194 @@
+//! Helpers for tests that run the real `service-backup` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_service-backup"))
+}
+
+/// The original release's fixtures, beside the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/original-release")
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            raw_stdout: out.stdout,
+        }
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Every line the run printed.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the binary with `args` in `cwd`.
+pub fn run(cwd: &Path, args: &[&str]) -> Run {
+    run_with_stdin(cwd, args, None)
+}
+
+/// Runs the binary with `args`, feeding `stdin`.
+pub fn run_with_stdin(cwd: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+/// A working folder with a sample source, a key and a config with a local destination.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let env = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        sample_tree(&env.path("source"));
+        let key = run(env.dir.path(), &["keygen", "--output", "backup.key"]);
+        key.expect(0);
+        env.write_config("");
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `config.yml` with the local destination, the key, and `extra` YAML lines.
+    pub fn write_config(&self, extra: &str) {
+        let d = self.dir.path().display();
+        let yaml = format!(
+            "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
+             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n\
+             encryption:\n  key_file: {d}/backup.key\n{extra}"
+        );
+        std::fs::write(self.path("config.yml"), yaml).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run(self.dir.path(), args)
+    }
+
+    /// Makes a backup and returns the `list --json` entry of the newest one.
+    pub fn backup(&self) -> serde_json::Value {
+        self.run(&["backup", "config.yml"]).expect(0);
+        let list = self.run(&["list", "config.yml", "--json"]);
+        list.expect(0);
+        let items: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+        items[0].clone()
+    }
+
+    /// The stored archive of a listed backup.
+    pub fn archive_of(&self, item: &serde_json::Value) -> PathBuf {
+        self.path("backups").join(item["key"].as_str().unwrap())
+    }
+
+    /// The key file's content (a secret, for leak checks).
+    pub fn key_text(&self) -> String {
+        std::fs::read_to_string(self.path("backup.key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+/// A small tree with text, binary, an empty file, a subfolder and a symlink.
+pub fn sample_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(
+        root.join("dump.sql"),
+        "INSERT INTO t VALUES (42);\n".repeat(10_000),
+    )
+    .unwrap();
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(root.join("sub/blob.bin"), noise).unwrap();
+    std::fs::write(root.join("sub/deeper/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("sub/blob.bin", root.join("link")).unwrap();
+}
+
+/// Sorted (path, content) pairs of a tree; links as their targets.
+pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if meta.is_dir() {
+                out.push((rel + "/", vec![]));
+                walk(root, &p, out);
+            } else if meta.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .into_bytes(),
+                ));
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Whether the tests run as root (file modes do not stop root from reading).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
