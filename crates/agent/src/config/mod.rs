@@ -15,7 +15,6 @@ mod encryption;
 mod error;
 mod model;
 mod read;
-mod secret;
 mod section;
 #[cfg(test)]
 mod tests;
@@ -31,7 +30,7 @@ pub use model::{
     TlsConfig,
 };
 #[allow(unused_imports)]
-pub use secret::Secret;
+pub use service_backup_core::secret::Secret;
 
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use service_backup_core::format::Keyring;
 
-use super::secret::Secret;
+use service_backup_core::secret::Secret;
 use crate::schedule::Schedule;
 
 /// The default `missing_properties_message`, as in the original job spec.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::secret::Secret;
+use service_backup_core::secret::Secret;
 
 /// Problems found so far, each a bare sentence without the `Invalid config - ` prefix.
 pub(super) type Problems = Vec<String>;

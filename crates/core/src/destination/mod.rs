@@ -8,6 +8,7 @@
 
 pub mod conformance;
 pub mod local;
+pub mod retry;
 
 use std::fmt;
 use std::io::Read;
@@ -20,6 +21,7 @@ use futures::stream::BoxStream;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use local::LocalDestination;
+pub use retry::RetryPolicy;
 
 /// An object found by [`Destination::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! A secret value from the configuration: never printed, wiped when dropped.
+//! A secret value (key, password, token): never printed, wiped when dropped.
 
 use std::fmt;
 
