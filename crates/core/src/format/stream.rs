@@ -23,7 +23,7 @@ pub const SEALED_CHUNK_LEN: usize = CHUNK_LEN + TAG_LEN;
 /// The STREAM nonce prefix: zero, as the payload key is unique to one archive.
 const NONCE_PREFIX: [u8; 7] = [0u8; 7];
 
-fn stream(payload_key: &[u8; KEY_LEN]) -> StreamBE32<Aes256Gcm> {
+pub(super) fn stream(payload_key: &[u8; KEY_LEN]) -> StreamBE32<Aes256Gcm> {
     let aead = Aes256Gcm::new(payload_key.into());
     StreamBE32::from_aead(aead, &NONCE_PREFIX.into())
 }

@@ -4,7 +4,7 @@ use std::io::{Read as _, Write as _};
 
 use proptest::prelude::*;
 
-use super::vectors::{VectorInputs, header_len, seal_deterministic};
+use super::vectors::{VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic};
 use super::*;
 
 fn key(n: u8) -> Key {
@@ -234,6 +234,21 @@ fn unknown_stanzas_are_skipped_but_authenticated() {
     assert!(
         err.to_string().contains("header fails authentication"),
         "{err}"
+    );
+}
+
+#[test]
+fn chunk_by_chunk_vectors_match_the_encryptor_when_they_follow_the_rules() {
+    let k = key(1);
+    let plain = data(CHUNK_LEN + 5);
+    let (first, rest) = plain.split_at(CHUNK_LEN);
+    assert_eq!(
+        seal_chunks_deterministic(&k, &inputs(), &[first, rest]),
+        seal_deterministic(&k, &inputs(), &plain)
+    );
+    assert_eq!(
+        seal_chunks_deterministic(&k, &inputs(), &[&[]]),
+        seal_deterministic(&k, &inputs(), &[])
     );
 }
 

@@ -5,12 +5,13 @@
 
 use std::io::Write as _;
 
+use aead_stream::StreamPrimitive as _;
 use zeroize::Zeroizing;
 
 use super::header;
 use super::keys::{KEY_LEN, Key};
 use super::stanza::{Stanza, SymmetricStanza, WRAP_NONCE_LEN};
-use super::stream::StreamEncryptor;
+use super::stream::{StreamEncryptor, stream};
 
 /// The fixed inputs of one vector archive.
 #[derive(Debug, Clone)]
@@ -27,6 +28,35 @@ pub struct VectorInputs {
 
 /// Builds the archive of `plaintext` for `key` from fixed inputs.
 pub fn seal_deterministic(key: &Key, inputs: &VectorInputs, plaintext: &[u8]) -> Vec<u8> {
+    let (mut out, payload_key) = header_for(key, inputs);
+    let mut enc = StreamEncryptor::new(&mut out, &payload_key);
+    enc.write_all(plaintext)
+        .expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Builds an archive whose payload is `chunks` sealed as given, in order, the last one
+/// flagged final, whatever their sizes.
+///
+/// This can break the chunking rules (short middle chunks, an empty final chunk after full
+/// ones), which the encryptor never does: it is for vectors of archives a reader must refuse.
+pub fn seal_chunks_deterministic(key: &Key, inputs: &VectorInputs, chunks: &[&[u8]]) -> Vec<u8> {
+    let (mut out, payload_key) = header_for(key, inputs);
+    let stream = stream(&payload_key);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let counter = u32::try_from(i).expect("a vector has few chunks");
+        let mut sealed = chunk.to_vec();
+        stream
+            .encrypt_in_place(counter, i + 1 == chunks.len(), &[], &mut sealed)
+            .expect("AES-GCM encrypts a chunk");
+        out.extend_from_slice(&sealed);
+    }
+    out
+}
+
+/// The header of a vector archive and its payload key.
+fn header_for(key: &Key, inputs: &VectorInputs) -> (Vec<u8>, Zeroizing<[u8; KEY_LEN]>) {
     let file_key = Zeroizing::new(inputs.file_key);
     let mut stanzas: Vec<Stanza> = inputs
         .unknown_stanzas
@@ -41,16 +71,12 @@ pub fn seal_deterministic(key: &Key, inputs: &VectorInputs, plaintext: &[u8]) ->
         &file_key,
         inputs.wrap_nonce,
     )));
-    let mut out = header::encode(&inputs.salt, &stanzas, &file_key);
+    let out = header::encode(&inputs.salt, &stanzas, &file_key);
     let payload_key = header::payload_key_for_vectors(&file_key, &inputs.salt);
-    let mut enc = StreamEncryptor::new(&mut out, &payload_key);
-    enc.write_all(plaintext)
-        .expect("writing to a Vec cannot fail");
-    enc.finish().expect("writing to a Vec cannot fail");
-    out
+    (out, payload_key)
 }
 
-/// The length of the header of a vector archive with `unknown` extra stanza bytes.
+/// The length of the header of a vector archive, its unknown stanzas included.
 pub fn header_len(inputs: &VectorInputs) -> usize {
     let unknown: usize = inputs
         .unknown_stanzas

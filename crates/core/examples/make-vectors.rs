@@ -1,0 +1,838 @@
+//! Writes the test vectors of the archive format (`spec/archive-format.md`, "Test vectors")
+//! into a directory: `NAME.sbak`, the archive bytes, and `NAME.json`, what a reader must
+//! make of them.
+//!
+//! ```text
+//! cargo run -p service-backup-core --example make-vectors -- spec/vectors
+//! ```
+//!
+//! Every key, file key, salt and nonce is fixed, so the output is the same byte for byte on
+//! every run; the core test `spec_vectors` rebuilds the vectors with [`definitions`] and
+//! compares them with the files.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use service_backup_core::format::vectors::{
+    VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic,
+};
+use service_backup_core::format::{CHUNK_LEN, KEY_LEN, Key, SEALED_CHUNK_LEN};
+
+/// One test vector: the archive bytes and what a reader must make of them.
+pub struct Vector {
+    /// The file name without its ending.
+    pub name: &'static str,
+    /// The bytes of `NAME.sbak`.
+    pub archive: Vec<u8>,
+    /// The content of `NAME.json`.
+    pub meta: Meta,
+}
+
+impl Vector {
+    /// The text of `NAME.json`.
+    pub fn json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.meta).expect("a vector serializes");
+        text.push('\n');
+        text
+    }
+}
+
+/// The JSON description of a vector, in the field order of the spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    /// What the vector checks.
+    pub description: String,
+    /// The current key of the reader's keyring, base64.
+    pub key: String,
+    /// Previous keys of the reader's keyring, base64, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<String>,
+    /// `ok`, `corrupt` or `wrong_key`.
+    pub expect: &'static str,
+    /// How to regenerate the plaintext, for a plaintext that is not text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    /// The plaintext, when it is short text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext_utf8: Option<String>,
+    /// Length of the plaintext (`ok` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext_len: Option<usize>,
+    /// SHA-256 of the plaintext, hex (`ok` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+    /// The key id, hex, of the keyring key that opens the archive (`ok` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_by_key_id: Option<String>,
+    /// A part of the message of the error a reader gives (failures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_contains: Option<String>,
+    /// The fixed inputs the archive (or the archive it was derived from) was sealed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
+    /// How the bytes were made from the inputs, when not simply sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub construction: Option<String>,
+}
+
+/// The fixed inputs of a sealed archive, so that an encryptor can be checked too.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    /// The key the archive is sealed for, base64.
+    pub recipient_key: String,
+    /// The per-archive file key, hex.
+    pub file_key: String,
+    /// The payload salt, hex.
+    pub payload_salt: String,
+    /// The nonce of the symmetric stanza, hex.
+    pub wrap_nonce: String,
+    /// Stanzas of unknown types written before the symmetric one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_stanzas: Vec<UnknownStanza>,
+}
+
+/// A stanza of a type readers do not know.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnknownStanza {
+    /// Its type number.
+    #[serde(rename = "type")]
+    pub kind: u16,
+    /// Its body, hex.
+    pub body: String,
+}
+
+/// The key of every reader: bytes 0x00 to 0x1f.
+fn the_key() -> [u8; KEY_LEN] {
+    key_bytes(0x00)
+}
+
+/// A rotated key, still held as a previous key: bytes 0x20 to 0x3f.
+fn previous_key() -> [u8; KEY_LEN] {
+    key_bytes(0x20)
+}
+
+/// A key no reader holds: bytes 0x40 to 0x5f.
+fn other_key() -> [u8; KEY_LEN] {
+    key_bytes(0x40)
+}
+
+fn key_bytes(first: u8) -> [u8; KEY_LEN] {
+    std::array::from_fn(|i| first + i as u8)
+}
+
+/// The inputs of base archive `n`: every byte of the file key is 0xa0 + n, of the salt
+/// 0xb0 + n, of the wrap nonce 0xc0 + n (n < 16), so no two archives share a file key.
+fn inputs(n: u8) -> VectorInputs {
+    assert!(n < 16);
+    VectorInputs {
+        file_key: [0xa0 + n; KEY_LEN],
+        salt: [0xb0 + n; 16],
+        wrap_nonce: [0xc0 + n; 12],
+        unknown_stanzas: vec![],
+    }
+}
+
+/// The plaintext of most vectors: byte i is i * 31 mod 251.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn pattern_text(len: usize) -> String {
+    format!("bytes i*31 mod 251 for i in 0..{len}")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn key_id(bytes: [u8; KEY_LEN]) -> String {
+    Key::from_bytes(bytes).id().to_string()
+}
+
+fn describe_inputs(recipient: [u8; KEY_LEN], inputs: &VectorInputs) -> Inputs {
+    Inputs {
+        recipient_key: b64(&recipient),
+        file_key: hex::encode(inputs.file_key),
+        payload_salt: hex::encode(inputs.salt),
+        wrap_nonce: hex::encode(inputs.wrap_nonce),
+        unknown_stanzas: inputs
+            .unknown_stanzas
+            .iter()
+            .map(|(kind, body)| UnknownStanza {
+                kind: *kind,
+                body: hex::encode(body),
+            })
+            .collect(),
+    }
+}
+
+/// A sealed archive with the plaintext and inputs it was made from.
+struct Base {
+    recipient: [u8; KEY_LEN],
+    inputs: VectorInputs,
+    plaintext_text: String,
+    archive: Vec<u8>,
+}
+
+impl Base {
+    fn seal(
+        recipient: [u8; KEY_LEN],
+        inputs: VectorInputs,
+        plaintext: &[u8],
+        text: String,
+    ) -> Self {
+        let archive = seal_deterministic(&Key::from_bytes(recipient), &inputs, plaintext);
+        Self {
+            recipient,
+            inputs,
+            plaintext_text: text,
+            archive,
+        }
+    }
+
+    fn header_len(&self) -> usize {
+        header_len(&self.inputs)
+    }
+
+    /// A vector of an archive a reader must refuse, derived from this one.
+    fn refused(
+        &self,
+        name: &'static str,
+        expect: &'static str,
+        description: &str,
+        construction: &str,
+        error_contains: &str,
+        archive: Vec<u8>,
+    ) -> Vector {
+        Vector {
+            name,
+            archive,
+            meta: Meta {
+                construction: Some(if construction.is_empty() {
+                    format!(
+                        "the archive of {} sealed for inputs.recipient_key with the inputs",
+                        self.plaintext_text
+                    )
+                } else {
+                    format!(
+                        "the archive of {} sealed for inputs.recipient_key with the inputs; then {construction}",
+                        self.plaintext_text
+                    )
+                }),
+                inputs: Some(describe_inputs(self.recipient, &self.inputs)),
+                ..refusal(description, expect, error_contains)
+            },
+        }
+    }
+
+    /// This archive with one byte XORed with `mask`.
+    fn flipped(&self, offset: usize, mask: u8) -> Vec<u8> {
+        let mut bytes = self.archive.clone();
+        bytes[offset] ^= mask;
+        bytes
+    }
+}
+
+/// The JSON of a refused input read with the usual keyring (the key and no previous key).
+fn refusal(description: &str, expect: &'static str, error_contains: &str) -> Meta {
+    Meta {
+        description: description.to_string(),
+        key: b64(&the_key()),
+        previous_keys: vec![],
+        expect,
+        plaintext: None,
+        plaintext_utf8: None,
+        plaintext_len: None,
+        plaintext_sha256: None,
+        opened_by_key_id: None,
+        error_contains: Some(error_contains.to_string()),
+        inputs: None,
+        construction: None,
+    }
+}
+
+/// A vector that opens with the key (or a previous key) to `plaintext`.
+fn valid(
+    name: &'static str,
+    description: &str,
+    base: &Base,
+    plaintext: &[u8],
+    previous_keys: Vec<[u8; KEY_LEN]>,
+) -> Vector {
+    let utf8 = std::str::from_utf8(plaintext)
+        .ok()
+        .filter(|s| s.len() <= 200 && s.chars().all(|c| c == '\n' || !c.is_control()))
+        .map(str::to_string);
+    Vector {
+        name,
+        archive: base.archive.clone(),
+        meta: Meta {
+            description: description.to_string(),
+            key: b64(&the_key()),
+            previous_keys: previous_keys.iter().map(|k| b64(k)).collect(),
+            expect: "ok",
+            plaintext: utf8.is_none().then(|| base.plaintext_text.clone()),
+            plaintext_utf8: utf8,
+            plaintext_len: Some(plaintext.len()),
+            plaintext_sha256: Some(sha256_hex(plaintext)),
+            opened_by_key_id: Some(key_id(base.recipient)),
+            error_contains: None,
+            inputs: Some(describe_inputs(base.recipient, &base.inputs)),
+            construction: None,
+        },
+    }
+}
+
+/// A small `.tar.gz` holding one file, `hello.txt`, with a gzip stream of one stored
+/// (uncompressed) deflate block so that its bytes do not depend on a compressor.
+fn plain_tar_gz() -> Vec<u8> {
+    let content = b"hello from service-backup\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_path("hello.txt").expect("a short relative path");
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_767_225_600); // 2026-01-01T00:00:00Z
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append(&header, &content[..])
+        .expect("writing to a Vec cannot fail");
+    let tar = builder.into_inner().expect("writing to a Vec cannot fail");
+
+    let len = u16::try_from(tar.len()).expect("one stored block holds the tar");
+    let mut crc = flate2::Crc::new();
+    crc.update(&tar);
+    // gzip header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    // One final stored block: BFINAL=1, BTYPE=00, then LEN and its one's complement.
+    gz.push(0x01);
+    gz.extend_from_slice(&len.to_le_bytes());
+    gz.extend_from_slice(&(!len).to_le_bytes());
+    gz.extend_from_slice(&tar);
+    gz.extend_from_slice(&crc.sum().to_le_bytes());
+    gz.extend_from_slice(&u32::try_from(tar.len()).expect("small").to_le_bytes());
+    gz
+}
+
+/// 256 bytes of SHA-256 in counter mode over a fixed label.
+fn junk() -> Vec<u8> {
+    let bytes: Vec<u8> = (0u32..8)
+        .flat_map(|i| {
+            let mut h = Sha256::new();
+            h.update(b"service-backup vector junk");
+            h.update(i.to_be_bytes());
+            h.finalize().to_vec()
+        })
+        .collect();
+    assert!(!bytes.starts_with(b"SBACKUP") && !bytes.starts_with(&[0x1f, 0x8b]));
+    bytes
+}
+
+/// Every vector, in a stable order.
+pub fn definitions() -> Vec<Vector> {
+    let key = the_key();
+    let mut out = Vec::new();
+
+    // Valid archives.
+    let sizes: [(&'static str, &str, u8, usize); 5] = [
+        (
+            "ok-empty",
+            "an empty payload: one final chunk of 0 bytes, just its tag",
+            1,
+            0,
+        ),
+        ("ok-one-byte", "a payload of 1 byte: one final chunk", 2, 1),
+        (
+            "ok-one-full-chunk",
+            "a payload of exactly 65536 bytes: one full chunk that is the final one (no empty chunk follows)",
+            3,
+            CHUNK_LEN,
+        ),
+        (
+            "ok-one-chunk-plus-one",
+            "a payload of 65537 bytes: one full chunk, then a final chunk of 1 byte",
+            4,
+            CHUNK_LEN + 1,
+        ),
+        (
+            "ok-two-full-chunks",
+            "a payload of exactly 131072 bytes: two full chunks, the second one final",
+            5,
+            2 * CHUNK_LEN,
+        ),
+    ];
+    let mut two_full = None;
+    for (name, description, n, len) in sizes {
+        let plain = pattern(len);
+        let base = Base::seal(key, inputs(n), &plain, pattern_text(len));
+        out.push(valid(name, description, &base, &plain, vec![]));
+        if len == 2 * CHUNK_LEN {
+            two_full = Some(base);
+        }
+    }
+    let two_full = two_full.expect("listed above");
+
+    let mut with_unknown = inputs(6);
+    with_unknown.unknown_stanzas = vec![(
+        0x0100,
+        b"a recipient of a type this reader does not know".to_vec(),
+    )];
+    let plain = b"hello from a header with a stanza of an unknown type\n";
+    let unknown = Base::seal(
+        key,
+        with_unknown,
+        plain,
+        "the text of plaintext_utf8".into(),
+    );
+    out.push(valid(
+        "ok-unknown-stanza-first",
+        "a stanza of unknown type 0x0100 before the symmetric stanza: skipped, but covered by the header MAC",
+        &unknown,
+        plain,
+        vec![],
+    ));
+
+    let plain = b"sealed for a key that was rotated out\n";
+    let rotated = Base::seal(
+        previous_key(),
+        inputs(7),
+        plain,
+        "the text of plaintext_utf8".into(),
+    );
+    out.push(valid(
+        "ok-previous-key",
+        "sealed for a key the reader keeps as a previous key; it opens with that key",
+        &rotated,
+        plain,
+        vec![previous_key()],
+    ));
+
+    let tgz = plain_tar_gz();
+    let tar_gz = Base::seal(
+        key,
+        inputs(8),
+        &tgz,
+        "the bytes of corrupt-plain-tar-gz.sbak".into(),
+    );
+    out.push(valid(
+        "ok-tar-gz-payload",
+        "a payload as backups carry it: a gzip stream of a tar holding hello.txt (the same bytes as corrupt-plain-tar-gz.sbak)",
+        &tar_gz,
+        &tgz,
+        vec![],
+    ));
+
+    // Archives sealed for no key the reader holds.
+    let foreign = Base::seal(other_key(), inputs(11), &pattern(1000), pattern_text(1000));
+    let mut v = foreign.refused(
+        "wrong-key",
+        "wrong_key",
+        "sealed for a key the reader does not hold (not even as a previous key); refused from the header alone",
+        "",
+        &format!("the archive was encrypted for key id {}", key_id(other_key())),
+        foreign.archive.clone(),
+    );
+    v.meta.previous_keys = vec![b64(&previous_key())];
+    out.push(v);
+
+    let small = Base::seal(key, inputs(9), &pattern(1000), pattern_text(1000));
+    let h = small.header_len();
+    let mut flipped_id = small.archive[32..40].to_vec();
+    flipped_id[0] ^= 0x01;
+    out.push(small.refused(
+        "wrong-key-stanza-key-id-flipped",
+        "wrong_key",
+        "the key id of the symmetric stanza altered: it names no key of the reader, so the result is a wrong key, not a damaged header",
+        "the byte at offset 32 (the first byte of the stanza's key id) XORed with 0x01",
+        &format!(
+            "the archive was encrypted for key id {}",
+            hex::encode(flipped_id)
+        ),
+        small.flipped(32, 0x01),
+    ));
+
+    let symmetric_type_at = 26 + 6 + with_unknown_body_len(&unknown);
+    let mut only_unknown = unknown.archive.clone();
+    only_unknown[symmetric_type_at..symmetric_type_at + 2]
+        .copy_from_slice(&0x0002u16.to_be_bytes());
+    out.push(unknown.refused(
+        "wrong-key-only-unknown-stanzas",
+        "wrong_key",
+        "every stanza is of a type the reader does not know: no key can open it",
+        &format!("the type of the symmetric stanza (offset {symmetric_type_at}) set to 0x0002"),
+        "a kind of key this version does not know",
+        only_unknown,
+    ));
+
+    // Truncations.
+    let three = Base::seal(
+        key,
+        inputs(12),
+        &pattern(2 * CHUNK_LEN + 100),
+        pattern_text(2 * CHUNK_LEN + 100),
+    );
+    let h3 = three.header_len();
+    out.push(three.refused(
+        "corrupt-truncated-at-chunk-boundary",
+        "corrupt",
+        "an archive of three chunks cut after its first chunk, exactly at a chunk boundary",
+        &format!(
+            "cut to its first {} bytes (header and chunk 0)",
+            h3 + SEALED_CHUNK_LEN
+        ),
+        "truncated after chunk 0",
+        three.archive[..h3 + SEALED_CHUNK_LEN].to_vec(),
+    ));
+
+    let two_plus = Base::seal(
+        key,
+        inputs(13),
+        &pattern(CHUNK_LEN + 100),
+        pattern_text(CHUNK_LEN + 100),
+    );
+    let h2 = two_plus.header_len();
+    out.push(two_plus.refused(
+        "corrupt-truncated-mid-chunk",
+        "corrupt",
+        "an archive of two chunks cut 50 bytes into its final chunk",
+        &format!("cut to its first {} bytes", h2 + SEALED_CHUNK_LEN + 50),
+        "chunk 1 of the archive fails authentication",
+        two_plus.archive[..h2 + SEALED_CHUNK_LEN + 50].to_vec(),
+    ));
+    out.push(two_plus.refused(
+        "corrupt-truncated-inside-tag",
+        "corrupt",
+        "an archive of two chunks cut 5 bytes into its final chunk: less than a tag remains",
+        &format!("cut to its first {} bytes", h2 + SEALED_CHUNK_LEN + 5),
+        "truncated in chunk 1 (5 bytes, less than a tag)",
+        two_plus.archive[..h2 + SEALED_CHUNK_LEN + 5].to_vec(),
+    ));
+    out.push(small.refused(
+        "corrupt-truncated-header",
+        "corrupt",
+        "cut inside the header MAC",
+        &format!("cut to its first {} bytes", h - 10),
+        "the archive header is truncated",
+        small.archive[..h - 10].to_vec(),
+    ));
+    out.push(small.refused(
+        "corrupt-header-only",
+        "corrupt",
+        "a complete, valid header and no payload at all (not even the final chunk's tag)",
+        &format!("cut to its first {h} bytes, the whole header"),
+        "the archive has a header but no payload",
+        small.archive[..h].to_vec(),
+    ));
+    out.push(Vector {
+        name: "corrupt-empty-file",
+        archive: vec![],
+        meta: refusal(
+            "an empty file",
+            "corrupt",
+            "the archive is empty or shorter than its header",
+        ),
+    });
+
+    // Tampering with the header.
+    out.push(small.refused(
+        "corrupt-header-mac-flipped",
+        "corrupt",
+        "one bit of the header MAC flipped",
+        &format!(
+            "the byte at offset {} (the first byte of the header MAC) XORed with 0x01",
+            h - 32
+        ),
+        "the archive header fails authentication",
+        small.flipped(h - 32, 0x01),
+    ));
+    out.push(small.refused(
+        "corrupt-stanza-wrapped-key-flipped",
+        "corrupt",
+        "one bit of the wrapped file key in the symmetric stanza flipped: the stanza fails authentication",
+        "the byte at offset 52 (the first byte of the wrapped file key) XORed with 0x01",
+        &format!(
+            "the key stanza for key id {} fails authentication",
+            key_id(key)
+        ),
+        small.flipped(52, 0x01),
+    ));
+    out.push(small.refused(
+        "corrupt-salt-flipped",
+        "corrupt",
+        "one bit of the payload salt flipped: the salt is covered by the header MAC",
+        "the byte at offset 8 (the first byte of the payload salt) XORed with 0x01",
+        "the archive header fails authentication",
+        small.flipped(8, 0x01),
+    ));
+    let unknown_body_at = 26 + 6;
+    out.push(unknown.refused(
+        "corrupt-unknown-stanza-flipped",
+        "corrupt",
+        "one bit in the body of a stanza of unknown type flipped: skipped stanzas are still covered by the header MAC",
+        &format!(
+            "the byte at offset {unknown_body_at} (the first byte of the unknown stanza's body) XORed with 0x01"
+        ),
+        "the archive header fails authentication",
+        unknown.flipped(unknown_body_at, 0x01),
+    ));
+    let mut count_zero = small.archive.clone();
+    count_zero[24..26].copy_from_slice(&0u16.to_be_bytes());
+    out.push(small.refused(
+        "corrupt-stanza-count-zero",
+        "corrupt",
+        "a header that lists no stanza",
+        "the stanza count (offset 24) set to 0",
+        "the archive header lists 0 key stanzas",
+        count_zero,
+    ));
+    let mut count_high = small.archive.clone();
+    count_high[24..26].copy_from_slice(&65u16.to_be_bytes());
+    out.push(small.refused(
+        "corrupt-stanza-count-too-large",
+        "corrupt",
+        "a header that lists 65 stanzas, one more than the limit",
+        "the stanza count (offset 24) set to 65",
+        "the archive header lists 65 key stanzas",
+        count_high,
+    ));
+    let mut body_high = small.archive.clone();
+    body_high[28..32].copy_from_slice(&4097u32.to_be_bytes());
+    out.push(small.refused(
+        "corrupt-stanza-body-too-large",
+        "corrupt",
+        "a stanza whose length field claims 4097 bytes, one more than the limit",
+        "the length of the symmetric stanza (offset 28) set to 4097",
+        "claims 4097 bytes",
+        body_high,
+    ));
+    let mut body_short = small.archive.clone();
+    body_short[28..32].copy_from_slice(&67u32.to_be_bytes());
+    out.push(small.refused(
+        "corrupt-symmetric-stanza-wrong-length",
+        "corrupt",
+        "a symmetric stanza of 67 bytes instead of 68",
+        "the length of the symmetric stanza (offset 28) set to 67",
+        "a symmetric key stanza is 67 bytes long, not 68",
+        body_short,
+    ));
+    let mut version = small.archive.clone();
+    version[7] = 2;
+    out.push(small.refused(
+        "corrupt-unknown-version",
+        "corrupt",
+        "the magic of a format version 2 this reader does not know",
+        "the byte at offset 7 (the version) set to 2",
+        "the archive is of format version 2",
+        version,
+    ));
+
+    // Tampering with the payload.
+    out.push(small.refused(
+        "corrupt-chunk-body-flipped",
+        "corrupt",
+        "one bit of the ciphertext of chunk 0 flipped",
+        &format!(
+            "the byte at offset {} (10 bytes into chunk 0) XORed with 0x80",
+            h + 10
+        ),
+        "chunk 0 of the archive fails authentication",
+        small.flipped(h + 10, 0x80),
+    ));
+    let last = small.archive.len() - 1;
+    out.push(small.refused(
+        "corrupt-chunk-tag-flipped",
+        "corrupt",
+        "one bit of the tag of chunk 0 flipped",
+        &format!("the byte at offset {last} (the last byte of the tag of chunk 0) XORed with 0x80"),
+        "chunk 0 of the archive fails authentication",
+        small.flipped(last, 0x80),
+    ));
+    let h5 = two_full.header_len();
+    let mut swapped = two_full.archive[..h5].to_vec();
+    swapped.extend_from_slice(&two_full.archive[h5 + SEALED_CHUNK_LEN..]);
+    swapped.extend_from_slice(&two_full.archive[h5..h5 + SEALED_CHUNK_LEN]);
+    out.push(two_full.refused(
+        "corrupt-chunks-swapped",
+        "corrupt",
+        "the two full chunks of an archive swapped",
+        &format!("its two sealed chunks of {SEALED_CHUNK_LEN} bytes (from offset {h5}) swapped"),
+        "chunk 0 of the archive fails authentication",
+        swapped,
+    ));
+    out.push(two_full.refused(
+        "corrupt-final-chunk-dropped",
+        "corrupt",
+        "the final chunk of an archive of two full chunks dropped: what is left ends at a chunk boundary with a chunk that is not final",
+        &format!(
+            "cut to its first {} bytes (header and chunk 0)",
+            h5 + SEALED_CHUNK_LEN
+        ),
+        "truncated after chunk 0",
+        two_full.archive[..h5 + SEALED_CHUNK_LEN].to_vec(),
+    ));
+    let mut appended = small.archive.clone();
+    appended.extend_from_slice(b"appended data!!\n");
+    out.push(small.refused(
+        "corrupt-data-appended",
+        "corrupt",
+        "16 bytes appended after the final chunk: the final chunk is no longer where the archive's end says it is",
+        "the 16 bytes of the text \"appended data!!\\n\" appended",
+        "chunk 0 of the archive fails authentication",
+        appended,
+    ));
+    let donor = Base::seal(key, inputs(10), &pattern(1000), pattern_text(1000));
+    let mut mixed = donor.archive[..donor.header_len()].to_vec();
+    mixed.extend_from_slice(&small.archive[h..]);
+    out.push(small.refused(
+        "corrupt-header-from-another-archive",
+        "corrupt",
+        "the valid header of another archive (same key, another file key) before this archive's payload",
+        &format!(
+            "its header replaced by the header of the archive of the same plaintext sealed for the same key with file key {}, salt {} and wrap nonce {}",
+            hex::encode(donor.inputs.file_key),
+            hex::encode(donor.inputs.salt),
+            hex::encode(donor.inputs.wrap_nonce)
+        ),
+        "chunk 0 of the archive fails authentication",
+        mixed,
+    ));
+
+    // Chunking rules broken by the writer.
+    let chunked = Base {
+        recipient: key,
+        inputs: inputs(14),
+        plaintext_text: pattern_text(CHUNK_LEN),
+        archive: vec![],
+    };
+    let full = pattern(CHUNK_LEN);
+    out.push(chunked.refused(
+        "corrupt-empty-final-chunk-after-full",
+        "corrupt",
+        "a payload of 65536 bytes written as a full chunk that is not final, then an empty final chunk; only an empty payload may have an empty final chunk",
+        "the payload resealed as chunk 0 (65536 bytes, not final) and chunk 1 (0 bytes, final)",
+        "chunk 1 is an empty final chunk after full ones",
+        seal_chunks_deterministic(&Key::from_bytes(key), &chunked.inputs, &[&full, &[]]),
+    ));
+    let short = Base {
+        recipient: key,
+        inputs: inputs(15),
+        plaintext_text: pattern_text(200),
+        archive: vec![],
+    };
+    let two_hundred = pattern(200);
+    out.push(short.refused(
+        "corrupt-short-middle-chunk",
+        "corrupt",
+        "a chunk shorter than 65536 bytes that is not the final one",
+        "the payload resealed as chunk 0 (the first 100 bytes, not final) and chunk 1 (the other 100, final)",
+        "chunk 0 of the archive fails authentication",
+        seal_chunks_deterministic(
+            &Key::from_bytes(key),
+            &short.inputs,
+            &[&two_hundred[..100], &two_hundred[100..]],
+        ),
+    ));
+
+    // Not an archive of this format.
+    out.push(Vector {
+        name: "corrupt-plain-tar-gz",
+        archive: tgz,
+        meta: Meta {
+            construction: Some(
+                "a tar of one regular file hello.txt (mode 0644, mtime 2026-01-01T00:00:00Z, content \"hello from service-backup\\n\"), in a gzip stream of one stored deflate block".into(),
+            ),
+            ..refusal(
+                "a plain .tar.gz (a backup made without a key): not an encrypted archive",
+                "corrupt",
+                "the archive is a plain .tar.gz, not encrypted",
+            )
+        },
+    });
+    out.push(Vector {
+        name: "corrupt-random-junk",
+        archive: junk(),
+        meta: Meta {
+            construction: Some(
+                "SHA-256 of the text \"service-backup vector junk\" followed by the counter i as 4 bytes big-endian, for i in 0..8, concatenated".into(),
+            ),
+            ..refusal(
+                "256 bytes that are neither an encrypted archive nor gzip",
+                "corrupt",
+                "the input is not a service-backup encrypted archive",
+            )
+        },
+    });
+
+    let mut names = BTreeSet::new();
+    for v in &out {
+        assert!(names.insert(v.name), "two vectors are named {}", v.name);
+    }
+    out
+}
+
+fn with_unknown_body_len(base: &Base) -> usize {
+    base.inputs.unknown_stanzas[0].1.len()
+}
+
+/// Writes every vector into `dir` and removes vector files that are no longer defined.
+pub fn write_all(dir: &Path) -> std::io::Result<Vec<Vector>> {
+    std::fs::create_dir_all(dir)?;
+    let vectors = definitions();
+    let names: BTreeSet<&str> = vectors.iter().map(|v| v.name).collect();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let stale = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("sbak" | "json")
+        ) && path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .is_none_or(|s| !names.contains(s));
+        if stale {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for v in &vectors {
+        std::fs::write(dir.join(format!("{}.sbak", v.name)), &v.archive)?;
+        std::fs::write(dir.join(format!("{}.json", v.name)), v.json())?;
+    }
+    Ok(vectors)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        eprintln!("usage: make-vectors DIRECTORY");
+        std::process::exit(2);
+    };
+    match write_all(Path::new(&dir)) {
+        Ok(vectors) => {
+            let total: usize = vectors.iter().map(|v| v.archive.len()).sum();
+            for v in &vectors {
+                println!(
+                    "{:<42} {:>9} bytes  {}",
+                    v.name,
+                    v.archive.len(),
+                    v.meta.expect
+                );
+            }
+            println!("{} vectors, {total} bytes of archives", vectors.len());
+        }
+        Err(e) => {
+            eprintln!("cannot write the vectors into {dir}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

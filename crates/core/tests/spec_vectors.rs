@@ -1,0 +1,204 @@
+//! Runs every test vector of `spec/vectors/` through the decryptor, and checks that the
+//! vector files are exactly what `examples/make-vectors.rs` generates.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use service_backup_core::format::{DecryptingReader, Key, Keyring, from_io};
+use service_backup_core::{Error, ErrorKind};
+
+#[allow(dead_code)]
+#[path = "../examples/make-vectors.rs"]
+mod make_vectors;
+
+/// Fewer vectors than this means the directory lost some: the test must not pass vacuously.
+const MIN_VECTORS: usize = 20;
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../spec/vectors"))
+}
+
+/// The vector files on disk: name → (json text, archive bytes).
+fn files_on_disk() -> BTreeMap<String, (String, Vec<u8>)> {
+    let dir = vectors_dir();
+    let mut out = BTreeMap::new();
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the vector directory {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        match ext {
+            Some("json") => {
+                let json = std::fs::read_to_string(&path).unwrap();
+                let archive = std::fs::read(path.with_extension("sbak"))
+                    .unwrap_or_else(|e| panic!("{name}.json has no readable {name}.sbak: {e}"));
+                out.insert(name, (json, archive));
+            }
+            Some("sbak") => assert!(
+                path.with_extension("json").is_file(),
+                "{name}.sbak has no {name}.json"
+            ),
+            _ => {}
+        }
+    }
+    assert!(
+        out.len() >= MIN_VECTORS,
+        "{} holds {} vectors, fewer than {MIN_VECTORS}",
+        dir.display(),
+        out.len()
+    );
+    out
+}
+
+fn key(b64: &Value) -> Key {
+    let text = b64.as_str().expect("a key is a base64 string");
+    let bytes: [u8; 32] = STANDARD
+        .decode(text)
+        .expect("a key is base64")
+        .try_into()
+        .expect("a key is 32 bytes");
+    Key::from_bytes(bytes)
+}
+
+fn keyring(meta: &Value) -> Keyring {
+    let mut ring = Keyring::new(key(&meta["key"]));
+    if let Some(previous) = meta.get("previous_keys") {
+        for k in previous.as_array().expect("previous_keys is a list") {
+            ring.add_previous(key(k));
+        }
+    }
+    ring
+}
+
+fn str_field<'a>(meta: &'a Value, field: &str, name: &str) -> &'a str {
+    meta[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {field} is missing or not a string"))
+}
+
+/// Decrypts the whole archive; an error says whether it came before any plaintext.
+fn decrypt(archive: &[u8], ring: &Keyring) -> Result<(Vec<u8>, String), (Error, bool)> {
+    let mut reader = DecryptingReader::new(archive, ring).map_err(|e| (e, true))?;
+    let mut plain = Vec::new();
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|e| (from_io(e, "read the archive"), false))?;
+    Ok((plain, reader.key_id().to_string()))
+}
+
+fn check(name: &str, meta: &Value, archive: &[u8]) -> Result<(), String> {
+    let ring = keyring(meta);
+    let result = decrypt(archive, &ring);
+    let expect = str_field(meta, "expect", name);
+    match (expect, result) {
+        ("ok", Ok((plain, key_id))) => {
+            let len = meta["plaintext_len"].as_u64().expect("plaintext_len");
+            if plain.len() as u64 != len {
+                return Err(format!("plaintext is {} bytes, not {len}", plain.len()));
+            }
+            let sha = hex::encode(Sha256::digest(&plain));
+            if sha != str_field(meta, "plaintext_sha256", name) {
+                return Err(format!("plaintext SHA-256 is {sha}"));
+            }
+            if let Some(want) = meta.get("opened_by_key_id")
+                && want.as_str() != Some(key_id.as_str())
+            {
+                return Err(format!("opened by key id {key_id}, not {want}"));
+            }
+            Ok(())
+        }
+        ("ok", Err((e, _))) => Err(format!("refused: {e}")),
+        (_, Ok(_)) => Err(format!("opened, but {expect} was expected")),
+        (expect, Err((e, before_plaintext))) => {
+            let kind = match expect {
+                "wrong_key" => ErrorKind::WrongKey,
+                "corrupt" => ErrorKind::Corrupt,
+                other => return Err(format!("unknown expectation {other:?}")),
+            };
+            if e.kind() != kind {
+                return Err(format!("error kind {:?}, not {kind:?}: {e}", e.kind()));
+            }
+            if kind == ErrorKind::WrongKey && !before_plaintext {
+                return Err(format!("the wrong key was noticed only while reading: {e}"));
+            }
+            let part = str_field(meta, "error_contains", name);
+            if !e.message().contains(part) {
+                return Err(format!("error {:?} does not contain {part:?}", e.message()));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn every_vector_gives_its_expected_result() {
+    let files = files_on_disk();
+    let mut failures = Vec::new();
+    for (name, (json, archive)) in &files {
+        let meta: Value = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("{name}.json is not valid JSON: {e}"));
+        if let Err(why) = check(name, &meta, archive) {
+            failures.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_vector_files_are_exactly_what_the_generator_writes() {
+    let files = files_on_disk();
+    let generated = make_vectors::definitions();
+    let generated_names: Vec<&str> = generated.iter().map(|v| v.name).collect();
+    let names_on_disk: Vec<&str> = files.keys().map(String::as_str).collect();
+    let mut sorted = generated_names.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted, names_on_disk,
+        "the vector files differ from the generated set: run `cargo run -p service-backup-core --example make-vectors -- spec/vectors`"
+    );
+    for v in &generated {
+        let (json, archive) = &files[v.name];
+        assert!(
+            *archive == v.archive,
+            "{}.sbak differs from the generated bytes",
+            v.name
+        );
+        assert_eq!(
+            *json,
+            v.json(),
+            "{}.json differs from the generated text",
+            v.name
+        );
+    }
+}
+
+#[test]
+fn the_plain_tar_gz_vector_is_a_real_tar_gz() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../spec/vectors/corrupt-plain-tar-gz.sbak"
+    ));
+    let bytes = std::fs::read(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut entries = archive.entries().unwrap();
+    let mut entry = entries.next().unwrap().unwrap();
+    assert_eq!(entry.path().unwrap().to_str(), Some("hello.txt"));
+    let mut content = String::new();
+    entry.read_to_string(&mut content).unwrap();
+    assert_eq!(content, "hello from service-backup\n");
+    drop(entry);
+    assert!(entries.next().is_none());
+}
