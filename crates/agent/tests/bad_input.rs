@@ -43,6 +43,7 @@ fn refused(env: &Env, bytes: &[u8], code: i32, words: &str) {
         "bad.archive",
         "--key-file",
         "backup.key",
+        "--allow-unencrypted",
         "--target",
         "target",
         "--force",
@@ -409,4 +410,36 @@ fn a_non_empty_target_needs_force() {
     env.run(&["restore", "config.yml", "--target", "busy", "--force"])
         .expect(0);
     assert_eq!(tree(&env.path("source")), tree(&env.path("busy")));
+}
+
+#[test]
+fn a_plain_archive_is_refused_when_a_key_is_configured() {
+    let env = Env::new();
+    let d = env.dir.path().display();
+    let yaml = format!(
+        "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\nsource_folder: {d}/source\ncron_schedule: \"@daily\"\n"
+    );
+    std::fs::write(env.path("plain.yml"), yaml).unwrap();
+    env.run(&["backup", "plain.yml"]).expect(0);
+    // The same destination, now read with a key configured: the plain backup may have been
+    // swapped in by someone who can write to the destination.
+    let out = env.run(&["restore", "config.yml", "--target", "t"]);
+    out.expect(1);
+    assert!(
+        out.stderr
+            .contains("not encrypted although a key is configured")
+            && out.stderr.contains("--allow-unencrypted"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("t").exists());
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        "t",
+        "--allow-unencrypted",
+    ])
+    .expect(0);
+    assert_eq!(tree(&env.path("source")), tree(&env.path("t")));
 }

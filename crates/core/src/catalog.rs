@@ -9,12 +9,11 @@ use chrono::{DateTime, Utc};
 
 use crate::destination::{Destination, get_small};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Keyring;
 use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::pipeline::ObjectReader;
 use crate::pipeline::extract::Extractor;
-use crate::pipeline::restore::{Expected, ReadStats, Staging, read_archive};
+use crate::pipeline::restore::{Decryption, Expected, ReadStats, Staging, read_archive};
 use crate::progress::Progress;
 
 /// A complete backup found in a destination.
@@ -109,7 +108,7 @@ pub fn select<'a>(entries: &'a [BackupEntry], selector: &Selector) -> Result<&'a
 pub async fn restore_backup(
     dest: Arc<dyn Destination>,
     entry: &BackupEntry,
-    keyring: Option<&Keyring>,
+    decryption: &Decryption,
     target: Option<(&Path, bool)>,
     progress: Arc<dyn Progress>,
 ) -> Result<ReadStats> {
@@ -135,23 +134,14 @@ pub async fn restore_backup(
         sha256: entry.manifest.sha256.clone(),
         stored_bytes: entry.manifest.stored_bytes,
     };
-    let keyring = keyring.cloned();
-    blocking(move || {
-        read_into(
-            reader,
-            keyring.as_ref(),
-            Some(&expected),
-            staging,
-            &*progress,
-        )
-    })
-    .await
+    let decryption = decryption.clone();
+    blocking(move || read_into(reader, &decryption, Some(&expected), staging, &*progress)).await
 }
 
 /// Restores (or with no target, verifies) an archive file, such as a downloaded one.
 pub fn restore_file(
     archive: &Path,
-    keyring: Option<&Keyring>,
+    decryption: &Decryption,
     target: Option<(&Path, bool)>,
     progress: &dyn Progress,
 ) -> Result<ReadStats> {
@@ -162,13 +152,13 @@ pub fn restore_file(
     let staging = target
         .map(|(dir, replace)| Staging::prepare(dir, replace))
         .transpose()?;
-    read_into(file, keyring, None, staging, progress)
+    read_into(file, decryption, None, staging, progress)
 }
 
 /// Restores (or with no target, verifies) an archive read from `input`, such as stdin.
 pub fn read_into<R: Read>(
     input: R,
-    keyring: Option<&Keyring>,
+    decryption: &Decryption,
     expected: Option<&Expected>,
     staging: Option<Staging>,
     progress: &dyn Progress,
@@ -177,7 +167,7 @@ pub fn read_into<R: Read>(
         Some(s) => Extractor::into_dir(s.dir()),
         None => Extractor::check_only(),
     };
-    match read_archive(input, keyring, expected, extractor, progress) {
+    match read_archive(input, decryption, expected, extractor, progress) {
         Ok(stats) => {
             if let Some(s) = staging {
                 s.commit()?;

@@ -24,7 +24,8 @@ impl Layout {
         let parts: Vec<&str> = path
             .split('/')
             .chain(deployment.into_iter().flat_map(|d| d.split('/')))
-            .filter(|p| !p.is_empty() && *p != ".")
+            // `..` has no meaning in an object key and would escape a local destination.
+            .filter(|p| !p.is_empty() && *p != "." && *p != "..")
             .collect();
         Self {
             base: parts.join("/"),
@@ -137,6 +138,7 @@ mod tests {
             with.manifest_key(day, "n"),
             "redis/prod/redis-deploy/2026/11/02/n.json"
         );
+        assert_eq!(Layout::new("../a/./b/..", None).prefix(), "a/b/");
         let bare = Layout::new("", None);
         assert_eq!(bare.archive_key(day, "n", false), "2026/11/02/n.tar.gz");
         assert_eq!(bare.prefix(), "");

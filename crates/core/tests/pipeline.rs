@@ -12,6 +12,7 @@ use service_backup_core::format::{Key, Keyring};
 use service_backup_core::layout::{Layout, backup_name};
 use service_backup_core::pipeline::archive::ArchiveSpec;
 use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
 
 fn sample_tree(root: &Path) {
@@ -130,7 +131,7 @@ async fn backup_to_two_destinations_then_restore_each() {
         let stats = restore_backup(
             dest.clone(),
             entry,
-            Some(&ring),
+            &Decryption::new(Some(ring.clone())),
             Some((&out, false)),
             Arc::new(NoProgress),
         )
@@ -139,9 +140,15 @@ async fn backup_to_two_destinations_then_restore_each() {
         assert_eq!(stats.extracted.entries, 7);
         assert_same_tree(&source, &out);
         // verify writes nothing and passes
-        restore_backup(dest, entry, Some(&ring), None, Arc::new(NoProgress))
-            .await
-            .unwrap();
+        restore_backup(
+            dest,
+            entry,
+            &Decryption::new(Some(ring.clone())),
+            None,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -223,7 +230,7 @@ async fn tampered_archive_restores_nothing() {
     let err = restore_backup(
         dest,
         &entry,
-        Some(&Keyring::new(key)),
+        &Decryption::new(Some(Keyring::new(key))),
         Some((&out, true)),
         Arc::new(NoProgress),
     )

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use service_backup_core::catalog::read_into;
 use service_backup_core::format::{DecryptingReader, from_io};
-use service_backup_core::pipeline::restore::Staging;
+use service_backup_core::pipeline::restore::{Decryption, Staging};
 use service_backup_core::{Error, ErrorKind};
 
 use super::{CliResult, Outcome, keyring};
@@ -48,7 +48,8 @@ pub fn run(args: &DecryptArgs) -> CliResult {
     }
     if let Some(dir) = &args.extract {
         let staging = Staging::prepare(dir, args.force)?;
-        let stats = read_into(input, Some(&ring), None, Some(staging), &*bar);
+        let decryption = Decryption::new(Some(ring.clone()));
+        let stats = read_into(input, &decryption, None, Some(staging), &*bar);
         bar.finish();
         let stats = stats?;
         eprintln!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
 use service_backup_core::format::Key;
+use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
 use service_backup_core::{Error, ErrorKind};
 
@@ -71,11 +72,11 @@ pub fn run(dir: &Path) -> CliResult {
         entries.len(),
         dest.name
     );
-    let ring = config.keyring.clone();
+    let decryption = Decryption::new(config.keyring.clone());
     rt.block_on(restore_backup(
         dest.destination.clone(),
         &entry,
-        ring.as_ref(),
+        &decryption,
         None,
         std::sync::Arc::new(NoProgress),
     ))?;
@@ -83,7 +84,7 @@ pub fn run(dir: &Path) -> CliResult {
     let stats = rt.block_on(restore_backup(
         dest.destination.clone(),
         &entry,
-        ring.as_ref(),
+        &decryption,
         Some((&restored, false)),
         std::sync::Arc::new(NoProgress),
     ))?;

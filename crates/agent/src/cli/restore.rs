@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use service_backup_core::catalog::{self, Selector, list_backups, select};
-use service_backup_core::format::Keyring;
-use service_backup_core::pipeline::restore::ReadStats;
+use service_backup_core::pipeline::restore::{Decryption, ReadStats};
 use service_backup_core::{Error, ErrorKind};
 
 use super::{CliError, CliResult, Outcome, keyring, load_config, runtime};
@@ -30,6 +29,10 @@ pub struct Which {
     /// Further key files (older keys), besides the configured ones.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+    /// Accept a backup that is not encrypted although a key is given (one made before
+    /// encryption was set up); refused by default, as it may have been replaced.
+    #[arg(long)]
+    allow_unencrypted: bool,
 }
 
 /// Arguments of `restore`.
@@ -71,6 +74,13 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl Which {
+    fn decryption(&self, config: Option<&Config>) -> Result<Decryption, Error> {
+        Ok(Decryption {
+            keyring: keyring(config, &self.key_files)?,
+            allow_unencrypted: self.allow_unencrypted,
+        })
+    }
+
     fn selector(&self) -> Selector {
         match (&self.before, self.backup.as_str()) {
             (Some(t), _) => Selector::Before(*t),
@@ -83,13 +93,13 @@ impl Which {
 /// Restores a backup or an archive file.
 pub fn run_restore(args: &RestoreArgs) -> CliResult {
     if let Some(file) = &args.file {
-        let ring = keyring(None, &args.which.key_files)?;
+        let decryption = args.which.decryption(None)?;
         let target = args
             .target
             .as_deref()
             .expect("clap requires --target with --file");
         let bar = Bar::new("restore");
-        let stats = catalog::restore_file(file, ring.as_ref(), Some((target, args.force)), &*bar);
+        let stats = catalog::restore_file(file, &decryption, Some((target, args.force)), &*bar);
         bar.finish();
         report_restored(&stats?, target);
         return Ok(Outcome::Success);
@@ -105,11 +115,11 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         .or_else(|| config.restore.target_folder.clone())
         .or_else(|| config.source_folder.clone())
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
-    let ring = keyring(Some(&config), &args.which.key_files)?;
+    let decryption = args.which.decryption(Some(&config))?;
     let (name, stats) = from_destinations(
         &config,
         &args.which,
-        ring.as_ref(),
+        &decryption,
         Some((&target, args.force)),
     )?;
     eprintln!("restored backup {name}");
@@ -125,9 +135,9 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
 /// Verifies a backup or an archive file end to end.
 pub fn run_verify(args: &VerifyArgs) -> CliResult {
     if let Some(file) = &args.file {
-        let ring = keyring(None, &args.which.key_files)?;
+        let decryption = args.which.decryption(None)?;
         let bar = Bar::new("verify");
-        let stats = catalog::restore_file(file, ring.as_ref(), None, &*bar);
+        let stats = catalog::restore_file(file, &decryption, None, &*bar);
         bar.finish();
         let stats = stats?;
         println!(
@@ -143,8 +153,8 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .as_deref()
             .expect("clap requires CONFIG without --file"),
     )?;
-    let ring = keyring(Some(&config), &args.which.key_files)?;
-    let (name, stats) = from_destinations(&config, &args.which, ring.as_ref(), None)?;
+    let decryption = args.which.decryption(Some(&config))?;
+    let (name, stats) = from_destinations(&config, &args.which, &decryption, None)?;
     println!(
         "backup {name} is valid: {} entries, {} bytes, sha256 {}",
         stats.extracted.entries, stats.extracted.bytes, stats.sha256
@@ -166,7 +176,7 @@ fn report_restored(stats: &ReadStats, target: &Path) {
 fn from_destinations(
     config: &Config,
     which: &Which,
-    ring: Option<&Keyring>,
+    decryption: &Decryption,
     target: Option<(&Path, bool)>,
 ) -> Result<(String, ReadStats), CliError> {
     let rt = runtime()?;
@@ -180,7 +190,7 @@ fn from_destinations(
                 let what = if target.is_some() { "restore" } else { "verify" };
                 tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{}", format!("{} started", capitalize(what)));
                 let bar = Bar::new(what);
-                let stats = catalog::restore_backup(d.destination.clone(), &entry, ring, target, bar.clone()).await;
+                let stats = catalog::restore_backup(d.destination.clone(), &entry, decryption, target, bar.clone()).await;
                 bar.finish();
                 stats.map(|s| (entry.manifest.name.clone(), s))
                     .map_err(|e| e.context(format!("backup {} in destination {}", entry.manifest.name, d.name)))

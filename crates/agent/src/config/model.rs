@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use service_backup_core::format::Keyring;
 
-use service_backup_core::secret::Secret;
 use crate::schedule::Schedule;
+use service_backup_core::secret::Secret;
 
 /// The default `missing_properties_message`, as in the original job spec.
 pub const DEFAULT_MISSING_PROPERTIES_MESSAGE: &str =

@@ -54,7 +54,8 @@ impl RetryPolicy {
             match attempt().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let spent = tries >= self.max_attempts || start.elapsed() + backoff > self.budget;
+                    let spent =
+                        tries >= self.max_attempts || start.elapsed() + backoff > self.budget;
                     if !e.is_temporary() || spent {
                         return Err(e);
                     }

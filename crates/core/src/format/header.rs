@@ -118,13 +118,30 @@ pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHe
             Stanza::Unknown { .. } => None,
         })
         .collect();
-    let Some((stanza, key)) = symmetric
+    // Every stanza for a key we hold is tried: one damaged stanza does not hide another.
+    let mut candidates = symmetric
         .iter()
-        .find_map(|s| keyring.find(s.key_id).map(|k| (*s, k)))
-    else {
+        .filter_map(|s| keyring.find(s.key_id).map(|k| (*s, k)))
+        .peekable();
+    if candidates.peek().is_none() {
         return Err(wrong_key(&symmetric, keyring));
+    }
+    let mut opened = None;
+    let mut first_error = None;
+    for (stanza, key) in candidates {
+        match stanza.unwrap(key) {
+            Ok(file_key) => {
+                opened = Some((file_key, key));
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some((file_key, key)) = opened else {
+        return Err(first_error.expect("at least one stanza was tried"));
     };
-    let file_key = stanza.unwrap(key)?;
     let expected = header_mac(&file_key, &raw[..authenticated_len]);
     if !bool::from(expected.ct_eq(&raw[authenticated_len..])) {
         return Err(Error::corrupt(

@@ -48,10 +48,11 @@ impl<W: Write> StreamEncryptor<W> {
     }
 
     fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        if self.counter == u32::MAX {
+        // The last counter value is left for the final chunk, as the reader expects.
+        if !last && self.counter == u32::MAX {
             return Err(io::Error::other(Error::new(
-                crate::ErrorKind::Io,
-                "the archive is larger than the format's 256 TiB limit",
+                crate::ErrorKind::Usage,
+                "the archive is larger than the format's limit of 2^32 chunks (256 TiB)",
             )));
         }
         self.stream
@@ -59,7 +60,7 @@ impl<W: Write> StreamEncryptor<W> {
             .map_err(|_| io::Error::other("AES-GCM encryption failed"))?;
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
-        self.counter += 1;
+        self.counter = self.counter.wrapping_add(1);
         Ok(())
     }
 
@@ -140,7 +141,7 @@ impl<R: Read> StreamDecryptor<R> {
         let last = self.sealed.len() <= SEALED_CHUNK_LEN;
         let take = self.sealed.len().min(SEALED_CHUNK_LEN);
         if take < TAG_LEN {
-            return Err(corrupt(if self.counter == 0 {
+            return Err(corrupt(if self.counter == 0 && take == 0 {
                 "the archive has a header but no payload (it is truncated)".to_string()
             } else {
                 format!(

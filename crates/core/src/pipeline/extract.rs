@@ -62,6 +62,9 @@ impl Extractor {
         let raw = entry.path().map_err(|e| tar_error(e, None))?.into_owned();
         let name = raw.display().to_string();
         let rel = checked_path(&raw)?;
+        if let Some(root) = &self.root {
+            no_link_on_the_way(root, &rel, &name)?;
+        }
         let kind = entry.header().entry_type();
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
         let mtime = FileTime::from_unix_time(
@@ -123,6 +126,7 @@ impl Extractor {
                     )
                 })?;
                 if let Some(root) = &self.root {
+                    no_link_on_the_way(root, &target, &name)?;
                     let path = root.join(&rel);
                     make_parent(&path)?;
                     std::fs::hard_link(root.join(&target), &path)
@@ -173,6 +177,32 @@ fn checked_path(raw: &Path) -> Result<PathBuf> {
         return Err(unsafe_entry(&name, "its path is empty"));
     }
     Ok(out)
+}
+
+/// Refuses an entry whose path passes through (or ends on) a symlink already extracted:
+/// following it could lead outside the root. Archives written by service-backup never do
+/// this, as the source is walked without following links.
+fn no_link_on_the_way(root: &Path, rel: &Path, name: &str) -> Result<()> {
+    let mut path = root.to_path_buf();
+    for part in rel.components() {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let via = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                return Err(unsafe_entry(
+                    name,
+                    &format!("its path passes through the symlink {via}"),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Whether a symlink at `rel` pointing to `target` resolves inside the root, lexically.
@@ -247,6 +277,41 @@ mod tests {
             let err = checked_path(Path::new(bad)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{bad}");
         }
+    }
+
+    #[test]
+    fn entries_through_an_extracted_symlink_are_refused() {
+        // a -> .   a/b -> ..   b/c -> ..   then b/c/escaped: lexically inside, really outside.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut link = |name: &str, to: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            builder.append_link(&mut h, name, to).unwrap();
+        };
+        link("a", ".");
+        link("a/b", "..");
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_mode(0o755);
+        builder
+            .append_data(&mut dir, "b/c/escaped", &[][..])
+            .unwrap();
+        let bytes = builder.into_inner().unwrap();
+        let err = Extractor::into_dir(&root)
+            .run(&mut tar::Archive::new(&bytes[..]))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+        assert!(
+            err.to_string().contains("passes through the symlink"),
+            "{err}"
+        );
+        assert!(!tmp.path().join("escaped").exists());
+        assert!(!tmp.path().join("c").exists());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stored bytes → SHA-256 check → decrypt → gunzip → safe extraction into a staging
 //! directory, moved into the target only when everything checked out.
 
-use std::io::{self, BufRead as _, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -11,6 +11,30 @@ use super::extract::{ExtractStats, Extractor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{ArchiveKind, DecryptingReader, KeyId, Keyring, from_io};
 use crate::progress::Progress;
+
+/// The keys a restore may use, and whether it accepts an archive that is not encrypted.
+#[derive(Debug, Clone, Default)]
+pub struct Decryption {
+    /// The keys; `None` or empty: only plain archives can be read.
+    pub keyring: Option<Keyring>,
+    /// Accept a plain `.tar.gz` even though keys are given. Off by default: with keys
+    /// configured, a plain archive may be a backup that someone replaced.
+    pub allow_unencrypted: bool,
+}
+
+impl Decryption {
+    /// Decryption with `keyring`, refusing plain archives when it holds a key.
+    pub fn new(keyring: Option<Keyring>) -> Self {
+        Self {
+            keyring,
+            allow_unencrypted: false,
+        }
+    }
+
+    fn keys(&self) -> Option<&Keyring> {
+        self.keyring.as_ref().filter(|k| !k.is_empty())
+    }
+}
 
 /// What the stored object must match, from its manifest.
 #[derive(Debug, Clone)]
@@ -57,47 +81,52 @@ impl<R: Read> Read for HashingReader<'_, R> {
 /// structure. Returns only once every byte of the input was read and checked.
 pub fn read_archive<R: Read>(
     input: R,
-    keyring: Option<&Keyring>,
+    decryption: &Decryption,
     expected: Option<&Expected>,
     extractor: Extractor,
     progress: &dyn Progress,
 ) -> Result<ReadStats> {
-    let mut hashing = BufReader::with_capacity(
-        256 * 1024,
-        HashingReader {
-            inner: input,
-            hasher: Sha256::new(),
-            count: 0,
-            progress,
-        },
-    );
-    let first = hashing
-        .fill_buf()
-        .map_err(|e| from_io(e, "read the archive"))?;
+    let mut hashing = HashingReader {
+        inner: input,
+        hasher: Sha256::new(),
+        count: 0,
+        progress,
+    };
+    let first = read_prefix(&mut hashing, crate::format::MAGIC.len())?;
     if first.is_empty() {
         return Err(Error::corrupt("the archive is empty"));
     }
-    let kind = ArchiveKind::sniff(first)?;
+    let kind = ArchiveKind::sniff(&first)?;
     let mut key_id = None;
+    // The first bytes go back in front: every layer reads the archive from its start.
+    let mut input =
+        BufReader::with_capacity(256 * 1024, io::Cursor::new(first).chain(&mut hashing));
     let extracted = match kind {
+        ArchiveKind::PlainGzip if decryption.keys().is_some() && !decryption.allow_unencrypted => {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "the archive is not encrypted although a key is configured, so it may have been replaced",
+            )
+            .with_hint("if it is an old backup made before encryption was set up, pass --allow-unencrypted"));
+        }
         ArchiveKind::Encrypted => {
-            let Some(keyring) = keyring.filter(|k| !k.is_empty()) else {
+            let Some(keyring) = decryption.keys() else {
                 return Err(Error::new(
                     ErrorKind::WrongKey,
                     "the archive is encrypted and no key was given",
                 )
                 .with_hint("pass --key-file, or configure encryption.key_file"));
             };
-            let mut reader = DecryptingReader::new(&mut hashing, keyring)?;
+            let mut reader = DecryptingReader::new(&mut input, keyring)?;
             key_id = Some(reader.key_id());
             let stats = extract_gzip_tar(&mut reader, extractor)?;
             drain(&mut reader)?;
             stats
         }
-        ArchiveKind::PlainGzip => extract_gzip_tar(&mut hashing, extractor)?,
+        ArchiveKind::PlainGzip => extract_gzip_tar(&mut input, extractor)?,
     };
-    drain(&mut hashing)?;
-    let hashing = hashing.into_inner();
+    drain(&mut input)?;
+    drop(input);
     let sha256 = hex::encode(hashing.hasher.finalize());
     if let Some(expected) = expected {
         if hashing.count != expected.stored_bytes {
@@ -119,6 +148,22 @@ pub fn read_archive<R: Read>(
         sha256,
         key_id,
     })
+}
+
+/// Reads up to `n` bytes, however few each read of the input delivers.
+fn read_prefix<R: Read>(input: &mut R, n: usize) -> Result<Vec<u8>> {
+    let mut first = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match input.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(from_io(e, "read the archive")),
+        }
+    }
+    first.truncate(filled);
+    Ok(first)
 }
 
 fn extract_gzip_tar<R: Read>(input: R, extractor: Extractor) -> Result<ExtractStats> {
@@ -252,4 +297,93 @@ fn remove_stale_work_dirs(target: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::format::{EncryptingWriter, Key};
+    use crate::progress::NoProgress;
+
+    /// A reader that hands out one byte per read, as a slow network stream may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    fn tar_gz() -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "a.txt", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn archives_are_recognised_from_one_byte_reads() {
+        let key = Key::generate().unwrap();
+        let mut w = EncryptingWriter::new(Vec::new(), &key).unwrap();
+        w.write_all(&tar_gz()).unwrap();
+        let sealed = w.finish().unwrap();
+        let decryption = Decryption::new(Some(Keyring::new(key)));
+        let stats = read_archive(
+            Trickle(&sealed),
+            &decryption,
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(stats.extracted.entries, 1);
+        let plain = read_archive(
+            Trickle(&tar_gz()),
+            &Decryption::default(),
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(plain.extracted.bytes, 5);
+    }
+
+    #[test]
+    fn a_plain_archive_is_refused_when_keys_are_given_unless_allowed() {
+        let mut decryption = Decryption::new(Some(Keyring::new(Key::generate().unwrap())));
+        let err = read_archive(
+            &tar_gz()[..],
+            &decryption,
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not encrypted although a key is configured"),
+            "{err}"
+        );
+        decryption.allow_unencrypted = true;
+        read_archive(
+            &tar_gz()[..],
+            &decryption,
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap();
+    }
 }
