@@ -1,9 +1,26 @@
 //! The service's executables (dump, cleanup, identifier, restore): command lines split on
-//! spaces as the original did, run with the agent's environment.
+//! spaces as the original did, run with the agent's environment in their own process
+//! group, their output logged line by line with bounds, stopped with SIGTERM then SIGKILL
+//! when the run is cancelled.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::time::Duration;
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use service_backup_core::{Error, ErrorKind, Result};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// How long an executable has to exit after SIGTERM before it is killed.
+pub const GRACE: Duration = Duration::from_secs(5);
+/// The longest line logged; longer lines are cut.
+const MAX_LINE: usize = 2048;
+/// Lines logged per stream of one executable; the rest are counted, not logged.
+const MAX_LINES: u64 = 1000;
+/// The most stdout kept for an identifier.
+const MAX_CAPTURE: usize = 4096;
 
 /// Splits a command line on spaces, as the original release did.
 pub fn tokens(command_line: &str) -> Vec<String> {
@@ -14,64 +31,142 @@ pub fn tokens(command_line: &str) -> Vec<String> {
         .collect()
 }
 
-fn command(command_line: &str) -> Result<Command> {
+fn spawn(what: &str, command_line: &str) -> Result<(Child, String)> {
     let tokens = tokens(command_line);
     let Some((program, args)) = tokens.split_first() else {
         return Err(Error::new(
             ErrorKind::Config,
-            "the executable's command line is empty",
+            format!("the {what}'s command line is empty"),
         ));
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    Ok(cmd)
-}
-
-/// Runs `command_line` to completion; its output goes to the agent's standard error.
-pub fn run(what: &str, command_line: &str) -> Result<()> {
-    let program = tokens(command_line).first().cloned().unwrap_or_default();
-    let status = command(command_line)?
+    let child = Command::new(program)
+        .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .map_err(|e| {
             Error::new(
                 ErrorKind::Config,
-                format!("cannot run the {what} {program}: {e}"),
+                format!("cannot run the {what} {program}: {}", plain(&e)),
             )
             .with_hint("check the path in the configuration and that the file is executable")
         })?;
+    Ok((child, program.clone()))
+}
+
+fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
+/// Logs each line of `stream` (cut at MAX_LINE, at most MAX_LINES lines); keeps the first
+/// MAX_CAPTURE bytes when `keep` is set.
+async fn pump(
+    mut stream: impl AsyncRead + Unpin,
+    what: String,
+    name: &'static str,
+    keep: bool,
+) -> String {
+    let mut buf = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    let mut kept = Vec::new();
+    let mut logged = 0u64;
+    let mut dropped = 0u64;
+    let emit = |line: &mut Vec<u8>, logged: &mut u64, dropped: &mut u64| {
+        if *logged < MAX_LINES {
+            let text = String::from_utf8_lossy(line);
+            tracing::info!(executable = %what, stream = name, "{}", text.trim_end());
+            *logged += 1;
+        } else {
+            *dropped += 1;
+        }
+        line.clear();
+    };
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if keep && kept.len() < MAX_CAPTURE {
+            let room = MAX_CAPTURE - kept.len();
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                emit(&mut line, &mut logged, &mut dropped);
+            } else if line.len() < MAX_LINE {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line, &mut logged, &mut dropped);
+    }
+    if dropped > 0 {
+        tracing::info!(executable = %what, stream = name, lines = dropped, "More output lines were not logged");
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Runs `command_line` to completion, or until `cancel` fires (then SIGTERM to its process
+/// group, SIGKILL after [`GRACE`]). Returns its standard output (at most 4 KiB) when it
+/// exits 0.
+pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> Result<String> {
+    let (mut child, program) = spawn(what, command_line)?;
+    let label = format!("{what} {program}");
+    let out = tokio::spawn(pump(
+        child.stdout.take().expect("piped"),
+        label.clone(),
+        "stdout",
+        true,
+    ));
+    let err = tokio::spawn(pump(
+        child.stderr.take().expect("piped"),
+        label.clone(),
+        "stderr",
+        false,
+    ));
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = cancel.cancelled() => {
+            stop(&mut child, &label).await;
+            let _ = out.await;
+            let _ = err.await;
+            return Err(Error::new(ErrorKind::Cancelled, format!("the {label} was stopped: the agent is shutting down")));
+        }
+    }
+    .map_err(|e| Error::new(ErrorKind::Io, format!("cannot wait for the {label}: {e}")))?;
+    let stdout = out.await.unwrap_or_default();
+    let _ = err.await;
     if status.success() {
-        Ok(())
+        Ok(stdout.trim().to_string())
     } else {
         Err(Error::new(
             ErrorKind::Io,
-            format!("the {what} {program} failed ({status})"),
+            format!("the {label} failed ({status})"),
         ))
     }
 }
 
-/// Runs `command_line` and returns its standard output, trimmed.
-pub fn output(what: &str, command_line: &str) -> Result<String> {
-    let program = tokens(command_line).first().cloned().unwrap_or_default();
-    let out = command(command_line)?
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("cannot run the {what} {program}: {e}"),
-            )
-        })?;
-    if !out.status.success() {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("the {what} {program} failed ({})", out.status),
-        ));
+/// SIGTERM to the child's process group, then SIGKILL if it is still there after GRACE.
+async fn stop(child: &mut Child, label: &str) {
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        return;
+    };
+    let group = Pid::from_raw(pid);
+    tracing::info!(executable = %label, "Sending SIGTERM to the executable");
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        tracing::info!(executable = %label, "The executable ignored SIGTERM; sending SIGKILL");
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    } else {
+        // Children of the executable that outlived it still get the signal's end.
+        let _ = killpg(group, Signal::SIGKILL);
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[cfg(test)]
@@ -87,12 +182,46 @@ mod tests {
         assert!(tokens("   ").is_empty());
     }
 
-    #[test]
-    fn failures_name_the_program() {
-        let err = run("source executable", "/nonexistent/dump --fast").unwrap_err();
+    #[tokio::test]
+    async fn failures_name_the_program_and_output_is_returned() {
+        let cancel = CancellationToken::new();
+        let err = run("source executable", "/nonexistent/dump --fast", &cancel)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/dump"), "{err}");
-        let err = run("source executable", "false").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let err = run("source executable", "false", &cancel)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("failed"), "{err}");
-        assert_eq!(output("identifier", "echo  id-1 ").unwrap(), "id-1");
+        assert_eq!(
+            run("identifier", "echo  id-1 ", &cancel).await.unwrap(),
+            "id-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_an_executable_that_ignores_sigterm() {
+        let cancel = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("stubborn.sh");
+        std::fs::write(&script, "#!/bin/sh\ntrap '' TERM\nsleep 60 &\nwait\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = std::time::Instant::now();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.cancel();
+        });
+        let err = run("source executable", script.to_str().unwrap(), &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Cancelled);
+        assert!(
+            started.elapsed() < GRACE + Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -7,13 +7,17 @@ mod cli;
 // by the daemon, the HTTP API and the destination crates, which come later.
 #[allow(dead_code)]
 mod config;
+mod daemon;
 mod destinations;
 mod executables;
+mod lock;
 mod logging;
 mod progress;
 mod runner;
 #[allow(dead_code)]
 mod schedule;
+mod store;
+mod tasks;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,13 @@ impl Bar {
         Arc::new(Self { bar })
     }
 
+    /// A bar that is never shown (the daemon's runs).
+    pub fn hidden() -> Arc<Self> {
+        Arc::new(Self {
+            bar: ProgressBar::hidden(),
+        })
+    }
+
     /// Whether anything is shown.
     pub fn visible(&self) -> bool {
         !self.bar.is_hidden()

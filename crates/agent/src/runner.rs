@@ -1,34 +1,63 @@
-//! One backup run, in the order of the product contract: identifier, source executable,
-//! the upload to every destination at once, cleanup; with the original's log lines.
+//! One backup run, in the order of the product contract: a new guid, the service
+//! identifier, the in-progress check, the source executable, the upload to every
+//! destination at once, the cleanup executable; recorded as a task, logged with the
+//! original's messages.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{Local, Utc};
 use service_backup_core::layout::backup_name;
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
 use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::{Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::destinations;
 use crate::executables;
+use crate::lock;
 use crate::progress::Bar;
+use crate::store::TaskKind;
+use crate::tasks::Tasks;
 
 /// How a backup run ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunReport {
+    /// The task recording it, if one was created.
+    pub task_id: Option<i64>,
     /// The backup's name, if the upload started.
     pub name: Option<String>,
     /// The problems, one per line; empty when every destination got the backup.
     pub problems: Vec<String>,
+    /// Refused because another backup was in progress (`exit_if_in_progress`).
+    pub rejected: bool,
+    /// Stopped by SIGTERM or SIGINT.
+    pub cancelled: bool,
+    /// Bytes of file content archived.
+    pub plain_bytes: u64,
+    /// Bytes stored in each destination.
+    pub stored_bytes: u64,
 }
 
 impl RunReport {
     /// Whether every destination got the backup.
     pub fn succeeded(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && !self.rejected && !self.cancelled
     }
+}
+
+/// What a run needs besides the configuration.
+#[derive(Clone)]
+pub struct RunContext {
+    /// The task database.
+    pub tasks: Tasks,
+    /// Where the database and the backup lock live.
+    pub state_dir: PathBuf,
+    /// Fires on SIGTERM or SIGINT.
+    pub cancel: CancellationToken,
 }
 
 /// A new random guid for a run, in the usual 8-4-4-4-12 form.
@@ -62,14 +91,31 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Runs one backup now. Errors only on what stops the run before any upload starts.
-pub async fn backup(config: &Config, bar: Arc<Bar>) -> Result<RunReport> {
+/// The folder of the task database and the lock: configured, else beside the config file.
+pub fn state_dir(config: &Config) -> PathBuf {
+    config.state_dir.clone().unwrap_or_else(|| {
+        config
+            .source_path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    })
+}
+
+/// Runs one backup now, recorded as a task with `trigger` (`schedule`, `manual`, `api`).
+pub async fn backup(
+    config: &Config,
+    ctx: &RunContext,
+    trigger: &'static str,
+    bar: Arc<Bar>,
+) -> Result<RunReport> {
     let guid = new_guid()?;
     let span =
         tracing::info_span!("backup", backup_guid = %guid, identifier = tracing::field::Empty);
-    let report = async {
+    async {
         let identifier = match &config.service_identifier_executable {
-            Some(cmd) => match executables::output("service identifier executable", cmd) {
+            Some(cmd) => match executables::run("service identifier executable", cmd, &ctx.cancel).await {
                 Ok(id) => {
                     tracing::Span::current().record("identifier", id.as_str());
                     Some(id)
@@ -81,27 +127,46 @@ pub async fn backup(config: &Config, bar: Arc<Bar>) -> Result<RunReport> {
             },
             None => None,
         };
-        tracing::info!("Perform backup started");
-        let mut report = RunReport { name: None, problems: vec![] };
-        if let Err(e) = perform(config, identifier.as_deref(), bar, &mut report).await {
+        let _lock = match lock::acquire(&ctx.state_dir, config.exit_if_in_progress, &ctx.cancel).await {
+            Ok(l) => l,
+            Err(e) if e.message() == lock::IN_PROGRESS => {
+                tracing::error!("{}", lock::IN_PROGRESS);
+                return Ok(RunReport { rejected: true, problems: vec![lock::IN_PROGRESS.into()], ..RunReport::default() });
+            }
+            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                return Ok(RunReport { cancelled: true, problems: vec![e.to_string()], ..RunReport::default() });
+            }
+            Err(e) => return Err(e),
+        };
+        let id = ctx.tasks.create(TaskKind::Backup, trigger).await?;
+        ctx.tasks.start(id, guid.clone()).await?;
+        tracing::info!(task_id = id, "Perform backup started");
+        let started = Instant::now();
+        let mut report = RunReport { task_id: Some(id), ..RunReport::default() };
+        if let Err(e) = perform(config, identifier.as_deref(), bar, &ctx.cancel, &mut report).await {
+            report.cancelled |= e.kind() == ErrorKind::Cancelled;
             report.problems.push(e.to_string());
         }
+        let seconds = started.elapsed().as_secs_f64();
         if report.succeeded() {
-            tracing::info!("Perform backup completed successfully");
+            tracing::info!(duration_in_seconds = seconds, "Perform backup completed successfully");
+            ctx.tasks.finish(id, report.name.clone(), report.plain_bytes, report.stored_bytes, seconds).await?;
         } else {
             tracing::error!(error = %report.problems.join("; "), "Perform backup completed with error");
+            let reason = if report.cancelled { "terminated".to_string() } else { report.problems.join("; ") };
+            ctx.tasks.fail(id, report.name.clone(), reason, seconds).await?;
         }
-        report
+        Ok(report)
     }
     .instrument(span)
-    .await;
-    Ok(report)
+    .await
 }
 
 async fn perform(
     config: &Config,
     identifier: Option<&str>,
     bar: Arc<Bar>,
+    cancel: &CancellationToken,
     report: &mut RunReport,
 ) -> Result<()> {
     let source = config
@@ -110,7 +175,7 @@ async fn perform(
         .ok_or_else(|| Error::new(ErrorKind::Config, "source_folder is not configured"))?;
     if let Some(cmd) = &config.source_executable {
         tracing::info!(command = %cmd, "Source executable started");
-        executables::run("source executable", cmd)?;
+        executables::run("source executable", cmd, cancel).await?;
         tracing::info!("Source executable completed successfully");
     }
     if config.keyring.is_none() {
@@ -138,7 +203,11 @@ async fn perform(
         tracing::info!(destination_name = %t.name, backup_name = %name, "Upload backup started");
     }
     if bar.visible() {
-        bar.set_total_from(source_size(&source));
+        let source = source.clone();
+        let total = tokio::task::spawn_blocking(move || source_size(&source))
+            .await
+            .unwrap_or(0);
+        bar.set_total_from(total);
     }
     let plan = BackupPlan {
         name,
@@ -152,19 +221,24 @@ async fn perform(
             key: config.keyring.as_ref().and_then(|k| k.current().cloned()),
         },
     };
-    let outcomes = run_backup(plan, targets, bar.clone()).await;
+    let outcomes = run_backup(plan, targets, bar.clone(), cancel.clone()).await;
     bar.finish();
     for outcome in outcomes? {
         match outcome.result {
-            Ok(manifest) => tracing::info!(
-                destination_name = %outcome.name,
-                duration_in_seconds = outcome.duration.as_secs_f64(),
-                size_in_bytes = manifest.plain_bytes,
-                stored_bytes = manifest.stored_bytes,
-                key = %outcome.archive_key,
-                "Upload backup completed successfully"
-            ),
+            Ok(manifest) => {
+                report.plain_bytes = manifest.plain_bytes;
+                report.stored_bytes = manifest.stored_bytes;
+                tracing::info!(
+                    destination_name = %outcome.name,
+                    duration_in_seconds = outcome.duration.as_secs_f64(),
+                    size_in_bytes = manifest.plain_bytes,
+                    stored_bytes = manifest.stored_bytes,
+                    key = %outcome.archive_key,
+                    "Upload backup completed successfully"
+                );
+            }
             Err(e) => {
+                report.cancelled |= e.kind() == ErrorKind::Cancelled;
                 tracing::error!(
                     destination_name = %outcome.name,
                     duration_in_seconds = outcome.duration.as_secs_f64(),
@@ -179,13 +253,16 @@ async fn perform(
     if let Some(cmd) = config
         .cleanup_executable
         .as_ref()
-        .filter(|_| report.succeeded())
+        .filter(|_| report.problems.is_empty())
     {
         tracing::info!("Cleanup started");
-        match executables::run("cleanup executable", cmd) {
-            Ok(()) => tracing::info!("Cleanup completed successfully"),
+        match executables::run("cleanup executable", cmd, cancel).await {
+            Ok(_) => tracing::info!("Cleanup completed successfully"),
             Err(e) => tracing::error!(error = %e, "Cleanup completed with error"),
         }
     }
     Ok(())
 }
+
+/// How long the daemon waits for a run to stop after SIGTERM before it exits anyway.
+pub const STOP_BUDGET: Duration = Duration::from_secs(12);

@@ -349,6 +349,10 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
+    // The task database of the runs above belongs to root: give this run its own.
+    std::fs::create_dir(env.path("state")).unwrap();
+    std::fs::set_permissions(env.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    env.write_config(&format!("state_dir: {}\n", env.path("state").display()));
     std::fs::write(env.path("source/secret.db"), b"unreadable").unwrap();
     std::fs::set_permissions(
         env.path("source/secret.db"),

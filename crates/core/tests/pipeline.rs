@@ -14,6 +14,7 @@ use service_backup_core::pipeline::archive::ArchiveSpec;
 use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
+use tokio_util::sync::CancellationToken;
 
 fn sample_tree(root: &Path) {
     std::fs::create_dir_all(root.join("db/sub")).unwrap();
@@ -111,6 +112,7 @@ async fn backup_to_two_destinations_then_restore_each() {
         plan(&source, Some(key.clone())),
         vec![target("a", a.clone()), target("b", b.clone())],
         Arc::new(NoProgress),
+        CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -165,6 +167,7 @@ async fn a_failing_destination_does_not_stop_the_others() {
         plan(&source, None),
         vec![target("good", good.clone()), target("bad", bad)],
         Arc::new(NoProgress),
+        CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -191,6 +194,7 @@ async fn a_missing_source_folder_stores_nothing() {
         plan(&source, None),
         vec![target("d", dest.clone())],
         Arc::new(NoProgress),
+        CancellationToken::new(),
     )
     .await
     .unwrap_err();
@@ -214,6 +218,7 @@ async fn tampered_archive_restores_nothing() {
         plan(&source, Some(key.clone())),
         vec![target("d", dest.clone())],
         Arc::new(NoProgress),
+        CancellationToken::new(),
     )
     .await
     .unwrap();

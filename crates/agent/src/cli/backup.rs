@@ -2,9 +2,34 @@
 
 use std::path::Path;
 
+use service_backup_core::{Error, ErrorKind};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
 use super::{CliResult, Outcome, load_config, runtime};
 use crate::progress::Bar;
-use crate::runner;
+use crate::runner::{self, RunContext};
+use crate::tasks::Tasks;
+
+/// Cancels `token` on SIGTERM or SIGINT, so that a manual backup stops cleanly too.
+pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
+    let listen = |kind| {
+        signal(kind)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen for signals: {e}")))
+    };
+    let (mut term, mut int) = (
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        token.cancel();
+    });
+    Ok(())
+}
 
 /// Makes one backup; exit 0 only if every destination got it.
 pub fn run(path: &Path) -> CliResult {
@@ -13,11 +38,29 @@ pub fn run(path: &Path) -> CliResult {
         tracing::info!("Backups Disabled");
         return Ok(Outcome::Success);
     }
-    let report = runtime()?.block_on(runner::backup(&config, Bar::new("backup")))?;
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let state_dir = runner::state_dir(&config);
+        let ctx = RunContext {
+            tasks: Tasks::open(&state_dir).await?,
+            state_dir,
+            cancel: CancellationToken::new(),
+        };
+        cancel_on_signals(ctx.cancel.clone())?;
+        runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
+    })?;
+    if report.rejected {
+        eprintln!("error: {}", crate::lock::IN_PROGRESS);
+        return Ok(Outcome::Failed);
+    }
     if report.succeeded() {
         if let Some(name) = &report.name {
+            let task = report
+                .task_id
+                .map(|id| format!(" (task {id})"))
+                .unwrap_or_default();
             eprintln!(
-                "backup {name} stored in {} destination(s)",
+                "backup {name} stored in {} destination(s){task}",
                 config.destinations.len()
             );
         }

@@ -13,7 +13,8 @@ use service_backup_core::{Error, ErrorKind};
 use super::{CliResult, Outcome, load_config, runtime};
 use crate::destinations;
 use crate::progress::Bar;
-use crate::runner;
+use crate::runner::{self, RunContext};
+use crate::tasks::Tasks;
 
 /// The embedded default configuration; `DEMO_DIR` is replaced by the demo folder.
 const DEMO_CONFIG: &str = include_str!("demo.yml");
@@ -44,7 +45,15 @@ pub fn run(dir: &Path) -> CliResult {
     println!("1. configuration  {}", config_file.display());
     let config = load_config(&config_file)?;
     let rt = runtime()?;
-    let report = rt.block_on(runner::backup(&config, Bar::new("backup")))?;
+    let report = rt.block_on(async {
+        let state_dir = runner::state_dir(&config);
+        let ctx = RunContext {
+            tasks: Tasks::open(&state_dir).await?,
+            state_dir,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        };
+        runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
+    })?;
     if !report.succeeded() {
         for p in &report.problems {
             eprintln!("error: {p}");

@@ -6,6 +6,7 @@ mod demo;
 mod keygen;
 mod list;
 mod restore;
+mod tasks;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -50,17 +51,31 @@ pub type CliResult = Result<Outcome, CliError>;
 /// service-backup: backs up a service's dump folder as an encrypted, compressed archive to
 /// S3, Azure, GCS, SSH servers and local folders, and restores it.
 #[derive(Debug, Parser)]
-#[command(name = "service-backup", version, about, max_term_width = 100)]
+#[command(
+    name = "service-backup",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
+    /// Runs the daemon with this configuration (the original's invocation; same as `run`).
+    config: Option<PathBuf>,
     /// Format of log lines: lager JSON (default) or human text.
     #[arg(long, global = true, value_parser = ["json", "text"], default_value = "json")]
     pub log_format: String,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the daemon: backups on the cron schedule until SIGTERM.
+    Run {
+        /// The configuration file.
+        config: PathBuf,
+    },
     /// Makes one backup now (the original release's manual backup).
     Backup {
         /// The configuration file.
@@ -89,6 +104,14 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Lists the backup and restore tasks this agent recorded, oldest first.
+    Tasks {
+        /// The configuration file.
+        config: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Checks a configuration and prints every problem at once.
     Validate {
         /// The configuration file.
@@ -105,13 +128,21 @@ enum Command {
 impl Cli {
     /// Whether this command's standard output is its result (so logs go to stderr).
     pub fn logs_to_stdout(&self) -> bool {
-        matches!(self.command, Command::Backup { .. })
+        matches!(
+            self.command,
+            None | Some(Command::Backup { .. } | Command::Run { .. })
+        )
     }
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> CliResult {
-    match cli.command {
+    let Some(command) = cli.command else {
+        let config = cli.config.expect("clap requires CONFIG or a command");
+        return crate::daemon::run(&config);
+    };
+    match command {
+        Command::Run { config } => crate::daemon::run(&config),
         Command::Backup { config } => backup::run(&config),
         Command::List {
             config,
@@ -122,6 +153,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Verify(args) => restore::run_verify(&args),
         Command::Decrypt(args) => decrypt::run(&args),
         Command::Keygen { output } => keygen::run(output.as_deref()),
+        Command::Tasks { config, json } => tasks::run(&config, json),
         Command::Validate { config } => validate::run(&config),
         Command::Demo { dir } => demo::run(&dir),
     }

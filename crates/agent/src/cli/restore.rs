@@ -126,7 +126,11 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
     report_restored(&stats, &target);
     if let Some(cmd) = &config.restore.restore_executable {
         tracing::info!(command = %cmd, "Restore executable started");
-        executables::run("restore executable", cmd)?;
+        runtime()?.block_on(executables::run(
+            "restore executable",
+            cmd,
+            &tokio_util::sync::CancellationToken::new(),
+        ))?;
         tracing::info!("Restore executable completed successfully");
     }
     Ok(Outcome::Success)

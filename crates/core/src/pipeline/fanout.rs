@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::join_all;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::archive::{ArchiveSpec, ArchiveStats, write_archive};
 use crate::destination::{Destination, Upload};
@@ -75,10 +76,14 @@ enum Message {
 
 /// Runs a backup to every target. Fails as a whole only if the archive could not be
 /// written (unreadable source); otherwise each destination's outcome is returned.
+///
+/// When `cancel` fires, reading stops and every upload is aborted (nothing becomes
+/// visible); the outcomes are then errors of kind [`ErrorKind::Cancelled`].
 pub async fn run_backup(
     plan: BackupPlan,
     targets: Vec<Target>,
     progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
 ) -> Result<Vec<DestinationOutcome>> {
     let start = Instant::now();
     super::archive::check_source(&plan.archive.source)?;
@@ -103,7 +108,7 @@ pub async fn run_backup(
             Ok(upload) => {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
                 senders.push(tx);
-                consumers.push(consume(target, key, upload, rx, start));
+                consumers.push(consume(target, key, upload, rx, start, cancel.clone()));
             }
             Err(e) => early.push(DestinationOutcome {
                 name: target.name.clone(),
@@ -121,6 +126,7 @@ pub async fn run_backup(
         let sink = FanoutSink {
             senders,
             block: BytesMut::with_capacity(BLOCK_LEN),
+            cancel: cancel.clone(),
         };
         let spec = plan.archive.clone();
         let progress = progress.clone();
@@ -138,8 +144,8 @@ pub async fn run_backup(
     };
     let (produced, mut outcomes) = tokio::join!(producer, join_all(consumers));
     match produced {
-        // Every destination failed: their own errors say why.
-        Err(e) if e.kind() == ErrorKind::Destination => {}
+        // Every destination failed, or the run was cancelled: the outcomes say so.
+        Err(e) if matches!(e.kind(), ErrorKind::Destination | ErrorKind::Cancelled) => {}
         other => other?,
     }
     outcomes.extend(early);
@@ -152,10 +158,19 @@ async fn consume(
     mut upload: Box<dyn Upload>,
     mut rx: mpsc::Receiver<Message>,
     start: Instant,
+    cancel: CancellationToken,
 ) -> DestinationOutcome {
     let result = async {
         loop {
-            match rx.recv().await {
+            let message = tokio::select! {
+                m = rx.recv() => m,
+                () = cancel.cancelled() => {
+                    drop(rx);
+                    let _ = upload.abort().await;
+                    return Err(Error::new(ErrorKind::Cancelled, "the backup was cancelled, so nothing was stored"));
+                }
+            };
+            match message {
                 Some(Message::Block(block)) => {
                     if let Err(e) = upload.write(block).await {
                         drop(rx);
@@ -234,10 +249,17 @@ fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> M
 struct FanoutSink {
     senders: Vec<mpsc::Sender<Message>>,
     block: BytesMut,
+    cancel: CancellationToken,
 }
 
 impl FanoutSink {
     fn send_block(&mut self) -> io::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::other(Error::new(
+                ErrorKind::Cancelled,
+                "the backup was cancelled",
+            )));
+        }
         if self.block.is_empty() {
             return Ok(());
         }

@@ -1,0 +1,71 @@
+//! `service-backup tasks CONFIG [--json]`: the backup and restore tasks of this agent.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{CliResult, Outcome, load_config, runtime};
+use crate::runner;
+use crate::store::{Task, TaskKind};
+use crate::tasks::Tasks;
+
+/// Prints the tasks recorded in `state_dir`, oldest first.
+pub fn run(path: &Path, as_json: bool) -> CliResult {
+    let config = load_config(path)?;
+    let state_dir = runner::state_dir(&config);
+    let all: Vec<Task> = runtime()?.block_on(async {
+        let tasks = Tasks::open(&state_dir).await?;
+        let mut all = tasks.list(TaskKind::Backup).await?;
+        all.extend(tasks.list(TaskKind::Restore).await?);
+        Ok::<_, service_backup_core::Error>(all)
+    })?;
+    if as_json {
+        let items: Vec<_> = all
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "kind": match t.kind { TaskKind::Backup => "backup", TaskKind::Restore => "restore" },
+                    "status": t.state.as_str(),
+                    "trigger": t.trigger,
+                    "backup_guid": t.backup_guid,
+                    "backup_name": t.backup_name,
+                    "created_at": t.created_at.to_rfc3339(),
+                    "updated_at": t.updated_at.to_rfc3339(),
+                    "size_in_bytes": t.size_in_bytes,
+                    "stored_bytes": t.stored_bytes,
+                    "duration_in_seconds": t.duration_in_seconds,
+                    "reason": t.reason,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).expect("JSON values serialize")
+        );
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "{:>5}  {:<8} {:<8} {:<9} {:<25} BACKUP / REASON",
+        "ID", "KIND", "STATUS", "TRIGGER", "UPDATED (UTC)"
+    );
+    for t in &all {
+        let kind = match t.kind {
+            TaskKind::Backup => "backup",
+            TaskKind::Restore => "restore",
+        };
+        let detail = t
+            .reason
+            .as_deref()
+            .or(t.backup_name.as_deref())
+            .unwrap_or("");
+        println!(
+            "{:>5}  {kind:<8} {:<8} {:<9} {:<25} {detail}",
+            t.id,
+            t.state.as_str(),
+            t.trigger,
+            t.updated_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,369 @@
+//! Tasks in SQLite: every backup and restore, with the states of the core state machine.
+//!
+//! The database lives in `state_dir` (WAL mode, schema versioned by a migration table). A
+//! task found `running` when the store opens belonged to a process that died: it becomes
+//! `failed` with reason "interrupted". A database that cannot be read is an error, never
+//! silently replaced.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension as _, params};
+use service_backup_core::task::TaskState;
+use service_backup_core::{Error, ErrorKind, Result};
+
+/// The file name of the database in `state_dir`.
+pub const DB_FILE: &str = "service-backup.sqlite3";
+
+/// The schema, one migration per version; never edit one that shipped, add the next.
+const MIGRATIONS: &[&str] = &["CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('backup', 'restore')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'deleted')),
+        trigger TEXT NOT NULL,
+        backup_guid TEXT,
+        backup_name TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        size_in_bytes INTEGER,
+        stored_bytes INTEGER,
+        duration_in_seconds REAL,
+        reason TEXT
+    );
+    CREATE INDEX tasks_by_kind ON tasks (kind, id);"];
+
+/// What a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A backup run.
+    Backup,
+    /// A restore run.
+    Restore,
+}
+
+impl TaskKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+        }
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Its id, counting from 1.
+    pub id: i64,
+    /// Backup or restore.
+    pub kind: TaskKind,
+    /// Its state.
+    pub state: TaskState,
+    /// What started it: `schedule`, `manual`, `api`.
+    pub trigger: String,
+    /// The run's guid, as in the logs.
+    pub backup_guid: Option<String>,
+    /// The backup made or restored.
+    pub backup_name: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Bytes of file content.
+    pub size_in_bytes: Option<u64>,
+    /// Bytes stored.
+    pub stored_bytes: Option<u64>,
+    /// How long it ran.
+    pub duration_in_seconds: Option<f64>,
+    /// Why it failed or was deleted.
+    pub reason: Option<String>,
+}
+
+/// The task database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("the task database {} cannot be used: {e}", path.display()),
+    )
+    .with_hint("check state_dir's permissions and free space; if the file is damaged, move it aside (the backups themselves are not affected)")
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `state_dir`, migrates it, and fails every
+    /// task left `running` by a process that died.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| Error::io("create state_dir", state_dir, e))?;
+        let path = state_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| db_error(&path, &e))?;
+        let mut store = Self { conn, path };
+        store.prepare().map_err(|e| db_error(&store.path, &e))?;
+        let interrupted = store
+            .conn
+            .execute(
+                "UPDATE tasks SET state = 'failed', reason = 'interrupted', updated_at = ?1
+                 WHERE state IN ('running', 'queued')",
+                params![now()],
+            )
+            .map_err(|e| db_error(&store.path, &e))?;
+        if interrupted > 0 {
+            tracing::info!(
+                tasks = interrupted,
+                "Tasks of a previous run were interrupted and are marked failed"
+            );
+        }
+        Ok(store)
+    }
+
+    fn prepare(&mut self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        // Checks the file is a database before anything else touches it.
+        self.conn
+            .query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);",
+        )?;
+        let current: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if current > known {
+            return Err(rusqlite::Error::InvalidQuery).inspect_err(|_| {
+                tracing::error!(
+                    version = current,
+                    "the task database was written by a newer service-backup"
+                );
+            });
+        }
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![i64::try_from(i + 1).unwrap_or(i64::MAX), now()],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Records a new task in state `queued`; returns its id.
+    pub fn create(&self, kind: TaskKind, trigger: &str) -> Result<i64> {
+        let at = now();
+        self.conn
+            .execute(
+                "INSERT INTO tasks (kind, state, trigger, created_at, updated_at) VALUES (?1, 'queued', ?2, ?3, ?3)",
+                params![kind.as_str(), trigger, at],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Moves a task to `running`, with its guid.
+    pub fn start(&self, id: i64, backup_guid: &str) -> Result<()> {
+        self.transition(id, TaskState::Running, |c, at| {
+            c.execute(
+                "UPDATE tasks SET backup_guid = ?2, started_at = ?3 WHERE id = ?1",
+                params![id, backup_guid, at],
+            )
+        })
+    }
+
+    /// Moves a task to `done` with what it made.
+    pub fn finish(
+        &self,
+        id: i64,
+        backup_name: Option<&str>,
+        size: u64,
+        stored: u64,
+        seconds: f64,
+    ) -> Result<()> {
+        self.transition(id, TaskState::Done, |c, at| {
+            c.execute(
+                "UPDATE tasks SET backup_name = ?2, size_in_bytes = ?3, stored_bytes = ?4,
+                 duration_in_seconds = ?5, finished_at = ?6 WHERE id = ?1",
+                params![id, backup_name, size as i64, stored as i64, seconds, at],
+            )
+        })
+    }
+
+    /// Moves a task to `failed` with the reason.
+    pub fn fail(
+        &self,
+        id: i64,
+        backup_name: Option<&str>,
+        reason: &str,
+        seconds: f64,
+    ) -> Result<()> {
+        self.transition(id, TaskState::Failed, |c, at| {
+            c.execute(
+                "UPDATE tasks SET backup_name = COALESCE(?2, backup_name), reason = ?3,
+                 duration_in_seconds = ?4, finished_at = ?5 WHERE id = ?1",
+                params![id, backup_name, reason, seconds, at],
+            )
+        })
+    }
+
+    fn transition(
+        &self,
+        id: i64,
+        next: TaskState,
+        details: impl FnOnce(&Connection, &str) -> rusqlite::Result<usize>,
+    ) -> Result<()> {
+        let task = self
+            .get(id)?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("there is no task {id}")))?;
+        if !task.state.can_become(next) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("task {id} cannot go from {} to {next}", task.state),
+            ));
+        }
+        let at = now();
+        self.conn
+            .execute(
+                "UPDATE tasks SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, next.as_str(), at],
+            )
+            .and_then(|_| details(&self.conn, &at))
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
+    /// The task `id`, if it exists.
+    pub fn get(&self, id: i64) -> Result<Option<Task>> {
+        self.conn
+            .query_row(&format!("{SELECT} WHERE id = ?1"), params![id], row_to_task)
+            .optional()
+            .map_err(|e| db_error(&self.path, &e))
+    }
+
+    /// Every task of `kind`, oldest first.
+    pub fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{SELECT} WHERE kind = ?1 ORDER BY id"))
+            .map_err(|e| db_error(&self.path, &e))?;
+        let rows = stmt
+            .query_map(params![kind.as_str()], row_to_task)
+            .map_err(|e| db_error(&self.path, &e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error(&self.path, &e))
+    }
+}
+
+const SELECT: &str =
+    "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
+    size_in_bytes, stored_bytes, duration_in_seconds, reason FROM tasks";
+
+fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
+    let text = |i: usize| row.get::<_, String>(i);
+    let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&text(i)?)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+    };
+    let kind = match text(1)?.as_str() {
+        "restore" => TaskKind::Restore,
+        _ => TaskKind::Backup,
+    };
+    let state = text(2)?.parse::<TaskState>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Task {
+        id: row.get(0)?,
+        kind,
+        state,
+        trigger: text(3)?,
+        backup_guid: row.get(4)?,
+        backup_name: row.get(5)?,
+        created_at: time(6)?,
+        updated_at: time(7)?,
+        size_in_bytes: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+        stored_bytes: row.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        duration_in_seconds: row.get(10)?,
+        reason: row.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_follow_the_state_machine_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.create(TaskKind::Backup, "manual").unwrap();
+        assert_eq!(store.get(id).unwrap().unwrap().state, TaskState::Queued);
+        store.start(id, "guid-1").unwrap();
+        store.finish(id, Some("b1"), 10, 4, 1.5).unwrap();
+        let err = store.start(id, "again").unwrap_err();
+        assert!(
+            err.to_string().contains("cannot go from done to running"),
+            "{err}"
+        );
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let task = store.get(id).unwrap().unwrap();
+        assert_eq!(
+            (task.state, task.backup_name.as_deref(), task.stored_bytes),
+            (TaskState::Done, Some("b1"), Some(4))
+        );
+    }
+
+    #[test]
+    fn running_tasks_become_interrupted_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.create(TaskKind::Backup, "schedule").unwrap();
+        store.start(id, "g").unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let task = store.get(id).unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Failed);
+        assert_eq!(task.reason.as_deref(), Some("interrupted"));
+    }
+
+    #[test]
+    fn a_corrupt_database_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = vec![0x5au8; 8192];
+        std::fs::write(dir.path().join(DB_FILE), &junk).unwrap();
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a corrupt file is refused");
+        assert!(err.to_string().contains("cannot be used"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+            junk,
+            "the file was changed"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! The task store shared by the daemon's parts; every call runs on a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use service_backup_core::{Error, ErrorKind, Result};
+
+use crate::store::{Store, Task, TaskKind};
+
+/// A handle on the task database, cheap to clone.
+#[derive(Clone)]
+pub struct Tasks {
+    store: Arc<Mutex<Store>>,
+}
+
+impl Tasks {
+    /// Opens the database in `state_dir`.
+    pub async fn open(state_dir: &Path) -> Result<Self> {
+        let dir = state_dir.to_path_buf();
+        let store = blocking(move || Store::open(&dir)).await?;
+        Ok(Self {
+            store: Arc::new(Mutex::new(store)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(move || {
+            let guard = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&guard)
+        })
+        .await
+    }
+
+    /// A new queued task.
+    pub async fn create(&self, kind: TaskKind, trigger: &'static str) -> Result<i64> {
+        self.with(move |s| s.create(kind, trigger)).await
+    }
+
+    /// The task is running under `guid`.
+    pub async fn start(&self, id: i64, guid: String) -> Result<()> {
+        self.with(move |s| s.start(id, &guid)).await
+    }
+
+    /// The task is done.
+    pub async fn finish(
+        &self,
+        id: i64,
+        name: Option<String>,
+        size: u64,
+        stored: u64,
+        seconds: f64,
+    ) -> Result<()> {
+        self.with(move |s| s.finish(id, name.as_deref(), size, stored, seconds))
+            .await
+    }
+
+    /// The task failed.
+    pub async fn fail(
+        &self,
+        id: i64,
+        name: Option<String>,
+        reason: String,
+        seconds: f64,
+    ) -> Result<()> {
+        self.with(move |s| s.fail(id, name.as_deref(), &reason, seconds))
+            .await
+    }
+
+    /// Every task of `kind`, oldest first.
+    pub async fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
+        self.with(move |s| s.list(kind)).await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a task database call failed: {e}")))?
+}
