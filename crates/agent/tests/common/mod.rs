@@ -100,12 +100,18 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    /// Writes `config.yml` with the local destination, the key, and `extra` YAML lines.
+    /// Writes `config.yml` with the local destination, the key, and `extra` YAML lines
+    /// (which may set their own `cron_schedule`).
     pub fn write_config(&self, extra: &str) {
         let d = self.dir.path().display();
+        let schedule = if extra.contains("cron_schedule:") {
+            ""
+        } else {
+            "cron_schedule: \"*/5 * * * *\"\n"
+        };
         let yaml = format!(
             "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
-             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n\
+             source_folder: {d}/source\n{schedule}\
              encryption:\n  key_file: {d}/backup.key\n{extra}"
         );
         std::fs::write(self.path("config.yml"), yaml).unwrap();

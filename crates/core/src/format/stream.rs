@@ -34,6 +34,8 @@ pub(crate) struct StreamEncryptor<W: Write> {
     stream: StreamBE32<Aes256Gcm>,
     counter: u32,
     buf: Vec<u8>,
+    /// Set once a write failed: the stream is broken and every later call fails.
+    failed: bool,
 }
 
 impl<W: Write> StreamEncryptor<W> {
@@ -44,10 +46,25 @@ impl<W: Write> StreamEncryptor<W> {
             stream: stream(payload_key),
             counter: 0,
             buf: Vec::with_capacity(SEALED_CHUNK_LEN),
+            failed: false,
         }
     }
 
     fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other(
+                "the archive stream was already broken by an earlier error",
+            ));
+        }
+        let sealed = self.seal_chunk_inner(last);
+        if sealed.is_err() {
+            self.failed = true;
+            self.buf.clear();
+        }
+        sealed
+    }
+
+    fn seal_chunk_inner(&mut self, last: bool) -> io::Result<()> {
         // The last counter value is left for the final chunk, as the reader expects.
         if !last && self.counter == u32::MAX {
             return Err(io::Error::other(Error::new(
@@ -74,6 +91,11 @@ impl<W: Write> StreamEncryptor<W> {
 
 impl<W: Write> Write for StreamEncryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other(
+                "the archive stream was already broken by an earlier error",
+            ));
+        }
         if data.is_empty() {
             return Ok(0);
         }

@@ -252,6 +252,38 @@ fn chunk_by_chunk_vectors_match_the_encryptor_when_they_follow_the_rules() {
     );
 }
 
+/// A writer that fails after `left` bytes.
+struct Failing {
+    left: usize,
+}
+
+impl std::io::Write for Failing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = data.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_output_write_breaks_the_stream_without_panicking() {
+    let mut w = EncryptingWriter::new(Failing { left: 100_000 }, &key(1)).unwrap();
+    let data = data(4 * CHUNK_LEN);
+    let first = w.write_all(&data);
+    assert!(first.is_err());
+    // Callers such as gzip's drop keep writing: every call fails, none panics.
+    for _ in 0..3 {
+        assert!(w.write(&data[..10]).is_err());
+    }
+    assert!(w.finish().is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]

@@ -1,0 +1,559 @@
+//! The daemon through the real binary: schedules, executables, logs, overlap, signals.
+
+mod common;
+
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, binary};
+use serde_json::Value;
+
+/// A running daemon whose stdout (the JSON log) goes to a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &Env) -> Self {
+        let log = env.path(&format!("daemon-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary())
+            .args(["run", "config.yml"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+            .collect()
+    }
+
+    fn count(&self, message: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l["message"] == message)
+            .count()
+    }
+
+    /// Waits until `message` was logged `n` times.
+    fn wait_for(&self, message: &str, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.count(message) < n {
+            assert!(
+                start.elapsed() < limit,
+                "{message:?} not logged {n} times within {limit:?}:\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn dump(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Sends SIGTERM and returns the exit code and how long the exit took.
+    fn terminate(mut self) -> (i32, Duration, String) {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code().unwrap_or(-1), start.elapsed(), err);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the daemon did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn script(env: &Env, name: &str, body: &str) -> String {
+    let path = env.path(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn listed(env: &Env) -> Vec<Value> {
+    let out = env.run(&["list", "config.yml", "--json"]);
+    out.expect(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn tasks(env: &Env) -> Vec<Value> {
+    let out = env.run(&["tasks", "config.yml", "--json"]);
+    out.expect(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn scheduled_backups_run_the_executables_in_order_and_log_as_the_original() {
+    let env = Env::new();
+    let order = env.path("order.txt");
+    let o = order.display();
+    let id = script(&env, "id.sh", "echo redis-instance-7");
+    let dump = script(
+        &env,
+        "dump.sh",
+        &format!("echo dump \"$@\" >> {o}\necho dumping to stdout"),
+    );
+    let clean = script(&env, "clean.sh", &format!("echo cleanup >> {o}"));
+    env.write_config(&format!(
+        "cron_schedule: \"* * * * * *\"\nsource_executable: {dump} --fast now\ncleanup_executable: {clean}\nservice_identifier_executable: {id}\n"
+    ));
+    let daemon = Daemon::start(&env);
+    daemon.wait_for(
+        "Perform backup completed successfully",
+        2,
+        Duration::from_secs(20),
+    );
+    let (code, took, stderr) = daemon.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(took < Duration::from_secs(15));
+
+    let lines = std::fs::read_to_string(&order).unwrap();
+    let mut expected = String::new();
+    for _ in 0..lines.lines().count() / 2 {
+        expected.push_str("dump --fast now\ncleanup\n");
+    }
+    assert!(
+        lines.starts_with("dump --fast now\ncleanup\ndump --fast now\ncleanup\n"),
+        "{lines}"
+    );
+    assert_eq!(lines, expected);
+    assert!(listed(&env).len() >= 2);
+    let log = std::fs::read_to_string(
+        env.dir
+            .path()
+            .join(format!("daemon-{}.log", std::process::id())),
+    )
+    .unwrap();
+    let values: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &values[0];
+    assert_eq!(first["message"], "Service-backup Started");
+    assert_eq!(
+        values.last().unwrap()["message"],
+        "All backup processes terminated. Exiting"
+    );
+    for m in [
+        "Perform backup started",
+        "Upload backup started",
+        "Upload backup completed successfully",
+        "Cleanup started",
+        "Cleanup completed successfully",
+    ] {
+        let line = values
+            .iter()
+            .find(|v| v["message"] == m)
+            .unwrap_or_else(|| panic!("{m} missing"));
+        assert_eq!(
+            line["data"]["identifier"], "redis-instance-7",
+            "{m}: {line}"
+        );
+        assert_eq!(
+            line["data"]["backup_guid"].as_str().unwrap().len(),
+            36,
+            "{m}"
+        );
+        assert_eq!(line["source"], "ServiceBackup");
+    }
+    assert!(
+        values
+            .iter()
+            .any(|v| v["data"]["stream"] == "stdout" && v["message"] == "dumping to stdout")
+    );
+    let done: Vec<&Value> = values
+        .iter()
+        .filter(|v| v["message"] == "Upload backup completed successfully")
+        .collect();
+    assert!(done[0]["data"]["size_in_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(done[0]["data"]["destination_name"], "disk");
+    assert!(
+        !log.contains(&env.key_text()),
+        "the key leaked into the logs"
+    );
+    let t = tasks(&env);
+    assert!(
+        t.iter()
+            .filter(|t| t["status"] == "done" && t["trigger"] == "schedule")
+            .count()
+            >= 2,
+        "{t:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_a_slow_dump_and_leaves_no_backup() {
+    let env = Env::new();
+    let marker = env.path("dump-saw-term");
+    let dump = script(
+        &env,
+        "slow.sh",
+        &format!(
+            "trap 'echo term > {}; exit 143' TERM\nsleep 30 &\nwait",
+            marker.display()
+        ),
+    );
+    env.write_config(&format!(
+        "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
+    ));
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, took, stderr) = daemon.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(marker.exists(), "the dump did not receive SIGTERM");
+    assert!(listed(&env).is_empty(), "no backup may be visible");
+    let t = tasks(&env);
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (t[0]["status"].as_str(), t[0]["reason"].as_str()),
+        (Some("failed"), Some("terminated"))
+    );
+}
+
+#[test]
+fn an_executable_that_ignores_sigterm_is_killed_in_time() {
+    let env = Env::new();
+    let dump = script(
+        &env,
+        "stubborn.sh",
+        "trap '' TERM\nwhile true; do sleep 1; done",
+    );
+    env.write_config(&format!(
+        "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
+    ));
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    let (code, took, stderr) = daemon.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+#[test]
+fn overlapping_runs_are_rejected_or_queued_as_configured() {
+    for (exit_if_in_progress, message) in [
+        (
+            true,
+            "Backup currently in progress, exiting. Another backup will not be able to start until this is completed.",
+        ),
+        (
+            false,
+            "A backup is already queued; this one is coalesced with it",
+        ),
+    ] {
+        let env = Env::new();
+        let dump = script(&env, "slow.sh", "sleep 2.5");
+        env.write_config(
+            &format!("cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\nexit_if_in_progress: {exit_if_in_progress}\n")
+                ,
+        );
+        let daemon = Daemon::start(&env);
+        daemon.wait_for(message, 1, Duration::from_secs(15));
+        if exit_if_in_progress {
+            let level = daemon
+                .lines()
+                .into_iter()
+                .find(|l| l["message"] == message)
+                .unwrap()["log_level"]
+                .clone();
+            assert_eq!(level, 2, "logged at error");
+            // A manual backup started while the daemon works obeys the same rule.
+            let manual = env.run(&["backup", "config.yml"]);
+            manual.expect(1);
+            assert!(
+                manual.stderr.contains("Backup currently in progress"),
+                "{}",
+                manual.stderr
+            );
+        } else {
+            daemon.wait_for(
+                "Backup queued behind the one in progress",
+                1,
+                Duration::from_secs(10),
+            );
+        }
+        let (code, _, stderr) = daemon.terminate();
+        assert_eq!(code, 0, "{stderr}");
+    }
+}
+
+#[test]
+fn no_destinations_idles_until_sigterm() {
+    let env = Env::new();
+    std::fs::write(env.path("config.yml"), "destinations: []\n").unwrap();
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Backups Disabled", 1, Duration::from_secs(10));
+    let (code, took, _) = daemon.terminate();
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(5));
+}
+
+#[test]
+fn sigkill_mid_run_then_restart_marks_the_task_interrupted_and_recovers() {
+    let env = Env::new();
+    let dump = script(&env, "slow.sh", "sleep 30");
+    env.write_config(&format!(
+        "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
+    ));
+    let mut daemon = Daemon::start(&env);
+    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    // The dump was in its own process group: it outlives a SIGKILLed agent; end it.
+    let _ = Command::new("pkill").args(["-f", &dump]).status();
+    assert!(listed(&env).is_empty());
+    env.write_config("cron_schedule: \"* * * * * *\"\n");
+    let t = tasks(&env);
+    assert_eq!(
+        (t[0]["status"].as_str(), t[0]["reason"].as_str()),
+        (Some("failed"), Some("interrupted")),
+        "{t:?}"
+    );
+    let daemon = Daemon::start(&env);
+    daemon.wait_for(
+        "Perform backup completed successfully",
+        1,
+        Duration::from_secs(15),
+    );
+    let (code, _, _) = daemon.terminate();
+    assert_eq!(code, 0);
+    assert!(!listed(&env).is_empty());
+}
+
+/// Runs `service-backup ARGS` and returns its output and its peak resident memory in KiB.
+fn run_measured(env: &Env, args: &[&str]) -> (common::Run, u64) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        out.read_to_end(&mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        err.read_to_end(&mut s).unwrap();
+        s
+    });
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+                peak = peak.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = child.wait().unwrap();
+    let stdout = reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let run = common::Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        raw_stdout: stdout,
+    };
+    (run, peak)
+}
+
+#[test]
+fn an_executable_that_prints_megabytes_keeps_memory_flat() {
+    let env = Env::new();
+    // 64 MB on one line, then 200,000 short lines.
+    let dump = script(
+        &env,
+        "loud.sh",
+        "head -c 64000000 /dev/zero | tr '\\0' 'x'\nseq 1 200000",
+    );
+    env.write_config(&format!("source_executable: {dump}\n"));
+    let (out, peak_kib) = run_measured(&env, &["backup", "config.yml"]);
+    out.expect(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines.iter().all(|l| l.len() < 4096),
+        "a log line was not cut"
+    );
+    assert!(lines.len() < 1100, "{} log lines", lines.len());
+    assert!(out.stdout.contains("More output lines were not logged"));
+    assert!(
+        peak_kib > 0 && peak_kib < 64 * 1024,
+        "peak RSS {peak_kib} KiB"
+    );
+}
+
+#[test]
+fn sigterm_mid_upload_aborts_and_leaves_nothing_visible() {
+    let env = Env::new();
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "head -c 300000000 /dev/urandom > {}",
+                env.path("source/big.bin").display()
+            ),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.write_config("cron_schedule: \"* * * * * *\"\n");
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Upload backup started", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        daemon.count("Upload backup completed successfully"),
+        0,
+        "the upload finished too soon to test"
+    );
+    let (code, took, stderr) = daemon.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(listed(&env).is_empty(), "no backup may be visible");
+    let mut leftovers = vec![];
+    let mut stack = vec![env.path("backups")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                leftovers.push(p)
+            }
+        }
+    }
+    assert!(
+        leftovers.is_empty(),
+        "files left in the destination: {leftovers:?}"
+    );
+    let t = tasks(&env);
+    assert_eq!(
+        (t[0]["status"].as_str(), t[0]["reason"].as_str()),
+        (Some("failed"), Some("terminated")),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn failing_identifier_and_missing_or_failing_dump_are_logged() {
+    let env = Env::new();
+    let bad_id = script(&env, "id.sh", "exit 3");
+    env.write_config(&format!(
+        "service_identifier_executable: {bad_id}\nsource_executable: /no/such/dump\n"
+    ));
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stdout.contains("Service identifier executable failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("/no/such/dump"), "{}", out.stderr);
+    assert!(listed(&env).is_empty());
+    let failing = script(&env, "fail.sh", "echo cannot dump >&2\nexit 4");
+    env.write_config(&format!("source_executable: {failing}\n"));
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("failed (exit status: 4)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("cannot dump"),
+        "the executable's stderr is logged"
+    );
+    assert!(listed(&env).is_empty());
+}
+
+#[test]
+fn a_corrupt_or_unusable_state_dir_is_a_clear_error() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("state")).unwrap();
+    std::fs::write(env.path("state/service-backup.sqlite3"), vec![0x42u8; 4096]).unwrap();
+    env.write_config(&format!("state_dir: {}\n", env.path("state").display()));
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("cannot be used") && out.stderr.contains("move it aside"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(env.path("state/service-backup.sqlite3")).unwrap(),
+        vec![0x42u8; 4096]
+    );
+
+    env.write_config("state_dir: /etc/hostname/state\n");
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(out.stderr.contains("state_dir"), "{}", out.stderr);
+    assert!(listed(&env).is_empty());
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_new_config_keeps_the_old_one() {
+    let env = Env::new();
+    env.write_config("");
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Service-backup Started", 1, Duration::from_secs(10));
+    std::fs::write(env.path("config.yml"), "destinations: [\n  broken").unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for(
+        "Configuration reload failed; keeping the previous configuration",
+        1,
+        Duration::from_secs(10),
+    );
+    env.write_config("");
+    daemon.signal("HUP");
+    daemon.wait_for("Configuration reloaded", 1, Duration::from_secs(10));
+    let (code, _, _) = daemon.terminate();
+    assert_eq!(code, 0);
+}
