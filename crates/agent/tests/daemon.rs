@@ -386,10 +386,9 @@ fn run_measured(env: &Env, args: &[&str]) -> (common::Run, u64) {
     });
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_file) {
-            if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-                peak = peak.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
-            }
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            peak = peak.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
