@@ -13,14 +13,12 @@ use chrono::Utc;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CliResult, Outcome, load_config, runtime};
 use crate::config::Config;
 use crate::lock;
 use crate::progress::Bar;
 use crate::runner::{self, RunContext, STOP_BUDGET};
-use crate::tasks::Tasks;
 
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
@@ -125,12 +123,7 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
         tracing::info!("All backup processes terminated. Exiting");
         return Ok(Outcome::Success);
     }
-    let state_dir = runner::state_dir(&config);
-    let ctx = RunContext {
-        tasks: Tasks::open(&state_dir).await?,
-        state_dir,
-        cancel: CancellationToken::new(),
-    };
+    let ctx = RunContext::open(&config).await?;
     let config = Arc::new(RwLock::new(config));
     let queue = Arc::new(Queue::default());
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));

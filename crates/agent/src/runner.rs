@@ -60,6 +60,18 @@ pub struct RunContext {
     pub cancel: CancellationToken,
 }
 
+impl RunContext {
+    /// Opens the task database of `config`'s `state_dir`, with a fresh cancellation token.
+    pub async fn open(config: &Config) -> Result<Self> {
+        let state_dir = state_dir(config);
+        Ok(Self {
+            tasks: Tasks::open(&state_dir).await?,
+            state_dir,
+            cancel: CancellationToken::new(),
+        })
+    }
+}
+
 /// A new random guid for a run, in the usual 8-4-4-4-12 form.
 fn new_guid() -> Result<String> {
     let h = service_backup_core::random::hex_token(16)?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use service_backup_core::{Error, ErrorKind, Result};
+use service_backup_core::{Result, blocking};
 
 use crate::store::{Store, Task, TaskKind};
 
@@ -77,14 +77,4 @@ impl Tasks {
     pub async fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
         self.with(move |s| s.list(kind)).await
     }
-}
-
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("a task database call failed: {e}")))?
 }

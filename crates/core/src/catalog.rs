@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::blocking;
 use crate::destination::{Destination, get_small};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
@@ -181,14 +182,4 @@ pub fn read_into<R: Read>(
             Err(e)
         }
     }
-}
-
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("a restore task failed: {e}")))?
 }

@@ -18,3 +18,15 @@ pub mod secret;
 pub mod task;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// Runs blocking work (file system, CPU-bound) on a blocking thread, never on the async
+/// runtime's workers; a panic in it becomes an error.
+pub async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("a background task failed: {e}")))?
+}

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use super::{CliResult, Outcome, load_config, runtime};
 use crate::progress::Bar;
 use crate::runner::{self, RunContext};
-use crate::tasks::Tasks;
 
 /// Cancels `token` on SIGTERM or SIGINT, so that a manual backup stops cleanly too.
 pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
@@ -40,12 +39,7 @@ pub fn run(path: &Path) -> CliResult {
     }
     let rt = runtime()?;
     let report = rt.block_on(async {
-        let state_dir = runner::state_dir(&config);
-        let ctx = RunContext {
-            tasks: Tasks::open(&state_dir).await?,
-            state_dir,
-            cancel: CancellationToken::new(),
-        };
+        let ctx = RunContext::open(&config).await?;
         cancel_on_signals(ctx.cancel.clone())?;
         runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
     })?;

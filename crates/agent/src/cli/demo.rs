@@ -14,7 +14,6 @@ use super::{CliResult, Outcome, load_config, runtime};
 use crate::destinations;
 use crate::progress::Bar;
 use crate::runner::{self, RunContext};
-use crate::tasks::Tasks;
 
 /// The embedded default configuration; `DEMO_DIR` is replaced by the demo folder.
 const DEMO_CONFIG: &str = include_str!("demo.yml");
@@ -46,12 +45,7 @@ pub fn run(dir: &Path) -> CliResult {
     let config = load_config(&config_file)?;
     let rt = runtime()?;
     let report = rt.block_on(async {
-        let state_dir = runner::state_dir(&config);
-        let ctx = RunContext {
-            tasks: Tasks::open(&state_dir).await?,
-            state_dir,
-            cancel: tokio_util::sync::CancellationToken::new(),
-        };
+        let ctx = RunContext::open(&config).await?;
         runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
     })?;
     if !report.succeeded() {

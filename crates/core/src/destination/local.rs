@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
 use super::{Destination, ObjectMeta, ObjectStream, Upload, blocking_read_stream};
+use crate::blocking;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A destination in a local directory.
@@ -39,16 +40,6 @@ impl LocalDestination {
         }
         Ok(self.root.join(rel))
     }
-}
-
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("a file system task failed: {e}")))?
 }
 
 #[async_trait]

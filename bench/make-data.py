@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Makes a realistic backup source: a database-dump-like text file (about 4:1 with gzip),
+incompressible binary, and many small files. Deterministic for a given size and seed.
+
+usage: bench/make-data.py DIR [--size 1GiB] [--files N]
+"""
+import argparse
+import os
+import random
+
+
+def parse_size(text):
+    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "": 1}
+    t = text.strip().lower()
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return int(float(num) * units[t[len(num):]])
+
+
+def dump_text(path, size, rng):
+    words = [w.encode() for w in (
+        "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega orders customers "
+        "invoices shipped pending paid refunded Berlin Paris Lisbon Oslo Madrid Rome Vienna"
+    ).split()]
+    with open(path, "wb") as f:
+        written, row = 0, 0
+        while written < size:
+            lines = []
+            for _ in range(2000):
+                row += 1
+                line = b"INSERT INTO orders VALUES (%d, '%s', '%s', %d.%02d, '2026-%02d-%02d %02d:%02d:%02d', '%s');\n" % (
+                    row, rng.choice(words), rng.choice(words), rng.randrange(100000), rng.randrange(100),
+                    rng.randrange(1, 13), rng.randrange(1, 29), rng.randrange(24), rng.randrange(60),
+                    rng.randrange(60), b"%08x" % rng.getrandbits(32))
+                lines.append(line)
+            chunk = b"".join(lines)[: size - written]
+            f.write(chunk)
+            written += len(chunk)
+
+
+def random_file(path, size, rng):
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("dir")
+    p.add_argument("--size", default="1GiB")
+    p.add_argument("--files", type=int, default=None, help="number of small files (default: 100 per MiB of --size / 10)")
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args()
+    total = parse_size(a.size)
+    rng = random.Random(a.seed)
+    os.makedirs(a.dir, exist_ok=True)
+    # half dump text, a quarter random binary, a quarter small files
+    dump_text(os.path.join(a.dir, "dump.sql"), total // 2, rng)
+    random_file(os.path.join(a.dir, "blobs.bin"), total // 4, rng)
+    files = a.files if a.files is not None else max(1, total // (10 << 10) // 100 * 10)
+    small_total = total - total // 2 - total // 4
+    each = max(1, small_total // files)
+    for i in range(files):
+        d = os.path.join(a.dir, "small", "%03d" % (i % 1000))
+        if i < 1000:
+            os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "f%07d" % i)
+        if i % 2:
+            with open(path, "wb") as f:
+                f.write(rng.randbytes(each))
+        else:
+            with open(path, "wb") as f:
+                f.write((b"key=%d value=%s\n" % (i, b"x" * 40)) * max(1, each // 56))
+
+
+if __name__ == "__main__":
+    main()
