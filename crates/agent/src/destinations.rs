@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use service_backup_core::destination::{Destination, LocalDestination};
+use service_backup_azure::{AzureDestination, AzureSettings};
+use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::config::{Config, DestinationConfig, DestinationKind};
+use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind};
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -36,6 +37,12 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             Arc::new(LocalDestination::new(&local.path)),
             layout(config, ""),
         ),
+        DestinationKind::Azure(azure) => (
+            Arc::new(
+                azure_destination(azure).map_err(|e| e.context(format!("destination {name}")))?,
+            ),
+            layout(config, &azure.path),
+        ),
         other => {
             return Err(Error::new(
                 ErrorKind::Destination,
@@ -51,6 +58,17 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
         name,
         destination,
         layout,
+    })
+}
+
+/// The `azure` destination of `config`; it connects on first use.
+fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
+    AzureDestination::new(AzureSettings {
+        storage_account: config.storage_account.clone(),
+        storage_access_key: config.storage_access_key.clone(),
+        container: config.container.clone(),
+        endpoint: config.blob_endpoint(),
+        retry: RetryPolicy::default(),
     })
 }
 

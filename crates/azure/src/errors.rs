@@ -1,0 +1,293 @@
+//! What a failed request means for the user: the kind of error, a reason in plain words,
+//! what to do, and whether trying again may help.
+//!
+//! Only the status, the service's error code and the transport's own words are used: the
+//! bodies and headers of responses are never copied into messages.
+
+use std::error::Error as _;
+
+use azure_core::error::ErrorKind as SdkKind;
+use service_backup_core::ErrorKind;
+
+use crate::store::Store;
+
+/// A failed request, classified.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub kind: ErrorKind,
+    pub reason: String,
+    pub hint: Option<String>,
+    pub temporary: bool,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+            hint: None,
+            temporary: false,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn temporary(mut self) -> Self {
+        self.temporary = true;
+        self
+    }
+}
+
+/// The service's error code (`BlobNotFound`, `AuthenticationFailed`…), if it answered.
+pub(crate) fn error_code(err: &azure_core::Error) -> Option<&str> {
+    match err.kind() {
+        SdkKind::HttpResponse { error_code, .. } => error_code.as_deref(),
+        _ => None,
+    }
+}
+
+/// The HTTP status the service answered, if it answered.
+pub(crate) fn status(err: &azure_core::Error) -> Option<u16> {
+    match err.kind() {
+        SdkKind::HttpResponse { status, .. } => Some(u16::from(*status)),
+        _ => None,
+    }
+}
+
+/// Whether the blob (or its container) does not exist.
+pub(crate) fn is_not_found(err: &azure_core::Error) -> bool {
+    status(err) == Some(404)
+}
+
+/// Classifies a failed request on `store`.
+pub(crate) fn classify(err: &azure_core::Error, store: &Store) -> Failure {
+    match err.kind() {
+        SdkKind::HttpResponse { status, error_code } => {
+            http_failure(u16::from(*status), error_code.as_deref(), store)
+        }
+        SdkKind::Io => transport_failure(err, store),
+        SdkKind::Credential => Failure::new(
+            ErrorKind::Destination,
+            "the request could not be signed with the account key",
+        )
+        .hint(
+            "check `storage_access_key`: it is one of the storage account's access keys, in base64",
+        ),
+        SdkKind::DataConversion => Failure::new(
+            ErrorKind::Destination,
+            format!("the answer of {} could not be read", store.endpoint),
+        )
+        .hint("check that `endpoint` is the blob service URL of the storage account")
+        .temporary(),
+        _ => Failure::new(ErrorKind::Destination, "the request failed")
+            .hint("check `endpoint` and the network"),
+    }
+}
+
+/// A status and error code the service answered.
+fn http_failure(status: u16, code: Option<&str>, store: &Store) -> Failure {
+    let said = match code {
+        Some(code) => format!("{status} {code}"),
+        None => status.to_string(),
+    };
+    let container = &store.container_name;
+    let account = &store.account;
+    match (status, code.unwrap_or_default()) {
+        (404, "ContainerNotFound") => Failure::new(
+            ErrorKind::NotFound,
+            format!("the container {container} does not exist ({said})"),
+        )
+        .hint("check `container` and `storage_account`; a backup creates a missing container when it starts (was it deleted meanwhile?)"),
+        (404, _) => Failure::new(ErrorKind::NotFound, format!("it does not exist ({said})")),
+        // Azure says AuthenticationFailed for a wrong key; Azurite, AuthorizationFailure
+        // (which Azure also uses for requests its network rules refuse).
+        (403, "AuthenticationFailed" | "AuthorizationFailure" | "") | (401, _) => Failure::new(
+            ErrorKind::Destination,
+            format!("the storage account {account} refused the access key ({said})"),
+        )
+        .hint("check `storage_account` and `storage_access_key`: the key must be a current access key of that account; if both are right, check that the account's network rules let this VM in"),
+        (403, _) => Failure::new(
+            ErrorKind::Destination,
+            format!("the storage account {account} does not allow this request ({said})"),
+        )
+        .hint("allow the account's key to read, write, list and delete blobs and to create the container (shared-key access must be enabled on the account)"),
+        (400, "InvalidResourceName" | "OutOfRangeInput" | "InvalidUri")
+            if !valid_container_name(container) =>
+        {
+            Failure::new(
+                ErrorKind::Destination,
+                format!("the container name {container:?} is not valid ({said})"),
+            )
+            .hint("container names are 3 to 63 lowercase letters, digits and single hyphens, starting with a letter or digit: fix `container`")
+        }
+        (400, "InvalidBlockList" | "InvalidBlobOrBlock" | "InvalidBlockId") => Failure::new(
+            ErrorKind::Destination,
+            format!("the service refused the block list ({said})"),
+        )
+        .hint("blocks were lost before the commit (was the container deleted meanwhile?); run the backup again"),
+        (409, "ContainerBeingDeleted") => Failure::new(
+            ErrorKind::Destination,
+            format!("the container {container} is being deleted ({said})"),
+        )
+        .hint("wait until the deletion has finished, or choose another `container`")
+        .temporary(),
+        (412, _) => Failure::new(
+            ErrorKind::Destination,
+            format!("the object changed while it was read ({said})"),
+        )
+        .hint("something overwrote it meanwhile; read it again"),
+        (408 | 429 | 500 | 502 | 503 | 504, _) => Failure::new(
+            ErrorKind::Destination,
+            format!("the service is busy or failing ({said})"),
+        )
+        .hint("it was retried; if this persists, check the health of the storage account")
+        .temporary(),
+        _ => Failure::new(
+            ErrorKind::Destination,
+            format!("the service refused the request ({said})"),
+        ),
+    }
+}
+
+/// A request that got no answer: connection refused, reset, timed out, TLS refused.
+fn transport_failure(err: &azure_core::Error, store: &Store) -> Failure {
+    let endpoint = &store.endpoint;
+    let chain = causes(err);
+    let reqwest = err.downcast_ref::<reqwest::Error>();
+    let tls = chain.iter().any(|c| {
+        let c = c.to_ascii_lowercase();
+        c.contains("certificate") || c.contains("unknownissuer") || c.contains("tls")
+    });
+    if tls {
+        return Failure::new(
+            ErrorKind::Destination,
+            format!("the TLS connection to {endpoint} was refused: {}", last(&chain)),
+        )
+        .hint("check `endpoint`: its certificate must be valid for the host and signed by a public certificate authority");
+    }
+    if reqwest.is_some_and(reqwest::Error::is_timeout) {
+        return Failure::new(
+            ErrorKind::Destination,
+            format!("{endpoint} did not answer in time"),
+        )
+        .hint("check `endpoint` and the network (firewall, proxy)")
+        .temporary();
+    }
+    if reqwest.is_some_and(reqwest::Error::is_connect) {
+        return Failure::new(
+            ErrorKind::Destination,
+            format!("cannot connect to {endpoint}: {}", last(&chain)),
+        )
+        .hint("check `endpoint` (or `blob_store_base_url`) and the network")
+        .temporary();
+    }
+    Failure::new(
+        ErrorKind::Destination,
+        format!("the connection to {endpoint} failed: {}", last(&chain)),
+    )
+    .hint("check the network; the request was retried")
+    .temporary()
+}
+
+/// The messages of an error's causes, outermost first, from the first one below the SDK.
+fn causes(err: &azure_core::Error) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = err.source();
+    while let Some(e) = current {
+        out.push(e.to_string());
+        current = e.source();
+    }
+    out
+}
+
+/// The innermost cause, which names what happened (`Connection refused`…).
+fn last(chain: &[String]) -> String {
+    let text = chain.last().map_or("no answer", String::as_str);
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// Whether `name` follows the service's rules for container names.
+pub(crate) fn valid_container_name(name: &str) -> bool {
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (3..=63).contains(&name.len())
+        && chars_ok
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        || name == "$root"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AzureSettings;
+    use service_backup_core::destination::RetryPolicy;
+    use service_backup_core::secret::Secret;
+
+    fn store(container: &str) -> Store {
+        Store::new(AzureSettings {
+            storage_account: "acct".into(),
+            storage_access_key: Secret::new("c2VjcmV0LWtleQ=="),
+            container: container.into(),
+            endpoint: "https://acct.blob.example".into(),
+            retry: RetryPolicy::none(),
+        })
+        .unwrap()
+    }
+
+    fn http(status: u16, code: &str) -> azure_core::Error {
+        let status = azure_core::StatusCode::try_from(status).unwrap();
+        azure_core::error::ErrorKind::http_response(status, Some(code.to_string())).into_error()
+    }
+
+    #[test]
+    fn statuses_map_to_kinds_hints_and_retries() {
+        let s = store("backups");
+        let missing = s.error("read a/b.json", http(404, "BlobNotFound"));
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(
+            missing
+                .to_string()
+                .starts_with("azure acct/backups: cannot read a/b.json")
+        );
+        let no_container = s.error("list", http(404, "ContainerNotFound"));
+        assert!(no_container.hint().unwrap().contains("container"));
+        let denied = s.error("list", http(403, "AuthenticationFailed"));
+        assert_eq!(denied.kind(), ErrorKind::Destination);
+        assert!(!denied.is_temporary());
+        assert!(denied.hint().unwrap().contains("storage_access_key"));
+        assert!(!denied.to_string().contains("c2VjcmV0"), "{denied}");
+        for (status, code) in [(503, "ServerBusy"), (500, "InternalError"), (429, "")] {
+            assert!(s.error("x", http(status, code)).is_temporary(), "{status}");
+        }
+        assert!(!s.error("x", http(400, "InvalidHeaderValue")).is_temporary());
+        let refused = s.error("commit x", http(400, "InvalidBlockList"));
+        assert!(
+            refused.to_string().contains("refused the block list"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn invalid_container_names_are_explained() {
+        let s = store("Bad_Name");
+        let err = s.error("create the container", http(400, "InvalidResourceName"));
+        assert!(
+            err.to_string().contains("\"Bad_Name\" is not valid"),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("lowercase"));
+        assert!(valid_container_name("backups-01"));
+        for bad in ["ab", "Backups", "a--b", "-ab", "ab-", "a_b"] {
+            assert!(!valid_container_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Failures against a real Azurite: the server going away mid-upload, a refused commit,
+//! a wrong key, a container that cannot be created, an endpoint nobody listens on. (A
+//! commit naming a block that was never uploaded is tested beside the upload code.)
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{Local, Utc};
+use service_backup_azure::AzureDestination;
+use service_backup_core::ErrorKind;
+use service_backup_core::destination::{Destination, RetryPolicy};
+use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::progress::Progress;
+use service_backup_core::secret::Secret;
+
+use common::{Azurite, env, key, sdk_container, settings, settings_at, unique};
+
+/// A source folder of incompressible data: the archive is as large as the source.
+fn noisy_source(root: &Path, mib: usize) {
+    std::fs::create_dir_all(root).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let data: Vec<u8> = (0..mib * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(root.join("dump.bin"), data).unwrap();
+}
+
+/// Stops the server once the archive passed `at` bytes.
+struct StopAt {
+    at: u64,
+    done: AtomicU64,
+    stopped: AtomicBool,
+    server: Mutex<Azurite>,
+}
+
+impl Progress for StopAt {
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if done >= self.at && !self.stopped.swap(true, Ordering::SeqCst) {
+            self.server.lock().unwrap().stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stopped_mid_upload_leaves_no_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    noisy_source(&source, 24);
+    let server = Azurite::start(&tmp.path().join("azurite"));
+    let endpoint = server.endpoint();
+    let container = unique("stopped");
+    let dest: Arc<dyn Destination> =
+        Arc::new(AzureDestination::new(settings_at(&endpoint, &container)).unwrap());
+    // The container exists before the stop, so that what remains after it can be listed.
+    dest.put("marker.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+
+    let stop = Arc::new(StopAt {
+        at: 14 * 1024 * 1024,
+        done: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+        server: Mutex::new(server),
+    });
+    let started = Utc::now();
+    let plan = BackupPlan {
+        name: backup_name(started, "vm-0").unwrap(),
+        started_at: started,
+        date: started.with_timezone(&Local).date_naive(),
+        instance_id: "vm-0".into(),
+        deployment: None,
+        archive: ArchiveSpec {
+            source: source.clone(),
+            compression_level: 1,
+            key: None,
+        },
+    };
+    let layout = Layout::new("svc/prod", None);
+    let target = Target {
+        name: "blobs".into(),
+        destination: dest.clone(),
+        layout: layout.clone(),
+    };
+    let outcomes = run_backup(plan, vec![target], stop.clone()).await.unwrap();
+    assert!(
+        stop.stopped.load(Ordering::SeqCst),
+        "the server was not stopped"
+    );
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(
+        text.contains(&format!("azure devstoreaccount1/{container}")),
+        "the error does not name the container: {text}"
+    );
+    assert!(text.contains("cannot connect"), "{text}");
+    assert!(!text.contains(&key()), "{text}");
+
+    // Back up: neither the archive nor a manifest is there.
+    stop.server.lock().unwrap().restart();
+    let listed = dest.list("svc/").await.unwrap();
+    assert!(listed.is_empty(), "left behind: {listed:?}");
+    assert_eq!(
+        dest.get(&outcomes[0].archive_key).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        service_backup_core::catalog::list_backups(&*dest, &layout)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_refused_when_the_container_was_deleted() {
+    let container = unique("deleted");
+    let s = settings(&container);
+    let dest = AzureDestination::new(s.clone()).unwrap();
+    let mut upload = dest.put_multipart("k/archive.bin").await.unwrap();
+    let block = Bytes::from(vec![7u8; 1024 * 1024]);
+    for _ in 0..9 {
+        upload.write(block.clone()).await.unwrap();
+    }
+    sdk_container(&s).delete().await.unwrap();
+    let err = upload.complete().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("the container {container} does not exist")),
+        "{text}"
+    );
+    assert!(text.contains("k/archive.bin"), "{text}");
+    assert_eq!(
+        dest.get("k/archive.bin").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_account_key_is_refused_with_a_hint_and_no_secret() {
+    let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let mut s = settings(&unique("wrongkey"));
+    s.storage_access_key = Secret::new(wrong);
+    let dest = AzureDestination::new(s).unwrap();
+    let put = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let list = dest.list("").await.unwrap_err();
+    let get = dest.get("a.json").await.unwrap_err();
+    for err in [put, list, get] {
+        let text = format!("{err} {err:?}");
+        assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+        assert!(!err.is_temporary(), "{text}");
+        assert!(text.contains("refused the access key"), "{text}");
+        assert!(err.hint().unwrap().contains("storage_access_key"), "{text}");
+        assert!(!text.contains(wrong) && !text.contains(&key()), "{text}");
+        assert!(!text.contains("V3Jvbmd"), "part of the key in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_container_name_cannot_be_created() {
+    let s = settings("Not_A_Valid_Container");
+    let dest = AzureDestination::new(s).unwrap();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(
+        text.contains("cannot create the container")
+            && text.contains("\"Not_A_Valid_Container\" is not valid"),
+        "{text}"
+    );
+    assert!(err.hint().unwrap().contains("lowercase"), "{text}");
+    assert!(!text.contains(&key()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_fails_within_seconds() {
+    let port = common::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}/{}", env("SB_TEST_AZURE_ACCOUNT"));
+    let mut s = settings_at(&endpoint, "backups");
+    s.retry = RetryPolicy::default();
+    let dest = AzureDestination::new(s).unwrap();
+    let start = Instant::now();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = err.to_string();
+    assert!(err.is_temporary(), "{text}");
+    assert!(
+        text.contains(&format!("cannot connect to {endpoint}")),
+        "{text}"
+    );
+    assert!(err.hint().unwrap().contains("endpoint"), "{text}");
+}
