@@ -72,7 +72,7 @@ pub(crate) fn is_sftp(err: &ssh2::Error, code: i32) -> bool {
 
 /// The hint for a connection that broke.
 fn network_hint(server: &str) -> String {
-    format!("check that the SSH server {server} is running and reachable; the request is retried")
+    format!("check that the SSH server {server} is running and reachable from this VM")
 }
 
 /// An SFTP request on `path` failed; `server` is `user@host:port`.
@@ -197,7 +197,7 @@ pub(crate) fn connect(host_port: &str, timeout_secs: u64, err: &std::io::Error) 
             ErrorKind::Destination,
             format!("cannot connect to the SSH server {host_port}: {err}"),
         )
-        .with_hint("check the network path to the server; the request is retried")
+        .with_hint("check the network path to the server")
         .temporary(),
         _ => Error::new(
             ErrorKind::Destination,

@@ -67,7 +67,12 @@ impl Transfer {
     /// Appends `data`; after a broken connection, resumes on a new one first.
     pub(crate) fn write_block(&mut self, data: &[u8]) -> Result<()> {
         if self.file.is_none() {
-            self.resume()?;
+            self.resume().map_err(|e| {
+                e.context(format!(
+                    "the connection broke while writing {}, and the upload cannot resume",
+                    self.target
+                ))
+            })?;
         }
         let file = self.file.as_mut().expect("opened above");
         match file.write_all(data) {

@@ -154,6 +154,25 @@ impl OwnSshd {
         }
     }
 
+    /// Freezes it: connections open, but nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws it.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("sshd is running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Kills it and every connection it serves (each runs in a process of its own).
     pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {
