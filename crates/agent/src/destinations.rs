@@ -6,8 +6,9 @@ use service_backup_azure::{AzureDestination, AzureSettings};
 use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+use service_backup_scp::{ScpDestination, ScpSettings};
 
-use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind};
+use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind, ScpConfig};
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -29,6 +30,14 @@ fn layout(config: &Config, path: &str) -> Layout {
     Layout::new(path, deployment)
 }
 
+/// An `scp` destination; it connects on first use, so building it does no I/O.
+fn scp_destination(scp: &ScpConfig) -> Result<ScpDestination> {
+    let mut settings = ScpSettings::new(&scp.server, &scp.user, &scp.destination, scp.key.clone());
+    settings.port = scp.port;
+    settings.fingerprint.clone_from(&scp.fingerprint);
+    ScpDestination::new(settings)
+}
+
 /// Builds one destination.
 pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
     let name = dest.display_name();
@@ -42,6 +51,11 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
                 azure_destination(azure).map_err(|e| e.context(format!("destination {name}")))?,
             ),
             layout(config, &azure.path),
+        ),
+        // Backups go straight under `destination`, as the original's did: it is the path.
+        DestinationKind::Scp(scp) => (
+            Arc::new(scp_destination(scp).map_err(|e| e.context(format!("destination {name}")))?),
+            layout(config, ""),
         ),
         other => {
             return Err(Error::new(

@@ -94,7 +94,14 @@ async fn server_stopped_mid_upload_leaves_no_backup() {
         destination: dest.clone(),
         layout: layout.clone(),
     };
-    let outcomes = run_backup(plan, vec![target], stop.clone()).await.unwrap();
+    let outcomes = run_backup(
+        plan,
+        vec![target],
+        stop.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert!(
         stop.stopped.load(Ordering::SeqCst),
         "the server was not stopped"

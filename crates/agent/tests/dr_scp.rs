@@ -1,0 +1,194 @@
+//! Disaster recovery drill with the real binary and an `scp` destination on the sshd that
+//! tests/run.sh starts: back up, then list, restore and verify from a fresh folder that
+//! holds nothing but the configuration and the key.
+
+mod common;
+
+use std::path::Path;
+
+use common::{run, sample_tree, tree};
+
+/// A variable exported by tests/servers/scp.sh; fails the test when missing.
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
+    })
+}
+
+/// The SSH private key of the tests (a secret of the configuration).
+fn ssh_key() -> String {
+    std::fs::read_to_string(env("SB_TEST_SCP_KEY")).unwrap()
+}
+
+/// A directory on the test server unique to this run.
+fn remote_dir(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}/dr-{test}-{nanos:x}-{}",
+        env("SB_TEST_SCP_DIR"),
+        std::process::id()
+    )
+}
+
+/// A configuration whose only destination is the test server; paths are relative (the
+/// key file to the configuration, the source to the working folder).
+fn config(port: &str, destination: &str, fingerprint: Option<&str>) -> String {
+    let key: String = ssh_key().lines().map(|l| format!("      {l}\n")).collect();
+    let fingerprint = fingerprint
+        .map(|f| format!("    fingerprint: \"{f}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "destinations:\n- type: scp\n  name: ssh\n  config:\n    server: 127.0.0.1\n    \
+         port: {port}\n    user: {user}\n    destination: {destination}\n{fingerprint}    \
+         key: |\n{key}\
+         source_folder: source\ncron_schedule: \"*/5 * * * *\"\ndeployment_name: redis-prod\n\
+         add_deployment_name_to_backup_path: true\nencryption:\n  key_file: backup.key\n",
+        user = env("SB_TEST_SCP_USER"),
+    )
+}
+
+/// Asserts that neither the SSH key nor the encryption key appears in `output`.
+fn assert_no_secret(output: &str, dir: &Path) {
+    for line in ssh_key().lines().filter(|l| l.len() >= 16) {
+        assert!(!output.contains(line), "the SSH key leaked: {output}");
+    }
+    let key = std::fs::read_to_string(dir.join("backup.key")).unwrap();
+    assert!(!output.contains(key.trim()), "the encryption key leaked");
+}
+
+#[test]
+fn backup_then_list_restore_verify_on_a_fresh_vm() {
+    let vm = tempfile::tempdir().unwrap();
+    let destination = remote_dir("drill");
+    sample_tree(&vm.path().join("source"));
+    std::fs::write(
+        vm.path().join("config.yml"),
+        config(
+            &env("SB_TEST_SCP_PORT"),
+            &destination,
+            Some(&env("SB_TEST_SCP_FINGERPRINT")),
+        ),
+    )
+    .unwrap();
+    run(vm.path(), &["keygen", "--output", "backup.key"]).expect(0);
+    let backup = run(vm.path(), &["backup", "config.yml"]);
+    backup.expect(0);
+    assert_no_secret(&backup.all(), vm.path());
+    // Only the archive and its manifest are on the server, under deployment/YYYY/MM/DD.
+    let stored: Vec<String> = walk(Path::new(&destination));
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|f| f.starts_with("redis-prod/") && !f.contains("/.")),
+        "{stored:?}"
+    );
+
+    // A brand-new VM: the configuration and the key, nothing else.
+    let fresh = tempfile::tempdir().unwrap();
+    for file in ["config.yml", "backup.key"] {
+        std::fs::copy(vm.path().join(file), fresh.path().join(file)).unwrap();
+    }
+    let list = run(fresh.path(), &["list", "config.yml", "--json"]);
+    list.expect(0);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(items.len(), 1, "{}", list.stdout);
+    assert_eq!(items[0]["destination"], "ssh");
+    let key = items[0]["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("redis-prod/") && key.ends_with(".tar.gz.enc"),
+        "{key}"
+    );
+    assert!(stored.iter().any(|f| f == key), "{key} not in {stored:?}");
+
+    let restore = run(
+        fresh.path(),
+        &["restore", "config.yml", "--target", "restored"],
+    );
+    restore.expect(0);
+    assert_eq!(
+        tree(&fresh.path().join("restored")),
+        tree(&vm.path().join("source"))
+    );
+    let verify = run(fresh.path(), &["verify", "config.yml"]);
+    verify.expect(0);
+    for out in [&list, &restore, &verify] {
+        assert_no_secret(&out.all(), fresh.path());
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_the_backup_and_names_the_destination() {
+    let vm = tempfile::tempdir().unwrap();
+    sample_tree(&vm.path().join("source"));
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    std::fs::write(
+        vm.path().join("config.yml"),
+        config(
+            &port,
+            &remote_dir("unreachable"),
+            Some(&env("SB_TEST_SCP_FINGERPRINT")),
+        ),
+    )
+    .unwrap();
+    run(vm.path(), &["keygen", "--output", "backup.key"]).expect(0);
+    let backup = run(vm.path(), &["backup", "config.yml"]);
+    backup.expect(1);
+    let all = backup.all();
+    assert!(all.contains("destination ssh"), "{all}");
+    assert!(
+        all.contains(&format!("127.0.0.1:{port}: connection refused")),
+        "{all}"
+    );
+    assert!(all.contains("Upload backup completed with error"), "{all}");
+    assert_no_secret(&all, vm.path());
+}
+
+#[test]
+fn without_a_fingerprint_the_backup_warns_once() {
+    let vm = tempfile::tempdir().unwrap();
+    sample_tree(&vm.path().join("source"));
+    std::fs::write(
+        vm.path().join("config.yml"),
+        config(&env("SB_TEST_SCP_PORT"), &remote_dir("unpinned"), None),
+    )
+    .unwrap();
+    run(vm.path(), &["keygen", "--output", "backup.key"]).expect(0);
+    let backup = run(vm.path(), &["backup", "config.yml"]);
+    backup.expect(0);
+    let all = backup.all();
+    let warnings = all
+        .lines()
+        .filter(|l| l.contains("no `fingerprint` is configured"))
+        .count();
+    assert_eq!(warnings, 1, "{all}");
+    assert!(all.contains(&env("SB_TEST_SCP_FINGERPRINT")), "{all}");
+    assert_no_secret(&all, vm.path());
+}
+
+/// Files below `root`, relative, sorted.
+fn walk(root: &Path) -> Vec<String> {
+    fn inner(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                inner(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    inner(root, root, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,297 @@
+//! Faults against a real sshd: a server stopped mid-transfer (and one restarted), a host key
+//! that does not match, a destination that cannot be written, a wrong private key, a closed
+//! port, a server that stops answering.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{Local, Utc};
+use common::{
+    OwnSshd, env, files_below, free_port, is_hidden, key_from, quick_retry, settings, settings_on,
+    unique_dir,
+};
+use futures::StreamExt as _;
+use service_backup_core::ErrorKind;
+use service_backup_core::destination::{Destination, RetryPolicy};
+use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::progress::NoProgress;
+use service_backup_core::secret::Secret;
+use service_backup_scp::ScpDestination;
+
+/// Asserts that no line of a private key appears in `text`.
+fn assert_no_key_material(text: &str, key: &Secret) {
+    for line in key.expose().lines().filter(|l| l.len() >= 16) {
+        assert!(!text.contains(line), "key material in: {text}");
+    }
+}
+
+/// Incompressible bytes, quickly.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
+    let mut sshd = OwnSshd::start();
+    let port = sshd.port;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("big.bin"), noise(64 * 1024 * 1024)).unwrap();
+    let dir = unique_dir("stopped");
+    let dest: Arc<dyn Destination> =
+        Arc::new(ScpDestination::new(settings_on(port, &dir)).unwrap());
+
+    // Stop the server (and the connection it serves) once the upload is under way.
+    let watched = dir.clone();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let growing = files_below(&watched).iter().any(|f| {
+                is_hidden(f)
+                    && std::fs::metadata(watched.join(f)).is_ok_and(|m| m.len() > 2 * 1024 * 1024)
+            });
+            if growing || Instant::now() > deadline {
+                sshd.kill();
+                return (sshd, growing);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+
+    let started = Utc::now();
+    let plan = BackupPlan {
+        name: backup_name(started, "test-0").unwrap(),
+        started_at: started,
+        date: started.with_timezone(&Local).date_naive(),
+        instance_id: "test-0".into(),
+        deployment: None,
+        archive: ArchiveSpec {
+            source,
+            compression_level: 1,
+            key: None,
+        },
+    };
+    let layout = Layout::new("svc", None);
+    let outcomes = run_backup(
+        plan,
+        vec![Target {
+            name: "ssh".into(),
+            destination: dest.clone(),
+            layout: layout.clone(),
+        }],
+        Arc::new(NoProgress),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let (mut sshd, stopped_mid_transfer) = killer.join().unwrap();
+    assert!(stopped_mid_transfer, "the upload never got under way");
+
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("connection broke"), "{text}");
+
+    // No manifest, no visible archive: at most a hidden temporary file.
+    let left = files_below(&dir);
+    assert!(left.iter().all(|f| is_hidden(f)), "{left:?}");
+    assert!(!left.iter().any(|f| f.ends_with(".json")), "{left:?}");
+
+    // Once the server is back, the same destination lists nothing (its pooled connections
+    // are dead and get replaced).
+    sshd.restart();
+    assert!(dest.list(&layout.prefix()).await.unwrap().is_empty());
+    assert!(dest.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_resumes_on_a_new_connection_when_sshd_restarts() {
+    let mut sshd = OwnSshd::start();
+    let dir = unique_dir("resume");
+    let mut s = settings_on(sshd.port, &dir);
+    s.retry = RetryPolicy {
+        max_attempts: 6,
+        initial_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+        budget: Duration::from_secs(20),
+    };
+    let dest = ScpDestination::new(s).unwrap();
+    let blocks: Vec<Bytes> = (0..6u8)
+        .map(|i| Bytes::from(vec![i; 1024 * 1024 + 13]))
+        .collect();
+    let mut upload = dest.put_multipart("r/archive.bin").await.unwrap();
+    for block in &blocks[..3] {
+        upload.write(block.clone()).await.unwrap();
+    }
+    sshd.kill();
+    sshd.restart();
+    for block in &blocks[3..] {
+        upload.write(block.clone()).await.unwrap();
+    }
+    upload.complete().await.unwrap();
+
+    let mut object = dest.get("r/archive.bin").await.unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = object.chunks.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    let expected: Vec<u8> = blocks.iter().flat_map(|b| b.iter().copied()).collect();
+    assert!(got == expected, "the resumed object differs");
+    assert_eq!(files_below(&dir), vec!["r/archive.bin".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_key_mismatch_refuses_the_server_and_writes_nothing() {
+    let port = env("SB_TEST_SCP_PORT");
+    for (pinned, shown) in [
+        (
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+            env("SB_TEST_SCP_FINGERPRINT"),
+        ),
+        (
+            "MD5:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff".to_string(),
+            env("SB_TEST_SCP_FINGERPRINT_MD5"),
+        ),
+    ] {
+        let dir = unique_dir("mismatch");
+        let mut s = settings(&dir);
+        s.fingerprint = Some(pinned.clone());
+        let dest = ScpDestination::new(s).unwrap();
+        let err = dest
+            .put("m/x.json", Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.kind(), ErrorKind::Destination);
+        assert!(!err.is_temporary());
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.contains("does not match"), "{text}");
+        assert!(text.contains(&format!("expected {pinned}")), "{text}");
+        assert!(text.contains(&shown), "the seen key is named: {text}");
+        assert!(!dir.exists(), "something was written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_be_written_is_reported() {
+    let base = unique_dir("unwritable");
+    std::fs::create_dir_all(&base).unwrap();
+    // Root ignores directory modes: then a regular file in the path stops it instead.
+    let (dir, expected) = if common_is_root() {
+        std::fs::write(base.join("file"), b"not a directory").unwrap();
+        (base.join("file/backups"), "not a directory")
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        let locked = base.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        (locked.join("backups"), "permission denied")
+    };
+    let dest = ScpDestination::new(settings(&dir)).unwrap();
+    let started = Instant::now();
+    let err = dest
+        .put_multipart("2026/11/23/b.tar.gz.enc")
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(!err.is_temporary(), "{text}");
+    assert!(text.to_lowercase().contains(expected), "{text}");
+    assert!(text.contains("127.0.0.1:"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "retried a permanent error"
+    );
+    assert!(!dir.exists());
+}
+
+fn common_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_private_key_is_refused_without_showing_it() {
+    let dir = unique_dir("wrong-key");
+    let mut s = settings(&dir);
+    let stranger = key_from("SB_TEST_SCP_KEY_UNAUTHORIZED");
+    s.key = stranger.clone();
+    let dest = ScpDestination::new(s).unwrap();
+    let err = dest.list("").await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert_eq!(err.kind(), ErrorKind::Destination);
+    assert!(!err.is_temporary());
+    assert!(text.contains("refused the private key"), "{text}");
+    assert!(text.contains(&env("SB_TEST_SCP_USER")), "{text}");
+    assert!(text.contains("authorized_keys"), "{text}");
+    assert_no_key_material(&text, &stranger);
+
+    // Not a key at all: a configuration problem, still without its content.
+    let garbage = Secret::new(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWdhcmJhZ2Utbm90LWEta2V5LWF0LWFsbA==\n\
+         -----END OPENSSH PRIVATE KEY-----\n",
+    );
+    let mut s = settings(&dir);
+    s.key = garbage.clone();
+    let err = ScpDestination::new(s).unwrap().list("").await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert_eq!(err.kind(), ErrorKind::Config, "{text}");
+    assert!(text.contains("cannot be used"), "{text}");
+    assert_no_key_material(&text, &garbage);
+    assert!(!dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_refused_at_once() {
+    let port = free_port();
+    let dest = ScpDestination::new(settings_on(port, &unique_dir("closed"))).unwrap();
+    let started = Instant::now();
+    let err = dest.list("").await.unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination);
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}: connection refused")),
+        "{text}"
+    );
+    assert!(text.contains("check `server` and `port`"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2), "retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_times_out() {
+    let sshd = OwnSshd::start();
+    let mut s = settings_on(sshd.port, &unique_dir("frozen"));
+    s.timeout = Duration::from_secs(1);
+    s.retry = quick_retry();
+    let dest = ScpDestination::new(s).unwrap();
+    sshd.pause();
+    let started = Instant::now();
+    let err = dest.list("").await.unwrap_err();
+    sshd.resume();
+    let text = err.to_string();
+    assert!(err.is_temporary(), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{}", sshd.port)), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
