@@ -5,8 +5,9 @@ use std::sync::Arc;
 use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+use service_backup_s3::{S3Destination, S3Settings};
 
-use crate::config::{Config, DestinationConfig, DestinationKind};
+use crate::config::{Config, DestinationConfig, DestinationKind, S3Config};
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -36,6 +37,14 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             Arc::new(LocalDestination::new(&local.path)),
             layout(config, ""),
         ),
+        // Sends no request: the client connects on first use.
+        DestinationKind::S3(s3) => (
+            Arc::new(
+                S3Destination::new(&s3_settings(s3))
+                    .map_err(|e| e.context(format!("destination {name}")))?,
+            ),
+            layout(config, &s3.bucket_path),
+        ),
         other => {
             return Err(Error::new(
                 ErrorKind::Destination,
@@ -52,6 +61,19 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
         destination,
         layout,
     })
+}
+
+/// The settings of an `s3` destination, with the default retry policy and timeouts.
+fn s3_settings(s3: &S3Config) -> S3Settings {
+    let mut settings = S3Settings::new(
+        &s3.bucket_name,
+        &s3.access_key_id,
+        s3.secret_access_key.clone(),
+    );
+    settings.endpoint_url.clone_from(&s3.endpoint_url);
+    settings.region.clone_from(&s3.region);
+    settings.ca_cert.clone_from(&s3.ca_cert);
+    settings
 }
 
 /// Builds every destination, or only the one named `only`.
