@@ -127,3 +127,36 @@ async fn private_ca_over_tls() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!text.contains(SECRET) && !format!("{err:?}").contains(SECRET));
 }
+
+/// Listing goes past S3's page of 1,000 keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_reads_every_page() {
+    use futures::StreamExt as _;
+    let dest =
+        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("pages"))).unwrap();
+    dest.put("marker", Bytes::new()).await.unwrap();
+    let count = 1003;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let dest = &dest;
+            async move {
+                dest.put(&format!("many/{i:04}.json"), Bytes::from_static(b"{}"))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let mut keys: Vec<String> = dest
+        .list("many/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), count);
+    assert_eq!(keys[count - 1], format!("many/{:04}.json", count - 1));
+}
