@@ -11,6 +11,7 @@
 
 mod client;
 mod error;
+mod multipart;
 mod settings;
 mod store;
 pub mod upload;
@@ -24,8 +25,8 @@ use futures::StreamExt as _;
 use service_backup_core::destination::{Destination, ObjectMeta, ObjectStream, Upload};
 use service_backup_core::{Error, ErrorKind, Result};
 
-pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, S3Settings};
-pub use store::IncompleteUpload;
+pub use multipart::IncompleteUpload;
+pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, S3Settings};
 
 use store::Store;
 use upload::S3Upload;

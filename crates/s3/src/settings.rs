@@ -12,6 +12,10 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// How long a TCP (and TLS) connection may take to open before the attempt fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the store may take to answer a request, plus the time its object data takes
+/// at 128 KiB/s; past that the attempt fails as temporary and is retried.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Settings of an [`S3Destination`](crate::S3Destination).
 #[derive(Clone)]
 pub struct S3Settings {
@@ -32,6 +36,8 @@ pub struct S3Settings {
     pub retry: RetryPolicy,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
+    /// How long the store may take to answer a request (see [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub request_timeout: Duration,
 }
 
 impl S3Settings {
@@ -51,6 +57,7 @@ impl S3Settings {
             ca_cert: None,
             retry: RetryPolicy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -92,6 +99,7 @@ impl fmt::Debug for S3Settings {
             .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<PEM>"))
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }

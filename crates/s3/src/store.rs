@@ -1,15 +1,14 @@
-//! The requests a destination sends to its bucket, each retried with the destination's
-//! [`RetryPolicy`] and converted into our errors; the bucket is created the first time a
-//! write finds it missing.
+//! The requests a destination sends to its bucket for whole objects, each retried with the
+//! destination's [`RetryPolicy`], bounded in time, and converted into our errors; the
+//! bucket is created the first time a write finds it missing. Multipart uploads are in
+//! [`crate::multipart`].
 
 use std::future::Future;
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart,
-    CreateBucketConfiguration,
-};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use service_backup_core::destination::{ObjectMeta, RetryPolicy};
@@ -18,27 +17,20 @@ use service_backup_core::{Error, ErrorKind, Result};
 use crate::error::{Request, convert, service_code};
 use crate::settings::{DEFAULT_REGION, S3Settings};
 
-/// A multipart upload that was started and neither completed nor aborted (an upload cut
-/// short by a crash or a lost connection): invisible, but its parts use storage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncompleteUpload {
-    /// The key the object would have had.
-    pub key: String,
-    /// The upload's id.
-    pub upload_id: String,
-    /// When it was started, if the store says.
-    pub initiated: Option<DateTime<Utc>>,
-}
+/// The slowest transfer of object data still taken for progress, 128 KiB/s: a request
+/// that carries `n` bytes may take `n / MIN_THROUGHPUT` seconds longer than one without.
+const MIN_THROUGHPUT: f64 = 128.0 * 1024.0;
 
 /// A bucket and the client that reaches it.
 pub(crate) struct Store {
-    client: Client,
+    pub(crate) client: Client,
     /// The bucket's name.
     pub bucket: String,
     region: String,
     endpoint: Option<String>,
     /// How temporary failures are retried.
     pub retry: RetryPolicy,
+    request_timeout: Duration,
 }
 
 impl Store {
@@ -50,6 +42,7 @@ impl Store {
             region: settings.region().to_string(),
             endpoint: settings.endpoint_for_messages(),
             retry: settings.retry,
+            request_timeout: settings.request_timeout,
         }
     }
 
@@ -58,7 +51,8 @@ impl Store {
         self.endpoint.as_deref()
     }
 
-    fn req<'a>(&'a self, right: &'a str) -> Request<'a> {
+    /// What a request needs to be described in an error.
+    pub(crate) fn req<'a>(&'a self, right: &'a str) -> Request<'a> {
         Request {
             bucket: &self.bucket,
             endpoint: self.endpoint.as_deref(),
@@ -66,9 +60,40 @@ impl Store {
         }
     }
 
+    /// How long a request carrying `bytes` of object data may take to be answered.
+    pub(crate) fn time_for(&self, bytes: usize) -> Duration {
+        let transfer = Duration::from_secs_f64(bytes as f64 / MIN_THROUGHPUT);
+        self.request_timeout + transfer
+    }
+
+    /// Runs one attempt of a request, failing it temporarily when the store has not
+    /// answered within `limit`: a store that accepts connections and then hangs must not
+    /// hang a backup.
+    pub(crate) async fn within<T>(
+        &self,
+        limit: Duration,
+        action: &str,
+        attempt: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "s3 bucket {}: cannot {action}: {} did not answer within {} s",
+                    self.bucket,
+                    self.endpoint.as_deref().unwrap_or("Amazon S3"),
+                    limit.as_secs()
+                ),
+            )
+            .with_hint("check the store's health and the network between this VM and the store")
+            .temporary()),
+        }
+    }
+
     /// Runs a write; if the bucket is missing, creates it and runs the write again. Only
     /// then: the minimal policy of a backup user may lack the rights to look at a bucket.
-    async fn creating_bucket<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T>
+    pub(crate) async fn creating_bucket<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -85,9 +110,14 @@ impl Store {
     /// Creates the bucket in the configured region; one that already exists is fine.
     async fn create_bucket(&self) -> Result<()> {
         tracing::info!(bucket = %self.bucket, region = %self.region, "creating the missing s3 bucket");
+        let action = format!(
+            "create the bucket, which does not exist, in {}",
+            self.region
+        );
+        let action = action.as_str();
         let result = self
             .retry
-            .run("CreateBucket", || async {
+            .run("CreateBucket", || {
                 let mut request = self.client.create_bucket().bucket(&self.bucket);
                 // us-east-1 is the one region that refuses its own name as a constraint.
                 if self.region != DEFAULT_REGION {
@@ -99,15 +129,12 @@ impl Store {
                             .build(),
                     );
                 }
-                request.send().await.map(|_| ()).map_err(|e| {
-                    convert(
-                        &e,
-                        self.req("s3:CreateBucket"),
-                        &format!(
-                            "create the bucket, which does not exist, in {}",
-                            self.region
-                        ),
-                    )
+                self.within(self.request_timeout, action, async move {
+                    request
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| convert(&e, self.req("s3:CreateBucket"), action))
                 })
             })
             .await;
@@ -123,239 +150,42 @@ impl Store {
 
     /// Writes a whole object at once.
     pub async fn put_object(&self, key: &str, data: Bytes) -> Result<()> {
-        self.creating_bucket("PutObject", || async {
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .body(ByteStream::from(data.clone()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| convert(&e, self.req("s3:PutObject"), &format!("write {key}")))
+        let action = format!("write {key}");
+        self.creating_bucket("PutObject", || {
+            self.within(self.time_for(data.len()), &action, async {
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(data.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))
+            })
         })
         .await
     }
 
-    /// Starts a multipart upload and returns its id.
-    pub async fn create_multipart(&self, key: &str) -> Result<String> {
-        let out = self
-            .creating_bucket("CreateMultipartUpload", || async {
-                self.client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        convert(
-                            &e,
-                            self.req("s3:PutObject"),
-                            &format!("start uploading {key}"),
-                        )
-                    })
-            })
-            .await?;
-        out.upload_id.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Destination,
-                format!(
-                    "s3 bucket {}: the store started an upload of {key} without an upload id",
-                    self.bucket
-                ),
-            )
-        })
-    }
-
-    /// Uploads one part; the returned part carries the checksum the client computed.
-    pub async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        data: Bytes,
-    ) -> Result<CompletedPart> {
-        let out = self
-            .retry
-            .run("UploadPart", || async {
-                self.client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .body(ByteStream::from(data.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        convert(
-                            &e,
-                            self.req("s3:PutObject"),
-                            &format!("upload part {number} of {key}"),
-                        )
-                    })
-            })
-            .await?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(out.e_tag)
-            .set_checksum_crc32(out.checksum_crc32)
-            .build())
-    }
-
-    /// Makes a multipart upload visible as one object.
-    pub async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<()> {
-        let parts = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts))
-            .build();
-        let mut attempts = 0;
-        self.retry
-            .run("CompleteMultipartUpload", || {
-                attempts += 1;
-                let retried = attempts > 1;
-                let parts = parts.clone();
-                async move {
-                    match self
-                        .client
-                        .complete_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(upload_id)
-                        .multipart_upload(parts)
-                        .send()
-                        .await
-                    {
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            let err = convert(
-                                &e,
-                                self.req("s3:PutObject"),
-                                &format!("complete the upload of {key}"),
-                            );
-                            // An earlier attempt whose answer was lost completed it.
-                            if retried && service_code(&err) == Some("NoSuchUpload") {
-                                Ok(())
-                            } else {
-                                Err(err)
-                            }
-                        }
-                    }
-                }
-            })
-            .await
-    }
-
-    /// Discards a multipart upload and its parts; one already gone is fine.
-    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        let result = self
-            .retry
-            .run("AbortMultipartUpload", || async {
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        convert(
-                            &e,
-                            self.req("s3:AbortMultipartUpload"),
-                            &format!("abort the incomplete upload of {key}"),
-                        )
-                    })
-            })
-            .await;
-        match result {
-            Err(e) if service_code(&e) == Some("NoSuchUpload") => Ok(()),
-            Err(e) => Err(e.with_hint(
-                "the incomplete upload is invisible to list and restore, but its parts use storage until it is aborted: grant s3:AbortMultipartUpload, or add a lifecycle rule that aborts incomplete multipart uploads",
-            )),
-            Ok(()) => Ok(()),
-        }
-    }
-
-    /// The multipart uploads under `prefix` that were neither completed nor aborted.
-    pub async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
-        let mut out = Vec::new();
-        let mut markers: (Option<String>, Option<String>) = (None, None);
-        loop {
-            let page = self
-                .retry
-                .run("ListMultipartUploads", || async {
-                    self.client
-                        .list_multipart_uploads()
-                        .bucket(&self.bucket)
-                        .prefix(prefix)
-                        .set_key_marker(markers.0.clone())
-                        .set_upload_id_marker(markers.1.clone())
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            convert(
-                                &e,
-                                self.req("s3:ListBucketMultipartUploads"),
-                                &format!("list the incomplete uploads under {prefix:?}"),
-                            )
-                        })
-                })
-                .await?;
-            for upload in page.uploads() {
-                let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
-                    continue;
-                };
-                out.push(IncompleteUpload {
-                    key: key.to_string(),
-                    upload_id: upload_id.to_string(),
-                    initiated: upload
-                        .initiated()
-                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
-                });
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(out);
-            }
-            let next = (
-                page.next_key_marker().map(str::to_string),
-                page.next_upload_id_marker().map(str::to_string),
-            );
-            if next.0.is_none() || next == markers {
-                return Ok(out);
-            }
-            markers = next;
-        }
-    }
-
     /// Every complete object whose key starts with `prefix`, page by page.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let action = format!("list the objects under {prefix:?}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = self
                 .retry
-                .run("ListObjectsV2", || async {
-                    self.client
-                        .list_objects_v2()
-                        .bucket(&self.bucket)
-                        .prefix(prefix)
-                        .set_continuation_token(token.clone())
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            convert(
-                                &e,
-                                self.req("s3:ListBucket"),
-                                &format!("list the objects under {prefix:?}"),
-                            )
-                        })
+                .run("ListObjectsV2", || {
+                    self.within(self.request_timeout, &action, async {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(&self.bucket)
+                            .prefix(prefix)
+                            .set_continuation_token(token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| convert(&e, self.req("s3:ListBucket"), &action))
+                    })
                 })
                 .await?;
             for object in page.contents() {
@@ -378,18 +208,22 @@ impl Store {
         }
     }
 
-    /// Starts reading an object: its size and body.
+    /// Starts reading an object: its size and body. The time limit covers the answer; the
+    /// body is watched by the client's stalled-stream protection.
     pub async fn get(&self, key: &str) -> Result<(Option<u64>, ByteStream)> {
+        let action = format!("read {key}");
         let out = self
             .retry
-            .run("GetObject", || async {
-                self.client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| convert(&e, self.req("s3:GetObject"), &format!("read {key}")))
+            .run("GetObject", || {
+                self.within(self.request_timeout, &action, async {
+                    self.client
+                        .get_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(|e| convert(&e, self.req("s3:GetObject"), &action))
+                })
             })
             .await?;
         let size = out.content_length().and_then(|s| u64::try_from(s).ok());
@@ -398,17 +232,20 @@ impl Store {
 
     /// Deletes an object; a missing object or bucket is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
+        let action = format!("delete {key}");
         let result = self
             .retry
-            .run("DeleteObject", || async {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| convert(&e, self.req("s3:DeleteObject"), &format!("delete {key}")))
+            .run("DeleteObject", || {
+                self.within(self.request_timeout, &action, async {
+                    self.client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| convert(&e, self.req("s3:DeleteObject"), &action))
+                })
             })
             .await;
         match result {

@@ -1,13 +1,16 @@
-//! Failures against real moto servers: killed mid-upload, connection refused, a bucket
-//! that cannot be created. Each error names the bucket, says what to do, comes quickly with
-//! a short retry budget, and carries no secret.
+//! Failures against real moto servers and loopback sockets: killed mid-upload, a lost
+//! connection, connection refused, a store that never answers, a bucket that cannot be
+//! created. Each error names the bucket, says what to do, comes quickly with a short retry
+//! budget, and carries no secret.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KEY_ID, Moto, Relay, SECRET, block, closed_port, env, port_of, settings, unique};
+use common::{
+    KEY_ID, Moto, Relay, SECRET, block, closed_port, env, port_of, settings, silent_port, unique,
+};
 use service_backup_core::destination::Destination;
 use service_backup_core::{Error, ErrorKind};
 use service_backup_s3::S3Destination;
@@ -189,4 +192,25 @@ async fn a_lost_connection_leaves_only_an_invisible_upload_that_a_prune_removes(
     direct.abort_incomplete(&stale[0]).await.unwrap();
     assert!(direct.incomplete_uploads("p/").await.unwrap().is_empty());
     assert!(direct.list("p/").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_answers_fails_in_bounded_time() {
+    let port = silent_port();
+    let bucket = unique("silent");
+    let mut s = settings(&format!("http://127.0.0.1:{port}"), &bucket);
+    s.request_timeout = Duration::from_secs(1);
+    let dest = S3Destination::new(&s).unwrap();
+    let started = Instant::now();
+    let err = dest.list("").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&format!("s3 bucket {bucket}")), "{text}");
+    assert!(text.contains("did not answer within 1 s"), "{text}");
+    assert!(err.is_temporary(), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_no_secret(&err);
 }

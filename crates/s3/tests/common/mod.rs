@@ -184,3 +184,17 @@ pub fn port_of(endpoint: &str) -> u16 {
         .parse()
         .unwrap()
 }
+
+/// A loopback port that accepts connections and never answers (a hung store); its
+/// connections stay open until the test process ends.
+pub fn silent_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    port
+}
