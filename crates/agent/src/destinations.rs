@@ -6,9 +6,10 @@ use service_backup_azure::{AzureDestination, AzureSettings};
 use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+use service_backup_s3::{S3Destination, S3Settings};
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind, ScpConfig};
+use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind, S3Config, ScpConfig};
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -57,6 +58,14 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             Arc::new(scp_destination(scp).map_err(|e| e.context(format!("destination {name}")))?),
             layout(config, ""),
         ),
+        // Sends no request: the client connects on first use.
+        DestinationKind::S3(s3) => (
+            Arc::new(
+                S3Destination::new(&s3_settings(s3))
+                    .map_err(|e| e.context(format!("destination {name}")))?,
+            ),
+            layout(config, &s3.bucket_path),
+        ),
         other => {
             return Err(Error::new(
                 ErrorKind::Destination,
@@ -84,6 +93,19 @@ fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
         endpoint: config.blob_endpoint(),
         retry: RetryPolicy::default(),
     })
+}
+
+/// The settings of an `s3` destination, with the default retry policy and timeouts.
+fn s3_settings(s3: &S3Config) -> S3Settings {
+    let mut settings = S3Settings::new(
+        &s3.bucket_name,
+        &s3.access_key_id,
+        s3.secret_access_key.clone(),
+    );
+    settings.endpoint_url.clone_from(&s3.endpoint_url);
+    settings.region.clone_from(&s3.region);
+    settings.ca_cert.clone_from(&s3.ca_cert);
+    settings
 }
 
 /// Builds every destination, or only the one named `only`.

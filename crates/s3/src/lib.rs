@@ -1,0 +1,121 @@
+//! The `s3` destination of service-backup: Amazon S3 and S3-compatible object stores.
+//!
+//! Objects are written with streamed multipart uploads (see [`upload`]) that become
+//! visible only when complete; small objects with one `PutObject`. The bucket is created
+//! in the configured region the first time a write finds it missing, and only then, so
+//! that a backup needs no right to look at the bucket. Every request that fails
+//! temporarily (throttling, 5xx, resets, timeouts) is retried with the settings'
+//! [`RetryPolicy`](service_backup_core::destination::RetryPolicy).
+//!
+//! Construction sends no request: the first one goes out with the first write or read.
+
+mod client;
+mod error;
+mod multipart;
+mod settings;
+mod store;
+pub mod upload;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use service_backup_core::destination::{Destination, ObjectMeta, ObjectStream, Upload};
+use service_backup_core::{Error, ErrorKind, Result};
+
+pub use multipart::IncompleteUpload;
+pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, S3Settings};
+
+use store::Store;
+use upload::S3Upload;
+
+/// A destination in an S3 bucket.
+#[derive(Clone)]
+pub struct S3Destination {
+    store: Arc<Store>,
+}
+
+impl S3Destination {
+    /// A destination for the bucket of `settings`; sends no request. Fails only on
+    /// unusable settings (a `ca_cert` that is not a PEM certificate).
+    pub fn new(settings: &S3Settings) -> Result<Self> {
+        let client = client::build(settings)?;
+        Ok(Self {
+            store: Arc::new(Store::new(client, settings)),
+        })
+    }
+
+    /// The multipart uploads under `prefix` that were never completed nor aborted, for a
+    /// prune to remove (needs s3:ListBucketMultipartUploads).
+    pub async fn incomplete_uploads(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
+        self.store.incomplete_uploads(prefix).await
+    }
+
+    /// Aborts an incomplete upload, freeing its parts (needs s3:AbortMultipartUpload).
+    pub async fn abort_incomplete(&self, upload: &IncompleteUpload) -> Result<()> {
+        self.store
+            .abort_multipart(&upload.key, &upload.upload_id)
+            .await
+    }
+}
+
+impl fmt::Debug for S3Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Destination")
+            .field("bucket", &self.store.bucket)
+            .field("endpoint", &self.store.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Destination for S3Destination {
+    fn describe(&self) -> String {
+        format!("s3 {}", self.store.bucket)
+    }
+
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(S3Upload::new(self.store.clone(), key)))
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.store.put_object(key, data).await
+    }
+
+    async fn get(&self, key: &str) -> Result<ObjectStream> {
+        let (size, body) = self.store.get(key).await?;
+        let bucket = self.store.bucket.clone();
+        let key = key.to_string();
+        let chunks = futures::stream::unfold(Some(body), move |state| {
+            let (bucket, key) = (bucket.clone(), key.clone());
+            async move {
+                let mut body = state?;
+                match body.next().await? {
+                    Ok(chunk) => Some((Ok(chunk), Some(body))),
+                    Err(e) => {
+                        let err = Error::new(
+                            ErrorKind::Destination,
+                            format!("s3 bucket {bucket}: reading {key} failed: {e}"),
+                        )
+                        .with_hint("check the network between this VM and the store, and try again")
+                        .temporary();
+                        Some((Err(err), None))
+                    }
+                }
+            }
+        })
+        .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
+        .boxed();
+        Ok(ObjectStream { size, chunks })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.store.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.store.delete(key).await
+    }
+}

@@ -1,0 +1,256 @@
+//! The requests a destination sends to its bucket for whole objects, each retried with the
+//! destination's [`RetryPolicy`], bounded in time, and converted into our errors; the
+//! bucket is created the first time a write finds it missing. Multipart uploads are in
+//! [`crate::multipart`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use service_backup_core::destination::{ObjectMeta, RetryPolicy};
+use service_backup_core::{Error, ErrorKind, Result};
+
+use crate::error::{Request, convert, service_code};
+use crate::settings::{DEFAULT_REGION, S3Settings};
+
+/// The slowest transfer of object data still taken for progress, 128 KiB/s: a request
+/// that carries `n` bytes may take `n / MIN_THROUGHPUT` seconds longer than one without.
+const MIN_THROUGHPUT: f64 = 128.0 * 1024.0;
+
+/// A bucket and the client that reaches it.
+pub(crate) struct Store {
+    pub(crate) client: Client,
+    /// The bucket's name.
+    pub bucket: String,
+    region: String,
+    endpoint: Option<String>,
+    /// How temporary failures are retried.
+    pub retry: RetryPolicy,
+    request_timeout: Duration,
+}
+
+impl Store {
+    /// A store for the bucket of `settings`, reached through `client`.
+    pub fn new(client: Client, settings: &S3Settings) -> Self {
+        Self {
+            client,
+            bucket: settings.bucket_name.clone(),
+            region: settings.region().to_string(),
+            endpoint: settings.endpoint_for_messages(),
+            retry: settings.retry,
+            request_timeout: settings.request_timeout,
+        }
+    }
+
+    /// The endpoint named in messages, if not Amazon S3.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// What a request needs to be described in an error.
+    pub(crate) fn req<'a>(&'a self, right: &'a str) -> Request<'a> {
+        Request {
+            bucket: &self.bucket,
+            endpoint: self.endpoint.as_deref(),
+            right,
+        }
+    }
+
+    /// How long a request carrying `bytes` of object data may take to be answered.
+    pub(crate) fn time_for(&self, bytes: usize) -> Duration {
+        let transfer = Duration::from_secs_f64(bytes as f64 / MIN_THROUGHPUT);
+        self.request_timeout + transfer
+    }
+
+    /// Runs one attempt of a request, failing it temporarily when the store has not
+    /// answered within `limit`: a store that accepts connections and then hangs must not
+    /// hang a backup.
+    pub(crate) async fn within<T>(
+        &self,
+        limit: Duration,
+        action: &str,
+        attempt: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "s3 bucket {}: cannot {action}: {} did not answer within {} s",
+                    self.bucket,
+                    self.endpoint.as_deref().unwrap_or("Amazon S3"),
+                    limit.as_secs()
+                ),
+            )
+            .with_hint("check the store's health and the network between this VM and the store")
+            .temporary()),
+        }
+    }
+
+    /// Runs a write; if the bucket is missing, creates it and runs the write again. Only
+    /// then: the minimal policy of a backup user may lack the rights to look at a bucket.
+    pub(crate) async fn creating_bucket<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match self.retry.run(what, &mut write).await {
+            Err(e) if service_code(&e) == Some("NoSuchBucket") => {
+                self.create_bucket().await?;
+                self.retry.run(what, write).await
+            }
+            other => other,
+        }
+    }
+
+    /// Creates the bucket in the configured region; one that already exists is fine.
+    async fn create_bucket(&self) -> Result<()> {
+        tracing::info!(bucket = %self.bucket, region = %self.region, "creating the missing s3 bucket");
+        let action = format!(
+            "create the bucket, which does not exist, in {}",
+            self.region
+        );
+        let action = action.as_str();
+        let result = self
+            .retry
+            .run("CreateBucket", || {
+                let mut request = self.client.create_bucket().bucket(&self.bucket);
+                // us-east-1 is the one region that refuses its own name as a constraint.
+                if self.region != DEFAULT_REGION {
+                    request = request.create_bucket_configuration(
+                        CreateBucketConfiguration::builder()
+                            .location_constraint(BucketLocationConstraint::from(
+                                self.region.as_str(),
+                            ))
+                            .build(),
+                    );
+                }
+                self.within(self.request_timeout, action, async move {
+                    request
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| convert(&e, self.req("s3:CreateBucket"), action))
+                })
+            })
+            .await;
+        match result {
+            Err(e) if service_code(&e) == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(e) if service_code(&e) == Some("AccessDenied") => Err(e.with_hint(format!(
+                "create bucket {} in {}, or grant s3:CreateBucket to these credentials",
+                self.bucket, self.region
+            ))),
+            other => other,
+        }
+    }
+
+    /// Writes a whole object at once.
+    pub async fn put_object(&self, key: &str, data: Bytes) -> Result<()> {
+        let action = format!("write {key}");
+        self.creating_bucket("PutObject", || {
+            self.within(self.time_for(data.len()), &action, async {
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(data.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))
+            })
+        })
+        .await
+    }
+
+    /// Every complete object whose key starts with `prefix`, page by page.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let action = format!("list the objects under {prefix:?}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run("ListObjectsV2", || {
+                    self.within(self.request_timeout, &action, async {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(&self.bucket)
+                            .prefix(prefix)
+                            .set_continuation_token(token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| convert(&e, self.req("s3:ListBucket"), &action))
+                    })
+                })
+                .await?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                out.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: object
+                        .size()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Starts reading an object: its size and body. The time limit covers the answer; the
+    /// body is watched by the client's stalled-stream protection.
+    pub async fn get(&self, key: &str) -> Result<(Option<u64>, ByteStream)> {
+        let action = format!("read {key}");
+        let out = self
+            .retry
+            .run("GetObject", || {
+                self.within(self.request_timeout, &action, async {
+                    self.client
+                        .get_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(|e| convert(&e, self.req("s3:GetObject"), &action))
+                })
+            })
+            .await?;
+        let size = out.content_length().and_then(|s| u64::try_from(s).ok());
+        Ok((size, out.body))
+    }
+
+    /// Deletes an object; a missing object or bucket is fine.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let action = format!("delete {key}");
+        let result = self
+            .retry
+            .run("DeleteObject", || {
+                self.within(self.request_timeout, &action, async {
+                    self.client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| convert(&e, self.req("s3:DeleteObject"), &action))
+                })
+            })
+            .await;
+        match result {
+            Err(e) if matches!(service_code(&e), Some("NoSuchKey" | "NoSuchBucket")) => Ok(()),
+            other => other,
+        }
+    }
+}
