@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The one command that runs every test, on a fresh machine or an already set-up one.
+# usage: bash tests/run.sh [CARGO TEST ARGS]
 #
 # It installs what the tests need when it is missing, starts the servers the integration
 # tests talk to on 127.0.0.1 only, runs the formatting and lint checks and the whole test
@@ -70,6 +71,13 @@ for server in tests/servers/*.sh; do
 done
 
 # --- checks and tests ---------------------------------------------------------------------
+# With arguments, only `cargo test ARGS` runs (against the same servers), e.g.
+#   bash tests/run.sh -p service-backup --test fanout
+if [ $# -gt 0 ]; then
+  log "cargo test $*"
+  cargo test --locked "$@"
+  exit
+fi
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
