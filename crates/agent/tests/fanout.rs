@@ -20,6 +20,7 @@ fn write_config(env: &Env, azure_endpoint: Option<&str>, extra: &str) {
         .map(|l| format!("      {l}\n"))
         .collect();
     let azure = azure_endpoint.map_or_else(|| server_env("SB_TEST_AZURE_ENDPOINT"), str::to_string);
+    let remote = format!("{}/{}", server_env("SB_TEST_SCP_DIR"), unique("fan"));
     let yaml = format!(
         "destinations:\n\
          - type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: fan\n    \
@@ -37,7 +38,6 @@ fn write_config(env: &Env, azure_endpoint: Option<&str>, extra: &str) {
         container = unique("fan").to_lowercase(),
         port = server_env("SB_TEST_SCP_PORT"),
         user = server_env("SB_TEST_SCP_USER"),
-        remote = format!("{}/{}", server_env("SB_TEST_SCP_DIR"), unique("fan")),
         fingerprint = server_env("SB_TEST_SCP_FINGERPRINT"),
     );
     std::fs::write(env.path("config.yml"), yaml).unwrap();
