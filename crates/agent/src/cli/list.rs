@@ -62,7 +62,10 @@ pub fn run(path: &Path, only: Option<&str>, as_json: bool) -> CliResult {
             serde_json::to_string_pretty(&items).expect("JSON values serialize")
         );
     } else if rows.is_empty() {
-        println!("no complete backups found");
+        // When a destination failed, its error says so: "none found" would mislead.
+        if !failed {
+            println!("no complete backups found");
+        }
     } else {
         println!(
             "{:<48} {:<25} {:>12} {:>12}  DESTINATION",
