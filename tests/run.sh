@@ -8,8 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '==> %s\n' "$*"; }
-
 # --- what the tests need -----------------------------------------------------------------
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: $1 is required ($2)" >&2; exit 2; }
@@ -22,44 +20,10 @@ need_cmd setpriv "apt-get install -y util-linux"
 # Each file in tests/servers/ defines `start_<name>` (install if missing, start on a free
 # loopback port with its own folder under $WORK, wait until it answers, export its address
 # as SB_TEST_* variables) and may append PIDs to PIDS. They are started in turn here.
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/service-backup-tests.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# A free TCP port on 127.0.0.1.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Waits until 127.0.0.1:$1 accepts connections, for at most $2 seconds; $3 names the server.
-wait_for_port() {
-  local port=$1 limit=$2 name=$3 i
-  for ((i = 0; i < limit * 10; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "tests/run.sh: $name did not open port $port within ${limit}s" >&2
-  return 1
-}
-
-# apt-get install, updating the package lists once when a package is missing.
-APT_UPDATED=""
-apt_install() {
-  if [ -z "$APT_UPDATED" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+# tests/lib.sh defines log, free_port, wait_for_port and apt_install, makes $WORK, and
+# stops every PID in PIDS and removes $WORK on exit.
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
 
 for server in tests/servers/*.sh; do
   [ -e "$server" ] || continue

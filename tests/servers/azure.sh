@@ -1,5 +1,6 @@
 # Azure Blob storage: Azurite, the storage emulator, from the npm registry.
-# Sourced by tests/run.sh, which provides WORK, PIDS, free_port and wait_for_port.
+# Sourced by tests/run.sh; tests/lib.sh provides WORK, PIDS, free_port,
+# wait_for_port and apt_install.
 
 # Azurite's well-known development account and key (published in Azurite's documentation;
 # they open nothing but a local emulator).

@@ -1,7 +1,7 @@
 # S3: moto's S3 server, twice on loopback: plain HTTP, and HTTPS with a certificate of a
 # private CA made here (for the `ca_cert` test). moto accepts any credentials.
-# Sourced by tests/run.sh, which provides log, free_port, wait_for_port, apt_install, WORK
-# and PIDS.
+# Sourced by tests/run.sh and bench/run.sh; tests/lib.sh provides log, free_port,
+# wait_for_port, apt_install, WORK and PIDS.
 
 # Whether moto's server, at least 5.2.5, is installed (5.2.1 answers
 # CompleteMultipartUpload with an XML root the S3 SDK refuses).

@@ -1,4 +1,5 @@
-# OpenSSH's sshd on 127.0.0.1, for the `scp` destination (SFTP). Sourced by tests/run.sh.
+# OpenSSH's sshd on 127.0.0.1, for the `scp` destination (SFTP). Sourced by tests/run.sh and
+# bench/run.sh, with the helpers of tests/lib.sh.
 #
 # Exports:
 #   SB_TEST_SCP_PORT, SB_TEST_SCP_USER      where to connect, as whom (the current user)

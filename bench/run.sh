@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# The benchmark: service-backup against a shell pipeline and restic, on the same data, in
+# the same run, on this machine.
+#
+# usage: bash bench/run.sh [--size 1GiB|100MiB|10GiB] [--files N] [--runs 3]
+#
+#   --size   size of the generated data set (bench/make-data.py): half database-dump-like
+#            text, a quarter incompressible binary, a quarter small files (default 1GiB)
+#   --files  number of small files (default: make-data.py's, which grows with --size)
+#   --runs   how many times each case runs; the table shows the median and min–max (default 3)
+#
+# It builds the release binary, makes the data set in a temporary folder, starts moto (S3)
+# and sshd (SFTP) on 127.0.0.1 with tests/servers/, installs restic, openssl and the AWS
+# CLI when missing, runs every case, prints a Markdown table and writes
+# bench/results/<date>-<size>.json with a description of the machine. Everything it started
+# is stopped and the temporary folder removed on exit, whatever happens.
+#
+# Cases (each backup reads the same folder; each restore writes a fresh folder):
+#   service-backup   backup and restore, to `local`, to S3; backup to local + S3 + SFTP at once
+#   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
+#                    (and | aws s3 cp - s3://…), and the reverse for restore
+#   restic           first backup into a new repository, local and on S3, and its restore
+#
+# Wall time and peak RSS come from `/usr/bin/time -f '%e %M'` around each command; for a
+# pipeline, the peak RSS is that of its largest process. MB/s is source bytes (10^6) per
+# second of wall time. The data stays in the page cache: the figures are of the pipeline,
+# not of the disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE=1GiB
+FILES=""
+RUNS=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --size) SIZE=${2:?--size needs a value}; shift 2 ;;
+    --files) FILES=${2:?--files needs a value}; shift 2 ;;
+    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: --runs must be a positive number" >&2; exit 2; }
+[[ -z $FILES || $FILES =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: --files must be a positive number" >&2; exit 2; }
+
+SCRIPT=bench/run.sh
+WORK_PREFIX=service-backup-bench
+# log, free_port, wait_for_port, apt_install, WORK, PIDS and the clean-up on exit.
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
+
+command -v cargo >/dev/null 2>&1 || { echo "bench/run.sh: cargo is required (install the Rust toolchain)" >&2; exit 2; }
+
+# --- what it compares against --------------------------------------------------------------
+[ -x /usr/bin/time ] || apt_install time
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+command -v restic >/dev/null 2>&1 || apt_install restic
+if ! command -v aws >/dev/null 2>&1 || ! aws --version >/dev/null 2>&1; then
+  log "installing the AWS CLI"
+  pip install -q awscli 2>/dev/null || pip install -q --break-system-packages awscli 2>/dev/null || true
+  hash -r
+fi
+AWS_OK=""
+if command -v aws >/dev/null 2>&1 && aws --version >/dev/null 2>&1; then AWS_OK=1; fi
+
+# --- the binary ------------------------------------------------------------------------------
+log "cargo build --release -p service-backup"
+cargo build --release --locked -p service-backup
+BIN=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/service-backup
+[ -x "$BIN" ] || { echo "bench/run.sh: $BIN was not built" >&2; exit 1; }
+
+# --- the data set ------------------------------------------------------------------------------
+DATA=$WORK/data
+log "making $SIZE of data"
+python3 bench/make-data.py "$DATA" --size "$SIZE" ${FILES:+--files "$FILES"}
+SRC_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+SRC_FILES=$(find "$DATA" -type f | wc -l)
+log "data: $SRC_FILES files, $SRC_BYTES bytes"
+
+# --- servers ------------------------------------------------------------------------------------
+# shellcheck source=tests/servers/s3.sh
+source tests/servers/s3.sh
+# shellcheck source=tests/servers/scp.sh
+source tests/servers/scp.sh
+log "starting s3"
+start_s3
+log "starting scp"
+start_scp
+S3=$SB_TEST_S3_ENDPOINT
+# moto accepts any credentials.
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_DEFAULT_REGION=us-east-1
+export RESTIC_PASSWORD=bench-password RESTIC_CACHE_DIR=$WORK/restic-cache
+
+# Bytes stored under s3://$1/$2 (every object), from the bucket listing.
+bucket_bytes() {
+  python3 - "$S3" "$1" "${2:-}" <<'EOF'
+import sys
+import boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+total = 0
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):
+    total += sum(o["Size"] for o in page.get("Contents", []))
+print(total)
+EOF
+}
+
+# --- configurations of service-backup ------------------------------------------------------------
+mkdir -p "$WORK/logs" "$WORK/out"
+"$BIN" keygen --output "$WORK/backup.key" >/dev/null 2>&1
+head -c 32 /dev/urandom | base64 >"$WORK/openssl.pass"
+
+ssh_key_yaml=$(sed 's/^/      /' "$SB_TEST_SCP_KEY")
+dest_local() {
+  printf -- '- type: local\n  name: %s\n  config:\n    path: %s\n' "$1" "$2"
+}
+dest_s3() {
+  cat <<EOF
+- type: s3
+  name: $1
+  config:
+    bucket_name: sb-bench
+    bucket_path: $2
+    access_key_id: bench
+    secret_access_key: bench-secret
+    endpoint_url: $S3
+    region: us-east-1
+EOF
+}
+dest_scp() {
+  cat <<EOF
+- type: scp
+  name: $1
+  config:
+    server: 127.0.0.1
+    port: $SB_TEST_SCP_PORT
+    user: $SB_TEST_SCP_USER
+    destination: $SB_TEST_SCP_DIR/bench
+    fingerprint: "$SB_TEST_SCP_FINGERPRINT"
+    key: |
+$ssh_key_yaml
+EOF
+}
+# A configuration named $1 whose destinations are the rest of the arguments' YAML.
+write_config() {
+  local name=$1
+  shift
+  {
+    echo "destinations:"
+    printf '%s\n' "$@"
+    cat <<EOF
+source_folder: $DATA
+cron_schedule: "0 3 * * *"
+deployment_name: bench
+add_deployment_name_to_backup_path: true
+encryption:
+  key_file: $WORK/backup.key
+compression_level: 6
+state_dir: $WORK/state-$name
+EOF
+  } >"$WORK/$name.yml"
+}
+write_config local "$(dest_local local "$WORK/out/sb-local")"
+write_config s3 "$(dest_s3 s3 single)"
+write_config fanout "$(dest_local local "$WORK/out/sb-fanout")" "$(dest_s3 s3 fanout)" "$(dest_scp sftp)"
+"$BIN" validate "$WORK/local.yml" >/dev/null
+"$BIN" validate "$WORK/fanout.yml" >/dev/null
+
+# Stored bytes of the newest backup of configuration $1 on destination $2 (`list --json`).
+sb_stored() {
+  "$BIN" list "$WORK/$1.yml" --destination "$2" --json 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["stored_bytes"])'
+}
+
+# --- the cases -------------------------------------------------------------------------------------
+# Each case is NAME|GROUP|TOOL: GROUP pairs rows for the ratios, TOOL is ours, pipeline or restic.
+# `prep_NAME RUN` prepares a run (not timed), `cmd_NAME RUN` prints the command to time,
+# `size_NAME` prints the stored bytes after the last run (empty when not applicable).
+CASES=(
+  "sb_backup_local|backup local|ours"
+  "pipe_backup_local|backup local|pipeline"
+  "restic_backup_local|backup local|restic"
+  "sb_backup_s3|backup S3|ours"
+  "pipe_backup_s3|backup S3|pipeline"
+  "restic_backup_s3|backup S3|restic"
+  "sb_backup_fanout|backup local+S3+SFTP|ours"
+  "sb_restore_local|restore local|ours"
+  "pipe_restore_local|restore local|pipeline"
+  "restic_restore_local|restore local|restic"
+  "sb_restore_s3|restore S3|ours"
+  "pipe_restore_s3|restore S3|pipeline"
+  "restic_restore_s3|restore S3|restic"
+)
+declare -A LABEL=(
+  [sb_backup_local]="service-backup backup → local"
+  [pipe_backup_local]="tar | gzip -6 | openssl enc → file"
+  [restic_backup_local]="restic backup → local repo (first)"
+  [sb_backup_s3]="service-backup backup → S3"
+  [pipe_backup_s3]="tar | gzip -6 | openssl enc | aws s3 cp"
+  [restic_backup_s3]="restic backup → S3 repo (first)"
+  [sb_backup_fanout]="service-backup backup → local + S3 + SFTP"
+  [sb_restore_local]="service-backup restore ← local"
+  [pipe_restore_local]="openssl enc -d | gzip -d | tar -x ← file"
+  [restic_restore_local]="restic restore ← local repo"
+  [sb_restore_s3]="service-backup restore ← S3"
+  [pipe_restore_s3]="aws s3 cp | openssl enc -d | gzip -d | tar -x"
+  [restic_restore_s3]="restic restore ← S3 repo"
+)
+OPENSSL="openssl enc -aes-256-cbc -pbkdf2 -pass file:$WORK/openssl.pass"
+AWS="aws --endpoint-url $S3"
+RESTIC_S3="s3:$S3/restic-bench"
+fresh() { rm -rf "$1"; mkdir -p "$1"; }
+
+prep_sb_backup_local() { :; }
+cmd_sb_backup_local() { echo "$BIN backup $WORK/local.yml"; }
+size_sb_backup_local() { sb_stored local local; }
+
+prep_pipe_backup_local() { rm -f "$WORK/out/pipe.tar.gz.enc"; }
+cmd_pipe_backup_local() { echo "tar -C $DATA -cf - . | gzip -6 | $OPENSSL >$WORK/out/pipe.tar.gz.enc"; }
+size_pipe_backup_local() { stat -c %s "$WORK/out/pipe.tar.gz.enc"; }
+
+prep_restic_backup_local() { rm -rf "$WORK/out/restic"; restic -q -r "$WORK/out/restic" init >/dev/null; }
+cmd_restic_backup_local() { echo "cd $DATA && restic -q -r $WORK/out/restic backup ."; }
+size_restic_backup_local() { du -sb "$WORK/out/restic" | cut -f1; }
+
+prep_sb_backup_s3() { :; }
+cmd_sb_backup_s3() { echo "$BIN backup $WORK/s3.yml"; }
+size_sb_backup_s3() { sb_stored s3 s3; }
+
+prep_pipe_backup_s3() { [ "$1" -gt 1 ] || $AWS s3 mb s3://pipe-bench >/dev/null; }
+cmd_pipe_backup_s3() {
+  echo "tar -C $DATA -cf - . | gzip -6 | $OPENSSL | $AWS s3 cp --only-show-errors - s3://pipe-bench/pipe.tar.gz.enc"
+}
+size_pipe_backup_s3() {
+  $AWS s3 ls --summarize --recursive s3://pipe-bench/ | awk '/Total Size:/ {print $3}'
+}
+
+prep_restic_backup_s3() { restic -q -r "$RESTIC_S3/run$1" init >/dev/null; }
+cmd_restic_backup_s3() { echo "cd $DATA && restic -q -r $RESTIC_S3/run$1 backup ."; }
+size_restic_backup_s3() { bucket_bytes restic-bench "run$RUNS/"; }
+
+prep_sb_backup_fanout() { :; }
+cmd_sb_backup_fanout() { echo "$BIN backup $WORK/fanout.yml"; }
+size_sb_backup_fanout() { sb_stored fanout local; }
+
+prep_sb_restore_local() { rm -rf "$WORK/restored"; }
+cmd_sb_restore_local() { echo "$BIN restore $WORK/local.yml --destination local --target $WORK/restored --force"; }
+size_sb_restore_local() { :; }
+
+prep_pipe_restore_local() { fresh "$WORK/restored"; }
+cmd_pipe_restore_local() { echo "$OPENSSL -d <$WORK/out/pipe.tar.gz.enc | gzip -dc | tar -C $WORK/restored -xf -"; }
+size_pipe_restore_local() { :; }
+
+prep_restic_restore_local() { rm -rf "$WORK/restored"; }
+cmd_restic_restore_local() { echo "restic -q -r $WORK/out/restic restore latest --target $WORK/restored"; }
+size_restic_restore_local() { :; }
+
+prep_sb_restore_s3() { rm -rf "$WORK/restored"; }
+cmd_sb_restore_s3() { echo "$BIN restore $WORK/s3.yml --destination s3 --target $WORK/restored --force"; }
+size_sb_restore_s3() { :; }
+
+prep_pipe_restore_s3() { fresh "$WORK/restored"; }
+cmd_pipe_restore_s3() {
+  echo "$AWS s3 cp --only-show-errors s3://pipe-bench/pipe.tar.gz.enc - | $OPENSSL -d | gzip -dc | tar -C $WORK/restored -xf -"
+}
+size_pipe_restore_s3() { :; }
+
+prep_restic_restore_s3() { rm -rf "$WORK/restored"; }
+cmd_restic_restore_s3() { echo "restic -q -r $RESTIC_S3/run$RUNS restore latest --target $WORK/restored"; }
+size_restic_restore_s3() { :; }
+
+# Files restored into $WORK/restored, checked against the source after each restore.
+restored_files() { find "$WORK/restored" -type f -not -path '*/.*' | wc -l; }
+
+# --- running them --------------------------------------------------------------------------------
+RESULTS=$WORK/results.tsv # name, group, tool, label, walls, rss KiB, stored bytes, status
+: >"$RESULTS"
+for entry in "${CASES[@]}"; do
+  IFS='|' read -r name group tool <<<"$entry"
+  label=${LABEL[$name]}
+  if [[ $name == pipe_*_s3 && -z $AWS_OK ]]; then
+    log "$label: not available (the AWS CLI could not be installed)"
+    printf '%s\t%s\t%s\t%s\t\t\t\tnot available\n' "$name" "$group" "$tool" "$label" >>"$RESULTS"
+    continue
+  fi
+  walls=() rss=0
+  for ((run = 1; run <= RUNS; run++)); do
+    "prep_$name" "$run"
+    cmd=$("cmd_$name" "$run")
+    logfile=$WORK/logs/$name-$run.log
+    if ! /usr/bin/time -f '%e %M' -o "$WORK/time.txt" bash -o pipefail -c "$cmd" >"$logfile" 2>&1; then
+      echo "bench/run.sh: $label failed (run $run): $cmd" >&2
+      tail -n 20 "$logfile" >&2
+      exit 1
+    fi
+    read -r wall kib < <(tail -n 1 "$WORK/time.txt")
+    walls+=("$wall")
+    if ((kib > rss)); then rss=$kib; fi
+    if [[ $name == *restore* ]]; then
+      got=$(restored_files)
+      if [ "$got" -ne "$SRC_FILES" ]; then
+        echo "bench/run.sh: $label restored $got files, not $SRC_FILES" >&2
+        exit 1
+      fi
+    fi
+    log "$label: run $run/$RUNS ${wall}s, ${kib} KiB peak"
+  done
+  stored=$("size_$name")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\tok\n' "$name" "$group" "$tool" "$label" "${walls[*]}" "$rss" "$stored" >>"$RESULTS"
+done
+
+# --- the table and the JSON ----------------------------------------------------------------------
+mkdir -p bench/results
+OUT=bench/results/$(date -u +%Y-%m-%d)-$SIZE.json
+CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+MEM=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)
+python3 - "$RESULTS" "$OUT" <<EOF
+import json, statistics, sys, datetime
+rows = []
+for line in open(sys.argv[1]):
+    name, group, tool, label, walls, rss, stored, status = line.rstrip("\n").split("\t")
+    walls = [float(w) for w in walls.split()] if walls else []
+    rows.append(dict(case=name, group=group, tool=tool, label=label, status=status, walls_s=walls,
+                     median_s=statistics.median(walls) if walls else None,
+                     peak_rss_kib=int(rss) if rss else None,
+                     stored_bytes=int(stored) if stored else None))
+src = $SRC_BYTES
+ref = {}
+for r in rows:
+    if r["median_s"] is not None:
+        ref[(r["group"], r["tool"])] = r["median_s"]
+        r["mb_per_s"] = round(src / 1e6 / r["median_s"], 1) if r["median_s"] > 0 else None
+def ratio(r, tool):
+    other = ref.get((r["group"], tool))
+    if r["median_s"] is None or not other:
+        return None
+    return round(r["median_s"] / other, 2)
+for r in rows:
+    r["time_vs_pipeline"] = ratio(r, "pipeline")
+    r["time_vs_restic"] = ratio(r, "restic")
+machine = {
+    "nproc": int("$(nproc)"),
+    "cpu": "$CPU",
+    "memory_kib": int("$MEM"),
+    "kernel": "$(uname -sr)",
+    "load_average_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
+}
+doc = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "size": "$SIZE", "source_bytes": src, "source_files": $SRC_FILES, "runs": $RUNS,
+    "service_backup": "$("$BIN" --version 2>/dev/null | head -n 1)",
+    "restic": "$(restic version | head -n 1)",
+    "openssl": "$(openssl version)",
+    "machine": machine, "cases": rows,
+}
+json.dump(doc, open(sys.argv[2], "w"), indent=2, ensure_ascii=False)
+open(sys.argv[2], "a").write("\n")
+
+def fmt(x, f):
+    return "—" if x is None else f(x)
+print()
+print(f"{src / 1e6:.0f} MB in {doc['source_files']} files, {doc['runs']} run(s) each; "
+      f"{machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_kib'] // 1024} MiB; "
+      f"load at start {machine['load_average_at_start']}")
+print()
+print("| case | wall median (min–max) | MB/s | vs pipeline | vs restic | stored | peak RSS |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for r in rows:
+    label = r["label"].replace("|", chr(92) + "|")  # a pipe inside a Markdown cell
+    if r["status"] != "ok":
+        print(f"| {label} | {r['status']} | | | | | |")
+        continue
+    w = r["walls_s"]
+    spread = f" ({min(w):.2f}–{max(w):.2f})" if len(w) > 1 else ""
+    stored = fmt(r["stored_bytes"], lambda b: f"{b / 1e6:.1f} MB")
+    if r["case"] == "sb_backup_fanout" and r["stored_bytes"] is not None:
+        stored += " ×3"
+    print(f"| {label} | {r['median_s']:.2f} s{spread} | {fmt(r['mb_per_s'], lambda x: f'{x:.1f}')} | "
+          f"{fmt(r['time_vs_pipeline'], lambda x: f'{x:.2f}×')} | {fmt(r['time_vs_restic'], lambda x: f'{x:.2f}×')} | "
+          f"{stored} | {r['peak_rss_kib'] / 1024:.0f} MiB |")
+print()
+print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
+print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")
+EOF
+echo
+log "results written to $OUT"
