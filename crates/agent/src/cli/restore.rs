@@ -93,15 +93,12 @@ impl Which {
 /// Restores a backup or an archive file.
 pub fn run_restore(args: &RestoreArgs) -> CliResult {
     if let Some(file) = &args.file {
-        let decryption = args.which.decryption(None)?;
         let target = args
             .target
             .as_deref()
             .expect("clap requires --target with --file");
-        let bar = Bar::new("restore");
-        let stats = catalog::restore_file(file, &decryption, Some((target, args.force)), &*bar);
-        bar.finish();
-        report_restored(&stats?, target);
+        let stats = from_file(file, &args.which, Some((target, args.force)))?;
+        report_restored(&stats, target);
         return Ok(Outcome::Success);
     }
     let config = load_config(
@@ -139,11 +136,7 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
 /// Verifies a backup or an archive file end to end.
 pub fn run_verify(args: &VerifyArgs) -> CliResult {
     if let Some(file) = &args.file {
-        let decryption = args.which.decryption(None)?;
-        let bar = Bar::new("verify");
-        let stats = catalog::restore_file(file, &decryption, None, &*bar);
-        bar.finish();
-        let stats = stats?;
+        let stats = from_file(file, &args.which, None)?;
         println!(
             "{} is valid: {} entries, {} bytes",
             file.display(),
@@ -164,6 +157,23 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
         stats.extracted.entries, stats.extracted.bytes, stats.sha256
     );
     Ok(Outcome::Success)
+}
+
+/// Restores (with a target) or verifies a downloaded archive file, with a progress bar.
+fn from_file(
+    file: &Path,
+    which: &Which,
+    target: Option<(&Path, bool)>,
+) -> Result<ReadStats, CliError> {
+    let decryption = which.decryption(None)?;
+    let bar = Bar::new(if target.is_some() {
+        "restore"
+    } else {
+        "verify"
+    });
+    let stats = catalog::restore_file(file, &decryption, target, &*bar);
+    bar.finish();
+    Ok(stats?)
 }
 
 fn report_restored(stats: &ReadStats, target: &Path) {
