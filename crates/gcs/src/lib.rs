@@ -255,12 +255,14 @@ impl Destination for GcsDestination {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let client = &self.client;
-        let base = format!(
-            "{}?prefix={}&maxResults={}&fields=items(name,size,updated),nextPageToken",
+        let mut base = format!(
+            "{}?maxResults={}&fields=items(name,size,updated),nextPageToken",
             client.api(&format!("/b/{}/o", encode(&client.bucket))),
-            encode(prefix),
             self.list_page_size
         );
+        if !prefix.is_empty() {
+            base.push_str(&format!("&prefix={}", encode(prefix)));
+        }
         let action = format!("list {prefix:?}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
