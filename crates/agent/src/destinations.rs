@@ -6,10 +6,13 @@ use service_backup_azure::{AzureDestination, AzureSettings};
 use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+use service_backup_gcs::{GcsDestination, GcsSettings};
 use service_backup_s3::{S3Destination, S3Settings};
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-use crate::config::{AzureConfig, Config, DestinationConfig, DestinationKind, S3Config, ScpConfig};
+use crate::config::{
+    AzureConfig, Config, DestinationConfig, DestinationKind, GcsConfig, S3Config, ScpConfig,
+};
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -66,16 +69,14 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             ),
             layout(config, &s3.bucket_path),
         ),
-        other => {
-            return Err(Error::new(
-                ErrorKind::Destination,
-                format!(
-                    "destination {name}: the {} type is not available in this build of service-backup",
-                    other.type_word()
-                ),
-            )
-            .with_hint("use a `local` destination, or a build with this destination type"));
-        }
+        // Checks the service account key; sends no request until first use.
+        DestinationKind::Gcs(gcs) => (
+            Arc::new(
+                GcsDestination::new(gcs_settings(gcs))
+                    .map_err(|e| e.context(format!("destination {name}")))?,
+            ),
+            layout(config, gcs.bucket_path.as_deref().unwrap_or("")),
+        ),
     };
     Ok(Configured {
         name,
@@ -106,6 +107,16 @@ fn s3_settings(s3: &S3Config) -> S3Settings {
     settings.region.clone_from(&s3.region);
     settings.ca_cert.clone_from(&s3.ca_cert);
     settings
+}
+
+/// The settings of a `gcs` destination, with the default chunk size and retry policy.
+fn gcs_settings(gcs: &GcsConfig) -> GcsSettings {
+    GcsSettings::new(
+        gcs.service_account_json.clone(),
+        &gcs.project_id,
+        &gcs.bucket_name,
+        gcs.endpoint.clone(),
+    )
 }
 
 /// Builds every destination, or only the one named `only`.

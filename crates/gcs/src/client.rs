@@ -1,0 +1,322 @@
+//! What every request shares: the HTTP client with its time limits, the API's URLs, the
+//! access token, the retry policy, and the translation of failures into our errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+use service_backup_core::destination::RetryPolicy;
+use service_backup_core::{Error, ErrorKind, Result};
+
+use crate::GcsSettings;
+use crate::auth::{ServiceAccount, TokenSource};
+
+/// Google Cloud Storage's endpoint, when the settings name none.
+pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+/// Time allowed to open a connection: an unreachable endpoint fails within seconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed without any byte moving on a connection before it is given up.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest error answer read.
+const MAX_ERROR_ANSWER: usize = 64 * 1024;
+
+/// One bucket on one endpoint, with the credentials to reach it.
+pub(crate) struct Client {
+    pub http: reqwest::Client,
+    /// The endpoint without user info or query, for messages and URLs.
+    pub endpoint: String,
+    pub bucket: String,
+    pub project_id: String,
+    pub retry: RetryPolicy,
+    tokens: TokenSource,
+}
+
+/// What a request did, for messages: `list "a/"`, `upload x.json`.
+pub(crate) type Action<'a> = &'a str;
+
+impl Client {
+    /// Checks the settings and builds the client; no request is made.
+    pub fn new(settings: GcsSettings) -> Result<Self> {
+        let GcsSettings {
+            service_account_json,
+            project_id,
+            bucket_name,
+            endpoint,
+            retry,
+            ..
+        } = settings;
+        let what = format!("gcs bucket {bucket_name}");
+        let invalid = |why: &str| Error::new(ErrorKind::Config, format!("{what}: {why}"));
+        if bucket_name.is_empty() {
+            return Err(invalid("bucket_name is empty"));
+        }
+        if project_id.is_empty() {
+            return Err(invalid("project_id is empty"));
+        }
+        let endpoint = endpoint
+            .as_deref()
+            .unwrap_or(DEFAULT_ENDPOINT)
+            .trim_end_matches('/')
+            .to_string();
+        let url = Url::parse(&endpoint).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+        });
+        if url.is_none() {
+            return Err(invalid("endpoint is not an http or https URL")
+                .with_hint("set `endpoint` to the JSON API's base URL, such as http://127.0.0.1:4443 for an emulator, or leave it out for Google Cloud Storage"));
+        }
+        let account = ServiceAccount::parse(&service_account_json, &what)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            // Session URIs are absolute; nothing else redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Destination,
+                    format!("{what}: cannot set up the HTTP client: {e}"),
+                )
+            })?;
+        Ok(Self {
+            http,
+            endpoint,
+            bucket: bucket_name,
+            project_id,
+            retry,
+            tokens: TokenSource::new(account),
+        })
+    }
+
+    /// `gcs bucket NAME`, for messages.
+    pub fn describe(&self) -> String {
+        format!("gcs bucket {}", self.bucket)
+    }
+
+    /// The service account's e-mail.
+    pub fn account(&self) -> &str {
+        &self.tokens.account().client_email
+    }
+
+    /// The URL of the JSON API path `path` (which starts with `/`).
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/storage/v1{path}", self.endpoint)
+    }
+
+    /// The URL of the upload path `path` (which starts with `/`).
+    pub fn upload_api(&self, path: &str) -> String {
+        format!("{}/upload/storage/v1{path}", self.endpoint)
+    }
+
+    /// The URL of object `key` in the bucket.
+    pub fn object_url(&self, key: &str) -> String {
+        self.api(&format!("/b/{}/o/{}", encode(&self.bucket), encode(key)))
+    }
+
+    /// Sends a request with a current access token; any HTTP status is returned as is.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        action: Action<'_>,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let token = self.tokens.token(&self.http, &self.describe()).await?;
+        let request = build(self.http.request(method, url).bearer_auth(token.expose()));
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(action, &e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The token expired early or was revoked: the next attempt fetches a new one.
+            self.tokens.forget().await;
+        }
+        Ok(response)
+    }
+
+    /// `response` if it succeeded, else our error for it.
+    pub async fn check(&self, action: Action<'_>, response: Response) -> Result<Response> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(self.refused(action, response).await)
+    }
+
+    /// Our error for an answer that is not a success.
+    pub async fn refused(&self, action: Action<'_>, response: Response) -> Error {
+        let status = response.status();
+        let message = read_limited(response, MAX_ERROR_ANSWER)
+            .await
+            .ok()
+            .and_then(|body| service_message(&body));
+        self.status_error(action, status, message.as_deref())
+    }
+
+    /// Our error for HTTP status `status`, with the service's own message if it gave one.
+    pub fn status_error(
+        &self,
+        action: Action<'_>,
+        status: StatusCode,
+        message: Option<&str>,
+    ) -> Error {
+        let said = message.map_or_else(String::new, |m| format!(": {m}"));
+        let base = format!("{}: cannot {action}", self.describe());
+        let code = status.as_u16();
+        match code {
+            401 => Error::new(
+                ErrorKind::Destination,
+                format!("{base}: the service refused the access token (401){said}"),
+            )
+            .with_hint("check that service_account_json is a current key of the service account"),
+            403 => Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "{base}: the service account {} is not allowed to (403){said}",
+                    self.account()
+                ),
+            )
+            .with_hint(format!(
+                "grant the service account roles/storage.objectAdmin on bucket {} (and storage.buckets.create in project {} for the first backup to create it)",
+                self.bucket, self.project_id
+            )),
+            404 => Error::new(ErrorKind::NotFound, format!("{base}: not found (404){said}")),
+            408 | 429 | 500..=599 => Error::new(
+                ErrorKind::Destination,
+                format!("{base}: the service answered {code}{said}"),
+            )
+            .temporary(),
+            _ => Error::new(
+                ErrorKind::Destination,
+                format!("{base}: the service refused it ({code}){said}"),
+            ),
+        }
+    }
+
+    /// Our error for a request that got no answer.
+    pub fn transport(&self, action: Action<'_>, err: &reqwest::Error) -> Error {
+        Error::new(
+            ErrorKind::Destination,
+            format!(
+                "{}: cannot {action}: cannot connect to {}: {}",
+                self.describe(),
+                self.endpoint,
+                transport_reason(err)
+            ),
+        )
+        .with_hint("check the endpoint and the network between this VM and the storage service")
+        .temporary()
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("project_id", &self.project_id)
+            .field("account", &self.tokens.account())
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request got no answer, in a few words, without the URL (which for an upload
+/// session is a credential of its own).
+pub(crate) fn transport_reason(err: &reqwest::Error) -> String {
+    let mut reason = if err.is_timeout() {
+        "no answer in time".to_string()
+    } else if err.is_connect() {
+        "connection refused or unreachable".to_string()
+    } else {
+        "the connection failed".to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    let mut deepest = None;
+    while let Some(s) = source {
+        deepest = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(d) = deepest.filter(|d| !d.contains("://")) {
+        let d = d.split(" (os error").next().unwrap_or_default();
+        reason = format!("{reason} ({d})");
+    }
+    reason
+}
+
+/// Reads at most `limit` bytes of an answer's body.
+pub(crate) async fn read_limited(
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+/// The message of a JSON API error answer, shortened to one line.
+fn service_message(body: &[u8]) -> Option<String> {
+    let message = serde_json::from_slice::<ErrorAnswer>(body)
+        .ok()?
+        .error
+        .message?;
+    let line: String = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    (!line.is_empty()).then_some(line)
+}
+
+/// Percent-encodes a path segment or query value: everything but unreserved characters.
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_as_one_path_segment() {
+        assert_eq!(encode("a/b c+d.json"), "a%2Fb%20c%2Bd.json");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn service_messages_are_one_short_line() {
+        let body = br#"{"error":{"code":404,"message":"No such object: b/x\nmore"}}"#;
+        assert_eq!(service_message(body).unwrap(), "No such object: b/x");
+        assert!(service_message(b"Not Found").is_none());
+    }
+}

@@ -1,0 +1,372 @@
+//! The `gcs` destination: a bucket of Google Cloud Storage (or of an emulator such as
+//! fake-gcs-server), reached through the JSON API with a service account's key.
+//!
+//! The key signs a JWT grant that the key's `token_uri` exchanges for an access token
+//! (renewed before it expires). Archives are written as resumable uploads in fixed-size
+//! chunks and become visible only when the last chunk is accepted; manifests and other
+//! small objects with one single-request upload. The bucket is created in `project_id` by
+//! the first write if it is missing; reads never create it. Nothing touches the network
+//! before the first request, so building a destination cannot fail on a network problem.
+
+mod auth;
+mod client;
+mod upload;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use service_backup_core::destination::{
+    Destination, ObjectMeta, ObjectStream, RetryPolicy, Upload,
+};
+use service_backup_core::secret::Secret;
+use service_backup_core::{Error, ErrorKind, Result};
+
+pub use crate::client::DEFAULT_ENDPOINT;
+use crate::client::{Client, encode};
+pub use crate::upload::CHUNK_GRANULARITY;
+
+/// Size of the chunks of a resumable upload, unless the settings say otherwise.
+pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
+/// Objects listed per request (the service's maximum is 1000).
+const LIST_PAGE_SIZE: u32 = 1000;
+
+/// Settings of a `gcs` destination.
+#[derive(Clone)]
+pub struct GcsSettings {
+    /// The service account's JSON key.
+    pub service_account_json: Secret,
+    /// The project a missing bucket is created in.
+    pub project_id: String,
+    /// The bucket; created by the first write if it is missing.
+    pub bucket_name: String,
+    /// The JSON API's base URL; `None`: Google Cloud Storage.
+    pub endpoint: Option<String>,
+    /// Size of the chunks of a resumable upload: a multiple of [`CHUNK_GRANULARITY`].
+    pub chunk_size: usize,
+    /// Objects listed per request, at most 1000.
+    pub list_page_size: u32,
+    /// How requests that fail temporarily are retried.
+    pub retry: RetryPolicy,
+}
+
+impl GcsSettings {
+    /// Settings with the default chunk size, page size and retry policy.
+    pub fn new(
+        service_account_json: Secret,
+        project_id: &str,
+        bucket_name: &str,
+        endpoint: Option<String>,
+    ) -> Self {
+        Self {
+            service_account_json,
+            project_id: project_id.to_string(),
+            bucket_name: bucket_name.to_string(),
+            endpoint,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            list_page_size: LIST_PAGE_SIZE,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for GcsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcsSettings")
+            .field("service_account_json", &self.service_account_json)
+            .field("project_id", &self.project_id)
+            .field("bucket_name", &self.bucket_name)
+            .field("endpoint", &self.endpoint)
+            .field("chunk_size", &self.chunk_size)
+            .field("list_page_size", &self.list_page_size)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// A destination in a Google Cloud Storage bucket.
+pub struct GcsDestination {
+    client: Arc<Client>,
+    chunk_size: usize,
+    list_page_size: u32,
+    bucket_ready: tokio::sync::OnceCell<()>,
+}
+
+impl GcsDestination {
+    /// A destination for `settings`; checks them and the key but makes no request.
+    pub fn new(settings: GcsSettings) -> Result<Self> {
+        let chunk_size = settings.chunk_size;
+        let list_page_size = settings.list_page_size;
+        let what = format!("gcs bucket {}", settings.bucket_name);
+        if chunk_size == 0 || !chunk_size.is_multiple_of(CHUNK_GRANULARITY) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{what}: the chunk size {chunk_size} is not a multiple of {CHUNK_GRANULARITY}"
+                ),
+            ));
+        }
+        if !(1..=LIST_PAGE_SIZE).contains(&list_page_size) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{what}: the list page size {list_page_size} is not in 1..={LIST_PAGE_SIZE}"
+                ),
+            ));
+        }
+        Ok(Self {
+            client: Arc::new(Client::new(settings)?),
+            chunk_size,
+            list_page_size,
+            bucket_ready: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Creates the bucket unless it exists; once per destination.
+    async fn ensure_bucket(&self) -> Result<()> {
+        self.bucket_ready
+            .get_or_try_init(|| create_bucket(&self.client))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl fmt::Debug for GcsDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcsDestination")
+            .field("client", &self.client)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates the bucket in the project unless it exists. A service account that may write
+/// objects but not read bucket metadata (403) is trusted to write into an existing bucket.
+async fn create_bucket(client: &Client) -> Result<()> {
+    let bucket_url = client.api(&format!("/b/{}", encode(&client.bucket)));
+    let action = "read the bucket";
+    let exists = client
+        .retry
+        .run("get bucket", || async {
+            let response = client.send(Method::GET, &bucket_url, action, |r| r).await?;
+            match response.status() {
+                s if s.is_success() || s == StatusCode::FORBIDDEN => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(client.refused(action, response).await),
+            }
+        })
+        .await?;
+    if exists {
+        return Ok(());
+    }
+    let url = format!(
+        "{}?project={}",
+        client.api("/b"),
+        encode(&client.project_id)
+    );
+    let body = serde_json::json!({"name": client.bucket}).to_string();
+    let action = format!("create the bucket in project {}", client.project_id);
+    client
+        .retry
+        .run("create bucket", || async {
+            let response = client
+                .send(Method::POST, &url, &action, |r| {
+                    r.header("content-type", "application/json; charset=UTF-8")
+                        .body(body.clone())
+                })
+                .await?;
+            match response.status() {
+                s if s.is_success() => Ok(()),
+                // Created meanwhile, by another agent or an earlier attempt.
+                StatusCode::CONFLICT => Ok(()),
+                StatusCode::BAD_REQUEST => Err(client.refused(&action, response).await.with_hint(
+                    "bucket names are 3 to 63 lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit; or create the bucket yourself",
+                )),
+                _ => Err(client.refused(&action, response).await),
+            }
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectList {
+    #[serde(default)]
+    items: Vec<ObjectItem>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ObjectItem {
+    name: String,
+    /// A decimal string in the JSON API.
+    size: serde_json::Value,
+    updated: Option<String>,
+}
+
+#[async_trait]
+impl Destination for GcsDestination {
+    fn describe(&self) -> String {
+        self.client.describe()
+    }
+
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+        check_key(&self.client, key)?;
+        self.ensure_bucket().await?;
+        Ok(Box::new(upload::ResumableUpload::new(
+            self.client.clone(),
+            key.to_string(),
+            self.chunk_size,
+        )))
+    }
+
+    async fn get(&self, key: &str) -> Result<ObjectStream> {
+        check_key(&self.client, key)?;
+        let client = &self.client;
+        let url = format!("{}?alt=media", client.object_url(key));
+        let action = format!("read {key}");
+        let response = client
+            .retry
+            .run("get object", || async {
+                let response = client.send(Method::GET, &url, &action, |r| r).await?;
+                client.check(&action, response).await
+            })
+            .await?;
+        let size = response.content_length();
+        let what = format!("{}: reading {key} failed", client.describe());
+        let chunks = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| {
+                Error::new(
+                    ErrorKind::Destination,
+                    format!("{what}: {}", client::transport_reason(&e)),
+                )
+                .temporary()
+            })
+        });
+        Ok(ObjectStream {
+            size,
+            chunks: Box::pin(chunks),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let client = &self.client;
+        let mut base = format!(
+            "{}?maxResults={}&fields=items(name,size,updated),nextPageToken",
+            client.api(&format!("/b/{}/o", encode(&client.bucket))),
+            self.list_page_size
+        );
+        if !prefix.is_empty() {
+            base.push_str(&format!("&prefix={}", encode(prefix)));
+        }
+        let action = format!("list {prefix:?}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let url = match &token {
+                Some(t) => format!("{base}&pageToken={}", encode(t)),
+                None => base.clone(),
+            };
+            let page: ObjectList = client
+                .retry
+                .run("list objects", || async {
+                    let response = client.send(Method::GET, &url, &action, |r| r).await?;
+                    if response.status() == StatusCode::NOT_FOUND {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "{}: cannot {action}: the bucket does not exist",
+                                client.describe()
+                            ),
+                        )
+                        .with_hint("check bucket_name; a backup creates a missing bucket"));
+                    }
+                    let response = client.check(&action, response).await?;
+                    let body = response
+                        .bytes()
+                        .await
+                        .map_err(|e| client.transport(&action, &e))?;
+                    serde_json::from_slice(&body).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Destination,
+                            format!(
+                                "{}: cannot {action}: the listing is not valid JSON: {e}",
+                                client.describe()
+                            ),
+                        )
+                    })
+                })
+                .await?;
+            for item in page.items {
+                let size = match &item.size {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    serde_json::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                };
+                let Some(size) = size else {
+                    return Err(Error::new(
+                        ErrorKind::Destination,
+                        format!(
+                            "{}: cannot {action}: {} has no size",
+                            client.describe(),
+                            item.name
+                        ),
+                    ));
+                };
+                let last_modified = item
+                    .updated
+                    .as_deref()
+                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                out.push(ObjectMeta {
+                    key: item.name,
+                    size,
+                    last_modified,
+                });
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        check_key(&self.client, key)?;
+        let client = &self.client;
+        let url = client.object_url(key);
+        let action = format!("delete {key}");
+        client
+            .retry
+            .run("delete object", || async {
+                let response = client.send(Method::DELETE, &url, &action, |r| r).await?;
+                if response.status() == StatusCode::NOT_FOUND {
+                    return Ok(());
+                }
+                client.check(&action, response).await.map(|_| ())
+            })
+            .await
+    }
+}
+
+/// Refuses keys that are not plain `/`-separated object names.
+fn check_key(client: &Client, key: &str) -> Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("{}: {key:?} is not a valid object key", client.describe()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Failures against a real fake-gcs-server and the test token endpoint: the emulator going
+//! away mid-upload, a key the token endpoint refuses, a bucket that cannot be created, an
+//! endpoint nobody listens on, an unusable key.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{Local, Utc};
+use service_backup_core::ErrorKind;
+use service_backup_core::destination::{Destination, RetryPolicy};
+use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::progress::Progress;
+use service_backup_core::secret::Secret;
+use service_backup_gcs::{CHUNK_GRANULARITY, GcsDestination};
+
+use common::{Emulator, env, key_json, key_material, settings, settings_at, unique};
+
+/// A source folder of incompressible data: the archive is as large as the source.
+fn noisy_source(root: &Path, mib: usize) {
+    std::fs::create_dir_all(root).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let data: Vec<u8> = (0..mib * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(root.join("dump.bin"), data).unwrap();
+}
+
+/// Stops the emulator once the archive passed `at` bytes.
+struct StopAt {
+    at: u64,
+    done: AtomicU64,
+    stopped: AtomicBool,
+    server: Mutex<Emulator>,
+}
+
+impl Progress for StopAt {
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if done >= self.at && !self.stopped.swap(true, Ordering::SeqCst) {
+            self.server.lock().unwrap().stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_stopped_mid_upload_leaves_no_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    noisy_source(&source, 24);
+    let server = Emulator::start(&tmp.path().join("emulator"));
+    let endpoint = server.endpoint();
+    let bucket = unique("stopped");
+    let mut s = settings_at(&endpoint, &bucket);
+    s.chunk_size = 4 * CHUNK_GRANULARITY;
+    let dest: Arc<dyn Destination> = Arc::new(GcsDestination::new(s).unwrap());
+    // The bucket exists before the stop, so that what remains after it can be listed.
+    dest.put("marker.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+
+    let stop = Arc::new(StopAt {
+        at: 14 * 1024 * 1024,
+        done: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+        server: Mutex::new(server),
+    });
+    let started = Utc::now();
+    let plan = BackupPlan {
+        name: backup_name(started, "vm-0").unwrap(),
+        started_at: started,
+        date: started.with_timezone(&Local).date_naive(),
+        instance_id: "vm-0".into(),
+        deployment: None,
+        archive: ArchiveSpec {
+            source: source.clone(),
+            compression_level: 1,
+            key: None,
+        },
+    };
+    let layout = Layout::new("svc/prod", None);
+    let target = Target {
+        name: "google".into(),
+        destination: dest.clone(),
+        layout: layout.clone(),
+    };
+    let outcomes = run_backup(
+        plan,
+        vec![target],
+        stop.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        stop.stopped.load(Ordering::SeqCst),
+        "the emulator was not stopped"
+    );
+    let err = outcomes[0].result.as_ref().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(
+        text.contains(&format!("gcs bucket {bucket}: cannot upload chunk ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("cannot connect to {endpoint}")),
+        "{text}"
+    );
+    assert!(!text.contains(&key_material(&key_json())), "{text}");
+    assert!(!text.contains("upload_id"), "the session URI is in {text}");
+    assert!(!text.contains("os error"), "{text}");
+
+    // Back up: neither the archive nor a manifest is there.
+    stop.server.lock().unwrap().restart();
+    let listed = dest.list("svc/").await.unwrap();
+    assert!(listed.is_empty(), "left behind: {listed:?}");
+    assert_eq!(
+        dest.get(&outcomes[0].archive_key).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        service_backup_core::catalog::list_backups(&*dest, &layout)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(dest.list("").await.unwrap().len(), 1, "only the marker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_token_endpoint_refuses_fails_every_request_without_secrets() {
+    let wrong = std::fs::read_to_string(env("SB_TEST_GCS_WRONG_KEY_FILE")).unwrap();
+    let bucket = unique("wrongkey");
+    let mut s = settings(&bucket);
+    s.service_account_json = Secret::new(wrong.clone());
+    let dest = GcsDestination::new(s).unwrap();
+    let put = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let list = dest.list("").await.unwrap_err();
+    let get = dest.get("a.json").await.unwrap_err();
+    let delete = dest.delete("a.json").await.unwrap_err();
+    for err in [put, list, get, delete] {
+        let text = format!("{err} {err:?}");
+        assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+        assert!(!err.is_temporary(), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "gcs bucket {bucket}: cannot get an access token for backup-agent@sb-test-project.iam.gserviceaccount.com from http://127.0.0.1:"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("the endpoint refused the key (401 invalid_grant)"),
+            "{text}"
+        );
+        assert!(
+            err.hint().unwrap().contains("service_account_json"),
+            "{text}"
+        );
+        assert!(!text.contains(&key_material(&wrong)), "{text}");
+        assert!(
+            !text.contains("Invalid JWT"),
+            "the description is in {text}"
+        );
+    }
+    // Nothing was written with the refused key.
+    let right = GcsDestination::new(settings(&bucket)).unwrap();
+    assert_eq!(
+        right.list("").await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "the bucket was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_cannot_be_created_fails_the_write() {
+    // Too short for a bucket name: the service refuses to create it.
+    let dest = GcsDestination::new(settings("x")).unwrap();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "gcs bucket x: cannot create the bucket in project {}: the service refused it (400): invalid bucket name",
+            env("SB_TEST_GCS_PROJECT")
+        )),
+        "{text}"
+    );
+    assert!(
+        err.hint().unwrap().contains("bucket names are 3 to 63"),
+        "{text}"
+    );
+    assert!(dest.list("").await.is_err(), "no bucket was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_fails_within_seconds() {
+    let port = common::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut s = settings_at(&endpoint, "backups");
+    s.retry = RetryPolicy::default();
+    let dest = GcsDestination::new(s).unwrap();
+    let start = Instant::now();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = err.to_string();
+    assert!(err.is_temporary(), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "gcs bucket backups: cannot read the bucket: cannot connect to {endpoint}"
+        )),
+        "{text}"
+    );
+    assert!(err.hint().unwrap().contains("endpoint"), "{text}");
+}
+
+#[test]
+fn unusable_settings_are_config_errors_without_secrets() {
+    let mut s = settings("b");
+    s.service_account_json = Secret::new("{\"private_key\": \"SECRETVALUE\"");
+    let err = GcsDestination::new(s).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let text = format!("{err} {err:?}");
+    assert!(
+        text.contains("service_account_json is not a JSON key"),
+        "{text}"
+    );
+    assert!(!text.contains("SECRETVALUE"), "{text}");
+
+    let mut s = settings("b");
+    s.endpoint = Some("ftp://user:pw@host".into());
+    let err = GcsDestination::new(s).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("endpoint is not an http or https URL"),
+        "{text}"
+    );
+    assert!(!text.contains("pw"), "{text}");
+
+    let mut s = settings("b");
+    s.chunk_size = CHUNK_GRANULARITY + 1;
+    assert!(GcsDestination::new(s).is_err());
+}
