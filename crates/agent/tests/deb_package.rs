@@ -7,9 +7,9 @@
 //! what the package puts where and what the unit runs; the release build is the same
 //! source with other optimisation settings (cargo-deb 3.8 warns that it does not support
 //! the dev profile and may refuse it in a later version: tests/servers/deb.sh pins 3.8.0).
-//! Needs root (CI runs as root on a throwaway
-//! machine) and cargo-deb from `tests/servers/deb.sh` (`SB_TEST_CARGO_DEB`). It installs
-//! into the real system and removes everything it added afterwards, also when it fails.
+//! Needs root (CI runs as root on a throwaway machine) and cargo-deb from
+//! `tests/servers/deb.sh` (`SB_TEST_CARGO_DEB`). It installs into the real system and
+//! removes everything it added afterwards, also when it fails.
 
 mod common;
 
