@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `service-backup` binary.
 #![allow(dead_code)]
 
+pub mod bosh;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

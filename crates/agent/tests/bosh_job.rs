@@ -1,0 +1,560 @@
+//! The BOSH job (`jobs/service-backup/`) rendered as the director renders it, by
+//! `tests/bosh/render.rb` (ERB, `p`, `if_p`, `spec`, spec defaults merged with the
+//! manifest's properties): every rendered config must pass `service-backup validate` and
+//! every rendered script `bash -n`; a manifest missing a required property must fail to
+//! render with the original's message and write nothing. Ruby comes from
+//! `tests/servers/ruby.sh` (`SB_TEST_RUBY`). `bosh_vm.rs` runs the rendered scripts.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use common::bosh::{BLOB, KEY, install_package, job_dir, render, repo};
+use common::fixtures;
+use serde_norway::{Mapping, Value};
+
+const MESSAGE: &str = "Ask the platform team for the backup settings.";
+
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).unwrap()
+}
+
+fn get<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .fold(value, |v, key| v.get(key).unwrap_or(&Value::Null))
+}
+
+/// A self-signed certificate and its key, PEM, made by openssl.
+fn certificate(dir: &Path) -> (String, String) {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.crt",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed (apt-get install -y openssl)");
+    assert!(status.status.success(), "{status:?}");
+    (
+        std::fs::read_to_string(dir.join("tls.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+    )
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+#[test]
+fn the_spec_keeps_every_property_of_the_original_with_its_default() {
+    let ours = yaml(&std::fs::read_to_string(job_dir().join("spec")).unwrap());
+    let original = yaml(&std::fs::read_to_string(fixtures().join("job-spec.yml")).unwrap());
+    let ours = ours["properties"].as_mapping().expect("our properties");
+    let original = original["properties"]
+        .as_mapping()
+        .expect("original properties");
+    assert_eq!(original.len(), 24, "the original job has 24 properties");
+    for (name, definition) in original {
+        let ours = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("property {name:?} of the original is missing"));
+        assert_eq!(
+            ours.get("default"),
+            definition.get("default"),
+            "default of {name:?}"
+        );
+        let description = ours["description"].as_str().unwrap_or_default();
+        assert!(
+            !description.trim().is_empty(),
+            "{name:?} has no description"
+        );
+    }
+}
+
+#[test]
+fn a_full_manifest_renders_a_config_that_validate_accepts() {
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, tls_key) = certificate(tls.path());
+    let manifest = format!(
+        r#"---
+name: redis-prod
+instance_groups:
+- name: redis-server
+  jobs:
+  - name: redis-server
+    release: redis
+  - name: service-backup
+    release: service-backup
+    properties:
+      service-backup:
+        destinations:
+        - type: s3
+          name: primary
+          config:
+            bucket_name: my-bucket
+            bucket_path: redis/prod
+            access_key_id: AKIAEXAMPLE
+            secret_access_key: S3-SECRET-VALUE
+            endpoint_url: https://s3.example.internal
+            region: eu-central-1
+        - type: azure
+          config: {{storage_account: acct, storage_access_key: AZURE-SECRET-VALUE, container: backups, path: redis/prod}}
+        - type: scp
+          config:
+            user: backup
+            server: 10.0.0.5
+            destination: /srv/backups
+            port: 2222
+            fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            key: |
+              -----BEGIN OPENSSH PRIVATE KEY-----
+              SCP-SECRET-VALUE
+              -----END OPENSSH PRIVATE KEY-----
+        - type: gcs
+          config:
+            service_account_json: '{{"type": "service_account", "private_key": "GCS-SECRET-VALUE"}}'
+            project_id: my-project
+            bucket_name: gcs-bucket
+        - type: local
+          name: nfs
+          config: {{path: /var/vcap/store/nfs}}
+        source_folder: /var/vcap/store/redis-backups
+        source_executable: /var/vcap/jobs/redis-server/bin/dump --fast
+        cleanup_executable: /var/vcap/jobs/redis-server/bin/cleanup
+        cron_schedule: "*/30 * * * * *"
+        backup_user: redis
+        missing_properties_message: {MESSAGE}
+        service_identifier_executable: /var/vcap/jobs/redis-server/bin/instance-id
+        exit_if_in_progress: true
+        add_deployment_name_to_backup_path: true
+        aws_cli_path: /opt/aws
+        alerts:
+          product_name: Redis
+          config:
+            cloud_controller: {{url: https://api.example.com, user: admin, password: CC-SECRET}}
+            timeout_seconds: 42
+        encryption:
+          key: {KEY}
+          previous_key_files: []
+        compression_level: 3
+        state_dir: /var/vcap/store/service-backup-state
+        instance_id: redis-0
+        retention: {{keep_last: 14, keep_daily: 7}}
+        restore:
+          target_folder: /var/vcap/store/restore
+          restore_executable: /var/vcap/jobs/redis-server/bin/restore
+        api:
+          listen: 0.0.0.0:8443
+          bearer_tokens: [TOKEN-ONE-VALUE, TOKEN-TWO-VALUE]
+          tls:
+            certificate: |
+{cert}            private_key: |
+{tls_key}        drain_timeout_seconds: 120
+"#,
+        cert = indent(&cert, 14),
+        tls_key = indent(&tls_key, 14),
+    );
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+
+    let validate = rendered.validate();
+    validate.expect(0);
+    assert!(
+        validate.stdout.contains("valid; 5 destination(s)"),
+        "{}",
+        validate.stdout
+    );
+    assert!(!validate.stdout.contains("warning"), "{}", validate.stdout);
+
+    let config = rendered.config();
+    assert_eq!(get(&config, "deployment_name"), "redis-prod");
+    assert_eq!(
+        get(&config, "add_deployment_name_to_backup_path").as_bool(),
+        Some(true)
+    );
+    assert_eq!(get(&config, "exit_if_in_progress").as_bool(), Some(true));
+    assert_eq!(get(&config, "missing_properties_message"), MESSAGE);
+    assert_eq!(get(&config, "compression_level"), 3);
+    assert_eq!(
+        get(&config, "state_dir"),
+        "/var/vcap/store/service-backup-state"
+    );
+    assert_eq!(get(&config, "retention.keep_last"), 14);
+    assert_eq!(
+        get(&config, "restore.target_folder"),
+        "/var/vcap/store/restore"
+    );
+    assert_eq!(get(&config, "encryption.key_file"), "backup.key");
+    assert_eq!(get(&config, "api.bearer_tokens_file"), "api-tokens");
+    assert_eq!(get(&config, "api.tls.key_file"), "api-tls.key");
+    assert_eq!(
+        config["destinations"][2]["config"]["port"], 2222,
+        "destination settings pass through"
+    );
+    for dropped in ["aws_cli_path", "alerts", "backup_user"] {
+        assert!(config.get(dropped).is_none(), "{dropped} was rendered");
+    }
+
+    // Secrets of the job's own live in their own files, not in the config.
+    assert_eq!(rendered.file("config/backup.key").trim(), KEY);
+    assert_eq!(
+        rendered.file("config/api-tokens"),
+        "TOKEN-ONE-VALUE\nTOKEN-TWO-VALUE\n"
+    );
+    assert_eq!(rendered.file("config/api-tls.crt").trim(), cert.trim());
+    assert_eq!(rendered.file("config/api-tls.key").trim(), tls_key.trim());
+    let text = rendered.file("config/backup.yml");
+    for secret in [KEY, "TOKEN-ONE-VALUE", tls_key.lines().nth(1).unwrap()] {
+        assert!(!text.contains(secret), "{secret} in backup.yml");
+    }
+    // ...and each of those files is made 0600 by the scripts before the agent reads it.
+    let helpers = rendered.file("bin/helpers.sh");
+    assert!(helpers.contains("BACKUP_USER=redis\n"), "{helpers}");
+    assert!(helpers.contains("DRAIN_TIMEOUT=120\n"), "{helpers}");
+    assert!(
+        helpers.contains("SECRET_FILES=(backup.yml backup.key api-tokens api-tls.key)"),
+        "{helpers}"
+    );
+    assert_eq!(rendered.check_scripts(), 6);
+    for script in ["ctl", "manual-backup", "restore", "verify"] {
+        let text = rendered.file(&format!("bin/{script}"));
+        assert!(
+            text.contains("prepare\n"),
+            "bin/{script} does not secure the files"
+        );
+    }
+}
+
+#[test]
+fn a_minimal_manifest_renders_with_the_spec_defaults() {
+    let rendered = render(
+        "service-backup:\n  destinations:\n  - type: s3\n    config: {bucket_name: b, bucket_path: p, \
+         access_key_id: a, secret_access_key: s}\n  source_folder: /var/vcap/store/dump\n  \
+         cron_schedule: \"0 3 * * *\"\n",
+    );
+    rendered.expect_rendered();
+    let validate = rendered.validate();
+    validate.expect(0);
+    assert!(
+        validate.stdout.contains("warning: no encryption key"),
+        "{}",
+        validate.stdout
+    );
+    let config = rendered.config();
+    assert_eq!(get(&config, "deployment_name"), "test-deployment");
+    assert_eq!(get(&config, "exit_if_in_progress").as_bool(), Some(false));
+    assert_eq!(
+        get(&config, "add_deployment_name_to_backup_path").as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        get(&config, "missing_properties_message"),
+        "Provide these missing fields in your manifest."
+    );
+    assert_eq!(get(&config, "state_dir"), "/var/vcap/store/service-backup");
+    for absent in [
+        "encryption",
+        "api",
+        "restore",
+        "retention",
+        "cleanup_executable",
+    ] {
+        assert!(config.get(absent).is_none(), "{absent} was rendered");
+    }
+    assert!(
+        rendered
+            .file("bin/helpers.sh")
+            .contains("BACKUP_USER=vcap\n")
+    );
+    assert_eq!(rendered.check_scripts(), 6);
+}
+
+#[test]
+fn no_destinations_renders_a_config_with_backups_disabled() {
+    let rendered = render("{}\n");
+    rendered.expect_rendered();
+    let validate = rendered.validate();
+    validate.expect(0);
+    assert!(
+        validate.stdout.contains("backups are disabled"),
+        "{}",
+        validate.stdout
+    );
+    assert_eq!(
+        get(&rendered.config(), "destinations"),
+        &Value::Sequence(vec![])
+    );
+    assert_eq!(rendered.check_scripts(), 6);
+}
+
+/// Properties with one destination of `kind` whose settings lack `drop`, with the custom
+/// message.
+fn without(kind: &str, drop: &str) -> String {
+    let settings: &[(&str, &str)] = match kind {
+        "s3" => &[
+            ("access_key_id", "AKIA"),
+            ("secret_access_key", "S3-SECRET"),
+            ("bucket_name", "b"),
+            ("bucket_path", "p"),
+        ],
+        "azure" => &[
+            ("storage_account", "acct"),
+            ("storage_access_key", "AZ-SECRET"),
+            ("container", "c"),
+            ("path", "p"),
+        ],
+        "scp" => &[
+            ("server", "10.0.0.5"),
+            ("user", "backup"),
+            ("destination", "/srv"),
+            ("key", "SCP-SECRET"),
+        ],
+        "gcs" => &[
+            ("service_account_json", "GCS-SECRET"),
+            ("project_id", "p"),
+            ("bucket_name", "b"),
+        ],
+        "local" => &[("path", "/mnt/backups")],
+        other => panic!("no such type {other}"),
+    };
+    let mut config = Mapping::new();
+    for (key, value) in settings {
+        if *key != drop {
+            config.insert((*key).into(), (*value).into());
+        }
+    }
+    let mut destination = Mapping::new();
+    destination.insert("type".into(), kind.into());
+    destination.insert("config".into(), Value::Mapping(config));
+    let mut properties = Mapping::new();
+    properties.insert(
+        "destinations".into(),
+        Value::Sequence(vec![Value::Mapping(destination)]),
+    );
+    properties.insert("source_folder".into(), "/var/vcap/store/dump".into());
+    properties.insert("cron_schedule".into(), "0 3 * * *".into());
+    properties.insert("missing_properties_message".into(), MESSAGE.into());
+    let mut top = Mapping::new();
+    top.insert("service-backup".into(), Value::Mapping(properties));
+    serde_norway::to_string(&top).unwrap()
+}
+
+fn expect_refused(manifest: &str, problem: &str) {
+    let rendered = render(manifest);
+    assert_eq!(rendered.code, 1, "{problem}: rendered anyway:\n{manifest}");
+    let line = format!("Invalid config - {problem}. {MESSAGE}");
+    assert!(
+        rendered.stderr.contains(&line),
+        "expected {line:?} in:\n{}",
+        rendered.stderr
+    );
+    assert!(
+        rendered
+            .stderr
+            .contains("Error filling in template 'backup.yml.erb'"),
+        "{}",
+        rendered.stderr
+    );
+    for secret in ["SECRET", KEY] {
+        assert!(
+            !rendered.stderr.contains(secret),
+            "a secret leaked: {}",
+            rendered.stderr
+        );
+    }
+    assert!(
+        !rendered.out().exists(),
+        "{problem}: files were written although rendering failed"
+    );
+}
+
+#[test]
+fn a_manifest_missing_a_required_property_fails_to_render_with_the_message() {
+    let required: &[(&str, &[&str])] = &[
+        (
+            "s3",
+            &[
+                "access_key_id",
+                "secret_access_key",
+                "bucket_name",
+                "bucket_path",
+            ],
+        ),
+        (
+            "azure",
+            &["storage_account", "storage_access_key", "container", "path"],
+        ),
+        ("scp", &["server", "user", "destination", "key"]),
+        (
+            "gcs",
+            &["service_account_json", "project_id", "bucket_name"],
+        ),
+        ("local", &["path"]),
+    ];
+    let mut cases = 0;
+    for (kind, keys) in required {
+        // Complete, each type renders and validates.
+        let complete = render(&without(kind, ""));
+        complete.expect_rendered();
+        complete.validate().expect(0);
+        for key in *keys {
+            expect_refused(
+                &without(kind, key),
+                &format!("Missing values for {kind}: {key}"),
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 16);
+
+    let base = without("local", "");
+    expect_refused(
+        &base.replace("  source_folder: /var/vcap/store/dump\n", ""),
+        "Missing values for service_backup: source_folder",
+    );
+    expect_refused(
+        &base.replace("  cron_schedule: 0 3 * * *\n", ""),
+        "Missing values for service_backup: cron_schedule",
+    );
+    expect_refused(
+        &base
+            .replace("  source_folder: /var/vcap/store/dump\n", "")
+            .replace("  cron_schedule: 0 3 * * *\n", ""),
+        "Missing values for service_backup: source_folder, cron_schedule",
+    );
+    expect_refused(
+        &base.replace("type: local", "type: ftp"),
+        "Unknown destination type: ftp",
+    );
+    expect_refused(
+        &format!(
+            "service-backup:\n  destinations:\n  - type: s3\n  missing_properties_message: {MESSAGE}\n"
+        ),
+        "Missing config for s3",
+    );
+    // Every problem at once.
+    let two = render(&format!(
+        "service-backup:\n  destinations:\n  - {{type: s3, config: {{bucket_name: b, access_key_id: a, \
+         secret_access_key: S3-SECRET}}}}\n  - {{type: ftp, config: {{}}}}\n  \
+         missing_properties_message: {MESSAGE}\n"
+    ));
+    assert_eq!(two.code, 1);
+    for line in [
+        "Invalid config - Missing values for s3: bucket_path.",
+        "Invalid config - Unknown destination type: ftp.",
+        "Invalid config - Missing values for service_backup: source_folder, cron_schedule.",
+    ] {
+        assert!(two.stderr.contains(line), "{line:?} in {}", two.stderr);
+    }
+}
+
+#[test]
+fn a_bad_key_or_api_without_tokens_fails_to_render_without_quoting_secrets() {
+    let base = without("local", "");
+    expect_refused(
+        &base.replace(
+            "service-backup:\n",
+            "service-backup:\n  encryption: {key: c2hvcnQtU0VDUkVU}\n",
+        ),
+        "service-backup.encryption.key is 12 bytes long, not 32 (a key is 32 random bytes in \
+         base64, as `service-backup keygen` prints it)",
+    );
+    expect_refused(
+        &base.replace(
+            "service-backup:\n",
+            "service-backup:\n  encryption: {key: not-base64-SECRET!}\n",
+        ),
+        "service-backup.encryption.key is not valid base64 (a key is 32 random bytes in \
+         base64, as `service-backup keygen` prints it)",
+    );
+    expect_refused(
+        &base.replace(
+            "service-backup:\n",
+            "service-backup:\n  api: {listen: 0.0.0.0:8443}\n",
+        ),
+        "Missing values for api: bearer_tokens",
+    );
+}
+
+#[test]
+fn the_original_release_fixtures_render_as_properties_and_validate() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("valid_") {
+            continue;
+        }
+        let properties = yaml(&std::fs::read_to_string(&path).unwrap());
+        let mut top = Mapping::new();
+        top.insert("service-backup".into(), properties);
+        let rendered = render(&serde_norway::to_string(&top).unwrap());
+        assert_eq!(rendered.code, 0, "{name}: {}", rendered.stderr);
+        let out = rendered.validate();
+        assert_eq!(out.code, 0, "{name}: {}", out.all());
+        seen += 1;
+    }
+    assert!(seen >= 4, "{seen} fixtures");
+}
+
+/// The first ```yaml block of the README's "Deploy with BOSH" section.
+fn readme_manifest() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Deploy with BOSH")
+        .nth(1)
+        .expect("README has a \"Deploy with BOSH\" section");
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .expect("the section has a yaml block");
+    block.split("```").next().unwrap().to_string()
+}
+
+#[test]
+fn the_readme_manifest_renders_unchanged_and_validates() {
+    let manifest = readme_manifest();
+    assert!(manifest.contains("instance_groups:"), "{manifest}");
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    assert_eq!(get(&rendered.config(), "deployment_name"), "redis");
+    assert_eq!(rendered.check_scripts(), 6);
+}
+
+#[test]
+fn the_package_installs_the_release_binary() {
+    let spec = yaml(&std::fs::read_to_string(repo().join("packages/service-backup/spec")).unwrap());
+    let files: Vec<&str> = spec["files"]
+        .as_sequence()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files, [BLOB]);
+
+    // The packaging script, run as the director's compile step runs it.
+    let dir = tempfile::tempdir().unwrap();
+    let installed = install_package(&dir.path().join("packages/service-backup"));
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(version.status.success(), "{version:?}");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("service-backup "));
+
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(repo().join("scripts/build-release-binary.sh"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+}
