@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod random;
+pub mod retention;
 pub mod secret;
 pub mod task;
 
