@@ -13,6 +13,7 @@ pub mod layout;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod prune;
 pub mod random;
 pub mod retention;
 pub mod secret;
