@@ -20,7 +20,7 @@ use crate::retention::{Candidate, Decision, Policy, plan, time_of_name};
 /// prune removes them: older than any backup still being written.
 pub const STALE_AFTER: Duration = Duration::days(1);
 
-/// Whose backups a prune considers.
+/// Whose backups a prune considers; the policy applies to each instance's backups apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// Only those this instance made.
@@ -104,15 +104,21 @@ pub async fn plan_prune(
         .into_iter()
         .filter(|e| scope.owns_manifest(e))
         .collect();
-    let candidates: Vec<Candidate> = entries
-        .iter()
-        .map(|e| Candidate {
-            name: e.manifest.name.clone(),
-            sound: e.is_sound(),
-        })
-        .collect();
-    let backups = plan(policy, &candidates)
-        .into_iter()
+    // Each instance's backups are judged on their own, even with every instance in scope:
+    // one agent's newest backup never pushes out another's.
+    let mut by_instance: std::collections::BTreeMap<&str, Vec<Candidate>> = Default::default();
+    for e in &entries {
+        by_instance
+            .entry(e.manifest.instance_id.as_str())
+            .or_default()
+            .push(Candidate {
+                name: e.manifest.name.clone(),
+                sound: e.is_sound(),
+            });
+    }
+    let mut backups: Vec<Planned> = by_instance
+        .values()
+        .flat_map(|candidates| plan(policy, candidates))
         .filter_map(|decision| {
             let entry = entries.iter().find(|e| e.manifest.name == decision.name)?;
             Some(Planned {
@@ -121,6 +127,9 @@ pub async fn plan_prune(
             })
         })
         .collect();
+    backups.sort_by(|a, b| {
+        (b.decision.time, &b.decision.name).cmp(&(a.decision.time, &a.decision.name))
+    });
 
     let stale_before = now - STALE_AFTER;
     let keys: std::collections::HashSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();

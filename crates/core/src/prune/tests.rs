@@ -112,11 +112,15 @@ async fn a_prune_deletes_what_the_policy_drops_and_only_this_instances() {
         "b's five backups untouched: {left:?}"
     );
 
-    // Every instance: b's three oldest go too.
+    // Every instance, each judged apart: b's three oldest go too, a's two stay.
     let all = plan_prune(&dest, &layout, &policy, &Scope::AllInstances, now)
         .await
         .unwrap();
-    assert_eq!(all.deletions().count(), 5);
+    let doomed: Vec<&str> = all
+        .deletions()
+        .map(|p| p.entry.manifest.instance_id.as_str())
+        .collect();
+    assert_eq!(doomed, ["b", "b", "b"]);
 }
 
 #[tokio::test]
