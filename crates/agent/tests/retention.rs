@@ -433,3 +433,88 @@ fn retention_on_scp() {
             .collect(),
     });
 }
+
+/// A prune refused by the store (here: no right to delete in an old backup's directory)
+/// is logged as an error and does not fail the backup before it.
+#[test]
+fn a_refused_prune_does_not_fail_the_backup() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vm = tempfile::tempdir().unwrap();
+    let dir = vm.path();
+    let open =
+        |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    open(dir);
+    sample_tree(&dir.join("source"));
+    let root = dir.join("backups");
+    let site = Site {
+        item: format!(
+            "- type: local\n  name: disk\n  config:\n    path: {}",
+            root.display()
+        ),
+        dest: Arc::new(LocalDestination::new(&root)),
+        layout: Layout::new("", None),
+        secrets: vec![],
+    };
+    let old = Utc.with_ymd_and_hms(2026, 1, 5, 3, 0, 0).unwrap();
+    let (manifest_key, _) = seed(&rt, &site, old, "alpha");
+    write_config(dir, "alpha.yml", &site, "alpha", "{keep_last: 1}");
+    // Writable for the agent, except the old backup's directory (created by this test);
+    // its files readable (they were written mode 0600).
+    for p in [root.clone(), root.join("2026")] {
+        open(&p);
+    }
+    for f in std::fs::read_dir(root.join("2026/01/05")).unwrap() {
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    std::fs::create_dir_all(dir.join("state-alpha")).unwrap();
+    open(&dir.join("state-alpha"));
+    let bin = common::binary();
+    let mut cmd = if common::is_root() {
+        // Root may delete anything: run as nobody, to whom the directory is not writable.
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin);
+        c
+    } else {
+        std::fs::set_permissions(
+            root.join("2026/01/05"),
+            std::fs::Permissions::from_mode(0o555),
+        )
+        .unwrap();
+        std::process::Command::new(&bin)
+    };
+    let out = common::Run::from(
+        cmd.args(["backup", "alpha.yml"])
+            .current_dir(dir)
+            .output()
+            .unwrap(),
+    );
+    out.expect(0);
+    let refused = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("Prune completed with error"))
+        .unwrap_or_else(|| panic!("no prune error logged:\n{}", out.stdout));
+    let line: serde_json::Value = serde_json::from_str(refused).unwrap();
+    assert_eq!(line["log_level"], 2, "{refused}");
+    let error = line["data"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("cannot delete backup {}", name_for(old, "alpha")))
+            && error.contains("Permission denied"),
+        "{error}"
+    );
+    assert!(
+        out.stdout.contains("Perform backup completed successfully"),
+        "{}",
+        out.stdout
+    );
+    // Nothing half-done: the old backup is whole, the new one is there too.
+    let now = keys(&rt, &site);
+    assert!(now.contains(&manifest_key), "{now:?}");
+    assert_eq!(names_of(&now, "alpha").len(), 2, "{now:?}");
+    let tasks = run(dir, &["tasks", "alpha.yml", "--json"]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&tasks.stdout).unwrap();
+    assert_eq!(items.last().unwrap()["status"], "done", "{}", tasks.stdout);
+}
