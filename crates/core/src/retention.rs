@@ -130,6 +130,9 @@ pub fn time_of_name(name: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// The calendar period a time falls in, for the daily, weekly and monthly rules.
+type Period = fn(DateTime<Utc>) -> (i32, u32, u32);
+
 /// Decides, for each backup, whether `policy` keeps it and why; newest first.
 pub fn plan(policy: &Policy, candidates: &[Candidate]) -> Vec<Decision> {
     let mut out: Vec<(Decision, bool)> = candidates
@@ -180,7 +183,7 @@ pub fn plan(policy: &Policy, candidates: &[Candidate]) -> Vec<Decision> {
             }
         }
     }
-    let buckets: [(Option<u32>, Rule, fn(DateTime<Utc>) -> (i32, u32, u32)); 3] = [
+    let buckets: [(Option<u32>, Rule, Period); 3] = [
         (policy.keep_daily, Rule::Daily, |t| {
             (t.year(), t.month(), t.day())
         }),

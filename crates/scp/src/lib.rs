@@ -196,7 +196,7 @@ impl Destination for ScpDestination {
             .into_iter()
             .filter_map(|t| {
                 let key = temp_target(&t.key)?;
-                key.starts_with(prefix).then(|| IncompleteUpload {
+                key.starts_with(prefix).then_some(IncompleteUpload {
                     key,
                     handle: t.key,
                     started: t.last_modified,

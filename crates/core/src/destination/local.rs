@@ -113,7 +113,7 @@ impl Destination for LocalDestination {
                 .into_iter()
                 .filter_map(|temp| {
                     let key = temp_target(&temp.key)?;
-                    key.starts_with(&prefix).then(|| IncompleteUpload {
+                    key.starts_with(&prefix).then_some(IncompleteUpload {
                         key,
                         handle: temp.key,
                         started: temp.last_modified,

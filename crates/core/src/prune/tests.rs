@@ -190,7 +190,10 @@ async fn a_prune_cut_between_manifest_and_archive_is_finished_next_time() {
             .unwrap(),
     )
     .await;
-    assert_eq!(outcome.incomplete_discarded, [old.archive_key.clone()]);
+    assert_eq!(
+        outcome.incomplete_discarded,
+        std::slice::from_ref(&old.archive_key)
+    );
     assert!(!dir.path().join("2026/03/01").join(&stale_name).exists());
     assert!(dir.path().join("2026/03/02/.gone.tar.gz.tmp-1234").exists());
 }
