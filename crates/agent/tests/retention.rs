@@ -518,3 +518,108 @@ fn a_refused_prune_does_not_fail_the_backup() {
     let items: Vec<serde_json::Value> = serde_json::from_str(&tasks.stdout).unwrap();
     assert_eq!(items.last().unwrap()["status"], "done", "{}", tasks.stdout);
 }
+
+/// Starts an upload of one of `instance`'s archives and leaves it as a crash would: never
+/// completed, never aborted. Returns its key.
+fn crashed_upload(rt: &tokio::runtime::Runtime, site: &Site, instance: &str) -> String {
+    let time = Utc.with_ymd_and_hms(2026, 2, 3, 3, 0, 0).unwrap();
+    let key = site
+        .layout
+        .archive_key(time.date_naive(), &name_for(time, instance), false);
+    rt.block_on(async {
+        let mut upload = site.dest.put_multipart(&key).await.unwrap();
+        // More than one part's worth, so that the store holds something.
+        upload
+            .write(Bytes::from(vec![1u8; 9 * 1024 * 1024]))
+            .await
+            .unwrap();
+        std::mem::forget(upload);
+    });
+    key
+}
+
+/// Incomplete uploads older than a day are discarded, this instance's only; younger ones
+/// are left to finish. The store dates them, so the prune is planned a few days ahead.
+/// `dated`: whether the store reports when an upload started (moto reports a fixed time
+/// in 2010 for every multipart upload, so there every upload looks old).
+fn crashed_uploads_are_discarded(site: &Site, dated: bool) {
+    use service_backup_core::prune::{Scope, execute_prune, plan_prune};
+    use service_backup_core::retention::Policy;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mine = crashed_upload(&rt, site, "alpha");
+    let theirs = crashed_upload(&rt, site, "beta");
+    let policy = Policy {
+        keep_last: Some(1),
+        ..Policy::default()
+    };
+    let scope = Scope::Instance("alpha".into());
+    let incomplete = |now| {
+        let plan = rt
+            .block_on(plan_prune(&*site.dest, &site.layout, &policy, &scope, now))
+            .unwrap();
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        plan
+    };
+    if dated {
+        assert!(
+            incomplete(Utc::now()).incomplete.is_empty(),
+            "a fresh upload is left alone"
+        );
+    }
+    let later = Utc::now() + chrono::Duration::days(3);
+    let plan = incomplete(later);
+    let keys: Vec<&str> = plan.incomplete.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(keys, [mine.as_str()], "only alpha's");
+    let outcome = rt.block_on(execute_prune(&*site.dest, &plan));
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert_eq!(outcome.incomplete_discarded, [mine]);
+    let left = rt
+        .block_on(site.dest.list_incomplete(&site.layout.prefix()))
+        .unwrap();
+    let left: Vec<&str> = left.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(left, [theirs.as_str()], "beta's is not alpha's to discard");
+    assert!(keys_now_empty(&rt, site), "nothing became visible");
+}
+
+fn keys_now_empty(rt: &tokio::runtime::Runtime, site: &Site) -> bool {
+    keys(rt, site).is_empty()
+}
+
+#[test]
+fn crashed_uploads_are_discarded_on_s3() {
+    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("crashed").to_lowercase();
+    let mut settings =
+        service_backup_s3::S3Settings::new(&bucket, "AKIARETENTION0000001", Secret::new("s"));
+    settings.endpoint_url = Some(endpoint);
+    settings.region = Some("us-east-1".into());
+    crashed_uploads_are_discarded(
+        &Site {
+            item: String::new(),
+            dest: Arc::new(service_backup_s3::S3Destination::new(&settings).unwrap()),
+            layout: Layout::new("redis/prod", None),
+            secrets: vec![],
+        },
+        false,
+    );
+}
+
+#[test]
+fn crashed_uploads_are_discarded_on_scp() {
+    let port = server_env("SB_TEST_SCP_PORT");
+    let user = server_env("SB_TEST_SCP_USER");
+    let key = std::fs::read_to_string(server_env("SB_TEST_SCP_KEY")).unwrap();
+    let remote = format!("{}/{}", server_env("SB_TEST_SCP_DIR"), unique("crashed"));
+    let mut settings =
+        service_backup_scp::ScpSettings::new("127.0.0.1", &user, &remote, Secret::new(key));
+    settings.port = port.parse().unwrap();
+    crashed_uploads_are_discarded(
+        &Site {
+            item: String::new(),
+            dest: Arc::new(service_backup_scp::ScpDestination::new(settings).unwrap()),
+            layout: Layout::new("", None),
+            secrets: vec![],
+        },
+        true,
+    );
+}
