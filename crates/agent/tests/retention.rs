@@ -623,3 +623,74 @@ fn crashed_uploads_are_discarded_on_scp() {
         true,
     );
 }
+
+/// Bad retention values and a bad destination name: exit 2, the problem named, nothing
+/// deleted.
+#[test]
+fn bad_retention_input_is_refused_and_deletes_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vm = tempfile::tempdir().unwrap();
+    let dir = vm.path();
+    sample_tree(&dir.join("source"));
+    let root = dir.join("backups");
+    let site = Site {
+        item: format!(
+            "- type: local\n  name: disk\n  config:\n    path: {}",
+            root.display()
+        ),
+        dest: Arc::new(LocalDestination::new(&root)),
+        layout: Layout::new("", None),
+        secrets: vec![],
+    };
+    for d in 1..=3 {
+        seed(
+            &rt,
+            &site,
+            Utc.with_ymd_and_hms(2026, 1, d, 3, 0, 0).unwrap(),
+            "alpha",
+        );
+    }
+    let before = keys(&rt, &site);
+    let msg = "Provide these missing fields in your manifest.";
+    let cases = [
+        (
+            "{keep_last: -1}",
+            "retention.keep_last must be a whole number, 0 or more, not -1",
+        ),
+        (
+            "{keep_daily: many}",
+            "retention.keep_daily must be a whole number, 0 or more, not \"many\"",
+        ),
+        (
+            "{keep_hourly: 3}",
+            "retention has an unknown key \"keep_hourly\"",
+        ),
+    ];
+    for (retention, problem) in cases {
+        write_config(dir, "alpha.yml", &site, "alpha", retention);
+        for args in [
+            &["prune", "alpha.yml"][..],
+            &["backup", "alpha.yml"][..],
+            &["validate", "alpha.yml"][..],
+        ] {
+            let out = run(dir, args);
+            out.expect(2);
+            assert!(
+                out.stderr.contains(&format!("Invalid config - {problem}"))
+                    && out.stderr.contains(msg),
+                "{args:?} {retention}:\n{}",
+                out.stderr
+            );
+            assert_eq!(keys(&rt, &site), before, "{args:?} changed the destination");
+        }
+    }
+    write_config(dir, "alpha.yml", &site, "alpha", "{keep_last: 1}");
+    let out = run(dir, &["prune", "alpha.yml", "--destination", "nosuch"]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("there is no destination named nosuch"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(keys(&rt, &site), before);
+}
