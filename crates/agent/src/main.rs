@@ -13,6 +13,7 @@ mod executables;
 mod lock;
 mod logging;
 mod progress;
+mod prune;
 mod runner;
 #[allow(dead_code)]
 mod schedule;

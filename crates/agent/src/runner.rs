@@ -40,6 +40,10 @@ pub struct RunReport {
     pub plain_bytes: u64,
     /// Bytes stored in each destination.
     pub stored_bytes: u64,
+    /// The instance id the backup was made under.
+    pub instance_id: Option<String>,
+    /// The destinations that got the backup.
+    pub stored_in: Vec<String>,
 }
 
 impl RunReport {
@@ -92,6 +96,23 @@ pub fn instance_id(config: &Config, identifier: Option<&str>) -> String {
         .clone()
         .or_else(|| identifier.filter(|s| !s.is_empty()).map(str::to_string))
         .unwrap_or_else(host_name)
+}
+
+/// This agent's instance id, as a backup run would find it (running the service identifier
+/// executable if one is configured).
+pub async fn this_instance(config: &Config) -> String {
+    let identifier = match &config.service_identifier_executable {
+        Some(cmd) => executables::run(
+            "service identifier executable",
+            cmd,
+            &CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "Service identifier executable failed"))
+        .ok(),
+        None => None,
+    };
+    instance_id(config, identifier.as_deref())
 }
 
 fn host_name() -> String {
@@ -163,6 +184,7 @@ pub async fn backup(
         if report.succeeded() {
             tracing::info!(duration_in_seconds = seconds, "Perform backup completed successfully");
             ctx.tasks.finish(id, report.name.clone(), report.plain_bytes, report.stored_bytes, seconds).await?;
+            prune_after(config, &report, &ctx.tasks).await;
         } else {
             tracing::error!(error = %report.problems.join("; "), "Perform backup completed with error");
             let reason = if report.cancelled { "terminated".to_string() } else { report.problems.join("; ") };
@@ -172,6 +194,28 @@ pub async fn backup(
     }
     .instrument(span)
     .await
+}
+
+/// Prunes each destination that got the backup and has a retention policy; its failure is
+/// logged and does not fail the backup.
+async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
+    let Some(instance) = &report.instance_id else {
+        return;
+    };
+    for dest in &config.destinations {
+        let Some(policy) = dest.retention_or(config.retention) else {
+            continue;
+        };
+        if !report.stored_in.contains(&dest.display_name()) {
+            continue;
+        }
+        match destinations::build(config, dest) {
+            Ok(built) => crate::prune::after_backup(&built, &policy, instance, tasks).await,
+            Err(e) => {
+                tracing::error!(destination_name = %dest.display_name(), error = %e, "Prune completed with error");
+            }
+        }
+    }
 }
 
 async fn perform(
@@ -196,6 +240,7 @@ async fn perform(
     let started = Utc::now();
     let instance = instance_id(config, identifier);
     let name = backup_name(started, &instance)?;
+    report.instance_id = Some(instance.clone());
     report.name = Some(name.clone());
     let mut targets = Vec::new();
     for dest in &config.destinations {
@@ -238,6 +283,7 @@ async fn perform(
     for outcome in outcomes? {
         match outcome.result {
             Ok(manifest) => {
+                report.stored_in.push(outcome.name.clone());
                 report.plain_bytes = manifest.plain_bytes;
                 report.stored_bytes = manifest.stored_bytes;
                 tracing::info!(

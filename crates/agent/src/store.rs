@@ -17,7 +17,8 @@ use service_backup_core::{Error, ErrorKind, Result};
 pub const DB_FILE: &str = "service-backup.sqlite3";
 
 /// The schema, one migration per version; never edit one that shipped, add the next.
-const MIGRATIONS: &[&str] = &["CREATE TABLE tasks (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL CHECK (kind IN ('backup', 'restore')),
         state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'deleted')),
@@ -33,7 +34,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE tasks (
         duration_in_seconds REAL,
         reason TEXT
     );
-    CREATE INDEX tasks_by_kind ON tasks (kind, id);"];
+    CREATE INDEX tasks_by_kind ON tasks (kind, id);",
+    // 2: when a backup was deleted by a prune (the rule goes in `reason`).
+    "ALTER TABLE tasks ADD COLUMN deleted_at TEXT;
+    CREATE INDEX tasks_by_backup_name ON tasks (backup_name);",
+];
 
 /// What a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct Task {
     pub duration_in_seconds: Option<f64>,
     /// Why it failed or was deleted.
     pub reason: Option<String>,
+    /// When its backup was deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// The task database.
@@ -224,6 +231,21 @@ impl Store {
         })
     }
 
+    /// Marks the done backup task that made `backup_name` as `deleted`, with why; returns
+    /// whether this agent had such a task (another instance's backup has none here).
+    pub fn mark_deleted(&self, backup_name: &str, reason: &str) -> Result<bool> {
+        let at = now();
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE tasks SET state = 'deleted', reason = ?2, deleted_at = ?3, updated_at = ?3
+                 WHERE kind = 'backup' AND state = 'done' AND backup_name = ?1",
+                params![backup_name, reason, at],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(changed > 0)
+    }
+
     fn transition(
         &self,
         id: i64,
@@ -274,7 +296,7 @@ impl Store {
 
 const SELECT: &str =
     "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
-    size_in_bytes, stored_bytes, duration_in_seconds, reason FROM tasks";
+    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at FROM tasks";
 
 fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     let text = |i: usize| row.get::<_, String>(i);
@@ -309,6 +331,10 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
         stored_bytes: row.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
         duration_in_seconds: row.get(10)?,
         reason: row.get(11)?,
+        deleted_at: row
+            .get::<_, Option<String>>(12)?
+            .map(|_| time(12))
+            .transpose()?,
     })
 }
 
@@ -336,6 +362,31 @@ mod tests {
             (task.state, task.backup_name.as_deref(), task.stored_bytes),
             (TaskState::Done, Some("b1"), Some(4))
         );
+    }
+
+    #[test]
+    fn a_pruned_backup_becomes_deleted_with_the_time_and_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.create(TaskKind::Backup, "schedule").unwrap();
+        store.start(id, "g").unwrap();
+        store.finish(id, Some("b1"), 10, 4, 1.0).unwrap();
+        assert!(
+            store
+                .mark_deleted("b1", "retention {keep_last: 1}")
+                .unwrap()
+        );
+        assert!(
+            !store.mark_deleted("b1", "again").unwrap(),
+            "only done tasks"
+        );
+        assert!(!store.mark_deleted("other", "x").unwrap());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let task = store.get(id).unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Deleted);
+        assert_eq!(task.reason.as_deref(), Some("retention {keep_last: 1}"));
+        assert!(task.deleted_at.is_some());
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl Tasks {
             .await
     }
 
+    /// The backup task that made `name` is now `deleted`, for `reason`.
+    pub async fn mark_deleted(&self, name: String, reason: String) -> Result<bool> {
+        self.with(move |s| s.mark_deleted(&name, &reason)).await
+    }
+
     /// Every task of `kind`, oldest first.
     pub async fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
         self.with(move |s| s.list(kind)).await

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use azure_core::prelude::{MaxResults, NextMarker, Prefix};
 use futures::StreamExt as _;
 use service_backup_core::destination::{
-    Destination, ObjectMeta, ObjectStream, RetryPolicy, Upload,
+    Destination, IncompleteUpload, ObjectMeta, ObjectStream, RetryPolicy, Upload,
 };
 use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind, Result};
@@ -203,6 +203,16 @@ impl Destination for AzureDestination {
                 }
             })
             .await
+    }
+
+    /// None: uncommitted blocks belong to no blob a client can list or delete, and the
+    /// service discards them by itself (after 7 days on Azure).
+    async fn list_incomplete(&self, _prefix: &str) -> Result<Vec<IncompleteUpload>> {
+        Ok(Vec::new())
+    }
+
+    async fn discard_incomplete(&self, _upload: &IncompleteUpload) -> Result<()> {
+        Ok(())
     }
 }
 

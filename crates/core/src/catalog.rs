@@ -26,6 +26,15 @@ pub struct BackupEntry {
     pub manifest_key: String,
     /// The key of the archive object.
     pub archive_key: String,
+    /// The archive object's size as listed.
+    pub archive_size: u64,
+}
+
+impl BackupEntry {
+    /// Whether the archive listed has the size its manifest records.
+    pub fn is_sound(&self) -> bool {
+        self.archive_size == self.manifest.stored_bytes
+    }
 }
 
 /// Which backup to pick.
@@ -46,9 +55,19 @@ pub enum Selector {
 /// hide the others.
 pub async fn list_backups(dest: &dyn Destination, layout: &Layout) -> Result<Vec<BackupEntry>> {
     let objects = dest.list(&layout.prefix()).await?;
-    let present: std::collections::HashSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    read_entries(dest, layout, &objects).await
+}
+
+/// The complete backups among `objects` (a listing of `layout`'s prefix), newest first.
+pub async fn read_entries(
+    dest: &dyn Destination,
+    layout: &Layout,
+    objects: &[crate::destination::ObjectMeta],
+) -> Result<Vec<BackupEntry>> {
+    let present: std::collections::HashMap<&str, u64> =
+        objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut entries = Vec::new();
-    for object in &objects {
+    for object in objects {
         let Some(name) = layout.parse_manifest_key(&object.key) else {
             continue;
         };
@@ -67,14 +86,15 @@ pub async fn list_backups(dest: &dyn Destination, layout: &Layout) -> Result<Vec
             }
         };
         let archive_key = Layout::sibling(&object.key, &manifest.archive);
-        if !present.contains(archive_key.as_str()) {
+        let Some(&archive_size) = present.get(archive_key.as_str()) else {
             tracing::warn!(key = %archive_key, "skipping a manifest whose archive is missing");
             continue;
-        }
+        };
         entries.push(BackupEntry {
             manifest,
             manifest_key: object.key.clone(),
             archive_key,
+            archive_size,
         });
     }
     entries.sort_by(|a, b| {

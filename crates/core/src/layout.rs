@@ -65,6 +65,15 @@ impl Layout {
 
     /// The backup name of a manifest key of this layout, or `None` for any other key.
     pub fn parse_manifest_key(&self, key: &str) -> Option<String> {
+        self.parse_key(key, &[MANIFEST_EXT])
+    }
+
+    /// The backup name of an archive key of this layout, or `None` for any other key.
+    pub fn parse_archive_key(&self, key: &str) -> Option<String> {
+        self.parse_key(key, &[ENCRYPTED_EXT, PLAIN_EXT])
+    }
+
+    fn parse_key(&self, key: &str, endings: &[&str]) -> Option<String> {
         let rest = key.strip_prefix(&self.prefix())?;
         let mut parts = rest.split('/');
         let (y, m, d, file) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -73,7 +82,7 @@ impl Layout {
         }
         let date_ok = y.len() == 4 && m.len() == 2 && d.len() == 2;
         let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-        let name = file.strip_suffix(MANIFEST_EXT)?;
+        let name = endings.iter().find_map(|e| file.strip_suffix(e))?;
         (date_ok && date.is_some() && is_backup_name(name)).then(|| name.to_string())
     }
 
@@ -89,6 +98,32 @@ impl Layout {
 /// A new backup name: sortable by time, unique across agents writing one prefix,
 /// e.g. `20261122T031500Z-redis-0-3f9a1c2e`.
 pub fn backup_name(started: DateTime<Utc>, instance_id: &str) -> Result<String> {
+    Ok(format!(
+        "{}-{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        instance_part(instance_id),
+        crate::random::hex_token(4)?
+    ))
+}
+
+/// Whether the backup `name` was made by `instance_id`, judging by the name alone (for
+/// objects without a manifest).
+pub fn name_is_of_instance(name: &str, instance_id: &str) -> bool {
+    let part = instance_part(instance_id);
+    let Some(rest) = name.get(17..) else {
+        return false;
+    };
+    let Some((middle, random)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    name.as_bytes().get(16) == Some(&b'-')
+        && middle == part
+        && random.len() == 8
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An instance id as it appears in backup names.
+fn instance_part(instance_id: &str) -> String {
     let instance: String = instance_id
         .chars()
         .map(|c| {
@@ -100,16 +135,11 @@ pub fn backup_name(started: DateTime<Utc>, instance_id: &str) -> Result<String> 
         })
         .take(64)
         .collect();
-    let instance = if instance.is_empty() {
+    if instance.is_empty() {
         "agent".to_string()
     } else {
         instance
-    };
-    Ok(format!(
-        "{}-{instance}-{}",
-        started.format("%Y%m%dT%H%M%SZ"),
-        crate::random::hex_token(4)?
-    ))
+    }
 }
 
 /// Whether `name` is a plausible backup name (no path separators, not hidden).
@@ -174,5 +204,17 @@ mod tests {
         assert!(a < b);
         assert!(is_backup_name(&a));
         assert_ne!(a, backup_name(t1, "redis/0 main").unwrap());
+        assert!(name_is_of_instance(&a, "redis/0 main"));
+        assert!(name_is_of_instance(&a, "redis-0-main"));
+        assert!(!name_is_of_instance(&a, "redis/0"));
+        assert!(!name_is_of_instance(&a, "main"));
+        assert!(!name_is_of_instance("x", "main"));
+        let layout = Layout::new("p", None);
+        let day = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        for encrypted in [true, false] {
+            let key = layout.archive_key(day, &a, encrypted);
+            assert_eq!(layout.parse_archive_key(&key), Some(a.clone()));
+            assert_eq!(layout.parse_manifest_key(&key), None);
+        }
     }
 }

@@ -13,7 +13,9 @@ pub mod layout;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod prune;
 pub mod random;
+pub mod retention;
 pub mod secret;
 pub mod task;
 

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use service_backup_core::destination::{Destination, ObjectMeta, ObjectStream, Upload};
+use service_backup_core::destination::{
+    Destination, IncompleteUpload as Incomplete, ObjectMeta, ObjectStream, Upload,
+};
 use service_backup_core::{Error, ErrorKind, Result};
 
 pub use multipart::IncompleteUpload;
@@ -117,5 +119,25 @@ impl Destination for S3Destination {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.store.delete(key).await
+    }
+
+    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<Incomplete>> {
+        Ok(self
+            .store
+            .incomplete_uploads(prefix)
+            .await?
+            .into_iter()
+            .map(|u| Incomplete {
+                key: u.key,
+                handle: u.upload_id,
+                started: u.initiated,
+            })
+            .collect())
+    }
+
+    async fn discard_incomplete(&self, upload: &Incomplete) -> Result<()> {
+        self.store
+            .abort_multipart(&upload.key, &upload.handle)
+            .await
     }
 }

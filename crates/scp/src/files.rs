@@ -140,6 +140,16 @@ impl Remote {
 
     /// The complete objects whose keys start with `prefix`, at any depth, sorted by key.
     pub(crate) fn list(&self, sftp: &Sftp, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.walk(sftp, prefix, false)
+    }
+
+    /// The temporary files of uploads under `prefix` (their keys, relative to the
+    /// destination directory), at any depth, sorted by key.
+    pub(crate) fn list_temporary(&self, sftp: &Sftp, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.walk(sftp, prefix, true)
+    }
+
+    fn walk(&self, sftp: &Sftp, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
         // Start at the deepest directory the prefix names, so a large tree is not walked.
         let start = prefix.rfind('/').map_or("", |i| &prefix[..i]).to_string();
         let mut out = Vec::new();
@@ -157,7 +167,8 @@ impl Remote {
                 let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                     continue;
                 };
-                if name.starts_with('.') {
+                let hidden = name.starts_with('.');
+                if hidden && (!temporary || !stat.is_file()) {
                     continue;
                 }
                 let key = if rel.is_empty() {
@@ -169,7 +180,10 @@ impl Remote {
                     if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
                         pending.push(key);
                     }
-                } else if stat.is_file() && key.starts_with(prefix) {
+                } else if stat.is_file()
+                    && hidden == temporary
+                    && (temporary || key.starts_with(prefix))
+                {
                     out.push(ObjectMeta {
                         key,
                         size: stat.size.unwrap_or(0),

@@ -21,7 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use service_backup_core::destination::{
-    Destination, ObjectMeta, ObjectStream, RetryPolicy, Upload, blocking_read_stream,
+    Destination, IncompleteUpload, ObjectMeta, ObjectStream, RetryPolicy, Upload,
+    blocking_read_stream, temp_target,
 };
 use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind, Result};
@@ -182,5 +183,36 @@ impl Destination for ScpDestination {
             remote.run(|conn| remote.remove(&conn.sftp, &path))
         })
         .await
+    }
+
+    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
+        let owned = prefix.to_string();
+        let temps = self
+            .retried("sftp list", move |remote| {
+                remote.run(|conn| remote.list_temporary(&conn.sftp, &owned))
+            })
+            .await?;
+        Ok(temps
+            .into_iter()
+            .filter_map(|t| {
+                let key = temp_target(&t.key)?;
+                key.starts_with(prefix).then_some(IncompleteUpload {
+                    key,
+                    handle: t.key,
+                    started: t.last_modified,
+                })
+            })
+            .collect())
+    }
+
+    async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()> {
+        // Only ever a temporary file of an upload, never an object.
+        if temp_target(&upload.handle).is_none() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("{:?} is not a temporary file of an upload", upload.handle),
+            ));
+        }
+        self.delete(&upload.handle).await
     }
 }

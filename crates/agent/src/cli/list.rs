@@ -1,4 +1,4 @@
-//! `service-backup list CONFIG [--destination NAME] [--json]`.
+//! `service-backup list CONFIG [--destination NAME] [--json] [--all] [--all-instances]`.
 
 use std::path::Path;
 
@@ -7,12 +7,41 @@ use service_backup_core::catalog::{BackupEntry, list_backups};
 
 use super::{CliResult, Outcome, load_config, runtime};
 use crate::destinations;
+use crate::runner;
+use crate::store::{Task, TaskKind};
+use crate::tasks::Tasks;
+
+/// What to show.
+#[derive(Debug, Clone, Copy)]
+pub struct Show {
+    /// A JSON array instead of a table.
+    pub json: bool,
+    /// Also the backups this agent deleted, from its task records.
+    pub deleted: bool,
+    /// Every instance's backups, not only this agent's.
+    pub all_instances: bool,
+}
 
 /// Lists the complete backups of every (or one) destination, newest first.
-pub fn run(path: &Path, only: Option<&str>, as_json: bool) -> CliResult {
+pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     let config = load_config(path)?;
     let chosen = destinations::select(&config, only)?;
     let rt = runtime()?;
+    let as_json = show.json;
+    let instance = rt.block_on(runner::this_instance(&config));
+    let deleted: Vec<Task> = if show.deleted {
+        rt.block_on(async {
+            let tasks = Tasks::open(&runner::state_dir(&config)).await?;
+            tasks.list(TaskKind::Backup).await
+        })?
+        .into_iter()
+        .filter(|t| t.state == service_backup_core::task::TaskState::Deleted)
+        .rev()
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let mut others = 0;
     let mut rows: Vec<(String, BackupEntry)> = Vec::new();
     let mut failed = false;
     for dest in chosen {
@@ -24,7 +53,15 @@ pub fn run(path: &Path, only: Option<&str>, as_json: bool) -> CliResult {
             Err(e) => Err(e),
         };
         match listed {
-            Ok((name, entries)) => rows.extend(entries.into_iter().map(|e| (name.clone(), e))),
+            Ok((name, entries)) => {
+                for e in entries {
+                    if show.all_instances || e.manifest.instance_id == instance {
+                        rows.push((name.clone(), e));
+                    } else {
+                        others += 1;
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 failed = true;
@@ -54,8 +91,19 @@ pub fn run(path: &Path, only: Option<&str>, as_json: bool) -> CliResult {
                     "key_id": m.encryption.as_ref().map(|e| e.key_id.clone()),
                     "sha256": m.sha256,
                     "key": e.archive_key,
+                    "state": "complete",
                 })
             })
+            .chain(deleted.iter().map(|t| {
+                json!({
+                    "name": t.backup_name,
+                    "state": "deleted",
+                    "deleted_at": t.deleted_at.map(|d| d.to_rfc3339()),
+                    "reason": t.reason,
+                    "size_in_bytes": t.size_in_bytes,
+                    "stored_bytes": t.stored_bytes,
+                })
+            }))
             .collect();
         println!(
             "{}",
@@ -64,21 +112,52 @@ pub fn run(path: &Path, only: Option<&str>, as_json: bool) -> CliResult {
     } else if rows.is_empty() {
         // When a destination failed, its error says so: "none found" would mislead.
         if !failed {
-            println!("no complete backups found");
+            println!("no complete backups of instance {instance} found");
+        }
+        if others > 0 {
+            println!(
+                "{others} backup(s) of other instances: see `list --all-instances`, restore one with `restore --from-instance ID`"
+            );
         }
     } else {
+        let instance_col = |id: &str| {
+            if show.all_instances {
+                format!("  {id}")
+            } else {
+                String::new()
+            }
+        };
         println!(
-            "{:<48} {:<25} {:>12} {:>12}  DESTINATION",
-            "NAME", "STARTED (UTC)", "SIZE", "STORED"
+            "{:<48} {:<25} {:>12} {:>12}  DESTINATION{}",
+            "NAME",
+            "STARTED (UTC)",
+            "SIZE",
+            "STORED",
+            instance_col("INSTANCE")
         );
         for (dest, e) in &rows {
             let m = &e.manifest;
             println!(
-                "{:<48} {:<25} {:>12} {:>12}  {dest}",
+                "{:<48} {:<25} {:>12} {:>12}  {dest}{}",
                 m.name,
                 m.started_at.format("%Y-%m-%d %H:%M:%S"),
                 m.plain_bytes,
-                m.stored_bytes
+                m.stored_bytes,
+                instance_col(&m.instance_id)
+            );
+        }
+    }
+    if !as_json && !deleted.is_empty() {
+        println!("\ndeleted backups (this agent's records):");
+        println!("{:<48} {:<25} REASON", "NAME", "DELETED (UTC)");
+        for t in &deleted {
+            println!(
+                "{:<48} {:<25} {}",
+                t.backup_name.as_deref().unwrap_or("-"),
+                t.deleted_at
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                t.reason.as_deref().unwrap_or("")
             );
         }
     }

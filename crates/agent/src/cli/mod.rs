@@ -5,6 +5,7 @@ mod decrypt;
 mod demo;
 mod keygen;
 mod list;
+mod prune;
 mod restore;
 mod tasks;
 mod validate;
@@ -91,6 +92,27 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also the backups this agent deleted (from its task records).
+        #[arg(long)]
+        all: bool,
+        /// The backups of every agent writing the same destinations, not only this one's.
+        #[arg(long)]
+        all_instances: bool,
+    },
+    /// Deletes the backups the retention policy does not keep, and leftovers of
+    /// interrupted uploads; prints what it keeps and why.
+    Prune {
+        /// The configuration file.
+        config: PathBuf,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Prune the backups of every agent writing the same destinations.
+        #[arg(long)]
+        all_instances: bool,
     },
     /// Fetches, checks and extracts a backup (or a downloaded archive with --file).
     Restore(restore::RestoreArgs),
@@ -148,7 +170,23 @@ pub fn run(cli: Cli) -> CliResult {
             config,
             destination,
             json,
-        } => list::run(&config, destination.as_deref(), json),
+            all,
+            all_instances,
+        } => list::run(
+            &config,
+            destination.as_deref(),
+            list::Show {
+                json,
+                deleted: all,
+                all_instances,
+            },
+        ),
+        Command::Prune {
+            config,
+            dry_run,
+            destination,
+            all_instances,
+        } => prune::run(&config, destination.as_deref(), dry_run, all_instances),
         Command::Restore(args) => restore::run_restore(&args),
         Command::Verify(args) => restore::run_verify(&args),
         Command::Decrypt(args) => decrypt::run(&args),

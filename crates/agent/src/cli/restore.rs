@@ -26,6 +26,10 @@ pub struct Which {
     /// Only this destination (default: the first that has the backup).
     #[arg(long)]
     destination: Option<String>,
+    /// A backup of another instance writing the same destinations (its instance id, as
+    /// `list --all-instances` shows it), instead of this agent's own.
+    #[arg(long)]
+    from_instance: Option<String>,
     /// Further key files (older keys), besides the configured ones.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
@@ -42,7 +46,7 @@ pub struct RestoreArgs {
     #[arg(required_unless_present = "file")]
     config: Option<PathBuf>,
     /// Restore a downloaded archive file instead of a backup from the destinations.
-    #[arg(long, requires = "target", conflicts_with_all = ["destination", "before"])]
+    #[arg(long, requires = "target", conflicts_with_all = ["destination", "before", "from_instance"])]
     file: Option<PathBuf>,
     #[command(flatten)]
     which: Which,
@@ -61,7 +65,7 @@ pub struct VerifyArgs {
     #[arg(required_unless_present = "file")]
     config: Option<PathBuf>,
     /// Check a downloaded archive file instead.
-    #[arg(long, conflicts_with_all = ["destination", "before"])]
+    #[arg(long, conflicts_with_all = ["destination", "before", "from_instance"])]
     file: Option<PathBuf>,
     #[command(flatten)]
     which: Which,
@@ -195,12 +199,20 @@ fn from_destinations(
 ) -> Result<(String, ReadStats), CliError> {
     let rt = runtime()?;
     let selector = which.selector();
+    let instance = match &which.from_instance {
+        Some(id) => id.clone(),
+        None => rt.block_on(crate::runner::this_instance(config)),
+    };
     let mut last_error: Option<Error> = None;
     for dest in destinations::select(config, which.destination.as_deref())? {
         let attempt = dest.and_then(|d| {
             rt.block_on(async {
-                let entries = list_backups(&*d.destination, &d.layout).await?;
-                let entry = select(&entries, &selector)?.clone();
+                let all = list_backups(&*d.destination, &d.layout).await?;
+                let others = all.iter().filter(|e| e.manifest.instance_id != instance).count();
+                let entries: Vec<_> = all.into_iter().filter(|e| e.manifest.instance_id == instance).collect();
+                let entry = select(&entries, &selector)
+                    .map_err(|e| of_instance(e, &instance, others))?
+                    .clone();
                 let what = if target.is_some() { "restore" } else { "verify" };
                 tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{}", format!("{} started", capitalize(what)));
                 let bar = Bar::new(what);
@@ -230,6 +242,22 @@ fn from_destinations(
     Err(last_error
         .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup"))
         .into())
+}
+
+/// A "no such backup" error that names the instance, and points to the other instances'
+/// backups when there are some.
+fn of_instance(e: Error, instance: &str, others: usize) -> Error {
+    let out = Error::new(e.kind(), format!("instance {instance}: {}", e.message()));
+    if others > 0 {
+        out.with_hint(format!(
+            "{others} backup(s) of other instances exist: `service-backup list CONFIG --all-instances` shows them, `--from-instance ID` restores one"
+        ))
+    } else {
+        match e.hint() {
+            Some(h) => out.with_hint(h.to_string()),
+            None => out,
+        }
+    }
 }
 
 fn capitalize(s: &str) -> String {

@@ -36,6 +36,7 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
                     "stored_bytes": t.stored_bytes,
                     "duration_in_seconds": t.duration_in_seconds,
                     "reason": t.reason,
+                    "deleted_at": t.deleted_at.map(|d| d.to_rfc3339()),
                 })
             })
             .collect();

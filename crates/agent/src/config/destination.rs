@@ -67,6 +67,11 @@ fn read_destination(
         Some(name) => format!("{type_word} destination \"{name}\": "),
         None => format!("{type_word} destination {number}: "),
     };
+    let retention = super::retention::read_retention(
+        outer.get("retention"),
+        &format!("{label}retention"),
+        problems,
+    );
     let config = match outer.get("config") {
         None => Section::new(None, label),
         Some(Value::Mapping(map)) => Section::new(Some(map), label),
@@ -85,7 +90,11 @@ fn read_destination(
         "gcs" => gcs(&config, problems).map(DestinationKind::Gcs),
         _ => local(&config, problems).map(DestinationKind::Local),
     }?;
-    Some(DestinationConfig { name, kind })
+    Some(DestinationConfig {
+        name,
+        kind,
+        retention,
+    })
 }
 
 /// Reports `Missing values for <type>: a, b.` as the original did; true if none is missing.

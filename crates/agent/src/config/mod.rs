@@ -15,6 +15,7 @@ mod encryption;
 mod error;
 mod model;
 mod read;
+mod retention;
 mod section;
 #[cfg(test)]
 mod tests;

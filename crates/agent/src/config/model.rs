@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use service_backup_core::format::Keyring;
+use service_backup_core::retention::Policy;
 
 use crate::schedule::Schedule;
 use service_backup_core::secret::Secret;
@@ -49,6 +50,8 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// Restore settings.
     pub restore: RestoreConfig,
+    /// How many backups a prune keeps; `None`: nothing is ever deleted.
+    pub retention: Option<Policy>,
     /// The HTTP API; `None`: no API.
     pub api: Option<ApiConfig>,
     /// Keys of the original that are present but no longer do anything, in a fixed order.
@@ -71,9 +74,16 @@ pub struct DestinationConfig {
     pub name: Option<String>,
     /// The type and its settings.
     pub kind: DestinationKind,
+    /// This destination's own retention, replacing the top-level one.
+    pub retention: Option<Policy>,
 }
 
 impl DestinationConfig {
+    /// The retention that applies here: its own, else `top`.
+    pub fn retention_or(&self, top: Option<Policy>) -> Option<Policy> {
+        self.retention.or(top)
+    }
+
     /// The name if set, else the type word (`s3`, `local`…).
     pub fn display_name(&self) -> String {
         self.name

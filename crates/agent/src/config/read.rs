@@ -95,6 +95,8 @@ pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, Confi
     let state_dir = top.path("state_dir", &mut problems);
     let instance_id = instance_id(&top, &mut problems);
     let restore = restore(&top, &mut problems);
+    let retention =
+        super::retention::read_retention(top.get("retention"), "retention", &mut problems);
     let api = api(&top, base, &mut problems);
     let ignored_keys = IGNORED_KEYS
         .iter()
@@ -122,6 +124,7 @@ pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, Confi
         state_dir,
         instance_id,
         restore,
+        retention,
         api,
         ignored_keys,
         source_path: None,

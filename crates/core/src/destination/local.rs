@@ -12,7 +12,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
-use super::{Destination, ObjectMeta, ObjectStream, Upload, blocking_read_stream};
+use super::{
+    Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload, blocking_read_stream,
+};
 use crate::blocking;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -102,9 +104,56 @@ impl Destination for LocalDestination {
         })
         .await
     }
+
+    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            Ok(walk(&root, &prefix, true)?
+                .into_iter()
+                .filter_map(|temp| {
+                    let key = temp_target(&temp.key)?;
+                    key.starts_with(&prefix).then_some(IncompleteUpload {
+                        key,
+                        handle: temp.key,
+                        started: temp.last_modified,
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()> {
+        // Only ever a temporary file of ours, never an object.
+        if temp_target(&upload.handle).is_none() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("{:?} is not a temporary file of an upload", upload.handle),
+            ));
+        }
+        self.delete(&upload.handle).await
+    }
+}
+
+/// The key a temporary upload file (`dir/.NAME.tmp-RANDOM`) was meant for, or `None` when
+/// `temp_key` is not such a file.
+pub fn temp_target(temp_key: &str) -> Option<String> {
+    let (dir, file) = match temp_key.rfind('/') {
+        Some(i) => (&temp_key[..=i], &temp_key[i + 1..]),
+        None => ("", temp_key),
+    };
+    let (name, token) = file.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    (!name.is_empty() && !token.is_empty() && !token.contains('/')).then(|| format!("{dir}{name}"))
 }
 
 fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    walk(root, prefix, false)
+}
+
+/// The files under `prefix`: the visible ones, or with `temporary` only the hidden
+/// temporary files of uploads (whose keys need not start with `prefix`).
+fn walk(root: &Path, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
     // Start at the deepest directory the prefix names, so a large tree is not walked whole.
     let start = match prefix.rfind('/') {
         Some(i) => root.join(&prefix[..i]),
@@ -123,7 +172,7 @@ fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
             }
         })?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if hidden || !entry.file_type().is_file() {
+        if hidden != temporary || !entry.file_type().is_file() {
             continue;
         }
         let rel = entry
@@ -135,7 +184,7 @@ fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        if !key.starts_with(prefix) {
+        if !temporary && !key.starts_with(prefix) {
             continue;
         }
         let meta = entry

@@ -20,7 +20,7 @@ use futures::stream::BoxStream;
 
 use crate::error::{Error, ErrorKind, Result};
 
-pub use local::LocalDestination;
+pub use local::{LocalDestination, temp_target};
 pub use retry::RetryPolicy;
 
 /// An object found by [`Destination::list`].
@@ -32,6 +32,18 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When it was last written, if the store says.
     pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// An upload that was started and never completed nor aborted (one cut short by a crash):
+/// invisible to [`Destination::list`], but it uses storage until discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    /// The key the object would have had.
+    pub key: String,
+    /// What the store needs to discard it: an upload id, a temporary file's key.
+    pub handle: String,
+    /// When it was started or last written, if the store says.
+    pub started: Option<DateTime<Utc>>,
 }
 
 /// The content of an object, as a stream of byte chunks.
@@ -77,6 +89,14 @@ pub trait Destination: Send + Sync + fmt::Debug {
 
     /// Deletes the object `key`; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// The incomplete uploads whose keys start with `prefix` that this store can show
+    /// (multipart uploads, temporary files), for a prune to discard.
+    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<IncompleteUpload>>;
+
+    /// Discards an upload found by [`Destination::list_incomplete`]; one already gone is
+    /// not an error.
+    async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()>;
 }
 
 /// An object being written; see [`Destination::put_multipart`].

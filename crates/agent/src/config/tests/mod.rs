@@ -1,4 +1,5 @@
 mod problems;
+mod retention;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,123 @@
+//! `service-backup prune CONFIG [--dry-run] [--destination NAME] [--all-instances]`.
+
+use std::path::Path;
+
+use service_backup_core::prune::{PrunePlan, Scope};
+
+use super::{CliResult, Outcome, load_config, runtime};
+use crate::destinations;
+use crate::runner::{self, RunContext};
+
+/// Applies the retention policy to every (or one) destination, printing what it keeps and
+/// why, and what it deletes; with `dry_run`, changes nothing.
+pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) -> CliResult {
+    let config = load_config(path)?;
+    let chosen = destinations::select(&config, only)?;
+    let rt = runtime()?;
+    let (scope, tasks) = rt.block_on(async {
+        let scope = if all_instances {
+            Scope::AllInstances
+        } else {
+            Scope::Instance(runner::this_instance(&config).await)
+        };
+        let tasks = if dry_run {
+            None
+        } else {
+            Some(RunContext::open(&config).await?.tasks)
+        };
+        Ok::<_, service_backup_core::Error>((scope, tasks))
+    })?;
+    match &scope {
+        Scope::Instance(id) => println!("instance {id}"),
+        Scope::AllInstances => println!("every instance"),
+    }
+    let mut failed = false;
+    for (dest, settings) in chosen.into_iter().zip(
+        config
+            .destinations
+            .iter()
+            .filter(|d| only.is_none_or(|n| d.display_name() == n)),
+    ) {
+        let dest = match dest {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let Some(policy) = settings.retention_or(config.retention) else {
+            println!(
+                "destination {}: no retention is configured; nothing is deleted",
+                dest.name
+            );
+            continue;
+        };
+        println!("destination {}: retention {policy}", dest.name);
+        let result = rt.block_on(crate::prune::prune(
+            &dest,
+            &policy,
+            &scope,
+            dry_run,
+            tasks.as_ref(),
+        ));
+        let (plan, outcome) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        print_plan(&plan, dry_run, scope == Scope::AllInstances);
+        let mut problems: Vec<String> = plan.problems.iter().map(ToString::to_string).collect();
+        if let Some(outcome) = &outcome {
+            problems.extend(outcome.problems.iter().map(ToString::to_string));
+            println!(
+                "  deleted {} backup(s), removed {} archive(s) without manifest, discarded {} incomplete upload(s)",
+                outcome.deleted.len(),
+                outcome.orphans_removed.len(),
+                outcome.incomplete_discarded.len()
+            );
+        }
+        for p in problems {
+            eprintln!("error: destination {}: {p}", dest.name);
+            failed = true;
+        }
+    }
+    if dry_run {
+        println!("dry run: nothing was deleted");
+    }
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}
+
+fn print_plan(plan: &PrunePlan, dry_run: bool, with_instance: bool) {
+    let delete_word = if dry_run { "would delete" } else { "delete" };
+    for p in &plan.backups {
+        let m = &p.entry.manifest;
+        let instance = if with_instance {
+            format!("  [{}]", m.instance_id)
+        } else {
+            String::new()
+        };
+        if p.decision.keep() {
+            println!(
+                "  keep          {}{instance}  ({})",
+                m.name,
+                p.decision.reasons()
+            );
+        } else {
+            println!("  {delete_word:<13} {}{instance}", m.name);
+        }
+    }
+    for o in &plan.orphans {
+        println!("  {delete_word:<13} {} (archive without manifest)", o.key);
+    }
+    for u in &plan.incomplete {
+        println!("  {delete_word:<13} {} (incomplete upload)", u.key);
+    }
+}

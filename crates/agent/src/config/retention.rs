@@ -1,0 +1,82 @@
+//! `retention:`, at the top level and per destination: how many backups a prune keeps.
+
+use serde_norway::Value;
+use service_backup_core::retention::Policy;
+
+use super::section::{Problems, kind_of, scalar_text, shown};
+
+const KEYS: [&str; 5] = [
+    "keep_last",
+    "keep_days",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+];
+
+/// The policy in `value` (the value of a `retention` key); `label` names it in messages
+/// (`retention`, `s3 destination "primary": retention`). Null reads as absent.
+pub(super) fn read_retention(
+    value: Option<&Value>,
+    label: &str,
+    problems: &mut Problems,
+) -> Option<Policy> {
+    let value = super::section::untagged(value?);
+    let map = match value {
+        Value::Null => return None,
+        Value::Mapping(map) => map,
+        other => {
+            problems.push(format!(
+                "{label} must be a mapping such as {{keep_last: 14, keep_daily: 7}}, not {}",
+                kind_of(other)
+            ));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut numbers = [None; 5];
+    for (key, value) in map {
+        let key_text = scalar_text(key).unwrap_or_else(|| kind_of(key).to_string());
+        let Some(slot) = KEYS.iter().position(|k| *k == key_text) else {
+            problems.push(format!(
+                "{label} has an unknown key {key_text:?} (use {})",
+                KEYS.join(", ")
+            ));
+            continue;
+        };
+        let value = super::section::untagged(value);
+        if value.is_null() {
+            continue;
+        }
+        let number = match value {
+            Value::Number(_) | Value::String(_) => {
+                scalar_text(value).and_then(|t| t.trim().parse::<u32>().ok())
+            }
+            _ => None,
+        };
+        match number {
+            Some(n) => numbers[slot] = Some(n),
+            None => problems.push(format!(
+                "{label}.{key_text} must be a whole number, 0 or more, not {}",
+                shown(value)
+            )),
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let [keep_last, keep_days, keep_daily, keep_weekly, keep_monthly] = numbers;
+    if numbers.iter().all(|n| n.unwrap_or(0) == 0) {
+        problems.push(format!(
+            "{label} keeps nothing: give at least one of {} a number above 0 (or remove {label} to keep every backup)",
+            KEYS.join(", ")
+        ));
+        return None;
+    }
+    Some(Policy {
+        keep_last,
+        keep_days,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+    })
+}

@@ -1,0 +1,74 @@
+//! Pruning the configured destinations: after a successful backup, and by hand with
+//! `service-backup prune`. Logs each deletion; marks the tasks of deleted backups.
+
+use chrono::Utc;
+use service_backup_core::prune::{PruneOutcome, PrunePlan, Scope, execute_prune, plan_prune};
+use service_backup_core::retention::Policy;
+use service_backup_core::{Error, Result};
+
+use crate::destinations::Configured;
+use crate::tasks::Tasks;
+
+/// Plans the prune of `dest` and, unless `dry_run`, carries it out; the outcome is `None`
+/// for a dry run. Deleted backups' tasks in `tasks` become `deleted`.
+pub async fn prune(
+    dest: &Configured,
+    policy: &Policy,
+    scope: &Scope,
+    dry_run: bool,
+    tasks: Option<&Tasks>,
+) -> Result<(PrunePlan, Option<PruneOutcome>)> {
+    let plan = plan_prune(&*dest.destination, &dest.layout, policy, scope, Utc::now())
+        .await
+        .map_err(|e| e.context(format!("prune of destination {}", dest.name)))?;
+    if dry_run {
+        return Ok((plan, None));
+    }
+    let outcome = execute_prune(&*dest.destination, &plan).await;
+    for planned in &outcome.deleted {
+        let name = &planned.entry.manifest.name;
+        let reason = format!(
+            "deleted from destination {} by retention {policy}",
+            dest.name
+        );
+        tracing::info!(destination_name = %dest.name, backup_name = %name, retention = %policy, "Backup deleted");
+        if let Some(tasks) = tasks
+            && let Err(e) = tasks.mark_deleted(name.clone(), reason).await
+        {
+            tracing::error!(backup_name = %name, error = %e, "The task of a deleted backup could not be updated");
+        }
+    }
+    for key in &outcome.orphans_removed {
+        tracing::info!(destination_name = %dest.name, key = %key, "Archive without manifest removed");
+    }
+    for key in &outcome.incomplete_discarded {
+        tracing::info!(destination_name = %dest.name, key = %key, "Incomplete upload discarded");
+    }
+    Ok((plan, Some(outcome)))
+}
+
+/// Prunes `dest` after a successful backup, logging the outcome; never fails the backup.
+pub async fn after_backup(dest: &Configured, policy: &Policy, instance: &str, tasks: &Tasks) {
+    tracing::info!(destination_name = %dest.name, retention = %policy, "Prune started");
+    let scope = Scope::Instance(instance.to_string());
+    let problems: Vec<Error> = match prune(dest, policy, &scope, false, Some(tasks)).await {
+        Ok((mut plan, outcome)) => {
+            let outcome = outcome.unwrap_or_default();
+            let mut problems = std::mem::take(&mut plan.problems);
+            problems.extend(outcome.problems);
+            if problems.is_empty() {
+                tracing::info!(
+                    destination_name = %dest.name,
+                    deleted = outcome.deleted.len(),
+                    kept = plan.backups.len() - outcome.deleted.len(),
+                    "Prune completed successfully"
+                );
+            }
+            problems
+        }
+        Err(e) => vec![e],
+    };
+    for e in problems {
+        tracing::error!(destination_name = %dest.name, error = %e, "Prune completed with error");
+    }
+}
