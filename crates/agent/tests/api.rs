@@ -866,7 +866,7 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
             "--request-timeout",
             "30",
             "--max-time",
-            "240",
+            "150",
             "--no-color",
         ])
         .current_dir(agent.env.dir.path())
