@@ -14,6 +14,7 @@ use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
+use crate::api::StateParts;
 use crate::cli::{CliResult, Outcome, load_config, runtime};
 use crate::config::Config;
 use crate::lock;
@@ -43,7 +44,8 @@ pub struct Queue {
 #[derive(Default)]
 struct QueueState {
     running: bool,
-    pending: bool,
+    /// The waiting request, with the task made for it if one was (by the API).
+    pending: Option<Option<i64>>,
 }
 
 /// What became of a request for a backup.
@@ -60,22 +62,50 @@ pub enum Enqueued {
 }
 
 impl Queue {
-    /// Asks for a backup.
+    /// Asks for a backup (from the schedule: its task is made when it runs).
     pub fn request(&self, exit_if_in_progress: bool) -> Enqueued {
+        self.request_with(exit_if_in_progress, None::<fn() -> Result<i64, Error>>)
+            .map_or(Enqueued::Rejected, |(outcome, _)| outcome)
+    }
+
+    /// Asks for a backup that has a task from now on: `create` makes it (unless the
+    /// request is rejected, or coalesces with a waiting one that already has a task).
+    /// Returns the outcome and the id of the task that will carry the backup out.
+    pub fn request_task(
+        &self,
+        exit_if_in_progress: bool,
+        create: impl FnOnce() -> Result<i64, Error>,
+    ) -> Result<(Enqueued, Option<i64>), Error> {
+        self.request_with(exit_if_in_progress, Some(create))
+    }
+
+    fn request_with<F: FnOnce() -> Result<i64, Error>>(
+        &self,
+        exit_if_in_progress: bool,
+        create: Option<F>,
+    ) -> Result<(Enqueued, Option<i64>), Error> {
         let mut st = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outcome = if !st.running && !st.pending {
-            st.pending = true;
-            Enqueued::Started
+        let make = |create: Option<F>| create.map(|f| f()).transpose();
+        let (outcome, id) = if !st.running && st.pending.is_none() {
+            let id = make(create)?;
+            st.pending = Some(id);
+            (Enqueued::Started, id)
         } else if exit_if_in_progress {
-            Enqueued::Rejected
-        } else if st.pending {
-            Enqueued::Coalesced
+            (Enqueued::Rejected, None)
+        } else if let Some(waiting) = st.pending {
+            let id = match waiting {
+                Some(id) => Some(id),
+                None => make(create)?,
+            };
+            st.pending = Some(id);
+            (Enqueued::Coalesced, id)
         } else {
-            st.pending = true;
-            Enqueued::Queued
+            let id = make(create)?;
+            st.pending = Some(id);
+            (Enqueued::Queued, id)
         };
         drop(st);
         match outcome {
@@ -86,19 +116,18 @@ impl Queue {
                 tracing::info!("A backup is already queued; this one is coalesced with it");
             }
         }
-        outcome
+        Ok((outcome, id))
     }
 
-    /// Takes the waiting request, marking a run as started.
-    fn take(&self) -> bool {
+    /// Takes the waiting request (with its task, if it has one), marking a run as started.
+    fn take(&self) -> Option<Option<i64>> {
         let mut st = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let take = st.pending;
-        st.pending = false;
-        st.running = take;
-        take
+        let taken = st.pending.take();
+        st.running = taken.is_some();
+        taken
     }
 
     fn done(&self) {
@@ -124,8 +153,21 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
         return Ok(Outcome::Success);
     }
     let ctx = RunContext::open(&config).await?;
+    let api_config = config.api.clone();
     let config = Arc::new(RwLock::new(config));
     let queue = Arc::new(Queue::default());
+    let api = match &api_config {
+        Some(api) => {
+            let parts = StateParts {
+                config: config.clone(),
+                ctx: ctx.clone(),
+                queue: queue.clone(),
+                instance_id: api_instance_id(&config, &ctx).await,
+            };
+            Some(crate::api::start(api, parts).await?)
+        }
+        None => None,
+    };
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));
 
     loop {
@@ -158,7 +200,18 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
             () = wait => fired = true,
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&path, &config),
+            _ = hup.recv() => {
+                reload(&path, &config);
+                if let Some(api) = &api {
+                    let file = config
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .api
+                        .as_ref()
+                        .map(|a| a.bearer_tokens_file.clone());
+                    api.tokens.reload(file.as_deref());
+                }
+            }
         }
         if fired {
             queue.request(exit_if_in_progress);
@@ -166,6 +219,9 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
     }
 
     ctx.cancel.cancel();
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     if tokio::time::timeout(STOP_BUDGET, worker).await.is_err() {
         tracing::error!("A backup did not stop in time; exiting anyway");
     }
@@ -179,12 +235,13 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
             () = queue.wake.notified() => {}
             () = ctx.cancel.cancelled() => return,
         }
-        while queue.take() {
+        while let Some(task) = queue.take() {
             let current = config
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
-            if let Err(e) = runner::backup(&current, &ctx, "schedule", Bar::hidden()).await {
+            let trigger = if task.is_some() { "api" } else { "schedule" };
+            if let Err(e) = runner::backup(&current, &ctx, trigger, task, Bar::hidden()).await {
                 tracing::error!(error = %e, "Perform backup completed with error");
             }
             queue.done();
@@ -193,6 +250,27 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
             }
         }
     }
+}
+
+/// The instance id the API serves: configured, else the service identifier's output, else
+/// the host name (as a backup run names it).
+async fn api_instance_id(config: &RwLock<Config>, ctx: &RunContext) -> String {
+    let current = config
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let identifier = match (&current.instance_id, &current.service_identifier_executable) {
+        (None, Some(cmd)) => {
+            crate::executables::run("service identifier executable", cmd, &ctx.cancel)
+                .await
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "Service identifier executable failed"),
+                )
+                .ok()
+        }
+        _ => None,
+    };
+    runner::instance_id(&current, identifier.as_deref())
 }
 
 fn reload(path: &Path, config: &RwLock<Config>) {
@@ -224,13 +302,45 @@ mod tests {
     fn the_queue_runs_one_at_a_time_and_coalesces() {
         let q = Queue::default();
         assert_eq!(q.request(false), Enqueued::Started);
-        assert!(q.take());
+        assert!(q.take().is_some());
         assert_eq!(q.request(false), Enqueued::Queued);
         assert_eq!(q.request(false), Enqueued::Coalesced);
         assert_eq!(q.request(true), Enqueued::Rejected);
         q.done();
-        assert!(q.take(), "the queued one runs next");
+        assert!(q.take().is_some(), "the queued one runs next");
         q.done();
-        assert!(!q.take(), "coalesced requests ran as one");
+        assert!(q.take().is_none(), "coalesced requests ran as one");
+    }
+
+    #[test]
+    fn api_requests_get_the_task_that_carries_them_out() {
+        let q = Queue::default();
+        let mut next = 10;
+        let mut make = || {
+            next += 1;
+            Ok::<i64, Error>(next)
+        };
+        assert_eq!(
+            q.request_task(false, &mut make).unwrap(),
+            (Enqueued::Started, Some(11))
+        );
+        assert_eq!(q.take(), Some(Some(11)));
+        assert_eq!(q.request(false), Enqueued::Queued);
+        assert_eq!(
+            q.request_task(false, &mut make).unwrap(),
+            (Enqueued::Coalesced, Some(12)),
+            "a scheduled request waiting gets the API's task"
+        );
+        assert_eq!(
+            q.request_task(false, &mut make).unwrap(),
+            (Enqueued::Coalesced, Some(12)),
+            "a second API request shares it"
+        );
+        assert_eq!(
+            q.request_task(true, &mut make).unwrap(),
+            (Enqueued::Rejected, None)
+        );
+        q.done();
+        assert_eq!(q.take(), Some(Some(12)));
     }
 }

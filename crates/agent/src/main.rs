@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 the operation failed; 2 bad usage or invalid configuration.
 
+mod api;
 mod cli;
 // Parts of the model (schedule, state_dir, api, the cloud destinations' settings) are read
 // by the daemon, the HTTP API and the destination crates, which come later.
@@ -14,6 +15,7 @@ mod lock;
 mod logging;
 mod progress;
 mod prune;
+mod restoring;
 mod runner;
 #[allow(dead_code)]
 mod schedule;

@@ -115,7 +115,8 @@ pub async fn this_instance(config: &Config) -> String {
     instance_id(config, identifier.as_deref())
 }
 
-fn host_name() -> String {
+/// The machine's host name, else `localhost`.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
@@ -136,11 +137,13 @@ pub fn state_dir(config: &Config) -> PathBuf {
     })
 }
 
-/// Runs one backup now, recorded as a task with `trigger` (`schedule`, `manual`, `api`).
+/// Runs one backup now, recorded as a task with `trigger` (`schedule`, `manual`, `api`):
+/// the queued task `queued` when one was created beforehand (by the API), else a new one.
 pub async fn backup(
     config: &Config,
     ctx: &RunContext,
     trigger: &'static str,
+    queued: Option<i64>,
     bar: Arc<Bar>,
 ) -> Result<RunReport> {
     let guid = new_guid()?;
@@ -164,14 +167,23 @@ pub async fn backup(
             Ok(l) => l,
             Err(e) if e.message() == lock::IN_PROGRESS => {
                 tracing::error!("{}", lock::IN_PROGRESS);
-                return Ok(RunReport { rejected: true, problems: vec![lock::IN_PROGRESS.into()], ..RunReport::default() });
+                if let Some(id) = queued {
+                    ctx.tasks.fail(id, None, lock::IN_PROGRESS.into(), 0.0).await?;
+                }
+                return Ok(RunReport { task_id: queued, rejected: true, problems: vec![lock::IN_PROGRESS.into()], ..RunReport::default() });
             }
             Err(e) if e.kind() == ErrorKind::Cancelled => {
-                return Ok(RunReport { cancelled: true, problems: vec![e.to_string()], ..RunReport::default() });
+                if let Some(id) = queued {
+                    ctx.tasks.fail(id, None, "terminated".into(), 0.0).await?;
+                }
+                return Ok(RunReport { task_id: queued, cancelled: true, problems: vec![e.to_string()], ..RunReport::default() });
             }
             Err(e) => return Err(e),
         };
-        let id = ctx.tasks.create(TaskKind::Backup, trigger).await?;
+        let id = match queued {
+            Some(id) => id,
+            None => ctx.tasks.create(TaskKind::Backup, trigger).await?,
+        };
         ctx.tasks.start(id, guid.clone()).await?;
         tracing::info!(task_id = id, "Perform backup started");
         let started = Instant::now();

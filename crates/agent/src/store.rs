@@ -38,6 +38,9 @@ const MIGRATIONS: &[&str] = &[
     // 2: when a backup was deleted by a prune (the rule goes in `reason`).
     "ALTER TABLE tasks ADD COLUMN deleted_at TEXT;
     CREATE INDEX tasks_by_backup_name ON tasks (backup_name);",
+    // 3: restores as tasks: which backup task a restore restores, and where to.
+    "ALTER TABLE tasks ADD COLUMN backup_task_id INTEGER;
+    ALTER TABLE tasks ADD COLUMN target TEXT;",
 ];
 
 /// What a task is.
@@ -87,6 +90,10 @@ pub struct Task {
     pub reason: Option<String>,
     /// When its backup was deleted.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// For a restore: the backup task it restores.
+    pub backup_task_id: Option<i64>,
+    /// For a restore: the folder it restores into.
+    pub target: Option<String>,
 }
 
 /// The task database.
@@ -181,6 +188,65 @@ impl Store {
             .execute(
                 "INSERT INTO tasks (kind, state, trigger, created_at, updated_at) VALUES (?1, 'queued', ?2, ?3, ?3)",
                 params![kind.as_str(), trigger, at],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records a new restore of the backup task `backup_task_id` (named `backup_name`) into
+    /// `target`, in state `queued`; returns its id.
+    pub fn create_restore(
+        &self,
+        trigger: &str,
+        backup_task_id: Option<i64>,
+        backup_name: &str,
+        target: &str,
+    ) -> Result<i64> {
+        let at = now();
+        self.conn
+            .execute(
+                "INSERT INTO tasks (kind, state, trigger, backup_name, backup_task_id, target, created_at, updated_at)
+                 VALUES ('restore', 'queued', ?1, ?2, ?3, ?4, ?5, ?5)",
+                params![trigger, backup_name, backup_task_id, target, at],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The id of the backup task that made `backup_name`, recording the backup as a `done`
+    /// task with trigger `discovered` if no task made it (a backup found in a destination,
+    /// made before this database existed): its id stays the same from then on.
+    pub fn backup_id_for(&self, found: &Discovered) -> Result<i64> {
+        let existing: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM tasks WHERE kind = 'backup' AND backup_name = ?1 ORDER BY id LIMIT 1",
+                params![found.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, &e))?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let started = found
+            .started_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let finished = found
+            .finished_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.conn
+            .execute(
+                "INSERT INTO tasks (kind, state, trigger, backup_name, created_at, updated_at,
+                 started_at, finished_at, size_in_bytes, stored_bytes)
+                 VALUES ('backup', 'done', 'discovered', ?1, ?2, ?3, ?2, ?3, ?4, ?5)",
+                params![
+                    found.name,
+                    started,
+                    finished,
+                    i64::try_from(found.size_in_bytes).unwrap_or(i64::MAX),
+                    i64::try_from(found.stored_bytes).unwrap_or(i64::MAX)
+                ],
             )
             .map_err(|e| db_error(&self.path, &e))?;
         Ok(self.conn.last_insert_rowid())
@@ -296,7 +362,23 @@ impl Store {
 
 const SELECT: &str =
     "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
-    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at FROM tasks";
+    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target
+    FROM tasks";
+
+/// A complete backup found in a destination, as [`Store::backup_id_for`] records it.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The backup's name.
+    pub name: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Bytes of file content.
+    pub size_in_bytes: u64,
+    /// Bytes stored.
+    pub stored_bytes: u64,
+}
 
 fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     let text = |i: usize| row.get::<_, String>(i);
@@ -335,6 +417,8 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
             .get::<_, Option<String>>(12)?
             .map(|_| time(12))
             .transpose()?,
+        backup_task_id: row.get(13)?,
+        target: row.get(14)?,
     })
 }
 
@@ -387,6 +471,44 @@ mod tests {
         assert_eq!(task.state, TaskState::Deleted);
         assert_eq!(task.reason.as_deref(), Some("retention {keep_last: 1}"));
         assert!(task.deleted_at.is_some());
+    }
+
+    #[test]
+    fn restores_and_discovered_backups_are_tasks_with_stable_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let made = store.create(TaskKind::Backup, "schedule").unwrap();
+        store.start(made, "g").unwrap();
+        store.finish(made, Some("b-made"), 1, 1, 0.1).unwrap();
+        let t = Utc::now();
+        let found = |name: &str| Discovered {
+            name: name.to_string(),
+            started_at: t,
+            finished_at: t,
+            size_in_bytes: 7,
+            stored_bytes: 9,
+        };
+        assert_eq!(store.backup_id_for(&found("b-made")).unwrap(), made);
+        let old = store.backup_id_for(&found("b-old")).unwrap();
+        assert_ne!(old, made);
+        assert_eq!(
+            store.backup_id_for(&found("b-old")).unwrap(),
+            old,
+            "ids are stable"
+        );
+        let task = store.get(old).unwrap().unwrap();
+        assert_eq!(
+            (task.state, task.trigger.as_str()),
+            (TaskState::Done, "discovered")
+        );
+        let r = store
+            .create_restore("api", Some(old), "b-old", "/restore")
+            .unwrap();
+        let restore = store.get(r).unwrap().unwrap();
+        assert_eq!(restore.kind, TaskKind::Restore);
+        assert_eq!(restore.backup_task_id, Some(old));
+        assert_eq!(restore.target.as_deref(), Some("/restore"));
+        assert_eq!(store.list(TaskKind::Restore).unwrap().len(), 1);
     }
 
     #[test]

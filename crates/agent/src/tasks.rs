@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use service_backup_core::{Result, blocking};
 
-use crate::store::{Store, Task, TaskKind};
+use crate::store::{Discovered, Store, Task, TaskKind};
 
 /// A handle on the task database, cheap to clone.
 #[derive(Clone)]
@@ -36,6 +36,15 @@ impl Tasks {
             f(&guard)
         })
         .await
+    }
+
+    /// A new queued task, created on the calling thread (for callers already on a blocking
+    /// thread, such as the queue's).
+    pub fn create_now(&self, kind: TaskKind, trigger: &'static str) -> Result<i64> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .create(kind, trigger)
     }
 
     /// A new queued task.
@@ -76,6 +85,30 @@ impl Tasks {
     /// The backup task that made `name` is now `deleted`, for `reason`.
     pub async fn mark_deleted(&self, name: String, reason: String) -> Result<bool> {
         self.with(move |s| s.mark_deleted(&name, &reason)).await
+    }
+
+    /// A new queued restore of `backup_name` (the backup task `backup_task_id`) into `target`.
+    pub async fn create_restore(
+        &self,
+        trigger: &'static str,
+        backup_task_id: Option<i64>,
+        backup_name: String,
+        target: String,
+    ) -> Result<i64> {
+        self.with(move |s| s.create_restore(trigger, backup_task_id, &backup_name, &target))
+            .await
+    }
+
+    /// The ids of the backup tasks of backups found in destinations, recording the ones no
+    /// task made.
+    pub async fn backup_ids_for(&self, found: Vec<Discovered>) -> Result<Vec<i64>> {
+        self.with(move |s| found.iter().map(|f| s.backup_id_for(f)).collect())
+            .await
+    }
+
+    /// The task `id`, if it exists.
+    pub async fn get(&self, id: i64) -> Result<Option<Task>> {
+        self.with(move |s| s.get(id)).await
     }
 
     /// Every task of `kind`, oldest first.

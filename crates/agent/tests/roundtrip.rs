@@ -301,3 +301,46 @@ fn demo_runs_the_quick_start() {
         out.stdout
     );
 }
+
+#[test]
+fn a_new_vm_with_another_instance_id_restores_the_only_instance_under_the_prefix() {
+    let env = Env::new();
+    env.write_config("instance_id: old-vm\nstate_dir: state-old\n");
+    env.run(&["backup", "config.yml"]).expect(0);
+
+    // The replacement VM: another instance id (its host name changed), no state.
+    env.write_config("instance_id: new-vm\nstate_dir: state-new\n");
+    let target = env.path("restored");
+    let restored = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    restored.expect(0);
+    assert!(
+        restored.all().contains("only instance under this prefix"),
+        "{}",
+        restored.all()
+    );
+    assert_eq!(tree(&target), tree(&env.path("source")));
+
+    // With two other instances under the prefix nothing is guessed.
+    env.write_config("instance_id: other-vm\nstate_dir: state-other\n");
+    env.run(&["backup", "config.yml"]).expect(0);
+    env.write_config("instance_id: third-vm\nstate_dir: state-third\n");
+    let elsewhere = env.path("elsewhere");
+    let refused = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        elsewhere.to_str().unwrap(),
+    ]);
+    refused.expect(1);
+    assert!(
+        refused.all().contains("--from-instance"),
+        "{}",
+        refused.all()
+    );
+    assert!(!elsewhere.exists(), "a refused restore wrote its target");
+}

@@ -41,7 +41,7 @@ pub fn run(path: &Path) -> CliResult {
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
         cancel_on_signals(ctx.cancel.clone())?;
-        runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
+        runner::backup(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
     if report.rejected {
         eprintln!("error: {}", crate::lock::IN_PROGRESS);

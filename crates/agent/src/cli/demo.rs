@@ -46,7 +46,7 @@ pub fn run(dir: &Path) -> CliResult {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
-        runner::backup(&config, &ctx, "manual", Bar::new("backup")).await
+        runner::backup(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
     if !report.succeeded() {
         for p in &report.problems {

@@ -4,15 +4,15 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use service_backup_core::catalog::{self, Selector, list_backups, select};
+use service_backup_core::catalog::{self, Selector};
 use service_backup_core::pipeline::restore::{Decryption, ReadStats};
 use service_backup_core::{Error, ErrorKind};
 
 use super::{CliError, CliResult, Outcome, keyring, load_config, runtime};
 use crate::config::Config;
-use crate::destinations;
-use crate::executables;
 use crate::progress::Bar;
+use crate::restoring::{self, RestorePlan};
+use crate::runner::RunContext;
 
 /// Which backup, from where.
 #[derive(Debug, Args)]
@@ -85,6 +85,17 @@ impl Which {
         })
     }
 
+    fn plan(&self, config: &Config, target: PathBuf, replace: bool) -> Result<RestorePlan, Error> {
+        Ok(RestorePlan {
+            selector: self.selector(),
+            destination: self.destination.clone(),
+            decryption: self.decryption(Some(config))?,
+            target,
+            replace,
+            from_instance: self.from_instance.clone(),
+        })
+    }
+
     fn selector(&self) -> Selector {
         match (&self.before, self.backup.as_str()) {
             (Some(t), _) => Selector::Before(*t),
@@ -113,27 +124,32 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
     let target = args
         .target
         .clone()
-        .or_else(|| config.restore.target_folder.clone())
-        .or_else(|| config.source_folder.clone())
+        .or_else(|| restoring::default_target(&config))
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
-    let decryption = args.which.decryption(Some(&config))?;
-    let (name, stats) = from_destinations(
-        &config,
-        &args.which,
-        &decryption,
-        Some((&target, args.force)),
-    )?;
+    let plan = args.which.plan(&config, target.clone(), args.force)?;
+    let (name, stats) = runtime()?.block_on(async {
+        let ctx = RunContext::open(&config).await?;
+        let id = ctx
+            .tasks
+            .create_restore(
+                "manual",
+                None,
+                args.which.backup.clone(),
+                target.display().to_string(),
+            )
+            .await?;
+        restoring::run_task(
+            &config,
+            &ctx.tasks,
+            id,
+            &plan,
+            &ctx.cancel,
+            Bar::new("restore"),
+        )
+        .await
+    })?;
     eprintln!("restored backup {name}");
     report_restored(&stats, &target);
-    if let Some(cmd) = &config.restore.restore_executable {
-        tracing::info!(command = %cmd, "Restore executable started");
-        runtime()?.block_on(executables::run(
-            "restore executable",
-            cmd,
-            &tokio_util::sync::CancellationToken::new(),
-        ))?;
-        tracing::info!("Restore executable completed successfully");
-    }
     Ok(Outcome::Success)
 }
 
@@ -154,8 +170,13 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .as_deref()
             .expect("clap requires CONFIG without --file"),
     )?;
-    let decryption = args.which.decryption(Some(&config))?;
-    let (name, stats) = from_destinations(&config, &args.which, &decryption, None)?;
+    let plan = args.which.plan(&config, PathBuf::new(), false)?;
+    let (name, stats) = runtime()?.block_on(restoring::from_destinations(
+        &config,
+        &plan,
+        None,
+        Bar::new("verify"),
+    ))?;
     println!(
         "backup {name} is valid: {} entries, {} bytes, sha256 {}",
         stats.extracted.entries, stats.extracted.bytes, stats.sha256
@@ -187,82 +208,4 @@ fn report_restored(stats: &ReadStats, target: &Path) {
         stats.extracted.bytes,
         target.display()
     );
-}
-
-/// Finds the selected backup in the destinations, in configuration order, and restores or
-/// verifies it from the first destination that has it and answers.
-fn from_destinations(
-    config: &Config,
-    which: &Which,
-    decryption: &Decryption,
-    target: Option<(&Path, bool)>,
-) -> Result<(String, ReadStats), CliError> {
-    let rt = runtime()?;
-    let selector = which.selector();
-    let instance = match &which.from_instance {
-        Some(id) => id.clone(),
-        None => rt.block_on(crate::runner::this_instance(config)),
-    };
-    let mut last_error: Option<Error> = None;
-    for dest in destinations::select(config, which.destination.as_deref())? {
-        let attempt = dest.and_then(|d| {
-            rt.block_on(async {
-                let all = list_backups(&*d.destination, &d.layout).await?;
-                let others = all.iter().filter(|e| e.manifest.instance_id != instance).count();
-                let entries: Vec<_> = all.into_iter().filter(|e| e.manifest.instance_id == instance).collect();
-                let entry = select(&entries, &selector)
-                    .map_err(|e| of_instance(e, &instance, others))?
-                    .clone();
-                let what = if target.is_some() { "restore" } else { "verify" };
-                tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{}", format!("{} started", capitalize(what)));
-                let bar = Bar::new(what);
-                let stats = catalog::restore_backup(d.destination.clone(), &entry, decryption, target, bar.clone()).await;
-                bar.finish();
-                stats.map(|s| (entry.manifest.name.clone(), s))
-                    .map_err(|e| e.context(format!("backup {} in destination {}", entry.manifest.name, d.name)))
-            })
-        });
-        match attempt {
-            Ok(done) => return Ok(done),
-            // A backup that is damaged or refused is not retried elsewhere silently.
-            Err(e)
-                if !matches!(
-                    e.kind(),
-                    ErrorKind::NotFound | ErrorKind::Destination | ErrorKind::Io
-                ) =>
-            {
-                return Err(e.into());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "trying the next destination");
-                last_error = Some(e);
-            }
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup"))
-        .into())
-}
-
-/// A "no such backup" error that names the instance, and points to the other instances'
-/// backups when there are some.
-fn of_instance(e: Error, instance: &str, others: usize) -> Error {
-    let out = Error::new(e.kind(), format!("instance {instance}: {}", e.message()));
-    if others > 0 {
-        out.with_hint(format!(
-            "{others} backup(s) of other instances exist: `service-backup list CONFIG --all-instances` shows them, `--from-instance ID` restores one"
-        ))
-    } else {
-        match e.hint() {
-            Some(h) => out.with_hint(h.to_string()),
-            None => out,
-        }
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }

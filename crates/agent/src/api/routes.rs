@@ -1,0 +1,534 @@
+//! The routes of the HTTP API and their handlers.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde_json::{Value, json};
+use service_backup_core::catalog::{Selector, list_backups};
+use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::task::TaskState;
+use service_backup_core::{Error, blocking};
+use tower_http::timeout::TimeoutLayer;
+
+use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics};
+use crate::daemon::Enqueued;
+use crate::destinations;
+use crate::lock;
+use crate::progress::Bar;
+use crate::restoring::{self, RestorePlan};
+use crate::store::{Discovered, Task, TaskKind};
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The routes: backups and metrics at the root and under the dashboard prefixes, with
+/// authentication, the instance check, a body limit and (but for downloads) a time limit.
+pub fn router(state: ApiState) -> Router {
+    let timed = Router::new()
+        .route("/backups", get(list).post(create))
+        .route("/backups/restore", post(restore))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            super::REQUEST_TIMEOUT,
+        ));
+    let backups = timed.route("/backups/{id}/download", get(download));
+    let metrics =
+        Router::new()
+            .route("/metrics", get(metrics))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ));
+    Router::new()
+        .merge(backups.clone())
+        .merge(metrics.clone())
+        .nest("/service-instances/{instance_id}", backups)
+        .nest("/v1/instances/{instance_id}", metrics)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Checks the bearer token, then the instance id of a prefixed path.
+async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if let Err(refusal) = auth::check(&state.tokens, header) {
+        tracing::info!(path = %req.uri().path(), reason = ?refusal, "API request refused");
+        return ApiError::Error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            refusal.description().to_string(),
+        )
+        .into_response();
+    }
+    let path = req.uri().path();
+    let instance = ["/service-instances/", "/v1/instances/"]
+        .iter()
+        .find_map(|p| path.strip_prefix(p))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    if let Some(instance) = instance
+        && instance != state.instance_id
+    {
+        return ApiError::Error(
+            StatusCode::NOT_FOUND,
+            "instanceNotFound",
+            "this agent serves another service instance".to_string(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::Error(
+        StatusCode::NOT_FOUND,
+        "notFound",
+        "there is no such route".to_string(),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "methodNotAllowed",
+        "this route does not accept that method".to_string(),
+    )
+}
+
+/// A body read within the limit, or a JSON error.
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::Error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payloadTooLarge",
+                format!("the request body is larger than {BODY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError::Error(
+                StatusCode::BAD_REQUEST,
+                "invalidBody",
+                "the request body could not be read".to_string(),
+            )
+        }
+    })
+}
+
+fn internal(e: &Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// Records the backups found in the destinations that no task made, so that they get ids;
+/// a destination that cannot be listed is logged and skipped.
+async fn discover(state: &ApiState) {
+    let config = state.config();
+    let Ok(chosen) = destinations::select(&config, None) else {
+        return;
+    };
+    let mut found: Vec<Discovered> = Vec::new();
+    for dest in chosen {
+        let listed = match dest {
+            Ok(d) => list_backups(&*d.destination, &d.layout)
+                .await
+                .map_err(|e| e.context(format!("destination {}", d.name))),
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(entries) => {
+                for e in entries {
+                    if !found.iter().any(|f| f.name == e.manifest.name) {
+                        found.push(Discovered {
+                            name: e.manifest.name.clone(),
+                            started_at: e.manifest.started_at,
+                            finished_at: e.manifest.finished_at,
+                            size_in_bytes: e.manifest.plain_bytes,
+                            stored_bytes: e.manifest.stored_bytes,
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "API: a destination could not be listed"),
+        }
+    }
+    // Oldest first, so that ids grow with time.
+    found.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+    if let Err(e) = state.ctx.tasks.backup_ids_for(found).await {
+        tracing::warn!(error = %e, "API: found backups could not be recorded");
+    }
+}
+
+fn task_json(t: &Task) -> Value {
+    json!({
+        "status": t.state.as_str(),
+        "created_at": t.created_at.to_rfc3339(),
+        "updated_at": t.updated_at.to_rfc3339(),
+        "trigger": t.trigger,
+        "backup_name": t.backup_name,
+        "size_in_bytes": t.size_in_bytes,
+        "stored_bytes": t.stored_bytes,
+        "duration_in_seconds": t.duration_in_seconds,
+        "reason": t.reason,
+    })
+}
+
+/// `GET /backups`: the backups and restores, newest first.
+async fn list(State(state): State<ApiState>) -> ApiResult {
+    discover(&state).await;
+    let backups = state
+        .ctx
+        .tasks
+        .list(TaskKind::Backup)
+        .await
+        .map_err(|e| internal(&e))?;
+    let restores = state
+        .ctx
+        .tasks
+        .list(TaskKind::Restore)
+        .await
+        .map_err(|e| internal(&e))?;
+    let backups: Vec<Value> = backups
+        .iter()
+        .rev()
+        .map(|t| json!({"id": t.id, "backup_agent_task": task_json(t)}))
+        .collect();
+    let restores: Vec<Value> = restores
+        .iter()
+        .rev()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "backup_id": t.backup_task_id,
+                "backup_agent_tasks": [task_json(t)],
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "instance_id": state.instance_id,
+        "backups": backups,
+        "restores": restores,
+    }))
+    .into_response())
+}
+
+/// `POST /backups`: queues a backup that the worker runs as a scheduled one.
+async fn create(State(state): State<ApiState>, raw: Result<Bytes, BytesRejection>) -> ApiResult {
+    body(raw)?;
+    let exit_if_in_progress = state.config().exit_if_in_progress;
+    let queue = state.queue.clone();
+    let tasks = state.ctx.tasks.clone();
+    let (outcome, id) = blocking(move || {
+        queue.request_task(exit_if_in_progress, || {
+            tasks.create_now(TaskKind::Backup, "api")
+        })
+    })
+    .await
+    .map_err(|e| internal(&e))?;
+    let message = match outcome {
+        Enqueued::Rejected => {
+            return Err(ApiError::Error(
+                StatusCode::CONFLICT,
+                "backupInProgress",
+                lock::IN_PROGRESS.to_string(),
+            ));
+        }
+        Enqueued::Started => "backup started",
+        Enqueued::Queued => "backup queued behind the one in progress",
+        Enqueued::Coalesced => "a backup is already queued; this request is part of it",
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id, "message": message})),
+    )
+        .into_response())
+}
+
+/// The fields of a restore request, from a form or a JSON body.
+fn restore_fields(headers: &HeaderMap, raw: &[u8]) -> Result<HashMap<String, String>, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if is_json {
+        let value: Value = serde_json::from_slice(raw).map_err(|e| {
+            ApiError::Error(
+                StatusCode::BAD_REQUEST,
+                "invalidBody",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::Error(
+                StatusCode::BAD_REQUEST,
+                "invalidBody",
+                "the body must be a JSON object with instance_id and backup_id".to_string(),
+            ));
+        };
+        return Ok(map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect());
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| {
+        ApiError::Error(
+            StatusCode::BAD_REQUEST,
+            "invalidBody",
+            "the form body is not UTF-8".to_string(),
+        )
+    })?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(text)
+        .map(|pairs| pairs.into_iter().collect())
+        .map_err(|e| {
+            ApiError::Error(
+                StatusCode::BAD_REQUEST,
+                "invalidBody",
+                format!("the body is not a valid form: {e}"),
+            )
+        })
+}
+
+/// The backup task `raw_id` names, if it is a complete backup; else the 412 message.
+async fn complete_backup(state: &ApiState, raw_id: &str) -> Result<(i64, String), ApiError> {
+    let unknown = || ApiError::Precondition(format!("there is no backup with id {raw_id}"));
+    let id: i64 = raw_id.trim().parse().map_err(|_| unknown())?;
+    let task = state
+        .ctx
+        .tasks
+        .get(id)
+        .await
+        .map_err(|e| internal(&e))?
+        .filter(|t| t.kind == TaskKind::Backup)
+        .ok_or_else(unknown)?;
+    match (task.state, task.backup_name) {
+        (TaskState::Done, Some(name)) => Ok((id, name)),
+        (TaskState::Deleted, _) => Err(ApiError::Precondition(format!("backup {id} was deleted"))),
+        (TaskState::Failed, _) => Err(ApiError::Precondition(format!(
+            "backup {id} failed and cannot be used"
+        ))),
+        (state, _) => Err(ApiError::Precondition(format!(
+            "backup {id} is {state}, not complete"
+        ))),
+    }
+}
+
+/// `POST /backups/restore`: restores a backup into `restore.target_folder` as a task.
+async fn restore(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let raw = body(raw)?;
+    let fields = restore_fields(&headers, &raw)?;
+    let instance = fields.get("instance_id").map(String::as_str);
+    let Some(instance) = instance.filter(|i| !i.is_empty()) else {
+        return Err(ApiError::Precondition("instance_id is missing".to_string()));
+    };
+    if instance != state.instance_id {
+        return Err(ApiError::Precondition(format!(
+            "instance {instance} does not exist here"
+        )));
+    }
+    let Some(backup_id) = fields.get("backup_id").filter(|b| !b.is_empty()) else {
+        return Err(ApiError::Precondition("backup_id is missing".to_string()));
+    };
+    let (backup_id, name) = complete_backup(&state, backup_id).await?;
+    let config = state.config();
+    let Some(target) = restoring::default_target(&config) else {
+        return Err(ApiError::Precondition(
+            "no restore.target_folder or source_folder is configured".to_string(),
+        ));
+    };
+    let restore_id = state
+        .ctx
+        .tasks
+        .create_restore(
+            "api",
+            Some(backup_id),
+            name.clone(),
+            target.display().to_string(),
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    let plan = RestorePlan {
+        selector: Selector::Named(name),
+        destination: None,
+        decryption: Decryption {
+            keyring: config.keyring.clone(),
+            allow_unencrypted: false,
+        },
+        target,
+        replace: true,
+        from_instance: None,
+    };
+    tokio::spawn(async move {
+        let _one = state.restoring.lock().await;
+        // The outcome is recorded in the task and logged.
+        let _ = restoring::run_task(
+            &config,
+            &state.ctx.tasks,
+            restore_id,
+            &plan,
+            &state.ctx.cancel,
+            Bar::hidden(),
+        )
+        .await;
+    });
+    Ok(axum::Json(json!({"restore_id": restore_id})).into_response())
+}
+
+/// `GET /backups/{id}/download`: the stored archive, streamed as stored.
+async fn download(
+    State(state): State<ApiState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult {
+    let raw_id = params.get("id").map_or("", String::as_str);
+    let (_, name) = complete_backup(&state, raw_id).await?;
+    let config = state.config();
+    let mut failures = Vec::new();
+    for dest in destinations::select(&config, None).map_err(|e| internal(&e))? {
+        let attempt = async {
+            let d = dest?;
+            let entries = list_backups(&*d.destination, &d.layout).await?;
+            let Some(entry) = entries.into_iter().find(|e| e.manifest.name == name) else {
+                return Ok(None);
+            };
+            let mut object = d.destination.get(&entry.archive_key).await?;
+            // The first chunk is read before answering, so a store that fails at once gives
+            // an error status, not a truncated 200.
+            let first = object.chunks.next().await.transpose()?;
+            Ok::<_, Error>(Some((entry, object, first, d.name)))
+        };
+        match attempt.await {
+            Ok(None) => {}
+            Ok(Some((entry, object, first, dest_name))) => {
+                let file = entry
+                    .archive_key
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&entry.archive_key)
+                    .to_string();
+                let size = object.size.unwrap_or(entry.manifest.stored_bytes);
+                tracing::info!(backup_name = %name, destination_name = %dest_name, "API download started");
+                let rest = object
+                    .chunks
+                    .inspect_err(|e| tracing::error!(error = %e, "API download failed mid-way; the connection is closed"))
+                    .map_err(std::io::Error::other);
+                let stream = futures::stream::iter(first.map(Ok)).chain(rest);
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+                if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+                    headers.insert(header::CONTENT_DISPOSITION, v);
+                }
+                return Ok((headers, Body::from_stream(stream)).into_response());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, backup_name = %name, "API download: a destination failed");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Err(ApiError::Precondition(format!(
+            "backup {name} is in no destination"
+        )))
+    } else {
+        Err(ApiError::Error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "destinationUnavailable",
+            format!(
+                "no destination could serve backup {name}: {}",
+                failures.join("; ")
+            ),
+        ))
+    }
+}
+
+/// `GET /metrics?quantity=N`: the lines of the N latest samples.
+async fn metrics(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let raw = pairs
+        .iter()
+        .find(|(k, _)| k == "quantity")
+        .map(|(_, v)| v.as_str());
+    let quantity = metrics::parse_quantity(raw)
+        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuantity", d.to_string()))?;
+    Ok(axum::Json(state.metrics.latest(quantity)).into_response())
+}
+
+/// The metrics namespace: `<instance_id>.service-backup.<deployment or host>`.
+fn namespace(state: &ApiState) -> String {
+    let config = state.config();
+    let node = config
+        .deployment_name
+        .clone()
+        .unwrap_or_else(crate::runner::host_name);
+    let clean = |s: &str| s.replace(['.', ' ', '/'], "_");
+    format!(
+        "{}.service-backup.{}",
+        clean(&state.instance_id),
+        clean(&node)
+    )
+}
+
+/// Samples the metrics into the ring every [`metrics::SAMPLE_INTERVAL`] until cancelled.
+pub async fn sample_forever(state: ApiState) {
+    loop {
+        let backups = state
+            .ctx
+            .tasks
+            .list(TaskKind::Backup)
+            .await
+            .unwrap_or_default();
+        let config = state.config();
+        let ns = namespace(&state);
+        let state_dir = state.ctx.state_dir.clone();
+        let sample = blocking(move || {
+            let mut watched = vec![state_dir.as_path()];
+            if let Some(s) = &config.source_folder {
+                watched.push(s.as_path());
+            }
+            Ok(metrics::sample(&metrics::Inputs {
+                namespace: &ns,
+                watched,
+                backups: &backups,
+            }))
+        })
+        .await;
+        if let Ok(lines) = sample {
+            state.metrics.push(lines);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(metrics::SAMPLE_INTERVAL) => {}
+            () = state.ctx.cancel.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! A restore as a task: find the backup in the destinations, restore it into the target
+//! through a staging folder, then run `restore.restore_executable`; recorded in the task
+//! database as a task of kind restore (`queued → running → done | failed`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use service_backup_core::catalog::{self, Selector, list_backups, select};
+use service_backup_core::pipeline::restore::{Decryption, ReadStats};
+use service_backup_core::{Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::destinations;
+use crate::executables;
+use crate::progress::Bar;
+use crate::tasks::Tasks;
+
+/// What to restore, from where, into where.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    /// Which backup.
+    pub selector: Selector,
+    /// Only this destination (default: the first that has the backup).
+    pub destination: Option<String>,
+    /// The keys to decrypt with.
+    pub decryption: Decryption,
+    /// The folder to restore into.
+    pub target: PathBuf,
+    /// Replace a target that is not empty (once the backup is fully restored).
+    pub replace: bool,
+    /// Another instance whose backups to restore (default: this agent's own).
+    pub from_instance: Option<String>,
+}
+
+/// The folder a restore goes into by default: `restore.target_folder`, else `source_folder`.
+pub fn default_target(config: &Config) -> Option<PathBuf> {
+    config
+        .restore
+        .target_folder
+        .clone()
+        .or_else(|| config.source_folder.clone())
+}
+
+/// Runs the queued restore task `id`: restores, then runs the restore executable; the task
+/// ends `done` or `failed` with the reason. Returns the backup's name and what was read.
+pub async fn run_task(
+    config: &Config,
+    tasks: &Tasks,
+    id: i64,
+    plan: &RestorePlan,
+    cancel: &CancellationToken,
+    bar: Arc<Bar>,
+) -> Result<(String, ReadStats)> {
+    let guid = service_backup_core::random::hex_token(16)?;
+    tasks.start(id, guid).await?;
+    tracing::info!(task_id = id, target = %plan.target.display(), "Perform restore started");
+    let started = Instant::now();
+    let result = restore_and_run(config, plan, cancel, bar).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match &result {
+        Ok((name, stats)) => {
+            tracing::info!(
+                task_id = id,
+                backup_name = %name,
+                duration_in_seconds = seconds,
+                size_in_bytes = stats.extracted.bytes,
+                "Perform restore completed successfully"
+            );
+            tasks
+                .finish(
+                    id,
+                    Some(name.clone()),
+                    stats.extracted.bytes,
+                    stats.stored_bytes,
+                    seconds,
+                )
+                .await?;
+        }
+        Err(e) => {
+            tracing::error!(task_id = id, error = %e, "Perform restore completed with error");
+            let reason = if e.kind() == ErrorKind::Cancelled {
+                "terminated".to_string()
+            } else {
+                e.to_string()
+            };
+            tasks.fail(id, None, reason, seconds).await?;
+        }
+    }
+    result
+}
+
+async fn restore_and_run(
+    config: &Config,
+    plan: &RestorePlan,
+    cancel: &CancellationToken,
+    bar: Arc<Bar>,
+) -> Result<(String, ReadStats)> {
+    let done = from_destinations(config, plan, Some((&plan.target, plan.replace)), bar).await?;
+    if let Some(cmd) = &config.restore.restore_executable {
+        tracing::info!(command = %cmd, "Restore executable started");
+        executables::run("restore executable", cmd, cancel).await?;
+        tracing::info!("Restore executable completed successfully");
+    }
+    Ok(done)
+}
+
+/// Finds the selected backup in the destinations, in configuration order, and restores or
+/// (without a target) verifies it from the first destination that has it and answers.
+pub async fn from_destinations(
+    config: &Config,
+    plan: &RestorePlan,
+    target: Option<(&Path, bool)>,
+    bar: Arc<Bar>,
+) -> Result<(String, ReadStats)> {
+    let mut last_error: Option<Error> = None;
+    let what = if target.is_some() {
+        "Restore"
+    } else {
+        "Verify"
+    };
+    // A backup named explicitly is found whatever instance made it; otherwise the newest
+    // (or the newest before a time) of this instance, or of the one asked for.
+    let instance = match (&plan.from_instance, &plan.selector) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Selector::Named(_)) => None,
+        (None, _) => Some(crate::runner::this_instance(config).await),
+    };
+    for dest in destinations::select(config, plan.destination.as_deref())? {
+        let attempt = async {
+            let d = dest?;
+            let mut entries = list_backups(&*d.destination, &d.layout).await?;
+            let mut others = 0;
+            let mut shown = None;
+            if let Some(own) = &instance {
+                let wanted = adopted_instance(&entries, own, plan.from_instance.is_some());
+                others = entries
+                    .iter()
+                    .filter(|e| e.manifest.instance_id != wanted)
+                    .count();
+                entries.retain(|e| e.manifest.instance_id == wanted);
+                shown = Some(wanted);
+            }
+            let entry = select(&entries, &plan.selector)
+                .map_err(|e| match &shown {
+                    Some(id) => of_instance(e, id, others),
+                    None => e,
+                })?
+                .clone();
+            tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
+            let stats = catalog::restore_backup(
+                d.destination.clone(),
+                &entry,
+                &plan.decryption,
+                target,
+                bar.clone(),
+            )
+            .await;
+            bar.finish();
+            stats
+                .map(|s| (entry.manifest.name.clone(), s))
+                .map_err(|e| {
+                    e.context(format!(
+                        "backup {} in destination {}",
+                        entry.manifest.name, d.name
+                    ))
+                })
+        };
+        match attempt.await {
+            Ok(done) => return Ok(done),
+            // A backup that is damaged or refused is not retried elsewhere silently.
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::Destination | ErrorKind::Io
+                ) =>
+            {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "trying the next destination");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
+}
+
+/// The instance whose backups to restore: `own`; or, on a new VM that has none of its own
+/// (its host name, the default instance id, changed), the one other instance whose
+/// backups are under the prefix, so that a restore from the config alone works. With
+/// several other instances nothing is guessed: the error points to `--from-instance`.
+fn adopted_instance(all: &[catalog::BackupEntry], own: &str, chosen: bool) -> String {
+    if chosen || all.iter().any(|e| e.manifest.instance_id == own) {
+        return own.to_string();
+    }
+    let mut others: Vec<&str> = all
+        .iter()
+        .map(|e| e.manifest.instance_id.as_str())
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    match others[..] {
+        [only] => {
+            tracing::warn!(
+                instance = own,
+                other_instance = only,
+                "this instance has no backups; using those of the only instance under this prefix"
+            );
+            only.to_string()
+        }
+        _ => own.to_string(),
+    }
+}
+
+/// A "no such backup" error that names the instance, and points to the other instances'
+/// backups when there are some.
+fn of_instance(e: Error, instance: &str, others: usize) -> Error {
+    let out = Error::new(e.kind(), format!("instance {instance}: {}", e.message()));
+    if others > 0 {
+        out.with_hint(format!(
+            "{others} backup(s) of other instances exist: `service-backup list CONFIG --all-instances` shows them, `--from-instance ID` restores one"
+        ))
+    } else {
+        match e.hint() {
+            Some(h) => out.with_hint(h.to_string()),
+            None => out,
+        }
+    }
+}

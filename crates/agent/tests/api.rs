@@ -1,0 +1,889 @@
+//! The HTTP API through the real binary and a Rust HTTP client: the whole flow on a local
+//! destination and on S3 (moto, started by `tests/run.sh`), TLS, and every bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, binary, server_env, tree, unique};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+
+const TOKEN: &str = "tok-Secret-3f9a1c7e5b";
+const INSTANCE: &str = "inst-1";
+const IN_PROGRESS: &str = "Backup currently in progress, exiting. Another backup will not be able to start until this is completed.";
+
+/// The body of a response as JSON (`Null` when it is not JSON).
+async fn json_of(r: reqwest::Response) -> Value {
+    serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon with the API on a free port.
+struct Agent {
+    child: Child,
+    env: Env,
+    base: String,
+    log: PathBuf,
+    client: Client,
+}
+
+impl Agent {
+    /// Starts the daemon with the local destination of `Env` (or `destinations`, replacing
+    /// it) and `extra` configuration lines.
+    async fn start(extra: &str) -> Self {
+        Self::start_with(Env::new(), extra, None).await
+    }
+
+    /// With `tls`: (certificate, key, CA the client trusts).
+    async fn start_with(env: Env, extra: &str, tls: Option<(&Path, &Path, &Path)>) -> Self {
+        let port = free_port();
+        std::fs::write(env.path("tokens"), format!("other-token\n{TOKEN}\n")).unwrap();
+        let d = env.dir.path().display();
+        let tls_yaml = tls.map_or(String::new(), |(c, k, _)| {
+            format!(
+                "  tls:\n    cert_file: {}\n    key_file: {}\n",
+                c.display(),
+                k.display()
+            )
+        });
+        let schedule = if extra.contains("cron_schedule") {
+            String::new()
+        } else {
+            "cron_schedule: \"0 0 1 1 *\"\n".to_string()
+        };
+        env.write_config(&format!(
+            "{schedule}instance_id: {INSTANCE}\n\
+             restore:\n  target_folder: {d}/restored\n  restore_executable: touch {d}/restore-ran\n\
+             api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n{tls_yaml}{extra}"
+        ));
+        let log = env.path("daemon.log");
+        let child = Command::new(binary())
+            .args(["run", "config.yml"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(env.path("daemon.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut builder = Client::builder().timeout(Duration::from_secs(60));
+        if let Some((_, _, ca)) = tls {
+            let pem = std::fs::read(ca).unwrap();
+            builder = builder
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .tls_built_in_root_certs(false);
+        }
+        let agent = Self {
+            child,
+            env,
+            base: format!("{scheme}://localhost:{port}"),
+            log,
+            client: builder.build().unwrap(),
+        };
+        let start = Instant::now();
+        loop {
+            let answer = agent.client.get(agent.url("/health")).send().await;
+            if let Ok(r) = &answer
+                && r.status() == StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the API did not answer /health ({answer:?}): {}\n{}",
+                agent.logs(),
+                std::fs::read_to_string(agent.env.path("daemon.err")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        agent
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn create_backup(&self) -> i64 {
+        let (status, body) = self
+            .post("/backups", "application/json", b"{}".to_vec())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(body["message"].is_string(), "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Polls `GET /backups` until the backup (or restore) `id` is done or failed.
+    async fn wait(&self, list: &str, id: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get("/backups").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let task = body[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"] == id)
+                .map(|b| {
+                    if list == "backups" {
+                        b["backup_agent_task"].clone()
+                    } else {
+                        b["backup_agent_tasks"][0].clone()
+                    }
+                });
+            if let Some(t) = task
+                && (t["status"] == "done" || t["status"] == "failed")
+            {
+                return t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{list} {id} did not finish: {body}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM; the daemon must exit 0 within 15 s.
+    fn stop(mut self) -> String {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(0), "{}", self.logs());
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.logs()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Create → poll → download → decrypt with the binary → restore → poll → compare.
+async fn whole_flow(agent: &Agent) {
+    let id = agent.create_backup().await;
+    let task = agent.wait("backups", id).await;
+    assert_eq!(task["status"], "done", "{task}\n{}", agent.logs());
+    for field in ["created_at", "updated_at"] {
+        let t = task[field].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{field} {t}: {e}"));
+    }
+
+    let r = agent
+        .client
+        .get(agent.url(&format!(
+            "/service-instances/{INSTANCE}/backups/{id}/download"
+        )))
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let length: u64 = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment; filename=\"") && disposition.contains(".tar.gz.enc"),
+        "{disposition}"
+    );
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, length);
+    assert_eq!(task["stored_bytes"].as_u64(), Some(length));
+    let archive = agent.env.path("downloaded.tar.gz.enc");
+    std::fs::write(&archive, &bytes).unwrap();
+    let out = agent.env.path("decrypted");
+    agent
+        .env
+        .run(&[
+            "decrypt",
+            "--key-file",
+            "backup.key",
+            "--extract",
+            out.to_str().unwrap(),
+            archive.to_str().unwrap(),
+        ])
+        .expect(0);
+    let source = tree(&agent.env.path("source"));
+    assert_eq!(
+        tree(&out),
+        source,
+        "the downloaded archive holds the source"
+    );
+
+    let form = format!("instance_id={INSTANCE}&backup_id={id}");
+    let (status, body) = agent
+        .post(
+            "/backups/restore",
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let restore_id = body["restore_id"].as_i64().unwrap();
+    let restore = agent.wait("restores", restore_id).await;
+    assert_eq!(restore["status"], "done", "{restore}\n{}", agent.logs());
+    assert_eq!(tree(&agent.env.path("restored")), source);
+    assert!(
+        agent.env.path("restore-ran").exists(),
+        "the restore executable ran"
+    );
+    let (_, list) = agent.get("/backups").await;
+    assert_eq!(list["instance_id"], INSTANCE);
+    let restores = list["restores"].as_array().unwrap();
+    assert_eq!(restores[0]["backup_id"], id, "{list}");
+}
+
+#[tokio::test]
+async fn the_whole_flow_on_a_local_destination() {
+    let agent = Agent::start("").await;
+    whole_flow(&agent).await;
+    let logs = agent.stop();
+    assert!(!logs.contains(TOKEN), "a token was logged");
+    assert!(logs.contains("All backup processes terminated. Exiting"));
+}
+
+#[tokio::test]
+async fn the_whole_flow_on_s3() {
+    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
+    let env = Env::new();
+    let d = env.dir.path().display().to_string();
+    let bucket = unique("api").to_lowercase();
+    let agent = Agent::start_with(env, "", None).await;
+    // Replace the local destination by the S3 one, and reload.
+    let config = std::fs::read_to_string(agent.env.path("config.yml")).unwrap();
+    let s3 = format!(
+        "destinations:\n- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    \
+         bucket_path: api\n    access_key_id: AKIAAPITEST000000001\n    secret_access_key: api/secret\n    \
+         endpoint_url: {endpoint}\n    region: us-east-1\n"
+    );
+    let local =
+        format!("destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n");
+    std::fs::write(agent.env.path("config.yml"), config.replace(&local, &s3)).unwrap();
+    agent.signal("HUP");
+    let start = Instant::now();
+    while !agent.logs().contains("Configuration reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    whole_flow(&agent).await;
+    assert!(
+        !agent.env.path("backups").exists(),
+        "the backup went to S3, not to the old local destination"
+    );
+    agent.stop();
+}
+
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate() {
+    let env = Env::new();
+    // A CA made now, and a certificate it signs for localhost (the client refuses a CA
+    // certificate used as the server's own).
+    let cert = env.path("cert.pem");
+    let key = env.path("key.pem");
+    let ca = env.path("ca.pem");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(env.dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is needed to make the test certificates");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=api test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        env.path("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let agent = Agent::start_with(env, "", Some((&cert, &key, &ca))).await;
+    assert!(agent.base.starts_with("https://"));
+    let (status, body) = agent.get("/backups").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plain = agent.base.replace("https://", "http://");
+    let refused = reqwest::get(format!("{plain}/health")).await;
+    assert!(
+        refused.is_err() || !refused.unwrap().status().is_success(),
+        "plain HTTP is not served on the TLS port"
+    );
+    agent.stop();
+}
+
+async fn status_with(agent: &Agent, auth: Option<&str>) -> (StatusCode, Value) {
+    let mut req = agent.client.get(agent.url("/backups"));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, json_of(r).await)
+}
+
+#[tokio::test]
+async fn missing_wrong_and_malformed_tokens_get_401_and_tokens_are_reread_on_sighup() {
+    let agent = Agent::start("").await;
+    let bad: [Option<&str>; 7] = [
+        None,
+        Some("Bearer wrong-token"),
+        Some("Basic dG9rOnRvaw=="),
+        Some("Bearer"),
+        Some("Bearer    "),
+        Some(TOKEN),
+        Some("Bearer tok-Secret-3f9a1c7e5"),
+    ];
+    for auth in bad {
+        let (status, body) = status_with(&agent, auth).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(body["error"], "unauthorized", "{auth:?}: {body}");
+        assert!(body["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let (status, _) = status_with(&agent, Some(&format!("{scheme} {TOKEN}"))).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}");
+    }
+    // Health needs no token and says nothing.
+    let r = agent.client.get(agent.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    std::fs::write(agent.env.path("tokens"), "rotated-token\n").unwrap();
+    agent.signal("HUP");
+    let start = Instant::now();
+    loop {
+        let (status, _) = status_with(&agent, Some("Bearer rotated-token")).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "tokens not reread"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = status_with(&agent, Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the removed token is refused"
+    );
+    let logs = agent.stop();
+    for secret in [TOKEN, "rotated-token", "wrong-token"] {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
+}
+
+#[tokio::test]
+async fn wrong_instance_ids_and_unknown_backup_ids() {
+    let agent = Agent::start("").await;
+    for path in [
+        "/service-instances/other/backups",
+        "/v1/instances/other/metrics",
+        "/service-instances/other/backups/1/download",
+    ] {
+        let (status, body) = agent.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, _) = agent
+        .get(&format!("/service-instances/{INSTANCE}/backups"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = agent
+        .get(&format!("/v1/instances/{INSTANCE}/metrics"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for id in ["999", "abc", "-1"] {
+        let (status, body) = agent.get(&format!("/backups/{id}/download")).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{id}");
+        assert!(body["msg"].as_str().unwrap().contains(id), "{body}");
+    }
+    for form in [
+        format!("instance_id={INSTANCE}&backup_id=999"),
+        "instance_id=other&backup_id=1".to_string(),
+        format!("instance_id={INSTANCE}"),
+        "backup_id=1".to_string(),
+    ] {
+        let (status, body) = agent
+            .post(
+                "/backups/restore",
+                "application/x-www-form-urlencoded",
+                form.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{form}: {body}");
+        assert!(body["msg"].is_string(), "{body}");
+    }
+    let (_, list) = agent.get("/backups").await;
+    assert_eq!(
+        list["restores"],
+        Value::Array(vec![]),
+        "no restore was recorded"
+    );
+    agent.stop();
+}
+
+#[tokio::test]
+async fn restores_of_failed_and_deleted_backups_are_refused() {
+    let env = Env::new();
+    let d = env.dir.path().display().to_string();
+    let agent = Agent::start_with(
+        env,
+        &format!("source_executable: test -e {d}/dump-ok\n"),
+        None,
+    )
+    .await;
+    let failed = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", failed).await["status"], "failed");
+    std::fs::write(agent.env.path("dump-ok"), "").unwrap();
+    let done = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", done).await["status"], "done");
+    // Marks the second one deleted, as removing its archive does.
+    let db = rusqlite::Connection::open(agent.env.path("service-backup.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute("UPDATE tasks SET state = 'deleted' WHERE id = ?1", [done])
+        .unwrap();
+    for (id, word) in [(failed, "failed"), (done, "deleted")] {
+        let (status, body) = agent
+            .post(
+                "/backups/restore",
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({"instance_id": INSTANCE, "backup_id": id}))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+        assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
+        let (status, _) = agent.get(&format!("/backups/{id}/download")).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    }
+    assert!(!agent.env.path("restored").exists(), "nothing was restored");
+    agent.stop();
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let agent = Agent::start("").await;
+    let id = agent.create_backup().await;
+    agent.wait("backups", id).await;
+    let cases: [(&str, Vec<u8>, StatusCode, &str); 6] = [
+        (
+            "application/json",
+            b"{\"instance_id\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalidBody",
+        ),
+        (
+            "application/json",
+            b"[1, 2]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalidBody",
+        ),
+        (
+            "application/json",
+            b"\xff\xfe".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalidBody",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"instance_id=\xff\xfe&backup_id=1".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalidBody",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            vec![b'a'; 100 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payloadTooLarge",
+        ),
+        (
+            "application/json",
+            vec![b' '; 100 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payloadTooLarge",
+        ),
+    ];
+    for (ct, body, want, word) in cases {
+        let (status, answer) = agent.post("/backups/restore", ct, body).await;
+        assert_eq!(status, want, "{ct}: {answer}");
+        assert_eq!(answer["error"], word, "{answer}");
+    }
+    let (status, answer) = agent
+        .post("/backups", "application/json", vec![b'x'; 100 * 1024])
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payloadTooLarge"))
+    );
+    let (_, list) = agent.get("/backups").await;
+    assert_eq!(
+        list["restores"],
+        Value::Array(vec![]),
+        "no restore was recorded"
+    );
+    assert_eq!(
+        list["backups"].as_array().unwrap().len(),
+        1,
+        "no backup was queued"
+    );
+    assert!(!agent.env.path("restored").exists());
+    agent.stop();
+}
+
+#[tokio::test]
+async fn metrics_and_quantity() {
+    let agent = Agent::start("").await;
+    for q in ["0", "-1", "abc", "", "1.5"] {
+        let (status, body) = agent.get(&format!("/metrics?quantity={q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(body["error"], "invalidQuantity", "{q}: {body}");
+    }
+    let (status, one) = agent.get("/metrics?quantity=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<&str> = one
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for path in [
+        "system.load.load1",
+        "system.memory.total",
+        "system.swap.total",
+        "system.cpu.error",
+        "system.disk.system.total",
+        "parachute.system.threshold",
+        "backup.consecutive_failures",
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.split(' ').next().unwrap().ends_with(path))
+            .unwrap_or_else(|| panic!("{path} missing in {lines:?}"));
+        assert!(
+            line.starts_with(&format!("{INSTANCE}.service-backup.")),
+            "{line}"
+        );
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        parts[1].parse::<i64>().unwrap();
+        parts[2].parse::<i64>().unwrap();
+    }
+    for q in ["99999999999999999999999999", "1000000"] {
+        let (status, all) = agent.get(&format!("/metrics?quantity={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        assert!(all.as_array().unwrap().len() >= lines.len());
+    }
+    let (status, _) = agent.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    agent.stop();
+}
+
+async fn concurrent_posts(agent: &Agent, n: usize) -> Vec<(StatusCode, Value)> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let client = agent.client.clone();
+        let url = agent.url("/backups");
+        handles.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(TOKEN).send().await.unwrap();
+            let status = r.status();
+            (status, json_of(r).await)
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn concurrent_posts_one_runs_the_rest_get_409_with_exit_if_in_progress() {
+    let agent = Agent::start("exit_if_in_progress: true\nsource_executable: sleep 2\n").await;
+    let answers = concurrent_posts(&agent, 6).await;
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::CONFLICT);
+        assert_eq!(body["description"], IN_PROGRESS);
+        assert_eq!(body["error"], "backupInProgress");
+    }
+    let id = created[0].1["id"].as_i64().unwrap();
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let (_, list) = agent.get("/backups").await;
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1, "{list}");
+    agent.stop();
+}
+
+#[tokio::test]
+async fn concurrent_posts_queue_and_coalesce_without_exit_if_in_progress() {
+    let agent = Agent::start("source_executable: sleep 2\n").await;
+    let answers = concurrent_posts(&agent, 6).await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{answers:?}"
+    );
+    let mut ids: Vec<i64> = answers
+        .iter()
+        .map(|(_, b)| b["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        2,
+        "one runs, the others wait as one: {answers:?}"
+    );
+    for id in ids {
+        assert_eq!(agent.wait("backups", id).await["status"], "done");
+    }
+    agent.stop();
+}
+
+#[tokio::test]
+async fn download_while_the_destination_is_down_is_a_clear_5xx() {
+    let agent = Agent::start("").await;
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let dead = free_port();
+    let d = agent.env.dir.path().display().to_string();
+    let config = std::fs::read_to_string(agent.env.path("config.yml")).unwrap();
+    let local =
+        format!("destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n");
+    let s3 = format!(
+        "destinations:\n- type: s3\n  name: down\n  config:\n    bucket_name: b\n    bucket_path: p\n    \
+         access_key_id: AKIAAPITEST000000001\n    secret_access_key: s\n    endpoint_url: http://127.0.0.1:{dead}\n"
+    );
+    std::fs::write(agent.env.path("config.yml"), config.replace(&local, &s3)).unwrap();
+    agent.signal("HUP");
+    let start = Instant::now();
+    while !agent.logs().contains("Configuration reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            agent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = agent
+        .client
+        .get(agent.url(&format!("/backups/{id}/download")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body = json_of(r).await;
+    assert_eq!(body["error"], "destinationUnavailable", "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{body}"
+    );
+    agent.stop();
+}
+
+#[tokio::test]
+async fn backups_made_before_this_state_dir_are_listed_with_stable_ids() {
+    let env = Env::new();
+    // A backup made by hand into the destinations, then the task database is lost.
+    env.run(&["backup", "config.yml"]).expect(0);
+    std::fs::remove_file(env.path("service-backup.sqlite3")).unwrap();
+    let _ = std::fs::remove_file(env.path("service-backup.sqlite3-wal"));
+    let _ = std::fs::remove_file(env.path("service-backup.sqlite3-shm"));
+    let agent = Agent::start_with(env, "", None).await;
+    let (_, first) = agent.get("/backups").await;
+    let backups = first["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "{first}");
+    assert_eq!(backups[0]["backup_agent_task"]["status"], "done");
+    assert_eq!(backups[0]["backup_agent_task"]["trigger"], "discovered");
+    let (_, again) = agent.get("/backups").await;
+    assert_eq!(again["backups"], first["backups"], "ids are stable");
+    let id = backups[0]["id"].as_i64().unwrap();
+    let r = agent
+        .client
+        .get(agent.url(&format!("/backups/{id}/download")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    agent.stop();
+}
+
+/// schemathesis (installed by tests/servers/schemathesis.sh) against the running agent:
+/// no 5xx, every response conforms to spec/openapi.yaml. A bounded number of examples.
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
+    let schemathesis = server_env("SB_TEST_SCHEMATHESIS");
+    let agent = Agent::start("").await;
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/openapi.yaml");
+    let base = agent.base.replace("localhost", "127.0.0.1");
+    let out = Command::new(schemathesis)
+        .arg("run")
+        .arg(&spec)
+        .args(["--url", &base])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--max-time",
+            "150",
+            "--no-color",
+        ])
+        .current_dir(agent.env.dir.path())
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("schemathesis runs");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        agent.logs()
+    );
+    assert!(report.contains("passed"), "{report}");
+    let logs = agent.stop();
+    assert!(!logs.contains(TOKEN), "a token was logged");
+}
