@@ -8,8 +8,8 @@
 //! (`gzip -d`, `tar xz`, a single-member decoder) reads the result.
 //!
 //! Data that does not compress (media, archives, encrypted files) is written as stored
-//! deflate blocks instead of being run through the compressor for nothing: each 16 KiB
-//! piece is judged by the entropy of its bytes, and a run of at least 64 KiB of pieces at
+//! deflate blocks instead of being run through the compressor for nothing: each 4 KiB
+//! piece is judged by the entropy of its bytes, and a run of at least 8 KiB of pieces at
 //! or above [`STORED_ENTROPY_BITS`] bits per byte is stored (deflate's Huffman coding could
 //! win at most a percent or so there). That is what `gzip -6` ends up writing for such data
 //! too, at a fraction of the CPU.
@@ -31,11 +31,12 @@ use flate2::{Compress, Compression, Crc, FlushCompress};
 pub const BLOCK_SIZE: usize = 1024 * 1024;
 
 /// Bytes of a block judged compressible or not as one piece.
-const PIECE_SIZE: usize = 16 * 1024;
+const PIECE_SIZE: usize = 4 * 1024;
 
-/// The shortest run of incompressible pieces that is stored rather than deflated: shorter
-/// ones are not worth ending and restarting the compressor for.
-const MIN_STORED_PIECES: usize = 4;
+/// The shortest run of incompressible pieces that is stored rather than deflated. Ending
+/// and restarting the compressor costs about what deflating 4 KiB of noise does, so 8 KiB
+/// is where storing starts to pay.
+const MIN_STORED_PIECES: usize = 2;
 
 /// A piece whose bytes carry at least this many bits of entropy each is incompressible.
 pub const STORED_ENTROPY_BITS: f64 = 7.9;
@@ -291,6 +292,7 @@ fn deflate_block(job: &Job, deflate: &mut Compress) -> io::Result<Deflated> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 1024);
     let mut primed = false;
     let mut pending = false;
+    let (mut stored_from, mut stored_until) = (0, 0);
     for (start, end, stored) in runs(data) {
         if stored {
             if pending {
@@ -298,11 +300,19 @@ fn deflate_block(job: &Job, deflate: &mut Compress) -> io::Result<Deflated> {
                 pending = false;
             }
             write_stored(&data[start..end], &mut out);
+            (stored_from, stored_until) = (start, end);
             primed = false;
         } else {
             if !primed {
                 deflate.reset();
-                let dictionary = window_before(&job.dictionary, data, start);
+                // After a stored run of a whole window or more, the window is noise that no
+                // match would come from: not worth priming with.
+                let after_noise = stored_until == start && start - stored_from >= WINDOW;
+                let dictionary = if after_noise {
+                    Vec::new()
+                } else {
+                    window_before(&job.dictionary, data, start)
+                };
                 if !dictionary.is_empty() {
                     deflate
                         .set_dictionary(&dictionary)
@@ -549,15 +559,24 @@ mod tests {
 
     #[test]
     fn ratio_is_close_to_a_single_stream() {
-        let data = mixed(8 * BLOCK_SIZE);
-        let par = compress(&data, 6, 2).len();
-        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        single.write_all(&data).unwrap();
-        let single = single.finish().unwrap().len();
-        assert!(
-            par * 1000 <= single * 1003,
-            "parallel {par} vs single {single}"
-        );
+        // Text alone; and small files of text and noise in turn, as a tar of a data dir.
+        let text = mixed(8 * BLOCK_SIZE);
+        let junk = noise(4 * BLOCK_SIZE);
+        let mut files = Vec::new();
+        for i in 0..400 {
+            let from = if i % 2 == 0 { &text } else { &junk };
+            files.extend_from_slice(&from[i * 10_240..(i + 1) * 10_240]);
+        }
+        for data in [text, files] {
+            let par = compress(&data, 6, 2).len();
+            let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            single.write_all(&data).unwrap();
+            let single = single.finish().unwrap().len();
+            assert!(
+                par * 1000 <= single * 1005,
+                "parallel {par} vs single {single}"
+            );
+        }
     }
 
     #[test]
@@ -688,7 +707,7 @@ mod tests {
     #[test]
     fn only_long_runs_of_noise_are_stored() {
         let text = mixed(8 * PIECE_SIZE);
-        let mut data = noise(2 * PIECE_SIZE);
+        let mut data = noise(PIECE_SIZE);
         data.extend_from_slice(&text[..3 * PIECE_SIZE]);
         data.extend(noise(MIN_STORED_PIECES * PIECE_SIZE + 100));
         data.extend_from_slice(&text[..PIECE_SIZE / 2]);
@@ -698,7 +717,7 @@ mod tests {
             [false, true, false],
             "{runs:?}"
         );
-        assert_eq!(runs[0], (0, 5 * PIECE_SIZE, false));
+        assert_eq!(runs[0], (0, 4 * PIECE_SIZE, false));
         assert_eq!(runs[2].1, data.len());
     }
 
