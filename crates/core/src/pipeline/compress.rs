@@ -25,7 +25,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use flate2::{Compress, Compression, Crc, FlushCompress};
+use crc32fast::Hasher as Crc;
+use flate2::{Compress, Compression, FlushCompress};
 
 /// Bytes of input deflated as one block by one thread.
 pub const BLOCK_SIZE: usize = 1024 * 1024;
@@ -472,7 +473,7 @@ fn write_in_order<W: Write>(
         return Err(io::Error::other("the gzip stream ended early"));
     }
     out.write_all(&FINAL_EMPTY_BLOCK)?;
-    out.write_all(&crc.sum().to_le_bytes())?;
+    out.write_all(&crc.finalize().to_le_bytes())?;
     // ISIZE is the length modulo 2^32, as gzip defines it.
     out.write_all(&(len as u32).to_le_bytes())?;
     Ok(out)
