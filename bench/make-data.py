@@ -2,7 +2,7 @@
 """Makes a realistic backup source: a database-dump-like text file (about 4:1 with gzip),
 incompressible binary, and many small files. Deterministic for a given size and seed.
 
-usage: bench/make-data.py DIR [--size 1GiB] [--files N]
+usage: bench/make-data.py DIR [--size 1GiB] [--files N] [--single-file]
 """
 import argparse
 import os
@@ -52,10 +52,14 @@ def main():
     p.add_argument("--size", default="1GiB")
     p.add_argument("--files", type=int, default=None, help="number of small files (default: 100 per MiB of --size / 10)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--single-file", action="store_true", help="one dump-like file of --size instead")
     a = p.parse_args()
     total = parse_size(a.size)
     rng = random.Random(a.seed)
     os.makedirs(a.dir, exist_ok=True)
+    if a.single_file:
+        dump_text(os.path.join(a.dir, "dump.sql"), total, rng)
+        return
     # half dump text, a quarter random binary, a quarter small files
     dump_text(os.path.join(a.dir, "dump.sql"), total // 2, rng)
     random_file(os.path.join(a.dir, "blobs.bin"), total // 4, rng)

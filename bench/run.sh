@@ -2,12 +2,16 @@
 # The benchmark: service-backup against a shell pipeline and restic, on the same data, in
 # the same run, on this machine.
 #
-# usage: bash bench/run.sh [--size 1GiB|100MiB|10GiB] [--files N] [--runs 3]
+# usage: bash bench/run.sh [--size 1GiB|100MiB|10GiB] [--files N] [--single-file] [--runs 3]
+#                          [--only REGEX]
 #
 #   --size   size of the generated data set (bench/make-data.py): half database-dump-like
 #            text, a quarter incompressible binary, a quarter small files (default 1GiB)
 #   --files  number of small files (default: make-data.py's, which grows with --size)
 #   --runs   how many times each case runs; the table shows the median and min–max (default 3)
+#   --single-file  the data set is one file of --size (database-dump-like text) instead
+#   --only   run only the cases whose name matches this extended regex, e.g. '^sb_' for a
+#            memory check of ours alone (rows then lack their comparisons: not for the table)
 #
 # It builds the release binary, makes the data set in a temporary folder, starts moto (S3)
 # and sshd (SFTP) on 127.0.0.1 with tests/servers/, installs restic, openssl and the AWS
@@ -31,11 +35,15 @@ cd "$(dirname "$0")/.."
 SIZE=1GiB
 FILES=""
 RUNS=3
+SINGLE=""
+ONLY=
 while [ $# -gt 0 ]; do
   case $1 in
     --size) SIZE=${2:?--size needs a value}; shift 2 ;;
     --files) FILES=${2:?--files needs a value}; shift 2 ;;
     --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+    --single-file) SINGLE=1; shift ;;
+    --only) ONLY=${2:?--only needs a value}; shift 2 ;;
     -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -73,7 +81,7 @@ BIN=$(cargo metadata --format-version 1 --no-deps |
 # --- the data set ------------------------------------------------------------------------------
 DATA=$WORK/data
 log "making $SIZE of data"
-python3 bench/make-data.py "$DATA" --size "$SIZE" ${FILES:+--files "$FILES"}
+python3 bench/make-data.py "$DATA" --size "$SIZE" ${FILES:+--files "$FILES"} ${SINGLE:+--single-file}
 SRC_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
 SRC_FILES=$(find "$DATA" -type f | wc -l)
 log "data: $SRC_FILES files, $SRC_BYTES bytes"
@@ -278,6 +286,7 @@ RESULTS=$WORK/results.tsv # name, group, tool, label, walls, rss KiB, stored byt
 for entry in "${CASES[@]}"; do
   IFS='|' read -r name group tool <<<"$entry"
   label=${LABEL[$name]}
+  if [[ -n $ONLY && ! $name =~ $ONLY ]]; then continue; fi
   if [[ $name == pipe_*_s3 && -z $AWS_OK ]]; then
     log "$label: not available (the AWS CLI could not be installed)"
     printf '%s\t%s\t%s\t%s\t\t\t\tnot available\n' "$name" "$group" "$tool" "$label" >>"$RESULTS"

@@ -259,3 +259,61 @@ async fn local_destination_conforms() {
     let dest = LocalDestination::new(tmp.path());
     conformance::run_all(&dest, "conformance").await;
 }
+
+#[test]
+fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
+    use service_backup_core::pipeline::archive::write_archive;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    sample_tree(&src);
+    // Several gzip blocks' worth of text.
+    std::fs::write(
+        src.join("big.sql"),
+        "INSERT INTO t VALUES (2);\n".repeat(200_000),
+    )
+    .unwrap();
+    let spec = ArchiveSpec {
+        source: src.clone(),
+        compression_level: 6,
+        key: None,
+    };
+    let (_, gz) = write_archive(&spec, Vec::new(), &NoProgress).unwrap();
+    for args in [&["-t", "-"][..], &["-dc"][..]] {
+        let Ok(mut child) = Command::new("gzip")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+        else {
+            eprintln!("no gzip on this machine: skipped");
+            return;
+        };
+        child.stdin.take().unwrap().write_all(&gz).unwrap();
+        assert!(child.wait().unwrap().success(), "gzip {args:?}");
+    }
+    let Ok(mut child) = Command::new("tar")
+        .args(["tzf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("no tar on this machine: skipped");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(&gz).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "big.sql",
+        "db/dump.sql",
+        "db/sub/blob.bin",
+        "link-to-dump",
+        "script.sh",
+    ] {
+        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
+    }
+}

@@ -1,16 +1,20 @@
-//! Source folder → tar → gzip → (encrypt) → a writer, on the calling (blocking) thread.
+//! Source folder → tar → gzip → (encrypt) → a writer.
+//!
+//! tar runs on the calling (blocking) thread; gzip runs on a few threads of its own (see
+//! [`super::compress`]), and the encryption, hashing and writing on one more, so the
+//! stages overlap.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{EncryptingWriter, Key, from_io};
 use crate::progress::Progress;
+
+use super::compress::{ParallelGzip, compression_threads};
 
 /// What to archive and how.
 #[derive(Debug, Clone)]
@@ -101,7 +105,7 @@ impl<W: Write> Write for Sealer<W> {
 /// Regular files, directories and symlinks are archived with their modes and times;
 /// sockets, FIFOs and devices are skipped with a warning. An unreadable entry fails the
 /// whole archive with an error naming it.
-pub fn write_archive<W: Write>(
+pub fn write_archive<W: Write + Send>(
     spec: &ArchiveSpec,
     out: W,
     progress: &dyn Progress,
@@ -113,8 +117,36 @@ pub fn write_archive<W: Write>(
         Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::new(hashing, key)?)),
         None => Sealer::Plain(hashing),
     };
-    let level = Compression::new(spec.compression_level.clamp(1, 9));
-    let mut tar = tar::Builder::new(GzEncoder::new(sealer, level));
+    let (mut stats, sealer) = std::thread::scope(|scope| {
+        let gz = ParallelGzip::new(sealer, spec.compression_level, compression_threads(), scope)
+            .map_err(|e| from_io(e, "start the gzip threads"))?;
+        let mut tar = tar::Builder::new(gz);
+        let stats = append_tree(&mut tar, source, progress)?;
+        let gz = tar
+            .into_inner()
+            .map_err(|e| from_io(e, "finish the tar stream"))?;
+        let sealer = gz
+            .finish()
+            .map_err(|e| from_io(e, "finish the gzip stream"))?;
+        Ok::<_, Error>((stats, sealer))
+    })?;
+    let hashing = match sealer {
+        Sealer::Plain(w) => w,
+        Sealer::Encrypted(w) => w.finish().map_err(|e| from_io(e, "seal the archive"))?,
+    };
+    let (mut out, stored, sha) = hashing.finish();
+    out.flush().map_err(|e| from_io(e, "write the archive"))?;
+    stats.stored_bytes = stored;
+    stats.sha256 = sha;
+    Ok((stats, out))
+}
+
+/// Appends the content of `source` to `tar`, in a stable order.
+fn append_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    source: &Path,
+    progress: &dyn Progress,
+) -> Result<ArchiveStats> {
     tar.mode(tar::HeaderMode::Complete);
     tar.follow_symlinks(false);
     let mut stats = ArchiveStats::default();
@@ -160,21 +192,7 @@ pub fn write_archive<W: Write>(
         stats.file_count += 1;
     }
 
-    let gz = tar
-        .into_inner()
-        .map_err(|e| from_io(e, "finish the tar stream"))?;
-    let sealer = gz
-        .finish()
-        .map_err(|e| from_io(e, "finish the gzip stream"))?;
-    let hashing = match sealer {
-        Sealer::Plain(w) => w,
-        Sealer::Encrypted(w) => w.finish().map_err(|e| from_io(e, "seal the archive"))?,
-    };
-    let (mut out, stored, sha) = hashing.finish();
-    out.flush().map_err(|e| from_io(e, "write the archive"))?;
-    stats.stored_bytes = stored;
-    stats.sha256 = sha;
-    Ok((stats, out))
+    Ok(stats)
 }
 
 /// Checks that the source folder exists and is a folder, before anything is uploaded.

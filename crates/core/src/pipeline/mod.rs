@@ -2,6 +2,7 @@
 //! restore (destination → SHA-256 check → decrypt → gunzip → safe extraction).
 
 pub mod archive;
+pub mod compress;
 pub mod extract;
 pub mod fanout;
 pub mod restore;
