@@ -47,6 +47,8 @@ enum Input {
     Config(&'static str),
     /// A configuration file of these bytes as they are.
     RawConfig(&'static [u8]),
+    /// A good key file that other users may read or write: its mode.
+    KeyFileMode(u32),
     /// The content of the key file named by an otherwise good configuration, and of the key
     /// file given to `decrypt --key-file`.
     KeyFile(&'static str),
@@ -122,6 +124,8 @@ const ROWS: &[Row] = &[
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
     row("key file too short", Input::KeyFile("c2hvcnQ=\n"), 2, &["5 bytes long, not 32"]),
     row("key file not base64", Input::KeyFile("%%% not base64\n"), 2, &["not valid base64"]),
+    row("key file readable by others", Input::KeyFileMode(0o644), 2, &["bad.key", "other users may read or write it (mode 0644)"]),
+    row("key file writable by others", Input::KeyFileMode(0o602), 2, &["other users may read or write it (mode 0602)"]),
     row("key file empty", Input::KeyFile(""), 2, &["bad.key", "0 bytes long"]),
 ];
 
@@ -170,9 +174,35 @@ fn check(env: &Env, good: &[u8], other: &[u8], row: &Row) -> Result<(), String> 
             runs.push(env.run(&["validate", "bad.yml"]));
             runs.push(env.run(&["backup", "bad.yml"]));
         }
+        Input::KeyFileMode(mode) => {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::copy(env.path("backup.key"), env.path("bad.key")).unwrap();
+            std::fs::set_permissions(env.path("bad.key"), std::fs::Permissions::from_mode(*mode))
+                .unwrap();
+            let yaml = format!(
+                "{}encryption:\n  key_file: {d}/bad.key\n",
+                GOOD_CONFIG.replace("{d}", &d)
+            );
+            std::fs::write(env.path("bad.yml"), yaml).unwrap();
+            std::fs::write(env.path("bad.archive"), good).unwrap();
+            runs.push(env.run(&["validate", "bad.yml"]));
+            runs.push(env.run(&["backup", "bad.yml"]));
+            runs.push(env.run(&[
+                "decrypt",
+                "--key-file",
+                "bad.key",
+                "--output",
+                "out.tar.gz",
+                "bad.archive",
+            ]));
+            std::fs::remove_file(env.path("bad.key")).unwrap();
+        }
         Input::KeyFile(text) => {
             std::fs::write(env.path("bad.archive"), good).unwrap();
             std::fs::write(env.path("bad.key"), text).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(env.path("bad.key"), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
             let yaml = format!(
                 "{}encryption:\n  key_file: {d}/bad.key\n",
                 GOOD_CONFIG.replace("{d}", &d)
@@ -269,6 +299,7 @@ fn refused_archive(env: &Env, bytes: &[u8], key: Option<&str>) -> Vec<common::Ru
 #[test]
 fn every_bad_input_of_the_table_is_refused() {
     let (env, archive) = env_with_big_backup();
+    common::secret("TOPSECRET");
     let good = std::fs::read(&archive).unwrap();
     std::fs::write(env.path("source/more.txt"), b"a second backup").unwrap();
     env.run(&["backup", "config.yml"]).expect(0);
@@ -390,11 +421,10 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
     ] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    std::fs::set_permissions(
-        env.path("backup.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    if is_root() {
+        // The key stays 0600 (a key others may read is refused): nobody owns it.
+        std::os::unix::fs::chown(env.path("backup.key"), Some(65534), Some(65534)).unwrap();
+    }
     // The task database of the runs above belongs to root: give this run its own.
     std::fs::create_dir(env.path("state")).unwrap();
     std::fs::set_permissions(env.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
