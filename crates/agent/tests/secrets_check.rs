@@ -31,7 +31,10 @@ fn a_planted_secret_is_found_and_not_shown() {
     std::fs::write(dir.path().join("output-1.log"), "backup stored\nall fine\n").unwrap();
     let (code, stderr) = check(dir.path());
     assert_eq!(code, 0, "a clean output passes: {stderr}");
-    assert!(stderr.contains("2 secrets, none in 1 output files"), "{stderr}");
+    assert!(
+        stderr.contains("2 secrets, none in 1 output files"),
+        "{stderr}"
+    );
 
     std::fs::write(
         dir.path().join("output-2.log"),
@@ -41,11 +44,18 @@ fn a_planted_secret_is_found_and_not_shown() {
     let (code, stderr) = check(dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("output-2.log:1"), "{stderr}");
-    assert!(!stderr.contains(PLANTED), "the checker printed the secret: {stderr}");
+    assert!(
+        !stderr.contains(PLANTED),
+        "the checker printed the secret: {stderr}"
+    );
 
     // One line of a private key is enough.
     std::fs::remove_file(dir.path().join("output-2.log")).unwrap();
-    std::fs::write(dir.path().join("cargo-test.log"), format!("panicked: {ssh_line}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("cargo-test.log"),
+        format!("panicked: {ssh_line}\n"),
+    )
+    .unwrap();
     let (code, stderr) = check(dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cargo-test.log:1"), "{stderr}");
