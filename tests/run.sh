@@ -36,8 +36,9 @@ done
 
 # --- secrets ------------------------------------------------------------------------------
 # The test helpers append every run's output and the secrets they configure to files in
-# SB_TEST_OUTPUT_DIR; the servers' secrets are added here, `cargo test`'s own output (panics
-# included) too, and tests/check-secrets.sh fails the run if any secret shows up.
+# SB_TEST_OUTPUT_DIR; the servers' secrets (Azure key, SSH and GCS private keys) are added
+# here, `cargo test`'s own output (panics included) too, and tests/check-secrets.sh fails
+# the run if any secret shows up.
 export SB_TEST_OUTPUT_DIR="$WORK/output"
 mkdir -p "$SB_TEST_OUTPUT_DIR"
 for var in SB_TEST_AZURE_KEY; do
@@ -45,6 +46,11 @@ for var in SB_TEST_AZURE_KEY; do
 done >"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
 for var in SB_TEST_SCP_KEY SB_TEST_SCP_KEY_RSA_PEM SB_TEST_SCP_KEY_ECDSA SB_TEST_SCP_KEY_UNAUTHORIZED; do
   if [ -f "${!var:-}" ]; then cat "${!var}"; fi
+done >>"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
+for var in SB_TEST_GCS_KEY_FILE SB_TEST_GCS_WRONG_KEY_FILE; do
+  if [ -f "${!var:-}" ]; then
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["private_key"])' "${!var}"
+  fi
 done >>"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
 
 run_tests() {
