@@ -34,17 +34,59 @@ for server in tests/servers/*.sh; do
   "start_$name"
 done
 
+# --- secrets ------------------------------------------------------------------------------
+# The test helpers append every run's output and the secrets they configure to files in
+# SB_TEST_OUTPUT_DIR; the servers' secrets (Azure key, SSH and GCS private keys) are added
+# here, `cargo test`'s own output (panics included) too, and tests/check-secrets.sh fails
+# the run if any secret shows up.
+export SB_TEST_OUTPUT_DIR="$WORK/output"
+mkdir -p "$SB_TEST_OUTPUT_DIR"
+for var in SB_TEST_AZURE_KEY; do
+  if [ -n "${!var:-}" ]; then echo "${!var}"; fi
+done >"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
+for var in SB_TEST_SCP_KEY SB_TEST_SCP_KEY_RSA_PEM SB_TEST_SCP_KEY_ECDSA SB_TEST_SCP_KEY_UNAUTHORIZED; do
+  if [ -f "${!var:-}" ]; then cat "${!var}"; fi
+done >>"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
+for var in SB_TEST_GCS_KEY_FILE SB_TEST_GCS_WRONG_KEY_FILE; do
+  if [ -f "${!var:-}" ]; then
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["private_key"])' "${!var}"
+  fi
+done >>"$SB_TEST_OUTPUT_DIR/secrets-servers.log"
+
+run_tests() {
+  cargo test --locked "$@" 2>&1 | tee -a "$SB_TEST_OUTPUT_DIR/cargo-test.log"
+  log "checking that no secret appears in the output"
+  bash tests/check-secrets.sh "$SB_TEST_OUTPUT_DIR"
+}
+
 # --- checks and tests ---------------------------------------------------------------------
 # With arguments, only `cargo test ARGS` runs (against the same servers), e.g.
 #   bash tests/run.sh -p service-backup --test fanout
 if [ $# -gt 0 ]; then
   log "cargo test $*"
-  cargo test --locked "$@"
+  run_tests "$@"
   exit
 fi
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo deny (licences, duplicate versions, sources)"
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install cargo-deny --locked --version 0.20.2
+fi
+cargo deny --locked check bans licenses sources
+# The advisory database is fetched from GitHub: where it cannot be reached the check says
+# so loudly and goes on; any other failure (an advisory) fails the run. See README.
+if ! out=$(cargo deny --locked check advisories 2>&1); then
+  if grep -q "failed to fetch advisory database" <<<"$out"; then
+    log "WARNING: security advisories NOT checked: the advisory database cannot be fetched here"
+  else
+    echo "$out" >&2
+    exit 1
+  fi
+fi
 log "cargo test"
-cargo test --workspace --locked
+run_tests --workspace
+log "fuzz smoke run (fuzz/run.sh)"
+bash fuzz/run.sh smoke 5

@@ -1,5 +1,10 @@
 //! Bad input through the real binary: each gets a clear message and exit code, and nothing
 //! is written or lost.
+//!
+//! [`ROWS`] is the bad-input table: one row per case, checked by one test
+//! (`every_bad_input_of_the_table_is_refused`). Adding a case is adding a row. Cases that
+//! need a sequence of commands (a wrong key that a previous key opens, a damaged stored
+//! backup, an unreadable source) are the tests after the table.
 
 mod common;
 
@@ -9,7 +14,6 @@ use common::{Env, is_root, tree};
 
 const HEADER_LEN: usize = 8 + 16 + 2 + 6 + 68 + 32;
 const SEALED_CHUNK: usize = 65536 + 16;
-
 /// An env with a backup of a source larger than two chunks once compressed.
 fn env_with_big_backup() -> (Env, std::path::PathBuf) {
     let env = Env::new();
@@ -29,164 +33,306 @@ fn env_with_big_backup() -> (Env, std::path::PathBuf) {
     (env, archive)
 }
 
+/// One bad input: what is given to the binary.
+enum Input {
+    /// A change made to a good encrypted backup of more than two chunks (`good`), with a
+    /// second backup of the same key at hand (`other`); restored with `restore --file`.
+    Archive(fn(good: &[u8], other: &[u8]) -> Vec<u8>),
+    /// A good archive read with a key it was not made for.
+    WrongKey,
+    /// A plain .tar.gz holding a harmless file and then this entry: (type, name, link).
+    TarEntry(tar::EntryType, &'static str, Option<&'static str>),
+    /// A configuration file; `{d}` stands for the working folder. Run with `validate` and
+    /// with `backup`.
+    Config(&'static str),
+    /// A configuration file of these bytes as they are.
+    RawConfig(&'static [u8]),
+    /// A good key file that other users may read or write: its mode.
+    KeyFileMode(u32),
+    /// The content of the key file named by an otherwise good configuration, and of the key
+    /// file given to `decrypt --key-file`.
+    KeyFile(&'static str),
+    // The HTTP API's rows (bad JSON, unknown backup id, wrong instance id, missing or wrong
+    // token, oversized body) come with the API: an `Api { method, path, token, body }`
+    // variant run against `service-backup daemon`, checked in `check` like the others.
+}
+
+/// A row of the bad-input table.
+struct Row {
+    name: &'static str,
+    input: Input,
+    code: i32,
+    /// Words the error must contain (each of them).
+    words: &'static [&'static str],
+}
+
+const fn row(name: &'static str, input: Input, code: i32, words: &'static [&'static str]) -> Row {
+    Row {
+        name,
+        input,
+        code,
+        words,
+    }
+}
+
+fn flip(good: &[u8], i: usize) -> Vec<u8> {
+    let mut b = good.to_vec();
+    let i = if i >= good.len() { good.len() - 1 } else { i };
+    b[i] ^= 0x01;
+    b
+}
+
+const FULL: usize = usize::MAX;
+const GOOD_CONFIG: &str = "destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n";
+
+/// The bad-input table: one line per case.
+#[rustfmt::skip]
+const ROWS: &[Row] = &[
+    // Encrypted archives: authentication, truncation, order, another format.
+    row("tampered key stanza", Input::Archive(|g, _| flip(g, 40)), 1, &["fails authentication"]),
+    row("tampered header MAC", Input::Archive(|g, _| flip(g, HEADER_LEN - 1)), 1, &["header fails authentication"]),
+    row("tampered chunk body", Input::Archive(|g, _| flip(g, HEADER_LEN + 100)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered chunk tag", Input::Archive(|g, _| flip(g, HEADER_LEN + SEALED_CHUNK - 3)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered final tag", Input::Archive(|g, _| flip(g, FULL)), 1, &["fails authentication"]),
+    row("truncated at a chunk boundary", Input::Archive(|g, _| g[..HEADER_LEN + 2 * SEALED_CHUNK].to_vec()), 1, &["truncated after chunk 1"]),
+    row("truncated inside a chunk", Input::Archive(|g, _| g[..HEADER_LEN + SEALED_CHUNK + 500].to_vec()), 1, &["chunk 1 of the archive fails authentication"]),
+    row("truncated header", Input::Archive(|g, _| g[..HEADER_LEN - 5].to_vec()), 1, &["header is truncated"]),
+    row("header only", Input::Archive(|g, _| g[..HEADER_LEN].to_vec()), 1, &["truncated"]),
+    row("chunks reordered", Input::Archive(|g, _| { let mut s = g.to_vec(); let (a, b) = (HEADER_LEN, HEADER_LEN + SEALED_CHUNK); s[a..b].copy_from_slice(&g[b..b + SEALED_CHUNK]); s[b..b + SEALED_CHUNK].copy_from_slice(&g[a..b]); s }), 1, &["chunk 0 of the archive fails authentication"]),
+    row("header of another archive", Input::Archive(|g, o| [&o[..HEADER_LEN], &g[HEADER_LEN..]].concat()), 1, &["chunk 0 of the archive fails authentication"]),
+    row("data appended", Input::Archive(|g, _| [g, b"trailing"].concat()), 1, &["of the archive fails authentication"]),
+    row("a zip file", Input::Archive(|_, _| b"PK\x03\x04 this is a zip file".to_vec()), 1, &["a service-backup encrypted archive"]),
+    row("an empty file", Input::Archive(|_, _| Vec::new()), 1, &["empty"]),
+    row("wrong key", Input::WrongKey, 1, &["the archive was encrypted for key id"]),
+    // Tar entries that would leave the target, or that are not files.
+    row("tar entry with ..", Input::TarEntry(tar::EntryType::Regular, "../outside.txt", None), 1, &["\"../outside.txt\": its path contains `..`"]),
+    row("tar entry with an absolute path", Input::TarEntry(tar::EntryType::Regular, "/tmp/abs-evil.txt", None), 1, &["\"/tmp/abs-evil.txt\": its path is absolute"]),
+    row("tar symlink up and out", Input::TarEntry(tar::EntryType::Symlink, "up", Some("../..")), 1, &["\"up\": it is a symlink to ../.. outside the target"]),
+    row("tar symlink to an absolute path", Input::TarEntry(tar::EntryType::Symlink, "etc", Some("/etc")), 1, &["it is a symlink to /etc outside the target"]),
+    row("tar hard link outside", Input::TarEntry(tar::EntryType::Link, "hard", Some("../outside.txt")), 1, &["it is a hard link to ../outside.txt outside the target"]),
+    row("tar character device", Input::TarEntry(tar::EntryType::Char, "tty", None), 1, &["\"tty\"", "devices, FIFOs"]),
+    row("tar block device", Input::TarEntry(tar::EntryType::Block, "sda", None), 1, &["\"sda\"", "devices, FIFOs"]),
+    row("tar FIFO", Input::TarEntry(tar::EntryType::Fifo, "pipe", None), 1, &["\"pipe\"", "devices, FIFOs"]),
+    // Configuration files.
+    row("malformed YAML", Input::Config("destinations: [\n  oops"), 2, &["Invalid config - ", "line"]),
+    row("destinations not a list", Input::Config("destinations: not-an-array\n"), 2, &["Invalid config - "]),
+    row("missing keys", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, access_key_id: a, secret_access_key: TOPSECRET}\nmissing_properties_message: see the docs\n"), 2, &["Invalid config - Missing values for s3: bucket_path. see the docs", "Invalid config - Missing values for service_backup: source_folder, cron_schedule. see the docs"]),
+    row("unknown destination type", Input::Config("destinations:\n- type: ftp\n  config: {}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - Unknown destination type: ftp."]),
+    row("bad cron minute", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"61 * * * *\"\n"), 2, &["Invalid config - ", "61"]),
+    row("bad cron field count", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * *\"\n"), 2, &["Invalid config - ", "* * *"]),
+    row("bad cron descriptor", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"@fortnightly\"\n"), 2, &["Invalid config - ", "@fortnightly"]),
+    row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
+    row("key file too short", Input::KeyFile("c2hvcnQ=\n"), 2, &["5 bytes long, not 32"]),
+    row("key file not base64", Input::KeyFile("%%% not base64\n"), 2, &["not valid base64"]),
+    row("key file readable by others", Input::KeyFileMode(0o644), 2, &["bad.key", "other users may read or write it (mode 0644)"]),
+    row("key file writable by others", Input::KeyFileMode(0o602), 2, &["other users may read or write it (mode 0602)"]),
+    row("key file empty", Input::KeyFile(""), 2, &["bad.key", "0 bytes long"]),
+];
+
+/// Runs `row` in `env`; returns what went wrong, if anything.
+fn check(env: &Env, good: &[u8], other: &[u8], row: &Row) -> Result<(), String> {
+    let d = env.dir.path().display().to_string();
+    let secrets = [env.key_text(), "TOPSECRET".to_string()];
+    let mut runs = Vec::new();
+    match &row.input {
+        Input::Archive(change) => runs.extend(refused_archive(env, &change(good, other), None)),
+        Input::WrongKey => {
+            env.run(&["keygen", "--output", "other.key"]).expect(0);
+            runs.extend(refused_archive(env, good, Some("other.key")));
+            std::fs::remove_file(env.path("other.key")).unwrap();
+        }
+        Input::TarEntry(kind, name, link) => {
+            let bytes = plain_tar_gz(|b| {
+                b.append(
+                    &raw_entry(tar::EntryType::Regular, "fine.txt", None, b"ok"),
+                    &b"ok"[..],
+                )
+                .unwrap();
+                let data: &[u8] = if *kind == tar::EntryType::Regular {
+                    b"evil"
+                } else {
+                    b""
+                };
+                b.append(&raw_entry(*kind, name, *link, data), data)
+                    .unwrap();
+            });
+            // `decrypt` does not look into a plain .tar.gz: only `restore` is checked.
+            let restore = refused_archive(env, &bytes, None).remove(0);
+            runs.push(restore);
+            if env.path("outside.txt").exists() || Path::new("/tmp/abs-evil.txt").exists() {
+                return Err("an entry escaped the target".into());
+            }
+        }
+        Input::Config(yaml) => {
+            std::fs::write(env.path("bad.yml"), yaml.replace("{d}", &d)).unwrap();
+            runs.push(env.run(&["validate", "bad.yml"]));
+            runs.push(env.run(&["backup", "bad.yml"]));
+            runs.push(env.run(&["restore", "bad.yml", "--target", "t"]));
+        }
+        Input::RawConfig(bytes) => {
+            std::fs::write(env.path("bad.yml"), bytes).unwrap();
+            runs.push(env.run(&["validate", "bad.yml"]));
+            runs.push(env.run(&["backup", "bad.yml"]));
+        }
+        Input::KeyFileMode(mode) => {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::copy(env.path("backup.key"), env.path("bad.key")).unwrap();
+            std::fs::set_permissions(env.path("bad.key"), std::fs::Permissions::from_mode(*mode))
+                .unwrap();
+            let yaml = format!(
+                "{}encryption:\n  key_file: {d}/bad.key\n",
+                GOOD_CONFIG.replace("{d}", &d)
+            );
+            std::fs::write(env.path("bad.yml"), yaml).unwrap();
+            std::fs::write(env.path("bad.archive"), good).unwrap();
+            runs.push(env.run(&["validate", "bad.yml"]));
+            runs.push(env.run(&["backup", "bad.yml"]));
+            runs.push(env.run(&[
+                "decrypt",
+                "--key-file",
+                "bad.key",
+                "--output",
+                "out.tar.gz",
+                "bad.archive",
+            ]));
+            std::fs::remove_file(env.path("bad.key")).unwrap();
+        }
+        Input::KeyFile(text) => {
+            std::fs::write(env.path("bad.archive"), good).unwrap();
+            std::fs::write(env.path("bad.key"), text).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(env.path("bad.key"), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+            let yaml = format!(
+                "{}encryption:\n  key_file: {d}/bad.key\n",
+                GOOD_CONFIG.replace("{d}", &d)
+            );
+            std::fs::write(env.path("bad.yml"), yaml).unwrap();
+            runs.push(env.run(&["validate", "bad.yml"]));
+            runs.push(env.run(&["backup", "bad.yml"]));
+            runs.push(env.run(&[
+                "decrypt",
+                "--key-file",
+                "bad.key",
+                "--output",
+                "out.tar.gz",
+                "bad.archive",
+            ]));
+            let _ = std::fs::remove_file(env.path("bad.key"));
+        }
+    }
+    for run in &runs {
+        if run.code != row.code {
+            return Err(format!(
+                "exit code {} instead of {}: {}",
+                run.code, row.code, run.stderr
+            ));
+        }
+        for w in row.words {
+            if !run.stderr.contains(w) {
+                return Err(format!("{w:?} is not in: {}", run.stderr));
+            }
+        }
+        if run.stderr.contains("panicked") {
+            return Err(format!("a panic: {}", run.stderr));
+        }
+        if let Some(s) = secrets.iter().find(|s| run.all().contains(s.as_str())) {
+            return Err(format!("the secret {s:?} leaked"));
+        }
+    }
+    // Nothing written: no decrypt output, no stored backup, no restore target.
+    for path in ["out.tar.gz", "t"] {
+        if env.path(path).exists() {
+            return Err(format!("{path} was left behind"));
+        }
+    }
+    let stored = walk_files(&env.path("backups"));
+    if stored.len() != 4 {
+        return Err(format!("the stored backups changed: {stored:?}"));
+    }
+    Ok(())
+}
+
 /// Restores `bytes` as a downloaded archive into a target that already holds a file, with
-/// --force; asserts the exit code, the message, and that the target is untouched.
-fn refused(env: &Env, bytes: &[u8], code: i32, words: &str) {
+/// --force, and decrypts it to a file; checks that the target is untouched and no output
+/// is left, and returns both runs.
+fn refused_archive(env: &Env, bytes: &[u8], key: Option<&str>) -> Vec<common::Run> {
+    let key = key.unwrap_or("backup.key");
     std::fs::write(env.path("bad.archive"), bytes).unwrap();
     let target = env.path("target");
     let _ = std::fs::remove_dir_all(&target);
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("precious.txt"), b"keep me").unwrap();
-    let out = env.run(&[
+    let restore = env.run(&[
         "restore",
         "--file",
         "bad.archive",
         "--key-file",
-        "backup.key",
+        key,
         "--allow-unencrypted",
         "--target",
         "target",
         "--force",
     ]);
-    out.expect(code);
-    assert!(
-        out.stderr.contains(words),
-        "expected {words:?} in: {}",
-        out.stderr
-    );
     assert_eq!(
-        out.stderr.lines().count(),
+        restore.stderr.lines().count(),
         1,
         "one line per problem: {}",
-        out.stderr
+        restore.stderr
     );
-    assert!(!out.stderr.contains("panicked"));
-    assert!(!out.all().contains(&env.key_text()), "the key leaked");
     assert_eq!(
         tree(&target),
         vec![("precious.txt".to_string(), b"keep me".to_vec())],
         "target changed"
     );
-
-    // decrypt to a file never leaves a partial output behind
-    let out = env.run(&[
+    let decrypt = env.run(&[
         "decrypt",
         "--key-file",
-        "backup.key",
+        key,
         "--output",
         "out.tar.gz",
         "bad.archive",
     ]);
-    assert_ne!(out.code, 0);
-    assert!(
-        !env.path("out.tar.gz").exists(),
-        "a partial decrypt output was left"
-    );
+    vec![restore, decrypt]
 }
 
 #[test]
-fn tampered_truncated_and_reordered_archives_are_refused() {
+fn every_bad_input_of_the_table_is_refused() {
     let (env, archive) = env_with_big_backup();
+    common::secret("TOPSECRET");
     let good = std::fs::read(&archive).unwrap();
-    let flip = |i: usize| {
-        let mut b = good.clone();
-        b[i] ^= 0x01;
-        b
-    };
-    refused(&env, &flip(40), 1, "fails authentication"); // inside the key stanza
-    refused(
-        &env,
-        &flip(HEADER_LEN - 1),
-        1,
-        "header fails authentication",
-    ); // the header MAC
-    refused(
-        &env,
-        &flip(HEADER_LEN + 100),
-        1,
-        "chunk 0 of the archive fails authentication",
+    std::fs::write(env.path("source/more.txt"), b"a second backup").unwrap();
+    env.run(&["backup", "config.yml"]).expect(0);
+    let list = env.run(&["list", "config.yml", "--json"]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    let other = std::fs::read(env.archive_of(&items[0])).unwrap();
+    assert_ne!(good, other);
+    assert_eq!(
+        walk_files(&env.path("backups")).len(),
+        4,
+        "two archives, two manifests"
     );
-    refused(
-        &env,
-        &flip(HEADER_LEN + SEALED_CHUNK - 3),
-        1,
-        "chunk 0 of the archive fails authentication",
-    ); // a tag
-    refused(&env, &flip(good.len() - 1), 1, "fails authentication"); // the final tag
-    refused(
-        &env,
-        &good[..HEADER_LEN + 2 * SEALED_CHUNK],
-        1,
-        "truncated after chunk 1",
+    let mut failures = Vec::new();
+    for row in ROWS {
+        if let Err(why) = check(&env, &good, &other, row) {
+            failures.push(format!("{}: {why}", row.name));
+        }
+    }
+    println!("{} bad inputs checked", ROWS.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        ROWS.len(),
+        failures.join("\n")
     );
-    refused(
-        &env,
-        &good[..HEADER_LEN + SEALED_CHUNK + 500],
-        1,
-        "chunk 1 of the archive fails authentication",
-    );
-    refused(&env, &good[..HEADER_LEN - 5], 1, "header is truncated");
-    let mut swapped = good.clone();
-    let (a, b) = (HEADER_LEN, HEADER_LEN + SEALED_CHUNK);
-    swapped[a..b].copy_from_slice(&good[b..b + SEALED_CHUNK]);
-    swapped[b..b + SEALED_CHUNK].copy_from_slice(&good[a..b]);
-    refused(
-        &env,
-        &swapped,
-        1,
-        "chunk 0 of the archive fails authentication",
-    );
-    let mut appended = good.clone();
-    appended.extend_from_slice(b"trailing");
-    // The bytes join the last chunk, which then fails.
-    let last = (good.len() - HEADER_LEN).div_ceil(SEALED_CHUNK) - 1;
-    refused(
-        &env,
-        &appended,
-        1,
-        &format!("chunk {last} of the archive fails authentication"),
-    );
-    refused(
-        &env,
-        b"PK\x03\x04 this is a zip file",
-        1,
-        "neither a service-backup encrypted archive nor a .tar.gz",
-    );
-    refused(&env, b"", 1, "empty");
 }
 
 #[test]
-fn a_wrong_key_is_refused_before_anything_is_written() {
+fn a_previous_key_opens_what_the_current_one_cannot() {
     let (env, archive) = env_with_big_backup();
     env.run(&["keygen", "--output", "other.key"]).expect(0);
     let archive = archive.to_str().unwrap();
-    let out = env.run(&[
-        "decrypt",
-        "--key-file",
-        "other.key",
-        "--output",
-        "out.tar.gz",
-        archive,
-    ]);
-    out.expect(1);
-    assert!(
-        out.stderr.contains("the archive was encrypted for key id"),
-        "{}",
-        out.stderr
-    );
-    assert!(!env.path("out.tar.gz").exists());
-    let out = env.run(&[
-        "restore",
-        "--file",
-        archive,
-        "--key-file",
-        "other.key",
-        "--target",
-        "t",
-    ]);
-    out.expect(1);
-    assert!(!env.path("t").exists(), "the target must not be created");
-    // With the configured key as a previous key, it opens.
     env.run(&[
         "restore",
         "--file",
@@ -199,29 +345,6 @@ fn a_wrong_key_is_refused_before_anything_is_written() {
         "t",
     ])
     .expect(0);
-}
-
-#[test]
-fn key_files_of_the_wrong_length_or_not_base64_are_usage_errors() {
-    let (env, archive) = env_with_big_backup();
-    std::fs::write(env.path("short.key"), "c2hvcnQ=\n").unwrap();
-    std::fs::write(env.path("junk.key"), "!!!\n").unwrap();
-    for (key, words) in [
-        ("short.key", "5 bytes long, not 32"),
-        ("junk.key", "not valid base64"),
-        ("none.key", "none.key"),
-    ] {
-        let out = env.run(&[
-            "decrypt",
-            "--key-file",
-            key,
-            "--output",
-            "o",
-            archive.to_str().unwrap(),
-        ]);
-        out.expect(2);
-        assert!(out.stderr.contains(words), "{key}: {}", out.stderr);
-    }
 }
 
 #[test]
@@ -270,54 +393,6 @@ fn raw_entry(kind: tar::EntryType, name: &str, link: Option<&str>, data: &[u8]) 
 }
 
 #[test]
-fn unsafe_tar_entries_are_refused_by_name() {
-    let env = Env::new();
-    let outside = env.path("outside.txt");
-    let cases: Vec<(tar::Header, &str)> = vec![
-        (
-            raw_entry(tar::EntryType::Regular, "../outside.txt", None, b"evil"),
-            "\"../outside.txt\": its path contains `..`",
-        ),
-        (
-            raw_entry(tar::EntryType::Regular, "/tmp/abs-evil.txt", None, b"evil"),
-            "\"/tmp/abs-evil.txt\": its path is absolute",
-        ),
-        (
-            raw_entry(tar::EntryType::Symlink, "up", Some("../.."), b""),
-            "\"up\": it is a symlink to ../.. outside the target",
-        ),
-        (
-            raw_entry(tar::EntryType::Symlink, "etc", Some("/etc"), b""),
-            "it is a symlink to /etc outside the target",
-        ),
-        (
-            raw_entry(tar::EntryType::Link, "hard", Some("../outside.txt"), b""),
-            "it is a hard link to ../outside.txt outside the target",
-        ),
-        (
-            raw_entry(tar::EntryType::Char, "tty", None, b""),
-            "devices, FIFOs",
-        ),
-    ];
-    for (header, words) in cases {
-        let data: Vec<u8> = vec![b'x'; usize::try_from(header.size().unwrap()).unwrap()];
-        let bytes = plain_tar_gz(|b| {
-            b.append(
-                &raw_entry(tar::EntryType::Regular, "fine.txt", None, b"ok"),
-                &b"ok"[..],
-            )
-            .unwrap();
-            b.append(&header, &data[..]).unwrap();
-        });
-        refused(&env, &bytes, 1, words);
-        assert!(
-            !outside.exists() && !Path::new("/tmp/abs-evil.txt").exists(),
-            "an entry escaped"
-        );
-    }
-}
-
-#[test]
 fn a_missing_or_unreadable_source_makes_no_backup() {
     let env = Env::new();
     std::fs::rename(env.path("source"), env.path("moved")).unwrap();
@@ -346,11 +421,10 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
     ] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    std::fs::set_permissions(
-        env.path("backup.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    if is_root() {
+        // The key stays 0600 (a key others may read is refused): nobody owns it.
+        std::os::unix::fs::chown(env.path("backup.key"), Some(65534), Some(65534)).unwrap();
+    }
     // The task database of the runs above belongs to root: give this run its own.
     std::fs::create_dir(env.path("state")).unwrap();
     std::fs::set_permissions(env.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();

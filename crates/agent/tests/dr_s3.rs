@@ -30,6 +30,7 @@ fn unique(prefix: &str) -> String {
 
 /// Writes `config.yml` in `dir`: one s3 destination, the key beside the config.
 fn write_config(dir: &Path, endpoint: &str, bucket: &str, source: &Path) {
+    common::secret(SECRET);
     let yaml = format!(
         "destinations:\n\
          - type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    \

@@ -13,6 +13,7 @@ const S3_SECRET: &str = "fanout-secret-key-value";
 
 /// `config.yml` with three destinations; `azure_endpoint` replaces Azurite's address.
 fn write_config(env: &Env, azure_endpoint: Option<&str>, extra: &str) {
+    common::secret(S3_SECRET);
     let d = env.dir.path().display();
     let ssh_key: String = std::fs::read_to_string(server_env("SB_TEST_SCP_KEY"))
         .unwrap()

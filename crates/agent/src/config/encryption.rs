@@ -204,6 +204,12 @@ mod tests {
     fn relative_key_files_resolve_against_the_config_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("backup.key"), GOOD).expect("write key");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("backup.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
         let config_path = dir.path().join("backup.yml");
         std::fs::write(&config_path, "encryption:\n  key_file: backup.key\n").expect("write");
         let config = super::super::load(&config_path).expect("valid");

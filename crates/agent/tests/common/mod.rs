@@ -27,6 +27,8 @@ pub struct Run {
 
 impl Run {
     pub fn from(out: Output) -> Self {
+        collect("output", &out.stdout);
+        collect("output", &out.stderr);
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -49,6 +51,37 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+}
+
+/// The folder where tests/run.sh collects what every run printed and every secret the
+/// tests configured (`SB_TEST_OUTPUT_DIR`); its checker fails the run when a secret shows
+/// up in the output. Unset when the tests run without tests/run.sh.
+fn output_dir() -> Option<PathBuf> {
+    std::env::var_os("SB_TEST_OUTPUT_DIR").map(PathBuf::from)
+}
+
+/// Appends `bytes` to `<kind>-<pid>.log` in the collection folder, if there is one.
+fn collect(kind: &str, bytes: &[u8]) {
+    use std::io::Write as _;
+    let Some(dir) = output_dir() else {
+        return;
+    };
+    let path = dir.join(format!("{kind}-{}.log", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot append to {}: {e}", path.display()));
+    // One write per record: runs of parallel tests do not interleave inside a line.
+    let mut record = bytes.to_vec();
+    record.push(b'\n');
+    file.write_all(&record).unwrap();
+}
+
+/// Declares a secret the test configured: it must never appear in anything a run prints.
+pub fn secret(value: &str) {
+    assert!(!value.contains('\n'), "one secret per line");
+    collect("secrets", value.as_bytes());
 }
 
 /// Runs the binary with `args` in `cwd`.
@@ -94,6 +127,7 @@ impl Env {
         sample_tree(&env.path("source"));
         let key = run(env.dir.path(), &["keygen", "--output", "backup.key"]);
         key.expect(0);
+        secret(&env.key_text());
         env.write_config("");
         env
     }

@@ -70,8 +70,10 @@ impl Key {
         Ok(key)
     }
 
-    /// Reads a key file written by `service-backup keygen`.
+    /// Reads a key file written by `service-backup keygen`; refuses one that other users
+    /// (neither the owner nor the file's group) may read or write.
     pub fn from_file(path: &Path) -> Result<Self> {
+        check_key_file_mode(path)?;
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?,
         );
@@ -163,8 +165,65 @@ impl Keyring {
     }
 }
 
+/// Refuses a key file that users other than its owner and group may read or write, as ssh
+/// refuses a private key that others can read. The group may read it: deployment tools
+/// commonly render configuration as `root:<agent group>` with mode 0640.
+pub fn check_key_file_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("read key file", path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "key file {}: other users may read or write it (mode {mode:04o})",
+                path.display()
+            ),
+        )
+        .with_hint(format!(
+            "run `chmod o-rw {}` (keygen writes 0600)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_file_that_others_may_read_or_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        std::fs::write(
+            &path,
+            super::Key::generate().unwrap().to_base64().as_bytes(),
+        )
+        .unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o640, true),
+            (0o400, true),
+            (0o644, false),
+            (0o602, false),
+            (0o666, false),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let result = super::Key::from_file(&path);
+            assert_eq!(result.is_ok(), ok, "mode {mode:o}");
+            if let Err(e) = result {
+                let shown = e.to_string();
+                assert!(
+                    shown.contains(&format!(
+                        "other users may read or write it (mode {mode:04o})"
+                    )),
+                    "{shown}"
+                );
+                assert!(shown.contains("chmod o-rw"), "{shown}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

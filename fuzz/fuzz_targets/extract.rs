@@ -1,0 +1,96 @@
+//! Tar extraction into a target: whatever the tar (or tar.gz) says, nothing is created
+//! outside the target directory, and nothing panics.
+#![no_main]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use service_backup_core::pipeline::extract::Extractor;
+
+/// One scratch folder for the whole run, in memory when /dev/shm exists: creating and
+/// removing a temporary folder per input would cost more than the extraction.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("a temporary directory")
+    })
+    .path()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let scratch = scratch();
+    let target = scratch.join("target");
+    if target.exists() {
+        make_writable(&target);
+        std::fs::remove_dir_all(&target).expect("the last target is removed");
+    }
+    std::fs::create_dir(&target).expect("the target");
+    let result = if data.starts_with(&[0x1f, 0x8b]) {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
+        Extractor::into_dir(&target).run(&mut archive)
+    } else {
+        let mut archive = tar::Archive::new(data);
+        Extractor::into_dir(&target).run(&mut archive)
+    };
+    let _ = result;
+    let beside: Vec<_> = std::fs::read_dir(scratch)
+        .expect("the scratch directory")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("target")], "an entry escaped");
+    assert_links_inside(&target, &target);
+});
+
+/// Every symlink below `dir` resolves (lexically) inside `root`.
+fn assert_links_inside(root: &Path, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(&path).expect("a link");
+            assert!(link.is_relative(), "absolute link {}", link.display());
+            let mut depth: i64 = path
+                .parent()
+                .expect("a parent")
+                .strip_prefix(root)
+                .expect("inside")
+                .components()
+                .count() as i64;
+            for c in link.components() {
+                match c {
+                    std::path::Component::ParentDir => depth -= 1,
+                    std::path::Component::Normal(_) => depth += 1,
+                    _ => {}
+                }
+                assert!(depth >= 0, "link {} leaves the target", link.display());
+            }
+        } else if meta.is_dir() {
+            assert_links_inside(root, &path);
+        }
+    }
+}
+
+/// Gives every directory below `dir` its owner's rights back, so that it can be removed.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                make_writable(&entry.path());
+            }
+        }
+    }
+}
