@@ -1,5 +1,5 @@
 //! Retention on every destination type against the real servers (local, moto S3, Azurite,
-//! sshd), through the real binary. Backups with chosen times are written through the
+//! sshd, fake-gcs-server), through the real binary. Backups with chosen times are written through the
 //! Destination API (an archive and its manifest, named for the time), so that the policy
 //! can be checked across days, weeks and months; real backups made by the binary check the
 //! `deleted` task state and `restore --from-instance`.
@@ -429,6 +429,38 @@ fn retention_on_scp() {
         secrets: key
             .lines()
             .filter(|l| l.len() >= 16)
+            .map(str::to_string)
+            .collect(),
+    });
+}
+
+#[test]
+fn retention_on_gcs() {
+    let endpoint = server_env("SB_TEST_GCS_ENDPOINT");
+    let project = server_env("SB_TEST_GCS_PROJECT");
+    let json = std::fs::read_to_string(server_env("SB_TEST_GCS_KEY_FILE")).unwrap();
+    let bucket = unique("retention").to_lowercase();
+    let settings = service_backup_gcs::GcsSettings::new(
+        Secret::new(json.clone()),
+        &project,
+        &bucket,
+        Some(endpoint.clone()),
+    );
+    let item = format!(
+        "- type: gcs\n  name: google\n  config:\n    service_account_json: |\n      {}\n    \
+         project_id: {project}\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    endpoint: {endpoint}",
+        json.trim()
+    );
+    let private_key: serde_json::Value = serde_json::from_str(&json).unwrap();
+    drill(&Site {
+        item,
+        dest: Arc::new(service_backup_gcs::GcsDestination::new(settings).unwrap()),
+        layout: Layout::new("redis/prod", None),
+        secrets: private_key["private_key"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16)
             .map(str::to_string)
             .collect(),
     });
