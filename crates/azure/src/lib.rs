@@ -216,21 +216,9 @@ impl Destination for AzureDestination {
     }
 }
 
-/// Refuses keys that are not plain `/`-separated blob names.
+/// Refuses keys that are not plain `/`-separated object names.
 fn check_key(store: &Store, key: &str) -> Result<()> {
-    let bad = key.is_empty()
-        || key.starts_with('/')
-        || key.ends_with('/')
-        || key
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..");
-    if bad {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!("{}: {key:?} is not a valid object key", store.describe()),
-        ));
-    }
-    Ok(())
+    service_backup_core::destination::check_object_key(&store.describe(), key)
 }
 
 /// A name part no other test uses.

@@ -366,17 +366,5 @@ impl Destination for GcsDestination {
 
 /// Refuses keys that are not plain `/`-separated object names.
 fn check_key(client: &Client, key: &str) -> Result<()> {
-    let bad = key.is_empty()
-        || key.starts_with('/')
-        || key.ends_with('/')
-        || key
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..");
-    if bad {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!("{}: {key:?} is not a valid object key", client.describe()),
-        ));
-    }
-    Ok(())
+    service_backup_core::destination::check_object_key(&client.describe(), key)
 }

@@ -173,3 +173,21 @@ where
         rx.recv().await.map(|item| (item, rx))
     }))
 }
+
+/// Refuses object keys that are not plain `/`-separated names (empty parts, `.`, `..`, a
+/// leading or trailing `/`); `store` names the destination in the error.
+pub fn check_object_key(store: &str, key: &str) -> Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("{store}: {key:?} is not a valid object key"),
+        ));
+    }
+    Ok(())
+}
