@@ -654,6 +654,42 @@ async fn malformed_and_oversized_bodies() {
 }
 
 #[tokio::test]
+async fn metrics_use_the_configured_namespace_and_threshold() {
+    let agent = Agent::start(
+        "  metrics:\n    namespace: org.space.inst.redis-0.redis.node-0\n    parachute_threshold: 1\n",
+    )
+    .await;
+    let (status, one) = agent.get("/metrics?quantity=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<&str> = one
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line.starts_with("org.space.inst.redis-0.redis.node-0."),
+            "{line}"
+        );
+    }
+    // Any disk in use is past a threshold of 1 %.
+    let reached = lines
+        .iter()
+        .find(|l| l.contains(".parachute.system.limit_reached "))
+        .unwrap_or_else(|| panic!("no parachute line in {lines:?}"));
+    assert_eq!(reached.split(' ').nth(1), Some("1"), "{reached}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("org.space.inst.redis-0.redis.node-0.parachute.system.threshold 1 ")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_and_quantity() {
     let agent = Agent::start("").await;
     for q in ["0", "-1", "abc", "", "1.5"] {

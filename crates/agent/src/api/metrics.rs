@@ -18,9 +18,6 @@ pub const RING_SAMPLES: usize = 360;
 /// How often a sample is taken.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The used share of a disk at which parachute reports the limit reached, in percent.
-pub const PARACHUTE_THRESHOLD: u64 = 80;
-
 /// The latest samples, each a list of Graphite lines.
 #[derive(Debug, Default)]
 pub struct Ring {
@@ -75,6 +72,8 @@ pub struct Inputs<'a> {
     pub namespace: &'a str,
     /// Folders whose disks parachute watches (the source folder, the state dir).
     pub watched: Vec<&'a Path>,
+    /// The used share of a disk, in percent, at which parachute reports the limit reached.
+    pub parachute_threshold: u64,
     /// The backup tasks, oldest first.
     pub backups: &'a [Task],
 }
@@ -131,7 +130,7 @@ pub fn sample(inputs: &Inputs<'_>) -> Vec<String> {
                 put(&format!("system.disk.{name}.used"), used);
                 put(&format!("system.disk.{name}.free"), free);
                 put(&format!("system.disk.{name}.percent"), percent);
-                let threshold = i128::from(PARACHUTE_THRESHOLD);
+                let threshold = i128::from(inputs.parachute_threshold);
                 put(&format!("parachute.{name}.used_percent"), percent);
                 put(&format!("parachute.{name}.threshold"), threshold);
                 put(
@@ -324,6 +323,7 @@ mod tests {
         let lines = sample(&Inputs {
             namespace: "ns",
             watched: vec![Path::new("/")],
+            parachute_threshold: 80,
             backups: &[],
         });
         for path in [

@@ -19,6 +19,7 @@ use service_backup_core::{Error, blocking};
 use tower_http::timeout::TimeoutLayer;
 
 use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics};
+use crate::config::DEFAULT_PARACHUTE_THRESHOLD;
 use crate::daemon::Enqueued;
 use crate::destinations;
 use crate::lock;
@@ -484,9 +485,17 @@ async fn metrics(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Ap
     Ok(axum::Json(state.metrics.latest(quantity)).into_response())
 }
 
-/// The metrics namespace: `<instance_id>.service-backup.<deployment or host>`.
+/// The metrics namespace: `api.metrics.namespace`, else
+/// `<instance_id>.service-backup.<deployment or host>`.
 fn namespace(state: &ApiState) -> String {
     let config = state.config();
+    if let Some(ns) = config
+        .api
+        .as_ref()
+        .and_then(|a| a.metrics.namespace.clone())
+    {
+        return ns;
+    }
     let node = config
         .deployment_name
         .clone()
@@ -510,6 +519,12 @@ pub async fn sample_forever(state: ApiState) {
             .unwrap_or_default();
         let config = state.config();
         let ns = namespace(&state);
+        let threshold = config
+            .api
+            .as_ref()
+            .map_or(DEFAULT_PARACHUTE_THRESHOLD, |a| {
+                a.metrics.parachute_threshold
+            });
         let state_dir = state.ctx.state_dir.clone();
         let sample = blocking(move || {
             let mut watched = vec![state_dir.as_path()];
@@ -519,6 +534,7 @@ pub async fn sample_forever(state: ApiState) {
             Ok(metrics::sample(&metrics::Inputs {
                 namespace: &ns,
                 watched,
+                parachute_threshold: threshold,
                 backups: &backups,
             }))
         })

@@ -27,8 +27,8 @@ pub use error::ConfigError;
 #[allow(unused_imports)]
 pub use model::{
     ApiConfig, AzureConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
-    DestinationConfig, DestinationKind, GcsConfig, LocalConfig, RestoreConfig, S3Config, ScpConfig,
-    TlsConfig,
+    DEFAULT_PARACHUTE_THRESHOLD, DestinationConfig, DestinationKind, GcsConfig, LocalConfig,
+    MetricsConfig, RestoreConfig, S3Config, ScpConfig, TlsConfig,
 };
 #[allow(unused_imports)]
 pub use service_backup_core::secret::Secret;

@@ -235,6 +235,31 @@ pub struct ApiConfig {
     pub bearer_tokens_file: PathBuf,
     /// TLS, if set; otherwise plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// What `GET /metrics` reports under which names.
+    pub metrics: MetricsConfig,
+}
+
+/// The used share of a disk, in percent, at which parachute reports the limit reached.
+pub const DEFAULT_PARACHUTE_THRESHOLD: u64 = 80;
+
+/// Settings of the API's metrics (`api.metrics`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// The path every metric starts with, such as the a9s
+    /// `<org>.<space>.<instance>.<internal-instance-name>.<service>.<node>`; `None`:
+    /// `<instance_id>.service-backup.<deployment or host>`.
+    pub namespace: Option<String>,
+    /// The used share of a disk, in percent, at which parachute reports the limit reached.
+    pub parachute_threshold: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            parachute_threshold: DEFAULT_PARACHUTE_THRESHOLD,
+        }
+    }
 }
 
 /// TLS files of the HTTP API.

@@ -9,7 +9,7 @@ use super::encryption::read_keyring;
 use super::error::ConfigError;
 use super::model::{
     ApiConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
-    RestoreConfig, TlsConfig,
+    DEFAULT_PARACHUTE_THRESHOLD, MetricsConfig, RestoreConfig, TlsConfig,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
@@ -253,11 +253,48 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
             key_file: key_file?,
         })
     });
+    let metrics = api
+        .section("metrics", problems)
+        .map(|m| metrics(&m, problems))
+        .unwrap_or_default();
     Some(ApiConfig {
         listen: listen?,
         bearer_tokens_file: bearer_tokens_file?,
         tls,
+        metrics,
     })
+}
+
+fn metrics(section: &Section<'_>, problems: &mut Problems) -> MetricsConfig {
+    let namespace = section
+        .text("namespace", problems)
+        .map(|n| n.trim().to_string());
+    if let Some(n) = &namespace
+        && (n.is_empty()
+            || n.split('.')
+                .any(|part| part.is_empty() || part.contains(char::is_whitespace)))
+    {
+        problems.push(format!(
+            "api.metrics.namespace must be names joined by dots, such as org.space.instance.name.service.node, not \"{n}\""
+        ));
+    }
+    let parachute_threshold = match section.get("parachute_threshold") {
+        None => DEFAULT_PARACHUTE_THRESHOLD,
+        Some(value) => match scalar_text(value).and_then(|t| t.trim().parse::<u64>().ok()) {
+            Some(t) if (1..=100).contains(&t) => t,
+            _ => {
+                problems.push(format!(
+                    "api.metrics.parachute_threshold must be a whole number from 1 to 100, not {}",
+                    shown(value)
+                ));
+                DEFAULT_PARACHUTE_THRESHOLD
+            }
+        },
+    };
+    MetricsConfig {
+        namespace,
+        parachute_threshold,
+    }
 }
 
 /// `host:port` or `[v6]:port`, with a port from 1 to 65535.

@@ -162,7 +162,7 @@ destinations:
 cron_schedule: 'every day'
 compression_level: 0
 encryption: {}
-api: {listen: ':80'}
+api: {listen: ':80', metrics: {namespace: 'org..node', parachute_threshold: 101}}
 missing_properties_message: Fix the manifest.
 ";
     let got = problems(yaml);
@@ -176,6 +176,8 @@ missing_properties_message: Fix the manifest.
         "compression_level must be a whole number from 1 to 9, not 0",
         "Missing values for api: bearer_tokens_file",
         "api.listen must be an address and port such as 127.0.0.1:8443, not \":80\"",
+        "api.metrics.namespace must be names joined by dots, such as org.space.instance.name.service.node, not \"org..node\"",
+        "api.metrics.parachute_threshold must be a whole number from 1 to 100, not 101",
     ]
     .map(|p| format!("Invalid config - {p}. Fix the manifest."));
     assert_eq!(got, want);
