@@ -923,3 +923,72 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
     let logs = agent.stop();
     assert!(!logs.contains(TOKEN), "a token was logged");
 }
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A large download read slowly by the client: the daemon sends as the client reads instead
+/// of buffering the archive, so its memory stays flat.
+#[tokio::test]
+async fn a_large_download_read_slowly_keeps_memory_flat() {
+    let agent = Agent::start("").await;
+    // 256 MiB that does not compress: the stored archive is as large.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(agent.env.path("source/big.bin")).unwrap());
+    for _ in 0..(256 * 1024 * 1024 / 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::io::Write::write_all(&mut file, &x.to_le_bytes()).unwrap();
+    }
+    std::io::Write::flush(&mut file).unwrap();
+    drop(file);
+    let id = agent.create_backup().await;
+    let task = agent.wait("backups", id).await;
+    assert_eq!(task["status"], "done", "{task}\n{}", agent.logs());
+
+    let pid = agent.child.id();
+    let before = rss_kib(pid);
+    let mut r = agent
+        .client
+        .get(agent.url(&format!("/backups/{id}/download")))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let length: u64 = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(length > 256 * 1024 * 1024, "{length}");
+    let (mut got, mut peak, mut chunks) = (0u64, before, 0u32);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        got += chunk.len() as u64;
+        chunks += 1;
+        // The first 16 MiB slowly, sampling the daemon's memory: a server that buffered
+        // would have read far ahead by then.
+        if got < 16 * 1024 * 1024 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if chunks % 16 == 0 {
+            peak = peak.max(rss_kib(pid));
+        }
+    }
+    assert_eq!(got, length, "the whole archive arrives");
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 48 * 1024,
+        "the daemon grew by {grown} KiB during a {length}-byte download (from {before} KiB)"
+    );
+}
