@@ -850,7 +850,9 @@ async fn download_while_the_destination_is_down_is_a_clear_5xx() {
 #[tokio::test]
 async fn backups_made_before_this_state_dir_are_listed_with_stable_ids() {
     let env = Env::new();
-    // A backup made by hand into the destinations, then the task database is lost.
+    // A backup made by hand into the destinations by this instance, then the task database
+    // is lost.
+    env.write_config(&format!("instance_id: {INSTANCE}\n"));
     env.run(&["backup", "config.yml"]).expect(0);
     std::fs::remove_file(env.path("service-backup.sqlite3")).unwrap();
     let _ = std::fs::remove_file(env.path("service-backup.sqlite3-wal"));
@@ -872,6 +874,23 @@ async fn backups_made_before_this_state_dir_are_listed_with_stable_ids() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    agent.stop();
+}
+
+#[tokio::test]
+async fn backups_of_another_instance_under_the_prefix_are_not_listed() {
+    let env = Env::new();
+    // Another agent (its own state) under the same prefix.
+    env.write_config("instance_id: someone-else\nstate_dir: other-state\n");
+    env.run(&["backup", "config.yml"]).expect(0);
+    let agent = Agent::start_with(env, "", None).await;
+    let id = agent.create_backup().await;
+    let task = agent.wait("backups", id).await;
+    assert_eq!(task["status"], "done", "{task}\n{}", agent.logs());
+    let (_, listed) = agent.get("/backups").await;
+    let backups = listed["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "only this instance's backup: {listed}");
+    assert_eq!(backups[0]["id"], id, "{listed}");
     agent.stop();
 }
 

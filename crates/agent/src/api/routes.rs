@@ -136,8 +136,8 @@ fn internal(e: &Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// Records the backups found in the destinations that no task made, so that they get ids;
-/// a destination that cannot be listed is logged and skipped.
+/// Records this instance's backups found in the destinations that no task made, so that
+/// they get ids; a destination that cannot be listed is logged and skipped.
 async fn discover(state: &ApiState) {
     let config = state.config();
     let Ok(chosen) = destinations::select(&config, None) else {
@@ -153,7 +153,12 @@ async fn discover(state: &ApiState) {
         };
         match listed {
             Ok(entries) => {
+                // Only this instance's backups: the dashboard asks for one instance, and
+                // another agent may share the prefix.
                 for e in entries {
+                    if e.manifest.instance_id != state.instance_id {
+                        continue;
+                    }
                     if !found.iter().any(|f| f.name == e.manifest.name) {
                         found.push(Discovered {
                             name: e.manifest.name.clone(),
