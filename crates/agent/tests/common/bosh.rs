@@ -42,8 +42,17 @@ impl Rendered {
         self
     }
 
-    /// `service-backup validate` on the rendered config, from the rendered job's folder.
+    /// `service-backup validate` on the rendered config, from the rendered job's folder,
+    /// once the files with secrets are 0600, as the job's scripts make them (`prepare` in
+    /// helpers.sh) before the agent reads them.
     pub fn validate(&self) -> Run {
+        for file in ["backup.yml", "backup.key", "api-tokens", "api-tls.key"] {
+            let path = self.out().join("config").join(file);
+            if path.exists() {
+                let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                std::fs::set_permissions(&path, mode).unwrap();
+            }
+        }
         let config = self.out().join("config/backup.yml");
         run(self.dir.path(), &["validate", config.to_str().unwrap()])
     }
