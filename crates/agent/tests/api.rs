@@ -192,6 +192,17 @@ impl Agent {
         }
     }
 
+    /// Writes `config` as the daemon's configuration and waits until SIGHUP reloaded it.
+    async fn reload(&self, config: &str) {
+        std::fs::write(self.env.path("config.yml"), config).unwrap();
+        self.signal("HUP");
+        let start = Instant::now();
+        while !self.logs().contains("Configuration reloaded") {
+            assert!(start.elapsed() < Duration::from_secs(10), "{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -331,17 +342,7 @@ async fn the_whole_flow_on_s3() {
     );
     let local =
         format!("destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n");
-    std::fs::write(agent.env.path("config.yml"), config.replace(&local, &s3)).unwrap();
-    agent.signal("HUP");
-    let start = Instant::now();
-    while !agent.logs().contains("Configuration reloaded") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    agent.reload(&config.replace(&local, &s3)).await;
     whole_flow(&agent).await;
     assert!(
         !agent.env.path("backups").exists(),
@@ -815,17 +816,7 @@ async fn download_while_the_destination_is_down_is_a_clear_5xx() {
         "destinations:\n- type: s3\n  name: down\n  config:\n    bucket_name: b\n    bucket_path: p\n    \
          access_key_id: AKIAAPITEST000000001\n    secret_access_key: s\n    endpoint_url: http://127.0.0.1:{dead}\n"
     );
-    std::fs::write(agent.env.path("config.yml"), config.replace(&local, &s3)).unwrap();
-    agent.signal("HUP");
-    let start = Instant::now();
-    while !agent.logs().contains("Configuration reloaded") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{}",
-            agent.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    agent.reload(&config.replace(&local, &s3)).await;
     let r = agent
         .client
         .get(agent.url(&format!("/backups/{id}/download")))
