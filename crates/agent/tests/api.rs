@@ -20,6 +20,16 @@ async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null)
 }
 
+/// The status and the body as JSON (or as a JSON string when it is not JSON).
+async fn status_and_body(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -125,12 +135,7 @@ impl Agent {
             .send()
             .await
             .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        status_and_body(r).await
     }
 
     async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
@@ -143,12 +148,7 @@ impl Agent {
             .send()
             .await
             .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        status_and_body(r).await
     }
 
     async fn create_backup(&self) -> i64 {
