@@ -9,7 +9,7 @@
 SCRIPT=${SCRIPT:-tests/run.sh}
 WORK_PREFIX=${WORK_PREFIX:-service-backup-tests}
 
-log() { printf '==> %s\n' "$*"; }
+log() { printf '==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$WORK_PREFIX.XXXXXX")
 PIDS=()

@@ -90,3 +90,4 @@ log "cargo test"
 run_tests --workspace
 log "fuzz smoke run (fuzz/run.sh)"
 bash fuzz/run.sh smoke 5
+log "every check passed"
