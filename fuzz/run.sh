@@ -17,10 +17,9 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$CARGO_TARGET_D
 TARGETS=(header decrypt extract config manifest cron)
 CARGO_FUZZ_VERSION=0.13.2
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "fuzz/run.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
-  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
-fi
+# shellcheck source=tests/cargo-tool.sh
+source ../tests/cargo-tool.sh
+install_cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION"
 
 # Release build with debug assertions (overflow checks). No sanitizer: our crates forbid
 # unsafe code, and AddressSanitizer would slow every execution down about three times.

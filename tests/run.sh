@@ -72,9 +72,9 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo deny (licences, duplicate versions, sources)"
-if ! cargo deny --version >/dev/null 2>&1; then
-  cargo install cargo-deny --locked --version 0.20.2
-fi
+# shellcheck source=tests/cargo-tool.sh
+source tests/cargo-tool.sh
+install_cargo_tool cargo-deny 0.20.2
 cargo deny --locked check bans licenses sources
 # The advisory database is fetched from GitHub: where it cannot be reached the check says
 # so loudly and goes on; any other failure (an advisory) fails the run. See README.
