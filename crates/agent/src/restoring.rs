@@ -127,10 +127,18 @@ pub async fn from_destinations(
         (None, Selector::Named(_)) => None,
         (None, _) => Some(crate::runner::this_instance(config).await),
     };
+    // A restore that finds its backup damaged in one destination takes the same backup
+    // (by name) from the next one that has it, saying so; a verify reports the damage.
+    let mut pinned: Option<Selector> = None;
+    let mut damaged: Option<Error> = None;
     for dest in destinations::select(config, plan.destination.as_deref())? {
+        let selector = pinned.clone().unwrap_or_else(|| plan.selector.clone());
+        let dest_name = dest.as_ref().map(|d| d.name.clone()).unwrap_or_default();
         let attempt = async {
-            let d = dest?;
-            let mut entries = list_backups(&*d.destination, &d.layout).await?;
+            let d = dest.map_err(|e| (e, None))?;
+            let mut entries = list_backups(&*d.destination, &d.layout)
+                .await
+                .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
             let mut others = 0;
             let mut shown = None;
             if let Some(own) = &instance {
@@ -142,10 +150,10 @@ pub async fn from_destinations(
                 entries.retain(|e| e.manifest.instance_id == wanted);
                 shown = Some(wanted);
             }
-            let entry = select(&entries, &plan.selector)
+            let entry = select(&entries, &selector)
                 .map_err(|e| match &shown {
-                    Some(id) => of_instance(e, id, others),
-                    None => e,
+                    Some(id) => (of_instance(e, id, others), None),
+                    None => (e, None),
                 })?
                 .clone();
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
@@ -161,16 +169,34 @@ pub async fn from_destinations(
             stats
                 .map(|s| (entry.manifest.name.clone(), s))
                 .map_err(|e| {
-                    e.context(format!(
-                        "backup {} in destination {}",
-                        entry.manifest.name, d.name
-                    ))
+                    (
+                        e.context(format!(
+                            "backup {} in destination {}",
+                            entry.manifest.name, d.name
+                        )),
+                        Some(entry.manifest.name.clone()),
+                    )
                 })
         };
-        match attempt.await {
-            Ok(done) => return Ok(done),
+        let failure = match attempt.await {
+            Ok(done) => {
+                if let Some(e) = &damaged {
+                    tracing::warn!(destination_name = %dest_name, error = %e, "Restored from this destination because another copy is damaged");
+                }
+                return Ok(done);
+            }
+            Err(failure) => failure,
+        };
+        match failure {
+            (e, Some(name))
+                if e.kind() == ErrorKind::Corrupt && target.is_some() && damaged.is_none() =>
+            {
+                tracing::error!(error = %e, "The copy of the backup is damaged; trying the next destination that has it");
+                pinned = Some(Selector::Named(name));
+                damaged = Some(e);
+            }
             // A backup that is damaged or refused is not retried elsewhere silently.
-            Err(e)
+            (e, _)
                 if !matches!(
                     e.kind(),
                     ErrorKind::NotFound | ErrorKind::Destination | ErrorKind::Io
@@ -178,13 +204,14 @@ pub async fn from_destinations(
             {
                 return Err(e);
             }
-            Err(e) => {
+            (e, _) => {
                 tracing::warn!(error = %e, "trying the next destination");
                 last_error = Some(e);
             }
         }
     }
-    Err(last_error
+    Err(damaged
+        .or(last_error)
         .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
 }
 
