@@ -1,5 +1,26 @@
-//! The fault matrix, network and server side (issue 9, part 1). For now, the fault
-//! proxy's own test.
+//! The fault matrix, network and server side (issue 9, part 1): the real binary against
+//! real servers, with faults made by killing servers of the test's own or by the fault
+//! proxy of `common/proxy.rs`. Every row checks: exit code 1 and a message naming what
+//! failed, with no panic and no secret; no backup of the failed run in `list` or
+//! `list --all`; a restore target that holds its old content (no staging folder left);
+//! the task failed with its reason; and, the fault gone, a backup that is listed, verifies
+//! and restores to the source tree.
+//!
+//! | fault | how it is made | what the agent must do | test |
+//! | --- | --- | --- | --- |
+//! | S3 server killed mid-upload | a private moto, SIGKILL once 12 MiB went up through the proxy; started again on its port | exit 1 naming the destination and "unreachable"; `list` fails while it is down; nothing listed; task failed; the next backup succeeds | `s3_server_killed_mid_upload_and_mid_restore` |
+//! | S3 server killed mid-restore | the same moto, SIGKILL once 2 MiB of the archive came down | exit 1 naming the destination; target keeps its old content; restore task failed; restore after the restart succeeds | `s3_server_killed_mid_upload_and_mid_restore` |
+//! | connection reset mid-part, once | the proxy cuts the first connection that passes 1 MiB up (inside the first 8 MiB part) | the part is retried (logged); the backup succeeds, is listed, verifies, restores; task done | `s3_connection_reset_once_mid_part_is_retried` |
+//! | connection reset mid-part, always | the proxy cuts every connection at 1 MiB up | exit 1 naming the destination and bucket after bounded retries; nothing listed; the multipart upload aborted (none left in the bucket); task failed; next run succeeds | `s3_connection_reset_on_every_connection_fails_cleanly` |
+//! | Azure block list commit refused | the proxy answers `PUT …?comp=blocklist` itself: 500 (retried), then 403 | exit 1 naming the destination; no blob listed; task failed; next run succeeds | `azure_block_list_commit_refused` |
+//! | sshd stopped mid-transfer | a private sshd and its sessions SIGKILLed once 4 MiB went up through the proxy; started again | exit 1 naming the destination; `list` fails while it is down; only a hidden temporary file remains, nothing listed; task failed; next run succeeds | `sshd_stopped_mid_transfer` |
+//! | corrupt object on read | the proxy flips one byte in the middle of every GET body of a `.tar.gz.enc`, on S3, then on Azure, beside a sound copy in the other | `verify`/`restore --destination BAD` exit 1 naming the backup and the destination; target untouched; restore task failed; `restore` without `--destination` takes the same backup from the sound destination and logs the damaged copy | `corrupt_object_on_read` |
+//! | store down when the backup starts | an S3 endpoint where nothing listens yet | exit 1 quickly, naming the destination, "unreachable" and `endpoint_url`; a restore fails with the target untouched; nothing listed once it is up; next run succeeds | `s3_server_down_at_start` |
+//!
+//! Covered elsewhere: one of three destinations down (`fanout.rs`), SIGTERM and SIGKILL
+//! mid-upload (`faults_host.rs`, `fanout.rs`, `daemon.rs`); refused connections, a store
+//! that never answers and a paused sshd at destination level (each destination crate's
+//! `tests/faults.rs`).
 
 mod common;
 
@@ -8,6 +29,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::proxy::{Faults, Proxy, request};
+use common::{Env, Run, server_env, tree, unique};
+use serde_json::Value;
 
 /// A one-connection-at-a-time HTTP server that reads each request's body and answers
 /// 200 with `body`, and reports the body sizes it received.
@@ -141,4 +164,750 @@ fn proxy_cuts_answers_and_corrupts() {
     assert_eq!(received.recv().unwrap(), 50_000);
     assert_eq!(proxy.counts().cuts, 1);
     proxy.wait_for("the bytes up", Duration::from_secs(5), |c| c.up > 60_000);
+}
+
+const S3_SECRET: &str = "netfaults-s3-secret-access-key";
+const MIB: u64 = 1024 * 1024;
+
+// --- destinations, configuration and the five checks ---------------------------------
+
+/// YAML of an `s3` destination named `name` at `endpoint`.
+fn s3_dest(name: &str, endpoint: &str, bucket: &str) -> String {
+    common::secret(S3_SECRET);
+    format!(
+        "- type: s3\n  name: {name}\n  config:\n    bucket_name: {bucket}\n    bucket_path: net\n    \
+         access_key_id: netfaults-key-id\n    secret_access_key: {S3_SECRET}\n    endpoint_url: {endpoint}\n"
+    )
+}
+
+/// YAML of an `azure` destination named `name` at the blob `endpoint`.
+fn azure_dest(name: &str, endpoint: &str) -> String {
+    format!(
+        "- type: azure\n  name: {name}\n  config:\n    storage_account: {account}\n    storage_access_key: {key}\n    \
+         container: {container}\n    path: net\n    endpoint: {endpoint}\n",
+        account = server_env("SB_TEST_AZURE_ACCOUNT"),
+        key = server_env("SB_TEST_AZURE_KEY"),
+        container = unique("net").to_lowercase(),
+    )
+}
+
+/// YAML of an `scp` destination named `name` on `port`, writing into `remote`.
+fn scp_dest(name: &str, port: u16, remote: &std::path::Path) -> String {
+    let key: String = std::fs::read_to_string(server_env("SB_TEST_SCP_KEY"))
+        .unwrap()
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    format!(
+        "- type: scp\n  name: {name}\n  config:\n    server: 127.0.0.1\n    port: {port}\n    user: {user}\n    \
+         destination: {remote}\n    fingerprint: \"{fingerprint}\"\n    key: |\n{key}",
+        user = server_env("SB_TEST_SCP_USER"),
+        remote = remote.display(),
+        fingerprint = server_env("SB_TEST_SCP_FINGERPRINT"),
+    )
+}
+
+/// Writes `config.yml` with `destinations`, the sample source, a key and a `state_dir`.
+fn write_config(env: &Env, destinations: &[String]) {
+    let d = env.dir.path().display();
+    let yaml = format!(
+        "destinations:\n{}source_folder: {d}/source\ncron_schedule: \"0 3 * * *\"\n\
+         state_dir: {d}/state\nencryption:\n  key_file: {d}/backup.key\n",
+        destinations.concat()
+    );
+    std::fs::write(env.path("config.yml"), yaml).unwrap();
+}
+
+/// A bucket name of this test's own.
+fn bucket(what: &str) -> String {
+    unique(what).to_lowercase()
+}
+
+/// Adds `len` bytes of incompressible data to the source, so that a transfer takes a
+/// while and spans several parts or blocks.
+fn add_noise(env: &Env, len: u64) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(env.path("source/noise.bin")).unwrap());
+    for _ in 0..len / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        file.write_all(&x.to_le_bytes()).unwrap();
+    }
+    file.flush().unwrap();
+}
+
+/// Asserts that no configured secret shows in `text`.
+fn assert_no_secret(env: &Env, text: &str) {
+    for s in [
+        S3_SECRET.to_string(),
+        server_env("SB_TEST_AZURE_KEY"),
+        env.key_text(),
+    ] {
+        assert!(!text.contains(&s), "a secret leaked into: {text}");
+    }
+    let ssh = std::fs::read_to_string(server_env("SB_TEST_SCP_KEY")).unwrap();
+    for line in ssh.lines().filter(|l| l.len() > 20) {
+        assert!(!text.contains(line), "the SSH key leaked into: {text}");
+    }
+}
+
+/// Check 1: the run failed with exit code 1, named `names` on stderr, and printed no
+/// panic and no secret.
+fn assert_failed(env: &Env, out: &Run, names: &[&str]) {
+    out.expect(1);
+    for name in names {
+        assert!(
+            out.stderr.contains(name),
+            "{name:?} not named in: {}",
+            out.stderr
+        );
+    }
+    assert!(!out.all().contains("panicked"), "{}", out.all());
+    assert_no_secret(env, &out.all());
+}
+
+/// The backups `list` shows (`args` added), which must succeed.
+fn listed(env: &Env, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["list", "config.yml", "--json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    out.expect(0);
+    assert_no_secret(env, &out.all());
+    serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.all()))
+}
+
+/// Check 2: neither `list` nor `list --all` shows a backup.
+fn assert_nothing_listed(env: &Env) {
+    assert_eq!(
+        listed(env, &[]),
+        Vec::<Value>::new(),
+        "a backup of the failed run is listed"
+    );
+    assert_eq!(
+        listed(env, &["--all"]),
+        Vec::<Value>::new(),
+        "list --all shows one"
+    );
+}
+
+/// The tasks recorded, oldest first.
+fn tasks(env: &Env) -> Vec<Value> {
+    let out = env.run(&["tasks", "config.yml", "--json"]);
+    out.expect(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// Check 4: the newest task of `kind` is `failed` with a reason containing each of `names`.
+fn assert_task_failed(env: &Env, kind: &str, names: &[&str]) -> String {
+    let all = tasks(env);
+    let task = all
+        .iter()
+        .filter(|t| t["kind"] == kind)
+        .max_by_key(|t| t["id"].as_i64())
+        .unwrap_or_else(|| panic!("no {kind} task: {all:?}"));
+    assert_eq!(task["status"], "failed", "{task}");
+    let reason = task["reason"].as_str().unwrap_or_default().to_string();
+    for name in names {
+        assert!(
+            reason.contains(name),
+            "{name:?} not in the task's reason: {reason}"
+        );
+    }
+    reason
+}
+
+/// A restore target holding older content; returns its tree.
+fn old_target(env: &Env, name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = env.path(name);
+    std::fs::create_dir_all(dir.join("keep")).unwrap();
+    std::fs::write(dir.join("keep/old.txt"), "the content before the restore\n").unwrap();
+    tree(&dir)
+}
+
+/// Check 3: `target` holds `before` exactly: no new file, no staging folder left.
+fn assert_untouched(env: &Env, target: &str, before: &[(String, Vec<u8>)]) {
+    assert_eq!(
+        tree(&env.path(target)),
+        before,
+        "the restore target changed"
+    );
+}
+
+/// Restores the newest backup from `dest` into `target` (replacing it) and checks that it
+/// holds the source tree, and nothing else.
+fn assert_restores(env: &Env, dest: &str, target: &str) {
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--destination",
+        dest,
+        "--target",
+        target,
+        "--force",
+    ]);
+    out.expect(0);
+    assert_no_secret(env, &out.all());
+    assert_eq!(tree(&env.path("source")), tree(&env.path(target)), "{dest}");
+}
+
+/// Check 5: with the fault gone, a backup succeeds, is listed in `dests`, verifies and
+/// restores from each.
+fn assert_next_run_succeeds(env: &Env, dests: &[&str]) {
+    let before = listed(env, &[]).len();
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(0);
+    assert_no_secret(env, &out.all());
+    let items = listed(env, &[]);
+    assert_eq!(items.len(), before + dests.len(), "{items:?}");
+    let last = tasks(env)
+        .into_iter()
+        .filter(|t| t["kind"] == "backup")
+        .last()
+        .unwrap();
+    assert_eq!(last["status"], "done", "{last}");
+    for dest in dests {
+        let out = env.run(&["verify", "config.yml", "--destination", dest]);
+        out.expect(0);
+        let target = format!("next-{dest}");
+        assert_restores(env, dest, &target);
+    }
+}
+
+/// Runs the binary with `args` in the background.
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(common::binary())
+        .args(args)
+        .current_dir(env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a background run printed once it ended.
+fn finish(child: std::process::Child) -> Run {
+    Run::from(child.wait_with_output().unwrap())
+}
+
+// --- servers of a test's own, to kill ---------------------------------------------------
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on `port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not open port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A moto server of the test's own on a fixed port (its state is in memory: a restart
+/// starts empty).
+struct Moto {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Moto {
+    /// Reserves a port without starting the server.
+    fn stopped() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    /// Starts (or starts again) on its port.
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "moto is running");
+        let program = server_env("SB_TEST_MOTO_SERVER");
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (SB_TEST_MOTO_SERVER): {e}"));
+        self.child = Some(child);
+        wait_for_port(self.port, "moto");
+    }
+
+    /// Kills it (SIGKILL), as a crashed server.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An sshd of the test's own (the program tests/servers/scp.sh found), with the shared
+/// server's host keys and authorized keys.
+struct Sshd {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Sshd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host_keys: String = server_env("SB_TEST_SCP_HOST_KEYS")
+            .split(':')
+            .map(|k| format!("HostKey {k}\n"))
+            .collect();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\n{host_keys}AuthorizedKeysFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+             UsePAM no\nPidFile {}/sshd.pid\nSubsystem sftp internal-sftp\n",
+            server_env("SB_TEST_SCP_AUTHORIZED_KEYS"),
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
+        let mut sshd = Self {
+            port,
+            dir,
+            child: None,
+        };
+        sshd.restart();
+        sshd
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "sshd is running");
+        let child = std::process::Command::new(server_env("SB_TEST_SCP_SSHD"))
+            .arg("-D")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .arg("-E")
+            .arg(self.dir.path().join("sshd.log"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("sshd starts (SB_TEST_SCP_SSHD)");
+        self.child = Some(child);
+        wait_for_port(self.port, "sshd");
+    }
+
+    /// Kills it and the session processes it forked.
+    fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let below = descendants(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        for pid in below {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every process below `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let parent = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut out = vec![];
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &(c, parent) in &parents {
+            if parent == p {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The port of the shared server at `SB_TEST_*` endpoint `var`.
+fn port_of(var: &str) -> u16 {
+    let endpoint = server_env(var);
+    let rest = endpoint.split("://").nth(1).unwrap();
+    rest.split('/')
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+// --- rows ------------------------------------------------------------------------------
+
+/// The bucket at `endpoint`, without the agent.
+fn direct(endpoint: &str, bucket: &str) -> service_backup_s3::S3Destination {
+    let mut settings = service_backup_s3::S3Settings::new(
+        bucket,
+        "netfaults-key-id",
+        service_backup_core::secret::Secret::new(S3_SECRET),
+    );
+    settings.endpoint_url = Some(endpoint.to_string());
+    service_backup_s3::S3Destination::new(&settings).unwrap()
+}
+
+/// Creates `bucket` in a (re)started moto, which keeps nothing across restarts, with a
+/// marker object outside the backups' path.
+fn create_bucket(moto: &Moto, bucket: &str) {
+    use service_backup_core::destination::Destination as _;
+    let dest = direct(&format!("http://127.0.0.1:{}", moto.port), bucket);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dest.put("marker", bytes::Bytes::new()))
+        .unwrap();
+}
+
+/// Row 1: moto killed mid-upload, then mid-restore download.
+#[test]
+fn s3_server_killed_mid_upload_and_mid_restore() {
+    let env = Env::new();
+    add_noise(&env, 24 * MIB);
+    let mut moto = Moto::stopped();
+    moto.start();
+    let proxy = Proxy::start(moto.port);
+    let bucket = bucket("killed");
+    write_config(&env, &[s3_dest("objects", &proxy.url(""), &bucket)]);
+
+    let child = spawn(&env, &["backup", "config.yml"]);
+    proxy.wait_for("12 MiB up", Duration::from_secs(120), |c| c.up >= 12 * MIB);
+    moto.kill();
+    let out = finish(child);
+    assert_failed(&env, &out, &["destination objects", "unreachable"]);
+    // While the store is down, list says so rather than "no backups".
+    let down = env.run(&["list", "config.yml"]);
+    assert_failed(&env, &down, &["destination objects"]);
+    moto.start();
+    create_bucket(&moto, &bucket);
+    assert_nothing_listed(&env);
+    assert_task_failed(&env, "backup", &["destination objects"]);
+    assert_next_run_succeeds(&env, &["objects"]);
+
+    // Mid-restore: the target keeps its old content, no staging folder is left.
+    let before = old_target(&env, "target");
+    let down_before = proxy.counts().down;
+    let child = spawn(
+        &env,
+        &["restore", "config.yml", "--target", "target", "--force"],
+    );
+    proxy.wait_for("2 MiB down", Duration::from_secs(120), |c| {
+        c.down >= down_before + 2 * MIB
+    });
+    moto.kill();
+    let out = finish(child);
+    assert_failed(&env, &out, &["destination objects"]);
+    assert_untouched(&env, "target", &before);
+    assert_task_failed(&env, "restore", &["destination objects"]);
+    // moto keeps its objects in memory: the restarted one is empty, so the next run is
+    // a new backup, restored over the old content.
+    moto.start();
+    create_bucket(&moto, &bucket);
+    assert_nothing_listed(&env);
+    assert_next_run_succeeds(&env, &["objects"]);
+    assert_restores(&env, "objects", "target");
+}
+
+/// Row 2a: one connection reset mid-part: the retry makes the backup succeed.
+#[test]
+fn s3_connection_reset_once_mid_part_is_retried() {
+    let env = Env::new();
+    add_noise(&env, 12 * MIB);
+    let proxy = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
+    write_config(
+        &env,
+        &[s3_dest("objects", &proxy.url(""), &bucket("reset-once"))],
+    );
+    proxy.set(Faults {
+        cut_after: Some(MIB),
+        cut_times: Some(1),
+        ..Faults::default()
+    });
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(0);
+    assert_no_secret(&env, &out.all());
+    assert_eq!(proxy.counts().cuts, 1, "{:?}", proxy.counts());
+    assert!(
+        out.stdout.contains("retrying after a temporary failure"),
+        "no retry logged: {}",
+        out.stdout
+    );
+    let items = listed(&env, &[]);
+    assert_eq!(items.len(), 1, "{items:?}");
+    let last = &tasks(&env)[0];
+    assert_eq!(last["status"], "done", "{last}");
+    let verify = env.run(&["verify", "config.yml"]);
+    verify.expect(0);
+    assert_restores(&env, "objects", "restored");
+    assert_next_run_succeeds(&env, &["objects"]);
+}
+
+/// Row 2b: every connection reset mid-part: bounded retries, a clear error, nothing
+/// listed and no incomplete multipart upload left behind.
+#[test]
+fn s3_connection_reset_on_every_connection_fails_cleanly() {
+    let env = Env::new();
+    add_noise(&env, 12 * MIB);
+    let proxy = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
+    let bucket = bucket("reset-all");
+    write_config(&env, &[s3_dest("objects", &proxy.url(""), &bucket)]);
+    proxy.set(Faults {
+        cut_after: Some(MIB),
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    let out = env.run(&["backup", "config.yml"]);
+    assert_failed(
+        &env,
+        &out,
+        &["destination objects", &format!("s3 bucket {bucket}")],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(proxy.counts().cuts > 1, "{:?}", proxy.counts());
+    proxy.heal();
+    assert_nothing_listed(&env);
+    // The agent aborted its multipart upload: nothing waits in the bucket either.
+    let stale = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(direct(&server_env("SB_TEST_S3_ENDPOINT"), &bucket).incomplete_uploads(""))
+        .unwrap();
+    assert!(stale.is_empty(), "incomplete uploads left: {stale:?}");
+    assert_task_failed(&env, "backup", &["destination objects"]);
+    assert_next_run_succeeds(&env, &["objects"]);
+}
+
+/// Row 3: Azure refuses the block list commit (500, then 403).
+#[test]
+fn azure_block_list_commit_refused() {
+    for (status, code) in [(500, "InternalError"), (403, "AuthorizationFailure")] {
+        let env = Env::new();
+        add_noise(&env, 10 * MIB);
+        let proxy = Proxy::start(port_of("SB_TEST_AZURE_ENDPOINT"));
+        let account = server_env("SB_TEST_AZURE_ACCOUNT");
+        write_config(
+            &env,
+            &[azure_dest("blobs", &proxy.url(&format!("/{account}")))],
+        );
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>refused by the test</Message></Error>"
+        );
+        proxy.set(Faults {
+            answer: Some((request("PUT", "comp=blocklist"), status, body)),
+            ..Faults::default()
+        });
+        let out = env.run(&["backup", "config.yml"]);
+        assert_failed(&env, &out, &["destination blobs"]);
+        assert!(
+            proxy.counts().answered >= 1,
+            "{status}: {:?}",
+            proxy.counts()
+        );
+        proxy.heal();
+        assert_nothing_listed(&env);
+        assert_task_failed(&env, "backup", &["destination blobs"]);
+        assert_next_run_succeeds(&env, &["blobs"]);
+    }
+}
+
+/// Row 4: sshd killed mid-transfer (with the sessions it serves), then started again.
+#[test]
+fn sshd_stopped_mid_transfer() {
+    let env = Env::new();
+    add_noise(&env, 24 * MIB);
+    let mut sshd = Sshd::start();
+    let proxy = Proxy::raw(sshd.port);
+    let remote = std::path::PathBuf::from(server_env("SB_TEST_SCP_DIR")).join(unique("netfaults"));
+    write_config(&env, &[scp_dest("ssh", proxy.port, &remote)]);
+
+    let child = spawn(&env, &["backup", "config.yml"]);
+    proxy.wait_for("4 MiB up", Duration::from_secs(120), |c| c.up >= 4 * MIB);
+    sshd.kill();
+    let out = finish(child);
+    assert_failed(&env, &out, &["destination ssh"]);
+    let down = env.run(&["list", "config.yml"]);
+    assert_failed(&env, &down, &["destination ssh"]);
+    sshd.restart();
+    assert_nothing_listed(&env);
+    // Only the hidden temporary file may be left: never an archive or manifest under its
+    // own name.
+    let visible: Vec<String> = walk(&remote)
+        .into_iter()
+        .filter(|f| !f.rsplit('/').next().unwrap().starts_with('.'))
+        .collect();
+    assert!(visible.is_empty(), "{visible:?}");
+    assert_task_failed(&env, "backup", &["destination ssh"]);
+    assert_next_run_succeeds(&env, &["ssh"]);
+}
+
+/// The files below `root`, relative.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Row 5: a store that returns corrupt archives on read (S3, then Azure), beside one that
+/// does not.
+#[test]
+fn corrupt_object_on_read() {
+    let env = Env::new();
+    add_noise(&env, 6 * MIB);
+    let s3 = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
+    let azure = Proxy::start(port_of("SB_TEST_AZURE_ENDPOINT"));
+    let account = server_env("SB_TEST_AZURE_ACCOUNT");
+    write_config(
+        &env,
+        &[
+            s3_dest("objects", &s3.url(""), &bucket("corrupt")),
+            azure_dest("blobs", &azure.url(&format!("/{account}"))),
+        ],
+    );
+    env.run(&["backup", "config.yml"]).expect(0);
+    let items = listed(&env, &[]);
+    assert_eq!(items.len(), 2, "{items:?}");
+    let name = items[0]["name"].as_str().unwrap().to_string();
+
+    for (bad, good, proxy) in [("objects", "blobs", &s3), ("blobs", "objects", &azure)] {
+        proxy.set(Faults {
+            corrupt: Some(request("GET", ".tar.gz.enc")),
+            ..Faults::default()
+        });
+        let verify = env.run(&["verify", "config.yml", "--destination", bad]);
+        assert_failed(&env, &verify, &[&name, &format!("destination {bad}")]);
+        let before = old_target(&env, "target");
+        let restore = env.run(&[
+            "restore",
+            "config.yml",
+            "--destination",
+            bad,
+            "--target",
+            "target",
+            "--force",
+        ]);
+        assert_failed(&env, &restore, &[&name, &format!("destination {bad}")]);
+        assert_untouched(&env, "target", &before);
+        assert_task_failed(&env, "restore", &[&name, &format!("destination {bad}")]);
+        assert!(proxy.counts().corrupted >= 2, "{:?}", proxy.counts());
+
+        // Without --destination, verify reports the damaged copy it read first...
+        if bad == "objects" {
+            let verify = env.run(&["verify", "config.yml"]);
+            assert_failed(&env, &verify, &[&name, "destination objects"]);
+        }
+        // ...and a restore takes the same backup from the destination whose copy is
+        // sound, saying which copy was damaged.
+        let restore = env.run(&["restore", "config.yml", "--target", "target", "--force"]);
+        restore.expect(0);
+        assert_no_secret(&env, &restore.all());
+        if bad == "objects" {
+            assert!(
+                restore.all().contains("destination objects")
+                    && restore.all().contains("damaged"),
+                "the damaged copy is not reported: {}",
+                restore.all()
+            );
+        }
+        assert!(restore.stderr.contains(&name), "{}", restore.stderr);
+        assert_eq!(
+            tree(&env.path("source")),
+            tree(&env.path("target")),
+            "restored from {good}"
+        );
+        std::fs::remove_dir_all(env.path("target")).unwrap();
+        proxy.heal();
+    }
+    for dest in ["objects", "blobs"] {
+        env.run(&["verify", "config.yml", "--destination", dest])
+            .expect(0);
+    }
+    assert_next_run_succeeds(&env, &["objects", "blobs"]);
+}
+
+/// Row 6: the store is down when the backup starts, and comes up afterwards.
+#[test]
+fn s3_server_down_at_start() {
+    let env = Env::new();
+    let mut moto = Moto::stopped();
+    let bucket = bucket("down");
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    write_config(&env, &[s3_dest("objects", &endpoint, &bucket)]);
+    let started = std::time::Instant::now();
+    let out = env.run(&["backup", "config.yml"]);
+    assert_failed(
+        &env,
+        &out,
+        &["destination objects", "unreachable", "endpoint_url"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let before = old_target(&env, "target");
+    let restore = env.run(&["restore", "config.yml", "--target", "target", "--force"]);
+    assert_failed(&env, &restore, &["destination objects"]);
+    assert_untouched(&env, "target", &before);
+    assert_task_failed(&env, "restore", &["destination objects"]);
+    moto.start();
+    create_bucket(&moto, &bucket);
+    assert_nothing_listed(&env);
+    assert_task_failed(&env, "backup", &["destination objects"]);
+    assert_next_run_succeeds(&env, &["objects"]);
 }

@@ -60,6 +60,8 @@ struct Shared {
     changed: Condvar,
     open: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
+    /// Not HTTP (SSH): bytes are copied as they come; only cuts apply.
+    raw: bool,
 }
 
 impl Shared {
@@ -92,8 +94,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy to `127.0.0.1:upstream`, forwarding untouched until told otherwise.
+    /// A proxy for HTTP to `127.0.0.1:upstream`, forwarding untouched until told otherwise.
     pub fn start(upstream: u16) -> Self {
+        Self::spawn(upstream, false)
+    }
+
+    /// A proxy for another protocol (SSH): it copies bytes, counts them, and cuts.
+    pub fn raw(upstream: u16) -> Self {
+        Self::spawn(upstream, true)
+    }
+
+    fn spawn(upstream: u16, raw: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -103,6 +114,7 @@ impl Proxy {
             changed: Condvar::new(),
             open: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            raw,
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -194,7 +206,11 @@ fn serve(shared: &Arc<Shared>, client: TcpStream) {
         exempt: false,
         cut: false,
     };
-    requests(&mut up, BufReader::new(client), &corrupt_next);
+    if shared.raw {
+        copy_raw(&mut up, client);
+    } else {
+        requests(&mut up, BufReader::new(client), &corrupt_next);
+    }
     if up.cut {
         // Closing with the client's bytes still unread makes the kernel send a reset.
         let _ = up.server.shutdown(Shutdown::Both);
@@ -242,6 +258,20 @@ impl Upstream {
     }
 }
 
+/// Copies what the client sends, as it comes.
+fn copy_raw(up: &mut Upstream, mut client: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !up.send(&buf[..n]) {
+            return;
+        }
+    }
+}
+
 /// Forwards requests one by one, answering or marking them as the faults say.
 fn requests(up: &mut Upstream, mut client: BufReader<TcpStream>, corrupt_next: &AtomicBool) {
     loop {
@@ -280,8 +310,8 @@ fn requests(up: &mut Upstream, mut client: BufReader<TcpStream>, corrupt_next: &
                 "HTTP/1.1 {status} Fault\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = up.client.write_all(response.as_bytes());
             up.shared.count(|c| c.answered += 1);
+            let _ = up.client.write_all(response.as_bytes());
             let _ = up.client.shutdown(Shutdown::Write);
             return;
         }
