@@ -363,8 +363,7 @@ fn assert_next_run_succeeds(env: &Env, dests: &[&str]) {
     assert_eq!(items.len(), before + dests.len(), "{items:?}");
     let last = tasks(env)
         .into_iter()
-        .filter(|t| t["kind"] == "backup")
-        .last()
+        .rfind(|t| t["kind"] == "backup")
         .unwrap();
     assert_eq!(last["status"], "done", "{last}");
     for dest in dests {
@@ -858,8 +857,7 @@ fn corrupt_object_on_read() {
         assert_no_secret(&env, &restore.all());
         if bad == "objects" {
             assert!(
-                restore.all().contains("destination objects")
-                    && restore.all().contains("damaged"),
+                restore.all().contains("destination objects") && restore.all().contains("damaged"),
                 "the damaged copy is not reported: {}",
                 restore.all()
             );
