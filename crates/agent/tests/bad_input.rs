@@ -772,20 +772,7 @@ impl ApiAgent {
     ) -> Result<(), String> {
         let id = self.backup_id.to_string();
         let path = path.replace("{id}", &id);
-        let body = String::from_utf8_lossy(body)
-            .contains("{id}")
-            .then(|| {
-                let mut b = Vec::new();
-                let mut rest = body;
-                while let Some(at) = rest.windows(4).position(|w| w == b"{id}") {
-                    b.extend_from_slice(&rest[..at]);
-                    b.extend_from_slice(id.as_bytes());
-                    rest = &rest[at + 4..];
-                }
-                b.extend_from_slice(rest);
-                b
-            })
-            .unwrap_or_else(|| body.to_vec());
+        let body = replace_id(body, id.as_bytes());
         let mut headers = Vec::new();
         match auth {
             Auth::Good => headers.push(self.bearer()),
@@ -871,4 +858,17 @@ impl Drop for ApiAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `body` with every `{id}` replaced by `id`.
+fn replace_id(body: &[u8], id: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.windows(4).position(|w| w == b"{id}") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(id);
+        rest = &rest[at + 4..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
