@@ -8,7 +8,11 @@
 
 mod common;
 
+use std::cell::OnceCell;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{Env, is_root, tree};
 
@@ -52,10 +56,52 @@ enum Input {
     /// The content of the key file named by an otherwise good configuration, and of the key
     /// file given to `decrypt --key-file`.
     KeyFile(&'static str),
-    // The HTTP API's rows (bad JSON, unknown backup id, wrong instance id, missing or wrong
-    // token, oversized body) come with the API: an `Api { method, path, token, body }`
-    // variant run against `service-backup daemon`, checked in `check` like the others.
+    /// A request to the HTTP API of one daemon started for every API row, with a backup
+    /// already made: in `path` and `body`, `{id}` stands for that backup's id. The row's
+    /// `code` is the HTTP status, its `words` are words of the JSON error body.
+    Api {
+        method: &'static str,
+        path: &'static str,
+        auth: Auth,
+        content_type: Option<&'static str>,
+        body: &'static [u8],
+    },
 }
+
+/// The `Authorization` header of an API row.
+#[derive(Clone, Copy)]
+enum Auth {
+    /// `Bearer <the daemon's token>`.
+    Good,
+    /// No header.
+    Missing,
+    /// This header value, as it is.
+    Header(&'static str),
+    /// The daemon's token under this scheme word.
+    Scheme(&'static str),
+}
+
+/// An API row's input: a request.
+const fn api(
+    method: &'static str,
+    path: &'static str,
+    auth: Auth,
+    content_type: Option<&'static str>,
+    body: &'static [u8],
+) -> Input {
+    Input::Api {
+        method,
+        path,
+        auth,
+        content_type,
+        body,
+    }
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+const JSON: Option<&str> = Some("application/json");
+/// A body over the API's 64 KiB limit.
+const OVERSIZED: &[u8] = &[b'a'; 100 * 1024];
 
 /// A row of the bad-input table.
 struct Row {
@@ -127,14 +173,66 @@ const ROWS: &[Row] = &[
     row("key file readable by others", Input::KeyFileMode(0o644), 2, &["bad.key", "other users may read or write it (mode 0644)"]),
     row("key file writable by others", Input::KeyFileMode(0o602), 2, &["other users may read or write it (mode 0602)"]),
     row("key file empty", Input::KeyFile(""), 2, &["bad.key", "0 bytes long"]),
+    // The HTTP API (one daemon for all rows; `{id}` is a real backup's id).
+    row("API bad JSON", api("POST", "/backups/restore", Auth::Good, JSON, b"{\"instance_id\": "), 400, &["invalidBody", "not valid JSON"]),
+    row("API JSON of the wrong shape", api("POST", "/backups/restore", Auth::Good, JSON, b"[\"inst-1\", {id}]"), 400, &["invalidBody", "must be a JSON object"]),
+    row("API JSON fields of the wrong type", api("POST", "/backups/restore", Auth::Good, JSON, b"{\"instance_id\": [\"inst-1\"], \"backup_id\": {id}}"), 412, &["instance_id is missing"]),
+    row("API JSON body not UTF-8", api("POST", "/backups/restore", Auth::Good, JSON, b"\xff\xfe"), 400, &["invalidBody", "not valid JSON"]),
+    row("API bad form body", api("POST", "/backups/restore", Auth::Good, FORM, b"instance_id=\xff\xfe&backup_id={id}"), 400, &["invalidBody", "not UTF-8"]),
+    row("API restore without backup_id", api("POST", "/backups/restore", Auth::Good, FORM, b"instance_id=inst-1"), 412, &["backup_id is missing"]),
+    row("API unknown backup id", api("POST", "/backups/restore", Auth::Good, FORM, b"instance_id=inst-1&backup_id=999"), 412, &["there is no backup with id 999"]),
+    row("API non-numeric backup id", api("POST", "/backups/restore", Auth::Good, JSON, b"{\"instance_id\": \"inst-1\", \"backup_id\": \"1; drop\"}"), 412, &["there is no backup with id 1; drop"]),
+    row("API non-numeric id in the path", api("GET", "/backups/abc/download", Auth::Good, None, b""), 412, &["there is no backup with id abc"]),
+    row("API download of an unknown id", api("GET", "/backups/999/download", Auth::Good, None, b""), 412, &["there is no backup with id 999"]),
+    row("API wrong instance id in the body", api("POST", "/backups/restore", Auth::Good, FORM, b"instance_id=other&backup_id={id}"), 412, &["instance other does not exist here"]),
+    row("API wrong instance id in the path", api("POST", "/service-instances/other/backups/restore", Auth::Good, FORM, b"instance_id=inst-1&backup_id={id}"), 404, &["instanceNotFound"]),
+    row("API wrong instance id for a download", api("GET", "/service-instances/other/backups/{id}/download", Auth::Good, None, b""), 404, &["instanceNotFound"]),
+    row("API wrong instance id for metrics", api("GET", "/v1/instances/other/metrics", Auth::Good, None, b""), 404, &["instanceNotFound"]),
+    row("API missing token", api("POST", "/backups/restore", Auth::Missing, FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized", "no Authorization header"]),
+    row("API missing token for a backup", api("POST", "/backups", Auth::Missing, JSON, b"{}"), 401, &["unauthorized", "no Authorization header"]),
+    row("API missing token for a download", api("GET", "/backups/{id}/download", Auth::Missing, None, b""), 401, &["unauthorized"]),
+    row("API wrong token", api("POST", "/backups/restore", Auth::Header("Bearer wrong-token-7c1d"), FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized", "not valid"]),
+    row("API wrong scheme", api("POST", "/backups", Auth::Scheme("Basic"), JSON, b"{}"), 401, &["unauthorized", "must be `Bearer <token>`"]),
+    row("API token without a scheme", api("GET", "/backups/{id}/download", Auth::Scheme(""), None, b""), 401, &["unauthorized", "must be `Bearer <token>`"]),
+    row("API oversized restore body", api("POST", "/backups/restore", Auth::Good, FORM, OVERSIZED), 413, &["payloadTooLarge", "65536 bytes"]),
+    row("API oversized backup body", api("POST", "/backups", Auth::Good, JSON, OVERSIZED), 413, &["payloadTooLarge"]),
+    row("API wrong method", api("DELETE", "/backups", Auth::Good, None, b""), 405, &["methodNotAllowed"]),
+    row("API wrong method for a restore", api("PUT", "/backups/restore", Auth::Good, FORM, b"instance_id=inst-1&backup_id={id}"), 405, &["methodNotAllowed"]),
+    row("API wrong method without a token", api("DELETE", "/backups/{id}/download", Auth::Missing, None, b""), 401, &["unauthorized"]),
+    row("API unknown path", api("GET", "/backup", Auth::Good, None, b""), 404, &["notFound", "no such route"]),
+    row("API unknown path without a token", api("POST", "/backups/{id}/restore", Auth::Missing, FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized"]),
+    row("API bad metrics quantity", api("GET", "/metrics?quantity=-1", Auth::Good, None, b""), 400, &["invalidQuantity"]),
 ];
 
-/// Runs `row` in `env`; returns what went wrong, if anything.
-fn check(env: &Env, good: &[u8], other: &[u8], row: &Row) -> Result<(), String> {
+/// Runs `row` in `env` (an API row against the daemon of `api`, started on first use);
+/// returns what went wrong, if anything.
+fn check(
+    env: &Env,
+    good: &[u8],
+    other: &[u8],
+    api: &OnceCell<ApiAgent>,
+    row: &Row,
+) -> Result<(), String> {
     let d = env.dir.path().display().to_string();
     let secrets = [env.key_text(), "TOPSECRET".to_string()];
     let mut runs = Vec::new();
     match &row.input {
+        Input::Api {
+            method,
+            path,
+            auth,
+            content_type,
+            body,
+        } => {
+            return api.get_or_init(ApiAgent::start).check(
+                row,
+                method,
+                path,
+                *auth,
+                *content_type,
+                body,
+            );
+        }
         Input::Archive(change) => runs.extend(refused_archive(env, &change(good, other), None)),
         Input::WrongKey => {
             env.run(&["keygen", "--output", "other.key"]).expect(0);
@@ -312,11 +410,15 @@ fn every_bad_input_of_the_table_is_refused() {
         4,
         "two archives, two manifests"
     );
+    let api = OnceCell::new();
     let mut failures = Vec::new();
     for row in ROWS {
-        if let Err(why) = check(&env, &good, &other, row) {
+        if let Err(why) = check(&env, &good, &other, &api, row) {
             failures.push(format!("{}: {why}", row.name));
         }
+    }
+    if let Some(agent) = api.get() {
+        failures.extend(agent.finish().err());
     }
     println!("{} bad inputs checked", ROWS.len());
     assert!(
@@ -522,4 +624,251 @@ fn a_plain_archive_is_refused_when_a_key_is_configured() {
     ])
     .expect(0);
     assert_eq!(tree(&env.path("source")), tree(&env.path("t")));
+}
+
+/// The API rows' token; declared a secret, so that the suite's check fails if it shows.
+const TOKEN: &str = "tok-BadInput-8e2f4a6c";
+/// The instance id the API daemon serves.
+const INSTANCE: &str = "inst-1";
+
+/// One `service-backup run` with the API on a free port, a backup made, and a restore
+/// target holding a file that no refused request may touch; killed when dropped.
+struct ApiAgent {
+    env: Env,
+    child: Child,
+    port: u16,
+    backup_id: i64,
+}
+
+/// What the daemon answered: the status and the body.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl ApiAgent {
+    fn start() -> Self {
+        common::secret(TOKEN);
+        let env = Env::new();
+        let d = env.dir.path().display().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(env.path("tokens"), format!("{TOKEN}\n")).unwrap();
+        // A schedule that never fires during the test: only requests make tasks.
+        env.write_config(&format!(
+            "cron_schedule: \"0 0 1 1 *\"\ninstance_id: {INSTANCE}\n\
+             restore:\n  target_folder: {d}/restored\n\
+             api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n"
+        ));
+        std::fs::create_dir(env.path("restored")).unwrap();
+        std::fs::write(env.path("restored/precious.txt"), b"keep me").unwrap();
+        env.run(&["backup", "config.yml"]).expect(0);
+        let child = Command::new(common::binary())
+            .args(["run", "config.yml"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(env.path("daemon.log")).unwrap())
+            .stderr(std::fs::File::create(env.path("daemon.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut agent = Self {
+            env,
+            child,
+            port,
+            backup_id: 0,
+        };
+        let start = Instant::now();
+        loop {
+            let health = agent.try_request("GET", "/health", &[], b"");
+            if health.as_ref().is_ok_and(|a| a.status == 200) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the API daemon did not answer /health: {}",
+                agent.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let listing: serde_json::Value = serde_json::from_str(&agent.listing()).unwrap();
+        let backup = &listing["backups"][0];
+        assert_eq!(backup["backup_agent_task"]["status"], "done", "{listing}");
+        agent.backup_id = backup["id"].as_i64().unwrap();
+        agent
+    }
+
+    /// Sends one HTTP/1.1 request and reads the answer until the daemon closes.
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> std::io::Result<Answer> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(40)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        // A body refused for its size may be answered before it is all sent.
+        let _ = stream.write_all(&[head.as_bytes(), body].concat());
+        let mut raw = Vec::new();
+        let read = stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return Err(read.err().unwrap_or_else(|| {
+                std::io::Error::other(format!("not an HTTP answer: {text:?}"))
+            }));
+        };
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+        Ok(Answer {
+            status,
+            body: body.to_string(),
+        })
+    }
+
+    /// `GET /backups` with the token: every task the API knows.
+    fn listing(&self) -> String {
+        let answer = self
+            .try_request("GET", "/backups", &[self.bearer()], b"")
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body
+    }
+
+    fn bearer(&self) -> (&'static str, String) {
+        ("Authorization", format!("Bearer {TOKEN}"))
+    }
+
+    /// What the daemon printed so far.
+    fn output(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.env.path(f)).unwrap_or_default();
+        format!("{}\n{}", read("daemon.log"), read("daemon.err"))
+    }
+
+    /// Sends the row's request; checks the status, the body's words, and that nothing was
+    /// created, restored or printed that should not be.
+    fn check(
+        &self,
+        row: &Row,
+        method: &str,
+        path: &str,
+        auth: Auth,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let id = self.backup_id.to_string();
+        let path = path.replace("{id}", &id);
+        let body = replace_id(body, id.as_bytes());
+        let mut headers = Vec::new();
+        match auth {
+            Auth::Good => headers.push(self.bearer()),
+            Auth::Missing => {}
+            Auth::Header(value) => headers.push(("Authorization", value.to_string())),
+            Auth::Scheme(scheme) => headers.push((
+                "Authorization",
+                format!("{scheme} {TOKEN}").trim().to_string(),
+            )),
+        }
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type", ct.to_string()));
+        }
+        let before = self.listing();
+        let answer = self
+            .try_request(method, &path, &headers, &body)
+            .map_err(|e| format!("{method} {path}: no answer: {e}"))?;
+        if i32::from(answer.status) != row.code {
+            return Err(format!(
+                "{method} {path}: status {} instead of {}: {}",
+                answer.status, row.code, answer.body
+            ));
+        }
+        let json: serde_json::Value = serde_json::from_str(&answer.body)
+            .map_err(|_| format!("{method} {path}: the body is not JSON: {}", answer.body))?;
+        let shape_ok = if answer.status == 412 {
+            json["msg"].is_string()
+        } else {
+            json["error"].is_string() && json["description"].is_string()
+        };
+        if !shape_ok {
+            return Err(format!(
+                "{method} {path}: not an error body of the spec: {json}"
+            ));
+        }
+        for w in row.words {
+            if !answer.body.contains(w) {
+                return Err(format!("{method} {path}: {w:?} is not in {}", answer.body));
+            }
+        }
+        if answer.body.contains(TOKEN) {
+            return Err(format!("{method} {path}: the answer shows the token"));
+        }
+        let after = self.listing();
+        if after != before {
+            return Err(format!(
+                "{method} {path}: the tasks changed:\nbefore {before}\nafter  {after}"
+            ));
+        }
+        if tree(&self.env.path("restored"))
+            != vec![("precious.txt".to_string(), b"keep me".to_vec())]
+        {
+            return Err(format!("{method} {path}: the restore target changed"));
+        }
+        Ok(())
+    }
+
+    /// After every API row: the daemon still runs, printed no panic and no token, and the
+    /// stored backup is still there; then it is stopped.
+    fn finish(&self) -> Result<(), String> {
+        let listing = self.listing();
+        let output = self.output();
+        common::printed(&output);
+        if output.contains("panicked") {
+            return Err(format!("API: the daemon panicked: {output}"));
+        }
+        for secret in [TOKEN, "wrong-token-7c1d"] {
+            if output.contains(secret) {
+                return Err(format!("API: the daemon printed {secret:?}"));
+            }
+        }
+        let listed = self.env.run(&["list", "config.yml", "--json"]);
+        let items: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+        if items.len() != 1 {
+            return Err(format!("API: the stored backups changed: {listing}"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ApiAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `body` with every `{id}` replaced by `id`.
+fn replace_id(body: &[u8], id: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.windows(4).position(|w| w == b"{id}") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(id);
+        rest = &rest[at + 4..];
+    }
+    out.extend_from_slice(rest);
+    out
 }

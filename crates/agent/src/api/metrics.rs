@@ -48,23 +48,7 @@ impl Ring {
     }
 }
 
-/// Why a `quantity` was refused.
-pub const INVALID_QUANTITY: &str = "quantity must be a whole number of at least 1";
-
-/// Parses the `quantity` query parameter: absent means all; a number larger than the ring
-/// means all; 0, negative and non-numbers are refused.
-pub fn parse_quantity(raw: Option<&str>) -> Result<Option<usize>, &'static str> {
-    let Some(raw) = raw else { return Ok(None) };
-    let raw = raw.trim();
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(INVALID_QUANTITY);
-    }
-    if raw.bytes().all(|b| b == b'0') {
-        return Err(INVALID_QUANTITY);
-    }
-    // All digits: too large to parse is simply "everything".
-    Ok(Some(raw.parse::<usize>().unwrap_or(usize::MAX)))
-}
+pub use super::request::parse_quantity;
 
 /// What a sample reports besides the machine: the disks to watch and the backup history.
 pub struct Inputs<'a> {
@@ -280,6 +264,7 @@ fn mount_of(mounts: &[String], path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::request::INVALID_QUANTITY;
 
     #[test]
     fn quantity_rules() {

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod metrics;
+pub mod request;
 mod routes;
 
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, blocking};
 use tower_http::timeout::TimeoutLayer;
 
-use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics};
+use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request};
 use crate::config::DEFAULT_PARACHUTE_THRESHOLD;
 use crate::daemon::Enqueued;
 use crate::destinations;
@@ -30,7 +30,8 @@ use crate::store::{Discovered, Task, TaskKind};
 type ApiResult = Result<Response, ApiError>;
 
 /// The routes: backups and metrics at the root and under the dashboard prefixes, with
-/// authentication, the instance check, a body limit and (but for downloads) a time limit.
+/// authentication (of everything but `GET /health`, unknown paths and methods included),
+/// the instance check, a body limit and (but for downloads) a time limit.
 pub fn router(state: ApiState) -> Router {
     let timed = Router::new()
         .route("/backups", get(list).post(create))
@@ -52,10 +53,12 @@ pub fn router(state: ApiState) -> Router {
         .merge(metrics.clone())
         .nest("/service-instances/{instance_id}", backups)
         .nest("/v1/instances/{instance_id}", metrics)
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .route("/health", get(health))
+        // Before the guard, so that an unknown path or method without a valid token gets
+        // 401 like any other request: the API does not tell strangers what it serves.
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route("/health", get(health).fallback(method_not_allowed))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -75,12 +78,7 @@ async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Respo
         )
         .into_response();
     }
-    let path = req.uri().path();
-    let instance = ["/service-instances/", "/v1/instances/"]
-        .iter()
-        .find_map(|p| path.strip_prefix(p))
-        .map(|rest| rest.split('/').next().unwrap_or(""));
-    if let Some(instance) = instance
+    if let Some(instance) = request::prefixed_instance(req.uri().path())
         && instance != state.instance_id
     {
         return ApiError::Error(
@@ -267,60 +265,15 @@ async fn create(State(state): State<ApiState>, raw: Result<Bytes, BytesRejection
 
 /// The fields of a restore request, from a form or a JSON body.
 fn restore_fields(headers: &HeaderMap, raw: &[u8]) -> Result<HashMap<String, String>, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if is_json {
-        let value: Value = serde_json::from_slice(raw).map_err(|e| {
-            ApiError::Error(
-                StatusCode::BAD_REQUEST,
-                "invalidBody",
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        let Value::Object(map) = value else {
-            return Err(ApiError::Error(
-                StatusCode::BAD_REQUEST,
-                "invalidBody",
-                "the body must be a JSON object with instance_id and backup_id".to_string(),
-            ));
-        };
-        return Ok(map
-            .into_iter()
-            .filter_map(|(k, v)| match v {
-                Value::String(s) => Some((k, s)),
-                Value::Number(n) => Some((k, n.to_string())),
-                _ => None,
-            })
-            .collect());
-    }
-    let text = std::str::from_utf8(raw).map_err(|_| {
-        ApiError::Error(
-            StatusCode::BAD_REQUEST,
-            "invalidBody",
-            "the form body is not UTF-8".to_string(),
-        )
-    })?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(text)
-        .map(|pairs| pairs.into_iter().collect())
-        .map_err(|e| {
-            ApiError::Error(
-                StatusCode::BAD_REQUEST,
-                "invalidBody",
-                format!("the body is not a valid form: {e}"),
-            )
-        })
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    request::restore_fields(content_type, raw)
+        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidBody", d))
 }
 
 /// The backup task `raw_id` names, if it is a complete backup; else the 412 message.
 async fn complete_backup(state: &ApiState, raw_id: &str) -> Result<(i64, String), ApiError> {
     let unknown = || ApiError::Precondition(format!("there is no backup with id {raw_id}"));
-    let id: i64 = raw_id.trim().parse().map_err(|_| unknown())?;
+    let id = request::backup_id(raw_id).ok_or_else(unknown)?;
     let task = state
         .ctx
         .tasks
@@ -349,18 +302,8 @@ async fn restore(
 ) -> ApiResult {
     let raw = body(raw)?;
     let fields = restore_fields(&headers, &raw)?;
-    let instance = fields.get("instance_id").map(String::as_str);
-    let Some(instance) = instance.filter(|i| !i.is_empty()) else {
-        return Err(ApiError::Precondition("instance_id is missing".to_string()));
-    };
-    if instance != state.instance_id {
-        return Err(ApiError::Precondition(format!(
-            "instance {instance} does not exist here"
-        )));
-    }
-    let Some(backup_id) = fields.get("backup_id").filter(|b| !b.is_empty()) else {
-        return Err(ApiError::Precondition("backup_id is missing".to_string()));
-    };
+    let backup_id =
+        request::restore_backup_id(&fields, &state.instance_id).map_err(ApiError::Precondition)?;
     let (backup_id, name) = complete_backup(&state, backup_id).await?;
     let config = state.config();
     let Some(target) = restoring::default_target(&config) else {
@@ -479,13 +422,8 @@ async fn download(
 
 /// `GET /metrics?quantity=N`: the lines of the N latest samples.
 async fn metrics(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
-    let raw = pairs
-        .iter()
-        .find(|(k, _)| k == "quantity")
-        .map(|(_, v)| v.as_str());
-    let quantity = metrics::parse_quantity(raw)
+    let raw = request::quantity_param(query.as_deref());
+    let quantity = metrics::parse_quantity(raw.as_deref())
         .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuantity", d.to_string()))?;
     Ok(axum::Json(state.metrics.latest(quantity)).into_response())
 }

@@ -85,6 +85,11 @@ pub fn secret(value: &str) {
     collect("secrets", value.as_bytes());
 }
 
+/// Adds what a process printed elsewhere (a daemon's log files) to the collection.
+pub fn printed(text: &str) {
+    collect("output", text.as_bytes());
+}
+
 /// Runs the binary with `args` in `cwd`.
 pub fn run(cwd: &Path, args: &[&str]) -> Run {
     run_with_stdin(cwd, args, None)
