@@ -237,6 +237,13 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
     if tokio::time::timeout(STOP_BUDGET, worker).await.is_err() {
         tracing::error!("A backup did not stop in time; exiting anyway");
     }
+    // A backup still waiting its turn never runs: its task says so instead of staying
+    // queued.
+    if let Some(Some(id)) = queue.take()
+        && let Err(e) = ctx.tasks.fail(id, None, "terminated".into(), 0.0).await
+    {
+        tracing::error!(task_id = id, error = %e, "The queued backup could not be marked failed");
+    }
     tracing::info!("All backup processes terminated. Exiting");
     Ok(Outcome::Success)
 }
