@@ -108,11 +108,41 @@ pub struct Store {
 }
 
 fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
+    if is_full(path, e) {
+        let dir = path.parent().unwrap_or(path);
+        return Error::new(
+            ErrorKind::Io,
+            format!(
+                "the task database {} cannot be written: database or disk is full (no space left in {})",
+                path.display(),
+                dir.display()
+            ),
+        )
+        .with_hint("free space in state_dir and run again; the tasks recorded so far are kept");
+    }
     Error::new(
         ErrorKind::Io,
         format!("the task database {} cannot be used: {e}", path.display()),
     )
     .with_hint("check state_dir's permissions and free space; if the file is damaged, move it aside (the backups themselves are not affected)")
+}
+
+/// Whether `e` comes from a full disk: SQLite says so, or (when it fails to grow its
+/// shared-memory file, which it reports as a disk I/O error) the disk has no room left.
+fn is_full(path: &Path, e: &rusqlite::Error) -> bool {
+    let rusqlite::Error::SqliteFailure(failure, _) = e else {
+        return false;
+    };
+    match failure.code {
+        rusqlite::ErrorCode::DiskFull => true,
+        rusqlite::ErrorCode::SystemIoFailure => {
+            let dir = path.parent().unwrap_or(path);
+            nix::sys::statvfs::statvfs(dir).is_ok_and(|s| {
+                s.blocks_available().saturating_mul(s.fragment_size()) < 1024 * 1024
+            })
+        }
+        _ => false,
+    }
 }
 
 fn now() -> String {
