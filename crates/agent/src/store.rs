@@ -137,9 +137,8 @@ fn is_full(path: &Path, e: &rusqlite::Error) -> bool {
         rusqlite::ErrorCode::DiskFull => true,
         rusqlite::ErrorCode::SystemIoFailure => {
             let dir = path.parent().unwrap_or(path);
-            nix::sys::statvfs::statvfs(dir).is_ok_and(|s| {
-                s.blocks_available().saturating_mul(s.fragment_size()) < 1024 * 1024
-            })
+            nix::sys::statvfs::statvfs(dir)
+                .is_ok_and(|s| s.blocks_available().saturating_mul(s.fragment_size()) < 1024 * 1024)
         }
         _ => false,
     }
@@ -182,7 +181,9 @@ impl Store {
             .conn
             .prepare("SELECT id, owner FROM tasks WHERE state IN ('running', 'queued')")?;
         let open = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)))?
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut failed = 0;
         for (id, owner) in open {
@@ -578,12 +579,18 @@ mod tests {
         // The first two as if a process that died had left them.
         store
             .conn
-            .execute("UPDATE tasks SET owner = 'gone 1 1' WHERE id <> ?1", params![live])
+            .execute(
+                "UPDATE tasks SET owner = 'gone 1 1' WHERE id <> ?1",
+                params![live],
+            )
             .unwrap();
         let queued = store.create(TaskKind::Backup, "api").unwrap();
         store
             .conn
-            .execute("UPDATE tasks SET owner = NULL WHERE id = ?1", params![queued])
+            .execute(
+                "UPDATE tasks SET owner = NULL WHERE id = ?1",
+                params![queued],
+            )
             .unwrap();
         // Another process (`service-backup tasks`) opens the database meanwhile.
         let other = Store::open(dir.path()).unwrap();

@@ -235,8 +235,19 @@ fn write_error(e: io::Error, path: &Path) -> Error {
 fn modified_since(file: &File, before: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     file.metadata().is_ok_and(|after| {
-        (after.len(), after.mtime(), after.mtime_nsec(), after.ctime(), after.ctime_nsec())
-            != (before.len(), before.mtime(), before.mtime_nsec(), before.ctime(), before.ctime_nsec())
+        (
+            after.len(),
+            after.mtime(),
+            after.mtime_nsec(),
+            after.ctime(),
+            after.ctime_nsec(),
+        ) != (
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec(),
+            before.ctime(),
+            before.ctime_nsec(),
+        )
     })
 }
 

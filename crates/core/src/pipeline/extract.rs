@@ -280,8 +280,11 @@ fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
         } else {
             format!("{outer}: {reason}")
         };
-        return Error::new(ErrorKind::Io, format!("cannot write the restore{at}: {text}"))
-            .with_hint(hint);
+        return Error::new(
+            ErrorKind::Io,
+            format!("cannot write the restore{at}: {text}"),
+        )
+        .with_hint(hint);
     }
     Error::corrupt(format!("the tar stream is damaged{at}: {e}"))
 }
