@@ -17,7 +17,7 @@
 //! | restart with queued tasks | daemon with the API; `POST /backups` three times while a dump blocks; SIGTERM; restart | the running task failed "terminated", the queued one failed "terminated" (never stuck queued or running); the next API backup is done | `restart_with_queued_tasks_records_them_and_runs_the_next` |
 //! | two agents, one prefix | two processes, same S3 bucket and prefix, their dumps meeting at a barrier; two instance ids, then the same | both exit 0 with distinct names; both listed, both verify and restore their own source | `two_agents_writing_one_prefix_at_once` |
 //! | clock set back a day | daemon with libfaketime, `FAKETIME_TIMESTAMP_FILE` changed from `+0` to `-1d` while a `* * * * * *` schedule runs | backups go on every second (no stall, no burst), names stay distinct, all listed and restorable | `clock_set_back_a_day_keeps_the_schedule_firing` |
-//! | a source file changing while read | the dump starts a writer that truncates and appends to a 16 MiB file until the test stops it | warning naming the file; the backup completes and verifies; the next one restores exactly | `a_file_changing_while_read_is_recorded_and_the_archive_verifies` |
+//! | a source file changing while read | the dump starts a writer that, once the agent has the 64 MiB file open, cuts it to 1 MB and appends 1 MiB | warning naming the file; the backup completes and verifies; the next one restores exactly | `a_file_changing_while_read_is_recorded_and_the_archive_verifies` |
 
 mod common;
 
@@ -704,29 +704,27 @@ fn clock_set_back_a_day_keeps_the_schedule_firing() {
 fn a_file_changing_while_read_is_recorded_and_the_archive_verifies() {
     let env = Env::new();
     let big = env.path("source/growing.bin");
-    random_file(&big, 16 * MIB);
-    let stop = env.path("stop-writer");
+    let size = 64 * MIB;
+    random_file(&big, size);
     let stopped = env.path("writer-stopped");
-    let started = env.path("writer-started");
-    // The writer outlives the dump (its own session) and keeps changing the file.
+    // The writer (its own session: it outlives the dump) waits until the agent, the
+    // dump's parent, has the file open, then cuts it to 1 MB and appends 1 MiB: the file
+    // shrinks and grows under the reader, whatever the machine's load.
     let dump = script(
         &env,
         "dump.sh",
         &format!(
-            "setsid sh -c 'touch {started}; while [ ! -e {stop} ]; do \
-             truncate -s 100000 {big}; head -c 16777216 /dev/urandom >> {big}; done; \
-             touch {stopped}' </dev/null >/dev/null 2>&1 &\n\
-             while [ ! -e {started} ]; do sleep 0.01; done",
-            started = started.display(),
-            stop = stop.display(),
+            "agent=$PPID
+             setsid sh -c \"until ls -l /proc/$agent/fd 2>/dev/null | grep -q growing.bin; do sleep 0.005; done; \
+             truncate -s 1000000 {big}; head -c 1048576 /dev/urandom >> {big}; touch {stopped}\" \
+             </dev/null >/dev/null 2>&1 &",
             stopped = stopped.display(),
             big = big.display(),
         ),
     );
     env.write_config(&format!("source_executable: {dump}\n"));
     let out = env.run(&["backup", "config.yml"]);
-    std::fs::write(&stop, "").unwrap();
-    wait_until("the writer stops", Duration::from_secs(30), || {
+    wait_until("the writer is done", Duration::from_secs(30), || {
         stopped.exists()
     });
     // 1. The backup completes and says which file changed.
@@ -769,6 +767,8 @@ fn a_file_changing_while_read_is_recorded_and_the_archive_verifies() {
             .filter(|(p, _)| p != "growing.bin")
             .collect::<Vec<_>>()
     );
+    let changed = restored.iter().find(|(p, _)| p == "growing.bin").unwrap();
+    assert_eq!(changed.1.len(), size, "the size its tar header recorded");
     // 5. With the file at rest, the next backup restores it exactly.
     env.write_config("");
     next_backup_restores(&env, &[]);
