@@ -177,19 +177,31 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             (c.schedule.clone(), c.exit_if_in_progress)
         };
-        let next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+        let mut next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
         if let Some(next) = next {
             tracing::debug!(next = %next.to_rfc3339(), "Next backup scheduled");
         }
         let mut fired = false;
-        // Sleep in ticks so that a wall clock set forward or back is noticed.
+        // Sleep in ticks so that a wall clock set forward or back is noticed: forward, the
+        // due backup runs once; back, the fire time is taken again from the new time, so
+        // the schedule goes on instead of waiting for the clock to catch up.
         let wait = async {
             loop {
-                let Some(next) = next else {
+                let Some(due) = next else {
                     tokio::time::sleep(TICK).await;
                     continue;
                 };
-                let left = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                let now = Utc::now();
+                if let Some(earlier) = schedule
+                    .as_ref()
+                    .and_then(|s| s.next_after(now))
+                    .filter(|t| *t < due)
+                {
+                    tracing::info!(next = %earlier.to_rfc3339(), "The clock was set back; the next backup is rescheduled");
+                    next = Some(earlier);
+                    continue;
+                }
+                let left = (due - now).to_std().unwrap_or(Duration::ZERO);
                 if left.is_zero() {
                     return;
                 }
@@ -224,6 +236,13 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
     }
     if tokio::time::timeout(STOP_BUDGET, worker).await.is_err() {
         tracing::error!("A backup did not stop in time; exiting anyway");
+    }
+    // A backup still waiting its turn never runs: its task says so instead of staying
+    // queued.
+    if let Some(Some(id)) = queue.take()
+        && let Err(e) = ctx.tasks.fail(id, None, "terminated".into(), 0.0).await
+    {
+        tracing::error!(task_id = id, error = %e, "The queued backup could not be marked failed");
     }
     tracing::info!("All backup processes terminated. Exiting");
     Ok(Outcome::Success)

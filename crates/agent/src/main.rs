@@ -13,6 +13,7 @@ mod destinations;
 mod executables;
 mod lock;
 mod logging;
+mod owner;
 mod progress;
 mod prune;
 mod restoring;

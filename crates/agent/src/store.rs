@@ -41,6 +41,9 @@ const MIGRATIONS: &[&str] = &[
     // 3: restores as tasks: which backup task a restore restores, and where to.
     "ALTER TABLE tasks ADD COLUMN backup_task_id INTEGER;
     ALTER TABLE tasks ADD COLUMN target TEXT;",
+    // 4: the process that queued or runs a task (`crate::owner`), so that only the tasks
+    // of processes that died are marked interrupted.
+    "ALTER TABLE tasks ADD COLUMN owner TEXT;",
 ];
 
 /// What a task is.
@@ -100,14 +103,45 @@ pub struct Task {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// This process, as recorded in the tasks it queues or runs.
+    owner: String,
 }
 
 fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
+    if is_full(path, e) {
+        let dir = path.parent().unwrap_or(path);
+        return Error::new(
+            ErrorKind::Io,
+            format!(
+                "the task database {} cannot be written: database or disk is full (no space left in {})",
+                path.display(),
+                dir.display()
+            ),
+        )
+        .with_hint("free space in state_dir and run again; the tasks recorded so far are kept");
+    }
     Error::new(
         ErrorKind::Io,
         format!("the task database {} cannot be used: {e}", path.display()),
     )
     .with_hint("check state_dir's permissions and free space; if the file is damaged, move it aside (the backups themselves are not affected)")
+}
+
+/// Whether `e` comes from a full disk: SQLite says so, or (when it fails to grow its
+/// shared-memory file, which it reports as a disk I/O error) the disk has no room left.
+fn is_full(path: &Path, e: &rusqlite::Error) -> bool {
+    let rusqlite::Error::SqliteFailure(failure, _) = e else {
+        return false;
+    };
+    match failure.code {
+        rusqlite::ErrorCode::DiskFull => true,
+        rusqlite::ErrorCode::SystemIoFailure => {
+            let dir = path.parent().unwrap_or(path);
+            nix::sys::statvfs::statvfs(dir)
+                .is_ok_and(|s| s.blocks_available().saturating_mul(s.fragment_size()) < 1024 * 1024)
+        }
+        _ => false,
+    }
 }
 
 fn now() -> String {
@@ -116,21 +150,20 @@ fn now() -> String {
 
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, migrates it, and fails every
-    /// task left `running` by a process that died.
+    /// task left `queued` or `running` by a process that died (not those of a live daemon).
     pub fn open(state_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| Error::io("create state_dir", state_dir, e))?;
         let path = state_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| db_error(&path, &e))?;
-        let mut store = Self { conn, path };
+        let mut store = Self {
+            conn,
+            path,
+            owner: crate::owner::this_process(),
+        };
         store.prepare().map_err(|e| db_error(&store.path, &e))?;
         let interrupted = store
-            .conn
-            .execute(
-                "UPDATE tasks SET state = 'failed', reason = 'interrupted', updated_at = ?1
-                 WHERE state IN ('running', 'queued')",
-                params![now()],
-            )
+            .fail_orphans()
             .map_err(|e| db_error(&store.path, &e))?;
         if interrupted > 0 {
             tracing::info!(
@@ -139,6 +172,31 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// Marks `failed` / "interrupted" the queued and running tasks whose process is gone;
+    /// returns how many.
+    fn fail_orphans(&self) -> rusqlite::Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, owner FROM tasks WHERE state IN ('running', 'queued')")?;
+        let open = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut failed = 0;
+        for (id, owner) in open {
+            if crate::owner::is_alive(owner.as_deref()) {
+                continue;
+            }
+            failed += self.conn.execute(
+                "UPDATE tasks SET state = 'failed', reason = 'interrupted', updated_at = ?2
+                 WHERE id = ?1 AND state IN ('running', 'queued')",
+                params![id, now()],
+            )?;
+        }
+        Ok(failed)
     }
 
     fn prepare(&mut self) -> rusqlite::Result<()> {
@@ -186,8 +244,8 @@ impl Store {
         let at = now();
         self.conn
             .execute(
-                "INSERT INTO tasks (kind, state, trigger, created_at, updated_at) VALUES (?1, 'queued', ?2, ?3, ?3)",
-                params![kind.as_str(), trigger, at],
+                "INSERT INTO tasks (kind, state, trigger, created_at, updated_at, owner) VALUES (?1, 'queued', ?2, ?3, ?3, ?4)",
+                params![kind.as_str(), trigger, at, self.owner],
             )
             .map_err(|e| db_error(&self.path, &e))?;
         Ok(self.conn.last_insert_rowid())
@@ -205,9 +263,9 @@ impl Store {
         let at = now();
         self.conn
             .execute(
-                "INSERT INTO tasks (kind, state, trigger, backup_name, backup_task_id, target, created_at, updated_at)
-                 VALUES ('restore', 'queued', ?1, ?2, ?3, ?4, ?5, ?5)",
-                params![trigger, backup_name, backup_task_id, target, at],
+                "INSERT INTO tasks (kind, state, trigger, backup_name, backup_task_id, target, created_at, updated_at, owner)
+                 VALUES ('restore', 'queued', ?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                params![trigger, backup_name, backup_task_id, target, at, self.owner],
             )
             .map_err(|e| db_error(&self.path, &e))?;
         Ok(self.conn.last_insert_rowid())
@@ -256,8 +314,8 @@ impl Store {
     pub fn start(&self, id: i64, backup_guid: &str) -> Result<()> {
         self.transition(id, TaskState::Running, |c, at| {
             c.execute(
-                "UPDATE tasks SET backup_guid = ?2, started_at = ?3 WHERE id = ?1",
-                params![id, backup_guid, at],
+                "UPDATE tasks SET backup_guid = ?2, started_at = ?3, owner = ?4 WHERE id = ?1",
+                params![id, backup_guid, at, self.owner],
             )
         })
     }
@@ -517,11 +575,37 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let id = store.create(TaskKind::Backup, "schedule").unwrap();
         store.start(id, "g").unwrap();
-        drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let task = store.get(id).unwrap().unwrap();
-        assert_eq!(task.state, TaskState::Failed);
-        assert_eq!(task.reason.as_deref(), Some("interrupted"));
+        let live = store.create(TaskKind::Backup, "api").unwrap();
+        // The first two as if a process that died had left them.
+        store
+            .conn
+            .execute(
+                "UPDATE tasks SET owner = 'gone 1 1' WHERE id <> ?1",
+                params![live],
+            )
+            .unwrap();
+        let queued = store.create(TaskKind::Backup, "api").unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE tasks SET owner = NULL WHERE id = ?1",
+                params![queued],
+            )
+            .unwrap();
+        // Another process (`service-backup tasks`) opens the database meanwhile.
+        let other = Store::open(dir.path()).unwrap();
+        for (id, state) in [
+            (id, TaskState::Failed),
+            (queued, TaskState::Failed),
+            (live, TaskState::Queued),
+        ] {
+            let task = other.get(id).unwrap().unwrap();
+            assert_eq!(task.state, state, "task {id}");
+        }
+        assert_eq!(
+            other.get(id).unwrap().unwrap().reason.as_deref(),
+            Some("interrupted")
+        );
     }
 
     #[test]

@@ -153,8 +153,12 @@ pub async fn plan_prune(
         Ok(found) => found
             .into_iter()
             .filter(|u| {
-                backup_name_of(&u.key).is_some_and(|n| scope.owns_name(&n))
-                    && u.started.is_some_and(|t| t < stale_before)
+                // Stale by the store's clock and by the backup name's own time: a store that
+                // misreports the start (moto's is a fixed date in 2010) must not make a
+                // prune abort an upload still running beside it.
+                backup_name_of(&u.key).is_some_and(|n| {
+                    scope.owns_name(&n) && time_of_name(&n).is_none_or(|t| t < stale_before)
+                }) && u.started.is_some_and(|t| t < stale_before)
             })
             .collect(),
         Err(e) => {

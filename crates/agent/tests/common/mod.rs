@@ -3,6 +3,7 @@
 
 pub mod bosh;
 pub mod proxy;
+pub mod host;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

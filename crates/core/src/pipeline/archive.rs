@@ -180,8 +180,12 @@ fn append_tree<W: Write>(
             let mut reader = ExactReader::new(file, size, progress);
             tar.append_data(&mut header, rel, &mut reader)
                 .map_err(|e| write_error(e, path))?;
-            if reader.changed {
-                tracing::warn!(file = %path.display(), "file changed size while it was archived");
+            if reader.changed || modified_since(reader.inner.get_ref(), &meta) {
+                tracing::warn!(
+                    file = %path.display(),
+                    archived_bytes = size,
+                    "file changed as we read it; its archived copy may mix old and new content"
+                );
                 stats.changed_files.push(rel.display().to_string());
             }
             stats.plain_bytes += size;
@@ -224,6 +228,27 @@ fn write_error(e: io::Error, path: &Path) -> Error {
         return ours;
     }
     Error::io("archive", path, e)
+}
+
+/// Whether the open `file` was written to since `before` was taken (its size, its content
+/// or its inode change time differ), as GNU tar checks for "file changed as we read it".
+fn modified_since(file: &File, before: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    file.metadata().is_ok_and(|after| {
+        (
+            after.len(),
+            after.mtime(),
+            after.mtime_nsec(),
+            after.ctime(),
+            after.ctime_nsec(),
+        ) != (
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec(),
+            before.ctime(),
+            before.ctime_nsec(),
+        )
+    })
 }
 
 /// Reads exactly `size` bytes of a file: cut if it grew, zero-padded if it shrank, so

@@ -260,7 +260,31 @@ fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
         e.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied
     ) {
-        return Error::new(ErrorKind::Io, format!("cannot write the restore{at}: {e}"));
+        // tar's error says which file into which folder; the OS's reason is its source.
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let reason = cause.to_string();
+        let reason = reason
+            .find(" (os error")
+            .map_or(reason.as_str(), |i| &reason[..i]);
+        let hint = if e.kind() == io::ErrorKind::StorageFull {
+            "free space where the target is, or restore elsewhere with --target; the target was left as it was"
+        } else {
+            "check the owner and mode of the target, and the user the agent runs as"
+        };
+        let outer = e.to_string();
+        let text = if outer.contains(reason) {
+            outer
+        } else {
+            format!("{outer}: {reason}")
+        };
+        return Error::new(
+            ErrorKind::Io,
+            format!("cannot write the restore{at}: {text}"),
+        )
+        .with_hint(hint);
     }
     Error::corrupt(format!("the tar stream is damaged{at}: {e}"))
 }
