@@ -65,7 +65,7 @@ fn made_up(len: usize) -> Vec<u8> {
     let mut file = 0u64;
     while out.len() < len {
         let end = (out.len() + 25 * 1024).min(len);
-        if file % 2 == 0 {
+        if file.is_multiple_of(2) {
             let line = format!("key={file} value={}\n", "x".repeat(40));
             while out.len() < end {
                 out.extend_from_slice(line.as_bytes());
