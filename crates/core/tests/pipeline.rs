@@ -281,28 +281,33 @@ fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
         key: None,
     };
     let (_, gz) = write_archive(&spec, Vec::new(), &NoProgress).unwrap();
+    // Several gzip members, one stream to every gzip reader.
+    let mut members = 0;
+    let mut rest = &gz[..];
+    while !rest.is_empty() {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut member, &mut std::io::sink()).unwrap();
+        rest = member.into_inner();
+        members += 1;
+    }
+    assert!(members > 1, "{members} gzip member(s)");
+    // gzip and tar are essential packages on Debian: their absence is a broken machine.
     for args in [&["-t", "-"][..], &["-dc"][..]] {
-        let Ok(mut child) = Command::new("gzip")
+        let mut child = Command::new("gzip")
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
-        else {
-            eprintln!("no gzip on this machine: skipped");
-            return;
-        };
+            .expect("run gzip");
         child.stdin.take().unwrap().write_all(&gz).unwrap();
         assert!(child.wait().unwrap().success(), "gzip {args:?}");
     }
-    let Ok(mut child) = Command::new("tar")
+    let mut child = Command::new("tar")
         .args(["tzf", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-    else {
-        eprintln!("no tar on this machine: skipped");
-        return;
-    };
+        .expect("run tar");
     child.stdin.take().unwrap().write_all(&gz).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());

@@ -4,7 +4,7 @@
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use super::extract::{ExtractStats, Extractor};
@@ -166,30 +166,38 @@ fn read_prefix<R: Read>(input: &mut R, n: usize) -> Result<Vec<u8>> {
     Ok(first)
 }
 
+/// The bytes of tar's end-of-archive marker left after the tar reader stopped: it reads the
+/// first of the two zero blocks and stops there.
+const TAR_END_LEFT: u64 = 512;
+
 fn extract_gzip_tar<R: Read>(input: R, extractor: Extractor) -> Result<ExtractStats> {
-    let mut gz = GzDecoder::new(input);
+    // Every member of the gzip stream, each with its CRC-32 and length checked.
+    let mut gz = MultiGzDecoder::new(input);
     let stats = {
         let mut archive = tar::Archive::new(&mut gz);
         extractor.run(&mut archive)?
     };
-    // The tar end marker is not the end of the gzip stream: read on so its CRC is checked.
-    drain(&mut gz)?;
+    // The tar end marker is not the end of the gzip stream: read on so every CRC is checked.
+    // A gzip stream cut between two members is valid gzip, and tar takes the end of its input
+    // at an entry boundary for the end of the archive: only the marker tells it was cut.
+    if drain(&mut gz)? < TAR_END_LEFT {
+        return Err(Error::corrupt(
+            "the tar stream ends without its end-of-archive marker (the archive is truncated)",
+        ));
+    }
     Ok(stats)
 }
 
-fn drain<R: Read>(r: &mut R) -> Result<()> {
-    io::copy(r, &mut io::sink())
-        .map(|_| ())
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidInput
-            | io::ErrorKind::InvalidData
-            | io::ErrorKind::UnexpectedEof
-                if !e.get_ref().is_some_and(|i| i.is::<Error>()) =>
-            {
-                Error::corrupt(format!("the compressed stream is damaged: {e}"))
-            }
-            _ => from_io(e, "read the archive"),
-        })
+/// Reads `r` to its end; returns how many bytes that was.
+fn drain<R: Read>(r: &mut R) -> Result<u64> {
+    io::copy(r, &mut io::sink()).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+            if !e.get_ref().is_some_and(|i| i.is::<Error>()) =>
+        {
+            Error::corrupt(format!("the compressed stream is damaged: {e}"))
+        }
+        _ => from_io(e, "read the archive"),
+    })
 }
 
 /// Prefix of the hidden directories a restore works in, inside the target.
@@ -385,5 +393,108 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
+    }
+
+    /// A tar of `a.sql`, whose header and data fill exactly one gzip block, then `b.txt`;
+    /// gzipped as a backup does it, so that a gzip member ends where `b.txt`'s header starts.
+    fn two_member_tar_gz() -> (Vec<u8>, usize) {
+        use crate::pipeline::compress::{BLOCK_SIZE, ParallelGzip};
+        let mut b = tar::Builder::new(Vec::new());
+        let mut text = "INSERT INTO t VALUES (1, 'one');\n".repeat(BLOCK_SIZE / 32);
+        text.truncate(BLOCK_SIZE - 512);
+        for (name, data) in [("a.sql", text.as_bytes()), ("b.txt", &b"bee"[..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let gz = std::thread::scope(|scope| {
+            let mut gz = ParallelGzip::new(Vec::new(), 6, 2, scope).unwrap();
+            gz.write_all(&tar).unwrap();
+            gz.finish().unwrap()
+        });
+        let mut first = flate2::bufread::GzDecoder::new(&gz[..]);
+        let first_len = io::copy(&mut first, &mut io::sink()).unwrap();
+        assert_eq!(
+            first_len, BLOCK_SIZE as u64,
+            "the first member is the first block"
+        );
+        let cut = gz.len() - first.into_inner().len();
+        (gz, cut)
+    }
+
+    #[test]
+    fn every_gzip_member_is_read() {
+        let (gz, _) = two_member_tar_gz();
+        let stats = read_archive(
+            Trickle(&gz),
+            &Decryption::default(),
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(stats.extracted.entries, 2);
+        let block = crate::pipeline::compress::BLOCK_SIZE;
+        assert_eq!(stats.extracted.bytes, (block - 512 + 3) as u64);
+    }
+
+    #[test]
+    fn an_archive_cut_between_gzip_members_is_refused() {
+        // A valid gzip stream, and a tar stream that ends at an entry boundary: only the
+        // missing end-of-archive marker shows that `b.txt` was lost.
+        let (gz, cut) = two_member_tar_gz();
+        let err = read_archive(
+            &gz[..cut],
+            &Decryption::default(),
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(
+            err.to_string()
+                .contains("without its end-of-archive marker"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_archive_of_the_earlier_one_member_format_still_restores() {
+        // A plain backup made by the writer before members per block: one gzip member whose
+        // 1 MiB blocks were primed with the end of the block before and joined by sync
+        // flushes, with stored deflate blocks for the noise. Its source is made again here.
+        let gz = include_bytes!("../../tests/fixtures/one-member-v1.tar.gz");
+        let mut text = String::new();
+        let mut n = 0u64;
+        while text.len() < 3 * 1024 * 1024 + 1000 {
+            text.push_str(&format!("INSERT INTO t VALUES ({}, 'same row');\n", n % 97));
+            n += 1;
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = Vec::new();
+        while noise.len() < 20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.extend_from_slice(&x.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let stats = read_archive(
+            &gz[..],
+            &Decryption::default(),
+            None,
+            Extractor::into_dir(dir.path()),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(stats.extracted.bytes, (text.len() + noise.len()) as u64);
+        assert_eq!(
+            std::fs::read(dir.path().join("db/dump.sql")).unwrap(),
+            text.as_bytes()
+        );
+        assert_eq!(std::fs::read(dir.path().join("noise.bin")).unwrap(), noise);
     }
 }
