@@ -214,7 +214,7 @@ impl Relay {
     }
 
     /// The bytes of the server's answers passed on so far.
-    pub fn from_server(&self) -> u64 {
+    pub fn answered_bytes(&self) -> u64 {
         self.from_server.load(std::sync::atomic::Ordering::SeqCst)
     }
 
