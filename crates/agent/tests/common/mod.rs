@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 pub mod bosh;
-pub mod proxy;
 pub mod host;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
