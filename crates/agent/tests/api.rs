@@ -791,9 +791,10 @@ async fn concurrent_posts_queue_and_coalesce_without_exit_if_in_progress() {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(
-        ids.len(),
-        2,
+    // One runs and the others wait as one; when every request arrives before the worker
+    // has taken the first from the queue, all of them are that one queued backup.
+    assert!(
+        (1..=2).contains(&ids.len()),
         "one runs, the others wait as one: {answers:?}"
     );
     for id in ids {
