@@ -118,15 +118,7 @@ fn disk_full_in_the_restore_target_keeps_the_old_content() {
     std::fs::write(target.join("old-dir/keep"), "kept\n").unwrap();
     let before = tree(&target);
 
-    let out = env.run(&[
-        "restore",
-        "config.yml",
-        "--backup",
-        &name,
-        "--target",
-        target.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = env.restore_into(&name, &target, &["--force"]);
     // 1. A clear error: exit 1, the target and the lack of space named.
     out.expect(1);
     no_panic(&out);
@@ -145,15 +137,7 @@ fn disk_full_in_the_restore_target_keeps_the_old_content() {
 
     // 5. With room, the same restore completes and the backups still restore.
     disk.resize("32m");
-    let out = env.run(&[
-        "restore",
-        "config.yml",
-        "--backup",
-        &name,
-        "--target",
-        target.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = env.restore_into(&name, &target, &["--force"]);
     out.expect(0);
     assert_eq!(tree(&target), tree(&env.path("source")));
     next_backup_restores(&env, &[]);
@@ -596,15 +580,7 @@ fn two_agents_writing_one_prefix_at_once() {
             env.run(&["verify", "config.yml", "--backup", name])
                 .expect(0);
             let target = env.path("restored");
-            env.run(&[
-                "restore",
-                "config.yml",
-                "--backup",
-                name,
-                "--target",
-                target.to_str().unwrap(),
-            ])
-            .expect(0);
+            env.restore_into(name, &target, &[]).expect(0);
             // 3. The whole tree of the agent that made it.
             assert_eq!(tree(&env.path("source")), tree(&target), "{name}");
         }
@@ -686,15 +662,7 @@ fn clock_set_back_a_day_keeps_the_schedule_firing() {
     for item in [dated_yesterday[0], &items[0]] {
         let name = item["name"].as_str().unwrap();
         let target = env.path(&unique("restored"));
-        env.run(&[
-            "restore",
-            "config.yml",
-            "--backup",
-            name,
-            "--target",
-            target.to_str().unwrap(),
-        ])
-        .expect(0);
+        env.restore_into(name, &target, &[]).expect(0);
         assert_eq!(tree(&env.path("source")), tree(&target), "{name}");
     }
     next_backup_restores(&env, &[]);

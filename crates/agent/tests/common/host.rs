@@ -324,14 +324,7 @@ pub fn next_backup_restores(env: &Env, more_list: &[&str]) -> String {
     let v = env.run(&["verify", "config.yml", "--backup", &name]);
     v.expect(0);
     let target = env.path(&super::unique("restored"));
-    let r = env.run(&[
-        "restore",
-        "config.yml",
-        "--backup",
-        &name,
-        "--target",
-        target.to_str().unwrap(),
-    ]);
+    let r = env.restore_into(&name, &target, &[]);
     r.expect(0);
     no_panic(&r);
     assert_eq!(tree(&env.path("source")), tree(&target), "restored tree");

@@ -164,6 +164,20 @@ impl Env {
         run(self.dir.path(), args)
     }
 
+    /// `restore config.yml --backup NAME --target TARGET` with `extra` arguments.
+    pub fn restore_into(&self, name: &str, target: &Path, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "restore",
+            "config.yml",
+            "--backup",
+            name,
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// Makes a backup and returns the `list --json` entry of the newest one.
     pub fn backup(&self) -> serde_json::Value {
         self.run(&["backup", "config.yml"]).expect(0);
