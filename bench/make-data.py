@@ -16,6 +16,13 @@ def parse_size(text):
     return int(float(num) * units[t[len(num):]])
 
 
+# Dump text past this many bytes repeats what was generated, from the start: generating
+# it costs about 1 s of CPU per 12 MiB, and gzip's 32 KiB window cannot see a repetition
+# this far back, so it compresses as fresh text would (restic's deduplication would see it:
+# compare restic on data sets up to 1 GiB only).
+DUMP_UNIQUE = 512 << 20
+
+
 def dump_text(path, size, rng):
     words = [w.encode() for w in (
         "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega orders customers "
@@ -23,7 +30,7 @@ def dump_text(path, size, rng):
     ).split()]
     with open(path, "wb") as f:
         written, row = 0, 0
-        while written < size:
+        while written < min(size, DUMP_UNIQUE):
             lines = []
             for _ in range(2000):
                 row += 1
@@ -32,9 +39,20 @@ def dump_text(path, size, rng):
                     rng.randrange(1, 13), rng.randrange(1, 29), rng.randrange(24), rng.randrange(60),
                     rng.randrange(60), b"%08x" % rng.getrandbits(32))
                 lines.append(line)
-            chunk = b"".join(lines)[: size - written]
+            chunk = b"".join(lines)[: min(size, DUMP_UNIQUE) - written]
             f.write(chunk)
             written += len(chunk)
+    if written >= size:
+        return
+    with open(path, "rb") as src, open(path, "ab") as f:
+        while written < size:
+            src.seek(0)
+            left = min(size - written, DUMP_UNIQUE)
+            while left > 0:
+                chunk = src.read(min(left, 1 << 20))
+                f.write(chunk)
+                left -= len(chunk)
+                written += len(chunk)
 
 
 def random_file(path, size, rng):

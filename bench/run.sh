@@ -16,7 +16,7 @@
 # It builds the release binary, makes the data set in a temporary folder, starts moto (S3)
 # and sshd (SFTP) on 127.0.0.1 with tests/servers/, installs restic, openssl and the AWS
 # CLI when missing, runs every case, prints a Markdown table and writes
-# bench/results/<date>-<size>.json with a description of the machine. Everything it started
+# bench/results/<date>-<size>[-single-file][-<N>-files].json with a description of the machine. Everything it started
 # is stopped and the temporary folder removed on exit, whatever happens.
 #
 # Cases (each backup reads the same folder; each restore writes a fresh folder):
@@ -320,7 +320,7 @@ done
 
 # --- the table and the JSON ----------------------------------------------------------------------
 mkdir -p bench/results
-OUT=bench/results/$(date -u +%Y-%m-%d)-$SIZE.json
+OUT=bench/results/$(date -u +%Y-%m-%d)-$SIZE${SINGLE:+-single-file}${FILES:+-$FILES-files}.json
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)
 python3 - "$RESULTS" "$OUT" <<EOF
@@ -356,7 +356,8 @@ machine = {
 }
 doc = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "size": "$SIZE", "source_bytes": src, "source_files": $SRC_FILES, "runs": $RUNS,
+    "size": "$SIZE", "single_file": bool("$SINGLE"), "only": "$ONLY" or None,
+    "source_bytes": src, "source_files": $SRC_FILES, "runs": $RUNS,
     "service_backup": "$("$BIN" --version 2>/dev/null | head -n 1)",
     "restic": "$(restic version | head -n 1)",
     "openssl": "$(openssl version)",

@@ -1,7 +1,8 @@
 //! The `s3` destination of service-backup: Amazon S3 and S3-compatible object stores.
 //!
 //! Objects are written with streamed multipart uploads (see [`upload`]) that become
-//! visible only when complete; small objects with one `PutObject`. The bucket is created
+//! visible only when complete; small objects with one `PutObject`. Objects are read in
+//! ranges fetched concurrently and delivered in order (see [`read`]). The bucket is created
 //! in the configured region the first time a write finds it missing, and only then, so
 //! that a backup needs no right to look at the bucket. Every request that fails
 //! temporarily (throttling, 5xx, resets, timeouts) is retried with the settings'
@@ -12,6 +13,7 @@
 mod client;
 mod error;
 mod multipart;
+pub mod read;
 mod settings;
 mod store;
 pub mod upload;
@@ -21,11 +23,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt as _;
+use service_backup_core::Result;
 use service_backup_core::destination::{
     Destination, IncompleteUpload as Incomplete, ObjectMeta, ObjectStream, Upload,
 };
-use service_backup_core::{Error, ErrorKind, Result};
 
 pub use multipart::IncompleteUpload;
 pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, S3Settings};
@@ -87,30 +88,7 @@ impl Destination for S3Destination {
     }
 
     async fn get(&self, key: &str) -> Result<ObjectStream> {
-        let (size, body) = self.store.get(key).await?;
-        let bucket = self.store.bucket.clone();
-        let key = key.to_string();
-        let chunks = futures::stream::unfold(Some(body), move |state| {
-            let (bucket, key) = (bucket.clone(), key.clone());
-            async move {
-                let mut body = state?;
-                match body.next().await? {
-                    Ok(chunk) => Some((Ok(chunk), Some(body))),
-                    Err(e) => {
-                        let err = Error::new(
-                            ErrorKind::Destination,
-                            format!("s3 bucket {bucket}: reading {key} failed: {e}"),
-                        )
-                        .with_hint("check the network between this VM and the store, and try again")
-                        .temporary();
-                        Some((Err(err), None))
-                    }
-                }
-            }
-        })
-        .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
-        .boxed();
-        Ok(ObjectStream { size, chunks })
+        read::read(self.store.clone(), key).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

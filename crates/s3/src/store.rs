@@ -208,28 +208,6 @@ impl Store {
         }
     }
 
-    /// Starts reading an object: its size and body. The time limit covers the answer; the
-    /// body is watched by the client's stalled-stream protection.
-    pub async fn get(&self, key: &str) -> Result<(Option<u64>, ByteStream)> {
-        let action = format!("read {key}");
-        let out = self
-            .retry
-            .run("GetObject", || {
-                self.within(self.request_timeout, &action, async {
-                    self.client
-                        .get_object()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .map_err(|e| convert(&e, self.req("s3:GetObject"), &action))
-                })
-            })
-            .await?;
-        let size = out.content_length().and_then(|s| u64::try_from(s).ok());
-        Ok((size, out.body))
-    }
-
     /// Deletes an object; a missing object or bucket is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
         let action = format!("delete {key}");

@@ -108,24 +108,69 @@ pub fn block(seed: u8) -> bytes::Bytes {
 }
 
 /// A TCP relay on loopback to a server, which a test can cut like a lost network: every
-/// connection through it is shut down and new ones are refused.
+/// connection through it is shut down and new ones are refused. It can also reset the one
+/// connection that carries the server's answers past a given byte, as a network glitch
+/// does, and counts the bytes of the server's answers it passed on.
 pub struct Relay {
     /// The endpoint URL that goes through the relay.
     pub endpoint: String,
     connections: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    from_server: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    reset_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
     port: u16,
+}
+
+/// The `reset_at` of a relay whose reset happened (no answer is that long).
+const RESET_DONE: u64 = u64::MAX - 1;
+
+/// Copies the server's answers to the client, counting them; when the count would pass
+/// `reset_at`, drops that piece and shuts the connection down (once).
+fn relay_answers(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    from_server: &std::sync::atomic::AtomicU64,
+    reset_at: &std::sync::atomic::AtomicU64,
+) {
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let limit = reset_at.load(Ordering::SeqCst);
+        let passed = from_server.load(Ordering::SeqCst);
+        if passed + n as u64 > limit
+            && reset_at
+                .compare_exchange(limit, RESET_DONE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        from_server.fetch_add(n as u64, Ordering::SeqCst);
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 impl Relay {
     /// A relay to `127.0.0.1:target_port`.
     pub fn start(target_port: u16) -> Self {
-        use std::sync::atomic::Ordering;
+        use std::sync::atomic::{AtomicU64, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let from_server = std::sync::Arc::new(AtomicU64::new(0));
+        let reset_at = std::sync::Arc::new(AtomicU64::new(u64::MAX));
         let (conns, stop) = (connections.clone(), cut.clone());
+        let (counted, reset) = (from_server.clone(), reset_at.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
@@ -138,23 +183,39 @@ impl Relay {
                 let mut list = conns.lock().unwrap();
                 list.push(client.try_clone().unwrap());
                 list.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                    });
-                }
+                let (mut from, mut to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+                let (counted, reset) = (counted.clone(), reset.clone());
+                std::thread::spawn(move || relay_answers(server, client, &counted, &reset));
             }
         });
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             connections,
             cut,
+            from_server,
+            reset_at,
             port,
         }
+    }
+
+    /// Resets the connection whose answer passes byte `at` of all the server's answers
+    /// relayed so far (counted from the start); later connections go through.
+    pub fn reset_at(&self, at: u64) {
+        self.reset_at.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the reset asked for by [`Relay::reset_at`] happened.
+    pub fn was_reset(&self) -> bool {
+        self.reset_at.load(std::sync::atomic::Ordering::SeqCst) == RESET_DONE
+    }
+
+    /// The bytes of the server's answers passed on so far.
+    pub fn answered_bytes(&self) -> u64 {
+        self.from_server.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Cuts every connection and refuses new ones.

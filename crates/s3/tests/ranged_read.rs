@@ -1,0 +1,147 @@
+//! Reads in concurrent ranges against moto (started by `tests/run.sh`): the bytes arrive
+//! whole and in order whatever the object's size, a connection reset mid-range costs that
+//! range and not the object, and an object rewritten while it is read fails the read
+//! without yielding a byte of the new object.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Relay, env, port_of, settings, unique};
+use futures::StreamExt as _;
+use service_backup_core::ErrorKind;
+use service_backup_core::destination::{Destination, ObjectStream};
+use service_backup_s3::S3Destination;
+use service_backup_s3::read::RANGE_SIZE;
+
+const MIB: usize = 1024 * 1024;
+
+/// `len` bytes that differ from one position to the next (a byte out of place shows),
+/// varied by `seed`.
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let i = i as u32;
+            (i.wrapping_mul(2_654_435_761) ^ (i >> 13) ^ seed.wrapping_mul(97)) as u8
+        })
+        .collect()
+}
+
+/// Writes `data` under `key` in 1 MiB writes, as a backup does.
+async fn write(dest: &S3Destination, key: &str, data: &[u8]) {
+    let mut upload = dest.put_multipart(key).await.unwrap();
+    for piece in data.chunks(MIB) {
+        upload.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    upload.complete().await.unwrap();
+}
+
+/// Every byte of `object`, or the bytes before the first error and that error.
+async fn drain(mut object: ObjectStream) -> (Vec<u8>, Option<service_backup_core::Error>) {
+    let mut out = Vec::new();
+    while let Some(chunk) = object.chunks.next().await {
+        match chunk {
+            Ok(c) => {
+                assert!(!c.is_empty(), "an empty chunk was yielded");
+                out.extend_from_slice(&c);
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_arrive_whole_and_in_order() {
+    let dest =
+        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("ranges"))).unwrap();
+    let range = RANGE_SIZE as usize;
+    // Empty, one byte, one range exactly, one byte more, and many ranges ending mid-range.
+    for (i, len) in [0, 1, range, range + 1, 5 * range + 12_345]
+        .into_iter()
+        .enumerate()
+    {
+        let data = content(len, i as u32);
+        let key = format!("r/{len}.bin");
+        write(&dest, &key, &data).await;
+        let object = dest.get(&key).await.unwrap();
+        assert_eq!(object.size, Some(len as u64), "{key}");
+        let (got, err) = drain(object).await;
+        assert!(err.is_none(), "{key}: {err:?}");
+        assert_eq!(got.len(), len, "{key}");
+        if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
+            panic!("{key}: byte {at} differs");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_mid_range_retries_that_range_only() {
+    let endpoint = env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("reset");
+    let direct = S3Destination::new(&settings(&endpoint, &bucket)).unwrap();
+    let len = 6 * RANGE_SIZE as usize + 777;
+    let data = content(len, 7);
+    write(&direct, "a.bin", &data).await;
+
+    let relay = Relay::start(port_of(&endpoint));
+    let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
+    // Past the first range, in the middle of the answers of the ranges that follow.
+    relay.reset_at(RANGE_SIZE + RANGE_SIZE / 2);
+    let (got, err) = drain(through.get("a.bin").await.unwrap()).await;
+    assert!(err.is_none(), "the reset was not retried: {err:?}");
+    assert!(relay.was_reset(), "the connection was never reset");
+    assert_eq!(got.len(), len);
+    if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
+        panic!("byte {at} differs after the retried range");
+    }
+    // The object was not read again from the start: at most the ranges in flight again.
+    let relayed = relay.answered_bytes();
+    assert!(
+        relayed < (len as u64) + 2 * RANGE_SIZE,
+        "{relayed} bytes relayed for an object of {len}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_rewritten_mid_read_fails_the_read() {
+    let dest =
+        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("changed"))).unwrap();
+    let len = 3 * RANGE_SIZE as usize;
+    let old = content(len, 1);
+    let new = content(len, 2);
+    write(&dest, "a.bin", &old).await;
+
+    // The first range is read when `get` returns; the others after the rewrite.
+    let object = dest.get("a.bin").await.unwrap();
+    write(&dest, "a.bin", &new).await;
+    let (got, err) = drain(object).await;
+    let err = err.expect("a read across a rewrite succeeded");
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(
+        text.contains("a.bin changed while it was being read"),
+        "{text}"
+    );
+    assert!(!err.is_temporary(), "{text}");
+    assert!(err.hint().unwrap().contains("restore again"), "{text}");
+    // Only bytes of the old object were yielded: its first range.
+    assert_eq!(got.len(), RANGE_SIZE as usize);
+    assert!(
+        got == old[..got.len()],
+        "bytes of the new object were yielded"
+    );
+
+    // Read again, the new object is whole.
+    let (got, err) = drain(dest.get("a.bin").await.unwrap()).await;
+    assert!(err.is_none(), "{err:?}");
+    assert!(got == new, "the rewritten object differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_is_not_found() {
+    let dest =
+        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("missing"))).unwrap();
+    dest.put("marker", Bytes::new()).await.unwrap();
+    let err = dest.get("nothing.bin").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
