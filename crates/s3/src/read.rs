@@ -239,8 +239,19 @@ impl Store {
         .with_hint("a backup is never rewritten: check what else writes under this bucket_path, then restore again")
     }
 
-    /// The error of a body whose reading failed.
-    fn body_failed(&self, key: &str, e: &dyn std::fmt::Display) -> Error {
+    /// The error of a body whose reading failed: damage if the bytes did not match the
+    /// checksum the store holds for them, else a temporary failure.
+    fn body_failed(&self, key: &str, e: &(dyn std::error::Error + 'static)) -> Error {
+        if mismatched(e) {
+            return Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "s3 bucket {}: {key} is damaged: the bytes read do not match the checksum the store holds for them",
+                    self.bucket
+                ),
+            )
+            .with_hint("restore this backup from another destination, or restore an older backup");
+        }
         Error::new(
             ErrorKind::Destination,
             format!("s3 bucket {}: reading {key} failed: {e}", self.bucket),
@@ -248,6 +259,18 @@ impl Store {
         .with_hint("check the network between this VM and the store, and try again")
         .temporary()
     }
+}
+
+/// Whether `e`, or an error under it, is the SDK's report of a body checksum mismatch.
+fn mismatched(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.is::<aws_smithy_checksums::body::validate::Error>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
