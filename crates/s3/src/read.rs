@@ -1,149 +1,139 @@
-//! A streamed read of an object: ranges fetched concurrently and delivered in order.
+//! A streamed read of an object: one `GetObject` whose body is read ahead into a bounded
+//! buffer, resumed where it stopped when the connection fails.
 //!
-//! The first range is fetched before [`read`] returns; it gives the object's size and
-//! ETag. The others are fetched by [`RANGES_IN_FLIGHT`] tasks at most, each holding one
-//! range of [`RANGE_SIZE`] bytes, so memory stays at a few ranges whatever the object's
-//! size. Each range is retried on its own: a connection lost mid-range costs that range,
-//! not the object. Every range after the first is asked for with `If-Match` on the first
-//! one's ETag, and its answer's ETag is checked too: an object rewritten while it is read
-//! fails the read instead of yielding a mix of two objects.
+//! The object is read in one request, not in ranges: a store then reads and sends it once,
+//! and S3-compatible stores that read the whole object for every range asked of it (moto
+//! does) are not made to read it once per range. A task reads the body up to
+//! [`READ_AHEAD`] bytes ahead of the reader, so the network and the restore's CPU work side
+//! by side while memory stays flat whatever the object's size.
 //!
-//! A store that ignores `Range` answers the first request with the whole object, which is
-//! then streamed as it comes.
+//! A body cut short (a reset, a stall, a store restarted) is resumed from the first byte
+//! not yet delivered, with `Range` and `If-Match` on the ETag of the first answer: a lost
+//! connection costs what was in flight, not the object, and an object rewritten meanwhile
+//! fails the read instead of yielding a mix of two objects. [`MAX_RESUMES`] resumes in a
+//! row without a byte of progress end the read. A store that ignores `Range` answers a
+//! resume with the whole object, whose bytes already delivered are skipped.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use futures::stream::BoxStream;
 use service_backup_core::destination::ObjectStream;
 use service_backup_core::{Error, ErrorKind, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::error::{convert, service_code};
 use crate::store::Store;
 
-/// The size of the ranges an object is read in.
-pub const RANGE_SIZE: u64 = 8 * 1024 * 1024;
-/// How many ranges are fetched at the same time, beyond the one being delivered.
-pub const RANGES_IN_FLIGHT: usize = 3;
+/// The most bytes of the body read ahead of the reader.
+pub const READ_AHEAD: usize = 8 * 1024 * 1024;
 
-/// What a ranged `GetObject` answered.
-enum Fetched {
-    /// The bytes of the range asked for.
-    Range {
-        chunks: Vec<Bytes>,
-        /// The object's size, from `Content-Range`.
-        total: u64,
-        etag: Option<String>,
-    },
-    /// The whole object, as the store ignored the range: its size and unread body.
-    Whole { size: Option<u64>, body: ByteStream },
-    /// The object is empty (the store refused a range of it).
-    Empty,
+/// How many times in a row a body cut short is resumed without a byte of progress between.
+pub const MAX_RESUMES: u32 = 6;
+
+/// The answer to one `GetObject`: the object's size and ETag, and the body from `start`.
+struct Opened {
+    size: Option<u64>,
+    etag: Option<String>,
+    body: ByteStream,
+    /// Bytes at the head of `body` already delivered (the store ignored `Range`).
+    skip: u64,
 }
+
+/// A chunk for the reader, with the share of the read-ahead budget it holds.
+type Item = (Result<Bytes>, Option<OwnedSemaphorePermit>);
 
 /// Reads `key` of `store` as a stream of chunks, in order.
 pub(crate) async fn read(store: Arc<Store>, key: &str) -> Result<ObjectStream> {
-    let (chunks, total, etag) = match store.fetch_range(key, 0, None, true).await? {
-        Fetched::Empty => {
-            return Ok(ObjectStream {
-                size: Some(0),
-                chunks: futures::stream::empty().boxed(),
-            });
-        }
-        Fetched::Whole { size, body } => {
-            return Ok(ObjectStream {
-                size,
-                chunks: whole(store, key.to_string(), body),
-            });
-        }
-        Fetched::Range {
-            chunks,
-            total,
-            etag,
-        } => (chunks, total, etag),
-    };
-    let key = key.to_string();
-    let rest = futures::stream::iter((1..total.div_ceil(RANGE_SIZE)).map(move |i| i * RANGE_SIZE))
-        .map(move |start| {
-            let (store, key, etag) = (store.clone(), key.clone(), etag.clone());
-            AbortOnDrop(tokio::spawn(async move {
-                match store
-                    .fetch_range(&key, start, etag.as_deref(), false)
-                    .await?
-                {
-                    Fetched::Range { chunks, .. } => Ok(chunks),
-                    // Only the first request takes these answers; a later one is a change.
-                    Fetched::Whole { .. } | Fetched::Empty => Err(store.changed(&key)),
+    let first = store.open(key, 0, None).await?;
+    let size = first.size;
+    let (tx, rx) = mpsc::unbounded_channel::<Item>();
+    let budget = Arc::new(Semaphore::new(READ_AHEAD));
+    let pump = tokio::spawn(pump(store, key.to_string(), first, tx, budget));
+    let chunks = futures::stream::unfold((rx, AbortOnDrop(pump)), |(mut rx, pump)| async move {
+        // The permit is dropped as the chunk is handed on: the pump may read that much more.
+        let (chunk, _permit) = rx.recv().await?;
+        Some((chunk, (rx, pump)))
+    })
+    .boxed();
+    Ok(ObjectStream { size, chunks })
+}
+
+/// Reads the body into `tx`, within `budget` bytes ahead, resuming it where it stopped;
+/// ends after the last byte or the first error that is not resumed.
+async fn pump(
+    store: Arc<Store>,
+    key: String,
+    first: Opened,
+    tx: mpsc::UnboundedSender<Item>,
+    budget: Arc<Semaphore>,
+) {
+    let (size, etag) = (first.size, first.etag.clone());
+    let mut opened = first;
+    let mut delivered = 0u64;
+    let mut resumes = 0u32;
+    loop {
+        let cut = match opened.body.next().await {
+            Some(Ok(mut chunk)) => {
+                let skip = usize::try_from(opened.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
+                opened.skip -= skip as u64;
+                let _ = chunk.split_to(skip);
+                if chunk.is_empty() {
+                    continue;
                 }
-            }))
-        })
-        .buffered(RANGES_IN_FLIGHT);
-    let chunks = futures::stream::once(std::future::ready(Ok(chunks)))
-        .chain(rest)
-        // The first failure ends the stream.
-        .scan(false, |failed, range| {
-            if *failed {
-                return std::future::ready(None);
+                let want = u32::try_from(chunk.len().min(READ_AHEAD)).expect("8 MiB fits");
+                let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
+                    return;
+                };
+                delivered += chunk.len() as u64;
+                resumes = 0;
+                if tx.send((Ok(chunk), Some(permit))).is_err() {
+                    return; // the reader is gone
+                }
+                continue;
             }
-            *failed = range.is_err();
-            std::future::ready(Some(range))
-        })
-        .flat_map(|range| {
-            futures::stream::iter(match range {
-                Ok(chunks) => chunks.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            })
-        })
-        .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
-        .boxed();
-    Ok(ObjectStream {
-        size: Some(total),
-        chunks,
-    })
-}
-
-/// The body of a whole object, as it comes.
-fn whole(store: Arc<Store>, key: String, body: ByteStream) -> BoxStream<'static, Result<Bytes>> {
-    futures::stream::unfold(Some(body), move |state| {
-        let (store, key) = (store.clone(), key.clone());
-        async move {
-            let mut body = state?;
-            match body.next().await? {
-                Ok(chunk) => Some((Ok(chunk), Some(body))),
-                Err(e) => Some((Err(store.body_failed(&key, &e)), None)),
+            Some(Err(e)) => store.body_failed(&key, &e),
+            None if size.is_some_and(|size| delivered < size) => {
+                store.cut_short(&key, delivered, size)
+            }
+            None => return,
+        };
+        resumes += 1;
+        if !cut.is_temporary() || resumes > MAX_RESUMES {
+            let _ = tx.send((Err(cut), None));
+            return;
+        }
+        tracing::warn!(key = %key, offset = delivered, error = %cut, "resuming the read of an s3 object");
+        tokio::time::sleep(backoff(&store, resumes)).await;
+        match store.open(&key, delivered, etag.as_deref()).await {
+            Ok(next) => opened = next,
+            Err(e) => {
+                let _ = tx.send((Err(e), None));
+                return;
             }
         }
-    })
-    .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
-    .boxed()
-}
-
-/// A spawned task that is stopped when no longer awaited: a read dropped half-way stops
-/// fetching its ranges.
-struct AbortOnDrop<T>(JoinHandle<Result<T>>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|e| {
-                Err(Error::new(
-                    ErrorKind::Destination,
-                    format!("reading a range of an s3 object stopped: {e}"),
-                ))
-            })
-        })
     }
 }
 
-impl<T> Drop for AbortOnDrop<T> {
+/// The wait before the `n`th resume in a row: the retry policy's, doubled each time.
+fn backoff(store: &Store, n: u32) -> Duration {
+    let policy = &store.retry;
+    policy
+        .initial_backoff
+        .saturating_mul(1 << (n - 1).min(16))
+        .min(policy.max_backoff)
+}
+
+/// The task reading a body, stopped when the stream is dropped: a read dropped half-way
+/// stops downloading.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -155,76 +145,64 @@ fn total_of(content_range: &str) -> Option<u64> {
 }
 
 impl Store {
-    /// Fetches the range of `key` that starts at `start`, retried as a whole on temporary
-    /// failures, including a body cut short; `etag`, if given, is the ETag the object must
-    /// still have. `first` accepts the answers of a store that ignores ranges.
-    async fn fetch_range(
-        &self,
-        key: &str,
-        start: u64,
-        etag: Option<&str>,
-        first: bool,
-    ) -> Result<Fetched> {
+    /// Asks for `key` from byte `start` on, retried on temporary failures; `etag`, if
+    /// given, is the ETag the object must still have.
+    async fn open(&self, key: &str, start: u64, etag: Option<&str>) -> Result<Opened> {
         let action = format!("read {key}");
-        let end = start + RANGE_SIZE - 1;
         let result = self
             .retry
             .run("GetObject", || {
-                self.within(self.time_for(RANGE_SIZE as usize), &action, async {
-                    let out = self
+                self.within(self.time_for(0), &action, async {
+                    let request = self
                         .client
                         .get_object()
                         .bucket(&self.bucket)
                         .key(key)
-                        .range(format!("bytes={start}-{end}"))
-                        .set_if_match(etag.map(str::to_string))
+                        .set_if_match(etag.map(str::to_string));
+                    let request = if start > 0 {
+                        request.range(format!("bytes={start}-"))
+                    } else {
+                        request
+                    };
+                    let out = request
                         .send()
                         .await
                         .map_err(|e| convert(&e, self.req("s3:GetObject"), &action))?;
-                    let Some(total) = out.content_range().and_then(total_of) else {
-                        let size = out.content_length().and_then(|s| u64::try_from(s).ok());
-                        return Ok(Fetched::Whole {
-                            size,
-                            body: out.body,
-                        });
-                    };
                     if etag.is_some() && out.e_tag() != etag {
                         return Err(self.changed(key));
                     }
-                    let want = (end + 1).min(total).saturating_sub(start);
-                    let etag = out.e_tag.clone();
-                    let mut body = out.body;
-                    let mut chunks = Vec::new();
-                    let mut got = 0u64;
-                    while let Some(chunk) = body.next().await {
-                        let chunk = chunk.map_err(|e| self.body_failed(key, &e))?;
-                        got += chunk.len() as u64;
-                        chunks.push(chunk);
-                    }
-                    if got != want {
-                        return Err(Error::new(
-                            ErrorKind::Destination,
-                            format!(
-                                "s3 bucket {}: reading {key} failed: bytes {start}-{end} gave {got} bytes, not {want}",
-                                self.bucket
-                            ),
-                        )
-                        .temporary());
-                    }
-                    Ok(Fetched::Range {
-                        chunks,
-                        total,
-                        etag,
+                    let length = out.content_length().and_then(|s| u64::try_from(s).ok());
+                    let (size, skip) = match out.content_range().and_then(total_of) {
+                        Some(total) => (Some(total), 0),
+                        // The whole object: from the start, or the store ignored the range.
+                        None => (length, start),
+                    };
+                    Ok(Opened {
+                        size,
+                        etag: out.e_tag,
+                        body: out.body,
+                        skip,
                     })
                 })
             })
             .await;
         match result {
             Err(e) if service_code(&e) == Some("PreconditionFailed") => Err(self.changed(key)),
-            Err(e) if first && service_code(&e) == Some("InvalidRange") => Ok(Fetched::Empty),
-            Ok(Fetched::Whole { .. } | Fetched::Empty) if !first => Err(self.changed(key)),
             other => other,
         }
+    }
+
+    /// The error of a body that ended before the object's `size` bytes came.
+    fn cut_short(&self, key: &str, delivered: u64, size: Option<u64>) -> Error {
+        Error::new(
+            ErrorKind::Destination,
+            format!(
+                "s3 bucket {}: reading {key} failed: the body ended after {delivered} of {} bytes",
+                self.bucket,
+                size.unwrap_or_default()
+            ),
+        )
+        .temporary()
     }
 
     /// The error of an object rewritten while it was read.

@@ -1,7 +1,7 @@
-//! Reads in concurrent ranges against moto (started by `tests/run.sh`): the bytes arrive
-//! whole and in order whatever the object's size, a connection reset mid-range costs that
-//! range and not the object, and an object rewritten while it is read fails the read
-//! without yielding a byte of the new object.
+//! Streamed reads against moto (started by `tests/run.sh`): the bytes arrive whole and in
+//! order whatever the object's size, a connection reset mid-body is resumed where it
+//! stopped rather than from the start, and an object rewritten before a resume fails the
+//! read without yielding a byte of the new object.
 
 mod common;
 
@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, ObjectStream};
 use service_backup_s3::S3Destination;
-use service_backup_s3::read::RANGE_SIZE;
+use service_backup_s3::read::READ_AHEAD;
 
 const MIB: usize = 1024 * 1024;
 
@@ -51,12 +51,12 @@ async fn drain(mut object: ObjectStream) -> (Vec<u8>, Option<service_backup_core
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranges_arrive_whole_and_in_order() {
+async fn bytes_arrive_whole_and_in_order() {
     let dest =
-        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("ranges"))).unwrap();
-    let range = RANGE_SIZE as usize;
-    // Empty, one byte, one range exactly, one byte more, and many ranges ending mid-range.
-    for (i, len) in [0, 1, range, range + 1, 5 * range + 12_345]
+        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("whole"))).unwrap();
+    let ahead = READ_AHEAD;
+    // Empty, one byte, the read-ahead exactly, one byte more, and many times it.
+    for (i, len) in [0, 1, ahead, ahead + 1, 5 * ahead + 12_345]
         .into_iter()
         .enumerate()
     {
@@ -75,46 +75,52 @@ async fn ranges_arrive_whole_and_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_reset_mid_range_retries_that_range_only() {
+async fn a_connection_reset_mid_body_resumes_where_it_stopped() {
     let endpoint = env("SB_TEST_S3_ENDPOINT");
     let bucket = unique("reset");
     let direct = S3Destination::new(&settings(&endpoint, &bucket)).unwrap();
-    let len = 6 * RANGE_SIZE as usize + 777;
+    let len = 6 * READ_AHEAD + 777;
     let data = content(len, 7);
     write(&direct, "a.bin", &data).await;
 
     let relay = Relay::start(port_of(&endpoint));
     let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
-    // Past the first range, in the middle of the answers of the ranges that follow.
-    relay.reset_at(RANGE_SIZE + RANGE_SIZE / 2);
+    // Well into the body.
+    relay.reset_at(2 * READ_AHEAD as u64 + 4321);
     let (got, err) = drain(through.get("a.bin").await.unwrap()).await;
     assert!(err.is_none(), "the reset was not retried: {err:?}");
     assert!(relay.was_reset(), "the connection was never reset");
     assert_eq!(got.len(), len);
     if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
-        panic!("byte {at} differs after the retried range");
+        panic!("byte {at} differs after the resumed read");
     }
-    // The object was not read again from the start: at most the ranges in flight again.
+    // The object was not read again from the start: at most what was in flight again.
     let relayed = relay.answered_bytes();
     assert!(
-        relayed < (len as u64) + 2 * RANGE_SIZE,
+        relayed < (len + 2 * READ_AHEAD) as u64,
         "{relayed} bytes relayed for an object of {len}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_object_rewritten_mid_read_fails_the_read() {
-    let dest =
-        S3Destination::new(&settings(&env("SB_TEST_S3_ENDPOINT"), &unique("changed"))).unwrap();
-    let len = 3 * RANGE_SIZE as usize;
+async fn an_object_rewritten_before_a_resume_fails_the_read() {
+    let endpoint = env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("changed");
+    let direct = S3Destination::new(&settings(&endpoint, &bucket)).unwrap();
+    let len = 6 * READ_AHEAD;
     let old = content(len, 1);
     let new = content(len, 2);
-    write(&dest, "a.bin", &old).await;
+    write(&direct, "a.bin", &old).await;
 
-    // The first range is read when `get` returns; the others after the rewrite.
-    let object = dest.get("a.bin").await.unwrap();
-    write(&dest, "a.bin", &new).await;
+    let relay = Relay::start(port_of(&endpoint));
+    let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
+    // The read starts, the object is rewritten, then the connection is cut: the resume
+    // finds another object under the key.
+    relay.reset_at(4 * READ_AHEAD as u64);
+    let object = through.get("a.bin").await.unwrap();
+    write(&direct, "a.bin", &new).await;
     let (got, err) = drain(object).await;
+    assert!(relay.was_reset(), "the connection was never reset");
     let err = err.expect("a read across a rewrite succeeded");
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
@@ -124,15 +130,15 @@ async fn an_object_rewritten_mid_read_fails_the_read() {
     );
     assert!(!err.is_temporary(), "{text}");
     assert!(err.hint().unwrap().contains("restore again"), "{text}");
-    // Only bytes of the old object were yielded: its first range.
-    assert_eq!(got.len(), RANGE_SIZE as usize);
+    // Only bytes of the old object were yielded, up to the cut.
+    assert!(got.len() < len, "{} bytes of {len} yielded", got.len());
     assert!(
         got == old[..got.len()],
         "bytes of the new object were yielded"
     );
 
     // Read again, the new object is whole.
-    let (got, err) = drain(dest.get("a.bin").await.unwrap()).await;
+    let (got, err) = drain(direct.get("a.bin").await.unwrap()).await;
     assert!(err.is_none(), "{err:?}");
     assert!(got == new, "the rewritten object differs");
 }
