@@ -295,6 +295,8 @@ for entry in "${CASES[@]}"; do
   walls=() rss=0
   for ((run = 1; run <= RUNS; run++)); do
     "prep_$name" "$run"
+    # Each run starts with no dirty pages of an earlier one still being written back.
+    sync
     cmd=$("cmd_$name" "$run")
     logfile=$WORK/logs/$name-$run.log
     if ! /usr/bin/time -f '%e %M' -o "$WORK/time.txt" bash -o pipefail -c "$cmd" >"$logfile" 2>&1; then
