@@ -177,7 +177,7 @@ pub fn restore_file(
 }
 
 /// Restores (or with no target, verifies) an archive read from `input`, such as stdin.
-pub fn read_into<R: Read>(
+pub fn read_into<R: Read + Send>(
     input: R,
     decryption: &Decryption,
     expected: Option<&Expected>,

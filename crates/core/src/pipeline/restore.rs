@@ -1,8 +1,15 @@
 //! Stored bytes → SHA-256 check → decrypt → gunzip → safe extraction into a staging
 //! directory, moved into the target only when everything checked out.
+//!
+//! The stages run on three threads, handing each other chunks of [`STAGE_CHUNK`] bytes
+//! through short queues: reading, hashing and decrypting on one, gunzip on another, tar
+//! and the file writes on the calling thread. Each is a few times slower than the one
+//! before alone; side by side on two cores a restore takes about half the time.
 
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::Scope;
 
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest as _, Sha256};
@@ -79,7 +86,7 @@ impl<R: Read> Read for HashingReader<'_, R> {
 /// Reads a whole archive from `input` and extracts it with `extractor`, checking every
 /// layer: the hash and size against `expected`, each chunk's tag, gzip's CRC, tar's
 /// structure. Returns only once every byte of the input was read and checked.
-pub fn read_archive<R: Read>(
+pub fn read_archive<R: Read + Send>(
     input: R,
     decryption: &Decryption,
     expected: Option<&Expected>,
@@ -117,13 +124,15 @@ pub fn read_archive<R: Read>(
                 )
                 .with_hint("pass --key-file, or configure encryption.key_file"));
             };
-            let mut reader = DecryptingReader::new(&mut input, keyring)?;
+            let reader = DecryptingReader::new(&mut input, keyring)?;
             key_id = Some(reader.key_id());
-            let stats = extract_gzip_tar(&mut reader, extractor)?;
-            drain(&mut reader)?;
-            stats
+            // The decrypting stage reads to the end of the encrypted stream (its last
+            // chunk's tag included) before gunzip's stage sees the end of its input.
+            std::thread::scope(|scope| extract_gzip_tar(stage(scope, reader), extractor, scope))?
         }
-        ArchiveKind::PlainGzip => extract_gzip_tar(&mut input, extractor)?,
+        ArchiveKind::PlainGzip => {
+            std::thread::scope(|scope| extract_gzip_tar(&mut input, extractor, scope))?
+        }
     };
     drain(&mut input)?;
     drop(input);
@@ -170,9 +179,14 @@ fn read_prefix<R: Read>(input: &mut R, n: usize) -> Result<Vec<u8>> {
 /// first of the two zero blocks and stops there.
 const TAR_END_LEFT: u64 = 512;
 
-fn extract_gzip_tar<R: Read>(input: R, extractor: Extractor) -> Result<ExtractStats> {
-    // Every member of the gzip stream, each with its CRC-32 and length checked.
-    let mut gz = MultiGzDecoder::new(input);
+fn extract_gzip_tar<'scope, R: Read + Send + 'scope>(
+    input: R,
+    extractor: Extractor,
+    scope: &'scope Scope<'scope, '_>,
+) -> Result<ExtractStats> {
+    // Every member of the gzip stream, each with its CRC-32 and length checked, on a
+    // thread of its own.
+    let mut gz = stage(scope, MultiGzDecoder::new(input));
     let stats = {
         let mut archive = tar::Archive::new(&mut gz);
         extractor.run(&mut archive)?
@@ -186,6 +200,91 @@ fn extract_gzip_tar<R: Read>(input: R, extractor: Extractor) -> Result<ExtractSt
         ));
     }
     Ok(stats)
+}
+
+/// Bytes one stage of a restore hands to the next at a time.
+pub const STAGE_CHUNK: usize = 256 * 1024;
+
+/// Chunks queued between two stages, beyond the one each side holds.
+const STAGE_QUEUE: usize = 4;
+
+/// What a stage sends: a buffer and how many of its bytes are data, or the error that
+/// ended the stage.
+type Piece = io::Result<(Vec<u8>, usize)>;
+
+/// Runs `inner` on a thread of `scope`, read [`STAGE_CHUNK`] bytes at a time into a short
+/// queue; the returned reader yields the same bytes and errors in the same order. Dropping
+/// the reader stops the thread at its next chunk.
+fn stage<'scope, R: Read + Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    mut inner: R,
+) -> StageReader {
+    let (tx, rx) = sync_channel::<Piece>(STAGE_QUEUE);
+    let (back, spare) = channel::<Vec<u8>>();
+    scope.spawn(move || fill_stage(&mut inner, &tx, &spare));
+    StageReader {
+        rx,
+        back,
+        current: Vec::new(),
+        len: 0,
+        pos: 0,
+    }
+}
+
+/// The thread of a stage: reads `inner` to its end or first error into `tx`, reusing the
+/// buffers the reader gave back.
+fn fill_stage<R: Read>(inner: &mut R, tx: &SyncSender<Piece>, spare: &Receiver<Vec<u8>>) {
+    loop {
+        let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0; STAGE_CHUNK]);
+        let mut len = 0;
+        while len < buf.len() {
+            match inner.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // What came before the error goes first, as a reader in line would
+                    // have yielded it.
+                    if len > 0 && tx.send(Ok((buf, len))).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if len == 0 || tx.send(Ok((buf, len))).is_err() {
+            return; // the end, or the reader is gone
+        }
+    }
+}
+
+/// The reading end of a [`stage`].
+struct StageReader {
+    rx: Receiver<Piece>,
+    back: Sender<Vec<u8>>,
+    current: Vec<u8>,
+    len: usize,
+    pos: usize,
+}
+
+impl Read for StageReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.len {
+            if !self.current.is_empty() {
+                let _ = self.back.send(std::mem::take(&mut self.current));
+            }
+            match self.rx.recv() {
+                Ok(Ok((chunk, len))) => (self.current, self.len, self.pos) = (chunk, len, 0),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Reads `r` to its end; returns how many bytes that was.
@@ -339,6 +438,46 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "a.txt", &b"hello"[..]).unwrap();
         b.into_inner().unwrap().finish().unwrap()
+    }
+
+    /// Yields `data`, then fails.
+    struct FailsAfter<'a>(&'a [u8]);
+
+    impl Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "broken here"));
+            }
+            let n = buf.len().min(self.0.len()).min(1000);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stage_passes_every_byte_then_the_error_in_order() {
+        let data: Vec<u8> = (0..3 * STAGE_CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        std::thread::scope(|scope| {
+            let mut out = Vec::new();
+            let err = stage(scope, FailsAfter(&data))
+                .read_to_end(&mut out)
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(out == data, "{} bytes of {}", out.len(), data.len());
+
+            let mut out = Vec::new();
+            stage(scope, Trickle(&data[..5000]))
+                .read_to_end(&mut out)
+                .unwrap();
+            assert!(out == data[..5000]);
+
+            // A reader dropped half-way stops its thread (the scope would hang otherwise).
+            let mut first = [0u8; 10];
+            let mut reader = stage(scope, io::repeat(7).take(64 * STAGE_CHUNK as u64));
+            reader.read_exact(&mut first).unwrap();
+            drop(reader);
+        });
     }
 
     #[test]
