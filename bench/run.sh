@@ -82,7 +82,8 @@ BIN=$(cargo metadata --format-version 1 --no-deps |
 DATA=$WORK/data
 log "making $SIZE of data"
 python3 bench/make-data.py "$DATA" --size "$SIZE" ${FILES:+--files "$FILES"} ${SINGLE:+--single-file}
-SRC_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+# %.0f, not %d: mawk's %d stops at 2^31 - 1.
+SRC_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
 SRC_FILES=$(find "$DATA" -type f | wc -l)
 log "data: $SRC_FILES files, $SRC_BYTES bytes"
 
