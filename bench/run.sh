@@ -337,6 +337,16 @@ for entry in "${CASES[@]}"; do
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\tok\n' "$name" "$group" "$tool" "$label" "${walls[*]}" "$rss" "$stored" >>"$RESULTS"
 done
 
+# --- the S3 server's own share ---------------------------------------------------------------------
+# How long moto takes to complete a multipart upload of the size our S3 backup stored, timed
+# alone: a backup waits for that request at its very end, and real S3 answers it at once.
+S3_COMPLETE=null
+S3_STORED=$(awk -F'\t' '$1 == "sb_backup_s3" && $8 == "ok" {print $7}' "$RESULTS")
+if [[ -n $S3_STORED ]]; then
+  S3_COMPLETE=$(python3 bench/s3-complete.py "$S3" sb-bench "$S3_STORED")
+  log "moto completes a multipart upload of $S3_STORED bytes in ${S3_COMPLETE}s (timed alone)"
+fi
+
 # --- the table and the JSON ----------------------------------------------------------------------
 mkdir -p bench/results
 OUT=bench/results/$(date -u +%Y-%m-%d)-$SIZE${SINGLE:+-single-file}${FILES:+-$FILES-files}.json
@@ -382,6 +392,7 @@ doc = {
     "restic": "$(restic version | head -n 1)",
     "openssl": "$(openssl version)",
     "machine": machine, "cases": rows,
+    "s3_server_complete_s": $S3_COMPLETE,
 }
 json.dump(doc, open(sys.argv[2], "w"), indent=2, ensure_ascii=False)
 open(sys.argv[2], "a").write("\n")
@@ -408,6 +419,11 @@ for r in rows:
     print(f"| {label} | {r['median_s']:.2f} s{spread} | {fmt(r['mb_per_s'], lambda x: f'{x:.1f}')} | "
           f"{fmt(r['time_vs_pipeline'], lambda x: f'{x:.2f}×')} | {fmt(r['time_vs_restic'], lambda x: f'{x:.2f}×')} | "
           f"{stored} | {r['peak_rss_kib'] / 1024:.0f} MiB |")
+if doc["s3_server_complete_s"] is not None:
+    print()
+    print(f"moto alone takes {doc['s3_server_complete_s']:.2f} s to complete a multipart upload of the size of "
+          "our S3 backup (CompleteMultipartUpload, timed apart): a wait at the end of each S3 backup that "
+          "real S3 does not have.")
 print()
 print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
 print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")
