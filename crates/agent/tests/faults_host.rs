@@ -336,7 +336,7 @@ fn sigterm_mid_upload_daemon_and_one_shot() {
 fn sigkill_mid_upload_then_restart_recovers_and_prune_cleans_up() {
     let (env, _) = mid_upload_env();
     let daemon = Agent::daemon(&env, "daemon", &[]);
-    // Past two 8 MiB parts on the local side: S3 has a multipart upload open by then.
+    // Past two 6 MiB parts on the local side: S3 has a multipart upload open by then.
     daemon.freeze_when("17 MiB uploaded", || uploaded(&env) >= 17 * MIB as u64);
     daemon.kill();
 

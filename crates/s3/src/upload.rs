@@ -1,8 +1,8 @@
 //! A streamed object: S3 multipart upload with parts cut from a bounded pool of buffers.
 //!
-//! The size of the archive is not known in advance, so parts grow: 8 MiB for the first
+//! The size of the archive is not known in advance, so parts grow: 6 MiB for the first
 //! 1,000 parts, then twice as large every 1,000 parts. That stays within S3's 10,000 parts
-//! up to about 7.8 TiB (S3's object limit is 5 TiB).
+//! up to about 5.85 TiB (S3's object limit is 5 TiB).
 //!
 //! Memory is bounded in bytes, not in parts: the part being filled and the parts being
 //! sent hold at most [`PART_MEMORY`] (or two parts, once parts are larger than half of
@@ -33,8 +33,9 @@ use tokio::task::JoinHandle;
 
 use crate::store::Store;
 
-/// The size of the first 1,000 parts.
-pub const FIRST_PART_SIZE: usize = 8 * 1024 * 1024;
+/// The size of the first 1,000 parts: above S3's 5 MiB minimum, and large enough for
+/// 10,000 growing parts to pass S3's 5 TiB object limit.
+pub const FIRST_PART_SIZE: usize = 6 * 1024 * 1024;
 /// How many parts are sent at each size before the size doubles.
 pub const PARTS_PER_SIZE: usize = 1000;
 /// S3's limit on the number of parts of one upload.
@@ -398,11 +399,11 @@ mod tests {
         assert!(sizes.iter().all(|s| (5 * MIB..=5 * 1024 * MIB).contains(s)));
         let total: u64 = sizes.iter().sum();
         assert!(total > 5 * 1024 * 1024 * MIB, "{total}");
-        assert_eq!(part_size(0), 8 * 1024 * 1024);
-        assert_eq!(part_size(999), 8 * 1024 * 1024);
-        assert_eq!(part_size(1000), 16 * 1024 * 1024);
-        // An ordinary archive (under 7.8 GiB) never needs parts over 8 MiB.
-        assert_eq!(sizes[..1000].iter().sum::<u64>(), 8000 * MIB);
+        assert_eq!(part_size(0), 6 * 1024 * 1024);
+        assert_eq!(part_size(999), 6 * 1024 * 1024);
+        assert_eq!(part_size(1000), 12 * 1024 * 1024);
+        // An ordinary archive (under 5.8 GiB) never needs parts over 6 MiB.
+        assert_eq!(sizes[..1000].iter().sum::<u64>(), 6000 * MIB);
     }
 
     #[test]
@@ -417,7 +418,7 @@ mod tests {
                 .map(|p| pool.buffer(FIRST_PART_SIZE, p))
         };
         let mut parts: Vec<Part> = (0..3).map(|_| take(&pool).unwrap()).collect();
-        // Three parts of 8 MiB are all the memory there is.
+        // Three parts of 6 MiB are all the memory there is.
         assert!(take(&pool).is_none());
         let mut part = parts.pop().unwrap();
         part.data.extend_from_slice(&[7; 1024]);
