@@ -340,7 +340,7 @@ done
 # --- the S3 server's own share ---------------------------------------------------------------------
 # How long moto takes to complete a multipart upload of the size our S3 backup stored, timed
 # alone: a backup waits for that request at its very end, and real S3 answers it at once.
-S3_COMPLETE=null
+S3_COMPLETE=None
 S3_STORED=$(awk -F'\t' '$1 == "sb_backup_s3" && $8 == "ok" {print $7}' "$RESULTS")
 if [[ -n $S3_STORED ]]; then
   S3_COMPLETE=$(python3 bench/s3-complete.py "$S3" sb-bench "$S3_STORED")
