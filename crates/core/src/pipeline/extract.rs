@@ -108,7 +108,7 @@ impl Extractor {
         match kind {
             _ if regular => {
                 self.stats.bytes += entry.size();
-                match self.root.clone() {
+                match &self.root {
                     Some(root) => {
                         let path = root.join(&rel);
                         let parent = rel.parent().unwrap_or(Path::new(""));
@@ -116,7 +116,7 @@ impl Extractor {
                             make_parent(&path)?;
                             self.ready_parent = Some(parent.to_path_buf());
                         }
-                        self.write_file(&path, &name, entry, mode, mtime)?;
+                        write_file(&mut self.buffer, &path, &name, entry, mode, mtime)?;
                     }
                     None => {
                         io::copy(entry, &mut io::sink()).map_err(|e| tar_error(e, Some(&name)))?;
@@ -178,42 +178,6 @@ impl Extractor {
                 ));
             }
         }
-        Ok(())
-    }
-
-    /// Writes the content of `entry` into a new file at `path`, then sets its mode (without
-    /// set-id bits) and its modification time.
-    fn write_file<R: Read>(
-        &mut self,
-        path: &Path,
-        name: &str,
-        entry: &mut tar::Entry<'_, R>,
-        mode: u32,
-        mtime: FileTime,
-    ) -> Result<()> {
-        let mut file = create_file(path, name)?;
-        let expected = entry.size();
-        let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(tar_error(e, Some(name))),
-            };
-            file.write_all(&self.buffer[..n])
-                .map_err(|e| write_failure(e, path))?;
-            written += n as u64;
-        }
-        if written != expected {
-            return Err(Error::corrupt(format!(
-                "the tar stream ends inside entry {name:?} ({written} of {expected} bytes)"
-            )));
-        }
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
-            .map_err(|e| Error::io("set the mode of", path, e))?;
-        filetime::set_file_handle_times(&file, Some(mtime), Some(mtime))
-            .map_err(|e| Error::io("set the time of", path, e))?;
         Ok(())
     }
 
@@ -309,6 +273,42 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<PathBuf
         .ok_or_else(|| Error::corrupt(format!("link entry {name} has no target")))
 }
 
+/// Writes the content of `entry` into a new file at `path` through `buffer`, then sets its
+/// mode (without set-id bits) and its modification time.
+fn write_file<R: Read>(
+    buffer: &mut [u8],
+    path: &Path,
+    name: &str,
+    entry: &mut tar::Entry<'_, R>,
+    mode: u32,
+    mtime: FileTime,
+) -> Result<()> {
+    let mut file = create_file(path, name)?;
+    let expected = entry.size();
+    let mut written = 0u64;
+    loop {
+        let n = match entry.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(tar_error(e, Some(name))),
+        };
+        file.write_all(&buffer[..n])
+            .map_err(|e| write_failure(e, path))?;
+        written += n as u64;
+    }
+    if written != expected {
+        return Err(Error::corrupt(format!(
+            "the tar stream ends inside entry {name:?} ({written} of {expected} bytes)"
+        )));
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+        .map_err(|e| Error::io("set the mode of", path, e))?;
+    filetime::set_file_handle_times(&file, Some(mtime), Some(mtime))
+        .map_err(|e| Error::io("set the time of", path, e))?;
+    Ok(())
+}
+
 /// A new file at `path`, writable by its owner only until its mode is set: never through a
 /// symlink (`O_EXCL`), replacing a regular file of an earlier entry of the same path as tar
 /// does, refusing to replace anything else.
@@ -337,7 +337,8 @@ fn create_file(path: &Path, name: &str) -> Result<File> {
     }
 }
 
-/// A failure to create or write a restored file.
+/// A failure to create or write a restored file: the OS's reason, the path, and for a
+/// full disk what to do about it.
 fn write_failure(e: io::Error, path: &Path) -> Error {
     let full = e.kind() == io::ErrorKind::StorageFull;
     let err = Error::io("write the restore into", path, e);
@@ -364,6 +365,7 @@ fn unsafe_entry(name: &str, why: &str) -> Error {
 }
 
 /// A tar-level failure: one of ours from below (decryption, hash) or a damaged tar stream.
+/// Failures to write the restore are [`write_failure`]s.
 fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
     if let Some(ours) = crate::error::find_in_io(&e) {
         return ours;
@@ -371,36 +373,6 @@ fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
     let at = entry
         .map(|n| format!(" at entry {n:?}"))
         .unwrap_or_default();
-    if matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied
-    ) {
-        // tar's error says which file into which folder; the OS's reason is its source.
-        let mut cause: &dyn std::error::Error = &e;
-        while let Some(inner) = cause.source() {
-            cause = inner;
-        }
-        let reason = cause.to_string();
-        let reason = reason
-            .find(" (os error")
-            .map_or(reason.as_str(), |i| &reason[..i]);
-        let hint = if e.kind() == io::ErrorKind::StorageFull {
-            "free space where the target is, or restore elsewhere with --target; the target was left as it was"
-        } else {
-            "check the owner and mode of the target, and the user the agent runs as"
-        };
-        let outer = e.to_string();
-        let text = if outer.contains(reason) {
-            outer
-        } else {
-            format!("{outer}: {reason}")
-        };
-        return Error::new(
-            ErrorKind::Io,
-            format!("cannot write the restore{at}: {text}"),
-        )
-        .with_hint(hint);
-    }
     Error::corrupt(format!("the tar stream is damaged{at}: {e}"))
 }
 
