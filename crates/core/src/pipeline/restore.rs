@@ -270,6 +270,9 @@ struct StageReader {
 
 impl Read for StageReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         while self.pos == self.len {
             if !self.current.is_empty() {
                 let _ = self.back.send(std::mem::take(&mut self.current));
@@ -460,9 +463,10 @@ mod tests {
         let data: Vec<u8> = (0..3 * STAGE_CHUNK + 17).map(|i| (i % 251) as u8).collect();
         std::thread::scope(|scope| {
             let mut out = Vec::new();
-            let err = stage(scope, FailsAfter(&data))
-                .read_to_end(&mut out)
-                .unwrap_err();
+            let mut reader = stage(scope, FailsAfter(&data));
+            // An empty read neither waits nor takes a chunk.
+            assert_eq!(reader.read(&mut []).unwrap(), 0);
+            let err = reader.read_to_end(&mut out).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(out == data, "{} bytes of {}", out.len(), data.len());
 
