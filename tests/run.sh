@@ -25,6 +25,9 @@ need_cmd setpriv "apt-get install -y util-linux"
 # shellcheck source=tests/lib.sh
 source tests/lib.sh
 
+# The zstd command line reads the archives of `compression: zstd` in the tests, as tar does.
+command -v zstd >/dev/null 2>&1 || apt_install zstd
+
 for server in tests/servers/*.sh; do
   [ -e "$server" ] || continue
   # shellcheck source=/dev/null

@@ -286,6 +286,7 @@ async fn perform(
         deployment: config.deployment_name.clone(),
         archive: ArchiveSpec {
             source,
+            compression: config.compression,
             compression_level: config.compression_level,
             key: config.keyring.as_ref().and_then(|k| k.current().cloned()),
         },

@@ -145,6 +145,7 @@ instance_groups:
         encryption:
           key: {KEY}
           previous_key_files: []
+        compression: zstd
         compression_level: 3
         state_dir: /var/vcap/store/service-backup-state
         instance_id: redis-0
@@ -183,6 +184,7 @@ instance_groups:
     );
     assert_eq!(get(&config, "exit_if_in_progress").as_bool(), Some(true));
     assert_eq!(get(&config, "missing_properties_message"), MESSAGE);
+    assert_eq!(get(&config, "compression"), "zstd");
     assert_eq!(get(&config, "compression_level"), 3);
     assert_eq!(
         get(&config, "state_dir"),
@@ -261,7 +263,10 @@ fn a_minimal_manifest_renders_with_the_spec_defaults() {
         "Provide these missing fields in your manifest."
     );
     assert_eq!(get(&config, "state_dir"), "/var/vcap/store/service-backup");
+    // gzip at its own default level, 6.
+    assert_eq!(get(&config, "compression"), "gzip");
     for absent in [
+        "compression_level",
         "encryption",
         "api",
         "restore",

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone as _, Utc};
 use common::{run, sample_tree, server_env, tree, unique};
+use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::layout::Layout;
 use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
@@ -84,7 +85,7 @@ fn seed(
         agent_version: "test".into(),
     };
     let day = time.date_naive();
-    let archive_key = site.layout.archive_key(day, &name, false);
+    let archive_key = site.layout.archive_key(day, &name, Algorithm::Gzip, false);
     let manifest_key = site.layout.manifest_key(day, &name);
     rt.block_on(async {
         site.dest
@@ -555,9 +556,12 @@ fn a_refused_prune_does_not_fail_the_backup() {
 /// completed, never aborted. Returns its key.
 fn crashed_upload(rt: &tokio::runtime::Runtime, site: &Site, instance: &str) -> String {
     let time = Utc.with_ymd_and_hms(2026, 2, 3, 3, 0, 0).unwrap();
-    let key = site
-        .layout
-        .archive_key(time.date_naive(), &name_for(time, instance), false);
+    let key = site.layout.archive_key(
+        time.date_naive(),
+        &name_for(time, instance),
+        Algorithm::Gzip,
+        false,
+    );
     rt.block_on(async {
         let mut upload = site.dest.put_multipart(&key).await.unwrap();
         // More than one part's worth, so that the store holds something.

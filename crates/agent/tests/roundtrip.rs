@@ -344,3 +344,56 @@ fn a_new_vm_with_another_instance_id_restores_the_only_instance_under_the_prefix
     );
     assert!(!elsewhere.exists(), "a refused restore wrote its target");
 }
+
+#[test]
+fn zstd_backups_restore_and_decrypt_to_what_tar_reads() {
+    let env = Env::new();
+    env.write_config("compression: zstd\n");
+    let item = env.backup();
+    let key = item["key"].as_str().unwrap();
+    assert!(key.ends_with(".tar.zst.enc"), "{key}");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            env.path("backups")
+                .join(key.replace(".tar.zst.enc", ".json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["compression"]["algorithm"], "zstd");
+    assert_eq!(manifest["compression"]["level"], 3);
+
+    env.run(&["verify", "config.yml"]).expect(0);
+    env.run(&["restore", "config.yml", "--target", "restored"])
+        .expect(0);
+    assert_eq!(tree(&env.path("source")), tree(&env.path("restored")));
+
+    // A gzip backup after it: both restore, each by its own compression.
+    env.write_config("");
+    let gzip = env.backup();
+    assert!(gzip["key"].as_str().unwrap().ends_with(".tar.gz.enc"));
+    let name = item["name"].as_str().unwrap();
+    env.restore_into(name, &env.path("older"), &[]).expect(0);
+    assert_eq!(tree(&env.path("source")), tree(&env.path("older")));
+
+    let archive = env.archive_of(&item);
+    let archive = archive.to_str().unwrap();
+    env.run(&[
+        "decrypt",
+        "--key-file",
+        "backup.key",
+        "--output",
+        "plain.tar.zst",
+        archive,
+    ])
+    .expect(0);
+    std::fs::create_dir(env.path("by-tar")).unwrap();
+    // tests/run.sh installs the zstd command that `tar --zstd` runs.
+    let tar = std::process::Command::new("tar")
+        .args(["--zstd", "-xf", "../plain.tar.zst"])
+        .current_dir(env.path("by-tar"))
+        .status()
+        .unwrap();
+    assert!(tar.success(), "system tar reads the decrypted archive");
+    assert_eq!(tree(&env.path("source")), tree(&env.path("by-tar")));
+}

@@ -1,6 +1,6 @@
-//! Throughput of the backup's gzip stage alone ([`ParallelGzip`] on the machine's cores) on
-//! the benchmark's data set, and its stored size against one single-threaded `gzip -6`
-//! stream of the same bytes.
+//! Throughput of the backup's compression stage alone ([`ParallelCompressor`] on the
+//! machine's cores, gzip level 6 and zstd level 3) on the benchmark's data set, and the
+//! stored sizes against one single-threaded `gzip -6` stream of the same bytes.
 //!
 //! ```sh
 //! python3 bench/make-data.py DIR --size 100MiB && tar -cf DATA.tar -C DIR .
@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use service_backup_core::pipeline::compress::{ParallelGzip, compression_threads};
+use service_backup_core::compression::Algorithm;
+use service_backup_core::pipeline::compress::{ParallelCompressor, compression_threads};
 
 /// The bytes to compress: the tar named by `SB_BENCH_TAR`, or a made-up mix.
 fn data() -> (String, Vec<u8>) {
@@ -81,9 +82,11 @@ fn made_up(len: usize) -> Vec<u8> {
     out
 }
 
-fn compress(data: &[u8], out: Vec<u8>) -> Vec<u8> {
+fn compress(data: &[u8], out: Vec<u8>, algorithm: Algorithm) -> Vec<u8> {
+    let level = algorithm.default_level();
     std::thread::scope(|scope| {
-        let mut gz = ParallelGzip::new(out, 6, compression_threads(), scope).expect("start");
+        let mut gz = ParallelCompressor::new(out, algorithm, level, compression_threads(), scope)
+            .expect("start");
         // In the 10 KiB writes that tar makes.
         for piece in data.chunks(10_240) {
             gz.write_all(piece).expect("compress");
@@ -94,29 +97,35 @@ fn compress(data: &[u8], out: Vec<u8>) -> Vec<u8> {
 
 fn bench_compress(c: &mut Criterion) {
     let (what, data) = data();
-    let ours = compress(&data, Vec::new()).len();
+    let ours = compress(&data, Vec::new(), Algorithm::Gzip).len();
+    let zstd = compress(&data, Vec::new(), Algorithm::Zstd).len();
     let mut six = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     six.write_all(&data).expect("gzip -6");
     let six = six.finish().expect("gzip -6").len();
     eprintln!(
         "{what}: {} bytes; parallel gzip level 6 on {} threads: {ours} bytes; \
-         one gzip -6 stream: {six} bytes ({:+.2} %)",
+         one gzip -6 stream: {six} bytes ({:+.2} %); parallel zstd level 3: {zstd} bytes \
+         ({:+.2} %)",
         data.len(),
         compression_threads(),
-        (ours as f64 / six as f64 - 1.0) * 100.0
+        (ours as f64 / six as f64 - 1.0) * 100.0,
+        (zstd as f64 / six as f64 - 1.0) * 100.0
     );
 
     let mut group = c.benchmark_group("compress");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.sample_size(10);
-    group.bench_function("ParallelGzip level 6", |b| {
-        let mut out = Vec::with_capacity(ours + ours / 8);
-        b.iter(|| {
-            out.clear();
-            out = compress(black_box(&data), std::mem::take(&mut out));
-            black_box(out.len())
+    for (algorithm, size) in [(Algorithm::Gzip, ours), (Algorithm::Zstd, zstd)] {
+        let name = format!("{algorithm} level {}", algorithm.default_level());
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(size + size / 8);
+            b.iter(|| {
+                out.clear();
+                out = compress(black_box(&data), std::mem::take(&mut out), algorithm);
+                black_box(out.len())
+            });
         });
-    });
+    }
     group.finish();
 }
 

@@ -1,13 +1,15 @@
-//! Remote paths: `[path/][deployment/]YYYY/MM/DD/<backup>.{tar.gz.enc,tar.gz,json}`.
+//! Remote paths: `[path/][deployment/]YYYY/MM/DD/<backup>.{tar.gz.enc,tar.gz,json}`, or
+//! `.tar.zst.enc` and `.tar.zst` for zstd archives.
 
 use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 
+use crate::compression::Algorithm;
 use crate::error::Result;
 
-/// Ending of an encrypted archive object.
-pub const ENCRYPTED_EXT: &str = ".tar.gz.enc";
-/// Ending of a plain archive object.
-pub const PLAIN_EXT: &str = ".tar.gz";
+/// Ending of an encrypted archive object, after that of its plain form.
+pub const ENCRYPTION_EXT: &str = ".enc";
+/// Every ending an archive object may have.
+pub const ARCHIVE_EXTS: [&str; 4] = [".tar.gz.enc", ".tar.gz", ".tar.zst.enc", ".tar.zst"];
 /// Ending of a manifest object.
 pub const MANIFEST_EXT: &str = ".json";
 
@@ -53,8 +55,14 @@ impl Layout {
     }
 
     /// The key of a backup's archive.
-    pub fn archive_key(&self, date: NaiveDate, name: &str, encrypted: bool) -> String {
-        let ext = if encrypted { ENCRYPTED_EXT } else { PLAIN_EXT };
+    pub fn archive_key(
+        &self,
+        date: NaiveDate,
+        name: &str,
+        compression: Algorithm,
+        encrypted: bool,
+    ) -> String {
+        let ext = archive_ext(compression, encrypted);
         format!("{}{name}{ext}", self.day_prefix(date))
     }
 
@@ -70,7 +78,7 @@ impl Layout {
 
     /// The backup name of an archive key of this layout, or `None` for any other key.
     pub fn parse_archive_key(&self, key: &str) -> Option<String> {
-        self.parse_key(key, &[ENCRYPTED_EXT, PLAIN_EXT])
+        self.parse_key(key, &ARCHIVE_EXTS)
     }
 
     fn parse_key(&self, key: &str, endings: &[&str]) -> Option<String> {
@@ -92,6 +100,16 @@ impl Layout {
             Some(i) => format!("{}{file_name}", &manifest_key[..=i]),
             None => file_name.to_string(),
         }
+    }
+}
+
+/// The ending of an archive's name: `.tar.gz.enc`, `.tar.gz`, `.tar.zst.enc` or `.tar.zst`.
+pub fn archive_ext(compression: Algorithm, encrypted: bool) -> String {
+    let tar = compression.tar_ext();
+    if encrypted {
+        format!("{tar}{ENCRYPTION_EXT}")
+    } else {
+        tar.to_string()
     }
 }
 
@@ -161,8 +179,12 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
         let with = Layout::new("/redis/prod/", Some("redis-deploy"));
         assert_eq!(
-            with.archive_key(day, "n", true),
+            with.archive_key(day, "n", Algorithm::Gzip, true),
             "redis/prod/redis-deploy/2026/11/02/n.tar.gz.enc"
+        );
+        assert_eq!(
+            with.archive_key(day, "n", Algorithm::Zstd, true),
+            "redis/prod/redis-deploy/2026/11/02/n.tar.zst.enc"
         );
         assert_eq!(
             with.manifest_key(day, "n"),
@@ -170,7 +192,20 @@ mod tests {
         );
         assert_eq!(Layout::new("../a/./b/..", None).prefix(), "a/b/");
         let bare = Layout::new("", None);
-        assert_eq!(bare.archive_key(day, "n", false), "2026/11/02/n.tar.gz");
+        assert_eq!(
+            bare.archive_key(day, "n", Algorithm::Gzip, false),
+            "2026/11/02/n.tar.gz"
+        );
+        assert_eq!(
+            bare.archive_key(day, "n", Algorithm::Zstd, false),
+            "2026/11/02/n.tar.zst"
+        );
+        for compression in Algorithm::ALL {
+            for encrypted in [true, false] {
+                let key = bare.archive_key(day, "n", compression, encrypted);
+                assert_eq!(bare.parse_archive_key(&key), Some("n".into()), "{key}");
+            }
+        }
         assert_eq!(bare.prefix(), "");
     }
 
@@ -212,7 +247,7 @@ mod tests {
         let layout = Layout::new("p", None);
         let day = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
         for encrypted in [true, false] {
-            let key = layout.archive_key(day, &a, encrypted);
+            let key = layout.archive_key(day, &a, Algorithm::Gzip, encrypted);
             assert_eq!(layout.parse_archive_key(&key), Some(a.clone()));
             assert_eq!(layout.parse_manifest_key(&key), None);
         }

@@ -6,6 +6,7 @@
 //! `tracing` events, which the agent renders.
 
 pub mod catalog;
+pub mod compression;
 pub mod destination;
 pub mod error;
 pub mod format;

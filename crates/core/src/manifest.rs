@@ -50,9 +50,9 @@ pub struct Manifest {
 /// The compression of an archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compression {
-    /// Always `gzip` for now.
+    /// `gzip` or `zstd`.
     pub algorithm: String,
-    /// The gzip level, 1 to 9.
+    /// The level: gzip 1 to 9, zstd 1 to 19.
     pub level: u32,
 }
 

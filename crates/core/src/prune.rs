@@ -11,9 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::catalog::{BackupEntry, read_entries};
 use crate::destination::{Destination, IncompleteUpload, ObjectMeta};
 use crate::error::{Error, Result};
-use crate::layout::{
-    ENCRYPTED_EXT, Layout, MANIFEST_EXT, PLAIN_EXT, is_backup_name, name_is_of_instance,
-};
+use crate::layout::{ARCHIVE_EXTS, Layout, MANIFEST_EXT, is_backup_name, name_is_of_instance};
 use crate::retention::{Candidate, Decision, Policy, plan, time_of_name};
 
 /// How old leftovers (archives without a manifest, incomplete uploads) must be before a
@@ -177,8 +175,9 @@ pub async fn plan_prune(
 /// The backup name of an archive or manifest key, whatever its directory.
 fn backup_name_of(key: &str) -> Option<String> {
     let file = key.rsplit('/').next()?;
-    let name = [ENCRYPTED_EXT, PLAIN_EXT, MANIFEST_EXT]
+    let name = ARCHIVE_EXTS
         .iter()
+        .chain([&MANIFEST_EXT])
         .find_map(|e| file.strip_suffix(e))?;
     is_backup_name(name).then(|| name.to_string())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{Local, Utc};
 use service_backup_core::ErrorKind;
 use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
+use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination, conformance};
 use service_backup_core::format::{Key, Keyring};
 use service_backup_core::layout::{Layout, backup_name};
@@ -38,6 +39,10 @@ fn sample_tree(root: &Path) {
 }
 
 fn plan(source: &Path, key: Option<Key>) -> BackupPlan {
+    plan_with(source, key, Algorithm::Gzip, 6)
+}
+
+fn plan_with(source: &Path, key: Option<Key>, compression: Algorithm, level: u32) -> BackupPlan {
     let started = Utc::now();
     BackupPlan {
         name: backup_name(started, "test-0").unwrap(),
@@ -47,7 +52,8 @@ fn plan(source: &Path, key: Option<Key>) -> BackupPlan {
         deployment: None,
         archive: ArchiveSpec {
             source: source.to_path_buf(),
-            compression_level: 6,
+            compression,
+            compression_level: level,
             key,
         },
     }
@@ -277,6 +283,7 @@ fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
     .unwrap();
     let spec = ArchiveSpec {
         source: src.clone(),
+        compression: Algorithm::Gzip,
         compression_level: 6,
         key: None,
     };
@@ -319,6 +326,131 @@ fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
         "link-to-dump",
         "script.sh",
     ] {
+        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_backups_round_trip_and_damage_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    // Several blocks' worth of text, so that the stream has several frames.
+    std::fs::write(
+        source.join("big.sql"),
+        "INSERT INTO t VALUES (3);\n".repeat(150_000),
+    )
+    .unwrap();
+    let key = Key::generate().unwrap();
+    let ring = Keyring::new(key.clone());
+    let layout = Layout::new("svc/prod", None);
+    for (i, (key, level, ext)) in [(Some(key), 3, ".tar.zst.enc"), (None, 19, ".tar.zst")]
+        .into_iter()
+        .enumerate()
+    {
+        let root = tmp.path().join(format!("d{i}"));
+        let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(&root));
+        let outcomes = run_backup(
+            plan_with(&source, key.clone(), Algorithm::Zstd, level),
+            vec![target("d", dest.clone())],
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let manifest = outcomes[0].result.as_ref().unwrap();
+        assert!(
+            outcomes[0].archive_key.ends_with(ext),
+            "{}",
+            outcomes[0].archive_key
+        );
+        assert_eq!(manifest.compression.algorithm, "zstd");
+        assert_eq!(manifest.compression.level, level);
+        assert!(manifest.archive.ends_with(ext), "{}", manifest.archive);
+        assert!(
+            manifest.stored_bytes < 300_000 + 150_000 * 26 / 20,
+            "{} stored",
+            manifest.stored_bytes
+        );
+        let decryption = Decryption::new(key.as_ref().map(|_| ring.clone()));
+        let entry = list_backups(&*dest, &layout).await.unwrap().remove(0);
+        let out = tmp.path().join(format!("restored-{i}"));
+        let stats = restore_backup(
+            dest.clone(),
+            &entry,
+            &decryption,
+            Some((&out, false)),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stats.extracted.entries, 8);
+        assert_same_tree(&source, &out);
+
+        // A flipped byte in the middle, then the archive cut short by its last 100 bytes:
+        // each is refused and the target keeps only what it had.
+        let path = root.join(&entry.archive_key);
+        let good = std::fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x40;
+        let cut = good[..good.len() - 100].to_vec();
+        for (what, bytes) in [("flipped", flipped), ("cut", cut)] {
+            std::fs::write(&path, &bytes).unwrap();
+            let target = tmp.path().join(format!("t{i}-{what}"));
+            std::fs::create_dir(&target).unwrap();
+            std::fs::write(target.join("keep.txt"), b"precious").unwrap();
+            let err = restore_backup(
+                dest.clone(),
+                &entry,
+                &decryption,
+                Some((&target, true)),
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+            let left: Vec<_> = std::fs::read_dir(&target)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, vec![std::ffi::OsString::from("keep.txt")], "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_plain_zstd_archive_is_read_by_the_system_zstd_and_tar() {
+    use service_backup_core::pipeline::archive::write_archive;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    sample_tree(&src);
+    std::fs::write(
+        src.join("big.sql"),
+        "INSERT INTO t VALUES (2);\n".repeat(200_000),
+    )
+    .unwrap();
+    let spec = ArchiveSpec {
+        source: src.clone(),
+        compression: Algorithm::Zstd,
+        compression_level: 3,
+        key: None,
+    };
+    let (_, zst) = write_archive(&spec, Vec::new(), &NoProgress).unwrap();
+    // tests/run.sh installs the zstd command that `tar --zstd` runs.
+    let mut child = Command::new("tar")
+        .args(["--zstd", "-tf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tar");
+    child.stdin.take().unwrap().write_all(&zst).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for name in ["big.sql", "db/dump.sql", "db/sub/blob.bin", "link-to-dump"] {
         assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
     }
 }

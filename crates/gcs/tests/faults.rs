@@ -85,6 +85,7 @@ async fn emulator_stopped_mid_upload_leaves_no_backup() {
         deployment: None,
         archive: ArchiveSpec {
             source: source.clone(),
+            compression: service_backup_core::compression::Algorithm::Gzip,
             compression_level: 1,
             key: None,
         },

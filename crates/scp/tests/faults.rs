@@ -81,6 +81,7 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
         deployment: None,
         archive: ArchiveSpec {
             source,
+            compression: service_backup_core::compression::Algorithm::Gzip,
             compression_level: 1,
             key: None,
         },

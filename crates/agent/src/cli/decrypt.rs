@@ -18,10 +18,11 @@ pub struct DecryptArgs {
     /// The key file(s); the one the archive was made for is found by its key id.
     #[arg(long = "key-file", required = true)]
     key_files: Vec<PathBuf>,
-    /// Write the plain .tar.gz here (created only when complete) instead of standard output.
+    /// Write the plain .tar.gz (or .tar.zst) here, created only when complete, instead of
+    /// standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Unpack the archive into this folder instead of writing a .tar.gz.
+    /// Unpack the archive into this folder instead of writing a .tar.gz or .tar.zst.
     #[arg(long, conflicts_with = "output")]
     extract: Option<PathBuf>,
     /// With --extract: replace the content of a non-empty folder.

@@ -26,7 +26,7 @@ pub use error::ConfigError;
 // The whole model is the module's interface; the command line uses what it needs.
 #[allow(unused_imports)]
 pub use model::{
-    ApiConfig, AzureConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
+    ApiConfig, AzureConfig, Config, DEFAULT_MISSING_PROPERTIES_MESSAGE,
     DEFAULT_PARACHUTE_THRESHOLD, DestinationConfig, DestinationKind, GcsConfig, LocalConfig,
     MetricsConfig, RestoreConfig, S3Config, ScpConfig, TlsConfig,
 };

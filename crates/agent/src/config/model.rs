@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use service_backup_core::compression::Algorithm;
 use service_backup_core::format::Keyring;
 use service_backup_core::retention::Policy;
 
@@ -11,9 +12,6 @@ use service_backup_core::secret::Secret;
 /// The default `missing_properties_message`, as in the original job spec.
 pub const DEFAULT_MISSING_PROPERTIES_MESSAGE: &str =
     "Provide these missing fields in your manifest.";
-
-/// The default gzip level.
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
 
 /// A valid configuration.
 #[derive(Clone, Debug)]
@@ -42,7 +40,9 @@ pub struct Config {
     pub add_deployment_name_to_backup_path: bool,
     /// The encryption keys (current first); `None`: archives are not encrypted.
     pub keyring: Option<Keyring>,
-    /// gzip level, 1 to 9.
+    /// How archives are compressed: gzip (the default) or zstd.
+    pub compression: Algorithm,
+    /// The level of `compression`: gzip 1 to 9, zstd 1 to 19.
     pub compression_level: u32,
     /// Where the task database lives; `None`: the caller's default beside the config.
     pub state_dir: Option<PathBuf>,

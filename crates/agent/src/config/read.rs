@@ -8,9 +8,11 @@ use super::destination::read_destinations;
 use super::encryption::read_keyring;
 use super::error::ConfigError;
 use super::model::{
-    ApiConfig, Config, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MISSING_PROPERTIES_MESSAGE,
-    DEFAULT_PARACHUTE_THRESHOLD, MetricsConfig, RestoreConfig, TlsConfig,
+    ApiConfig, Config, DEFAULT_MISSING_PROPERTIES_MESSAGE, DEFAULT_PARACHUTE_THRESHOLD,
+    MetricsConfig, RestoreConfig, TlsConfig,
 };
+use service_backup_core::compression::Algorithm;
+
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
 
@@ -91,7 +93,8 @@ pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, Confi
         );
     }
     let keyring = read_keyring(&top, base, &mut problems);
-    let compression_level = compression_level(&top, &mut problems);
+    let compression = compression(&top, &mut problems);
+    let compression_level = compression_level(&top, compression, &mut problems);
     let state_dir = top.path("state_dir", &mut problems);
     let instance_id = instance_id(&top, &mut problems);
     let restore = restore(&top, &mut problems);
@@ -120,6 +123,7 @@ pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, Confi
         deployment_name,
         add_deployment_name_to_backup_path,
         keyring,
+        compression,
         compression_level,
         state_dir,
         instance_id,
@@ -181,18 +185,41 @@ fn yaml_problem(err: &serde_norway::Error) -> String {
     format!("the file is not valid YAML: {text}")
 }
 
-fn compression_level(top: &Section<'_>, problems: &mut Problems) -> u32 {
-    let Some(value) = top.get("compression_level") else {
-        return DEFAULT_COMPRESSION_LEVEL;
+fn compression(top: &Section<'_>, problems: &mut Problems) -> Algorithm {
+    let Some(value) = top.get("compression") else {
+        return Algorithm::default();
     };
-    match scalar_text(value).and_then(|t| t.trim().parse::<u32>().ok()) {
-        Some(level) if (1..=9).contains(&level) => level,
-        _ => {
+    match scalar_text(value).and_then(|t| Algorithm::from_name(t.trim())) {
+        Some(algorithm) => algorithm,
+        None => {
             problems.push(format!(
-                "compression_level must be a whole number from 1 to 9, not {}",
+                "compression must be gzip or zstd, not {}",
                 shown(value)
             ));
-            DEFAULT_COMPRESSION_LEVEL
+            Algorithm::default()
+        }
+    }
+}
+
+fn compression_level(top: &Section<'_>, compression: Algorithm, problems: &mut Problems) -> u32 {
+    let Some(value) = top.get("compression_level") else {
+        return compression.default_level();
+    };
+    let levels = compression.levels();
+    match scalar_text(value).and_then(|t| t.trim().parse::<u32>().ok()) {
+        Some(level) if levels.contains(&level) => level,
+        _ => {
+            problems.push(format!(
+                "compression_level must be a whole number from {} to {}{}, not {}",
+                levels.start(),
+                levels.end(),
+                match compression {
+                    Algorithm::Gzip => "",
+                    Algorithm::Zstd => " for zstd",
+                },
+                shown(value)
+            ));
+            compression.default_level()
         }
     }
 }

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::keys::{KEY_LEN, Key, KeyId, Keyring};
 use super::stanza::{Stanza, SymmetricStanza};
+use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The first 8 bytes of every encrypted archive: `SBACKUP` and the format version 1.
@@ -166,13 +167,13 @@ fn check_magic(raw: &[u8]) -> Result<()> {
         .with_hint("use a newer service-backup to read it"));
     }
     if raw != MAGIC {
-        let what = if raw.starts_with(&[0x1f, 0x8b]) {
-            "the archive is a plain .tar.gz, not encrypted"
-        } else {
-            "the input is not a service-backup encrypted archive"
+        let what = match Algorithm::sniff(raw) {
+            Some(Algorithm::Gzip) => "the archive is a plain .tar.gz, not encrypted",
+            Some(Algorithm::Zstd) => "the archive is a plain .tar.zst, not encrypted",
+            None => "the input is not a service-backup encrypted archive",
         };
         return Err(Error::new(ErrorKind::Corrupt, what).with_hint(
-            "an encrypted archive starts with SBACKUP; plain .tar.gz backups need no decryption",
+            "an encrypted archive starts with SBACKUP; plain .tar.gz and .tar.zst backups need no decryption",
         ));
     }
     Ok(())

@@ -15,6 +15,7 @@ pub use header::MAGIC;
 pub use keys::{KEY_LEN, Key, KeyId, Keyring};
 pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
 
+use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Name of the encryption scheme, as recorded in manifests.
@@ -87,23 +88,25 @@ impl<R: Read> Read for DecryptingReader<R> {
 pub enum ArchiveKind {
     /// An encrypted archive of this format.
     Encrypted,
-    /// A plain gzip stream (a backup made without a key).
-    PlainGzip,
+    /// A plain gzip or zstd stream (a backup made without a key).
+    Plain(Algorithm),
 }
 
 impl ArchiveKind {
-    /// Recognises an archive from its first bytes (at least 2).
+    /// Recognises an archive from its first bytes (at least 7).
     pub fn sniff(first: &[u8]) -> Result<Self> {
         if first.len() >= 7 && first[..7] == MAGIC[..7] {
             Ok(Self::Encrypted)
-        } else if first.starts_with(&[0x1f, 0x8b]) {
-            Ok(Self::PlainGzip)
+        } else if let Some(compression) = Algorithm::sniff(first) {
+            Ok(Self::Plain(compression))
         } else {
             Err(Error::new(
                 ErrorKind::Corrupt,
-                "the input is neither a service-backup encrypted archive nor a .tar.gz",
+                "the input is neither a service-backup encrypted archive nor a .tar.gz or .tar.zst",
             )
-            .with_hint("check that the file is a backup archive (.tar.gz.enc or .tar.gz)"))
+            .with_hint(
+                "check that the file is a backup archive (.tar.gz.enc, .tar.gz, .tar.zst.enc or .tar.zst)",
+            ))
         }
     }
 }

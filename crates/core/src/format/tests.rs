@@ -215,8 +215,14 @@ fn other_formats_are_named() {
     );
     assert_eq!(
         ArchiveKind::sniff(&[0x1f, 0x8b]).unwrap(),
-        ArchiveKind::PlainGzip
+        ArchiveKind::Plain(Algorithm::Gzip)
     );
+    assert_eq!(
+        ArchiveKind::sniff(&[0x28, 0xb5, 0x2f, 0xfd]).unwrap(),
+        ArchiveKind::Plain(Algorithm::Zstd)
+    );
+    let zst = open(&ring, &[0x28, 0xb5, 0x2f, 0xfd, 4, 0, 0, 0]).unwrap_err();
+    assert!(zst.to_string().contains("plain .tar.zst"), "{zst}");
     assert!(ArchiveKind::sniff(b"ustar").is_err());
 }
 

@@ -1,6 +1,6 @@
-//! Source folder → tar → gzip → (encrypt) → a writer.
+//! Source folder → tar → gzip or zstd → (encrypt) → a writer.
 //!
-//! tar runs on the calling (blocking) thread; gzip runs on a few threads of its own (see
+//! tar runs on the calling (blocking) thread; compression runs on a few threads of its own (see
 //! [`super::compress`]), and the encryption, hashing and writing on one more, so the
 //! stages overlap.
 
@@ -14,16 +14,19 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::{EncryptingWriter, Key, from_io};
 use crate::progress::Progress;
 
-use super::compress::{ParallelGzip, compression_threads};
+use super::compress::{ParallelCompressor, compression_threads};
+use crate::compression::Algorithm;
 
 /// What to archive and how.
 #[derive(Debug, Clone)]
 pub struct ArchiveSpec {
     /// The folder whose content is archived (the folder itself is not an entry).
     pub source: PathBuf,
-    /// gzip level, 1 to 9.
+    /// How the tar stream is compressed.
+    pub compression: Algorithm,
+    /// The level of `compression`, within its levels.
     pub compression_level: u32,
-    /// The key to encrypt for; `None` writes a plain `.tar.gz`.
+    /// The key to encrypt for; `None` writes a plain `.tar.gz` (or `.tar.zst`).
     pub key: Option<Key>,
 }
 
@@ -118,8 +121,14 @@ pub fn write_archive<W: Write + Send>(
         None => Sealer::Plain(hashing),
     };
     let (mut stats, sealer) = std::thread::scope(|scope| {
-        let gz = ParallelGzip::new(sealer, spec.compression_level, compression_threads(), scope)
-            .map_err(|e| from_io(e, "start the gzip threads"))?;
+        let gz = ParallelCompressor::new(
+            sealer,
+            spec.compression,
+            spec.compression_level,
+            compression_threads(),
+            scope,
+        )
+        .map_err(|e| from_io(e, "start the compression threads"))?;
         let mut tar = tar::Builder::new(gz);
         let stats = append_tree(&mut tar, source, progress)?;
         let gz = tar
@@ -127,7 +136,7 @@ pub fn write_archive<W: Write + Send>(
             .map_err(|e| from_io(e, "finish the tar stream"))?;
         let sealer = gz
             .finish()
-            .map_err(|e| from_io(e, "finish the gzip stream"))?;
+            .map_err(|e| from_io(e, "finish the compressed stream"))?;
         Ok::<_, Error>((stats, sealer))
     })?;
     let hashing = match sealer {

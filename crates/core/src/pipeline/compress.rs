@@ -1,5 +1,6 @@
-//! gzip on several threads: the input is cut into blocks, each compressed on a small pool of
-//! threads into gzip members of its own, and the members are written in order by one more.
+//! gzip or zstd on several threads: the input is cut into blocks, each compressed on a small
+//! pool of threads into gzip members or a zstd frame of its own, and these are written in
+//! order by one more thread.
 //!
 //! A gzip file may hold several members one after the other (RFC 1952, section 2.2), and
 //! every gzip reader (`gzip -d`, `tar xz`, flate2's `MultiGzDecoder`) reads them as one
@@ -17,6 +18,11 @@
 //! member. That is what `gzip -6` ends up writing for such data too, at a fraction of the
 //! CPU.
 //!
+//! zstd works the same way: a zstd stream may hold several frames one after the other, and
+//! each block is one frame with its own XXH64 checksum, compressed by a context of its
+//! thread that is reused from block to block. zstd tells incompressible data on its own, so
+//! no piece is judged there.
+//!
 //! Memory is bounded: at most `2 × threads + 2` blocks are between the writer and the
 //! output (being filled, queued, compressed or waiting for their turn), each at most
 //! [`BLOCK_SIZE`] in and a little more out, and their buffers are reused from block to
@@ -30,6 +36,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use libdeflater::{CompressionLvl, Compressor};
+
+use crate::compression::{Algorithm, ZSTD_MAGIC};
 
 /// Bytes of input compressed as one block by one thread.
 ///
@@ -89,7 +97,7 @@ struct Job {
     data: Vec<u8>,
 }
 
-/// A compressed block: one or more whole gzip members.
+/// A compressed block: one or more whole gzip members, or one zstd frame.
 struct Deflated {
     seq: u64,
     bytes: Vec<u8>,
@@ -120,15 +128,15 @@ impl Pool {
     }
 }
 
-/// A gzip writer that compresses on `threads` threads of a scope, plus one thread that
-/// writes the compressed blocks, in order, to the inner writer.
+/// A gzip or zstd writer that compresses on `threads` threads of a scope, plus one thread
+/// that writes the compressed blocks, in order, to the inner writer.
 ///
 /// `flush` does nothing (a flush would cut a short block and cost ratio); call
-/// [`ParallelGzip::finish`] to end the stream and get the inner writer back. After an
-/// error every later write fails, and `finish` reports the error of the inner writer. A
-/// stream dropped without `finish` ends with the header of a member that never comes, so
-/// that no reader takes what was written for a complete stream.
-pub struct ParallelGzip<'scope, W: Write + Send + 'scope> {
+/// [`ParallelCompressor::finish`] to end the stream and get the inner writer back. After
+/// an error every later write fails, and `finish` reports the error of the inner writer. A
+/// stream dropped without `finish` ends with the header of a member (or frame) that never
+/// comes, so that no reader takes what was written for a complete stream.
+pub struct ParallelCompressor<'scope, W: Write + Send + 'scope> {
     block: Vec<u8>,
     next_seq: u64,
     jobs: Option<SyncSender<Job>>,
@@ -146,18 +154,20 @@ pub struct ParallelGzip<'scope, W: Write + Send + 'scope> {
 /// The block count of a stream that has not been finished (and must not look complete).
 const UNFINISHED: u64 = u64::MAX;
 
-impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
-    /// Starts the threads in `scope`; `level` is the gzip level, clamped to 1..=9.
+impl<'scope, W: Write + Send + 'scope> ParallelCompressor<'scope, W> {
+    /// Starts the threads in `scope`; `level` is clamped to the levels of `algorithm`.
     pub fn new<'env>(
         out: W,
+        algorithm: Algorithm,
         level: u32,
         threads: usize,
         scope: &'scope Scope<'scope, 'env>,
     ) -> io::Result<Self> {
         let threads = threads.max(1);
-        let level = i32::try_from(level.clamp(1, 9)).expect("1 to 9");
-        let level = CompressionLvl::new(level)
-            .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+        let levels = algorithm.levels();
+        let level = level.clamp(*levels.start(), *levels.end());
+        let level = i32::try_from(level).expect("a small level");
+        let ends = Ends::of(algorithm, level)?;
         let in_flight = 2 * threads + 1;
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(threads);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -173,10 +183,11 @@ impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
                 let jobs = Arc::clone(&jobs_rx);
                 let done = done_tx.clone();
                 let (inputs, outputs) = (inputs.clone(), outputs.clone());
+                let codec = Codec::new(algorithm, level)?;
                 std::thread::Builder::new()
-                    .name(format!("gzip-{i}"))
+                    .name(format!("compress-{i}"))
                     .spawn_scoped(scope, move || {
-                        compress_jobs(&jobs, &done, level, &inputs, &outputs);
+                        compress_jobs(&jobs, &done, codec, &inputs, &outputs);
                     })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -184,9 +195,9 @@ impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
         let block_count = Arc::new(AtomicU64::new(UNFINISHED));
         let count = Arc::clone(&block_count);
         let output = std::thread::Builder::new()
-            .name("gzip-out".into())
+            .name("compress-out".into())
             .spawn_scoped(scope, move || {
-                write_in_order(out, &done_rx, &tokens_tx, &count, &outputs)
+                write_in_order(out, &done_rx, &tokens_tx, &count, &outputs, &ends)
             })?;
         Ok(Self {
             block: inputs.take(BLOCK_SIZE),
@@ -204,7 +215,7 @@ impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
     /// Compresses what is buffered, waits for the threads and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         if self.failed {
-            return Err(io::Error::other("the gzip stream failed earlier"));
+            return Err(io::Error::other("the compressed stream failed earlier"));
         }
         if !self.block.is_empty() {
             self.send_block()?;
@@ -221,7 +232,7 @@ impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
             .expect("the output thread runs until finish");
         let out = join(output)?;
         if panicked {
-            return Err(io::Error::other("a gzip thread panicked"));
+            return Err(io::Error::other("a compression thread panicked"));
         }
         Ok(out)
     }
@@ -255,14 +266,14 @@ impl<'scope, W: Write + Send + 'scope> ParallelGzip<'scope, W> {
         {
             return e;
         }
-        io::Error::other("the gzip threads stopped")
+        io::Error::other("the compression threads stopped")
     }
 }
 
-impl<'scope, W: Write + Send + 'scope> Write for ParallelGzip<'scope, W> {
+impl<'scope, W: Write + Send + 'scope> Write for ParallelCompressor<'scope, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.failed {
-            return Err(io::Error::other("the gzip stream failed earlier"));
+            return Err(io::Error::other("the compressed stream failed earlier"));
         }
         let n = data.len().min(BLOCK_SIZE - self.block.len());
         self.block.extend_from_slice(&data[..n]);
@@ -277,7 +288,7 @@ impl<'scope, W: Write + Send + 'scope> Write for ParallelGzip<'scope, W> {
     }
 }
 
-impl<'scope, W: Write + Send + 'scope> Drop for ParallelGzip<'scope, W> {
+impl<'scope, W: Write + Send + 'scope> Drop for ParallelCompressor<'scope, W> {
     fn drop(&mut self) {
         // Dropped without `finish` (an error elsewhere ended the archive early): closing
         // the job queue lets the threads end, the output with an unfinished member; the
@@ -290,7 +301,7 @@ impl<'scope, W: Write + Send + 'scope> Drop for ParallelGzip<'scope, W> {
 fn join<T>(handle: ScopedJoinHandle<'_, io::Result<T>>) -> io::Result<T> {
     handle
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("a gzip thread panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")))
 }
 
 /// Tells the output thread when a compression thread dies by a panic, so that it stops
@@ -300,8 +311,77 @@ struct PanicAlarm<'a>(&'a Sender<io::Result<Deflated>>);
 impl Drop for PanicAlarm<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = self.0.send(Err(io::Error::other("a gzip thread panicked")));
+            let _ = self
+                .0
+                .send(Err(io::Error::other("a compression thread panicked")));
         }
+    }
+}
+
+/// What a compression thread compresses with.
+enum Codec {
+    /// libdeflate at a gzip level.
+    Gzip(Box<Compressor>),
+    /// A zstd context, writing checksummed frames.
+    Zstd(zstd::bulk::Compressor<'static>),
+}
+
+impl Codec {
+    /// A compressor for `algorithm` at `level`, which is within its levels.
+    fn new(algorithm: Algorithm, level: i32) -> io::Result<Self> {
+        match algorithm {
+            Algorithm::Gzip => {
+                let level = CompressionLvl::new(level)
+                    .map_err(|e| io::Error::other(format!("gzip level {level}: {e:?}")))?;
+                Ok(Self::Gzip(Box::new(Compressor::new(level))))
+            }
+            Algorithm::Zstd => {
+                let mut compressor = zstd::bulk::Compressor::new(level)?;
+                compressor.include_checksum(true)?;
+                Ok(Self::Zstd(compressor))
+            }
+        }
+    }
+
+    /// Appends the compression of one block of `data` to `out`.
+    fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Self::Gzip(compressor) => compress_block(data, compressor, out),
+            Self::Zstd(compressor) => {
+                let mut frame = std::mem::take(out);
+                frame.clear();
+                frame.reserve(zstd::zstd_safe::compress_bound(data.len()));
+                let written = compressor.compress_to_buffer(data, &mut frame);
+                *out = frame;
+                written.map(drop)
+            }
+        }
+    }
+}
+
+/// What the output thread writes at the ends of a stream: the whole of an empty one, and
+/// what stands after an abandoned one.
+struct Ends {
+    /// A complete stream of no bytes.
+    empty: Vec<u8>,
+    /// The start of a member or frame that never comes, which every reader reports as a
+    /// truncated stream.
+    unfinished: &'static [u8],
+}
+
+impl Ends {
+    /// The ends of a stream of `algorithm` at `level`.
+    fn of(algorithm: Algorithm, level: i32) -> io::Result<Self> {
+        Ok(match algorithm {
+            Algorithm::Gzip => Self {
+                empty: EMPTY_MEMBER.to_vec(),
+                unfinished: &GZIP_HEADER,
+            },
+            Algorithm::Zstd => Self {
+                empty: zstd::bulk::compress(&[], level)?,
+                unfinished: &ZSTD_MAGIC,
+            },
+        })
     }
 }
 
@@ -309,12 +389,11 @@ impl Drop for PanicAlarm<'_> {
 fn compress_jobs(
     jobs: &Mutex<Receiver<Job>>,
     done: &Sender<io::Result<Deflated>>,
-    level: CompressionLvl,
+    mut codec: Codec,
     inputs: &Pool,
     outputs: &Pool,
 ) {
     let _alarm = PanicAlarm(done);
-    let mut compressor = Compressor::new(level);
     loop {
         let job = match jobs.lock() {
             Ok(queue) => queue.recv(),
@@ -322,7 +401,7 @@ fn compress_jobs(
         };
         let Ok(job) = job else { return };
         let mut bytes = outputs.take(BLOCK_SIZE + BLOCK_SIZE / 64);
-        let compressed = compress_block(&job.data, &mut compressor, &mut bytes);
+        let compressed = codec.compress(&job.data, &mut bytes);
         inputs.give(job.data);
         let failed = compressed.is_err();
         let deflated = compressed.map(|()| Deflated {
@@ -473,22 +552,23 @@ fn write_stored(data: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// The output thread: writes the members of each block in order, then, for an empty
-/// stream, one empty member; or, if the stream was abandoned, the header of a member that
-/// never comes.
+/// The output thread: writes the members or frame of each block in order, then, for an
+/// empty stream, an empty one; or, if the stream was abandoned, the header of a member or
+/// frame that never comes.
 fn write_in_order<W: Write>(
     mut out: W,
     done: &Receiver<io::Result<Deflated>>,
     tokens: &SyncSender<()>,
     block_count: &AtomicU64,
     outputs: &Pool,
+    ends: &Ends,
 ) -> io::Result<W> {
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
     for block in done {
         let block = match block {
             Ok(block) => block,
-            Err(e) => return Err(unfinished(&mut out, e)),
+            Err(e) => return Err(unfinished(&mut out, ends, e)),
         };
         waiting.insert(block.seq, block);
         while let Some(block) = waiting.remove(&next) {
@@ -502,20 +582,20 @@ fn write_in_order<W: Write>(
     // Every sender is gone: either `finish` said how many blocks there are, or the
     // stream was abandoned and must not look complete.
     if block_count.load(Ordering::SeqCst) != next || !waiting.is_empty() {
-        let e = io::Error::other("the gzip stream ended early");
-        return Err(unfinished(&mut out, e));
+        let e = io::Error::other("the compressed stream ended early");
+        return Err(unfinished(&mut out, ends, e));
     }
     if next == 0 {
-        out.write_all(&EMPTY_MEMBER)?;
+        out.write_all(&ends.empty)?;
     }
     Ok(out)
 }
 
-/// Ends an abandoned stream with a member header and nothing after it, which every gzip
+/// Ends an abandoned stream with a member or frame header and nothing after it, which every
 /// reader reports as a truncated stream; returns `error`.
-fn unfinished<W: Write>(out: &mut W, error: io::Error) -> io::Error {
+fn unfinished<W: Write>(out: &mut W, ends: &Ends, error: io::Error) -> io::Error {
     // Best effort: when the writer itself failed there is nothing more to save.
-    let _ = out.write_all(&GZIP_HEADER);
+    let _ = out.write_all(ends.unfinished);
     error
 }
 
@@ -527,8 +607,13 @@ mod tests {
     use super::*;
 
     fn compress(data: &[u8], level: u32, threads: usize) -> Vec<u8> {
+        compress_with(Algorithm::Gzip, data, level, threads)
+    }
+
+    fn compress_with(algorithm: Algorithm, data: &[u8], level: u32, threads: usize) -> Vec<u8> {
         std::thread::scope(|scope| {
-            let mut gz = ParallelGzip::new(Vec::new(), level, threads, scope).unwrap();
+            let mut gz =
+                ParallelCompressor::new(Vec::new(), algorithm, level, threads, scope).unwrap();
             // Odd-sized writes, as tar makes them.
             for piece in data.chunks(10_007) {
                 gz.write_all(piece).unwrap();
@@ -667,7 +752,7 @@ mod tests {
         }
         let data = mixed(16 * BLOCK_SIZE);
         let failed = std::thread::scope(|scope| {
-            let mut gz = ParallelGzip::new(Failing, 6, 2, scope).unwrap();
+            let mut gz = ParallelCompressor::new(Failing, Algorithm::Gzip, 6, 2, scope).unwrap();
             let written = gz.write_all(&data);
             let second = gz.write_all(b"more");
             let finished = gz.finish();
@@ -737,7 +822,8 @@ mod tests {
             }
         }
         std::thread::scope(|scope| {
-            let mut gz = ParallelGzip::new(Shared(&out), 6, 2, scope).unwrap();
+            let mut gz =
+                ParallelCompressor::new(Shared(&out), Algorithm::Gzip, 6, 2, scope).unwrap();
             gz.write_all(&data).unwrap();
             drop(gz);
         });
@@ -758,6 +844,112 @@ mod tests {
             .expect("run gzip -t");
         child.stdin.take().unwrap().write_all(&written).unwrap();
         assert!(!child.wait().unwrap().success(), "gzip -t accepts it");
+    }
+
+    /// Every frame of a zstd stream, as restores read them.
+    fn unzstd(z: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(z)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Runs `zstd -t` on `z`; whether it accepted it, and what it said.
+    fn zstd_test(z: &[u8]) -> (bool, String) {
+        // tests/run.sh installs the zstd command: its absence is a broken set-up.
+        let mut child = Command::new("zstd")
+            .args(["-t", "-q", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run zstd -t");
+        child.stdin.take().unwrap().write_all(z).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn zstd_streams_are_a_checksummed_frame_per_block_that_zstd_reads() {
+        let data = mixed(5 * BLOCK_SIZE + 77);
+        for (level, threads) in [(1, 1), (3, 2), (19, 3), (40, 2)] {
+            let z = compress_with(Algorithm::Zstd, &data, level, threads);
+            assert_eq!(unzstd(&z).unwrap(), data, "level {level}");
+        }
+        let z = compress_with(Algorithm::Zstd, &data, 3, 2);
+        let mut frames = 0;
+        let mut rest = &z[..];
+        while !rest.is_empty() {
+            assert_eq!(&rest[..4], &ZSTD_MAGIC);
+            // The frame header descriptor's Content_Checksum_flag.
+            assert_ne!(rest[4] & 0x04, 0, "frame {frames} has no checksum");
+            let len = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+            rest = &rest[len..];
+            frames += 1;
+        }
+        assert_eq!(frames, 6);
+        let empty = compress_with(Algorithm::Zstd, b"", 3, 2);
+        assert!(empty.starts_with(&ZSTD_MAGIC));
+        assert!(unzstd(&empty).unwrap().is_empty());
+        for z in [z, empty] {
+            let (ok, said) = zstd_test(&z);
+            assert!(ok, "zstd -t: {said}");
+        }
+    }
+
+    #[test]
+    fn zstd_compresses_text_as_well_as_gzip_6_and_stores_noise() {
+        let text = mixed(8 * BLOCK_SIZE)[..4 * BLOCK_SIZE].to_vec();
+        let z = compress_with(Algorithm::Zstd, &text, 3, 2).len();
+        let gz = compress(&text, 6, 2).len();
+        assert!(z <= gz, "zstd {z} vs gzip {gz}");
+        let junk = noise(2 * BLOCK_SIZE);
+        let z = compress_with(Algorithm::Zstd, &junk, 3, 2);
+        assert_eq!(unzstd(&z).unwrap(), junk);
+        assert!(
+            z.len() < junk.len() + junk.len() / 1000 + 100,
+            "{}",
+            z.len()
+        );
+    }
+
+    #[test]
+    fn damaged_or_abandoned_zstd_streams_never_read_as_complete() {
+        let data = mixed(3 * BLOCK_SIZE);
+        let z = compress_with(Algorithm::Zstd, &data, 3, 2);
+        // A flipped byte in the last frame's data: its checksum (or its structure) tells.
+        let mut flipped = z.clone();
+        let at = flipped.len() - 100;
+        flipped[at] ^= 0x20;
+        assert!(unzstd(&flipped).is_err());
+        assert!(!zstd_test(&flipped).0, "zstd -t accepts a flipped byte");
+
+        let out = Mutex::new(Vec::new());
+        struct Shared<'a>(&'a Mutex<Vec<u8>>);
+        impl io::Write for Shared<'_> {
+            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        std::thread::scope(|scope| {
+            let mut z =
+                ParallelCompressor::new(Shared(&out), Algorithm::Zstd, 3, 2, scope).unwrap();
+            z.write_all(&data).unwrap();
+            drop(z);
+        });
+        let written = out.into_inner().unwrap();
+        assert!(written.ends_with(&ZSTD_MAGIC));
+        let err = unzstd(&written).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(
+            !zstd_test(&written).0,
+            "zstd -t accepts an abandoned stream"
+        );
     }
 
     #[test]

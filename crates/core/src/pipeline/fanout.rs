@@ -90,7 +90,11 @@ pub async fn run_backup(
     let encrypted = plan.archive.key.is_some();
     let keys: Vec<String> = targets
         .iter()
-        .map(|t| t.layout.archive_key(plan.date, &plan.name, encrypted))
+        .map(|t| {
+            let compression = plan.archive.compression;
+            t.layout
+                .archive_key(plan.date, &plan.name, compression, encrypted)
+        })
         .collect();
     let uploads = join_all(
         targets
@@ -215,11 +219,7 @@ async fn consume(
 }
 
 fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> Manifest {
-    let ext = if encrypted {
-        crate::layout::ENCRYPTED_EXT
-    } else {
-        crate::layout::PLAIN_EXT
-    };
+    let ext = crate::layout::archive_ext(plan.archive.compression, encrypted);
     Manifest {
         format_version: MANIFEST_VERSION,
         name: plan.name.clone(),
@@ -234,7 +234,7 @@ fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> M
         sha256: hex::encode(stats.sha256),
         archive: format!("{}{ext}", plan.name),
         compression: Compression {
-            algorithm: "gzip".into(),
+            algorithm: plan.archive.compression.name().into(),
             level: plan.archive.compression_level,
         },
         encryption: plan.archive.key.as_ref().map(|k| Encryption {

@@ -1,8 +1,8 @@
-//! Stored bytes → SHA-256 check → decrypt → gunzip → safe extraction into a staging
-//! directory, moved into the target only when everything checked out.
+//! Stored bytes → SHA-256 check → decrypt → gunzip (or zstd) → safe extraction into a
+//! staging directory, moved into the target only when everything checked out.
 //!
 //! The stages run on three threads, handing each other chunks of [`STAGE_CHUNK`] bytes
-//! through short queues: reading, hashing and decrypting on one, gunzip on another, tar
+//! through short queues: reading, hashing and decrypting on one, decompression on another, tar
 //! and the file writes on the calling thread. Each is a few times slower than the one
 //! before alone; side by side on two cores a restore takes about half the time.
 
@@ -15,6 +15,7 @@ use flate2::read::MultiGzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use super::extract::{ExtractStats, Extractor};
+use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{ArchiveKind, DecryptingReader, KeyId, Keyring, from_io};
 use crate::progress::Progress;
@@ -24,7 +25,7 @@ use crate::progress::Progress;
 pub struct Decryption {
     /// The keys; `None` or empty: only plain archives can be read.
     pub keyring: Option<Keyring>,
-    /// Accept a plain `.tar.gz` even though keys are given. Off by default: with keys
+    /// Accept a plain `.tar.gz` (or `.tar.zst`) even though keys are given. Off by default: with keys
     /// configured, a plain archive may be a backup that someone replaced.
     pub allow_unencrypted: bool,
 }
@@ -84,8 +85,8 @@ impl<R: Read> Read for HashingReader<'_, R> {
 }
 
 /// Reads a whole archive from `input` and extracts it with `extractor`, checking every
-/// layer: the hash and size against `expected`, each chunk's tag, gzip's CRC, tar's
-/// structure. Returns only once every byte of the input was read and checked.
+/// layer: the hash and size against `expected`, each chunk's tag, gzip's CRC or zstd's
+/// checksum, tar's structure. Returns only once every byte of the input was read and checked.
 pub fn read_archive<R: Read + Send>(
     input: R,
     decryption: &Decryption,
@@ -109,7 +110,7 @@ pub fn read_archive<R: Read + Send>(
     let mut input =
         BufReader::with_capacity(256 * 1024, io::Cursor::new(first).chain(&mut hashing));
     let extracted = match kind {
-        ArchiveKind::PlainGzip if decryption.keys().is_some() && !decryption.allow_unencrypted => {
+        ArchiveKind::Plain(_) if decryption.keys().is_some() && !decryption.allow_unencrypted => {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 "the archive is not encrypted although a key is configured, so it may have been replaced",
@@ -127,11 +128,11 @@ pub fn read_archive<R: Read + Send>(
             let reader = DecryptingReader::new(&mut input, keyring)?;
             key_id = Some(reader.key_id());
             // The decrypting stage reads to the end of the encrypted stream (its last
-            // chunk's tag included) before gunzip's stage sees the end of its input.
-            std::thread::scope(|scope| extract_gzip_tar(stage(scope, reader), extractor, scope))?
+            // chunk's tag included) before decompression's stage sees the end of its input.
+            std::thread::scope(|scope| extract_tar(stage(scope, reader), extractor, scope))?
         }
-        ArchiveKind::PlainGzip => {
-            std::thread::scope(|scope| extract_gzip_tar(&mut input, extractor, scope))?
+        ArchiveKind::Plain(_) => {
+            std::thread::scope(|scope| extract_tar(&mut input, extractor, scope))?
         }
     };
     drain(&mut input)?;
@@ -179,27 +180,90 @@ fn read_prefix<R: Read>(input: &mut R, n: usize) -> Result<Vec<u8>> {
 /// first of the two zero blocks and stops there.
 const TAR_END_LEFT: u64 = 512;
 
-fn extract_gzip_tar<'scope, R: Read + Send + 'scope>(
-    input: R,
+/// The largest zstd window read, as a power of two: twice a compression block.
+const ZSTD_WINDOW_LOG_MAX: u32 = 21;
+
+/// Decompresses `input`, gzip or zstd as its first bytes tell, and extracts the tar
+/// stream in it.
+fn extract_tar<'scope, R: Read + Send + 'scope>(
+    mut input: R,
     extractor: Extractor,
     scope: &'scope Scope<'scope, '_>,
 ) -> Result<ExtractStats> {
-    // Every member of the gzip stream, each with its CRC-32 and length checked, on a
-    // thread of its own.
-    let mut gz = stage(scope, MultiGzDecoder::new(input));
+    let first = read_prefix(&mut input, Algorithm::SNIFF_LEN)?;
+    let Some(compression) = Algorithm::sniff(&first) else {
+        return Err(Error::corrupt(
+            "the archive's content is neither a gzip nor a zstd stream",
+        ));
+    };
+    let input = io::Cursor::new(first).chain(input);
+    // Every member of the gzip stream, each with its CRC-32 and length checked, or every
+    // frame of the zstd stream, each with its checksum checked, on a thread of its own.
+    let mut plain = match compression {
+        Algorithm::Gzip => stage(scope, MultiGzDecoder::new(input)),
+        Algorithm::Zstd => stage(scope, ZstdReader::new(input)?),
+    };
     let stats = {
-        let mut archive = tar::Archive::new(&mut gz);
+        let mut archive = tar::Archive::new(&mut plain);
         extractor.run(&mut archive)?
     };
-    // The tar end marker is not the end of the gzip stream: read on so every CRC is checked.
-    // A gzip stream cut between two members is valid gzip, and tar takes the end of its input
-    // at an entry boundary for the end of the archive: only the marker tells it was cut.
-    if drain(&mut gz)? < TAR_END_LEFT {
+    // The tar end marker is not the end of the compressed stream: read on so every CRC or
+    // checksum is checked. A stream cut between two members or frames is valid, and tar
+    // takes the end of its input at an entry boundary for the end of the archive: only the
+    // marker tells it was cut.
+    if drain(&mut plain)? < TAR_END_LEFT {
         return Err(Error::corrupt(
             "the tar stream ends without its end-of-archive marker (the archive is truncated)",
         ));
     }
     Ok(stats)
+}
+
+/// A zstd decoder whose own errors (a bad checksum, a damaged or cut frame) read as
+/// damaged data, while those of its input pass as they are.
+struct ZstdReader<'a, R: Read> {
+    decoder: zstd::stream::read::Decoder<'a, BufReader<Watched<R>>>,
+}
+
+impl<R: Read> ZstdReader<'_, R> {
+    fn new(input: R) -> Result<Self> {
+        let start = |e| from_io(e, "start the zstd decoder");
+        let mut decoder = zstd::stream::read::Decoder::new(Watched {
+            inner: input,
+            failed: false,
+        })
+        .map_err(start)?;
+        // Our frames hold a block each and need a window of at most that; refusing a
+        // larger one keeps a foreign or forged frame from taking more memory.
+        decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(start)?;
+        Ok(Self { decoder })
+    }
+}
+
+impl<R: Read> Read for ZstdReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.decoder.read(buf).map_err(|e| {
+            if self.decoder.get_ref().get_ref().failed || e.kind() != io::ErrorKind::Other {
+                e
+            } else {
+                io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
+            }
+        })
+    }
+}
+
+/// A reader that remembers whether it ever failed.
+struct Watched<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf);
+        self.failed |= read.is_err();
+        read
+    }
 }
 
 /// Bytes one stage of a restore hands to the next at a time.
@@ -541,7 +605,8 @@ mod tests {
     /// A tar of `a.sql`, whose header and data fill exactly one gzip block, then `b.txt`;
     /// gzipped as a backup does it, so that a gzip member ends where `b.txt`'s header starts.
     fn two_member_tar_gz() -> (Vec<u8>, usize) {
-        use crate::pipeline::compress::{BLOCK_SIZE, ParallelGzip};
+        use crate::compression::Algorithm;
+        use crate::pipeline::compress::{BLOCK_SIZE, ParallelCompressor};
         let mut b = tar::Builder::new(Vec::new());
         let mut text = "INSERT INTO t VALUES (1, 'one');\n".repeat(BLOCK_SIZE / 32);
         text.truncate(BLOCK_SIZE - 512);
@@ -553,7 +618,7 @@ mod tests {
         }
         let tar = b.into_inner().unwrap();
         let gz = std::thread::scope(|scope| {
-            let mut gz = ParallelGzip::new(Vec::new(), 6, 2, scope).unwrap();
+            let mut gz = ParallelCompressor::new(Vec::new(), Algorithm::Gzip, 6, 2, scope).unwrap();
             gz.write_all(&tar).unwrap();
             gz.finish().unwrap()
         });

@@ -1,5 +1,6 @@
 //! Pruning a local destination: the plan, the order of deletions, leftovers and scope.
 
+use crate::compression::Algorithm;
 use bytes::Bytes;
 use chrono::TimeZone as _;
 
@@ -40,7 +41,7 @@ async fn seed(
         agent_version: "test".into(),
     };
     let day = time.date_naive();
-    let archive_key = layout.archive_key(day, &name, false);
+    let archive_key = layout.archive_key(day, &name, Algorithm::Gzip, false);
     let manifest_key = layout.manifest_key(day, &name);
     dest.put(&archive_key, Bytes::from(vec![7u8; size]))
         .await
@@ -141,7 +142,7 @@ async fn a_prune_cut_between_manifest_and_archive_is_finished_next_time() {
     );
     // A fresh archive without a manifest (a backup just being finished) is left alone.
     let fresh = format!("{}-a-0000beef", at(20, 3).format("%Y%m%dT%H%M%SZ"));
-    let fresh_key = layout.archive_key(at(20, 3).date_naive(), &fresh, false);
+    let fresh_key = layout.archive_key(at(20, 3).date_naive(), &fresh, Algorithm::Gzip, false);
     dest.put(&fresh_key, Bytes::from_static(b"x"))
         .await
         .unwrap();

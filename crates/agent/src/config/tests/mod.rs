@@ -3,6 +3,8 @@ mod retention;
 
 use std::path::{Path, PathBuf};
 
+use service_backup_core::compression::Algorithm;
+
 use super::{DestinationKind, load, parse};
 
 const FIXTURES: &str = concat!(
@@ -78,6 +80,7 @@ fn the_optional_fields_fixture_reads_as_the_original_meant() {
     assert!(config.add_deployment_name_to_backup_path);
     assert_eq!(config.ignored_keys, ["aws_cli_path", "alerts"]);
     assert_eq!(config.source_path.as_deref(), Some(path.as_path()));
+    assert_eq!(config.compression, Algorithm::Gzip);
     assert_eq!(config.compression_level, 6);
     assert!(config.keyring.is_none() && config.api.is_none());
     let shown = format!("{config:?}");
@@ -202,6 +205,22 @@ exit_if_in_progress: 'yes'
 ";
     let config = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.compression_level, 9);
+    let zstd = parse("compression: zstd\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (zstd.compression, zstd.compression_level),
+        (Algorithm::Zstd, 3)
+    );
+    let zstd =
+        parse("compression: zstd\ncompression_level: 19\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (zstd.compression, zstd.compression_level),
+        (Algorithm::Zstd, 19)
+    );
+    let gzip = parse("compression: gzip\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (gzip.compression, gzip.compression_level),
+        (Algorithm::Gzip, 6)
+    );
     assert_eq!(
         config.state_dir.as_deref(),
         Some(Path::new("/var/vcap/store/service-backup"))

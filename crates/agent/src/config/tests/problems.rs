@@ -67,6 +67,14 @@ fn bad_configs_give_the_expected_lines() {
             vec![format!("Invalid config - compression_level must be a whole number from 1 to 9, not 12. {MSG}")],
         ),
         (
+            with_s3("compression: zstd\ncompression_level: 20\n"),
+            vec![format!("Invalid config - compression_level must be a whole number from 1 to 19 for zstd, not 20. {MSG}")],
+        ),
+        (
+            with_s3("compression: xz\n"),
+            vec![format!("Invalid config - compression must be gzip or zstd, not \"xz\". {MSG}")],
+        ),
+        (
             with_s3("compression_level: fast\n"),
             vec![format!("Invalid config - compression_level must be a whole number from 1 to 9, not \"fast\". {MSG}")],
         ),
