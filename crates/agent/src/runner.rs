@@ -188,7 +188,7 @@ pub async fn backup(
         tracing::info!(task_id = id, "Perform backup started");
         let started = Instant::now();
         let mut report = RunReport { task_id: Some(id), ..RunReport::default() };
-        if let Err(e) = perform(config, identifier.as_deref(), bar, &ctx.cancel, &mut report).await {
+        if let Err(e) = perform(config, identifier.as_deref(), bar, ctx, &mut report).await {
             report.cancelled |= e.kind() == ErrorKind::Cancelled;
             report.problems.push(e.to_string());
         }
@@ -234,9 +234,10 @@ async fn perform(
     config: &Config,
     identifier: Option<&str>,
     bar: Arc<Bar>,
-    cancel: &CancellationToken,
+    ctx: &RunContext,
     report: &mut RunReport,
 ) -> Result<()> {
+    let cancel = &ctx.cancel;
     let source = config
         .source_folder
         .clone()
@@ -254,6 +255,9 @@ async fn perform(
     let name = backup_name(started, &instance)?;
     report.instance_id = Some(instance.clone());
     report.name = Some(name.clone());
+    if let Some(id) = report.task_id {
+        ctx.tasks.name_backup(id, name.clone()).await?;
+    }
     let mut targets = Vec::new();
     for dest in &config.destinations {
         match destinations::build(config, dest) {

@@ -320,6 +320,19 @@ impl Store {
         })
     }
 
+    /// Records the name of the backup a running task makes, as soon as it is chosen: a
+    /// listing that finds its manifest before the task is done then finds the task too,
+    /// instead of recording the backup a second time as `discovered`.
+    pub fn name_backup(&self, id: i64, backup_name: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE tasks SET backup_name = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, backup_name, now()],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
     /// Moves a task to `done` with what it made.
     pub fn finish(
         &self,
@@ -547,6 +560,15 @@ mod tests {
             stored_bytes: 9,
         };
         assert_eq!(store.backup_id_for(&found("b-made")).unwrap(), made);
+        // A backup whose manifest is found while its task still runs is that task's.
+        let running = store.create(TaskKind::Backup, "api").unwrap();
+        store.start(running, "g2").unwrap();
+        store.name_backup(running, "b-running").unwrap();
+        assert_eq!(store.backup_id_for(&found("b-running")).unwrap(), running);
+        assert_eq!(
+            store.get(running).unwrap().unwrap().state,
+            TaskState::Running
+        );
         let old = store.backup_id_for(&found("b-old")).unwrap();
         assert_ne!(old, made);
         assert_eq!(

@@ -57,6 +57,11 @@ impl Tasks {
         self.with(move |s| s.start(id, &guid)).await
     }
 
+    /// The running task makes the backup `name`.
+    pub async fn name_backup(&self, id: i64, name: String) -> Result<()> {
+        self.with(move |s| s.name_backup(id, &name)).await
+    }
+
     /// The task is done.
     pub async fn finish(
         &self,

@@ -156,6 +156,9 @@ pub async fn run_backup(
     Ok(outcomes)
 }
 
+/// What a destination's outcome says when the backup was cancelled.
+const CANCELLED: &str = "the backup was cancelled, so nothing was stored";
+
 async fn consume(
     target: Target,
     archive_key: String,
@@ -171,7 +174,7 @@ async fn consume(
                 () = cancel.cancelled() => {
                     drop(rx);
                     let _ = upload.abort().await;
-                    return Err(Error::new(ErrorKind::Cancelled, "the backup was cancelled, so nothing was stored"));
+                    return Err(Error::new(ErrorKind::Cancelled, CANCELLED));
                 }
             };
             match message {
@@ -201,10 +204,13 @@ async fn consume(
                 }
                 None => {
                     let _ = upload.abort().await;
-                    return Err(Error::new(
-                        ErrorKind::Cancelled,
-                        "the archive was not completed, so nothing was stored",
-                    ));
+                    // The archive stops at a cancel too, and its end may be seen first.
+                    let why = if cancel.is_cancelled() {
+                        CANCELLED
+                    } else {
+                        "the archive was not completed, so nothing was stored"
+                    };
+                    return Err(Error::new(ErrorKind::Cancelled, why));
                 }
             }
         }
