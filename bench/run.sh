@@ -20,7 +20,8 @@
 # is stopped and the temporary folder removed on exit, whatever happens.
 #
 # Cases (each backup reads the same folder; each restore writes a fresh folder):
-#   service-backup   backup and restore, to `local`, to S3; backup to local + S3 + SFTP at once
+#   service-backup   backup and restore, to `local`, to S3; backup to local + S3 + SFTP at once;
+#                    backup and restore, to `local` and to S3, with the opt-in `compression: zstd`
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
@@ -166,7 +167,8 @@ dest_scp() {
 $ssh_key_yaml
 EOF
 }
-# A configuration named $1 whose destinations are the rest of the arguments' YAML.
+# A configuration named $1 whose destinations are the rest of the arguments' YAML; gzip at
+# level 6, or what $COMPRESSION says (YAML lines).
 write_config() {
   local name=$1
   shift
@@ -180,7 +182,7 @@ deployment_name: bench
 add_deployment_name_to_backup_path: true
 encryption:
   key_file: $WORK/backup.key
-compression_level: 6
+${COMPRESSION:-compression_level: 6}
 state_dir: $WORK/state-$name
 EOF
   } >"$WORK/$name.yml"
@@ -188,7 +190,10 @@ EOF
 write_config local "$(dest_local local "$WORK/out/sb-local")"
 write_config s3 "$(dest_s3 s3 single)"
 write_config fanout "$(dest_local local "$WORK/out/sb-fanout")" "$(dest_s3 s3 fanout)" "$(dest_scp sftp)"
+COMPRESSION="compression: zstd" write_config zstd "$(dest_local local "$WORK/out/sb-zstd")"
+COMPRESSION="compression: zstd" write_config s3-zstd "$(dest_s3 s3 zstd)"
 "$BIN" validate "$WORK/local.yml" >/dev/null
+"$BIN" validate "$WORK/zstd.yml" >/dev/null
 "$BIN" validate "$WORK/fanout.yml" >/dev/null
 
 # Stored bytes of the newest backup of configuration $1 on destination $2 (`list --json`).
@@ -205,31 +210,39 @@ CASES=(
   "sb_backup_local|backup local|ours"
   "pipe_backup_local|backup local|pipeline"
   "restic_backup_local|backup local|restic"
+  "sb_backup_local_zstd|backup local|ours"
   "sb_backup_s3|backup S3|ours"
   "pipe_backup_s3|backup S3|pipeline"
   "restic_backup_s3|backup S3|restic"
+  "sb_backup_s3_zstd|backup S3|ours"
   "sb_backup_fanout|backup local+S3+SFTP|ours"
   "sb_restore_local|restore local|ours"
   "pipe_restore_local|restore local|pipeline"
   "restic_restore_local|restore local|restic"
+  "sb_restore_local_zstd|restore local|ours"
   "sb_restore_s3|restore S3|ours"
   "pipe_restore_s3|restore S3|pipeline"
   "restic_restore_s3|restore S3|restic"
+  "sb_restore_s3_zstd|restore S3|ours"
 )
 declare -A LABEL=(
   [sb_backup_local]="service-backup backup → local"
   [pipe_backup_local]="tar | gzip -6 | openssl enc → file"
   [restic_backup_local]="restic backup → local repo (first)"
+  [sb_backup_local_zstd]="service-backup backup → local, compression: zstd"
   [sb_backup_s3]="service-backup backup → S3"
   [pipe_backup_s3]="tar | gzip -6 | openssl enc | aws s3 cp"
   [restic_backup_s3]="restic backup → S3 repo (first)"
+  [sb_backup_s3_zstd]="service-backup backup → S3, compression: zstd"
   [sb_backup_fanout]="service-backup backup → local + S3 + SFTP"
   [sb_restore_local]="service-backup restore ← local"
   [pipe_restore_local]="openssl enc -d | gzip -d | tar -x ← file"
   [restic_restore_local]="restic restore ← local repo"
+  [sb_restore_local_zstd]="service-backup restore ← local, compression: zstd"
   [sb_restore_s3]="service-backup restore ← S3"
   [pipe_restore_s3]="aws s3 cp | openssl enc -d | gzip -d | tar -x"
   [restic_restore_s3]="restic restore ← S3 repo"
+  [sb_restore_s3_zstd]="service-backup restore ← S3, compression: zstd"
 )
 OPENSSL="openssl enc -aes-256-cbc -pbkdf2 -pass file:$WORK/openssl.pass"
 AWS="aws --endpoint-url $S3"
@@ -248,6 +261,10 @@ prep_restic_backup_local() { rm -rf "$WORK/out/restic"; restic -q -r "$WORK/out/
 cmd_restic_backup_local() { echo "cd $DATA && restic -q -r $WORK/out/restic backup ."; }
 size_restic_backup_local() { du -sb "$WORK/out/restic" | cut -f1; }
 
+prep_sb_backup_local_zstd() { :; }
+cmd_sb_backup_local_zstd() { echo "$BIN backup $WORK/zstd.yml"; }
+size_sb_backup_local_zstd() { sb_stored zstd local; }
+
 prep_sb_backup_s3() { :; }
 cmd_sb_backup_s3() { echo "$BIN backup $WORK/s3.yml"; }
 size_sb_backup_s3() { sb_stored s3 s3; }
@@ -263,6 +280,10 @@ size_pipe_backup_s3() {
 prep_restic_backup_s3() { restic -q -r "$RESTIC_S3/run$1" init >/dev/null; }
 cmd_restic_backup_s3() { echo "cd $DATA && restic -q -r $RESTIC_S3/run$1 backup ."; }
 size_restic_backup_s3() { bucket_bytes restic-bench "run$RUNS/"; }
+
+prep_sb_backup_s3_zstd() { :; }
+cmd_sb_backup_s3_zstd() { echo "$BIN backup $WORK/s3-zstd.yml"; }
+size_sb_backup_s3_zstd() { sb_stored s3-zstd s3; }
 
 prep_sb_backup_fanout() { :; }
 cmd_sb_backup_fanout() { echo "$BIN backup $WORK/fanout.yml"; }
@@ -280,6 +301,10 @@ prep_restic_restore_local() { rm -rf "$RESTORED"; }
 cmd_restic_restore_local() { echo "restic -q -r $WORK/out/restic restore latest --target $RESTORED"; }
 size_restic_restore_local() { :; }
 
+prep_sb_restore_local_zstd() { rm -rf "$RESTORED"; }
+cmd_sb_restore_local_zstd() { echo "$BIN restore $WORK/zstd.yml --destination local --target $RESTORED --force"; }
+size_sb_restore_local_zstd() { :; }
+
 prep_sb_restore_s3() { rm -rf "$RESTORED"; }
 cmd_sb_restore_s3() { echo "$BIN restore $WORK/s3.yml --destination s3 --target $RESTORED --force"; }
 size_sb_restore_s3() { :; }
@@ -293,6 +318,10 @@ size_pipe_restore_s3() { :; }
 prep_restic_restore_s3() { rm -rf "$RESTORED"; }
 cmd_restic_restore_s3() { echo "restic -q -r $RESTIC_S3/run$RUNS restore latest --target $RESTORED"; }
 size_restic_restore_s3() { :; }
+
+prep_sb_restore_s3_zstd() { rm -rf "$RESTORED"; }
+cmd_sb_restore_s3_zstd() { echo "$BIN restore $WORK/s3-zstd.yml --destination s3 --target $RESTORED --force"; }
+size_sb_restore_s3_zstd() { :; }
 
 # Files restored into $RESTORED, checked against the source after each restore.
 restored_files() { find "$RESTORED" -type f -not -path '*/.*' | wc -l; }
