@@ -266,28 +266,61 @@ async fn local_destination_conforms() {
     conformance::run_all(&dest, "conformance").await;
 }
 
-#[test]
-fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
+/// A plain archive of the sample tree and several blocks' worth of text.
+fn plain_archive(compression: Algorithm) -> Vec<u8> {
     use service_backup_core::pipeline::archive::write_archive;
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
 
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     sample_tree(&src);
-    // Several gzip blocks' worth of text.
     std::fs::write(
         src.join("big.sql"),
         "INSERT INTO t VALUES (2);\n".repeat(200_000),
     )
     .unwrap();
     let spec = ArchiveSpec {
-        source: src.clone(),
-        compression: Algorithm::Gzip,
-        compression_level: 6,
+        source: src,
+        compression,
+        compression_level: compression.default_level(),
         key: None,
     };
-    let (_, gz) = write_archive(&spec, Vec::new(), &NoProgress).unwrap();
+    write_archive(&spec, Vec::new(), &NoProgress).unwrap().1
+}
+
+/// Runs `program args` with `input` on its standard input; its standard output, once it
+/// succeeded.
+fn output_of(program: &str, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Checks that a `tar -t` listing names the archive's entries.
+fn assert_lists_the_sample(listing: &str) {
+    for name in [
+        "big.sql",
+        "db/dump.sql",
+        "db/sub/blob.bin",
+        "link-to-dump",
+        "script.sh",
+    ] {
+        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
+    }
+}
+
+#[test]
+fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
+    let gz = plain_archive(Algorithm::Gzip);
     // Several gzip members, one stream to every gzip reader.
     let mut members = 0;
     let mut rest = &gz[..];
@@ -299,35 +332,9 @@ fn a_plain_archive_is_read_by_the_system_gzip_and_tar() {
     }
     assert!(members > 1, "{members} gzip member(s)");
     // gzip and tar are essential packages on Debian: their absence is a broken machine.
-    for args in [&["-t", "-"][..], &["-dc"][..]] {
-        let mut child = Command::new("gzip")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("run gzip");
-        child.stdin.take().unwrap().write_all(&gz).unwrap();
-        assert!(child.wait().unwrap().success(), "gzip {args:?}");
-    }
-    let mut child = Command::new("tar")
-        .args(["tzf", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tar");
-    child.stdin.take().unwrap().write_all(&gz).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let listing = String::from_utf8(out.stdout).unwrap();
-    for name in [
-        "big.sql",
-        "db/dump.sql",
-        "db/sub/blob.bin",
-        "link-to-dump",
-        "script.sh",
-    ] {
-        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
-    }
+    output_of("gzip", &["-t", "-"], &gz);
+    output_of("gzip", &["-dc"], &gz);
+    assert_lists_the_sample(&output_of("tar", &["tzf", "-"], &gz));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,37 +427,8 @@ async fn zstd_backups_round_trip_and_damage_is_refused() {
 
 #[test]
 fn a_plain_zstd_archive_is_read_by_the_system_zstd_and_tar() {
-    use service_backup_core::pipeline::archive::write_archive;
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    sample_tree(&src);
-    std::fs::write(
-        src.join("big.sql"),
-        "INSERT INTO t VALUES (2);\n".repeat(200_000),
-    )
-    .unwrap();
-    let spec = ArchiveSpec {
-        source: src.clone(),
-        compression: Algorithm::Zstd,
-        compression_level: 3,
-        key: None,
-    };
-    let (_, zst) = write_archive(&spec, Vec::new(), &NoProgress).unwrap();
-    // tests/run.sh installs the zstd command that `tar --zstd` runs.
-    let mut child = Command::new("tar")
-        .args(["--zstd", "-tf", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tar");
-    child.stdin.take().unwrap().write_all(&zst).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let listing = String::from_utf8(out.stdout).unwrap();
-    for name in ["big.sql", "db/dump.sql", "db/sub/blob.bin", "link-to-dump"] {
-        assert!(listing.lines().any(|l| l == name), "{name} in {listing}");
-    }
+    let zst = plain_archive(Algorithm::Zstd);
+    // tests/run.sh installs the zstd command, which `tar --zstd` runs.
+    output_of("zstd", &["-t", "-q", "-"], &zst);
+    assert_lists_the_sample(&output_of("tar", &["--zstd", "-tf", "-"], &zst));
 }

@@ -807,9 +807,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_abandoned_stream_never_reads_as_complete() {
-        let data = mixed(3 * BLOCK_SIZE);
+    /// What a stream of `data` has written when it is dropped without `finish`.
+    fn abandoned(algorithm: Algorithm, data: &[u8]) -> Vec<u8> {
         let out = Mutex::new(Vec::new());
         struct Shared<'a>(&'a Mutex<Vec<u8>>);
         impl io::Write for Shared<'_> {
@@ -822,12 +821,19 @@ mod tests {
             }
         }
         std::thread::scope(|scope| {
-            let mut gz =
-                ParallelCompressor::new(Shared(&out), Algorithm::Gzip, 6, 2, scope).unwrap();
-            gz.write_all(&data).unwrap();
-            drop(gz);
+            let level = algorithm.default_level();
+            let mut stream =
+                ParallelCompressor::new(Shared(&out), algorithm, level, 2, scope).unwrap();
+            stream.write_all(data).unwrap();
+            drop(stream);
         });
-        let written = out.into_inner().unwrap();
+        out.into_inner().unwrap()
+    }
+
+    #[test]
+    fn an_abandoned_stream_never_reads_as_complete() {
+        let data = mixed(3 * BLOCK_SIZE);
+        let written = abandoned(Algorithm::Gzip, &data);
         let mut read = Vec::new();
         let result = flate2::read::MultiGzDecoder::new(&written[..]).read_to_end(&mut read);
         assert!(
@@ -925,24 +931,7 @@ mod tests {
         assert!(unzstd(&flipped).is_err());
         assert!(!zstd_test(&flipped).0, "zstd -t accepts a flipped byte");
 
-        let out = Mutex::new(Vec::new());
-        struct Shared<'a>(&'a Mutex<Vec<u8>>);
-        impl io::Write for Shared<'_> {
-            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(data);
-                Ok(data.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        std::thread::scope(|scope| {
-            let mut z =
-                ParallelCompressor::new(Shared(&out), Algorithm::Zstd, 3, 2, scope).unwrap();
-            z.write_all(&data).unwrap();
-            drop(z);
-        });
-        let written = out.into_inner().unwrap();
+        let written = abandoned(Algorithm::Zstd, &data);
         assert!(written.ends_with(&ZSTD_MAGIC));
         let err = unzstd(&written).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
