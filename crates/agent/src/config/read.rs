@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use serde_norway::{Mapping, Value};
+use service_backup_core::compression::Algorithm;
 
 use super::destination::read_destinations;
 use super::encryption::read_keyring;
@@ -11,8 +12,6 @@ use super::model::{
     ApiConfig, Config, DEFAULT_MISSING_PROPERTIES_MESSAGE, DEFAULT_PARACHUTE_THRESHOLD,
     MetricsConfig, RestoreConfig, TlsConfig,
 };
-use service_backup_core::compression::Algorithm;
-
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
 

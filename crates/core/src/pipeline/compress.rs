@@ -343,17 +343,15 @@ impl Codec {
         }
     }
 
-    /// Appends the compression of one block of `data` to `out`.
+    /// Writes the compression of one block of `data` into `out`, which is empty.
     fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         match self {
             Self::Gzip(compressor) => compress_block(data, compressor, out),
             Self::Zstd(compressor) => {
-                let mut frame = std::mem::take(out);
-                frame.clear();
-                frame.reserve(zstd::zstd_safe::compress_bound(data.len()));
-                let written = compressor.compress_to_buffer(data, &mut frame);
-                *out = frame;
-                written.map(drop)
+                // The frame is written from the start of `out`, within its capacity.
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+                compressor.compress_to_buffer(data, out).map(drop)
             }
         }
     }

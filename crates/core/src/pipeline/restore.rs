@@ -2,8 +2,8 @@
 //! staging directory, moved into the target only when everything checked out.
 //!
 //! The stages run on three threads, handing each other chunks of [`STAGE_CHUNK`] bytes
-//! through short queues: reading, hashing and decrypting on one, decompression on another, tar
-//! and the file writes on the calling thread. Each is a few times slower than the one
+//! through short queues: reading, hashing and decrypting on one, decompression on
+//! another, tar and the file writes on the calling thread. Each is a few times slower than the one
 //! before alone; side by side on two cores a restore takes about half the time.
 
 use std::io::{self, BufReader, Read};
@@ -25,8 +25,9 @@ use crate::progress::Progress;
 pub struct Decryption {
     /// The keys; `None` or empty: only plain archives can be read.
     pub keyring: Option<Keyring>,
-    /// Accept a plain `.tar.gz` (or `.tar.zst`) even though keys are given. Off by default: with keys
-    /// configured, a plain archive may be a backup that someone replaced.
+    /// Accept a plain `.tar.gz` (or `.tar.zst`) even though keys are given. Off by
+    /// default: with keys configured, a plain archive may be a backup that someone
+    /// replaced.
     pub allow_unencrypted: bool,
 }
 
@@ -86,7 +87,8 @@ impl<R: Read> Read for HashingReader<'_, R> {
 
 /// Reads a whole archive from `input` and extracts it with `extractor`, checking every
 /// layer: the hash and size against `expected`, each chunk's tag, gzip's CRC or zstd's
-/// checksum, tar's structure. Returns only once every byte of the input was read and checked.
+/// checksum, tar's structure. Returns only once every byte of the input was read and
+/// checked.
 pub fn read_archive<R: Read + Send>(
     input: R,
     decryption: &Decryption,
