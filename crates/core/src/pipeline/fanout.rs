@@ -87,11 +87,10 @@ pub async fn run_backup(
 ) -> Result<Vec<DestinationOutcome>> {
     let start = Instant::now();
     super::archive::check_source(&plan.archive.source)?;
-    let encrypted = plan.archive.key.is_some();
+    let (compression, encrypted) = (plan.archive.compression, plan.archive.key.is_some());
     let keys: Vec<String> = targets
         .iter()
         .map(|t| {
-            let compression = plan.archive.compression;
             t.layout
                 .archive_key(plan.date, &plan.name, compression, encrypted)
         })
