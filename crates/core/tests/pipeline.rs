@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{Local, Utc};
 use service_backup_core::ErrorKind;
-use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
+use service_backup_core::catalog::{BackupEntry, Selector, list_backups, restore_backup, select};
 use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination, conformance};
 use service_backup_core::format::{Key, Keyring};
@@ -235,20 +235,36 @@ async fn tampered_archive_restores_nothing() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&path, bytes).unwrap();
-    let out = tmp.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("keep.txt"), b"precious").unwrap();
+    let decryption = Decryption::new(Some(Keyring::new(key)));
+    refused_as_corrupt(dest, &entry, &decryption, &tmp.path().join("out")).await;
+}
+
+/// Restores `entry` over a new `target` holding one file: the restore must fail as
+/// corrupt, and the target keep that file and nothing else.
+async fn refused_as_corrupt(
+    dest: Arc<dyn Destination>,
+    entry: &BackupEntry,
+    decryption: &Decryption,
+    target: &Path,
+) {
+    std::fs::create_dir(target).unwrap();
+    std::fs::write(target.join("keep.txt"), b"precious").unwrap();
     let err = restore_backup(
         dest,
-        &entry,
-        &Decryption::new(Some(Keyring::new(key))),
-        Some((&out, true)),
+        entry,
+        decryption,
+        Some((target, true)),
         Arc::new(NoProgress),
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
-    let left: Vec<_> = std::fs::read_dir(&out)
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Corrupt,
+        "{}: {err}",
+        target.display()
+    );
+    let left: Vec<_> = std::fs::read_dir(target)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -404,23 +420,7 @@ async fn zstd_backups_round_trip_and_damage_is_refused() {
         for (what, bytes) in [("flipped", flipped), ("cut", cut)] {
             std::fs::write(&path, &bytes).unwrap();
             let target = tmp.path().join(format!("t{i}-{what}"));
-            std::fs::create_dir(&target).unwrap();
-            std::fs::write(target.join("keep.txt"), b"precious").unwrap();
-            let err = restore_backup(
-                dest.clone(),
-                &entry,
-                &decryption,
-                Some((&target, true)),
-                Arc::new(NoProgress),
-            )
-            .await
-            .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
-            let left: Vec<_> = std::fs::read_dir(&target)
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(left, vec![std::ffi::OsString::from("keep.txt")], "{what}");
+            refused_as_corrupt(dest.clone(), &entry, &decryption, &target).await;
         }
     }
 }
