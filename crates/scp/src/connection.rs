@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::ScpSettings;
 use crate::errors;
 use crate::fingerprint::{HostKeyPins, KEY_FAMILIES, SeenKey};
+use crate::known_hosts::{KnownHosts, Recorded};
 
 /// Idle connections kept for reuse.
 const POOL_SIZE: usize = 4;
@@ -25,15 +26,41 @@ pub(crate) struct Connection {
     _session: Session,
 }
 
+/// The host keys a connection accepts.
+enum Trust {
+    /// The configured `fingerprint`.
+    Configured(HostKeyPins),
+    /// The keys recorded in the known_hosts file.
+    Recorded(HostKeyPins),
+    /// None yet: the first key presented is recorded.
+    FirstUse,
+    /// Any (no `fingerprint`, no known_hosts file).
+    Unchecked,
+}
+
+impl Trust {
+    /// The keys to accept, if any are known.
+    fn pins(&self) -> Option<&HostKeyPins> {
+        match self {
+            Self::Configured(pins) | Self::Recorded(pins) => Some(pins),
+            Self::FirstUse | Self::Unchecked => None,
+        }
+    }
+}
+
 /// Everything the destination's operations share: settings, pinned host keys, the pool.
 pub(crate) struct Remote {
     pub(crate) settings: ScpSettings,
     pins: Option<HostKeyPins>,
+    /// Where host keys are recorded on first use, when no `fingerprint` is configured.
+    known_hosts: Option<KnownHosts>,
+    /// The server's name in the known_hosts file (`[host]:port`).
+    host: String,
     /// `user@host:port`, for messages.
     pub(crate) name: String,
     /// The host key algorithm that yields the pinned key, once found.
     host_key_family: Mutex<Option<&'static str>>,
-    /// Whether the "no fingerprint" warning was logged.
+    /// Whether the "host key not checked" error was logged.
     warned: AtomicBool,
     idle: Mutex<Vec<Connection>>,
 }
@@ -50,9 +77,13 @@ impl Remote {
             None => None,
         };
         let name = format!("{}@{}:{}", settings.user, settings.server, settings.port);
+        let known_hosts = settings.known_hosts.clone().map(KnownHosts::new);
+        let host = KnownHosts::host_name(&settings.server, settings.port);
         Ok(Self {
             settings,
             pins,
+            known_hosts,
+            host,
             name,
             host_key_family: Mutex::new(None),
             warned: AtomicBool::new(false),
@@ -108,35 +139,57 @@ impl Remote {
         }
     }
 
-    /// A new authenticated connection with SFTP.
+    /// The host keys to accept: configured, else recorded in the known_hosts file.
+    fn trust(&self) -> Result<Trust> {
+        if let Some(pins) = &self.pins {
+            return Ok(Trust::Configured(pins.clone()));
+        }
+        let Some(file) = &self.known_hosts else {
+            return Ok(Trust::Unchecked);
+        };
+        Ok(match file.lookup(&self.host)? {
+            Some(pins) => Trust::Recorded(pins),
+            None => Trust::FirstUse,
+        })
+    }
+
+    /// A new authenticated connection with SFTP. The host key is checked before anything
+    /// of the user's is sent.
     pub(crate) fn open(&self) -> Result<Connection> {
+        let trust = self.trust()?;
+        let pins = trust.pins();
         let known = *lock(&self.host_key_family);
-        let first = known.or_else(|| self.pins.as_ref().and_then(HostKeyPins::preferred_family));
+        let first = known.or_else(|| pins.and_then(HostKeyPins::preferred_family));
         let (session, seen) = match self.handshake(self.tcp()?, first) {
             Ok(found) => found,
             // The server no longer holds a key of the pinned type: take any, then compare.
             Err(e) if first.is_some() && !e.is_temporary() => self.handshake(self.tcp()?, None)?,
             Err(e) => return Err(e),
         };
-        let session = match &self.pins {
-            None => {
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        server = %self.name,
-                        host_key = %seen.sha256_text(),
-                        "no `fingerprint` is configured for the scp destination: its host key is \
-                         not checked; set `fingerprint` to the host key shown here to pin it"
-                    );
-                }
-                session
-            }
+        let session = match pins {
             Some(pins) if pins.accept(&seen) => {
-                if known.is_none() {
+                if known != Some(seen.family()) {
                     *lock(&self.host_key_family) = Some(seen.family());
                 }
                 session
             }
-            Some(pins) => self.find_pinned_key(pins, first, seen)?,
+            Some(pins) => match self.find_pinned_key(pins, first, seen) {
+                Ok(session) => session,
+                Err(presented) => return Err(self.mismatch(&trust, pins, &presented)),
+            },
+            None if matches!(trust, Trust::FirstUse) => self.trust_first_use(session, seen)?,
+            None => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        server = %self.name,
+                        host_key = %seen.sha256_text(),
+                        "no `fingerprint` is configured for the scp destination and no \
+                         known_hosts file is kept: its host key is not checked; set \
+                         `fingerprint` to the host key shown here to pin it"
+                    );
+                }
+                session
+            }
         };
         self.authenticate(&session)?;
         let sftp = session
@@ -148,20 +201,74 @@ impl Remote {
         })
     }
 
+    /// The first connection to a server with no key recorded: records the key it presented
+    /// (unless another process recorded one meanwhile: then that one must match).
+    fn trust_first_use(&self, session: Session, seen: SeenKey) -> Result<Session> {
+        let file = self
+            .known_hosts
+            .as_ref()
+            .expect("first use needs a known_hosts file");
+        if seen.family().is_empty() {
+            // Such a record would match nothing later: every connection would be a first use.
+            return Err(Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "the SSH server {} presented a host key of type {}, which the agent cannot \
+                     record in its known_hosts file",
+                    self.name,
+                    seen.type_name()
+                ),
+            )
+            .with_hint(format!(
+                "give the server an ed25519, ECDSA or RSA host key, or set `fingerprint: \"{}\"` \
+                 once you have checked it against `ssh-keygen -l -f` of the server's host key",
+                seen.sha256_text()
+            )));
+        }
+        match file.record(&self.host, &seen).map_err(|e| {
+            e.context(format!(
+                "cannot record the host key of the SSH server {} in the known_hosts file",
+                self.name
+            ))
+        })? {
+            Recorded::New => {
+                tracing::error!(
+                    server = %self.name,
+                    host_key = %format!("{} ({})", seen.sha256_text(), seen.type_name()),
+                    known_hosts = %file.path().display(),
+                    "no `fingerprint` is configured for the scp destination: the host key the \
+                     server presented was trusted on first use and recorded in the known_hosts \
+                     file, and a different key will be refused; check it against \
+                     `ssh-keygen -l -f` of the server's host key, and pin it with \
+                     `fingerprint: \"{}\"`",
+                    seen.sha256_text()
+                );
+            }
+            Recorded::Already(pins) if pins.accept(&seen) => {}
+            Recorded::Already(pins) => {
+                return Err(self.mismatch(&Trust::Recorded(pins.clone()), &pins, &[seen]));
+            }
+        }
+        *lock(&self.host_key_family) = Some(seen.family());
+        Ok(session)
+    }
+
     /// The server did not present the pinned key first: it may hold keys of several types.
-    /// Asks for each other type in turn; refuses the server if none is the pinned key.
+    /// Asks for each other type in turn; returns the keys presented if none is pinned.
     fn find_pinned_key(
         &self,
         pins: &HostKeyPins,
         first: Option<&'static str>,
         seen: SeenKey,
-    ) -> Result<Session> {
+    ) -> std::result::Result<Session, Vec<SeenKey>> {
         let mut presented = vec![seen];
         for family in KEY_FAMILIES {
             if Some(family) == first || presented.iter().any(|k| k.family() == family) {
                 continue;
             }
-            let tcp = self.tcp()?;
+            let Ok(tcp) = self.tcp() else {
+                break;
+            };
             let Ok((session, key)) = self.handshake(tcp, Some(family)) else {
                 // The server holds no key of this type: try the next.
                 continue;
@@ -172,20 +279,49 @@ impl Remote {
             }
             presented.push(key);
         }
-        Err(Error::new(
+        Err(presented)
+    }
+
+    /// The refusal of a server that presented none of the accepted keys.
+    fn mismatch(&self, trust: &Trust, pins: &HostKeyPins, presented: &[SeenKey]) -> Error {
+        if !matches!(trust, Trust::Recorded(_)) {
+            return Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "the host key of the SSH server {} does not match the configured \
+                     fingerprint: expected {}, the server presented {}",
+                    self.name,
+                    pins.describe(),
+                    pins.describe_seen(presented)
+                ),
+            )
+            .with_hint(
+                "check `fingerprint` against `ssh-keygen -l -f` of the server's host key; if \
+                 the key changed on purpose, update `fingerprint`; otherwise another machine \
+                 may be answering at this address",
+            );
+        }
+        let file = self
+            .known_hosts
+            .as_ref()
+            .map_or_else(String::new, |f| f.path().display().to_string());
+        Error::new(
             ErrorKind::Destination,
             format!(
-                "the host key of the SSH server {} does not match the configured fingerprint: \
-                 expected {}, the server presented {}",
+                "the host key of the SSH server {} has changed: the known_hosts file {file} \
+                 records {} for {}, the server presented {}; the agent did not log in",
                 self.name,
                 pins.describe(),
-                pins.describe_seen(&presented)
+                self.host,
+                pins.describe_seen(presented)
             ),
         )
-        .with_hint(
-            "check `fingerprint` against `ssh-keygen -l -f` of the server's host key; if the \
-             key changed on purpose, update `fingerprint`; otherwise another machine may be \
-             answering at this address",
+        .with_hint(format!(
+            "if the server's key was changed on purpose, accept the new one: delete the old \
+             one with `ssh-keygen -R '{}' -f {file}` and the next connection records the new \
+             one, or set `fingerprint` to it; otherwise another machine may be answering at \
+             this address",
+            self.host
         ))
     }
 

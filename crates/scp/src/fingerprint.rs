@@ -26,7 +26,7 @@ pub(crate) const KEY_FAMILIES: [&str; 5] = [
 
 /// One accepted host key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pin {
+pub(crate) enum Pin {
     Sha256(Vec<u8>),
     Md5(Vec<u8>),
     Key { family: &'static str, blob: Vec<u8> },
@@ -64,6 +64,15 @@ fn family_of_type(key_type: &str) -> Option<&'static str> {
         "ssh-rsa" => Some(KEY_FAMILIES[4]),
         _ => None,
     }
+}
+
+/// Whether `key_type` is a key type of OpenSSH's that the agent does not check (security
+/// keys, certificates, DSA): ssh skips such known_hosts lines, and so does the agent.
+pub(crate) fn foreign_type(key_type: &str) -> bool {
+    family_of_type(key_type).is_none()
+        && ["ssh-", "sk-", "ecdsa-", "x509v3-"]
+            .iter()
+            .any(|prefix| key_type.starts_with(prefix))
 }
 
 fn parse_md5(text: &str) -> Option<Vec<u8>> {
@@ -109,19 +118,25 @@ fn parse_line(line: &str) -> Result<Option<Pin>> {
             "expected SHA256:…, MD5:…, or a known_hosts line with a key type such as ssh-ed25519",
         ));
     };
-    let family = family_of_type(words[i]).expect("found above");
-    let blob = words
-        .get(i + 1)
+    key_pin(words[i], words.get(i + 1).copied())
+        .map(Some)
+        .map_err(invalid)
+}
+
+/// The pin of a known_hosts key (`key_type` and its base64 blob), or why it is not one.
+pub(crate) fn key_pin(key_type: &str, base64: Option<&str>) -> Result<Pin, &'static str> {
+    let family = family_of_type(key_type).ok_or("the key type is not one the agent knows")?;
+    let blob = base64
         .and_then(|b| STANDARD.decode(b).ok())
-        .ok_or_else(|| invalid("the known_hosts line has no base64 key after its key type"))?;
+        .ok_or("the known_hosts line has no base64 key after its key type")?;
     // The key blob starts with its own type as an SSH string.
     let named = blob
         .get(4..)
-        .is_some_and(|rest| rest.starts_with(words[i].as_bytes()));
+        .is_some_and(|rest| rest.starts_with(key_type.as_bytes()));
     if !named {
-        return Err(invalid("the known_hosts key does not match its key type"));
+        return Err("the known_hosts key does not match its key type");
     }
-    Ok(Some(Pin::Key { family, blob }))
+    Ok(Pin::Key { family, blob })
 }
 
 impl HostKeyPins {
@@ -143,6 +158,11 @@ impl HostKeyPins {
             return Err(invalid("it names no acceptable host key"));
         }
         Ok(Some(Self(pins)))
+    }
+
+    /// The pins `pins` (the keys a known_hosts file records); `None` when there are none.
+    pub(crate) fn of(pins: Vec<Pin>) -> Option<Self> {
+        (!pins.is_empty()).then_some(Self(pins))
     }
 
     /// Whether `seen` is one of the accepted keys.
@@ -177,7 +197,11 @@ impl HostKeyPins {
                 Pin::Sha256(hash) => format!("SHA256:{}", STANDARD_NO_PAD.encode(hash)),
                 Pin::Md5(hash) => format!("MD5:{}", md5_hex(hash)),
                 Pin::Key { blob, .. } => {
-                    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
+                    format!(
+                        "SHA256:{} ({})",
+                        STANDARD_NO_PAD.encode(Sha256::digest(blob)),
+                        type_name(blob)
+                    )
                 }
             })
             .collect();
@@ -225,6 +249,15 @@ impl SeenKey {
         })
     }
 
+    /// An ed25519 key with `blob`, for tests.
+    #[cfg(test)]
+    pub(crate) fn ed25519(blob: Vec<u8>) -> Self {
+        Self {
+            blob,
+            family: KEY_FAMILIES[0],
+        }
+    }
+
     /// The host key algorithm preference that yields this key again.
     pub(crate) fn family(&self) -> &'static str {
         self.family
@@ -244,15 +277,24 @@ impl SeenKey {
 
     /// The key's type as it names itself (`ssh-ed25519`, `ssh-rsa`…).
     pub(crate) fn type_name(&self) -> String {
-        let len = self
-            .blob
-            .get(..4)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        self.blob.get(4..4 + len).map_or_else(
-            || "unknown".into(),
-            |t| String::from_utf8_lossy(t).into_owned(),
-        )
+        type_name(&self.blob)
     }
+
+    /// The key as a known_hosts line names it: its type and its base64 blob.
+    pub(crate) fn known_hosts_text(&self) -> String {
+        format!("{} {}", self.type_name(), STANDARD.encode(&self.blob))
+    }
+}
+
+/// The type a key blob names itself with (`ssh-ed25519`, `ssh-rsa`…).
+fn type_name(blob: &[u8]) -> String {
+    let len = blob
+        .get(..4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    blob.get(4..4 + len).map_or_else(
+        || "unknown".into(),
+        |t| String::from_utf8_lossy(t).into_owned(),
+    )
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@ mod connection;
 mod errors;
 mod files;
 mod fingerprint;
+mod known_hosts;
 mod upload;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +52,12 @@ pub struct ScpSettings {
     /// The private key (RSA PEM, or RSA/ECDSA/ed25519 in OpenSSH format), without passphrase.
     pub key: Secret,
     /// The server's host key: `SHA256:…` or `MD5:…` as `ssh-keygen -l` prints it, or
-    /// known_hosts lines; `None`: any host key is accepted, and a warning logged once.
+    /// known_hosts lines; `None`: the key recorded in `known_hosts` is required.
     pub fingerprint: Option<String>,
+    /// The known_hosts file (OpenSSH's format) that, when `fingerprint` is `None`, records
+    /// the host key a server presents first and is checked on every later connection; with
+    /// neither, any host key is accepted and an error is logged once.
+    pub known_hosts: Option<PathBuf>,
     /// How long one SSH request (connect, handshake, read, write) may wait for the server.
     pub timeout: Duration,
     /// Retries of requests that failed temporarily (a broken connection, a timeout).
@@ -59,7 +65,8 @@ pub struct ScpSettings {
 }
 
 impl ScpSettings {
-    /// Settings with the default port, timeout and retries, and no host key pinned.
+    /// Settings with the default port, timeout and retries, no host key pinned and no
+    /// known_hosts file.
     pub fn new(
         server: impl Into<String>,
         user: impl Into<String>,
@@ -73,6 +80,7 @@ impl ScpSettings {
             destination: destination.into(),
             key,
             fingerprint: None,
+            known_hosts: None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }

@@ -21,7 +21,7 @@ use service_backup_core::pipeline::archive::ArchiveSpec;
 use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::progress::NoProgress;
 use service_backup_core::secret::Secret;
-use service_backup_scp::ScpDestination;
+use service_backup_scp::{ScpDestination, ScpSettings};
 
 /// Asserts that no line of a private key appears in `text`.
 fn assert_no_key_material(text: &str, key: &Secret) {
@@ -295,4 +295,125 @@ async fn a_server_that_stops_answering_times_out() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+// --- issue 20, finding 4: host keys trusted on first use, in a known_hosts file ---------
+
+/// Settings for the shared server with no `fingerprint`, recording host keys in
+/// `known_hosts`.
+fn first_use_settings(dir: &std::path::Path, known_hosts: &std::path::Path) -> ScpSettings {
+    let mut s = settings(dir);
+    s.fingerprint = None;
+    s.known_hosts = Some(known_hosts.to_path_buf());
+    s
+}
+
+/// A new ed25519 key in `dir`: its known_hosts text (`type base64`) and its fingerprint.
+fn other_host_key(dir: &std::path::Path) -> (String, String) {
+    let key = dir.join("other_host_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let text: Vec<&str> = public.split_whitespace().take(2).collect();
+    let shown = std::process::Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    (
+        text.join(" "),
+        shown.split_whitespace().nth(1).unwrap().to_string(),
+    )
+}
+
+/// Hashes the host names of a known_hosts file as `ssh-keygen -H` does.
+fn hash_names(known_hosts: &std::path::Path) {
+    let hashed = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(known_hosts)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(hashed.status.success(), "{hashed:?}");
+    let text = std::fs::read_to_string(known_hosts).unwrap();
+    assert!(
+        text.starts_with("|1|") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_host_key_refuses_another_before_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let known_hosts = tmp.path().join("state/known_hosts");
+    let port = env("SB_TEST_SCP_PORT");
+    let dir = unique_dir("first-use");
+    let dest = ScpDestination::new(first_use_settings(&dir, &known_hosts)).unwrap();
+    dest.put("a.json", Bytes::from_static(b"{}")).await.unwrap();
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(recorded, format!("{}\n", env("SB_TEST_SCP_KNOWN_HOSTS")));
+
+    // The file records another key for this server: the server's key "changed".
+    let (other, other_fingerprint) = other_host_key(tmp.path());
+    let changed = format!("[127.0.0.1]:{port} {other}\n");
+    std::fs::write(&known_hosts, &changed).unwrap();
+    let dest = ScpDestination::new(first_use_settings(&dir, &known_hosts)).unwrap();
+    let started = Instant::now();
+    let err = dest
+        .put("b.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(!err.is_temporary(), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "retried");
+    assert!(text.contains("has changed"), "{text}");
+    assert!(
+        text.contains(&other_fingerprint),
+        "the recorded key: {text}"
+    );
+    assert!(
+        text.contains(&env("SB_TEST_SCP_FINGERPRINT")),
+        "the presented key: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ssh-keygen -R '[127.0.0.1]:{port}' -f {}",
+            known_hosts.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(files_below(&dir), vec!["a.json".to_string()]);
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), changed);
+
+    // Hashed names (`ssh-keygen -H`) are matched too: still refused, never recorded anew.
+    hash_names(&known_hosts);
+    let hashed = std::fs::read_to_string(&known_hosts).unwrap();
+    let dest = ScpDestination::new(first_use_settings(&dir, &known_hosts)).unwrap();
+    let err = dest.list("").await.unwrap_err();
+    assert!(err.to_string().contains(&other_fingerprint), "{err}");
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), hashed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hashed_record_of_the_right_key_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let known_hosts = tmp.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("{}\n", env("SB_TEST_SCP_KNOWN_HOSTS")),
+    )
+    .unwrap();
+    hash_names(&known_hosts);
+    let hashed = std::fs::read_to_string(&known_hosts).unwrap();
+    let dir = unique_dir("hashed");
+    let dest = ScpDestination::new(first_use_settings(&dir, &known_hosts)).unwrap();
+    dest.put("a.json", Bytes::from_static(b"{}")).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), hashed);
 }
