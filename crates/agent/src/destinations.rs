@@ -13,6 +13,7 @@ use service_backup_scp::{ScpDestination, ScpSettings};
 use crate::config::{
     AzureConfig, Config, DestinationConfig, DestinationKind, GcsConfig, S3Config, ScpConfig,
 };
+use crate::runner;
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -34,11 +35,17 @@ fn layout(config: &Config, path: &str) -> Layout {
     Layout::new(path, deployment)
 }
 
-/// An `scp` destination; it connects on first use, so building it does no I/O.
-fn scp_destination(scp: &ScpConfig) -> Result<ScpDestination> {
+/// The file in `state_dir` that records the host keys of `scp` servers on first use.
+pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
+
+/// An `scp` destination; it connects on first use, so building it does no I/O. Without a
+/// `fingerprint`, host keys are trusted on first use and recorded in `state_dir`, where every
+/// command of this configuration finds them.
+fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
     let mut settings = ScpSettings::new(&scp.server, &scp.user, &scp.destination, scp.key.clone());
     settings.port = scp.port;
     settings.fingerprint.clone_from(&scp.fingerprint);
+    settings.known_hosts = Some(runner::state_dir(config).join(KNOWN_HOSTS_FILE));
     ScpDestination::new(settings)
 }
 
@@ -58,7 +65,10 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
         ),
         // Backups go straight under `destination`, as the original's did: it is the path.
         DestinationKind::Scp(scp) => (
-            Arc::new(scp_destination(scp).map_err(|e| e.context(format!("destination {name}")))?),
+            Arc::new(
+                scp_destination(config, scp)
+                    .map_err(|e| e.context(format!("destination {name}")))?,
+            ),
             layout(config, ""),
         ),
         // Sends no request: the client connects on first use.

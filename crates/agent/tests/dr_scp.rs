@@ -153,26 +153,110 @@ fn an_unreachable_server_fails_the_backup_and_names_the_destination() {
     assert_no_secret(&all, vm.path());
 }
 
+/// With no `fingerprint`, the first connection trusts the server's host key, records it in
+/// `state_dir/known_hosts` as OpenSSH would (so `ssh-keygen -F` finds it), and says so at
+/// error level; later runs check it silently, and `list` on a fresh VM uses its own record.
 #[test]
-fn without_a_fingerprint_the_backup_warns_once() {
+fn without_a_fingerprint_the_first_key_is_recorded_and_reported() {
     let vm = tempfile::tempdir().unwrap();
     sample_tree(&vm.path().join("source"));
+    let port = env("SB_TEST_SCP_PORT");
     std::fs::write(
         vm.path().join("config.yml"),
-        config(&env("SB_TEST_SCP_PORT"), &remote_dir("unpinned"), None),
+        config(&port, &remote_dir("unpinned"), None),
     )
     .unwrap();
     run(vm.path(), &["keygen", "--output", "backup.key"]).expect(0);
     let backup = run(vm.path(), &["backup", "config.yml"]);
     backup.expect(0);
-    let all = backup.all();
-    let warnings = all
-        .lines()
-        .filter(|l| l.contains("no `fingerprint` is configured"))
-        .count();
-    assert_eq!(warnings, 1, "{all}");
-    assert!(all.contains(&env("SB_TEST_SCP_FINGERPRINT")), "{all}");
-    assert_no_secret(&all, vm.path());
+    assert_no_secret(&backup.all(), vm.path());
+    let first_use = trusted_on_first_use(&backup.stdout);
+    assert_eq!(first_use.len(), 1, "{}", backup.all());
+    assert_eq!(first_use[0]["log_level"], 2, "{}", first_use[0]);
+    let message = first_use[0]["message"].as_str().unwrap();
+    let fingerprint = env("SB_TEST_SCP_FINGERPRINT");
+    assert!(
+        message.contains(&format!("fingerprint: \"{fingerprint}\"")),
+        "{message}"
+    );
+    assert!(
+        first_use[0]["data"]["host_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&fingerprint),
+        "{}",
+        first_use[0]
+    );
+
+    // state_dir defaults to the configuration's folder.
+    let known_hosts = vm.path().join("known_hosts");
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(recorded, format!("{}\n", env("SB_TEST_SCP_KNOWN_HOSTS")));
+    assert_eq!(mode(&known_hosts), 0o600);
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{port}"))
+        .arg("-f")
+        .arg(&known_hosts)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(found.status.success(), "{found:?}");
+
+    // The next run checks the recorded key: no new record, nothing said.
+    let again = run(vm.path(), &["backup", "config.yml"]);
+    again.expect(0);
+    assert!(
+        trusted_on_first_use(&again.stdout).is_empty(),
+        "{}",
+        again.all()
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
+
+    // `list` on a fresh VM keeps its own record in its own state_dir, created 0700.
+    let fresh = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(vm.path().join("config.yml")).unwrap();
+    std::fs::write(
+        fresh.path().join("config.yml"),
+        format!("{text}state_dir: state\n"),
+    )
+    .unwrap();
+    std::fs::copy(
+        vm.path().join("backup.key"),
+        fresh.path().join("backup.key"),
+    )
+    .unwrap();
+    let list = run(fresh.path(), &["list", "config.yml", "--json"]);
+    list.expect(0);
+    let logged = trusted_on_first_use(&list.stderr);
+    assert_eq!(logged.len(), 1, "{}", list.all());
+    assert_eq!(logged[0]["log_level"], 2);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(items.len(), 2, "{}", list.stdout);
+    let state = fresh.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("known_hosts")), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(state.join("known_hosts")).unwrap(),
+        recorded
+    );
+}
+
+/// The JSON log lines in `text` that report a host key trusted on first use.
+fn trusted_on_first_use(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("trusted on first use"))
+        })
+        .collect()
+}
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// Files below `root`, relative, sorted.

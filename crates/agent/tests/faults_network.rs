@@ -909,3 +909,228 @@ fn s3_server_down_at_start() {
     assert_task_failed(&env, "backup", &["destination objects"]);
     assert_next_run_succeeds(&env, &["objects"]);
 }
+
+// --- issue 20, finding 4: an SSH server that presents another host key -------------------
+//
+// | fault | how it is made | what the agent must do | test |
+// | --- | --- | --- | --- |
+// | changed SSH host key, no `fingerprint` | a private sshd whose host key is recorded by a first backup, restarted with a new ed25519 key, then with an RSA key only | exit 1 naming the destination, the recorded and the presented fingerprints, and the `ssh-keygen -R` command; no login, nothing written on the server, known_hosts unchanged; `list` refused too; task failed; after the `ssh-keygen -R` of the message (or with `fingerprint` set to the new key) the next run succeeds | `changed_ssh_host_key_is_refused_before_login` |
+
+/// An sshd of the test's own with a single host key of its own, which the test replaces.
+struct KeyedSshd {
+    port: u16,
+    dir: tempfile::TempDir,
+    keys: u32,
+    child: Option<std::process::Child>,
+}
+
+impl KeyedSshd {
+    /// Starts one with a new ed25519 host key; fails (never skips) without sshd.
+    fn start() -> Self {
+        let mut sshd = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            keys: 0,
+            child: None,
+        };
+        sshd.new_host_key("ed25519");
+        sshd.run();
+        sshd
+    }
+
+    /// Makes a new host key of `key_type` the server's only one (it takes effect at the
+    /// next start); returns its fingerprint as `ssh-keygen -l` prints it.
+    fn new_host_key(&mut self, key_type: &str) -> String {
+        self.keys += 1;
+        let key = self.dir.path().join(format!("host_key_{}", self.keys));
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", key_type, "-N", "", "-C", "test-host", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(made.success(), "ssh-keygen -t {key_type} failed");
+        let config = format!(
+            "Port {}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+             UsePAM no\nPidFile {}/sshd.pid\nSubsystem sftp internal-sftp\n",
+            self.port,
+            key.display(),
+            server_env("SB_TEST_SCP_AUTHORIZED_KEYS"),
+            self.dir.path().display()
+        );
+        std::fs::write(self.dir.path().join("sshd_config"), config).unwrap();
+        let shown = std::process::Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(key.with_extension("pub"))
+            .output()
+            .expect("ssh-keygen runs");
+        let text = String::from_utf8(shown.stdout).unwrap();
+        let fingerprint = text.split_whitespace().nth(1).unwrap().to_string();
+        assert!(fingerprint.starts_with("SHA256:"), "{text}");
+        fingerprint
+    }
+
+    /// Starts the server on its port.
+    fn run(&mut self) {
+        assert!(self.child.is_none(), "sshd is running");
+        let program = server_env("SB_TEST_SCP_SSHD");
+        assert!(
+            std::path::Path::new(&program).exists(),
+            "{program} is missing: tests/servers/scp.sh installs openssh-server"
+        );
+        let child = std::process::Command::new(&program)
+            .arg("-D")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .arg("-E")
+            .arg(self.dir.path().join("sshd.log"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        self.child = Some(child);
+        wait_for_port(self.port, "sshd");
+    }
+
+    /// Kills it and its sessions.
+    fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let below = descendants(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        for pid in below {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Replaces the host key with a new one of `key_type`: stopped, then started again.
+    fn change_host_key(&mut self, key_type: &str) -> String {
+        self.kill();
+        let fingerprint = self.new_host_key(key_type);
+        self.run();
+        fingerprint
+    }
+
+    /// How many logins the server accepted so far (from its log).
+    fn logins(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("sshd.log"))
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+}
+
+impl Drop for KeyedSshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The files below `root`, hidden ones (temporary files) included, sorted.
+fn every_file(root: &std::path::Path) -> Vec<String> {
+    let mut files = walk(root);
+    files.sort();
+    files
+}
+
+/// Row (issue 20, finding 4): with no `fingerprint`, the host key of the first connection
+/// is recorded; a server that later presents another key (a machine in the middle, or a
+/// reinstalled server) is refused before the agent logs in or writes anything.
+#[test]
+fn changed_ssh_host_key_is_refused_before_login() {
+    let env = Env::new();
+    let mut sshd = KeyedSshd::start();
+    let port = sshd.port;
+    let remote = std::path::PathBuf::from(server_env("SB_TEST_SCP_DIR")).join(unique("hostkey"));
+    let pinned = scp_dest("ssh", port, &remote);
+    let unpinned = pinned.replace(
+        &format!(
+            "    fingerprint: \"{}\"\n",
+            server_env("SB_TEST_SCP_FINGERPRINT")
+        ),
+        "",
+    );
+    assert_ne!(pinned, unpinned);
+    write_config(&env, std::slice::from_ref(&unpinned));
+    env.run(&["backup", "config.yml"]).expect(0);
+    let known_hosts = env.path("state/known_hosts");
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        recorded.starts_with(&format!("[127.0.0.1]:{port} ssh-ed25519 AAAA")),
+        "{recorded}"
+    );
+    let first = every_file(&remote);
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    // The server now presents another ed25519 key.
+    let old_key = recorded_fingerprint(&known_hosts);
+    let new_key = sshd.change_host_key("ed25519");
+    let logins = sshd.logins();
+    let remove = format!(
+        "ssh-keygen -R '[127.0.0.1]:{port}' -f {}",
+        known_hosts.display()
+    );
+    let out = env.run(&["backup", "config.yml"]);
+    assert_failed(
+        &env,
+        &out,
+        &[
+            "destination ssh",
+            "has changed",
+            &old_key,
+            &new_key,
+            &remove,
+            "`fingerprint`",
+        ],
+    );
+    assert_eq!(every_file(&remote), first, "something was written");
+    assert_eq!(sshd.logins(), logins, "the agent logged in");
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
+    let listing = env.run(&["list", "config.yml"]);
+    assert_failed(&env, &listing, &["destination ssh", &old_key, &new_key]);
+    assert_task_failed(&env, "backup", &["destination ssh", &old_key, &new_key]);
+
+    // As the message says: delete the old key, and the next run records the new one.
+    let removed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&remove)
+        .output()
+        .expect("sh runs");
+    assert!(removed.status.success(), "{removed:?}");
+    assert_next_run_succeeds(&env, &["ssh"]);
+    assert_eq!(recorded_fingerprint(&known_hosts), new_key);
+    assert!(sshd.logins() > logins, "the agent did not log in again");
+
+    // A key of another type only: refused as well (the recorded type is not offered).
+    let rsa_key = sshd.change_host_key("rsa");
+    let stored = every_file(&remote);
+    let out = env.run(&["backup", "config.yml"]);
+    assert_failed(&env, &out, &["destination ssh", &new_key, &rsa_key]);
+    assert_eq!(every_file(&remote), stored, "something was written");
+    // The other way the message gives: `fingerprint` set to the new key wins.
+    write_config(
+        &env,
+        &[pinned.replace(&server_env("SB_TEST_SCP_FINGERPRINT"), &rsa_key)],
+    );
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    env.run(&["backup", "config.yml"]).expect(0);
+    assert_eq!(every_file(&remote).len(), stored.len() + 2);
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
+}
+
+/// The fingerprint of the only key in a known_hosts file, as `ssh-keygen -l` prints it.
+fn recorded_fingerprint(known_hosts: &std::path::Path) -> String {
+    let shown = std::process::Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(known_hosts)
+        .output()
+        .expect("ssh-keygen runs");
+    let text = String::from_utf8(shown.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text.split_whitespace().nth(1).unwrap().to_string()
+}
