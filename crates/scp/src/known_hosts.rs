@@ -69,6 +69,14 @@ impl KnownHosts {
     /// Records `seen` for `host`, unless keys were recorded for it meanwhile (then returns
     /// them). Creates the file's folder (mode 0700) and the file (mode 0600) when missing.
     pub(crate) fn record(&self, host: &str, seen: &SeenKey) -> Result<Recorded> {
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || "*?!,|#@".contains(c)) {
+            // Pattern characters would make the record match other hosts, or not its own.
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("the server name {host:?} cannot be recorded in a known_hosts file"),
+            )
+            .with_hint("set `server` to a host name or address"));
+        }
         let dir = self
             .path
             .parent()
@@ -289,6 +297,21 @@ mod tests {
         let err = file.lookup("other.example").unwrap_err();
         assert!(err.to_string().contains("line 5"), "{err}");
         assert!(err.to_string().contains("ssh-keygen -R"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_or_a_name_that_cannot_be_recorded_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A folder where the file should be: an error, never "nothing recorded".
+        let file = KnownHosts::new(tmp.path().to_path_buf());
+        assert!(file.lookup("host").is_err());
+        assert!(file.record("host", &key(1)).is_err());
+        let file = KnownHosts::new(tmp.path().join("known_hosts"));
+        for name in ["a,b", "*", "a b", "!a", "h?st"] {
+            let err = file.record(name, &key(1)).err().expect(name);
+            assert_eq!(err.kind(), ErrorKind::Config, "{name}");
+        }
+        assert!(!tmp.path().join("known_hosts").exists());
     }
 
     #[test]
