@@ -286,14 +286,25 @@ impl SeenKey {
     }
 }
 
-/// The type a key blob names itself with (`ssh-ed25519`, `ssh-rsa`…).
+/// The type a key blob names itself with (`ssh-ed25519`, `ssh-rsa`…). The server sends it:
+/// anything but printable ASCII becomes `?`, so that it cannot forge log lines.
 fn type_name(blob: &[u8]) -> String {
     let len = blob
         .get(..4)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    blob.get(4..4 + len).map_or_else(
+    blob.get(4..4_usize.saturating_add(len)).map_or_else(
         || "unknown".into(),
-        |t| String::from_utf8_lossy(t).into_owned(),
+        |t| {
+            t.iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() {
+                        char::from(b)
+                    } else {
+                        '?'
+                    }
+                })
+                .collect()
+        },
     )
 }
 

@@ -97,6 +97,15 @@ impl KnownHosts {
             .map_err(|e| Error::io("open", &lock_path, e))?;
         // Held only while the file is read and replaced: a few milliseconds.
         lock.lock().map_err(|e| Error::io("lock", &lock_path, e))?;
+        let line = format!("{host} {}\n", seen.known_hosts_text());
+        // Only a key that reads back as what it is recorded: the server chose its bytes.
+        let mut words = line.split_whitespace().skip(1);
+        key_pin(words.next().unwrap_or_default(), words.next()).map_err(|what| {
+            Error::new(
+                ErrorKind::Destination,
+                format!("the host key of {host} cannot be recorded: {what}"),
+            )
+        })?;
         let mut text = self.read()?;
         if let Some(pins) = self.keys_in(&text, host)? {
             return Ok(Recorded::Already(pins));
@@ -104,7 +113,7 @@ impl KnownHosts {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&format!("{host} {}\n", seen.known_hosts_text()));
+        text.push_str(&line);
         // tempfile creates it with mode 0600, under a name no other process uses.
         let mut file = tempfile::Builder::new()
             .prefix(".known_hosts.")
@@ -311,6 +320,16 @@ mod tests {
             let err = file.record(name, &key(1)).err().expect(name);
             assert_eq!(err.kind(), ErrorKind::Config, "{name}");
         }
+        // A key whose blob names another type (the server chose its bytes) is not written.
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&21u32.to_be_bytes());
+        forged.extend_from_slice(b"ssh-ed25519\nevil ssh");
+        forged.extend([1; 32]);
+        let err = file
+            .record("host", &SeenKey::ed25519(forged))
+            .err()
+            .expect("forged type");
+        assert!(err.to_string().contains("cannot be recorded"), "{err}");
         assert!(!tmp.path().join("known_hosts").exists());
     }
 
