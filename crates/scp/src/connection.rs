@@ -173,10 +173,7 @@ impl Remote {
                 }
                 session
             }
-            Some(pins) => match self.find_pinned_key(pins, first, seen) {
-                Ok(session) => session,
-                Err(presented) => return Err(self.mismatch(&trust, pins, &presented)),
-            },
+            Some(pins) => self.find_pinned_key(&trust, pins, first, seen)?,
             None if matches!(trust, Trust::FirstUse) => self.trust_first_use(session, seen)?,
             None => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
@@ -254,21 +251,20 @@ impl Remote {
     }
 
     /// The server did not present the pinned key first: it may hold keys of several types.
-    /// Asks for each other type in turn; returns the keys presented if none is pinned.
+    /// Asks for each other type in turn; refuses the server if none is an accepted key.
     fn find_pinned_key(
         &self,
+        trust: &Trust,
         pins: &HostKeyPins,
         first: Option<&'static str>,
         seen: SeenKey,
-    ) -> std::result::Result<Session, Vec<SeenKey>> {
+    ) -> Result<Session> {
         let mut presented = vec![seen];
         for family in KEY_FAMILIES {
             if Some(family) == first || presented.iter().any(|k| k.family() == family) {
                 continue;
             }
-            let Ok(tcp) = self.tcp() else {
-                break;
-            };
+            let tcp = self.tcp()?;
             let Ok((session, key)) = self.handshake(tcp, Some(family)) else {
                 // The server holds no key of this type: try the next.
                 continue;
@@ -279,7 +275,7 @@ impl Remote {
             }
             presented.push(key);
         }
-        Err(presented)
+        Err(self.mismatch(trust, pins, &presented))
     }
 
     /// The refusal of a server that presented none of the accepted keys.
