@@ -2,6 +2,7 @@
 //! `service-backup backup` obeys `exit_if_in_progress` while the daemon uploads.
 
 use std::fs::{File, TryLockError};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,12 +27,13 @@ pub async fn acquire(
     reject_if_held: bool,
     cancel: &CancellationToken,
 ) -> Result<BackupLock> {
-    std::fs::create_dir_all(state_dir).map_err(|e| Error::io("create state_dir", state_dir, e))?;
+    crate::store::create_state_dir(state_dir)?;
     let path = state_dir.join(LOCK_FILE);
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io("open the backup lock", &path, e))?;
     let mut waited = false;
