@@ -30,12 +30,11 @@ pub async fn acquire(
     reject_if_held: bool,
     cancel: &CancellationToken,
 ) -> Result<BackupLock> {
-    take(
-        state_dir,
-        reject_if_held,
-        cancel,
-        "Another backup or a restore is in progress; this backup waits for it to finish",
-    )
+    take(state_dir, reject_if_held, cancel, || {
+        tracing::info!(
+            "Another backup or a restore is in progress; this backup waits for it to finish"
+        );
+    })
     .await
 }
 
@@ -45,12 +44,11 @@ pub async fn acquire_for_restore(
     state_dir: &Path,
     cancel: &CancellationToken,
 ) -> Result<BackupLock> {
-    take(
-        state_dir,
-        false,
-        cancel,
-        "A backup or restore is in progress; this restore waits for it to finish",
-    )
+    // A warning, so that `service-backup restore` (which shows warnings and errors) says
+    // why it does not go on.
+    take(state_dir, false, cancel, || {
+        tracing::warn!("A backup or restore is in progress; this restore waits for it to finish");
+    })
     .await
 }
 
@@ -58,7 +56,7 @@ async fn take(
     state_dir: &Path,
     reject_if_held: bool,
     cancel: &CancellationToken,
-    waiting: &'static str,
+    log_wait: fn(),
 ) -> Result<BackupLock> {
     crate::store::create_state_dir(state_dir)?;
     let path = state_dir.join(LOCK_FILE);
@@ -78,7 +76,7 @@ async fn take(
             }
             Err(TryLockError::WouldBlock) => {
                 if !waited {
-                    tracing::info!("{waiting}");
+                    log_wait();
                     waited = true;
                 }
                 tokio::select! {
