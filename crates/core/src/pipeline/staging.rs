@@ -424,9 +424,20 @@ fn take_mode_and_owner(target: &Path, staged: &Path) -> std::io::Result<()> {
     )
 }
 
+/// Opens `dir` itself: a folder, not a link to one, and never a FIFO, whose opening
+/// would wait for a writer (someone who can write beside the target may plant one under
+/// a work folder's name).
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(dir)
+}
+
 /// Locks `dir` for as long as the returned file is open.
 fn lock_dir(dir: &Path) -> Result<File> {
-    let file = File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    let file = open_dir(dir).map_err(|e| Error::io("open", dir, e))?;
     file.try_lock().map_err(|e| {
         Error::io(
             "lock",
@@ -529,8 +540,8 @@ fn remove_stale_staging(path: &Path, mounts: &[PathBuf]) {
         tracing::warn!(path = %path.display(), "a staging folder left by a stopped restore holds a mount point; it is kept");
         return;
     }
-    let Ok(dir) = File::open(path) else {
-        return;
+    let Ok(dir) = open_dir(path) else {
+        return; // not a folder: not ours
     };
     if dir.try_lock().is_err() {
         return; // another restore works in it
@@ -809,5 +820,29 @@ mod tests {
             vec![OsString::from("new.txt")]
         );
         drop(busy_lock);
+    }
+
+    #[test]
+    fn what_others_plant_under_a_work_folder_s_name_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("precious"), b"keep").unwrap();
+        // A FIFO (opening it would wait for a writer) and a link to another folder.
+        let fifo = dir
+            .path()
+            .join(".service-backup-restore-target-aaaaaaaaaaaa");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let link = dir
+            .path()
+            .join(".service-backup-restore-target-bbbbbbbbbbbb");
+        std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+        let staging = Staging::prepare(&target, true).unwrap();
+        staging.discard();
+        assert!(fifo.exists() && link.exists());
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("precious")).unwrap(),
+            b"keep"
+        );
     }
 }
