@@ -747,8 +747,8 @@ fn a_file_changing_while_read_is_recorded_and_the_archive_verifies() {
 //
 // | fault | how it is made | what the agent must do | test |
 // | --- | --- | --- | --- |
-// | a restore (CLI) into the source during a backup | the backup's dump waits for a file; `restore --target source` meanwhile | the restore waits (logged once), the source is not touched until the backup ends, then both succeed; restores' work folders in the source, at any depth, are not archived | `a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_archived` |
-// | an API restore into the source during a backup | the same through `POST /backups/restore` | the restore task stays queued, the source untouched, until the backup is done; then it is done | `an_api_restore_into_the_source_waits_for_the_backup_in_progress` |
+// | a restore (CLI) into the source during a backup | the backup's dump waits for a file; `restore --target source` meanwhile | the restore waits (logged once; SIGINT then: exit 1, task failed "terminated"), the source is not touched until the backup ends, then both succeed; restores' work folders in the source, at any depth, are not archived | `a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_archived` |
+// | an API restore into the source during a backup | the same through `POST /backups/restore` | the restore task stays queued, the source untouched, until the backup is done; then it is done; one waiting when the daemon gets SIGTERM fails "terminated" | `an_api_restore_into_the_source_waits_for_the_backup_in_progress` |
 // | the backup lock cannot be opened | `state_dir/backup.lock` is a folder | API backup, API restore, CLI backup and CLI restore: each task ends failed with "cannot open the backup lock … Is a directory", in the API and in `tasks` | `tasks_whose_lock_cannot_be_opened_fail_with_the_reason` |
 
 /// What a restore logs once while a backup holds the lock.
@@ -808,6 +808,46 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     let backup = Agent::start(&env, "backup", &["backup", "config.yml"], &[]);
     backup.wait_for("Source executable started", 1, Duration::from_secs(20));
     let before = tree(&env.path("source"));
+    // The command line logs on stderr.
+    let logged = |tag: &str, message: &str| {
+        std::fs::read_to_string(env.path(&format!("{tag}.err")))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("\"message\":\"{message}\"")))
+            .count()
+    };
+    // A restore stopped while it waits: exit 1, its task failed "terminated", nothing
+    // touched.
+    let stopped = Agent::start(
+        &env,
+        "stopped",
+        &[
+            "restore",
+            "config.yml",
+            "--backup",
+            &first,
+            "--target",
+            "source",
+            "--force",
+        ],
+        &[],
+    );
+    wait_until("the first restore waits", Duration::from_secs(20), || {
+        logged("stopped", RESTORE_WAITS) == 1
+    });
+    stopped.signal("INT");
+    let (out, _) = stopped.wait(Duration::from_secs(10));
+    out.expect(1);
+    assert!(
+        out.stderr.contains("stopped while waiting"),
+        "{}",
+        out.stderr
+    );
+    let t = tasks(&env);
+    let last = t.iter().rev().find(|t| t["kind"] == "restore").unwrap();
+    assert_eq!(state(last), ("failed".into(), "terminated".into()), "{t:?}");
+    assert_eq!(tree(&env.path("source")), before);
+
     let around = std::fs::read_dir(env.dir.path()).unwrap().count();
     let restore = Agent::start(
         &env,
@@ -823,20 +863,12 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
         ],
         &[],
     );
-    // The restore command logs on stderr.
-    let logged = |message: &str| {
-        std::fs::read_to_string(env.path("restore.err"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(&format!("\"message\":\"{message}\"")))
-            .count()
-    };
     wait_until("the restore waits", Duration::from_secs(20), || {
-        logged(RESTORE_WAITS) == 1
+        logged("restore", RESTORE_WAITS) == 1
     });
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(logged(RESTORE_WAITS), 1, "logged once");
-    assert_eq!(logged("Perform restore started"), 0);
+    assert_eq!(logged("restore", RESTORE_WAITS), 1, "logged once");
+    assert_eq!(logged("restore", "Perform restore started"), 0);
     assert_eq!(
         tree(&env.path("source")),
         before,
@@ -982,10 +1014,31 @@ async fn an_api_restore_into_the_source_waits_for_the_backup_in_progress() {
     );
     let t = api_ended(&client, &base, "restores", restore).await;
     assert_eq!(t["status"], "done", "{t}");
+    let newest = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
+
+    // A restore waiting when the daemon is stopped: its task fails "terminated".
+    std::fs::remove_file(&go).unwrap();
+    let (status, _) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    daemon.wait_for("Source executable started", 2, Duration::from_secs(20));
+    let (_, answer) = api_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/backups/restore"),
+        serde_json::json!({"instance_id": "inst-r", "backup_id": first}),
+    )
+    .await;
+    let waiting = answer["restore_id"].as_i64().unwrap();
+    daemon.wait_for(RESTORE_WAITS, 2, Duration::from_secs(20));
+    let during = tree(&env.path("source"));
     daemon.signal("TERM");
     daemon.wait(Duration::from_secs(20)).0.expect(0);
+    assert_eq!(
+        state(&task(&env, waiting)),
+        ("failed".to_string(), "terminated".to_string())
+    );
+    assert_eq!(tree(&env.path("source")), during);
     // The backup made meanwhile is the source as it was, and nothing of the restore.
-    let newest = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
     env.restore_into(&newest, &env.path("during"), &[])
         .expect(0);
     assert_eq!(tree(&env.path("during")), before);
