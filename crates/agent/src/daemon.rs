@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
@@ -262,12 +263,33 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
             let trigger = if task.is_some() { "api" } else { "schedule" };
             if let Err(e) = runner::backup(&current, &ctx, trigger, task, Bar::hidden()).await {
                 tracing::error!(error = %e, "Perform backup completed with error");
+                if let Some(id) = task {
+                    fail_unfinished(&ctx, id, &e).await;
+                }
             }
             queue.done();
             if ctx.cancel.is_cancelled() {
                 return;
             }
         }
+    }
+}
+
+/// Fails task `id` with `e` as its reason if it is still queued or running, so that no
+/// error leaves an API task waiting forever.
+async fn fail_unfinished(ctx: &RunContext, id: i64, e: &Error) {
+    let open = ctx
+        .tasks
+        .get(id)
+        .await
+        .map(|t| t.is_some_and(|t| matches!(t.state, TaskState::Queued | TaskState::Running)));
+    let failed = match open {
+        Ok(true) => ctx.tasks.fail(id, None, e.to_string(), 0.0).await,
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = failed {
+        tracing::error!(task_id = id, error = %e, "The backup task could not be marked failed");
     }
 }
 

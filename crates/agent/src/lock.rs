@@ -1,7 +1,10 @@
 //! The backup lock in `state_dir`: one backup at a time across processes, so a manual
-//! `service-backup backup` obeys `exit_if_in_progress` while the daemon uploads.
+//! `service-backup backup` obeys `exit_if_in_progress` while the daemon uploads. Restores
+//! take it too: a backup never reads a target being restored, nor a restore's staging
+//! folder.
 
 use std::fs::{File, TryLockError};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,18 +23,48 @@ pub struct BackupLock {
     _file: File,
 }
 
-/// Takes the lock: at once or refused when `reject_if_held`, else waiting (until `cancel`).
+/// Takes the lock for a backup: at once or refused when `reject_if_held`, else waiting
+/// (until `cancel`).
 pub async fn acquire(
     state_dir: &Path,
     reject_if_held: bool,
     cancel: &CancellationToken,
 ) -> Result<BackupLock> {
-    std::fs::create_dir_all(state_dir).map_err(|e| Error::io("create state_dir", state_dir, e))?;
+    take(state_dir, reject_if_held, cancel, || {
+        tracing::info!(
+            "Another backup or a restore is in progress; this backup waits for it to finish"
+        );
+    })
+    .await
+}
+
+/// Takes the lock for a restore, waiting for a backup or restore in progress (until
+/// `cancel`).
+pub async fn acquire_for_restore(
+    state_dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<BackupLock> {
+    // A warning, so that `service-backup restore` (which shows warnings and errors) says
+    // why it does not go on.
+    take(state_dir, false, cancel, || {
+        tracing::warn!("A backup or restore is in progress; this restore waits for it to finish");
+    })
+    .await
+}
+
+async fn take(
+    state_dir: &Path,
+    reject_if_held: bool,
+    cancel: &CancellationToken,
+    log_wait: fn(),
+) -> Result<BackupLock> {
+    crate::store::create_state_dir(state_dir)?;
     let path = state_dir.join(LOCK_FILE);
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io("open the backup lock", &path, e))?;
     let mut waited = false;
@@ -43,15 +76,13 @@ pub async fn acquire(
             }
             Err(TryLockError::WouldBlock) => {
                 if !waited {
-                    tracing::info!(
-                        "Another backup is in progress; this one waits for it to finish"
-                    );
+                    log_wait();
                     waited = true;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
                     () = cancel.cancelled() => {
-                        return Err(Error::new(ErrorKind::Cancelled, "stopped while waiting for another backup to finish"));
+                        return Err(Error::new(ErrorKind::Cancelled, "stopped while waiting for another backup or restore to finish"));
                     }
                 }
             }

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::destinations;
 use crate::executables;
+use crate::lock;
 use crate::progress::Bar;
+use crate::runner::RunContext;
 use crate::tasks::Tasks;
 
 /// What to restore, from where, into where.
@@ -43,21 +45,40 @@ pub fn default_target(config: &Config) -> Option<PathBuf> {
         .or_else(|| config.source_folder.clone())
 }
 
-/// Runs the queued restore task `id`: restores, then runs the restore executable; the task
-/// ends `done` or `failed` with the reason. Returns the backup's name and what was read.
+/// Runs the queued restore task `id`: waits for a backup in progress (the backup lock is
+/// held for the whole restore), restores, then runs the restore executable; the task ends
+/// `done` or `failed` with the reason, whatever fails. Returns the backup's name and what
+/// was read.
 pub async fn run_task(
     config: &Config,
-    tasks: &Tasks,
+    ctx: &RunContext,
     id: i64,
     plan: &RestorePlan,
-    cancel: &CancellationToken,
     bar: Arc<Bar>,
 ) -> Result<(String, ReadStats)> {
-    let guid = service_backup_core::random::hex_token(16)?;
-    tasks.start(id, guid).await?;
-    tracing::info!(task_id = id, target = %plan.target.display(), "Perform restore started");
+    // A backup running meanwhile could archive the target half restored (and the staging
+    // folder with it), and a backup starting meanwhile waits for this restore.
+    let _lock = match lock::acquire_for_restore(&ctx.state_dir, &ctx.cancel).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            record_failure(&ctx.tasks, id, &e, 0.0).await;
+            return Err(e);
+        }
+    };
     let started = Instant::now();
-    let result = restore_and_run(config, plan, cancel, bar).await;
+    let result = async {
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "stopped before the restore began",
+            ));
+        }
+        let guid = service_backup_core::random::hex_token(16)?;
+        ctx.tasks.start(id, guid).await?;
+        tracing::info!(task_id = id, target = %plan.target.display(), "Perform restore started");
+        restore_and_run(config, plan, &ctx.cancel, bar).await
+    }
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     match &result {
         Ok((name, stats)) => {
@@ -68,7 +89,7 @@ pub async fn run_task(
                 size_in_bytes = stats.extracted.bytes,
                 "Perform restore completed successfully"
             );
-            tasks
+            ctx.tasks
                 .finish(
                     id,
                     Some(name.clone()),
@@ -78,17 +99,23 @@ pub async fn run_task(
                 )
                 .await?;
         }
-        Err(e) => {
-            tracing::error!(task_id = id, error = %e, "Perform restore completed with error");
-            let reason = if e.kind() == ErrorKind::Cancelled {
-                "terminated".to_string()
-            } else {
-                e.to_string()
-            };
-            tasks.fail(id, None, reason, seconds).await?;
-        }
+        Err(e) => record_failure(&ctx.tasks, id, e, seconds).await,
     }
     result
+}
+
+/// Logs the failure of restore task `id` and records it in the task, `queued` or
+/// `running`; a task that cannot be updated is logged too.
+async fn record_failure(tasks: &Tasks, id: i64, e: &Error, seconds: f64) {
+    tracing::error!(task_id = id, error = %e, "Perform restore completed with error");
+    let reason = if e.kind() == ErrorKind::Cancelled {
+        "terminated".to_string()
+    } else {
+        e.to_string()
+    };
+    if let Err(e) = tasks.fail(id, None, reason, seconds).await {
+        tracing::error!(task_id = id, error = %e, "The restore task could not be marked failed");
+    }
 }
 
 async fn restore_and_run(

@@ -178,7 +178,20 @@ pub async fn backup(
                 }
                 return Ok(RunReport { task_id: queued, cancelled: true, problems: vec![e.to_string()], ..RunReport::default() });
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Recorded as a failed task, the queued one or a new one, so that the
+                // reason shows in `tasks` and the API instead of a task left queued.
+                tracing::error!(error = %e, "Perform backup completed with error");
+                let reason = e.to_string();
+                let id = match queued {
+                    Some(id) => Some(id),
+                    None => ctx.tasks.create(TaskKind::Backup, trigger).await.ok(),
+                };
+                if let Some(id) = id {
+                    ctx.tasks.fail(id, None, reason.clone(), 0.0).await?;
+                }
+                return Ok(RunReport { task_id: id, problems: vec![reason], ..RunReport::default() });
+            }
         };
         let id = match queued {
             Some(id) => id,

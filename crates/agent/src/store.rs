@@ -1,10 +1,14 @@
 //! Tasks in SQLite: every backup and restore, with the states of the core state machine.
 //!
-//! The database lives in `state_dir` (WAL mode, schema versioned by a migration table). A
+//! The database lives in `state_dir` (WAL mode, schema versioned by a migration table),
+//! readable by the agent alone: the folder is created 0700, the database files 0600. A
 //! task found `running` when the store opens belonged to a process that died: it becomes
 //! `failed` with reason "interrupted". A database that cannot be read is an error, never
 //! silently replaced.
 
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -144,6 +148,68 @@ fn is_full(path: &Path, e: &rusqlite::Error) -> bool {
     }
 }
 
+/// Creates `state_dir` if it is missing, readable by the agent alone (mode 0700; its
+/// parents as the umask makes them). An existing one is left as it is.
+pub fn create_state_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create state_dir", dir, e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => {
+            Err(Error::io("create state_dir", dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Warns when other users may list `state_dir`: the default one is the configuration's
+/// folder, which is not the agent's to change.
+fn warn_if_readable(dir: &Path) {
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            state_dir = %dir.display(),
+            mode = %format!("{:04o}", meta.mode() & 0o7777),
+            "state_dir may be read by other users; make it the agent's alone (chmod 700), or set state_dir to a folder of its own"
+        );
+    }
+}
+
+/// Creates the database file with mode 0600 if it is missing, and takes group and other
+/// permissions away from it and its journals if they have some (a warning where it
+/// cannot). SQLite gives the `-wal`,
+/// `-shm` and `-journal` files it creates the database file's mode.
+fn make_private(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create the task database", path, e)),
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %file.display(), error = %e, "the task database may be read by other users and its mode cannot be changed; make it the agent's alone (chmod 600)");
+        }
+    }
+    Ok(())
+}
+
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -152,9 +218,10 @@ impl Store {
     /// Opens (creating if needed) the database in `state_dir`, migrates it, and fails every
     /// task left `queued` or `running` by a process that died (not those of a live daemon).
     pub fn open(state_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| Error::io("create state_dir", state_dir, e))?;
+        create_state_dir(state_dir)?;
+        warn_if_readable(state_dir);
         let path = state_dir.join(DB_FILE);
+        make_private(&path)?;
         let conn = Connection::open(&path).map_err(|e| db_error(&path, &e))?;
         let mut store = Self {
             conn,

@@ -872,3 +872,365 @@ fn replace_id(body: &[u8], id: &[u8]) -> Vec<u8> {
     out.extend_from_slice(rest);
     out
 }
+
+// Issue 20, findings 7 and 11: a restore's staging and swap, and the modes of state_dir.
+
+/// Every entry of `root` (itself first) with its kind, mode, owner and content, so that
+/// two snapshots are equal only if the trees are byte for byte the same.
+fn snapshot(root: &Path) -> Vec<(String, u32, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt as _;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u32, u32, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let content = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .display()
+                    .to_string()
+                    .into_bytes()
+            } else {
+                vec![]
+            };
+            out.push((rel, meta.mode(), meta.uid(), content));
+            if meta.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let meta = std::fs::metadata(root).unwrap();
+    let mut out = vec![(String::new(), meta.mode(), meta.uid(), vec![])];
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Fails loudly when not root: these rows mount filesystems and switch users.
+fn require_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root (the suite runs as root): it mounts a tmpfs or runs the agent as nobody"
+    );
+}
+
+#[test]
+fn a_mount_point_inside_the_target_is_refused_and_the_target_is_left_as_it_was() {
+    require_root("this row");
+    let env = Env::new();
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    let target = env.path("target");
+    std::fs::create_dir_all(target.join("sub")).unwrap();
+    std::fs::write(target.join("a.txt"), b"old a").unwrap();
+    std::fs::write(target.join("sub/z.txt"), b"old z").unwrap();
+    // A filesystem mounted deep in the target, holding data of its own.
+    let _disk = common::host::Tmpfs::mount(&target.join("sub/data"), "4m");
+    std::fs::write(target.join("sub/data/table.db"), b"on the other disk").unwrap();
+    let before = snapshot(&target);
+    let around = names(env.dir.path());
+
+    let out = env.restore_into(&name, &target, &["--force"]);
+    out.expect(2);
+    let mount = target.join("sub/data");
+    assert!(
+        out.stderr.contains("holds the mount point")
+            && out.stderr.contains(mount.to_str().unwrap())
+            && out.stderr.contains("unmount it"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot(&target), before, "the target changed");
+    assert_eq!(
+        names(env.dir.path()),
+        around,
+        "something was left beside it"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(mounts.contains(mount.to_str().unwrap()), "the mount moved");
+    // The refused restore is a failed task, with the reason.
+    let tasks = env.run(&["tasks", "config.yml", "--json"]);
+    let tasks: Vec<serde_json::Value> = serde_json::from_str(&tasks.stdout).unwrap();
+    let restore = tasks.iter().rev().find(|t| t["kind"] == "restore").unwrap();
+    assert_eq!(restore["status"], "failed", "{restore}");
+    assert!(
+        restore["reason"]
+            .as_str()
+            .unwrap()
+            .contains("holds the mount point"),
+        "{restore}"
+    );
+}
+
+/// Runs the binary as nobody (uid and gid 65534, no other groups) in the env's folder.
+fn as_nobody(env: &Env, args: &[&str]) -> common::Run {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::binary())
+        .args(args)
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    common::Run::from(out)
+}
+
+#[test]
+fn a_read_only_folder_in_the_target_leaves_it_as_it_was_for_a_user_who_cannot_move_it() {
+    require_root("this row");
+    let env = Env::new();
+    // Everything the agent needs belongs to nobody, who runs it.
+    chmod(env.dir.path(), 0o755);
+    std::fs::create_dir(env.path("state")).unwrap();
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    for p in ["state", "backups", "backup.key"] {
+        std::os::unix::fs::chown(env.path(p), Some(65534), Some(65534)).unwrap();
+    }
+    env.write_config(&format!("state_dir: {}\n", env.path("state").display()));
+    let backup = as_nobody(&env, &["backup", "config.yml"]);
+    backup.expect(0);
+    let name = env.run(&["list", "config.yml", "--json"]).stdout;
+    let items: Vec<serde_json::Value> = serde_json::from_str(&name).unwrap();
+    let name = items[0]["name"].as_str().unwrap().to_string();
+
+    // The target is nobody's, with a read-only folder (which nobody cannot move to
+    // another folder: that changes its `..`) between two files, in `parent`.
+    let target_in = |parent: &str| {
+        let target = env.path(&format!("{parent}/target"));
+        std::fs::create_dir_all(target.join("ro")).unwrap();
+        std::fs::write(target.join("a.txt"), b"old a").unwrap();
+        std::fs::write(target.join("ro/kept.txt"), b"old ro").unwrap();
+        std::fs::write(target.join("z.txt"), b"old z").unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        chmod(&target.join("ro"), 0o555);
+        chmod(&target, 0o750);
+        target
+    };
+
+    // A parent nobody cannot write: the restore is staged inside the target, and the
+    // entries moved one by one; the read-only folder stops it, and every move is undone.
+    let locked = target_in("locked");
+    let before = snapshot(&locked);
+    let out = as_nobody(
+        &env,
+        &[
+            "restore",
+            "config.yml",
+            "--backup",
+            &name,
+            "--target",
+            locked.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    out.expect(1);
+    assert!(
+        out.stderr.contains("was left as it was")
+            && out.stderr.contains("Permission denied")
+            && out.stderr.contains("ro"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot(&locked), before, "the target changed");
+    assert_eq!(names(&env.path("locked")), ["target"]);
+
+    // A parent nobody can write: the target is swapped whole, keeping its mode and owner;
+    // the old content that cannot be deleted is kept beside it, and the log says where.
+    let open = target_in("open");
+    std::os::unix::fs::chown(env.path("open"), Some(65534), Some(65534)).unwrap();
+    let out = as_nobody(
+        &env,
+        &[
+            "restore",
+            "config.yml",
+            "--backup",
+            &name,
+            "--target",
+            open.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    out.expect(0);
+    assert_eq!(tree(&open), tree(&env.path("source")));
+    assert_eq!(
+        snapshot(&open)[0],
+        before[0],
+        "the target's own mode and owner"
+    );
+    let left: Vec<String> = names(&env.path("open"))
+        .into_iter()
+        .filter(|n| n != "target")
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(".service-backup-replaced-target-"),
+        "{left:?}"
+    );
+    assert!(
+        out.all().contains(&left[0]) && out.all().contains("delete the folder by hand"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(
+        std::fs::read(env.path(&format!("open/{}/ro/kept.txt", left[0]))).unwrap(),
+        b"old ro"
+    );
+}
+
+#[test]
+fn the_previous_content_left_by_a_stopped_restore_survives_the_next_restores() {
+    let env = Env::new();
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    let target = env.path("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("old.txt"), b"old").unwrap();
+    // What stopped restores leave: the target's previous content beside it (swapped
+    // away, not yet deleted) or inside it (an earlier version's layout), and a staging
+    // folder with part of an extraction.
+    let kept_beside = env.path(".service-backup-replaced-target-0123456789ab");
+    let kept_inside = target.join(".service-backup-replaced-abcdef012345");
+    let stale = env.path(".service-backup-restore-target-00000000aaaa");
+    for dir in [&kept_beside, &kept_inside, &stale] {
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::write(
+            dir.join("db/table"),
+            format!("the only copy, in {}", dir.display()),
+        )
+        .unwrap();
+    }
+    let kept = [snapshot(&kept_beside), snapshot(&kept_inside)];
+
+    for run in 0..2 {
+        let out = env.restore_into(&name, &target, &["--force"]);
+        out.expect(0);
+        assert_eq!(
+            [snapshot(&kept_beside), snapshot(&kept_inside)],
+            kept,
+            "run {run}: the previous content changed"
+        );
+        for dir in [&kept_beside, &kept_inside] {
+            assert!(
+                out.all().contains(dir.to_str().unwrap())
+                    && out.all().contains("move back what you need"),
+                "run {run}: {dir:?} not named: {}",
+                out.all()
+            );
+        }
+        assert!(!stale.exists(), "the stale staging folder is removed");
+        let mut restored = tree(&target);
+        restored.retain(|(p, _)| !p.starts_with(".service-backup-"));
+        assert_eq!(restored, tree(&env.path("source")), "run {run}");
+    }
+    let mut around = names(env.dir.path());
+    around.retain(|n| n.starts_with(".service-backup-"));
+    assert_eq!(around, [".service-backup-replaced-target-0123456789ab"]);
+}
+
+#[test]
+fn a_restore_keeps_the_target_s_own_mode_and_owner() {
+    require_root("this row");
+    let env = Env::new();
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    let target = env.path("target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("old.txt"), b"old").unwrap();
+    std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
+    chmod(&target, 0o2750);
+    let before = snapshot(&target)[0].clone();
+    env.restore_into(&name, &target, &["--force"]).expect(0);
+    assert_eq!(snapshot(&target)[0], before);
+    assert_eq!(tree(&target), tree(&env.path("source")));
+    let around: Vec<String> = names(env.dir.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".service-backup-"))
+        .collect();
+    assert!(around.is_empty(), "{around:?}");
+}
+
+#[test]
+fn state_dir_and_the_task_database_are_the_agent_s_alone_under_umask_022() {
+    use std::os::unix::fs::MetadataExt as _;
+    let env = Env::new();
+    let state = env.path("state/deeper");
+    env.write_config(&format!(
+        "state_dir: {}\ncron_schedule: \"0 0 1 1 *\"\n",
+        state.display()
+    ));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    let umask_022 = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("umask 022; exec \"$0\" \"$@\"")
+            .arg(common::binary())
+            .args(args)
+            .current_dir(env.dir.path());
+        c
+    };
+    let out = common::Run::from(umask_022(&["backup", "config.yml"]).output().unwrap());
+    out.expect(0);
+    assert_eq!(mode(&state), 0o700, "state_dir");
+    assert_eq!(
+        mode(&env.path("state")),
+        0o755,
+        "its parent, as the umask makes it"
+    );
+    for file in ["service-backup.sqlite3", "backup.lock"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    // The journals exist while the daemon has the database open.
+    let mut daemon = umask_022(&["run", "config.yml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let journals = ["-wal", "-shm"].map(|s| state.join(format!("service-backup.sqlite3{s}")));
+    while !journals.iter().all(|j| j.exists()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no -wal and -shm files in {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for j in &journals {
+        assert_eq!(mode(j), 0o600, "{}", j.display());
+    }
+    daemon.kill().unwrap();
+    let out = common::Run::from(daemon.wait_with_output().unwrap());
+    assert!(!out.all().contains("panicked"), "{}", out.all());
+
+    // A database made readable by others is made the agent's again, and a state_dir
+    // others may read is reported.
+    chmod(&state.join("service-backup.sqlite3"), 0o644);
+    chmod(&state, 0o755);
+    let out = env.run(&["tasks", "config.yml"]);
+    out.expect(0);
+    assert_eq!(mode(&state.join("service-backup.sqlite3")), 0o600);
+    assert!(
+        out.all().contains("state_dir may be read by other users")
+            && out.all().contains("chmod 700"),
+        "{}",
+        out.all()
+    );
+}

@@ -741,3 +741,388 @@ fn a_file_changing_while_read_is_recorded_and_the_archive_verifies() {
     env.write_config("");
     next_backup_restores(&env, &[]);
 }
+
+// Issue 20, findings 8 and 9: restores take the backup lock, and `.service-backup-*`
+// folders are never archived; a task whose lock cannot be taken fails with its reason.
+//
+// | fault | how it is made | what the agent must do | test |
+// | --- | --- | --- | --- |
+// | a restore (CLI) into the source during a backup | the backup's dump waits for a file; `restore --target source` meanwhile | the restore waits (logged once; SIGINT then: exit 1, task failed "terminated"), the source is not touched until the backup ends, then both succeed; restores' work folders in the source, at any depth, are not archived | `a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_archived` |
+// | an API restore into the source during a backup | the same through `POST /backups/restore` | the restore task stays queued, the source untouched, until the backup is done; then it is done; one waiting when the daemon gets SIGTERM fails "terminated" | `an_api_restore_into_the_source_waits_for_the_backup_in_progress` |
+// | the backup lock cannot be opened | `state_dir/backup.lock` is a folder | API backup, API restore, CLI backup and CLI restore: each task ends failed with "cannot open the backup lock … Is a directory", in the API and in `tasks` | `tasks_whose_lock_cannot_be_opened_fail_with_the_reason` |
+
+/// What a restore logs once while a backup holds the lock.
+const RESTORE_WAITS: &str =
+    "A backup or restore is in progress; this restore waits for it to finish";
+
+/// A dump that waits until the file `go` exists; returns the config line and `go`.
+fn waiting_dump(env: &Env) -> (String, std::path::PathBuf) {
+    let go = env.path("go");
+    let dump = script(
+        env,
+        "dump.sh",
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+    );
+    (format!("source_executable: {dump}\n"), go)
+}
+
+/// `tree` without restores' work folders.
+fn without_work_folders(mut t: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    t.retain(|(p, _)| !p.contains(".service-backup-"));
+    t
+}
+
+#[test]
+fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_archived() {
+    let env = Env::new();
+    // Work folders of restores in the source, at the top and deeper.
+    for dir in [
+        ".service-backup-replaced-source-0123456789ab",
+        "sub/.service-backup-restore-deeper-0123456789ab",
+    ] {
+        std::fs::create_dir_all(env.path(&format!("source/{dir}"))).unwrap();
+        std::fs::write(
+            env.path(&format!("source/{dir}/secret")),
+            "not for the archive",
+        )
+        .unwrap();
+    }
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(0);
+    assert!(
+        out.stdout.contains("not archiving a restore's work folder"),
+        "{}",
+        out.stdout
+    );
+    let first = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
+    env.restore_into(&first, &env.path("plain"), &[]).expect(0);
+    let expected = without_work_folders(tree(&env.path("source")));
+    assert_eq!(
+        tree(&env.path("plain")),
+        expected,
+        "work folders were archived"
+    );
+
+    let (dump, go) = waiting_dump(&env);
+    env.write_config(&dump);
+    let backup = Agent::start(&env, "backup", &["backup", "config.yml"], &[]);
+    backup.wait_for("Source executable started", 1, Duration::from_secs(20));
+    let before = tree(&env.path("source"));
+    // The command line logs on stderr.
+    let logged = |tag: &str, message: &str| {
+        std::fs::read_to_string(env.path(&format!("{tag}.err")))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("\"message\":\"{message}\"")))
+            .count()
+    };
+    // A restore stopped while it waits: exit 1, its task failed "terminated", nothing
+    // touched.
+    let stopped = Agent::start(
+        &env,
+        "stopped",
+        &[
+            "restore",
+            "config.yml",
+            "--backup",
+            &first,
+            "--target",
+            "source",
+            "--force",
+        ],
+        &[],
+    );
+    wait_until("the first restore waits", Duration::from_secs(20), || {
+        logged("stopped", RESTORE_WAITS) == 1
+    });
+    stopped.signal("INT");
+    let (out, _) = stopped.wait(Duration::from_secs(10));
+    out.expect(1);
+    assert!(
+        out.stderr.contains("stopped while waiting"),
+        "{}",
+        out.stderr
+    );
+    let t = tasks(&env);
+    let last = t.iter().rev().find(|t| t["kind"] == "restore").unwrap();
+    assert_eq!(state(last), ("failed".into(), "terminated".into()), "{t:?}");
+    assert_eq!(tree(&env.path("source")), before);
+
+    let around = std::fs::read_dir(env.dir.path()).unwrap().count();
+    let restore = Agent::start(
+        &env,
+        "restore",
+        &[
+            "restore",
+            "config.yml",
+            "--backup",
+            &first,
+            "--target",
+            "source",
+            "--force",
+        ],
+        &[],
+    );
+    wait_until("the restore waits", Duration::from_secs(20), || {
+        logged("restore", RESTORE_WAITS) == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(logged("restore", RESTORE_WAITS), 1, "logged once");
+    assert_eq!(logged("restore", "Perform restore started"), 0);
+    assert_eq!(
+        tree(&env.path("source")),
+        before,
+        "the source changed mid-backup"
+    );
+    assert_eq!(
+        std::fs::read_dir(env.dir.path()).unwrap().count(),
+        around + 2, // the restore's log files, and no staging folder
+    );
+    std::fs::write(&go, "").unwrap();
+    let (b, _) = backup.wait(Duration::from_secs(60));
+    b.expect(0);
+    let (r, _) = restore.wait(Duration::from_secs(60));
+    r.expect(0);
+    no_panic(&r);
+    // The backup holds the source as it was, without the work folders; the restore came
+    // after it, and kept the folder a stopped restore left.
+    let second = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    env.restore_into(&second, &env.path("during"), &[])
+        .expect(0);
+    assert_eq!(tree(&env.path("during")), without_work_folders(before));
+    assert!(
+        env.path("source/.service-backup-replaced-source-0123456789ab/secret")
+            .exists()
+    );
+    let t = tasks(&env);
+    let restore = t
+        .iter()
+        .rev()
+        .find(|t| t["kind"] == "restore" && t["backup_name"] == first.as_str());
+    assert_eq!(state(restore.unwrap()).0, "done", "{t:?}");
+}
+
+/// Sends a request with a JSON body to the daemon's API.
+async fn api_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
+    let r = client
+        .request(method, url)
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The API's task of restore `id`.
+async fn api_restore(client: &reqwest::Client, base: &str, id: i64) -> Value {
+    let (_, body) = api(client, reqwest::Method::GET, format!("{base}/backups")).await;
+    body["restores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("restore {id} not in {body}"))["backup_agent_tasks"][0]
+        .clone()
+}
+
+/// Waits until the API shows task `id` (of `list`, `backups` or `restores`) ended.
+async fn api_ended(client: &reqwest::Client, base: &str, list: &str, id: i64) -> Value {
+    let start = Instant::now();
+    loop {
+        let t = if list == "backups" {
+            api_task(client, base, id).await
+        } else {
+            api_restore(client, base, id).await
+        };
+        if t["status"] == "done" || t["status"] == "failed" {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{list} {id}: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The daemon's config lines for the API on `port`, as instance `inst-r`.
+fn api_yaml(env: &Env, port: u16) -> String {
+    std::fs::write(env.path("tokens"), format!("{API_TOKEN}\n")).unwrap();
+    format!(
+        "instance_id: inst-r\napi:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {}\n",
+        env.path("tokens").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_restore_into_the_source_waits_for_the_backup_in_progress() {
+    common::secret(API_TOKEN);
+    let env = Env::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let api_lines = api_yaml(&env, port);
+    env.write_config(&api_lines);
+    env.run(&["backup", "config.yml"]).expect(0);
+    let (dump, go) = waiting_dump(&env);
+    env.write_config(&format!("{dump}{api_lines}"));
+    let daemon = api_daemon(&env, "daemon", &base).await;
+    let client = reqwest::Client::new();
+    let (_, listing) = api(&client, reqwest::Method::GET, format!("{base}/backups")).await;
+    let first = listing["backups"][0]["id"].as_i64().unwrap();
+    let (status, running) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{running}");
+    let running = running["id"].as_i64().unwrap();
+    daemon.wait_for("Source executable started", 1, Duration::from_secs(20));
+    let before = tree(&env.path("source"));
+
+    let (status, answer) = api_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/backups/restore"),
+        serde_json::json!({"instance_id": "inst-r", "backup_id": first}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    let restore = answer["restore_id"].as_i64().unwrap();
+    daemon.wait_for(RESTORE_WAITS, 1, Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        api_restore(&client, &base, restore).await["status"],
+        "queued"
+    );
+    assert_eq!(daemon.count(RESTORE_WAITS), 1, "logged once");
+    assert_eq!(
+        tree(&env.path("source")),
+        before,
+        "the source changed mid-backup"
+    );
+
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(
+        api_ended(&client, &base, "backups", running).await["status"],
+        "done"
+    );
+    let t = api_ended(&client, &base, "restores", restore).await;
+    assert_eq!(t["status"], "done", "{t}");
+    let newest = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
+
+    // A restore waiting when the daemon is stopped: its task fails "terminated".
+    std::fs::remove_file(&go).unwrap();
+    let (status, _) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    daemon.wait_for("Source executable started", 2, Duration::from_secs(20));
+    let (_, answer) = api_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/backups/restore"),
+        serde_json::json!({"instance_id": "inst-r", "backup_id": first}),
+    )
+    .await;
+    let waiting = answer["restore_id"].as_i64().unwrap();
+    daemon.wait_for(RESTORE_WAITS, 2, Duration::from_secs(20));
+    let during = tree(&env.path("source"));
+    daemon.signal("TERM");
+    daemon.wait(Duration::from_secs(20)).0.expect(0);
+    assert_eq!(
+        state(&task(&env, waiting)),
+        ("failed".to_string(), "terminated".to_string())
+    );
+    assert_eq!(tree(&env.path("source")), during);
+    // The backup made meanwhile is the source as it was, and nothing of the restore.
+    env.restore_into(&newest, &env.path("during"), &[])
+        .expect(0);
+    assert_eq!(tree(&env.path("during")), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_whose_lock_cannot_be_opened_fail_with_the_reason() {
+    common::secret(API_TOKEN);
+    let env = Env::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let state_dir = env.path("state");
+    let api_lines = format!(
+        "state_dir: {}\n{}",
+        state_dir.display(),
+        api_yaml(&env, port)
+    );
+    env.write_config(&api_lines);
+    env.run(&["backup", "config.yml"]).expect(0);
+    let name = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
+    let daemon = api_daemon(&env, "daemon", &base).await;
+    let client = reqwest::Client::new();
+    let (_, listing) = api(&client, reqwest::Method::GET, format!("{base}/backups")).await;
+    let first = listing["backups"][0]["id"].as_i64().unwrap();
+    // The lock file cannot be opened: a folder took its name.
+    std::fs::remove_file(state_dir.join("backup.lock")).unwrap();
+    std::fs::create_dir(state_dir.join("backup.lock")).unwrap();
+    let reason_ok =
+        |r: &str| r.contains("cannot open the backup lock") && r.contains("Is a directory");
+
+    let (status, created) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    let backup = created["id"].as_i64().unwrap();
+    let t = api_ended(&client, &base, "backups", backup).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(reason_ok(t["reason"].as_str().unwrap()), "{t}");
+
+    let (status, answer) = api_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/backups/restore"),
+        serde_json::json!({"instance_id": "inst-r", "backup_id": first}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    let restore = answer["restore_id"].as_i64().unwrap();
+    let t = api_ended(&client, &base, "restores", restore).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(reason_ok(t["reason"].as_str().unwrap()), "{t}");
+    daemon.signal("TERM");
+    daemon.wait(Duration::from_secs(20)).0.expect(0);
+
+    // The same from the command line: exit 1 with the reason, and a failed task each.
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(reason_ok(&out.stderr), "{}", out.stderr);
+    let before = tree(&env.path("source"));
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--backup",
+        &name,
+        "--target",
+        "source",
+        "--force",
+    ]);
+    out.expect(1);
+    assert!(reason_ok(&out.stderr), "{}", out.stderr);
+    assert_eq!(tree(&env.path("source")), before);
+    // Every task but the first backup: the API's two and the command line's two.
+    let ended: Vec<(String, String)> = tasks(&env)
+        .iter()
+        .filter(|t| t["status"] != "done")
+        .map(state)
+        .collect();
+    assert_eq!(ended.len(), 4, "{ended:?}");
+    assert!(
+        ended.iter().all(|(s, r)| s == "failed" && reason_ok(r)),
+        "{ended:?}"
+    );
+    for id in [backup, restore] {
+        assert_eq!(state(&task(&env, id)).0, "failed", "task {id}");
+    }
+    let text = env.run(&["tasks", "config.yml"]);
+    assert!(reason_ok(&text.stdout), "{}", text.stdout);
+    assert!(!text.stdout.contains("queued"), "{}", text.stdout);
+}

@@ -14,7 +14,8 @@ use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::pipeline::ObjectReader;
 use crate::pipeline::extract::Extractor;
-use crate::pipeline::restore::{Decryption, Expected, ReadStats, Staging, read_archive};
+use crate::pipeline::restore::{Decryption, Expected, ReadStats, read_archive};
+use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
 
 /// A complete backup found in a destination.

@@ -334,17 +334,16 @@ async fn restore(
         from_instance: None,
     };
     tokio::spawn(async move {
-        let _one = state.restoring.lock().await;
+        // One restore at a time; one stopped while it waits says so in its task.
+        let _one = tokio::select! {
+            one = state.restoring.lock() => one,
+            () = state.ctx.cancel.cancelled() => {
+                let _ = state.ctx.tasks.fail(restore_id, None, "terminated".into(), 0.0).await;
+                return;
+            }
+        };
         // The outcome is recorded in the task and logged.
-        let _ = restoring::run_task(
-            &config,
-            &state.ctx.tasks,
-            restore_id,
-            &plan,
-            &state.ctx.cancel,
-            Bar::hidden(),
-        )
-        .await;
+        let _ = restoring::run_task(&config, &state.ctx, restore_id, &plan, Bar::hidden()).await;
     });
     Ok(axum::Json(json!({"restore_id": restore_id})).into_response())
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use service_backup_core::catalog::read_into;
 use service_backup_core::format::{DecryptingReader, from_io};
-use service_backup_core::pipeline::restore::{Decryption, Staging};
+use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::pipeline::staging::Staging;
 use service_backup_core::{Error, ErrorKind};
 
 use super::{CliResult, Outcome, keyring};

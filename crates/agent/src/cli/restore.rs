@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use service_backup_core::catalog::{self, Selector};
 use service_backup_core::pipeline::restore::{Decryption, ReadStats};
+use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::{CliError, CliResult, Outcome, keyring, load_config, runtime};
 use crate::config::Config;
@@ -138,19 +140,47 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
                 target.display().to_string(),
             )
             .await?;
-        restoring::run_task(
-            &config,
-            &ctx.tasks,
-            id,
-            &plan,
-            &ctx.cancel,
-            Bar::new("restore"),
-        )
-        .await
+        stop_on_signals(&ctx, id)?;
+        restoring::run_task(&config, &ctx, id, &plan, Bar::new("restore")).await
     })?;
     eprintln!("restored backup {name}");
     report_restored(&stats, &target);
     Ok(Outcome::Success)
+}
+
+/// On SIGTERM or SIGINT: a restore still waiting for a backup to finish stops waiting (its
+/// task fails "terminated"); a restore already running fails its task "terminated" and
+/// ends the process at once, as the signal would have without this listener (the next
+/// restore removes the staging folder it leaves).
+fn stop_on_signals(ctx: &RunContext, id: i64) -> Result<(), Error> {
+    let listen = |kind| {
+        signal(kind)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen for signals: {e}")))
+    };
+    let (mut term, mut int) = (
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    );
+    let (cancel, tasks) = (ctx.cancel.clone(), ctx.tasks.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            cancel.cancel();
+            let running = tasks
+                .get(id)
+                .await
+                .is_ok_and(|t| t.is_some_and(|t| t.state == TaskState::Running));
+            if running {
+                let _ = tasks.fail(id, None, "terminated".into(), 0.0).await;
+                eprintln!("error: the restore was stopped by a signal");
+                std::process::exit(1);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Verifies a backup or an archive file end to end.

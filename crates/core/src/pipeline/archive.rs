@@ -15,6 +15,7 @@ use crate::format::{EncryptingWriter, Key, from_io};
 use crate::progress::Progress;
 
 use super::compress::{ParallelCompressor, compression_threads};
+use super::staging::WORK_PREFIX;
 use crate::compression::Algorithm;
 
 /// What to archive and how.
@@ -106,7 +107,8 @@ impl<W: Write> Write for Sealer<W> {
 /// Writes the archive of `spec.source` to `out`; returns what it counted and `out`.
 ///
 /// Regular files, directories and symlinks are archived with their modes and times;
-/// sockets, FIFOs and devices are skipped with a warning. An unreadable entry fails the
+/// sockets, FIFOs and devices are skipped with a warning, and so are the work folders of
+/// restores (`.service-backup-*`), at any depth. An unreadable entry fails the
 /// whole archive with an error naming it.
 pub fn write_archive<W: Write + Send>(
     spec: &ArchiveSpec,
@@ -160,11 +162,19 @@ fn append_tree<W: Write>(
     tar.follow_symlinks(false);
     let mut stats = ArchiveStats::default();
 
-    for entry in walkdir::WalkDir::new(source)
+    let walk = walkdir::WalkDir::new(source)
         .follow_links(false)
         .sort_by_file_name()
         .min_depth(1)
-    {
+        .into_iter()
+        .filter_entry(|e| {
+            let work = is_work_folder(e);
+            if work {
+                tracing::warn!(path = %e.path().display(), "not archiving a restore's work folder (.service-backup-*); if a stopped restore left it, see its log lines");
+            }
+            !work
+        });
+    for entry in walk {
         let entry = entry.map_err(|e| walk_error(source, e))?;
         let path = entry.path();
         let rel = path.strip_prefix(source).expect("walked below the source");
@@ -206,6 +216,19 @@ fn append_tree<W: Write>(
     }
 
     Ok(stats)
+}
+
+/// Whether `entry`, below the source, is a restore's work folder (or any name of that
+/// prefix), which a backup never archives: a restore into the source folder, or into a
+/// folder inside it, stages there, and a stopped one leaves its folders there. At any depth,
+/// as a target may be any folder inside the source.
+fn is_work_folder(entry: &walkdir::DirEntry) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    entry.depth() > 0
+        && entry
+            .file_name()
+            .as_bytes()
+            .starts_with(WORK_PREFIX.as_bytes())
 }
 
 /// Checks that the source folder exists and is a folder, before anything is uploaded.
@@ -311,6 +334,7 @@ pub fn source_size(source: &Path) -> u64 {
     walkdir::WalkDir::new(source)
         .follow_links(false)
         .into_iter()
+        .filter_entry(|e| !is_work_folder(e))
         .filter_map(std::result::Result::ok)
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| e.metadata().ok())

@@ -6,6 +6,7 @@ pub mod compress;
 pub mod extract;
 pub mod fanout;
 pub mod restore;
+pub mod staging;
 
 use std::io::{self, Read};
 

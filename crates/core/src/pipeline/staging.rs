@@ -1,0 +1,848 @@
+//! The target of a restore, and the staging folder the archive is extracted into, put in
+//! the target's place only when everything checked out.
+//!
+//! The staging folder is a hidden sibling of the target, on the same filesystem:
+//! `<parent>/.service-backup-restore-<name>-<token>`. Putting it in place is then one
+//! `renameat2(RENAME_EXCHANGE)` of the two folders: at every moment the target holds all
+//! of its old content or all of the new, whatever stops the agent.
+//!
+//! Where an exchange cannot work, the staging folder goes inside the target and the
+//! entries are moved one by one, each move undone on the first error: when the target is
+//! a mount point (its parent is another filesystem, and a mount point cannot be renamed),
+//! when the agent cannot write to its parent (BOSH's `/var/vcap/store` belongs to root),
+//! when the staged folder cannot be given the target's owner, and when the filesystem
+//! refuses the exchange (NFS).
+//!
+//! A mount point inside the target is refused: the target's folders move as a whole, and
+//! a mount inside one would move with it, and its content be deleted with the old content.
+//!
+//! Folders left by a restore that was stopped: a `restore-` one only ever holds part of
+//! an extraction, and the next restore removes it (unless a restore still works in it:
+//! each one locks its folder). A `replaced-` one may hold the target's previous content:
+//! only the restore that made it removes it, once that restore succeeded; later restores
+//! keep it and log where it is and what to do.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, RenameFlags, renameat, renameat2};
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::random::hex_token;
+
+/// Prefix of the hidden folders a restore works in; a backup never archives them.
+pub const WORK_PREFIX: &str = ".service-backup-";
+
+/// A folder being extracted into: `<WORK_PREFIX>restore-…`.
+const STAGING: &str = "restore-";
+
+/// A folder holding the content a restore replaced: `<WORK_PREFIX>replaced-…`.
+const REPLACED: &str = "replaced-";
+
+/// Random bytes in a work folder's name (twice as many hex digits).
+const TOKEN_BYTES: usize = 6;
+
+/// The longest part of the target's name that a work folder beside it repeats, so that the
+/// folder's name stays within the 255 bytes of a file name.
+const NAME_PART_MAX: usize = 128;
+
+/// Where the staging folder is.
+#[derive(Debug)]
+enum Place {
+    /// Beside the target, swapped with it on commit.
+    Beside {
+        /// The target's parent, held open so that every rename happens in that folder.
+        parent: OwnedFd,
+        /// Its path, for messages and for what takes paths.
+        parent_path: PathBuf,
+        /// The target's name in `parent`.
+        target_name: OsString,
+        /// The staging folder's name in `parent`.
+        staging_name: OsString,
+        /// The target's name as the work folders beside it repeat it.
+        name_part: OsString,
+    },
+    /// Inside the target; the entries are moved on commit.
+    Inside,
+}
+
+/// A restore into a target folder through a staging folder beside it (or, where that
+/// cannot work, inside it).
+#[derive(Debug)]
+pub struct Staging {
+    /// The target's real path (symbolic links resolved).
+    target: PathBuf,
+    staging: PathBuf,
+    place: Place,
+    created_target: bool,
+    /// Held while the staging folder is in use, so that no other restore removes it as
+    /// left over.
+    _lock: File,
+}
+
+impl Staging {
+    /// Prepares `target` for a restore: refuses a non-empty target unless `replace`, and
+    /// a target holding a mount point; removes what stopped restores left that holds
+    /// nothing of the target's; creates the staging folder.
+    pub fn prepare(target: &Path, replace: bool) -> Result<Self> {
+        let created_target = std::fs::symlink_metadata(target).is_err();
+        std::fs::create_dir_all(target)
+            .map_err(|e| Error::io("create restore target", target, e))?;
+        let prepared = Self::prepare_existing(target, replace, created_target);
+        if prepared.is_err() && created_target {
+            let _ = std::fs::remove_dir(target);
+        }
+        prepared
+    }
+
+    fn prepare_existing(given: &Path, replace: bool, created_target: bool) -> Result<Self> {
+        // The real path: a target reached through a symbolic link is restored where the
+        // link points, and the link stays as it is.
+        let target = std::fs::canonicalize(given)
+            .map_err(|e| Error::io("resolve restore target", given, e))?;
+        let mounts = mount_points();
+        clean_inside(&target, &mounts);
+        if !replace && !visible_entries(&target)?.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("restore target {} is not empty", target.display()),
+            )
+            .with_hint("restore into an empty folder, or pass --force to replace its content once the backup is fully restored"));
+        }
+        if let Some(mount) = mount_inside(&mounts, &target) {
+            return Err(mount_error(&target, mount));
+        }
+        let token = hex_token(TOKEN_BYTES)?;
+        if let Some((place, staging, lock)) = beside(&target, &mounts, &token)? {
+            return Ok(Self {
+                target,
+                staging,
+                place,
+                created_target,
+                _lock: lock,
+            });
+        }
+        let staging = target.join(work_name(STAGING, None, &token));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(|e| Error::io("create staging folder", &staging, e))?;
+        let lock = lock_dir(&staging)?;
+        Ok(Self {
+            target,
+            staging,
+            place: Place::Inside,
+            created_target,
+            _lock: lock,
+        })
+    }
+
+    /// The directory to extract into.
+    pub fn dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Puts the staged content in the target's place. On an error the target is left as
+    /// it was, or the error says where its previous content is.
+    pub fn commit(self) -> Result<()> {
+        match &self.place {
+            Place::Beside { .. } => self.swap(),
+            Place::Inside => {
+                let staging = self.staging.clone();
+                self.move_entries(&staging)
+            }
+        }
+    }
+
+    /// Removes the staged content; the target is left as it was.
+    pub fn discard(self) {
+        self.remove_staging();
+    }
+
+    fn remove_staging(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.staging)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.staging.display(), error = %e, "the staging folder of the restore could not be removed; the next restore removes it");
+        }
+        if self.created_target {
+            let _ = std::fs::remove_dir(&self.target);
+        }
+    }
+
+    /// Swaps the staging folder beside the target with the target.
+    fn swap(self) -> Result<()> {
+        let Place::Beside {
+            parent,
+            parent_path,
+            target_name,
+            staging_name,
+            name_part,
+        } = &self.place
+        else {
+            unreachable!("swap is for a staging folder beside the target");
+        };
+        // Once swapped, the staged folder is the target: it takes the target's own mode
+        // and owner first (its ACLs and extended attributes are not carried over).
+        if let Err(e) = take_mode_and_owner(&self.target, &self.staging) {
+            tracing::info!(target = %self.target.display(), error = %e, "the restored folder cannot take the target's owner; its entries are moved into the target instead");
+            return self.move_entries_from_beside();
+        }
+        // Named `replaced-` before the exchange: if the agent stops after it, that name
+        // holds the target's previous content, which the next restore keeps.
+        let replaced_name = work_name(REPLACED, Some(name_part), &hex_token(TOKEN_BYTES)?);
+        let replaced = parent_path.join(&replaced_name);
+        if let Err(e) = renameat(
+            parent,
+            staging_name.as_os_str(),
+            parent,
+            replaced_name.as_os_str(),
+        ) {
+            self.remove_staging();
+            return Err(Error::io("rename", &self.staging, e.into()));
+        }
+        // A mount point put inside the target since the restore began would move with it.
+        if let Some(mount) = mount_inside(&mount_points(), &self.target) {
+            let back = renameat(
+                parent,
+                replaced_name.as_os_str(),
+                parent,
+                staging_name.as_os_str(),
+            );
+            if back.is_ok() {
+                self.remove_staging();
+            }
+            return Err(mount_error(&self.target, mount));
+        }
+        if let Err(errno) = renameat2(
+            parent,
+            replaced_name.as_os_str(),
+            parent,
+            target_name.as_os_str(),
+            RenameFlags::RENAME_EXCHANGE,
+        ) {
+            // Nothing changed: the staged content takes its staging name back.
+            if let Err(e) = renameat(
+                parent,
+                replaced_name.as_os_str(),
+                parent,
+                staging_name.as_os_str(),
+            ) {
+                return Err(Error::io("rename", &replaced, e.into()).with_hint(format!(
+                    "the target was not changed; the restored content is in {}",
+                    replaced.display()
+                )));
+            }
+            tracing::info!(target = %self.target.display(), error = %errno, "the restored folder cannot be swapped with the target here; its entries are moved into the target instead");
+            return self.move_entries_from_beside();
+        }
+        if let Ok(dir) = File::open(parent_path) {
+            let _ = dir.sync_all();
+        }
+        // The previous content is in `replaced` now. What stopped restores left in the
+        // target goes on into the new one.
+        for name in list(&replaced).unwrap_or_default() {
+            if name.as_bytes().starts_with(WORK_PREFIX.as_bytes()) {
+                let (from, to) = (replaced.join(&name), self.target.join(&name));
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    tracing::warn!(path = %from.display(), error = %e, "a folder kept from a stopped restore could not be moved into the restored target; it stays where it is");
+                }
+            }
+        }
+        // Made by this restore, which succeeded.
+        remove_replaced(&replaced);
+        Ok(())
+    }
+
+    /// Moves the entries of the staging folder beside the target into the target, then
+    /// removes the (empty) staging folder.
+    fn move_entries_from_beside(self) -> Result<()> {
+        let staging = self.staging.clone();
+        self.move_entries(&staging)
+    }
+
+    /// Moves the target's entries aside and `from`'s entries into the target; on an error,
+    /// moves every one back. The entries moved aside are removed once all is in place.
+    fn move_entries(self, from: &Path) -> Result<()> {
+        let target = &self.target;
+        // A mount point put inside the target since the restore began would be moved aside
+        // with its folder, and its content removed.
+        if let Some(mount) = mount_inside(&mount_points(), target) {
+            self.remove_staging();
+            return Err(mount_error(target, mount));
+        }
+        let existing = visible_entries(target)?;
+        let staged = visible_entries(from)?;
+        let aside = target.join(work_name(REPLACED, None, &hex_token(TOKEN_BYTES)?));
+        let mut moved_aside: Vec<&OsString> = Vec::new();
+        let mut moved_in: Vec<&OsString> = Vec::new();
+        let moved = (|| {
+            if !existing.is_empty() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&aside)
+                    .map_err(|e| Error::io("create", &aside, e))?;
+            }
+            for name in &existing {
+                let path = target.join(name);
+                std::fs::rename(&path, aside.join(name))
+                    .map_err(|e| Error::io("move aside", &path, e))?;
+                moved_aside.push(name);
+            }
+            for name in &staged {
+                let path = from.join(name);
+                std::fs::rename(&path, target.join(name))
+                    .map_err(|e| Error::io("move into place", &path, e))?;
+                moved_in.push(name);
+            }
+            Ok::<_, Error>(())
+        })();
+        let Err(e) = moved else {
+            if let Err(e) = std::fs::remove_dir(from) {
+                tracing::warn!(path = %from.display(), error = %e, "the empty staging folder could not be removed");
+            }
+            if !existing.is_empty() {
+                remove_replaced(&aside);
+            }
+            if let Ok(dir) = File::open(target) {
+                let _ = dir.sync_all();
+            }
+            return Ok(());
+        };
+        // Every move undone, newest first.
+        let mut stuck = Vec::new();
+        for name in moved_in.into_iter().rev() {
+            if let Err(e) = std::fs::rename(target.join(name), from.join(name)) {
+                stuck.push(format!("{}: {e}", target.join(name).display()));
+            }
+        }
+        for name in moved_aside.into_iter().rev() {
+            if let Err(e) = std::fs::rename(aside.join(name), target.join(name)) {
+                stuck.push(format!("{}: {e}", aside.join(name).display()));
+            }
+        }
+        if stuck.is_empty() {
+            let _ = std::fs::remove_dir(&aside);
+            self.remove_staging();
+            return Err(e.context(format!(
+                "restore target {} was left as it was",
+                target.display()
+            )));
+        }
+        Err(Error::new(
+            e.kind(),
+            format!(
+                "{e}; restore target {} is half replaced: undoing the moves failed for {}",
+                target.display(),
+                stuck.join(", ")
+            ),
+        )
+        .with_hint(format!(
+            "its previous content is in {} and the restored content in {}; move back what you need by hand",
+            aside.display(),
+            from.display()
+        )))
+    }
+}
+
+/// The staging folder beside `target`, created and locked, and its place; `None` where the
+/// target cannot be swapped with a folder beside it.
+fn beside(
+    target: &Path,
+    mounts: &[PathBuf],
+    token: &str,
+) -> Result<Option<(Place, PathBuf, File)>> {
+    let (Some(parent_path), Some(target_name)) = (target.parent(), target.file_name()) else {
+        return Ok(None);
+    };
+    let other_filesystem = match (std::fs::metadata(parent_path), std::fs::metadata(target)) {
+        (Ok(p), Ok(t)) => p.dev() != t.dev(),
+        _ => true,
+    };
+    if other_filesystem || mounts.iter().any(|m| m == target) {
+        tracing::info!(target = %target.display(), "the restore target is a mount point: the restore is staged inside it");
+        return Ok(None);
+    }
+    let name_part = name_part(target_name);
+    let staging_name = work_name(STAGING, Some(&name_part), token);
+    let staging = parent_path.join(&staging_name);
+    match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            tracing::info!(target = %target.display(), error = %e, "the restore target's parent folder cannot be written: the restore is staged inside the target");
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io("create staging folder", &staging, e)),
+    }
+    let opened = lock_dir(&staging).and_then(|lock| {
+        let parent = nix::fcntl::open(
+            parent_path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", parent_path, e.into()))?;
+        Ok((lock, parent))
+    });
+    let (lock, parent) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&staging);
+            return Err(e);
+        }
+    };
+    clean_beside(parent_path, &name_part, mounts);
+    let place = Place::Beside {
+        parent,
+        parent_path: parent_path.to_path_buf(),
+        target_name: target_name.to_os_string(),
+        staging_name,
+        name_part,
+    };
+    Ok(Some((place, staging, lock)))
+}
+
+/// Gives `staged` the mode and owner of `target`.
+fn take_mode_and_owner(target: &Path, staged: &Path) -> std::io::Result<()> {
+    let want = std::fs::metadata(target)?;
+    let have = std::fs::metadata(staged)?;
+    if (want.uid(), want.gid()) != (have.uid(), have.gid()) {
+        std::os::unix::fs::chown(staged, Some(want.uid()), Some(want.gid()))?;
+    }
+    std::fs::set_permissions(
+        staged,
+        std::fs::Permissions::from_mode(want.mode() & 0o7777),
+    )
+}
+
+/// Opens `dir` itself: a folder, not a link to one, and never a FIFO, whose opening
+/// would wait for a writer (someone who can write beside the target may plant one under
+/// a work folder's name).
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(dir)
+}
+
+/// Locks `dir` for as long as the returned file is open.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let file = open_dir(dir).map_err(|e| Error::io("open", dir, e))?;
+    file.try_lock().map_err(|e| {
+        Error::io(
+            "lock",
+            dir,
+            match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => std::io::ErrorKind::WouldBlock.into(),
+            },
+        )
+    })?;
+    Ok(file)
+}
+
+/// `<WORK_PREFIX><kind>[<name_part>-]<token>`.
+fn work_name(kind: &str, name_part: Option<&OsStr>, token: &str) -> OsString {
+    let mut name = work_prefix(kind, name_part);
+    name.push(token);
+    name
+}
+
+fn work_prefix(kind: &str, name_part: Option<&OsStr>) -> OsString {
+    let mut name = OsString::from(WORK_PREFIX);
+    name.push(kind);
+    if let Some(part) = name_part {
+        name.push(part);
+        name.push("-");
+    }
+    name
+}
+
+/// Whether `name` is exactly a work folder's name of `kind` for `name_part`.
+fn is_work_name(name: &OsStr, kind: &str, name_part: Option<&OsStr>) -> bool {
+    name.as_bytes()
+        .strip_prefix(work_prefix(kind, name_part).as_bytes())
+        .is_some_and(|token| {
+            token.len() == 2 * TOKEN_BYTES && token.iter().all(u8::is_ascii_hexdigit)
+        })
+}
+
+/// The target's name as the work folders beside it repeat it: cut to [`NAME_PART_MAX`]
+/// bytes.
+fn name_part(target_name: &OsStr) -> OsString {
+    let bytes = target_name.as_bytes();
+    OsString::from_vec(bytes[..bytes.len().min(NAME_PART_MAX)].to_vec())
+}
+
+/// The names in `dir`, sorted.
+fn list(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
+        names.push(entry.map_err(|e| Error::io("read", dir, e))?.file_name());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The names in `dir` but the work folders of restores.
+fn visible_entries(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names = list(dir)?;
+    names.retain(|n| !n.as_bytes().starts_with(WORK_PREFIX.as_bytes()));
+    Ok(names)
+}
+
+/// What stopped restores left inside the target (as earlier versions, and restores staged
+/// inside the target, leave it): staging folders removed, replaced content kept.
+fn clean_inside(target: &Path, mounts: &[PathBuf]) {
+    let Ok(names) = list(target) else {
+        return;
+    };
+    let replaced = work_prefix(REPLACED, None);
+    for name in names {
+        let path = target.join(&name);
+        if is_work_name(&name, STAGING, None) {
+            remove_stale_staging(&path, mounts);
+        } else if name.as_bytes().starts_with(replaced.as_bytes()) {
+            warn_kept(&path, target);
+        }
+    }
+}
+
+/// What stopped restores into the target `name_part` left beside it.
+fn clean_beside(parent: &Path, name_part: &OsStr, mounts: &[PathBuf]) {
+    let Ok(names) = list(parent) else {
+        return;
+    };
+    for name in names {
+        let path = parent.join(&name);
+        if is_work_name(&name, STAGING, Some(name_part)) {
+            remove_stale_staging(&path, mounts);
+        } else if is_work_name(&name, REPLACED, Some(name_part)) {
+            warn_kept(&path, &parent.join(name_part));
+        }
+    }
+}
+
+/// Removes the staging folder of a restore that was stopped, unless a restore still works
+/// in it or something is mounted in it.
+fn remove_stale_staging(path: &Path, mounts: &[PathBuf]) {
+    if mounts.iter().any(|m| m.starts_with(path)) {
+        tracing::warn!(path = %path.display(), "a staging folder left by a stopped restore holds a mount point; it is kept");
+        return;
+    }
+    let Ok(dir) = open_dir(path) else {
+        return; // not a folder: not ours
+    };
+    if dir.try_lock().is_err() {
+        return; // another restore works in it
+    }
+    tracing::info!(path = %path.display(), "removing the staging folder of a restore that was stopped");
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), error = %e, "the staging folder of a stopped restore could not be removed; remove it by hand");
+    }
+}
+
+fn warn_kept(path: &Path, target: &Path) {
+    tracing::warn!(
+        path = %path.display(),
+        target = %target.display(),
+        "A restore into the target was stopped before it finished: this folder may hold the target's previous content, and is kept. Compare it with the target, move back what you need, then delete it"
+    );
+}
+
+/// Removes a folder of replaced content, made by a restore that succeeded; a failure is
+/// logged, as the restore is complete.
+fn remove_replaced(path: &Path) {
+    if let Some(mount) = mount_inside(&mount_points(), path) {
+        tracing::warn!(path = %path.display(), mount_point = %mount.display(), "the target's previous content holds a mount point and is kept; unmount it, then delete the folder");
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), error = %e, "the target's previous content could not be removed after the restore; delete the folder by hand");
+    }
+}
+
+fn mount_error(target: &Path, mount: &Path) -> Error {
+    Error::new(
+        ErrorKind::Usage,
+        format!(
+            "restore target {} holds the mount point {}: a restore replaces the whole folder and cannot replace another filesystem's content",
+            target.display(),
+            mount.display()
+        ),
+    )
+    .with_hint("unmount it, or restore into a folder without mount points (--target)")
+}
+
+/// The first mount point strictly inside `dir`.
+fn mount_inside<'a>(mounts: &'a [PathBuf], dir: &Path) -> Option<&'a Path> {
+    mounts
+        .iter()
+        .find(|m| m.starts_with(dir) && m.as_path() != dir)
+        .map(PathBuf::as_path)
+}
+
+/// The mount points this process sees, from `/proc/self/mountinfo`; none, with a warning,
+/// where it cannot be read.
+fn mount_points() -> Vec<PathBuf> {
+    match std::fs::read("/proc/self/mountinfo") {
+        Ok(text) => parse_mount_points(&text),
+        Err(e) => {
+            tracing::warn!(error = %e, "/proc/self/mountinfo cannot be read: mount points inside a restore target are not looked for");
+            Vec::new()
+        }
+    }
+}
+
+/// The mount points of a `mountinfo` text: the fifth field of each line. (The `procfs`
+/// crate reads that field without decoding its escapes, and refuses a line that is not
+/// UTF-8.)
+fn parse_mount_points(text: &[u8]) -> Vec<PathBuf> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .filter(|field| !field.is_empty())
+        .map(|field| PathBuf::from(OsString::from_vec(unescape(field))))
+        .collect()
+}
+
+/// A `mountinfo` field with its octal escapes (`\040` for a space, `\134` for a backslash,
+/// and so on) decoded.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && let Some(&[a, b, c]) = field.get(i + 1..i + 4)
+            && (b'0'..=b'3').contains(&a)
+            && [b, c].iter().all(|d| (b'0'..=b'7').contains(d))
+        {
+            out.push((a - b'0') * 64 + (b - b'0') * 8 + (c - b'0'));
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_read_with_their_escapes_decoded() {
+        let text = b"22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+            90 29 0:50 / /srv/my\\040data\\134x rw - tmpfs tmpfs rw\n\
+            91 29 0:51 / /srv/\\377 rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            parse_mount_points(text),
+            vec![
+                PathBuf::from("/proc"),
+                PathBuf::from("/srv/my data\\x"),
+                PathBuf::from(OsString::from_vec(b"/srv/\xff".to_vec())),
+            ]
+        );
+        assert_eq!(unescape(b"a\\04"), b"a\\04", "a cut escape stays as it is");
+        assert_eq!(unescape(b"\\777"), b"\\777", "not a byte");
+    }
+
+    #[test]
+    fn only_exact_work_names_are_taken_for_work_folders() {
+        let part = OsStr::new("redis");
+        let ours = work_name(STAGING, Some(part), "0123456789ab");
+        assert!(is_work_name(&ours, STAGING, Some(part)));
+        // Another target's, whose name starts with this one's.
+        let other = work_name(STAGING, Some(OsStr::new("redis-2")), "0123456789ab");
+        assert!(!is_work_name(&other, STAGING, Some(part)));
+        assert!(!is_work_name(
+            OsStr::new(".service-backup-restore-redis-0123"),
+            STAGING,
+            Some(part)
+        ));
+        assert!(!is_work_name(&ours, REPLACED, Some(part)));
+        assert_eq!(name_part(OsStr::new(&"n".repeat(300))).len(), NAME_PART_MAX);
+    }
+
+    /// Files and folders of `root` with their content and mode, and `root`'s own mode.
+    fn snapshot(root: &Path) -> Vec<(String, Vec<u8>, u32)> {
+        let mut out = vec![(
+            String::new(),
+            Vec::new(),
+            std::fs::metadata(root).unwrap().mode(),
+        )];
+        for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .display()
+                .to_string();
+            let data = if meta.is_file() {
+                std::fs::read(entry.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((rel, data, meta.mode()));
+        }
+        out
+    }
+
+    fn old_target(dir: &Path) -> PathBuf {
+        let target = dir.join("target");
+        std::fs::create_dir_all(target.join("sub")).unwrap();
+        std::fs::write(target.join("a.txt"), b"old a").unwrap();
+        std::fs::write(target.join("sub/b.txt"), b"old b").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o751)).unwrap();
+        target
+    }
+
+    #[test]
+    fn a_commit_swaps_the_whole_target_and_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        let staging = Staging::prepare(&target, true).unwrap();
+        assert!(matches!(staging.place, Place::Beside { .. }));
+        assert_eq!(staging.dir().parent(), Some(dir.path()));
+        std::fs::write(staging.dir().join("new.txt"), b"new").unwrap();
+        staging.commit().unwrap();
+        let after = snapshot(&target);
+        assert_eq!(after[0].2 & 0o7777, 0o751, "the target's mode");
+        assert_eq!(
+            after[1..]
+                .iter()
+                .map(|(p, d, _)| (p.as_str(), d.as_slice()))
+                .collect::<Vec<_>>(),
+            vec![("new.txt", &b"new"[..])]
+        );
+        assert_eq!(list(dir.path()).unwrap(), vec![OsString::from("target")]);
+    }
+
+    #[test]
+    fn a_discarded_restore_leaves_the_target_and_its_parent_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        let before = snapshot(&target);
+        let staging = Staging::prepare(&target, true).unwrap();
+        std::fs::write(staging.dir().join("new.txt"), b"new").unwrap();
+        staging.discard();
+        assert_eq!(snapshot(&target), before);
+        assert_eq!(list(dir.path()).unwrap(), vec![OsString::from("target")]);
+        // A target the restore created goes too.
+        Staging::prepare(&dir.path().join("fresh"), false)
+            .unwrap()
+            .discard();
+        assert!(!dir.path().join("fresh").exists());
+    }
+
+    #[test]
+    fn moving_entries_undoes_every_move_on_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        std::fs::write(target.join("z.txt"), b"old z").unwrap();
+        let before = snapshot(&target);
+        let staging = Staging::prepare(&target, true).unwrap();
+        // Entries on another filesystem cannot be renamed into the target: the first move
+        // in fails once every old entry is moved aside.
+        let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            std::fs::metadata(elsewhere.path()).unwrap().dev(),
+            std::fs::metadata(dir.path()).unwrap().dev(),
+            "this test needs /dev/shm on another filesystem than the temporary folder"
+        );
+        std::fs::write(elsewhere.path().join("a.txt"), b"new a").unwrap();
+        let err = staging.move_entries(elsewhere.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("was left as it was") && text.contains("move into place"),
+            "{text}"
+        );
+        assert_eq!(snapshot(&target), before);
+        assert_eq!(list(dir.path()).unwrap(), vec![OsString::from("target")]);
+        assert!(elsewhere.path().join("a.txt").exists());
+    }
+
+    #[test]
+    fn a_stopped_restore_s_staging_goes_and_its_replaced_content_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        let kept_beside = dir
+            .path()
+            .join(".service-backup-replaced-target-00112233aabb");
+        let kept_inside = target.join(".service-backup-replaced-445566778899");
+        let stale_beside = dir
+            .path()
+            .join(".service-backup-restore-target-ccddeeff0011");
+        let stale_inside = target.join(".service-backup-restore-223344556677");
+        // Another target's staging folder, and one a restore still works in.
+        let others = dir
+            .path()
+            .join(".service-backup-restore-target-2-ccddeeff0011");
+        let busy = dir
+            .path()
+            .join(".service-backup-restore-target-99aa99aa99aa");
+        for d in [
+            &kept_beside,
+            &kept_inside,
+            &stale_beside,
+            &stale_inside,
+            &others,
+            &busy,
+        ] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("data"), d.display().to_string()).unwrap();
+        }
+        let busy_lock = lock_dir(&busy).unwrap();
+        let kept = [snapshot(&kept_beside), snapshot(&kept_inside)];
+
+        let staging = Staging::prepare(&target, true).unwrap();
+        std::fs::write(staging.dir().join("new.txt"), b"new").unwrap();
+        staging.commit().unwrap();
+
+        assert!(!stale_beside.exists() && !stale_inside.exists());
+        assert!(others.exists() && busy.exists());
+        // The previous content of stopped restores, byte for byte, where it was.
+        assert_eq!([snapshot(&kept_beside), snapshot(&kept_inside)], kept);
+        assert_eq!(
+            visible_entries(&target).unwrap(),
+            vec![OsString::from("new.txt")]
+        );
+        drop(busy_lock);
+    }
+
+    #[test]
+    fn what_others_plant_under_a_work_folder_s_name_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("precious"), b"keep").unwrap();
+        // A FIFO (opening it would wait for a writer) and a link to another folder.
+        let fifo = dir
+            .path()
+            .join(".service-backup-restore-target-aaaaaaaaaaaa");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let link = dir
+            .path()
+            .join(".service-backup-restore-target-bbbbbbbbbbbb");
+        std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+        let staging = Staging::prepare(&target, true).unwrap();
+        staging.discard();
+        assert!(fifo.exists() && link.exists());
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("precious")).unwrap(),
+            b"keep"
+        );
+    }
+}
