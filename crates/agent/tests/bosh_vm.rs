@@ -176,6 +176,10 @@ fn the_rendered_job_runs_ctl_manual_backup_drain_restore_and_verify() {
         );
     }
 
+    // state_dir (task database, lock, known_hosts) is the backup user's alone.
+    let state = std::fs::metadata(format!("{STORE}/service-backup")).unwrap();
+    assert_eq!(state.permissions().mode() & 0o777, 0o700, "state_dir mode");
+
     // ctl start: the daemon runs as the backup user, logs in /var/vcap/sys/log.
     ctl_start();
     assert!(agent_running());
