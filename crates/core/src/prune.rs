@@ -276,6 +276,15 @@ async fn sort_trusted(
                 }),
             Err(why) => Some(why),
         };
+        // A copy of a real backup's objects under another day's folder is bound to the
+        // same backup and passes every check: counted twice, it would push out another.
+        let twin = trusted
+            .iter()
+            .find(|t: &&BackupEntry| t.manifest.name == entry.manifest.name)
+            .map(|t| t.manifest_key.clone());
+        let why = why.or_else(|| {
+            twin.map(|key| format!("another manifest, {key}, has the same backup name"))
+        });
         match why {
             None => trusted.push(entry),
             Some(why) => ignored.push(Ignored { entry, why }),

@@ -483,3 +483,56 @@ async fn judging_a_backup_reads_only_its_header() {
     let e = crate::catalog::judge(&head[..head.len() - 1], Some(&ring), &entry).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
 }
+
+/// A real backup's objects copied under another day's folder count once: the copy cannot
+/// push out an older backup.
+#[tokio::test]
+async fn a_backup_copied_to_another_folder_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(dir.path());
+    let layout = Layout::new("p", None);
+    let mut entries = Vec::new();
+    for d in 1..=2 {
+        entries.push(seed(&dest, &layout, at(d, 3), "a", 10, 10).await);
+    }
+    let newest = &entries[1];
+    let other_day = at(9, 3).date_naive();
+    let copy_manifest = layout.manifest_key(other_day, &newest.manifest.name);
+    let copy_archive = Layout::sibling(&copy_manifest, &newest.manifest.archive);
+    for (from, to) in [
+        (&newest.manifest_key, &copy_manifest),
+        (&newest.archive_key, &copy_archive),
+    ] {
+        let bytes = crate::destination::get_small(&dest, from, 1 << 20)
+            .await
+            .unwrap();
+        dest.put(to, Bytes::from(bytes)).await.unwrap();
+    }
+    let policy = Policy {
+        keep_last: Some(2),
+        ..Policy::default()
+    };
+    let scope = Scope::Instance("a".into());
+    let plan = plan_prune(
+        &dest,
+        &layout,
+        &policy,
+        &scope,
+        at(20, 0),
+        &TrustRules::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        plan.deletions().count(),
+        0,
+        "the copy pushed out the older backup"
+    );
+    assert_eq!(plan.backups.len(), 2);
+    assert_eq!(plan.ignored.len(), 1);
+    assert!(
+        plan.ignored[0].why.contains("has the same backup name"),
+        "{}",
+        plan.ignored[0].why
+    );
+}
