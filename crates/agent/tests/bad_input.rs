@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 use common::{Env, is_root, tree};
 
 const HEADER_LEN: usize = 8 + 16 + 2 + 6 + 68 + 32;
+
+/// The length of an archive's header, from its stanza lengths: with the context stanza it
+/// depends on the backup's name.
+fn header_of(archive: &[u8]) -> usize {
+    service_backup_core::format::header_len(archive)
+        .unwrap()
+        .unwrap()
+}
 const SEALED_CHUNK: usize = 65536 + 16;
 /// An env with a backup of a source larger than two chunks once compressed.
 fn env_with_big_backup() -> (Env, std::path::PathBuf) {
@@ -136,16 +144,16 @@ const GOOD_CONFIG: &str = "destinations:\n- type: local\n  config: {path: \"{d}/
 const ROWS: &[Row] = &[
     // Encrypted archives: authentication, truncation, order, another format.
     row("tampered key stanza", Input::Archive(|g, _| flip(g, 40)), 1, &["fails authentication"]),
-    row("tampered header MAC", Input::Archive(|g, _| flip(g, HEADER_LEN - 1)), 1, &["header fails authentication"]),
-    row("tampered chunk body", Input::Archive(|g, _| flip(g, HEADER_LEN + 100)), 1, &["chunk 0 of the archive fails authentication"]),
-    row("tampered chunk tag", Input::Archive(|g, _| flip(g, HEADER_LEN + SEALED_CHUNK - 3)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered header MAC", Input::Archive(|g, _| flip(g, header_of(g) - 1)), 1, &["header fails authentication"]),
+    row("tampered chunk body", Input::Archive(|g, _| flip(g, header_of(g) + 100)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered chunk tag", Input::Archive(|g, _| flip(g, header_of(g) + SEALED_CHUNK - 3)), 1, &["chunk 0 of the archive fails authentication"]),
     row("tampered final tag", Input::Archive(|g, _| flip(g, FULL)), 1, &["fails authentication"]),
-    row("truncated at a chunk boundary", Input::Archive(|g, _| g[..HEADER_LEN + 2 * SEALED_CHUNK].to_vec()), 1, &["truncated after chunk 1"]),
-    row("truncated inside a chunk", Input::Archive(|g, _| g[..HEADER_LEN + SEALED_CHUNK + 500].to_vec()), 1, &["chunk 1 of the archive fails authentication"]),
-    row("truncated header", Input::Archive(|g, _| g[..HEADER_LEN - 5].to_vec()), 1, &["header is truncated"]),
-    row("header only", Input::Archive(|g, _| g[..HEADER_LEN].to_vec()), 1, &["truncated"]),
-    row("chunks reordered", Input::Archive(|g, _| { let mut s = g.to_vec(); let (a, b) = (HEADER_LEN, HEADER_LEN + SEALED_CHUNK); s[a..b].copy_from_slice(&g[b..b + SEALED_CHUNK]); s[b..b + SEALED_CHUNK].copy_from_slice(&g[a..b]); s }), 1, &["chunk 0 of the archive fails authentication"]),
-    row("header of another archive", Input::Archive(|g, o| [&o[..HEADER_LEN], &g[HEADER_LEN..]].concat()), 1, &["chunk 0 of the archive fails authentication"]),
+    row("truncated at a chunk boundary", Input::Archive(|g, _| g[..header_of(g) + 2 * SEALED_CHUNK].to_vec()), 1, &["truncated after chunk 1"]),
+    row("truncated inside a chunk", Input::Archive(|g, _| g[..header_of(g) + SEALED_CHUNK + 500].to_vec()), 1, &["chunk 1 of the archive fails authentication"]),
+    row("truncated header", Input::Archive(|g, _| g[..header_of(g) - 5].to_vec()), 1, &["header is truncated"]),
+    row("header only", Input::Archive(|g, _| g[..header_of(g)].to_vec()), 1, &["truncated"]),
+    row("chunks reordered", Input::Archive(|g, _| { let mut s = g.to_vec(); let (a, b) = (header_of(g), header_of(g) + SEALED_CHUNK); s[a..b].copy_from_slice(&g[b..b + SEALED_CHUNK]); s[b..b + SEALED_CHUNK].copy_from_slice(&g[a..b]); s }), 1, &["chunk 0 of the archive fails authentication"]),
+    row("header of another archive", Input::Archive(|g, o| [&o[..header_of(o)], &g[header_of(g)..]].concat()), 1, &["chunk 0 of the archive fails authentication"]),
     row("data appended", Input::Archive(|g, _| [g, b"trailing"].concat()), 1, &["of the archive fails authentication"]),
     row("a zip file", Input::Archive(|_, _| b"PK\x03\x04 this is a zip file".to_vec()), 1, &["a service-backup encrypted archive"]),
     row("an empty file", Input::Archive(|_, _| Vec::new()), 1, &["empty"]),
