@@ -353,3 +353,18 @@ fn a_context_round_trips_through_the_header() {
     };
     assert!(EncryptingWriter::bound(Vec::new(), &key, Some(&long)).is_err());
 }
+
+proptest! {
+    /// Any bytes as a context body, or after the magic as a header, give a value or an
+    /// error, never a panic, and a header length within the format's limit.
+    #[test]
+    fn any_context_or_header_prefix_is_judged_without_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..1100),
+    ) {
+        let _ = super::context::BackupContext::decode(&body);
+        let prefixed = [&MAGIC[..], &body].concat();
+        if let Ok(Some(n)) = super::header::header_len(&prefixed) {
+            prop_assert!(n <= MAX_HEADER_LEN);
+        }
+    }
+}
