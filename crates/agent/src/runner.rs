@@ -235,7 +235,10 @@ async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
             continue;
         }
         match destinations::build(config, dest) {
-            Ok(built) => crate::prune::after_backup(&built, &policy, instance, tasks).await,
+            Ok(built) => {
+                let keyring = config.keyring.clone();
+                crate::prune::after_backup(&built, &policy, instance, tasks, keyring).await;
+            }
             Err(e) => {
                 tracing::error!(destination_name = %dest.display_name(), error = %e, "Prune completed with error");
             }

@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 use common::{Env, is_root, tree};
 
 const HEADER_LEN: usize = 8 + 16 + 2 + 6 + 68 + 32;
+
+/// The length of an archive's header, from its stanza lengths: with the context stanza it
+/// depends on the backup's name.
+fn header_of(archive: &[u8]) -> usize {
+    service_backup_core::format::header_len(archive)
+        .unwrap()
+        .unwrap()
+}
 const SEALED_CHUNK: usize = 65536 + 16;
 /// An env with a backup of a source larger than two chunks once compressed.
 fn env_with_big_backup() -> (Env, std::path::PathBuf) {
@@ -136,16 +144,16 @@ const GOOD_CONFIG: &str = "destinations:\n- type: local\n  config: {path: \"{d}/
 const ROWS: &[Row] = &[
     // Encrypted archives: authentication, truncation, order, another format.
     row("tampered key stanza", Input::Archive(|g, _| flip(g, 40)), 1, &["fails authentication"]),
-    row("tampered header MAC", Input::Archive(|g, _| flip(g, HEADER_LEN - 1)), 1, &["header fails authentication"]),
-    row("tampered chunk body", Input::Archive(|g, _| flip(g, HEADER_LEN + 100)), 1, &["chunk 0 of the archive fails authentication"]),
-    row("tampered chunk tag", Input::Archive(|g, _| flip(g, HEADER_LEN + SEALED_CHUNK - 3)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered header MAC", Input::Archive(|g, _| flip(g, header_of(g) - 1)), 1, &["header fails authentication"]),
+    row("tampered chunk body", Input::Archive(|g, _| flip(g, header_of(g) + 100)), 1, &["chunk 0 of the archive fails authentication"]),
+    row("tampered chunk tag", Input::Archive(|g, _| flip(g, header_of(g) + SEALED_CHUNK - 3)), 1, &["chunk 0 of the archive fails authentication"]),
     row("tampered final tag", Input::Archive(|g, _| flip(g, FULL)), 1, &["fails authentication"]),
-    row("truncated at a chunk boundary", Input::Archive(|g, _| g[..HEADER_LEN + 2 * SEALED_CHUNK].to_vec()), 1, &["truncated after chunk 1"]),
-    row("truncated inside a chunk", Input::Archive(|g, _| g[..HEADER_LEN + SEALED_CHUNK + 500].to_vec()), 1, &["chunk 1 of the archive fails authentication"]),
-    row("truncated header", Input::Archive(|g, _| g[..HEADER_LEN - 5].to_vec()), 1, &["header is truncated"]),
-    row("header only", Input::Archive(|g, _| g[..HEADER_LEN].to_vec()), 1, &["truncated"]),
-    row("chunks reordered", Input::Archive(|g, _| { let mut s = g.to_vec(); let (a, b) = (HEADER_LEN, HEADER_LEN + SEALED_CHUNK); s[a..b].copy_from_slice(&g[b..b + SEALED_CHUNK]); s[b..b + SEALED_CHUNK].copy_from_slice(&g[a..b]); s }), 1, &["chunk 0 of the archive fails authentication"]),
-    row("header of another archive", Input::Archive(|g, o| [&o[..HEADER_LEN], &g[HEADER_LEN..]].concat()), 1, &["chunk 0 of the archive fails authentication"]),
+    row("truncated at a chunk boundary", Input::Archive(|g, _| g[..header_of(g) + 2 * SEALED_CHUNK].to_vec()), 1, &["truncated after chunk 1"]),
+    row("truncated inside a chunk", Input::Archive(|g, _| g[..header_of(g) + SEALED_CHUNK + 500].to_vec()), 1, &["chunk 1 of the archive fails authentication"]),
+    row("truncated header", Input::Archive(|g, _| g[..header_of(g) - 5].to_vec()), 1, &["header is truncated"]),
+    row("header only", Input::Archive(|g, _| g[..header_of(g)].to_vec()), 1, &["truncated"]),
+    row("chunks reordered", Input::Archive(|g, _| { let mut s = g.to_vec(); let (a, b) = (header_of(g), header_of(g) + SEALED_CHUNK); s[a..b].copy_from_slice(&g[b..b + SEALED_CHUNK]); s[b..b + SEALED_CHUNK].copy_from_slice(&g[a..b]); s }), 1, &["chunk 0 of the archive fails authentication"]),
+    row("header of another archive", Input::Archive(|g, o| [&o[..header_of(o)], &g[header_of(g)..]].concat()), 1, &["chunk 0 of the archive fails authentication"]),
     row("data appended", Input::Archive(|g, _| [g, b"trailing"].concat()), 1, &["of the archive fails authentication"]),
     row("a zip file", Input::Archive(|_, _| b"PK\x03\x04 this is a zip file".to_vec()), 1, &["a service-backup encrypted archive"]),
     row("an empty file", Input::Archive(|_, _| Vec::new()), 1, &["empty"]),
@@ -1233,4 +1241,325 @@ fn state_dir_and_the_task_database_are_the_agent_s_alone_under_umask_022() {
         "{}",
         out.all()
     );
+}
+
+// ---- Issue 20, finding 5: an archive swapped in from another backup ----
+
+/// One HTTP/1.1 request with the token; the status and the body as JSON.
+fn swap_request(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Authorization: Bearer {SWAP_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    // A download's body is binary: only the status and a JSON body matter here.
+    let answer = String::from_utf8_lossy(&raw);
+    let status = answer[9..12].parse().unwrap();
+    let text = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(text).unwrap_or_default())
+}
+
+const SWAP_TOKEN: &str = "tok-swap-5e0c2b7d91";
+
+/// Three backups of three versions of the source, in two local destinations (`disk` and
+/// `spare`); returns the env and the `list --json` items, oldest first.
+fn three_backups_in_two_destinations(api_port: u16) -> (Env, Vec<serde_json::Value>) {
+    let env = Env::new();
+    let d = env.dir.path().display().to_string();
+    common::secret(SWAP_TOKEN);
+    std::fs::write(env.path("tokens"), format!("{SWAP_TOKEN}\n")).unwrap();
+    let yaml = format!(
+        "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
+         - type: local\n  name: spare\n  config:\n    path: {d}/spare\n\
+         source_folder: {d}/source\ncron_schedule: \"0 0 1 1 *\"\ninstance_id: inst-1\n\
+         encryption:\n  key_file: {d}/backup.key\n\
+         restore:\n  target_folder: {d}/restored\n\
+         api:\n  listen: 127.0.0.1:{api_port}\n  bearer_tokens_file: {d}/tokens\n"
+    );
+    std::fs::write(env.path("config.yml"), yaml).unwrap();
+    for version in 1..=3 {
+        std::fs::write(
+            env.path("source/version.txt"),
+            format!("version {version}\n"),
+        )
+        .unwrap();
+        env.run(&["backup", "config.yml"]).expect(0);
+    }
+    let list = env.run(&["list", "config.yml", "--json", "--destination", "disk"]);
+    list.expect(0);
+    let mut items: Vec<serde_json::Value> = serde_json::from_str(&list.stdout).unwrap();
+    items.reverse();
+    assert_eq!(items.len(), 3);
+    (env, items)
+}
+
+/// The attack of finding 5 in destination folder `root`: archive 1 copied over archive 3,
+/// and manifest 3's `sha256` and `stored_bytes` fixed to match it.
+fn swap_archive(root: &Path, items: &[serde_json::Value]) {
+    let archive = |i: usize| root.join(items[i]["key"].as_str().unwrap());
+    let first = std::fs::read(archive(0)).unwrap();
+    std::fs::write(archive(2), &first).unwrap();
+    let manifest_path =
+        archive(2).with_file_name(format!("{}.json", items[2]["name"].as_str().unwrap()));
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    use sha2::Digest as _;
+    manifest["sha256"] = sha2::Sha256::digest(&first)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into();
+    manifest["stored_bytes"] = first.len().into();
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Copies the files of backup `item` from destination folder `from` to `to`.
+fn copy_backup(from: &Path, to: &Path, item: &serde_json::Value) {
+    let key = item["key"].as_str().unwrap();
+    let name = item["name"].as_str().unwrap();
+    let manifest = Path::new(key).with_file_name(format!("{name}.json"));
+    for rel in [Path::new(key), manifest.as_path()] {
+        std::fs::copy(from.join(rel), to.join(rel)).unwrap();
+    }
+}
+
+fn wait_for_restore(port: u16, id: i64) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (status, list) = swap_request(port, "GET", "/backups", "");
+        assert_eq!(status, 200, "{list}");
+        let task = list["restores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["backup_agent_tasks"][0].clone());
+        if let Some(t) = task
+            && (t["status"] == "done" || t["status"] == "failed")
+        {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "restore {id} did not finish: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_archive_swapped_in_from_another_backup_is_refused_as_corrupt() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (env, items) = three_backups_in_two_destinations(port);
+    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    // The good copies of backup 3, kept aside for the second half.
+    let good = env.path("good");
+    for dest in ["backups", "spare"] {
+        let key = Path::new(items[2]["key"].as_str().unwrap());
+        std::fs::create_dir_all(good.join(dest).join(key.parent().unwrap())).unwrap();
+        copy_backup(&env.path(dest), &good.join(dest), &items[2]);
+        swap_archive(&env.path(dest), &items);
+    }
+    let target = env.path("restored");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("precious.txt"), b"keep me").unwrap();
+    let untouched = tree(&target);
+    let mismatch = format!(
+        "the archive belongs to backup {} (instance inst-1",
+        names[0]
+    );
+
+    // The CLI: refused as corrupt in both destinations, the target unchanged.
+    let cli = env.restore_into(names[2], &target, &["--force"]);
+    cli.expect(1);
+    assert!(
+        cli.stderr.contains(&mismatch)
+            && cli
+                .stderr
+                .contains(&format!("but its manifest names backup {}", names[2])),
+        "{}",
+        cli.stderr
+    );
+    assert_eq!(
+        tree(&target),
+        untouched,
+        "the CLI restore changed the target"
+    );
+    // verify says the same.
+    let verify = env.run(&["verify", "config.yml", "--backup", names[2]]);
+    verify.expect(1);
+    assert!(verify.all().contains(&mismatch), "{}", verify.all());
+
+    // The API: POST /backups/restore {"backup_id": 3} fails with the reason.
+    let mut daemon = Command::new(common::binary())
+        .args(["run", "config.yml"])
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(env.path("daemon.log")).unwrap())
+        .stderr(std::fs::File::create(env.path("daemon.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the API did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, list) = swap_request(port, "GET", "/backups", "");
+    let third = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backup_agent_task"]["backup_name"] == names[2])
+        .unwrap_or_else(|| panic!("backup 3 is not listed: {list}"))["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(third, 3, "{list}");
+    let restore = |expect: &str| {
+        let (status, body) = swap_request(
+            port,
+            "POST",
+            "/backups/restore",
+            &format!("{{\"instance_id\": \"inst-1\", \"backup_id\": {third}}}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        let task = wait_for_restore(port, body["restore_id"].as_i64().unwrap());
+        assert_eq!(task["status"], expect, "{task}");
+        task
+    };
+    let failed = restore("failed");
+    assert!(
+        failed["reason"].as_str().unwrap_or("").contains(&mismatch),
+        "{failed}"
+    );
+    assert_eq!(
+        tree(&target),
+        untouched,
+        "the API restore changed the target"
+    );
+    // The download of the swapped backup is refused too.
+    let (status, body) = swap_request(port, "GET", &format!("/backups/{third}/download"), "");
+    assert_ne!(status, 200, "the swapped archive was served: {body}");
+
+    // A good copy in the second destination: both restores take it and succeed.
+    copy_backup(&good.join("spare"), &env.path("spare"), &items[2]);
+    restore("done");
+    assert_eq!(
+        std::fs::read(target.join("version.txt")).unwrap(),
+        b"version 3\n",
+        "the API restore did not restore backup 3"
+    );
+    std::fs::remove_dir_all(&target).unwrap();
+    let cli = env.restore_into(names[2], &target, &[]);
+    cli.expect(0);
+    assert_eq!(
+        std::fs::read(target.join("version.txt")).unwrap(),
+        b"version 3\n"
+    );
+    let (status, _) = swap_request(port, "GET", &format!("/backups/{third}/download"), "");
+    assert_eq!(status, 200, "the good copy in spare is not served");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let logs = std::fs::read_to_string(env.path("daemon.log")).unwrap();
+    common::printed(&logs);
+    assert!(!logs.contains(SWAP_TOKEN));
+}
+
+/// A downloaded archive given to `restore --file` or `decrypt` under the name of another
+/// backup than the one its header binds is refused; under its own name, or any name that
+/// is not a backup's, it opens.
+#[test]
+fn a_downloaded_archive_under_another_backups_name_is_refused() {
+    let env = Env::new();
+    let first = env.backup();
+    std::fs::write(env.path("source/version.txt"), b"two\n").unwrap();
+    let second = env.backup();
+    let name = |i: &serde_json::Value| i["name"].as_str().unwrap().to_string();
+    let renamed = env.path(&format!("{}.tar.gz.enc", name(&second)));
+    std::fs::copy(env.archive_of(&first), &renamed).unwrap();
+    let key = env.path("backup.key");
+    let key = key.to_str().unwrap();
+    let want = format!(
+        "the archive belongs to backup {}, but its file is named for backup {}",
+        name(&first),
+        name(&second)
+    );
+    for (args, target) in [
+        (
+            vec![
+                "restore",
+                "--file",
+                renamed.to_str().unwrap(),
+                "--key-file",
+                key,
+                "--target",
+            ],
+            "r1",
+        ),
+        (vec!["decrypt", "--key-file", key, "--extract"], "r2"),
+    ] {
+        let target = env.path(target);
+        let mut args = args.clone();
+        args.push(target.to_str().unwrap());
+        if args[0] == "decrypt" {
+            args.push(renamed.to_str().unwrap());
+        }
+        let out = env.run(&args);
+        out.expect(1);
+        assert!(out.stderr.contains(&want), "{args:?}: {}", out.stderr);
+        assert!(
+            !target.exists() || tree(&target).is_empty(),
+            "{args:?} wrote files"
+        );
+    }
+    let out = env.run(&[
+        "decrypt",
+        "--key-file",
+        key,
+        "--output",
+        "plain.tgz",
+        renamed.to_str().unwrap(),
+    ]);
+    out.expect(1);
+    assert!(out.stderr.contains(&want), "{}", out.stderr);
+    assert!(!env.path("plain.tgz").exists());
+    // Under its own name, and under a name that is no backup's, it restores.
+    let own = env.path(&format!("{}.tar.gz.enc", name(&first)));
+    let other = env.path("download.bin");
+    for file in [&own, &other] {
+        std::fs::copy(env.archive_of(&first), file).unwrap();
+        let target = env.path(&format!(
+            "t-{}",
+            file.file_name().unwrap().to_str().unwrap()
+        ));
+        env.run(&[
+            "restore",
+            "--file",
+            file.to_str().unwrap(),
+            "--key-file",
+            key,
+            "--target",
+            target.to_str().unwrap(),
+        ])
+        .expect(0);
+    }
 }

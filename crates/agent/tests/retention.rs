@@ -63,7 +63,9 @@ fn seed(
     instance: &str,
 ) -> (String, String) {
     let name = name_for(time, instance);
-    let body = format!("not a real archive: {name}").into_bytes();
+    // The gzip magic: a prune reads the first bytes of an archive to judge it.
+    let mut body = b"\x1f\x8b".to_vec();
+    body.extend_from_slice(format!("not a real archive: {name}").as_bytes());
     let manifest = Manifest {
         format_version: MANIFEST_VERSION,
         name: name.clone(),
@@ -579,7 +581,7 @@ fn crashed_upload(rt: &tokio::runtime::Runtime, site: &Site, instance: &str) -> 
 /// `dated`: whether the store reports when an upload started (moto reports a fixed time
 /// in 2010 for every multipart upload, so there every upload looks old).
 fn crashed_uploads_are_discarded(site: &Site, dated: bool) {
-    use service_backup_core::prune::{Scope, execute_prune, plan_prune};
+    use service_backup_core::prune::{Scope, TrustRules, execute_prune, plan_prune};
     use service_backup_core::retention::Policy;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mine = crashed_upload(&rt, site, "alpha");
@@ -591,7 +593,14 @@ fn crashed_uploads_are_discarded(site: &Site, dated: bool) {
     let scope = Scope::Instance("alpha".into());
     let incomplete = |now| {
         let plan = rt
-            .block_on(plan_prune(&*site.dest, &site.layout, &policy, &scope, now))
+            .block_on(plan_prune(
+                &*site.dest,
+                &site.layout,
+                &policy,
+                &scope,
+                now,
+                &TrustRules::default(),
+            ))
             .unwrap();
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
         plan
@@ -729,4 +738,242 @@ fn bad_retention_input_is_refused_and_deletes_nothing() {
         out.stderr
     );
     assert_eq!(keys(&rt, &site), before);
+}
+
+/// The manifests of `instance`'s backups in `site`, newest first, with their keys.
+fn manifests(rt: &tokio::runtime::Runtime, site: &Site, instance: &str) -> Vec<(String, Manifest)> {
+    let mut out: Vec<(String, Manifest)> = keys(rt, site)
+        .into_iter()
+        .filter(|k| k.ends_with(".json") && k.contains(&format!("-{instance}-")))
+        .map(|k| {
+            let bytes = rt.block_on(service_backup_core::destination::get_small(
+                &*site.dest,
+                &k,
+                1 << 20,
+            ));
+            (k, Manifest::from_json(&bytes.unwrap()).unwrap())
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.name.cmp(&a.1.name));
+    out
+}
+
+/// Plants a backup named `name` beside `real`: a manifest copied from `real`'s with the
+/// name, archive, SHA-256 and size fixed, and `archive` as its archive. This is what
+/// someone who can only add objects under the prefix can do.
+fn plant(
+    rt: &tokio::runtime::Runtime,
+    site: &Site,
+    real: &(String, Manifest),
+    name: &str,
+    archive: Vec<u8>,
+) {
+    use sha2::Digest as _;
+    let mut m = real.1.clone();
+    let ext = m.archive.strip_prefix(m.name.as_str()).unwrap().to_string();
+    m.name = name.to_string();
+    m.archive = format!("{name}{ext}");
+    m.sha256 = sha2::Sha256::digest(&archive)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    m.stored_bytes = archive.len() as u64;
+    let dir = real.0.rsplit_once('/').map_or("", |(d, _)| d);
+    let at = |file: &str| {
+        if dir.is_empty() {
+            file.to_string()
+        } else {
+            format!("{dir}/{file}")
+        }
+    };
+    rt.block_on(async {
+        site.dest
+            .put(&at(&m.archive), Bytes::from(archive))
+            .await
+            .unwrap();
+        site.dest
+            .put(&at(&format!("{name}.json")), Bytes::from(m.to_json()))
+            .await
+            .unwrap();
+    });
+}
+
+/// Finding 6 of issue 20: manifests planted under the prefix, dated 2099 and holding a copy
+/// of a real archive or junk, and one dated now holding a copy of the oldest real archive.
+/// `prune --dry-run` and `prune` with `keep_last: 2` keep both real backups, delete
+/// nothing, and report every plant as ignored.
+fn planted_manifests_are_ignored(site: &Site) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vm = tempfile::tempdir().unwrap();
+    let dir = vm.path();
+    sample_tree(&dir.join("source"));
+    run(dir, &["keygen", "--output", "backup.key"]).expect(0);
+    let config = |retention: &str| {
+        let yaml = format!(
+            "destinations:\n{item}\nsource_folder: {d}/source\ncron_schedule: \"0 3 * * *\"\n\
+             instance_id: alpha\nstate_dir: {d}/state\nencryption:\n  key_file: {d}/backup.key\n{retention}",
+            item = site.item,
+            d = dir.display(),
+        );
+        std::fs::write(dir.join("alpha.yml"), yaml).unwrap();
+    };
+    config("");
+    run(dir, &["backup", "alpha.yml"]).expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    run(dir, &["backup", "alpha.yml"]).expect(0);
+    let real = manifests(&rt, site, "alpha");
+    assert_eq!(real.len(), 2);
+    let archive_of = |m: &(String, Manifest)| {
+        let key = format!(
+            "{}/{}",
+            m.0.rsplit_once('/').map_or("", |(d, _)| d),
+            m.1.archive
+        );
+        let key = key.trim_start_matches('/').to_string();
+        rt.block_on(service_backup_core::destination::get_small(
+            &*site.dest,
+            &key,
+            1 << 30,
+        ))
+        .unwrap()
+    };
+    let oldest = archive_of(&real[1]);
+    let now = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let plants = [
+        (
+            "20991231T000001Z-alpha-aaaaaaaa".to_string(),
+            oldest.clone(),
+        ),
+        (
+            "20991231T000002Z-alpha-bbbbbbbb".to_string(),
+            b"\x1f\x8bjunk".to_vec(),
+        ),
+        (format!("{now}-alpha-cccccccc"), oldest),
+    ];
+    for (name, archive) in &plants {
+        plant(&rt, site, &real[0], name, archive.clone());
+    }
+    config("retention: {keep_last: 2}\n");
+    let before = keys(&rt, site);
+
+    for args in [
+        &["prune", "alpha.yml", "--dry-run"][..],
+        &["prune", "alpha.yml"][..],
+    ] {
+        let out = run(dir, args);
+        out.expect(0);
+        for (_, m) in &real {
+            assert!(
+                out.stdout.contains(&format!("keep          {}", m.name)),
+                "{args:?}: {} is not kept:\n{}",
+                m.name,
+                out.stdout
+            );
+        }
+        assert!(
+            !out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("delete ") || l.contains("would delete")),
+            "{args:?} deletes:\n{}",
+            out.stdout
+        );
+        for (name, _) in &plants {
+            assert!(
+                out.stdout.contains(&format!("ignored       {name}: ")),
+                "{args:?}: {name} not reported as ignored:\n{}",
+                out.stdout
+            );
+        }
+        assert!(
+            out.stdout.contains("ignored       20991231T000001Z-alpha-aaaaaaaa: it is dated 2099-12-31T00:00:01+00:00, more than 1 hour(s) after this machine's clock"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains(&format!(
+                "ignored       {}: its archive cannot be trusted: the archive belongs to backup {}",
+                plants[2].0, real[1].1.name
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains("warning: destination ")
+                && out.stderr.contains("3 backup(s) ignored by retention"),
+            "{}",
+            out.stderr
+        );
+        let logged = out
+            .all()
+            .lines()
+            .filter(|l| l.contains("Backup ignored by retention"))
+            .filter(|l| l.contains("ERROR") || l.contains("\"log_level\":2"))
+            .count();
+        assert_eq!(
+            logged,
+            3,
+            "the plants are not logged as errors:\n{}",
+            out.all()
+        );
+        assert_eq!(keys(&rt, site), before, "{args:?} changed the destination");
+    }
+    let pruned = run(dir, &["prune", "alpha.yml"]);
+    assert!(
+        pruned.stdout.contains("deleted 0 backup(s)"),
+        "{}",
+        pruned.stdout
+    );
+    // The real backups are still whole: both restore.
+    for (_, m) in &real {
+        let target = dir.join(format!("restored-{}", m.name));
+        run(
+            dir,
+            &[
+                "restore",
+                "alpha.yml",
+                "--backup",
+                &m.name,
+                "--target",
+                target.to_str().unwrap(),
+            ],
+        )
+        .expect(0);
+        assert_eq!(tree(&target), tree(&dir.join("source")));
+    }
+}
+
+#[test]
+fn planted_manifests_are_ignored_on_a_local_destination() {
+    let root = tempfile::tempdir().unwrap();
+    let item = format!(
+        "- type: local\n  name: disk\n  config:\n    path: {}",
+        root.path().display()
+    );
+    planted_manifests_are_ignored(&Site {
+        item,
+        dest: Arc::new(LocalDestination::new(root.path())),
+        layout: Layout::new("", None),
+        secrets: vec![],
+    });
+}
+
+#[test]
+fn planted_manifests_are_ignored_on_s3() {
+    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("planted").to_lowercase();
+    let secret = "planted/SECRET+key/never-printed";
+    let mut settings =
+        service_backup_s3::S3Settings::new(&bucket, "AKIARETENTION0000001", Secret::new(secret));
+    settings.endpoint_url = Some(endpoint.clone());
+    settings.region = Some("us-east-1".into());
+    let item = format!(
+        "- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    \
+         access_key_id: AKIARETENTION0000001\n    secret_access_key: {secret}\n    endpoint_url: {endpoint}\n    region: us-east-1"
+    );
+    planted_manifests_are_ignored(&Site {
+        item,
+        dest: Arc::new(service_backup_s3::S3Destination::new(&settings).unwrap()),
+        layout: Layout::new("redis/prod", None),
+        secrets: vec![secret.into()],
+    });
 }

@@ -21,7 +21,9 @@ use sha2::{Digest as _, Sha256};
 use service_backup_core::format::vectors::{
     VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic,
 };
-use service_backup_core::format::{CHUNK_LEN, KEY_LEN, Key, SEALED_CHUNK_LEN};
+use service_backup_core::format::{
+    BackupContext, CHUNK_LEN, KEY_LEN, Key, SEALED_CHUNK_LEN, STANZA_CONTEXT,
+};
 
 /// One test vector: the archive bytes and what a reader must make of them.
 pub struct Vector {
@@ -78,6 +80,32 @@ pub struct Meta {
     /// How the bytes were made from the inputs, when not simply sealed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub construction: Option<String>,
+    /// The backup context the header binds (`ok` vectors with a type 2 stanza).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// A backup context as a vector's JSON gives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// The backup's name.
+    pub name: String,
+    /// The instance id.
+    pub instance_id: String,
+    /// The start time, RFC 3339 with nanoseconds.
+    pub started_at: String,
+}
+
+impl Context {
+    fn of(c: &BackupContext) -> Self {
+        Self {
+            name: c.name.clone(),
+            instance_id: c.instance_id.clone(),
+            started_at: c
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        }
+    }
 }
 
 /// The fixed inputs of a sealed archive, so that an encryptor can be checked too.
@@ -94,6 +122,9 @@ pub struct Inputs {
     /// Stanzas of unknown types written before the symmetric one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_stanzas: Vec<UnknownStanza>,
+    /// The context stanza written after the symmetric one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
 }
 
 /// A stanza of a type readers do not know.
@@ -126,14 +157,25 @@ fn key_bytes(first: u8) -> [u8; KEY_LEN] {
 }
 
 /// The inputs of base archive `n`: every byte of the file key is 0xa0 + n, of the salt
-/// 0xb0 + n, of the wrap nonce 0xc0 + n (n < 16), so no two archives share a file key.
+/// 0xb0 + n, of the wrap nonce 0xc0 + n (n < 32), so no two archives share a file key.
 fn inputs(n: u8) -> VectorInputs {
-    assert!(n < 16);
+    assert!(n < 32);
     VectorInputs {
         file_key: [0xa0 + n; KEY_LEN],
         salt: [0xb0 + n; 16],
         wrap_nonce: [0xc0 + n; 12],
         unknown_stanzas: vec![],
+        context: None,
+    }
+}
+
+/// The backup context of the context vectors.
+fn the_context() -> BackupContext {
+    BackupContext {
+        name: "20260101T000000Z-vm-0a1b2c3d".into(),
+        instance_id: "vm".into(),
+        started_at: chrono::DateTime::from_timestamp(1_767_225_600, 123_456_789)
+            .expect("a valid time"),
     }
 }
 
@@ -172,6 +214,7 @@ fn describe_inputs(recipient: [u8; KEY_LEN], inputs: &VectorInputs) -> Inputs {
                 body: hex::encode(body),
             })
             .collect(),
+        context: inputs.context.as_ref().map(Context::of),
     }
 }
 
@@ -257,6 +300,7 @@ fn refusal(description: &str, expect: &'static str, error_contains: &str) -> Met
         error_contains: Some(error_contains.to_string()),
         inputs: None,
         construction: None,
+        context: None,
     }
 }
 
@@ -288,6 +332,7 @@ fn valid(
             error_contains: None,
             inputs: Some(describe_inputs(base.recipient, &base.inputs)),
             construction: None,
+            context: base.inputs.context.as_ref().map(Context::of),
         },
     }
 }
@@ -434,6 +479,9 @@ pub fn definitions() -> Vec<Vector> {
         vec![],
     ));
 
+    // The backup context (type 2).
+    out.extend(context_vectors(key));
+
     // Archives sealed for no key the reader holds.
     let foreign = Base::seal(other_key(), inputs(11), &pattern(1000), pattern_text(1000));
     let mut v = foreign.refused(
@@ -466,12 +514,12 @@ pub fn definitions() -> Vec<Vector> {
     let symmetric_type_at = 26 + 6 + with_unknown_body_len(&unknown);
     let mut only_unknown = unknown.archive.clone();
     only_unknown[symmetric_type_at..symmetric_type_at + 2]
-        .copy_from_slice(&0x0002u16.to_be_bytes());
+        .copy_from_slice(&0x0003u16.to_be_bytes());
     out.push(unknown.refused(
         "wrong-key-only-unknown-stanzas",
         "wrong_key",
         "every stanza is of a type the reader does not know: no key can open it",
-        &format!("the type of the symmetric stanza (offset {symmetric_type_at}) set to 0x0002"),
+        &format!("the type of the symmetric stanza (offset {symmetric_type_at}) set to 0x0003"),
         "a kind of key this version does not know",
         only_unknown,
     ));
@@ -780,6 +828,108 @@ pub fn definitions() -> Vec<Vector> {
         assert!(names.insert(v.name), "two vectors are named {}", v.name);
     }
     out
+}
+
+/// Vectors of the context stanza: one that binds a backup, and the ways it can be wrong.
+fn context_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    let context = the_context();
+    let body = context_body(&context);
+    let plain = b"hello from an archive bound to its backup\n";
+    let text = || "the text of plaintext_utf8".to_string();
+
+    let mut bound = inputs(16);
+    bound.context = Some(context.clone());
+    let bound = Base::seal(key, bound, plain, text());
+    out.push(valid(
+        "ok-context",
+        "a context stanza (type 2) after the symmetric stanza: the archive is bound to backup 20260101T000000Z-vm-0a1b2c3d of instance vm, started 2026-01-01T00:00:00.123456789Z",
+        &bound,
+        plain,
+        vec![],
+    ));
+    let name_at = 26 + 6 + 68 + 6 + 2;
+    out.push(bound.refused(
+        "corrupt-context-flipped",
+        "corrupt",
+        "one bit of the backup name in the context stanza flipped: the context is covered by the header MAC, so a swapped archive cannot be renamed",
+        &format!("the byte at offset {name_at} (the first byte of the context's name) XORed with 0x01"),
+        "the archive header fails authentication",
+        bound.flipped(name_at, 0x01),
+    ));
+
+    let mut twice = inputs(17);
+    twice.context = Some(context.clone());
+    twice.unknown_stanzas = vec![(STANZA_CONTEXT, body.clone())];
+    let twice = Base::seal(key, twice, plain, text());
+    out.push(twice.refused(
+        "corrupt-context-duplicated",
+        "corrupt",
+        "two context stanzas, both valid and covered by the MAC: a header binds at most one backup",
+        "",
+        "the archive header holds 2 context stanzas (at most 1)",
+        twice.archive.clone(),
+    ));
+
+    let mut large = inputs(18);
+    let mut padded = context_body(&BackupContext {
+        name: "x".repeat(1025 - 16 - 2),
+        instance_id: "vm".into(),
+        ..context.clone()
+    });
+    padded.truncate(1025);
+    large.unknown_stanzas = vec![(STANZA_CONTEXT, padded)];
+    let large = Base::seal(key, large, plain, text());
+    out.push(large.refused(
+        "corrupt-context-too-large",
+        "corrupt",
+        "a context stanza of 1025 bytes, one more than its limit of 1024 (though under the 4096 of any stanza)",
+        "",
+        "the archive's context stanza is 1025 bytes long (at most 1024)",
+        large.archive.clone(),
+    ));
+
+    let mut trailing = inputs(19);
+    let mut longer = body.clone();
+    longer.extend_from_slice(&[0, 0, 0]);
+    trailing.unknown_stanzas = vec![(STANZA_CONTEXT, longer)];
+    let trailing = Base::seal(key, trailing, plain, text());
+    out.push(trailing.refused(
+        "corrupt-context-trailing-bytes",
+        "corrupt",
+        "a context stanza with 3 zero bytes after its start time: its length must be exactly that of its fields",
+        "",
+        "the archive's context stanza has 3 bytes too many",
+        trailing.archive.clone(),
+    ));
+
+    let mut bad_time = inputs(20);
+    let mut nanos = body;
+    let end = nanos.len();
+    nanos[end - 4..].copy_from_slice(&1_000_000_000u32.to_be_bytes());
+    bad_time.unknown_stanzas = vec![(STANZA_CONTEXT, nanos)];
+    let bad_time = Base::seal(key, bad_time, plain, text());
+    out.push(bad_time.refused(
+        "corrupt-context-bad-nanoseconds",
+        "corrupt",
+        "a context stanza whose nanoseconds field is 1000000000 (at most 999999999)",
+        "",
+        "the archive's context stanza has an invalid start time",
+        bad_time.archive.clone(),
+    ));
+    out
+}
+
+/// The body of a context stanza, built from the spec's layout (not by the library).
+fn context_body(c: &BackupContext) -> Vec<u8> {
+    let mut body = Vec::new();
+    for text in [&c.name, &c.instance_id] {
+        body.extend_from_slice(&u16::try_from(text.len()).expect("short").to_be_bytes());
+        body.extend_from_slice(text.as_bytes());
+    }
+    body.extend_from_slice(&c.started_at.timestamp().to_be_bytes());
+    body.extend_from_slice(&c.started_at.timestamp_subsec_nanos().to_be_bytes());
+    body
 }
 
 fn with_unknown_body_len(base: &Base) -> usize {

@@ -10,13 +10,17 @@ use chrono::{DateTime, Utc};
 use crate::blocking;
 use crate::destination::{Destination, get_small};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::BackupContext;
 use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::pipeline::ObjectReader;
 use crate::pipeline::extract::Extractor;
-use crate::pipeline::restore::{Decryption, Expected, ReadStats, read_archive};
+use crate::pipeline::restore::{Binding, Decryption, Expected, ReadStats, read_archive};
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
+
+mod trust;
+pub use trust::{Authenticity, authenticate, judge, read_head};
 
 /// A complete backup found in a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,8 +160,33 @@ pub async fn restore_backup(
         sha256: entry.manifest.sha256.clone(),
         stored_bytes: entry.manifest.stored_bytes,
     };
-    let decryption = decryption.clone();
+    let mut decryption = decryption.clone();
+    decryption.bound_to = Binding::Backup(context_of(&entry.manifest));
     blocking(move || read_into(reader, &decryption, Some(&expected), staging, &*progress)).await
+}
+
+/// The backup context a manifest claims for its archive.
+pub fn context_of(manifest: &Manifest) -> BackupContext {
+    BackupContext {
+        name: manifest.name.clone(),
+        instance_id: manifest.instance_id.clone(),
+        started_at: manifest.started_at,
+    }
+}
+
+/// The backup a downloaded archive's file name names (`NAME.tar.gz.enc` and the other
+/// endings), if it is one: the archive must then be bound to that name.
+pub fn binding_of_file(archive: &Path) -> Binding {
+    let Some(file) = archive.file_name().and_then(|f| f.to_str()) else {
+        return Binding::Unchecked;
+    };
+    crate::layout::ARCHIVE_EXTS
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))
+        .filter(|name| {
+            crate::retention::time_of_name(name).is_some() && crate::layout::is_backup_name(name)
+        })
+        .map_or(Binding::Unchecked, |name| Binding::Name(name.to_string()))
 }
 
 /// Restores (or with no target, verifies) an archive file, such as a downloaded one.

@@ -5,18 +5,51 @@
 //! invisible, and an archive left without a manifest (a prune cut short) is removed by
 //! the next prune, as is any archive without a manifest whose backup started more than
 //! [`STALE_AFTER`] ago, and any incomplete upload started more than that ago.
+//!
+//! Only backups a prune can trust are counted or deleted (see [`TrustRules`]): someone who
+//! can only add objects under the prefix must not be able to push the real backups out
+//! with planted manifests. The others are listed as ignored, and left alone.
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::catalog::{BackupEntry, read_entries};
+use crate::catalog::{Authenticity, BackupEntry, authenticate, read_entries};
 use crate::destination::{Destination, IncompleteUpload, ObjectMeta};
 use crate::error::{Error, Result};
+use crate::format::Keyring;
 use crate::layout::{ARCHIVE_EXTS, Layout, MANIFEST_EXT, is_backup_name, name_is_of_instance};
-use crate::retention::{Candidate, Decision, Policy, plan, time_of_name};
+use crate::retention::{Candidate, Decision, Policy, Rule, plan, time_of_name};
 
 /// How old leftovers (archives without a manifest, incomplete uploads) must be before a
 /// prune removes them: older than any backup still being written.
 pub const STALE_AFTER: Duration = Duration::days(1);
+
+/// How far in the future a backup may be dated before a prune distrusts it: clocks of
+/// machines that share a destination differ by less.
+pub const MAX_CLOCK_SKEW: Duration = Duration::hours(1);
+
+/// What a prune trusts a backup by. A backup is trusted when it is dated no later than
+/// `now` + [`MAX_CLOCK_SKEW`], and its archive's header, authenticated by a key of
+/// `keyring`, binds it to the backup its manifest names. A plain archive, or one of the
+/// format before context stanzas, has no binding: it is trusted by its date alone, unless
+/// it is dated after a bound backup of the same instance (every backup since is bound, so
+/// an unbound one after them was planted).
+#[derive(Debug, Clone, Default)]
+pub struct TrustRules {
+    /// The keys that open archive headers; `None`: only plain archives can be trusted.
+    pub keyring: Option<Keyring>,
+    /// The name of the newest backup this agent itself recorded as complete: it is never
+    /// deleted, whatever the destination holds beside it.
+    pub newest_recorded: Option<String>,
+}
+
+/// A backup a prune does not trust: neither counted by the policy nor deleted.
+#[derive(Debug, Clone)]
+pub struct Ignored {
+    /// The backup.
+    pub entry: BackupEntry,
+    /// Why it is not trusted.
+    pub why: String,
+}
 
 /// Whose backups a prune considers; the policy applies to each instance's backups apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +88,10 @@ pub struct Planned {
 /// What a prune of one destination would do.
 #[derive(Debug, Default)]
 pub struct PrunePlan {
-    /// Every backup in scope, newest first, kept or not.
+    /// Every trusted backup in scope, newest first, kept or not.
     pub backups: Vec<Planned>,
+    /// Backups in scope that are not trusted, newest first: left alone.
+    pub ignored: Vec<Ignored>,
     /// Archives without a manifest, to remove.
     pub orphans: Vec<ObjectMeta>,
     /// Incomplete uploads, to discard.
@@ -87,21 +122,25 @@ pub struct PruneOutcome {
 }
 
 /// Works out what pruning `layout` in `dest` under `policy` would do; changes nothing.
-/// `now` dates leftovers only: backups are judged by the times in their names.
+/// `now` dates leftovers and bounds how far in the future a backup may be dated; backups
+/// are otherwise judged by the times in their names. Only backups `trust` trusts are
+/// counted or deleted; the header of each archive in scope is read (not the archive).
 pub async fn plan_prune(
     dest: &dyn Destination,
     layout: &Layout,
     policy: &Policy,
     scope: &Scope,
     now: DateTime<Utc>,
+    trust: &TrustRules,
 ) -> Result<PrunePlan> {
     let prefix = layout.prefix();
     let objects = dest.list(&prefix).await?;
-    let entries: Vec<BackupEntry> = read_entries(dest, layout, &objects)
+    let in_scope: Vec<BackupEntry> = read_entries(dest, layout, &objects)
         .await?
         .into_iter()
         .filter(|e| scope.owns_manifest(e))
         .collect();
+    let (entries, ignored) = sort_trusted(dest, in_scope, now, trust).await;
     // Each instance's backups are judged on their own, even with every instance in scope:
     // one agent's newest backup never pushes out another's.
     let mut by_instance: std::collections::BTreeMap<&str, Vec<Candidate>> = Default::default();
@@ -117,8 +156,12 @@ pub async fn plan_prune(
     let mut backups: Vec<Planned> = by_instance
         .values()
         .flat_map(|candidates| plan(policy, candidates))
-        .filter_map(|decision| {
+        .filter_map(|mut decision| {
             let entry = entries.iter().find(|e| e.manifest.name == decision.name)?;
+            if trust.newest_recorded.as_ref() == Some(&decision.name) {
+                decision.kept_by.push(Rule::Recorded);
+                decision.kept_by.sort();
+            }
             Some(Planned {
                 decision,
                 entry: entry.clone(),
@@ -166,10 +209,88 @@ pub async fn plan_prune(
     };
     Ok(PrunePlan {
         backups,
+        ignored,
         orphans,
         incomplete,
         problems,
     })
+}
+
+/// Splits `entries` (newest first) into the backups `trust` trusts and the others, with
+/// why; both stay newest first.
+async fn sort_trusted(
+    dest: &dyn Destination,
+    entries: Vec<BackupEntry>,
+    now: DateTime<Utc>,
+    trust: &TrustRules,
+) -> (Vec<BackupEntry>, Vec<Ignored>) {
+    let latest = now + MAX_CLOCK_SKEW;
+    let mut judged = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let m = &entry.manifest;
+        let dated = time_of_name(&m.name).map_or(m.started_at, |t| t.max(m.started_at));
+        let verdict = if dated > latest {
+            Err(format!(
+                "it is dated {}, more than {} hour(s) after this machine's clock ({})",
+                dated.to_rfc3339(),
+                MAX_CLOCK_SKEW.num_hours(),
+                now.to_rfc3339()
+            ))
+        } else {
+            authenticate(dest, &entry, trust.keyring.as_ref())
+                .await
+                .map_err(|e| format!("its archive cannot be trusted: {e}"))
+        };
+        judged.push((entry, verdict));
+    }
+    // Oldest bound backup of each instance: this version binds every backup it writes, so
+    // an unbound one dated after it did not come from it.
+    let mut first_bound: std::collections::HashMap<String, DateTime<Utc>> = Default::default();
+    for (entry, verdict) in &judged {
+        if matches!(verdict, Ok(Authenticity::Bound)) {
+            let m = &entry.manifest;
+            let at = first_bound
+                .entry(m.instance_id.clone())
+                .or_insert(m.started_at);
+            *at = (*at).min(m.started_at);
+        }
+    }
+    let mut trusted = Vec::new();
+    let mut ignored = Vec::new();
+    for (entry, verdict) in judged {
+        let bound_since = first_bound.get(&entry.manifest.instance_id).copied();
+        let why = match verdict {
+            Ok(Authenticity::Bound) => None,
+            Ok(kind @ (Authenticity::Unbound | Authenticity::Plain)) => bound_since
+                .filter(|since| entry.manifest.started_at > *since)
+                .map(|since| {
+                    let what = if kind == Authenticity::Plain {
+                        "a plain archive"
+                    } else {
+                        "an archive whose header binds no backup"
+                    };
+                    format!(
+                        "it is {what}, yet dated after backups of its instance whose archives are bound to them (since {})",
+                        since.to_rfc3339()
+                    )
+                }),
+            Err(why) => Some(why),
+        };
+        // A copy of a real backup's objects under another day's folder is bound to the
+        // same backup and passes every check: counted twice, it would push out another.
+        let twin = trusted
+            .iter()
+            .find(|t: &&BackupEntry| t.manifest.name == entry.manifest.name)
+            .map(|t| t.manifest_key.clone());
+        let why = why.or_else(|| {
+            twin.map(|key| format!("another manifest, {key}, has the same backup name"))
+        });
+        match why {
+            None => trusted.push(entry),
+            Some(why) => ignored.push(Ignored { entry, why }),
+        }
+    }
+    (trusted, ignored)
 }
 
 /// The backup name of an archive or manifest key, whatever its directory.

@@ -61,6 +61,9 @@ pub enum Rule {
     NewestSound,
     /// Its name carries no time: never deleted.
     UnknownTime,
+    /// The newest backup this agent recorded as complete in its task database: never
+    /// deleted, whatever else the destination holds.
+    Recorded,
     /// Among the newest `keep_last`.
     Last,
     /// Within `keep_days` of the newest backup.
@@ -80,6 +83,7 @@ impl Rule {
             Self::Newest => "newest",
             Self::NewestSound => "newest-sound",
             Self::UnknownTime => "unknown-time",
+            Self::Recorded => "newest-recorded",
             Self::Last => "keep_last",
             Self::Days => "keep_days",
             Self::Daily => "keep_daily",

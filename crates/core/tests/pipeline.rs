@@ -432,3 +432,120 @@ fn a_plain_zstd_archive_is_read_by_the_system_zstd_and_tar() {
     output_of("zstd", &["-t", "-q", "-"], &zst);
     assert_lists_the_sample(&output_of("tar", &["--zstd", "-tf", "-"], &zst));
 }
+
+/// Puts `archive` in place of `entry`'s archive and fixes its manifest's SHA-256 and size,
+/// as someone who can write to the destination can; returns the entry as listed again.
+async fn replace_archive(
+    dest: &Arc<dyn Destination>,
+    entry: &BackupEntry,
+    archive: Vec<u8>,
+) -> BackupEntry {
+    use sha2::Digest as _;
+    let mut manifest = entry.manifest.clone();
+    manifest.sha256 = hex::encode(sha2::Sha256::digest(&archive));
+    manifest.stored_bytes = archive.len() as u64;
+    dest.put(&entry.archive_key, archive.into()).await.unwrap();
+    dest.put(&entry.manifest_key, manifest.to_json().into())
+        .await
+        .unwrap();
+    let listed = list_backups(&**dest, &Layout::new("svc/prod", None))
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .find(|e| e.manifest.name == entry.manifest.name)
+        .unwrap()
+}
+
+/// Finding 5 of issue 20: another backup's archive copied over this one's, its manifest
+/// fixed, is refused as corrupt (restore and verify) with both names; an archive written
+/// before archives named their backup restores without the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    let key = Key::generate().unwrap();
+    let root = tmp.path().join("d");
+    let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(&root));
+    for _ in 0..2 {
+        run_backup(
+            plan(&source, Some(key.clone())),
+            vec![target("d", dest.clone())],
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let layout = Layout::new("svc/prod", None);
+    let entries = list_backups(&*dest, &layout).await.unwrap();
+    let (newer, older) = (&entries[0], &entries[1]);
+    let swapped = replace_archive(
+        &dest,
+        newer,
+        std::fs::read(root.join(&older.archive_key)).unwrap(),
+    )
+    .await;
+    let decryption = Decryption::new(Some(Keyring::new(key.clone())));
+    let want = format!(
+        "the archive belongs to backup {} (instance test-0, started ",
+        older.manifest.name
+    );
+    for target in [None, Some((tmp.path().join("out"), true))] {
+        if let Some((dir, _)) = &target {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("keep.txt"), b"precious").unwrap();
+        }
+        let err = restore_backup(
+            dest.clone(),
+            &swapped,
+            &decryption,
+            target.as_ref().map(|(d, r)| (d.as_path(), *r)),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.message().contains(&want), "{err}");
+        assert!(
+            err.message().contains(&format!(
+                "but its manifest names backup {}",
+                newer.manifest.name
+            )),
+            "{err}"
+        );
+        if let Some((dir, _)) = &target {
+            assert_eq!(
+                std::fs::read_dir(dir).unwrap().count(),
+                1,
+                "the target changed"
+            );
+        }
+    }
+
+    // An archive of the format before the context stanza: restored, unchecked.
+    let spec = ArchiveSpec {
+        source: source.clone(),
+        compression: Algorithm::Gzip,
+        compression_level: 6,
+        key: Some(key.clone()),
+    };
+    let (_, unbound) =
+        service_backup_core::pipeline::archive::write_archive(&spec, Vec::new(), &NoProgress)
+            .unwrap();
+    assert_eq!(&unbound[24..26], &[0, 1], "one stanza: no context");
+    let old = replace_archive(&dest, newer, unbound).await;
+    let out = tmp.path().join("old");
+    restore_backup(
+        dest,
+        &old,
+        &decryption,
+        Some((&out, false)),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&source, &out);
+}

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use service_backup_core::format::{DecryptingReader, Key, Keyring, from_io};
+use service_backup_core::format::{BackupContext, DecryptingReader, Key, Keyring, from_io};
 use service_backup_core::{Error, ErrorKind};
 
 #[allow(dead_code)]
@@ -84,13 +84,36 @@ fn str_field<'a>(meta: &'a Value, field: &str, name: &str) -> &'a str {
 }
 
 /// Decrypts the whole archive; an error says whether it came before any plaintext.
-fn decrypt(archive: &[u8], ring: &Keyring) -> Result<(Vec<u8>, String), (Error, bool)> {
+type Opened = (Vec<u8>, String, Option<BackupContext>);
+
+fn decrypt(archive: &[u8], ring: &Keyring) -> Result<Opened, (Error, bool)> {
     let mut reader = DecryptingReader::new(archive, ring).map_err(|e| (e, true))?;
     let mut plain = Vec::new();
     reader
         .read_to_end(&mut plain)
         .map_err(|e| (from_io(e, "read the archive"), false))?;
-    Ok((plain, reader.key_id().to_string()))
+    Ok((
+        plain,
+        reader.key_id().to_string(),
+        reader.context().cloned(),
+    ))
+}
+
+/// The context an `ok` vector's JSON expects, if any.
+fn expected_context(meta: &Value) -> Option<BackupContext> {
+    let c = meta.get("context")?;
+    Some(BackupContext {
+        name: c["name"].as_str().expect("context.name").to_string(),
+        instance_id: c["instance_id"]
+            .as_str()
+            .expect("context.instance_id")
+            .to_string(),
+        started_at: chrono::DateTime::parse_from_rfc3339(
+            c["started_at"].as_str().expect("context.started_at"),
+        )
+        .expect("context.started_at is RFC 3339")
+        .to_utc(),
+    })
 }
 
 fn check(name: &str, meta: &Value, archive: &[u8]) -> Result<(), String> {
@@ -98,7 +121,11 @@ fn check(name: &str, meta: &Value, archive: &[u8]) -> Result<(), String> {
     let result = decrypt(archive, &ring);
     let expect = str_field(meta, "expect", name);
     match (expect, result) {
-        ("ok", Ok((plain, key_id))) => {
+        ("ok", Ok((plain, key_id, context))) => {
+            let want = expected_context(meta);
+            if context != want {
+                return Err(format!("context {context:?}, not {want:?}"));
+            }
             let len = meta["plaintext_len"].as_u64().expect("plaintext_len");
             if plain.len() as u64 != len {
                 return Err(format!("plaintext is {} bytes, not {len}", plain.len()));

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
-use service_backup_core::catalog::{Selector, list_backups};
+use service_backup_core::catalog::{self, Selector, list_backups};
 use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::task::TaskState;
-use service_backup_core::{Error, blocking};
+use service_backup_core::{Error, ErrorKind, blocking};
 use tower_http::timeout::TimeoutLayer;
 
 use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request};
@@ -325,10 +325,7 @@ async fn restore(
     let plan = RestorePlan {
         selector: Selector::Named(name),
         destination: None,
-        decryption: Decryption {
-            keyring: config.keyring.clone(),
-            allow_unencrypted: false,
-        },
+        decryption: Decryption::new(config.keyring.clone()),
         target,
         replace: true,
         from_instance: None,
@@ -365,14 +362,21 @@ async fn download(
                 return Ok(None);
             };
             let mut object = d.destination.get(&entry.archive_key).await?;
-            // The first chunk is read before answering, so a store that fails at once gives
-            // an error status, not a truncated 200.
-            let first = object.chunks.next().await.transpose()?;
-            Ok::<_, Error>(Some((entry, object, first, d.name)))
+            // The header is read before answering, so a store that fails at once gives an
+            // error status, not a truncated 200, and an archive bound to another backup
+            // than its manifest names (swapped in) is refused as a restore refuses it.
+            let head = catalog::read_head(&mut object.chunks).await?;
+            let bytes: Vec<u8> = head.iter().flat_map(|c| c.iter().copied()).collect();
+            if let Err(e) = catalog::judge(&bytes, config.keyring.as_ref(), &entry)
+                && e.kind() == ErrorKind::Corrupt
+            {
+                return Err(e);
+            }
+            Ok::<_, Error>(Some((entry, object, head, d.name)))
         };
         match attempt.await {
             Ok(None) => {}
-            Ok(Some((entry, object, first, dest_name))) => {
+            Ok(Some((entry, object, head, dest_name))) => {
                 let file = entry
                     .archive_key
                     .rsplit('/')
@@ -385,7 +389,7 @@ async fn download(
                     .chunks
                     .inspect_err(|e| tracing::error!(error = %e, "API download failed mid-way; the connection is closed"))
                     .map_err(std::io::Error::other);
-                let stream = futures::stream::iter(first.map(Ok)).chain(rest);
+                let stream = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     header::CONTENT_TYPE,

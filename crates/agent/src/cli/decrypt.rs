@@ -4,9 +4,9 @@ use std::io::{self, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
 
 use clap::Args;
-use service_backup_core::catalog::read_into;
+use service_backup_core::catalog::{self, read_into};
 use service_backup_core::format::{DecryptingReader, from_io};
-use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::pipeline::restore::{Binding, Decryption};
 use service_backup_core::pipeline::staging::Staging;
 use service_backup_core::{Error, ErrorKind};
 
@@ -44,13 +44,19 @@ pub fn run(args: &DecryptArgs) -> CliResult {
         }
         None => (Box::new(io::stdin()), None),
     };
+    // A file named for a backup (as downloads are) must hold that backup's archive.
+    let binding = args
+        .input
+        .as_deref()
+        .map_or(Binding::Unchecked, catalog::binding_of_file);
     let bar = Bar::new("decrypt");
     if let Some(total) = size {
         bar.set_total_from(total);
     }
     if let Some(dir) = &args.extract {
         let staging = Staging::prepare(dir, args.force)?;
-        let decryption = Decryption::new(Some(ring.clone()));
+        let mut decryption = Decryption::new(Some(ring.clone()));
+        decryption.bound_to = binding.clone();
         let stats = read_into(input, &decryption, None, Some(staging), &*bar);
         bar.finish();
         let stats = stats?;
@@ -67,6 +73,7 @@ pub fn run(args: &DecryptArgs) -> CliResult {
         bar: bar.clone(),
     };
     let mut reader = DecryptingReader::new(BufReader::with_capacity(256 * 1024, counted), &ring)?;
+    binding.check(reader.context())?;
     match &args.output {
         Some(path) => {
             if path.exists() {

@@ -7,6 +7,7 @@ use service_backup_core::prune::{PrunePlan, Scope};
 use super::{CliResult, Outcome, load_config, runtime};
 use crate::destinations;
 use crate::runner::{self, RunContext};
+use crate::store::DB_FILE;
 
 /// Applies the retention policy to every (or one) destination, printing what it keeps and
 /// why, and what it deletes; with `dry_run`, changes nothing.
@@ -20,13 +21,18 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         } else {
             Scope::Instance(runner::this_instance(&config).await)
         };
-        let tasks = if dry_run {
+        // A dry run reads the task database only if there is one: it creates nothing.
+        let tasks = if dry_run && !runner::state_dir(&config).join(DB_FILE).exists() {
             None
         } else {
             Some(RunContext::open(&config).await?.tasks)
         };
         Ok::<_, service_backup_core::Error>((scope, tasks))
     })?;
+    let trust = rt.block_on(crate::prune::trust_rules(
+        config.keyring.clone(),
+        tasks.as_ref(),
+    ));
     match &scope {
         Scope::Instance(id) => println!("instance {id}"),
         Scope::AllInstances => println!("every instance"),
@@ -59,7 +65,8 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             &policy,
             &scope,
             dry_run,
-            tasks.as_ref(),
+            tasks.as_ref().filter(|_| !dry_run),
+            &trust,
         ));
         let (plan, outcome) = match result {
             Ok(done) => done,
@@ -70,6 +77,13 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             }
         };
         print_plan(&plan, dry_run, scope == Scope::AllInstances);
+        if !plan.ignored.is_empty() {
+            eprintln!(
+                "warning: destination {}: {} backup(s) ignored by retention, neither counted nor deleted; if this agent did not make them, someone else can write to the destination",
+                dest.name,
+                plan.ignored.len()
+            );
+        }
         let mut problems: Vec<String> = plan.problems.iter().map(ToString::to_string).collect();
         if let Some(outcome) = &outcome {
             problems.extend(outcome.problems.iter().map(ToString::to_string));
@@ -113,6 +127,10 @@ fn print_plan(plan: &PrunePlan, dry_run: bool, with_instance: bool) {
         } else {
             println!("  {delete_word:<13} {}{instance}", m.name);
         }
+    }
+    for i in &plan.ignored {
+        let m = &i.entry.manifest;
+        println!("  ignored       {}: {}", m.name, i.why);
     }
     for o in &plan.orphans {
         println!("  {delete_word:<13} {} (archive without manifest)", o.key);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use service_backup_core::catalog::{self, Selector};
-use service_backup_core::pipeline::restore::{Decryption, ReadStats};
+use service_backup_core::pipeline::restore::{Binding, Decryption, ReadStats};
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
@@ -84,6 +84,7 @@ impl Which {
         Ok(Decryption {
             keyring: keyring(config, &self.key_files)?,
             allow_unencrypted: self.allow_unencrypted,
+            bound_to: Binding::Unchecked,
         })
     }
 
@@ -220,7 +221,9 @@ fn from_file(
     which: &Which,
     target: Option<(&Path, bool)>,
 ) -> Result<ReadStats, CliError> {
-    let decryption = which.decryption(None)?;
+    let mut decryption = which.decryption(None)?;
+    // A file named for a backup (as downloads are) must hold that backup's archive.
+    decryption.bound_to = catalog::binding_of_file(file);
     let bar = Bar::new(if target.is_some() {
         "restore"
     } else {

@@ -9,6 +9,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use super::context::BackupContext;
 use super::keys::{KEY_LEN, Key, KeyId, Keyring};
 use super::stanza::{Stanza, SymmetricStanza};
 use crate::compression::Algorithm;
@@ -37,16 +38,26 @@ pub(crate) struct OpenedHeader {
     pub payload_key: Zeroizing<[u8; KEY_LEN]>,
     /// The id of the keyring key that opened the header.
     pub key_id: KeyId,
+    /// The backup the archive is bound to; `None` for archives written before contexts.
+    pub context: Option<BackupContext>,
 }
 
-/// Writes the header of a new archive for `key`; returns the header bytes and payload key.
-pub(crate) fn seal(key: &Key) -> Result<(Vec<u8>, Zeroizing<[u8; KEY_LEN]>)> {
+/// Writes the header of a new archive for `key`, bound to `context` when given; returns
+/// the header bytes and payload key.
+pub(crate) fn seal(
+    key: &Key,
+    context: Option<&BackupContext>,
+) -> Result<(Vec<u8>, Zeroizing<[u8; KEY_LEN]>)> {
+    if let Some(c) = context {
+        c.validate()?;
+    }
     let mut file_key: FileKey = Zeroizing::new([0u8; KEY_LEN]);
     crate::random::fill(file_key.as_mut())?;
     let mut salt = [0u8; SALT_LEN];
     crate::random::fill(&mut salt)?;
     let stanza = SymmetricStanza::wrap(key, &file_key)?;
-    let stanzas = [Stanza::Symmetric(stanza)];
+    let mut stanzas = vec![Stanza::Symmetric(stanza)];
+    stanzas.extend(context.map(|c| Stanza::Context(c.clone())));
     let header = encode(&salt, &stanzas, &file_key);
     Ok((header, payload_key(&file_key, &salt)))
 }
@@ -116,7 +127,7 @@ pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHe
         .iter()
         .filter_map(|s| match s {
             Stanza::Symmetric(s) => Some(s),
-            Stanza::Unknown { .. } => None,
+            Stanza::Context(_) | Stanza::Unknown { .. } => None,
         })
         .collect();
     // Every stanza for a key we hold is tried: one damaged stanza does not hide another.
@@ -149,10 +160,58 @@ pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHe
             "the archive header fails authentication (it was modified)",
         ));
     }
+    let mut contexts = stanzas.into_iter().filter_map(|s| match s {
+        Stanza::Context(c) => Some(c),
+        Stanza::Symmetric(_) | Stanza::Unknown { .. } => None,
+    });
+    let context = contexts.next();
+    let more = contexts.count();
+    if more > 0 {
+        return Err(Error::corrupt(format!(
+            "the archive header holds {} context stanzas (at most 1)",
+            more + 1
+        )));
+    }
     Ok(OpenedHeader {
         payload_key: payload_key(&file_key, &salt),
         key_id: key.id(),
+        context,
     })
+}
+
+/// The length of the header that starts `prefix`, from its stanza lengths alone (nothing
+/// is authenticated); `None` if `prefix` is too short to tell. Malformed counts and
+/// lengths are refused as [`open`] refuses them.
+pub(crate) fn header_len(prefix: &[u8]) -> Result<Option<usize>> {
+    if prefix.len() < MAGIC.len() {
+        return Ok(None);
+    }
+    check_magic(&prefix[..MAGIC.len()])?;
+    let mut at = MAGIC.len() + SALT_LEN;
+    let Some(count) = prefix.get(at..at + 2) else {
+        return Ok(None);
+    };
+    let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+    if count == 0 || count > MAX_STANZAS {
+        return Err(Error::corrupt(format!(
+            "the archive header lists {count} key stanzas (1 to {MAX_STANZAS} are valid)"
+        )));
+    }
+    at += 2;
+    for _ in 0..count {
+        let Some(head) = prefix.get(at..at + 6) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(head[2..6].try_into().expect("4 bytes"));
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_STANZA_BODY {
+            return Err(Error::corrupt(format!(
+                "a key stanza in the archive header claims {len} bytes (at most {MAX_STANZA_BODY})"
+            )));
+        }
+        at += 6 + len;
+    }
+    Ok(Some(at + MAC_LEN))
 }
 
 fn check_magic(raw: &[u8]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The encrypted archive format of `spec/archive-format.md`: a header that wraps a random
 //! per-archive key in key stanzas, then the payload as a STREAM of AES-256-GCM chunks.
 
+mod context;
 mod header;
 pub mod keys;
 mod stanza;
@@ -11,6 +12,7 @@ pub mod vectors;
 
 use std::io::{self, Read, Write};
 
+pub use context::{BackupContext, MAX_CONTEXT_BODY, STANZA_CONTEXT};
 pub use header::MAGIC;
 pub use keys::{KEY_LEN, Key, KeyId, Keyring};
 pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
@@ -28,8 +30,13 @@ pub struct EncryptingWriter<W: Write> {
 
 impl<W: Write> EncryptingWriter<W> {
     /// Writes the header for `key` to `inner` and returns a writer for the payload.
-    pub fn new(mut inner: W, key: &Key) -> Result<Self> {
-        let (header, payload_key) = header::seal(key)?;
+    pub fn new(inner: W, key: &Key) -> Result<Self> {
+        Self::bound(inner, key, None)
+    }
+
+    /// Like [`Self::new`], with the header bound to the backup `context` when given.
+    pub fn bound(mut inner: W, key: &Key, context: Option<&BackupContext>) -> Result<Self> {
+        let (header, payload_key) = header::seal(key, context)?;
         inner
             .write_all(&header)
             .map_err(|e| from_io(e, "write the archive header"))?;
@@ -58,6 +65,7 @@ impl<W: Write> Write for EncryptingWriter<W> {
 pub struct DecryptingReader<R: Read> {
     inner: stream::StreamDecryptor<R>,
     key_id: KeyId,
+    context: Option<BackupContext>,
 }
 
 impl<R: Read> DecryptingReader<R> {
@@ -68,6 +76,7 @@ impl<R: Read> DecryptingReader<R> {
         Ok(Self {
             inner: stream::StreamDecryptor::new(inner, &opened.payload_key),
             key_id: opened.key_id,
+            context: opened.context,
         })
     }
 
@@ -75,6 +84,44 @@ impl<R: Read> DecryptingReader<R> {
     pub fn key_id(&self) -> KeyId {
         self.key_id
     }
+
+    /// The backup the authenticated header binds the archive to; `None` for an archive
+    /// written before archives carried one.
+    pub fn context(&self) -> Option<&BackupContext> {
+        self.context.as_ref()
+    }
+}
+
+/// What an authenticated header says, read without the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// The id of the key that opened it.
+    pub key_id: KeyId,
+    /// The backup it is bound to, if any.
+    pub context: Option<BackupContext>,
+}
+
+/// The most bytes a header can take (`spec/archive-format.md`, "Limits").
+pub const MAX_HEADER_LEN: usize = 8
+    + header::SALT_LEN
+    + 2
+    + header::MAX_STANZAS * (6 + header::MAX_STANZA_BODY)
+    + header::MAC_LEN;
+
+/// The length of the header at the start of `prefix`, from its stanza lengths; `None`
+/// while `prefix` is too short to tell. Nothing is authenticated yet.
+pub fn header_len(prefix: &[u8]) -> Result<Option<usize>> {
+    header::header_len(prefix)
+}
+
+/// Authenticates the header at the start of `prefix` with `keyring` and returns what it
+/// says; the payload after it is not read.
+pub fn read_header(mut prefix: &[u8], keyring: &Keyring) -> Result<HeaderInfo> {
+    let opened = header::open(&mut prefix, keyring)?;
+    Ok(HeaderInfo {
+        key_id: opened.key_id,
+        context: opened.context,
+    })
 }
 
 impl<R: Read> Read for DecryptingReader<R> {

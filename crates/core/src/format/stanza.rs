@@ -1,7 +1,8 @@
 //! Key stanzas: each wraps the archive's file key for one recipient
 //! (`spec/archive-format.md`, "Key stanzas").
 //!
-//! Type 1 is a symmetric key named by its key id. Other types are skipped when reading,
+//! Type 1 is a symmetric key named by its key id; type 2 names the backup the archive
+//! belongs to (`super::context`). Other types are skipped when reading,
 //! so that public-key recipients can be added later without a new format version.
 
 use aes_gcm::aead::{AeadInOut as _, KeyInit as _};
@@ -10,6 +11,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::context::{BackupContext, STANZA_CONTEXT};
 use super::header::FileKey;
 use super::keys::{KEY_ID_LEN, KEY_LEN, Key, KeyId};
 use crate::error::{Error, Result};
@@ -30,6 +32,8 @@ const WRAP_INFO: &[u8] = b"service-backup symmetric stanza v1";
 pub(crate) enum Stanza {
     /// The file key wrapped under a symmetric key.
     Symmetric(SymmetricStanza),
+    /// The backup the archive belongs to (type 2); wraps no key.
+    Context(BackupContext),
     /// A stanza type this version does not know; kept only for the header MAC.
     Unknown { kind: u16, body: Vec<u8> },
 }
@@ -54,6 +58,7 @@ impl Stanza {
                 body.extend_from_slice(&s.wrapped);
                 (STANZA_SYMMETRIC, body)
             }
+            Self::Context(c) => (STANZA_CONTEXT, c.encode()),
             Self::Unknown { kind, body } => (*kind, body.clone()),
         };
         out.extend_from_slice(&kind.to_be_bytes());
@@ -64,6 +69,9 @@ impl Stanza {
 
     /// Parses a stanza body of type `kind`.
     pub fn decode(kind: u16, body: &[u8]) -> Result<Self> {
+        if kind == STANZA_CONTEXT {
+            return BackupContext::decode(body).map(Self::Context);
+        }
         if kind != STANZA_SYMMETRIC {
             return Ok(Self::Unknown {
                 kind,

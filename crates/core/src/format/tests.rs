@@ -34,6 +34,7 @@ fn inputs() -> VectorInputs {
         salt: [3; 16],
         wrap_nonce: [5; 12],
         unknown_stanzas: vec![],
+        context: None,
     }
 }
 
@@ -308,5 +309,62 @@ proptest! {
         let i = pos.index(bad.len());
         bad[i] ^= 1 << bit;
         prop_assert!(open(&Keyring::new(k), &bad).is_err());
+    }
+}
+
+/// A context stanza body round-trips, times before 1970 and nanoseconds included, and a
+/// header carries it through the MAC.
+#[test]
+fn a_context_round_trips_through_the_header() {
+    use super::context::BackupContext;
+    let key = Key::generate().unwrap();
+    for started_at in [
+        chrono::DateTime::from_timestamp(1_767_225_600, 999_999_999).unwrap(),
+        chrono::DateTime::from_timestamp(-86_401, 1).unwrap(),
+    ] {
+        let context = BackupContext {
+            name: "20260101T000000Z-vm-0a1b2c3d".into(),
+            instance_id: "vm.é".into(),
+            started_at,
+        };
+        assert_eq!(BackupContext::decode(&context.encode()).unwrap(), context);
+        let mut w = EncryptingWriter::bound(Vec::new(), &key, Some(&context)).unwrap();
+        w.write_all(b"x").unwrap();
+        let archive = w.finish().unwrap();
+        let reader = DecryptingReader::new(&archive[..], &Keyring::new(key.clone())).unwrap();
+        assert_eq!(reader.context(), Some(&context));
+        let other = BackupContext {
+            name: "20260101T000000Z-vm-ffffffff".into(),
+            ..context.clone()
+        };
+        let e = reader.context().unwrap().check(&other).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(
+            e.message().contains("20260101T000000Z-vm-0a1b2c3d")
+                && e.message().contains("20260101T000000Z-vm-ffffffff"),
+            "{e}"
+        );
+    }
+    // A context too long to write is refused before anything is written.
+    let long = BackupContext {
+        name: "n".repeat(1000),
+        instance_id: "i".repeat(10),
+        started_at: chrono::Utc::now(),
+    };
+    assert!(EncryptingWriter::bound(Vec::new(), &key, Some(&long)).is_err());
+}
+
+proptest! {
+    /// Any bytes as a context body, or after the magic as a header, give a value or an
+    /// error, never a panic, and a header length within the format's limit.
+    #[test]
+    fn any_context_or_header_prefix_is_judged_without_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..1100),
+    ) {
+        let _ = super::context::BackupContext::decode(&body);
+        let prefixed = [&MAGIC[..], &body].concat();
+        if let Ok(Some(n)) = super::header::header_len(&prefixed) {
+            prop_assert!(n <= MAX_HEADER_LEN);
+        }
     }
 }

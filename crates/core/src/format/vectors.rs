@@ -8,6 +8,7 @@ use std::io::Write as _;
 use aead_stream::StreamPrimitive as _;
 use zeroize::Zeroizing;
 
+use super::context::BackupContext;
 use super::header;
 use super::keys::{KEY_LEN, Key};
 use super::stanza::{Stanza, SymmetricStanza, WRAP_NONCE_LEN};
@@ -24,6 +25,8 @@ pub struct VectorInputs {
     pub wrap_nonce: [u8; WRAP_NONCE_LEN],
     /// Stanzas of unknown types (type, body) placed before the symmetric one.
     pub unknown_stanzas: Vec<(u16, Vec<u8>)>,
+    /// The backup context, as a type 2 stanza placed after the symmetric one.
+    pub context: Option<BackupContext>,
 }
 
 /// Builds the archive of `plaintext` for `key` from fixed inputs.
@@ -71,6 +74,7 @@ fn header_for(key: &Key, inputs: &VectorInputs) -> (Vec<u8>, Zeroizing<[u8; KEY_
         &file_key,
         inputs.wrap_nonce,
     )));
+    stanzas.extend(inputs.context.clone().map(Stanza::Context));
     let out = header::encode(&inputs.salt, &stanzas, &file_key);
     let payload_key = header::payload_key_for_vectors(&file_key, &inputs.salt);
     (out, payload_key)
@@ -89,5 +93,6 @@ pub fn header_len(inputs: &VectorInputs) -> usize {
         + unknown
         + 6
         + super::stanza::SYMMETRIC_BODY_LEN
+        + inputs.context.as_ref().map_or(0, |c| 6 + c.encode().len())
         + header::MAC_LEN
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{EncryptingWriter, Key, from_io};
+use crate::format::{BackupContext, EncryptingWriter, Key, from_io};
 use crate::progress::Progress;
 
 use super::compress::{ParallelCompressor, compression_threads};
@@ -115,11 +115,22 @@ pub fn write_archive<W: Write + Send>(
     out: W,
     progress: &dyn Progress,
 ) -> Result<(ArchiveStats, W)> {
+    write_bound_archive(spec, None, out, progress)
+}
+
+/// Like [`write_archive`], with an encrypted archive's header bound to the backup
+/// `context` (a plain archive has no header to bind it in).
+pub fn write_bound_archive<W: Write + Send>(
+    spec: &ArchiveSpec,
+    context: Option<&BackupContext>,
+    out: W,
+    progress: &dyn Progress,
+) -> Result<(ArchiveStats, W)> {
     let source = &spec.source;
     check_source(source)?;
     let hashing = HashingWriter::new(out);
     let sealer = match &spec.key {
-        Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::new(hashing, key)?)),
+        Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::bound(hashing, key, context)?)),
         None => Sealer::Plain(hashing),
     };
     let (mut stats, sealer) = std::thread::scope(|scope| {

@@ -16,9 +16,10 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::archive::{ArchiveSpec, ArchiveStats, write_archive};
+use super::archive::{ArchiveSpec, ArchiveStats, write_bound_archive};
 use crate::destination::{Destination, Upload};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::BackupContext;
 use crate::layout::Layout;
 use crate::manifest::{Compression, Encryption, MANIFEST_VERSION, Manifest};
 use crate::progress::Progress;
@@ -133,12 +134,18 @@ pub async fn run_backup(
         };
         let spec = plan.archive.clone();
         let progress = progress.clone();
-        let (stats, sink) =
-            tokio::task::spawn_blocking(move || write_archive(&spec, sink, &*progress))
-                .await
-                .map_err(|e| {
-                    Error::new(ErrorKind::Io, format!("the archive task failed: {e}"))
-                })??;
+        // The header binds the archive to this backup, so that a manifest pointing at
+        // another backup's archive is caught on restore.
+        let context = BackupContext {
+            name: plan.name.clone(),
+            instance_id: plan.instance_id.clone(),
+            started_at: plan.started_at,
+        };
+        let (stats, sink) = tokio::task::spawn_blocking(move || {
+            write_bound_archive(&spec, Some(&context), sink, &*progress)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("the archive task failed: {e}")))??;
         let manifest = Arc::new(draft_manifest(&plan, &stats, encrypted));
         for tx in sink.senders {
             let _ = tx.send(Message::Finish(manifest.clone())).await;

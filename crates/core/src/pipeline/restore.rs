@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::extract::{ExtractStats, Extractor};
 use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{ArchiveKind, DecryptingReader, KeyId, Keyring, from_io};
+use crate::format::{ArchiveKind, BackupContext, DecryptingReader, KeyId, Keyring, from_io};
 use crate::progress::Progress;
 
 /// The keys a restore may use, and whether it accepts an archive that is not encrypted.
@@ -28,6 +28,32 @@ pub struct Decryption {
     /// default: with keys configured, a plain archive may be a backup that someone
     /// replaced.
     pub allow_unencrypted: bool,
+    /// The backup an encrypted archive must be bound to, when its header binds one.
+    pub bound_to: Binding,
+}
+
+/// What an archive's context stanza must say (`format::BackupContext`). Archives written
+/// before archives carried a context pass unchecked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// Nothing is known to check against.
+    #[default]
+    Unchecked,
+    /// The backup its manifest names.
+    Backup(BackupContext),
+    /// A backup of this name (a downloaded file named for it).
+    Name(String),
+}
+
+impl Binding {
+    /// Refuses an archive bound to another backup than this one.
+    pub fn check(&self, found: Option<&BackupContext>) -> Result<()> {
+        match (self, found) {
+            (Self::Backup(want), Some(found)) => found.check(want),
+            (Self::Name(want), Some(found)) => found.check_name(want),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Decryption {
@@ -36,6 +62,7 @@ impl Decryption {
         Self {
             keyring,
             allow_unencrypted: false,
+            bound_to: Binding::Unchecked,
         }
     }
 
@@ -128,6 +155,8 @@ pub fn read_archive<R: Read + Send>(
             };
             let reader = DecryptingReader::new(&mut input, keyring)?;
             key_id = Some(reader.key_id());
+            // Before any plaintext: an archive swapped in from another backup is refused.
+            decryption.bound_to.check(reader.context())?;
             // The decrypting stage reads to the end of the encrypted stream (its last
             // chunk's tag included) before decompression's stage sees the end of its input.
             std::thread::scope(|scope| extract_tar(stage(scope, reader), extractor, scope))?
