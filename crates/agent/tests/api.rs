@@ -1394,3 +1394,66 @@ async fn idle_keep_alive_and_trickled_headers_are_closed_but_a_slow_download_is_
     );
     agent.stop();
 }
+
+/// The owner of `/proc/<pid>/status` and the real uid of the process, as the kernel shows
+/// them: a process that is not dumpable has its `/proc` files owned by root whatever its
+/// user, so that no process of that user may read its memory or attach to it.
+fn proc_owner_and_uid(pid: u32) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = format!("/proc/{pid}/status");
+    let owner = std::fs::metadata(&path).unwrap().uid();
+    let uid = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    (owner, uid)
+}
+
+/// Issue 20 (10): the daemon, which holds the raw key and the API's tokens, can write no
+/// core file (limit 0) and is not dumpable (its `/proc` files belong to root, so its own
+/// user cannot read its memory); a process of the same user started the same way is.
+#[tokio::test]
+async fn the_daemon_writes_no_core_file_and_is_not_dumpable() {
+    // As root, the daemon runs as nobody: root reads every process's memory anyway.
+    let unprivileged: &[&str] = &[
+        "sh",
+        "-c",
+        "chown -R 65534:65534 . && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" \"$@\"",
+    ];
+    let wrapper: &[&str] = if common::is_root() { unprivileged } else { &[] };
+    let agent = Agent::start_under(Env::new(), "", None, wrapper).await;
+    let pid = agent.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    let (owner, uid) = proc_owner_and_uid(pid);
+    assert_ne!(uid, 0, "the daemon runs as an ordinary user");
+    assert_eq!(owner, 0, "/proc/{pid} belongs to root: not dumpable");
+
+    let mut control = Command::new(wrapper.first().copied().unwrap_or("sleep"));
+    if wrapper.is_empty() {
+        control.arg("5");
+    } else {
+        control.args(&wrapper[1..]).args(["sleep", "5"]);
+    }
+    let mut control = control.current_dir(agent.env.dir.path()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (control_owner, control_uid) = proc_owner_and_uid(control.id());
+    assert_eq!(
+        (control_owner, control_uid),
+        (uid, uid),
+        "an ordinary process of that user owns its /proc files"
+    );
+    let _ = control.kill();
+    let _ = control.wait();
+    agent.stop();
+}
