@@ -1457,3 +1457,48 @@ async fn the_daemon_writes_no_core_file_and_is_not_dumpable() {
     let _ = control.wait();
     agent.stop();
 }
+
+/// A TLS handshake that never finishes (a record header, then nothing) is closed within
+/// 15 s like a silent connection, and a plain request on the TLS port at once; meanwhile
+/// the API answers.
+#[tokio::test]
+async fn an_unfinished_tls_handshake_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = Env::new();
+    let (cert, key, ca) = test_certificates(&env);
+    let agent = Agent::start_with(env, "", Some((&cert, &key, &ca))).await;
+    let port = port_of(&agent);
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    // A handshake record of 512 bytes announced, 4 of them sent.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+        .await
+        .unwrap();
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let plain_end =
+        tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut rest)).await;
+    assert!(
+        plain_end.is_ok(),
+        "plain HTTP on the TLS port is closed at once"
+    );
+    let (status, _) = agent.get("/backups").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(15), stalled.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0) | Err(_))),
+        "the stalled handshake is closed within 15 s: {end:?} after {:?}",
+        opened.elapsed()
+    );
+    agent.stop();
+}
