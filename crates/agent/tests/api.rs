@@ -1502,3 +1502,74 @@ async fn an_unfinished_tls_handshake_is_closed() {
     );
     agent.stop();
 }
+
+/// With every place taken by a request in progress (two downloads the client does not
+/// read, `max_connections: 2`), none is closed to make room: a newcomer waits, and is
+/// answered as soon as one of them ends.
+#[tokio::test]
+async fn requests_in_progress_are_never_closed_to_make_room() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let agent = Agent::start("  max_connections: 2\n").await;
+    assert!(
+        agent.logs().contains("\"max_connections\":2"),
+        "{}",
+        agent.logs()
+    );
+    // 16 MiB that does not compress: more than the sockets' buffers hold.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..16 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let port = port_of(&agent);
+    let download = format!(
+        "GET /backups/{id}/download HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(download.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "the download starts");
+        stalled.push(s);
+    }
+    // Past the idle limit: busy connections are not idle.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut newcomer = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    newcomer
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_secs(2), newcomer.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "no place yet: {early:?} {answer:?}");
+    // The first download still flows: its connection was not closed.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let n = stalled[0].read(&mut chunk).await.unwrap();
+    assert!(n > 0, "the stalled download's connection is open");
+    drop(stalled.remove(1));
+    tokio::time::timeout(Duration::from_secs(5), newcomer.read_to_end(&mut answer))
+        .await
+        .expect("the newcomer is answered once a place is free")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("ok"),
+        "{text}"
+    );
+    drop(stalled);
+    agent.stop();
+}
