@@ -21,6 +21,13 @@ mod api {
 }
 use api::{auth, request};
 
+// `auth` reads the tokens file through the agent's secret-file check.
+#[allow(dead_code, missing_docs)]
+#[path = "../../crates/agent/src/config"]
+mod config {
+    pub mod file_mode;
+}
+
 const INSTANCE: &str = "inst-1";
 const TOKENS: [&str; 2] = ["tok-Fuzz-3f9a1c7e5b", "a token with spaces"];
 
@@ -33,6 +40,9 @@ fn tokens() -> &'static auth::Tokens {
             let file = dir.path().join("tokens");
             std::fs::write(&file, format!("\n  {}\n{}\n\n", TOKENS[0], TOKENS[1]))
                 .expect("the tokens file");
+            // The agent refuses a tokens file that others may read.
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(&file, private).expect("the tokens file's mode");
             let tokens = auth::Tokens::load(&file).expect("the tokens");
             (dir, tokens)
         })

@@ -31,6 +31,21 @@ use service_backup_core::ErrorKind;
 use cli::{Cli, CliError, Outcome};
 use logging::{LogFormat, LogTarget};
 
+/// Makes the process non-dumpable and its core size limit 0, before any key or token is
+/// read: the process holds the raw encryption key and the API's tokens, which a core file
+/// (or a same-user process reading `/proc/<pid>/mem` or attaching with ptrace, which a
+/// non-dumpable process refuses) would otherwise give away. Failures are logged, not fatal:
+/// a sandbox may forbid the calls and the agent still works.
+fn keep_secrets_out_of_core_dumps() {
+    use nix::sys::resource::{Resource, setrlimit};
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "Could not make the process non-dumpable");
+    }
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!(error = %e, "Could not set the core file size limit to 0");
+    }
+}
+
 fn main() -> ExitCode {
     // A panic message may carry data; print only where it happened.
     std::panic::set_hook(Box::new(|info| {
@@ -51,6 +66,7 @@ fn main() -> ExitCode {
     } else {
         logging::init(format, LogTarget::Stderr, tracing::Level::WARN);
     }
+    keep_secrets_out_of_core_dumps();
     match cli::run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),

@@ -56,8 +56,18 @@ impl Agent {
 
     /// With `tls`: (certificate, key, CA the client trusts).
     async fn start_with(env: Env, extra: &str, tls: Option<(&Path, &Path, &Path)>) -> Self {
+        Self::start_under(env, extra, tls, &[]).await
+    }
+
+    /// Run through `wrapper` (a command that execs the rest, such as `prlimit`), if any.
+    async fn start_under(
+        env: Env,
+        extra: &str,
+        tls: Option<(&Path, &Path, &Path)>,
+        wrapper: &[&str],
+    ) -> Self {
         let port = free_port();
-        std::fs::write(env.path("tokens"), format!("other-token\n{TOKEN}\n")).unwrap();
+        common::write_private(&env.path("tokens"), format!("other-token\n{TOKEN}\n"));
         let d = env.dir.path().display();
         let tls_yaml = tls.map_or(String::new(), |(c, k, _)| {
             format!(
@@ -77,7 +87,15 @@ impl Agent {
              api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n{tls_yaml}{extra}"
         ));
         let log = env.path("daemon.log");
-        let child = Command::new(binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .args(["run", "config.yml"])
             .current_dir(env.dir.path())
             .stdin(Stdio::null())
@@ -351,11 +369,9 @@ async fn the_whole_flow_on_s3() {
     agent.stop();
 }
 
-#[tokio::test]
-async fn tls_with_a_self_signed_certificate() {
-    let env = Env::new();
-    // A CA made now, and a certificate it signs for localhost (the client refuses a CA
-    // certificate used as the server's own).
+/// A CA made now, and a certificate it signs for localhost (the client refuses a CA
+/// certificate used as the server's own): (certificate, key with mode 0600, CA).
+fn test_certificates(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
     let cert = env.path("cert.pem");
     let key = env.path("key.pem");
     let ca = env.path("ca.pem");
@@ -421,6 +437,15 @@ async fn tls_with_a_self_signed_certificate() {
         "-out",
         "cert.pem",
     ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (cert, key, ca)
+}
+
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate() {
+    let env = Env::new();
+    let (cert, key, ca) = test_certificates(&env);
     let agent = Agent::start_with(env, "", Some((&cert, &key, &ca))).await;
     assert!(agent.base.starts_with("https://"));
     let (status, body) = agent.get("/backups").await;
@@ -829,14 +854,68 @@ async fn download_while_the_destination_is_down_is_a_clear_5xx() {
     assert_eq!(r.headers()["content-type"], "application/json");
     let body = json_of(r).await;
     assert_eq!(body["error"], "destinationUnavailable", "{body}");
+    // Issue 20 (12): the answer says what happened in public words; the endpoint, the
+    // destination's name and paths are only in the log, under the answer's reference.
+    let endpoint = format!("127.0.0.1:{dead}");
+    let reference = public_description(&body, &[&endpoint, &dead.to_string(), "down", &d]);
+    let logs = agent.stop();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&reference))
+        .unwrap_or_else(|| panic!("no log line has reference {reference}: {logs}"));
     assert!(
-        body["description"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{body}"
+        line.contains(&endpoint) && line.contains("unreachable"),
+        "the log has the detail: {line}"
     );
-    agent.stop();
+}
+
+/// Checks that an error body tells what happened without internal detail (none of
+/// `hidden`, no path, no URL) and gives a reference to the log; returns the reference.
+fn public_description(body: &Value, hidden: &[&str]) -> String {
+    let description = body["description"].as_str().unwrap();
+    for h in hidden {
+        assert!(!description.contains(h), "{h:?} shows in {body}");
+    }
+    assert!(
+        !description.contains('/') && !description.contains("http"),
+        "a path or URL shows in {body}"
+    );
+    let reference = description
+        .split("reference ")
+        .nth(1)
+        .map(|r| r.trim_end_matches('.').to_string())
+        .unwrap_or_else(|| panic!("no reference in {body}"));
+    assert!(
+        reference.len() == 12 && reference.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{reference}"
+    );
+    reference
+}
+
+#[tokio::test]
+async fn a_server_error_shows_no_path_and_logs_the_detail() {
+    let agent = Agent::start("").await;
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    // The task database loses its table under the running daemon.
+    let db = rusqlite::Connection::open(agent.env.path("service-backup.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch("DROP TABLE tasks").unwrap();
+    drop(db);
+    let (status, body) = agent.get("/backups").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"], "internalError", "{body}");
+    let d = agent.env.dir.path().display().to_string();
+    let reference = public_description(&body, &[&d, "sqlite", "tasks", "no such table"]);
+    let logs = agent.stop();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&reference))
+        .unwrap_or_else(|| panic!("no log line has reference {reference}: {logs}"));
+    assert!(
+        line.contains("service-backup.sqlite3") && line.contains("no such table"),
+        "the log has the detail: {line}"
+    );
 }
 
 #[tokio::test]
@@ -1002,4 +1081,495 @@ async fn a_large_download_read_slowly_keeps_memory_flat() {
         grown < 48 * 1024,
         "the daemon grew by {grown} KiB during a {length}-byte download (from {before} KiB)"
     );
+}
+
+/// The port of the agent's API.
+fn port_of(agent: &Agent) -> u16 {
+    agent.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A TLS client trusting `ca`, for connections the test holds itself.
+fn tls_connector(ca: &Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// A connection the test opened and leaves silent.
+enum Silent {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    /// Closed by the agent before its TLS handshake finished.
+    Gone,
+}
+
+/// Waits for the end of a silent connection opened at `at`: the agent must close it within
+/// 15 s. Returns when it did.
+async fn closed_within_15_s(at: Instant, conn: Silent) -> Result<Duration, String> {
+    use tokio::io::AsyncReadExt as _;
+    let deadline = tokio::time::Instant::from_std(at + Duration::from_secs(15));
+    let mut buf = [0u8; 256];
+    let read = match conn {
+        Silent::Plain(mut s) => tokio::time::timeout_at(deadline, s.read(&mut buf)).await,
+        Silent::Tls(mut s) => tokio::time::timeout_at(deadline, s.read(&mut buf)).await,
+        Silent::Gone => return Ok(at.elapsed()),
+    };
+    match read {
+        Ok(Ok(0) | Err(_)) => Ok(at.elapsed()),
+        Ok(Ok(n)) => Err(format!("the agent sent {n} bytes to a silent connection")),
+        Err(_) => Err("a silent connection was still open after 15 s".to_string()),
+    }
+}
+
+/// The attack of issue 20 (3): while an API backup runs, 500 connections that send nothing
+/// (or finish a TLS handshake and go silent). The backup completes, every silent connection
+/// is closed within 15 s, and a normal client, on a new connection every 0.5 s, is answered
+/// within 5 s throughout.
+async fn silent_connections_during_a_backup(tls: bool, wrapper: &[&str]) -> Agent {
+    let env = Env::new();
+    let certs = tls.then(|| test_certificates(&env));
+    let files = certs
+        .as_ref()
+        .map(|(c, k, a)| (c.as_path(), k.as_path(), a.as_path()));
+    let agent = Agent::start_under(env, "source_executable: sleep 4\n", files, wrapper).await;
+    let port = port_of(&agent);
+    let id = agent.create_backup().await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let mut builder = Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0);
+        if let Some((_, _, ca)) = &certs {
+            let pem = std::fs::read(ca).unwrap();
+            builder = builder
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .tls_built_in_root_certs(false);
+        }
+        let client = builder.build().unwrap();
+        let url = agent.url("/backups");
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut count, mut worst) = (0u32, Duration::ZERO);
+            let end = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < end {
+                let asked = Instant::now();
+                let answer = client.get(&url).bearer_auth(TOKEN).send().await;
+                let status = match answer {
+                    Ok(r) => {
+                        let status = r.status();
+                        r.bytes()
+                            .await
+                            .map_err(|e| format!("answer {count} cut: {e}"))?;
+                        status
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "request {count} got no answer after {:?}: {e}",
+                            asked.elapsed()
+                        ));
+                    }
+                };
+                let took = asked.elapsed();
+                if status != StatusCode::OK || took > Duration::from_secs(5) {
+                    return Err(format!("request {count}: {status} after {took:?}"));
+                }
+                worst = worst.max(took);
+                count += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok::<_, String>((count, worst))
+        })
+    };
+
+    let connector = certs.as_ref().map(|(_, _, ca)| tls_connector(ca));
+    let mut silent = Vec::with_capacity(500);
+    for i in 0..500 {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connection {i}: connect timed out"))
+        .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        let at = Instant::now();
+        let conn = match &connector {
+            None => Silent::Plain(stream),
+            Some(c) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                match tokio::time::timeout(Duration::from_secs(5), c.connect(name, stream)).await {
+                    Ok(Ok(s)) => Silent::Tls(Box::new(s)),
+                    _ => Silent::Gone,
+                }
+            }
+        };
+        silent.push((at, conn));
+    }
+    let handshakes = silent
+        .iter()
+        .filter(|(_, c)| matches!(c, Silent::Tls(_)))
+        .count();
+    if tls {
+        assert!(
+            handshakes >= 400,
+            "only {handshakes} TLS handshakes finished"
+        );
+    }
+
+    let mut closes = tokio::task::JoinSet::new();
+    for (at, conn) in silent {
+        closes.spawn(closed_within_15_s(at, conn));
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(closed) = closes.join_next().await {
+        slowest = slowest.max(closed.unwrap().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let task = agent.wait("backups", id).await;
+    assert_eq!(task["status"], "done", "{task}\n{}", agent.logs());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (count, worst) = poller
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the normal client: {e}\n{}", agent.logs()));
+    assert!(count >= 10, "only {count} requests of the normal client");
+    println!(
+        "500 silent connections closed within {slowest:?}; {count} normal requests answered, \
+         the slowest in {worst:?}"
+    );
+    let logs = agent.logs();
+    assert!(
+        !logs.contains("Too many open files"),
+        "descriptors ran out: {logs}"
+    );
+    assert!(
+        logs.contains("idle ones are closed to make room"),
+        "the cap was reached: {logs}"
+    );
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_plain_connections_under_128_open_files_neither_starve_clients_nor_backups() {
+    let agent = silent_connections_during_a_backup(false, &["prlimit", "--nofile=128:128"]).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.child.id())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("128")),
+        "{limits}"
+    );
+    assert!(
+        agent.logs().contains("\"lowered_to\":64"),
+        "the cap is half the open-file limit: {}",
+        agent.logs()
+    );
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_neither_starve_clients_nor_backups() {
+    let agent = silent_connections_during_a_backup(true, &[]).await;
+    agent.stop();
+}
+
+/// Connections that never complete a request are closed: one idle after a response (keep-
+/// alive), one sending its header a line a second; a download read slowly for longer than
+/// the idle limit is not cut.
+#[tokio::test]
+async fn idle_keep_alive_and_trickled_headers_are_closed_but_a_slow_download_is_not() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let agent = Agent::start("").await;
+    let port = port_of(&agent);
+
+    let mut kept = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).ends_with("ok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the answer");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let answered = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(15), kept.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0) | Err(_))),
+        "an idle keep-alive connection is closed within 15 s: {end:?}"
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_secs(8),
+        "closed for being idle, not at once: {:?}",
+        answered.elapsed()
+    );
+
+    let trickle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let (mut reader, mut writer) = trickle.into_split();
+    let writing = tokio::spawn(async move {
+        if writer
+            .write_all(b"GET /backups HTTP/1.1\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for i in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let line = format!("X-Slow-{i}: a\r\n");
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(15), reader.read_to_end(&mut rest)).await;
+    assert!(
+        end.is_ok(),
+        "a connection trickling its header is closed within 15 s (after {:?})",
+        opened.elapsed()
+    );
+    writing.abort();
+
+    // 24 MiB that does not compress, read at 1.5 MiB/s: 16 s of download.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..24 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let mut r = agent
+        .client
+        .get(agent.url(&format!("/backups/{id}/download")))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let length: u64 = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let started = Instant::now();
+    let mut got = 0u64;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        got += chunk.len() as u64;
+        let due = Duration::from_secs_f64(got as f64 / (1.5 * 1024.0 * 1024.0));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    assert_eq!(got, length, "the whole archive arrives");
+    assert!(
+        started.elapsed() > Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    agent.stop();
+}
+
+/// The owner of `/proc/<pid>/status` and the real uid of the process, as the kernel shows
+/// them: a process that is not dumpable has its `/proc` files owned by root whatever its
+/// user, so that no process of that user may read its memory or attach to it.
+fn proc_owner_and_uid(pid: u32) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = format!("/proc/{pid}/status");
+    let owner = std::fs::metadata(&path).unwrap().uid();
+    let uid = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    (owner, uid)
+}
+
+/// Issue 20 (10): the daemon, which holds the raw key and the API's tokens, can write no
+/// core file (limit 0) and is not dumpable (its `/proc` files belong to root, so its own
+/// user cannot read its memory); a process of the same user started the same way is.
+#[tokio::test]
+async fn the_daemon_writes_no_core_file_and_is_not_dumpable() {
+    // As root, the daemon runs as nobody: root reads every process's memory anyway.
+    let unprivileged: &[&str] = &[
+        "sh",
+        "-c",
+        "chown -R 65534:65534 . && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" \"$@\"",
+    ];
+    let wrapper: &[&str] = if common::is_root() { unprivileged } else { &[] };
+    let agent = Agent::start_under(Env::new(), "", None, wrapper).await;
+    let pid = agent.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    let (owner, uid) = proc_owner_and_uid(pid);
+    assert_ne!(uid, 0, "the daemon runs as an ordinary user");
+    assert_eq!(owner, 0, "/proc/{pid} belongs to root: not dumpable");
+
+    let mut control = Command::new(wrapper.first().copied().unwrap_or("sleep"));
+    if wrapper.is_empty() {
+        control.arg("5");
+    } else {
+        control.args(&wrapper[1..]).args(["sleep", "5"]);
+    }
+    let mut control = control.current_dir(agent.env.dir.path()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (control_owner, control_uid) = proc_owner_and_uid(control.id());
+    assert_eq!(
+        (control_owner, control_uid),
+        (uid, uid),
+        "an ordinary process of that user owns its /proc files"
+    );
+    let _ = control.kill();
+    let _ = control.wait();
+    agent.stop();
+}
+
+/// A TLS handshake that never finishes (a record header, then nothing) is closed within
+/// 15 s like a silent connection, and a plain request on the TLS port at once; meanwhile
+/// the API answers.
+#[tokio::test]
+async fn an_unfinished_tls_handshake_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = Env::new();
+    let (cert, key, ca) = test_certificates(&env);
+    let agent = Agent::start_with(env, "", Some((&cert, &key, &ca))).await;
+    let port = port_of(&agent);
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    // A handshake record of 512 bytes announced, 4 of them sent.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+        .await
+        .unwrap();
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let plain_end =
+        tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut rest)).await;
+    assert!(
+        plain_end.is_ok(),
+        "plain HTTP on the TLS port is closed at once"
+    );
+    let (status, _) = agent.get("/backups").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(15), stalled.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0) | Err(_))),
+        "the stalled handshake is closed within 15 s: {end:?} after {:?}",
+        opened.elapsed()
+    );
+    agent.stop();
+}
+
+/// With every place taken by a request in progress (two downloads the client does not
+/// read, `max_connections: 2`), none is closed to make room: a newcomer waits, and is
+/// answered as soon as one of them ends.
+#[tokio::test]
+async fn requests_in_progress_are_never_closed_to_make_room() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let agent = Agent::start("  max_connections: 2\n").await;
+    assert!(
+        agent.logs().contains("\"max_connections\":2"),
+        "{}",
+        agent.logs()
+    );
+    // 16 MiB that does not compress: more than the sockets' buffers hold.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..16 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let port = port_of(&agent);
+    let download = format!(
+        "GET /backups/{id}/download HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(download.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "the download starts");
+        stalled.push(s);
+    }
+    // Past the idle limit: busy connections are not idle.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut newcomer = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    newcomer
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_secs(2), newcomer.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "no place yet: {early:?} {answer:?}");
+    // The first download still flows: its connection was not closed.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let n = stalled[0].read(&mut chunk).await.unwrap();
+    assert!(n > 0, "the stalled download's connection is open");
+    drop(stalled.remove(1));
+    tokio::time::timeout(Duration::from_secs(5), newcomer.read_to_end(&mut answer))
+        .await
+        .expect("the newcomer is answered once a place is free")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("ok"),
+        "{text}"
+    );
+    drop(stalled);
+    agent.stop();
 }

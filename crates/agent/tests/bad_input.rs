@@ -664,7 +664,7 @@ impl ApiAgent {
             .local_addr()
             .unwrap()
             .port();
-        std::fs::write(env.path("tokens"), format!("{TOKEN}\n")).unwrap();
+        common::write_private(&env.path("tokens"), format!("{TOKEN}\n"));
         // A schedule that never fires during the test: only requests make tasks.
         env.write_config(&format!(
             "cron_schedule: \"0 0 1 1 *\"\ninstance_id: {INSTANCE}\n\
@@ -1562,4 +1562,276 @@ fn a_downloaded_archive_under_another_backups_name_is_refused() {
         ])
         .expect(0);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 20 (14, 15): the API's configuration and the files it trusts.
+// ---------------------------------------------------------------------------------------
+
+/// A configuration of the API: its `api` lines (`{d}` the working folder, `{port}` a free
+/// port), a change made to the files once written, and, when it is refused, the words of
+/// the message (`validate` and `run` exit 2, and nothing listens on the port).
+struct ApiConfigRow {
+    name: &'static str,
+    api: &'static str,
+    prepare: fn(&Path),
+    refused: Option<&'static [&'static str]>,
+}
+
+const TOKENS: &str = "  bearer_tokens_file: {d}/api-tokens\n";
+const PLAIN_ANY: &str = "api:\n  listen: 0.0.0.0:{port}\n  bearer_tokens_file: {d}/api-tokens\n";
+const PLAIN_LOCAL: &str =
+    "api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/api-tokens\n";
+const WITH_TLS: &str = "api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/api-tokens\n  tls: {cert_file: \"{d}/api.crt\", key_file: \"{d}/api.key\"}\n";
+
+fn chmod_in(dir: &Path, name: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn unchanged(_: &Path) {}
+
+const API_CONFIG_ROWS: &[ApiConfigRow] = &[
+    ApiConfigRow {
+        name: "plain HTTP on every address",
+        api: PLAIN_ANY,
+        prepare: unchanged,
+        refused: Some(&[
+            "api.listen 0.0.0.0:",
+            "reachable from other machines",
+            "set api.tls",
+            "api.allow_plaintext: true",
+        ]),
+    },
+    ApiConfigRow {
+        name: "plain HTTP on every IPv6 address",
+        api: "api:\n  listen: '[::]:{port}'\n  bearer_tokens_file: {d}/api-tokens\n",
+        prepare: unchanged,
+        refused: Some(&["api.listen [::]:", "api.allow_plaintext: true"]),
+    },
+    ApiConfigRow {
+        name: "plain HTTP on a host name",
+        api: "api:\n  listen: backup.example.com:{port}\n  bearer_tokens_file: {d}/api-tokens\n",
+        prepare: unchanged,
+        refused: Some(&[
+            "api.listen backup.example.com:",
+            "api.allow_plaintext: true",
+        ]),
+    },
+    ApiConfigRow {
+        name: "tokens file readable by others",
+        api: PLAIN_LOCAL,
+        prepare: |d| chmod_in(d, "api-tokens", 0o644),
+        refused: Some(&[
+            "api.bearer_tokens_file",
+            "other users may read or write it (mode 0644)",
+            "chmod 600",
+        ]),
+    },
+    ApiConfigRow {
+        name: "tokens file writable by its group",
+        api: PLAIN_LOCAL,
+        prepare: |d| chmod_in(d, "api-tokens", 0o660),
+        refused: Some(&[
+            "api.bearer_tokens_file",
+            "its group may write it (mode 0660)",
+            "chmod 600",
+        ]),
+    },
+    ApiConfigRow {
+        name: "tokens file through a link to a file readable by others",
+        api: PLAIN_LOCAL,
+        prepare: |d| {
+            std::fs::rename(d.join("api-tokens"), d.join("real-tokens")).unwrap();
+            chmod_in(d, "real-tokens", 0o604);
+            std::os::unix::fs::symlink("real-tokens", d.join("api-tokens")).unwrap();
+        },
+        refused: Some(&["api.bearer_tokens_file", "(mode 0604)"]),
+    },
+    ApiConfigRow {
+        name: "tokens file is a FIFO",
+        api: PLAIN_LOCAL,
+        prepare: |d| {
+            std::fs::remove_file(d.join("api-tokens")).unwrap();
+            nix::unistd::mkfifo(
+                &d.join("api-tokens"),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            )
+            .unwrap();
+        },
+        refused: Some(&["api.bearer_tokens_file", "it is not a regular file"]),
+    },
+    ApiConfigRow {
+        name: "TLS key readable by others",
+        api: WITH_TLS,
+        prepare: |d| chmod_in(d, "api.key", 0o644),
+        refused: Some(&["api.tls.key_file", "(mode 0644)", "chmod 600"]),
+    },
+    ApiConfigRow {
+        name: "configuration writable by others",
+        api: PLAIN_LOCAL,
+        prepare: |d| chmod_in(d, "api.yml", 0o666),
+        refused: Some(&[
+            "the configuration file",
+            "may change it (mode 0666)",
+            "chmod go-w",
+        ]),
+    },
+    ApiConfigRow {
+        name: "configuration writable by its group",
+        api: PLAIN_LOCAL,
+        prepare: |d| chmod_in(d, "api.yml", 0o664),
+        refused: Some(&["(mode 0664)", "chmod go-w"]),
+    },
+    ApiConfigRow {
+        name: "no connection allowed",
+        api: "api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/api-tokens\n  max_connections: 0\n",
+        prepare: unchanged,
+        refused: Some(&["api.max_connections must be a whole number from 1 to 16384, not 0"]),
+    },
+    ApiConfigRow {
+        name: "plain HTTP on 127.0.0.1",
+        api: PLAIN_LOCAL,
+        prepare: unchanged,
+        refused: None,
+    },
+    ApiConfigRow {
+        name: "plain HTTP on ::1",
+        api: "api:\n  listen: '[::1]:{port}'\n  bearer_tokens_file: {d}/api-tokens\n",
+        prepare: unchanged,
+        refused: None,
+    },
+    ApiConfigRow {
+        name: "plain HTTP on localhost",
+        api: "api:\n  listen: localhost:{port}\n  bearer_tokens_file: {d}/api-tokens\n",
+        prepare: unchanged,
+        refused: None,
+    },
+    ApiConfigRow {
+        name: "plain HTTP on every address, allowed",
+        api: "api:\n  listen: 0.0.0.0:{port}\n  allow_plaintext: true\n  bearer_tokens_file: {d}/api-tokens\n",
+        prepare: unchanged,
+        refused: None,
+    },
+    ApiConfigRow {
+        name: "TLS on every address",
+        api: "api:\n  listen: 0.0.0.0:{port}\n  tls: {cert_file: \"{d}/api.crt\", key_file: \"{d}/api.key\"}\n",
+        prepare: unchanged,
+        refused: None,
+    },
+    ApiConfigRow {
+        name: "tokens and TLS key readable by the group",
+        api: WITH_TLS,
+        prepare: |d| {
+            chmod_in(d, "api-tokens", 0o640);
+            chmod_in(d, "api.key", 0o640);
+        },
+        refused: None,
+    },
+];
+
+/// Runs `service-backup run api.yml`, which must exit within 20 s; returns how.
+fn run_briefly(env: &Env, port: u16) -> (common::Run, bool) {
+    let mut child = Command::new(common::binary())
+        .args(["run", "api.yml"])
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "`run` did not exit: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    (
+        common::Run::from(child.wait_with_output().unwrap()),
+        listening,
+    )
+}
+
+#[test]
+fn api_configurations_that_expose_secrets_are_refused_before_anything_listens() {
+    let env = Env::new();
+    let d = env.dir.path().display().to_string();
+    let mut failures = Vec::new();
+    for row in API_CONFIG_ROWS {
+        for f in ["api-tokens", "real-tokens", "api.key", "api.crt", "api.yml"] {
+            let _ = std::fs::remove_file(env.path(f));
+        }
+        common::write_private(&env.path("api-tokens"), "tok-Row-1f2e\n");
+        // The key is checked for its mode long before it is parsed: any text will do.
+        common::write_private(&env.path("api.key"), "not a key\n");
+        std::fs::write(env.path("api.crt"), "not a certificate\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api = row
+            .api
+            .replace("{d}", &d)
+            .replace("{port}", &port.to_string());
+        let api = if api.contains("bearer_tokens_file") {
+            api
+        } else {
+            api.replacen("  tls:", &format!("{}  tls:", TOKENS.replace("{d}", &d)), 1)
+        };
+        std::fs::write(
+            env.path("api.yml"),
+            format!("{}{api}", GOOD_CONFIG.replace("{d}", &d)),
+        )
+        .unwrap();
+        (row.prepare)(env.dir.path());
+        let validate = env.run(&["validate", "api.yml"]);
+        let Some(words) = row.refused else {
+            if validate.code != 0 {
+                failures.push(format!("{}: refused: {}", row.name, validate.stderr));
+            }
+            let warned = validate
+                .stdout
+                .contains("warning: api.allow_plaintext is set");
+            let exposed = row.api.contains("0.0.0.0") && !row.api.contains("tls:");
+            if warned != exposed {
+                failures.push(format!(
+                    "{}: warning {warned}: {}",
+                    row.name, validate.stdout
+                ));
+            }
+            continue;
+        };
+        let (run, listening) = run_briefly(&env, port);
+        for (what, out) in [("validate", &validate), ("run", &run)] {
+            if out.code != 2 {
+                failures.push(format!(
+                    "{} ({what}): exit {}: {}",
+                    row.name,
+                    out.code,
+                    out.all()
+                ));
+            }
+            if let Some(w) = words.iter().find(|w| !out.stderr.contains(*w)) {
+                failures.push(format!(
+                    "{} ({what}): {w:?} is not in {}",
+                    row.name, out.stderr
+                ));
+            }
+            if out.all().contains("tok-Row-1f2e") {
+                failures.push(format!("{} ({what}): the token shows", row.name));
+            }
+        }
+        if listening {
+            failures.push(format!("{}: something listens on the port", row.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -451,7 +451,7 @@ async fn restart_with_queued_tasks_records_them_and_runs_the_next() {
     let env = Env::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    std::fs::write(env.path("tokens"), format!("{API_TOKEN}\n")).unwrap();
+    common::write_private(&env.path("tokens"), format!("{API_TOKEN}\n"));
     let go = env.path("go");
     let dump = script(
         &env,

@@ -1,10 +1,14 @@
 //! Bearer tokens: read from `bearer_tokens_file` (one a line), reread on SIGHUP, compared
-//! in constant time. Only SHA-256 digests of the tokens are kept; no token is ever logged.
+//! in constant time. Only SHA-256 digests of the tokens are kept (the file's text is wiped
+//! once hashed, so that a core or swapped page holds no token); no token is ever logged.
+//! A tokens file that others may read or write is refused, at start and on SIGHUP.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::config::file_mode::read_secret_file;
 use subtle::ConstantTimeEq as _;
 
 /// The accepted tokens, as digests.
@@ -18,9 +22,10 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Reads a tokens file: one token a line, blank lines and surrounding spaces ignored.
-fn read(path: &Path) -> std::io::Result<Vec<[u8; 32]>> {
-    let text = std::fs::read_to_string(path)?;
+/// Reads a tokens file: one token a line, blank lines and surrounding spaces ignored; the
+/// problem says what is wrong with the file.
+fn read(path: &Path) -> Result<Vec<[u8; 32]>, String> {
+    let text = read_secret_file("api.bearer_tokens_file", path)?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -30,8 +35,8 @@ fn read(path: &Path) -> std::io::Result<Vec<[u8; 32]>> {
 }
 
 impl Tokens {
-    /// Loads the tokens of `path`; an unreadable file is an error.
-    pub fn load(path: &Path) -> std::io::Result<Self> {
+    /// Loads the tokens of `path`; an unreadable file, or one open to others, is an error.
+    pub fn load(path: &Path) -> Result<Self, String> {
         let digests = read(path)?;
         if digests.is_empty() {
             tracing::warn!(file = %path.display(), "The API's bearer tokens file has no token: every request will be refused");
@@ -68,7 +73,7 @@ impl Tokens {
                 tracing::info!(tokens = count, "API bearer tokens reloaded");
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "API bearer tokens could not be reread; keeping the previous ones")
+                tracing::error!(error = %e, "API bearer tokens could not be reread; keeping the previous ones")
             }
         }
     }
@@ -140,6 +145,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens");
         std::fs::write(&file, "alpha\n\n  beta  \n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let tokens = Tokens::load(&file).unwrap();
         assert_eq!(check(&tokens, Some(b"Bearer alpha")), Ok(()));
         assert_eq!(check(&tokens, Some(b"bearer beta")), Ok(()));
@@ -156,6 +163,17 @@ mod tests {
         tokens.reload(None);
         assert_eq!(check(&tokens, Some(b"Bearer gamma")), Ok(()));
         assert_eq!(check(&tokens, Some(b"Bearer alpha")), Err(Refusal::Wrong));
+        std::fs::write(&file, "delta\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        tokens.reload(None);
+        assert_eq!(
+            (
+                check(&tokens, Some(b"Bearer gamma")),
+                check(&tokens, Some(b"Bearer delta"))
+            ),
+            (Ok(()), Err(Refusal::Wrong)),
+            "a file readable by others is not reread"
+        );
         std::fs::remove_file(&file).unwrap();
         tokens.reload(None);
         assert_eq!(

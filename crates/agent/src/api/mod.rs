@@ -11,21 +11,21 @@ pub mod auth;
 pub mod metrics;
 pub mod request;
 mod routes;
+mod serve;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum_server::Handle;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::Mutex as AsyncMutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApiConfig, Config};
 use crate::daemon::Queue;
@@ -37,7 +37,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The longest a request (other than a download) may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The longest a client may take to send the request headers, or the TLS handshake.
+/// The longest a client may take to send the request headers once it started them (see
+/// [`serve::IDLE_TIMEOUT`] for the time from the accept, TLS handshake included).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections get to finish after SIGTERM.
@@ -82,17 +83,50 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// A 500 for an error of ours, without details that could leak.
+    /// A 503 (a destination failed) or 500 (anything else) for an error of ours: the body
+    /// says what happened in public words and gives a reference; the detail (paths, hosts,
+    /// endpoints) goes only to the log, under that reference.
     pub fn internal(e: &Error) -> Self {
-        tracing::error!(error = %e, "API request failed");
-        let (status, word) = match e.kind() {
-            ErrorKind::Destination | ErrorKind::NotFound => {
-                (StatusCode::SERVICE_UNAVAILABLE, "destinationUnavailable")
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internalError"),
-        };
-        Self::Error(status, word, e.to_string())
+        let reference = reference();
+        tracing::error!(reference = %reference, error = %e, "API request failed");
+        match e.kind() {
+            ErrorKind::Destination | ErrorKind::NotFound => Self::unavailable(&reference),
+            _ => Self::Error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internalError",
+                format!(
+                    "the agent could not complete the request; its log has the details under \
+                     reference {reference}"
+                ),
+            ),
+        }
     }
+
+    /// A 503 for destinations that could not be used, whose details were logged under
+    /// `reference`.
+    pub fn unavailable(reference: &str) -> Self {
+        Self::Error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "destinationUnavailable",
+            format!(
+                "a backup destination could not be reached or used; try again later, and see \
+                 the agent's log under reference {reference}"
+            ),
+        )
+    }
+}
+
+/// A short random word that ties an error answer to its log line.
+pub fn reference() -> String {
+    let mut bytes = [0u8; 6];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Only the tie to the log is lost: the time is unique enough.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        bytes[..4].copy_from_slice(&nanos.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl IntoResponse for ApiError {
@@ -112,7 +146,7 @@ impl IntoResponse for ApiError {
 
 /// A running API server.
 pub struct Server {
-    handle: Handle<SocketAddr>,
+    shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     sampler: tokio::task::JoinHandle<()>,
     /// The accepted tokens, to reread on SIGHUP.
@@ -122,7 +156,7 @@ pub struct Server {
 impl Server {
     /// Stops accepting connections and lets open ones finish within [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) {
-        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        self.shutdown.cancel();
         self.sampler.abort();
         if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), self.task)
             .await
@@ -141,7 +175,7 @@ fn config_error(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -
 }
 
 /// The TLS settings of `api.tls`, on the ring provider.
-fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(Iterator::collect::<std::result::Result<Vec<_>, _>>)
         .map_err(|e| config_error("the certificate", cert, e))?;
@@ -152,8 +186,11 @@ fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
             "it holds no PEM certificate",
         ));
     }
-    // The key's parse error is not shown: it could quote key material.
-    let key_der = PrivateKeyDer::from_pem_file(key)
+    // Read as a secret file (its mode checked, its text wiped after use); the key's parse
+    // error is not shown: it could quote key material.
+    let pem = crate::config::file_mode::read_secret_file("api.tls.key_file", key)
+        .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?;
+    let key_der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|_| config_error("the private key", key, "it is not a PEM private key"))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -165,7 +202,7 @@ fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig> {
 pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
     let tokens = Arc::new(
         auth::Tokens::load(&api.bearer_tokens_file)
-            .map_err(|e| config_error("the bearer tokens file", &api.bearer_tokens_file, e))?,
+            .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?,
     );
     let addr = tokio::net::lookup_host(&api.listen)
         .await
@@ -198,60 +235,61 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         restoring: Arc::new(AsyncMutex::new(())),
         instance_id: state_parts.instance_id,
     };
-    let sampler = tokio::spawn(routes::sample_forever(state.clone()));
-    let app = routes::router(state);
-    let handle: Handle<SocketAddr> = Handle::new();
     let tls = match &api.tls {
-        Some(t) => Some(tls_config(&t.cert_file, &t.key_file)?),
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(
+            &t.cert_file,
+            &t.key_file,
+        )?))),
         None => None,
     };
-    let task = match tls {
-        Some(cfg) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
-                .handshake_timeout(HEADER_TIMEOUT);
-            let mut server = axum_server::from_tcp(listener)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("api: {e}")))?
-                .acceptor(acceptor)
-                .handle(handle.clone());
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(app.into_make_service()).await {
-                    tracing::error!(error = %e, "The API server stopped");
-                }
-            })
-        }
-        None => {
-            let mut server = axum_server::from_tcp(listener)
-                .map_err(|e| Error::new(ErrorKind::Io, format!("api: {e}")))?
-                .handle(handle.clone());
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(app.into_make_service()).await {
-                    tracing::error!(error = %e, "The API server stopped");
-                }
-            })
-        }
-    };
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("api: {e}")))?;
+    let max_connections = connection_cap(api.max_connections);
+    let sampler = tokio::spawn(routes::sample_forever(state.clone()));
+    let app = routes::router(state);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve::accept_loop(
+        listener,
+        tls,
+        app,
+        max_connections,
+        shutdown.clone(),
+    ));
+    if let Some(warning) = api.plaintext_warning() {
+        tracing::error!("{warning}");
+    }
     tracing::info!(
         listen = %local.map_or_else(|| api.listen.clone(), |a| a.to_string()),
         tls = api.tls.is_some(),
+        max_connections,
         "API listening"
     );
     Ok(Server {
-        handle,
+        shutdown,
         task,
         sampler,
         tokens,
     })
+}
+
+/// `api.max_connections`, lowered to half the open-file limit so that the API's sockets
+/// always leave descriptors for backups (files, the task database, uploads).
+fn connection_cap(configured: usize) -> usize {
+    let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    else {
+        return configured;
+    };
+    let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
+    if configured > half {
+        tracing::warn!(
+            max_connections = configured,
+            lowered_to = half,
+            open_file_limit = soft,
+            "api.max_connections is lowered to half the open-file limit, to keep descriptors for backups; raise the limit (LimitNOFILE, ulimit -n) to allow more"
+        );
+        return half;
+    }
+    configured
 }
 
 /// What the daemon hands to the API.

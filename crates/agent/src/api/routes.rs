@@ -412,14 +412,10 @@ async fn download(
             "backup {name} is in no destination"
         )))
     } else {
-        Err(ApiError::Error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "destinationUnavailable",
-            format!(
-                "no destination could serve backup {name}: {}",
-                failures.join("; ")
-            ),
-        ))
+        // The failures name hosts, endpoints and paths: the log has them, not the answer.
+        let reference = super::reference();
+        tracing::error!(reference = %reference, backup_name = %name, errors = %failures.join("; "), "API download: no destination could serve the backup");
+        Err(ApiError::unavailable(&reference))
     }
 }
 

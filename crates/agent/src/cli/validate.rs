@@ -16,6 +16,9 @@ pub fn run(path: &Path) -> CliResult {
     } else {
         println!("{}: valid; {destinations} destination(s)", path.display());
     }
+    if let Some(warning) = config.api.as_ref().and_then(|a| a.plaintext_warning()) {
+        println!("warning: {warning}");
+    }
     if config.keyring.is_none() && destinations > 0 {
         println!("warning: no encryption key is configured: backups will be stored unencrypted");
     }

@@ -13,6 +13,7 @@
 mod destination;
 mod encryption;
 mod error;
+pub mod file_mode;
 mod model;
 mod read;
 mod retention;
@@ -23,10 +24,11 @@ mod tests;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use read::is_loopback;
 // The whole model is the module's interface; the command line uses what it needs.
 #[allow(unused_imports)]
 pub use model::{
-    ApiConfig, AzureConfig, Config, DEFAULT_MISSING_PROPERTIES_MESSAGE,
+    ApiConfig, AzureConfig, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MISSING_PROPERTIES_MESSAGE,
     DEFAULT_PARACHUTE_THRESHOLD, DestinationConfig, DestinationKind, GcsConfig, LocalConfig,
     MetricsConfig, RestoreConfig, S3Config, ScpConfig, TlsConfig,
 };
@@ -45,7 +47,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             path.display()
         ))
     })?;
-    let mut config = read::from_text(&text, path.parent())?;
+    // Every problem at once: the file's mode with those of its content.
+    let early = file_mode::config_file_problem(path).into_iter().collect();
+    let mut config = read::from_text(&text, path.parent(), early)?;
     config.source_path = Some(path.to_path_buf());
     Ok(config)
 }
@@ -53,5 +57,5 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates configuration text; relative key files are taken from the
 /// working directory.
 pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
-    read::from_text(yaml, None)
+    read::from_text(yaml, None, Vec::new())
 }

@@ -235,9 +235,35 @@ pub struct ApiConfig {
     pub bearer_tokens_file: PathBuf,
     /// TLS, if set; otherwise plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Plain HTTP on an address that is not loopback is accepted (and logged as an error).
+    pub allow_plaintext: bool,
+    /// The most connections served at once; when all are taken, the one idle the longest
+    /// is closed to make room.
+    pub max_connections: usize,
     /// What `GET /metrics` reports under which names.
     pub metrics: MetricsConfig,
 }
+
+impl ApiConfig {
+    /// The warning for plain HTTP on an address other machines reach (only with
+    /// `allow_plaintext`), printed by `validate` and logged as an error at start.
+    pub fn plaintext_warning(&self) -> Option<String> {
+        (self.tls.is_none() && !super::is_loopback(&self.listen)).then(|| {
+            format!(
+                "api.allow_plaintext is set: the API serves plain HTTP on {}, which other \
+                 machines reach, so bearer tokens and downloaded backups cross the network \
+                 unencrypted; set api.tls to encrypt them",
+                self.listen
+            )
+        })
+    }
+}
+
+/// The default of `api.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The largest `api.max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 16_384;
 
 /// The used share of a disk, in percent, at which parachute reports the limit reached.
 pub const DEFAULT_PARACHUTE_THRESHOLD: u64 = 80;

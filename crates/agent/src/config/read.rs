@@ -8,9 +8,10 @@ use service_backup_core::compression::Algorithm;
 use super::destination::read_destinations;
 use super::encryption::read_keyring;
 use super::error::ConfigError;
+use super::file_mode::secret_file_problem;
 use super::model::{
-    ApiConfig, Config, DEFAULT_MISSING_PROPERTIES_MESSAGE, DEFAULT_PARACHUTE_THRESHOLD,
-    MetricsConfig, RestoreConfig, TlsConfig,
+    ApiConfig, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MISSING_PROPERTIES_MESSAGE,
+    DEFAULT_PARACHUTE_THRESHOLD, MAX_MAX_CONNECTIONS, MetricsConfig, RestoreConfig, TlsConfig,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
@@ -18,26 +19,33 @@ use crate::schedule::Schedule;
 /// Keys of the original release that are accepted and no longer do anything.
 const IGNORED_KEYS: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"];
 
-/// Parses and validates `yaml`; relative key and API files resolve against `base`.
-pub(super) fn from_text(yaml: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
-    let document: Value = serde_norway::from_str(yaml)
-        .map_err(|e| ConfigError::new(vec![yaml_problem(&e)], &message_of_broken_yaml(yaml)))?;
+/// Parses and validates `yaml`, adding its problems to `problems` (those of the file
+/// itself); relative key and API files resolve against `base`.
+pub(super) fn from_text(
+    yaml: &str,
+    base: Option<&Path>,
+    mut problems: Problems,
+) -> Result<Config, ConfigError> {
+    let document: Value = serde_norway::from_str(yaml).map_err(|e| {
+        problems.push(yaml_problem(&e));
+        ConfigError::new(std::mem::take(&mut problems), &message_of_broken_yaml(yaml))
+    })?;
     let empty = Mapping::new();
     let map = match untagged(&document) {
         Value::Mapping(map) => map,
         Value::Null => &empty,
         other => {
+            problems.push(format!(
+                "the configuration must be a mapping of settings, not {}",
+                kind_of(other)
+            ));
             return Err(ConfigError::new(
-                vec![format!(
-                    "the configuration must be a mapping of settings, not {}",
-                    kind_of(other)
-                )],
+                problems,
                 DEFAULT_MISSING_PROPERTIES_MESSAGE,
             ));
         }
     };
     let top = Section::new(Some(map), "");
-    let mut problems = Problems::new();
 
     let missing_properties_message = match top.get("missing_properties_message") {
         None => DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
@@ -264,6 +272,9 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
         ));
     }
     let bearer_tokens_file = api.file("bearer_tokens_file", base, problems);
+    if let Some(path) = &bearer_tokens_file {
+        problems.extend(secret_file_problem("api.bearer_tokens_file", path));
+    }
     let tls = api.section("tls", problems).and_then(|tls| {
         let missing = tls.missing(&["cert_file", "key_file"]);
         if !missing.is_empty() {
@@ -274,11 +285,29 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
         }
         let cert_file = tls.file("cert_file", base, problems);
         let key_file = tls.file("key_file", base, problems);
+        if let Some(path) = &key_file {
+            problems.extend(secret_file_problem("api.tls.key_file", path));
+        }
         Some(TlsConfig {
             cert_file: cert_file?,
             key_file: key_file?,
         })
     });
+    let allow_plaintext = api.flag("allow_plaintext", false, problems);
+    if let Some(listen) = &listen
+        && is_host_and_port(listen)
+        && !api.has("tls")
+        && !allow_plaintext
+        && !is_loopback(listen)
+    {
+        problems.push(format!(
+            "api.listen {listen} is reachable from other machines and api.tls is not set, so \
+             bearer tokens and backups would cross the network in plain HTTP; set api.tls \
+             (cert_file and key_file), listen on 127.0.0.1, or set api.allow_plaintext: true \
+             to accept plain HTTP"
+        ));
+    }
+    let max_connections = max_connections(&api, problems);
     let metrics = api
         .section("metrics", problems)
         .map(|m| metrics(&m, problems))
@@ -287,8 +316,39 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
         listen: listen?,
         bearer_tokens_file: bearer_tokens_file?,
         tls,
+        allow_plaintext,
+        max_connections,
         metrics,
     })
+}
+
+/// `api.max_connections`: a whole number from 1 to [`MAX_MAX_CONNECTIONS`].
+fn max_connections(api: &Section<'_>, problems: &mut Problems) -> usize {
+    let Some(value) = api.get("max_connections") else {
+        return DEFAULT_MAX_CONNECTIONS;
+    };
+    match scalar_text(value).and_then(|t| t.trim().parse::<usize>().ok()) {
+        Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
+        _ => {
+            problems.push(format!(
+                "api.max_connections must be a whole number from 1 to {MAX_MAX_CONNECTIONS}, \
+                 not {}",
+                shown(value)
+            ));
+            DEFAULT_MAX_CONNECTIONS
+        }
+    }
+}
+
+/// Whether the host of a valid `api.listen` is a loopback address or `localhost`, which
+/// no other machine reaches.
+pub fn is_loopback(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn metrics(section: &Section<'_>, problems: &mut Problems) -> MetricsConfig {

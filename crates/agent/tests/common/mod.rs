@@ -91,6 +91,21 @@ pub fn printed(text: &str) {
     collect("output", text.as_bytes());
 }
 
+/// Writes a file that holds secrets (a tokens file, a TLS key) with mode 0600, as the
+/// agent requires of them.
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    file.write_all(contents.as_ref()).unwrap();
+}
+
 /// Runs the binary with `args` in `cwd`.
 pub fn run(cwd: &Path, args: &[&str]) -> Run {
     run_with_stdin(cwd, args, None)

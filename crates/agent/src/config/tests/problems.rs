@@ -275,3 +275,140 @@ fn odd_documents_never_panic() {
         let _ = parse(yaml);
     }
 }
+
+#[test]
+fn plain_http_beyond_loopback_and_bad_connection_caps_are_refused() {
+    let plain = |listen: &str| {
+        format!(
+            "Invalid config - api.listen {listen} is reachable from other machines and api.tls \
+             is not set, so bearer tokens and backups would cross the network in plain HTTP; \
+             set api.tls (cert_file and key_file), listen on 127.0.0.1, or set \
+             api.allow_plaintext: true to accept plain HTTP. {MSG}"
+        )
+    };
+    for listen in [
+        "0.0.0.0:8443",
+        "[::]:8443",
+        "10.0.0.5:80",
+        "backup.example.com:8443",
+    ] {
+        let yaml = format!("api: {{listen: '{listen}', bearer_tokens_file: t}}\n");
+        assert_eq!(problems(&yaml), [plain(listen)], "{listen}");
+        let allowed =
+            format!("api: {{listen: '{listen}', bearer_tokens_file: t, allow_plaintext: true}}\n");
+        let config = parse(&allowed).unwrap_or_else(|e| panic!("{listen}: {e}"));
+        assert!(config.api.expect("api").allow_plaintext);
+        let with_tls = format!(
+            "api: {{listen: '{listen}', bearer_tokens_file: t, tls: {{cert_file: c, key_file: k}}}}\n"
+        );
+        parse(&with_tls).unwrap_or_else(|e| panic!("{listen}: {e}"));
+    }
+    for listen in [
+        "127.0.0.1:8443",
+        "127.0.0.2:80",
+        "[::1]:8443",
+        "localhost:8443",
+        "LOCALHOST:1",
+        "[::ffff:127.0.0.1]:80",
+    ] {
+        let yaml = format!("api: {{listen: '{listen}', bearer_tokens_file: t}}\n");
+        let config = parse(&yaml).unwrap_or_else(|e| panic!("{listen}: {e}"));
+        let api = config.api.expect("api");
+        assert_eq!((api.allow_plaintext, api.max_connections), (false, 256));
+    }
+    let cap = |v: &str| {
+        format!("api: {{listen: '127.0.0.1:1', bearer_tokens_file: t, max_connections: {v}}}\n")
+    };
+    assert_eq!(
+        parse(&cap("8"))
+            .expect("valid")
+            .api
+            .expect("api")
+            .max_connections,
+        8
+    );
+    for bad in ["0", "-1", "16385", "many", "1.5"] {
+        assert_eq!(
+            problems(&cap(bad)),
+            [format!(
+                "Invalid config - api.max_connections must be a whole number from 1 to 16384, \
+                 not {}. {MSG}",
+                if bad == "many" {
+                    "\"many\"".to_string()
+                } else {
+                    bad.to_string()
+                }
+            )],
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        problems("api: {listen: '127.0.0.1:1', bearer_tokens_file: t, allow_plaintext: sure}\n"),
+        [format!(
+            "Invalid config - api.allow_plaintext must be true or false, not \"sure\". {MSG}"
+        )]
+    );
+}
+
+#[test]
+fn secret_files_and_the_configuration_are_mode_checked_all_at_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().display();
+    let chmod = |name: &str, mode: u32| {
+        std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    for name in ["tokens", "tls.key", "tls.crt"] {
+        std::fs::write(dir.path().join(name), "x\n").expect("write");
+    }
+    let path = dir.path().join("backup.yml");
+    std::fs::write(
+        &path,
+        "api:\n  listen: 127.0.0.1:8443\n  bearer_tokens_file: tokens\n  tls: {cert_file: tls.crt, key_file: tls.key}\ncron_schedule: 'bad'\n",
+    )
+    .expect("write");
+    chmod("backup.yml", 0o666);
+    chmod("tokens", 0o644);
+    chmod("tls.key", 0o660);
+    chmod("tls.crt", 0o644);
+    let err = load(&path).expect_err("refused");
+    let lines = err.problems();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "Invalid config - the configuration file {d}/backup.yml: users other than its owner \
+             may change it (mode 0666), and it names the commands the agent runs; run `chmod \
+             go-w {d}/backup.yml`. {MSG}"
+        )
+    );
+    assert!(
+        lines[1].starts_with("Invalid config - cron_schedule \"bad\""),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "Invalid config - api.bearer_tokens_file {d}/tokens: other users may read or write \
+             it (mode 0644); run `chmod 600 {d}/tokens` (or 640 when the agent reads it through \
+             its group). {MSG}"
+        )
+    );
+    assert!(
+        lines[3].starts_with(&format!(
+            "Invalid config - api.tls.key_file {d}/tls.key: its group may write it (mode 0660)"
+        )),
+        "{lines:?}"
+    );
+    // The certificate is public; a configuration that others may read is fine.
+    chmod("backup.yml", 0o644);
+    chmod("tokens", 0o600);
+    chmod("tls.key", 0o640);
+    std::fs::write(
+        &path,
+        "api:\n  listen: 127.0.0.1:8443\n  bearer_tokens_file: tokens\n  tls: {cert_file: tls.crt, key_file: tls.key}\n",
+    )
+    .expect("write");
+    load(&path).unwrap_or_else(|e| panic!("{e}"));
+}
