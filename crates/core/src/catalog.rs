@@ -154,6 +154,7 @@ pub async fn restore_backup(
     let expected = Expected {
         sha256: entry.manifest.sha256.clone(),
         stored_bytes: entry.manifest.stored_bytes,
+        plain_bytes: Some(entry.manifest.plain_bytes),
     };
     let decryption = decryption.clone();
     blocking(move || read_into(reader, &decryption, Some(&expected), staging, &*progress)).await
