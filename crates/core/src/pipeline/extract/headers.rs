@@ -7,7 +7,8 @@
 //! framing as the tar crate does (the same header parser, the same checksum, a PAX `size`
 //! overriding the next entry's size). The read that completes a header announcing an
 //! extension entry (`L`, `K`, `x` or `g`) of more than [`MAX_EXTENSION_LEN`] bytes fails,
-//! before the tar crate reads a byte of that entry.
+//! before the tar crate reads a byte of that entry; so does one that completes a GNU sparse
+//! header followed by extension blocks, which the tar crate also reads with no limit.
 
 use std::io::{self, Read};
 
@@ -131,6 +132,15 @@ impl<R: Read> HeaderLimit<R> {
             self.pax = None;
         }
         if kind.is_gnu_sparse() {
+            // The tar crate reads the extension blocks of a sparse entry one after the
+            // other for as long as each says another follows, and keeps every block they
+            // list: as unbounded as a long name. A sparse entry without them is refused by
+            // the extractor, which does not restore sparse files.
+            if header.as_gnu().is_some_and(tar::GnuHeader::is_extended) {
+                return Err(io::Error::other(Error::corrupt(
+                    "the archive is corrupt: its tar stream holds a GNU sparse file with extension headers, which a restore does not read; refusing it",
+                )));
+            }
             return Ok(State::Off);
         }
         let capture = if recognized && kind.is_pax_local_extensions() {

@@ -468,6 +468,39 @@ fn extension_entries_over_64_kib_are_refused_before_they_are_read() {
 }
 
 #[test]
+fn a_sparse_entry_with_endless_extension_blocks_is_refused_before_they_are_read() {
+    // Each extension block lists 21 blocks of data and says another block follows: the tar
+    // crate read and kept them all, gigabytes of block lists from a few MB of gzip.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("sparse").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(1 << 60);
+    h.as_gnu_mut().unwrap().isextended[0] = 1;
+    h.set_cksum();
+    let mut ext = tar::GnuExtSparseHeader::new();
+    for (i, block) in ext.sparse.iter_mut().enumerate() {
+        block.offset = *b"000000001000";
+        block.numbytes = *b"000000001000";
+        block.offset[10] = b'0' + (i % 8) as u8;
+    }
+    ext.isextended[0] = 1;
+    let endless = io::Cursor::new([&h.as_bytes()[..], &ext.as_bytes()[..]].concat())
+        .chain(io::repeat(1).take(3 << 30));
+    let mut input = Counting {
+        inner: endless,
+        read: 0,
+    };
+    let err = Extractor::check_only().run(&mut input).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string()
+            .contains("a GNU sparse file with extension headers"),
+        "{err}"
+    );
+    assert!(input.read < 1 << 20, "{} bytes read", input.read);
+}
+
+#[test]
 fn the_header_limit_follows_the_stream_as_tar_does() {
     // Entries with a long name, a PAX header whose `size` record makes the next entry
     // longer than its header says, and a base-256 size: then a long name over the limit,
