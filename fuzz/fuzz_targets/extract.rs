@@ -1,5 +1,6 @@
-//! Tar extraction into a target: whatever the tar (or tar.gz) says, nothing is created
-//! outside the target directory, and nothing panics.
+//! Tar extraction into a target on a real file system: whatever the tar (or tar.gz) says,
+//! nothing is created outside the target directory, no symlink made in it resolves outside
+//! it, and nothing panics.
 #![no_main]
 
 use std::path::Path;
@@ -32,14 +33,13 @@ fuzz_target!(|data: &[u8]| {
         std::fs::remove_dir_all(&target).expect("the last target is removed");
     }
     std::fs::create_dir(&target).expect("the target");
-    let result = if data.starts_with(&[0x1f, 0x8b]) {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(data));
-        Extractor::into_dir(&target).run(&mut archive)
+    // A verdict either way; the checks below hold after a refusal too (a restore then
+    // discards the target, but until then it must hold nothing that leads outside).
+    let _ = if data.starts_with(&[0x1f, 0x8b]) {
+        Extractor::into_dir(&target).run(flate2::read::GzDecoder::new(data))
     } else {
-        let mut archive = tar::Archive::new(data);
-        Extractor::into_dir(&target).run(&mut archive)
+        Extractor::into_dir(&target).run(data)
     };
-    let _ = result;
     let beside: Vec<_> = std::fs::read_dir(scratch)
         .expect("the scratch directory")
         .map(|e| e.expect("an entry").file_name())
@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     assert_links_inside(&target, &target);
 });
 
-/// Every symlink below `dir` resolves (lexically) inside `root`.
+/// Every symlink below `dir` that resolves at all resolves inside `root`, as the kernel
+/// follows it.
 fn assert_links_inside(root: &Path, dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -59,22 +60,14 @@ fn assert_links_inside(root: &Path, dir: &Path) {
             continue;
         };
         if meta.file_type().is_symlink() {
-            let link = std::fs::read_link(&path).expect("a link");
-            assert!(link.is_relative(), "absolute link {}", link.display());
-            let mut depth: i64 = path
-                .parent()
-                .expect("a parent")
-                .strip_prefix(root)
-                .expect("inside")
-                .components()
-                .count() as i64;
-            for c in link.components() {
-                match c {
-                    std::path::Component::ParentDir => depth -= 1,
-                    std::path::Component::Normal(_) => depth += 1,
-                    _ => {}
-                }
-                assert!(depth >= 0, "link {} leaves the target", link.display());
+            if let Ok(to) = std::fs::canonicalize(&path) {
+                let real_root = std::fs::canonicalize(root).expect("the target");
+                assert!(
+                    to.starts_with(&real_root),
+                    "{} resolves to {}, outside the target",
+                    path.display(),
+                    to.display()
+                );
             }
         } else if meta.is_dir() {
             assert_links_inside(root, &path);

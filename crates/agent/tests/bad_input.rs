@@ -1835,3 +1835,188 @@ fn api_configurations_that_expose_secrets_are_refused_before_anything_listens() 
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---- Extraction (issue 20: symlink chains, extension entries, archives larger than their
+// manifest, `./` entries). Each archive is restored with `restore --file` into a target
+// holding a file, and checked with `verify --file`.
+
+/// The folder of the test with every path in it and its content (links as their targets),
+/// to show that a refused restore changed nothing, inside the target or beside it.
+fn ext_snapshot(env: &Env) -> Vec<(String, Vec<u8>)> {
+    tree(env.dir.path())
+}
+
+/// Restores `bytes` (a plain .tar.gz) as a downloaded archive into `target` (holding
+/// `precious.txt`) with --force, and verifies it; both must fail with exit 1 and `words`,
+/// and nothing in the test's folder may change.
+fn refused_extraction(env: &Env, bytes: &[u8], words: &[&str]) {
+    std::fs::write(env.path("bad.tar.gz"), bytes).unwrap();
+    let _ = std::fs::remove_dir_all(env.path("target"));
+    std::fs::create_dir(env.path("target")).unwrap();
+    std::fs::write(env.path("target/precious.txt"), b"keep me").unwrap();
+    let before = ext_snapshot(env);
+    let restore = env.run(&[
+        "restore",
+        "--file",
+        "bad.tar.gz",
+        "--target",
+        "target",
+        "--force",
+    ]);
+    let verify = env.run(&["verify", "--file", "bad.tar.gz"]);
+    for run in [&restore, &verify] {
+        run.expect(1);
+        for w in words {
+            assert!(run.stderr.contains(w), "{w:?} is not in: {}", run.stderr);
+        }
+    }
+    assert_eq!(
+        ext_snapshot(env),
+        before,
+        "a refused archive changed the folder"
+    );
+    assert_eq!(
+        tree(&env.path("target")),
+        vec![("precious.txt".to_string(), b"keep me".to_vec())]
+    );
+}
+
+#[test]
+fn a_symlink_chain_out_of_the_target_is_refused() {
+    let env = Env::new();
+    // The report's archive: `s -> .`, then `up` through `s` eight times and up eight
+    // times (before, `readlink -f target/up` was `/`), then `escape` through `up`.
+    let bytes = plain_tar_gz(|b| {
+        b.append(
+            &raw_entry(tar::EntryType::Regular, "fine.txt", None, b"ok"),
+            &b"ok"[..],
+        )
+        .unwrap();
+        for (name, to) in [
+            ("s", "."),
+            ("up", "s/s/s/s/s/s/s/s/../../../../../../../.."),
+            ("escape", "up/etc/passwd"),
+        ] {
+            b.append(
+                &raw_entry(tar::EntryType::Symlink, name, Some(to), b""),
+                &b""[..],
+            )
+            .unwrap();
+        }
+    });
+    refused_extraction(
+        &env,
+        &bytes,
+        &[
+            "refusing archive entry \"up\": its target s/s/s/s/s/s/s/s/../../../../../../../.. passes through the symlink s",
+            "nothing was restored",
+        ],
+    );
+    // The same links one after the other, each inside a folder: still refused.
+    let bytes = plain_tar_gz(|b| {
+        for (name, to) in [("sub/a", "d/../.."), ("sub/d", ".")] {
+            b.append(
+                &raw_entry(tar::EntryType::Symlink, name, Some(to), b""),
+                &b""[..],
+            )
+            .unwrap();
+        }
+    });
+    refused_extraction(
+        &env,
+        &bytes,
+        &["refusing archive entry \"sub/a\": its target d/../.. passes through the symlink sub/d"],
+    );
+}
+
+#[test]
+fn an_extension_entry_over_64_kib_is_refused() {
+    let env = Env::new();
+    // A GNU long name of 100 KiB (the report's was 1.5 GiB: see tests/memory_bombs.rs).
+    let name = vec![b'n'; 100 * 1024];
+    let bytes = plain_tar_gz(|b| {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(name.len() as u64);
+        h.set_cksum();
+        b.append(&h, &name[..]).unwrap();
+        b.append(
+            &raw_entry(tar::EntryType::Regular, "short", None, b"x"),
+            &b"x"[..],
+        )
+        .unwrap();
+    });
+    refused_extraction(
+        &env,
+        &bytes,
+        &[
+            "the archive is corrupt: its tar stream holds a GNU long name entry of 102400 bytes, over the limit of 65536 bytes",
+        ],
+    );
+}
+
+#[test]
+fn an_archive_holding_more_than_its_manifest_says_is_refused() {
+    let env = Env::new();
+    let item = env.backup();
+    let archive = env.archive_of(&item);
+    let manifest_path = archive.to_str().unwrap().replace(".tar.gz.enc", ".json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let real = manifest["plain_bytes"].as_u64().unwrap();
+    // The archive is untouched (its hash still matches): only the size recorded is lower,
+    // as for an archive grown into a disk bomb beside a manifest that does not say so.
+    manifest["plain_bytes"] = (real - 1).into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    std::fs::create_dir(env.path("target")).unwrap();
+    std::fs::write(env.path("target/precious.txt"), b"keep me").unwrap();
+    // The task records of the agent's state change; the target, the stored backup and
+    // the source may not.
+    let watched = || ["target", "backups", "source"].map(|d| tree(&env.path(d)));
+    let before = watched();
+    let words = format!(
+        "its files hold more than the {} bytes its manifest records",
+        real - 1
+    );
+    let restore = env.run(&["restore", "config.yml", "--target", "target", "--force"]);
+    let verify = env.run(&["verify", "config.yml"]);
+    for run in [&restore, &verify] {
+        run.expect(1);
+        assert!(run.stderr.contains(&words), "{}", run.stderr);
+    }
+    assert!(
+        watched() == before,
+        "a refused restore changed the target or the backup"
+    );
+    // The size recorded back: the same backup restores.
+    manifest["plain_bytes"] = real.into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    env.run(&["restore", "config.yml", "--target", "target", "--force"])
+        .expect(0);
+    assert_eq!(tree(&env.path("source")), tree(&env.path("target")));
+}
+
+#[test]
+fn an_archive_of_tar_c_dir_dot_restores() {
+    let env = Env::new();
+    let made = Command::new("tar")
+        .args(["-C", "source", "-czf", "dot.tar.gz", "."])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let listing = Command::new("tar")
+        .args(["-tzf", "dot.tar.gz"])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).lines().next() == Some("./"),
+        "tar writes `./` first: {listing:?}"
+    );
+    env.run(&["verify", "--file", "dot.tar.gz"]).expect(0);
+    let out = env.run(&["restore", "--file", "dot.tar.gz", "--target", "t"]);
+    out.expect(0);
+    assert_eq!(tree(&env.path("source")), tree(&env.path("t")));
+}

@@ -159,6 +159,7 @@ pub async fn restore_backup(
     let expected = Expected {
         sha256: entry.manifest.sha256.clone(),
         stored_bytes: entry.manifest.stored_bytes,
+        plain_bytes: Some(entry.manifest.plain_bytes),
     };
     let mut decryption = decryption.clone();
     decryption.bound_to = Binding::Backup(context_of(&entry.manifest));

@@ -125,6 +125,9 @@ pub(crate) struct StreamDecryptor<R: Read> {
     pos: usize,
     done: bool,
     end_checked: bool,
+    /// The error that broke the stream: every later read returns it again, and the
+    /// buffers were wiped, so nothing unauthenticated can come out after it.
+    poisoned: Option<io::Error>,
 }
 
 impl<R: Read> StreamDecryptor<R> {
@@ -139,6 +142,7 @@ impl<R: Read> StreamDecryptor<R> {
             pos: 0,
             done: false,
             end_checked: false,
+            poisoned: None,
         }
     }
 
@@ -202,10 +206,10 @@ impl<R: Read> StreamDecryptor<R> {
     /// Tells truncation at a chunk boundary from damage: the chunk opens as a middle one.
     fn diagnose(&self, last: bool, take: usize) -> String {
         if last && take == SEALED_CHUNK_LEN {
-            let mut probe = self.plain.clone();
+            let mut probe = zeroize::Zeroizing::new(self.plain.clone());
             if self
                 .stream
-                .decrypt_in_place(self.counter, false, &[], &mut probe)
+                .decrypt_in_place(self.counter, false, &[], &mut *probe)
                 .is_ok()
             {
                 return format!(
@@ -223,12 +227,20 @@ impl<R: Read> StreamDecryptor<R> {
 
 impl<R: Read> Read for StreamDecryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.poisoned {
+            return Err(again(e));
+        }
         while self.pos == self.plain.len() {
-            if self.done {
-                self.expect_end()?;
-                return Ok(0);
+            let step = if self.done {
+                self.expect_end().map(|()| true)
+            } else {
+                self.open_next().map(|()| false)
+            };
+            match step {
+                Ok(true) => return Ok(0),
+                Ok(false) => {}
+                Err(e) => return Err(self.poison(e)),
             }
-            self.open_next()?;
         }
         let n = out.len().min(self.plain.len() - self.pos);
         out[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
@@ -238,6 +250,18 @@ impl<R: Read> Read for StreamDecryptor<R> {
 }
 
 impl<R: Read> StreamDecryptor<R> {
+    /// Breaks the stream for good after `e`: wipes what the buffers hold (ciphertext, or
+    /// a chunk decrypted but not authenticated) and keeps `e` for every later read.
+    fn poison(&mut self, e: io::Error) -> io::Error {
+        use zeroize::Zeroize as _;
+        self.plain.zeroize();
+        self.sealed.zeroize();
+        self.pos = 0;
+        let first = again(&e);
+        self.poisoned = Some(e);
+        first
+    }
+
     /// After the final chunk: refuses any byte that follows it.
     fn expect_end(&mut self) -> io::Result<()> {
         if self.end_checked {
@@ -255,6 +279,64 @@ impl<R: Read> StreamDecryptor<R> {
     }
 }
 
+/// A copy of `e`, with our error inside it if it carries one.
+fn again(e: &io::Error) -> io::Error {
+    match crate::error::find_in_io(e) {
+        Some(ours) => io::Error::new(e.kind(), ours),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 fn corrupt(message: String) -> io::Error {
     io::Error::other(Error::corrupt(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_chunk_wipes_the_buffers_and_every_later_read_fails_the_same() {
+        let key = [7u8; KEY_LEN];
+        let plain: Vec<u8> = (0..3 * CHUNK_LEN).map(|i| (i % 251) as u8).collect();
+        let mut enc = StreamEncryptor::new(Vec::new(), &key);
+        enc.write_all(&plain).unwrap();
+        let mut sealed = enc.finish().unwrap();
+        sealed[SEALED_CHUNK_LEN + 100] ^= 1;
+        let mut dec = StreamDecryptor::new(&sealed[..], &key);
+        let mut out = vec![0u8; CHUNK_LEN];
+        dec.read_exact(&mut out).unwrap();
+        assert_eq!(out, plain[..CHUNK_LEN]);
+        let first = dec.read(&mut out).unwrap_err().to_string();
+        assert!(
+            first.contains("chunk 1 of the archive fails authentication"),
+            "{first}"
+        );
+        assert!(dec.plain.is_empty() && dec.sealed.is_empty());
+        // Before, the next read handed out the chunk that failed.
+        for _ in 0..3 {
+            let again = dec.read(&mut out[..1]).unwrap_err();
+            assert_eq!(again.to_string(), first);
+            assert!(crate::error::find_in_io(&again).is_some());
+        }
+
+        // A failure of the input poisons the same way.
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "reset by peer",
+                ))
+            }
+        }
+        let mut dec = StreamDecryptor::new(Broken, &key);
+        let err = dec.read(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        let again = dec.read(&mut out).unwrap_err();
+        assert_eq!(
+            (again.kind(), again.to_string()),
+            (err.kind(), err.to_string())
+        );
+    }
 }

@@ -1,19 +1,55 @@
 //! Safe extraction of tar entries: no absolute paths, no `..`, no links that leave the
 //! target, no devices or FIFOs; every refusal names the entry.
 //!
+//! # Symlinks
+//!
+//! Symlinks are made last, once every other entry is on disk, so that while files and
+//! folders are written no symlink exists below the root: nothing can be written through
+//! one. An entry whose path passes through (or ends on) a symlink of the archive is
+//! refused, whenever that link came; so is a link whose path was already extracted, and a
+//! hard link to a symlink (it would be a copy of the link elsewhere).
+//!
+//! Once all links are made, each is followed from its folder, component by component, as
+//! the kernel resolves it: `..` must never go above the root, and no component before the
+//! last may be a symlink (of the archive, or on disk). Then a link resolves inside the
+//! root: its folder is a real folder inside the root; every component but the last is a
+//! real folder (so `..` goes where it says), or does not exist, and then nothing below it
+//! exists either (the kernel stops there; whatever is made there later is judged as if it
+//! were a folder now). The last component is inside the root; if it is itself a link, the
+//! same holds for that link, and so on for every link the kernel follows. So
+//! `s -> .` followed by `up -> s/s/../..` is refused: `s` is a symlink on `up`'s way.
+//!
+//! # Speed
+//!
 //! Regular files are written here rather than by tar's `unpack_in`, which canonicalizes
 //! the target and the entry's folder for every file: a `readlink` per component, most of
-//! the system calls of a restore of many small files. The checks above make that
-//! unneeded: the path is lexical and relative, every folder on the way is checked not to be
-//! a symlink (once per folder while entries stay in it, again after any link is made), and
-//! a file is created with `O_CREAT | O_EXCL`, which never follows a symlink.
+//! the system calls of a restore of many small files. With no symlink on disk, a path
+//! checked lexically (relative, no `..`) and one lookup per component in the set of the
+//! archive's links are enough; a file is created with `O_CREAT | O_EXCL`, which never
+//! follows a symlink, and the folder of the last file is not made again.
+//!
+//! # Limits
+//!
+//! Extension entries (long names, PAX headers) over 64 KiB are refused before the tar
+//! crate reads them ([`headers`]), and with a limit from the manifest, regular files may
+//! not hold more bytes in total than the manifest records.
+//!
+//! Folders are created with mode 0700 and get their own mode (and time) at the end,
+//! deepest first; a folder made only because an entry lies below it keeps 0700.
+
+mod headers;
+mod links;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
 use filetime::FileTime;
+
+pub use headers::MAX_EXTENSION_LEN;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::from_io;
@@ -27,14 +63,20 @@ pub struct ExtractStats {
     pub bytes: u64,
 }
 
+/// The longest entry path restored: the kernel's PATH_MAX.
+const MAX_PATH_LEN: usize = 4096;
+
 /// Extracts entries below a root directory, or only checks them when there is none.
 pub struct Extractor {
     root: Option<PathBuf>,
     /// Directories get their mode and time last, deepest first, once their content exists.
     dirs: Vec<(PathBuf, u32, FileTime)>,
-    /// The folder, relative to the root, of the last file written: it exists and no
-    /// symlink is on its way, until a link is made.
+    /// The folder, relative to the root, of the last file written: it exists.
     ready_parent: Option<PathBuf>,
+    /// The symlinks, made last.
+    links: links::Links,
+    /// The most bytes of regular file content accepted, if known (from the manifest).
+    max_bytes: Option<u64>,
     /// File content passes through here, [`COPY_BUFFER`] bytes at a time.
     buffer: Vec<u8>,
     stats: ExtractStats,
@@ -50,6 +92,8 @@ impl Extractor {
             root: Some(root.to_path_buf()),
             dirs: Vec::new(),
             ready_parent: None,
+            links: links::Links::default(),
+            max_bytes: None,
             buffer: vec![0; COPY_BUFFER],
             stats: ExtractStats::default(),
         }
@@ -61,13 +105,24 @@ impl Extractor {
             root: None,
             dirs: Vec::new(),
             ready_parent: None,
+            links: links::Links::default(),
+            max_bytes: None,
             buffer: Vec::new(),
             stats: ExtractStats::default(),
         }
     }
 
-    /// Extracts or checks every entry of `archive`.
-    pub fn run<R: Read>(mut self, archive: &mut tar::Archive<R>) -> Result<ExtractStats> {
+    /// Refuses the archive once its regular files hold more than `max_bytes` in total
+    /// (the manifest's `plain_bytes`), before writing the file that would pass it.
+    #[must_use]
+    pub fn with_byte_limit(mut self, max_bytes: Option<u64>) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Extracts or checks every entry of the tar stream `tar`.
+    pub fn run<R: Read>(mut self, tar: R) -> Result<ExtractStats> {
+        let mut archive = tar::Archive::new(headers::HeaderLimit::new(tar));
         let entries = archive
             .entries()
             .map_err(|e| from_io(e, "read the tar stream"))?;
@@ -75,6 +130,7 @@ impl Extractor {
             let mut entry = entry.map_err(|e| tar_error(e, None))?;
             self.entry(&mut entry)?;
         }
+        self.links.finish(self.root.as_deref())?;
         self.finish_dirs()?;
         Ok(self.stats)
     }
@@ -84,30 +140,43 @@ impl Extractor {
         let name = raw.display().to_string();
         let rel = checked_path(&raw)?;
         let kind = entry.header().entry_type();
-        let regular = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
-        if let Some(root) = &self.root {
-            // In the folder of the last file, only the entry itself is left to check, and
-            // not even that for a file: `create_file` never follows a link.
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            let depth = rel.components().count();
-            let checked = if self.ready_parent.as_deref() != Some(parent) {
-                0
-            } else if regular {
-                depth
-            } else {
-                depth - 1
-            };
-            no_link_on_the_way(root, &rel, checked, &name)?;
+        self.stats.entries += 1;
+        if rel.as_os_str().is_empty() {
+            // `./`, as `tar -C dir .` writes first: the target itself. Its mode and time
+            // are not applied: the target's belong to whoever made it, not to the archive.
+            if kind == tar::EntryType::Directory {
+                return Ok(());
+            }
+            return Err(unsafe_entry(
+                &name,
+                "it names the target folder itself, and is not a folder",
+            ));
         }
+        if let Some(via) = self.links.on_the_way(&rel) {
+            let why = if via == rel {
+                "it would replace a symlink extracted before it".to_string()
+            } else {
+                format!("its path passes through the symlink {}", via.display())
+            };
+            return Err(unsafe_entry(&name, &why));
+        }
+        let regular = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
         let mtime = FileTime::from_unix_time(
             i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0),
             0,
         );
-        self.stats.entries += 1;
         match kind {
             _ if regular => {
-                self.stats.bytes += entry.size();
+                let size = entry.size();
+                if let Some(limit) = self.max_bytes
+                    && self.stats.bytes.saturating_add(size) > limit
+                {
+                    return Err(Error::corrupt(format!(
+                        "the archive is corrupt: its files hold more than the {limit} bytes its manifest records (entry {name:?} of {size} bytes goes beyond); refusing it"
+                    )));
+                }
+                self.stats.bytes += size;
                 match &self.root {
                     Some(root) => {
                         let path = root.join(&rel);
@@ -126,30 +195,18 @@ impl Extractor {
             tar::EntryType::Directory => {
                 if let Some(root) = &self.root {
                     let path = root.join(&rel);
-                    std::fs::create_dir_all(&path).map_err(|e| Error::io("create", &path, e))?;
+                    make_dir(&path)?;
                     self.dirs.push((path, mode, mtime));
                 }
             }
             tar::EntryType::Symlink => {
                 let target = link_target(entry, &name)?;
-                if !link_stays_inside(&rel, &target) {
-                    return Err(unsafe_entry(
-                        &name,
-                        &format!("it is a symlink to {} outside the target", target.display()),
-                    ));
-                }
-                if let Some(root) = &self.root {
-                    let path = root.join(&rel);
-                    make_parent(&path)?;
-                    self.ready_parent = None;
-                    std::os::unix::fs::symlink(&target, &path)
-                        .map_err(|e| Error::io("create symlink", &path, e))?;
-                    let _ = filetime::set_symlink_file_times(&path, mtime, mtime);
-                }
+                self.links
+                    .add(self.root.as_deref(), rel, target, mtime, &name)?;
             }
             tar::EntryType::Link => {
                 let target = link_target(entry, &name)?;
-                let target = checked_path(&target).map_err(|_| {
+                let outside = || {
                     unsafe_entry(
                         &name,
                         &format!(
@@ -157,13 +214,24 @@ impl Extractor {
                             target.display()
                         ),
                     )
-                })?;
+                };
+                let target = checked_path(&target).map_err(|_| outside())?;
+                if target.as_os_str().is_empty() {
+                    return Err(outside());
+                }
+                if let Some(via) = self.links.on_the_way(&target) {
+                    return Err(unsafe_entry(
+                        &name,
+                        &format!(
+                            "it is a hard link to {}, which is or passes through the symlink {}",
+                            target.display(),
+                            via.display()
+                        ),
+                    ));
+                }
                 if let Some(root) = &self.root {
-                    no_link_on_the_way(root, &target, 0, &name)?;
                     let path = root.join(&rel);
                     make_parent(&path)?;
-                    // A hard link to a symlink is a symlink.
-                    self.ready_parent = None;
                     std::fs::hard_link(root.join(&target), &path)
                         .map_err(|e| Error::io("create hard link", &path, e))?;
                 }
@@ -193,9 +261,19 @@ impl Extractor {
     }
 }
 
-/// The relative path of an entry, refusing absolute paths and `..`.
+/// The relative path of an entry, refusing absolute paths, `..`, and paths too long for
+/// the kernel; empty for `.` and `./` (the root itself).
 fn checked_path(raw: &Path) -> Result<PathBuf> {
     let name = raw.display().to_string();
+    if raw.as_os_str().is_empty() {
+        return Err(unsafe_entry(&name, "its path is empty"));
+    }
+    if raw.as_os_str().len() > MAX_PATH_LEN {
+        return Err(unsafe_entry(
+            &name,
+            &format!("its path is longer than {MAX_PATH_LEN} bytes"),
+        ));
+    }
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -207,62 +285,7 @@ fn checked_path(raw: &Path) -> Result<PathBuf> {
             }
         }
     }
-    if out.as_os_str().is_empty() {
-        return Err(unsafe_entry(&name, "its path is empty"));
-    }
     Ok(out)
-}
-
-/// Refuses an entry whose path passes through (or ends on) a symlink already extracted:
-/// following it could lead outside the root. Archives written by service-backup never do
-/// this, as the source is walked without following links. The first `checked` components
-/// are known to be folders already.
-fn no_link_on_the_way(root: &Path, rel: &Path, checked: usize, name: &str) -> Result<()> {
-    let mut path = root.to_path_buf();
-    for (i, part) in rel.components().enumerate() {
-        path.push(part);
-        if i < checked {
-            continue;
-        }
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let via = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                return Err(unsafe_entry(
-                    name,
-                    &format!("its path passes through the symlink {via}"),
-                ));
-            }
-            Ok(_) => {}
-            Err(_) => return Ok(()),
-        }
-    }
-    Ok(())
-}
-
-/// Whether a symlink at `rel` pointing to `target` resolves inside the root, lexically.
-fn link_stays_inside(rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = i64::try_from(rel.components().count()).unwrap_or(i64::MAX) - 1;
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
 
 fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<PathBuf> {
@@ -351,9 +374,19 @@ fn write_failure(e: io::Error, path: &Path) -> Error {
     }
 }
 
+/// Makes the folder of `path` and the folders above it, as [`make_dir`] does.
 fn make_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().expect("below the root");
-    std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))
+    make_dir(path.parent().expect("below the root"))
+}
+
+/// Makes the folder `path` and the folders above it that are missing, with mode 0700:
+/// nobody else may enter them before their own mode is set, at the end.
+fn make_dir(path: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io("create", path, e))
 }
 
 fn unsafe_entry(name: &str, why: &str) -> Error {
@@ -374,182 +407,4 @@ fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
         .map(|n| format!(" at entry {n:?}"))
         .unwrap_or_default();
     Error::corrupt(format!("the tar stream is damaged{at}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_with_dotdot_or_root_are_refused() {
-        assert!(checked_path(Path::new("a/b")).is_ok());
-        assert!(checked_path(Path::new("./a")).is_ok());
-        for bad in ["../x", "a/../../x", "/etc/passwd", "", "."] {
-            let err = checked_path(Path::new(bad)).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{bad}");
-        }
-    }
-
-    #[test]
-    fn entries_through_an_extracted_symlink_are_refused() {
-        // a -> .   a/b -> ..   b/c -> ..   then b/c/escaped: lexically inside, really outside.
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut link = |name: &str, to: &str| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            builder.append_link(&mut h, name, to).unwrap();
-        };
-        link("a", ".");
-        link("a/b", "..");
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_size(0);
-        dir.set_mode(0o755);
-        builder
-            .append_data(&mut dir, "b/c/escaped", &[][..])
-            .unwrap();
-        let bytes = builder.into_inner().unwrap();
-        let err = Extractor::into_dir(&root)
-            .run(&mut tar::Archive::new(&bytes[..]))
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
-        assert!(
-            err.to_string().contains("passes through the symlink"),
-            "{err}"
-        );
-        assert!(!tmp.path().join("escaped").exists());
-        assert!(!tmp.path().join("c").exists());
-    }
-
-    /// A tar of `entries`: (path, Some(content)) for a file of mode 0o4755 and mtime
-    /// 1,000,000,000, (path, None) for a symlink to "target" beside it.
-    fn archive(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, content) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mtime(1_000_000_000);
-            match content {
-                Some(bytes) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(0o4755);
-                    h.set_size(bytes.len() as u64);
-                    builder.append_data(&mut h, path, *bytes).unwrap();
-                }
-                None => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    builder.append_link(&mut h, path, "target").unwrap();
-                }
-            }
-        }
-        builder.into_inner().unwrap()
-    }
-
-    fn extract(entries: &[(&str, Option<&[u8]>)]) -> (tempfile::TempDir, PathBuf, Result<()>) {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let bytes = archive(entries);
-        let done = Extractor::into_dir(&root)
-            .run(&mut tar::Archive::new(&bytes[..]))
-            .map(|_| ());
-        (tmp, root, done)
-    }
-
-    #[test]
-    fn files_get_their_content_mode_without_set_id_bits_and_time() {
-        use std::os::unix::fs::MetadataExt as _;
-        let big: Vec<u8> = (0..3 * COPY_BUFFER + 17).map(|i| (i % 251) as u8).collect();
-        let (_tmp, root, done) = extract(&[
-            ("a/b/one", Some(b"one")),
-            ("a/b/two", Some(&big[..])),
-            ("a/c/three", Some(b"")),
-            ("top", Some(b"top")),
-        ]);
-        done.unwrap();
-        assert_eq!(std::fs::read(root.join("a/b/one")).unwrap(), b"one");
-        assert_eq!(std::fs::read(root.join("a/b/two")).unwrap(), big);
-        assert_eq!(std::fs::read(root.join("a/c/three")).unwrap(), b"");
-        assert_eq!(std::fs::read(root.join("top")).unwrap(), b"top");
-        let meta = std::fs::metadata(root.join("a/b/two")).unwrap();
-        assert_eq!(meta.mode() & 0o7777, 0o755);
-        assert_eq!(meta.mtime(), 1_000_000_000);
-    }
-
-    #[test]
-    fn a_file_entry_twice_keeps_the_last_one() {
-        let (_tmp, root, done) = extract(&[("d/f", Some(b"first")), ("d/f", Some(b"second"))]);
-        done.unwrap();
-        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"second");
-
-        // A file entry where a folder was made is refused, and the folder kept.
-        let (_tmp, root, done) = extract(&[("d/sub/keep", Some(b"k")), ("d/sub", Some(b"f"))]);
-        let err = done.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
-        assert!(err.to_string().contains("would replace a folder"), "{err}");
-        assert_eq!(std::fs::read(root.join("d/sub/keep")).unwrap(), b"k");
-    }
-
-    #[test]
-    fn a_file_entry_never_writes_through_a_symlink() {
-        // "d/link" -> "target", then a file "d/link": it must not land in "d/target".
-        let (_tmp, root, done) = extract(&[
-            ("d/first", Some(b"x")),
-            ("d/link", None),
-            ("d/link", Some(b"through the link")),
-        ]);
-        let err = done.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
-        assert!(!root.join("d/target").exists());
-    }
-
-    #[test]
-    fn a_file_under_a_symlink_made_in_its_folder_is_refused() {
-        // Files in "d" first (the folder is then known), then "d/s" -> "target" and "d/s/f".
-        let (_tmp, root, done) = extract(&[
-            ("d/target/keep", Some(b"k")),
-            ("d/a", Some(b"a")),
-            ("d/s", None),
-            ("d/s/f", Some(b"through the link")),
-        ]);
-        let err = done.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
-        assert!(
-            err.to_string().contains("passes through the symlink"),
-            "{err}"
-        );
-        assert!(!root.join("d/target/f").exists());
-    }
-
-    #[test]
-    fn symlinks_may_not_leave_the_root() {
-        let ok = [
-            ("a", "b"),
-            ("d/a", "../b"),
-            ("d/e/a", "../../b"),
-            ("a", "./x/../y"),
-        ];
-        for (at, to) in ok {
-            assert!(
-                link_stays_inside(Path::new(at), Path::new(to)),
-                "{at} -> {to}"
-            );
-        }
-        let bad = [
-            ("a", "../b"),
-            ("d/a", "../../b"),
-            ("a", "/etc"),
-            ("a", "x/../../y"),
-        ];
-        for (at, to) in bad {
-            assert!(
-                !link_stays_inside(Path::new(at), Path::new(to)),
-                "{at} -> {to}"
-            );
-        }
-    }
 }

@@ -78,6 +78,8 @@ pub struct Expected {
     pub sha256: String,
     /// Size of the stored object.
     pub stored_bytes: u64,
+    /// Bytes of regular file content the archive holds; more is refused (a disk bomb).
+    pub plain_bytes: Option<u64>,
 }
 
 /// What reading an archive found.
@@ -133,6 +135,7 @@ pub fn read_archive<R: Read + Send>(
         return Err(Error::corrupt("the archive is empty"));
     }
     let kind = ArchiveKind::sniff(&first)?;
+    let extractor = extractor.with_byte_limit(expected.and_then(|e| e.plain_bytes));
     let mut key_id = None;
     // The first bytes go back in front: every layer reads the archive from its start.
     let mut input =
@@ -233,10 +236,7 @@ fn extract_tar<'scope, R: Read + Send + 'scope>(
         Algorithm::Gzip => stage(scope, MultiGzDecoder::new(input)),
         Algorithm::Zstd => stage(scope, ZstdReader::new(input)?),
     };
-    let stats = {
-        let mut archive = tar::Archive::new(&mut plain);
-        extractor.run(&mut archive)?
-    };
+    let stats = extractor.run(&mut plain)?;
     // The tar end marker is not the end of the compressed stream: read on so every CRC or
     // checksum is checked. A stream cut between two members or frames is valid, and tar
     // takes the end of its input at an entry boundary for the end of the archive: only the

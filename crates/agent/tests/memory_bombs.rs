@@ -1,0 +1,69 @@
+//! Archives made to exhaust a restore's memory, measured through the real binary.
+//!
+//! Alone in its test binary: the peak memory of the children is read with
+//! `getrusage(RUSAGE_CHILDREN)`, the largest resident set of any child this process
+//! waited for, so no other test's child may run beside it.
+
+mod common;
+
+use std::io::Write as _;
+
+use nix::sys::resource::{UsageWho, getrusage};
+
+/// The most memory a refusing restore or verify may take, in KiB.
+const PEAK_KIB: i64 = 64 * 1024;
+
+#[test]
+fn a_gnu_long_name_of_1_5_gib_is_refused_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive: a tar whose first entry is a GNU long name of 1.5 GiB, gzipped
+    // (written as it is compressed: a few MB on disk, never 1.5 GiB in memory).
+    let size: u64 = 3 << 29;
+    let path = dir.path().join("long-name.tar.gz");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(size);
+    h.set_cksum();
+    gz.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..size / chunk.len() as u64 {
+        gz.write_all(&chunk).unwrap();
+    }
+    let mut tail = tar::Header::new_gnu();
+    tail.set_path("x").unwrap();
+    tail.set_size(0);
+    tail.set_cksum();
+    gz.write_all(tail.as_bytes()).unwrap();
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+    let stored = std::fs::metadata(&path).unwrap().len();
+    assert!(stored < 16 << 20, "{stored} bytes");
+
+    let verify = common::run(dir.path(), &["verify", "--file", "long-name.tar.gz"]);
+    let restore = common::run(
+        dir.path(),
+        &["restore", "--file", "long-name.tar.gz", "--target", "t"],
+    );
+    for run in [&verify, &restore] {
+        run.expect(1);
+        assert!(
+            run.stderr.contains(&format!(
+                "the archive is corrupt: its tar stream holds a GNU long name entry of {size} bytes, over the limit of 65536 bytes"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!dir.path().join("t").exists(), "the target was left");
+    // ru_maxrss is in KiB on Linux.
+    let peak = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    assert!(peak > 0, "no child was measured");
+    println!("the largest child peaked at {peak} KiB");
+    assert!(
+        peak < PEAK_KIB,
+        "a child of verify or restore peaked at {peak} KiB"
+    );
+}
