@@ -1276,7 +1276,7 @@ fn three_backups_in_two_destinations(api_port: u16) -> (Env, Vec<serde_json::Val
     let env = Env::new();
     let d = env.dir.path().display().to_string();
     common::secret(SWAP_TOKEN);
-    std::fs::write(env.path("tokens"), format!("{SWAP_TOKEN}\n")).unwrap();
+    common::write_private(&env.path("tokens"), format!("{SWAP_TOKEN}\n"));
     let yaml = format!(
         "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
          - type: local\n  name: spare\n  config:\n    path: {d}/spare\n\

@@ -957,7 +957,7 @@ async fn api_ended(client: &reqwest::Client, base: &str, list: &str, id: i64) ->
 
 /// The daemon's config lines for the API on `port`, as instance `inst-r`.
 fn api_yaml(env: &Env, port: u16) -> String {
-    std::fs::write(env.path("tokens"), format!("{API_TOKEN}\n")).unwrap();
+    common::write_private(&env.path("tokens"), format!("{API_TOKEN}\n"));
     format!(
         "instance_id: inst-r\napi:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {}\n",
         env.path("tokens").display()
