@@ -15,6 +15,40 @@ const TOKEN: &str = "tok-Secret-3f9a1c7e5b";
 const INSTANCE: &str = "inst-1";
 const IN_PROGRESS: &str = "Backup currently in progress, exiting. Another backup will not be able to start until this is completed.";
 
+/// The `content-length` of a response.
+fn content_length(r: &reqwest::Response) -> u64 {
+    r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `GET /backups/{id}/download` with the token, answered within `timeout`.
+async fn download(agent: &Agent, id: i64, timeout: Duration) -> reqwest::Response {
+    agent
+        .client
+        .get(agent.url(&format!("/backups/{id}/download")))
+        .bearer_auth(TOKEN)
+        .timeout(timeout)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `len` bytes that do not compress (xorshift from `seed`).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
 /// The body of a response as JSON (`Null` when it is not JSON).
 async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null)
@@ -275,11 +309,7 @@ async fn whole_flow(agent: &Agent) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let length: u64 = r.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let length: u64 = content_length(&r);
     let disposition = r.headers()["content-disposition"]
         .to_str()
         .unwrap()
@@ -843,13 +873,7 @@ async fn download_while_the_destination_is_down_is_a_clear_5xx() {
          access_key_id: AKIAAPITEST000000001\n    secret_access_key: s\n    endpoint_url: http://127.0.0.1:{dead}\n"
     );
     agent.reload(&config.replace(&local, &s3)).await;
-    let r = agent
-        .client
-        .get(agent.url(&format!("/backups/{id}/download")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = download(&agent, id, Duration::from_secs(30)).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body = json_of(r).await;
@@ -937,13 +961,7 @@ async fn backups_made_before_this_state_dir_are_listed_with_stable_ids() {
     let (_, again) = agent.get("/backups").await;
     assert_eq!(again["backups"], first["backups"], "ids are stable");
     let id = backups[0]["id"].as_i64().unwrap();
-    let r = agent
-        .client
-        .get(agent.url(&format!("/backups/{id}/download")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = download(&agent, id, Duration::from_secs(30)).await;
     assert_eq!(r.status(), StatusCode::OK);
     agent.stop();
 }
@@ -1047,20 +1065,9 @@ async fn a_large_download_read_slowly_keeps_memory_flat() {
 
     let pid = agent.child.id();
     let before = rss_kib(pid);
-    let mut r = agent
-        .client
-        .get(agent.url(&format!("/backups/{id}/download")))
-        .bearer_auth(TOKEN)
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .unwrap();
+    let mut r = download(&agent, id, Duration::from_secs(300)).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let length: u64 = r.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let length: u64 = content_length(&r);
     assert!(length > 256 * 1024 * 1024, "{length}");
     let (mut got, mut peak, mut chunks) = (0u64, before, 0u32);
     while let Some(chunk) = r.chunk().await.unwrap() {
@@ -1351,32 +1358,13 @@ async fn idle_keep_alive_and_trickled_headers_are_closed_but_a_slow_download_is_
     writing.abort();
 
     // 24 MiB that does not compress, read at 1.5 MiB/s: 16 s of download.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let noise: Vec<u8> = (0..24 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
+    let noise = noise(24 * 1024 * 1024, 0x2545_f491_4f6c_dd1du64);
     std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
     let id = agent.create_backup().await;
     assert_eq!(agent.wait("backups", id).await["status"], "done");
-    let mut r = agent
-        .client
-        .get(agent.url(&format!("/backups/{id}/download")))
-        .bearer_auth(TOKEN)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .unwrap();
+    let mut r = download(&agent, id, Duration::from_secs(120)).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let length: u64 = r.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let length: u64 = content_length(&r);
     let started = Instant::now();
     let mut got = 0u64;
     while let Some(chunk) = r.chunk().await.unwrap() {
@@ -1516,15 +1504,7 @@ async fn requests_in_progress_are_never_closed_to_make_room() {
         agent.logs()
     );
     // 16 MiB that does not compress: more than the sockets' buffers hold.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..16 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
+    let noise = noise(16 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15u64);
     std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
     let id = agent.create_backup().await;
     assert_eq!(agent.wait("backups", id).await["status"], "done");
