@@ -67,3 +67,58 @@ fn a_gnu_long_name_of_1_5_gib_is_refused_in_little_memory() {
         "a child of verify or restore peaked at {peak} KiB"
     );
 }
+
+/// Writes `blocks` (raw 512-byte tar blocks) gzipped to `path`, `repeat` times, then the
+/// end-of-archive marker.
+fn write_gz_repeated(
+    path: &std::path::Path,
+    head: &[u8],
+    blocks: &[u8],
+    repeat: usize,
+    tail: &[u8],
+) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    gz.write_all(head).unwrap();
+    for _ in 0..repeat {
+        gz.write_all(blocks).unwrap();
+    }
+    gz.write_all(tail).unwrap();
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+}
+
+/// The peak resident set of the children so far, in KiB, asserted under `limit`.
+fn assert_peak_under(limit: i64) {
+    let peak = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    assert!(peak > 0, "no child was measured");
+    println!("the largest child peaked at {peak} KiB");
+    assert!(peak < limit, "a child peaked at {peak} KiB");
+}
+
+#[test]
+fn a_folder_entry_repeated_a_million_times_is_restored_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive: one 255-byte ustar folder entry, over and over.
+    let long = format!("{}/{}", "p".repeat(154), "d".repeat(99));
+    let mut h = tar::Header::new_ustar();
+    h.set_path(&long).unwrap();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_size(0);
+    h.set_cksum();
+    let blocks = h.as_bytes().repeat(4096);
+    write_gz_repeated(&dir.path().join("dirs.tar.gz"), &[], &blocks, 256, &[]);
+
+    common::run(
+        dir.path(),
+        &["restore", "--file", "dirs.tar.gz", "--target", "t"],
+    )
+    .expect(0);
+    let restored = dir.path().join("t").join(&long);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&restored).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o750);
+    assert_peak_under(PEAK_KIB);
+}

@@ -607,3 +607,68 @@ proptest! {
         }
     }
 }
+
+/// A tar of folder entries: (path, mode).
+fn folders(entries: &[(&str, u32)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(*mode);
+        builder.append_data(&mut h, path, &[][..]).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn a_folder_entry_repeated_is_recorded_once_and_the_last_one_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Dirs::default();
+    for i in 0..10_000 {
+        let mode = if i % 2 == 0 { 0o711 } else { 0o750 };
+        dirs.record(Path::new("a/b/c"), mode, FileTime::zero(), "a/b/c")
+            .unwrap();
+    }
+    // a, a/b, a/b/c: three records, whatever the repeats.
+    assert_eq!(dirs.nodes.len(), 3);
+
+    let mut entries = vec![("a/b/c", 0o711); 1000];
+    entries.push(("a/b/c", 0o750));
+    entries.push(("a", 0o755));
+    Extractor::into_dir(tmp.path())
+        .run(&folders(&entries)[..])
+        .unwrap();
+    let mode = |p: &str| {
+        std::fs::metadata(tmp.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("a/b/c"), 0o750);
+    assert_eq!(mode("a"), 0o755);
+    // Made only because an entry lies below it.
+    assert_eq!(mode("a/b"), 0o700);
+}
+
+#[test]
+fn folders_past_the_limit_are_refused() {
+    let mut dirs = Dirs::default();
+    for _ in 0..MAX_DIRS {
+        dirs.nodes.push(DirNode {
+            parent: u32::MAX,
+            name: std::ffi::OsStr::new("x").into(),
+            meta: None,
+        });
+    }
+    let err = dirs
+        .record(Path::new("new"), 0o755, FileTime::zero(), "new")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+    assert!(
+        err.to_string()
+            .contains("folders, more than a restore keeps track of"),
+        "{err}"
+    );
+}
