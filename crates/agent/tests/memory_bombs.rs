@@ -122,3 +122,52 @@ fn a_folder_entry_repeated_a_million_times_is_restored_in_little_memory() {
     assert_eq!(mode & 0o777, 0o750);
     assert_peak_under(PEAK_KIB);
 }
+
+#[test]
+fn a_gnu_sparse_map_of_a_million_blocks_is_refused_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive (sparse_bomb): a GNU sparse header, then extension blocks of 21
+    // empty chunks each, every one saying another follows; the tar crate kept them all.
+    let chunk = b"00000000000\0".repeat(2);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("sparse").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    let mut head = h.as_bytes().to_vec();
+    head[386..482].copy_from_slice(&chunk.repeat(4));
+    head[482] = 1;
+    head[148..156].fill(b' ');
+    let sum: u32 = head.iter().map(|b| u32::from(*b)).sum();
+    head[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut ext = chunk.repeat(21);
+    ext.push(1);
+    ext.resize(512, 0);
+    let mut last = chunk.repeat(21);
+    last.resize(512, 0);
+    let blocks = ext.repeat(2048);
+    write_gz_repeated(
+        &dir.path().join("sparse.tar.gz"),
+        &head,
+        &blocks,
+        512,
+        &last,
+    );
+
+    let verify = common::run(dir.path(), &["verify", "--file", "sparse.tar.gz"]);
+    let restore = common::run(
+        dir.path(),
+        &["restore", "--file", "sparse.tar.gz", "--target", "t"],
+    );
+    for run in [&verify, &restore] {
+        run.expect(1);
+        assert!(
+            run.stderr.contains(
+                "the archive is corrupt: its entry \"sparse\" is a GNU sparse file, which a restore does not read"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!dir.path().join("t").exists(), "the target was left");
+    assert_peak_under(PEAK_KIB);
+}

@@ -30,9 +30,9 @@
 //!
 //! # Limits
 //!
-//! Extension entries (long names, PAX headers) over 64 KiB are refused before the tar
-//! crate reads them ([`headers`]), and with a limit from the manifest, regular files may
-//! not hold more bytes in total than the manifest records.
+//! Extension entries (long names, PAX headers) over 64 KiB and GNU sparse entries are
+//! refused before the tar crate reads them ([`headers`]), and with a limit from the
+//! manifest, regular files may not hold more bytes in total than the manifest records.
 //! Folders are recorded once per distinct path, at most [`MAX_DIRS`] of them.
 //!
 //! Folders are created with mode 0700 and get their own mode (and time) at the end,

@@ -494,7 +494,7 @@ fn a_sparse_entry_with_endless_extension_blocks_is_refused_before_they_are_read(
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
         err.to_string()
-            .contains("a GNU sparse file with extension headers"),
+            .contains("its entry \"sparse\" is a GNU sparse file, which a restore does not read"),
         "{err}"
     );
     assert!(input.read < 1 << 20, "{} bytes read", input.read);
@@ -671,4 +671,29 @@ fn folders_past_the_limit_are_refused() {
             .contains("folders, more than a restore keeps track of"),
         "{err}"
     );
+}
+
+#[test]
+fn a_sparse_entry_is_refused_as_soon_as_its_header_is_read() {
+    // No extension block: still a map the tar crate parses; refused before it does.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("holes").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    h.set_cksum();
+    let bytes = [&h.as_bytes()[..], &[0u8; 1024][..]].concat();
+    for root in [None, Some(tempfile::tempdir().unwrap())] {
+        let extractor = match &root {
+            Some(dir) => Extractor::into_dir(dir.path()),
+            None => Extractor::check_only(),
+        };
+        let err = extractor.run(&bytes[..]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(
+            err.to_string().contains(
+                "the archive is corrupt: its entry \"holes\" is a GNU sparse file, which a restore does not read"
+            ),
+            "{err}"
+        );
+    }
 }
