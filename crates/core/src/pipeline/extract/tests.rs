@@ -697,3 +697,71 @@ fn a_sparse_entry_is_refused_as_soon_as_its_header_is_read() {
         );
     }
 }
+
+#[test]
+fn links_down_a_deep_folder_look_each_folder_up_once() {
+    // deep_links: a folder 1,000 levels deep and 300 links at the root walking down it.
+    // Each link looked up every folder on its way: 300,000 lookups by ever longer paths.
+    const DEPTH: usize = 1000;
+    const LINKS: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = "d/".repeat(DEPTH);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(0);
+    dir.set_mode(0o755);
+    builder
+        .append_data(&mut dir, format!("{deep}x"), &[][..])
+        .unwrap();
+    for i in 0..LINKS {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        builder
+            .append_link(&mut h, format!("l{i}"), format!("{deep}x"))
+            .unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    links::LOOKUPS.with(|n| n.set(0));
+    Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap();
+    let lookups = links::LOOKUPS.with(std::cell::Cell::get);
+    assert!(lookups <= (DEPTH + LINKS) as u64, "{lookups} lookups");
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("l7")).unwrap(),
+        PathBuf::from(format!("{deep}x"))
+    );
+}
+
+#[test]
+fn links_that_make_the_checks_walk_too_far_are_refused() {
+    // Each link sits deep and looks up new names beside it: each lookup walks the whole
+    // depth, and the total is bounded.
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = "d/".repeat(1000);
+    let mut builder = tar::Builder::new(Vec::new());
+    // 450 names that exist nowhere, each looked up once: `n1c2/../n1c3/../...x`.
+    const NAMES: u64 = 450;
+    let links = links::MAX_WALKED / (NAMES * 1000) + 2;
+    for i in 0..links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        let wanders: String = (0..NAMES)
+            .map(|j| format!("{:x}/../", i * 1000 + j))
+            .collect();
+        builder
+            .append_link(&mut h, format!("{deep}l{i}"), format!("{wanders}x"))
+            .unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    let err = Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+    assert!(
+        err.to_string()
+            .contains("symlinks lead through more folders than a restore checks"),
+        "{err}"
+    );
+    // The links made were removed again.
+    assert!(!tmp.path().join(&deep).join("l0").exists());
+}
