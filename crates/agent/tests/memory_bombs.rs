@@ -171,3 +171,35 @@ fn a_gnu_sparse_map_of_a_million_blocks_is_refused_in_little_memory() {
     assert!(!dir.path().join("t").exists(), "the target was left");
     assert_peak_under(PEAK_KIB);
 }
+
+#[test]
+fn a_million_symlinks_are_refused_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive (links_bomb): a million short symlinks, each kept for the end;
+    // their names alone passed the 64 MiB budget late, at three times that in memory.
+    let path = dir.path().join("links.tar.gz");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    for i in 0..1_000_000u32 {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(format!("{i:x}")).unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_link_name("x").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        gz.write_all(h.as_bytes()).unwrap();
+    }
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+
+    let verify = common::run(dir.path(), &["verify", "--file", "links.tar.gz"]);
+    verify.expect(1);
+    assert!(
+        verify
+            .stderr
+            .contains("the archive holds more symlinks than a restore keeps track of (64 MiB of memory for them)"),
+        "{}",
+        verify.stderr
+    );
+    assert_peak_under(PEAK_KIB);
+}

@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 /// The longest symlink target, as the kernel's `symlink` takes it (PATH_MAX less the NUL).
 pub(super) const MAX_TARGET_LEN: usize = 4095;
 
-/// Bytes of link paths and targets kept until the end of the archive: the bound on the
-/// memory its symlinks may take.
+/// Bytes of memory the links kept until the end of the archive may take, counted as
+/// their names plus [`PER_LINK`]: about 200,000 links of short names.
 const MAX_KEPT: usize = 64 << 20;
 
 /// Path components the kernel may walk, in total, to look up the components of all link
@@ -38,13 +38,19 @@ thread_local! {
 /// The hash of the root's path, and the start of every path's.
 const ROOT: u64 = 0;
 
-/// A symlink entry waiting for the end of the archive.
+/// A symlink entry waiting for the end of the archive (boxed: no spare capacity).
 struct Pending {
-    rel: PathBuf,
-    target: PathBuf,
+    rel: Box<Path>,
+    target: Box<Path>,
     mtime: FileTime,
-    name: String,
+    name: Box<str>,
 }
+
+/// What a kept link costs beyond the bytes of its names: its record, up to three times
+/// over while the list of them grows (the old and the new list, twice as long, side by
+/// side), three allocations (allocator overhead and rounding), and its path's hash in a
+/// set that also doubles as it grows.
+const PER_LINK: usize = 3 * size_of::<Pending>() + 3 * 32 + 32;
 
 /// The symlinks met so far.
 #[derive(Default)]
@@ -123,12 +129,12 @@ impl Links {
                 &format!("it is a symlink to {shown} outside the target"),
             ));
         }
-        self.kept += rel.as_os_str().len() + target.as_os_str().len() + name.len() + 64;
+        self.kept += rel.as_os_str().len() + target.as_os_str().len() + name.len() + PER_LINK;
         if self.kept > MAX_KEPT {
             return Err(unsafe_entry(
                 name,
                 &format!(
-                    "the archive holds more symlinks than a restore keeps track of ({} MiB of their names)",
+                    "the archive holds more symlinks than a restore keeps track of ({} MiB of memory for them)",
                     MAX_KEPT >> 20
                 ),
             ));
@@ -148,10 +154,10 @@ impl Links {
                 .fold(ROOT, |h, part| step(h, part.as_os_str())),
         );
         self.pending.push(Pending {
-            rel,
-            target,
+            rel: rel.into_boxed_path(),
+            target: target.into_boxed_path(),
             mtime,
-            name: name.to_string(),
+            name: name.into(),
         });
         Ok(())
     }
