@@ -765,3 +765,35 @@ fn links_that_make_the_checks_walk_too_far_are_refused() {
     // The links made were removed again.
     assert!(!tmp.path().join(&deep).join("l0").exists());
 }
+
+#[test]
+fn folders_get_their_own_time_whatever_the_order_of_their_entries() {
+    // A folder's entry after its children's, and content written into folders already
+    // recorded: each keeps the time of its own entry (children are set before parents).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, mtime) in [
+        ("a/b/c", tar::EntryType::Directory, 300),
+        ("a", tar::EntryType::Directory, 100),
+        ("a/b/c/f", tar::EntryType::Regular, 400),
+        ("a/b", tar::EntryType::Directory, 200),
+        ("a/b/g", tar::EntryType::Regular, 500),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_mtime(mtime);
+        b.append_data(&mut h, path, &[][..]).unwrap();
+    }
+    let bytes = b.into_inner().unwrap();
+    Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap();
+    for (path, mtime) in [("a", 100), ("a/b", 200), ("a/b/c", 300), ("a/b/c/f", 400)] {
+        let meta = std::fs::metadata(tmp.path().join(path)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::mtime(&meta),
+            mtime,
+            "{path}"
+        );
+    }
+}
