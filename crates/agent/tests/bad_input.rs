@@ -2020,3 +2020,39 @@ fn an_archive_of_tar_c_dir_dot_restores() {
     out.expect(0);
     assert_eq!(tree(&env.path("source")), tree(&env.path("t")));
 }
+
+// ---- Data after the tar end-of-archive marker (issue 20, attacker review) ----
+
+#[test]
+fn data_after_the_tar_end_marker_is_refused_before_it_is_all_read() {
+    let env = Env::new();
+    // The report's archive held 20 GiB of zeros after the end marker and verified "valid"
+    // after decompressing them all; 64 MiB show the same.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "a.txt", &b"hello"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    std::fs::write(env.path("tail.tar.gz"), gz.finish().unwrap()).unwrap();
+
+    let verify = env.run(&["verify", "--file", "tail.tar.gz"]);
+    let restore = env.run(&["restore", "--file", "tail.tar.gz", "--target", "t"]);
+    for run in [&verify, &restore] {
+        run.expect(1);
+        assert!(
+            run.stderr.contains(
+                "the archive is corrupt: more than 1 MiB of data follow its tar end-of-archive marker; refusing it"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!env.path("t").exists(), "the target was left");
+}

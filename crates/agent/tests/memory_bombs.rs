@@ -67,3 +67,139 @@ fn a_gnu_long_name_of_1_5_gib_is_refused_in_little_memory() {
         "a child of verify or restore peaked at {peak} KiB"
     );
 }
+
+/// Writes `blocks` (raw 512-byte tar blocks) gzipped to `path`, `repeat` times, then the
+/// end-of-archive marker.
+fn write_gz_repeated(
+    path: &std::path::Path,
+    head: &[u8],
+    blocks: &[u8],
+    repeat: usize,
+    tail: &[u8],
+) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    gz.write_all(head).unwrap();
+    for _ in 0..repeat {
+        gz.write_all(blocks).unwrap();
+    }
+    gz.write_all(tail).unwrap();
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+}
+
+/// The peak resident set of the children so far, in KiB, asserted under `limit`.
+fn assert_peak_under(limit: i64) {
+    let peak = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    assert!(peak > 0, "no child was measured");
+    println!("the largest child peaked at {peak} KiB");
+    assert!(peak < limit, "a child peaked at {peak} KiB");
+}
+
+#[test]
+fn a_folder_entry_repeated_a_million_times_is_restored_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive: one 255-byte ustar folder entry, over and over.
+    let long = format!("{}/{}", "p".repeat(154), "d".repeat(99));
+    let mut h = tar::Header::new_ustar();
+    h.set_path(&long).unwrap();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_size(0);
+    h.set_cksum();
+    let blocks = h.as_bytes().repeat(4096);
+    write_gz_repeated(&dir.path().join("dirs.tar.gz"), &[], &blocks, 256, &[]);
+
+    common::run(
+        dir.path(),
+        &["restore", "--file", "dirs.tar.gz", "--target", "t"],
+    )
+    .expect(0);
+    let restored = dir.path().join("t").join(&long);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&restored).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o750);
+    assert_peak_under(PEAK_KIB);
+}
+
+#[test]
+fn a_gnu_sparse_map_of_a_million_blocks_is_refused_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive (sparse_bomb): a GNU sparse header, then extension blocks of 21
+    // empty chunks each, every one saying another follows; the tar crate kept them all.
+    let chunk = b"00000000000\0".repeat(2);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("sparse").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    let mut head = h.as_bytes().to_vec();
+    head[386..482].copy_from_slice(&chunk.repeat(4));
+    head[482] = 1;
+    head[148..156].fill(b' ');
+    let sum: u32 = head.iter().map(|b| u32::from(*b)).sum();
+    head[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut ext = chunk.repeat(21);
+    ext.push(1);
+    ext.resize(512, 0);
+    let mut last = chunk.repeat(21);
+    last.resize(512, 0);
+    let blocks = ext.repeat(2048);
+    write_gz_repeated(
+        &dir.path().join("sparse.tar.gz"),
+        &head,
+        &blocks,
+        512,
+        &last,
+    );
+
+    let verify = common::run(dir.path(), &["verify", "--file", "sparse.tar.gz"]);
+    let restore = common::run(
+        dir.path(),
+        &["restore", "--file", "sparse.tar.gz", "--target", "t"],
+    );
+    for run in [&verify, &restore] {
+        run.expect(1);
+        assert!(
+            run.stderr.contains(
+                "the archive is corrupt: its entry \"sparse\" is a GNU sparse file, which a restore does not read"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!dir.path().join("t").exists(), "the target was left");
+    assert_peak_under(PEAK_KIB);
+}
+
+#[test]
+fn a_million_symlinks_are_refused_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's archive (links_bomb): a million short symlinks, each kept for the end;
+    // their names alone passed the 64 MiB budget late, at three times that in memory.
+    let path = dir.path().join("links.tar.gz");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    for i in 0..1_000_000u32 {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(format!("{i:x}")).unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_link_name("x").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        gz.write_all(h.as_bytes()).unwrap();
+    }
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap().flush().unwrap();
+
+    let verify = common::run(dir.path(), &["verify", "--file", "links.tar.gz"]);
+    verify.expect(1);
+    assert!(
+        verify
+            .stderr
+            .contains("the archive holds more symlinks than a restore keeps track of (64 MiB of memory for them)"),
+        "{}",
+        verify.stderr
+    );
+    assert_peak_under(PEAK_KIB);
+}

@@ -30,9 +30,10 @@
 //!
 //! # Limits
 //!
-//! Extension entries (long names, PAX headers) over 64 KiB are refused before the tar
-//! crate reads them ([`headers`]), and with a limit from the manifest, regular files may
-//! not hold more bytes in total than the manifest records.
+//! Extension entries (long names, PAX headers) over 64 KiB and GNU sparse entries are
+//! refused before the tar crate reads them ([`headers`]), and with a limit from the
+//! manifest, regular files may not hold more bytes in total than the manifest records.
+//! Folders are recorded once per distinct path, at most [`MAX_DIRS`] of them.
 //!
 //! Folders are created with mode 0700 and get their own mode (and time) at the end,
 //! deepest first; a folder made only because an entry lies below it keeps 0700.
@@ -70,7 +71,7 @@ const MAX_PATH_LEN: usize = 4096;
 pub struct Extractor {
     root: Option<PathBuf>,
     /// Directories get their mode and time last, deepest first, once their content exists.
-    dirs: Vec<(PathBuf, u32, FileTime)>,
+    dirs: Dirs,
     /// The folder, relative to the root, of the last file written: it exists.
     ready_parent: Option<PathBuf>,
     /// The symlinks, made last.
@@ -90,7 +91,7 @@ impl Extractor {
     pub fn into_dir(root: &Path) -> Self {
         Self {
             root: Some(root.to_path_buf()),
-            dirs: Vec::new(),
+            dirs: Dirs::default(),
             ready_parent: None,
             links: links::Links::default(),
             max_bytes: None,
@@ -103,7 +104,7 @@ impl Extractor {
     pub fn check_only() -> Self {
         Self {
             root: None,
-            dirs: Vec::new(),
+            dirs: Dirs::default(),
             ready_parent: None,
             links: links::Links::default(),
             max_bytes: None,
@@ -196,7 +197,7 @@ impl Extractor {
                 if let Some(root) = &self.root {
                     let path = root.join(&rel);
                     make_dir(&path)?;
-                    self.dirs.push((path, mode, mtime));
+                    self.dirs.record(&rel, mode, mtime, &name)?;
                 }
             }
             tar::EntryType::Symlink => {
@@ -250,13 +251,101 @@ impl Extractor {
     }
 
     fn finish_dirs(&mut self) -> Result<()> {
-        self.dirs.sort_by(|a, b| b.0.cmp(&a.0));
-        for (path, mode, mtime) in self.dirs.drain(..) {
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
+        self.dirs.finish(root)
+    }
+}
+
+/// The most distinct folders a restore records for their mode and time. Each costs about
+/// 100 bytes here (at most about 400 MiB) and an inode on disk, which the archive has to
+/// make first: only a real tree of that many folders reaches it, far more than any backup
+/// of a service holds. Repeated entries of a folder cost nothing.
+pub(crate) const MAX_DIRS: usize = 4 << 20;
+
+/// The folder entries of an archive, one record per distinct path (the last entry of a
+/// path wins, as on disk), kept as a tree: a folder costs its own name, not its whole path,
+/// however deep it lies.
+#[derive(Default)]
+struct Dirs {
+    /// Every folder at or above a folder entry, parents before their children.
+    nodes: Vec<DirNode>,
+    /// The index in `nodes` of each folder, by (index of its parent, hashed with its name).
+    /// Keys are random per run, so no archive can make two folders collide on purpose.
+    index: std::collections::HashMap<u64, u32>,
+    keys: std::hash::RandomState,
+}
+
+/// One folder in [`Dirs`].
+struct DirNode {
+    /// The index of its parent in `nodes`; `u32::MAX` for a folder at the root.
+    parent: u32,
+    name: Box<std::ffi::OsStr>,
+    /// The mode and time of its last entry; none for a folder made only because an entry
+    /// lies below it.
+    meta: Option<(u32, FileTime)>,
+}
+
+impl Dirs {
+    /// Records the folder entry `name` at `rel` (not empty) with its mode and time.
+    fn record(&mut self, rel: &Path, mode: u32, mtime: FileTime, name: &str) -> Result<()> {
+        use std::hash::BuildHasher as _;
+        let mut parent = u32::MAX;
+        for part in rel.components() {
+            let part = part.as_os_str();
+            let key = self.keys.hash_one((parent, part));
+            parent = match self.index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    if self.nodes.len() >= MAX_DIRS {
+                        return Err(unsafe_entry(
+                            name,
+                            &format!(
+                                "the archive holds more than {MAX_DIRS} folders, more than a restore keeps track of"
+                            ),
+                        ));
+                    }
+                    let i = u32::try_from(self.nodes.len()).expect("below MAX_DIRS");
+                    self.nodes.push(DirNode {
+                        parent,
+                        name: part.into(),
+                        meta: None,
+                    });
+                    self.index.insert(key, i);
+                    i
+                }
+            };
+        }
+        self.nodes[parent as usize].meta = Some((mode, mtime));
+        Ok(())
+    }
+
+    /// Sets the mode and time of every folder recorded, children before their parents
+    /// (setting a child's changes no parent's time).
+    fn finish(&mut self, root: &Path) -> Result<()> {
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for node in self.nodes.iter().rev() {
+            let Some((mode, mtime)) = node.meta else {
+                continue;
+            };
+            parts.clear();
+            parts.push(&node.name);
+            let mut up = node.parent;
+            while up != u32::MAX {
+                let above = &self.nodes[up as usize];
+                parts.push(&above.name);
+                up = above.parent;
+            }
+            let mut path = root.to_path_buf();
+            path.extend(parts.iter().rev());
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777 | 0o700))
                 .map_err(|e| Error::io("set the mode of", &path, e))?;
             filetime::set_file_mtime(&path, mtime)
                 .map_err(|e| Error::io("set the time of", &path, e))?;
         }
+        self.nodes = Vec::new();
+        self.index = std::collections::HashMap::new();
         Ok(())
     }
 }

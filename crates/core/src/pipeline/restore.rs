@@ -213,6 +213,11 @@ fn read_prefix<R: Read>(input: &mut R, n: usize) -> Result<Vec<u8>> {
 /// first of the two zero blocks and stops there.
 const TAR_END_LEFT: u64 = 512;
 
+/// The most bytes read after the tar end marker before the archive is refused: tar writers
+/// pad the archive to whole records of 10 KiB (or a few times that), never to a megabyte,
+/// and whatever follows is decompressed only to be thrown away.
+pub(crate) const MAX_AFTER_END: u64 = 1 << 20;
+
 /// The largest zstd window read, as a power of two: twice a compression block.
 const ZSTD_WINDOW_LOG_MAX: u32 = 21;
 
@@ -241,10 +246,17 @@ fn extract_tar<'scope, R: Read + Send + 'scope>(
     // checksum is checked. A stream cut between two members or frames is valid, and tar
     // takes the end of its input at an entry boundary for the end of the archive: only the
     // marker tells it was cut.
-    if drain(&mut plain)? < TAR_END_LEFT {
+    let left = drain(&mut (&mut plain).take(MAX_AFTER_END + 1))?;
+    if left < TAR_END_LEFT {
         return Err(Error::corrupt(
             "the tar stream ends without its end-of-archive marker (the archive is truncated)",
         ));
+    }
+    if left > MAX_AFTER_END {
+        return Err(Error::corrupt(format!(
+            "the archive is corrupt: more than {} MiB of data follow its tar end-of-archive marker; refusing it",
+            MAX_AFTER_END >> 20
+        )));
     }
     Ok(stats)
 }
@@ -469,6 +481,49 @@ mod tests {
             reader.read_exact(&mut first).unwrap();
             drop(reader);
         });
+    }
+
+    /// A tar of one file with `after` zero bytes after its end marker, zstd-compressed.
+    fn tar_zst_with_tail(after: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "a.txt", &b"hello"[..]).unwrap();
+        let mut tar = b.into_inner().unwrap();
+        tar.resize(tar.len() + after, 0);
+        zstd::encode_all(&tar[..], 1).unwrap()
+    }
+
+    #[test]
+    fn data_after_the_tar_end_marker_is_refused_past_a_megabyte() {
+        // Record padding (GNU tar's 10 KiB records, or a megabyte at most) is read.
+        for after in [0, 9 * 1024, MAX_AFTER_END as usize - 1024] {
+            let stats = read_archive(
+                &tar_zst_with_tail(after)[..],
+                &Decryption::default(),
+                None,
+                Extractor::check_only(),
+                &NoProgress,
+            )
+            .unwrap();
+            assert_eq!(stats.extracted.entries, 1);
+        }
+        // The report's archive had 20 GiB of zeros there, all decompressed for nothing.
+        let err = read_archive(
+            &tar_zst_with_tail(64 << 20)[..],
+            &Decryption::default(),
+            None,
+            Extractor::check_only(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(
+            err.to_string()
+                .contains("more than 1 MiB of data follow its tar end-of-archive marker"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! framing as the tar crate does (the same header parser, the same checksum, a PAX `size`
 //! overriding the next entry's size). The read that completes a header announcing an
 //! extension entry (`L`, `K`, `x` or `g`) of more than [`MAX_EXTENSION_LEN`] bytes fails,
-//! before the tar crate reads a byte of that entry; so does one that completes a GNU sparse
-//! header followed by extension blocks, which the tar crate also reads with no limit.
+//! before the tar crate reads a byte of that entry; so does one that completes any GNU sparse
+//! header, whose map of extension blocks the tar crate also reads with no limit.
 
 use std::io::{self, Read};
 
@@ -39,8 +39,8 @@ enum State {
     /// Bytes of an entry's data and padding still to come; the first `capture` of them
     /// go to `capture`.
     Data { left: u64, capture: u64 },
-    /// Past the end-of-archive block, a header the tar crate refuses, or a GNU sparse
-    /// entry (which the extractor refuses): the tar reader reads no further header.
+    /// Past the end-of-archive block or a header the tar crate refuses: the tar reader
+    /// reads no further header.
     Off,
 }
 
@@ -132,16 +132,13 @@ impl<R: Read> HeaderLimit<R> {
             self.pax = None;
         }
         if kind.is_gnu_sparse() {
-            // The tar crate reads the extension blocks of a sparse entry one after the
-            // other for as long as each says another follows, and keeps every block they
-            // list: as unbounded as a long name. A sparse entry without them is refused by
-            // the extractor, which does not restore sparse files.
-            if header.as_gnu().is_some_and(tar::GnuHeader::is_extended) {
-                return Err(io::Error::other(Error::corrupt(
-                    "the archive is corrupt: its tar stream holds a GNU sparse file with extension headers, which a restore does not read; refusing it",
-                )));
-            }
-            return Ok(State::Off);
+            // The tar crate reads the sparse map of such an entry (its header and any
+            // number of extension blocks after it) into memory before handing it out, and
+            // a restore does not restore sparse files: refused here, before it is parsed.
+            let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
+            return Err(io::Error::other(Error::corrupt(format!(
+                "the archive is corrupt: its entry {name:?} is a GNU sparse file, which a restore does not read (service-backup never writes one); refusing it"
+            ))));
         }
         let capture = if recognized && kind.is_pax_local_extensions() {
             // At most MAX_EXTENSION_LEN, checked above.

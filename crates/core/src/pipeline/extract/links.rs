@@ -2,8 +2,10 @@
 //! last, then each checked where it stands among the others (see the module doc of
 //! `extract` for why that is sound).
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::hash::BuildHasher as _;
 use std::hash::Hasher as _;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -16,20 +18,39 @@ use crate::error::{Error, Result};
 /// The longest symlink target, as the kernel's `symlink` takes it (PATH_MAX less the NUL).
 pub(super) const MAX_TARGET_LEN: usize = 4095;
 
-/// Bytes of link paths and targets kept until the end of the archive: the bound on the
-/// memory its symlinks may take.
+/// Bytes of memory the links kept until the end of the archive may take, counted as
+/// their names plus [`PER_LINK`]: about 200,000 links of short names.
 const MAX_KEPT: usize = 64 << 20;
+
+/// Path components the kernel may walk, in total, to look up the components of all link
+/// targets on disk (a lookup by a path of `n` components costs `n`). Each folder is looked
+/// up once whatever the number of links through it, so this is far above what real links
+/// need; an archive of thousands of links that each look up new names thousands of folders
+/// deep would otherwise take hours.
+pub(super) const MAX_WALKED: u64 = 64 << 20;
+
+#[cfg(test)]
+thread_local! {
+    /// Lookups on disk made by the link checks of this thread, for tests.
+    pub(super) static LOOKUPS: Cell<u64> = const { Cell::new(0) };
+}
 
 /// The hash of the root's path, and the start of every path's.
 const ROOT: u64 = 0;
 
-/// A symlink entry waiting for the end of the archive.
+/// A symlink entry waiting for the end of the archive (boxed: no spare capacity).
 struct Pending {
-    rel: PathBuf,
-    target: PathBuf,
+    rel: Box<Path>,
+    target: Box<Path>,
     mtime: FileTime,
-    name: String,
+    name: Box<str>,
 }
+
+/// What a kept link costs beyond the bytes of its names: its record, up to three times
+/// over while the list of them grows (the old and the new list, twice as long, side by
+/// side), three allocations (allocator overhead and rounding), and its path's hash in a
+/// set that also doubles as it grows.
+const PER_LINK: usize = 3 * size_of::<Pending>() + 3 * 32 + 32;
 
 /// The symlinks met so far.
 #[derive(Default)]
@@ -41,6 +62,17 @@ pub(super) struct Links {
     pending: Vec<Pending>,
     /// Bytes kept in `pending`, against [`MAX_KEPT`].
     kept: usize,
+    /// Random keys for [`Seen`]: a path no archive can make collide with another.
+    keys: std::hash::RandomState,
+}
+
+/// What the checks found on disk so far, by keyed path hash: nothing changes on disk
+/// while links are checked, so each path is looked up once (whether it is a real folder).
+#[derive(Default)]
+struct Seen {
+    folders: HashMap<u64, bool>,
+    /// Path components walked by the lookups so far, against [`MAX_WALKED`].
+    walked: Cell<u64>,
 }
 
 /// The hash of a path one component longer than the path of hash `h`.
@@ -97,12 +129,12 @@ impl Links {
                 &format!("it is a symlink to {shown} outside the target"),
             ));
         }
-        self.kept += rel.as_os_str().len() + target.as_os_str().len() + name.len() + 64;
+        self.kept += rel.as_os_str().len() + target.as_os_str().len() + name.len() + PER_LINK;
         if self.kept > MAX_KEPT {
             return Err(unsafe_entry(
                 name,
                 &format!(
-                    "the archive holds more symlinks than a restore keeps track of ({} MiB of their names)",
+                    "the archive holds more symlinks than a restore keeps track of ({} MiB of memory for them)",
                     MAX_KEPT >> 20
                 ),
             ));
@@ -122,10 +154,10 @@ impl Links {
                 .fold(ROOT, |h, part| step(h, part.as_os_str())),
         );
         self.pending.push(Pending {
-            rel,
-            target,
+            rel: rel.into_boxed_path(),
+            target: target.into_boxed_path(),
             mtime,
-            name: name.to_string(),
+            name: name.into(),
         });
         Ok(())
     }
@@ -156,8 +188,9 @@ impl Links {
                 let _ = filetime::set_symlink_file_times(&path, link.mtime, link.mtime);
             }
         }
+        let mut seen = Seen::default();
         for link in &self.pending {
-            self.check(root, link)
+            self.check(root, link, &mut seen)
                 .map_err(|why| unsafe_entry(&link.name, &why))?;
         }
         Ok(())
@@ -167,7 +200,7 @@ impl Links {
     /// component; refuses it if it leaves the root or if a component before the last is a
     /// symlink. The components that do not exist (yet) are taken for folders, as one may
     /// be made there later.
-    fn check(&self, root: Option<&Path>, link: &Pending) -> Result<(), String> {
+    fn check(&self, root: Option<&Path>, link: &Pending, seen: &mut Seen) -> Result<(), String> {
         let outside = || {
             format!(
                 "it is a symlink to {} outside the target",
@@ -185,8 +218,15 @@ impl Links {
         // The position: its components, and the hash of each of its prefixes.
         let mut names: Vec<&OsStr> = Vec::new();
         let mut hashes: Vec<u64> = Vec::new();
+        // The keyed hash of each prefix, for `seen`.
+        let mut keyed: Vec<u64> = Vec::new();
+        let keyed_step = |keyed: &[u64], part: &OsStr| {
+            self.keys
+                .hash_one((keyed.last().copied().unwrap_or(ROOT), part))
+        };
         for part in parent.components() {
             let h = step(hashes.last().copied().unwrap_or(ROOT), part.as_os_str());
+            keyed.push(keyed_step(&keyed, part.as_os_str()));
             names.push(part.as_os_str());
             hashes.push(h);
             if self.paths.contains(&h) {
@@ -209,6 +249,7 @@ impl Links {
                         return Err(outside());
                     }
                     names.pop();
+                    keyed.pop();
                     if real > names.len() {
                         real = names.len();
                         if let Some(at) = &mut at {
@@ -218,6 +259,7 @@ impl Links {
                 }
                 Component::Normal(part) => {
                     let h = step(hashes.last().copied().unwrap_or(ROOT), part);
+                    keyed.push(keyed_step(&keyed, part));
                     names.push(part);
                     hashes.push(h);
                     // The last component may be a symlink: it is checked on its own.
@@ -229,30 +271,21 @@ impl Links {
                     }
                     if let Some(at) = at.as_mut().filter(|_| real + 1 == names.len()) {
                         at.push(part);
-                        match std::fs::symlink_metadata(&*at) {
-                            Ok(meta) if meta.file_type().is_symlink() => {
-                                return Err(through(&names));
+                        let key = *keyed.last().expect("pushed above");
+                        let folder = match seen.folders.get(&key) {
+                            Some(folder) => *folder,
+                            None => {
+                                let folder = seen.look_up(at, &names, &through, &link.target)?;
+                                seen.folders.insert(key, folder);
+                                folder
                             }
-                            Ok(meta) if meta.is_dir() => real += 1,
+                        };
+                        if folder {
+                            real += 1;
+                        } else {
                             // Not a folder (yet): the kernel stops there; what follows is
                             // judged as if it were one.
-                            Ok(_) => {
-                                at.pop();
-                            }
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                                ) =>
-                            {
-                                at.pop();
-                            }
-                            Err(e) => {
-                                return Err(format!(
-                                    "its target {} cannot be checked: {e}",
-                                    link.target.display()
-                                ));
-                            }
+                            at.pop();
                         }
                     }
                 }
@@ -260,6 +293,44 @@ impl Links {
             }
         }
         Ok(())
+    }
+}
+
+impl Seen {
+    /// Whether `at` (of components `names`) is a real folder on disk; an error if it is a
+    /// symlink, cannot be looked up, or the lookups went past [`MAX_WALKED`].
+    fn look_up(
+        &self,
+        at: &Path,
+        names: &[&OsStr],
+        through: &dyn Fn(&[&OsStr]) -> String,
+        target: &Path,
+    ) -> Result<bool, String> {
+        let walked = self.walked.get() + names.len() as u64;
+        if walked > MAX_WALKED {
+            return Err(format!(
+                "the archive's symlinks lead through more folders than a restore checks ({MAX_WALKED} lookups in all)"
+            ));
+        }
+        self.walked.set(walked);
+        #[cfg(test)]
+        LOOKUPS.with(|n| n.set(n.get() + 1));
+        match std::fs::symlink_metadata(at) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(through(names)),
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!(
+                "its target {} cannot be checked: {e}",
+                target.display()
+            )),
+        }
     }
 }
 

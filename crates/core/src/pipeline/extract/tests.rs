@@ -494,7 +494,7 @@ fn a_sparse_entry_with_endless_extension_blocks_is_refused_before_they_are_read(
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
         err.to_string()
-            .contains("a GNU sparse file with extension headers"),
+            .contains("its entry \"sparse\" is a GNU sparse file, which a restore does not read"),
         "{err}"
     );
     assert!(input.read < 1 << 20, "{} bytes read", input.read);
@@ -605,5 +605,195 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// A tar of folder entries: (path, mode).
+fn folders(entries: &[(&str, u32)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(*mode);
+        builder.append_data(&mut h, path, &[][..]).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn a_folder_entry_repeated_is_recorded_once_and_the_last_one_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Dirs::default();
+    for i in 0..10_000 {
+        let mode = if i % 2 == 0 { 0o711 } else { 0o750 };
+        dirs.record(Path::new("a/b/c"), mode, FileTime::zero(), "a/b/c")
+            .unwrap();
+    }
+    // a, a/b, a/b/c: three records, whatever the repeats.
+    assert_eq!(dirs.nodes.len(), 3);
+
+    let mut entries = vec![("a/b/c", 0o711); 1000];
+    entries.push(("a/b/c", 0o750));
+    entries.push(("a", 0o755));
+    Extractor::into_dir(tmp.path())
+        .run(&folders(&entries)[..])
+        .unwrap();
+    let mode = |p: &str| {
+        std::fs::metadata(tmp.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("a/b/c"), 0o750);
+    assert_eq!(mode("a"), 0o755);
+    // Made only because an entry lies below it.
+    assert_eq!(mode("a/b"), 0o700);
+}
+
+#[test]
+fn folders_past_the_limit_are_refused() {
+    let mut dirs = Dirs::default();
+    for _ in 0..MAX_DIRS {
+        dirs.nodes.push(DirNode {
+            parent: u32::MAX,
+            name: std::ffi::OsStr::new("x").into(),
+            meta: None,
+        });
+    }
+    let err = dirs
+        .record(Path::new("new"), 0o755, FileTime::zero(), "new")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+    assert!(
+        err.to_string()
+            .contains("folders, more than a restore keeps track of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_sparse_entry_is_refused_as_soon_as_its_header_is_read() {
+    // No extension block: still a map the tar crate parses; refused before it does.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("holes").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    h.set_cksum();
+    let bytes = [&h.as_bytes()[..], &[0u8; 1024][..]].concat();
+    for root in [None, Some(tempfile::tempdir().unwrap())] {
+        let extractor = match &root {
+            Some(dir) => Extractor::into_dir(dir.path()),
+            None => Extractor::check_only(),
+        };
+        let err = extractor.run(&bytes[..]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(
+            err.to_string().contains(
+                "the archive is corrupt: its entry \"holes\" is a GNU sparse file, which a restore does not read"
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn links_down_a_deep_folder_look_each_folder_up_once() {
+    // deep_links: a folder 1,000 levels deep and 300 links at the root walking down it.
+    // Each link looked up every folder on its way: 300,000 lookups by ever longer paths.
+    const DEPTH: usize = 1000;
+    const LINKS: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = "d/".repeat(DEPTH);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(0);
+    dir.set_mode(0o755);
+    builder
+        .append_data(&mut dir, format!("{deep}x"), &[][..])
+        .unwrap();
+    for i in 0..LINKS {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        builder
+            .append_link(&mut h, format!("l{i}"), format!("{deep}x"))
+            .unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    links::LOOKUPS.with(|n| n.set(0));
+    Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap();
+    let lookups = links::LOOKUPS.with(std::cell::Cell::get);
+    assert!(lookups <= (DEPTH + LINKS) as u64, "{lookups} lookups");
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("l7")).unwrap(),
+        PathBuf::from(format!("{deep}x"))
+    );
+}
+
+#[test]
+fn links_that_make_the_checks_walk_too_far_are_refused() {
+    // Each link sits deep and looks up new names beside it: each lookup walks the whole
+    // depth, and the total is bounded.
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = "d/".repeat(1000);
+    let mut builder = tar::Builder::new(Vec::new());
+    // 450 names that exist nowhere, each looked up once: `n1c2/../n1c3/../...x`.
+    const NAMES: u64 = 450;
+    let links = links::MAX_WALKED / (NAMES * 1000) + 2;
+    for i in 0..links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        let wanders: String = (0..NAMES)
+            .map(|j| format!("{:x}/../", i * 1000 + j))
+            .collect();
+        builder
+            .append_link(&mut h, format!("{deep}l{i}"), format!("{wanders}x"))
+            .unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    let err = Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+    assert!(
+        err.to_string()
+            .contains("symlinks lead through more folders than a restore checks"),
+        "{err}"
+    );
+    // The links made were removed again.
+    assert!(!tmp.path().join(&deep).join("l0").exists());
+}
+
+#[test]
+fn folders_get_their_own_time_whatever_the_order_of_their_entries() {
+    // A folder's entry after its children's, and content written into folders already
+    // recorded: each keeps the time of its own entry (children are set before parents).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, mtime) in [
+        ("a/b/c", tar::EntryType::Directory, 300),
+        ("a", tar::EntryType::Directory, 100),
+        ("a/b/c/f", tar::EntryType::Regular, 400),
+        ("a/b", tar::EntryType::Directory, 200),
+        ("a/b/g", tar::EntryType::Regular, 500),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_mtime(mtime);
+        b.append_data(&mut h, path, &[][..]).unwrap();
+    }
+    let bytes = b.into_inner().unwrap();
+    Extractor::into_dir(tmp.path()).run(&bytes[..]).unwrap();
+    for (path, mtime) in [("a", 100), ("a/b", 200), ("a/b/c", 300), ("a/b/c/f", 400)] {
+        let meta = std::fs::metadata(tmp.path().join(path)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::mtime(&meta),
+            mtime,
+            "{path}"
+        );
     }
 }
