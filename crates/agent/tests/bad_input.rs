@@ -1126,32 +1126,35 @@ fn the_previous_content_left_by_a_stopped_restore_survives_the_next_restores() {
         )
         .unwrap();
     }
-    let kept = [snapshot(&kept_beside), snapshot(&kept_inside)];
-
-    for run in 0..2 {
-        let out = env.restore_into(&name, &target, &["--force"]);
-        out.expect(0);
-        assert_eq!(
-            [snapshot(&kept_beside), snapshot(&kept_inside)],
-            kept,
-            "run {run}: the previous content changed"
-        );
-        for dir in [&kept_beside, &kept_inside] {
+    // The target is half replaced: every restore is refused, naming the kept folder,
+    // until it is dealt with; nothing changes meanwhile.
+    // The task database records the refused restores.
+    let outside_state = || {
+        let mut all = tree(env.dir.path());
+        all.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+        all
+    };
+    for kept in [&kept_inside, &kept_beside] {
+        let before = outside_state();
+        for run in 0..2 {
+            let out = env.restore_into(&name, &target, &["--force"]);
+            out.expect(2);
             assert!(
-                out.all().contains(dir.to_str().unwrap())
-                    && out.all().contains("move back what you need"),
-                "run {run}: {dir:?} not named: {}",
-                out.all()
+                out.stderr.contains("is half replaced")
+                    && out.stderr.contains(kept.to_str().unwrap())
+                    && out
+                        .stderr
+                        .contains("move back what you need, delete it, then restore again"),
+                "run {run}: {}",
+                out.stderr
             );
+            assert_eq!(outside_state(), before, "run {run}: something changed");
         }
-        assert!(!stale.exists(), "the stale staging folder is removed");
-        let mut restored = tree(&target);
-        restored.retain(|(p, _)| !p.starts_with(".service-backup-"));
-        assert_eq!(restored, tree(&env.path("source")), "run {run}");
+        std::fs::remove_dir_all(kept).unwrap();
     }
-    let mut around = names(env.dir.path());
-    around.retain(|n| n.starts_with(".service-backup-"));
-    assert_eq!(around, [".service-backup-replaced-target-0123456789ab"]);
+    env.restore_into(&name, &target, &["--force"]).expect(0);
+    assert!(!stale.exists(), "the stale staging folder is removed");
+    assert_eq!(tree(&target), tree(&env.path("source")));
 }
 
 #[test]
@@ -2019,4 +2022,65 @@ fn an_archive_of_tar_c_dir_dot_restores() {
     let out = env.run(&["restore", "--file", "dot.tar.gz", "--target", "t"]);
     out.expect(0);
     assert_eq!(tree(&env.path("source")), tree(&env.path("t")));
+}
+
+// A restore staged inside the target (a mount point, or a parent the agent cannot write)
+// SIGKILLed while it moved the old entries aside, then run again with --force: the retry
+// moved the still-visible old files into its own folder and deleted them.
+
+#[test]
+fn a_restore_into_a_target_a_killed_restore_half_moved_aside_is_refused() {
+    let env = Env::new();
+    let target = env.path("target");
+    // The state the kill leaves: part of the old files moved aside, the rest in place.
+    let aside = target.join(".service-backup-replaced-0123456789ab");
+    std::fs::create_dir_all(&aside).unwrap();
+    for i in 0..60 {
+        let dir = if i < 25 { &aside } else { &target };
+        std::fs::write(dir.join(format!("old_{i:05}")), format!("old {i}")).unwrap();
+    }
+    let bytes = plain_tar_gz(|b| {
+        b.append(
+            &raw_entry(tar::EntryType::Regular, "new.txt", None, b"new"),
+            &b"new"[..],
+        )
+        .unwrap();
+    });
+    std::fs::write(env.path("new.tar.gz"), bytes).unwrap();
+    let before = tree(env.dir.path());
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    let before_backup = tree(env.dir.path());
+    for out in [
+        env.run(&[
+            "restore",
+            "--file",
+            "new.tar.gz",
+            "--target",
+            "target",
+            "--force",
+        ]),
+        env.restore_into(&name, &target, &["--force"]),
+    ] {
+        out.expect(2);
+        assert!(
+            out.stderr.contains("is half replaced")
+                && out.stderr.contains(aside.to_str().unwrap())
+                && out.stderr.contains("compare"),
+            "{}",
+            out.stderr
+        );
+    }
+    // Every original file, byte for byte, where the killed restore left it.
+    let mut left = tree(env.dir.path());
+    left.retain(|(p, _)| p.starts_with("target/"));
+    let mut was = before;
+    was.retain(|(p, _)| p.starts_with("target/"));
+    assert_eq!(left, was);
+    assert_eq!(left.iter().filter(|(p, _)| !p.ends_with('/')).count(), 60);
+    let mut all = tree(env.dir.path());
+    // The task database records the refused restore.
+    all.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+    let mut expected = before_backup;
+    expected.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+    assert_eq!(all, expected);
 }
