@@ -2084,3 +2084,74 @@ fn a_restore_into_a_target_a_killed_restore_half_moved_aside_is_refused() {
     expected.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
     assert_eq!(all, expected);
 }
+
+// `restore --force` into a folder that is, holds or lies inside the agent's own files
+// (state_dir, key, configuration, a local destination's backups) deleted them, exit 0.
+
+#[test]
+fn a_restore_target_holding_the_agent_s_own_files_is_refused() {
+    let env = Env::new();
+    env.write_config(&format!("state_dir: {}/state\n", env.dir.path().display()));
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    std::fs::write(
+        env.path("plain.tar.gz"),
+        plain_tar_gz(|b| {
+            b.append(
+                &raw_entry(tar::EntryType::Regular, "new.txt", None, b"new"),
+                &b"new"[..],
+            )
+            .unwrap();
+        }),
+    )
+    .unwrap();
+    let before = tree(env.dir.path());
+    let rows: [(&[&str], &str); 6] = [
+        (&["--target", "state"], "is the state_dir"),
+        (
+            &["--target", "state/../state/sub/x"],
+            "lies inside the state_dir",
+        ),
+        (&["--target", "."], "holds the state_dir"),
+        (
+            &["--target", "backups"],
+            "is the folder of destination disk",
+        ),
+        (&["--target", "backup.key"], "is the encryption key file"),
+        (
+            &["--file", "plain.tar.gz", "--target", "."],
+            "holds the state_dir",
+        ),
+    ];
+    for (extra, words) in rows {
+        let mut args = vec!["restore", "config.yml", "--backup", &name, "--force"];
+        if extra[0] == "--file" {
+            args.truncate(2);
+            args.push("--force");
+        }
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        out.expect(2);
+        assert!(
+            out.stderr.contains(words)
+                && out.stderr.contains("would delete it")
+                && out.stderr.contains("restore into a folder apart"),
+            "{extra:?}: {}",
+            out.stderr
+        );
+        assert_eq!(tree(env.dir.path()), before, "{extra:?} changed something");
+    }
+    // With the default state_dir (the configuration's folder), its files are protected,
+    // not every folder beside them.
+    env.write_config("");
+    let before = tree(env.dir.path());
+    let out = env.restore_into(&name, Path::new("."), &["--force"]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("holds the agent's state"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tree(env.dir.path()), before);
+    env.restore_into(&name, &env.path("elsewhere"), &[])
+        .expect(0);
+}
