@@ -2155,3 +2155,63 @@ fn a_restore_target_holding_the_agent_s_own_files_is_refused() {
     env.restore_into(&name, &env.path("elsewhere"), &[])
         .expect(0);
 }
+
+// A state_dir other users can write was trusted: a known_hosts planted in it pinned the
+// attacker's server for every host, and links planted under the lock's name were followed.
+
+#[test]
+fn a_state_dir_others_can_write_is_refused_and_planted_links_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    env.write_config(&format!("state_dir: {}/state\n", env.dir.path().display()));
+    let state = env.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [
+        &["backup", "config.yml"][..],
+        &["restore", "config.yml", "--target", "t"][..],
+    ] {
+        let out = env.run(args);
+        out.expect(2);
+        assert!(
+            out.stderr
+                .contains("is not the agent's alone: others may write to it (mode 0777)")
+                && out.stderr.contains("chmod 700"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!env.path("backups").exists(), "nothing is uploaded");
+    assert!(!env.path("t").exists());
+    assert!(std::fs::read_dir(&state).unwrap().next().is_none());
+    if is_root() {
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let out = env.run(&["backup", "config.yml"]);
+        out.expect(2);
+        assert!(
+            out.stderr.contains("belongs to another user (uid 65534"),
+            "{}",
+            out.stderr
+        );
+        std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    }
+    // A state_dir of the agent's own with a link planted as its lock.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pointed = env.path("made-by-the-link");
+    std::os::unix::fs::symlink(&pointed, state.join("backup.lock")).unwrap();
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("open the backup lock") && out.stderr.contains("backup.lock"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !pointed.exists(),
+        "a file was created where the link points"
+    );
+    assert!(!env.path("backups").exists(), "nothing is uploaded");
+    std::fs::remove_file(state.join("backup.lock")).unwrap();
+    env.run(&["backup", "config.yml"]).expect(0);
+}
