@@ -65,6 +65,8 @@ async fn take(
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // Never through a link planted under its name.
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&path)
         .map_err(|e| Error::io("open the backup lock", &path, e))?;
     let mut waited = false;

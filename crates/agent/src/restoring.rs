@@ -45,6 +45,112 @@ pub fn default_target(config: &Config) -> Option<PathBuf> {
         .or_else(|| config.source_folder.clone())
 }
 
+/// Refuses (bad usage) a restore target that is, holds or lies inside one of the agent's
+/// own files or folders: a restore replaces the target's whole content, and would delete
+/// the task database, a key, the configuration or the backups of a local destination.
+pub fn check_target(config: &Config, target: &Path) -> Result<()> {
+    let state_dir = crate::runner::state_dir(config);
+    // A configured state_dir is the agent's alone; the default one is the configuration's
+    // folder, where only the agent's own files are.
+    let mut own: Vec<(String, PathBuf)> = if config.state_dir.is_some() {
+        vec![("the state_dir".to_string(), state_dir)]
+    } else {
+        [
+            crate::store::DB_FILE,
+            "service-backup.sqlite3-wal",
+            "service-backup.sqlite3-shm",
+            crate::lock::LOCK_FILE,
+            crate::destinations::KNOWN_HOSTS_FILE,
+        ]
+        .iter()
+        .map(|name| ("the agent's state".to_string(), state_dir.join(name)))
+        .collect()
+    };
+    for file in &config.key_files {
+        own.push(("the encryption key file".to_string(), file.clone()));
+    }
+    if let Some(file) = &config.source_path {
+        own.push(("the configuration file".to_string(), file.clone()));
+    }
+    for dest in &config.destinations {
+        if let crate::config::DestinationKind::Local(local) = &dest.kind {
+            own.push((
+                format!("the folder of destination {}", dest.display_name()),
+                local.path.clone(),
+            ));
+        }
+    }
+    if let Some(api) = &config.api {
+        own.push((
+            "the API's bearer tokens file".to_string(),
+            api.bearer_tokens_file.clone(),
+        ));
+        if let Some(tls) = &api.tls {
+            own.push((
+                "the API's TLS certificate".to_string(),
+                tls.cert_file.clone(),
+            ));
+            own.push(("the API's TLS key".to_string(), tls.key_file.clone()));
+        }
+    }
+    let target_real = real_path(target);
+    for (what, path) in own {
+        let path = real_path(&path);
+        let relation = if target_real == path {
+            "is"
+        } else if path.starts_with(&target_real) {
+            "holds"
+        } else if target_real.starts_with(&path) {
+            "lies inside"
+        } else {
+            continue;
+        };
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "restore target {} {relation} {what} ({}): a restore replaces the target's whole content and would delete it",
+                target.display(),
+                path.display()
+            ),
+        )
+        .with_hint("restore into a folder apart from the agent's own files (--target, or restore.target_folder)"));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symbolic links resolved, as far as it exists; the rest (which
+/// does not exist, so holds no link) is added with `.` and `..` applied.
+fn real_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut base = absolute.as_path();
+    let mut rest = Vec::new();
+    let mut real = loop {
+        if let Ok(real) = std::fs::canonicalize(base) {
+            break real;
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                base = parent;
+            }
+            // `..` last, or the root: apply it lexically below.
+            (Some(parent), None) => {
+                rest.push("..".into());
+                base = parent;
+            }
+            (None, _) => break base.to_path_buf(),
+        }
+    };
+    for part in rest.into_iter().rev() {
+        if part == ".." {
+            real.pop();
+        } else if part != "." {
+            real.push(part);
+        }
+    }
+    real
+}
+
 /// Runs the queued restore task `id`: waits for a backup in progress (the backup lock is
 /// held for the whole restore), restores, then runs the restore executable; the task ends
 /// `done` or `failed` with the reason, whatever fails. Returns the backup's name and what

@@ -149,20 +149,46 @@ fn is_full(path: &Path, e: &rusqlite::Error) -> bool {
 }
 
 /// Creates `state_dir` if it is missing, readable by the agent alone (mode 0700; its
-/// parents as the umask makes them). An existing one is left as it is.
+/// parents as the umask makes them). An existing one is left as it is, but refused when
+/// another user owns it or others may write to it.
 pub fn create_state_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
+    if !dir.is_dir() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create state_dir", dir, e))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => {
+                return Err(Error::io("create state_dir", dir, e));
+            }
+            _ => {}
+        }
+    }
+    check_state_dir(dir)
+}
+
+/// Refuses a `state_dir` that another user owns or that group or others may write: they
+/// could plant a known_hosts pinning their own server's key, or links under the names of
+/// the agent's files.
+fn check_state_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io("read state_dir", dir, e))?;
+    let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+    let euid = nix::unistd::geteuid().as_raw();
+    if uid == euid && mode & 0o022 == 0 {
         return Ok(());
     }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("create state_dir", dir, e))?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => {
-            Err(Error::io("create state_dir", dir, e))
-        }
-        _ => Ok(()),
-    }
+    let why = if uid == euid {
+        format!("others may write to it (mode {mode:04o})")
+    } else {
+        format!("it belongs to another user (uid {uid}, the agent runs as {euid})")
+    };
+    Err(Error::new(
+        ErrorKind::Config,
+        format!("state_dir {} is not the agent's alone: {why}", dir.display()),
+    )
+    .with_hint(format!(
+        "make it the agent's (chown it to the agent's user, chmod 700 {}), or set state_dir to a folder of its own",
+        dir.display()
+    )))
 }
 
 /// Warns when other users may list `state_dir`: the default one is the configuration's
@@ -194,6 +220,12 @@ fn make_private(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Error::io("create the task database", path, e)),
     }
+    // SQLite would follow a link planted under the database's name.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| Error::io("open the task database", path, e))?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_os_string();
         name.push(suffix);

@@ -1126,32 +1126,35 @@ fn the_previous_content_left_by_a_stopped_restore_survives_the_next_restores() {
         )
         .unwrap();
     }
-    let kept = [snapshot(&kept_beside), snapshot(&kept_inside)];
-
-    for run in 0..2 {
-        let out = env.restore_into(&name, &target, &["--force"]);
-        out.expect(0);
-        assert_eq!(
-            [snapshot(&kept_beside), snapshot(&kept_inside)],
-            kept,
-            "run {run}: the previous content changed"
-        );
-        for dir in [&kept_beside, &kept_inside] {
+    // The target is half replaced: every restore is refused, naming the kept folder,
+    // until it is dealt with; nothing changes meanwhile.
+    // The task database records the refused restores.
+    let outside_state = || {
+        let mut all = tree(env.dir.path());
+        all.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+        all
+    };
+    for kept in [&kept_inside, &kept_beside] {
+        let before = outside_state();
+        for run in 0..2 {
+            let out = env.restore_into(&name, &target, &["--force"]);
+            out.expect(2);
             assert!(
-                out.all().contains(dir.to_str().unwrap())
-                    && out.all().contains("move back what you need"),
-                "run {run}: {dir:?} not named: {}",
-                out.all()
+                out.stderr.contains("is half replaced")
+                    && out.stderr.contains(kept.to_str().unwrap())
+                    && out
+                        .stderr
+                        .contains("move back what you need, delete it, then restore again"),
+                "run {run}: {}",
+                out.stderr
             );
+            assert_eq!(outside_state(), before, "run {run}: something changed");
         }
-        assert!(!stale.exists(), "the stale staging folder is removed");
-        let mut restored = tree(&target);
-        restored.retain(|(p, _)| !p.starts_with(".service-backup-"));
-        assert_eq!(restored, tree(&env.path("source")), "run {run}");
+        std::fs::remove_dir_all(kept).unwrap();
     }
-    let mut around = names(env.dir.path());
-    around.retain(|n| n.starts_with(".service-backup-"));
-    assert_eq!(around, [".service-backup-replaced-target-0123456789ab"]);
+    env.restore_into(&name, &target, &["--force"]).expect(0);
+    assert!(!stale.exists(), "the stale staging folder is removed");
+    assert_eq!(tree(&target), tree(&env.path("source")));
 }
 
 #[test]
@@ -2055,4 +2058,196 @@ fn data_after_the_tar_end_marker_is_refused_before_it_is_all_read() {
         );
     }
     assert!(!env.path("t").exists(), "the target was left");
+}
+
+// A restore staged inside the target (a mount point, or a parent the agent cannot write)
+// SIGKILLed while it moved the old entries aside, then run again with --force: the retry
+// moved the still-visible old files into its own folder and deleted them.
+
+#[test]
+fn a_restore_into_a_target_a_killed_restore_half_moved_aside_is_refused() {
+    let env = Env::new();
+    let target = env.path("target");
+    // The state the kill leaves: part of the old files moved aside, the rest in place.
+    let aside = target.join(".service-backup-replaced-0123456789ab");
+    std::fs::create_dir_all(&aside).unwrap();
+    for i in 0..60 {
+        let dir = if i < 25 { &aside } else { &target };
+        std::fs::write(dir.join(format!("old_{i:05}")), format!("old {i}")).unwrap();
+    }
+    let bytes = plain_tar_gz(|b| {
+        b.append(
+            &raw_entry(tar::EntryType::Regular, "new.txt", None, b"new"),
+            &b"new"[..],
+        )
+        .unwrap();
+    });
+    std::fs::write(env.path("new.tar.gz"), bytes).unwrap();
+    let before = tree(env.dir.path());
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    let before_backup = tree(env.dir.path());
+    for out in [
+        env.run(&[
+            "restore",
+            "--file",
+            "new.tar.gz",
+            "--target",
+            "target",
+            "--force",
+        ]),
+        env.restore_into(&name, &target, &["--force"]),
+    ] {
+        out.expect(2);
+        assert!(
+            out.stderr.contains("is half replaced")
+                && out.stderr.contains(aside.to_str().unwrap())
+                && out.stderr.contains("compare"),
+            "{}",
+            out.stderr
+        );
+    }
+    // Every original file, byte for byte, where the killed restore left it.
+    let mut left = tree(env.dir.path());
+    left.retain(|(p, _)| p.starts_with("target/"));
+    let mut was = before;
+    was.retain(|(p, _)| p.starts_with("target/"));
+    assert_eq!(left, was);
+    assert_eq!(left.iter().filter(|(p, _)| !p.ends_with('/')).count(), 60);
+    let mut all = tree(env.dir.path());
+    // The task database records the refused restore.
+    all.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+    let mut expected = before_backup;
+    expected.retain(|(p, _)| !p.starts_with("service-backup.sqlite3"));
+    assert_eq!(all, expected);
+}
+
+// `restore --force` into a folder that is, holds or lies inside the agent's own files
+// (state_dir, key, configuration, a local destination's backups) deleted them, exit 0.
+
+#[test]
+fn a_restore_target_holding_the_agent_s_own_files_is_refused() {
+    let env = Env::new();
+    env.write_config(&format!("state_dir: {}/state\n", env.dir.path().display()));
+    let name = env.backup()["name"].as_str().unwrap().to_string();
+    std::fs::write(
+        env.path("plain.tar.gz"),
+        plain_tar_gz(|b| {
+            b.append(
+                &raw_entry(tar::EntryType::Regular, "new.txt", None, b"new"),
+                &b"new"[..],
+            )
+            .unwrap();
+        }),
+    )
+    .unwrap();
+    let before = tree(env.dir.path());
+    let rows: [(&[&str], &str); 6] = [
+        (&["--target", "state"], "is the state_dir"),
+        (
+            &["--target", "state/../state/sub/x"],
+            "lies inside the state_dir",
+        ),
+        (&["--target", "."], "holds the state_dir"),
+        (
+            &["--target", "backups"],
+            "is the folder of destination disk",
+        ),
+        (&["--target", "backup.key"], "is the encryption key file"),
+        (
+            &["--file", "plain.tar.gz", "--target", "."],
+            "holds the state_dir",
+        ),
+    ];
+    for (extra, words) in rows {
+        let mut args = vec!["restore", "config.yml", "--backup", &name, "--force"];
+        if extra[0] == "--file" {
+            args.truncate(2);
+            args.push("--force");
+        }
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        out.expect(2);
+        assert!(
+            out.stderr.contains(words)
+                && out.stderr.contains("would delete it")
+                && out.stderr.contains("restore into a folder apart"),
+            "{extra:?}: {}",
+            out.stderr
+        );
+        assert_eq!(tree(env.dir.path()), before, "{extra:?} changed something");
+    }
+    // With the default state_dir (the configuration's folder), its files are protected,
+    // not every folder beside them.
+    env.write_config("");
+    let before = tree(env.dir.path());
+    let out = env.restore_into(&name, Path::new("."), &["--force"]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("holds the agent's state"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tree(env.dir.path()), before);
+    env.restore_into(&name, &env.path("elsewhere"), &[])
+        .expect(0);
+}
+
+// A state_dir other users can write was trusted: a known_hosts planted in it pinned the
+// attacker's server for every host, and links planted under the lock's name were followed.
+
+#[test]
+fn a_state_dir_others_can_write_is_refused_and_planted_links_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    env.write_config(&format!("state_dir: {}/state\n", env.dir.path().display()));
+    let state = env.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [
+        &["backup", "config.yml"][..],
+        &["restore", "config.yml", "--target", "t"][..],
+    ] {
+        let out = env.run(args);
+        out.expect(2);
+        assert!(
+            out.stderr
+                .contains("is not the agent's alone: others may write to it (mode 0777)")
+                && out.stderr.contains("chmod 700"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!env.path("backups").exists(), "nothing is uploaded");
+    assert!(!env.path("t").exists());
+    assert!(std::fs::read_dir(&state).unwrap().next().is_none());
+    if is_root() {
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let out = env.run(&["backup", "config.yml"]);
+        out.expect(2);
+        assert!(
+            out.stderr.contains("belongs to another user (uid 65534"),
+            "{}",
+            out.stderr
+        );
+        std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    }
+    // A state_dir of the agent's own with a link planted as its lock.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pointed = env.path("made-by-the-link");
+    std::os::unix::fs::symlink(&pointed, state.join("backup.lock")).unwrap();
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("open the backup lock") && out.stderr.contains("backup.lock"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !pointed.exists(),
+        "a file was created where the link points"
+    );
+    assert!(!env.path("backups").exists(), "nothing is uploaded");
+    std::fs::remove_file(state.join("backup.lock")).unwrap();
+    env.run(&["backup", "config.yml"]).expect(0);
 }

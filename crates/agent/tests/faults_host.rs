@@ -149,6 +149,12 @@ fn disk_full_in_the_state_dir_is_named_and_the_database_survives() {
     let env = Env::new();
     let state_dir = env.path("state");
     let disk = Tmpfs::mount(&state_dir, "1m");
+    // A tmpfs is mode 1777; a state_dir others may write is refused.
+    std::fs::set_permissions(
+        &state_dir,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+    )
+    .unwrap();
     env.write_config(&format!("state_dir: {}\n", state_dir.display()));
     let first = env.backup();
     let filler = disk.fill();
@@ -777,7 +783,7 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     let env = Env::new();
     // Work folders of restores in the source, at the top and deeper.
     for dir in [
-        ".service-backup-replaced-source-0123456789ab",
+        ".service-backup-restore-source-0123456789ab",
         "sub/.service-backup-restore-deeper-0123456789ab",
     ] {
         std::fs::create_dir_all(env.path(&format!("source/{dir}"))).unwrap();
@@ -885,14 +891,14 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     r.expect(0);
     no_panic(&r);
     // The backup holds the source as it was, without the work folders; the restore came
-    // after it, and kept the folder a stopped restore left.
+    // after it, and kept the (not exactly named) work folder a stopped restore left.
     let second = listed(&env, &[])[0]["name"].as_str().unwrap().to_string();
     assert_ne!(second, first);
     env.restore_into(&second, &env.path("during"), &[])
         .expect(0);
     assert_eq!(tree(&env.path("during")), without_work_folders(before));
     assert!(
-        env.path("source/.service-backup-replaced-source-0123456789ab/secret")
+        env.path("source/.service-backup-restore-source-0123456789ab/secret")
             .exists()
     );
     let t = tasks(&env);

@@ -503,8 +503,13 @@ fn a_refused_prune_does_not_fail_the_backup() {
         std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
             .unwrap();
     }
-    std::fs::create_dir_all(dir.join("state-alpha")).unwrap();
-    open(&dir.join("state-alpha"));
+    // The state_dir is the agent's alone (a state_dir others may write is refused).
+    let state = dir.join("state-alpha");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if common::is_root() {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    }
     let bin = common::binary();
     let mut cmd = if common::is_root() {
         // Root may delete anything: run as nobody, to whom the directory is not writable.
@@ -549,7 +554,20 @@ fn a_refused_prune_does_not_fail_the_backup() {
     let now = keys(&rt, &site);
     assert!(now.contains(&manifest_key), "{now:?}");
     assert_eq!(names_of(&now, "alpha").len(), 2, "{now:?}");
-    let tasks = run(dir, &["tasks", "alpha.yml", "--json"]);
+    // As the agent's user: the state_dir is refused to any other.
+    let tasks = if common::is_root() {
+        common::Run::from(
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin)
+                .args(["tasks", "alpha.yml", "--json"])
+                .current_dir(dir)
+                .output()
+                .unwrap(),
+        )
+    } else {
+        run(dir, &["tasks", "alpha.yml", "--json"])
+    };
     let items: Vec<serde_json::Value> = serde_json::from_str(&tasks.stdout).unwrap();
     assert_eq!(items.last().unwrap()["status"], "done", "{}", tasks.stdout);
 }

@@ -12,8 +12,9 @@
 //! file or the new one, never a half-written one, and no record is lost.
 
 use std::fs::{DirBuilder, File};
+use std::io::Read as _;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -88,11 +89,13 @@ impl KnownHosts {
             .create(dir)
             .map_err(|e| Error::io("create the folder of", &self.path, e))?;
         let lock_path = lock_path(&self.path);
+        // Never through a link planted under its name.
         let lock = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&lock_path)
             .map_err(|e| Error::io("open", &lock_path, e))?;
         // Held only while the file is read and replaced: a few milliseconds.
@@ -132,12 +135,37 @@ impl KnownHosts {
     }
 
     /// The file's text; empty when it does not exist yet.
+    /// A file that is a link, that another user owns or that others may write is refused:
+    /// whoever wrote it could pin their own server's key.
     fn read(&self) -> Result<String> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| self.damaged("it is not text")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(Error::io("read", &self.path, e)),
+        let opened = File::options()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&self.path);
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(e) => return Err(Error::io("read", &self.path, e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "known_hosts file {} is not the agent's alone (owner uid {}, mode {:04o}): another user could pin their own server's key in it",
+                    self.path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            )
+            .with_hint("check its lines; make it the agent's (chown, chmod 600), or delete it so that the servers' keys are recorded again on first use"));
         }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        String::from_utf8(bytes).map_err(|_| self.damaged("it is not text"))
     }
 
     /// The keys `text` records for `host`. A line naming `host` that cannot be read is an
@@ -306,6 +334,47 @@ mod tests {
         let err = file.lookup("other.example").unwrap_err();
         assert!(err.to_string().contains("line 5"), "{err}");
         assert!(err.to_string().contains("ssh-keygen -R"), "{err}");
+    }
+
+    #[test]
+    fn a_known_hosts_others_wrote_or_a_link_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("known_hosts");
+        // What a user who could write state_dir plants: a key of theirs for every host.
+        let planted = format!("* {}\n", key(7).known_hosts_text());
+        std::fs::write(&path, &planted).unwrap();
+        let file = KnownHosts::new(path.clone());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let err = file.lookup("backup.example").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("is not the agent's alone")
+                && err.to_string().contains("mode 0646"),
+            "{err}"
+        );
+        assert!(file.record("backup.example", &key(1)).is_err());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            let err = file.lookup("backup.example").unwrap_err();
+            assert!(err.to_string().contains("owner uid 65534"), "{err}");
+            std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+        }
+        assert!(file.lookup("backup.example").unwrap().is_some());
+        // Links, for the file and its lock, are not followed; nothing is created where
+        // they point.
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(file.lookup("backup.example").is_err());
+        std::fs::remove_file(&path).unwrap();
+        let lock_target = tmp.path().join("made-by-the-link");
+        let _ = std::fs::remove_file(lock_path(&path));
+        std::os::unix::fs::symlink(&lock_target, lock_path(&path)).unwrap();
+        assert!(file.record("backup.example", &key(1)).is_err());
+        assert!(!lock_target.exists());
+        assert!(!path.exists());
     }
 
     #[test]

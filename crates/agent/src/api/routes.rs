@@ -311,6 +311,12 @@ async fn restore(
             "no restore.target_folder or source_folder is configured".to_string(),
         ));
     };
+    restoring::check_target(&config, &target).map_err(|e| {
+        ApiError::Precondition(match e.hint() {
+            Some(hint) => format!("{}; {hint}", e.message()),
+            None => e.message().to_string(),
+        })
+    })?;
     let restore_id = state
         .ctx
         .tasks

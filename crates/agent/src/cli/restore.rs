@@ -115,6 +115,10 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
             .target
             .as_deref()
             .expect("clap requires --target with --file");
+        // With a configuration at hand, its own files are known and protected.
+        if let Some(config) = &args.config {
+            restoring::check_target(&load_config(config)?, target)?;
+        }
         let stats = from_file(file, &args.which, Some((target, args.force)))?;
         report_restored(&stats, target);
         return Ok(Outcome::Success);
@@ -129,6 +133,7 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         .clone()
         .or_else(|| restoring::default_target(&config))
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
+    restoring::check_target(&config, &target)?;
     let plan = args.which.plan(&config, target.clone(), args.force)?;
     let (name, stats) = runtime()?.block_on(async {
         let ctx = RunContext::open(&config).await?;

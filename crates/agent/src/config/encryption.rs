@@ -8,10 +8,12 @@ use service_backup_core::format::{Key, Keyring};
 use super::section::{Problems, Section, kind_of, resolve, scalar_text};
 
 /// The keyring of `encryption`, or `None` when the section is absent or a key is unusable
-/// (the problems say which). Relative key files are resolved against `base`.
+/// (the problems say which). Relative key files are resolved against `base`; their paths
+/// go into `files`.
 pub(super) fn read_keyring(
     top: &Section<'_>,
     base: Option<&Path>,
+    files: &mut Vec<PathBuf>,
     problems: &mut Problems,
 ) -> Option<Keyring> {
     let encryption = top.section("encryption", problems)?;
@@ -30,15 +32,18 @@ pub(super) fn read_keyring(
             );
             None
         }
-        (Some(path), None) => Key::from_file(&path)
-            .map_err(|e| problems.push(format!("encryption.key_file: {e}")))
-            .ok(),
+        (Some(path), None) => Key::from_file({
+            files.push(path.clone());
+            &path
+        })
+        .map_err(|e| problems.push(format!("encryption.key_file: {e}")))
+        .ok(),
         // The core's messages about a key never contain the key.
         (None, Some(secret)) => Key::from_base64(secret.expose())
             .map_err(|e| problems.push(format!("encryption.key: {e}")))
             .ok(),
     };
-    let previous = previous_keys(&encryption, base, problems);
+    let previous = previous_keys(&encryption, base, files, problems);
     let mut keyring = Keyring::new(current?);
     for key in previous {
         keyring.add_previous(key);
@@ -50,6 +55,7 @@ pub(super) fn read_keyring(
 fn previous_keys(
     encryption: &Section<'_>,
     base: Option<&Path>,
+    files: &mut Vec<PathBuf>,
     problems: &mut Problems,
 ) -> Vec<Key> {
     let name = encryption.name("previous_key_files");
@@ -74,6 +80,7 @@ fn previous_keys(
             continue;
         };
         let path = resolve(base, PathBuf::from(text));
+        files.push(path.clone());
         match Key::from_file(&path) {
             Ok(key) => keys.push(key),
             Err(e) => problems.push(format!("{name}: {e}")),

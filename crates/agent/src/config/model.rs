@@ -40,6 +40,8 @@ pub struct Config {
     pub add_deployment_name_to_backup_path: bool,
     /// The encryption keys (current first); `None`: archives are not encrypted.
     pub keyring: Option<Keyring>,
+    /// The files the keys were read from (current and previous), resolved.
+    pub key_files: Vec<PathBuf>,
     /// How archives are compressed: gzip (the default) or zstd.
     pub compression: Algorithm,
     /// The level of `compression`: gzip 1 to 9, zstd 1 to 19.

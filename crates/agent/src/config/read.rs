@@ -99,7 +99,8 @@ pub(super) fn from_text(
             "add_deployment_name_to_backup_path is true but deployment_name is not set".to_string(),
         );
     }
-    let keyring = read_keyring(&top, base, &mut problems);
+    let mut key_files = Vec::new();
+    let keyring = read_keyring(&top, base, &mut key_files, &mut problems);
     let compression = compression(&top, &mut problems);
     let compression_level = compression_level(&top, compression, &mut problems);
     let state_dir = top.path("state_dir", &mut problems);
@@ -130,6 +131,7 @@ pub(super) fn from_text(
         deployment_name,
         add_deployment_name_to_backup_path,
         keyring,
+        key_files,
         compression,
         compression_level,
         state_dir,

@@ -19,8 +19,10 @@
 //! Folders left by a restore that was stopped: a `restore-` one only ever holds part of
 //! an extraction, and the next restore removes it (unless a restore still works in it:
 //! each one locks its folder). A `replaced-` one may hold the target's previous content:
-//! only the restore that made it removes it, once that restore succeeded; later restores
-//! keep it and log where it is and what to do.
+//! only the restore that made it removes it, once that restore succeeded. While one is
+//! inside the target or beside it, the target is half replaced and restores into it are
+//! refused, naming the folder: a restore would move the rest of the old content aside and
+//! delete it.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -105,6 +107,11 @@ impl Staging {
         // link points, and the link stays as it is.
         let target = std::fs::canonicalize(given)
             .map_err(|e| Error::io("resolve restore target", given, e))?;
+        // A target beside or inside which a stopped restore left the target's previous
+        // content is half replaced: a new restore would move the rest aside and delete it.
+        if let Some(kept) = kept_replaced(&target) {
+            return Err(half_replaced_error(&target, &kept));
+        }
         let mounts = mount_points();
         clean_inside(&target, &mounts);
         if !replace && !visible_entries(&target)?.is_empty() {
@@ -245,17 +252,32 @@ impl Staging {
             let _ = dir.sync_all();
         }
         // The previous content is in `replaced` now. What stopped restores left in the
-        // target goes on into the new one.
-        for name in list(&replaced).unwrap_or_default() {
+        // target goes on into the new one, never over a restored entry; what cannot go
+        // stays in `replaced`, which is then not removed.
+        let names = match list(&replaced) {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::warn!(path = %replaced.display(), error = %e, "the target's previous content cannot be listed after the restore and is kept; delete the folder by hand");
+                return Ok(());
+            }
+        };
+        let mut stuck = Vec::new();
+        for name in names {
             if name.as_bytes().starts_with(WORK_PREFIX.as_bytes()) {
                 let (from, to) = (replaced.join(&name), self.target.join(&name));
-                if let Err(e) = std::fs::rename(&from, &to) {
+                if let Err(e) = renameat2(parent, &from, parent, &to, RenameFlags::RENAME_NOREPLACE)
+                {
                     tracing::warn!(path = %from.display(), error = %e, "a folder kept from a stopped restore could not be moved into the restored target; it stays where it is");
+                    stuck.push(name);
                 }
             }
         }
         // Made by this restore, which succeeded.
-        remove_replaced(&replaced);
+        if stuck.is_empty() {
+            remove_replaced(&replaced);
+        } else {
+            remove_replaced_but(&replaced, &stuck);
+        }
         Ok(())
     }
 
@@ -501,36 +523,66 @@ fn visible_entries(dir: &Path) -> Result<Vec<OsString>> {
     Ok(names)
 }
 
-/// What stopped restores left inside the target (as earlier versions, and restores staged
-/// inside the target, leave it): staging folders removed, replaced content kept.
+/// The staging folders stopped restores left inside the target (as earlier versions, and
+/// restores staged inside the target, leave them), removed.
 fn clean_inside(target: &Path, mounts: &[PathBuf]) {
     let Ok(names) = list(target) else {
         return;
     };
-    let replaced = work_prefix(REPLACED, None);
     for name in names {
-        let path = target.join(&name);
         if is_work_name(&name, STAGING, None) {
-            remove_stale_staging(&path, mounts);
-        } else if name.as_bytes().starts_with(replaced.as_bytes()) {
-            warn_kept(&path, target);
+            remove_stale_staging(&target.join(&name), mounts);
         }
     }
 }
 
-/// What stopped restores into the target `name_part` left beside it.
+/// The staging folders stopped restores into the target `name_part` left beside it,
+/// removed.
 fn clean_beside(parent: &Path, name_part: &OsStr, mounts: &[PathBuf]) {
     let Ok(names) = list(parent) else {
         return;
     };
     for name in names {
-        let path = parent.join(&name);
         if is_work_name(&name, STAGING, Some(name_part)) {
-            remove_stale_staging(&path, mounts);
-        } else if is_work_name(&name, REPLACED, Some(name_part)) {
-            warn_kept(&path, &parent.join(name_part));
+            remove_stale_staging(&parent.join(&name), mounts);
         }
     }
+}
+
+/// The first folder of replaced content a stopped restore left inside `target` or beside
+/// it: it may hold the only copy of part of the target's previous content.
+fn kept_replaced(target: &Path) -> Option<PathBuf> {
+    let inside = work_prefix(REPLACED, None);
+    if let Ok(names) = list(target)
+        && let Some(name) = names
+            .iter()
+            .find(|n| n.as_bytes().starts_with(inside.as_bytes()))
+    {
+        return Some(target.join(name));
+    }
+    let (parent, target_name) = (target.parent()?, target.file_name()?);
+    let part = name_part(target_name);
+    list(parent)
+        .ok()?
+        .into_iter()
+        .find(|n| is_work_name(n, REPLACED, Some(&part)))
+        .map(|n| parent.join(n))
+}
+
+/// The refusal of a restore into a target that a stopped restore half replaced.
+fn half_replaced_error(target: &Path, kept: &Path) -> Error {
+    Error::new(
+        ErrorKind::Usage,
+        format!(
+            "restore target {} is half replaced: a restore into it was stopped before it finished, and {} may hold part of its previous content",
+            target.display(),
+            kept.display()
+        ),
+    )
+    .with_hint(format!(
+        "compare {} with the target, move back what you need, delete it, then restore again",
+        kept.display()
+    ))
 }
 
 /// Removes the staging folder of a restore that was stopped, unless a restore still works
@@ -552,14 +604,6 @@ fn remove_stale_staging(path: &Path, mounts: &[PathBuf]) {
     }
 }
 
-fn warn_kept(path: &Path, target: &Path) {
-    tracing::warn!(
-        path = %path.display(),
-        target = %target.display(),
-        "A restore into the target was stopped before it finished: this folder may hold the target's previous content, and is kept. Compare it with the target, move back what you need, then delete it"
-    );
-}
-
 /// Removes a folder of replaced content, made by a restore that succeeded; a failure is
 /// logged, as the restore is complete.
 fn remove_replaced(path: &Path) {
@@ -570,6 +614,28 @@ fn remove_replaced(path: &Path) {
     if let Err(e) = std::fs::remove_dir_all(path) {
         tracing::warn!(path = %path.display(), error = %e, "the target's previous content could not be removed after the restore; delete the folder by hand");
     }
+}
+
+/// Removes the entries of a folder of replaced content but `keep`, which stay in it.
+fn remove_replaced_but(path: &Path, keep: &[OsString]) {
+    if let Some(mount) = mount_inside(&mount_points(), path) {
+        tracing::warn!(path = %path.display(), mount_point = %mount.display(), "the target's previous content holds a mount point and is kept; unmount it, then delete the folder");
+        return;
+    }
+    for name in list(path).unwrap_or_default() {
+        if keep.contains(&name) {
+            continue;
+        }
+        let entry = path.join(&name);
+        let removed = match std::fs::symlink_metadata(&entry) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&entry),
+            _ => std::fs::remove_file(&entry),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %entry.display(), error = %e, "part of the target's previous content could not be removed after the restore; delete it by hand");
+        }
+    }
+    tracing::warn!(path = %path.display(), "folders kept from a stopped restore are still in this folder; move what you need out of it, then delete it (restores into the target are refused until then)");
 }
 
 fn mount_error(target: &Path, mount: &Path) -> Error {
@@ -775,7 +841,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_restore_s_staging_goes_and_its_replaced_content_stays() {
+    fn a_target_a_stopped_restore_half_replaced_is_refused_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let target = old_target(dir.path());
         let kept_beside = dir
@@ -805,21 +871,68 @@ mod tests {
             std::fs::write(d.join("data"), d.display().to_string()).unwrap();
         }
         let busy_lock = lock_dir(&busy).unwrap();
-        let kept = [snapshot(&kept_beside), snapshot(&kept_inside)];
+        // Refused while either kept folder is there, naming it; nothing of them changes.
+        for (folder, replace) in [(&kept_inside, true), (&kept_beside, false)] {
+            let (before, kept) = (snapshot(&target), snapshot(folder));
+            let err = Staging::prepare(&target, replace).unwrap_err();
+            let text = format!("{err} {}", err.hint().unwrap_or_default());
+            assert_eq!(err.kind(), ErrorKind::Usage);
+            assert!(
+                text.contains("half replaced")
+                    && text.contains(folder.to_str().unwrap())
+                    && text.contains("move back what you need, delete it, then restore again"),
+                "{text}"
+            );
+            assert_eq!(snapshot(folder), kept);
+            assert_eq!(snapshot(&target), before);
+            assert!(stale_beside.exists() && stale_inside.exists());
+            std::fs::rename(folder, dir.path().join(format!("moved-{replace}"))).unwrap();
+        }
 
         let staging = Staging::prepare(&target, true).unwrap();
         std::fs::write(staging.dir().join("new.txt"), b"new").unwrap();
         staging.commit().unwrap();
-
         assert!(!stale_beside.exists() && !stale_inside.exists());
         assert!(others.exists() && busy.exists());
-        // The previous content of stopped restores, byte for byte, where it was.
-        assert_eq!([snapshot(&kept_beside), snapshot(&kept_inside)], kept);
         assert_eq!(
             visible_entries(&target).unwrap(),
             vec![OsString::from("new.txt")]
         );
         drop(busy_lock);
+    }
+
+    #[test]
+    fn a_kept_folder_that_cannot_go_into_the_restored_target_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = old_target(dir.path());
+        // Left in the target by something else, under a work folder's name.
+        let kept = target.join(".service-backup-kept");
+        std::fs::create_dir(&kept).unwrap();
+        std::fs::write(kept.join("data"), b"only copy").unwrap();
+        let before = snapshot(&kept);
+        let staging = Staging::prepare(&target, true).unwrap();
+        assert!(matches!(staging.place, Place::Beside { .. }));
+        // The restored content has an entry of the same name (even an empty folder, which
+        // a plain rename would replace).
+        std::fs::create_dir(staging.dir().join(".service-backup-kept")).unwrap();
+        std::fs::write(staging.dir().join("new.txt"), b"new").unwrap();
+        staging.commit().unwrap();
+        assert_eq!(list(&target.join(".service-backup-kept")).unwrap().len(), 0);
+        let replaced: Vec<OsString> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .filter(|n| is_work_name(n, REPLACED, Some(OsStr::new("target"))))
+            .collect();
+        assert_eq!(replaced.len(), 1, "the previous content's folder stays");
+        let folder = dir.path().join(&replaced[0]);
+        assert_eq!(snapshot(&folder.join(".service-backup-kept")), before);
+        // The rest of the previous content is gone.
+        assert_eq!(
+            list(&folder).unwrap(),
+            vec![OsString::from(".service-backup-kept")]
+        );
+        // And the target is half replaced until someone looks at it.
+        assert!(Staging::prepare(&target, true).is_err());
     }
 
     #[test]
