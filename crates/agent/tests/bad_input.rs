@@ -535,9 +535,13 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
         // The key stays 0600 (a key others may read is refused): nobody owns it.
         std::os::unix::fs::chown(env.path("backup.key"), Some(65534), Some(65534)).unwrap();
     }
-    // The task database of the runs above belongs to root: give this run its own.
+    // The task database of the runs above belongs to root: give this run its own, the
+    // agent's alone (a state_dir of another user, or one others may write, is refused).
     std::fs::create_dir(env.path("state")).unwrap();
-    std::fs::set_permissions(env.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(env.path("state"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(env.path("state"), Some(65534), Some(65534)).unwrap();
+    }
     env.write_config(&format!("state_dir: {}\n", env.path("state").display()));
     std::fs::write(env.path("source/secret.db"), b"unreadable").unwrap();
     std::fs::set_permissions(
