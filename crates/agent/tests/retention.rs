@@ -349,40 +349,51 @@ fn drill(site: &Site) {
     );
 }
 
+/// The local destination in `root`.
+fn local_site(root: &std::path::Path) -> Site {
+    Site {
+        item: format!(
+            "- type: local\n  name: disk\n  config:\n    path: {}",
+            root.display()
+        ),
+        dest: Arc::new(LocalDestination::new(root)),
+        layout: Layout::new("", None),
+        secrets: vec![],
+    }
+}
+
+/// A new bucket on the S3 test server, named after `name`, under the prefix `redis/prod`.
+fn s3_site(name: &str) -> Site {
+    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique(name).to_lowercase();
+    let secret = format!("{name}/SECRET+key/never-printed");
+    let mut settings = service_backup_s3::S3Settings::new(
+        &bucket,
+        "AKIARETENTION0000001",
+        Secret::new(secret.as_str()),
+    );
+    settings.endpoint_url = Some(endpoint.clone());
+    settings.region = Some("us-east-1".into());
+    Site {
+        item: format!(
+            "- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    \
+             access_key_id: AKIARETENTION0000001\n    secret_access_key: {secret}\n    endpoint_url: {endpoint}\n    region: us-east-1"
+        ),
+        dest: Arc::new(service_backup_s3::S3Destination::new(&settings).unwrap()),
+        layout: Layout::new("redis/prod", None),
+        secrets: vec![secret],
+    }
+}
+
 #[test]
 fn retention_on_a_local_destination() {
     let root = tempfile::tempdir().unwrap();
-    let item = format!(
-        "- type: local\n  name: disk\n  config:\n    path: {}",
-        root.path().display()
-    );
-    drill(&Site {
-        item,
-        dest: Arc::new(LocalDestination::new(root.path())),
-        layout: Layout::new("", None),
-        secrets: vec![],
-    });
+    drill(&local_site(root.path()));
 }
 
 #[test]
 fn retention_on_s3() {
-    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
-    let bucket = unique("retention").to_lowercase();
-    let secret = "retention/SECRET+key/never-printed";
-    let mut settings =
-        service_backup_s3::S3Settings::new(&bucket, "AKIARETENTION0000001", Secret::new(secret));
-    settings.endpoint_url = Some(endpoint.clone());
-    settings.region = Some("us-east-1".into());
-    let item = format!(
-        "- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    \
-         access_key_id: AKIARETENTION0000001\n    secret_access_key: {secret}\n    endpoint_url: {endpoint}\n    region: us-east-1"
-    );
-    drill(&Site {
-        item,
-        dest: Arc::new(service_backup_s3::S3Destination::new(&settings).unwrap()),
-        layout: Layout::new("redis/prod", None),
-        secrets: vec![secret.into()],
-    });
+    drill(&s3_site("retention"));
 }
 
 #[test]
@@ -963,35 +974,10 @@ fn planted_manifests_are_ignored(site: &Site) {
 #[test]
 fn planted_manifests_are_ignored_on_a_local_destination() {
     let root = tempfile::tempdir().unwrap();
-    let item = format!(
-        "- type: local\n  name: disk\n  config:\n    path: {}",
-        root.path().display()
-    );
-    planted_manifests_are_ignored(&Site {
-        item,
-        dest: Arc::new(LocalDestination::new(root.path())),
-        layout: Layout::new("", None),
-        secrets: vec![],
-    });
+    planted_manifests_are_ignored(&local_site(root.path()));
 }
 
 #[test]
 fn planted_manifests_are_ignored_on_s3() {
-    let endpoint = server_env("SB_TEST_S3_ENDPOINT");
-    let bucket = unique("planted").to_lowercase();
-    let secret = "planted/SECRET+key/never-printed";
-    let mut settings =
-        service_backup_s3::S3Settings::new(&bucket, "AKIARETENTION0000001", Secret::new(secret));
-    settings.endpoint_url = Some(endpoint.clone());
-    settings.region = Some("us-east-1".into());
-    let item = format!(
-        "- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: redis/prod\n    \
-         access_key_id: AKIARETENTION0000001\n    secret_access_key: {secret}\n    endpoint_url: {endpoint}\n    region: us-east-1"
-    );
-    planted_manifests_are_ignored(&Site {
-        item,
-        dest: Arc::new(service_backup_s3::S3Destination::new(&settings).unwrap()),
-        layout: Layout::new("redis/prod", None),
-        secrets: vec![secret.into()],
-    });
+    planted_manifests_are_ignored(&s3_site("planted"));
 }
