@@ -13,9 +13,9 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_service-backup"))
 }
 
-/// The original release's fixtures, beside the repository.
+/// The original release's configuration fixtures, carried in the repository.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/original-release")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/original-release")
 }
 
 /// What a run printed and how it ended.

@@ -9,7 +9,7 @@ use super::{DestinationKind, load, parse};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/original-release"
+    "/tests/fixtures/original-release"
 );
 pub(super) const MSG: &str = "Provide these missing fields in your manifest.";
 
@@ -36,7 +36,8 @@ cron_schedule: '0 3 * * *'
 #[test]
 fn every_valid_fixture_of_the_original_parses() {
     let mut seen = 0;
-    let entries = std::fs::read_dir(FIXTURES).expect("shared/ fixtures beside the repository");
+    let entries =
+        std::fs::read_dir(FIXTURES).expect("the original release's fixtures in tests/fixtures");
     for entry in entries {
         let path = entry.expect("dir entry").path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
