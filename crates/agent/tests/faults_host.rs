@@ -824,20 +824,16 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     };
     // A restore stopped while it waits: exit 1, its task failed "terminated", nothing
     // touched.
-    let stopped = Agent::start(
-        &env,
-        "stopped",
-        &[
-            "restore",
-            "config.yml",
-            "--backup",
-            &first,
-            "--target",
-            "source",
-            "--force",
-        ],
-        &[],
-    );
+    let restore_args = [
+        "restore",
+        "config.yml",
+        "--backup",
+        &first,
+        "--target",
+        "source",
+        "--force",
+    ];
+    let stopped = Agent::start(&env, "stopped", &restore_args, &[]);
     wait_until("the first restore waits", Duration::from_secs(20), || {
         logged("stopped", RESTORE_WAITS) == 1
     });
@@ -855,20 +851,7 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     assert_eq!(tree(&env.path("source")), before);
 
     let around = std::fs::read_dir(env.dir.path()).unwrap().count();
-    let restore = Agent::start(
-        &env,
-        "restore",
-        &[
-            "restore",
-            "config.yml",
-            "--backup",
-            &first,
-            "--target",
-            "source",
-            "--force",
-        ],
-        &[],
-    );
+    let restore = Agent::start(&env, "restore", &restore_args, &[]);
     wait_until("the restore waits", Duration::from_secs(20), || {
         logged("restore", RESTORE_WAITS) == 1
     });
