@@ -47,6 +47,21 @@ pub fn init(format: LogFormat, target: LogTarget, min: Level) {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
+/// Installs the subscriber of a command: `format` is `json` or `text`; a command whose
+/// standard output is its result logs warnings and errors to stderr only.
+pub fn init_for(format: &str, logs_to_stdout: bool) {
+    let format = if format == "text" {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    };
+    if logs_to_stdout {
+        init(format, LogTarget::Stdout, Level::INFO);
+    } else {
+        init(format, LogTarget::Stderr, Level::WARN);
+    }
+}
+
 /// Logs at lager's fatal level (3): an error that stops the agent.
 #[macro_export]
 macro_rules! fatal {
