@@ -1,145 +1,41 @@
-//! The daemon: `service-backup CONFIG` and `service-backup run CONFIG`.
+//! The daemon: the scheduler, the worker that runs the queue, the API, signals and reload.
 //!
 //! A scheduler fires backups on the cron schedule into a queue that runs one at a time:
 //! with `exit_if_in_progress` a backup that comes due while one runs is rejected, otherwise
-//! it waits, and further ones coalesce with the waiting one. SIGTERM and SIGINT stop it
-//! gracefully; SIGHUP reloads the configuration (a bad one is logged and the old one kept).
+//! it waits, and further ones coalesce with the waiting one. SIGTERM and SIGINT (or the
+//! shutdown token) stop it gracefully; SIGHUP reloads the configuration (a bad one is
+//! logged and the old one kept).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use service_backup_core::task::TaskState;
-use service_backup_core::{Error, ErrorKind};
+use service_backup_core::{Error, ErrorKind, Result};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::StateParts;
-use crate::cli::{CliResult, Outcome, load_config, runtime};
+use crate::command::{CliError, load_config};
 use crate::config::Config;
-use crate::lock;
+use crate::context::{RunContext, STOP_BUDGET};
+use crate::identity;
+use crate::jobs::backup;
 use crate::progress::Bar;
-use crate::runner::{self, RunContext, STOP_BUDGET};
+use crate::queue::Queue;
 
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(path: &Path) -> CliResult {
-    let config = load_config(path)?;
-    let rt = runtime()?;
-    let result = rt.block_on(serve(path.to_path_buf(), config));
-    // Aborts of uploads in flight are awaited inside `serve`; this only bounds stragglers.
-    rt.shutdown_timeout(Duration::from_secs(1));
-    result
-}
-
-/// Backups waiting to run, and whether one runs.
-#[derive(Default)]
-pub struct Queue {
-    state: Mutex<QueueState>,
-    wake: Notify,
-}
-
-#[derive(Default)]
-struct QueueState {
-    running: bool,
-    /// The waiting request, with the task made for it if one was (by the API).
-    pending: Option<Option<i64>>,
-}
-
-/// What became of a request for a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enqueued {
-    /// It starts now.
-    Started,
-    /// It waits for the running one.
-    Queued,
-    /// One was already waiting: they run as one.
-    Coalesced,
-    /// Refused: one is in progress and `exit_if_in_progress` is set.
-    Rejected,
-}
-
-impl Queue {
-    /// Asks for a backup (from the schedule: its task is made when it runs).
-    pub fn request(&self, exit_if_in_progress: bool) -> Enqueued {
-        self.request_with(exit_if_in_progress, None::<fn() -> Result<i64, Error>>)
-            .map_or(Enqueued::Rejected, |(outcome, _)| outcome)
-    }
-
-    /// Asks for a backup that has a task from now on: `create` makes it (unless the
-    /// request is rejected, or coalesces with a waiting one that already has a task).
-    /// Returns the outcome and the id of the task that will carry the backup out.
-    pub fn request_task(
-        &self,
-        exit_if_in_progress: bool,
-        create: impl FnOnce() -> Result<i64, Error>,
-    ) -> Result<(Enqueued, Option<i64>), Error> {
-        self.request_with(exit_if_in_progress, Some(create))
-    }
-
-    fn request_with<F: FnOnce() -> Result<i64, Error>>(
-        &self,
-        exit_if_in_progress: bool,
-        create: Option<F>,
-    ) -> Result<(Enqueued, Option<i64>), Error> {
-        let mut st = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let make = |create: Option<F>| create.map(|f| f()).transpose();
-        let (outcome, id) = if !st.running && st.pending.is_none() {
-            let id = make(create)?;
-            st.pending = Some(id);
-            (Enqueued::Started, id)
-        } else if exit_if_in_progress {
-            (Enqueued::Rejected, None)
-        } else if let Some(waiting) = st.pending {
-            let id = match waiting {
-                Some(id) => Some(id),
-                None => make(create)?,
-            };
-            st.pending = Some(id);
-            (Enqueued::Coalesced, id)
-        } else {
-            let id = make(create)?;
-            st.pending = Some(id);
-            (Enqueued::Queued, id)
-        };
-        drop(st);
-        match outcome {
-            Enqueued::Started => self.wake.notify_one(),
-            Enqueued::Rejected => tracing::error!("{}", lock::IN_PROGRESS),
-            Enqueued::Queued => tracing::info!("Backup queued behind the one in progress"),
-            Enqueued::Coalesced => {
-                tracing::info!("A backup is already queued; this one is coalesced with it");
-            }
-        }
-        Ok((outcome, id))
-    }
-
-    /// Takes the waiting request (with its task, if it has one), marking a run as started.
-    fn take(&self) -> Option<Option<i64>> {
-        let mut st = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let taken = st.pending.take();
-        st.running = taken.is_some();
-        taken
-    }
-
-    fn done(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .running = false;
-    }
-}
-
-async fn serve(path: PathBuf, config: Config) -> CliResult {
+/// Serves until SIGTERM, SIGINT or `shutdown`: backups on the schedule and those asked for
+/// on `queue`, the API when configured; `path` is the configuration file reread on SIGHUP.
+pub async fn serve(
+    path: PathBuf,
+    config: Config,
+    queue: Arc<Queue>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     tracing::info!("Service-backup Started");
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
@@ -149,21 +45,21 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            () = shutdown.cancelled() => {}
         }
         tracing::info!("All backup processes terminated. Exiting");
-        return Ok(Outcome::Success);
+        return Ok(());
     }
     let ctx = RunContext::open(&config).await?;
     let api_config = config.api.clone();
     let config = Arc::new(RwLock::new(config));
-    let queue = Arc::new(Queue::default());
     let api = match &api_config {
         Some(api) => {
             let parts = StateParts {
                 config: config.clone(),
                 ctx: ctx.clone(),
                 queue: queue.clone(),
-                instance_id: api_instance_id(&config, &ctx).await,
+                instance_id: served_instance(&config, &ctx).await,
             };
             Some(crate::api::start(api, parts).await?)
         }
@@ -213,6 +109,7 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
             () = wait => fired = true,
             _ = term.recv() => break,
             _ = int.recv() => break,
+            () = shutdown.cancelled() => break,
             _ = hup.recv() => {
                 reload(&path, &config);
                 if let Some(api) = &api {
@@ -246,13 +143,13 @@ async fn serve(path: PathBuf, config: Config) -> CliResult {
         tracing::error!(task_id = id, error = %e, "The queued backup could not be marked failed");
     }
     tracing::info!("All backup processes terminated. Exiting");
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
     loop {
         tokio::select! {
-            () = queue.wake.notified() => {}
+            () = queue.woken() => {}
             () = ctx.cancel.cancelled() => return,
         }
         while let Some(task) = queue.take() {
@@ -261,7 +158,7 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let trigger = if task.is_some() { "api" } else { "schedule" };
-            if let Err(e) = runner::backup(&current, &ctx, trigger, task, Bar::hidden()).await {
+            if let Err(e) = backup::run(&current, &ctx, trigger, task, Bar::hidden()).await {
                 tracing::error!(error = %e, "Perform backup completed with error");
                 if let Some(id) = task {
                     fail_unfinished(&ctx, id, &e).await;
@@ -293,95 +190,37 @@ async fn fail_unfinished(ctx: &RunContext, id: i64, e: &Error) {
     }
 }
 
-/// The instance id the API serves: configured, else the service identifier's output, else
-/// the host name (as a backup run names it).
-async fn api_instance_id(config: &RwLock<Config>, ctx: &RunContext) -> String {
+/// The instance id the API serves, from the configuration in force.
+async fn served_instance(config: &RwLock<Config>, ctx: &RunContext) -> String {
     let current = config
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let identifier = match (&current.instance_id, &current.service_identifier_executable) {
-        (None, Some(cmd)) => {
-            crate::executables::run("service identifier executable", cmd, &ctx.cancel)
-                .await
-                .inspect_err(
-                    |e| tracing::error!(error = %e, "Service identifier executable failed"),
-                )
-                .ok()
-        }
-        _ => None,
-    };
-    runner::instance_id(&current, identifier.as_deref())
+    identity::served_instance(&current, &ctx.cancel).await
 }
 
-fn reload(path: &Path, config: &RwLock<Config>) {
+/// Rereads the configuration at `path` into `config`; a bad one is logged and the one in
+/// force kept. Returns whether the new one was taken.
+pub fn reload(path: &Path, config: &RwLock<Config>) -> bool {
     match load_config(path) {
         Ok(new) => {
             *config
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = new;
             tracing::info!("Configuration reloaded");
+            true
         }
-        Err(crate::cli::CliError::Config(problems)) => {
+        Err(CliError::Config(problems)) => {
             tracing::error!(problems = %problems, "Configuration reload failed; keeping the previous configuration");
+            false
         }
-        Err(crate::cli::CliError::Error(e)) => {
+        Err(CliError::Error(e)) => {
             tracing::error!(error = %e, "Configuration reload failed; keeping the previous configuration");
+            false
         }
     }
 }
 
 fn signal_error(e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot listen for signals: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_queue_runs_one_at_a_time_and_coalesces() {
-        let q = Queue::default();
-        assert_eq!(q.request(false), Enqueued::Started);
-        assert!(q.take().is_some());
-        assert_eq!(q.request(false), Enqueued::Queued);
-        assert_eq!(q.request(false), Enqueued::Coalesced);
-        assert_eq!(q.request(true), Enqueued::Rejected);
-        q.done();
-        assert!(q.take().is_some(), "the queued one runs next");
-        q.done();
-        assert!(q.take().is_none(), "coalesced requests ran as one");
-    }
-
-    #[test]
-    fn api_requests_get_the_task_that_carries_them_out() {
-        let q = Queue::default();
-        let mut next = 10;
-        let mut make = || {
-            next += 1;
-            Ok::<i64, Error>(next)
-        };
-        assert_eq!(
-            q.request_task(false, &mut make).unwrap(),
-            (Enqueued::Started, Some(11))
-        );
-        assert_eq!(q.take(), Some(Some(11)));
-        assert_eq!(q.request(false), Enqueued::Queued);
-        assert_eq!(
-            q.request_task(false, &mut make).unwrap(),
-            (Enqueued::Coalesced, Some(12)),
-            "a scheduled request waiting gets the API's task"
-        );
-        assert_eq!(
-            q.request_task(false, &mut make).unwrap(),
-            (Enqueued::Coalesced, Some(12)),
-            "a second API request shares it"
-        );
-        assert_eq!(
-            q.request_task(true, &mut make).unwrap(),
-            (Enqueued::Rejected, None)
-        );
-        q.done();
-        assert_eq!(q.take(), Some(Some(12)));
-    }
 }

@@ -13,7 +13,7 @@ use service_backup_scp::{ScpDestination, ScpSettings};
 use crate::config::{
     AzureConfig, Config, DestinationConfig, DestinationKind, GcsConfig, S3Config, ScpConfig,
 };
-use crate::runner;
+use crate::context;
 
 /// A destination ready to use.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
     let mut settings = ScpSettings::new(&scp.server, &scp.user, &scp.destination, scp.key.clone());
     settings.port = scp.port;
     settings.fingerprint.clone_from(&scp.fingerprint);
-    settings.known_hosts = Some(runner::state_dir(config).join(KNOWN_HOSTS_FILE));
+    settings.known_hosts = Some(context::state_dir(config).join(KNOWN_HOSTS_FILE));
     ScpDestination::new(settings)
 }
 

@@ -2,24 +2,26 @@
 //! jobs, HTTP API, daemon and commands. The `service-backup` binary is a thin shell over
 //! [`cli::run`]; tests and fuzz targets call the modules directly.
 //!
-//! The modules stack from the commands down: `cli` → `daemon` → `api` → the jobs
-//! (`runner`, `restoring`, `prune`) → `destinations`, `tasks`, `executables`, `lock` →
-//! `config`, `schedule`, `logging`.
+//! The modules stack from the commands down, each using only modules after it: `cli` →
+//! `daemon` → `api` → `jobs` (backup, restore, prune) → `destinations`, `identity`, `queue`,
+//! `command` → `context` → `lock` → `tasks` → `config` → `schedule`, `executables`,
+//! `progress`, `logging`, `owner`, `process`.
 
 pub mod api;
 pub mod cli;
+pub mod command;
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod destinations;
 pub mod executables;
+pub mod identity;
+pub mod jobs;
 pub mod lock;
 pub mod logging;
 pub mod owner;
 pub mod process;
 pub mod progress;
-pub mod prune;
-pub mod restoring;
-pub mod runner;
+pub mod queue;
 pub mod schedule;
-pub mod store;
 pub mod tasks;

@@ -58,7 +58,7 @@ async fn take(
     cancel: &CancellationToken,
     log_wait: fn(),
 ) -> Result<BackupLock> {
-    crate::store::create_state_dir(state_dir)?;
+    crate::tasks::store::create_state_dir(state_dir)?;
     let path = state_dir.join(LOCK_FILE);
     let file = File::options()
         .create(true)

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use service_backup::cli::{self, Cli, CliError, Outcome};
+use service_backup::cli::{self, Cli};
+use service_backup::command::{CliError, Outcome};
 use service_backup::{logging, process};
 use service_backup_core::ErrorKind;
 

@@ -1,11 +1,14 @@
-//! The task store shared by the daemon's parts; every call runs on a blocking thread.
+//! The task store shared by the daemon's parts ([`store`] in SQLite); every call runs on a
+//! blocking thread.
+
+pub mod store;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use service_backup_core::{Result, blocking};
 
-use crate::store::{Discovered, Store, Task, TaskKind};
+use store::{Discovered, Store, Task, TaskKind};
 
 /// A handle on the task database, cheap to clone.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::store::Task;
+use crate::tasks::store::Task;
 use service_backup_core::task::TaskState;
 
 /// How many samples the ring keeps (an hour at the default interval).

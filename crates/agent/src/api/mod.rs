@@ -28,8 +28,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApiConfig, Config};
-use crate::daemon::Queue;
-use crate::runner::RunContext;
+use crate::context::RunContext;
+use crate::queue::Queue;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;

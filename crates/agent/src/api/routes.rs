@@ -20,12 +20,12 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request};
 use crate::config::DEFAULT_PARACHUTE_THRESHOLD;
-use crate::daemon::Enqueued;
 use crate::destinations;
+use crate::jobs::restore::{self as restoring, RestorePlan};
 use crate::lock;
 use crate::progress::Bar;
-use crate::restoring::{self, RestorePlan};
-use crate::store::{Discovered, Task, TaskKind};
+use crate::queue::Enqueued;
+use crate::tasks::store::{Discovered, Task, TaskKind};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -447,7 +447,7 @@ fn namespace(state: &ApiState) -> String {
     let node = config
         .deployment_name
         .clone()
-        .unwrap_or_else(crate::runner::host_name);
+        .unwrap_or_else(crate::identity::host_name);
     let clean = |s: &str| s.replace(['.', ' ', '/'], "_");
     format!(
         "{}.service-backup.{}",

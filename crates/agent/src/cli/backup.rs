@@ -6,9 +6,10 @@ use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use super::{CliResult, Outcome, load_config, runtime};
+use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::context::RunContext;
+use crate::jobs::backup;
 use crate::progress::Bar;
-use crate::runner::{self, RunContext};
 
 /// Cancels `token` on SIGTERM or SIGINT, so that a manual backup stops cleanly too.
 pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
@@ -41,7 +42,7 @@ pub fn run(path: &Path) -> CliResult {
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
         cancel_on_signals(ctx.cancel.clone())?;
-        runner::backup(&config, &ctx, "manual", None, Bar::new("backup")).await
+        backup::run(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
     if report.rejected {
         eprintln!("error: {}", crate::lock::IN_PROGRESS);

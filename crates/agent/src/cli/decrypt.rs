@@ -10,7 +10,7 @@ use service_backup_core::pipeline::restore::{Binding, Decryption};
 use service_backup_core::pipeline::staging::Staging;
 use service_backup_core::{Error, ErrorKind};
 
-use super::{CliResult, Outcome, keyring};
+use crate::command::{CliResult, Outcome, keyring};
 use crate::progress::Bar;
 
 /// Arguments of `decrypt`.

@@ -10,10 +10,11 @@ use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
 use service_backup_core::{Error, ErrorKind};
 
-use super::{CliResult, Outcome, load_config, runtime};
+use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::context::RunContext;
 use crate::destinations;
+use crate::jobs::backup;
 use crate::progress::Bar;
-use crate::runner::{self, RunContext};
 
 /// The embedded default configuration; `DEMO_DIR` is replaced by the demo folder.
 const DEMO_CONFIG: &str = include_str!("demo.yml");
@@ -46,7 +47,7 @@ pub fn run(dir: &Path) -> CliResult {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
-        runner::backup(&config, &ctx, "manual", None, Bar::new("backup")).await
+        backup::run(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
     if !report.succeeded() {
         for p in &report.problems {

@@ -7,7 +7,7 @@ use std::path::Path;
 use service_backup_core::format::Key;
 use service_backup_core::{Error, ErrorKind};
 
-use super::{CliResult, Outcome};
+use crate::command::{CliResult, Outcome};
 
 /// Writes a new key to `output` (mode 0600, never overwriting) or standard output.
 pub fn run(output: Option<&Path>) -> CliResult {

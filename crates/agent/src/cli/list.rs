@@ -5,11 +5,12 @@ use std::path::Path;
 use serde_json::json;
 use service_backup_core::catalog::{BackupEntry, list_backups};
 
-use super::{CliResult, Outcome, load_config, runtime};
+use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::context;
 use crate::destinations;
-use crate::runner;
-use crate::store::{Task, TaskKind};
+use crate::identity;
 use crate::tasks::Tasks;
+use crate::tasks::store::{Task, TaskKind};
 
 /// What to show.
 #[derive(Debug, Clone, Copy)]
@@ -28,10 +29,10 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     let chosen = destinations::select(&config, only)?;
     let rt = runtime()?;
     let as_json = show.json;
-    let instance = rt.block_on(runner::this_instance(&config));
+    let instance = rt.block_on(identity::this_instance(&config));
     let deleted: Vec<Task> = if show.deleted {
         rt.block_on(async {
-            let tasks = Tasks::open(&runner::state_dir(&config)).await?;
+            let tasks = Tasks::open(&context::state_dir(&config)).await?;
             tasks.list(TaskKind::Backup).await
         })?
         .into_iter()

@@ -4,10 +4,12 @@ use std::path::Path;
 
 use service_backup_core::prune::{PrunePlan, Scope};
 
-use super::{CliResult, Outcome, load_config, runtime};
+use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::context::{self, RunContext};
 use crate::destinations;
-use crate::runner::{self, RunContext};
-use crate::store::DB_FILE;
+use crate::identity;
+use crate::jobs::prune;
+use crate::tasks::store::DB_FILE;
 
 /// Applies the retention policy to every (or one) destination, printing what it keeps and
 /// why, and what it deletes; with `dry_run`, changes nothing.
@@ -19,20 +21,17 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         let scope = if all_instances {
             Scope::AllInstances
         } else {
-            Scope::Instance(runner::this_instance(&config).await)
+            Scope::Instance(identity::this_instance(&config).await)
         };
         // A dry run reads the task database only if there is one: it creates nothing.
-        let tasks = if dry_run && !runner::state_dir(&config).join(DB_FILE).exists() {
+        let tasks = if dry_run && !context::state_dir(&config).join(DB_FILE).exists() {
             None
         } else {
             Some(RunContext::open(&config).await?.tasks)
         };
         Ok::<_, service_backup_core::Error>((scope, tasks))
     })?;
-    let trust = rt.block_on(crate::prune::trust_rules(
-        config.keyring.clone(),
-        tasks.as_ref(),
-    ));
+    let trust = rt.block_on(prune::trust_rules(config.keyring.clone(), tasks.as_ref()));
     match &scope {
         Scope::Instance(id) => println!("instance {id}"),
         Scope::AllInstances => println!("every instance"),
@@ -60,7 +59,7 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             continue;
         };
         println!("destination {}: retention {policy}", dest.name);
-        let result = rt.block_on(crate::prune::prune(
+        let result = rt.block_on(prune::prune(
             &dest,
             &policy,
             &scope,

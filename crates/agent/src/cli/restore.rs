@@ -10,11 +10,11 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{CliError, CliResult, Outcome, keyring, load_config, runtime};
+use crate::command::{CliError, CliResult, Outcome, keyring, load_config, runtime};
 use crate::config::Config;
+use crate::context::RunContext;
+use crate::jobs::restore::{self, RestorePlan};
 use crate::progress::Bar;
-use crate::restoring::{self, RestorePlan};
-use crate::runner::RunContext;
 
 /// Which backup, from where.
 #[derive(Debug, Args)]
@@ -117,7 +117,7 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
             .expect("clap requires --target with --file");
         // With a configuration at hand, its own files are known and protected.
         if let Some(config) = &args.config {
-            restoring::check_target(&load_config(config)?, target)?;
+            restore::check_target(&load_config(config)?, target)?;
         }
         let stats = from_file(file, &args.which, Some((target, args.force)))?;
         report_restored(&stats, target);
@@ -131,9 +131,9 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
     let target = args
         .target
         .clone()
-        .or_else(|| restoring::default_target(&config))
+        .or_else(|| restore::default_target(&config))
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
-    restoring::check_target(&config, &target)?;
+    restore::check_target(&config, &target)?;
     let plan = args.which.plan(&config, target.clone(), args.force)?;
     let (name, stats) = runtime()?.block_on(async {
         let ctx = RunContext::open(&config).await?;
@@ -147,7 +147,7 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
             )
             .await?;
         stop_on_signals(&ctx, id)?;
-        restoring::run_task(&config, &ctx, id, &plan, Bar::new("restore")).await
+        restore::run_task(&config, &ctx, id, &plan, Bar::new("restore")).await
     })?;
     eprintln!("restored backup {name}");
     report_restored(&stats, &target);
@@ -207,7 +207,7 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .expect("clap requires CONFIG without --file"),
     )?;
     let plan = args.which.plan(&config, PathBuf::new(), false)?;
-    let (name, stats) = runtime()?.block_on(restoring::from_destinations(
+    let (name, stats) = runtime()?.block_on(restore::from_destinations(
         &config,
         &plan,
         None,

@@ -4,15 +4,15 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{CliResult, Outcome, load_config, runtime};
-use crate::runner;
-use crate::store::{Task, TaskKind};
+use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::context;
 use crate::tasks::Tasks;
+use crate::tasks::store::{Task, TaskKind};
 
 /// Prints the tasks recorded in `state_dir`, oldest first.
 pub fn run(path: &Path, as_json: bool) -> CliResult {
     let config = load_config(path)?;
-    let state_dir = runner::state_dir(&config);
+    let state_dir = context::state_dir(&config);
     let all: Vec<Task> = runtime()?.block_on(async {
         let tasks = Tasks::open(&state_dir).await?;
         let mut all = tasks.list(TaskKind::Backup).await?;

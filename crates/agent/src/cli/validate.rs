@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CliResult, Outcome, load_config};
+use crate::command::{CliResult, Outcome, load_config};
 
 /// Checks the configuration; every problem is printed by the caller (exit 2).
 pub fn run(path: &Path) -> CliResult {

@@ -12,11 +12,12 @@ use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::context::{self, RunContext};
 use crate::destinations;
 use crate::executables;
+use crate::identity;
 use crate::lock;
 use crate::progress::Bar;
-use crate::runner::RunContext;
 use crate::tasks::Tasks;
 
 /// What to restore, from where, into where.
@@ -49,14 +50,14 @@ pub fn default_target(config: &Config) -> Option<PathBuf> {
 /// own files or folders: a restore replaces the target's whole content, and would delete
 /// the task database, a key, the configuration or the backups of a local destination.
 pub fn check_target(config: &Config, target: &Path) -> Result<()> {
-    let state_dir = crate::runner::state_dir(config);
+    let state_dir = context::state_dir(config);
     // A configured state_dir is the agent's alone; the default one is the configuration's
     // folder, where only the agent's own files are.
     let mut own: Vec<(String, PathBuf)> = if config.state_dir.is_some() {
         vec![("the state_dir".to_string(), state_dir)]
     } else {
         [
-            crate::store::DB_FILE,
+            crate::tasks::store::DB_FILE,
             "service-backup.sqlite3-wal",
             "service-backup.sqlite3-shm",
             crate::lock::LOCK_FILE,
@@ -258,7 +259,7 @@ pub async fn from_destinations(
     let instance = match (&plan.from_instance, &plan.selector) {
         (Some(id), _) => Some(id.clone()),
         (None, Selector::Named(_)) => None,
-        (None, _) => Some(crate::runner::this_instance(config).await),
+        (None, _) => Some(identity::this_instance(config).await),
     };
     // A restore that finds its backup damaged in one destination takes the same backup
     // (by name) from the next one that has it, saying so; a verify reports the damage.

@@ -3,25 +3,25 @@
 //! destination at once, the cleanup executable; recorded as a task, logged with the
 //! original's messages.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{Local, Utc};
 use service_backup_core::layout::backup_name;
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
 use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::{Error, ErrorKind, Result};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::config::Config;
+use crate::context::RunContext;
 use crate::destinations;
 use crate::executables;
+use crate::identity;
 use crate::lock;
 use crate::progress::Bar;
-use crate::store::TaskKind;
 use crate::tasks::Tasks;
+use crate::tasks::store::TaskKind;
 
 /// How a backup run ended.
 #[derive(Debug, Default)]
@@ -53,29 +53,6 @@ impl RunReport {
     }
 }
 
-/// What a run needs besides the configuration.
-#[derive(Clone)]
-pub struct RunContext {
-    /// The task database.
-    pub tasks: Tasks,
-    /// Where the database and the backup lock live.
-    pub state_dir: PathBuf,
-    /// Fires on SIGTERM or SIGINT.
-    pub cancel: CancellationToken,
-}
-
-impl RunContext {
-    /// Opens the task database of `config`'s `state_dir`, with a fresh cancellation token.
-    pub async fn open(config: &Config) -> Result<Self> {
-        let state_dir = state_dir(config);
-        Ok(Self {
-            tasks: Tasks::open(&state_dir).await?,
-            state_dir,
-            cancel: CancellationToken::new(),
-        })
-    }
-}
-
 /// A new random guid for a run, in the usual 8-4-4-4-12 form.
 fn new_guid() -> Result<String> {
     let h = service_backup_core::random::hex_token(16)?;
@@ -89,57 +66,9 @@ fn new_guid() -> Result<String> {
     ))
 }
 
-/// The instance id: configured, else the service identifier, else the host name.
-pub fn instance_id(config: &Config, identifier: Option<&str>) -> String {
-    config
-        .instance_id
-        .clone()
-        .or_else(|| identifier.filter(|s| !s.is_empty()).map(str::to_string))
-        .unwrap_or_else(host_name)
-}
-
-/// This agent's instance id, as a backup run would find it (running the service identifier
-/// executable if one is configured).
-pub async fn this_instance(config: &Config) -> String {
-    let identifier = match &config.service_identifier_executable {
-        Some(cmd) => executables::run(
-            "service identifier executable",
-            cmd,
-            &CancellationToken::new(),
-        )
-        .await
-        .map_err(|e| tracing::warn!(error = %e, "Service identifier executable failed"))
-        .ok(),
-        None => None,
-    };
-    instance_id(config, identifier.as_deref())
-}
-
-/// The machine's host name, else `localhost`.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// The folder of the task database and the lock: configured, else beside the config file.
-pub fn state_dir(config: &Config) -> PathBuf {
-    config.state_dir.clone().unwrap_or_else(|| {
-        config
-            .source_path
-            .as_deref()
-            .and_then(Path::parent)
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    })
-}
-
 /// Runs one backup now, recorded as a task with `trigger` (`schedule`, `manual`, `api`):
 /// the queued task `queued` when one was created beforehand (by the API), else a new one.
-pub async fn backup(
+pub async fn run(
     config: &Config,
     ctx: &RunContext,
     trigger: &'static str,
@@ -150,17 +79,15 @@ pub async fn backup(
     let span =
         tracing::info_span!("backup", backup_guid = %guid, identifier = tracing::field::Empty);
     async {
-        let identifier = match &config.service_identifier_executable {
-            Some(cmd) => match executables::run("service identifier executable", cmd, &ctx.cancel).await {
-                Ok(id) => {
-                    tracing::Span::current().record("identifier", id.as_str());
-                    Some(id)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "Service identifier executable failed");
-                    None
-                }
-            },
+        let identifier = match identity::service_identifier(config, &ctx.cancel).await {
+            Some(Ok(id)) => {
+                tracing::Span::current().record("identifier", id.as_str());
+                Some(id)
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "Service identifier executable failed");
+                None
+            }
             None => None,
         };
         let _lock = match lock::acquire(&ctx.state_dir, config.exit_if_in_progress, &ctx.cancel).await {
@@ -237,7 +164,7 @@ async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
         match destinations::build(config, dest) {
             Ok(built) => {
                 let keyring = config.keyring.clone();
-                crate::prune::after_backup(&built, &policy, instance, tasks, keyring).await;
+                super::prune::after_backup(&built, &policy, instance, tasks, keyring).await;
             }
             Err(e) => {
                 tracing::error!(destination_name = %dest.display_name(), error = %e, "Prune completed with error");
@@ -267,7 +194,7 @@ async fn perform(
         tracing::warn!("No encryption key is configured: the backup is stored unencrypted");
     }
     let started = Utc::now();
-    let instance = instance_id(config, identifier);
+    let instance = identity::instance_id(config, identifier);
     let name = backup_name(started, &instance)?;
     report.instance_id = Some(instance.clone());
     report.name = Some(name.clone());
@@ -354,6 +281,3 @@ async fn perform(
     }
     Ok(())
 }
-
-/// How long the daemon waits for a run to stop after SIGTERM before it exits anyway.
-pub const STOP_BUDGET: Duration = Duration::from_secs(12);

@@ -12,8 +12,8 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, Result};
 
 use crate::destinations::Configured;
-use crate::store::TaskKind;
 use crate::tasks::Tasks;
+use crate::tasks::store::TaskKind;
 
 /// What a prune trusts: the configured keys, and the newest backup that this agent's own
 /// task database records as made and complete (not one merely found in a destination).

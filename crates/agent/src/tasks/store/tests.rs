@@ -1,0 +1,153 @@
+//! The task store's tests: the state machine, deletions, restores and discovered backups,
+//! interrupted runs, a corrupt database.
+
+use super::*;
+
+#[test]
+fn tasks_follow_the_state_machine_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = store.create(TaskKind::Backup, "manual").unwrap();
+    assert_eq!(store.get(id).unwrap().unwrap().state, TaskState::Queued);
+    store.start(id, "guid-1").unwrap();
+    store.finish(id, Some("b1"), 10, 4, 1.5).unwrap();
+    let err = store.start(id, "again").unwrap_err();
+    assert!(
+        err.to_string().contains("cannot go from done to running"),
+        "{err}"
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let task = store.get(id).unwrap().unwrap();
+    assert_eq!(
+        (task.state, task.backup_name.as_deref(), task.stored_bytes),
+        (TaskState::Done, Some("b1"), Some(4))
+    );
+}
+
+#[test]
+fn a_pruned_backup_becomes_deleted_with_the_time_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(id, "g").unwrap();
+    store.finish(id, Some("b1"), 10, 4, 1.0).unwrap();
+    assert!(
+        store
+            .mark_deleted("b1", "retention {keep_last: 1}")
+            .unwrap()
+    );
+    assert!(
+        !store.mark_deleted("b1", "again").unwrap(),
+        "only done tasks"
+    );
+    assert!(!store.mark_deleted("other", "x").unwrap());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let task = store.get(id).unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Deleted);
+    assert_eq!(task.reason.as_deref(), Some("retention {keep_last: 1}"));
+    assert!(task.deleted_at.is_some());
+}
+
+#[test]
+fn restores_and_discovered_backups_are_tasks_with_stable_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let made = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(made, "g").unwrap();
+    store.finish(made, Some("b-made"), 1, 1, 0.1).unwrap();
+    let t = Utc::now();
+    let found = |name: &str| Discovered {
+        name: name.to_string(),
+        started_at: t,
+        finished_at: t,
+        size_in_bytes: 7,
+        stored_bytes: 9,
+    };
+    assert_eq!(store.backup_id_for(&found("b-made")).unwrap(), made);
+    // A backup whose manifest is found while its task still runs is that task's.
+    let running = store.create(TaskKind::Backup, "api").unwrap();
+    store.start(running, "g2").unwrap();
+    store.name_backup(running, "b-running").unwrap();
+    assert_eq!(store.backup_id_for(&found("b-running")).unwrap(), running);
+    assert_eq!(
+        store.get(running).unwrap().unwrap().state,
+        TaskState::Running
+    );
+    let old = store.backup_id_for(&found("b-old")).unwrap();
+    assert_ne!(old, made);
+    assert_eq!(
+        store.backup_id_for(&found("b-old")).unwrap(),
+        old,
+        "ids are stable"
+    );
+    let task = store.get(old).unwrap().unwrap();
+    assert_eq!(
+        (task.state, task.trigger.as_str()),
+        (TaskState::Done, "discovered")
+    );
+    let r = store
+        .create_restore("api", Some(old), "b-old", "/restore")
+        .unwrap();
+    let restore = store.get(r).unwrap().unwrap();
+    assert_eq!(restore.kind, TaskKind::Restore);
+    assert_eq!(restore.backup_task_id, Some(old));
+    assert_eq!(restore.target.as_deref(), Some("/restore"));
+    assert_eq!(store.list(TaskKind::Restore).unwrap().len(), 1);
+}
+
+#[test]
+fn running_tasks_become_interrupted_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(id, "g").unwrap();
+    let live = store.create(TaskKind::Backup, "api").unwrap();
+    // The first two as if a process that died had left them.
+    store
+        .conn
+        .execute(
+            "UPDATE tasks SET owner = 'gone 1 1' WHERE id <> ?1",
+            params![live],
+        )
+        .unwrap();
+    let queued = store.create(TaskKind::Backup, "api").unwrap();
+    store
+        .conn
+        .execute(
+            "UPDATE tasks SET owner = NULL WHERE id = ?1",
+            params![queued],
+        )
+        .unwrap();
+    // Another process (`service-backup tasks`) opens the database meanwhile.
+    let other = Store::open(dir.path()).unwrap();
+    for (id, state) in [
+        (id, TaskState::Failed),
+        (queued, TaskState::Failed),
+        (live, TaskState::Queued),
+    ] {
+        let task = other.get(id).unwrap().unwrap();
+        assert_eq!(task.state, state, "task {id}");
+    }
+    assert_eq!(
+        other.get(id).unwrap().unwrap().reason.as_deref(),
+        Some("interrupted")
+    );
+}
+
+#[test]
+fn a_corrupt_database_is_an_error_not_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = vec![0x5au8; 8192];
+    std::fs::write(dir.path().join(DB_FILE), &junk).unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a corrupt file is refused");
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+        junk,
+        "the file was changed"
+    );
+}
