@@ -15,16 +15,9 @@ use crate::config::{
 };
 use crate::context;
 
-/// A destination ready to use.
-#[derive(Debug, Clone)]
-pub struct Configured {
-    /// Its name in logs and on the command line.
-    pub name: String,
-    /// The store.
-    pub destination: Arc<dyn Destination>,
-    /// Where this agent's backups live in it.
-    pub layout: Layout,
-}
+/// A destination ready to use: its name in logs and on the command line, the store, and
+/// where this agent's backups live in it.
+pub use service_backup_core::pipeline::fanout::Target;
 
 /// The layout of a destination: its path setting, then the deployment name if asked for.
 fn layout(config: &Config, path: &str) -> Layout {
@@ -50,7 +43,7 @@ fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
 }
 
 /// Builds one destination.
-pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
+pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
     let name = dest.display_name();
     let (destination, layout): (Arc<dyn Destination>, Layout) = match &dest.kind {
         DestinationKind::Local(local) => (
@@ -88,7 +81,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             layout(config, gcs.bucket_path.as_deref().unwrap_or("")),
         ),
     };
-    Ok(Configured {
+    Ok(Target {
         name,
         destination,
         layout,
@@ -130,7 +123,7 @@ fn gcs_settings(gcs: &GcsConfig) -> GcsSettings {
 }
 
 /// Builds every destination, or only the one named `only`.
-pub fn select(config: &Config, only: Option<&str>) -> Result<Vec<Result<Configured>>> {
+pub fn select(config: &Config, only: Option<&str>) -> Result<Vec<Result<Target>>> {
     let chosen: Vec<&DestinationConfig> = config
         .destinations
         .iter()

@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{Local, Utc};
 use service_backup_core::layout::backup_name;
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
-use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::pipeline::fanout::{BackupPlan, run_backup};
 use service_backup_core::{Error, ErrorKind, Result};
 use tracing::Instrument as _;
 
@@ -204,11 +204,7 @@ async fn perform(
     let mut targets = Vec::new();
     for dest in &config.destinations {
         match destinations::build(config, dest) {
-            Ok(d) => targets.push(Target {
-                name: d.name,
-                destination: d.destination,
-                layout: d.layout,
-            }),
+            Ok(target) => targets.push(target),
             Err(e) => {
                 tracing::error!(destination_name = %dest.display_name(), error = %e, "Upload backup completed with error");
                 report.problems.push(e.to_string());

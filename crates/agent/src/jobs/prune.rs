@@ -11,7 +11,7 @@ use service_backup_core::retention::Policy;
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, Result};
 
-use crate::destinations::Configured;
+use crate::destinations::Target;
 use crate::tasks::Tasks;
 use crate::tasks::store::TaskKind;
 
@@ -41,7 +41,7 @@ pub async fn trust_rules(keyring: Option<Keyring>, tasks: Option<&Tasks>) -> Tru
 /// Plans the prune of `dest` and, unless `dry_run`, carries it out; the outcome is `None`
 /// for a dry run. Deleted backups' tasks in `tasks` become `deleted`.
 pub async fn prune(
-    dest: &Configured,
+    dest: &Target,
     policy: &Policy,
     scope: &Scope,
     dry_run: bool,
@@ -95,7 +95,7 @@ pub async fn prune(
 
 /// Prunes `dest` after a successful backup, logging the outcome; never fails the backup.
 pub async fn after_backup(
-    dest: &Configured,
+    dest: &Target,
     policy: &Policy,
     instance: &str,
     tasks: &Tasks,
