@@ -1,8 +1,11 @@
-//! Builds the configured destinations: the store, its name and the path layout in it.
+//! Builds the configured destinations (the store, its name and the path layout in it) and
+//! finds backups in them.
 
 use std::sync::Arc;
 
+use futures::stream::{BoxStream, StreamExt as _};
 use service_backup_azure::{AzureDestination, AzureSettings};
+use service_backup_core::catalog::{BackupEntry, list_backups};
 use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
@@ -18,6 +21,9 @@ use crate::context;
 /// A destination ready to use: its name in logs and on the command line, the store, and
 /// where this agent's backups live in it.
 pub use service_backup_core::pipeline::fanout::Target;
+
+/// A destination with its complete backups.
+pub type Listing = (Target, Vec<BackupEntry>);
 
 /// The layout of a destination: its path setting, then the deployment name if asked for.
 fn layout(config: &Config, path: &str) -> Layout {
@@ -148,4 +154,43 @@ pub fn select(config: &Config, only: Option<&str>) -> Result<Vec<Result<Target>>
         });
     }
     Ok(chosen.into_iter().map(|d| build(config, d)).collect())
+}
+
+/// Every destination (or only the one named `only`) with its complete backups, in
+/// configuration order, each listed only when the stream reaches it; a destination that
+/// cannot be built or listed yields its error, which names it.
+pub fn backups(config: &Config, only: Option<&str>) -> Result<BoxStream<'static, Result<Listing>>> {
+    let targets = select(config, only)?;
+    Ok(futures::stream::iter(targets)
+        .then(|target| async move {
+            let target = target?;
+            let entries = list_backups(&*target.destination, &target.layout)
+                .await
+                .map_err(|e| e.context(format!("destination {}", target.name)))?;
+            Ok((target, entries))
+        })
+        .boxed())
+}
+
+/// The backup `name` in each destination (or only the one named `only`) that has it, in
+/// configuration order, each destination listed only when the stream reaches it; one that
+/// cannot be built or listed yields its error.
+pub fn find_backup(
+    config: &Config,
+    only: Option<&str>,
+    name: &str,
+) -> Result<BoxStream<'static, Result<(Target, BackupEntry)>>> {
+    let name = name.to_string();
+    Ok(backups(config, only)?
+        .filter_map(move |listed| {
+            let found = match listed {
+                Ok((target, entries)) => entries
+                    .into_iter()
+                    .find(|e| e.manifest.name == name)
+                    .map(|entry| Ok((target, entry))),
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(found)
+        })
+        .boxed())
 }

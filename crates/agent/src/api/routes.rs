@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
-use service_backup_core::catalog::{self, Selector, list_backups};
+use service_backup_core::catalog::{self, Selector};
 use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, blocking};
@@ -138,19 +138,13 @@ fn internal(e: &Error) -> ApiError {
 /// they get ids; a destination that cannot be listed is logged and skipped.
 async fn discover(state: &ApiState) {
     let config = state.config();
-    let Ok(chosen) = destinations::select(&config, None) else {
+    let Ok(mut listings) = destinations::backups(&config, None) else {
         return;
     };
     let mut found: Vec<Discovered> = Vec::new();
-    for dest in chosen {
-        let listed = match dest {
-            Ok(d) => list_backups(&*d.destination, &d.layout)
-                .await
-                .map_err(|e| e.context(format!("destination {}", d.name))),
-            Err(e) => Err(e),
-        };
+    while let Some(listed) = listings.next().await {
         match listed {
-            Ok(entries) => {
+            Ok((_, entries)) => {
                 // Only this instance's backups: the dashboard asks for one instance, and
                 // another agent may share the prefix.
                 for e in entries {
@@ -360,13 +354,10 @@ async fn download(
     let (_, name) = complete_backup(&state, raw_id).await?;
     let config = state.config();
     let mut failures = Vec::new();
-    for dest in destinations::select(&config, None).map_err(|e| internal(&e))? {
+    let mut copies = destinations::find_backup(&config, None, &name).map_err(|e| internal(&e))?;
+    while let Some(copy) = copies.next().await {
         let attempt = async {
-            let d = dest?;
-            let entries = list_backups(&*d.destination, &d.layout).await?;
-            let Some(entry) = entries.into_iter().find(|e| e.manifest.name == name) else {
-                return Ok(None);
-            };
+            let (d, entry) = copy?;
             let mut object = d.destination.get(&entry.archive_key).await?;
             // The header is read before answering, so a store that fails at once gives an
             // error status, not a truncated 200, and an archive bound to another backup
@@ -378,11 +369,10 @@ async fn download(
             {
                 return Err(e);
             }
-            Ok::<_, Error>(Some((entry, object, head, d.name)))
+            Ok::<_, Error>((entry, object, head, d.name))
         };
         match attempt.await {
-            Ok(None) => {}
-            Ok(Some((entry, object, head, dest_name))) => {
+            Ok((entry, object, head, dest_name)) => {
                 let file = entry
                     .archive_key
                     .rsplit('/')

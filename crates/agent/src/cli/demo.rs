@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
+use futures::StreamExt as _;
+use service_backup_core::catalog::{Selector, restore_backup, select};
 use service_backup_core::format::Key;
 use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
@@ -55,8 +56,13 @@ pub fn run(dir: &Path) -> CliResult {
         }
         return Ok(Outcome::Failed);
     }
-    let dest = destinations::build(&config, &config.destinations[0])?;
-    let entries = rt.block_on(list_backups(&*dest.destination, &dest.layout))?;
+    let mut listings = destinations::backups(&config, None)?;
+    let (dest, entries) = rt.block_on(listings.next()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Config,
+            "the demo configuration has no destination",
+        )
+    })??;
     let entry = select(&entries, &Selector::Latest)?.clone();
     let m = &entry.manifest;
     println!(

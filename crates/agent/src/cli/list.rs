@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use futures::StreamExt as _;
 use serde_json::json;
-use service_backup_core::catalog::{BackupEntry, list_backups};
+use service_backup_core::catalog::BackupEntry;
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
@@ -26,7 +27,7 @@ pub struct Show {
 /// Lists the complete backups of every (or one) destination, newest first.
 pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     let config = load_config(path)?;
-    let chosen = destinations::select(&config, only)?;
+    let mut listings = destinations::backups(&config, only)?;
     let rt = runtime()?;
     let as_json = show.json;
     let instance = rt.block_on(identity::this_instance(&config));
@@ -45,16 +46,10 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     let mut others = 0;
     let mut rows: Vec<(String, BackupEntry)> = Vec::new();
     let mut failed = false;
-    for dest in chosen {
-        let listed = match dest {
-            Ok(d) => rt
-                .block_on(list_backups(&*d.destination, &d.layout))
-                .map(|entries| (d.name.clone(), entries))
-                .map_err(|e| e.context(format!("destination {}", d.name))),
-            Err(e) => Err(e),
-        };
+    while let Some(listed) = rt.block_on(listings.next()) {
         match listed {
-            Ok((name, entries)) => {
+            Ok((dest, entries)) => {
+                let name = dest.name;
                 for e in entries {
                     if show.all_instances || e.manifest.instance_id == instance {
                         rows.push((name.clone(), e));

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use service_backup_core::catalog::{self, Selector, list_backups, select};
+use futures::StreamExt as _;
+use service_backup_core::catalog::{self, Selector, select};
 use service_backup_core::pipeline::restore::{Decryption, ReadStats};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -265,14 +266,11 @@ pub async fn from_destinations(
     // (by name) from the next one that has it, saying so; a verify reports the damage.
     let mut pinned: Option<Selector> = None;
     let mut damaged: Option<Error> = None;
-    for dest in destinations::select(config, plan.destination.as_deref())? {
+    let mut listings = destinations::backups(config, plan.destination.as_deref())?;
+    while let Some(listed) = listings.next().await {
         let selector = pinned.clone().unwrap_or_else(|| plan.selector.clone());
-        let dest_name = dest.as_ref().map(|d| d.name.clone()).unwrap_or_default();
         let attempt = async {
-            let d = dest.map_err(|e| (e, None))?;
-            let mut entries = list_backups(&*d.destination, &d.layout)
-                .await
-                .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
+            let (d, mut entries) = listed.map_err(|e| (e, None))?;
             let mut others = 0;
             let mut shown = None;
             if let Some(own) = &instance {
@@ -301,7 +299,7 @@ pub async fn from_destinations(
             .await;
             bar.finish();
             stats
-                .map(|s| (entry.manifest.name.clone(), s))
+                .map(|s| ((entry.manifest.name.clone(), s), d.name.clone()))
                 .map_err(|e| {
                     (
                         e.context(format!(
@@ -313,7 +311,7 @@ pub async fn from_destinations(
                 })
         };
         let failure = match attempt.await {
-            Ok(done) => {
+            Ok((done, dest_name)) => {
                 if let Some(e) = &damaged {
                     tracing::warn!(destination_name = %dest_name, error = %e, "Restored from this destination because another copy is damaged");
                 }
