@@ -26,11 +26,12 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use super::{HEADER_TIMEOUT, SHUTDOWN_GRACE};
@@ -45,6 +46,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How long the loop waits after a failed accept (such as "too many open files"), so that
 /// it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// An accepted socket, plain or (with `api.tls`) a TLS session over it.
+type Connection = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// One open connection, as the accept loop sees it.
 struct Conn {
@@ -298,13 +302,18 @@ async fn serve_one(
 ) {
     let _ = stream.set_nodelay(true);
     let work = async {
-        match tls {
+        // One path for both: a connection is the plain socket or its TLS session.
+        let io = match tls {
             Some(acceptor) => match acceptor.accept(stream).await {
-                Ok(stream) => http(stream, router, &conn, &shutdown).await,
-                Err(e) => tracing::debug!(error = %e, "API TLS handshake failed"),
+                Ok(stream) => Either::Right(stream),
+                Err(e) => {
+                    tracing::debug!(error = %e, "API TLS handshake failed");
+                    return;
+                }
             },
-            None => http(stream, router, &conn, &shutdown).await,
-        }
+            None => Either::Left(stream),
+        };
+        http(io, router, &conn, &shutdown).await;
     };
     tokio::select! {
         () = work => {}
@@ -329,10 +338,7 @@ async fn idle_watch(conn: &Conn) {
 
 /// HTTP/1 on `io` with the router, each response marking the connection busy until sent;
 /// on shutdown, the request in progress is finished and the connection closed.
-async fn http<I>(io: I, router: Router, conn: &Arc<Conn>, shutdown: &CancellationToken)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn http(io: Connection, router: Router, conn: &Arc<Conn>, shutdown: &CancellationToken) {
     let service = TowerToHyperService::new(router);
     let conn_for_service = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
