@@ -2,17 +2,30 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "azure")]
 use service_backup_azure::{AzureDestination, AzureSettings};
-use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
+#[cfg(feature = "azure")]
+use service_backup_core::destination::RetryPolicy;
+use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+#[cfg(feature = "gcs")]
 use service_backup_gcs::{GcsDestination, GcsSettings};
+#[cfg(feature = "s3")]
 use service_backup_s3::{S3Destination, S3Settings};
+#[cfg(feature = "scp")]
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-use crate::config::{
-    AzureConfig, Config, DestinationConfig, DestinationKind, GcsConfig, S3Config, ScpConfig,
-};
+#[cfg(feature = "azure")]
+use crate::config::AzureConfig;
+#[cfg(feature = "gcs")]
+use crate::config::GcsConfig;
+#[cfg(feature = "s3")]
+use crate::config::S3Config;
+#[cfg(feature = "scp")]
+use crate::config::ScpConfig;
+use crate::config::{Config, DestinationConfig, DestinationKind};
+#[cfg(feature = "scp")]
 use crate::runner;
 
 /// A destination ready to use.
@@ -41,6 +54,7 @@ pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
 /// An `scp` destination; it connects on first use, so building it does no I/O. Without a
 /// `fingerprint`, host keys are trusted on first use and recorded in `state_dir`, where every
 /// command of this configuration finds them.
+#[cfg(feature = "scp")]
 fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
     let mut settings = ScpSettings::new(&scp.server, &scp.user, &scp.destination, scp.key.clone());
     settings.port = scp.port;
@@ -57,6 +71,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             Arc::new(LocalDestination::new(&local.path)),
             layout(config, ""),
         ),
+        #[cfg(feature = "azure")]
         DestinationKind::Azure(azure) => (
             Arc::new(
                 azure_destination(azure).map_err(|e| e.context(format!("destination {name}")))?,
@@ -64,6 +79,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             layout(config, &azure.path),
         ),
         // Backups go straight under `destination`, as the original's did: it is the path.
+        #[cfg(feature = "scp")]
         DestinationKind::Scp(scp) => (
             Arc::new(
                 scp_destination(config, scp)
@@ -72,6 +88,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             layout(config, ""),
         ),
         // Sends no request: the client connects on first use.
+        #[cfg(feature = "s3")]
         DestinationKind::S3(s3) => (
             Arc::new(
                 S3Destination::new(&s3_settings(s3))
@@ -80,6 +97,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             layout(config, &s3.bucket_path),
         ),
         // Checks the service account key; sends no request until first use.
+        #[cfg(feature = "gcs")]
         DestinationKind::Gcs(gcs) => (
             Arc::new(
                 GcsDestination::new(gcs_settings(gcs))
@@ -87,6 +105,9 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
             ),
             layout(config, gcs.bucket_path.as_deref().unwrap_or("")),
         ),
+        // A destination whose feature this build was made without.
+        #[cfg(not(all(feature = "s3", feature = "azure", feature = "gcs", feature = "scp")))]
+        other => return Err(not_in_this_build(&name, other.type_word())),
     };
     Ok(Configured {
         name,
@@ -95,7 +116,20 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Configured> {
     })
 }
 
+/// The error for a destination of type `word` in a build without its feature.
+#[cfg(not(all(feature = "s3", feature = "azure", feature = "gcs", feature = "scp")))]
+fn not_in_this_build(name: &str, word: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("destination {name}: this build of service-backup has no {word} destination"),
+    )
+    .with_hint(format!(
+        "use a build with the `{word}` feature (the default build has every destination)"
+    ))
+}
+
 /// The `azure` destination of `config`; it connects on first use.
+#[cfg(feature = "azure")]
 fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
     AzureDestination::new(AzureSettings {
         storage_account: config.storage_account.clone(),
@@ -107,6 +141,7 @@ fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
 }
 
 /// The settings of an `s3` destination, with the default retry policy and timeouts.
+#[cfg(feature = "s3")]
 fn s3_settings(s3: &S3Config) -> S3Settings {
     let mut settings = S3Settings::new(
         &s3.bucket_name,
@@ -120,6 +155,7 @@ fn s3_settings(s3: &S3Config) -> S3Settings {
 }
 
 /// The settings of a `gcs` destination, with the default chunk size and retry policy.
+#[cfg(feature = "gcs")]
 fn gcs_settings(gcs: &GcsConfig) -> GcsSettings {
     GcsSettings::new(
         gcs.service_account_json.clone(),
