@@ -4,18 +4,13 @@
 
 use chrono::{TimeZone as _, Utc};
 use libfuzzer_sys::fuzz_target;
-
-#[allow(dead_code, unused_imports, missing_docs)]
-#[path = "../../crates/agent/src"]
-mod agent {
-    pub mod schedule;
-}
+use service_backup::schedule::Schedule;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match agent::schedule::Schedule::parse(text) {
+    match Schedule::parse(text) {
         Ok(schedule) => {
             let mut after = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap();
             for _ in 0..3 {
@@ -28,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        Err(reason) => assert!(!reason.contains('\n'), "a reason of several lines: {reason:?}"),
+        Err(reason) => assert!(
+            !reason.contains('\n'),
+            "a reason of several lines: {reason:?}"
+        ),
     }
 });

@@ -4,18 +4,31 @@
 use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt as _};
+#[cfg(feature = "azure")]
 use service_backup_azure::{AzureDestination, AzureSettings};
 use service_backup_core::catalog::{BackupEntry, list_backups};
-use service_backup_core::destination::{Destination, LocalDestination, RetryPolicy};
+#[cfg(feature = "azure")]
+use service_backup_core::destination::RetryPolicy;
+use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::layout::Layout;
 use service_backup_core::{Error, ErrorKind, Result};
+#[cfg(feature = "gcs")]
 use service_backup_gcs::{GcsDestination, GcsSettings};
+#[cfg(feature = "s3")]
 use service_backup_s3::{S3Destination, S3Settings};
+#[cfg(feature = "scp")]
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-use crate::config::{
-    AzureConfig, Config, DestinationConfig, DestinationKind, GcsConfig, S3Config, ScpConfig,
-};
+#[cfg(feature = "azure")]
+use crate::config::AzureConfig;
+#[cfg(feature = "gcs")]
+use crate::config::GcsConfig;
+#[cfg(feature = "s3")]
+use crate::config::S3Config;
+#[cfg(feature = "scp")]
+use crate::config::ScpConfig;
+use crate::config::{Config, DestinationConfig, DestinationKind};
+#[cfg(feature = "scp")]
 use crate::context;
 
 /// A destination ready to use: its name in logs and on the command line, the store, and
@@ -40,6 +53,7 @@ pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
 /// An `scp` destination; it connects on first use, so building it does no I/O. Without a
 /// `fingerprint`, host keys are trusted on first use and recorded in `state_dir`, where every
 /// command of this configuration finds them.
+#[cfg(feature = "scp")]
 fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
     let mut settings = ScpSettings::new(&scp.server, &scp.user, &scp.destination, scp.key.clone());
     settings.port = scp.port;
@@ -56,6 +70,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
             Arc::new(LocalDestination::new(&local.path)),
             layout(config, ""),
         ),
+        #[cfg(feature = "azure")]
         DestinationKind::Azure(azure) => (
             Arc::new(
                 azure_destination(azure).map_err(|e| e.context(format!("destination {name}")))?,
@@ -63,6 +78,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
             layout(config, &azure.path),
         ),
         // Backups go straight under `destination`, as the original's did: it is the path.
+        #[cfg(feature = "scp")]
         DestinationKind::Scp(scp) => (
             Arc::new(
                 scp_destination(config, scp)
@@ -71,6 +87,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
             layout(config, ""),
         ),
         // Sends no request: the client connects on first use.
+        #[cfg(feature = "s3")]
         DestinationKind::S3(s3) => (
             Arc::new(
                 S3Destination::new(&s3_settings(s3))
@@ -79,6 +96,7 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
             layout(config, &s3.bucket_path),
         ),
         // Checks the service account key; sends no request until first use.
+        #[cfg(feature = "gcs")]
         DestinationKind::Gcs(gcs) => (
             Arc::new(
                 GcsDestination::new(gcs_settings(gcs))
@@ -86,6 +104,9 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
             ),
             layout(config, gcs.bucket_path.as_deref().unwrap_or("")),
         ),
+        // A destination whose feature this build was made without.
+        #[cfg(not(all(feature = "s3", feature = "azure", feature = "gcs", feature = "scp")))]
+        other => return Err(not_in_this_build(&name, other.type_word())),
     };
     Ok(Target {
         name,
@@ -94,7 +115,20 @@ pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
     })
 }
 
+/// The error for a destination of type `word` in a build without its feature.
+#[cfg(not(all(feature = "s3", feature = "azure", feature = "gcs", feature = "scp")))]
+fn not_in_this_build(name: &str, word: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("destination {name}: this build of service-backup has no {word} destination"),
+    )
+    .with_hint(format!(
+        "use a build with the `{word}` feature (the default build has every destination)"
+    ))
+}
+
 /// The `azure` destination of `config`; it connects on first use.
+#[cfg(feature = "azure")]
 fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
     AzureDestination::new(AzureSettings {
         storage_account: config.storage_account.clone(),
@@ -106,6 +140,7 @@ fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
 }
 
 /// The settings of an `s3` destination, with the default retry policy and timeouts.
+#[cfg(feature = "s3")]
 fn s3_settings(s3: &S3Config) -> S3Settings {
     let mut settings = S3Settings::new(
         &s3.bucket_name,
@@ -119,6 +154,7 @@ fn s3_settings(s3: &S3Config) -> S3Settings {
 }
 
 /// The settings of a `gcs` destination, with the default chunk size and retry policy.
+#[cfg(feature = "gcs")]
 fn gcs_settings(gcs: &GcsConfig) -> GcsSettings {
     GcsSettings::new(
         gcs.service_account_json.clone(),

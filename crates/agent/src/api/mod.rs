@@ -13,6 +13,8 @@ pub mod request;
 mod routes;
 mod serve;
 
+pub use routes::router;
+
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -64,6 +66,27 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// A state for `config` (whose `api` section names the tokens file) with its own task
+    /// database in `state_dir`, an idle queue and no daemon behind it, serving
+    /// `instance_id`: what tests and fuzz targets hand to [`router`].
+    pub async fn standalone(config: Config, instance_id: &str) -> Result<Self> {
+        let api = config
+            .api
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Config, "api is not configured"))?;
+        let tokens = auth::Tokens::load(&api.bearer_tokens_file)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?;
+        Ok(Self {
+            ctx: RunContext::open(&config).await?,
+            config: Arc::new(RwLock::new(config)),
+            queue: Arc::default(),
+            tokens: Arc::new(tokens),
+            metrics: Arc::default(),
+            restoring: Arc::default(),
+            instance_id: instance_id.to_string(),
+        })
+    }
+
     /// A copy of the configuration in force.
     pub fn config(&self) -> Config {
         self.config

@@ -486,3 +486,6 @@ pub async fn sample_forever(state: ApiState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

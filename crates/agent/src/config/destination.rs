@@ -67,6 +67,11 @@ fn read_destination(
         Some(name) => format!("{type_word} destination \"{name}\": "),
         None => format!("{type_word} destination {number}: "),
     };
+    if !compiled_in(&type_word) {
+        problems.push(format!(
+            "{label}this build of service-backup has no {type_word} destination"
+        ));
+    }
     let retention = super::retention::read_retention(
         outer.get("retention"),
         &format!("{label}retention"),
@@ -95,6 +100,17 @@ fn read_destination(
         kind,
         retention,
     })
+}
+
+/// Whether this build has the destination type `word` (each remote type is a feature).
+fn compiled_in(word: &str) -> bool {
+    let features = [
+        ("s3", cfg!(feature = "s3")),
+        ("azure", cfg!(feature = "azure")),
+        ("scp", cfg!(feature = "scp")),
+        ("gcs", cfg!(feature = "gcs")),
+    ];
+    features.iter().all(|&(w, on)| w != word || on)
 }
 
 /// Reports `Missing values for <type>: a, b.` as the original did; true if none is missing.

@@ -263,3 +263,19 @@ fn api_files_resolve_against_the_config_directory() {
     // Original keys keep their meaning: relative to the working directory.
     assert_eq!(config.source_folder.as_deref(), Some(Path::new("rel")));
 }
+
+#[test]
+fn a_remote_destination_is_refused_by_a_build_without_its_feature() {
+    let shown = problems(S3_OK);
+    if cfg!(feature = "s3") {
+        assert!(shown.is_empty(), "{shown:?}");
+    } else {
+        assert_eq!(
+            shown,
+            [format!(
+                "Invalid config - s3 destination \"primary\": this build of service-backup has \
+                 no s3 destination. {MSG}"
+            )]
+        );
+    }
+}
