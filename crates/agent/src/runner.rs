@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{Local, Utc};
 use service_backup_core::layout::backup_name;
+use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
-use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod layout;
 pub mod manifest;
+pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod prune;

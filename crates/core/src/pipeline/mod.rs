@@ -4,7 +4,6 @@
 pub mod archive;
 pub mod compress;
 pub mod extract;
-pub mod fanout;
 pub mod restore;
 pub mod staging;
 
