@@ -3,3 +3,4 @@
 //! destinations; the pipes never call back up here.
 
 pub mod backup;
+pub mod restore;

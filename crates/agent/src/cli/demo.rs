@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use service_backup_core::catalog::{Selector, list_backups, restore_backup, select};
+use service_backup_core::catalog::{Selector, list_backups, select};
 use service_backup_core::format::Key;
-use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::ops::restore::{Decryption, RestoreInto, restore_backup};
 use service_backup_core::progress::NoProgress;
 use service_backup_core::{Error, ErrorKind};
 
@@ -80,7 +80,7 @@ pub fn run(dir: &Path) -> CliResult {
         dest.destination.clone(),
         &entry,
         &decryption,
-        None,
+        &RestoreInto::CheckOnly,
         std::sync::Arc::new(NoProgress),
     ))?;
     println!("4. verified       checksum, every chunk's tag, gzip and tar structure");
@@ -88,7 +88,10 @@ pub fn run(dir: &Path) -> CliResult {
         dest.destination.clone(),
         &entry,
         &decryption,
-        Some((&restored, false)),
+        &RestoreInto::Dir {
+            path: restored.clone(),
+            replace: false,
+        },
         std::sync::Arc::new(NoProgress),
     ))?;
     println!(
