@@ -12,11 +12,11 @@ use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::pipeline::ObjectReader;
 use crate::pipeline::extract::Extractor;
-use crate::pipeline::restore::read_archive;
+use crate::pipeline::read::read_archive;
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
 
-pub use crate::pipeline::restore::{Binding, Decryption, Expected, ReadStats};
+pub use crate::pipeline::read::{Binding, Decryption, Expected, ReadStats};
 
 /// Where a restore puts what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
