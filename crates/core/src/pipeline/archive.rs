@@ -97,7 +97,7 @@ pub fn write_bound_archive<W: Write + Send>(
         None => Sealer::Plain(hashing),
     };
     let (mut stats, sealer) = std::thread::scope(|scope| {
-        let gz = ParallelCompressor::new(
+        let compressor = ParallelCompressor::new(
             sealer,
             spec.compression,
             spec.compression_level,
@@ -105,12 +105,12 @@ pub fn write_bound_archive<W: Write + Send>(
             scope,
         )
         .map_err(|e| from_io(e, "start the compression threads"))?;
-        let mut tar = tar::Builder::new(gz);
+        let mut tar = tar::Builder::new(compressor);
         let stats = append_tree(&mut tar, source, progress)?;
-        let gz = tar
+        let compressor = tar
             .into_inner()
             .map_err(|e| from_io(e, "finish the tar stream"))?;
-        let sealer = gz
+        let sealer = compressor
             .finish()
             .map_err(|e| from_io(e, "finish the compressed stream"))?;
         Ok::<_, Error>((stats, sealer))
