@@ -284,6 +284,7 @@ fn header_mac(file_key: &FileKey, header: &[u8]) -> [u8; MAC_LEN] {
 }
 
 /// The payload key of a vector archive.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn payload_key_for_vectors(
     file_key: &FileKey,
     salt: &[u8; SALT_LEN],
