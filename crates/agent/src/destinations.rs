@@ -33,7 +33,7 @@ use crate::context;
 
 /// A destination ready to use: its name in logs and on the command line, the store, and
 /// where this agent's backups live in it.
-pub use service_backup_core::pipeline::fanout::Target;
+pub use service_backup_core::ops::backup::Target;
 
 /// A destination with its complete backups.
 pub type Listing = (Target, Vec<BackupEntry>);

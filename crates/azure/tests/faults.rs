@@ -15,8 +15,8 @@ use service_backup_azure::AzureDestination;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
 use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::pipeline::archive::ArchiveSpec;
-use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
 use service_backup_core::progress::Progress;
 use service_backup_core::secret::Secret;
 

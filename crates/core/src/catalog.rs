@@ -1,23 +1,12 @@
 //! The backups a destination holds, read from the destination itself (its manifests), and
-//! restoring or verifying one of them.
-
-use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
+//! picking one of them.
 
 use chrono::{DateTime, Utc};
 
-use crate::blocking;
 use crate::destination::{Destination, get_small};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::BackupContext;
 use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::pipeline::ObjectReader;
-use crate::pipeline::extract::Extractor;
-use crate::pipeline::restore::{Binding, Decryption, Expected, ReadStats, read_archive};
-use crate::pipeline::staging::Staging;
-use crate::progress::Progress;
 
 mod trust;
 pub use trust::{Authenticity, authenticate, judge, read_head};
@@ -127,110 +116,4 @@ pub fn select<'a>(entries: &'a [BackupEntry], selector: &Selector) -> Result<&'a
         Error::new(ErrorKind::NotFound, what)
             .with_hint("run `service-backup list CONFIG` to see the backups that exist")
     })
-}
-
-/// Downloads `entry` and checks it end to end; with a `target`, restores it there through
-/// a staging folder (the target is left as it was if anything fails).
-pub async fn restore_backup(
-    dest: Arc<dyn Destination>,
-    entry: &BackupEntry,
-    decryption: &Decryption,
-    target: Option<(&Path, bool)>,
-    progress: Arc<dyn Progress>,
-) -> Result<ReadStats> {
-    let staging = match target {
-        Some((dir, replace)) => {
-            let dir = dir.to_path_buf();
-            Some(blocking(move || Staging::prepare(&dir, replace)).await?)
-        }
-        None => None,
-    };
-    progress.set_total(entry.manifest.stored_bytes);
-    let object = match dest.get(&entry.archive_key).await {
-        Ok(o) => o,
-        Err(e) => {
-            if let Some(s) = staging {
-                s.discard();
-            }
-            return Err(e);
-        }
-    };
-    let reader = ObjectReader::new(object);
-    let expected = Expected {
-        sha256: entry.manifest.sha256.clone(),
-        stored_bytes: entry.manifest.stored_bytes,
-        plain_bytes: Some(entry.manifest.plain_bytes),
-    };
-    let mut decryption = decryption.clone();
-    decryption.bound_to = Binding::Backup(context_of(&entry.manifest));
-    blocking(move || read_into(reader, &decryption, Some(&expected), staging, &*progress)).await
-}
-
-/// The backup context a manifest claims for its archive.
-pub fn context_of(manifest: &Manifest) -> BackupContext {
-    BackupContext {
-        name: manifest.name.clone(),
-        instance_id: manifest.instance_id.clone(),
-        started_at: manifest.started_at,
-    }
-}
-
-/// The backup a downloaded archive's file name names (`NAME.tar.gz.enc` and the other
-/// endings), if it is one: the archive must then be bound to that name.
-pub fn binding_of_file(archive: &Path) -> Binding {
-    let Some(file) = archive.file_name().and_then(|f| f.to_str()) else {
-        return Binding::Unchecked;
-    };
-    crate::layout::ARCHIVE_EXTS
-        .iter()
-        .find_map(|ext| file.strip_suffix(ext))
-        .filter(|name| {
-            crate::retention::time_of_name(name).is_some() && crate::layout::is_backup_name(name)
-        })
-        .map_or(Binding::Unchecked, |name| Binding::Name(name.to_string()))
-}
-
-/// Restores (or with no target, verifies) an archive file, such as a downloaded one.
-pub fn restore_file(
-    archive: &Path,
-    decryption: &Decryption,
-    target: Option<(&Path, bool)>,
-    progress: &dyn Progress,
-) -> Result<ReadStats> {
-    let file = std::fs::File::open(archive).map_err(|e| Error::io("open archive", archive, e))?;
-    if let Ok(meta) = file.metadata() {
-        progress.set_total(meta.len());
-    }
-    let staging = target
-        .map(|(dir, replace)| Staging::prepare(dir, replace))
-        .transpose()?;
-    read_into(file, decryption, None, staging, progress)
-}
-
-/// Restores (or with no target, verifies) an archive read from `input`, such as stdin.
-pub fn read_into<R: Read + Send>(
-    input: R,
-    decryption: &Decryption,
-    expected: Option<&Expected>,
-    staging: Option<Staging>,
-    progress: &dyn Progress,
-) -> Result<ReadStats> {
-    let extractor = match &staging {
-        Some(s) => Extractor::into_dir(s.dir()),
-        None => Extractor::check_only(),
-    };
-    match read_archive(input, decryption, expected, extractor, progress) {
-        Ok(stats) => {
-            if let Some(s) = staging {
-                s.commit()?;
-            }
-            Ok(stats)
-        }
-        Err(e) => {
-            if let Some(s) = staging {
-                s.discard();
-            }
-            Err(e)
-        }
-    }
 }

@@ -1,6 +1,9 @@
 //! The core of service-backup: the encrypted archive format, the backup and restore
-//! pipelines, the `Destination` trait with its `local` implementation, the manifest, the
-//! remote path layout and the task state machine.
+//! operations and the byte pipes under them, the `Destination` trait with its `local`
+//! implementation, the manifest, the remote path layout and the task state machine.
+//!
+//! The `testing` feature adds what other crates' tests use (`destination::conformance`,
+//! `format::vectors`); they enable it as a dev-dependency, so no build of the agent has it.
 //!
 //! Nothing here prints: progress goes through [`progress::Progress`] and notices through
 //! `tracing` events, which the agent renders.
@@ -12,6 +15,7 @@ pub mod error;
 pub mod format;
 pub mod layout;
 pub mod manifest;
+pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod prune;

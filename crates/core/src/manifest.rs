@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::BackupContext;
 
 /// The manifest format version this agent writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -66,6 +67,15 @@ pub struct Encryption {
 }
 
 impl Manifest {
+    /// The backup context this manifest claims for its archive.
+    pub fn context(&self) -> BackupContext {
+        BackupContext {
+            name: self.name.clone(),
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at,
+        }
+    }
+
     /// Parses a manifest, refusing versions this agent does not know.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let manifest: Self = serde_json::from_slice(bytes).map_err(|e| {

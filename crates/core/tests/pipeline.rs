@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use chrono::{Local, Utc};
 use service_backup_core::ErrorKind;
-use service_backup_core::catalog::{BackupEntry, Selector, list_backups, restore_backup, select};
+use service_backup_core::catalog::{BackupEntry, Selector, list_backups, select};
 use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination, conformance};
 use service_backup_core::format::{Key, Keyring};
 use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
+use service_backup_core::ops::restore::{Decryption, RestoreInto, restore_backup};
 use service_backup_core::pipeline::archive::ArchiveSpec;
-use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
-use service_backup_core::pipeline::restore::Decryption;
 use service_backup_core::progress::NoProgress;
 use tokio_util::sync::CancellationToken;
 
@@ -140,7 +140,10 @@ async fn backup_to_two_destinations_then_restore_each() {
             dest.clone(),
             entry,
             &Decryption::new(Some(ring.clone())),
-            Some((&out, false)),
+            &RestoreInto::Dir {
+                path: out.clone(),
+                replace: false,
+            },
             Arc::new(NoProgress),
         )
         .await
@@ -152,7 +155,7 @@ async fn backup_to_two_destinations_then_restore_each() {
             dest,
             entry,
             &Decryption::new(Some(ring.clone())),
-            None,
+            &RestoreInto::CheckOnly,
             Arc::new(NoProgress),
         )
         .await
@@ -253,7 +256,10 @@ async fn refused_as_corrupt(
         dest,
         entry,
         decryption,
-        Some((target, true)),
+        &RestoreInto::Dir {
+            path: target.to_path_buf(),
+            replace: true,
+        },
         Arc::new(NoProgress),
     )
     .await
@@ -402,7 +408,10 @@ async fn zstd_backups_round_trip_and_damage_is_refused() {
             dest.clone(),
             &entry,
             &decryption,
-            Some((&out, false)),
+            &RestoreInto::Dir {
+                path: out.clone(),
+                replace: false,
+            },
             Arc::new(NoProgress),
         )
         .await
@@ -493,8 +502,14 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
         "the archive belongs to backup {} (instance test-0, started ",
         older.manifest.name
     );
-    for target in [None, Some((tmp.path().join("out"), true))] {
-        if let Some((dir, _)) = &target {
+    for into in [
+        RestoreInto::CheckOnly,
+        RestoreInto::Dir {
+            path: tmp.path().join("out"),
+            replace: true,
+        },
+    ] {
+        if let RestoreInto::Dir { path: dir, .. } = &into {
             std::fs::create_dir(dir).unwrap();
             std::fs::write(dir.join("keep.txt"), b"precious").unwrap();
         }
@@ -502,7 +517,7 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
             dest.clone(),
             &swapped,
             &decryption,
-            target.as_ref().map(|(d, r)| (d.as_path(), *r)),
+            &into,
             Arc::new(NoProgress),
         )
         .await
@@ -516,7 +531,7 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
             )),
             "{err}"
         );
-        if let Some((dir, _)) = &target {
+        if let Some(dir) = into.path() {
             assert_eq!(
                 std::fs::read_dir(dir).unwrap().count(),
                 1,
@@ -542,7 +557,10 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
         dest,
         &old,
         &decryption,
-        Some((&out, false)),
+        &RestoreInto::Dir {
+            path: out.clone(),
+            replace: false,
+        },
         Arc::new(NoProgress),
     )
     .await

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 use service_backup_core::catalog::{self, Selector};
-use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::ops::restore::{Decryption, RestoreInto};
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, blocking};
 use tower_http::timeout::TimeoutLayer;
@@ -326,8 +326,10 @@ async fn restore(
         selector: Selector::Named(name),
         destination: None,
         decryption: Decryption::new(config.keyring.clone()),
-        target,
-        replace: true,
+        into: RestoreInto::Dir {
+            path: target,
+            replace: true,
+        },
         from_instance: None,
     };
     tokio::spawn(async move {

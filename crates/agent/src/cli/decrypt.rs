@@ -4,10 +4,10 @@ use std::io::{self, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
 
 use clap::Args;
-use service_backup_core::catalog::{self, read_into};
 use service_backup_core::format::{DecryptingReader, from_io};
-use service_backup_core::pipeline::restore::{Binding, Decryption};
-use service_backup_core::pipeline::staging::Staging;
+use service_backup_core::ops::restore::{
+    Binding, Decryption, RestoreInto, binding_of_file, read_into,
+};
 use service_backup_core::{Error, ErrorKind};
 
 use crate::command::{CliResult, Outcome, keyring};
@@ -48,16 +48,19 @@ pub fn run(args: &DecryptArgs) -> CliResult {
     let binding = args
         .input
         .as_deref()
-        .map_or(Binding::Unchecked, catalog::binding_of_file);
+        .map_or(Binding::Unchecked, binding_of_file);
     let bar = Bar::new("decrypt");
     if let Some(total) = size {
         bar.set_total_from(total);
     }
     if let Some(dir) = &args.extract {
-        let staging = Staging::prepare(dir, args.force)?;
+        let into = RestoreInto::Dir {
+            path: dir.clone(),
+            replace: args.force,
+        };
         let mut decryption = Decryption::new(Some(ring.clone()));
         decryption.bound_to = binding.clone();
-        let stats = read_into(input, &decryption, None, Some(staging), &*bar);
+        let stats = read_into(input, &decryption, None, &into, &*bar);
         bar.finish();
         let stats = stats?;
         eprintln!(

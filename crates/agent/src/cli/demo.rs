@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt as _;
-use service_backup_core::catalog::{Selector, restore_backup, select};
+use service_backup_core::catalog::{Selector, select};
 use service_backup_core::format::Key;
-use service_backup_core::pipeline::restore::Decryption;
+use service_backup_core::ops::restore::{Decryption, RestoreInto, restore_backup};
 use service_backup_core::progress::NoProgress;
 use service_backup_core::{Error, ErrorKind};
 
@@ -87,7 +87,7 @@ pub fn run(dir: &Path) -> CliResult {
         dest.destination.clone(),
         &entry,
         &decryption,
-        None,
+        &RestoreInto::CheckOnly,
         std::sync::Arc::new(NoProgress),
     ))?;
     println!("4. verified       checksum, every chunk's tag, gzip and tar structure");
@@ -95,7 +95,10 @@ pub fn run(dir: &Path) -> CliResult {
         dest.destination.clone(),
         &entry,
         &decryption,
-        Some((&restored, false)),
+        &RestoreInto::Dir {
+            path: restored.clone(),
+            replace: false,
+        },
         std::sync::Arc::new(NoProgress),
     ))?;
     println!(

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use service_backup_core::catalog::{self, Selector};
-use service_backup_core::pipeline::restore::{Binding, Decryption, ReadStats};
+use service_backup_core::catalog::Selector;
+use service_backup_core::ops::restore::{
+    Binding, Decryption, ReadStats, RestoreInto, binding_of_file, restore_file,
+};
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
@@ -88,13 +90,12 @@ impl Which {
         })
     }
 
-    fn plan(&self, config: &Config, target: PathBuf, replace: bool) -> Result<RestorePlan, Error> {
+    fn plan(&self, config: &Config, into: RestoreInto) -> Result<RestorePlan, Error> {
         Ok(RestorePlan {
             selector: self.selector(),
             destination: self.destination.clone(),
             decryption: self.decryption(Some(config))?,
-            target,
-            replace,
+            into,
             from_instance: self.from_instance.clone(),
         })
     }
@@ -119,7 +120,11 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         if let Some(config) = &args.config {
             restore::check_target(&load_config(config)?, target)?;
         }
-        let stats = from_file(file, &args.which, Some((target, args.force)))?;
+        let into = RestoreInto::Dir {
+            path: target.to_path_buf(),
+            replace: args.force,
+        };
+        let stats = from_file(file, &args.which, &into)?;
         report_restored(&stats, target);
         return Ok(Outcome::Success);
     }
@@ -134,7 +139,13 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         .or_else(|| restore::default_target(&config))
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
     restore::check_target(&config, &target)?;
-    let plan = args.which.plan(&config, target.clone(), args.force)?;
+    let plan = args.which.plan(
+        &config,
+        RestoreInto::Dir {
+            path: target.clone(),
+            replace: args.force,
+        },
+    )?;
     let (name, stats) = runtime()?.block_on(async {
         let ctx = RunContext::open(&config).await?;
         let id = ctx
@@ -192,7 +203,7 @@ fn stop_on_signals(ctx: &RunContext, id: i64) -> Result<(), Error> {
 /// Verifies a backup or an archive file end to end.
 pub fn run_verify(args: &VerifyArgs) -> CliResult {
     if let Some(file) = &args.file {
-        let stats = from_file(file, &args.which, None)?;
+        let stats = from_file(file, &args.which, &RestoreInto::CheckOnly)?;
         println!(
             "{} is valid: {} entries, {} bytes",
             file.display(),
@@ -206,11 +217,10 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .as_deref()
             .expect("clap requires CONFIG without --file"),
     )?;
-    let plan = args.which.plan(&config, PathBuf::new(), false)?;
+    let plan = args.which.plan(&config, RestoreInto::CheckOnly)?;
     let (name, stats) = runtime()?.block_on(restore::from_destinations(
         &config,
         &plan,
-        None,
         Bar::new("verify"),
     ))?;
     println!(
@@ -221,20 +231,16 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
 }
 
 /// Restores (with a target) or verifies a downloaded archive file, with a progress bar.
-fn from_file(
-    file: &Path,
-    which: &Which,
-    target: Option<(&Path, bool)>,
-) -> Result<ReadStats, CliError> {
+fn from_file(file: &Path, which: &Which, into: &RestoreInto) -> Result<ReadStats, CliError> {
     let mut decryption = which.decryption(None)?;
     // A file named for a backup (as downloads are) must hold that backup's archive.
-    decryption.bound_to = catalog::binding_of_file(file);
-    let bar = Bar::new(if target.is_some() {
+    decryption.bound_to = binding_of_file(file);
+    let bar = Bar::new(if into.path().is_some() {
         "restore"
     } else {
         "verify"
     });
-    let stats = catalog::restore_file(file, &decryption, target, &*bar);
+    let stats = restore_file(file, &decryption, into, &*bar);
     bar.finish();
     Ok(stats?)
 }

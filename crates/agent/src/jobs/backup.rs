@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use chrono::{Local, Utc};
 use service_backup_core::layout::backup_name;
+use service_backup_core::ops::backup::{BackupPlan, run_backup};
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
-use service_backup_core::pipeline::fanout::{BackupPlan, run_backup};
 use service_backup_core::{Error, ErrorKind, Result};
 use tracing::Instrument as _;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 use service_backup_core::catalog::{self, Selector, select};
-use service_backup_core::pipeline::restore::{Decryption, ReadStats};
+use service_backup_core::ops::restore::{Decryption, ReadStats, RestoreInto, restore_backup};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -30,10 +30,9 @@ pub struct RestorePlan {
     pub destination: Option<String>,
     /// The keys to decrypt with.
     pub decryption: Decryption,
-    /// The folder to restore into.
-    pub target: PathBuf,
-    /// Replace a target that is not empty (once the backup is fully restored).
-    pub replace: bool,
+    /// The folder to restore into (and whether to replace one that is not empty, once
+    /// the backup is fully restored), or only a check.
+    pub into: RestoreInto,
     /// Another instance whose backups to restore (default: this agent's own).
     pub from_instance: Option<String>,
 }
@@ -183,7 +182,8 @@ pub async fn run_task(
         }
         let guid = service_backup_core::random::hex_token(16)?;
         ctx.tasks.start(id, guid).await?;
-        tracing::info!(task_id = id, target = %plan.target.display(), "Perform restore started");
+        let target = plan.into.path().unwrap_or(Path::new(""));
+        tracing::info!(task_id = id, target = %target.display(), "Perform restore started");
         restore_and_run(config, plan, &ctx.cancel, bar).await
     }
     .await;
@@ -232,7 +232,7 @@ async fn restore_and_run(
     cancel: &CancellationToken,
     bar: Arc<Bar>,
 ) -> Result<(String, ReadStats)> {
-    let done = from_destinations(config, plan, Some((&plan.target, plan.replace)), bar).await?;
+    let done = from_destinations(config, plan, bar).await?;
     if let Some(cmd) = &config.restore.restore_executable {
         tracing::info!(command = %cmd, "Restore executable started");
         executables::run("restore executable", cmd, cancel).await?;
@@ -242,15 +242,15 @@ async fn restore_and_run(
 }
 
 /// Finds the selected backup in the destinations, in configuration order, and restores or
-/// (without a target) verifies it from the first destination that has it and answers.
+/// (with [`RestoreInto::CheckOnly`]) verifies it from the first destination that has it
+/// and answers.
 pub async fn from_destinations(
     config: &Config,
     plan: &RestorePlan,
-    target: Option<(&Path, bool)>,
     bar: Arc<Bar>,
 ) -> Result<(String, ReadStats)> {
     let mut last_error: Option<Error> = None;
-    let what = if target.is_some() {
+    let what = if plan.into.path().is_some() {
         "Restore"
     } else {
         "Verify"
@@ -289,11 +289,11 @@ pub async fn from_destinations(
                 })?
                 .clone();
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
-            let stats = catalog::restore_backup(
+            let stats = restore_backup(
                 d.destination.clone(),
                 &entry,
                 &plan.decryption,
-                target,
+                &plan.into,
                 bar.clone(),
             )
             .await;
@@ -321,7 +321,9 @@ pub async fn from_destinations(
         };
         match failure {
             (e, Some(name))
-                if e.kind() == ErrorKind::Corrupt && target.is_some() && damaged.is_none() =>
+                if e.kind() == ErrorKind::Corrupt
+                    && plan.into.path().is_some()
+                    && damaged.is_none() =>
             {
                 tracing::error!(error = %e, "The copy of the backup is damaged; trying the next destination that has it");
                 pinned = Some(Selector::Named(name));

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 
-use super::{BackupEntry, context_of};
+use super::BackupEntry;
 use crate::destination::Destination;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, ArchiveKind, Keyring};
@@ -69,7 +69,7 @@ pub fn judge(head: &[u8], keyring: Option<&Keyring>, entry: &BackupEntry) -> Res
     let header = format::read_header(head, keyring)?;
     match header.context {
         Some(found) => {
-            found.check(&context_of(&entry.manifest))?;
+            found.check(&entry.manifest.context())?;
             Ok(Authenticity::Bound)
         }
         None => Ok(Authenticity::Unbound),

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::context::BackupContext;
-use super::keys::{KEY_LEN, Key, KeyId, Keyring};
+use super::keys::{FileKey, KEY_LEN, Key, KeyId, Keyring};
 use super::stanza::{Stanza, SymmetricStanza};
 use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
@@ -28,9 +28,6 @@ pub const MAX_STANZA_BODY: usize = 4096;
 
 const MAC_INFO: &[u8] = b"service-backup header mac v1";
 const PAYLOAD_INFO: &[u8] = b"service-backup payload v1";
-
-/// The per-archive random key that the stanzas wrap.
-pub(crate) type FileKey = Zeroizing<[u8; KEY_LEN]>;
 
 /// A parsed and authenticated header.
 pub(crate) struct OpenedHeader {
@@ -287,6 +284,7 @@ fn header_mac(file_key: &FileKey, header: &[u8]) -> [u8; MAC_LEN] {
 }
 
 /// The payload key of a vector archive.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn payload_key_for_vectors(
     file_key: &FileKey,
     salt: &[u8; SALT_LEN],

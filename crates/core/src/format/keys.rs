@@ -17,6 +17,9 @@ pub const KEY_LEN: usize = 32;
 /// Length in bytes of a key id.
 pub const KEY_ID_LEN: usize = 8;
 
+/// The per-archive random key that the stanzas wrap.
+pub(crate) type FileKey = Zeroizing<[u8; KEY_LEN]>;
+
 const KEY_ID_INFO: &[u8] = b"service-backup key id v1";
 
 /// A 256-bit symmetric key; its bytes are wiped when dropped and never printed.

@@ -12,8 +12,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::context::{BackupContext, STANZA_CONTEXT};
-use super::header::FileKey;
-use super::keys::{KEY_ID_LEN, KEY_LEN, Key, KeyId};
+use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, Key, KeyId};
 use crate::error::{Error, Result};
 
 /// Stanza type of a symmetric key named by its key id.

@@ -8,13 +8,12 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{BackupContext, EncryptingWriter, Key, from_io};
 use crate::progress::Progress;
 
 use super::compress::{ParallelCompressor, compression_threads};
+use super::hashing::HashingWriter;
 use super::staging::WORK_PREFIX;
 use crate::compression::Algorithm;
 
@@ -44,42 +43,6 @@ pub struct ArchiveStats {
     pub sha256: [u8; 32],
     /// Files whose size changed while they were read (their archived copy is padded or cut).
     pub changed_files: Vec<String>,
-}
-
-/// Counts and hashes what passes through to the inner writer.
-pub struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// The inner writer, the byte count and the SHA-256 of what was written.
-    pub fn finish(self) -> (W, u64, [u8; 32]) {
-        (self.inner, self.count, self.hasher.finalize().into())
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.hasher.update(&data[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// The encryption layer, present or not.
@@ -134,7 +97,7 @@ pub fn write_bound_archive<W: Write + Send>(
         None => Sealer::Plain(hashing),
     };
     let (mut stats, sealer) = std::thread::scope(|scope| {
-        let gz = ParallelCompressor::new(
+        let compressor = ParallelCompressor::new(
             sealer,
             spec.compression,
             spec.compression_level,
@@ -142,12 +105,12 @@ pub fn write_bound_archive<W: Write + Send>(
             scope,
         )
         .map_err(|e| from_io(e, "start the compression threads"))?;
-        let mut tar = tar::Builder::new(gz);
+        let mut tar = tar::Builder::new(compressor);
         let stats = append_tree(&mut tar, source, progress)?;
-        let gz = tar
+        let compressor = tar
             .into_inner()
             .map_err(|e| from_io(e, "finish the tar stream"))?;
-        let sealer = gz
+        let sealer = compressor
             .finish()
             .map_err(|e| from_io(e, "finish the compressed stream"))?;
         Ok::<_, Error>((stats, sealer))

@@ -291,7 +291,7 @@ async fn seed_encrypted(
 }
 
 fn context_of_entry(e: &BackupEntry) -> crate::format::BackupContext {
-    crate::catalog::context_of(&e.manifest)
+    e.manifest.context()
 }
 
 /// Finding 6 of issue 20 at the core: backups planted beside the real ones (dated in the

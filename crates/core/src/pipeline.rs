@@ -1,11 +1,14 @@
-//! The two pipes: a backup (source → tar → gzip → encrypt → every destination) and a
-//! restore (destination → SHA-256 check → decrypt → gunzip → safe extraction).
+//! The byte pipes: the archive writer (source → tar → compression, gzip or zstd → encrypt
+//! → a writer) and the archive reader (stored bytes → SHA-256 check → decrypt →
+//! decompress → safe extraction), with their stage threads, hashing and staging folders.
+//! The operations that drive them, backup and restore, are in [`crate::ops`].
 
 pub mod archive;
 pub mod compress;
 pub mod extract;
-pub mod fanout;
-pub mod restore;
+pub mod hashing;
+pub mod read;
+pub mod stage;
 pub mod staging;
 
 use std::io::{self, Read};

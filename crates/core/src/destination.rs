@@ -6,6 +6,7 @@
 //! [`Upload::complete`] returns; an upload that is aborted or dropped leaves nothing that
 //! [`Destination::list`] shows.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod local;
 pub mod retry;

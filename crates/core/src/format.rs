@@ -8,6 +8,7 @@ mod stanza;
 mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(any(test, feature = "testing"))]
 pub mod vectors;
 
 use std::io::{self, Read, Write};

@@ -1,4 +1,4 @@
-//! One archive, read once, streamed to every destination at the same time.
+//! A backup: one archive, read once, streamed to every destination at the same time.
 //!
 //! The archive is written on a blocking thread into a [`FanoutSink`], which cuts it into
 //! blocks and hands each block to one bounded channel per destination; the slowest
@@ -16,12 +16,12 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::archive::{ArchiveSpec, ArchiveStats, write_bound_archive};
 use crate::destination::{Destination, Upload};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BackupContext;
 use crate::layout::Layout;
 use crate::manifest::{Compression, Encryption, MANIFEST_VERSION, Manifest};
+use crate::pipeline::archive::{ArchiveSpec, ArchiveStats, check_source, write_bound_archive};
 use crate::progress::Progress;
 
 /// Size of the blocks handed to destinations.
@@ -87,7 +87,7 @@ pub async fn run_backup(
     cancel: CancellationToken,
 ) -> Result<Vec<DestinationOutcome>> {
     let start = Instant::now();
-    super::archive::check_source(&plan.archive.source)?;
+    check_source(&plan.archive.source)?;
     let (compression, encrypted) = (plan.archive.compression, plan.archive.key.is_some());
     let keys: Vec<String> = targets
         .iter()
