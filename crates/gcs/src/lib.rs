@@ -10,6 +10,7 @@
 
 mod auth;
 mod client;
+mod http;
 mod upload;
 
 use std::fmt;
@@ -242,7 +243,7 @@ impl Destination for GcsDestination {
             chunk.map_err(|e| {
                 Error::new(
                     ErrorKind::Destination,
-                    format!("{what}: {}", client::transport_reason(&e)),
+                    format!("{what}: {}", http::transport_reason(&e)),
                 )
                 .temporary()
             })
