@@ -14,7 +14,7 @@ use service_backup_core::destination::RetryPolicy;
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::AzureSettings;
-use crate::errors::{Failure, classify};
+use crate::errors::{Failure, Names, classify};
 
 /// Time allowed to open a connection: an unreachable endpoint fails within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +106,15 @@ impl Store {
         format!("azure {}/{}", self.account, self.container_name)
     }
 
+    /// The names of this container, for messages.
+    pub fn names(&self) -> Names<'_> {
+        Names {
+            account: &self.account,
+            container: &self.container_name,
+            endpoint: &self.endpoint,
+        }
+    }
+
     /// Our error for a failed request: what was done, why it failed, what to do.
     pub fn error(&self, action: &str, err: azure_core::Error) -> Error {
         let Failure {
@@ -113,7 +122,7 @@ impl Store {
             reason,
             hint,
             temporary,
-        } = classify(&err, self);
+        } = classify(&err, self.names());
         let mut out = Error::new(
             kind,
             format!("{}: cannot {action}: {reason}", self.describe()),
