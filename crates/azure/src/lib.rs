@@ -220,9 +220,3 @@ impl Destination for AzureDestination {
 fn check_key(store: &Store, key: &str) -> Result<()> {
     service_backup_core::destination::check_object_key(&store.describe(), key)
 }
-
-/// A name part no other test uses.
-#[cfg(test)]
-fn tests_support_unique() -> String {
-    service_backup_core::random::hex_token(6).expect("random bytes")
-}

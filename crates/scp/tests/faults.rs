@@ -8,20 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{Local, Utc};
-use common::{
-    OwnSshd, env, files_below, free_port, is_hidden, key_from, quick_retry, settings, settings_on,
-    unique_dir,
-};
+use common::{files_below, is_hidden, key_from, quick_retry, settings, settings_on, unique_dir};
 use futures::StreamExt as _;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
-use service_backup_core::layout::{Layout, backup_name};
-use service_backup_core::pipeline::archive::ArchiveSpec;
-use service_backup_core::pipeline::fanout::{BackupPlan, Target, run_backup};
+use service_backup_core::layout::Layout;
+use service_backup_core::pipeline::fanout::{Target, run_backup};
 use service_backup_core::progress::NoProgress;
 use service_backup_core::secret::Secret;
 use service_backup_scp::{ScpDestination, ScpSettings};
+use service_backup_testkit::{Sshd, backup_plan, env, free_port};
 
 /// Asserts that no line of a private key appears in `text`.
 fn assert_no_key_material(text: &str, key: &Secret) {
@@ -45,7 +41,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
-    let mut sshd = OwnSshd::start();
+    let mut sshd = Sshd::start();
     let port = sshd.port;
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
@@ -72,20 +68,7 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
         }
     });
 
-    let started = Utc::now();
-    let plan = BackupPlan {
-        name: backup_name(started, "test-0").unwrap(),
-        started_at: started,
-        date: started.with_timezone(&Local).date_naive(),
-        instance_id: "test-0".into(),
-        deployment: None,
-        archive: ArchiveSpec {
-            source,
-            compression: service_backup_core::compression::Algorithm::Gzip,
-            compression_level: 1,
-            key: None,
-        },
-    };
+    let plan = backup_plan(&source, "test-0");
     let layout = Layout::new("svc", None);
     let outcomes = run_backup(
         plan,
@@ -115,14 +98,14 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
 
     // Once the server is back, the same destination lists nothing (its pooled connections
     // are dead and get replaced).
-    sshd.restart();
+    sshd.start();
     assert!(dest.list(&layout.prefix()).await.unwrap().is_empty());
     assert!(dest.list("").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_resumes_on_a_new_connection_when_sshd_restarts() {
-    let mut sshd = OwnSshd::start();
+    let mut sshd = Sshd::start();
     let dir = unique_dir("resume");
     let mut s = settings_on(sshd.port, &dir);
     s.retry = RetryPolicy {
@@ -140,7 +123,7 @@ async fn an_upload_resumes_on_a_new_connection_when_sshd_restarts() {
         upload.write(block.clone()).await.unwrap();
     }
     sshd.kill();
-    sshd.restart();
+    sshd.start();
     for block in &blocks[3..] {
         upload.write(block.clone()).await.unwrap();
     }
@@ -278,7 +261,7 @@ async fn a_closed_port_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_times_out() {
-    let sshd = OwnSshd::start();
+    let sshd = Sshd::start();
     let mut s = settings_on(sshd.port, &unique_dir("frozen"));
     s.timeout = Duration::from_secs(1);
     s.retry = quick_retry();

@@ -1,0 +1,73 @@
+//! What a test needs to run a backup through the pipeline itself: a plan, and a progress
+//! that stops a server once the archive passed a given size.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{Local, Utc};
+use service_backup_core::compression::Algorithm;
+use service_backup_core::layout::backup_name;
+use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::pipeline::fanout::BackupPlan;
+use service_backup_core::progress::Progress;
+
+use crate::server::ServerProcess;
+
+/// A plan to back up `source` now as instance `instance`: gzip at level 1 (fast), no key,
+/// no deployment name. Its fields are public for a test to change.
+pub fn backup_plan(source: &Path, instance: &str) -> BackupPlan {
+    let started = Utc::now();
+    BackupPlan {
+        name: backup_name(started, instance).unwrap(),
+        started_at: started,
+        date: started.with_timezone(&Local).date_naive(),
+        instance_id: instance.into(),
+        deployment: None,
+        archive: ArchiveSpec {
+            source: source.to_path_buf(),
+            compression: Algorithm::Gzip,
+            compression_level: 1,
+            key: None,
+        },
+    }
+}
+
+/// A progress that stops a server (SIGTERM) once the archive passed `at` bytes.
+pub struct StopAt {
+    at: u64,
+    done: AtomicU64,
+    stopped: AtomicBool,
+    server: Mutex<ServerProcess>,
+}
+
+impl StopAt {
+    /// Stops `server` once the archive passed `at` bytes.
+    pub fn new(at: u64, server: ServerProcess) -> Self {
+        Self {
+            at,
+            done: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            server: Mutex::new(server),
+        }
+    }
+
+    /// Whether it stopped the server.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The server, to start it again.
+    pub fn server(&self) -> MutexGuard<'_, ServerProcess> {
+        self.server.lock().unwrap()
+    }
+}
+
+impl Progress for StopAt {
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if done >= self.at && !self.stopped.swap(true, Ordering::SeqCst) {
+            self.server().stop();
+        }
+    }
+}
