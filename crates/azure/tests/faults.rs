@@ -12,12 +12,12 @@ use service_backup_azure::AzureDestination;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
 use service_backup_core::layout::Layout;
-use service_backup_core::pipeline::fanout::{Target, run_backup};
 use service_backup_core::secret::Secret;
 
 use common::{key, sdk_container, settings, settings_at};
 use service_backup_testkit::{
-    StopAt, azurite, azurite_endpoint, backup_plan, env, free_port, noisy_source, unique,
+    StopAt, assert_nothing_left, azurite, azurite_endpoint, backup_into, backup_plan, env,
+    free_port, noisy_source, unique,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,21 +38,9 @@ async fn server_stopped_mid_upload_leaves_no_backup() {
     let stop = Arc::new(StopAt::new(14 * 1024 * 1024, server));
     let plan = backup_plan(&source, "vm-0");
     let layout = Layout::new("svc/prod", None);
-    let target = Target {
-        name: "blobs".into(),
-        destination: dest.clone(),
-        layout: layout.clone(),
-    };
-    let outcomes = run_backup(
-        plan,
-        vec![target],
-        stop.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let outcome = backup_into(plan, "blobs", dest.clone(), &layout, stop.clone()).await;
     assert!(stop.stopped(), "the server was not stopped");
-    let err = outcomes[0].result.as_ref().unwrap_err();
+    let err = outcome.result.as_ref().unwrap_err();
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
     assert!(
@@ -64,18 +52,7 @@ async fn server_stopped_mid_upload_leaves_no_backup() {
 
     // Back up: neither the archive nor a manifest is there.
     stop.server().start();
-    let listed = dest.list("svc/").await.unwrap();
-    assert!(listed.is_empty(), "left behind: {listed:?}");
-    assert_eq!(
-        dest.get(&outcomes[0].archive_key).await.unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert!(
-        service_backup_core::catalog::list_backups(&*dest, &layout)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_left(&*dest, "svc/", &layout, &outcome.archive_key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{files_below, is_hidden, key_from, quick_retry, settings, settings_on, unique_dir};
+use common::{is_hidden, key_from, quick_retry, settings, settings_on, unique_dir};
 use futures::StreamExt as _;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
 use service_backup_core::layout::Layout;
-use service_backup_core::pipeline::fanout::{Target, run_backup};
 use service_backup_core::progress::NoProgress;
 use service_backup_core::secret::Secret;
 use service_backup_scp::{ScpDestination, ScpSettings};
-use service_backup_testkit::{Sshd, backup_plan, env, free_port};
+use service_backup_testkit::{Sshd, backup_into, backup_plan, env, files_below, free_port};
 
 /// Asserts that no line of a private key appears in `text`.
 fn assert_no_key_material(text: &str, key: &Secret) {
@@ -70,22 +69,11 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
 
     let plan = backup_plan(&source, "test-0");
     let layout = Layout::new("svc", None);
-    let outcomes = run_backup(
-        plan,
-        vec![Target {
-            name: "ssh".into(),
-            destination: dest.clone(),
-            layout: layout.clone(),
-        }],
-        Arc::new(NoProgress),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let outcome = backup_into(plan, "ssh", dest.clone(), &layout, Arc::new(NoProgress)).await;
     let (mut sshd, stopped_mid_transfer) = killer.join().unwrap();
     assert!(stopped_mid_transfer, "the upload never got under way");
 
-    let err = outcomes[0].result.as_ref().unwrap_err();
+    let err = outcome.result.as_ref().unwrap_err();
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");

@@ -1,16 +1,21 @@
-//! What a test needs to run a backup through the pipeline itself: a plan, and a progress
-//! that stops a server once the archive passed a given size.
+//! What a test needs to run a backup through the pipeline itself: a plan, one destination
+//! to run it into, a progress that stops a server once the archive passed a given size,
+//! and the check that a failed backup left nothing visible.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{Local, Utc};
+use service_backup_core::ErrorKind;
+use service_backup_core::catalog::list_backups;
 use service_backup_core::compression::Algorithm;
-use service_backup_core::layout::backup_name;
+use service_backup_core::destination::Destination;
+use service_backup_core::layout::{Layout, backup_name};
 use service_backup_core::pipeline::archive::ArchiveSpec;
-use service_backup_core::pipeline::fanout::BackupPlan;
+use service_backup_core::pipeline::fanout::{BackupPlan, DestinationOutcome, Target, run_backup};
 use service_backup_core::progress::Progress;
+use tokio_util::sync::CancellationToken;
 
 use crate::server::ServerProcess;
 
@@ -31,6 +36,44 @@ pub fn backup_plan(source: &Path, instance: &str) -> BackupPlan {
             key: None,
         },
     }
+}
+
+/// Runs `plan` into `destination` alone (named `name`, under `layout`), reporting to
+/// `progress`; returns its outcome.
+pub async fn backup_into(
+    plan: BackupPlan,
+    name: &str,
+    destination: Arc<dyn Destination>,
+    layout: &Layout,
+    progress: Arc<dyn Progress>,
+) -> DestinationOutcome {
+    let target = Target {
+        name: name.into(),
+        destination,
+        layout: layout.clone(),
+    };
+    let mut outcomes = run_backup(plan, vec![target], progress, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1, "one destination, one outcome");
+    outcomes.remove(0)
+}
+
+/// Asserts that a failed backup left nothing that a list or a get shows: no object under
+/// `prefix`, no archive at `archive_key`, no backup under `layout`.
+pub async fn assert_nothing_left(
+    destination: &dyn Destination,
+    prefix: &str,
+    layout: &Layout,
+    archive_key: &str,
+) {
+    let listed = destination.list(prefix).await.unwrap();
+    assert!(listed.is_empty(), "left behind: {listed:?}");
+    assert_eq!(
+        destination.get(archive_key).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(list_backups(destination, layout).await.unwrap().is_empty());
 }
 
 /// A progress that stops a server (SIGTERM) once the archive passed `at` bytes.

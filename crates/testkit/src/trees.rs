@@ -5,17 +5,25 @@ use std::path::Path;
 /// A small tree with text, binary, an empty file, a subfolder and a symlink.
 pub fn sample_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    std::fs::write(
-        root.join("dump.sql"),
-        "INSERT INTO t VALUES (42);\n".repeat(10_000),
-    )
-    .unwrap();
-    let noise: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    std::fs::write(root.join("sub/blob.bin"), noise).unwrap();
+    dump_file(&root.join("dump.sql"), 42, 10_000);
+    noise_file(&root.join("sub/blob.bin"), 200_000, 11);
     std::fs::write(root.join("sub/deeper/empty"), b"").unwrap();
     std::os::unix::fs::symlink("sub/blob.bin", root.join("link")).unwrap();
+}
+
+/// A database dump's text (it compresses well): `copies` times one insert of `value`.
+pub fn dump_file(path: &Path, value: u32, copies: usize) {
+    let line = format!("INSERT INTO t VALUES ({value});\n");
+    std::fs::write(path, line.repeat(copies)).unwrap();
+}
+
+/// `len` bytes of a multiplicative hash shifted right by `shift`: binary data that
+/// compresses little.
+pub fn noise_file(path: &Path, len: u32, shift: u32) {
+    let noise: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> shift) as u8)
+        .collect();
+    std::fs::write(path, noise).unwrap();
 }
 
 /// Sorted (path, content) pairs of a tree; links as their targets.
@@ -62,4 +70,25 @@ pub fn noisy_source(root: &Path, mib: usize) {
         })
         .collect();
     std::fs::write(root.join("dump.bin"), data).unwrap();
+}
+
+/// Every file below `root` (hidden ones too), relative, sorted; none when `root` is missing.
+pub fn files_below(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
 }

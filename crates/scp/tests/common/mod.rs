@@ -45,27 +45,6 @@ pub fn settings(dir: &Path) -> ScpSettings {
     settings_on(env("SB_TEST_SCP_PORT").parse().unwrap(), dir)
 }
 
-/// Every file below `root` on disk, relative, sorted.
-pub fn files_below(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
-}
-
 /// Whether a relative path's file name is hidden (a temporary file).
 pub fn is_hidden(rel: &str) -> bool {
     rel.rsplit('/').next().unwrap().starts_with('.')
