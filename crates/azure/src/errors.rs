@@ -237,7 +237,7 @@ pub(crate) fn valid_container_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AzureSettings;
+    use crate::settings::AzureSettings;
     use crate::store::Store;
     use service_backup_core::destination::RetryPolicy;
     use service_backup_core::secret::Secret;

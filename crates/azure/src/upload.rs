@@ -245,7 +245,8 @@ async fn put_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AzureDestination, AzureSettings};
+    use crate::AzureDestination;
+    use crate::settings::AzureSettings;
     use service_backup_core::destination::{Destination as _, RetryPolicy, Upload as _};
     use service_backup_core::secret::Secret;
     use service_backup_testkit::{env, unique};

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use service_backup_core::destination::RetryPolicy;
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::GcsSettings;
 use crate::auth::{ServiceAccount, TokenSource};
 use crate::http::{read_limited, transport_reason};
+use crate::settings::GcsSettings;
 
 /// Google Cloud Storage's endpoint, when the settings name none.
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
