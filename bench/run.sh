@@ -369,7 +369,7 @@ done
 # --- the S3 server's own share ---------------------------------------------------------------------
 # How long moto takes to complete a multipart upload of the size our S3 backup stored, timed
 # alone: a backup waits for that request at its very end, and real S3 answers it at once.
-S3_COMPLETE=None
+S3_COMPLETE=""
 S3_STORED=$(awk -F'\t' '$1 == "sb_backup_s3" && $8 == "ok" {print $7}' "$RESULTS")
 if [[ -n $S3_STORED ]]; then
   S3_COMPLETE=$(python3 bench/s3-complete.py "$S3" sb-bench "$S3_STORED")
@@ -379,83 +379,13 @@ fi
 # --- the table and the JSON ----------------------------------------------------------------------
 mkdir -p bench/results
 OUT=bench/results/$(date -u +%Y-%m-%d)-$SIZE${SINGLE:+-single-file}${FILES:+-$FILES-files}.json
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-MEM=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)
-python3 - "$RESULTS" "$OUT" <<EOF
-import json, statistics, sys, datetime
-rows = []
-for line in open(sys.argv[1]):
-    name, group, tool, label, walls, rss, stored, status = line.rstrip("\n").split("\t")
-    walls = [float(w) for w in walls.split()] if walls else []
-    rows.append(dict(case=name, group=group, tool=tool, label=label, status=status, walls_s=walls,
-                     median_s=statistics.median(walls) if walls else None,
-                     peak_rss_kib=int(rss) if rss else None,
-                     stored_bytes=int(stored) if stored else None))
-src = $SRC_BYTES
-ref = {}
-for r in rows:
-    if r["median_s"] is not None:
-        ref[(r["group"], r["tool"])] = r["median_s"]
-        r["mb_per_s"] = round(src / 1e6 / r["median_s"], 1) if r["median_s"] > 0 else None
-def ratio(r, tool):
-    other = ref.get((r["group"], tool))
-    if r["median_s"] is None or not other:
-        return None
-    return round(r["median_s"] / other, 2)
-for r in rows:
-    r["time_vs_pipeline"] = ratio(r, "pipeline")
-    r["time_vs_restic"] = ratio(r, "restic")
-machine = {
-    "nproc": int("$(nproc)"),
-    "cpu": "$CPU",
-    "memory_kib": int("$MEM"),
-    "kernel": "$(uname -sr)",
-    "load_average_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
-}
-doc = {
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "size": "$SIZE", "single_file": bool("$SINGLE"), "only": "$ONLY" or None,
-    "source_bytes": src, "source_files": $SRC_FILES, "runs": $RUNS,
-    "restores_into": "$RESTORE_INTO",
-    "service_backup": "$("$BIN" --version 2>/dev/null | head -n 1)",
-    "restic": "$(restic version | head -n 1)",
-    "openssl": "$(openssl version)",
-    "machine": machine, "cases": rows,
-    "s3_server_complete_s": $S3_COMPLETE,
-}
-json.dump(doc, open(sys.argv[2], "w"), indent=2, ensure_ascii=False)
-open(sys.argv[2], "a").write("\n")
-
-def fmt(x, f):
-    return "—" if x is None else f(x)
-print()
-print(f"{src / 1e6:.0f} MB in {doc['source_files']} files, {doc['runs']} run(s) each; "
-      f"{machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_kib'] // 1024} MiB; "
-      f"load at start {machine['load_average_at_start']}; restores into {doc['restores_into']}")
-print()
-print("| case | wall median (min–max) | MB/s | vs pipeline | vs restic | stored | peak RSS |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for r in rows:
-    label = r["label"].replace("|", chr(92) + "|")  # a pipe inside a Markdown cell
-    if r["status"] != "ok":
-        print(f"| {label} | {r['status']} | | | | | |")
-        continue
-    w = r["walls_s"]
-    spread = f" ({min(w):.2f}–{max(w):.2f})" if len(w) > 1 else ""
-    stored = fmt(r["stored_bytes"], lambda b: f"{b / 1e6:.1f} MB")
-    if r["case"] == "sb_backup_fanout" and r["stored_bytes"] is not None:
-        stored += " ×3"
-    print(f"| {label} | {r['median_s']:.2f} s{spread} | {fmt(r['mb_per_s'], lambda x: f'{x:.1f}')} | "
-          f"{fmt(r['time_vs_pipeline'], lambda x: f'{x:.2f}×')} | {fmt(r['time_vs_restic'], lambda x: f'{x:.2f}×')} | "
-          f"{stored} | {r['peak_rss_kib'] / 1024:.0f} MiB |")
-if doc["s3_server_complete_s"] is not None:
-    print()
-    print(f"moto alone takes {doc['s3_server_complete_s']:.2f} s to complete a multipart upload of the size of "
-          "our S3 backup (CompleteMultipartUpload, timed apart): a wait at the end of each S3 backup that "
-          "real S3 does not have.")
-print()
-print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
-print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")
-EOF
+# The values go in as arguments: none of them becomes program text.
+python3 bench/report.py collect "$RESULTS" "$OUT" \
+  --size="$SIZE" ${SINGLE:+--single-file} --only="$ONLY" \
+  --source-bytes="$SRC_BYTES" --source-files="$SRC_FILES" --runs="$RUNS" \
+  --restores-into="$RESTORE_INTO" ${S3_COMPLETE:+--s3-complete="$S3_COMPLETE"} \
+  --service-backup="$("$BIN" --version 2>/dev/null | head -n 1)" \
+  --restic="$(restic version | head -n 1)" \
+  --openssl="$(openssl version)"
 echo
 log "results written to $OUT"

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Env, binary, server_env, tree, unique};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
+use service_backup_testkit::free_port;
 
 const TOKEN: &str = "tok-Secret-3f9a1c7e5b";
 const INSTANCE: &str = "inst-1";
@@ -67,14 +68,6 @@ async fn status_and_body(r: reqwest::Response) -> (StatusCode, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A daemon with the API on a free port.

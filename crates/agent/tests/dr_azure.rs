@@ -7,21 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{run, sample_tree, tree};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
-    })
-}
-
-/// A container name of this run only.
-fn unique_container(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{what}-{}-{nanos:09}", std::process::id())
-}
+use service_backup_testkit::{env, unique};
 
 /// `config.yml` in `dir`: one azure destination at `endpoint`, the key file beside it.
 fn write_config(dir: &Path, source: &Path, endpoint: &str, container: &str) {
@@ -57,7 +43,7 @@ fn assert_no_secret(output: &str, dir: &Path) {
 #[test]
 fn backup_then_restore_on_a_fresh_vm() {
     let endpoint = env("SB_TEST_AZURE_ENDPOINT");
-    let container = unique_container("dr");
+    let container = unique("dr");
     let vm = tempfile::tempdir().unwrap();
     let source = vm.path().join("source");
     sample_tree(&source);

@@ -7,26 +7,10 @@ mod common;
 use std::path::Path;
 
 use common::{run, sample_tree, tree};
+use service_backup_testkit::{env, unique};
 
 const SECRET: &str = "dr/DRILL+secret+access+key/must-never-be-printed";
 const KEY_ID: &str = "AKIADRILLKEYID000001";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
-    })
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
 
 /// Writes `config.yml` in `dir`: one s3 destination, the key beside the config.
 fn write_config(dir: &Path, endpoint: &str, bucket: &str, source: &Path) {

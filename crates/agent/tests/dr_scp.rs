@@ -7,13 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{run, sample_tree, tree};
-
-/// A variable exported by tests/servers/scp.sh; fails the test when missing.
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
-    })
-}
+use service_backup_testkit::{env, files_below, unique};
 
 /// The SSH private key of the tests (a secret of the configuration).
 fn ssh_key() -> String {
@@ -22,14 +16,10 @@ fn ssh_key() -> String {
 
 /// A directory on the test server unique to this run.
 fn remote_dir(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
     format!(
-        "{}/dr-{test}-{nanos:x}-{}",
+        "{}/{}",
         env("SB_TEST_SCP_DIR"),
-        std::process::id()
+        unique(&format!("dr-{test}"))
     )
 }
 
@@ -78,7 +68,7 @@ fn backup_then_list_restore_verify_on_a_fresh_vm() {
     backup.expect(0);
     assert_no_secret(&backup.all(), vm.path());
     // Only the archive and its manifest are on the server, under deployment/YYYY/MM/DD.
-    let stored: Vec<String> = walk(Path::new(&destination));
+    let stored: Vec<String> = files_below(Path::new(&destination));
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert!(
         stored
@@ -257,22 +247,4 @@ fn trusted_on_first_use(text: &str) -> Vec<serde_json::Value> {
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// Files below `root`, relative, sorted.
-fn walk(root: &Path) -> Vec<String> {
-    fn inner(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                inner(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    inner(root, root, &mut out);
-    out.sort();
-    out
 }

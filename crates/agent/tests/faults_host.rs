@@ -30,6 +30,7 @@ use common::host::{
 };
 use common::{Env, server_env, tree, unique};
 use serde_json::Value;
+use service_backup_testkit::free_port;
 
 const S3_SECRET: &str = "hostfaults-s3-secret-value";
 const MIB: usize = 1024 * 1024;
@@ -414,14 +415,6 @@ async fn api(
 }
 
 const API_TOKEN: &str = "hostfaults-api-token-7d1e";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the daemon with the API and waits until `/health` answers.
 async fn api_daemon(env: &Env, tag: &str, base: &str) -> Agent {

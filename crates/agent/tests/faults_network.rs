@@ -1,10 +1,10 @@
 //! The fault matrix, network and server side (issue 9, part 1): the real binary against
 //! real servers, with faults made by killing servers of the test's own or by the fault
-//! proxy of `common/proxy.rs`. Every row checks: exit code 1 and a message naming what
-//! failed, with no panic and no secret; no backup of the failed run in `list` or
-//! `list --all`; a restore target that holds its old content (no staging folder left);
-//! the task failed with its reason; and, the fault gone, a backup that is listed, verifies
-//! and restores to the source tree.
+//! relay of `service_backup_testkit::relay` (the proxy below). Every row checks: exit code
+//! 1 and a message naming what failed, with no panic and no secret; no backup of the
+//! failed run in `list` or `list --all`; a restore target that holds its old content (no
+//! staging folder left); the task failed with its reason; and, the fault gone, a backup
+//! that is listed, verifies and restores to the source tree.
 //!
 //! | fault | how it is made | what the agent must do | test |
 //! | --- | --- | --- | --- |
@@ -24,147 +24,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write as _;
 use std::time::Duration;
 
-use common::proxy::{Faults, Proxy, request};
 use common::{Env, Run, server_env, tree, unique};
 use serde_json::Value;
-
-/// A one-connection-at-a-time HTTP server that reads each request's body and answers
-/// 200 with `body`, and reports the body sizes it received.
-fn server(body: &'static [u8]) -> (u16, std::sync::mpsc::Receiver<u64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut out = conn;
-                loop {
-                    let mut length = 0u64;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let got = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink())
-                        .unwrap_or(0);
-                    let _ = tx.send(got);
-                    if got < length {
-                        return;
-                    }
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if out
-                        .write_all(head.as_bytes())
-                        .and_then(|()| out.write_all(body))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, rx)
-}
-
-/// Sends `body` with `line` over `conn` and reads the response: (status, body), or
-/// None if the connection broke.
-fn exchange(conn: &mut TcpStream, line: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let head = format!(
-        "{line}\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).ok()?;
-    conn.write_all(body).ok()?;
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    let code: u16 = status.split(' ').nth(1)?.parse().ok()?;
-    let mut length = 0usize;
-    loop {
-        let mut l = String::new();
-        if reader.read_line(&mut l).ok()? == 0 {
-            return None;
-        }
-        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        if l == "\r\n" {
-            break;
-        }
-    }
-    let mut out = vec![0u8; length];
-    reader.read_exact(&mut out).ok()?;
-    Some((code, out))
-}
-
-#[test]
-fn proxy_cuts_answers_and_corrupts() {
-    const BODY: &[u8] = b"0123456789abcdefghij";
-    let (port, received) = server(BODY);
-    let proxy = Proxy::start(port);
-
-    // Untouched: two requests on one connection.
-    let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    for _ in 0..2 {
-        let (code, body) = exchange(&mut conn, "PUT /a HTTP/1.1", &[7; 1000]).unwrap();
-        assert_eq!((code, &body[..]), (200, BODY));
-        assert_eq!(received.recv().unwrap(), 1000);
-    }
-    assert!(proxy.counts().up > 2000, "{:?}", proxy.counts());
-
-    // Corrupted: one byte in the middle of the matching response's body.
-    proxy.set(Faults {
-        corrupt: Some(request("GET", "/obj")),
-        ..Faults::default()
-    });
-    let (_, plain) = exchange(&mut conn, "GET /other HTTP/1.1", b"").unwrap();
-    assert_eq!(plain, BODY);
-    received.recv().unwrap();
-    let (_, bad) = exchange(&mut conn, "GET /obj HTTP/1.1", b"").unwrap();
-    received.recv().unwrap();
-    let differ: Vec<usize> = (0..BODY.len()).filter(|&i| bad[i] != BODY[i]).collect();
-    assert_eq!(differ, [BODY.len() / 2]);
-    assert_eq!(proxy.counts().corrupted, 1);
-
-    // Answered by the proxy: the server never sees the request.
-    proxy.set(Faults {
-        answer: Some((request("PUT", "comp=blocklist"), 500, "<Error/>".into())),
-        ..Faults::default()
-    });
-    let (code, body) = exchange(&mut conn, "PUT /b?comp=blocklist HTTP/1.1", b"<x/>").unwrap();
-    assert_eq!((code, &body[..]), (500, &b"<Error/>"[..]));
-    assert_eq!(proxy.counts().answered, 1);
-    assert!(received.try_recv().is_err());
-
-    // Cut once after 10,000 bytes up: that connection breaks, the next one works.
-    proxy.set(Faults {
-        cut_after: Some(10_000),
-        cut_times: Some(1),
-        ..Faults::default()
-    });
-    let mut first = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    assert!(exchange(&mut first, "PUT /big HTTP/1.1", &[1; 50_000]).is_none());
-    assert!(received.recv().unwrap() < 10_000);
-    let mut second = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    assert!(exchange(&mut second, "PUT /big HTTP/1.1", &[1; 50_000]).is_some());
-    assert_eq!(received.recv().unwrap(), 50_000);
-    assert_eq!(proxy.counts().cuts, 1);
-    proxy.wait_for("the bytes up", Duration::from_secs(5), |c| c.up > 60_000);
-}
+use service_backup_testkit::{Faults, Relay, ServerProcess, Sshd, files_below, moto, request};
 
 const S3_SECRET: &str = "netfaults-s3-secret-access-key";
 const MIB: u64 = 1024 * 1024;
@@ -391,187 +256,11 @@ fn finish(child: std::process::Child) -> Run {
     Run::from(child.wait_with_output().unwrap())
 }
 
-// --- servers of a test's own, to kill ---------------------------------------------------
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens on `port`.
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} did not open port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A moto server of the test's own on a fixed port (its state is in memory: a restart
-/// starts empty).
-struct Moto {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl Moto {
-    /// Reserves a port without starting the server.
-    fn stopped() -> Self {
-        Self {
-            port: free_port(),
-            child: None,
-        }
-    }
-
-    /// Starts (or starts again) on its port.
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "moto is running");
-        let program = server_env("SB_TEST_MOTO_SERVER");
-        let child = std::process::Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} (SB_TEST_MOTO_SERVER): {e}"));
-        self.child = Some(child);
-        wait_for_port(self.port, "moto");
-    }
-
-    /// Kills it (SIGKILL), as a crashed server.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// An sshd of the test's own (the program tests/servers/scp.sh found), with the shared
-/// server's host keys and authorized keys.
-struct Sshd {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let host_keys: String = server_env("SB_TEST_SCP_HOST_KEYS")
-            .split(':')
-            .map(|k| format!("HostKey {k}\n"))
-            .collect();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\n{host_keys}AuthorizedKeysFile {}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-             UsePAM no\nPidFile {}/sshd.pid\nSubsystem sftp internal-sftp\n",
-            server_env("SB_TEST_SCP_AUTHORIZED_KEYS"),
-            dir.path().display()
-        );
-        std::fs::write(dir.path().join("sshd_config"), config).unwrap();
-        let mut sshd = Self {
-            port,
-            dir,
-            child: None,
-        };
-        sshd.restart();
-        sshd
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "sshd is running");
-        let child = std::process::Command::new(server_env("SB_TEST_SCP_SSHD"))
-            .arg("-D")
-            .arg("-f")
-            .arg(self.dir.path().join("sshd_config"))
-            .arg("-E")
-            .arg(self.dir.path().join("sshd.log"))
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("sshd starts (SB_TEST_SCP_SSHD)");
-        self.child = Some(child);
-        wait_for_port(self.port, "sshd");
-    }
-
-    /// Kills it and the session processes it forked.
-    fn kill(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let below = descendants(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
-        for pid in below {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Every process below `pid`, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            let parent = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((child, parent))
-        })
-        .collect();
-    let mut out = vec![];
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        for &(c, parent) in &parents {
-            if parent == p {
-                out.push(c);
-                todo.push(c);
-            }
-        }
-    }
-    out
-}
+// --- servers (those of a test's own, to kill, are service_backup_testkit's) -------------
 
 /// The port of the shared server at `SB_TEST_*` endpoint `var`.
 fn port_of(var: &str) -> u16 {
-    let endpoint = server_env(var);
-    let rest = endpoint.split("://").nth(1).unwrap();
-    rest.split('/')
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    service_backup_testkit::port_of(&server_env(var))
 }
 
 // --- rows ------------------------------------------------------------------------------
@@ -589,7 +278,7 @@ fn direct(endpoint: &str, bucket: &str) -> service_backup_s3::S3Destination {
 
 /// Creates `bucket` in a (re)started moto, which keeps nothing across restarts, with a
 /// marker object outside the backups' path.
-fn create_bucket(moto: &Moto, bucket: &str) {
+fn create_bucket(moto: &ServerProcess, bucket: &str) {
     use service_backup_core::destination::Destination as _;
     let dest = direct(&format!("http://127.0.0.1:{}", moto.port), bucket);
     tokio::runtime::Runtime::new()
@@ -603,9 +292,9 @@ fn create_bucket(moto: &Moto, bucket: &str) {
 fn s3_server_killed_mid_upload_and_mid_restore() {
     let env = Env::new();
     add_noise(&env, 24 * MIB);
-    let mut moto = Moto::stopped();
+    let mut moto = moto();
     moto.start();
-    let proxy = Proxy::start(moto.port);
+    let proxy = Relay::start(moto.port);
     let bucket = bucket("killed");
     write_config(&env, &[s3_dest("objects", &proxy.url(""), &bucket)]);
 
@@ -652,7 +341,7 @@ fn s3_server_killed_mid_upload_and_mid_restore() {
 fn s3_connection_reset_once_mid_part_is_retried() {
     let env = Env::new();
     add_noise(&env, 12 * MIB);
-    let proxy = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
+    let proxy = Relay::start(port_of("SB_TEST_S3_ENDPOINT"));
     write_config(
         &env,
         &[s3_dest("objects", &proxy.url(""), &bucket("reset-once"))],
@@ -687,7 +376,7 @@ fn s3_connection_reset_once_mid_part_is_retried() {
 fn s3_connection_reset_on_every_connection_fails_cleanly() {
     let env = Env::new();
     add_noise(&env, 12 * MIB);
-    let proxy = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
+    let proxy = Relay::start(port_of("SB_TEST_S3_ENDPOINT"));
     let bucket = bucket("reset-all");
     write_config(&env, &[s3_dest("objects", &proxy.url(""), &bucket)]);
     proxy.set(Faults {
@@ -725,7 +414,7 @@ fn azure_block_list_commit_refused() {
     for (status, code) in [(500, "InternalError"), (403, "AuthorizationFailure")] {
         let env = Env::new();
         add_noise(&env, 10 * MIB);
-        let proxy = Proxy::start(port_of("SB_TEST_AZURE_ENDPOINT"));
+        let proxy = Relay::start(port_of("SB_TEST_AZURE_ENDPOINT"));
         let account = server_env("SB_TEST_AZURE_ACCOUNT");
         write_config(
             &env,
@@ -758,7 +447,7 @@ fn sshd_stopped_mid_transfer() {
     let env = Env::new();
     add_noise(&env, 24 * MIB);
     let mut sshd = Sshd::start();
-    let proxy = Proxy::raw(sshd.port);
+    let proxy = Relay::raw(sshd.port);
     let remote = std::path::PathBuf::from(server_env("SB_TEST_SCP_DIR")).join(unique("netfaults"));
     write_config(&env, &[scp_dest("ssh", proxy.port, &remote)]);
 
@@ -769,11 +458,11 @@ fn sshd_stopped_mid_transfer() {
     assert_failed(&env, &out, &["destination ssh"]);
     let down = env.run(&["list", "config.yml"]);
     assert_failed(&env, &down, &["destination ssh"]);
-    sshd.restart();
+    sshd.start();
     assert_nothing_listed(&env);
     // Only the hidden temporary file may be left: never an archive or manifest under its
     // own name.
-    let visible: Vec<String> = walk(&remote)
+    let visible: Vec<String> = files_below(&remote)
         .into_iter()
         .filter(|f| !f.rsplit('/').next().unwrap().starts_with('.'))
         .collect();
@@ -782,34 +471,14 @@ fn sshd_stopped_mid_transfer() {
     assert_next_run_succeeds(&env, &["ssh"]);
 }
 
-/// The files below `root`, relative.
-fn walk(root: &std::path::Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Row 5: a store that returns corrupt archives on read (S3, then Azure), beside one that
 /// does not.
 #[test]
 fn corrupt_object_on_read() {
     let env = Env::new();
     add_noise(&env, 6 * MIB);
-    let s3 = Proxy::start(port_of("SB_TEST_S3_ENDPOINT"));
-    let azure = Proxy::start(port_of("SB_TEST_AZURE_ENDPOINT"));
+    let s3 = Relay::start(port_of("SB_TEST_S3_ENDPOINT"));
+    let azure = Relay::start(port_of("SB_TEST_AZURE_ENDPOINT"));
     let account = server_env("SB_TEST_AZURE_ACCOUNT");
     write_config(
         &env,
@@ -882,7 +551,7 @@ fn corrupt_object_on_read() {
 #[test]
 fn s3_server_down_at_start() {
     let env = Env::new();
-    let mut moto = Moto::stopped();
+    let mut moto = moto();
     let bucket = bucket("down");
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     write_config(&env, &[s3_dest("objects", &endpoint, &bucket)]);
@@ -919,46 +588,36 @@ fn s3_server_down_at_start() {
 /// An sshd of the test's own with a single host key of its own, which the test replaces.
 struct KeyedSshd {
     port: u16,
-    dir: tempfile::TempDir,
+    sshd: Sshd,
     keys: u32,
-    child: Option<std::process::Child>,
 }
 
 impl KeyedSshd {
     /// Starts one with a new ed25519 host key; fails (never skips) without sshd.
     fn start() -> Self {
-        let mut sshd = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
+        let sshd = Sshd::stopped();
+        let mut keyed = Self {
+            port: sshd.port,
+            sshd,
             keys: 0,
-            child: None,
         };
-        sshd.new_host_key("ed25519");
-        sshd.run();
-        sshd
+        keyed.new_host_key("ed25519");
+        keyed.sshd.start();
+        keyed
     }
 
     /// Makes a new host key of `key_type` the server's only one (it takes effect at the
     /// next start); returns its fingerprint as `ssh-keygen -l` prints it.
     fn new_host_key(&mut self, key_type: &str) -> String {
         self.keys += 1;
-        let key = self.dir.path().join(format!("host_key_{}", self.keys));
+        let key = self.sshd.dir().join(format!("host_key_{}", self.keys));
         let made = std::process::Command::new("ssh-keygen")
             .args(["-q", "-t", key_type, "-N", "", "-C", "test-host", "-f"])
             .arg(&key)
             .status()
             .expect("ssh-keygen runs");
         assert!(made.success(), "ssh-keygen -t {key_type} failed");
-        let config = format!(
-            "Port {}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
-             UsePAM no\nPidFile {}/sshd.pid\nSubsystem sftp internal-sftp\n",
-            self.port,
-            key.display(),
-            server_env("SB_TEST_SCP_AUTHORIZED_KEYS"),
-            self.dir.path().display()
-        );
-        std::fs::write(self.dir.path().join("sshd_config"), config).unwrap();
+        self.sshd.set_host_keys([key.as_path()]);
         let shown = std::process::Command::new("ssh-keygen")
             .arg("-l")
             .arg("-f")
@@ -971,70 +630,21 @@ impl KeyedSshd {
         fingerprint
     }
 
-    /// Starts the server on its port.
-    fn run(&mut self) {
-        assert!(self.child.is_none(), "sshd is running");
-        let program = server_env("SB_TEST_SCP_SSHD");
-        assert!(
-            std::path::Path::new(&program).exists(),
-            "{program} is missing: tests/servers/scp.sh installs openssh-server"
-        );
-        let child = std::process::Command::new(&program)
-            .arg("-D")
-            .arg("-f")
-            .arg(self.dir.path().join("sshd_config"))
-            .arg("-E")
-            .arg(self.dir.path().join("sshd.log"))
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        self.child = Some(child);
-        wait_for_port(self.port, "sshd");
-    }
-
-    /// Kills it and its sessions.
-    fn kill(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let below = descendants(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
-        for pid in below {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-
     /// Replaces the host key with a new one of `key_type`: stopped, then started again.
     fn change_host_key(&mut self, key_type: &str) -> String {
-        self.kill();
+        self.sshd.kill();
         let fingerprint = self.new_host_key(key_type);
-        self.run();
+        self.sshd.start();
         fingerprint
     }
 
     /// How many logins the server accepted so far (from its log).
     fn logins(&self) -> usize {
-        std::fs::read_to_string(self.dir.path().join("sshd.log"))
+        std::fs::read_to_string(self.sshd.dir().join("sshd.log"))
             .unwrap_or_default()
             .matches("Accepted publickey")
             .count()
     }
-}
-
-impl Drop for KeyedSshd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The files below `root`, hidden ones (temporary files) included, sorted.
-fn every_file(root: &std::path::Path) -> Vec<String> {
-    let mut files = walk(root);
-    files.sort();
-    files
 }
 
 /// Row (issue 20, finding 4): with no `fingerprint`, the host key of the first connection
@@ -1063,7 +673,7 @@ fn changed_ssh_host_key_is_refused_before_login() {
         recorded.starts_with(&format!("[127.0.0.1]:{port} ssh-ed25519 AAAA")),
         "{recorded}"
     );
-    let first = every_file(&remote);
+    let first = files_below(&remote);
     assert_eq!(first.len(), 2, "{first:?}");
 
     // The server now presents another ed25519 key.
@@ -1087,7 +697,7 @@ fn changed_ssh_host_key_is_refused_before_login() {
             "`fingerprint`",
         ],
     );
-    assert_eq!(every_file(&remote), first, "something was written");
+    assert_eq!(files_below(&remote), first, "something was written");
     assert_eq!(sshd.logins(), logins, "the agent logged in");
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
     let listing = env.run(&["list", "config.yml"]);
@@ -1107,10 +717,10 @@ fn changed_ssh_host_key_is_refused_before_login() {
 
     // A key of another type only: refused as well (the recorded type is not offered).
     let rsa_key = sshd.change_host_key("rsa");
-    let stored = every_file(&remote);
+    let stored = files_below(&remote);
     let out = env.run(&["backup", "config.yml"]);
     assert_failed(&env, &out, &["destination ssh", &new_key, &rsa_key]);
-    assert_eq!(every_file(&remote), stored, "something was written");
+    assert_eq!(files_below(&remote), stored, "something was written");
     // The other way the message gives: `fingerprint` set to the new key wins.
     write_config(
         &env,
@@ -1118,7 +728,7 @@ fn changed_ssh_host_key_is_refused_before_login() {
     );
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
     env.run(&["backup", "config.yml"]).expect(0);
-    assert_eq!(every_file(&remote).len(), stored.len() + 2);
+    assert_eq!(files_below(&remote).len(), stored.len() + 2);
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
 }
 

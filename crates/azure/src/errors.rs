@@ -9,8 +9,6 @@ use std::error::Error as _;
 use azure_core::error::ErrorKind as SdkKind;
 use service_backup_core::ErrorKind;
 
-use crate::store::Store;
-
 /// A failed request, classified.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -62,13 +60,24 @@ pub(crate) fn is_not_found(err: &azure_core::Error) -> bool {
     status(err) == Some(404)
 }
 
-/// Classifies a failed request on `store`.
-pub(crate) fn classify(err: &azure_core::Error, store: &Store) -> Failure {
+/// The names of the container a request was for, as messages give them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Names<'a> {
+    /// The storage account.
+    pub account: &'a str,
+    /// The container's name.
+    pub container: &'a str,
+    /// The blob service URL without query or user info.
+    pub endpoint: &'a str,
+}
+
+/// Classifies a failed request on the container `names` describes.
+pub(crate) fn classify(err: &azure_core::Error, names: Names<'_>) -> Failure {
     match err.kind() {
         SdkKind::HttpResponse { status, error_code } => {
-            http_failure(u16::from(*status), error_code.as_deref(), store)
+            http_failure(u16::from(*status), error_code.as_deref(), names)
         }
-        SdkKind::Io => transport_failure(err, store),
+        SdkKind::Io => transport_failure(err, names.endpoint),
         SdkKind::Credential => Failure::new(
             ErrorKind::Destination,
             "the request could not be signed with the account key",
@@ -78,7 +87,7 @@ pub(crate) fn classify(err: &azure_core::Error, store: &Store) -> Failure {
         ),
         SdkKind::DataConversion => Failure::new(
             ErrorKind::Destination,
-            format!("the answer of {} could not be read", store.endpoint),
+            format!("the answer of {} could not be read", names.endpoint),
         )
         .hint("check that `endpoint` is the blob service URL of the storage account")
         .temporary(),
@@ -88,13 +97,14 @@ pub(crate) fn classify(err: &azure_core::Error, store: &Store) -> Failure {
 }
 
 /// A status and error code the service answered.
-fn http_failure(status: u16, code: Option<&str>, store: &Store) -> Failure {
+fn http_failure(status: u16, code: Option<&str>, names: Names<'_>) -> Failure {
     let said = match code {
         Some(code) => format!("{status} {code}"),
         None => status.to_string(),
     };
-    let container = &store.container_name;
-    let account = &store.account;
+    let Names {
+        account, container, ..
+    } = names;
     match (status, code.unwrap_or_default()) {
         (404, "ContainerNotFound") => Failure::new(
             ErrorKind::NotFound,
@@ -153,8 +163,7 @@ fn http_failure(status: u16, code: Option<&str>, store: &Store) -> Failure {
 }
 
 /// A request that got no answer: connection refused, reset, timed out, TLS refused.
-fn transport_failure(err: &azure_core::Error, store: &Store) -> Failure {
-    let endpoint = &store.endpoint;
+fn transport_failure(err: &azure_core::Error, endpoint: &str) -> Failure {
     let chain = causes(err);
     let reqwest = err.downcast_ref::<reqwest::Error>();
     let tls = chain.iter().any(|c| {
@@ -228,7 +237,8 @@ pub(crate) fn valid_container_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AzureSettings;
+    use crate::settings::AzureSettings;
+    use crate::store::Store;
     use service_backup_core::destination::RetryPolicy;
     use service_backup_core::secret::Secret;
 

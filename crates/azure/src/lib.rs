@@ -13,6 +13,7 @@
 
 mod errors;
 mod read;
+mod settings;
 mod store;
 mod upload;
 
@@ -24,54 +25,16 @@ use async_trait::async_trait;
 use azure_core::prelude::{MaxResults, NextMarker, Prefix};
 use futures::StreamExt as _;
 use service_backup_core::destination::{
-    Destination, IncompleteUpload, ObjectMeta, ObjectStream, RetryPolicy, Upload,
+    Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
 };
-use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::errors::is_not_found;
+pub use crate::settings::{AzureSettings, PUBLIC_CLOUD_DOMAIN};
 use crate::store::Store;
-
-/// Azure Blob storage's public cloud domain, the default of `blob_store_base_url`.
-pub const PUBLIC_CLOUD_DOMAIN: &str = "core.windows.net";
 
 /// Objects listed per request (the service's maximum is 5000).
 const LIST_PAGE_SIZE: u32 = 5000;
-
-/// Settings of an `azure` destination.
-#[derive(Clone)]
-pub struct AzureSettings {
-    /// The storage account.
-    pub storage_account: String,
-    /// One of the storage account's access keys (base64), for shared-key authentication.
-    pub storage_access_key: Secret,
-    /// The container; created by the first write if it is missing.
-    pub container: String,
-    /// The blob service URL, such as `https://acct.blob.core.windows.net` or Azurite's
-    /// `http://127.0.0.1:10000/devstoreaccount1`.
-    pub endpoint: String,
-    /// How requests that fail temporarily are retried.
-    pub retry: RetryPolicy,
-}
-
-impl AzureSettings {
-    /// The blob service URL of `account` in Azure's public cloud.
-    pub fn public_endpoint(account: &str) -> String {
-        format!("https://{account}.blob.{PUBLIC_CLOUD_DOMAIN}")
-    }
-}
-
-impl fmt::Debug for AzureSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AzureSettings")
-            .field("storage_account", &self.storage_account)
-            .field("storage_access_key", &self.storage_access_key)
-            .field("container", &self.container)
-            .field("endpoint", &store::display_endpoint(&self.endpoint))
-            .field("retry", &self.retry)
-            .finish()
-    }
-}
 
 /// A destination in an Azure Blob storage container.
 pub struct AzureDestination {
@@ -219,10 +182,4 @@ impl Destination for AzureDestination {
 /// Refuses keys that are not plain `/`-separated object names.
 fn check_key(store: &Store, key: &str) -> Result<()> {
     service_backup_core::destination::check_object_key(&store.describe(), key)
-}
-
-/// A name part no other test uses.
-#[cfg(test)]
-fn tests_support_unique() -> String {
-    service_backup_core::random::hex_token(6).expect("random bytes")
 }

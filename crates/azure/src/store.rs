@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use service_backup_core::destination::RetryPolicy;
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::AzureSettings;
-use crate::errors::{Failure, classify};
+use crate::errors::{Failure, Names, classify};
+use crate::settings::{AzureSettings, display_endpoint};
 
 /// Time allowed to open a connection: an unreachable endpoint fails within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +106,15 @@ impl Store {
         format!("azure {}/{}", self.account, self.container_name)
     }
 
+    /// The names of this container, for messages.
+    pub fn names(&self) -> Names<'_> {
+        Names {
+            account: &self.account,
+            container: &self.container_name,
+            endpoint: &self.endpoint,
+        }
+    }
+
     /// Our error for a failed request: what was done, why it failed, what to do.
     pub fn error(&self, action: &str, err: azure_core::Error) -> Error {
         let Failure {
@@ -113,7 +122,7 @@ impl Store {
             reason,
             hint,
             temporary,
-        } = classify(&err, self);
+        } = classify(&err, self.names());
         let mut out = Error::new(
             kind,
             format!("{}: cannot {action}: {reason}", self.describe()),
@@ -168,24 +177,6 @@ fn http_client() -> Result<reqwest::Client> {
                 format!("azure: cannot set up the HTTP client: {e}"),
             )
         })
-}
-
-/// An endpoint as shown in messages: no user info, no query (where a SAS would be).
-pub(crate) fn display_endpoint(endpoint: &str) -> String {
-    match Url::parse(endpoint) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.as_str().trim_end_matches('/').to_string()
-        }
-        Err(_) => endpoint
-            .split(['?', '#', '@'])
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-    }
 }
 
 /// A time given as Unix seconds and nanoseconds (as the SDK's times give it), as ours.

@@ -245,21 +245,17 @@ async fn put_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AzureDestination, AzureSettings};
+    use crate::AzureDestination;
+    use crate::settings::AzureSettings;
     use service_backup_core::destination::{Destination as _, RetryPolicy, Upload as _};
     use service_backup_core::secret::Secret;
-
-    fn env(name: &str) -> String {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
-        })
-    }
+    use service_backup_testkit::{env, unique};
 
     /// Against the server of tests/run.sh: the service refuses a block list naming a block
     /// it never received, and nothing becomes visible.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_naming_a_block_never_uploaded_is_refused() {
-        let container = format!("refused-{}", crate::tests_support_unique());
+        let container = unique("refused");
         let dest = AzureDestination::new(AzureSettings {
             storage_account: env("SB_TEST_AZURE_ACCOUNT"),
             storage_access_key: Secret::new(env("SB_TEST_AZURE_KEY")),

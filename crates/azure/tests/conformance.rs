@@ -10,7 +10,8 @@ use service_backup_azure::{AzureDestination, AzureSettings};
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, conformance, get_small};
 
-use common::{destination, env, key, settings, unique};
+use common::{destination, key, settings};
+use service_backup_testkit::{env, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {

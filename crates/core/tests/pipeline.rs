@@ -15,19 +15,14 @@ use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::ops::restore::{Decryption, RestoreInto, restore_backup};
 use service_backup_core::pipeline::archive::ArchiveSpec;
 use service_backup_core::progress::NoProgress;
+use service_backup_testkit::{dump_file, noise_file};
 use tokio_util::sync::CancellationToken;
 
+/// A dump, binary data in a subfolder, an empty file, an executable script and a link.
 fn sample_tree(root: &Path) {
     std::fs::create_dir_all(root.join("db/sub")).unwrap();
-    std::fs::write(
-        root.join("db/dump.sql"),
-        "INSERT INTO t VALUES (1);\n".repeat(20_000),
-    )
-    .unwrap();
-    let noise: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(root.join("db/sub/blob.bin"), noise).unwrap();
+    dump_file(&root.join("db/dump.sql"), 1, 20_000);
+    noise_file(&root.join("db/sub/blob.bin"), 300_000, 13);
     std::fs::write(root.join("empty"), b"").unwrap();
     std::fs::write(root.join("script.sh"), b"#!/bin/sh\n").unwrap();
     std::fs::set_permissions(

@@ -240,13 +240,13 @@ impl TokenSource {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                return Err(fail(crate::client::transport_reason(&e))
+                return Err(fail(crate::http::transport_reason(&e))
                     .with_hint("check that the token endpoint (token_uri of the key) is reachable from this VM")
                     .temporary());
             }
         };
         let status = response.status();
-        let text = crate::client::read_limited(response, MAX_TOKEN_ANSWER)
+        let text = crate::http::read_limited(response, MAX_TOKEN_ANSWER)
             .await
             .map_err(|e| fail(format!("the answer could not be read: {e}")).temporary())?;
         if !status.is_success() {

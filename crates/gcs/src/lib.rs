@@ -10,6 +10,8 @@
 
 mod auth;
 mod client;
+mod http;
+mod settings;
 mod upload;
 
 use std::fmt;
@@ -21,72 +23,15 @@ use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use service_backup_core::destination::{
-    Destination, IncompleteUpload, ObjectMeta, ObjectStream, RetryPolicy, Upload,
+    Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
 };
-use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind, Result};
 
 pub use crate::client::DEFAULT_ENDPOINT;
 use crate::client::{Client, encode};
+use crate::settings::LIST_PAGE_SIZE;
+pub use crate::settings::{DEFAULT_CHUNK_SIZE, GcsSettings};
 pub use crate::upload::CHUNK_GRANULARITY;
-
-/// Size of the chunks of a resumable upload, unless the settings say otherwise.
-pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
-/// Objects listed per request (the service's maximum is 1000).
-const LIST_PAGE_SIZE: u32 = 1000;
-
-/// Settings of a `gcs` destination.
-#[derive(Clone)]
-pub struct GcsSettings {
-    /// The service account's JSON key.
-    pub service_account_json: Secret,
-    /// The project a missing bucket is created in.
-    pub project_id: String,
-    /// The bucket; created by the first write if it is missing.
-    pub bucket_name: String,
-    /// The JSON API's base URL; `None`: Google Cloud Storage.
-    pub endpoint: Option<String>,
-    /// Size of the chunks of a resumable upload: a multiple of [`CHUNK_GRANULARITY`].
-    pub chunk_size: usize,
-    /// Objects listed per request, at most 1000.
-    pub list_page_size: u32,
-    /// How requests that fail temporarily are retried.
-    pub retry: RetryPolicy,
-}
-
-impl GcsSettings {
-    /// Settings with the default chunk size, page size and retry policy.
-    pub fn new(
-        service_account_json: Secret,
-        project_id: &str,
-        bucket_name: &str,
-        endpoint: Option<String>,
-    ) -> Self {
-        Self {
-            service_account_json,
-            project_id: project_id.to_string(),
-            bucket_name: bucket_name.to_string(),
-            endpoint,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            list_page_size: LIST_PAGE_SIZE,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl fmt::Debug for GcsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GcsSettings")
-            .field("service_account_json", &self.service_account_json)
-            .field("project_id", &self.project_id)
-            .field("bucket_name", &self.bucket_name)
-            .field("endpoint", &self.endpoint)
-            .field("chunk_size", &self.chunk_size)
-            .field("list_page_size", &self.list_page_size)
-            .field("retry", &self.retry)
-            .finish()
-    }
-}
 
 /// A destination in a Google Cloud Storage bucket.
 pub struct GcsDestination {
@@ -242,7 +187,7 @@ impl Destination for GcsDestination {
             chunk.map_err(|e| {
                 Error::new(
                     ErrorKind::Destination,
-                    format!("{what}: {}", client::transport_reason(&e)),
+                    format!("{what}: {}", http::transport_reason(&e)),
                 )
                 .temporary()
             })

@@ -9,7 +9,8 @@ use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, conformance, get_small};
 use service_backup_gcs::{CHUNK_GRANULARITY, GcsDestination};
 
-use common::{destination, key_json, key_material, settings, unique};
+use common::{destination, key_json, key_material, settings};
+use service_backup_testkit::unique;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {

@@ -4,63 +4,29 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{Local, Utc};
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
-use service_backup_core::layout::{Layout, backup_name};
-use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
-use service_backup_core::pipeline::archive::ArchiveSpec;
-use service_backup_core::progress::Progress;
+use service_backup_core::layout::Layout;
 use service_backup_core::secret::Secret;
 use service_backup_gcs::{CHUNK_GRANULARITY, GcsDestination};
 
-use common::{Emulator, env, key_json, key_material, settings, settings_at, unique};
-
-/// A source folder of incompressible data: the archive is as large as the source.
-fn noisy_source(root: &Path, mib: usize) {
-    std::fs::create_dir_all(root).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let data: Vec<u8> = (0..mib * 1024 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(root.join("dump.bin"), data).unwrap();
-}
-
-/// Stops the emulator once the archive passed `at` bytes.
-struct StopAt {
-    at: u64,
-    done: AtomicU64,
-    stopped: AtomicBool,
-    server: Mutex<Emulator>,
-}
-
-impl Progress for StopAt {
-    fn advance(&self, bytes: u64) {
-        let done = self.done.fetch_add(bytes, Ordering::SeqCst) + bytes;
-        if done >= self.at && !self.stopped.swap(true, Ordering::SeqCst) {
-            self.server.lock().unwrap().stop();
-        }
-    }
-}
+use common::{key_json, key_material, settings, settings_at};
+use service_backup_testkit::{
+    StopAt, assert_nothing_left, backup_into, backup_plan, env, fake_gcs, free_port, noisy_source,
+    unique,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_stopped_mid_upload_leaves_no_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
     noisy_source(&source, 24);
-    let server = Emulator::start(&tmp.path().join("emulator"));
-    let endpoint = server.endpoint();
+    let server = fake_gcs(&tmp.path().join("emulator")).started();
+    let endpoint = server.url("");
     let bucket = unique("stopped");
     let mut s = settings_at(&endpoint, &bucket);
     s.chunk_size = 4 * CHUNK_GRANULARITY;
@@ -70,45 +36,12 @@ async fn emulator_stopped_mid_upload_leaves_no_backup() {
         .await
         .unwrap();
 
-    let stop = Arc::new(StopAt {
-        at: 14 * 1024 * 1024,
-        done: AtomicU64::new(0),
-        stopped: AtomicBool::new(false),
-        server: Mutex::new(server),
-    });
-    let started = Utc::now();
-    let plan = BackupPlan {
-        name: backup_name(started, "vm-0").unwrap(),
-        started_at: started,
-        date: started.with_timezone(&Local).date_naive(),
-        instance_id: "vm-0".into(),
-        deployment: None,
-        archive: ArchiveSpec {
-            source: source.clone(),
-            compression: service_backup_core::compression::Algorithm::Gzip,
-            compression_level: 1,
-            key: None,
-        },
-    };
+    let stop = Arc::new(StopAt::new(14 * 1024 * 1024, server));
+    let plan = backup_plan(&source, "vm-0");
     let layout = Layout::new("svc/prod", None);
-    let target = Target {
-        name: "google".into(),
-        destination: dest.clone(),
-        layout: layout.clone(),
-    };
-    let outcomes = run_backup(
-        plan,
-        vec![target],
-        stop.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        stop.stopped.load(Ordering::SeqCst),
-        "the emulator was not stopped"
-    );
-    let err = outcomes[0].result.as_ref().unwrap_err();
+    let outcome = backup_into(plan, "google", dest.clone(), &layout, stop.clone()).await;
+    assert!(stop.stopped(), "the emulator was not stopped");
+    let err = outcome.result.as_ref().unwrap_err();
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
     assert!(
@@ -124,19 +57,8 @@ async fn emulator_stopped_mid_upload_leaves_no_backup() {
     assert!(!text.contains("os error"), "{text}");
 
     // Back up: neither the archive nor a manifest is there.
-    stop.server.lock().unwrap().restart();
-    let listed = dest.list("svc/").await.unwrap();
-    assert!(listed.is_empty(), "left behind: {listed:?}");
-    assert_eq!(
-        dest.get(&outcomes[0].archive_key).await.unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
-    assert!(
-        service_backup_core::catalog::list_backups(&*dest, &layout)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    stop.server().start();
+    assert_nothing_left(&*dest, "svc/", &layout, &outcome.archive_key).await;
     assert_eq!(dest.list("").await.unwrap().len(), 1, "only the marker");
 }
 
@@ -213,7 +135,7 @@ async fn a_bucket_that_cannot_be_created_fails_the_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_fails_within_seconds() {
-    let port = common::free_port();
+    let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut s = settings_at(&endpoint, "backups");
     s.retry = RetryPolicy::default();

@@ -6,11 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{SECRET, block, env, settings, unique};
+use common::{SECRET, block, settings};
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::conformance::run_all;
 use service_backup_core::destination::{Destination, RetryPolicy, get_small};
 use service_backup_s3::S3Destination;
+use service_backup_testkit::{env, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_against_moto() {

@@ -8,12 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{
-    KEY_ID, Moto, Relay, SECRET, block, closed_port, env, port_of, settings, silent_port, unique,
-};
+use common::{KEY_ID, SECRET, block, settings, silent_port};
 use service_backup_core::destination::Destination;
 use service_backup_core::{Error, ErrorKind};
 use service_backup_s3::S3Destination;
+use service_backup_testkit::{Relay, env, free_port, moto, port_of, unique};
 
 fn assert_no_secret(err: &Error) {
     for text in [err.to_string(), format!("{err:?}")] {
@@ -24,9 +23,9 @@ fn assert_no_secret(err: &Error) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_upload() {
-    let mut moto = Moto::start();
+    let mut moto = moto().started();
     let bucket = unique("killed");
-    let dest = S3Destination::new(&settings(&moto.endpoint, &bucket)).unwrap();
+    let dest = S3Destination::new(&settings(&moto.url(""), &bucket)).unwrap();
     let mut upload = dest.put_multipart("2026/11/23/x.tar.gz.enc").await.unwrap();
     for i in 0..17 {
         upload.write(block(i)).await.unwrap();
@@ -64,7 +63,7 @@ async fn server_killed_mid_upload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_clear_and_quick() {
-    let port = closed_port();
+    let port = free_port();
     let bucket = unique("refused");
     let dest = S3Destination::new(&settings(&format!("http://127.0.0.1:{port}"), &bucket)).unwrap();
     let started = Instant::now();
@@ -152,8 +151,8 @@ async fn a_lost_connection_leaves_only_an_invisible_upload_that_a_prune_removes(
     let direct = S3Destination::new(&settings(&endpoint, &bucket)).unwrap();
     direct.put("marker", Bytes::new()).await.unwrap();
 
-    let relay = Relay::start(port_of(&endpoint));
-    let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
+    let relay = Relay::raw(port_of(&endpoint));
+    let through = S3Destination::new(&settings(&relay.url(""), &bucket)).unwrap();
     let mut upload = through.put_multipart("p/x.tar.gz.enc").await.unwrap();
     for i in 0..17 {
         upload.write(block(i)).await.unwrap();

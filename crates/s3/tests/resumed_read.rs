@@ -6,12 +6,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Relay, env, port_of, settings, unique};
+use common::settings;
 use futures::StreamExt as _;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, ObjectStream};
 use service_backup_s3::S3Destination;
 use service_backup_s3::read::READ_AHEAD;
+use service_backup_testkit::{Faults, Relay, env, port_of, unique};
 
 const MIB: usize = 1024 * 1024;
 
@@ -83,19 +84,22 @@ async fn a_connection_reset_mid_body_resumes_where_it_stopped() {
     let data = content(len, 7);
     write(&direct, "a.bin", &data).await;
 
-    let relay = Relay::start(port_of(&endpoint));
-    let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
+    let relay = Relay::raw(port_of(&endpoint));
+    let through = S3Destination::new(&settings(&relay.url(""), &bucket)).unwrap();
     // Well into the body.
-    relay.reset_at(2 * READ_AHEAD as u64 + 4321);
+    relay.set(Faults {
+        reset_answers_at: Some(2 * READ_AHEAD as u64 + 4321),
+        ..Faults::default()
+    });
     let (got, err) = drain(through.get("a.bin").await.unwrap()).await;
     assert!(err.is_none(), "the reset was not retried: {err:?}");
-    assert!(relay.was_reset(), "the connection was never reset");
+    assert!(relay.counts().resets == 1, "the connection was never reset");
     assert_eq!(got.len(), len);
     if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
         panic!("byte {at} differs after the resumed read");
     }
     // The object was not read again from the start: at most what was in flight again.
-    let relayed = relay.answered_bytes();
+    let relayed = relay.counts().down;
     assert!(
         relayed < (len + 2 * READ_AHEAD) as u64,
         "{relayed} bytes relayed for an object of {len}"
@@ -112,15 +116,18 @@ async fn an_object_rewritten_before_a_resume_fails_the_read() {
     let new = content(len, 2);
     write(&direct, "a.bin", &old).await;
 
-    let relay = Relay::start(port_of(&endpoint));
-    let through = S3Destination::new(&settings(&relay.endpoint, &bucket)).unwrap();
+    let relay = Relay::raw(port_of(&endpoint));
+    let through = S3Destination::new(&settings(&relay.url(""), &bucket)).unwrap();
     // The read starts, the object is rewritten, then the connection is cut: the resume
     // finds another object under the key.
-    relay.reset_at(4 * READ_AHEAD as u64);
+    relay.set(Faults {
+        reset_answers_at: Some(4 * READ_AHEAD as u64),
+        ..Faults::default()
+    });
     let object = through.get("a.bin").await.unwrap();
     write(&direct, "a.bin", &new).await;
     let (got, err) = drain(object).await;
-    assert!(relay.was_reset(), "the connection was never reset");
+    assert!(relay.counts().resets == 1, "the connection was never reset");
     let err = err.expect("a read across a rewrite succeeded");
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");

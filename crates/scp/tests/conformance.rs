@@ -6,9 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{env, files_below, key_from, settings, unique_dir};
+use common::{key_from, settings, unique_dir};
 use service_backup_core::destination::{Destination, conformance, get_small};
 use service_backup_scp::ScpDestination;
+use service_backup_testkit::{env, files_below};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_against_sshd() {

@@ -8,20 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{Local, Utc};
-use common::{
-    OwnSshd, env, files_below, free_port, is_hidden, key_from, quick_retry, settings, settings_on,
-    unique_dir,
-};
+use common::{is_hidden, key_from, quick_retry, settings, settings_on, unique_dir};
 use futures::StreamExt as _;
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy};
-use service_backup_core::layout::{Layout, backup_name};
-use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
-use service_backup_core::pipeline::archive::ArchiveSpec;
+use service_backup_core::layout::Layout;
 use service_backup_core::progress::NoProgress;
 use service_backup_core::secret::Secret;
 use service_backup_scp::{ScpDestination, ScpSettings};
+use service_backup_testkit::{Sshd, backup_into, backup_plan, env, files_below, free_port};
 
 /// Asserts that no line of a private key appears in `text`.
 fn assert_no_key_material(text: &str, key: &Secret) {
@@ -45,7 +40,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
-    let mut sshd = OwnSshd::start();
+    let mut sshd = Sshd::start();
     let port = sshd.port;
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
@@ -72,37 +67,13 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
         }
     });
 
-    let started = Utc::now();
-    let plan = BackupPlan {
-        name: backup_name(started, "test-0").unwrap(),
-        started_at: started,
-        date: started.with_timezone(&Local).date_naive(),
-        instance_id: "test-0".into(),
-        deployment: None,
-        archive: ArchiveSpec {
-            source,
-            compression: service_backup_core::compression::Algorithm::Gzip,
-            compression_level: 1,
-            key: None,
-        },
-    };
+    let plan = backup_plan(&source, "test-0");
     let layout = Layout::new("svc", None);
-    let outcomes = run_backup(
-        plan,
-        vec![Target {
-            name: "ssh".into(),
-            destination: dest.clone(),
-            layout: layout.clone(),
-        }],
-        Arc::new(NoProgress),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let outcome = backup_into(plan, "ssh", dest.clone(), &layout, Arc::new(NoProgress)).await;
     let (mut sshd, stopped_mid_transfer) = killer.join().unwrap();
     assert!(stopped_mid_transfer, "the upload never got under way");
 
-    let err = outcomes[0].result.as_ref().unwrap_err();
+    let err = outcome.result.as_ref().unwrap_err();
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
@@ -115,14 +86,14 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
 
     // Once the server is back, the same destination lists nothing (its pooled connections
     // are dead and get replaced).
-    sshd.restart();
+    sshd.start();
     assert!(dest.list(&layout.prefix()).await.unwrap().is_empty());
     assert!(dest.list("").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_resumes_on_a_new_connection_when_sshd_restarts() {
-    let mut sshd = OwnSshd::start();
+    let mut sshd = Sshd::start();
     let dir = unique_dir("resume");
     let mut s = settings_on(sshd.port, &dir);
     s.retry = RetryPolicy {
@@ -140,7 +111,7 @@ async fn an_upload_resumes_on_a_new_connection_when_sshd_restarts() {
         upload.write(block.clone()).await.unwrap();
     }
     sshd.kill();
-    sshd.restart();
+    sshd.start();
     for block in &blocks[3..] {
         upload.write(block.clone()).await.unwrap();
     }
@@ -278,7 +249,7 @@ async fn a_closed_port_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_times_out() {
-    let sshd = OwnSshd::start();
+    let sshd = Sshd::start();
     let mut s = settings_on(sshd.port, &unique_dir("frozen"));
     s.timeout = Duration::from_secs(1);
     s.retry = quick_retry();

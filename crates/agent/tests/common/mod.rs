@@ -3,10 +3,14 @@
 
 pub mod bosh;
 pub mod host;
-pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+// What the tests of every crate share, under the names these tests use; each test file
+// takes only some of them.
+#[allow(unused_imports)]
+pub use service_backup_testkit::{env as server_env, sample_tree, tree, unique};
 
 /// The binary under test.
 pub fn binary() -> PathBuf {
@@ -216,52 +220,6 @@ impl Env {
     }
 }
 
-/// A small tree with text, binary, an empty file, a subfolder and a symlink.
-pub fn sample_tree(root: &Path) {
-    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    std::fs::write(
-        root.join("dump.sql"),
-        "INSERT INTO t VALUES (42);\n".repeat(10_000),
-    )
-    .unwrap();
-    let noise: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    std::fs::write(root.join("sub/blob.bin"), noise).unwrap();
-    std::fs::write(root.join("sub/deeper/empty"), b"").unwrap();
-    std::os::unix::fs::symlink("sub/blob.bin", root.join("link")).unwrap();
-}
-
-/// Sorted (path, content) pairs of a tree; links as their targets.
-pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if meta.is_dir() {
-                out.push((rel + "/", vec![]));
-                walk(root, &p, out);
-            } else if meta.file_type().is_symlink() {
-                out.push((
-                    rel,
-                    std::fs::read_link(&p)
-                        .unwrap()
-                        .display()
-                        .to_string()
-                        .into_bytes(),
-                ));
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = vec![];
-    walk(root, root, &mut out);
-    out.sort();
-    out
-}
-
 /// Whether the tests run as root (file modes do not stop root from reading).
 pub fn is_root() -> bool {
     Command::new("id")
@@ -269,20 +227,4 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| o.stdout == b"0\n")
         .unwrap_or(false)
-}
-
-/// A variable that tests/run.sh exports for a test server; fails the test without it.
-pub fn server_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through tests/run.sh, which starts the server")
-    })
-}
-
-/// A name unique to this test process and moment.
-pub fn unique(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{what}-{}-{nanos:x}", std::process::id())
 }

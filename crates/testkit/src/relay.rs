@@ -1,18 +1,26 @@
-//! A fault-injecting TCP proxy on loopback, for the network fault tests: it forwards to an
-//! upstream server and can cut connections after a number of bytes sent upstream, answer
-//! matching HTTP requests itself, and corrupt the bodies of matching HTTP responses. It
-//! counts the bytes each way, so that a test can wait for "N bytes went up" instead of
+//! A fault-injecting TCP relay on loopback, for the network fault tests: it forwards to an
+//! upstream server and can cut connections after a number of bytes sent upstream, reset
+//! the connection whose answer passes a given byte, answer matching HTTP requests itself,
+//! corrupt the bodies of matching HTTP responses, and cut everything like a lost network.
+//! It counts the bytes each way, so that a test can wait for "N bytes went up" instead of
 //! sleeping.
 //!
 //! HTTP awareness is limited to what the SDKs send: requests framed by `Content-Length`
 //! (a request with `Transfer-Encoding: chunked` switches that connection to plain copying,
-//! where only cuts apply), no pipelining.
+//! where only cuts apply), no pipelining. A raw relay ([`Relay::raw`]) copies bytes as they
+//! come, for SSH or wherever requests must pass untouched.
 
-use std::io::{BufRead as _, BufReader, Read, Write};
+mod http;
+#[cfg(test)]
+mod tests;
+
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use http::{Corrupting, requests};
 
 /// Which requests a rule applies to: a test on the request line (`GET /b/k HTTP/1.1`).
 pub type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -23,7 +31,7 @@ pub fn request(method: &str, part: &str) -> Matcher {
     Arc::new(move |line: &str| line.starts_with(&method) && line.contains(&part))
 }
 
-/// What the proxy does to the traffic; the default forwards everything untouched.
+/// What the relay does to the traffic; the default forwards everything untouched.
 #[derive(Clone, Default)]
 pub struct Faults {
     /// Cut a connection once it has sent this many bytes upstream...
@@ -34,9 +42,12 @@ pub struct Faults {
     pub answer: Option<(Matcher, u16, String)>,
     /// Flip one byte in the middle of the body of the responses to matching requests.
     pub corrupt: Option<Matcher>,
+    /// Reset (once) the connection whose answer would pass this byte of all the answers
+    /// relayed so far, counted from the relay's start; that piece is not passed on.
+    pub reset_answers_at: Option<u64>,
 }
 
-/// What the proxy did so far.
+/// What the relay did so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     /// Bytes forwarded to the upstream server.
@@ -45,12 +56,14 @@ pub struct Counts {
     pub down: u64,
     /// Connections cut.
     pub cuts: usize,
-    /// Requests answered by the proxy itself.
+    /// Requests answered by the relay itself.
     pub answered: usize,
     /// Response bodies corrupted.
     pub corrupted: usize,
     /// Connections accepted.
     pub connections: usize,
+    /// Connections reset by [`Faults::reset_answers_at`].
+    pub resets: usize,
 }
 
 struct Shared {
@@ -84,22 +97,41 @@ impl Shared {
         self.changed.notify_all();
         Some(limit)
     }
+
+    /// Whether `n` more bytes of answers pass the reset point, in which case the reset is
+    /// taken (once: the fault is then spent).
+    fn take_reset(&self, n: usize) -> bool {
+        let mut faults = self.faults.lock().unwrap();
+        let Some(at) = faults.reset_answers_at else {
+            return false;
+        };
+        let mut counts = self.counts.lock().unwrap();
+        if counts.down + n as u64 <= at {
+            return false;
+        }
+        faults.reset_answers_at = None;
+        counts.resets += 1;
+        drop(counts);
+        self.changed.notify_all();
+        true
+    }
 }
 
-/// A proxy on `127.0.0.1:port`, stopped (with every connection through it) when dropped.
-pub struct Proxy {
+/// A relay on `127.0.0.1:port`, cut (with every connection through it) when dropped.
+pub struct Relay {
     /// The port it listens on.
     pub port: u16,
     shared: Arc<Shared>,
 }
 
-impl Proxy {
-    /// A proxy for HTTP to `127.0.0.1:upstream`, forwarding untouched until told otherwise.
+impl Relay {
+    /// A relay for HTTP to `127.0.0.1:upstream`, forwarding untouched until told otherwise.
     pub fn start(upstream: u16) -> Self {
         Self::spawn(upstream, false)
     }
 
-    /// A proxy for another protocol (SSH): it copies bytes, counts them, and cuts.
+    /// A relay that copies bytes as they come (SSH, or HTTP left untouched): it counts
+    /// them, cuts and resets, but answers and corrupts nothing.
     pub fn raw(upstream: u16) -> Self {
         Self::spawn(upstream, true)
     }
@@ -158,7 +190,7 @@ impl Proxy {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "proxy: waited {limit:?} for {what}: {counts:?}"
+                "relay: waited {limit:?} for {what}: {counts:?}"
             );
             counts = self.shared.changed.wait_timeout(counts, left).unwrap().0;
         }
@@ -170,13 +202,19 @@ impl Proxy {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
-}
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
+    /// Cuts every connection and refuses new ones, as a lost network.
+    pub fn cut(&self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag and closes the listener.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         self.drop_connections();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 
@@ -272,117 +310,8 @@ fn copy_raw(up: &mut Upstream, mut client: TcpStream) {
     }
 }
 
-/// Forwards requests one by one, answering or marking them as the faults say.
-fn requests(up: &mut Upstream, mut client: BufReader<TcpStream>, corrupt_next: &AtomicBool) {
-    loop {
-        let mut head = Vec::new();
-        loop {
-            let before = head.len();
-            match client.read_until(b'\n', &mut head) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if &head[before..] == b"\r\n" && before > 0 {
-                break;
-            }
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let line = text.lines().next().unwrap_or_default().to_string();
-        let header = |name: &str| {
-            text.lines().skip(1).find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-        let length: u64 = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let faults = up.shared.faults.lock().unwrap().clone();
-        if let Some((matcher, status, body)) = &faults.answer
-            && matcher(&line)
-            && !chunked
-        {
-            let _ = std::io::copy(&mut (&mut client).take(length), &mut std::io::sink());
-            let response = format!(
-                "HTTP/1.1 {status} Fault\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            up.shared.count(|c| c.answered += 1);
-            let _ = up.client.write_all(response.as_bytes());
-            let _ = up.client.shutdown(Shutdown::Write);
-            return;
-        }
-        corrupt_next.store(
-            faults.corrupt.as_ref().is_some_and(|m| m(&line)),
-            Ordering::SeqCst,
-        );
-        if !up.send(&head) {
-            return;
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = if chunked { u64::MAX } else { length };
-        while left > 0 {
-            let want = usize::try_from(left.min(buf.len() as u64)).unwrap();
-            let n = match client.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            if !up.send(&buf[..n]) {
-                return;
-            }
-            left = left.saturating_sub(n as u64);
-        }
-    }
-}
-
-/// Where a response being corrupted is: in its head, or `seen` bytes into its body.
-struct Corrupting {
-    head: Vec<u8>,
-    body: Option<(u64, u64)>,
-}
-
-impl Corrupting {
-    /// Looks through `bytes` (as they pass), flipping the byte in the middle of the body;
-    /// true once done.
-    fn feed(&mut self, bytes: &mut [u8]) -> bool {
-        for b in bytes.iter_mut() {
-            match &mut self.body {
-                None => {
-                    self.head.push(*b);
-                    if self.head.ends_with(b"\r\n\r\n") {
-                        let text = String::from_utf8_lossy(&self.head).to_ascii_lowercase();
-                        if text.starts_with("http/1.1 1") {
-                            self.head.clear();
-                            continue;
-                        }
-                        let length: u64 = text
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if length == 0 {
-                            return true;
-                        }
-                        self.body = Some((0, length / 2));
-                    }
-                }
-                Some((seen, at)) => {
-                    if *seen == *at {
-                        *b ^= 0x55;
-                        return true;
-                    }
-                    *seen += 1;
-                }
-            }
-        }
-        false
-    }
-}
-
-/// Forwards responses, corrupting those of marked requests.
+/// Forwards responses, corrupting those of marked requests, resetting the connection at
+/// the reset point.
 fn responses(shared: &Shared, mut server: TcpStream, mut client: TcpStream, flag: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut corrupting: Option<Corrupting> = None;
@@ -391,6 +320,11 @@ fn responses(shared: &Shared, mut server: TcpStream, mut client: TcpStream, flag
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if shared.take_reset(n) {
+            let _ = server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
         if corrupting.is_none() && flag.swap(false, Ordering::SeqCst) {
             corrupting = Some(Corrupting {
                 head: Vec::new(),

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""The benchmark's report: the JSON of a run and its Markdown table.
+
+usage: python3 bench/report.py collect RESULTS.tsv OUT.json --size SIZE --source-bytes N
+                                       --source-files N --runs N [--single-file] [--only REGEX]
+                                       [--restores-into WHERE] [--s3-complete SECONDS]
+                                       [--service-backup VERSION] [--restic VERSION]
+                                       [--openssl VERSION]
+       python3 bench/report.py show RESULTS.json
+
+collect  reads the cases bench/run.sh measured (one tab-separated line each: name, group,
+         tool, label, wall times, peak RSS in KiB, stored bytes, status), adds the medians,
+         MB/s and ratios and a description of this machine, writes OUT.json and prints the
+         table.
+show     prints the table of a JSON that collect wrote (bench/results/).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+
+
+def read_cases(path, source_bytes):
+    """The rows of the results file, with medians, MB/s and the ratios between tools."""
+    rows = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            name, group, tool, label, walls, rss, stored, status = line.rstrip("\n").split("\t")
+            walls = [float(w) for w in walls.split()] if walls else []
+            rows.append(dict(case=name, group=group, tool=tool, label=label, status=status,
+                             walls_s=walls,
+                             median_s=statistics.median(walls) if walls else None,
+                             peak_rss_kib=int(rss) if rss else None,
+                             stored_bytes=int(stored) if stored else None))
+    ref = {}
+    for r in rows:
+        if r["median_s"] is not None:
+            ref[(r["group"], r["tool"])] = r["median_s"]
+            r["mb_per_s"] = round(source_bytes / 1e6 / r["median_s"], 1) if r["median_s"] > 0 else None
+
+    def ratio(r, tool):
+        other = ref.get((r["group"], tool))
+        if r["median_s"] is None or not other:
+            return None
+        return round(r["median_s"] / other, 2)
+
+    for r in rows:
+        r["time_vs_pipeline"] = ratio(r, "pipeline")
+        r["time_vs_restic"] = ratio(r, "restic")
+    return rows
+
+
+def machine():
+    """This machine: CPUs usable here (as nproc counts them), CPU model, memory, kernel, load."""
+    cpu = ""
+    memory_kib = 0
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(": ", 1)[1].rstrip("\n")
+                break
+    with open("/proc/meminfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("MemTotal"):
+                memory_kib = int(line.split()[1])
+                break
+    with open("/proc/loadavg", encoding="utf-8") as load:
+        load_average = " ".join(load.read().split()[:3])
+    uname = os.uname()
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "memory_kib": memory_kib,
+        "kernel": f"{uname.sysname} {uname.release}",
+        "load_average_at_start": load_average,
+    }
+
+
+def collect(args):
+    """The run's JSON document, written to args.out."""
+    doc = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "size": args.size, "single_file": args.single_file, "only": args.only or None,
+        "source_bytes": args.source_bytes, "source_files": args.source_files, "runs": args.runs,
+        "restores_into": args.restores_into,
+        "service_backup": args.service_backup,
+        "restic": args.restic,
+        "openssl": args.openssl,
+        "machine": machine(), "cases": read_cases(args.results, args.source_bytes),
+        "s3_server_complete_s": args.s3_complete,
+    }
+    with open(args.out, "w", encoding="utf-8") as out:
+        json.dump(doc, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    return doc
+
+
+def fmt(x, f):
+    return "—" if x is None else f(x)
+
+
+def print_table(doc):
+    """The summary line, the Markdown table and the notes under it."""
+    src = doc["source_bytes"]
+    machine = doc["machine"]
+    rows = doc["cases"]
+    print()
+    print(f"{src / 1e6:.0f} MB in {doc['source_files']} files, {doc['runs']} run(s) each; "
+          f"{machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_kib'] // 1024} MiB; "
+          f"load at start {machine['load_average_at_start']}; restores into {doc.get('restores_into')}")
+    print()
+    print("| case | wall median (min–max) | MB/s | vs pipeline | vs restic | stored | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        label = r["label"].replace("|", "\\|")  # a pipe inside a Markdown cell
+        if r["status"] != "ok":
+            print(f"| {label} | {r['status']} | | | | | |")
+            continue
+        w = r["walls_s"]
+        spread = f" ({min(w):.2f}–{max(w):.2f})" if len(w) > 1 else ""
+        stored = fmt(r["stored_bytes"], lambda b: f"{b / 1e6:.1f} MB")
+        if r["case"] == "sb_backup_fanout" and r["stored_bytes"] is not None:
+            stored += " ×3"
+        print(f"| {label} | {r['median_s']:.2f} s{spread} | {fmt(r['mb_per_s'], lambda x: f'{x:.1f}')} | "
+              f"{fmt(r['time_vs_pipeline'], lambda x: f'{x:.2f}×')} | {fmt(r['time_vs_restic'], lambda x: f'{x:.2f}×')} | "
+              f"{stored} | {r['peak_rss_kib'] / 1024:.0f} MiB |")
+    # Results written before these keys existed have neither.
+    if doc.get("s3_server_complete_s") is not None:
+        print()
+        print(f"moto alone takes {doc['s3_server_complete_s']:.2f} s to complete a multipart upload of the size of "
+              "our S3 backup (CompleteMultipartUpload, timed apart): a wait at the end of each S3 backup that "
+              "real S3 does not have.")
+    print()
+    print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
+    print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="The benchmark's JSON and Markdown table.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    c = commands.add_parser("collect", help="write the JSON of a run and print its table")
+    c.add_argument("results", help="the cases bench/run.sh measured, one tab-separated line each")
+    c.add_argument("out", help="the JSON file to write")
+    c.add_argument("--size", required=True)
+    c.add_argument("--single-file", action="store_true")
+    c.add_argument("--only", default="")
+    c.add_argument("--source-bytes", type=int, required=True)
+    c.add_argument("--source-files", type=int, required=True)
+    c.add_argument("--runs", type=int, required=True)
+    c.add_argument("--restores-into", default="")
+    c.add_argument("--s3-complete", type=float, default=None)
+    c.add_argument("--service-backup", default="")
+    c.add_argument("--restic", default="")
+    c.add_argument("--openssl", default="")
+    s = commands.add_parser("show", help="print the table of a JSON that collect wrote")
+    s.add_argument("json")
+    args = parser.parse_args()
+    if args.command == "collect":
+        doc = collect(args)
+    else:
+        with open(args.json, encoding="utf-8") as f:
+            doc = json.load(f)
+    print_table(doc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
