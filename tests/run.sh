@@ -74,6 +74,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "no import circles between the modules of a crate"
+for src in crates/*/src; do python3 scripts/import-circles.py "$src" 2; done
 log "cargo deny (licences, duplicate versions, sources)"
 # shellcheck source=tests/cargo-tool.sh
 source tests/cargo-tool.sh
