@@ -95,6 +95,17 @@ impl Api {
             .await
     }
 
+    /// `POST /backups/restore` of backup task `id` of this instance, as JSON.
+    async fn restore(&self, id: i64) -> (StatusCode, Value) {
+        let body = json!({"instance_id": INSTANCE, "backup_id": id});
+        self.post(
+            "/backups/restore",
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+    }
+
     /// `POST /backups`: the id of the task it made.
     async fn create_backup(&self) -> i64 {
         let (status, body) = self
@@ -276,13 +287,7 @@ async fn restores_of_failed_deleted_and_unfinished_backups_are_refused() {
     assert!(marked);
     let queued = api.create_backup().await;
     for (id, word) in [(failed, "failed"), (done, "deleted"), (queued, "queued")] {
-        let (status, body) = api
-            .post(
-                "/backups/restore",
-                "application/json",
-                serde_json::to_vec(&json!({"instance_id": INSTANCE, "backup_id": id})).unwrap(),
-            )
-            .await;
+        let (status, body) = api.restore(id).await;
         assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
         assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
         let (status, _) = api.get(&format!("/backups/{id}/download")).await;
@@ -415,13 +420,7 @@ async fn the_list_has_backups_and_restores_newest_first_with_their_tasks() {
     let failed = api.ran(None).await;
     let name = "20260102T030405Z-vm-0123abcd";
     let done = api.ran(Some(name)).await;
-    let (status, body) = api
-        .post(
-            "/backups/restore",
-            "application/json",
-            serde_json::to_vec(&json!({"instance_id": INSTANCE, "backup_id": done})).unwrap(),
-        )
-        .await;
+    let (status, body) = api.restore(done).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let restore_id = body["restore_id"].as_i64().unwrap();
     let (status, list) = api
