@@ -137,3 +137,85 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
         "{what}: get missing: {missing}"
     );
 }
+
+/// Checks that a listing follows every page: `dest` must be set to pages of 2 objects;
+/// writes 8 objects under `prefix`.
+pub async fn lists_every_page(dest: &dyn Destination, prefix: &str) {
+    let what = dest.describe();
+    for i in 0..7 {
+        dest.put(
+            &format!("{prefix}/p/{i}/m.json"),
+            Bytes::from(vec![b'x'; i]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: put page object: {e}"));
+    }
+    dest.put(&format!("{prefix}/q/other.json"), Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    let mut listed = dest.list(&format!("{prefix}/p/")).await.unwrap();
+    listed.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        (0..7)
+            .map(|i| format!("{prefix}/p/{i}/m.json"))
+            .collect::<Vec<_>>(),
+        "{what}: pages"
+    );
+    assert_eq!(listed[5].size, 5, "{what}: size");
+    assert!(
+        listed.iter().all(|o| o.last_modified.is_some()),
+        "{what}: last modified"
+    );
+    assert_eq!(
+        dest.list(&format!("{prefix}/")).await.unwrap().len(),
+        8,
+        "{what}: both prefixes"
+    );
+}
+
+/// Checks that a 9 MiB object reads back as a stream of several chunks (each at most
+/// `max_chunk` bytes, when given), that a reader may stop early, and that a small read's
+/// limit still applies afterwards.
+pub async fn reads_stream_and_stop_when_dropped(
+    dest: &dyn Destination,
+    key: &str,
+    max_chunk: Option<usize>,
+) {
+    let what = dest.describe();
+    // Not a multiple of a read range, with a tail smaller than one.
+    let data: Vec<u8> = (0..9 * 1024 * 1024 + 123)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut upload = dest.put_multipart(key).await.unwrap();
+    for chunk in data.chunks(1024 * 1024) {
+        upload.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    upload.complete().await.unwrap();
+
+    let object = dest.get(key).await.unwrap();
+    assert_eq!(object.size, Some(data.len() as u64), "{what}: size");
+    let chunks: Vec<Bytes> = object.chunks.map(Result::unwrap).collect().await;
+    assert!(chunks.len() > 1, "{what}: {} chunks", chunks.len());
+    if let Some(max) = max_chunk {
+        assert!(
+            chunks.len() >= data.len().div_ceil(max),
+            "{what}: {} chunks",
+            chunks.len()
+        );
+        assert!(chunks.iter().all(|c| c.len() <= max), "{what}: chunk size");
+    }
+    assert!(chunks.concat() == data, "{what}: the content differs");
+
+    // A reader that stops early: the stream is dropped without harm.
+    let mut object = dest.get(key).await.unwrap();
+    let first = object.chunks.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], &data[..first.len()], "{what}: first chunk");
+    drop(object);
+    assert_eq!(
+        get_small(dest, key, 1024).await.unwrap_err().kind(),
+        ErrorKind::Corrupt,
+        "{what}: a limit still applies"
+    );
+}
