@@ -219,3 +219,22 @@ pub async fn reads_stream_and_stop_when_dropped(
         "{what}: a limit still applies"
     );
 }
+
+/// Checks that a destination whose server is unreachable fails a write within seconds (its
+/// default retry policy included) with a temporary error, and returns that error for the
+/// caller's checks of its words.
+pub async fn unreachable_fails_within_seconds(dest: &dyn Destination) -> crate::Error {
+    let what = dest.describe();
+    let start = std::time::Instant::now();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .expect_err("a write to an unreachable server succeeded");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{what}: {:?}",
+        start.elapsed()
+    );
+    assert!(err.is_temporary(), "{what}: {err}");
+    err
+}
