@@ -42,19 +42,6 @@ async fn download(agent: &Agent, id: i64, timeout: Duration) -> reqwest::Respons
         .unwrap()
 }
 
-/// `len` bytes that do not compress (xorshift from `seed`).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect()
-}
-
 /// The body of a response as JSON (`Null` when it is not JSON).
 async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null)
@@ -1098,7 +1085,7 @@ async fn idle_keep_alive_and_trickled_headers_are_closed_but_a_slow_download_is_
     writing.abort();
 
     // 24 MiB that does not compress, read at 1.5 MiB/s: 16 s of download.
-    let noise = noise(24 * 1024 * 1024, 0x2545_f491_4f6c_dd1du64);
+    let noise = service_backup_testkit::incompressible(24 * 1024 * 1024, 0x2545_f491_4f6c_dd1d);
     std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
     let id = agent.create_backup().await;
     assert_eq!(agent.wait("backups", id).await["status"], "done");
@@ -1244,7 +1231,7 @@ async fn requests_in_progress_are_never_closed_to_make_room() {
         agent.logs()
     );
     // 16 MiB that does not compress: more than the sockets' buffers hold.
-    let noise = noise(16 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15u64);
+    let noise = service_backup_testkit::incompressible(16 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
     let id = agent.create_backup().await;
     assert_eq!(agent.wait("backups", id).await["status"], "done");

@@ -46,20 +46,6 @@ fn write_config(dir: &Path, json: &str, bucket: &str, source: &Path) {
     std::fs::write(dir.join("config.yml"), yaml).unwrap();
 }
 
-/// A file that does not compress, large enough for several chunks of a resumable upload.
-fn incompressible(path: &Path, len: usize) {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    std::fs::write(path, data).unwrap();
-}
-
 fn assert_no_secret(json: &str, output: &str) {
     for line in key_lines(json) {
         assert!(!output.contains(&line), "the private key leaked:\n{output}");
@@ -77,7 +63,11 @@ fn disaster_recovery_drill_on_gcs() {
     let vm = tempfile::tempdir().unwrap();
     let source = vm.path().join("source");
     sample_tree(&source);
-    incompressible(&source.join("sub/large.rdb"), 17 * 1024 * 1024 + 3);
+    std::fs::write(
+        source.join("sub/large.rdb"),
+        service_backup_testkit::incompressible(17 * 1024 * 1024 + 3, 0x9E37_79B9_7F4A_7C15),
+    )
+    .unwrap();
     write_config(vm.path(), &json, &bucket, &source);
     run(vm.path(), &["keygen", "--output", "backup.key"]).expect(0);
     let backup = run(vm.path(), &["backup", "config.yml"]);

@@ -25,19 +25,6 @@ fn assert_no_key_material(text: &str, key: &Secret) {
     }
 }
 
-/// Incompressible bytes, quickly.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
     let mut sshd = Sshd::start();
@@ -45,7 +32,11 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
     std::fs::create_dir_all(&source).unwrap();
-    std::fs::write(source.join("big.bin"), noise(64 * 1024 * 1024)).unwrap();
+    std::fs::write(
+        source.join("big.bin"),
+        service_backup_testkit::incompressible(64 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15),
+    )
+    .unwrap();
     let dir = unique_dir("stopped");
     let dest: Arc<dyn Destination> =
         Arc::new(ScpDestination::new(settings_on(port, &dir)).unwrap());

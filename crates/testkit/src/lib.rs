@@ -20,7 +20,9 @@ pub use backups::{StopAt, assert_nothing_left, backup_into, backup_plan};
 pub use emulators::{Sshd, azurite, azurite_endpoint, fake_gcs, moto};
 pub use relay::{Counts, Faults, Matcher, Relay, request};
 pub use server::ServerProcess;
-pub use trees::{dump_file, files_below, noise_file, noisy_source, sample_tree, tree};
+pub use trees::{
+    dump_file, files_below, incompressible, noise_file, noisy_source, sample_tree, tree,
+};
 
 /// A variable that `tests/run.sh` exports for a test server; the test fails without it
 /// (a missing server never skips a test).

@@ -92,3 +92,18 @@ pub fn files_below(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `len` bytes that do not compress (xorshift64 from `seed`, which must not be 0), quickly.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    let mut out: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    out.truncate(len);
+    out
+}
