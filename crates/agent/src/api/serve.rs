@@ -350,9 +350,12 @@ async fn http(io: Connection, router: Router, conn: &Arc<Conn>, shutdown: &Cance
         }
     });
     let mut builder = http1::Builder::new();
+    // A client may shut its write side once its request is sent and still wait for the
+    // answer; the idle limit above closes one that then never reads.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT)
+        .half_close(true);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
