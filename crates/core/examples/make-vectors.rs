@@ -277,7 +277,7 @@ impl Base {
         }
     }
 
-    /// This archive with one byte XORed with `mask`.
+    /// This archive with `mask` XOR one of its bytes.
     fn flipped(&self, offset: usize, mask: u8) -> Vec<u8> {
         let mut bytes = self.archive.clone();
         bytes[offset] ^= mask;

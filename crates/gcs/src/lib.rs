@@ -75,8 +75,8 @@ impl GcsDestination {
     async fn ensure_bucket(&self) -> Result<()> {
         self.bucket_ready
             .get_or_try_init(|| create_bucket(&self.client))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }
 

@@ -25,7 +25,7 @@ use sha1::Sha1;
 
 use crate::fingerprint::{HostKeyPins, SeenKey, foreign_type, key_pin};
 
-/// The known_hosts file of the agent.
+/// The `known_hosts` file of the agent.
 #[derive(Debug, Clone)]
 pub(crate) struct KnownHosts {
     path: PathBuf,
@@ -216,7 +216,7 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Whether the host field of a known_hosts line names `host`.
+/// Whether the host field of a `known_hosts` line names `host`.
 fn names(patterns: &str, host: &str) -> bool {
     if let Some(hashed) = patterns.strip_prefix("|1|") {
         return hashed_names(hashed, host);

@@ -64,7 +64,7 @@ pub struct ExtractStats {
     pub bytes: u64,
 }
 
-/// The longest entry path restored: the kernel's PATH_MAX.
+/// The longest entry path restored: the kernel's `PATH_MAX`.
 const MAX_PATH_LEN: usize = 4096;
 
 /// Extracts entries below a root directory, or only checks them when there is none.
@@ -295,26 +295,25 @@ impl Dirs {
         for part in rel.components() {
             let part = part.as_os_str();
             let key = self.keys.hash_one((parent, part));
-            parent = match self.index.get(&key) {
-                Some(i) => *i,
-                None => {
-                    if self.nodes.len() >= MAX_DIRS {
-                        return Err(unsafe_entry(
-                            name,
-                            &format!(
-                                "the archive holds more than {MAX_DIRS} folders, more than a restore keeps track of"
-                            ),
-                        ));
-                    }
-                    let i = u32::try_from(self.nodes.len()).expect("below MAX_DIRS");
-                    self.nodes.push(DirNode {
-                        parent,
-                        name: part.into(),
-                        meta: None,
-                    });
-                    self.index.insert(key, i);
-                    i
+            parent = if let Some(i) = self.index.get(&key) {
+                *i
+            } else {
+                if self.nodes.len() >= MAX_DIRS {
+                    return Err(unsafe_entry(
+                        name,
+                        &format!(
+                            "the archive holds more than {MAX_DIRS} folders, more than a restore keeps track of"
+                        ),
+                    ));
                 }
+                let i = u32::try_from(self.nodes.len()).expect("below MAX_DIRS");
+                self.nodes.push(DirNode {
+                    parent,
+                    name: part.into(),
+                    meta: None,
+                });
+                self.index.insert(key, i);
+                i
             };
         }
         self.nodes[parent as usize].meta = Some((mode, mtime));
