@@ -206,7 +206,8 @@ impl Destination for GcsDestination {
             self.list_page_size
         );
         if !prefix.is_empty() {
-            base.push_str(&format!("&prefix={}", encode(prefix)));
+            base.push_str("&prefix=");
+            base.push_str(&encode(prefix));
         }
         let action = format!("list {prefix:?}");
         let mut out = Vec::new();
