@@ -37,9 +37,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<()> {
     tracing::info!("Service-backup Started");
-    let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| signal_error(&e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| signal_error(&e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| signal_error(&e))?;
     if !config.backups_enabled() {
         tracing::info!("Backups Disabled");
         tokio::select! {
@@ -221,6 +221,6 @@ pub fn reload(path: &Path, config: &RwLock<Config>) -> bool {
     }
 }
 
-fn signal_error(e: std::io::Error) -> Error {
+fn signal_error(e: &std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot listen for signals: {e}"))
 }

@@ -62,8 +62,8 @@ fn plain(e: &std::io::Error) -> String {
     text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
-/// Logs each line of `stream` (cut at MAX_LINE, at most MAX_LINES lines); keeps the first
-/// MAX_CAPTURE bytes when `keep` is set.
+/// Logs each line of `stream` (cut at `MAX_LINE`, at most `MAX_LINES` lines); keeps the first
+/// `MAX_CAPTURE` bytes when `keep` is set.
 async fn pump(
     mut stream: impl AsyncRead + Unpin,
     what: String,

@@ -2,6 +2,7 @@
 //! `{"timestamp", "source": "ServiceBackup", "message", "log_level", "data"}`, with the
 //! fields of every enclosing span (such as `backup_guid` and `identifier`) in `data`.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -209,8 +210,8 @@ fn text_line(message: &str, level: Level, data: &Map<String, Value>) -> String {
     );
     for (k, v) in data {
         match v {
-            Value::String(s) => line.push_str(&format!(" {k}={s}")),
-            other => line.push_str(&format!(" {k}={other}")),
+            Value::String(s) => _ = write!(line, " {k}={s}"),
+            other => _ = write!(line, " {k}={other}"),
         }
     }
     line

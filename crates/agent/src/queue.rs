@@ -19,6 +19,8 @@ pub struct Queue {
 struct QueueState {
     running: bool,
     /// The waiting request, with the task made for it if one was (by the API).
+    // The outer `None` is no waiting request, the inner one a request without a task.
+    #[allow(clippy::option_option)]
     pending: Option<Option<i64>>,
 }
 

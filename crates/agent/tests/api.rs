@@ -634,8 +634,9 @@ fn public_description(body: &Value, hidden: &[&str]) -> String {
     let reference = description
         .split("reference ")
         .nth(1)
-        .map(|r| r.trim_end_matches('.').to_string())
-        .unwrap_or_else(|| panic!("no reference in {body}"));
+        .unwrap_or_else(|| panic!("no reference in {body}"))
+        .trim_end_matches('.')
+        .to_string();
     assert!(
         reference.len() == 12 && reference.bytes().all(|b| b.is_ascii_hexdigit()),
         "{reference}"

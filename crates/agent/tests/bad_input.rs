@@ -9,6 +9,7 @@
 mod common;
 
 use std::cell::OnceCell;
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -728,7 +729,7 @@ impl ApiAgent {
             body.len()
         );
         for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(head, "{name}: {value}\r\n");
         }
         head.push_str("\r\n");
         // A body refused for its size may be answered before it is all sent.
@@ -755,13 +756,13 @@ impl ApiAgent {
     /// `GET /backups` with the token: every task the API knows.
     fn listing(&self) -> String {
         let answer = self
-            .try_request("GET", "/backups", &[self.bearer()], b"")
+            .try_request("GET", "/backups", &[Self::bearer()], b"")
             .unwrap();
         assert_eq!(answer.status, 200, "{}", answer.body);
         answer.body
     }
 
-    fn bearer(&self) -> (&'static str, String) {
+    fn bearer() -> (&'static str, String) {
         ("Authorization", format!("Bearer {TOKEN}"))
     }
 
@@ -787,7 +788,7 @@ impl ApiAgent {
         let body = replace_id(body, id.as_bytes());
         let mut headers = Vec::new();
         match auth {
-            Auth::Good => headers.push(self.bearer()),
+            Auth::Good => headers.push(Self::bearer()),
             Auth::Missing => {}
             Auth::Header(value) => headers.push(("Authorization", value.to_string())),
             Auth::Scheme(scheme) => headers.push((

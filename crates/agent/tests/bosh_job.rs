@@ -511,7 +511,7 @@ fn the_original_release_fixtures_render_as_properties_and_validate() {
     assert!(seen >= 4, "{seen} fixtures");
 }
 
-/// The first ```yaml block of the README's "Deploy with BOSH" section.
+/// The first `yaml` code block of the README's "Deploy with BOSH" section.
 fn readme_manifest() -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let section = readme

@@ -462,9 +462,9 @@ fn sigterm_mid_upload_aborts_and_leaves_nothing_visible() {
         for e in std::fs::read_dir(&dir).into_iter().flatten() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                stack.push(p)
+                stack.push(p);
             } else {
-                leftovers.push(p)
+                leftovers.push(p);
             }
         }
     }

@@ -13,7 +13,7 @@
 //! | connection reset mid-part, once | the proxy cuts the first connection that passes 1 MiB up (inside the first 6 MiB part) | the part is retried (logged); the backup succeeds, is listed, verifies, restores; task done | `s3_connection_reset_once_mid_part_is_retried` |
 //! | connection reset mid-part, always | the proxy cuts every connection at 1 MiB up | exit 1 naming the destination and bucket after bounded retries; nothing listed; the multipart upload aborted (none left in the bucket); task failed; next run succeeds | `s3_connection_reset_on_every_connection_fails_cleanly` |
 //! | Azure block list commit refused | the proxy answers `PUT …?comp=blocklist` itself: 500 (retried), then 403 | exit 1 naming the destination; no blob listed; task failed; next run succeeds | `azure_block_list_commit_refused` |
-//! | sshd stopped mid-transfer | a private sshd and its sessions SIGKILLed once 4 MiB went up through the proxy; started again | exit 1 naming the destination; `list` fails while it is down; only a hidden temporary file remains, nothing listed; task failed; next run succeeds | `sshd_stopped_mid_transfer` |
+//! | sshd stopped mid-transfer | a private sshd and its sessions killed (SIGKILL) once 4 MiB went up through the proxy; started again | exit 1 naming the destination; `list` fails while it is down; only a hidden temporary file remains, nothing listed; task failed; next run succeeds | `sshd_stopped_mid_transfer` |
 //! | corrupt object on read | the proxy flips one byte in the middle of every GET body of a `.tar.gz.enc`, on S3, then on Azure, beside a sound copy in the other | `verify`/`restore --destination BAD` exit 1 naming the backup and the destination; target untouched; restore task failed; `restore` without `--destination` takes the same backup from the sound destination and logs the damaged copy | `corrupt_object_on_read` |
 //! | store down when the backup starts | an S3 endpoint where nothing listens yet | exit 1 quickly, naming the destination, "unreachable" and `endpoint_url`; a restore fails with the target untouched; nothing listed once it is up; next run succeeds | `s3_server_down_at_start` |
 //!
@@ -732,7 +732,7 @@ fn changed_ssh_host_key_is_refused_before_login() {
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), recorded);
 }
 
-/// The fingerprint of the only key in a known_hosts file, as `ssh-keygen -l` prints it.
+/// The fingerprint of the only key in a `known_hosts` file, as `ssh-keygen -l` prints it.
 fn recorded_fingerprint(known_hosts: &std::path::Path) -> String {
     let shown = std::process::Command::new("ssh-keygen")
         .arg("-l")

@@ -30,8 +30,8 @@ struct Site {
 const POLICY: &str = "{keep_last: 2, keep_daily: 3, keep_weekly: 2, keep_monthly: 3}";
 
 /// Alpha's backups, and whether the policy keeps each: the table of what each rule keeps.
-/// keep_last: 15 Mar 03h, 14 Mar 15h; keep_daily: those and 13 Mar; keep_weekly (ISO,
-/// weeks end on Sunday): 15 Mar, 8 Mar; keep_monthly: 15 Mar, 28 Feb, 31 Jan.
+/// `keep_last`: 15 Mar 03h, 14 Mar 15h; `keep_daily`: those and 13 Mar; `keep_weekly` (ISO,
+/// weeks end on Sunday): 15 Mar, 8 Mar; `keep_monthly`: 15 Mar, 28 Feb, 31 Jan.
 fn table() -> Vec<(DateTime<Utc>, bool)> {
     let t = |m, d, h| Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap();
     vec![

@@ -66,8 +66,8 @@ impl AzureDestination {
     async fn ensure_container(&self) -> Result<()> {
         self.container_ready
             .get_or_try_init(|| self.store.create_container())
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Streamed reads: the blob is fetched in ranges of [`RANGE`] bytes, one after the other,
 //! one range ahead of the reader at most. A range that fails is fetched again from its
 //! start (within the retry policy), and every range is pinned to the blob's version
-//! (`If-Match` on its ETag), so an object overwritten during the read is an error, never
+//! (`If-Match` on its `ETag`), so an object overwritten during the read is an error, never
 //! a mix of two versions.
 
 use std::sync::Arc;

@@ -277,7 +277,7 @@ impl Base {
         }
     }
 
-    /// This archive with one byte XORed with `mask`.
+    /// This archive with `mask` XOR one of its bytes.
     fn flipped(&self, offset: usize, mask: u8) -> Vec<u8> {
         let mut bytes = self.archive.clone();
         bytes[offset] ^= mask;
@@ -310,7 +310,7 @@ fn valid(
     description: &str,
     base: &Base,
     plaintext: &[u8],
-    previous_keys: Vec<[u8; KEY_LEN]>,
+    previous_keys: &[[u8; KEY_LEN]],
 ) -> Vector {
     let utf8 = std::str::from_utf8(plaintext)
         .ok()
@@ -422,7 +422,7 @@ pub fn definitions() -> Vec<Vector> {
     for (name, description, n, len) in sizes {
         let plain = pattern(len);
         let base = Base::seal(key, inputs(n), &plain, pattern_text(len));
-        out.push(valid(name, description, &base, &plain, vec![]));
+        out.push(valid(name, description, &base, &plain, &[]));
         if len == 2 * CHUNK_LEN {
             two_full = Some(base);
         }
@@ -446,7 +446,7 @@ pub fn definitions() -> Vec<Vector> {
         "a stanza of unknown type 0x0100 before the symmetric stanza: skipped, but covered by the header MAC",
         &unknown,
         plain,
-        vec![],
+        &[],
     ));
 
     let plain = b"sealed for a key that was rotated out\n";
@@ -461,7 +461,7 @@ pub fn definitions() -> Vec<Vector> {
         "sealed for a key the reader keeps as a previous key; it opens with that key",
         &rotated,
         plain,
-        vec![previous_key()],
+        &[previous_key()],
     ));
 
     let tgz = plain_tar_gz();
@@ -476,7 +476,7 @@ pub fn definitions() -> Vec<Vector> {
         "a payload as backups carry it: a gzip stream of a tar holding hello.txt (the same bytes as corrupt-plain-tar-gz.sbak)",
         &tar_gz,
         &tgz,
-        vec![],
+        &[],
     ));
 
     // The backup context (type 2).
@@ -846,7 +846,7 @@ fn context_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
         "a context stanza (type 2) after the symmetric stanza: the archive is bound to backup 20260101T000000Z-vm-0a1b2c3d of instance vm, started 2026-01-01T00:00:00.123456789Z",
         &bound,
         plain,
-        vec![],
+        &[],
     ));
     let name_at = 26 + 6 + 68 + 6 + 2;
     out.push(bound.refused(

@@ -143,7 +143,7 @@ pub async fn plan_prune(
     let (entries, ignored) = sort_trusted(dest, in_scope, now, trust).await;
     // Each instance's backups are judged on their own, even with every instance in scope:
     // one agent's newest backup never pushes out another's.
-    let mut by_instance: std::collections::BTreeMap<&str, Vec<Candidate>> = Default::default();
+    let mut by_instance = std::collections::BTreeMap::<&str, Vec<Candidate>>::new();
     for e in &entries {
         by_instance
             .entry(e.manifest.instance_id.as_str())
@@ -245,7 +245,7 @@ async fn sort_trusted(
     }
     // Oldest bound backup of each instance: this version binds every backup it writes, so
     // an unbound one dated after it did not come from it.
-    let mut first_bound: std::collections::HashMap<String, DateTime<Utc>> = Default::default();
+    let mut first_bound = std::collections::HashMap::<String, DateTime<Utc>>::new();
     for (entry, verdict) in &judged {
         if matches!(verdict, Ok(Authenticity::Bound)) {
             let m = &entry.manifest;

@@ -26,11 +26,7 @@ impl TaskState {
         use TaskState::{Deleted, Done, Failed, Queued, Running};
         matches!(
             (self, next),
-            (Queued, Running)
-                | (Queued, Failed)
-                | (Running, Done)
-                | (Running, Failed)
-                | (Done, Deleted)
+            (Queued, Running | Failed) | (Running, Done | Failed) | (Done, Deleted)
         )
     }
 

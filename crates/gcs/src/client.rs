@@ -1,7 +1,7 @@
 //! What every request shares: the HTTP client with its time limits, the API's URLs, the
 //! access token, the retry policy, and the translation of failures into our errors.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -259,7 +259,7 @@ pub(crate) fn encode(text: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

@@ -75,8 +75,8 @@ impl GcsDestination {
     async fn ensure_bucket(&self) -> Result<()> {
         self.bucket_ready
             .get_or_try_init(|| create_bucket(&self.client))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }
 
@@ -206,7 +206,8 @@ impl Destination for GcsDestination {
             self.list_page_size
         );
         if !prefix.is_empty() {
-            base.push_str(&format!("&prefix={}", encode(prefix)));
+            base.push_str("&prefix=");
+            base.push_str(&encode(prefix));
         }
         let action = format!("list {prefix:?}");
         let mut out = Vec::new();

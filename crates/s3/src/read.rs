@@ -8,7 +8,7 @@
 //! by side while memory stays flat whatever the object's size.
 //!
 //! A body cut short (a reset, a stall, a store restarted) is resumed from the first byte
-//! not yet delivered, with `Range` and `If-Match` on the ETag of the first answer: a lost
+//! not yet delivered, with `Range` and `If-Match` on the `ETag` of the first answer: a lost
 //! connection costs what was in flight, not the object, and an object rewritten meanwhile
 //! fails the read instead of yielding a mix of two objects. [`MAX_RESUMES`] resumes in a
 //! row without a byte of progress end the read. A store that ignores `Range` answers a
@@ -34,7 +34,7 @@ pub const READ_AHEAD: usize = 8 * 1024 * 1024;
 /// How many times in a row a body cut short is resumed without a byte of progress between.
 pub const MAX_RESUMES: u32 = 6;
 
-/// The answer to one `GetObject`: the object's size and ETag, and the body from `start`.
+/// The answer to one `GetObject`: the object's size and `ETag`, and the body from `start`.
 struct Opened {
     size: Option<u64>,
     etag: Option<String>,
@@ -146,7 +146,7 @@ fn total_of(content_range: &str) -> Option<u64> {
 
 impl Store {
     /// Asks for `key` from byte `start` on, retried on temporary failures; `etag`, if
-    /// given, is the ETag the object must still have.
+    /// given, is the `ETag` the object must still have.
     async fn open(&self, key: &str, start: u64, etag: Option<&str>) -> Result<Opened> {
         let action = format!("read {key}");
         let result = self

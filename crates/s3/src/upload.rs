@@ -90,7 +90,10 @@ impl PartPool {
     /// An empty buffer of at least `size` bytes of capacity, reused when one is free.
     fn buffer(&self, size: usize, permit: OwnedSemaphorePermit) -> Part {
         let reused = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut free = self
+                .free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Buffers of a smaller part size are of no more use.
             free.retain(|b| b.capacity() >= size);
             free.pop()
@@ -124,7 +127,7 @@ impl Drop for Part {
         // Pushed before the permit is released, so that whoever gets it finds the buffer.
         self.free
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(data);
     }
 }
@@ -188,13 +191,12 @@ impl S3Upload {
                 ),
             ));
         }
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = self.store.create_multipart(&self.key).await?;
-                self.upload_id = Some(id.clone());
-                id
-            }
+        let upload_id = if let Some(id) = &self.upload_id {
+            id.clone()
+        } else {
+            let id = self.store.create_multipart(&self.key).await?;
+            self.upload_id = Some(id.clone());
+            id
         };
         let Some(part) = self.buffer.take() else {
             return Ok(());
@@ -371,19 +373,18 @@ impl Drop for S3Upload {
         // removes it.
         let store = self.store.clone();
         let key = std::mem::take(&mut self.key);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = store.abort_multipart(&key, &upload_id).await {
-                        tracing::warn!(error = %e, "an incomplete s3 multipart upload was left behind");
-                    }
-                });
-            }
-            Err(_) => tracing::warn!(
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.abort_multipart(&key, &upload_id).await {
+                    tracing::warn!(error = %e, "an incomplete s3 multipart upload was left behind");
+                }
+            });
+        } else {
+            tracing::warn!(
                 bucket = %self.store.bucket,
                 key = %key,
                 "an incomplete s3 multipart upload was left behind: no runtime to abort it"
-            ),
+            );
         }
     }
 }

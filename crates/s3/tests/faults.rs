@@ -143,7 +143,7 @@ fn debug_output_has_no_credentials() {
 
 /// The network is lost mid-upload, so even the abort cannot reach the store: what remains
 /// is an incomplete multipart upload, invisible to list and get, which a prune (with
-/// ListBucketMultipartUploads and AbortMultipartUpload) finds and removes.
+/// `ListBucketMultipartUploads` and `AbortMultipartUpload`) finds and removes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_leaves_only_an_invisible_upload_that_a_prune_removes() {
     let endpoint = env("SB_TEST_S3_ENDPOINT");

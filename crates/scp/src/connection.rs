@@ -30,11 +30,11 @@ pub(crate) struct Connection {
 enum Trust {
     /// The configured `fingerprint`.
     Configured(HostKeyPins),
-    /// The keys recorded in the known_hosts file.
+    /// The keys recorded in the `known_hosts` file.
     Recorded(HostKeyPins),
     /// None yet: the first key presented is recorded.
     FirstUse,
-    /// Any (no `fingerprint`, no known_hosts file).
+    /// Any (no `fingerprint`, no `known_hosts` file).
     Unchecked,
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct Remote {
     pins: Option<HostKeyPins>,
     /// Where host keys are recorded on first use, when no `fingerprint` is configured.
     known_hosts: Option<KnownHosts>,
-    /// The server's name in the known_hosts file (`[host]:port`).
+    /// The server's name in the `known_hosts` file (`[host]:port`).
     host: String,
     /// `user@host:port`, for messages.
     pub(crate) name: String,
@@ -139,7 +139,7 @@ impl Remote {
         }
     }
 
-    /// The host keys to accept: configured, else recorded in the known_hosts file.
+    /// The host keys to accept: configured, else recorded in the `known_hosts` file.
     fn trust(&self) -> Result<Trust> {
         if let Some(pins) = &self.pins {
             return Ok(Trust::Configured(pins.clone()));

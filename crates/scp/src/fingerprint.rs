@@ -3,8 +3,8 @@
 //! Three spellings are accepted, one or more per setting (one a line):
 //! - `SHA256:<base64>`, as `ssh-keygen -l` prints it;
 //! - `MD5:aa:bb:…` or `aa:bb:…`, as `ssh-keygen -l -E md5` and older OpenSSH print it;
-//! - a known_hosts line (`[host]:port ssh-ed25519 AAAA…`, as `ssh-keyscan` prints it), which is
-//!   what the original release wrote to its known_hosts file.
+//! - a `known_hosts` line (`[host]:port ssh-ed25519 AAAA…`, as `ssh-keyscan` prints it), which is
+//!   what the original release wrote to its `known_hosts` file.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -67,7 +67,7 @@ fn family_of_type(key_type: &str) -> Option<&'static str> {
 }
 
 /// Whether `key_type` is a key type of OpenSSH's that the agent does not check (security
-/// keys, certificates, DSA): ssh skips such known_hosts lines, and so does the agent.
+/// keys, certificates, DSA): ssh skips such `known_hosts` lines, and so does the agent.
 pub(crate) fn foreign_type(key_type: &str) -> bool {
     family_of_type(key_type).is_none()
         && ["ssh-", "sk-", "ecdsa-", "x509v3-"]
@@ -123,7 +123,7 @@ fn parse_line(line: &str) -> Result<Option<Pin>> {
         .map_err(invalid)
 }
 
-/// The pin of a known_hosts key (`key_type` and its base64 blob), or why it is not one.
+/// The pin of a `known_hosts` key (`key_type` and its base64 blob), or why it is not one.
 pub(crate) fn key_pin(key_type: &str, base64: Option<&str>) -> Result<Pin, &'static str> {
     let family = family_of_type(key_type).ok_or("the key type is not one the agent knows")?;
     let blob = base64
@@ -160,7 +160,7 @@ impl HostKeyPins {
         Ok(Some(Self(pins)))
     }
 
-    /// The pins `pins` (the keys a known_hosts file records); `None` when there are none.
+    /// The pins `pins` (the keys a `known_hosts` file records); `None` when there are none.
     pub(crate) fn of(pins: Vec<Pin>) -> Option<Self> {
         (!pins.is_empty()).then_some(Self(pins))
     }
@@ -280,7 +280,7 @@ impl SeenKey {
         type_name(&self.blob)
     }
 
-    /// The key as a known_hosts line names it: its type and its base64 blob.
+    /// The key as a `known_hosts` line names it: its type and its base64 blob.
     pub(crate) fn known_hosts_text(&self) -> String {
         format!("{} {}", self.type_name(), STANDARD.encode(&self.blob))
     }

@@ -52,9 +52,9 @@ pub struct ScpSettings {
     /// The private key (RSA PEM, or RSA/ECDSA/ed25519 in OpenSSH format), without passphrase.
     pub key: Secret,
     /// The server's host key: `SHA256:…` or `MD5:…` as `ssh-keygen -l` prints it, or
-    /// known_hosts lines; `None`: the key recorded in `known_hosts` is required.
+    /// `known_hosts` lines; `None`: the key recorded in `known_hosts` is required.
     pub fingerprint: Option<String>,
-    /// The known_hosts file (OpenSSH's format) that, when `fingerprint` is `None`, records
+    /// The `known_hosts` file (OpenSSH's format) that, when `fingerprint` is `None`, records
     /// the host key a server presents first and is checked on every later connection; with
     /// neither, any host key is accepted and an error is logged once.
     pub known_hosts: Option<PathBuf>,
@@ -66,7 +66,7 @@ pub struct ScpSettings {
 
 impl ScpSettings {
     /// Settings with the default port, timeout and retries, no host key pinned and no
-    /// known_hosts file.
+    /// `known_hosts` file.
     pub fn new(
         server: impl Into<String>,
         user: impl Into<String>,

@@ -270,7 +270,7 @@ fn first_use_settings(dir: &std::path::Path, known_hosts: &std::path::Path) -> S
     s
 }
 
-/// A new ed25519 key in `dir`: its known_hosts text (`type base64`) and its fingerprint.
+/// A new ed25519 key in `dir`: its `known_hosts` text (`type base64`) and its fingerprint.
 fn other_host_key(dir: &std::path::Path) -> (String, String) {
     let key = dir.join("other_host_key");
     let made = std::process::Command::new("ssh-keygen")
@@ -294,7 +294,7 @@ fn other_host_key(dir: &std::path::Path) -> (String, String) {
     )
 }
 
-/// Hashes the host names of a known_hosts file as `ssh-keygen -H` does.
+/// Hashes the host names of a `known_hosts` file as `ssh-keygen -H` does.
 fn hash_names(known_hosts: &std::path::Path) {
     let hashed = std::process::Command::new("ssh-keygen")
         .arg("-H")

@@ -97,7 +97,13 @@ impl ServerProcess {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({:?}): {e}", self.name, self.program));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({}): {e}",
+                    self.name,
+                    self.program.display()
+                )
+            });
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {

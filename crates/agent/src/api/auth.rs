@@ -73,7 +73,7 @@ impl Tokens {
                 tracing::info!(tokens = count, "API bearer tokens reloaded");
             }
             Err(e) => {
-                tracing::error!(error = %e, "API bearer tokens could not be reread; keeping the previous ones")
+                tracing::error!(error = %e, "API bearer tokens could not be reread; keeping the previous ones");
             }
         }
     }

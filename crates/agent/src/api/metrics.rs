@@ -102,30 +102,27 @@ pub fn sample(inputs: &Inputs<'_>) -> Vec<String> {
     let mut disk_error = 0;
     for m in &reported {
         let name = disk_name(m);
-        match nix::sys::statvfs::statvfs(m.as_str()) {
-            Ok(v) => {
-                let frag = i128::from(v.fragment_size());
-                let total = i128::from(v.blocks()) * frag;
-                let free = i128::from(v.blocks_available()) * frag;
-                let used = total - i128::from(v.blocks_free()) * frag;
-                let percent = if total > 0 { used * 100 / total } else { 0 };
-                put(&format!("system.disk.{name}.error"), 0);
-                put(&format!("system.disk.{name}.total"), total);
-                put(&format!("system.disk.{name}.used"), used);
-                put(&format!("system.disk.{name}.free"), free);
-                put(&format!("system.disk.{name}.percent"), percent);
-                let threshold = i128::from(inputs.parachute_threshold);
-                put(&format!("parachute.{name}.used_percent"), percent);
-                put(&format!("parachute.{name}.threshold"), threshold);
-                put(
-                    &format!("parachute.{name}.limit_reached"),
-                    i128::from(percent >= threshold),
-                );
-            }
-            Err(_) => {
-                disk_error = 1;
-                put(&format!("system.disk.{name}.error"), 1);
-            }
+        if let Ok(v) = nix::sys::statvfs::statvfs(m.as_str()) {
+            let frag = i128::from(v.fragment_size());
+            let total = i128::from(v.blocks()) * frag;
+            let free = i128::from(v.blocks_available()) * frag;
+            let used = total - i128::from(v.blocks_free()) * frag;
+            let percent = if total > 0 { used * 100 / total } else { 0 };
+            put(&format!("system.disk.{name}.error"), 0);
+            put(&format!("system.disk.{name}.total"), total);
+            put(&format!("system.disk.{name}.used"), used);
+            put(&format!("system.disk.{name}.free"), free);
+            put(&format!("system.disk.{name}.percent"), percent);
+            let threshold = i128::from(inputs.parachute_threshold);
+            put(&format!("parachute.{name}.used_percent"), percent);
+            put(&format!("parachute.{name}.threshold"), threshold);
+            put(
+                &format!("parachute.{name}.limit_reached"),
+                i128::from(percent >= threshold),
+            );
+        } else {
+            disk_error = 1;
+            put(&format!("system.disk.{name}.error"), 1);
         }
     }
     put("system.disk.error", disk_error);

@@ -6,6 +6,7 @@
 //! `serde_urlencoded`, so that the `api` fuzz target compiles it as it is.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use serde_json::Value;
 
@@ -67,8 +68,8 @@ pub fn restore_fields(
 
 /// The backup id (as sent) that a restore request for `instance_id` names, or the message
 /// of the 412 that refuses it.
-pub fn restore_backup_id<'a>(
-    fields: &'a HashMap<String, String>,
+pub fn restore_backup_id<'a, S: BuildHasher>(
+    fields: &'a HashMap<String, String, S>,
     instance_id: &str,
 ) -> Result<&'a str, String> {
     let Some(instance) = fields.get("instance_id").filter(|i| !i.is_empty()) else {

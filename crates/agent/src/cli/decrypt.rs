@@ -77,54 +77,50 @@ pub fn run(args: &DecryptArgs) -> CliResult {
     };
     let mut reader = DecryptingReader::new(BufReader::with_capacity(256 * 1024, counted), &ring)?;
     binding.check(reader.context())?;
-    match &args.output {
-        Some(path) => {
-            if path.exists() {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    format!("{} already exists", path.display()),
-                )
-                .with_hint("choose another --output path or remove the file first")
-                .into());
-            }
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut temp = tempfile::Builder::new()
-                .prefix(".service-backup-decrypt-")
-                .tempfile_in(dir)
-                .map_err(|e| Error::io("create a temporary file in", dir, e))?;
-            io::copy(&mut reader, temp.as_file_mut())
-                .map_err(|e| from_io(e, "decrypt the archive"))?;
-            temp.as_file()
-                .sync_all()
-                .map_err(|e| Error::io("sync", temp.path(), e))?;
-            temp.persist_noclobber(path)
-                .map_err(|e| Error::io("create", path, e.error))?;
-            bar.finish();
-            eprintln!(
-                "decrypted with key id {} to {}",
-                reader.key_id(),
-                path.display()
-            );
+    if let Some(path) = &args.output {
+        if path.exists() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("{} already exists", path.display()),
+            )
+            .with_hint("choose another --output path or remove the file first")
+            .into());
         }
-        None => {
-            let stdout = io::stdout();
-            if stdout.is_terminal() {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    "refusing to write archive data to a terminal",
-                )
-                .with_hint("pass --output FILE, or redirect standard output")
-                .into());
-            }
-            let mut out = stdout.lock();
-            io::copy(&mut reader, &mut out).map_err(|e| from_io(e, "decrypt the archive"))?;
-            out.flush()
-                .map_err(|e| from_io(e, "write standard output"))?;
-            bar.finish();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let mut temp = tempfile::Builder::new()
+            .prefix(".service-backup-decrypt-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+        io::copy(&mut reader, temp.as_file_mut()).map_err(|e| from_io(e, "decrypt the archive"))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", temp.path(), e))?;
+        temp.persist_noclobber(path)
+            .map_err(|e| Error::io("create", path, e.error))?;
+        bar.finish();
+        eprintln!(
+            "decrypted with key id {} to {}",
+            reader.key_id(),
+            path.display()
+        );
+    } else {
+        let stdout = io::stdout();
+        if stdout.is_terminal() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "refusing to write archive data to a terminal",
+            )
+            .with_hint("pass --output FILE, or redirect standard output")
+            .into());
         }
+        let mut out = stdout.lock();
+        io::copy(&mut reader, &mut out).map_err(|e| from_io(e, "decrypt the archive"))?;
+        out.flush()
+            .map_err(|e| from_io(e, "write standard output"))?;
+        bar.finish();
     }
     Ok(Outcome::Success)
 }

@@ -54,7 +54,7 @@ pub struct RestoreArgs {
     file: Option<PathBuf>,
     #[command(flatten)]
     which: Which,
-    /// Where to restore (default: restore.target_folder, else source_folder).
+    /// Where to restore (default: `restore.target_folder`, else `source_folder`).
     #[arg(long)]
     target: Option<PathBuf>,
     /// Replace the content of a non-empty target (only once the backup is fully restored).

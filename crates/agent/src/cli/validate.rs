@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::command::{CliResult, Outcome, load_config};
+use crate::config::ApiConfig;
 
 /// Checks the configuration; every problem is printed by the caller (exit 2).
 pub fn run(path: &Path) -> CliResult {
@@ -16,7 +17,7 @@ pub fn run(path: &Path) -> CliResult {
     } else {
         println!("{}: valid; {destinations} destination(s)", path.display());
     }
-    if let Some(warning) = config.api.as_ref().and_then(|a| a.plaintext_warning()) {
+    if let Some(warning) = config.api.as_ref().and_then(ApiConfig::plaintext_warning) {
         println!("warning: {warning}");
     }
     if config.keyring.is_none() && destinations > 0 {

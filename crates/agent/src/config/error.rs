@@ -14,7 +14,7 @@ impl ConfigError {
     /// configuration's `missing_properties_message`.
     pub(super) fn new(problems: Vec<String>, message: &str) -> Self {
         let problems = problems
-            .iter()
+            .into_iter()
             .map(|problem| {
                 let problem = problem.trim().trim_end_matches('.');
                 format!("Invalid config - {problem}. {message}")

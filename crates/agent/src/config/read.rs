@@ -1,5 +1,6 @@
 //! Reading a whole configuration from YAML text, every problem collected.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_norway::{Mapping, Value};
@@ -112,7 +113,7 @@ pub(super) fn from_text(
     let ignored_keys = IGNORED_KEYS
         .iter()
         .filter(|key| top.has(key))
-        .map(|key| key.to_string())
+        .map(ToString::to_string)
         .collect();
 
     if !problems.is_empty() {
@@ -185,11 +186,12 @@ fn yaml_problem(err: &serde_norway::Error) -> String {
     if let Some(location) = err.location()
         && !text.contains("line ")
     {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             " at line {} column {}",
             location.line(),
             location.column()
-        ));
+        );
     }
     format!("the file is not valid YAML: {text}")
 }
@@ -198,15 +200,14 @@ fn compression(top: &Section<'_>, problems: &mut Problems) -> Algorithm {
     let Some(value) = top.get("compression") else {
         return Algorithm::default();
     };
-    match scalar_text(value).and_then(|t| Algorithm::from_name(t.trim())) {
-        Some(algorithm) => algorithm,
-        None => {
-            problems.push(format!(
-                "compression must be gzip or zstd, not {}",
-                shown(value)
-            ));
-            Algorithm::default()
-        }
+    if let Some(algorithm) = scalar_text(value).and_then(|t| Algorithm::from_name(t.trim())) {
+        algorithm
+    } else {
+        problems.push(format!(
+            "compression must be gzip or zstd, not {}",
+            shown(value)
+        ));
+        Algorithm::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use service_backup_core::compression::Algorithm;
 
-use super::{DestinationKind, load, parse};
+use super::{DestinationConfig, DestinationKind, load, parse};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -150,7 +150,7 @@ cron_schedule: '@daily'
     let names: Vec<String> = config
         .destinations
         .iter()
-        .map(|d| d.display_name())
+        .map(DestinationConfig::display_name)
         .collect();
     assert_eq!(
         names,

@@ -284,7 +284,7 @@ pub async fn from_destinations(
             }
             let entry = select(&entries, &selector)
                 .map_err(|e| match &shown {
-                    Some(id) => (of_instance(e, id, others), None),
+                    Some(id) => (of_instance(&e, id, others), None),
                     None => (e, None),
                 })?
                 .clone();
@@ -378,7 +378,7 @@ fn adopted_instance(all: &[catalog::BackupEntry], own: &str, chosen: bool) -> St
 
 /// A "no such backup" error that names the instance, and points to the other instances'
 /// backups when there are some.
-fn of_instance(e: Error, instance: &str, others: usize) -> Error {
+fn of_instance(e: &Error, instance: &str, others: usize) -> Error {
     let out = Error::new(e.kind(), format!("instance {instance}: {}", e.message()));
     if others > 0 {
         out.with_hint(format!(

@@ -167,7 +167,7 @@ pub fn create_state_dir(dir: &Path) -> Result<()> {
 }
 
 /// Refuses a `state_dir` that another user owns or that group or others may write: they
-/// could plant a known_hosts pinning their own server's key, or links under the names of
+/// could plant a `known_hosts` pinning their own server's key, or links under the names of
 /// the agent's files.
 fn check_state_dir(dir: &Path) -> Result<()> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::io("read state_dir", dir, e))?;
@@ -445,7 +445,14 @@ impl Store {
             c.execute(
                 "UPDATE tasks SET backup_name = ?2, size_in_bytes = ?3, stored_bytes = ?4,
                  duration_in_seconds = ?5, finished_at = ?6 WHERE id = ?1",
-                params![id, backup_name, size as i64, stored as i64, seconds, at],
+                params![
+                    id,
+                    backup_name,
+                    size.cast_signed(),
+                    stored.cast_signed(),
+                    seconds,
+                    at
+                ],
             )
         })
     }
@@ -579,8 +586,12 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
         backup_name: row.get(5)?,
         created_at: time(6)?,
         updated_at: time(7)?,
-        size_in_bytes: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
-        stored_bytes: row.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        size_in_bytes: row
+            .get::<_, Option<i64>>(8)?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
+        stored_bytes: row
+            .get::<_, Option<i64>>(9)?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
         duration_in_seconds: row.get(10)?,
         reason: row.get(11)?,
         deleted_at: row

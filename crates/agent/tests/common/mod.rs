@@ -225,6 +225,5 @@ pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
+        .is_ok_and(|o| o.stdout == b"0\n")
 }

@@ -42,7 +42,7 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
 
     // streamed upload is invisible until complete; large objects across many parts
     let mut upload = dest.put_multipart(&p("big/archive.bin")).await.unwrap();
-    let block: Vec<u8> = (0..1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
+    let block: Vec<u8> = (0u32..1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
     let blocks = 12;
     for _ in 0..blocks {
         upload

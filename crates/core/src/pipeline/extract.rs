@@ -64,7 +64,7 @@ pub struct ExtractStats {
     pub bytes: u64,
 }
 
-/// The longest entry path restored: the kernel's PATH_MAX.
+/// The longest entry path restored: the kernel's `PATH_MAX`.
 const MAX_PATH_LEN: usize = 4096;
 
 /// Extracts entries below a root directory, or only checks them when there is none.
@@ -128,7 +128,7 @@ impl Extractor {
             .entries()
             .map_err(|e| from_io(e, "read the tar stream"))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| tar_error(e, None))?;
+            let mut entry = entry.map_err(|e| tar_error(&e, None))?;
             self.entry(&mut entry)?;
         }
         self.links.finish(self.root.as_deref())?;
@@ -137,7 +137,7 @@ impl Extractor {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
-        let raw = entry.path().map_err(|e| tar_error(e, None))?.into_owned();
+        let raw = entry.path().map_err(|e| tar_error(&e, None))?.into_owned();
         let name = raw.display().to_string();
         let rel = checked_path(&raw)?;
         let kind = entry.header().entry_type();
@@ -189,7 +189,7 @@ impl Extractor {
                         write_file(&mut self.buffer, &path, &name, entry, mode, mtime)?;
                     }
                     None => {
-                        io::copy(entry, &mut io::sink()).map_err(|e| tar_error(e, Some(&name)))?;
+                        io::copy(entry, &mut io::sink()).map_err(|e| tar_error(&e, Some(&name)))?;
                     }
                 }
             }
@@ -295,26 +295,25 @@ impl Dirs {
         for part in rel.components() {
             let part = part.as_os_str();
             let key = self.keys.hash_one((parent, part));
-            parent = match self.index.get(&key) {
-                Some(i) => *i,
-                None => {
-                    if self.nodes.len() >= MAX_DIRS {
-                        return Err(unsafe_entry(
-                            name,
-                            &format!(
-                                "the archive holds more than {MAX_DIRS} folders, more than a restore keeps track of"
-                            ),
-                        ));
-                    }
-                    let i = u32::try_from(self.nodes.len()).expect("below MAX_DIRS");
-                    self.nodes.push(DirNode {
-                        parent,
-                        name: part.into(),
-                        meta: None,
-                    });
-                    self.index.insert(key, i);
-                    i
+            parent = if let Some(i) = self.index.get(&key) {
+                *i
+            } else {
+                if self.nodes.len() >= MAX_DIRS {
+                    return Err(unsafe_entry(
+                        name,
+                        &format!(
+                            "the archive holds more than {MAX_DIRS} folders, more than a restore keeps track of"
+                        ),
+                    ));
                 }
+                let i = u32::try_from(self.nodes.len()).expect("below MAX_DIRS");
+                self.nodes.push(DirNode {
+                    parent,
+                    name: part.into(),
+                    meta: None,
+                });
+                self.index.insert(key, i);
+                i
             };
         }
         self.nodes[parent as usize].meta = Some((mode, mtime));
@@ -380,7 +379,7 @@ fn checked_path(raw: &Path) -> Result<PathBuf> {
 fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<PathBuf> {
     entry
         .link_name()
-        .map_err(|e| tar_error(e, Some(name)))?
+        .map_err(|e| tar_error(&e, Some(name)))?
         .map(std::borrow::Cow::into_owned)
         .ok_or_else(|| Error::corrupt(format!("link entry {name} has no target")))
 }
@@ -403,7 +402,7 @@ fn write_file<R: Read>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(tar_error(e, Some(name))),
+            Err(e) => return Err(tar_error(&e, Some(name))),
         };
         file.write_all(&buffer[..n])
             .map_err(|e| write_failure(e, path))?;
@@ -488,8 +487,8 @@ fn unsafe_entry(name: &str, why: &str) -> Error {
 
 /// A tar-level failure: one of ours from below (decryption, hash) or a damaged tar stream.
 /// Failures to write the restore are [`write_failure`]s.
-fn tar_error(e: io::Error, entry: Option<&str>) -> Error {
-    if let Some(ours) = crate::error::find_in_io(&e) {
+fn tar_error(e: &io::Error, entry: Option<&str>) -> Error {
+    if let Some(ours) = crate::error::find_in_io(e) {
         return ours;
     }
     let at = entry

@@ -290,7 +290,7 @@ impl<R: Read> Read for Watched<R> {
 fn drain<R: Read>(r: &mut R) -> Result<u64> {
     io::copy(r, &mut io::sink()).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-            if !e.get_ref().is_some_and(|i| i.is::<Error>()) =>
+            if !matches!(e.get_ref(), Some(inner) if inner.is::<Error>()) =>
         {
             Error::corrupt(format!("the compressed stream is damaged: {e}"))
         }

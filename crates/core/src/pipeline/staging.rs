@@ -79,7 +79,8 @@ enum Place {
 pub struct Staging {
     /// The target's real path (symbolic links resolved).
     target: PathBuf,
-    staging: PathBuf,
+    /// The staging folder.
+    folder: PathBuf,
     place: Place,
     created_target: bool,
     /// Held while the staging folder is in use, so that no other restore removes it as
@@ -128,7 +129,7 @@ impl Staging {
         if let Some((place, staging, lock)) = beside(&target, &mounts, &token)? {
             return Ok(Self {
                 target,
-                staging,
+                folder: staging,
                 place,
                 created_target,
                 _lock: lock,
@@ -142,7 +143,7 @@ impl Staging {
         let lock = lock_dir(&staging)?;
         Ok(Self {
             target,
-            staging,
+            folder: staging,
             place: Place::Inside,
             created_target,
             _lock: lock,
@@ -151,7 +152,7 @@ impl Staging {
 
     /// The directory to extract into.
     pub fn dir(&self) -> &Path {
-        &self.staging
+        &self.folder
     }
 
     /// Puts the staged content in the target's place. On an error the target is left as
@@ -160,7 +161,7 @@ impl Staging {
         match &self.place {
             Place::Beside { .. } => self.swap(),
             Place::Inside => {
-                let staging = self.staging.clone();
+                let staging = self.folder.clone();
                 self.move_entries(&staging)
             }
         }
@@ -172,10 +173,10 @@ impl Staging {
     }
 
     fn remove_staging(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.staging)
+        if let Err(e) = std::fs::remove_dir_all(&self.folder)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %self.staging.display(), error = %e, "the staging folder of the restore could not be removed; the next restore removes it");
+            tracing::warn!(path = %self.folder.display(), error = %e, "the staging folder of the restore could not be removed; the next restore removes it");
         }
         if self.created_target {
             let _ = std::fs::remove_dir(&self.target);
@@ -196,7 +197,7 @@ impl Staging {
         };
         // Once swapped, the staged folder is the target: it takes the target's own mode
         // and owner first (its ACLs and extended attributes are not carried over).
-        if let Err(e) = take_mode_and_owner(&self.target, &self.staging) {
+        if let Err(e) = take_mode_and_owner(&self.target, &self.folder) {
             tracing::info!(target = %self.target.display(), error = %e, "the restored folder cannot take the target's owner; its entries are moved into the target instead");
             return self.move_entries_from_beside();
         }
@@ -211,7 +212,7 @@ impl Staging {
             replaced_name.as_os_str(),
         ) {
             self.remove_staging();
-            return Err(Error::io("rename", &self.staging, e.into()));
+            return Err(Error::io("rename", &self.folder, e.into()));
         }
         // A mount point put inside the target since the restore began would move with it.
         if let Some(mount) = mount_inside(&mount_points(), &self.target) {
@@ -284,7 +285,7 @@ impl Staging {
     /// Moves the entries of the staging folder beside the target into the target, then
     /// removes the (empty) staging folder.
     fn move_entries_from_beside(self) -> Result<()> {
-        let staging = self.staging.clone();
+        let staging = self.folder.clone();
         self.move_entries(&staging)
     }
 

@@ -451,7 +451,7 @@ async fn judging_a_backup_reads_only_its_header() {
         started_at: at(1, 3),
     };
     let mut w = crate::format::EncryptingWriter::bound(Vec::new(), &key, Some(&context)).unwrap();
-    std::io::Write::write_all(&mut w, &[5u8; 200_000]).unwrap();
+    std::io::Write::write_all(&mut w, &vec![5u8; 200_000]).unwrap();
     let archive = w.finish().unwrap();
     let header = crate::format::header_len(&archive).unwrap().unwrap();
     assert_eq!(header, 138 + 16 + context.name.len() + 1);

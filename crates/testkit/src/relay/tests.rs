@@ -132,10 +132,10 @@ fn a_relay_cuts_answers_and_corrupts() {
         ..Faults::default()
     });
     let mut first = TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
-    assert!(exchange(&mut first, "PUT /big HTTP/1.1", &[1; 50_000]).is_none());
+    assert!(exchange(&mut first, "PUT /big HTTP/1.1", &vec![1; 50_000]).is_none());
     assert!(received.recv().unwrap() < 10_000);
     let mut second = TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
-    assert!(exchange(&mut second, "PUT /big HTTP/1.1", &[1; 50_000]).is_some());
+    assert!(exchange(&mut second, "PUT /big HTTP/1.1", &vec![1; 50_000]).is_some());
     assert_eq!(received.recv().unwrap(), 50_000);
     assert_eq!(relay.counts().cuts, 1);
     relay.wait_for("the bytes up", Duration::from_secs(5), |c| c.up > 60_000);

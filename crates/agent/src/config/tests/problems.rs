@@ -209,7 +209,7 @@ source_folder: /s
 cron_schedule: '@hourly'
 ";
     let config = parse(good).unwrap_or_else(|e| panic!("{e}"));
-    let shown = format!("{config:?} {:#?}", config);
+    let shown = format!("{config:?} {config:#?}");
     for secret in secrets {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }

@@ -110,7 +110,11 @@ fn entropy_of(counts: &[[u32; 256]; 4], n: usize) -> f64 {
 fn c_log2_c() -> &'static [f64; PIECE_SIZE + 1] {
     static TABLE: std::sync::OnceLock<Box<[f64; PIECE_SIZE + 1]>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut table = Box::new([0.0; PIECE_SIZE + 1]);
+        // Built on the heap: the array is too large for a thread's stack.
+        let mut table: Box<[f64; PIECE_SIZE + 1]> = vec![0.0; PIECE_SIZE + 1]
+            .into_boxed_slice()
+            .try_into()
+            .expect("the length is the array's");
         for (c, slot) in table.iter_mut().enumerate().skip(1) {
             let c = c as f64;
             *slot = c * c.log2();

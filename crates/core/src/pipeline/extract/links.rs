@@ -15,7 +15,7 @@ use filetime::FileTime;
 use super::{make_parent, unsafe_entry};
 use crate::error::{Error, Result};
 
-/// The longest symlink target, as the kernel's `symlink` takes it (PATH_MAX less the NUL).
+/// The longest symlink target, as the kernel's `symlink` takes it (`PATH_MAX` less the NUL).
 pub(super) const MAX_TARGET_LEN: usize = 4095;
 
 /// Bytes of memory the links kept until the end of the archive may take, counted as
@@ -272,13 +272,12 @@ impl Links {
                     if let Some(at) = at.as_mut().filter(|_| real + 1 == names.len()) {
                         at.push(part);
                         let key = *keyed.last().expect("pushed above");
-                        let folder = match seen.folders.get(&key) {
-                            Some(folder) => *folder,
-                            None => {
-                                let folder = seen.look_up(at, &names, &through, &link.target)?;
-                                seen.folders.insert(key, folder);
-                                folder
-                            }
+                        let folder = if let Some(folder) = seen.folders.get(&key) {
+                            *folder
+                        } else {
+                            let folder = seen.look_up(at, &names, &through, &link.target)?;
+                            seen.folders.insert(key, folder);
+                            folder
                         };
                         if folder {
                             real += 1;

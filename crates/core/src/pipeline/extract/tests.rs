@@ -59,18 +59,15 @@ fn archive(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
     for (path, content) in entries {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(1_000_000_000);
-        match content {
-            Some(bytes) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o4755);
-                h.set_size(bytes.len() as u64);
-                builder.append_data(&mut h, path, *bytes).unwrap();
-            }
-            None => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                builder.append_link(&mut h, path, "target").unwrap();
-            }
+        if let Some(bytes) = content {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o4755);
+            h.set_size(bytes.len() as u64);
+            builder.append_data(&mut h, path, *bytes).unwrap();
+        } else {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            builder.append_link(&mut h, path, "target").unwrap();
         }
     }
     builder.into_inner().unwrap()

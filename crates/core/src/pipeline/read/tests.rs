@@ -1,5 +1,6 @@
 //! The read pipe's tests: archives recognised, every layer checked, old formats read.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::*;
@@ -192,7 +193,7 @@ fn an_archive_of_the_earlier_one_member_format_still_restores() {
     let mut text = String::new();
     let mut n = 0u64;
     while text.len() < 3 * 1024 * 1024 + 1000 {
-        text.push_str(&format!("INSERT INTO t VALUES ({}, 'same row');\n", n % 97));
+        let _ = writeln!(text, "INSERT INTO t VALUES ({}, 'same row');", n % 97);
         n += 1;
     }
     let mut x = 0x2545_f491_4f6c_dd1du64;
