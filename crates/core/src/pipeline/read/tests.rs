@@ -32,6 +32,18 @@ fn tar_zst_with_tail(after: usize) -> Vec<u8> {
     zstd::encode_all(&tar[..], 1).unwrap()
 }
 
+/// The error of reading `archive` (plain, no key) only to check it.
+fn check_only_error(archive: &[u8]) -> Error {
+    read_archive(
+        archive,
+        &Decryption::default(),
+        None,
+        Extractor::check_only(),
+        &NoProgress,
+    )
+    .unwrap_err()
+}
+
 #[test]
 fn data_after_the_tar_end_marker_is_refused_past_a_megabyte() {
     // Record padding (GNU tar's 10 KiB records, or a megabyte at most) is read.
@@ -47,14 +59,7 @@ fn data_after_the_tar_end_marker_is_refused_past_a_megabyte() {
         assert_eq!(stats.extracted.entries, 1);
     }
     // The report's archive had 20 GiB of zeros there, all decompressed for nothing.
-    let err = read_archive(
-        &tar_zst_with_tail(64 << 20)[..],
-        &Decryption::default(),
-        None,
-        Extractor::check_only(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = check_only_error(&tar_zst_with_tail(64 << 20)[..]);
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
         err.to_string()
@@ -168,14 +173,7 @@ fn an_archive_cut_between_gzip_members_is_refused() {
     // A valid gzip stream, and a tar stream that ends at an entry boundary: only the
     // missing end-of-archive marker shows that `b.txt` was lost.
     let (gz, cut) = two_member_tar_gz();
-    let err = read_archive(
-        &gz[..cut],
-        &Decryption::default(),
-        None,
-        Extractor::check_only(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = check_only_error(&gz[..cut]);
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
         err.to_string()
