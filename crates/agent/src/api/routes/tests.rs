@@ -106,6 +106,13 @@ impl Api {
         .await
     }
 
+    /// `GET /metrics?quantity=1`, answered 200.
+    async fn latest_metrics(&self) -> Value {
+        let (status, one) = self.get("/metrics?quantity=1").await;
+        assert_eq!(status, StatusCode::OK, "{one}");
+        one
+    }
+
     /// `POST /backups`: the id of the task it made.
     async fn create_backup(&self) -> i64 {
         let (status, body) = self
@@ -160,6 +167,16 @@ impl Drop for Api {
 async fn status_with(api: &Api, auth: Option<&str>) -> (StatusCode, Value) {
     api.call(Method::GET, "/backups", auth, None, Vec::new())
         .await
+}
+
+/// The Graphite lines of a metrics answer.
+fn metric_lines(answer: &Value) -> Vec<&str> {
+    answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -500,14 +517,8 @@ async fn metrics_use_the_configured_namespace_and_threshold() {
     )
     .await;
     api.sampled().await;
-    let (status, one) = api.get("/metrics?quantity=1").await;
-    assert_eq!(status, StatusCode::OK);
-    let lines: Vec<&str> = one
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let one = api.latest_metrics().await;
+    let lines = metric_lines(&one);
     assert!(!lines.is_empty());
     for line in &lines {
         assert!(
@@ -539,14 +550,8 @@ async fn metrics_and_quantity() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(body["error"], "invalidQuantity", "{q}: {body}");
     }
-    let (status, one) = api.get("/metrics?quantity=1").await;
-    assert_eq!(status, StatusCode::OK);
-    let lines: Vec<&str> = one
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let one = api.latest_metrics().await;
+    let lines = metric_lines(&one);
     for path in [
         "system.load.load1",
         "system.memory.total",
