@@ -1318,3 +1318,62 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     assert!(unanswered.is_empty(), "unanswered: {unanswered:?}");
     agent.stop();
 }
+
+/// The same over TLS, where a client shuts its TCP write side without a `close_notify`
+/// (found by review: every request unanswered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_half_closes_without_close_notify_gets_the_answer() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = Env::new();
+    let (cert, key, ca) = test_certificates(&env);
+    let agent = Agent::start_with(env, "", Some((&cert, &key, &ca))).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let port = port_of(&agent);
+    let mut unanswered = Vec::new();
+    for (i, path) in std::iter::repeat_n(["/backups", "/health"], 10)
+        .flatten()
+        .enumerate()
+    {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        // The TCP write side only: no close_notify.
+        tls.get_mut().0.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+                .await
+                .expect("the connection ends");
+            // The end, or an error once the server closed: what came before is the answer.
+            match read {
+                Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            unanswered.push((i, path, String::from_utf8_lossy(&answer).into_owned()));
+        }
+    }
+    assert!(unanswered.is_empty(), "unanswered: {unanswered:?}");
+    agent.stop();
+}
