@@ -65,49 +65,42 @@ fn scp_destination(config: &Config, scp: &ScpConfig) -> Result<ScpDestination> {
 /// Builds one destination.
 pub fn build(config: &Config, dest: &DestinationConfig) -> Result<Target> {
     let name = dest.display_name();
-    let (destination, layout): (Arc<dyn Destination>, Layout) = match &dest.kind {
-        DestinationKind::Local(local) => (
+    // Each arm builds its store; the error of any names the destination once, below.
+    let built: Result<(Arc<dyn Destination>, Layout)> = match &dest.kind {
+        DestinationKind::Local(local) => Ok((
             Arc::new(LocalDestination::new(&local.path)),
             layout(config, ""),
-        ),
+        )),
         #[cfg(feature = "azure")]
-        DestinationKind::Azure(azure) => (
-            Arc::new(
-                azure_destination(azure).map_err(|e| e.context(format!("destination {name}")))?,
-            ),
-            layout(config, &azure.path),
-        ),
+        DestinationKind::Azure(azure) => azure_destination(azure).map(|d| {
+            (
+                Arc::new(d) as Arc<dyn Destination>,
+                layout(config, &azure.path),
+            )
+        }),
         // Backups go straight under `destination`, as the original's did: it is the path.
         #[cfg(feature = "scp")]
-        DestinationKind::Scp(scp) => (
-            Arc::new(
-                scp_destination(config, scp)
-                    .map_err(|e| e.context(format!("destination {name}")))?,
-            ),
-            layout(config, ""),
-        ),
+        DestinationKind::Scp(scp) => scp_destination(config, scp)
+            .map(|d| (Arc::new(d) as Arc<dyn Destination>, layout(config, ""))),
         // Sends no request: the client connects on first use.
         #[cfg(feature = "s3")]
-        DestinationKind::S3(s3) => (
-            Arc::new(
-                S3Destination::new(&s3_settings(s3))
-                    .map_err(|e| e.context(format!("destination {name}")))?,
-            ),
-            layout(config, &s3.bucket_path),
-        ),
+        DestinationKind::S3(s3) => S3Destination::new(&s3_settings(s3)).map(|d| {
+            (
+                Arc::new(d) as Arc<dyn Destination>,
+                layout(config, &s3.bucket_path),
+            )
+        }),
         // Checks the service account key; sends no request until first use.
         #[cfg(feature = "gcs")]
-        DestinationKind::Gcs(gcs) => (
-            Arc::new(
-                GcsDestination::new(gcs_settings(gcs))
-                    .map_err(|e| e.context(format!("destination {name}")))?,
-            ),
-            layout(config, gcs.bucket_path.as_deref().unwrap_or("")),
-        ),
+        DestinationKind::Gcs(gcs) => GcsDestination::new(gcs_settings(gcs)).map(|d| {
+            let path = gcs.bucket_path.as_deref().unwrap_or("");
+            (Arc::new(d) as Arc<dyn Destination>, layout(config, path))
+        }),
         // A destination whose feature this build was made without.
         #[cfg(not(all(feature = "s3", feature = "azure", feature = "gcs", feature = "scp")))]
         other => return Err(not_in_this_build(&name, other.type_word())),
     };
+    let (destination, layout) = built.map_err(|e| e.context(format!("destination {name}")))?;
     Ok(Target {
         name,
         destination,
