@@ -49,6 +49,10 @@ enum Command {
     Backup {
         /// The configuration file.
         config: PathBuf,
+        /// Write the one archive (and its manifest) under this folder instead of the
+        /// destinations, as BOSH Backup and Restore's artifact folder wants it.
+        #[arg(long, value_name = "DIR")]
+        to_dir: Option<PathBuf>,
     },
     /// Lists the complete backups in the destinations, newest first.
     List {
@@ -133,7 +137,7 @@ pub fn run(cli: Cli) -> CliResult {
     };
     match command {
         Command::Run { config } => run::run(&config),
-        Command::Backup { config } => backup::run(&config),
+        Command::Backup { config, to_dir } => backup::run(&config, to_dir.as_deref()),
         Command::List {
             config,
             destination,

@@ -7,6 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::config::{Config, DestinationConfig, DestinationKind, LocalConfig};
 use crate::context::RunContext;
 use crate::jobs::backup;
 use crate::progress::Bar;
@@ -31,9 +32,13 @@ pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
     Ok(())
 }
 
-/// Makes one backup; exit 0 only if every destination got it.
-pub fn run(path: &Path) -> CliResult {
-    let config = load_config(path)?;
+/// Makes one backup; exit 0 only if every destination got it. With `to_dir`, the one
+/// destination is that folder (BBR's artifact folder), whatever the configuration lists.
+pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
+    let mut config = load_config(path)?;
+    if let Some(dir) = to_dir {
+        config = into_folder(config, dir)?;
+    }
     if !config.backups_enabled() {
         tracing::info!("Backups Disabled");
         return Ok(Outcome::Success);
@@ -66,4 +71,31 @@ pub fn run(path: &Path) -> CliResult {
         }
         Ok(Outcome::Failed)
     }
+}
+
+/// The configuration with `dir` as its only destination: the archive lands at
+/// `dir/YYYY/MM/DD/<name>.<ext>` beside its manifest, and nothing there is pruned.
+fn into_folder(mut config: Config, dir: &Path) -> Result<Config, Error> {
+    if config.source_folder.is_none() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "backup --to-dir needs source_folder in the configuration",
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("backup --to-dir {}: not a folder", dir.display()),
+        ));
+    }
+    config.destinations = vec![DestinationConfig {
+        name: Some("artifact-folder".to_string()),
+        kind: DestinationKind::Local(LocalConfig {
+            path: dir.to_path_buf(),
+        }),
+        retention: None,
+    }];
+    config.add_deployment_name_to_backup_path = false;
+    config.retention = None;
+    Ok(config)
 }
