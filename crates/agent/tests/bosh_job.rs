@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::bosh::{BLOB, KEY, install_package, job_dir, render, repo};
+use common::bosh::{BLOB, KEY, install_package, job_dir, render, render_with, repo};
 use common::fixtures;
 use serde_norway::{Mapping, Value};
 
@@ -54,16 +54,32 @@ fn indent(text: &str, spaces: usize) -> String {
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
+/// Every property the original job ever accepted, both manifest shapes, with its default:
+/// the project's own list, `tests/fixtures/job/original-properties.yml`.
+fn original_properties() -> Mapping {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/job/original-properties.yml");
+    let groups = yaml(&std::fs::read_to_string(path).unwrap());
+    let mut all = Mapping::new();
+    for (_, group) in groups.as_mapping().expect("groups of properties") {
+        for (name, definition) in group.as_mapping().expect("properties") {
+            assert!(
+                all.insert(name.clone(), definition.clone()).is_none(),
+                "{name:?} twice"
+            );
+        }
+    }
+    all
+}
+
 #[test]
 fn the_spec_keeps_every_property_of_the_original_with_its_default() {
     let ours = yaml(&std::fs::read_to_string(job_dir().join("spec")).unwrap());
-    let original = yaml(&std::fs::read_to_string(fixtures().join("job-spec.yml")).unwrap());
     let ours = ours["properties"].as_mapping().expect("our properties");
-    let original = original["properties"]
-        .as_mapping()
-        .expect("original properties");
-    assert_eq!(original.len(), 24, "the original job has 24 properties");
-    for (name, definition) in original {
+    let original = original_properties();
+    // 24 of the list-shape releases, 15 of the 2016 single destination.
+    assert_eq!(original.len(), 39, "the original job's properties");
+    for (name, definition) in &original {
         let ours = ours
             .get(name)
             .unwrap_or_else(|| panic!("property {name:?} of the original is missing"));
@@ -192,6 +208,11 @@ instance_groups:
     );
     assert_eq!(get(&config, "retention.keep_last"), 14);
     assert_eq!(
+        get(&config, "instance_id"),
+        "redis-0",
+        "an explicit instance_id wins"
+    );
+    assert_eq!(
         get(&config, "restore.target_folder"),
         "/var/vcap/store/restore"
     );
@@ -226,7 +247,7 @@ instance_groups:
         helpers.contains("SECRET_FILES=(backup.yml backup.key api-tokens api-tls.key)"),
         "{helpers}"
     );
-    assert_eq!(rendered.check_scripts(), 6);
+    assert_eq!(rendered.check_scripts(), 11);
     for script in ["ctl", "manual-backup", "restore", "verify"] {
         let text = rendered.file(&format!("bin/{script}"));
         assert!(
@@ -263,6 +284,11 @@ fn a_minimal_manifest_renders_with_the_spec_defaults() {
         "Provide these missing fields in your manifest."
     );
     assert_eq!(get(&config, "state_dir"), "/var/vcap/store/service-backup");
+    // The BOSH instance's id, which a recreated VM keeps (its host name changes).
+    assert_eq!(
+        get(&config, "instance_id"),
+        "b02f4682-6d9e-4c3b-a8d4-7f3c2b1e9a50"
+    );
     // gzip at its own default level, 6.
     assert_eq!(get(&config, "compression"), "gzip");
     for absent in [
@@ -280,7 +306,7 @@ fn a_minimal_manifest_renders_with_the_spec_defaults() {
             .file("bin/helpers.sh")
             .contains("BACKUP_USER=vcap\n")
     );
-    assert_eq!(rendered.check_scripts(), 6);
+    assert_eq!(rendered.check_scripts(), 11);
 }
 
 #[test]
@@ -298,7 +324,7 @@ fn no_destinations_renders_a_config_with_backups_disabled() {
         get(&rendered.config(), "destinations"),
         &Value::Sequence(vec![])
     );
-    assert_eq!(rendered.check_scripts(), 6);
+    assert_eq!(rendered.check_scripts(), 11);
 }
 
 /// Properties with one destination of `kind` whose settings lack `drop`, with the custom
@@ -533,7 +559,7 @@ fn the_readme_manifest_renders_unchanged_and_validates() {
     rendered.expect_rendered();
     rendered.validate().expect(0);
     assert_eq!(get(&rendered.config(), "deployment_name"), "redis");
-    assert_eq!(rendered.check_scripts(), 6);
+    assert_eq!(rendered.check_scripts(), 11);
 }
 
 #[test]
@@ -562,4 +588,154 @@ fn the_package_installs_the_release_binary() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{check:?}");
+}
+
+#[test]
+fn a_service_identifier_names_the_instance_rather_than_the_bosh_id() {
+    let rendered =
+        render("service-backup:\n  service_identifier_executable: /var/vcap/jobs/redis/bin/id\n");
+    rendered.expect_rendered();
+    assert!(
+        rendered.config().get("instance_id").is_none(),
+        "the agent takes the identifier's output as the instance id"
+    );
+}
+
+/// Properties for the bpm tests: a dump executable of the colocated job, a local
+/// destination inside and one outside bpm's own roots.
+const BPM_MANIFEST: &str = "service-backup:
+  bpm: {enabled: true}
+  destinations:
+  - {type: local, config: {path: /var/vcap/store/nfs}}
+  - {type: local, config: {path: /mnt/backups}}
+  source_folder: /var/vcap/store/redis-dump
+  source_executable: /var/vcap/jobs/redis-server/bin/dump --fast
+  cron_schedule: \"0 3 * * *\"
+  backup_user: redis
+  restore: {target_folder: /var/vcap/store/restore, restore_executable: /var/vcap/packages/redis-tools/bin/load}
+";
+
+#[test]
+fn bpm_mode_gives_the_agent_its_folders_and_the_colocated_executables() {
+    let rendered = render(BPM_MANIFEST);
+    rendered.expect_rendered();
+    let bpm = yaml(&rendered.file("config/bpm.yml"));
+    let process = &bpm["processes"][0];
+    assert_eq!(process["name"], "service-backup");
+    assert_eq!(
+        process["executable"],
+        "/var/vcap/packages/service-backup/bin/service-backup"
+    );
+    assert_eq!(
+        process["args"],
+        yaml("[run, /var/vcap/jobs/service-backup/config/backup.yml]")
+    );
+    assert_eq!(process["limits"]["open_files"], 65536);
+    assert_eq!(process["persistent_disk"].as_bool(), Some(true));
+    assert_eq!(
+        process["additional_volumes"],
+        yaml(
+            "[{path: /var/vcap/store/redis-dump, writable: true},
+              {path: /var/vcap/store/service-backup, writable: true},
+              {path: /var/vcap/store/restore, writable: true},
+              {path: /var/vcap/store/nfs, writable: true}]"
+        )
+    );
+    // Paths outside bpm's roots, the colocated job's and package's folders among them.
+    assert_eq!(
+        process["unrestricted_volumes"],
+        yaml(
+            "[{path: /mnt/backups, writable: true},
+              {path: /var/vcap/jobs/redis-server, allow_executables: true},
+              {path: /var/vcap/packages/redis-tools, allow_executables: true}]"
+        )
+    );
+    // monit starts it through bpm, and the scripts work with bpm's user and pid file.
+    let monit = rendered.file("monit");
+    assert!(
+        monit.contains("start program \"/var/vcap/jobs/bpm/bin/bpm start service-backup\""),
+        "{monit}"
+    );
+    assert!(monit.contains("/var/vcap/sys/run/bpm/service-backup/service-backup.pid"));
+    let helpers = rendered.file("bin/helpers.sh");
+    assert!(helpers.contains("BACKUP_USER=vcap\n"), "{helpers}");
+    assert!(
+        helpers.contains("PIDFILE=/var/vcap/sys/run/bpm/service-backup/service-backup.pid\n"),
+        "{helpers}"
+    );
+    assert!(rendered.file("bin/pre-start").contains("\nprepare\n"));
+    rendered.validate().expect(0);
+
+    // Off (the default): monit runs bin/ctl and bpm.yml holds no process.
+    let off = render(&BPM_MANIFEST.replace("bpm: {enabled: true}", "bpm: {enabled: false}"));
+    off.expect_rendered();
+    let monit = off.file("monit");
+    assert!(
+        monit.contains("start program \"/var/vcap/jobs/service-backup/bin/ctl start\""),
+        "{monit}"
+    );
+    assert_eq!(yaml(&off.file("config/bpm.yml")), Value::Null);
+    let helpers = off.file("bin/helpers.sh");
+    assert!(helpers.contains("BACKUP_USER=redis\n"), "{helpers}");
+    assert!(
+        helpers.contains("PIDFILE=$RUN_DIR/service-backup.pid\n"),
+        "{helpers}"
+    );
+}
+
+/// A dashboard job that consumes the link, as a broker or dashboard release would write it.
+fn dashboard_job(dir: &Path) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("spec"),
+        "---\nname: dashboard\ntemplates:\n  backends.erb: config/backends\n\
+         consumes:\n- name: backups\n  type: service-backup-api\nproperties: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/backends.erb"),
+        "<%- api = link('backups') -%>\n\
+         <%- port = api.p('service-backup.api.listen').split(':').last -%>\n\
+         <%- scheme = api.p('service-backup.api.tls.certificate', nil) ? 'https' : 'http' -%>\n\
+         <%- api.instances.each do |instance| -%>\n\
+         <%= scheme %>://<%= instance.address %>:<%= port %>\n\
+         <%- end -%>\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_link_gives_a_dashboard_the_api_address_port_and_tls() {
+    let spec = yaml(&std::fs::read_to_string(job_dir().join("spec")).unwrap());
+    assert_eq!(
+        spec["provides"],
+        yaml(
+            "[{name: service-backup-api, type: service-backup-api,
+               properties: [service-backup.api.listen, service-backup.api.tls.certificate]}]"
+        )
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dashboard = dir.path().join("dashboard");
+    dashboard_job(&dashboard);
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, _) = certificate(tls.path());
+    for (tls, expected) in [
+        (String::new(), "http://10.0.16.5:8443\n"),
+        (
+            format!(
+                "          tls:\n            certificate: |\n{}",
+                indent(&cert, 14)
+            ),
+            "https://10.0.16.5:8443\n",
+        ),
+    ] {
+        let manifest = format!(
+            "name: redis\ninstance_groups:\n- name: redis-server\n  jobs:\n  - name: dashboard\n  \
+             - name: service-backup\n    properties:\n      service-backup:\n        api:\n          \
+             listen: 0.0.0.0:8443\n{tls}"
+        );
+        let rendered = render_with(&dashboard, &manifest, &[], &[&job_dir()]);
+        rendered.expect_rendered();
+        assert_eq!(rendered.file("config/backends"), expected, "{manifest}");
+    }
 }

@@ -62,11 +62,20 @@ impl Rendered {
         serde_norway::from_str(&self.file("config/backup.yml")).expect("rendered YAML parses")
     }
 
-    /// `bash -n` on every rendered script; returns how many were checked.
+    /// `bash -n` on every rendered script (`bin/` and `bin/bbr/`); returns how many were
+    /// checked.
     pub fn check_scripts(&self) -> usize {
+        let mut paths = Vec::new();
+        for folder in ["bin", "bin/bbr"] {
+            for entry in std::fs::read_dir(self.out().join(folder)).expect("rendered bin/") {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    paths.push(path);
+                }
+            }
+        }
         let mut checked = 0;
-        for entry in std::fs::read_dir(self.out().join("bin")).expect("rendered bin/") {
-            let path = entry.unwrap().path();
+        for path in paths {
             let out = Command::new("bash")
                 .arg("-n")
                 .arg(&path)
@@ -86,15 +95,36 @@ impl Rendered {
 
 /// Renders the job for `manifest` (a deployment manifest or a bare properties mapping).
 pub fn render(manifest: &str) -> Rendered {
+    render_with(&job_dir(), manifest, &[], &[])
+}
+
+/// Renders the job in `job` for `manifest` after the operations of `ops_files` (YAML
+/// texts, as `bosh deploy -o`), with the jobs of `providers` providing its links.
+pub fn render_with(
+    job: &Path,
+    manifest: &str,
+    ops_files: &[&str],
+    providers: &[&Path],
+) -> Rendered {
     let ruby = server_env("SB_TEST_RUBY");
     let dir = tempfile::tempdir().unwrap();
     let manifest_path = dir.path().join("manifest.yml");
     std::fs::write(&manifest_path, manifest).unwrap();
-    let out = Command::new(&ruby)
+    let mut command = Command::new(&ruby);
+    command
         .arg(repo().join("tests/bosh/render.rb"))
-        .arg(job_dir())
+        .arg(job)
         .arg(&manifest_path)
-        .arg(dir.path().join("out"))
+        .arg(dir.path().join("out"));
+    for (i, ops) in ops_files.iter().enumerate() {
+        let path = dir.path().join(format!("ops-{i}.yml"));
+        std::fs::write(&path, ops).unwrap();
+        command.arg("--ops-file").arg(path);
+    }
+    for provider in providers {
+        command.arg("--provider").arg(provider);
+    }
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("{ruby} does not run: {e}"));
     Rendered {
@@ -122,4 +152,43 @@ pub fn install_package(target: &Path) -> PathBuf {
         .unwrap();
     assert!(out.status.success(), "packaging: {out:?}");
     target.join("bin/service-backup")
+}
+
+/// The rendered job laid out as on a VM, but under `root` instead of `/var/vcap`: the job's
+/// files in `root/jobs/service-backup` with every `/var/vcap/` of its scripts pointing under
+/// `root`, so that its scripts run without root and without touching `/var/vcap`; the
+/// agent they run is whatever the test puts at `root/packages/service-backup/bin/service-backup`.
+pub fn relocate(rendered: &Rendered, root: &Path) -> PathBuf {
+    let job = root.join("jobs/service-backup");
+    let prefix = format!("{}/", root.display());
+    for rel in walk(&rendered.out()) {
+        let from = rendered.out().join(&rel);
+        let to = job.join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(&from).unwrap();
+        let text = if rel.starts_with("bin") {
+            text.replace("/var/vcap/", &prefix)
+        } else {
+            text
+        };
+        std::fs::write(&to, text).unwrap();
+        let mode = std::fs::metadata(&from).unwrap().permissions();
+        std::fs::set_permissions(&to, mode).unwrap();
+    }
+    job
+}
+
+/// The files under `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = PathBuf::from(path.file_name().unwrap());
+        if path.is_dir() {
+            files.extend(walk(&path).into_iter().map(|p| rel.join(p)));
+        } else {
+            files.push(rel);
+        }
+    }
+    files
 }
