@@ -245,6 +245,7 @@ update:
 fn the_documented_2016_manifest_renders_validates_and_backs_up_to_moto() {
     let endpoint = server_env("SB_TEST_S3_ENDPOINT");
     let bucket = unique("legacy").to_lowercase();
+    common::secret("legacy/SECRET/value");
     let vm = tempfile::tempdir().unwrap();
     let source = vm.path().join("source");
     sample_tree(&source);

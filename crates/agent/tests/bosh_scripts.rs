@@ -137,6 +137,7 @@ struct Vm {
 
 impl Vm {
     fn new(extra: &str) -> Self {
+        common::secret(KEY);
         let root = tempfile::tempdir().unwrap();
         let r = root.path().display().to_string();
         sample_tree(&root.path().join("source"));
