@@ -2,7 +2,8 @@
 //! by its packaging script into `/var/vcap/packages`, the job rendered into
 //! `/var/vcap/jobs` (`tests/bosh/render.rb`), then its scripts as monit, BOSH and an
 //! operator run them: `manual-backup`, `ctl start`, `drain` (a running backup finishes;
-//! one that outlasts the bound is aborted), `verify`, `restore`. Needs root (CI has it)
+//! one that outlasts the bound is aborted), `verify`, `restore`, and the bbr CLI's
+//! `bbr/backup` and `bbr/restore`. Needs root (CI has it)
 //! and ruby (`SB_TEST_RUBY`); removes `/var/vcap` afterwards, also on failure.
 
 mod common;
@@ -211,6 +212,26 @@ fn the_rendered_job_runs_ctl_manual_backup_drain_restore_and_verify() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (code, stdout, stderr) = job_script("restore", &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        common::tree(Path::new("/var/vcap/store/restored")),
+        common::tree(&Path::new(STORE).join("dump"))
+    );
+
+    // BOSH Backup and Restore, as the bbr CLI runs the scripts (as root, the artifact
+    // folder root's, in BBR_ARTIFACT_DIRECTORY with a trailing slash): the backup writes
+    // one archive there as the backup user, the restore brings it back.
+    let artifacts = format!("{STORE}/bbr-backup/service-backup");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let bbr = |script: &str| {
+        let out = Command::new(format!("{JOB}/bin/bbr/{script}"))
+            .env("BBR_ARTIFACT_DIRECTORY", format!("{artifacts}/"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "bbr {script}: {out:?}");
+    };
+    bbr("backup");
+    std::fs::write(format!("{STORE}/restored/stray"), "x").unwrap();
+    bbr("restore");
     assert_eq!(
         common::tree(Path::new("/var/vcap/store/restored")),
         common::tree(&Path::new(STORE).join("dump"))
