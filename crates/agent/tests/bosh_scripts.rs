@@ -318,3 +318,41 @@ fn bbr_metadata_skips_the_scripts_when_turned_off_or_without_a_source_folder() {
         (0, "---\nskip_bbr_scripts: true\n")
     );
 }
+
+/// Bad input of `backup --to-dir`, the flag the bbr backup script uses: each refused with
+/// exit 2 and its message, nothing written.
+#[test]
+fn backup_to_dir_refuses_a_missing_folder_and_a_config_without_source_folder() {
+    let env = common::Env::new();
+    let missing = env.path("no-such-folder");
+    let ran = env.run(&[
+        "backup",
+        "config.yml",
+        "--to-dir",
+        missing.to_str().unwrap(),
+    ]);
+    ran.expect(2);
+    assert!(
+        ran.stderr.contains(&format!(
+            "backup --to-dir {}: not a folder",
+            missing.display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(!missing.exists());
+    assert!(!env.path("backups").exists(), "the destination was written");
+
+    let folder = env.path("artifacts");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(env.path("bare.yml"), "destinations: []\n").unwrap();
+    let ran = env.run(&["backup", "bare.yml", "--to-dir", folder.to_str().unwrap()]);
+    ran.expect(2);
+    assert!(
+        ran.stderr
+            .contains("backup --to-dir needs source_folder in the configuration"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(files(&folder), Vec::<String>::new());
+}
