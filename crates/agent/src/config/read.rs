@@ -29,7 +29,11 @@ pub(super) fn from_text(
 ) -> Result<Config, ConfigError> {
     let document: Value = serde_norway::from_str(yaml).map_err(|e| {
         problems.push(yaml_problem(&e));
-        ConfigError::new(std::mem::take(&mut problems), &message_of_broken_yaml(yaml))
+        // Not a missing value: the custom message is not needed (nor readable) here.
+        ConfigError::new(
+            std::mem::take(&mut problems),
+            DEFAULT_MISSING_PROPERTIES_MESSAGE,
+        )
     })?;
     let empty = Mapping::new();
     let map = match untagged(&document) {
@@ -143,18 +147,6 @@ pub(super) fn from_text(
         ignored_keys,
         source_path: None,
     })
-}
-
-/// The `missing_properties_message` of a file that is not valid YAML, found line by line
-/// where it can be (a top-level `missing_properties_message: text` line).
-fn message_of_broken_yaml(yaml: &str) -> String {
-    yaml.lines()
-        .find_map(|line| line.strip_prefix("missing_properties_message:"))
-        .and_then(|rest| serde_norway::from_str::<String>(rest.trim()).ok())
-        .map_or_else(
-            || DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
-            |text| text.trim().to_string(),
-        )
 }
 
 /// A YAML syntax error with its line and column. Quoted fragments are left out (they

@@ -3,7 +3,7 @@
 use service_backup_core::retention::Policy;
 
 use super::super::parse;
-use super::{MSG, S3_OK, problems};
+use super::{S3_OK, problems};
 
 #[test]
 fn retention_is_read_top_level_and_per_destination() {
@@ -49,7 +49,7 @@ retention: {keep_last: 14, keep_days: 7, keep_daily: 7, keep_weekly: 4, keep_mon
 
 #[test]
 fn bad_retention_values_are_named() {
-    let line = |p: &str| format!("Invalid config - {p}. {MSG}");
+    let line = |p: &str| format!("Invalid config - {p}.");
     let table = [
         (
             "retention: {keep_last: -1}\n",
