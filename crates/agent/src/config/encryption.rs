@@ -16,7 +16,7 @@ pub(super) fn read_keyring(
     files: &mut Vec<PathBuf>,
     problems: &mut Problems,
 ) -> Option<Keyring> {
-    let encryption = top.section("encryption", problems)?;
+    let encryption = top.section("encryption", super::keys::ENCRYPTION, problems)?;
     let key_file = encryption.file("key_file", base, problems);
     let inline = encryption.secret("key", problems);
     let current = match (key_file, inline) {

@@ -28,7 +28,9 @@ impl ConfigError {
                 } else {
                     ""
                 };
-                format!("Invalid config - {problem}. {message}")
+                // A question (`did you mean …?`) keeps its mark instead of a period.
+                let stop = if problem.ends_with('?') { "" } else { "." };
+                format!("Invalid config - {problem}{stop} {message}")
                     .trim_end()
                     .to_string()
             })
@@ -70,5 +72,10 @@ mod tests {
         assert_eq!(err.to_string(), err.problems().join("\n"));
         let bare = ConfigError::new(vec!["x".into()], "");
         assert_eq!(bare.problems(), ["Invalid config - x."]);
+        let question = ConfigError::new(vec!["unknown key a; did you mean b?".into()], "m");
+        assert_eq!(
+            question.problems(),
+            ["Invalid config - unknown key a; did you mean b?"]
+        );
     }
 }

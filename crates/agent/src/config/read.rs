@@ -10,15 +10,13 @@ use super::destination::read_destinations;
 use super::encryption::read_keyring;
 use super::error::ConfigError;
 use super::file_mode::secret_file_problem;
+use super::keys;
 use super::model::{
     ApiConfig, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MISSING_PROPERTIES_MESSAGE,
     DEFAULT_PARACHUTE_THRESHOLD, MAX_MAX_CONNECTIONS, MetricsConfig, RestoreConfig, TlsConfig,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
-
-/// Keys of the original release that are accepted and no longer do anything.
-const IGNORED_KEYS: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"];
 
 /// Parses and validates `yaml`, adding its problems to `problems` (those of the file
 /// itself); relative key and API files resolve against `base`.
@@ -50,7 +48,7 @@ pub(super) fn from_text(
             ));
         }
     };
-    let top = Section::new(Some(map), "");
+    let top = Section::new(Some(map), "").known(keys::TOP, &mut problems);
 
     let missing_properties_message = match top.get("missing_properties_message") {
         None => DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
@@ -111,10 +109,12 @@ pub(super) fn from_text(
     let state_dir = top.path("state_dir", &mut problems);
     let instance_id = instance_id(&top, &mut problems);
     let restore = restore(&top, &mut problems);
-    let retention =
-        super::retention::read_retention(top.get("retention"), "retention", &mut problems);
+    let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
-    let ignored_keys = IGNORED_KEYS
+    if let Some(alerts) = top.get("alerts") {
+        keys::check_shape(alerts, &keys::ALERTS, "alerts", &mut problems);
+    }
+    let ignored_keys = keys::IGNORED
         .iter()
         .filter(|key| top.has(key))
         .map(ToString::to_string)
@@ -243,7 +243,7 @@ fn instance_id(top: &Section<'_>, problems: &mut Problems) -> Option<String> {
 }
 
 fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
-    let Some(restore) = top.section("restore", problems) else {
+    let Some(restore) = top.section("restore", keys::RESTORE, problems) else {
         return RestoreConfig::default();
     };
     RestoreConfig {
@@ -253,7 +253,7 @@ fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
 }
 
 fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Option<ApiConfig> {
-    let api = top.section("api", problems)?;
+    let api = top.section("api", keys::API, problems)?;
     let missing = api.missing(&["listen", "bearer_tokens_file"]);
     if !missing.is_empty() {
         problems.push(format!("Missing values for api: {}", missing.join(", ")));
@@ -270,7 +270,7 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
     if let Some(path) = &bearer_tokens_file {
         problems.extend(secret_file_problem("api.bearer_tokens_file", path));
     }
-    let tls = api.section("tls", problems).and_then(|tls| {
+    let tls = api.section("tls", keys::API_TLS, problems).and_then(|tls| {
         let missing = tls.missing(&["cert_file", "key_file"]);
         if !missing.is_empty() {
             problems.push(format!(
@@ -304,7 +304,7 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
     }
     let max_connections = max_connections(&api, problems);
     let metrics = api
-        .section("metrics", problems)
+        .section("metrics", keys::API_METRICS, problems)
         .map(|m| metrics(&m, problems))
         .unwrap_or_default();
     Some(ApiConfig {

@@ -43,35 +43,71 @@ pub(super) fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
-/// A mapping being read; `prefix` comes before key names in messages (`api.`,
-/// `s3 destination 1: `).
+/// A mapping being read. Messages about a key start with `label` (`s3 destination 1: `),
+/// then the key's place below the label (`api.tls.`); an unknown key is named by its full
+/// path from the top (`destinations[0].config.`).
 pub(super) struct Section<'a> {
     map: Option<&'a Mapping>,
-    prefix: String,
+    label: String,
+    rel: String,
+    path: String,
+    known: &'static [&'static str],
 }
 
 impl<'a> Section<'a> {
-    /// A section over `map` (an absent section reads as empty).
-    pub(super) fn new(map: Option<&'a Mapping>, prefix: impl Into<String>) -> Self {
+    /// A section over `map` (an absent section reads as empty), its messages starting with
+    /// `label`.
+    pub(super) fn new(map: Option<&'a Mapping>, label: impl Into<String>) -> Self {
         Self {
             map,
-            prefix: prefix.into(),
+            label: label.into(),
+            rel: String::new(),
+            path: String::new(),
+            known: &[],
         }
+    }
+
+    /// The same section, found at `path` (such as `destinations[0].config.`) from the top.
+    pub(super) fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The same section knowing `keys`: each other key of the mapping is a problem. Every
+    /// reader declares its keys this way before reading any.
+    pub(super) fn known(mut self, keys: &'static [&'static str], problems: &mut Problems) -> Self {
+        if let Some(map) = self.map {
+            super::keys::check_mapping(
+                map,
+                keys,
+                &self.label,
+                &format!("{}{}", self.path, self.rel),
+                problems,
+            );
+        }
+        self.known = keys;
+        self
     }
 
     /// The key as it appears in messages.
     pub(super) fn name(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        format!("{}{}{key}", self.label, self.rel)
     }
 
     /// The value of `key`, or `None` when absent or null.
     pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
+        debug_assert!(
+            self.known.contains(&key),
+            "{key} is read in {:?} but is not among its known keys",
+            self.rel
+        );
         let value = untagged(self.map?.get(key)?);
         (!value.is_null()).then_some(value)
     }
 
     /// Whether `key` is present at all, even empty.
     pub(super) fn has(&self, key: &str) -> bool {
+        debug_assert!(self.known.contains(&key), "{key} is not a known key");
         self.map.is_some_and(|m| m.get(key).is_some())
     }
 
@@ -135,11 +171,25 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// A nested mapping; anything else but null is a problem.
-    pub(super) fn section(&self, key: &str, problems: &mut Problems) -> Option<Section<'a>> {
+    /// A nested mapping knowing `keys`; anything else but null is a problem.
+    pub(super) fn section(
+        &self,
+        key: &str,
+        keys: &'static [&'static str],
+        problems: &mut Problems,
+    ) -> Option<Section<'a>> {
         let value = self.get(key)?;
         match value {
-            Value::Mapping(map) => Some(Section::new(Some(map), format!("{}.", self.name(key)))),
+            Value::Mapping(map) => Some(
+                Section {
+                    map: Some(map),
+                    label: self.label.clone(),
+                    rel: format!("{}{key}.", self.rel),
+                    path: self.path.clone(),
+                    known: &[],
+                }
+                .known(keys, problems),
+            ),
             other => {
                 problems.push(format!(
                     "{} must be a mapping of settings, not {}",

@@ -1,5 +1,6 @@
 mod problems;
 mod retention;
+mod unknown_keys;
 
 use std::path::{Path, PathBuf};
 
