@@ -80,3 +80,23 @@ fn a_missing_config_file_is_exit_2() {
     out.expect(2);
     assert!(out.stderr.contains("nope.yml"), "{}", out.stderr);
 }
+
+#[test]
+fn an_existing_file_named_like_a_mistyped_command_is_the_daemons_configuration() {
+    let env = Env::new();
+    let out = env.run(&["lst"]);
+    out.expect(2);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: unknown command 'lst'; did you mean 'list'?"
+    );
+    // The same word naming a file runs the daemon with it (here refused for its content,
+    // which shows that it was read).
+    std::fs::write(env.path("lst"), "destinations: not-a-list\n").unwrap();
+    let out = env.run(&["lst"]);
+    out.expect(2);
+    assert_eq!(
+        out.stderr.trim(),
+        "Invalid config - destinations must be a list of destinations, not a string."
+    );
+}
