@@ -25,7 +25,13 @@ pub(super) fn from_text(
     base: Option<&Path>,
     mut problems: Problems,
 ) -> Result<Config, ConfigError> {
-    let document: Value = serde_norway::from_str(yaml).map_err(|e| {
+    // `<<` merge keys are applied, as the original's YAML parser did, so that `<<` is
+    // not taken for an unknown key.
+    let document = serde_norway::from_str::<Value>(yaml).and_then(|mut document| {
+        document.apply_merge()?;
+        Ok(document)
+    });
+    let document = document.map_err(|e| {
         problems.push(yaml_problem(&e));
         // Not a missing value: the custom message is not needed (nor readable) here.
         ConfigError::new(

@@ -190,3 +190,40 @@ fn the_original_keys_that_do_nothing_are_accepted_and_alerts_are_checked() {
         )]
     );
 }
+
+#[test]
+fn merge_keys_are_applied_not_taken_for_unknown_keys() {
+    let yaml = "
+destinations:
+- type: s3
+  name: first
+  config: &bucket {bucket_name: b, bucket_path: one, access_key_id: a, secret_access_key: s}
+- type: s3
+  name: second
+  config:
+    <<: *bucket
+    bucket_path: two
+source_folder: /s
+cron_schedule: '@daily'
+";
+    let config = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    let paths: Vec<String> = config
+        .destinations
+        .iter()
+        .map(|d| match &d.kind {
+            super::super::DestinationKind::S3(s3) => {
+                format!("{}/{}", s3.bucket_name, s3.bucket_path)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(paths, ["b/one", "b/two"]);
+    // A merged mapping's own typo is still found.
+    let typo = yaml.replace("bucket_path: two", "bucket_pth: two");
+    assert_eq!(
+        problems(&typo),
+        [line(
+            "s3 destination \"second\": unknown key destinations[1].config.bucket_pth; did you mean bucket_path?"
+        )]
+    );
+}
