@@ -1,11 +1,13 @@
-//! The keys each section of the configuration knows, and the problem of one it does not.
+//! The keys each section of the configuration knows; [`Section::known`] refuses the others.
 //!
 //! A key that nothing reads is refused rather than ignored: a misspelled `retention` or
 //! `encryption` would otherwise silently turn pruning or encryption off.
+//!
+//! [`Section::known`]: super::section::Section::known
 
-use serde_norway::{Mapping, Value};
+use serde_norway::Value;
 
-use super::section::{Problems, kind_of, scalar_text, untagged};
+use super::section::{Problems, check_mapping, kind_of, untagged};
 
 /// The top level: the original's keys, ours, and the original's keys that no longer do
 /// anything ([`IGNORED`]).
@@ -197,63 +199,9 @@ pub(super) fn check_shape(value: &Value, shape: &Shape, path: &str, problems: &m
     }
 }
 
-/// Reports each key of `map` that is not in `known`: `<label>unknown key <path><key>`, with
-/// the closest known key when one is close.
-pub(super) fn check_mapping(
-    map: &Mapping,
-    known: &[&str],
-    label: &str,
-    path: &str,
-    problems: &mut Problems,
-) {
-    for key in map.keys() {
-        let text = scalar_text(key);
-        if text.as_deref().is_some_and(|k| known.contains(&k)) {
-            continue;
-        }
-        let shown = text.as_deref().map_or_else(
-            || format!("({})", kind_of(key)),
-            |k| shorten(k.trim()).to_string(),
-        );
-        let hint = text.as_deref().and_then(|k| closest(k, known)).map_or_else(
-            || {
-                if known.len() <= 8 {
-                    format!("; the keys here are {}", known.join(", "))
-                } else {
-                    String::new()
-                }
-            },
-            |close| format!("; did you mean {close}?"),
-        );
-        problems.push(format!("{label}unknown key {path}{shown}{hint}"));
-    }
-}
-
-/// The known key closest to `key`, if it is close enough to be a typo of it.
-pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let key = key.trim().to_ascii_lowercase();
-    known
-        .iter()
-        .map(|candidate| (strsim::damerau_levenshtein(&key, candidate), *candidate))
-        // One edit, or edits on under a third of the name: a typo, not another word that
-        // shares a prefix (`keep_everything` is not `keep_weekly`).
-        .filter(|(edits, candidate)| {
-            *edits <= 1 || *edits * 10 < 3 * candidate.len().max(key.len())
-        })
-        .min_by_key(|(edits, _)| *edits)
-        .map(|(_, candidate)| candidate)
-}
-
-/// A key name cut to a length that fits a message line.
-fn shorten(key: &str) -> &str {
-    match key.char_indices().nth(64) {
-        Some((end, _)) => &key[..end],
-        None => key,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::section::closest;
     use super::*;
 
     #[test]

@@ -3,8 +3,8 @@
 use serde_norway::Value;
 use service_backup_core::retention::Policy;
 
-use super::keys::{RETENTION as KEYS, check_mapping};
-use super::section::{Problems, kind_of, scalar_text, shown};
+use super::keys::RETENTION as KEYS;
+use super::section::{Problems, check_mapping, kind_of, scalar_text, shown};
 
 /// The policy in `value` (the value of a `retention` key). Messages start with `before`
 /// (empty, or `s3 destination "primary": `); `path` is where the key is from the top

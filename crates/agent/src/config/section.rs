@@ -1,4 +1,5 @@
-//! Reading a loose YAML mapping key by key, collecting problems instead of stopping.
+//! Reading a loose YAML mapping key by key, collecting problems instead of stopping; a
+//! key the section does not know is one of them.
 //!
 //! Messages name the key and the kind of value found, and quote a value only where the
 //! caller asks for it; a secret's value is never quoted.
@@ -77,7 +78,7 @@ impl<'a> Section<'a> {
     /// reader declares its keys this way before reading any.
     pub(super) fn known(mut self, keys: &'static [&'static str], problems: &mut Problems) -> Self {
         if let Some(map) = self.map {
-            super::keys::check_mapping(
+            check_mapping(
                 map,
                 keys,
                 &self.label,
@@ -210,6 +211,61 @@ impl<'a> Section<'a> {
                     .is_none_or(|v| scalar_text(v).is_some_and(|t| t.trim().is_empty()))
             })
             .collect()
+    }
+}
+
+/// Reports each key of `map` that is not in `known`: `<label>unknown key <path><key>`, with
+/// the closest known key when one is close.
+pub(super) fn check_mapping(
+    map: &Mapping,
+    known: &[&str],
+    label: &str,
+    path: &str,
+    problems: &mut Problems,
+) {
+    for key in map.keys() {
+        let text = scalar_text(key);
+        if text.as_deref().is_some_and(|k| known.contains(&k)) {
+            continue;
+        }
+        let shown = text.as_deref().map_or_else(
+            || format!("({})", kind_of(key)),
+            |k| shorten(k.trim()).to_string(),
+        );
+        let hint = text.as_deref().and_then(|k| closest(k, known)).map_or_else(
+            || {
+                if known.len() <= 8 {
+                    format!("; the keys here are {}", known.join(", "))
+                } else {
+                    String::new()
+                }
+            },
+            |close| format!("; did you mean {close}?"),
+        );
+        problems.push(format!("{label}unknown key {path}{shown}{hint}"));
+    }
+}
+
+/// The known key closest to `key`, if it is close enough to be a typo of it.
+pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let key = key.trim().to_ascii_lowercase();
+    known
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(&key, candidate), *candidate))
+        // One edit, or edits on under a third of the name: a typo, not another word that
+        // shares a prefix (`keep_everything` is not `keep_weekly`).
+        .filter(|(edits, candidate)| {
+            *edits <= 1 || *edits * 10 < 3 * candidate.len().max(key.len())
+        })
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, candidate)| candidate)
+}
+
+/// A key name cut to a length that fits a message line.
+fn shorten(key: &str) -> &str {
+    match key.char_indices().nth(64) {
+        Some((end, _)) => &key[..end],
+        None => key,
     }
 }
 
