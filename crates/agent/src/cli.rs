@@ -9,6 +9,7 @@ mod prune;
 mod restore;
 mod run;
 mod tasks;
+mod typo;
 mod validate;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::command::CliResult;
+pub use typo::mistyped_command;
 
 /// service-backup: backs up a service's dump folder as an encrypted, compressed archive to
 /// S3, Azure, GCS, SSH servers and local folders, and restores it.

@@ -2,7 +2,8 @@
 //!
 //! [`load`] and [`parse`] read the whole file, check everything, and either return a
 //! [`Config`] or a [`ConfigError`] listing every problem at once, each as one line
-//! `Invalid config - <problem>. <missing_properties_message>`. Secrets are [`Secret`]s and
+//! `Invalid config - <problem>.` (followed by `missing_properties_message` when a value is
+//! missing). A key that no section knows is a problem too. Secrets are [`Secret`]s and
 //! never appear in `Debug` output or in problems.
 //!
 //! Paths: the encryption key files and the API's `bearer_tokens_file` and TLS files, when
@@ -14,6 +15,7 @@ mod destination;
 mod encryption;
 mod error;
 pub mod file_mode;
+mod keys;
 mod model;
 mod read;
 mod retention;

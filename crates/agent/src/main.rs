@@ -12,7 +12,13 @@ use service_backup_core::ErrorKind;
 
 fn main() -> ExitCode {
     process::report_panics_without_data();
-    let cli = Cli::parse();
+    // Before clap, which would take `lst` for the daemon's configuration path.
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(message) = cli::mistyped_command(&args) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
     logging::init_for(&cli.log_format, cli.logs_to_stdout());
     process::keep_secrets_out_of_core_dumps();
     match cli::run(cli) {

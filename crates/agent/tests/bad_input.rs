@@ -60,6 +60,8 @@ enum Input {
     Config(&'static str),
     /// A configuration file of these bytes as they are.
     RawConfig(&'static [u8]),
+    /// These arguments as they are, in the working folder (with its good `config.yml`).
+    Args(&'static [&'static str]),
     /// A good key file that other users may read or write: its mode.
     KeyFileMode(u32),
     /// The content of the key file named by an otherwise good configuration, and of the key
@@ -177,6 +179,19 @@ const ROWS: &[Row] = &[
     row("bad cron field count", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * *\"\n"), 2, &["Invalid config - ", "* * *"]),
     row("bad cron descriptor", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"@fortnightly\"\n"), 2, &["Invalid config - ", "@fortnightly"]),
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
+    // Keys that no section knows: each named by its path, with the close key it may mean.
+    row("typo retension", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nretension: {keep_last: 1}\n"), 2, &["Invalid config - unknown key retension; did you mean retention?"]),
+    row("typo compresion", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\ncompresion: zstd\n"), 2, &["Invalid config - unknown key compresion; did you mean compression?"]),
+    row("typo state_dirr", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nstate_dirr: \"{d}/state\"\n"), 2, &["Invalid config - unknown key state_dirr; did you mean state_dir?"]),
+    row("typo encyption", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencyption: {key_file: \"{d}/backup.key\"}\n"), 2, &["Invalid config - unknown key encyption; did you mean encryption?"]),
+    row("typo previous_keyfiles", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {key_file: \"{d}/backup.key\", previous_keyfiles: [\"{d}/backup.key\"]}\n"), 2, &["Invalid config - unknown key encryption.previous_keyfiles; did you mean previous_key_files?"]),
+    row("typo parachute_treshold", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\napi: {listen: \"127.0.0.1:8443\", bearer_tokens_file: \"{d}/tokens\", metrics: {parachute_treshold: 90}}\n"), 2, &["Invalid config - unknown key api.metrics.parachute_treshold; did you mean parachute_threshold?"]),
+    row("typo api tls_cert", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\napi: {listen: \"127.0.0.1:8443\", bearer_tokens_file: \"{d}/tokens\", tls_cert: \"{d}/tls.crt\"}\n"), 2, &["Invalid config - unknown key api.tls_cert; the keys here are listen, bearer_tokens_file, tls,"]),
+    row("typo in a destination's config", Input::Config("destinations:\n- type: s3\n  config: {bucket_nme: b, bucket_path: p, access_key_id: a, secret_access_key: TOPSECRET}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: unknown key destinations[0].config.bucket_nme; did you mean bucket_name?", "Invalid config - Missing values for s3: bucket_name. Provide these missing fields in your manifest."]),
+    row("unknown destination type close to one", Input::Config("destinations:\n- type: s4\n  config: {bucket_name: b}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - Unknown destination type: s4."]),
+    // A mistyped command is not taken for the daemon's configuration path.
+    row("mistyped command alone", Input::Args(&["lst"]), 2, &["unknown command 'lst'; did you mean 'list'?"]),
+    row("mistyped command with a config", Input::Args(&["bakup", "config.yml"]), 2, &["unknown command 'bakup'; did you mean 'backup'?"]),
     row("key file too short", Input::KeyFile("c2hvcnQ=\n"), 2, &["5 bytes long, not 32"]),
     row("key file not base64", Input::KeyFile("%%% not base64\n"), 2, &["not valid base64"]),
     row("key file readable by others", Input::KeyFileMode(0o644), 2, &["bad.key", "other users may read or write it (mode 0644)"]),
@@ -276,6 +291,7 @@ fn check(
             runs.push(env.run(&["backup", "bad.yml"]));
             runs.push(env.run(&["restore", "bad.yml", "--target", "t"]));
         }
+        Input::Args(args) => runs.push(env.run(args)),
         Input::RawConfig(bytes) => {
             std::fs::write(env.path("bad.yml"), bytes).unwrap();
             runs.push(env.run(&["validate", "bad.yml"]));

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::bosh::{BLOB, KEY, install_package, job_dir, render, render_with, repo};
-use common::fixtures;
+use common::config_fixtures;
 use serde_norway::{Mapping, Value};
 
 const MESSAGE: &str = "Ask the platform team for the backup settings.";
@@ -519,7 +519,7 @@ fn a_bad_key_or_api_without_tokens_fails_to_render_without_quoting_secrets() {
 #[test]
 fn the_original_release_fixtures_render_as_properties_and_validate() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(fixtures()).unwrap() {
+    for entry in std::fs::read_dir(config_fixtures()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if !name.starts_with("valid_") {

@@ -2,41 +2,58 @@
 
 mod common;
 
-use common::{Env, fixtures, run};
+use common::{Env, config_fixtures, run};
 
 #[test]
-fn every_valid_fixture_of_the_original_release_passes() {
+fn every_valid_fixture_passes() {
     let mut seen = 0;
-    for entry in
-        std::fs::read_dir(fixtures()).expect("the fixtures folder is beside the repository")
-    {
+    for entry in std::fs::read_dir(config_fixtures()).expect("the configuration fixtures") {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if !name.starts_with("valid_") {
             continue;
         }
         seen += 1;
-        let out = run(&fixtures(), &["validate", path.to_str().unwrap()]);
+        let out = run(&config_fixtures(), &["validate", path.to_str().unwrap()]);
         assert_eq!(out.code, 0, "{name}: {}", out.all());
     }
-    assert!(seen >= 4, "expected the four valid fixtures, found {seen}");
+    assert!(seen >= 6, "expected the six valid fixtures, found {seen}");
 }
 
 #[test]
 fn the_invalid_fixture_is_refused_with_exit_2() {
-    let path = fixtures().join("invalid_config.yml");
-    let out = run(&fixtures(), &["validate", path.to_str().unwrap()]);
+    let path = config_fixtures().join("invalid_destinations_not_a_list.yml");
+    let out = run(&config_fixtures(), &["validate", path.to_str().unwrap()]);
     out.expect(2);
     assert!(
         out.stderr.starts_with("Invalid config - "),
         "{}",
         out.stderr
     );
+    // Not a missing value: missing_properties_message does not follow.
     assert!(
-        out.stderr
+        !out.stderr
             .contains("Provide these missing fields in your manifest."),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn the_fixture_of_every_key_passes_beside_its_key_files() {
+    let env = Env::new();
+    std::fs::copy(env.path("backup.key"), env.path("previous.key")).unwrap();
+    std::fs::write(
+        env.path("every.yml"),
+        std::fs::read(config_fixtures().join("every_key_of_ours.yml")).unwrap(),
+    )
+    .unwrap();
+    let out = env.run(&["validate", "every.yml"]);
+    out.expect(0);
+    assert!(
+        out.stdout.contains("every.yml: valid; 5 destination(s)"),
+        "{}",
+        out.stdout
     );
 }
 
@@ -78,4 +95,24 @@ fn a_missing_config_file_is_exit_2() {
     let out = env.run(&["list", "nope.yml"]);
     out.expect(2);
     assert!(out.stderr.contains("nope.yml"), "{}", out.stderr);
+}
+
+#[test]
+fn an_existing_file_named_like_a_mistyped_command_is_the_daemons_configuration() {
+    let env = Env::new();
+    let out = env.run(&["lst"]);
+    out.expect(2);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: unknown command 'lst'; did you mean 'list'?"
+    );
+    // The same word naming a file runs the daemon with it (here refused for its content,
+    // which shows that it was read).
+    std::fs::write(env.path("lst"), "destinations: not-a-list\n").unwrap();
+    let out = env.run(&["lst"]);
+    out.expect(2);
+    assert_eq!(
+        out.stderr.trim(),
+        "Invalid config - destinations must be a list of destinations, not a string."
+    );
 }

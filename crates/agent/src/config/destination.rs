@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde_norway::Value;
 
+use super::keys;
 use super::model::{
     AzureConfig, DestinationConfig, DestinationKind, GcsConfig, LocalConfig, S3Config, ScpConfig,
 };
@@ -29,7 +30,7 @@ pub(super) fn read_destinations(
     };
     let mut destinations = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        if let Some(destination) = read_destination(index + 1, item, problems) {
+        if let Some(destination) = read_destination(index, item, problems) {
             destinations.push(destination);
         }
     }
@@ -38,10 +39,11 @@ pub(super) fn read_destinations(
 }
 
 fn read_destination(
-    number: usize,
+    index: usize,
     item: &Value,
     problems: &mut Problems,
 ) -> Option<DestinationConfig> {
+    let number = index + 1;
     let Value::Mapping(map) = super::section::untagged(item) else {
         problems.push(format!(
             "destination {number} must be a mapping with type and config, not {}",
@@ -49,34 +51,43 @@ fn read_destination(
         ));
         return None;
     };
-    let outer = Section::new(Some(map), format!("destination {number}: "));
+    let path = format!("destinations[{index}].");
+    // Its keys are checked below, under the label that names the destination.
+    let mut quiet = Problems::new();
+    let outer = Section::new(Some(map), format!("destination {number}: "))
+        .at(path.as_str())
+        .known(keys::DESTINATION, &mut quiet);
     let name = outer.text("name", problems);
     let Some(type_word) = outer.text("type", problems) else {
         // A list or mapping was already reported as not a string.
         if outer.get("type").is_none_or(|v| scalar_text(v).is_some()) {
             problems.push(format!("destination {number} has no type (use {TYPES})"));
         }
+        problems.append(&mut quiet);
         return None;
     };
     let type_word = type_word.trim().to_ascii_lowercase();
     if !["s3", "azure", "scp", "gcs", "local"].contains(&type_word.as_str()) {
         problems.push(format!("Unknown destination type: {type_word}"));
+        problems.append(&mut quiet);
         return None;
     }
     let label = match &name {
         Some(name) => format!("{type_word} destination \"{name}\": "),
         None => format!("{type_word} destination {number}: "),
     };
+    let _ = Section::new(Some(map), label.as_str())
+        .at(path.as_str())
+        .known(keys::DESTINATION, problems);
     if !compiled_in(&type_word) {
         problems.push(format!(
             "{label}this build of service-backup has no {type_word} destination"
         ));
     }
-    let retention = super::retention::read_retention(
-        outer.get("retention"),
-        &format!("{label}retention"),
-        problems,
-    );
+    let retention =
+        super::retention::read_retention(outer.get("retention"), &label, &path, problems);
+    let known = keys::destination_config(&type_word);
+    let config_path = format!("{path}config.");
     let config = match outer.get("config") {
         None => Section::new(None, label),
         Some(Value::Mapping(map)) => Section::new(Some(map), label),
@@ -87,7 +98,9 @@ fn read_destination(
             ));
             return None;
         }
-    };
+    }
+    .at(config_path)
+    .known(known, problems);
     let kind = match type_word.as_str() {
         "s3" => s3(&config, problems).map(DestinationKind::S3),
         "azure" => azure(&config, problems).map(DestinationKind::Azure),

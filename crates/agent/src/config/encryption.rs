@@ -16,7 +16,7 @@ pub(super) fn read_keyring(
     files: &mut Vec<PathBuf>,
     problems: &mut Problems,
 ) -> Option<Keyring> {
-    let encryption = top.section("encryption", problems)?;
+    let encryption = top.section("encryption", super::keys::ENCRYPTION, problems)?;
     let key_file = encryption.file("key_file", base, problems);
     let inline = encryption.secret("key", problems);
     let current = match (key_file, inline) {
@@ -142,30 +142,28 @@ mod tests {
             garbage.path().display()
         );
         let problems = problems_of(&yaml);
-        let msg = "Provide these missing fields in your manifest.";
         assert_eq!(
             problems,
             vec![
                 format!(
                     "Invalid config - encryption.key_file: key file {}: the key is 11 bytes long, \
                      not 32 (a key is 32 random bytes in base64, as `service-backup keygen` \
-                     writes it). {msg}",
+                     writes it).",
                     short.path().display()
                 ),
                 format!(
                     "Invalid config - encryption.previous_key_files: key file {}: the key is not \
                      valid base64 (a key is 32 random bytes in base64, as `service-backup keygen` \
-                     writes it). {msg}",
+                     writes it).",
                     garbage.path().display()
                 ),
                 format!(
                     "Invalid config - encryption.previous_key_files: cannot read key file \
-                     {missing}: No such file or directory. {msg}"
+                     {missing}: No such file or directory."
                 ),
-                format!(
-                    "Invalid config - encryption.previous_key_files item 3 must be a key file \
-                     path, not a list. {msg}"
-                ),
+                "Invalid config - encryption.previous_key_files item 3 must be a key file \
+                 path, not a list."
+                    .to_string(),
             ]
         );
         let all = problems.join("\n");
@@ -188,8 +186,7 @@ mod tests {
             problems_of("encryption: {}\n"),
             [
                 "Invalid config - encryption needs key_file (a key file written by \
-              `service-backup keygen`) or key (its base64 text). Provide these missing fields \
-              in your manifest."
+              `service-backup keygen`) or key (its base64 text)."
             ]
         );
         let file = key_file(GOOD);
@@ -199,11 +196,11 @@ mod tests {
         );
         assert_eq!(
             problems_of(&both),
-            ["Invalid config - encryption has both key and key_file; set only one of them. m"]
+            ["Invalid config - encryption has both key and key_file; set only one of them."]
         );
         assert_eq!(
             problems_of("encryption: [a]\nmissing_properties_message: m\n"),
-            ["Invalid config - encryption must be a mapping of settings, not a list. m"]
+            ["Invalid config - encryption must be a mapping of settings, not a list."]
         );
     }
 

@@ -10,15 +10,13 @@ use super::destination::read_destinations;
 use super::encryption::read_keyring;
 use super::error::ConfigError;
 use super::file_mode::secret_file_problem;
+use super::keys;
 use super::model::{
     ApiConfig, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MISSING_PROPERTIES_MESSAGE,
     DEFAULT_PARACHUTE_THRESHOLD, MAX_MAX_CONNECTIONS, MetricsConfig, RestoreConfig, TlsConfig,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
-
-/// Keys of the original release that are accepted and no longer do anything.
-const IGNORED_KEYS: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"];
 
 /// Parses and validates `yaml`, adding its problems to `problems` (those of the file
 /// itself); relative key and API files resolve against `base`.
@@ -27,9 +25,19 @@ pub(super) fn from_text(
     base: Option<&Path>,
     mut problems: Problems,
 ) -> Result<Config, ConfigError> {
-    let document: Value = serde_norway::from_str(yaml).map_err(|e| {
+    // `<<` merge keys are applied, as the original's YAML parser did, so that `<<` is
+    // not taken for an unknown key.
+    let document = serde_norway::from_str::<Value>(yaml).and_then(|mut document| {
+        document.apply_merge()?;
+        Ok(document)
+    });
+    let document = document.map_err(|e| {
         problems.push(yaml_problem(&e));
-        ConfigError::new(std::mem::take(&mut problems), &message_of_broken_yaml(yaml))
+        // Not a missing value: the custom message is not needed (nor readable) here.
+        ConfigError::new(
+            std::mem::take(&mut problems),
+            DEFAULT_MISSING_PROPERTIES_MESSAGE,
+        )
     })?;
     let empty = Mapping::new();
     let map = match untagged(&document) {
@@ -46,7 +54,7 @@ pub(super) fn from_text(
             ));
         }
     };
-    let top = Section::new(Some(map), "");
+    let top = Section::new(Some(map), "").known(keys::TOP, &mut problems);
 
     let missing_properties_message = match top.get("missing_properties_message") {
         None => DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
@@ -107,10 +115,12 @@ pub(super) fn from_text(
     let state_dir = top.path("state_dir", &mut problems);
     let instance_id = instance_id(&top, &mut problems);
     let restore = restore(&top, &mut problems);
-    let retention =
-        super::retention::read_retention(top.get("retention"), "retention", &mut problems);
+    let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
-    let ignored_keys = IGNORED_KEYS
+    if let Some(alerts) = top.get("alerts") {
+        keys::check_shape(alerts, &keys::ALERTS, "alerts", &mut problems);
+    }
+    let ignored_keys = keys::IGNORED
         .iter()
         .filter(|key| top.has(key))
         .map(ToString::to_string)
@@ -143,18 +153,6 @@ pub(super) fn from_text(
         ignored_keys,
         source_path: None,
     })
-}
-
-/// The `missing_properties_message` of a file that is not valid YAML, found line by line
-/// where it can be (a top-level `missing_properties_message: text` line).
-fn message_of_broken_yaml(yaml: &str) -> String {
-    yaml.lines()
-        .find_map(|line| line.strip_prefix("missing_properties_message:"))
-        .and_then(|rest| serde_norway::from_str::<String>(rest.trim()).ok())
-        .map_or_else(
-            || DEFAULT_MISSING_PROPERTIES_MESSAGE.to_string(),
-            |text| text.trim().to_string(),
-        )
 }
 
 /// A YAML syntax error with its line and column. Quoted fragments are left out (they
@@ -251,7 +249,7 @@ fn instance_id(top: &Section<'_>, problems: &mut Problems) -> Option<String> {
 }
 
 fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
-    let Some(restore) = top.section("restore", problems) else {
+    let Some(restore) = top.section("restore", keys::RESTORE, problems) else {
         return RestoreConfig::default();
     };
     RestoreConfig {
@@ -261,7 +259,7 @@ fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
 }
 
 fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Option<ApiConfig> {
-    let api = top.section("api", problems)?;
+    let api = top.section("api", keys::API, problems)?;
     let missing = api.missing(&["listen", "bearer_tokens_file"]);
     if !missing.is_empty() {
         problems.push(format!("Missing values for api: {}", missing.join(", ")));
@@ -278,7 +276,7 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
     if let Some(path) = &bearer_tokens_file {
         problems.extend(secret_file_problem("api.bearer_tokens_file", path));
     }
-    let tls = api.section("tls", problems).and_then(|tls| {
+    let tls = api.section("tls", keys::API_TLS, problems).and_then(|tls| {
         let missing = tls.missing(&["cert_file", "key_file"]);
         if !missing.is_empty() {
             problems.push(format!(
@@ -312,7 +310,7 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
     }
     let max_connections = max_connections(&api, problems);
     let metrics = api
-        .section("metrics", problems)
+        .section("metrics", keys::API_METRICS, problems)
         .map(|m| metrics(&m, problems))
         .unwrap_or_default();
     Some(ApiConfig {

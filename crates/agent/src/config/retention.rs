@@ -3,23 +3,19 @@
 use serde_norway::Value;
 use service_backup_core::retention::Policy;
 
-use super::section::{Problems, kind_of, scalar_text, shown};
+use super::keys::RETENTION as KEYS;
+use super::section::{Problems, check_mapping, kind_of, scalar_text, shown};
 
-const KEYS: [&str; 5] = [
-    "keep_last",
-    "keep_days",
-    "keep_daily",
-    "keep_weekly",
-    "keep_monthly",
-];
-
-/// The policy in `value` (the value of a `retention` key); `label` names it in messages
-/// (`retention`, `s3 destination "primary": retention`). Null reads as absent.
+/// The policy in `value` (the value of a `retention` key). Messages start with `before`
+/// (empty, or `s3 destination "primary": `); `path` is where the key is from the top
+/// (empty, or `destinations[0].`). Null reads as absent.
 pub(super) fn read_retention(
     value: Option<&Value>,
-    label: &str,
+    before: &str,
+    path: &str,
     problems: &mut Problems,
 ) -> Option<Policy> {
+    let label = format!("{before}retention");
     let value = super::section::untagged(value?);
     let map = match value {
         Value::Null => return None,
@@ -32,15 +28,12 @@ pub(super) fn read_retention(
             return None;
         }
     };
-    let before = problems.len();
+    let found = problems.len();
+    check_mapping(map, KEYS, before, &format!("{path}retention."), problems);
     let mut numbers = [None; 5];
     for (key, value) in map {
-        let key_text = scalar_text(key).unwrap_or_else(|| kind_of(key).to_string());
+        let key_text = scalar_text(key).unwrap_or_default();
         let Some(slot) = KEYS.iter().position(|k| *k == key_text) else {
-            problems.push(format!(
-                "{label} has an unknown key {key_text:?} (use {})",
-                KEYS.join(", ")
-            ));
             continue;
         };
         let value = super::section::untagged(value);
@@ -61,7 +54,7 @@ pub(super) fn read_retention(
             )),
         }
     }
-    if problems.len() > before {
+    if problems.len() > found {
         return None;
     }
     let [keep_last, keep_days, keep_daily, keep_weekly, keep_monthly] = numbers;

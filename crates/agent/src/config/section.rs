@@ -1,4 +1,5 @@
-//! Reading a loose YAML mapping key by key, collecting problems instead of stopping.
+//! Reading a loose YAML mapping key by key, collecting problems instead of stopping; a
+//! key the section does not know is one of them.
 //!
 //! Messages name the key and the kind of value found, and quote a value only where the
 //! caller asks for it; a secret's value is never quoted.
@@ -43,35 +44,71 @@ pub(super) fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
-/// A mapping being read; `prefix` comes before key names in messages (`api.`,
-/// `s3 destination 1: `).
+/// A mapping being read. Messages about a key start with `label` (`s3 destination 1: `),
+/// then the key's place below the label (`api.tls.`); an unknown key is named by its full
+/// path from the top (`destinations[0].config.`).
 pub(super) struct Section<'a> {
     map: Option<&'a Mapping>,
-    prefix: String,
+    label: String,
+    rel: String,
+    path: String,
+    known: &'static [&'static str],
 }
 
 impl<'a> Section<'a> {
-    /// A section over `map` (an absent section reads as empty).
-    pub(super) fn new(map: Option<&'a Mapping>, prefix: impl Into<String>) -> Self {
+    /// A section over `map` (an absent section reads as empty), its messages starting with
+    /// `label`.
+    pub(super) fn new(map: Option<&'a Mapping>, label: impl Into<String>) -> Self {
         Self {
             map,
-            prefix: prefix.into(),
+            label: label.into(),
+            rel: String::new(),
+            path: String::new(),
+            known: &[],
         }
+    }
+
+    /// The same section, found at `path` (such as `destinations[0].config.`) from the top.
+    pub(super) fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The same section knowing `keys`: each other key of the mapping is a problem. Every
+    /// reader declares its keys this way before reading any.
+    pub(super) fn known(mut self, keys: &'static [&'static str], problems: &mut Problems) -> Self {
+        if let Some(map) = self.map {
+            check_mapping(
+                map,
+                keys,
+                &self.label,
+                &format!("{}{}", self.path, self.rel),
+                problems,
+            );
+        }
+        self.known = keys;
+        self
     }
 
     /// The key as it appears in messages.
     pub(super) fn name(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        format!("{}{}{key}", self.label, self.rel)
     }
 
     /// The value of `key`, or `None` when absent or null.
     pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
+        debug_assert!(
+            self.known.contains(&key),
+            "{key} is read in {:?} but is not among its known keys",
+            self.rel
+        );
         let value = untagged(self.map?.get(key)?);
         (!value.is_null()).then_some(value)
     }
 
     /// Whether `key` is present at all, even empty.
     pub(super) fn has(&self, key: &str) -> bool {
+        debug_assert!(self.known.contains(&key), "{key} is not a known key");
         self.map.is_some_and(|m| m.get(key).is_some())
     }
 
@@ -135,11 +172,25 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// A nested mapping; anything else but null is a problem.
-    pub(super) fn section(&self, key: &str, problems: &mut Problems) -> Option<Section<'a>> {
+    /// A nested mapping knowing `keys`; anything else but null is a problem.
+    pub(super) fn section(
+        &self,
+        key: &str,
+        keys: &'static [&'static str],
+        problems: &mut Problems,
+    ) -> Option<Section<'a>> {
         let value = self.get(key)?;
         match value {
-            Value::Mapping(map) => Some(Section::new(Some(map), format!("{}.", self.name(key)))),
+            Value::Mapping(map) => Some(
+                Section {
+                    map: Some(map),
+                    label: self.label.clone(),
+                    rel: format!("{}{key}.", self.rel),
+                    path: self.path.clone(),
+                    known: &[],
+                }
+                .known(keys, problems),
+            ),
             other => {
                 problems.push(format!(
                     "{} must be a mapping of settings, not {}",
@@ -160,6 +211,61 @@ impl<'a> Section<'a> {
                     .is_none_or(|v| scalar_text(v).is_some_and(|t| t.trim().is_empty()))
             })
             .collect()
+    }
+}
+
+/// Reports each key of `map` that is not in `known`: `<label>unknown key <path><key>`, with
+/// the closest known key when one is close.
+pub(super) fn check_mapping(
+    map: &Mapping,
+    known: &[&str],
+    label: &str,
+    path: &str,
+    problems: &mut Problems,
+) {
+    for key in map.keys() {
+        let text = scalar_text(key);
+        if text.as_deref().is_some_and(|k| known.contains(&k)) {
+            continue;
+        }
+        let shown = text.as_deref().map_or_else(
+            || format!("({})", kind_of(key)),
+            |k| shorten(k.trim()).to_string(),
+        );
+        let hint = text.as_deref().and_then(|k| closest(k, known)).map_or_else(
+            || {
+                if known.len() <= 8 {
+                    format!("; the keys here are {}", known.join(", "))
+                } else {
+                    String::new()
+                }
+            },
+            |close| format!("; did you mean {close}?"),
+        );
+        problems.push(format!("{label}unknown key {path}{shown}{hint}"));
+    }
+}
+
+/// The known key closest to `key`, if it is close enough to be a typo of it.
+pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let key = key.trim().to_ascii_lowercase();
+    known
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(&key, candidate), *candidate))
+        // One edit, or edits on under a third of the name: a typo, not another word that
+        // shares a prefix (`keep_everything` is not `keep_weekly`).
+        .filter(|(edits, candidate)| {
+            *edits <= 1 || *edits * 10 < 3 * candidate.len().max(key.len())
+        })
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, candidate)| candidate)
+}
+
+/// A key name cut to a length that fits a message line.
+fn shorten(key: &str) -> &str {
+    match key.char_indices().nth(64) {
+        Some((end, _)) => &key[..end],
+        None => key,
     }
 }
 

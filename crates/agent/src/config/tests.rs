@@ -1,5 +1,7 @@
+mod every_key;
 mod problems;
 mod retention;
+mod unknown_keys;
 
 use std::path::{Path, PathBuf};
 
@@ -7,13 +9,10 @@ use service_backup_core::compression::Algorithm;
 
 use super::{DestinationConfig, DestinationKind, load, parse};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/original-release"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
 pub(super) const MSG: &str = "Provide these missing fields in your manifest.";
 
-fn fixture(name: &str) -> PathBuf {
+pub(super) fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
 }
 
@@ -34,10 +33,9 @@ cron_schedule: '0 3 * * *'
 ";
 
 #[test]
-fn every_valid_fixture_of_the_original_parses() {
+fn every_valid_fixture_parses() {
     let mut seen = 0;
-    let entries =
-        std::fs::read_dir(FIXTURES).expect("the original release's fixtures in tests/fixtures");
+    let entries = std::fs::read_dir(FIXTURES).expect("the configuration fixtures");
     for entry in entries {
         let path = entry.expect("dir entry").path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -48,69 +46,128 @@ fn every_valid_fixture_of_the_original_parses() {
             seen += 1;
         }
     }
-    assert!(seen >= 4, "only {seen} valid fixtures found");
+    assert!(seen >= 6, "only {seen} valid fixtures found");
 }
 
 #[test]
 fn the_optional_fields_fixture_reads_as_the_original_meant() {
-    let path = fixture("valid_config_with_optional_fields.yml");
+    let path = fixture("valid_every_optional_field.yml");
     let config = load(&path).expect("valid");
     assert_eq!(config.destinations.len(), 1);
     let destination = &config.destinations[0];
-    assert_eq!(destination.display_name(), "s3_destination");
+    assert_eq!(destination.display_name(), "offsite-objects");
     let DestinationKind::S3(s3) = &destination.kind else {
         panic!("not s3: {destination:?}");
     };
-    assert_eq!(s3.endpoint_url.as_deref(), Some("https://www.s3.com"));
-    assert_eq!(s3.bucket_name, "a_bucket");
+    // The original's fixture has `endpoint_url: www.s3.com`: https is meant.
     assert_eq!(
-        s3.secret_access_key.expose(),
-        "ASCDMIACDNI@UD937e9237aSCDAS"
+        s3.endpoint_url.as_deref(),
+        Some("https://objects.example.net")
     );
-    assert_eq!(config.source_folder.as_deref(), Some(Path::new(".")));
-    assert_eq!(config.source_executable.as_deref(), Some("ls"));
-    assert_eq!(config.cron_schedule.as_deref(), Some("*/5 * * * * *"));
+    assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s3.bucket_name, "nightly-dumps");
+    assert_eq!(s3.secret_access_key.expose(), "fixture-s3-secret-optional");
+    assert_eq!(
+        config.source_folder.as_deref(),
+        Some(Path::new("/var/vcap/store/rabbitmq-dump"))
+    );
+    assert_eq!(
+        config.source_executable.as_deref(),
+        Some("/var/vcap/jobs/rabbitmq/bin/dump --all-vhosts")
+    );
+    assert_eq!(
+        config.cleanup_executable.as_deref(),
+        Some("/var/vcap/jobs/rabbitmq/bin/clear-dump")
+    );
+    assert_eq!(config.cron_schedule.as_deref(), Some("15 */10 * * * *"));
     assert!(config.schedule.is_some());
-    assert_eq!(config.missing_properties_message, "custom message");
+    assert_eq!(
+        config.missing_properties_message,
+        "Ask the data services team for the backup settings."
+    );
     assert!(config.exit_if_in_progress);
     assert_eq!(
         config.service_identifier_executable.as_deref(),
-        Some("whoami")
+        Some("/var/vcap/jobs/rabbitmq/bin/instance-name")
     );
-    assert_eq!(config.deployment_name.as_deref(), Some("deployment-name"));
+    assert_eq!(config.deployment_name.as_deref(), Some("rabbitmq-staging"));
     assert!(config.add_deployment_name_to_backup_path);
-    assert_eq!(config.ignored_keys, ["aws_cli_path", "alerts"]);
+    assert_eq!(
+        config.ignored_keys,
+        ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"]
+    );
     assert_eq!(config.source_path.as_deref(), Some(path.as_path()));
     assert_eq!(config.compression, Algorithm::Gzip);
     assert_eq!(config.compression_level, 6);
     assert!(config.keyring.is_none() && config.api.is_none());
     let shown = format!("{config:?}");
-    assert!(!shown.contains("ASCDMIACDNI@UD937e9237aSCDAS"), "{shown}");
-    assert!(!shown.contains("password"), "alerts are not kept: {shown}");
+    for secret in [
+        "fixture-s3-secret-optional",
+        "fixture-cc-password",
+        "fixture-uaa-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
 }
 
 #[test]
 fn the_gcs_fixture_needs_only_the_presence_of_the_service_account() {
-    let config = load(&fixture("valid_gcs_config_with_required_fields.yml")).expect("valid");
+    let config = load(&fixture("valid_gcs_required_fields_only.yml")).expect("valid");
     let DestinationKind::Gcs(gcs) = &config.destinations[0].kind else {
         panic!("not gcs");
     };
+    assert_eq!(gcs.service_account_json.expose(), "{\"placeholder\": true}");
+    assert_eq!(gcs.project_id, "fixture-project");
+    assert!(gcs.bucket_path.is_none() && gcs.endpoint.is_none());
+}
+
+#[test]
+fn the_fixture_of_every_type_reads_each_destination() {
+    let config = load(&fixture("valid_every_destination_type.yml")).expect("valid");
+    let kinds: Vec<(&str, String)> = config
+        .destinations
+        .iter()
+        .map(|d| (d.kind.type_word(), d.display_name()))
+        .collect();
     assert_eq!(
-        gcs.service_account_json.expose().trim(),
-        "{\"key\":\"value\"}"
+        kinds,
+        [
+            ("s3", "objects".to_string()),
+            ("azure", "blobs".to_string()),
+            ("azure", "blobs-by-endpoint".to_string()),
+            ("scp", "archive-host".to_string()),
+            ("gcs", "google".to_string()),
+            ("local", "nfs".to_string()),
+        ]
     );
-    assert_eq!(gcs.project_id, "my_google_project");
-    assert!(gcs.bucket_path.is_none());
+    let DestinationKind::Azure(azure) = &config.destinations[1].kind else {
+        panic!("not azure");
+    };
+    assert_eq!(
+        azure.blob_endpoint(),
+        "https://fixtureaccount.blob.core.chinacloudapi.cn"
+    );
+    let DestinationKind::Scp(scp) = &config.destinations[3].kind else {
+        panic!("not scp");
+    };
+    assert_eq!(
+        (scp.port, scp.server.as_str()),
+        (2222, "archive.example.net")
+    );
+    assert!(scp.fingerprint.is_some());
+    let deployment = load(&fixture("valid_deployment_name_not_in_path.yml")).expect("valid");
+    assert!(!deployment.add_deployment_name_to_backup_path);
+    assert_eq!(deployment.deployment_name.as_deref(), Some("redis-shared"));
+    let alerts = load(&fixture("valid_alerts_of_release_17_2.yml")).expect("valid");
+    assert_eq!(alerts.ignored_keys, ["alerts"]);
 }
 
 #[test]
 fn the_invalid_fixture_is_refused() {
-    let err = load(&fixture("invalid_config.yml")).expect_err("invalid");
+    let err = load(&fixture("invalid_destinations_not_a_list.yml")).expect_err("invalid");
     assert_eq!(
         err.problems(),
-        [format!(
-            "Invalid config - destinations must be a list of destinations, not a string. {MSG}"
-        )]
+        ["Invalid config - destinations must be a list of destinations, not a string."]
     );
 }
 
@@ -272,10 +329,10 @@ fn a_remote_destination_is_refused_by_a_build_without_its_feature() {
     } else {
         assert_eq!(
             shown,
-            [format!(
+            [
                 "Invalid config - s3 destination \"primary\": this build of service-backup has \
-                 no s3 destination. {MSG}"
-            )]
+              no s3 destination."
+            ]
         );
     }
 }

@@ -17,9 +17,9 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_service-backup"))
 }
 
-/// The original release's configuration fixtures, carried in the repository.
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/original-release")
+/// The project's configuration fixtures (`tests/fixtures/config`).
+pub fn config_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
 }
 
 /// What a run printed and how it ended.

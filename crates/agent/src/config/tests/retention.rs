@@ -3,7 +3,7 @@
 use service_backup_core::retention::Policy;
 
 use super::super::parse;
-use super::{MSG, S3_OK, problems};
+use super::{S3_OK, problems};
 
 #[test]
 fn retention_is_read_top_level_and_per_destination() {
@@ -49,7 +49,7 @@ retention: {keep_last: 14, keep_days: 7, keep_daily: 7, keep_weekly: 4, keep_mon
 
 #[test]
 fn bad_retention_values_are_named() {
-    let line = |p: &str| format!("Invalid config - {p}. {MSG}");
+    let line = |p: &str| format!("Invalid config - {p}.");
     let table = [
         (
             "retention: {keep_last: -1}\n",
@@ -72,8 +72,15 @@ fn bad_retention_values_are_named() {
         ),
         (
             "retention: {keep_yearly: 2}\n",
+            vec![
+                "Invalid config - unknown key retention.keep_yearly; did you mean keep_daily?"
+                    .to_string(),
+            ],
+        ),
+        (
+            "retention: {keep_everything: 2}\n",
             vec![line(
-                "retention has an unknown key \"keep_yearly\" (use keep_last, keep_days, keep_daily, keep_weekly, keep_monthly)",
+                "unknown key retention.keep_everything; the keys here are keep_last, keep_days, keep_daily, keep_weekly, keep_monthly",
             )],
         ),
         (
@@ -102,5 +109,15 @@ fn bad_retention_values_are_named() {
         [line(
             "s3 destination \"primary\": retention.keep_last must be a whole number, 0 or more, not \"x\""
         )]
+    );
+    let per_destination = S3_OK.replace(
+        "  config: {bucket_name",
+        "  retention: {keep_lst: 2}\n  config: {bucket_name",
+    );
+    assert_eq!(
+        problems(&per_destination),
+        [
+            "Invalid config - s3 destination \"primary\": unknown key destinations[0].retention.keep_lst; did you mean keep_last?"
+        ]
     );
 }

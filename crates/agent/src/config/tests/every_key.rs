@@ -1,0 +1,132 @@
+//! The fixture of every key: it holds each key that a section knows, and it is valid, so
+//! the check of unknown keys refuses no real key.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
+
+use serde_norway::{Mapping, Value};
+
+use super::super::keys::{self, Shape};
+use super::super::load;
+use super::fixture;
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const PREVIOUS: &str = "//////////////////////////////////////////8=";
+
+fn keys_of(value: Option<&Value>) -> BTreeSet<String> {
+    value
+        .and_then(Value::as_mapping)
+        .map(|map| {
+            map.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The keys of `known` that `found` lacks, named with `place`.
+fn lacking(place: &str, known: &[&str], found: &BTreeSet<String>) -> Vec<String> {
+    known
+        .iter()
+        .filter(|key| !found.contains(**key))
+        .map(|key| format!("{place}{key}"))
+        .collect()
+}
+
+/// The keys of `shape` that `value` lacks, at every level.
+fn lacking_in_shape(place: &str, shape: &Shape, value: Option<&Value>) -> Vec<String> {
+    let Shape::Map(entries) = shape else {
+        return Vec::new();
+    };
+    let map = value.and_then(Value::as_mapping);
+    let mut out = Vec::new();
+    for (key, child) in *entries {
+        match map.and_then(|m| m.get(*key)) {
+            None => out.push(format!("{place}{key}")),
+            Some(v) => out.extend(lacking_in_shape(&format!("{place}{key}."), child, Some(v))),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_fixture_holds_every_known_key() {
+    let text = std::fs::read_to_string(fixture("every_key_of_ours.yml")).expect("fixture");
+    let top: Mapping = serde_norway::from_str(&text).expect("YAML");
+    let get = |key: &str| top.get(key);
+    let mut missing = lacking("", keys::TOP, &keys_of(Some(&Value::Mapping(top.clone()))));
+    let destinations = get("destinations")
+        .and_then(Value::as_sequence)
+        .expect("destinations");
+    let mut outer = BTreeSet::new();
+    for type_word in ["s3", "azure", "scp", "gcs", "local"] {
+        let mut config = BTreeSet::new();
+        for item in destinations {
+            outer.extend(keys_of(Some(item)));
+            if item.get("type").and_then(Value::as_str) == Some(type_word) {
+                config.extend(keys_of(item.get("config")));
+            }
+        }
+        missing.extend(lacking(
+            &format!("{type_word} config."),
+            keys::destination_config(type_word),
+            &config,
+        ));
+    }
+    missing.extend(lacking("destinations[].", keys::DESTINATION, &outer));
+    // An inline `key` cannot stand beside `key_file`: the encryption tests cover it.
+    let encryption: Vec<&str> = keys::ENCRYPTION
+        .iter()
+        .copied()
+        .filter(|k| *k != "key")
+        .collect();
+    missing.extend(lacking(
+        "encryption.",
+        &encryption,
+        &keys_of(get("encryption")),
+    ));
+    missing.extend(lacking("restore.", keys::RESTORE, &keys_of(get("restore"))));
+    missing.extend(lacking(
+        "retention.",
+        keys::RETENTION,
+        &keys_of(get("retention")),
+    ));
+    let api = get("api");
+    missing.extend(lacking("api.", keys::API, &keys_of(api)));
+    let in_api = |key: &str| api.and_then(|a| a.get(key));
+    missing.extend(lacking("api.tls.", keys::API_TLS, &keys_of(in_api("tls"))));
+    missing.extend(lacking(
+        "api.metrics.",
+        keys::API_METRICS,
+        &keys_of(in_api("metrics")),
+    ));
+    missing.extend(lacking_in_shape("alerts.", &keys::ALERTS, get("alerts")));
+    assert!(missing.is_empty(), "the fixture lacks {missing:?}");
+}
+
+#[test]
+fn the_fixture_of_every_key_is_valid_beside_its_key_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, key) in [("backup.key", KEY), ("previous.key", PREVIOUS)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, key).expect("write key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let path = dir.path().join("every_key_of_ours.yml");
+    std::fs::copy(fixture("every_key_of_ours.yml"), &path).expect("copy");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.destinations.len(), 5);
+    assert_eq!(config.keyring.expect("keyring").ids().len(), 2);
+    assert_eq!(config.compression_level, 9);
+    let api = config.api.expect("api");
+    assert_eq!(
+        (api.max_connections, api.metrics.parachute_threshold),
+        (64, 90)
+    );
+    assert_eq!(
+        config.destinations[0].retention.and_then(|p| p.keep_last),
+        Some(3)
+    );
+    assert_eq!(config.retention.and_then(|p| p.keep_monthly), Some(6));
+}
