@@ -10,6 +10,7 @@
 //! | Azure key the server refuses | Azurite, the account with another key | 403, the key's rights; the container holds nothing | `azure_key_the_server_refuses` |
 //! | GCS key without rights | the key the test token endpoint refuses | no access token, 401 `invalid_grant`; no bucket made | `gcs_key_the_token_endpoint_refuses` |
 //! | SSH server with another host key | an sshd with only its ed25519 host key, `fingerprint` of its RSA key | the fingerprints, no login, nothing written | `ssh_server_with_another_host_key` |
+//! | server that never answers | a loopback port that accepts and says nothing, as S3 endpoint and SSH server, `--timeout 2` | each destination did not complete a probe within 2 s, what to check; the command ends in seconds | `servers_that_never_answer_fail_within_the_timeout` |
 //! | executable not executable | `source_executable` a file of mode 0644 | not executable by this user, chmod +x | `executables_that_cannot_run` |
 //! | executable missing | `cleanup_executable` a path that does not exist | does not exist, fix the path | `executables_that_cannot_run` |
 //!
@@ -649,5 +650,72 @@ fn a_probe_left_by_a_crash_is_neither_listed_nor_pruned_and_the_next_check_remov
         !after.all().contains("service-backup-check"),
         "{}",
         after.all()
+    );
+}
+
+/// A loopback port that accepts connections and never says anything: a frozen server.
+fn black_hole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn servers_that_never_answer_fail_within_the_timeout() {
+    let (s3_port, ssh_port) = (black_hole(), black_hole());
+    let site = tempfile::tempdir().unwrap();
+    let d = site.path().display();
+    std::fs::create_dir_all(site.path().join("source")).unwrap();
+    let destinations = [
+        s3(
+            "objects",
+            &format!("http://127.0.0.1:{s3_port}"),
+            "frozen",
+            "AKIACHECKTEST0000001",
+        ),
+        scp(
+            "ssh",
+            ssh_port,
+            Path::new("/srv/backups"),
+            &env("SB_TEST_SCP_FINGERPRINT"),
+        ),
+    ]
+    .concat();
+    std::fs::write(
+        site.path().join("config.yml"),
+        format!("destinations:\n{destinations}source_folder: {d}/source\ncron_schedule: \"@daily\"\nstate_dir: {d}/state\n"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = common::run(site.path(), &["check", "config.yml", "--timeout", "2"]);
+    let took = started.elapsed();
+    run.expect(1);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        run.stdout.contains(
+            "\nFAILED destination objects: s3 frozen did not complete a probe within 2 s (check the endpoint or server"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "\nFAILED destination ssh: scp {}@127.0.0.1:/srv/backups did not complete a probe within 2 s",
+            env("SB_TEST_SCP_USER")
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("error: check failed for destination objects, destination ssh"),
+        "{}",
+        run.stderr
     );
 }
