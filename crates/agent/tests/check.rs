@@ -543,6 +543,21 @@ fn the_binary_exits_0_1_or_2() {
         "error: check failed for destination broken, source_executable, cleanup_executable\n"
     );
 
+    // No destinations: nothing to probe, and no run times to show.
+    std::fs::write(
+        site.path().join("none.yml"),
+        "destinations: []\ncron_schedule: \"0 3 * * *\"\n",
+    )
+    .unwrap();
+    let none = common::run(site.path(), &["check", "none.yml"]);
+    none.expect(0);
+    assert_eq!(
+        none.stdout,
+        "none.yml: valid; no destinations, so backups are disabled\n\
+         schedule: none (no destinations: backups are disabled)\n\
+         none.yml: every check passed\n"
+    );
+
     // An invalid configuration: `validate`'s own messages and exit code, and no probe.
     write("cron_schedule: \"61 * * * *\"\n");
     let validate = common::run(site.path(), &["validate", "config.yml"]);

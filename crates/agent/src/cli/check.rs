@@ -204,7 +204,11 @@ async fn check_destination(
 
 /// `schedule "EXPR": next runs in ZONE: T1, T2, T3`, in the VM's local zone.
 fn schedule_line(config: &Config, now: DateTime<Utc>) -> String {
-    let Some(schedule) = &config.schedule else {
+    let Some(schedule) = config
+        .schedule
+        .as_ref()
+        .filter(|_| config.backups_enabled())
+    else {
         return "schedule: none (no destinations: backups are disabled)".to_string();
     };
     let mut times = Vec::with_capacity(NEXT_RUNS);
