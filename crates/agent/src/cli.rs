@@ -1,6 +1,7 @@
 //! The command line: one file per command.
 
 mod backup;
+pub mod check;
 mod decrypt;
 mod demo;
 mod keygen;
@@ -113,6 +114,9 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
+    /// Checks a configuration, then writes, lists, reads back and deletes a probe object in
+    /// each destination, checks each executable, and prints the schedule's next runs.
+    Check(check::CheckArgs),
     /// Quick start: backs up a sample folder to a local destination and restores it.
     Demo {
         /// The folder to work in (created; default: ./service-backup-demo).
@@ -167,6 +171,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Keygen { output } => keygen::run(output.as_deref()),
         Command::Tasks { config, json } => tasks::run(&config, json),
         Command::Validate { config } => validate::run(&config),
+        Command::Check(args) => check::run(&args),
         Command::Demo { dir } => demo::run(&dir),
     }
 }

@@ -1,5 +1,8 @@
 //! Builds the configured destinations (the store, its name and the path layout in it) and
-//! finds backups in them.
+//! finds backups in them; [`probe`] checks that one can be written, listed, read and
+//! deleted.
+
+pub mod probe;
 
 use std::sync::Arc;
 

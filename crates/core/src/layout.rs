@@ -1,7 +1,8 @@
 //! Remote paths: `[path/][deployment/]YYYY/MM/DD/<backup>.{tar.gz.enc,tar.gz,json}`, or
-//! `.tar.zst.enc` and `.tar.zst` for zstd archives.
+//! `.tar.zst.enc` and `.tar.zst` for zstd archives; and the small probe objects of
+//! `service-backup check`, `[path/][deployment/]service-backup-check-<time>-probe-<hex>.probe`.
 
-use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Utc};
 
 use crate::compression::Algorithm;
 use crate::error::Result;
@@ -12,6 +13,12 @@ pub const ENCRYPTION_EXT: &str = ".enc";
 pub const ARCHIVE_EXTS: [&str; 4] = [".tar.gz.enc", ".tar.gz", ".tar.zst.enc", ".tar.zst"];
 /// Ending of a manifest object.
 pub const MANIFEST_EXT: &str = ".json";
+/// How the name of a `check` probe object starts.
+pub const PROBE_STEM: &str = "service-backup-check-";
+/// Ending of a `check` probe object: neither an archive's nor a manifest's, so that no
+/// listing, retention or prune (nor its clean-up of interrupted uploads) takes a probe
+/// for a backup.
+pub const PROBE_EXT: &str = ".probe";
 
 /// Where the backups of one agent configuration live in a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +99,31 @@ impl Layout {
         let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
         let name = endings.iter().find_map(|e| file.strip_suffix(e))?;
         (date_ok && date.is_some() && is_backup_name(name)).then(|| name.to_string())
+    }
+
+    /// The key of a new `check` probe: `[path/][deployment/]service-backup-check-<time>-<token>.probe`,
+    /// beside the day folders rather than in one, where only backups live.
+    pub fn probe_key(&self, started: DateTime<Utc>) -> Result<String> {
+        Ok(format!(
+            "{}{}{}",
+            self.probe_stem(),
+            backup_name(started, "probe")?,
+            PROBE_EXT
+        ))
+    }
+
+    /// The prefix every probe key of this layout starts with.
+    pub fn probe_stem(&self) -> String {
+        format!("{}{PROBE_STEM}", self.prefix())
+    }
+
+    /// When the probe `key` of this layout was written, or `None` for any other key.
+    pub fn probe_time(&self, key: &str) -> Option<DateTime<Utc>> {
+        let name = key
+            .strip_prefix(&self.probe_stem())?
+            .strip_suffix(PROBE_EXT)?;
+        let stamp = NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ").ok()?;
+        name_is_of_instance(name, "probe").then(|| stamp.and_utc())
     }
 
     /// The key of a sibling object (the archive) named in a manifest at `manifest_key`.
@@ -223,6 +255,44 @@ mod tests {
             "p/2026/01/31/.abc.json",
         ] {
             assert_eq!(layout.parse_manifest_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn probes_are_neither_archives_nor_manifests_nor_leftovers_of_a_backup() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 1, 2, 3).unwrap();
+        for layout in [Layout::new("redis/prod", Some("d")), Layout::new("", None)] {
+            let key = layout.probe_key(at).unwrap();
+            assert!(key.starts_with(&layout.prefix()), "{key}");
+            assert!(
+                key.starts_with(&format!(
+                    "{}service-backup-check-20261206T010203Z-probe-",
+                    layout.prefix()
+                )),
+                "{key}"
+            );
+            assert!(key.ends_with(".probe"), "{key}");
+            assert_eq!(layout.parse_manifest_key(&key), None, "{key}");
+            assert_eq!(layout.parse_archive_key(&key), None, "{key}");
+            // Prune takes the name of an incomplete upload from these endings alone.
+            assert!(
+                !ARCHIVE_EXTS
+                    .iter()
+                    .chain([&MANIFEST_EXT])
+                    .any(|e| key.ends_with(e)),
+                "{key}"
+            );
+            assert_eq!(layout.probe_time(&key), Some(at));
+            assert_ne!(key, layout.probe_key(at).unwrap());
+        }
+        let layout = Layout::new("p", None);
+        for other in [
+            "p/2026/12/06/20261206T010203Z-probe-0badcafe.json",
+            "p/service-backup-check-20261206T010203Z-probe-0badcafe.json",
+            "q/service-backup-check-20261206T010203Z-probe-0badcafe.probe",
+            "p/service-backup-check-notatime-probe-0badcafe.probe",
+        ] {
+            assert_eq!(layout.probe_time(other), None, "{other}");
         }
     }
 
