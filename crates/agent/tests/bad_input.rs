@@ -511,7 +511,8 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
     out.expect(1);
     assert!(out.stderr.contains("source"), "{}", out.stderr);
     assert!(
-        out.stdout.contains("Perform backup completed with error"),
+        // The source folder is read by the upload: the original's walk failed there too.
+        out.stdout.contains("Upload backup completed with error"),
         "{}",
         out.stdout
     );

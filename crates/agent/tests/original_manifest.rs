@@ -106,7 +106,7 @@ fn a_manifest_of_the_original_backs_up_to_s3_azure_gcs_and_scp_and_restores_from
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["message"] == "Upload backup completed successfully")
+        .filter(|v| common::action(v) == "Upload backup completed successfully")
         .map(|v| v["data"]["destination_name"].as_str().unwrap().to_string())
         .collect();
     done.sort();
