@@ -53,6 +53,7 @@ pub fn init(format: LogFormat, target: LogTarget, min: Level) {
         format,
         target,
         min,
+        journal: target_is_journal(target),
         lock: Mutex::new(()),
         capture: None,
     };
@@ -76,6 +77,45 @@ pub fn init_for(format: &str, logs_to_stdout: bool) {
     }
 }
 
+/// Whether `target` is journald's stream: systemd names it in `JOURNAL_STREAM`
+/// (`device:inode`) for the standard output and error it connects to the journal, and a
+/// stream redirected elsewhere (a file, a pipe) has another device and inode.
+fn target_is_journal(target: LogTarget) -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(named) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let fd = match target {
+        LogTarget::Stdout => std::io::stdout().as_fd().try_clone_to_owned(),
+        LogTarget::Stderr => std::io::stderr().as_fd().try_clone_to_owned(),
+    };
+    let Ok(meta) = fd.and_then(|fd| std::fs::File::from(fd).metadata()) else {
+        return false;
+    };
+    names_stream(&named, meta.dev(), meta.ino())
+}
+
+/// Whether `JOURNAL_STREAM`'s value names the stream with `dev` and `ino`.
+fn names_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
+    journal_stream
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+/// The sd-daemon priority of a line (`<3>` error … `<7>` debug, syslog's numbers) that
+/// journald reads from the start of each line, so that `journalctl -p err` finds them.
+fn journal_priority(level: Level, fatal: bool) -> u8 {
+    match level {
+        Level::ERROR if fatal => 2,
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
 /// Logs at lager's fatal level (3): an error that stops the agent.
 #[macro_export]
 macro_rules! fatal {
@@ -86,6 +126,8 @@ struct LagerLayer {
     format: LogFormat,
     target: LogTarget,
     min: Level,
+    /// The target stream is connected to journald: each line gets its priority prefix.
+    journal: bool,
     lock: Mutex<()>,
     /// Lines kept instead of written (the unit tests read them).
     capture: Option<std::sync::Arc<Mutex<Vec<String>>>>,
@@ -200,11 +242,14 @@ where
             Level::ERROR if fatal => 3,
             Level::ERROR => 2,
         };
-        let line = match self.format {
+        let mut line = match self.format {
             LogFormat::Json => json_line(&lager_message(&sessions, &message), log_level, &data),
             LogFormat::Pretty => pretty_line(&lager_message(&sessions, &message), log_level, &data),
             LogFormat::Text => text_line(&message, level, &data),
         };
+        if self.journal {
+            line.insert_str(0, &format!("<{}>", journal_priority(level, fatal)));
+        }
         if let Some(capture) = &self.capture {
             capture
                 .lock()
@@ -317,18 +362,50 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// The lines `f` logs through a JSON layer.
-    fn captured(f: impl FnOnce()) -> Vec<String> {
+    /// The lines `f` logs through a JSON layer, with journald's prefixes when `journal`.
+    fn captured_for(journal: bool, f: impl FnOnce()) -> Vec<String> {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let layer = LagerLayer {
             format: LogFormat::Json,
             target: LogTarget::Stdout,
             min: Level::INFO,
+            journal,
             lock: Mutex::new(()),
             capture: Some(lines.clone()),
         };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
         lines.lock().unwrap().clone()
+    }
+
+    /// The lines `f` logs through a JSON layer.
+    fn captured(f: impl FnOnce()) -> Vec<String> {
+        captured_for(false, f)
+    }
+
+    #[test]
+    fn lines_to_the_journal_start_with_their_priority() {
+        let lines = captured_for(true, || {
+            tracing::error!("Upload backup completed with error");
+            crate::fatal!("failed to parse config");
+            tracing::warn!("a warning");
+            tracing::info!("Upload backup started");
+        });
+        let prefixes: Vec<&str> = lines.iter().map(|l| &l[..l.find('{').unwrap()]).collect();
+        assert_eq!(prefixes, ["<3>", "<2>", "<4>", "<6>"], "{lines:?}");
+        assert_eq!(journal_priority(Level::DEBUG, false), 7);
+        // Elsewhere (a file, a pipe, a terminal) never a prefix.
+        let plain = captured(|| tracing::error!("Upload backup completed with error"));
+        assert!(plain[0].starts_with('{'), "{plain:?}");
+    }
+
+    #[test]
+    fn journal_stream_must_name_the_very_stream() {
+        assert!(names_stream("8:12345", 8, 12345));
+        assert!(!names_stream("8:12345", 8, 12346));
+        assert!(!names_stream("9:12345", 8, 12345));
+        assert!(!names_stream("", 8, 12345));
+        assert!(!names_stream("8", 8, 12345));
+        assert!(!names_stream("x:y", 8, 12345));
     }
 
     #[test]
