@@ -55,9 +55,13 @@ impl RunReport {
     }
 }
 
-/// A new random guid for a run, in the usual 8-4-4-4-12 form.
+/// A new random guid for a run: a version 4 UUID, as the original's `uuid.NewV4()`.
 fn new_guid() -> Result<String> {
-    let h = service_backup_core::random::hex_token(16)?;
+    let mut h = service_backup_core::random::hex_token(16)?.into_bytes();
+    // The version nibble, and the RFC 4122 variant (10xx) in the next group's first one.
+    h[12] = b'4';
+    h[16] = b"89ab"[usize::from(h[16]) % 4];
+    let h = String::from_utf8(h).map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -326,6 +330,16 @@ async fn upload(
                 report.stored_in.push(outcome.name.clone());
                 report.plain_bytes = manifest.plain_bytes;
                 report.stored_bytes = manifest.stored_bytes;
+                // The original's s3 and scp uploaders ended with "s3 completed" and "scp
+                // completed" (multiple_destinations_integration_test.go waits for them).
+                let kind = config
+                    .destinations
+                    .iter()
+                    .find(|d| d.display_name() == outcome.name)
+                    .map(|d| d.kind.type_word());
+                if let Some(word @ ("s3" | "scp")) = kind {
+                    tracing::info!(destination_name = %outcome.name, "{word} completed");
+                }
                 tracing::info!(
                     destination_name = %outcome.name,
                     duration_in_seconds = outcome.duration.as_secs_f64(),
