@@ -36,6 +36,10 @@ pub async fn serve(
     queue: Arc<Queue>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    if !config.backups_enabled() {
+        // The original's main.go, before its scheduler started.
+        tracing::info!("No destination provided - skipping backup");
+    }
     tracing::info!("Service-backup Started");
     let mut term = signal(SignalKind::terminate()).map_err(|e| signal_error(&e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| signal_error(&e))?;

@@ -341,3 +341,58 @@ fn lines_written_to_the_journal_start_with_their_priority() {
         run.stdout
     );
 }
+
+#[test]
+fn without_destinations_nothing_is_backed_up_and_the_original_says_so() {
+    let env = Env::new();
+    std::fs::write(
+        env.path("config.yml"),
+        "destinations: []\ncron_schedule: '* * * * * *'\nmissing_properties_message: custom message\n",
+    )
+    .unwrap();
+    // cmd/manual-backup/main.go: "No destination provided - skipping backup", then the dummy
+    // executor's "Backups Disabled", exit 0.
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(0);
+    let lines = lines(&out.stdout);
+    let skipped = position(&lines, "No destination provided - skipping backup");
+    assert!(skipped < position(&lines, "Backups Disabled"));
+    // main.go logs the same before "Service-backup Started"; s3_integration_test.go, "when
+    // no destination is specified": Say("Backups Disabled"), and "doesn't exit until
+    // terminated".
+    let mut daemon = Agent::daemon(&env, "daemon", &[]);
+    daemon.wait_for("Backups Disabled", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon exited"
+    );
+    let lines = daemon.lines();
+    assert!(
+        position(&lines, "No destination provided - skipping backup")
+            < position(&lines, "Service-backup Started")
+    );
+    daemon.signal("TERM");
+    let (run, _) = daemon.wait(Duration::from_secs(15));
+    run.expect(0);
+}
+
+#[test]
+fn a_failed_manual_backup_ends_with_error_running_backup() {
+    let env = Env::new();
+    env.write_config("source_executable: ls /not/a/valid/directory\n");
+    let out = env.run(&["backup", "config.yml"]);
+    // cmd/manual-backup/main.go: logger.Error("Error running backup", err) (then exit 2;
+    // ours exits 1, the README's code for a failed operation).
+    out.expect(1);
+    let lines = lines(&out.stdout);
+    let last = lines.last().unwrap();
+    assert_eq!(last["message"], "ServiceBackup.Error running backup");
+    assert_eq!(last["log_level"], 2);
+    assert!(
+        last["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("source executable")
+    );
+}

@@ -35,6 +35,8 @@ pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
 pub fn run(path: &Path) -> CliResult {
     let config = load_config(path)?;
     if !config.backups_enabled() {
+        // The original's manual-backup logged both, then exited 0.
+        tracing::info!("No destination provided - skipping backup");
         tracing::info!("Backups Disabled");
         return Ok(Outcome::Success);
     }
@@ -44,6 +46,10 @@ pub fn run(path: &Path) -> CliResult {
         cancel_on_signals(ctx.cancel.clone())?;
         backup::run(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
+    if !report.succeeded() {
+        // The original's manual-backup ended a failed run with this line.
+        tracing::error!(error = %report.problems.join("; "), "Error running backup");
+    }
     if report.rejected {
         eprintln!("error: {}", crate::lock::IN_PROGRESS);
         return Ok(Outcome::Failed);
