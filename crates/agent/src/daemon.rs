@@ -23,7 +23,7 @@ use crate::context::{RunContext, STOP_BUDGET};
 use crate::identity;
 use crate::jobs::backup;
 use crate::progress::Bar;
-use crate::queue::Queue;
+use crate::queue::{Enqueued, Queue};
 
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
@@ -127,8 +127,14 @@ pub async fn serve(
                 }
             }
         }
-        if fired {
-            queue.request(exit_if_in_progress);
+        if fired && queue.request(exit_if_in_progress) == Enqueued::Rejected {
+            // As the original: the rejected run has its own guid and identifier.
+            let current = config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let cancel = ctx.cancel.clone();
+            tokio::spawn(async move { backup::log_rejected(&current, &cancel).await });
         }
     }
 

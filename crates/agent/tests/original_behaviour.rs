@@ -396,3 +396,52 @@ fn a_failed_manual_backup_ends_with_error_running_backup() {
             .contains("source executable")
     );
 }
+
+#[test]
+fn a_backup_due_while_one_runs_is_rejected_before_it_performs() {
+    const IN_PROGRESS: &str = "Backup currently in progress, exiting. Another backup will not be able to start until this is completed.";
+    let env = Env::new();
+    let dump = script(&env, "slow.sh", "sleep 2.5");
+    let id = script(&env, "id.sh", "echo FakeIdentifier");
+    env.write_config(&format!(
+        "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\nexit_if_in_progress: true\nservice_identifier_executable: {id}\n"
+    ));
+    let daemon = Agent::daemon(&env, "daemon", &[]);
+    daemon.wait_for(IN_PROGRESS, 1, Duration::from_secs(15));
+    daemon.signal("TERM");
+    let (run, _) = daemon.wait(Duration::from_secs(15));
+    run.expect(0);
+    let lines = lines(&run.stdout);
+    // executor_test.go, "rejects the upload": MatchError("Backup currently in progress,
+    // exiting. …"), strings.Count(log, "Perform backup started") == 1 for two runs, the
+    // message in the log; executor.go logs it with Error(errMsg, err), so data.error too.
+    let performed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| common::action(l) == "Perform backup started")
+        .map(|l| &l["data"]["backup_guid"])
+        .collect();
+    let rejected: Vec<&Value> = lines
+        .iter()
+        .filter(|l| common::action(l) == IN_PROGRESS)
+        .collect();
+    assert!(!rejected.is_empty());
+    for line in rejected {
+        assert_eq!(line["log_level"], 2, "{line}");
+        assert_eq!(line["data"]["error"], IN_PROGRESS, "{line}");
+        // The rejected run is a run of its own: a guid, and the identifier that
+        // s3_integration_test.go's alert names ("service instance FakeIdentifier").
+        assert!(line["data"]["backup_guid"].is_string(), "{line}");
+        assert_eq!(line["data"]["identifier"], "FakeIdentifier", "{line}");
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ServiceBackup.WithIdentifier."),
+            "{line}"
+        );
+        assert!(
+            !performed.contains(&&line["data"]["backup_guid"]),
+            "a rejected run performed: {line}"
+        );
+    }
+}

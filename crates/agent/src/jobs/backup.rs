@@ -89,7 +89,7 @@ pub async fn run(
         lager_session = tracing::field::Empty
     );
     async {
-        let identifier = identify(config, ctx).await;
+        let identifier = identify(config, &ctx.cancel).await;
         let _lock =
             match lock::acquire(&ctx.state_dir, config.exit_if_in_progress, &ctx.cancel).await {
                 Ok(l) => l,
@@ -191,11 +191,33 @@ pub async fn run(
     .await
 }
 
+/// Logs a scheduled run refused because another is in progress (`exit_if_in_progress`), as
+/// the original did: with a guid of its own and, after the service identifier ran, its
+/// identifier.
+pub async fn log_rejected(config: &Config, cancel: &CancellationToken) {
+    let Ok(guid) = new_guid() else {
+        tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+        return;
+    };
+    let span = tracing::info_span!(
+        "backup",
+        backup_guid = %guid,
+        identifier = tracing::field::Empty,
+        lager_session = tracing::field::Empty
+    );
+    async {
+        identify(config, cancel).await;
+        tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+    }
+    .instrument(span)
+    .await;
+}
+
 /// Runs the service identifier executable, if one is configured; a non-empty output becomes
 /// `identifier` on every later line of the run and opens the original's `WithIdentifier`
 /// session. Its failure is logged with the original's messages and is not fatal.
-async fn identify(config: &Config, ctx: &RunContext) -> Option<String> {
-    match identity::service_identifier(config, &ctx.cancel).await? {
+async fn identify(config: &Config, cancel: &CancellationToken) -> Option<String> {
+    match identity::service_identifier(config, cancel).await? {
         Ok(id) if id.is_empty() => None,
         Ok(id) => {
             let span = tracing::Span::current();
