@@ -176,6 +176,7 @@ const ROWS: &[Row] = &[
     row("bad cron minute", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"61 * * * *\"\n"), 2, &["Invalid config - ", "61"]),
     row("bad cron field count", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * *\"\n"), 2, &["Invalid config - ", "* * *"]),
     row("bad cron descriptor", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"@fortnightly\"\n"), 2, &["Invalid config - ", "@fortnightly"]),
+    row("azure endpoint neither a domain nor a URL", Input::Config("destinations:\n- type: azure\n  config: {storage_account: acct, storage_access_key: TOPSECRET, container: c, path: p, endpoint: \"core windows net\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - ", "endpoint must be a base domain such as core.windows.net"]),
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
     row("key file too short", Input::KeyFile("c2hvcnQ=\n"), 2, &["5 bytes long, not 32"]),
     row("key file not base64", Input::KeyFile("%%% not base64\n"), 2, &["not valid base64"]),
