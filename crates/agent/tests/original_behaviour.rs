@@ -445,3 +445,29 @@ fn a_backup_due_while_one_runs_is_rejected_before_it_performs() {
         );
     }
 }
+
+#[test]
+fn lines_from_the_archive_threads_carry_the_run_s_fields() {
+    let env = Env::new();
+    let id = script(&env, "id.sh", "echo FakeIdentifier");
+    env.write_config(&format!("service_identifier_executable: {id}\n"));
+    // A restore's work folder in the source: the archive (on a blocking thread) skips it
+    // with a warning.
+    std::fs::create_dir(env.path("source/.service-backup-restore-x")).unwrap();
+    let out = env.run(&["backup", "config.yml"]);
+    out.expect(0);
+    let lines = lines(&out.stdout);
+    let warning = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not archiving a restore's work folder"))
+        })
+        .unwrap_or_else(|| panic!("no warning: {}", out.stdout));
+    // executor_test.go, "logs with the identifier for each event": `"identifier":
+    // "unit-identifier"` after every step; the original had no other threads, ours must
+    // carry the fields over to them.
+    assert_eq!(warning["data"]["identifier"], "FakeIdentifier", "{warning}");
+    assert!(warning["data"]["backup_guid"].is_string(), "{warning}");
+}
