@@ -34,8 +34,8 @@ pub use typo::mistyped_command;
 pub struct Cli {
     /// Runs the daemon with this configuration (the original's invocation; same as `run`).
     config: Option<PathBuf>,
-    /// Format of log lines: lager JSON (default) or human text.
-    #[arg(long, global = true, value_parser = ["json", "text"], default_value = "json")]
+    /// Format of log lines: lager JSON (default), lager's pretty JSON, or human text.
+    #[arg(long, global = true, value_parser = ["json", "pretty", "text"], default_value = "json")]
     pub log_format: String,
     #[command(subcommand)]
     command: Option<Command>,

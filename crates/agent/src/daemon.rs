@@ -23,7 +23,7 @@ use crate::context::{RunContext, STOP_BUDGET};
 use crate::identity;
 use crate::jobs::backup;
 use crate::progress::Bar;
-use crate::queue::Queue;
+use crate::queue::{Enqueued, Queue};
 
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
@@ -36,6 +36,10 @@ pub async fn serve(
     queue: Arc<Queue>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    if !config.backups_enabled() {
+        // The original's main.go, before its scheduler started.
+        tracing::info!("No destination provided - skipping backup");
+    }
     tracing::info!("Service-backup Started");
     let mut term = signal(SignalKind::terminate()).map_err(|e| signal_error(&e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| signal_error(&e))?;
@@ -123,8 +127,14 @@ pub async fn serve(
                 }
             }
         }
-        if fired {
-            queue.request(exit_if_in_progress);
+        if fired && queue.request(exit_if_in_progress) == Enqueued::Rejected {
+            // As the original: the rejected run has its own guid and identifier.
+            let current = config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let cancel = ctx.cancel.clone();
+            tokio::spawn(async move { backup::log_rejected(&current, &cancel).await });
         }
     }
 

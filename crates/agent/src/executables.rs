@@ -1,7 +1,8 @@
 //! The service's executables (dump, cleanup, identifier, restore): command lines split on
 //! spaces as the original did, run with the agent's environment in their own process
-//! group, their output logged line by line with bounds, stopped with SIGTERM then SIGKILL
-//! when the run is cancelled.
+//! group, their output logged line by line with bounds (inside the run's span, so with its
+//! `backup_guid` and `identifier`), stopped with SIGTERM then SIGKILL when the run is
+//! cancelled.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use service_backup_core::{Error, ErrorKind, Result};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How long an executable has to exit after SIGTERM before it is killed.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -78,7 +80,9 @@ async fn pump(
     let emit = |line: &mut Vec<u8>, logged: &mut u64, dropped: &mut u64| {
         if *logged < MAX_LINES {
             let text = String::from_utf8_lossy(line);
-            tracing::info!(executable = %what, stream = name, "{}", text.trim_end());
+            // The line goes in `data`, never in the message: a service's output must not be
+            // able to look like one of the agent's messages that alert rules match.
+            tracing::info!(executable = %what, stream = name, line = %text.trim_end(), "Executable output");
             *logged += 1;
         } else {
             *dropped += 1;
@@ -117,18 +121,24 @@ async fn pump(
 pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> Result<String> {
     let (mut child, program) = spawn(what, command_line)?;
     let label = format!("{what} {program}");
-    let out = tokio::spawn(pump(
-        child.stdout.take().expect("piped"),
-        label.clone(),
-        "stdout",
-        true,
-    ));
-    let err = tokio::spawn(pump(
-        child.stderr.take().expect("piped"),
-        label.clone(),
-        "stderr",
-        false,
-    ));
+    let out = tokio::spawn(
+        pump(
+            child.stdout.take().expect("piped"),
+            label.clone(),
+            "stdout",
+            true,
+        )
+        .in_current_span(),
+    );
+    let err = tokio::spawn(
+        pump(
+            child.stderr.take().expect("piped"),
+            label.clone(),
+            "stderr",
+            false,
+        )
+        .in_current_span(),
+    );
     let status = tokio::select! {
         status = child.wait() => status,
         () = cancel.cancelled() => {

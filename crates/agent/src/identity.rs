@@ -31,7 +31,7 @@ pub async fn this_instance(config: &Config) -> String {
     let identifier = service_identifier(config, &CancellationToken::new())
         .await
         .and_then(|r| {
-            r.map_err(|e| tracing::warn!(error = %e, "Service identifier executable failed"))
+            r.map_err(|e| tracing::warn!(error = %e, "Service identifier command returned error"))
                 .ok()
         });
     instance_id(config, identifier.as_deref())
@@ -43,8 +43,10 @@ pub async fn served_instance(config: &Config, cancel: &CancellationToken) -> Str
     let identifier = match config.instance_id {
         Some(_) => None,
         None => service_identifier(config, cancel).await.and_then(|r| {
-            r.inspect_err(|e| tracing::error!(error = %e, "Service identifier executable failed"))
-                .ok()
+            r.inspect_err(
+                |e| tracing::error!(error = %e, "Service identifier command returned error"),
+            )
+            .ok()
         }),
     };
     instance_id(config, identifier.as_deref())

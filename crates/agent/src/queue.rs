@@ -64,6 +64,8 @@ impl Queue {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A scheduled run that is rejected is logged by the caller, inside a run's span.
+        let has_task = create.is_some();
         let make = |create: Option<F>| create.map(|f| f()).transpose();
         let (outcome, id) = if !st.running && st.pending.is_none() {
             let id = make(create)?;
@@ -86,7 +88,10 @@ impl Queue {
         drop(st);
         match outcome {
             Enqueued::Started => self.wake.notify_one(),
-            Enqueued::Rejected => tracing::error!("{}", lock::IN_PROGRESS),
+            Enqueued::Rejected if has_task => {
+                tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+            }
+            Enqueued::Rejected => {}
             Enqueued::Queued => tracing::info!("Backup queued behind the one in progress"),
             Enqueued::Coalesced => {
                 tracing::info!("A backup is already queued; this one is coalesced with it");

@@ -178,6 +178,7 @@ const ROWS: &[Row] = &[
     row("bad cron minute", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"61 * * * *\"\n"), 2, &["Invalid config - ", "61"]),
     row("bad cron field count", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * *\"\n"), 2, &["Invalid config - ", "* * *"]),
     row("bad cron descriptor", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"@fortnightly\"\n"), 2, &["Invalid config - ", "@fortnightly"]),
+    row("azure endpoint neither a domain nor a URL", Input::Config("destinations:\n- type: azure\n  config: {storage_account: acct, storage_access_key: TOPSECRET, container: c, path: p, endpoint: \"core windows net\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - ", "endpoint must be a base domain such as core.windows.net"]),
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
     // Keys that no section knows: each named by its path, with the close key it may mean.
     row("typo retension", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nretension: {keep_last: 1}\n"), 2, &["Invalid config - unknown key retension; did you mean retention?"]),
@@ -527,7 +528,8 @@ fn a_missing_or_unreadable_source_makes_no_backup() {
     out.expect(1);
     assert!(out.stderr.contains("source"), "{}", out.stderr);
     assert!(
-        out.stdout.contains("Perform backup completed with error"),
+        // The source folder is read by the upload: the original's walk failed there too.
+        out.stdout.contains("Upload backup completed with error"),
         "{}",
         out.stdout
     );

@@ -44,7 +44,7 @@ impl Daemon {
     fn count(&self, message: &str) -> usize {
         self.lines()
             .iter()
-            .filter(|l| l["message"] == message)
+            .filter(|l| common::action(l) == message)
             .count()
     }
 
@@ -139,11 +139,8 @@ fn scheduled_backups_run_the_executables_in_order_and_log_as_the_original() {
         "cron_schedule: \"* * * * * *\"\nsource_executable: {dump} --fast now\ncleanup_executable: {clean}\nservice_identifier_executable: {id}\n"
     ));
     let daemon = Daemon::start(&env);
-    daemon.wait_for(
-        "Perform backup completed successfully",
-        2,
-        Duration::from_secs(20),
-    );
+    // The cleanup runs only after a complete upload: the end of a successful run.
+    daemon.wait_for("Cleanup completed successfully", 2, Duration::from_secs(20));
     let (code, took, stderr) = daemon.terminate();
     assert_eq!(code, 0, "{stderr}");
     assert!(took < Duration::from_secs(15));
@@ -170,13 +167,22 @@ fn scheduled_backups_run_the_executables_in_order_and_log_as_the_original() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let first = &values[0];
-    assert_eq!(first["message"], "Service-backup Started");
+    // The original's main.go and scheduler.go: logger "ServiceBackup" with no session.
+    assert_eq!(first["message"], "ServiceBackup.Service-backup Started");
     assert_eq!(
         values.last().unwrap()["message"],
-        "All backup processes terminated. Exiting"
+        "ServiceBackup.All backup processes terminated. Exiting"
+    );
+    // s3_integration_test.go: "ServiceBackup.WithIdentifier.Perform backup started", then
+    // `"identifier":"FakeIdentifier"` on each line of the run.
+    assert!(
+        values
+            .iter()
+            .any(|v| v["message"] == "ServiceBackup.WithIdentifier.Perform backup started")
     );
     for m in [
         "Perform backup started",
+        "Perform backup completed successfully",
         "Upload backup started",
         "Upload backup completed successfully",
         "Cleanup started",
@@ -184,7 +190,7 @@ fn scheduled_backups_run_the_executables_in_order_and_log_as_the_original() {
     ] {
         let line = values
             .iter()
-            .find(|v| v["message"] == m)
+            .find(|v| common::action(v) == m)
             .unwrap_or_else(|| panic!("{m} missing"));
         assert_eq!(
             line["data"]["identifier"], "redis-instance-7",
@@ -196,15 +202,20 @@ fn scheduled_backups_run_the_executables_in_order_and_log_as_the_original() {
             "{m}"
         );
         assert_eq!(line["source"], "ServiceBackup");
+        assert_eq!(line["data"]["session"], "1", "{m}: {line}");
     }
-    assert!(
-        values
-            .iter()
-            .any(|v| v["data"]["stream"] == "stdout" && v["message"] == "dumping to stdout")
-    );
+    // An executable's output line is data of a fixed message (it can no longer pose as one
+    // of the agent's messages), and carries the run's guid and identifier.
+    let output = values
+        .iter()
+        .find(|v| v["data"]["stream"] == "stdout" && v["data"]["line"] == "dumping to stdout")
+        .expect("the dump's output line");
+    assert_eq!(common::action(output), "Executable output");
+    assert_eq!(output["data"]["identifier"], "redis-instance-7");
+    assert_eq!(output["data"]["backup_guid"].as_str().unwrap().len(), 36);
     let done: Vec<&Value> = values
         .iter()
-        .filter(|v| v["message"] == "Upload backup completed successfully")
+        .filter(|v| common::action(v) == "Upload backup completed successfully")
         .collect();
     assert!(done[0]["data"]["size_in_bytes"].as_u64().unwrap() > 0);
     assert_eq!(done[0]["data"]["destination_name"], "disk");
@@ -238,7 +249,7 @@ fn sigterm_stops_a_slow_dump_and_leaves_no_backup() {
         "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
     ));
     let daemon = Daemon::start(&env);
-    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    daemon.wait_for("Perform backup started", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let (code, took, stderr) = daemon.terminate();
     assert_eq!(code, 0, "{stderr}");
@@ -265,7 +276,7 @@ fn an_executable_that_ignores_sigterm_is_killed_in_time() {
         "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
     ));
     let daemon = Daemon::start(&env);
-    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    daemon.wait_for("Perform backup started", 1, Duration::from_secs(10));
     let (code, took, stderr) = daemon.terminate();
     assert_eq!(code, 0, "{stderr}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
@@ -295,7 +306,7 @@ fn overlapping_runs_are_rejected_or_queued_as_configured() {
             let level = daemon
                 .lines()
                 .into_iter()
-                .find(|l| l["message"] == message)
+                .find(|l| common::action(l) == message)
                 .unwrap()["log_level"]
                 .clone();
             assert_eq!(level, 2, "logged at error");
@@ -338,7 +349,7 @@ fn sigkill_mid_run_then_restart_marks_the_task_interrupted_and_recovers() {
         "cron_schedule: \"* * * * * *\"\nsource_executable: {dump}\n"
     ));
     let mut daemon = Daemon::start(&env);
-    daemon.wait_for("Source executable started", 1, Duration::from_secs(10));
+    daemon.wait_for("Perform backup started", 1, Duration::from_secs(10));
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     // The dump was in its own process group: it outlives a SIGKILLed agent; end it.
@@ -352,11 +363,8 @@ fn sigkill_mid_run_then_restart_marks_the_task_interrupted_and_recovers() {
         "{t:?}"
     );
     let daemon = Daemon::start(&env);
-    daemon.wait_for(
-        "Perform backup completed successfully",
-        1,
-        Duration::from_secs(15),
-    );
+    // Without a cleanup executable the original's last line of a successful run.
+    daemon.wait_for("Cleanup command not provided", 1, Duration::from_secs(15));
     let (code, _, _) = daemon.terminate();
     assert_eq!(code, 0);
     assert!(!listed(&env).is_empty());
@@ -489,8 +497,24 @@ fn failing_identifier_and_missing_or_failing_dump_are_logged() {
     ));
     let out = env.run(&["backup", "config.yml"]);
     out.expect(1);
+    // The original's executor_test.go: "Service identifier command returned error", and
+    // no `"identifier"` anywhere; s3_integration_test.go: a failing source executable logs
+    // "Perform backup completed with error".
     assert!(
-        out.stdout.contains("Service identifier executable failed"),
+        out.stdout
+            .contains("\"ServiceBackup.Service identifier command returned error\""),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("\"identifier\""), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("\"ServiceBackup.Perform backup completed with error\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("Upload backup started"),
         "{}",
         out.stdout
     );

@@ -78,7 +78,7 @@ fn one_backup_reaches_three_destinations_and_restores_from_each() {
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["message"] == "Upload backup completed successfully")
+        .filter(|v| common::action(v) == "Upload backup completed successfully")
         .map(|v| v["data"]["destination_name"].as_str().unwrap().to_string())
         .collect();
     let mut sorted = done.clone();
@@ -132,7 +132,7 @@ fn one_destination_down_does_not_stop_the_other_two() {
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["message"] == "Upload backup completed with error")
+        .filter(|v| common::action(v) == "Upload backup completed with error")
         .collect();
     assert_eq!(failed.len(), 1, "{}", out.stdout);
     assert_eq!(failed[0]["data"]["destination_name"], "blobs");
@@ -178,7 +178,7 @@ fn sigterm_mid_upload_leaves_nothing_in_any_destination() {
             .count()
     };
     let start = Instant::now();
-    while count("\"Upload backup started\"") < 3 {
+    while count(".Upload backup started\"") < 3 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "uploads did not start"

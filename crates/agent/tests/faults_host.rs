@@ -359,11 +359,8 @@ fn sigkill_mid_upload_then_restart_recovers_and_prune_cleans_up() {
 
     // 4. After a restart the task is failed "interrupted".
     let daemon = Agent::daemon(&env, "restarted", &[]);
-    daemon.wait_for(
-        "Perform backup completed successfully",
-        1,
-        Duration::from_secs(60),
-    );
+    // Without a cleanup executable the original's last line of a successful run.
+    daemon.wait_for("Cleanup command not provided", 1, Duration::from_secs(60));
     daemon.signal("TERM");
     let (run, _) = daemon.wait(Duration::from_secs(20));
     run.expect(0);
@@ -467,7 +464,7 @@ async fn restart_with_queued_tasks_records_them_and_runs_the_next() {
     let post = || api(&client, reqwest::Method::POST, format!("{base}/backups"));
     let (status, first) = post().await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{first}");
-    daemon.wait_for("Source executable started", 1, Duration::from_secs(20));
+    daemon.wait_for("Perform backup started", 1, Duration::from_secs(20));
     let (_, second) = post().await;
     let (_, third) = post().await;
     let (running, queued) = (
@@ -606,12 +603,12 @@ fn clock_set_back_a_day_keeps_the_schedule_firing() {
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
     let daemon = Agent::daemon(&env, "daemon", &vars);
-    daemon.wait_for(
-        "Perform backup completed successfully",
-        2,
-        Duration::from_secs(30),
-    );
-    let before = daemon.count("Perform backup started");
+    // No source or cleanup executable: a run starts with the original's "source_executable
+    // not provided" line and ends, when it succeeded, with "Cleanup command not provided".
+    const RUN_STARTED: &str = "source_executable not provided, skipping performing of backup";
+    const RUN_DONE: &str = "Cleanup command not provided";
+    daemon.wait_for(RUN_DONE, 2, Duration::from_secs(30));
+    let before = daemon.count(RUN_STARTED);
     std::fs::write(&clock, "-1d\n").unwrap();
     let changed = Instant::now();
     // The agent's wall clock is now a day behind: its next backups are dated yesterday.
@@ -621,13 +618,9 @@ fn clock_set_back_a_day_keeps_the_schedule_firing() {
     wait_until("a backup dated yesterday", Duration::from_secs(30), || {
         temp_files(&env.path("backups")).is_empty() && env.path("backups").join(&yesterday).is_dir()
     });
-    daemon.wait_for(
-        "Perform backup completed successfully",
-        before + 3,
-        Duration::from_secs(30),
-    );
+    daemon.wait_for(RUN_DONE, before + 3, Duration::from_secs(30));
     let elapsed = changed.elapsed().as_secs() as usize;
-    let started = daemon.count("Perform backup started") - before;
+    let started = daemon.count(RUN_STARTED) - before;
     // One a second at most (a backup takes time of its own), not a day's worth at once.
     assert!(
         started <= elapsed + 3,
@@ -805,14 +798,14 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
     let (dump, go) = waiting_dump(&env);
     env.write_config(&dump);
     let backup = Agent::start(&env, "backup", &["backup", "config.yml"], &[]);
-    backup.wait_for("Source executable started", 1, Duration::from_secs(20));
+    backup.wait_for("Perform backup started", 1, Duration::from_secs(20));
     let before = tree(&env.path("source"));
     // The command line logs on stderr.
     let logged = |tag: &str, message: &str| {
         std::fs::read_to_string(env.path(&format!("{tag}.err")))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(&format!("\"message\":\"{message}\"")))
+            .filter(|l| l.contains(&format!("\"message\":\"ServiceBackup.{message}\"")))
             .count()
     };
     // A restore stopped while it waits: exit 1, its task failed "terminated", nothing
@@ -964,7 +957,7 @@ async fn an_api_restore_into_the_source_waits_for_the_backup_in_progress() {
     let (status, running) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{running}");
     let running = running["id"].as_i64().unwrap();
-    daemon.wait_for("Source executable started", 1, Duration::from_secs(20));
+    daemon.wait_for("Perform backup started", 1, Duration::from_secs(20));
     let before = tree(&env.path("source"));
 
     let (status, answer) = api_json(
@@ -1002,7 +995,7 @@ async fn an_api_restore_into_the_source_waits_for_the_backup_in_progress() {
     std::fs::remove_file(&go).unwrap();
     let (status, _) = api(&client, reqwest::Method::POST, format!("{base}/backups")).await;
     assert_eq!(status, reqwest::StatusCode::CREATED);
-    daemon.wait_for("Source executable started", 2, Duration::from_secs(20));
+    daemon.wait_for("Perform backup started", 2, Duration::from_secs(20));
     let (_, answer) = api_json(
         &client,
         reqwest::Method::POST,

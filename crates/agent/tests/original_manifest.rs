@@ -106,7 +106,7 @@ fn a_manifest_of_the_original_backs_up_to_s3_azure_gcs_and_scp_and_restores_from
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["message"] == "Upload backup completed successfully")
+        .filter(|v| common::action(v) == "Upload backup completed successfully")
         .map(|v| v["data"]["destination_name"].as_str().unwrap().to_string())
         .collect();
     done.sort();
@@ -117,6 +117,17 @@ fn a_manifest_of_the_original_backs_up_to_s3_azure_gcs_and_scp_and_restores_from
         "scp_destination",
     ];
     assert_eq!(done, names, "{}", out.stdout);
+    // multiple_destinations_integration_test.go waits for "s3 completed" and "scp
+    // completed", the original's s3 and scp uploaders' last lines.
+    for (word, name) in [("s3", "s3_destination"), ("scp", "scp_destination")] {
+        let line = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| common::action(v) == format!("{word} completed"))
+            .unwrap_or_else(|| panic!("no \"{word} completed\": {}", out.stdout));
+        assert_eq!(line["data"]["destination_name"], name);
+    }
 
     let list = env.run(&["list", "config.yml", "--json"]);
     list.expect(0);

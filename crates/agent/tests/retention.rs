@@ -557,7 +557,7 @@ fn a_refused_prune_does_not_fail_the_backup() {
         "{error}"
     );
     assert!(
-        out.stdout.contains("Perform backup completed successfully"),
+        out.stdout.contains("Upload backup completed successfully"),
         "{}",
         out.stdout
     );

@@ -16,21 +16,20 @@ fn backup_list_verify_restore_round_trip() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
         .collect();
-    let texts: Vec<&str> = messages
-        .iter()
-        .map(|m| m["message"].as_str().unwrap())
-        .collect();
+    let texts: Vec<&str> = messages.iter().map(common::action).collect();
+    // No source_executable here: the original's executor.go logs "source_executable not
+    // provided, skipping performing of backup" instead of "Perform backup started".
     for m in [
-        "Perform backup started",
+        "source_executable not provided, skipping performing of backup",
         "Upload backup started",
         "Upload backup completed successfully",
-        "Perform backup completed successfully",
+        "Cleanup command not provided",
     ] {
         assert!(texts.contains(&m), "missing {m:?} in {texts:?}");
     }
     let done = messages
         .iter()
-        .find(|m| m["message"] == "Upload backup completed successfully")
+        .find(|m| common::action(m) == "Upload backup completed successfully")
         .unwrap();
     assert_eq!(done["source"], "ServiceBackup");
     assert_eq!(done["log_level"], 1);

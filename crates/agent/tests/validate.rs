@@ -65,7 +65,8 @@ fn no_destinations_is_valid_and_backup_logs_backups_disabled() {
     let out = env.run(&["backup", "none.yml"]);
     out.expect(0);
     assert!(
-        out.stdout.contains("\"message\":\"Backups Disabled\""),
+        out.stdout
+            .contains("\"message\":\"ServiceBackup.Backups Disabled\""),
         "{}",
         out.stdout
     );

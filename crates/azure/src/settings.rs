@@ -19,8 +19,9 @@ pub struct AzureSettings {
     pub storage_access_key: Secret,
     /// The container; created by the first write if it is missing.
     pub container: String,
-    /// The blob service URL, such as `https://acct.blob.core.windows.net` or Azurite's
-    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    /// The blob service's full URL, such as `https://acct.blob.core.windows.net` or
+    /// Azurite's `http://127.0.0.1:10000/devstoreaccount1` (the agent builds it from the
+    /// original's base-domain `endpoint`, see [`AzureSettings::endpoint_on`]).
     pub endpoint: String,
     /// How requests that fail temporarily are retried.
     pub retry: RetryPolicy,
@@ -29,7 +30,13 @@ pub struct AzureSettings {
 impl AzureSettings {
     /// The blob service URL of `account` in Azure's public cloud.
     pub fn public_endpoint(account: &str) -> String {
-        format!("https://{account}.blob.{PUBLIC_CLOUD_DOMAIN}")
+        Self::endpoint_on(account, PUBLIC_CLOUD_DOMAIN)
+    }
+
+    /// The blob service URL of `account` under a base domain such as `core.windows.net`
+    /// or `core.chinacloudapi.cn`, as the original release's Azure client built it.
+    pub fn endpoint_on(account: &str, domain: &str) -> String {
+        format!("https://{account}.blob.{}", domain.trim_matches('/'))
     }
 }
 

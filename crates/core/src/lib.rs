@@ -27,13 +27,15 @@ pub mod task;
 pub use error::{Error, ErrorKind, Result};
 
 /// Runs blocking work (file system, CPU-bound) on a blocking thread, never on the async
-/// runtime's workers; a panic in it becomes an error.
+/// runtime's workers, inside the caller's log span; a panic in it becomes an error.
 pub async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    // Lines logged on the thread keep the run's fields (backup_guid, identifier).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("a background task failed: {e}")))?
 }

@@ -30,6 +30,7 @@ use service_backup_core::{Error, ErrorKind, Result};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::store::Store;
 
@@ -206,9 +207,11 @@ impl S3Upload {
         let number = i32::try_from(self.parts_sent).expect("at most 10,000 parts");
         let store = self.store.clone();
         let key = self.key.clone();
-        self.in_flight.push(tokio::spawn(async move {
-            store.upload_part(&key, &upload_id, number, body).await
-        }));
+        // In the run's span, so that a part's retries are logged with its backup_guid.
+        self.in_flight.push(tokio::spawn(
+            async move { store.upload_part(&key, &upload_id, number, body).await }
+                .in_current_span(),
+        ));
         Ok(())
     }
 

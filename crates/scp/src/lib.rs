@@ -117,7 +117,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    // Lines logged on the thread keep the run's fields (backup_guid, identifier).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("an SSH task failed: {e}")))?
 }

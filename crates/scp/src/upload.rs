@@ -261,9 +261,12 @@ impl Drop for ScpUpload {
         // thread of its own, as a drop cannot wait. If the process exits first, the hidden
         // file stays behind, never listed.
         let transfer = self.transfer.clone();
+        // Its warning keeps the run's fields (backup_guid, identifier).
+        let span = tracing::Span::current();
         let _ = std::thread::Builder::new()
             .name("sftp-discard".into())
             .spawn(move || {
+                let _entered = span.enter();
                 let mut t = transfer.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Err(e) = t.discard(true) {
                     tracing::warn!(error = %e, "could not remove the temporary file of an abandoned upload");

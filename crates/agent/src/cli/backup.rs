@@ -40,6 +40,8 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
         config = into_folder(config, dir)?;
     }
     if !config.backups_enabled() {
+        // The original's manual-backup logged both, then exited 0.
+        tracing::info!("No destination provided - skipping backup");
         tracing::info!("Backups Disabled");
         return Ok(Outcome::Success);
     }
@@ -49,6 +51,10 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
         cancel_on_signals(ctx.cancel.clone())?;
         backup::run(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
+    if !report.succeeded() {
+        // The original's manual-backup ended a failed run with this line.
+        tracing::error!(error = %report.problems.join("; "), "Error running backup");
+    }
     if report.rejected {
         eprintln!("error: {}", crate::lock::IN_PROGRESS);
         return Ok(Outcome::Failed);

@@ -195,7 +195,7 @@ fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
     let storage_access_key = c.secret("storage_access_key", problems);
     let container = c.text("container", problems);
     let path = c.text("path", problems);
-    let endpoint = endpoint(c, "endpoint", problems);
+    let (endpoint, base_domain) = azure_endpoint(c, problems);
     let blob_store_base_url = c.text("blob_store_base_url", problems);
     if !complete {
         return None;
@@ -206,8 +206,36 @@ fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
         container: container?,
         path: path?,
         endpoint,
-        blob_store_base_url,
+        blob_store_base_url: base_domain.or(blob_store_base_url),
     })
+}
+
+/// An Azure `endpoint`, as `(full URL, base domain)`: with a scheme it is the blob service's
+/// URL (Azurite's `http://127.0.0.1:10000/devstoreaccount1`); without one it has the
+/// original's meaning, the domain the account's URL is built on (`core.windows.net` is
+/// `https://ACCOUNT.blob.core.windows.net`), as the original's Azure client took it.
+fn azure_endpoint(c: &Section<'_>, problems: &mut Problems) -> (Option<String>, Option<String>) {
+    let Some(raw) = c.text("endpoint", problems) else {
+        return (None, None);
+    };
+    if raw.contains("://") {
+        return (endpoint(c, "endpoint", problems), None);
+    }
+    let domain = raw.trim().trim_end_matches('/');
+    let host_like = domain
+        .split(':')
+        .next()
+        .is_some_and(|h| h.contains('.') || h == "localhost");
+    let allowed = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | ':');
+    if domain.is_empty() || !host_like || !domain.chars().all(allowed) {
+        problems.push(format!(
+            "{} must be a base domain such as core.windows.net (the account's URL is \
+             https://ACCOUNT.blob.DOMAIN) or a full URL such as http://127.0.0.1:10000/devstoreaccount1",
+            c.name("endpoint")
+        ));
+        return (None, None);
+    }
+    (None, Some(domain.to_string()))
 }
 
 fn scp(c: &Section<'_>, problems: &mut Problems) -> Option<ScpConfig> {
@@ -324,5 +352,53 @@ fn check_unique_names(destinations: &[DestinationConfig], problems: &mut Problem
             reported.push(name);
         }
         seen.push(name);
+    }
+}
+
+#[cfg(test)]
+mod azure_endpoint_tests {
+    use crate::config::model::DestinationKind;
+
+    fn endpoint_of(value: &str) -> Result<String, String> {
+        let yaml = format!(
+            "destinations:\n- type: azure\n  config: {{storage_account: acct, storage_access_key: AZKEY, container: c, path: p, endpoint: '{value}'}}\nsource_folder: /src\ncron_schedule: '@daily'\n"
+        );
+        let config = crate::config::parse(&yaml).map_err(|e| e.to_string())?;
+        let DestinationKind::Azure(a) = &config.destinations[0].kind else {
+            panic!("not azure")
+        };
+        Ok(a.blob_endpoint())
+    }
+
+    #[test]
+    fn an_endpoint_without_a_scheme_is_the_original_base_domain() {
+        // The original's upload/factory.go passes `endpoint` to azure.New, whose
+        // storage.NewClient(account, key, endpoint, ...) takes it as the base URL
+        // (storage.DefaultBaseURL is "core.windows.net"): the account's blob service is
+        // https://<account>.blob.<endpoint>.
+        assert_eq!(
+            endpoint_of("core.windows.net").unwrap(),
+            "https://acct.blob.core.windows.net"
+        );
+        assert_eq!(
+            endpoint_of("core.chinacloudapi.cn/").unwrap(),
+            "https://acct.blob.core.chinacloudapi.cn"
+        );
+        // A full URL (Azurite, a private endpoint) is taken as it is.
+        assert_eq!(
+            endpoint_of("http://127.0.0.1:10000/devstoreaccount1/").unwrap(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(
+            endpoint_of("https://acct.privatelink.blob.core.windows.net").unwrap(),
+            "https://acct.privatelink.blob.core.windows.net"
+        );
+        for bad in ["core windows net", "core.windows.net/path", "nodots"] {
+            let err = endpoint_of(bad).unwrap_err();
+            assert!(
+                err.contains("must be a base domain such as core.windows.net"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -152,15 +152,16 @@ pub struct AzureConfig {
     pub container: String,
     /// The prefix inside the container.
     pub path: String,
-    /// The blob service URL, always with a scheme (`https://` added when absent).
+    /// The blob service's full URL: an `endpoint` given with a scheme.
     pub endpoint: Option<String>,
-    /// The original's base domain of the blob service, such as `core.windows.net`.
+    /// The base domain of the blob service, such as `core.windows.net`: an `endpoint`
+    /// without a scheme (the original's meaning), else `blob_store_base_url`.
     pub blob_store_base_url: Option<String>,
 }
 
 impl AzureConfig {
-    /// The blob service URL: `endpoint`, else built from `blob_store_base_url`, else the
-    /// public Azure cloud's.
+    /// The blob service URL: the full `endpoint`, else `https://ACCOUNT.blob.` and the
+    /// base domain, else the public Azure cloud's.
     pub fn blob_endpoint(&self) -> String {
         if let Some(endpoint) = &self.endpoint {
             return endpoint.clone();

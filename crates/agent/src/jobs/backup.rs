@@ -1,7 +1,7 @@
 //! One backup run, in the order of the product contract: a new guid, the service
-//! identifier, the in-progress check, the source executable, the upload to every
-//! destination at once, the cleanup executable; recorded as a task, logged with the
-//! original's messages.
+//! identifier, the in-progress check, the source executable ("Perform backup"), the upload
+//! to every destination at once, the cleanup executable; recorded as a task, logged with
+//! the original's messages at the original's moments (its `executor/executor.go`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +11,7 @@ use service_backup_core::layout::backup_name;
 use service_backup_core::ops::backup::{BackupPlan, run_backup};
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
 use service_backup_core::{Error, ErrorKind, Result};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::config::Config;
@@ -19,6 +20,7 @@ use crate::destinations;
 use crate::executables;
 use crate::identity;
 use crate::lock;
+use crate::logging::SESSION_FIELD;
 use crate::progress::Bar;
 use crate::tasks::Tasks;
 use crate::tasks::store::TaskKind;
@@ -53,9 +55,13 @@ impl RunReport {
     }
 }
 
-/// A new random guid for a run, in the usual 8-4-4-4-12 form.
+/// A new random guid for a run: a version 4 UUID, as the original's `uuid.NewV4()`.
 fn new_guid() -> Result<String> {
-    let h = service_backup_core::random::hex_token(16)?;
+    let mut h = service_backup_core::random::hex_token(16)?.into_bytes();
+    // The version nibble, and the RFC 4122 variant (10xx) in the next group's first one.
+    h[12] = b'4';
+    h[16] = b"89ab"[usize::from(h[16]) % 4];
+    let h = String::from_utf8(h).map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -76,76 +82,182 @@ pub async fn run(
     bar: Arc<Bar>,
 ) -> Result<RunReport> {
     let guid = new_guid()?;
-    let span =
-        tracing::info_span!("backup", backup_guid = %guid, identifier = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "backup",
+        backup_guid = %guid,
+        identifier = tracing::field::Empty,
+        lager_session = tracing::field::Empty
+    );
     async {
-        let identifier = match identity::service_identifier(config, &ctx.cancel).await {
-            Some(Ok(id)) => {
-                tracing::Span::current().record("identifier", id.as_str());
-                Some(id)
-            }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "Service identifier executable failed");
-                None
-            }
-            None => None,
-        };
-        let _lock = match lock::acquire(&ctx.state_dir, config.exit_if_in_progress, &ctx.cancel).await {
-            Ok(l) => l,
-            Err(e) if e.message() == lock::IN_PROGRESS => {
-                tracing::error!("{}", lock::IN_PROGRESS);
-                if let Some(id) = queued {
-                    ctx.tasks.fail(id, None, lock::IN_PROGRESS.into(), 0.0).await?;
+        let identifier = identify(config, &ctx.cancel).await;
+        let _lock =
+            match lock::acquire(&ctx.state_dir, config.exit_if_in_progress, &ctx.cancel).await {
+                Ok(l) => l,
+                Err(e) if e.message() == lock::IN_PROGRESS => {
+                    tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+                    if let Some(id) = queued {
+                        ctx.tasks
+                            .fail(id, None, lock::IN_PROGRESS.into(), 0.0)
+                            .await?;
+                    }
+                    return Ok(RunReport {
+                        task_id: queued,
+                        rejected: true,
+                        problems: vec![lock::IN_PROGRESS.into()],
+                        ..RunReport::default()
+                    });
                 }
-                return Ok(RunReport { task_id: queued, rejected: true, problems: vec![lock::IN_PROGRESS.into()], ..RunReport::default() });
-            }
-            Err(e) if e.kind() == ErrorKind::Cancelled => {
-                if let Some(id) = queued {
-                    ctx.tasks.fail(id, None, "terminated".into(), 0.0).await?;
+                Err(e) if e.kind() == ErrorKind::Cancelled => {
+                    if let Some(id) = queued {
+                        ctx.tasks.fail(id, None, "terminated".into(), 0.0).await?;
+                    }
+                    return Ok(RunReport {
+                        task_id: queued,
+                        cancelled: true,
+                        problems: vec![e.to_string()],
+                        ..RunReport::default()
+                    });
                 }
-                return Ok(RunReport { task_id: queued, cancelled: true, problems: vec![e.to_string()], ..RunReport::default() });
-            }
-            Err(e) => {
-                // Recorded as a failed task, the queued one or a new one, so that the
-                // reason shows in `tasks` and the API instead of a task left queued.
-                tracing::error!(error = %e, "Perform backup completed with error");
-                let reason = e.to_string();
-                let id = match queued {
-                    Some(id) => Some(id),
-                    None => ctx.tasks.create(TaskKind::Backup, trigger).await.ok(),
-                };
-                if let Some(id) = id {
-                    ctx.tasks.fail(id, None, reason.clone(), 0.0).await?;
+                Err(e) => {
+                    // Recorded as a failed task, the queued one or a new one, so that the
+                    // reason shows in `tasks` and the API instead of a task left queued. The
+                    // dump could not be made, so it is logged as the perform step's failure.
+                    tracing::error!(error = %e, "Perform backup completed with error");
+                    let reason = e.to_string();
+                    let id = match queued {
+                        Some(id) => Some(id),
+                        None => ctx.tasks.create(TaskKind::Backup, trigger).await.ok(),
+                    };
+                    if let Some(id) = id {
+                        ctx.tasks.fail(id, None, reason.clone(), 0.0).await?;
+                    }
+                    return Ok(RunReport {
+                        task_id: id,
+                        problems: vec![reason],
+                        ..RunReport::default()
+                    });
                 }
-                return Ok(RunReport { task_id: id, problems: vec![reason], ..RunReport::default() });
-            }
-        };
+            };
         let id = match queued {
             Some(id) => id,
             None => ctx.tasks.create(TaskKind::Backup, trigger).await?,
         };
         ctx.tasks.start(id, guid.clone()).await?;
-        tracing::info!(task_id = id, "Perform backup started");
+        tracing::debug!(task_id = id, "Backup task started");
         let started = Instant::now();
-        let mut report = RunReport { task_id: Some(id), ..RunReport::default() };
-        if let Err(e) = perform(config, identifier.as_deref(), bar, ctx, &mut report).await {
+        let mut report = RunReport {
+            task_id: Some(id),
+            ..RunReport::default()
+        };
+        // As the original: the source executable's end is "Perform backup completed", so a
+        // failed upload is never a failed perform.
+        let stages = match perform(config, &ctx.cancel).await {
+            Ok(()) => upload(config, identifier.as_deref(), bar, ctx, &mut report)
+                .await
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "Upload backup completed with error");
+                }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stages {
             report.cancelled |= e.kind() == ErrorKind::Cancelled;
             report.problems.push(e.to_string());
         }
         let seconds = started.elapsed().as_secs_f64();
         if report.succeeded() {
-            tracing::info!(duration_in_seconds = seconds, "Perform backup completed successfully");
-            ctx.tasks.finish(id, report.name.clone(), report.plain_bytes, report.stored_bytes, seconds).await?;
+            ctx.tasks
+                .finish(
+                    id,
+                    report.name.clone(),
+                    report.plain_bytes,
+                    report.stored_bytes,
+                    seconds,
+                )
+                .await?;
             prune_after(config, &report, &ctx.tasks).await;
         } else {
-            tracing::error!(error = %report.problems.join("; "), "Perform backup completed with error");
-            let reason = if report.cancelled { "terminated".to_string() } else { report.problems.join("; ") };
-            ctx.tasks.fail(id, report.name.clone(), reason, seconds).await?;
+            let reason = if report.cancelled {
+                "terminated".to_string()
+            } else {
+                report.problems.join("; ")
+            };
+            ctx.tasks
+                .fail(id, report.name.clone(), reason, seconds)
+                .await?;
         }
         Ok(report)
     }
     .instrument(span)
     .await
+}
+
+/// Logs a scheduled run refused because another is in progress (`exit_if_in_progress`), as
+/// the original did: with a guid of its own and, after the service identifier ran, its
+/// identifier.
+pub async fn log_rejected(config: &Config, cancel: &CancellationToken) {
+    let Ok(guid) = new_guid() else {
+        tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+        return;
+    };
+    let span = tracing::info_span!(
+        "backup",
+        backup_guid = %guid,
+        identifier = tracing::field::Empty,
+        lager_session = tracing::field::Empty
+    );
+    async {
+        identify(config, cancel).await;
+        tracing::error!(error = lock::IN_PROGRESS, "{}", lock::IN_PROGRESS);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the service identifier executable, if one is configured; a non-empty output becomes
+/// `identifier` on every later line of the run and opens the original's `WithIdentifier`
+/// session. Its failure is logged with the original's messages and is not fatal.
+async fn identify(config: &Config, cancel: &CancellationToken) -> Option<String> {
+    match identity::service_identifier(config, cancel).await? {
+        Ok(id) if id.is_empty() => None,
+        Ok(id) => {
+            let span = tracing::Span::current();
+            span.record("identifier", id.as_str());
+            span.record(SESSION_FIELD, "WithIdentifier");
+            Some(id)
+        }
+        // The executable could not be started (the original checked that its path exists).
+        Err(e) if e.kind() == ErrorKind::Config => {
+            tracing::error!(error = %e, "Service identifier command not found");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Service identifier command returned error");
+            None
+        }
+    }
+}
+
+/// The original's "perform backup" step: the source executable, when one is configured.
+async fn perform(config: &Config, cancel: &CancellationToken) -> Result<()> {
+    let Some(cmd) = &config.source_executable else {
+        tracing::info!("source_executable not provided, skipping performing of backup");
+        return Ok(());
+    };
+    tracing::info!(command = %cmd, "Perform backup started");
+    let started = Instant::now();
+    match executables::run("source executable", cmd, cancel).await {
+        Ok(_) => {
+            tracing::info!(
+                duration_in_seconds = started.elapsed().as_secs_f64(),
+                "Perform backup completed successfully"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Perform backup completed with error");
+            Err(e)
+        }
+    }
 }
 
 /// Prunes each destination that got the backup and has a retention policy; its failure is
@@ -173,7 +285,10 @@ async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
     }
 }
 
-async fn perform(
+/// The upload to every destination at once, then the cleanup executable after a complete
+/// upload. Each destination's outcome is logged and kept in `report`; an `Err` is a
+/// failure before any destination was written.
+async fn upload(
     config: &Config,
     identifier: Option<&str>,
     bar: Arc<Bar>,
@@ -185,11 +300,6 @@ async fn perform(
         .source_folder
         .clone()
         .ok_or_else(|| Error::new(ErrorKind::Config, "source_folder is not configured"))?;
-    if let Some(cmd) = &config.source_executable {
-        tracing::info!(command = %cmd, "Source executable started");
-        executables::run("source executable", cmd, cancel).await?;
-        tracing::info!("Source executable completed successfully");
-    }
     if config.keyring.is_none() {
         tracing::warn!("No encryption key is configured: the backup is stored unencrypted");
     }
@@ -242,6 +352,16 @@ async fn perform(
                 report.stored_in.push(outcome.name.clone());
                 report.plain_bytes = manifest.plain_bytes;
                 report.stored_bytes = manifest.stored_bytes;
+                // The original's s3 and scp uploaders ended with "s3 completed" and "scp
+                // completed" (multiple_destinations_integration_test.go waits for them).
+                let kind = config
+                    .destinations
+                    .iter()
+                    .find(|d| d.display_name() == outcome.name)
+                    .map(|d| d.kind.type_word());
+                if let Some(word @ ("s3" | "scp")) = kind {
+                    tracing::info!(destination_name = %outcome.name, "{word} completed");
+                }
                 tracing::info!(
                     destination_name = %outcome.name,
                     duration_in_seconds = outcome.duration.as_secs_f64(),
@@ -264,16 +384,17 @@ async fn perform(
         }
     }
     // As the original: only after a successful upload, so a failed one keeps the dump.
-    if let Some(cmd) = config
-        .cleanup_executable
-        .as_ref()
-        .filter(|_| report.problems.is_empty())
-    {
-        tracing::info!("Cleanup started");
-        match executables::run("cleanup executable", cmd, cancel).await {
-            Ok(_) => tracing::info!("Cleanup completed successfully"),
-            Err(e) => tracing::error!(error = %e, "Cleanup completed with error"),
-        }
+    if !report.problems.is_empty() {
+        return Ok(());
+    }
+    let Some(cmd) = &config.cleanup_executable else {
+        tracing::info!("Cleanup command not provided");
+        return Ok(());
+    };
+    tracing::info!("Cleanup started");
+    match executables::run("cleanup executable", cmd, cancel).await {
+        Ok(_) => tracing::info!("Cleanup completed successfully"),
+        Err(e) => tracing::error!(error = %e, "Cleanup completed with error"),
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ impl Agent {
     pub fn count(&self, message: &str) -> usize {
         self.lines()
             .iter()
-            .filter(|l| l["message"] == message)
+            .filter(|l| super::action(l) == message)
             .count()
     }
 

@@ -227,3 +227,14 @@ pub fn is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout == b"0\n")
 }
+
+/// The action of a lager log line: its message without `ServiceBackup.` and the original's
+/// session (`ServiceBackup.WithIdentifier.Perform backup started` → `Perform backup
+/// started`). A message without the `ServiceBackup.` prefix fails the test.
+pub fn action(line: &serde_json::Value) -> &str {
+    let message = line["message"].as_str().unwrap_or_default();
+    let rest = message
+        .strip_prefix("ServiceBackup.")
+        .unwrap_or_else(|| panic!("a log message without the ServiceBackup. prefix: {line}"));
+    rest.strip_prefix("WithIdentifier.").unwrap_or(rest)
+}

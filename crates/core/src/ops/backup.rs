@@ -141,8 +141,10 @@ pub async fn run_backup(
             instance_id: plan.instance_id.clone(),
             started_at: plan.started_at,
         };
+        // In the run's span, so that the archive's warnings carry its backup_guid.
+        let span = tracing::Span::current();
         let (stats, sink) = tokio::task::spawn_blocking(move || {
-            write_bound_archive(&spec, Some(&context), sink, &*progress)
+            span.in_scope(|| write_bound_archive(&spec, Some(&context), sink, &*progress))
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("the archive task failed: {e}")))??;
