@@ -1,8 +1,8 @@
 //! The BOSH job's lifecycle and BBR scripts run as the director and the bbr CLI run them,
 //! on the rendered job laid out under a temporary folder instead of `/var/vcap`
 //! (`common::bosh::relocate`), so that they need neither root nor a VM: `post-start` (with a
-//! stand-in agent that records its arguments and exits with a chosen code, as the `check`
-//! command it runs is tested on its own), and `bin/bbr/metadata`, `backup` and `restore`
+//! stand-in agent that records its arguments and exits with a chosen code, and with the real
+//! agent's `check` after `pre-start`, as the director runs them), and `bin/bbr/metadata`, `backup` and `restore`
 //! with the real binary, installed by the package's packaging script, through a real backup
 //! into `BBR_ARTIFACT_DIRECTORY` and a real restore from it.
 
@@ -355,4 +355,34 @@ fn backup_to_dir_refuses_a_missing_folder_and_a_config_without_source_folder() {
         ran.stderr
     );
     assert_eq!(files(&folder), Vec::<String>::new());
+}
+
+#[test]
+fn post_start_with_the_real_agent_passes_a_working_destination_and_fails_a_broken_one() {
+    let vm = Vm::new("");
+    // The director's order: pre-start (which secures the rendered secret files), the
+    // agent's start, then post-start.
+    let ran = run_script(&vm.job, "pre-start", &[]);
+    assert_eq!(ran.code, 0, "{} {}", ran.stdout, ran.stderr);
+    let ran = run_script(&vm.job, "post-start", &[]);
+    assert_eq!(ran.code, 0, "{} {}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("ok"), "{}", ran.stdout);
+    assert!(
+        files(&vm.path("nfs")).is_empty(),
+        "the probe was left behind"
+    );
+
+    // The destination's folder replaced by a file: no probe can be written, even as root,
+    // and the deploy fails with the check's exit code and its reason.
+    std::fs::remove_dir(vm.path("nfs")).unwrap();
+    std::fs::write(vm.path("nfs"), "not a folder").unwrap();
+    let ran = run_script(&vm.job, "post-start", &[]);
+    assert_eq!(ran.code, 1, "{} {}", ran.stdout, ran.stderr);
+    let said = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(said.contains("FAILED"), "{said}");
+    assert!(said.contains("check failed for destination"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(vm.path("nfs")).unwrap(),
+        "not a folder"
+    );
 }
