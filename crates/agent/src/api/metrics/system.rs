@@ -2,6 +2,8 @@
 //! ×1,000,000, memory, swap, and the disks (physical devices with a size > 0, named from
 //! their mount point).
 
+use std::path::Path;
+
 use super::Point;
 
 /// The name of the disk mounted at `mount`: `system` for `/`, `ephemeral` for
@@ -245,6 +247,20 @@ pub fn disk_points(disks: &[Disk], out: &mut Vec<Point>) {
     }
 }
 
+/// The lines of `mounts` whose mount point is a folder: a container's files bound from the
+/// host's disk (`/etc/hosts`, `/etc/resolv.conf`) are no disks of its own.
+fn folder_mounts(mounts: &str) -> String {
+    mounts
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|m| Path::new(&m.replace("\\040", " ")).is_dir())
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Every `system` datapoint of this machine now, and the disks read for parachute.
 pub fn sample(out: &mut Vec<Point>) -> Vec<Disk> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
@@ -252,7 +268,7 @@ pub fn sample(out: &mut Vec<Point>) -> Vec<Disk> {
     load(read("/proc/loadavg").as_deref(), out);
     memory(read("/proc/meminfo").as_deref(), out);
     let disks = disks(
-        &read("/proc/self/mounts").unwrap_or_default(),
+        &folder_mounts(&read("/proc/self/mounts").unwrap_or_default()),
         statvfs_usage,
     );
     disk_points(&disks, out);
@@ -377,6 +393,22 @@ mod tests {
         assert_eq!(out[0], Point::new("system.disk.error", 1));
         assert!(out.contains(&Point::new("system.disk.persistent.used_percent", 85)));
         assert!(out.contains(&Point::new("system.disk.unreadable.error", 1)));
+    }
+
+    #[test]
+    fn files_bound_into_a_container_are_no_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "").unwrap();
+        let mounts = format!(
+            "/dev/vda {} ext4 rw 0 0\n/dev/vda {} ext4 rw 0 0\n",
+            file.display(),
+            dir.path().display()
+        );
+        assert_eq!(
+            folder_mounts(&mounts),
+            format!("/dev/vda {} ext4 rw 0 0\n", dir.path().display())
+        );
     }
 
     #[test]
