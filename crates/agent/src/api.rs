@@ -59,6 +59,8 @@ pub struct ApiState {
     pub tokens: Arc<auth::Tokens>,
     /// The metrics samples.
     pub metrics: Arc<metrics::Ring>,
+    /// The parachute's threshold and the disks past it.
+    pub parachute: Arc<metrics::Parachute>,
     /// One restore at a time.
     pub restoring: Arc<AsyncMutex<()>>,
     /// The instance id served.
@@ -76,12 +78,18 @@ impl ApiState {
             .ok_or_else(|| Error::new(ErrorKind::Config, "api is not configured"))?;
         let tokens = auth::Tokens::load(&api.bearer_tokens_file)
             .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?;
+        let ctx = RunContext::open(&config).await?;
+        let parachute = Arc::new(metrics::Parachute::load(
+            Some(&ctx.state_dir),
+            metrics::configured_threshold(&config),
+        ));
         Ok(Self {
-            ctx: RunContext::open(&config).await?,
+            ctx,
             config: Arc::new(RwLock::new(config)),
             queue: Arc::default(),
             tokens: Arc::new(tokens),
             metrics: Arc::default(),
+            parachute,
             restoring: Arc::default(),
             instance_id: instance_id.to_string(),
         })
@@ -249,12 +257,17 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         .map_err(|e| Error::new(ErrorKind::Io, format!("api: {e}")))?;
     let local = listener.local_addr().ok();
     let ring = Arc::new(metrics::Ring::default());
+    let parachute = Arc::new(metrics::Parachute::load(
+        Some(&state_parts.ctx.state_dir),
+        api.metrics.parachute_threshold,
+    ));
     let state = ApiState {
         config: state_parts.config,
         ctx: state_parts.ctx,
         queue: state_parts.queue,
         tokens: tokens.clone(),
         metrics: ring.clone(),
+        parachute,
         restoring: Arc::new(AsyncMutex::new(())),
         instance_id: state_parts.instance_id,
     };
@@ -268,7 +281,7 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::new(ErrorKind::Io, format!("api: {e}")))?;
     let max_connections = connection_cap(api.max_connections);
-    let sampler = tokio::spawn(routes::sample_forever(state.clone()));
+    let sampler = tokio::spawn(metrics::sample_forever(state.clone()));
     let app = routes::router(state);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve::accept_loop(

@@ -227,6 +227,11 @@ const ROWS: &[Row] = &[
     row("API unknown path", api("GET", "/backup", Auth::Good, None, b""), 404, &["notFound", "no such route"]),
     row("API unknown path without a token", api("POST", "/backups/{id}/restore", Auth::Missing, FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized"]),
     row("API bad metrics quantity", api("GET", "/metrics?quantity=-1", Auth::Good, None, b""), 400, &["invalidQuantity"]),
+    row("API parachute threshold -1", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": -1}"), 400, &["invalidThreshold", "max_disk_threshold must be a whole number from 0 (off) to 100"]),
+    row("API parachute threshold 101", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": 101}"), 400, &["invalidThreshold", "from 0 (off) to 100"]),
+    row("API parachute threshold abc", api("PUT", "/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": \"abc\"}"), 400, &["invalidThreshold", "from 0 (off) to 100"]),
+    row("API parachute threshold abc in a form", api("POST", "/metrics/parachute", Auth::Good, FORM, b"max_disk_threshold=abc"), 400, &["invalidThreshold"]),
+    row("API parachute threshold without a token", api("PUT", "/metrics/parachute", Auth::Missing, JSON, b"{\"max_disk_threshold\": 50}"), 401, &["unauthorized"]),
 ];
 
 /// Runs `row` in `env` (an API row against the daemon of `api`, started on first use);
@@ -818,6 +823,7 @@ impl ApiAgent {
             headers.push(("Content-Type", ct.to_string()));
         }
         let before = self.listing();
+        let threshold_before = self.threshold();
         let answer = self
             .try_request(method, &path, &headers, &body)
             .map_err(|e| format!("{method} {path}: no answer: {e}"))?;
@@ -858,7 +864,19 @@ impl ApiAgent {
         {
             return Err(format!("{method} {path}: the restore target changed"));
         }
+        if self.threshold() != threshold_before {
+            return Err(format!("{method} {path}: the parachute threshold changed"));
+        }
         Ok(())
+    }
+
+    /// `GET /metrics/parachute` with the token: the threshold in force.
+    fn threshold(&self) -> String {
+        let answer = self
+            .try_request("GET", "/metrics/parachute", &[Self::bearer()], b"")
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body
     }
 
     /// After every API row: the daemon still runs, printed no panic and no token, and the

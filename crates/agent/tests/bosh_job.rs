@@ -219,6 +219,17 @@ instance_groups:
     assert_eq!(get(&config, "encryption.key_file"), "backup.key");
     assert_eq!(get(&config, "api.bearer_tokens_file"), "api-tokens");
     assert_eq!(get(&config, "api.tls.key_file"), "api-tls.key");
+    // The a9s namespace's parts from BOSH's spec, where it has them.
+    assert_eq!(
+        get(&config, "api.metrics.internal_instance_name"),
+        "redis-prod"
+    );
+    assert_eq!(
+        get(&config, "api.metrics.internal_service_name"),
+        "redis-server"
+    );
+    assert_eq!(get(&config, "api.metrics.node"), "redis-server-0");
+    assert!(get(&config, "api.metrics.org_guid").is_null());
     assert_eq!(
         config["destinations"][2]["config"]["port"], 2222,
         "destination settings pass through"

@@ -1,16 +1,27 @@
-//! `GET /metrics`: Graphite lines `<path> <value> <unix-seconds>`, sampled on an interval
-//! into a bounded ring. Paths are `<namespace>.system.*` (load ×1000000, cpu, memory,
-//! swap, disks), `<namespace>.parachute.*` and `<namespace>.backup.*`.
+//! `GET /metrics`: the datapoints of the a9s metrics API as Graphite lines
+//! `<namespace>.<path> <value> <unix-seconds>`, sampled on an interval into a bounded ring,
+//! and the latest sample in the Prometheus text format. The `system` and `parachute` types
+//! follow the a9s documentation; `backup` is ours.
+
+pub mod handlers;
+pub mod parachute;
+pub mod prometheus;
+pub mod system;
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
-
-use crate::tasks::store::Task;
+use service_backup_core::blocking;
 use service_backup_core::task::TaskState;
+
+use super::ApiState;
+use crate::config::{Config, DEFAULT_PARACHUTE_THRESHOLD};
+use crate::tasks::store::{Task, TaskKind};
+
+pub use super::request::parse_quantity;
+pub use parachute::Parachute;
 
 /// How many samples the ring keeps (an hour at the default interval).
 pub const RING_SAMPLES: usize = 360;
@@ -18,193 +29,173 @@ pub const RING_SAMPLES: usize = 360;
 /// How often a sample is taken.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The latest samples, each a list of Graphite lines.
+/// One datapoint: its path below the namespace (`system.load.load1`) and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Point {
+    /// The path below the namespace.
+    pub path: String,
+    /// The value, a whole number in the documented unit.
+    pub value: i128,
+}
+
+impl Point {
+    /// A datapoint.
+    pub fn new(path: impl Into<String>, value: i128) -> Self {
+        Self {
+            path: path.into(),
+            value,
+        }
+    }
+}
+
+/// The datapoints taken at one time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Unix seconds.
+    pub time: i64,
+    /// The namespace every path starts with.
+    pub namespace: String,
+    /// The datapoints, in the documented order.
+    pub points: Vec<Point>,
+}
+
+impl Sample {
+    /// The Graphite lines `<namespace>.<path> <value> <time>`.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.points
+            .iter()
+            .map(|p| format!("{}.{} {} {}", self.namespace, p.path, p.value, self.time))
+    }
+}
+
+/// The latest samples.
 #[derive(Debug, Default)]
 pub struct Ring {
-    samples: Mutex<VecDeque<Vec<String>>>,
+    samples: Mutex<VecDeque<Sample>>,
 }
 
 impl Ring {
-    /// Adds a sample, dropping the oldest beyond [`RING_SAMPLES`].
-    pub fn push(&self, sample: Vec<String>) {
-        let mut s = self
-            .samples
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Sample>> {
+        self.samples
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a sample, dropping the oldest beyond [`RING_SAMPLES`].
+    pub fn push(&self, sample: Sample) {
+        let mut s = self.lock();
         if s.len() == RING_SAMPLES {
             s.pop_front();
         }
         s.push_back(sample);
     }
 
-    /// The lines of the `quantity` latest samples (all when `None`), oldest first.
+    /// The Graphite lines of the `quantity` latest samples (all when `None`), oldest first.
     pub fn latest(&self, quantity: Option<usize>) -> Vec<String> {
-        let s = self
-            .samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = self.lock();
         let n = quantity.unwrap_or(s.len()).min(s.len());
-        s.iter().skip(s.len() - n).flatten().cloned().collect()
+        s.iter().skip(s.len() - n).flat_map(Sample::lines).collect()
+    }
+
+    /// The newest sample.
+    pub fn newest(&self) -> Option<Sample> {
+        self.lock().back().cloned()
     }
 }
 
-pub use super::request::parse_quantity;
-
-/// What a sample reports besides the machine: the disks to watch and the backup history.
-pub struct Inputs<'a> {
-    /// The namespace every path starts with.
-    pub namespace: &'a str,
-    /// Folders whose disks parachute watches (the source folder, the state dir).
-    pub watched: Vec<&'a Path>,
-    /// The used share of a disk, in percent, at which parachute reports the limit reached.
-    pub parachute_threshold: u64,
-    /// The backup tasks, oldest first.
-    pub backups: &'a [Task],
+/// A namespace part with what would split a Graphite path (dots, spaces, slashes) as `_`.
+fn part(s: &str) -> String {
+    s.trim().replace(['.', ' ', '/'], "_")
 }
 
-/// The name of the disk that holds `mount`: `system` for `/`, `ephemeral` for
-/// `/var/vcap/data`, `persistent` for `/var/vcap/store`, else the mount point with `/`
-/// as `_`.
-pub fn disk_name(mount: &str) -> String {
-    match mount {
-        "/" => "system".to_string(),
-        "/var/vcap/data" => "ephemeral".to_string(),
-        "/var/vcap/store" => "persistent".to_string(),
-        other => other.trim_matches('/').replace(['/', '.', ' '], "_"),
+/// The metrics namespace: `api.metrics.namespace`, else the a9s
+/// `<org-guid>.<space-guid>.<instance-guid>.<internal-instance-name>.<internal-service-name>.<node>`
+/// of `api.metrics`, whose parts not configured are left out but for the instance guid
+/// (default: the instance id served), the service name (default `service-backup`) and the
+/// node (default: `deployment_name`, else the host name).
+pub fn namespace(config: &Config, instance_id: &str) -> String {
+    let m = config.api.as_ref().map(|a| &a.metrics);
+    if let Some(ns) = m.and_then(|m| m.namespace.clone()) {
+        return ns;
     }
-}
-
-/// Takes one sample now.
-pub fn sample(inputs: &Inputs<'_>) -> Vec<String> {
-    let ts = Utc::now().timestamp();
-    let mut lines = Vec::new();
-    let mut put = |path: &str, value: i128| {
-        lines.push(format!("{}.{path} {value} {ts}", inputs.namespace));
+    let given = |f: fn(&crate::config::MetricsConfig) -> &Option<String>| {
+        m.and_then(|m| f(m).as_deref()).map(part)
     };
-    cpu(&mut put);
-    load(&mut put);
-    memory(&mut put);
-    let mounts = mounts();
-    let mut reported = Vec::new();
-    // The usual BOSH disks, when present, then the disks of the watched folders.
-    for m in ["/", "/var/vcap/data", "/var/vcap/store"] {
-        if mounts.iter().any(|x| x == m) {
-            reported.push(m.to_string());
-        }
-    }
-    for w in &inputs.watched {
-        if let Some(m) = mount_of(&mounts, w)
-            && !reported.contains(&m)
-        {
-            reported.push(m);
-        }
-    }
-    let mut disk_error = 0;
-    for m in &reported {
-        let name = disk_name(m);
-        if let Ok(v) = nix::sys::statvfs::statvfs(m.as_str()) {
-            let frag = i128::from(v.fragment_size());
-            let total = i128::from(v.blocks()) * frag;
-            let free = i128::from(v.blocks_available()) * frag;
-            let used = total - i128::from(v.blocks_free()) * frag;
-            let percent = if total > 0 { used * 100 / total } else { 0 };
-            put(&format!("system.disk.{name}.error"), 0);
-            put(&format!("system.disk.{name}.total"), total);
-            put(&format!("system.disk.{name}.used"), used);
-            put(&format!("system.disk.{name}.free"), free);
-            put(&format!("system.disk.{name}.percent"), percent);
-            let threshold = i128::from(inputs.parachute_threshold);
-            put(&format!("parachute.{name}.used_percent"), percent);
-            put(&format!("parachute.{name}.threshold"), threshold);
-            put(
-                &format!("parachute.{name}.limit_reached"),
-                i128::from(percent >= threshold),
-            );
-        } else {
-            disk_error = 1;
-            put(&format!("system.disk.{name}.error"), 1);
-        }
-    }
-    put("system.disk.error", disk_error);
-    backups(inputs.backups, &mut put);
-    lines
-}
-
-fn cpu(put: &mut impl FnMut(&str, i128)) {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        put("system.cpu.error", 1);
-        return;
-    };
-    put("system.cpu.error", 0);
-    for line in stat.lines().filter(|l| l.starts_with("cpu")) {
-        let mut f = line.split_whitespace();
-        let Some(name) = f.next() else { continue };
-        let v: Vec<i128> = f.filter_map(|x| x.parse().ok()).collect();
-        if v.len() < 4 {
-            continue;
-        }
-        // /proc/stat: user nice system idle iowait …, in clock ticks.
-        put(&format!("system.{name}.user"), v[0] + v[1]);
-        put(&format!("system.{name}.system"), v[2]);
-        put(&format!("system.{name}.idle"), v[3]);
-    }
-}
-
-fn load(put: &mut impl FnMut(&str, i128)) {
-    let parsed = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| {
-        let v: Vec<f64> = s
-            .split_whitespace()
-            .take(3)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        (v.len() == 3).then_some(v)
+    let node = given(|m| &m.node).unwrap_or_else(|| {
+        part(
+            &config
+                .deployment_name
+                .clone()
+                .unwrap_or_else(crate::identity::host_name),
+        )
     });
-    match parsed {
-        Some(v) => {
-            put("system.load.error", 0);
-            for (name, x) in ["load1", "load5", "load15"].iter().zip(v) {
-                put(
-                    &format!("system.load.{name}"),
-                    (x * 1_000_000.0).round() as i128,
-                );
-            }
-        }
-        None => put("system.load.error", 1),
+    [
+        given(|m| &m.org_guid),
+        given(|m| &m.space_guid),
+        Some(given(|m| &m.instance_guid).unwrap_or_else(|| part(instance_id))),
+        given(|m| &m.internal_instance_name),
+        Some(given(|m| &m.internal_service_name).unwrap_or_else(|| "service-backup".into())),
+        Some(node),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(".")
+}
+
+/// Takes one sample now: `system`, `parachute` (logging a threshold crossed) and `backup`.
+pub fn sample(namespace: String, parachute: &Parachute, backups: &[Task]) -> Sample {
+    let time = Utc::now().timestamp();
+    let mut points = Vec::new();
+    let disks = system::sample(&mut points);
+    parachute.points(&disks, &mut points);
+    backup_points(backups, &mut |path, value| {
+        points.push(Point::new(path, value));
+    });
+    Sample {
+        time,
+        namespace,
+        points,
     }
 }
 
-fn memory(put: &mut impl FnMut(&str, i128)) {
-    let Ok(info) = std::fs::read_to_string("/proc/meminfo") else {
-        put("system.memory.error", 1);
-        put("system.swap.error", 1);
-        return;
-    };
-    let field = |key: &str| -> i128 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse::<i128>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    let total = field("MemTotal");
-    let free = field("MemFree");
-    let buffers = field("Buffers");
-    let cached = field("Cached");
-    put("system.memory.error", 0);
-    put("system.memory.total", total);
-    put("system.memory.used", total - free - buffers - cached);
-    put("system.memory.free", free);
-    put("system.memory.shared", field("Shmem"));
-    put("system.memory.buffers", buffers);
-    put("system.memory.cached", cached);
-    let swap_total = field("SwapTotal");
-    let swap_free = field("SwapFree");
-    put("system.swap.error", 0);
-    put("system.swap.total", swap_total);
-    put("system.swap.used", swap_total - swap_free);
-    put("system.swap.free", swap_free);
+/// The threshold of the configuration in force.
+pub fn configured_threshold(config: &Config) -> u64 {
+    config
+        .api
+        .as_ref()
+        .map_or(DEFAULT_PARACHUTE_THRESHOLD, |a| {
+            a.metrics.parachute_threshold
+        })
 }
 
-fn backups(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
+/// Samples the metrics into the ring every [`SAMPLE_INTERVAL`] until cancelled.
+pub async fn sample_forever(state: ApiState) {
+    loop {
+        let backups = state
+            .ctx
+            .tasks
+            .list(TaskKind::Backup)
+            .await
+            .unwrap_or_default();
+        let config = state.config();
+        // A reload may change the configured threshold; one set through the API stays.
+        state.parachute.configure(configured_threshold(&config));
+        let ns = namespace(&config, &state.instance_id);
+        let parachute = state.parachute.clone();
+        let taken = blocking(move || Ok(sample(ns, &parachute, &backups))).await;
+        if let Ok(s) = taken {
+            state.metrics.push(s);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SAMPLE_INTERVAL) => {}
+            () = state.ctx.cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Our own `backup` datapoints, from the backup tasks (oldest first).
+fn backup_points(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
     let last_done = tasks.iter().rev().find(|t| t.state == TaskState::Done);
     if let Some(t) = last_done {
         put(
@@ -236,91 +227,5 @@ fn backups(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
     );
 }
 
-/// The mount points of this machine.
-fn mounts() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|s| {
-            s.lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .map(|m| m.replace("\\040", " "))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The mount point that holds `path` (the longest prefix).
-fn mount_of(mounts: &[String], path: &Path) -> Option<String> {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    mounts
-        .iter()
-        .filter(|m| path.starts_with(m.as_str()))
-        .max_by_key(|m| m.len())
-        .cloned()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::request::INVALID_QUANTITY;
-
-    #[test]
-    fn quantity_rules() {
-        assert_eq!(parse_quantity(None), Ok(None));
-        assert_eq!(parse_quantity(Some("3")), Ok(Some(3)));
-        assert_eq!(
-            parse_quantity(Some("99999999999999999999999")),
-            Ok(Some(usize::MAX))
-        );
-        for bad in ["0", "-1", "abc", "", "1.5", "00"] {
-            assert_eq!(parse_quantity(Some(bad)), Err(INVALID_QUANTITY), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_ring_is_bounded_and_returns_the_latest() {
-        let ring = Ring::default();
-        for i in 0..RING_SAMPLES + 5 {
-            ring.push(vec![format!("a {i} 0"), format!("b {i} 0")]);
-        }
-        assert_eq!(ring.latest(None).len(), RING_SAMPLES * 2);
-        assert_eq!(
-            ring.latest(Some(1)),
-            vec![
-                format!("a {} 0", RING_SAMPLES + 4),
-                format!("b {} 0", RING_SAMPLES + 4)
-            ]
-        );
-    }
-
-    #[test]
-    fn disk_names_follow_the_mount_point_rules() {
-        assert_eq!(disk_name("/"), "system");
-        assert_eq!(disk_name("/var/vcap/data"), "ephemeral");
-        assert_eq!(disk_name("/var/vcap/store"), "persistent");
-        assert_eq!(disk_name("/mnt/x.y"), "mnt_x_y");
-    }
-
-    #[test]
-    fn a_sample_has_the_system_paths() {
-        let lines = sample(&Inputs {
-            namespace: "ns",
-            watched: vec![Path::new("/")],
-            parachute_threshold: 80,
-            backups: &[],
-        });
-        for path in [
-            "ns.system.cpu.error 0 ",
-            "ns.system.load.load1 ",
-            "ns.system.memory.total ",
-            "ns.system.swap.total ",
-            "ns.system.disk.system.total ",
-            "ns.parachute.system.threshold 80 ",
-            "ns.backup.consecutive_failures 0 ",
-        ] {
-            assert!(
-                lines.iter().any(|l| l.starts_with(path)),
-                "{path} in {lines:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,6 @@ use service_backup_core::{Error, ErrorKind, blocking};
 use tower_http::timeout::TimeoutLayer;
 
 use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request};
-use crate::config::DEFAULT_PARACHUTE_THRESHOLD;
 use crate::destinations;
 use crate::jobs::restore::{self as restoring, RestorePlan};
 use crate::lock;
@@ -41,13 +40,22 @@ pub fn router(state: ApiState) -> Router {
             super::REQUEST_TIMEOUT,
         ));
     let backups = timed.route("/backups/{id}/download", get(download));
-    let metrics =
-        Router::new()
-            .route("/metrics", get(metrics))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                REQUEST_TIMEOUT,
-            ));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::handlers::metrics))
+        .route(
+            "/metrics/prometheus",
+            get(metrics::handlers::prometheus_text),
+        )
+        .route(
+            "/metrics/parachute",
+            get(metrics::handlers::threshold)
+                .put(metrics::handlers::set_threshold)
+                .post(metrics::handlers::set_threshold),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     Router::new()
         .merge(backups.clone())
         .merge(metrics.clone())
@@ -414,78 +422,6 @@ async fn download(
         let reference = super::reference();
         tracing::error!(reference = %reference, backup_name = %name, errors = %failures.join("; "), "API download: no destination could serve the backup");
         Err(ApiError::unavailable(&reference))
-    }
-}
-
-/// `GET /metrics?quantity=N`: the lines of the N latest samples.
-async fn metrics(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let raw = request::quantity_param(query.as_deref());
-    let quantity = metrics::parse_quantity(raw.as_deref())
-        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuantity", d.to_string()))?;
-    Ok(axum::Json(state.metrics.latest(quantity)).into_response())
-}
-
-/// The metrics namespace: `api.metrics.namespace`, else
-/// `<instance_id>.service-backup.<deployment or host>`.
-fn namespace(state: &ApiState) -> String {
-    let config = state.config();
-    if let Some(ns) = config
-        .api
-        .as_ref()
-        .and_then(|a| a.metrics.namespace.clone())
-    {
-        return ns;
-    }
-    let node = config
-        .deployment_name
-        .clone()
-        .unwrap_or_else(crate::identity::host_name);
-    let clean = |s: &str| s.replace(['.', ' ', '/'], "_");
-    format!(
-        "{}.service-backup.{}",
-        clean(&state.instance_id),
-        clean(&node)
-    )
-}
-
-/// Samples the metrics into the ring every [`metrics::SAMPLE_INTERVAL`] until cancelled.
-pub async fn sample_forever(state: ApiState) {
-    loop {
-        let backups = state
-            .ctx
-            .tasks
-            .list(TaskKind::Backup)
-            .await
-            .unwrap_or_default();
-        let config = state.config();
-        let ns = namespace(&state);
-        let threshold = config
-            .api
-            .as_ref()
-            .map_or(DEFAULT_PARACHUTE_THRESHOLD, |a| {
-                a.metrics.parachute_threshold
-            });
-        let state_dir = state.ctx.state_dir.clone();
-        let sample = blocking(move || {
-            let mut watched = vec![state_dir.as_path()];
-            if let Some(s) = &config.source_folder {
-                watched.push(s.as_path());
-            }
-            Ok(metrics::sample(&metrics::Inputs {
-                namespace: &ns,
-                watched,
-                parachute_threshold: threshold,
-                backups: &backups,
-            }))
-        })
-        .await;
-        if let Ok(lines) = sample {
-            state.metrics.push(lines);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(metrics::SAMPLE_INTERVAL) => {}
-            () = state.ctx.cancel.cancelled() => return,
-        }
     }
 }
 

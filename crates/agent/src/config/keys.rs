@@ -110,7 +110,16 @@ pub(super) const API: &[&str] = &[
 pub(super) const API_TLS: &[&str] = &["cert_file", "key_file"];
 
 /// `api.metrics`.
-pub(super) const API_METRICS: &[&str] = &["namespace", "parachute_threshold"];
+pub(super) const API_METRICS: &[&str] = &[
+    "namespace",
+    "org_guid",
+    "space_guid",
+    "instance_guid",
+    "internal_instance_name",
+    "internal_service_name",
+    "node",
+    "parachute_threshold",
+];
 
 /// The shape of a block whose values are not read, only its keys checked.
 pub(super) enum Shape {

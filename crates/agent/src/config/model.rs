@@ -268,17 +268,29 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// The largest `api.max_connections` accepted.
 pub const MAX_MAX_CONNECTIONS: usize = 16_384;
 
-/// The used share of a disk, in percent, at which parachute reports the limit reached.
+/// The used share of a disk, in percent, at which parachute activates by default.
 pub const DEFAULT_PARACHUTE_THRESHOLD: u64 = 80;
 
 /// Settings of the API's metrics (`api.metrics`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
-    /// The path every metric starts with, such as the a9s
-    /// `<org>.<space>.<instance>.<internal-instance-name>.<service>.<node>`; `None`:
-    /// `<instance_id>.service-backup.<deployment or host>`.
+    /// The whole path every metric starts with; `None`: the a9s namespace of the parts
+    /// below.
     pub namespace: Option<String>,
-    /// The used share of a disk, in percent, at which parachute reports the limit reached.
+    /// The Cloud Foundry organization's guid (first part of the a9s namespace).
+    pub org_guid: Option<String>,
+    /// The Cloud Foundry space's guid.
+    pub space_guid: Option<String>,
+    /// The service instance's guid; `None`: the instance id served.
+    pub instance_guid: Option<String>,
+    /// The internal name of the service instance (the BOSH deployment).
+    pub internal_instance_name: Option<String>,
+    /// The internal name of the service; `None`: `service-backup`.
+    pub internal_service_name: Option<String>,
+    /// The node; `None`: `deployment_name`, else the host name.
+    pub node: Option<String>,
+    /// The used share of a disk, in percent, at which parachute activates (0: never),
+    /// unless one was set through the API.
     pub parachute_threshold: u64,
 }
 
@@ -286,6 +298,12 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             namespace: None,
+            org_guid: None,
+            space_guid: None,
+            instance_guid: None,
+            internal_instance_name: None,
+            internal_service_name: None,
+            node: None,
             parachute_threshold: DEFAULT_PARACHUTE_THRESHOLD,
         }
     }

@@ -352,6 +352,16 @@ pub fn is_loopback(listen: &str) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
+/// The namespace parts of `api.metrics`, each one part of a dotted path.
+const NAMESPACE_PARTS: [&str; 6] = [
+    "org_guid",
+    "space_guid",
+    "instance_guid",
+    "internal_instance_name",
+    "internal_service_name",
+    "node",
+];
+
 fn metrics(section: &Section<'_>, problems: &mut Problems) -> MetricsConfig {
     let namespace = section
         .text("namespace", problems)
@@ -365,21 +375,41 @@ fn metrics(section: &Section<'_>, problems: &mut Problems) -> MetricsConfig {
             "api.metrics.namespace must be names joined by dots, such as org.space.instance.name.service.node, not \"{n}\""
         ));
     }
+    let mut parts: Vec<Option<String>> = Vec::new();
+    for key in NAMESPACE_PARTS {
+        let value = section.text(key, problems).map(|v| v.trim().to_string());
+        if let Some(v) = &value
+            && (v.is_empty() || v.contains('.') || v.contains(char::is_whitespace))
+        {
+            problems.push(format!(
+                "api.metrics.{key} must be one name without dots or spaces, not \"{v}\""
+            ));
+        }
+        parts.push(value);
+    }
     let parachute_threshold = match section.get("parachute_threshold") {
         None => DEFAULT_PARACHUTE_THRESHOLD,
         Some(value) => match scalar_text(value).and_then(|t| t.trim().parse::<u64>().ok()) {
-            Some(t) if (1..=100).contains(&t) => t,
+            Some(t) if t <= 100 => t,
             _ => {
                 problems.push(format!(
-                    "api.metrics.parachute_threshold must be a whole number from 1 to 100, not {}",
+                    "api.metrics.parachute_threshold must be a whole number from 0 (off) to 100, not {}",
                     shown(value)
                 ));
                 DEFAULT_PARACHUTE_THRESHOLD
             }
         },
     };
+    let mut parts = parts.into_iter();
+    let mut next = || parts.next().flatten();
     MetricsConfig {
         namespace,
+        org_guid: next(),
+        space_guid: next(),
+        instance_guid: next(),
+        internal_instance_name: next(),
+        internal_service_name: next(),
+        node: next(),
         parachute_threshold,
     }
 }

@@ -9,8 +9,9 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use super::{router, sample_forever};
+use super::router;
 use crate::api::ApiState;
+use crate::api::metrics::sample_forever;
 
 const TOKEN: &str = "tok-Secret-3f9a1c7e5b";
 const INSTANCE: &str = "inst-1";
@@ -527,18 +528,19 @@ async fn metrics_use_the_configured_namespace_and_threshold() {
         );
     }
     // Any disk in use is past a threshold of 1 %.
-    let reached = lines
+    let disk_lines: Vec<&&str> = lines
         .iter()
-        .find(|l| l.contains(".parachute.system.limit_reached "))
+        .filter(|l| l.contains(".parachute.disk.") && l.contains(".used_threshold "))
+        .collect();
+    for line in &disk_lines {
+        assert_eq!(line.split(' ').nth(1), Some("1"), "{line}");
+    }
+    let activated = lines
+        .iter()
+        .find(|l| l.starts_with("org.space.inst.redis-0.redis.node-0.parachute.activated "))
         .unwrap_or_else(|| panic!("no parachute line in {lines:?}"));
-    assert_eq!(reached.split(' ').nth(1), Some("1"), "{reached}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l
-                .starts_with("org.space.inst.redis-0.redis.node-0.parachute.system.threshold 1 ")),
-        "{lines:?}"
-    );
+    let expected = if disk_lines.is_empty() { "0" } else { "1" };
+    assert_eq!(activated.split(' ').nth(1), Some(expected), "{activated}");
 }
 
 #[tokio::test]
@@ -557,8 +559,8 @@ async fn metrics_and_quantity() {
         "system.memory.total",
         "system.swap.total",
         "system.cpu.error",
-        "system.disk.system.total",
-        "parachute.system.threshold",
+        "system.disk.error",
+        "parachute.activated",
         "backup.consecutive_failures",
     ] {
         let line = lines

@@ -124,6 +124,8 @@ fn the_fixture_of_every_key_is_valid_beside_its_key_files() {
         (api.max_connections, api.metrics.parachute_threshold),
         (64, 90)
     );
+    assert_eq!(api.metrics.node.as_deref(), Some("kafka-0"));
+    assert_eq!(api.metrics.org_guid.as_deref(), Some("3b2d8c5e-org"));
     assert_eq!(
         config.destinations[0].retention.and_then(|p| p.keep_last),
         Some(3)
