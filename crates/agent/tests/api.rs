@@ -721,7 +721,11 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
     assert_eq!(agent.wait("backups", id).await["status"], "done");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/openapi.yaml");
     let base = agent.base.replace("localhost", "127.0.0.1");
+    let settings =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/servers/schemathesis.toml");
     let out = Command::new(schemathesis)
+        .arg("--config-file")
+        .arg(&settings)
         .arg("run")
         .arg(&spec)
         .args(["--url", &base])
