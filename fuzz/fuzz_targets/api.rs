@@ -151,20 +151,26 @@ fn check_auth(authorization: Option<&[u8]>, answer: &Answer) {
     );
 }
 
-/// The instance of a prefixed path is the whole segment after the prefix; another one
-/// is not found.
+/// On the path as routed (slashes collapsed): one with a `.`/`..` segment, an encoded
+/// slash or the like is refused with 400 `invalidPath`; else the instance of a prefixed
+/// path is the whole segment after the prefix, and another one gets 412 `{"msg"}`.
 fn check_instance(path: &str, answer: &Answer) -> bool {
+    if let Some(problem) = request::path_problem(path) {
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path:?}: {}", answer.text);
+        assert_eq!(answer.error.as_deref(), Some("invalidPath"), "{path:?}");
+        assert_eq!(answer.reason.as_deref(), Some(problem), "{path:?}");
+        return false;
+    }
     let instance = request::INSTANCE_PREFIXES
         .iter()
         .find_map(|p| path.strip_prefix(p))
         .map(|rest| rest.split('/').next().unwrap_or(""));
     let other = instance.is_some_and(|i| i != INSTANCE);
-    assert_eq!(
-        answer.error.as_deref() == Some("instanceNotFound"),
-        other,
-        "{path:?}: {}",
-        answer.text
-    );
+    let refusal = instance.map(|i| format!("instance {i} does not exist here"));
+    let refused = answer.status == StatusCode::PRECONDITION_FAILED
+        && answer.reason.is_some()
+        && answer.reason == refusal;
+    assert_eq!(refused, other, "{path:?}: {}", answer.text);
     !other
 }
 
@@ -255,7 +261,8 @@ fuzz_target!(|data: &[u8]| {
         .get(header::CONTENT_TYPE)
         .map(|v| v.as_bytes().to_vec());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // What the router routes: each run of slashes made one.
+    let path = request::collapse_slashes(req.uri().path()).into_owned();
     let query = req.uri().query().map(str::to_string);
     let fixture = fixture();
     let answer = fixture.runtime.block_on(async {

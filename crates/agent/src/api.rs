@@ -2,7 +2,7 @@
 //! the anynines service dashboard.
 //!
 //! Routes are served at the root and under `/service-instances/{instance_id}` (backups) and
-//! `/v1/instances/{instance_id}` (metrics); another instance id gets 404. Every route but
+//! `/v1/instances/{instance_id}` (metrics); another instance id gets 412. Every route but
 //! `GET /health` needs `Authorization: Bearer <token>`. Errors are JSON:
 //! `{"error": "camelCaseWord", "description": "..."}`, or `{"msg": "..."}` for the 412s of
 //! the dashboard API.

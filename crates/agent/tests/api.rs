@@ -711,6 +711,87 @@ async fn backups_of_another_instance_under_the_prefix_are_not_listed() {
     agent.stop();
 }
 
+/// The `sh` blocks of the documented calls (`tests/fixtures/docs/a9s-api.md`), as written.
+fn documented_calls() -> Vec<String> {
+    let text = include_str!("fixtures/docs/a9s-api.md");
+    text.split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().trim().to_string())
+        .collect()
+}
+
+/// Each documented backup-list and metrics call, pasted as the docs write it (flags,
+/// cookie jar, `${dashboard_url}` with its trailing slash, `${url}` without it), run by
+/// `bash` with the `curl` binary: each answers what the docs say. The dashboard root
+/// (the Authorization call) is the session's, tested with it.
+#[tokio::test]
+async fn the_documented_calls_work_as_pasted() {
+    let agent = Agent::start("").await;
+    let id = agent.create_backup().await;
+    assert_eq!(agent.wait("backups", id).await["status"], "done");
+    let sampled = Instant::now();
+    while agent.get("/metrics?quantity=1").await.1 == serde_json::json!([]) {
+        assert!(
+            sampled.elapsed() < Duration::from_secs(20),
+            "no metrics sample"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let calls = documented_calls();
+    let replayed: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.contains("/backups\"") || c.contains("/metrics?quantity=1\""))
+        .collect();
+    assert_eq!(
+        replayed.len(),
+        4,
+        "the fixture's list and metrics calls: {calls:?}"
+    );
+    let dashboard_url = format!("{}/service-instances/{INSTANCE}/", agent.base);
+    let metrics_api = format!("{}/v1/instances/{INSTANCE}/", agent.base);
+    for call in replayed {
+        // `url` is the dashboard URL without its slash, except in the metrics section,
+        // whose `${url}` is the metrics API's.
+        let url = if call.contains("/metrics") {
+            &metrics_api
+        } else {
+            &dashboard_url
+        };
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "bearer_token() {{ echo \"$bearer_token\"; }}\nset -e\n{call}"
+            ))
+            .env("bearer_token", format!("bearer {TOKEN}"))
+            .env("dashboard_url", &dashboard_url)
+            .env("metrics_api", &metrics_api)
+            .env("url", url.trim_end_matches('/'))
+            .current_dir(agent.env.dir.path())
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{call}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{call}: {e}: {body}"));
+        if call.contains("/metrics") {
+            let lines = answer
+                .as_array()
+                .unwrap_or_else(|| panic!("{call}: {answer}"));
+            assert!(!lines.is_empty(), "{call}: {answer}");
+        } else {
+            assert_eq!(answer["instance_id"], INSTANCE, "{call}: {answer}");
+            assert_eq!(answer["backups"][0]["id"], id, "{call}: {answer}");
+            assert_eq!(answer["backups"][0]["backup_agent_task"]["status"], "done");
+            assert!(answer["restores"].is_array(), "{call}: {answer}");
+        }
+    }
+    agent.stop();
+}
+
 /// schemathesis (installed by tests/servers/schemathesis.sh) against the running agent:
 /// no 5xx, every response conforms to spec/openapi.yaml. A bounded number of examples.
 #[tokio::test]
@@ -721,7 +802,11 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_response() {
     assert_eq!(agent.wait("backups", id).await["status"], "done");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/openapi.yaml");
     let base = agent.base.replace("localhost", "127.0.0.1");
+    let settings =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/servers/schemathesis.toml");
     let out = Command::new(schemathesis)
+        .arg("--config-file")
+        .arg(&settings)
         .arg("run")
         .arg(&spec)
         .args(["--url", &base])

@@ -1,13 +1,16 @@
 //! What the API decides from a request's untrusted bytes, before any state is touched: the
-//! instance id of a prefixed path, a backup id, the fields of a restore body, the restore
-//! request's instance and backup, and the metrics quantity.
+//! path as it is routed (repeated slashes collapsed, tricks refused), the instance id of a
+//! prefixed path, a backup id, the fields of a restore body, the restore request's instance
+//! and backup, the paging of the list, and the metrics quantity.
 //!
-//! It depends on nothing of the agent but the standard library, `serde_json` and
+//! It depends on nothing of the agent but the standard library, `chrono`, `serde_json` and
 //! `serde_urlencoded`, so that the `api` fuzz target compiles it as it is.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// The path prefixes that name an instance: backups, then metrics.
@@ -15,6 +18,74 @@ pub const INSTANCE_PREFIXES: [&str; 2] = ["/service-instances/", "/v1/instances/
 
 /// The description of a `quantity` that is not a whole number of at least 1.
 pub const INVALID_QUANTITY: &str = "quantity must be a whole number of at least 1";
+
+/// The description of a `limit` that is not a whole number of at least 1.
+pub const INVALID_LIMIT: &str = "limit must be a whole number of at least 1";
+
+/// The description of a `before` that is neither a task id nor an RFC 3339 time.
+pub const INVALID_BEFORE: &str =
+    "before must be a task id (a whole number) or an RFC 3339 time such as 2026-01-02T03:04:05Z";
+
+/// `path` with each run of slashes made one: `"${dashboard_url}/backups"` with a dashboard
+/// URL that ends in `/` names the same route as without it.
+pub fn collapse_slashes(path: &str) -> Cow<'_, str> {
+    if !path.contains("//") {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// Why `path` (as sent, percent-encoded) is refused before routing, if it is: a `.` or
+/// `..` segment (in any mix of plain and encoded dots), an encoded slash or backslash, a
+/// backslash, an encoded NUL or control byte, or a `%` not followed by two hex digits.
+/// Such paths name nothing this API serves, and refusing them outright means no decoding
+/// step further on can turn one into another instance's route.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    for segment in path.split('/') {
+        let Some(decoded) = percent_decode(segment) else {
+            return Some("the path has a `%` not followed by two hex digits");
+        };
+        if decoded == b"." || decoded == b".." {
+            return Some("the path has a `.` or `..` segment");
+        }
+        if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
+            return Some("the path has an encoded slash or a backslash in a segment");
+        }
+        if decoded.iter().any(u8::is_ascii_control) {
+            return Some("the path has a control character");
+        }
+    }
+    None
+}
+
+/// The bytes of a percent-encoded path segment; `None` for a `%` not followed by two hex
+/// digits.
+fn percent_decode(segment: &str) -> Option<Vec<u8>> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
 
 /// The instance id a prefixed path names (`None` for a path at the root).
 pub fn prefixed_instance(path: &str) -> Option<&str> {
@@ -93,6 +164,65 @@ pub fn quantity_param(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// Where a page of the list ends: tasks older than this id or this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// Tasks with a smaller id.
+    Id(i64),
+    /// Tasks created earlier.
+    Time(DateTime<Utc>),
+}
+
+/// The paging of `GET /backups`: at most `limit` backups and `limit` restores (all when
+/// absent), newest first, older than `before` (from the newest when absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    /// How many of each at most.
+    pub limit: Option<usize>,
+    /// Only tasks older than this.
+    pub before: Option<Before>,
+}
+
+/// The `limit` and `before` parameters of a raw query string (the first of each; others
+/// ignored), or the description of the 400 for a bad value.
+pub fn page_params(query: Option<&str>) -> Result<Page, &'static str> {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
+        .unwrap_or_default();
+    let first = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    let limit = match first("limit") {
+        None => None,
+        Some(raw) => Some(
+            parse_quantity(Some(raw))
+                .map_err(|_| INVALID_LIMIT)?
+                .unwrap_or(usize::MAX),
+        ),
+    };
+    let before = match first("before") {
+        None => None,
+        Some(raw) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => {
+            // An id past i64 is past every task: the page starts at the newest.
+            Some(Before::Id(raw.parse().unwrap_or(i64::MAX)))
+        }
+        Some(raw) => Some(Before::Time(
+            DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| INVALID_BEFORE)?
+                .with_timezone(&Utc),
+        )),
+    };
+    Ok(Page { limit, before })
+}
+
+impl Page {
+    /// Whether a task of `id` created at `created_at` is older than `before`.
+    pub fn admits(&self, id: i64, created_at: DateTime<Utc>) -> bool {
+        match self.before {
+            None => true,
+            Some(Before::Id(b)) => id < b,
+            Some(Before::Time(t)) => created_at < t,
+        }
+    }
+}
+
 /// `quantity` of `GET /metrics`: absent is everything, else a whole number of at least 1
 /// (a huge one is everything).
 pub fn parse_quantity(raw: Option<&str>) -> Result<Option<usize>, &'static str> {
@@ -144,6 +274,47 @@ mod tests {
                 .contains("not valid JSON")
         );
         assert!(restore_fields(None, b"\xff").unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn slashes_collapse_and_tricks_are_named() {
+        assert_eq!(collapse_slashes("/a//b///c/"), "/a/b/c/");
+        assert!(matches!(collapse_slashes("/a/b"), Cow::Borrowed(_)));
+        assert_eq!(
+            path_problem("/service-instances/i/backups/3/download"),
+            None
+        );
+        assert_eq!(path_problem("/service-instances/%252e%252e/backups"), None);
+        for dots in ["/a/../b", "/a/./b", "/a/%2e%2E/b", "/a/.%2e", "/a/%2E"] {
+            assert!(path_problem(dots).unwrap().contains("`..`"), "{dots}");
+        }
+        for slash in ["/a%2Fb", "/a%2fb", "/a%5cb", "/a\\b"] {
+            assert!(path_problem(slash).unwrap().contains("slash"), "{slash}");
+        }
+        assert!(path_problem("/a%00").unwrap().contains("control"));
+        assert!(path_problem("/a%zz").unwrap().contains("hex"));
+        assert!(path_problem("/a%4").unwrap().contains("hex"));
+    }
+
+    #[test]
+    fn paging_of_the_list() {
+        assert_eq!(page_params(None), Ok(Page::default()));
+        let p = page_params(Some("limit=2&before=7&x=y")).unwrap();
+        assert_eq!((p.limit, p.before), (Some(2), Some(Before::Id(7))));
+        assert!(p.admits(6, Utc::now()) && !p.admits(7, Utc::now()));
+        let p = page_params(Some("before=2026-01-02T03:04:05Z")).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        assert!(!p.admits(1, at) && p.admits(1, at - chrono::Duration::seconds(1)));
+        assert_eq!(page_params(Some("limit=0")), Err(INVALID_LIMIT));
+        assert_eq!(page_params(Some("before=x")), Err(INVALID_BEFORE));
+        assert_eq!(
+            page_params(Some("limit=99999999999999999999"))
+                .unwrap()
+                .limit,
+            Some(usize::MAX)
+        );
     }
 
     #[test]

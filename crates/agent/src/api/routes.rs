@@ -30,11 +30,14 @@ type ApiResult = Result<Response, ApiError>;
 
 /// The routes: backups and metrics at the root and under the dashboard prefixes, with
 /// authentication (of everything but `GET /health`, unknown paths and methods included),
-/// the instance check, a body limit and (but for downloads) a time limit.
+/// the path and instance checks, a body limit and (but for downloads) a time limit. Each
+/// run of slashes in a path is made one before routing, so that the instance check sees
+/// the path the router sees.
 pub fn router(state: ApiState) -> Router {
     let timed = Router::new()
         .route("/backups", get(list).post(create))
         .route("/backups/restore", post(restore))
+        .route("/backups/{id}", get(one))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             super::REQUEST_TIMEOUT,
@@ -56,9 +59,10 @@ pub fn router(state: ApiState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    Router::new()
+    let routed = Router::new()
         .merge(backups.clone())
         .merge(metrics.clone())
+        .route("/openapi.yaml", get(openapi))
         .nest("/service-instances/{instance_id}", backups)
         .nest("/v1/instances/{instance_id}", metrics)
         // Before the guard, so that an unknown path or method without a valid token gets
@@ -68,10 +72,35 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .route("/health", get(health).fallback(method_not_allowed))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    // A layer of the router runs after its routing: the collapse wraps it from outside.
+    Router::new()
+        .fallback_service(routed)
+        .layer(middleware::from_fn(collapse_slashes))
 }
 
-/// Checks the bearer token, then the instance id of a prefixed path.
+/// Makes each run of slashes in the path one, the query kept.
+async fn collapse_slashes(mut req: Request, next: Next) -> Response {
+    if let std::borrow::Cow::Owned(path) = request::collapse_slashes(req.uri().path()) {
+        let target = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        match target.parse() {
+            Ok(pq) => parts.path_and_query = Some(pq),
+            // A collapsed valid path is valid; kept as sent should that ever fail.
+            Err(_) => return next.run(req).await,
+        }
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
+}
+
+/// Checks the bearer token, then the path (400 for its tricks), then the instance id of a
+/// prefixed path (412 `{"msg"}` for another instance, as the dashboard API answers).
 async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
@@ -86,15 +115,15 @@ async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Respo
         )
         .into_response();
     }
+    if let Some(problem) = request::path_problem(req.uri().path()) {
+        return ApiError::Error(StatusCode::BAD_REQUEST, "invalidPath", problem.to_string())
+            .into_response();
+    }
     if let Some(instance) = request::prefixed_instance(req.uri().path())
         && instance != state.instance_id
     {
-        return ApiError::Error(
-            StatusCode::NOT_FOUND,
-            "instanceNotFound",
-            "this agent serves another service instance".to_string(),
-        )
-        .into_response();
+        return ApiError::Precondition(format!("instance {instance} does not exist here"))
+            .into_response();
     }
     next.run(req).await
 }
@@ -194,8 +223,16 @@ fn task_json(t: &Task) -> Value {
     })
 }
 
-/// `GET /backups`: the backups and restores, newest first.
-async fn list(State(state): State<ApiState>) -> ApiResult {
+/// An item of the list's `backups`.
+fn backup_json(t: &Task) -> Value {
+    json!({"id": t.id, "backup_agent_task": task_json(t)})
+}
+
+/// `GET /backups?limit=N&before=<id or time>`: the backups and restores, newest first; all
+/// of them without `limit`, as the dashboard API lists them.
+async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
+    let page = request::page_params(query.as_deref())
+        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuery", d.to_string()))?;
     discover(&state).await;
     let backups = state
         .ctx
@@ -209,14 +246,18 @@ async fn list(State(state): State<ApiState>) -> ApiResult {
         .list(TaskKind::Restore)
         .await
         .map_err(|e| internal(&e))?;
-    let backups: Vec<Value> = backups
+    let newest = |tasks: &[Task]| -> Vec<Task> {
+        tasks
+            .iter()
+            .rev()
+            .filter(|t| page.admits(t.id, t.created_at))
+            .take(page.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect()
+    };
+    let backups: Vec<Value> = newest(&backups).iter().map(backup_json).collect();
+    let restores: Vec<Value> = newest(&restores)
         .iter()
-        .rev()
-        .map(|t| json!({"id": t.id, "backup_agent_task": task_json(t)}))
-        .collect();
-    let restores: Vec<Value> = restores
-        .iter()
-        .rev()
         .map(|t| {
             json!({
                 "id": t.id,
@@ -233,8 +274,41 @@ async fn list(State(state): State<ApiState>) -> ApiResult {
     .into_response())
 }
 
-/// `POST /backups`: queues a backup that the worker runs as a scheduled one.
-async fn create(State(state): State<ApiState>, raw: Result<Bytes, BytesRejection>) -> ApiResult {
+/// `GET /backups/{id}`: one backup task, as an item of the list.
+async fn one(
+    State(state): State<ApiState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult {
+    let raw_id = params.get("id").map_or("", String::as_str);
+    let unknown = || ApiError::Precondition(format!("there is no backup with id {raw_id}"));
+    let id = request::backup_id(raw_id).ok_or_else(unknown)?;
+    let task = state
+        .ctx
+        .tasks
+        .get(id)
+        .await
+        .map_err(|e| internal(&e))?
+        .filter(|t| t.kind == TaskKind::Backup)
+        .ok_or_else(unknown)?;
+    Ok(axum::Json(backup_json(&task)).into_response())
+}
+
+/// `GET /openapi.yaml`: the API's description, as built into the binary.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../../../spec/openapi.yaml"),
+    )
+        .into_response()
+}
+
+/// `POST /backups`: queues a backup that the worker runs as a scheduled one; `Location`
+/// names its task under the prefix the request used.
+async fn create(
+    State(state): State<ApiState>,
+    Path(params): Path<HashMap<String, String>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     body(raw)?;
     let exit_if_in_progress = state.config().exit_if_in_progress;
     let queue = state.queue.clone();
@@ -258,8 +332,20 @@ async fn create(State(state): State<ApiState>, raw: Result<Bytes, BytesRejection
         Enqueued::Queued => "backup queued behind the one in progress",
         Enqueued::Coalesced => "a backup is already queued; this request is part of it",
     };
+    // The guard let the request through, so a prefixed path named this instance.
+    let prefix = if params.contains_key("instance_id") {
+        format!("/service-instances/{}", state.instance_id)
+    } else {
+        String::new()
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(v) = id.and_then(|id| HeaderValue::from_str(&format!("{prefix}/backups/{id}")).ok())
+    {
+        headers.insert(header::LOCATION, v);
+    }
     Ok((
         StatusCode::CREATED,
+        headers,
         axum::Json(json!({"id": id, "message": message})),
     )
         .into_response())

@@ -60,6 +60,21 @@ impl Api {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
+        let (status, _, body) = self
+            .call_with_headers(method, path, auth, content_type, body)
+            .await;
+        (status, body)
+    }
+
+    /// [`Api::call`] with the answer's headers.
+    async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -74,12 +89,14 @@ impl Api {
             .await
             .unwrap();
         let status = answer.status();
+        let headers = answer.headers().clone();
         let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         (
             status,
+            headers,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
@@ -245,14 +262,21 @@ async fn unknown_paths_and_methods_get_401_without_a_token_and_404_or_405_with_o
 #[tokio::test]
 async fn wrong_instance_ids_and_unknown_backup_ids() {
     let api = Api::new("").await;
+    // Another instance is a 412 `{"msg"}` on every route, as the dashboard API answers
+    // (it was 404 `instanceNotFound` before).
     for path in [
         "/service-instances/other/backups",
         "/v1/instances/other/metrics",
         "/service-instances/other/backups/1/download",
+        "/service-instances/other/backups/1",
     ] {
         let (status, body) = api.get(path).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
-        assert!(body["error"].is_string(), "{path}: {body}");
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{path}: {body}");
+        assert_eq!(
+            body,
+            json!({"msg": "instance other does not exist here"}),
+            "{path}"
+        );
     }
     let (status, _) = api
         .get(&format!("/service-instances/{INSTANCE}/backups"))
@@ -583,4 +607,318 @@ async fn metrics_and_quantity() {
     }
     let (status, _) = api.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn repeated_slashes_name_the_same_route() {
+    let api = Api::new("").await;
+    // `"${dashboard_url}/backups"` with the dashboard URL's trailing slash, and the like.
+    for path in [
+        format!("/service-instances/{INSTANCE}//backups"),
+        format!("//service-instances//{INSTANCE}///backups"),
+        "//backups".to_string(),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["instance_id"], INSTANCE, "{path}");
+    }
+    let (status, body) = api
+        .get(&format!("/v1/instances/{INSTANCE}//metrics?quantity=1"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Collapsed before the instance check: another instance stays another instance.
+    for path in [
+        "/service-instances//other//backups",
+        "//v1//instances//other//metrics",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{path}: {body}");
+    }
+}
+
+/// Paths that try to reach another instance's data or to step around the instance check:
+/// each with the status it gets (with a valid token); none reaches a handler.
+#[tokio::test]
+async fn path_tricks_never_pass_the_instance_check() {
+    let api = Api::new("").await;
+    let done = api.ran(Some("20260102T030405Z-vm-tricks")).await;
+    let rows: &[(&str, StatusCode, &str)] = &[
+        (
+            "/service-instances/other/backups",
+            StatusCode::PRECONDITION_FAILED,
+            "does not exist here",
+        ),
+        (
+            "/service-instances/inst-1/../other/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/other/../inst-1/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/./inst-1/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/inst-1/%2E%2E/other/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/inst-1/.%2e/other/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/inst-1/%2e./other/backups",
+            StatusCode::BAD_REQUEST,
+            "`..` segment",
+        ),
+        (
+            "/service-instances/inst-1%2F..%2Fother/backups",
+            StatusCode::BAD_REQUEST,
+            "encoded slash",
+        ),
+        (
+            "/service-instances/inst-1%2f..%2fother/backups",
+            StatusCode::BAD_REQUEST,
+            "encoded slash",
+        ),
+        (
+            "/service-instances/other%2Finst-1/backups",
+            StatusCode::BAD_REQUEST,
+            "encoded slash",
+        ),
+        (
+            "/service-instances/inst-1%5C..%5Cother/backups",
+            StatusCode::BAD_REQUEST,
+            "backslash",
+        ),
+        (
+            "/service-instances/inst-1/backups/1%2F..%2F..%2Fother/download",
+            StatusCode::BAD_REQUEST,
+            "encoded slash",
+        ),
+        (
+            "/service-instances/other%00/backups",
+            StatusCode::BAD_REQUEST,
+            "control character",
+        ),
+        (
+            "/backups/%ZZ/download",
+            StatusCode::BAD_REQUEST,
+            "two hex digits",
+        ),
+        (
+            "/backups/1%2/download",
+            StatusCode::BAD_REQUEST,
+            "two hex digits",
+        ),
+        // Decoded once, as the router does: `%2e%2e`, a name, not a step up; not this instance.
+        (
+            "/service-instances/%252e%252e/backups",
+            StatusCode::PRECONDITION_FAILED,
+            "does not exist here",
+        ),
+        // An encoded character is not the instance id as the platform writes it.
+        (
+            "/service-instances/inst%2D1/backups",
+            StatusCode::PRECONDITION_FAILED,
+            "does not exist here",
+        ),
+        (
+            "/v1/instances/inst-1/..%2F..%2Fv1/instances/other/metrics",
+            StatusCode::BAD_REQUEST,
+            "encoded slash",
+        ),
+    ];
+    for &(path, want, words) in rows {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(body.to_string().contains(words), "{path}: {body}");
+        if want == StatusCode::BAD_REQUEST {
+            assert_eq!(body["error"], "invalidPath", "{path}: {body}");
+        }
+        // Without a token, the same path says nothing but 401.
+        let (status, _) = api.call(Method::GET, path, None, None, Vec::new()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // State-changing requests on trick paths change nothing.
+    for path in [
+        "/service-instances/inst-1/../other/backups",
+        "/service-instances/other%2F..%2Finst-1/backups",
+        "/service-instances/other/backups/restore",
+    ] {
+        let (status, body) = api
+            .post(
+                path,
+                "application/x-www-form-urlencoded",
+                format!("instance_id={INSTANCE}&backup_id={done}").into_bytes(),
+            )
+            .await;
+        assert!(status.is_client_error(), "{path}: {status} {body}");
+    }
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(list["restores"], json!([]), "no restore was recorded");
+    assert_eq!(
+        list["backups"].as_array().unwrap().len(),
+        1,
+        "no backup was queued"
+    );
+}
+
+#[tokio::test]
+async fn one_backup_by_id_and_the_location_of_a_new_one() {
+    let api = Api::new("").await;
+    let done = api.ran(Some("20260102T030405Z-vm-one")).await;
+    let (status, list) = api.get("/backups").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        format!("/backups/{done}"),
+        format!("/service-instances/{INSTANCE}/backups/{done}"),
+    ] {
+        let (status, one) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {one}");
+        assert_eq!(one, list["backups"][0], "the same object as in the list");
+    }
+    let restore_id = {
+        let (status, body) = api.restore(done).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["restore_id"].as_i64().unwrap()
+    };
+    for id in ["999".to_string(), "abc".to_string(), restore_id.to_string()] {
+        let (status, body) = api.get(&format!("/backups/{id}")).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{id}: {body}");
+        assert_eq!(
+            body,
+            json!({"msg": format!("there is no backup with id {id}")})
+        );
+    }
+    let auth = format!("Bearer {TOKEN}");
+    for (path, prefix) in [
+        ("/backups".to_string(), String::new()),
+        (
+            format!("/service-instances/{INSTANCE}//backups"),
+            format!("/service-instances/{INSTANCE}"),
+        ),
+    ] {
+        let (status, headers, body) = api
+            .call_with_headers(Method::POST, &path, Some(&auth), None, Vec::new())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_i64().unwrap();
+        let location = headers[axum::http::header::LOCATION].to_str().unwrap();
+        assert_eq!(location, format!("{prefix}/backups/{id}"));
+        let (status, task) = api.get(location).await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["id"], id);
+        assert_eq!(task["backup_agent_task"]["status"], "queued");
+    }
+}
+
+#[tokio::test]
+async fn the_list_pages_with_limit_and_before() {
+    let api = Api::new("").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(api.ran(Some(&format!("20260102T03040{i}Z-vm-page"))).await);
+    }
+    let restored = api.restore(ids[0]).await.1["restore_id"].as_i64().unwrap();
+    let backup_ids = |list: &Value| -> Vec<i64> {
+        list["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_i64().unwrap())
+            .collect()
+    };
+    // Without paging, everything (as the dashboard API lists it), newest first.
+    let (_, all) = api.get("/backups").await;
+    assert_eq!(backup_ids(&all), [ids[4], ids[3], ids[2], ids[1], ids[0]]);
+    let (status, page) = api.get("/backups?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(backup_ids(&page), [ids[4], ids[3]]);
+    assert_eq!(page["restores"][0]["id"], restored);
+    let (_, next) = api
+        .get(&format!("/backups?limit=2&before={}", ids[3]))
+        .await;
+    assert_eq!(backup_ids(&next), [ids[2], ids[1]]);
+    assert_eq!(
+        next["restores"],
+        json!([]),
+        "the restore is newer than the page"
+    );
+    let (_, last) = api
+        .get(&format!("/backups?limit=2&before={}", ids[1]))
+        .await;
+    assert_eq!(backup_ids(&last), [ids[0]]);
+    let (_, huge) = api.get("/backups?limit=99999999999999999999999").await;
+    assert_eq!(backup_ids(&huge).len(), 5);
+    // A time: tasks created before it.
+    let (_, none) = api.get("/backups?before=2000-01-01T00:00:00Z").await;
+    assert_eq!(backup_ids(&none), Vec::<i64>::new());
+    let (_, every) = api.get("/backups?before=2999-01-01T00:00:00%2B01:00").await;
+    assert_eq!(backup_ids(&every).len(), 5);
+    for query in [
+        "limit=0",
+        "limit=-1",
+        "limit=abc",
+        "limit=",
+        "limit=1.5",
+        "before=abc",
+        "before=",
+        "before=-3",
+        "before=2026-13-01T00:00:00Z",
+        "before=2026-01-01",
+    ] {
+        let (status, body) = api.get(&format!("/backups?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"], "invalidQuery", "{query}: {body}");
+        let word = query.split('=').next().unwrap();
+        assert!(
+            body["description"].as_str().unwrap().starts_with(word),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_to_clients_with_a_token() {
+    let api = Api::new("").await;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, headers, body) = api
+        .call_with_headers(Method::GET, "/openapi.yaml", Some(&auth), None, Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[axum::http::header::CONTENT_TYPE],
+        "application/yaml"
+    );
+    let text = body.as_str().unwrap();
+    assert_eq!(
+        text,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../spec/openapi.yaml"
+        ))
+        .unwrap()
+    );
+    for path in [
+        "/backups/{id}",
+        "/openapi.yaml",
+        "/service-instances/{instance_id}/backups/{id}",
+    ] {
+        assert!(
+            text.contains(&format!("\n  {path}:\n")),
+            "{path} is described"
+        );
+    }
+    let (status, _) = api
+        .call(Method::GET, "/openapi.yaml", None, None, Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
