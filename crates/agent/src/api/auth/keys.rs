@@ -1,0 +1,225 @@
+//! The issuer's published signing keys: fetched on first use, kept for [`KEYS_LIFETIME`],
+//! fetched again (at most once per [`REFETCH_INTERVAL`]) when a token names a key id we
+//! do not hold. Both a standard JWKS (`/jwks`) and the UAA's `/token_keys` are JWK sets;
+//! only RSA (RS256) and P-256 (ES256) signing keys are taken.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+/// How long a fetched key set is used before it is fetched again.
+const KEYS_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The least time between two fetches caused by unknown key ids, so that tokens with
+/// invented key ids cannot make us hammer the issuer.
+const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The largest key set read.
+const MAX_KEYS_BYTES: usize = 256 * 1024;
+
+/// One usable key.
+#[derive(Clone)]
+pub struct Key {
+    /// Its key id, if the set gave one.
+    pub kid: Option<String>,
+    /// The one algorithm it verifies.
+    pub alg: Algorithm,
+    /// The key itself.
+    pub key: DecodingKey,
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+impl Jwk {
+    /// The key, when it is an RS256 or ES256 signing key.
+    fn usable(&self) -> Option<Key> {
+        if self.usage.as_deref().is_some_and(|u| u != "sig") {
+            return None;
+        }
+        let (alg, key) = match (self.kty.as_str(), self.alg.as_deref()) {
+            ("RSA", None | Some("RS256")) => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_components(self.n.as_deref()?, self.e.as_deref()?).ok()?,
+            ),
+            ("EC", None | Some("ES256")) if self.crv.as_deref() == Some("P-256") => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_components(self.x.as_deref()?, self.y.as_deref()?).ok()?,
+            ),
+            _ => return None,
+        };
+        Some(Key {
+            kid: self.kid.clone(),
+            alg,
+            key,
+        })
+    }
+}
+
+/// Parses a JWK set, keeping its usable keys.
+pub fn parse(body: &[u8]) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_slice(body).map_err(|e| format!("not a JWK set ({e})"))?;
+    Ok(set.keys.iter().filter_map(Jwk::usable).collect())
+}
+
+struct Held {
+    keys: Arc<Vec<Key>>,
+    fetched: Option<Instant>,
+}
+
+/// Why no key could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysProblem {
+    /// The issuer's keys could not be fetched (and none are held).
+    Unavailable,
+}
+
+/// The key set of one issuer.
+pub struct KeySet {
+    url: String,
+    client: reqwest::Client,
+    held: RwLock<Held>,
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl KeySet {
+    /// The keys published at `url`, fetched with `client` when needed.
+    pub fn new(url: String, client: reqwest::Client) -> Self {
+        Self {
+            url,
+            client,
+            held: RwLock::new(Held {
+                keys: Arc::new(Vec::new()),
+                fetched: None,
+            }),
+            last_attempt: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn held(&self) -> (Arc<Vec<Key>>, Option<Instant>) {
+        let held = self
+            .held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (held.keys.clone(), held.fetched)
+    }
+
+    /// The keys for a token naming `kid`: the held ones while fresh and knowing `kid`;
+    /// otherwise fetched again, unless a fetch was tried within [`REFETCH_INTERVAL`].
+    pub async fn for_kid(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, KeysProblem> {
+        let knows =
+            |keys: &[Key]| kid.is_none_or(|k| keys.iter().any(|c| c.kid.as_deref() == Some(k)));
+        let (keys, fetched) = self.held();
+        let fresh = fetched.is_some_and(|t| t.elapsed() < KEYS_LIFETIME);
+        if fresh && knows(&keys) {
+            return Ok(keys);
+        }
+        // One fetch at a time; the others wait for its result.
+        let mut last = self.last_attempt.lock().await;
+        let (keys, fetched) = self.held();
+        let fresh = fetched.is_some_and(|t| t.elapsed() < KEYS_LIFETIME);
+        if (fresh && knows(&keys)) || last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+            return if fetched.is_some() {
+                Ok(keys)
+            } else {
+                Err(KeysProblem::Unavailable)
+            };
+        }
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok(new) => {
+                tracing::info!(keys = new.len(), "API token signing keys fetched");
+                let new = Arc::new(new);
+                *self
+                    .held
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Held {
+                    keys: new.clone(),
+                    fetched: Some(Instant::now()),
+                };
+                Ok(new)
+            }
+            Err(e) => {
+                tracing::error!(url = %self.url, error = %e, "API token signing keys could not be fetched");
+                // Keys held before stay usable: the issuer being down does not lock out
+                // tokens it signed with them.
+                if fetched.is_some() {
+                    Ok(keys)
+                } else {
+                    Err(KeysProblem::Unavailable)
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<Key>, String> {
+        let mut response = self
+            .client
+            .get(&self.url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("the issuer answered {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| e.without_url().to_string())?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_KEYS_BYTES {
+                return Err(format!("the key set is larger than {MAX_KEYS_BYTES} bytes"));
+            }
+        }
+        parse(&body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rs256_and_es256_signing_keys_are_taken() {
+        // A UAA `/token_keys` answer: RSA with `value` (PEM) beside n and e.
+        let body = br#"{"keys":[
+          {"kty":"RSA","e":"AQAB","use":"sig","kid":"key-1","alg":"RS256","value":"-----BEGIN PUBLIC KEY-----","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw"},
+          {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+          {"kty":"oct","kid":"hmac","k":"c2VjcmV0"},
+          {"kty":"EC","kid":"ec-1","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+          {"kty":"EC","kid":"ec-384","crv":"P-384","x":"AA","y":"AA"}
+        ]}"#;
+        let keys = parse(body).unwrap();
+        let got: Vec<(Option<&str>, Algorithm)> =
+            keys.iter().map(|k| (k.kid.as_deref(), k.alg)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some("key-1"), Algorithm::RS256),
+                (Some("ec-1"), Algorithm::ES256)
+            ]
+        );
+        assert!(parse(b"<html>").is_err());
+    }
+}
