@@ -165,3 +165,18 @@ fn problem_of(kind: &JwtErrorKind) -> Problem {
         _ => Problem::Unreadable,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_as_the_uaa_and_as_oauth_servers_write_them() {
+        let of = |json: &str| serde_json::from_str::<Claims>(json).unwrap().scope;
+        let uaa = of(r#"{"scope": ["openid", "cloud_controller.write"]}"#);
+        assert!(uaa.contains("cloud_controller.write") && !uaa.contains("openid.x"));
+        let words = of(r#"{"scope": "openid cloud_controller.write"}"#);
+        assert!(words.contains("cloud_controller.write") && !words.contains("cloud"));
+        assert!(!of("{}").contains("openid"));
+    }
+}

@@ -1,6 +1,6 @@
 //! The issuer's published signing keys: fetched on first use, kept for [`KEYS_LIFETIME`],
-//! fetched again (at most once per [`REFETCH_INTERVAL`]) when a token names a key id we
-//! do not hold. Both a standard JWKS (`/jwks`) and the UAA's `/token_keys` are JWK sets;
+//! fetched again (at most once per [`REFETCH_INTERVAL`], or [`RETRY_INTERVAL`] while none
+//! is held) when a token names a key id we do not hold. Both a standard JWKS (`/jwks`) and the UAA's `/token_keys` are JWK sets;
 //! only RSA (RS256) and P-256 (ES256) signing keys are taken.
 
 use std::sync::{Arc, RwLock};
@@ -15,6 +15,10 @@ const KEYS_LIFETIME: Duration = Duration::from_secs(3600);
 /// The least time between two fetches caused by unknown key ids, so that tokens with
 /// invented key ids cannot make us hammer the issuer.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The least time between two fetches while no key is held (the issuer was down): short,
+/// so that tokens pass soon after it is back.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The largest key set read.
 const MAX_KEYS_BYTES: usize = 256 * 1024;
@@ -136,7 +140,12 @@ impl KeySet {
         let mut last = self.last_attempt.lock().await;
         let (keys, fetched) = self.held();
         let fresh = fetched.is_some_and(|t| t.elapsed() < KEYS_LIFETIME);
-        if (fresh && knows(&keys)) || last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+        let interval = if fetched.is_some() {
+            REFETCH_INTERVAL
+        } else {
+            RETRY_INTERVAL
+        };
+        if (fresh && knows(&keys)) || last.is_some_and(|t| t.elapsed() < interval) {
             return if fetched.is_some() {
                 Ok(keys)
             } else {

@@ -156,3 +156,31 @@ fn url_path_segment(text: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guid_cannot_leave_its_path_segment() {
+        let config = CloudControllerConfig {
+            url: "https://api.example.com".into(),
+            service_instance_guid: Some("../v2/info?x=1#".into()),
+            cache_seconds: 30,
+        };
+        let p = Permissions::new(&config, "ignored", reqwest::Client::new());
+        assert_eq!(
+            p.url,
+            "https://api.example.com/v3/service_instances/..%2Fv2%2Finfo%3Fx%3D1%23/permissions"
+        );
+        let config = CloudControllerConfig {
+            service_instance_guid: None,
+            ..config
+        };
+        let p = Permissions::new(&config, "b02f4682-3c5b", reqwest::Client::new());
+        assert!(
+            p.url
+                .ends_with("/service_instances/b02f4682-3c5b/permissions")
+        );
+    }
+}
