@@ -1,6 +1,6 @@
 //! The issuer's published signing keys: fetched on first use, kept for [`KEYS_LIFETIME`],
-//! fetched again (at most once per [`REFETCH_INTERVAL`], or [`RETRY_INTERVAL`] while none
-//! is held) when a token names a key id we do not hold. Both a standard JWKS (`/jwks`) and the UAA's `/token_keys` are JWK sets;
+//! fetched again when a token names a key id we do not hold (at most once per
+//! [`REFETCH_INTERVAL`]); after a failed fetch, none is tried for [`RETRY_INTERVAL`]. Both a standard JWKS (`/jwks`) and the UAA's `/token_keys` are JWK sets;
 //! only RSA (RS256) and P-256 (ES256) signing keys are taken.
 
 use std::sync::{Arc, RwLock};
@@ -16,8 +16,8 @@ const KEYS_LIFETIME: Duration = Duration::from_secs(3600);
 /// invented key ids cannot make us hammer the issuer.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The least time between two fetches while no key is held (the issuer was down): short,
-/// so that tokens pass soon after it is back.
+/// The least time from a failed fetch to the next (the issuer is down): short, so that
+/// tokens pass soon after it is back.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The largest key set read.
@@ -96,12 +96,21 @@ pub enum KeysProblem {
     Unavailable,
 }
 
+/// When fetches were last tried, for their rate limits.
+#[derive(Default)]
+struct Attempts {
+    /// The last fetch that failed.
+    failed: Option<Instant>,
+    /// The last fetch for a key id that fresh keys did not have.
+    unknown_kid: Option<Instant>,
+}
+
 /// The key set of one issuer.
 pub struct KeySet {
     url: String,
     client: reqwest::Client,
     held: RwLock<Held>,
-    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    attempts: tokio::sync::Mutex<Attempts>,
 }
 
 impl KeySet {
@@ -114,7 +123,7 @@ impl KeySet {
                 keys: Arc::new(Vec::new()),
                 fetched: None,
             }),
-            last_attempt: tokio::sync::Mutex::new(None),
+            attempts: tokio::sync::Mutex::default(),
         }
     }
 
@@ -137,22 +146,30 @@ impl KeySet {
             return Ok(keys);
         }
         // One fetch at a time; the others wait for its result.
-        let mut last = self.last_attempt.lock().await;
+        let mut attempts = self.attempts.lock().await;
         let (keys, fetched) = self.held();
         let fresh = fetched.is_some_and(|t| t.elapsed() < KEYS_LIFETIME);
-        let interval = if fetched.is_some() {
-            REFETCH_INTERVAL
-        } else {
-            RETRY_INTERVAL
-        };
-        if (fresh && knows(&keys)) || last.is_some_and(|t| t.elapsed() < interval) {
-            return if fetched.is_some() {
-                Ok(keys)
+        let within = |at: Option<Instant>, interval| at.is_some_and(|t| t.elapsed() < interval);
+        let held_or_none = || {
+            if fetched.is_some() {
+                Ok(keys.clone())
             } else {
                 Err(KeysProblem::Unavailable)
-            };
+            }
+        };
+        if fresh && knows(&keys) {
+            return Ok(keys);
         }
-        *last = Some(Instant::now());
+        if within(attempts.failed, RETRY_INTERVAL) {
+            return held_or_none();
+        }
+        if fresh {
+            // Fresh keys, but not the token's: a rotation, or an invented kid.
+            if within(attempts.unknown_kid, REFETCH_INTERVAL) {
+                return held_or_none();
+            }
+            attempts.unknown_kid = Some(Instant::now());
+        }
         match self.fetch().await {
             Ok(new) => {
                 tracing::info!(keys = new.len(), "API token signing keys fetched");
@@ -167,14 +184,11 @@ impl KeySet {
                 Ok(new)
             }
             Err(e) => {
+                attempts.failed = Some(Instant::now());
                 tracing::error!(url = %self.url, error = %e, "API token signing keys could not be fetched");
                 // Keys held before stay usable: the issuer being down does not lock out
                 // tokens it signed with them.
-                if fetched.is_some() {
-                    Ok(keys)
-                } else {
-                    Err(KeysProblem::Unavailable)
-                }
+                held_or_none()
             }
         }
     }
@@ -230,5 +244,67 @@ mod tests {
             ]
         );
         assert!(parse(b"<html>").is_err());
+    }
+
+    /// A JWK set server on 127.0.0.1 whose answer the test changes, counting requests.
+    async fn jwks_server(
+        body: std::sync::Arc<std::sync::Mutex<String>>,
+        asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let text = body.lock().unwrap().clone();
+                async move { text }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn set_of(kids: &[&str]) -> String {
+        // The RFC 7517 example key, under each kid.
+        let keys: Vec<String> = kids
+            .iter()
+            .map(|kid| {
+                format!(
+                    r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}"#
+                )
+            })
+            .collect();
+        format!(r#"{{"keys":[{}]}}"#, keys.join(","))
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_fetches_again_but_not_more_than_once_in_a_while() {
+        use std::sync::atomic::Ordering;
+        let body = std::sync::Arc::new(std::sync::Mutex::new(set_of(&["one"])));
+        let asked = std::sync::Arc::default();
+        let url = jwks_server(body.clone(), std::sync::Arc::clone(&asked)).await;
+        let set = KeySet::new(url, reqwest::Client::new());
+        let kids = |keys: &[Key]| {
+            keys.iter()
+                .map(|k| k.kid.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kids(&set.for_kid(Some("one")).await.unwrap()), ["one"]);
+        assert_eq!(kids(&set.for_kid(Some("one")).await.unwrap()), ["one"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "kept");
+        // The issuer rotates its key: the new kid is fetched at once.
+        *body.lock().unwrap() = set_of(&["one", "two"]);
+        assert_eq!(
+            kids(&set.for_kid(Some("two")).await.unwrap()),
+            ["one", "two"]
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        // An invented kid right after: no new fetch.
+        assert_eq!(
+            kids(&set.for_kid(Some("three")).await.unwrap()),
+            ["one", "two"]
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "rate-limited");
     }
 }
