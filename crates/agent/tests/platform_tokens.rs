@@ -464,3 +464,38 @@ async fn keys_that_cannot_be_fetched_answer_503_quickly_and_static_tokens_still_
     );
     assert!(!held.lock().await.is_empty(), "the keys were asked for");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_ca_of_the_issuer_is_trusted_when_given() {
+    let issuer = issuer();
+    // A TLS server whose certificate a private CA signed: the S3 stand-in of the tests
+    // (tests/servers/s3.sh). It serves no keys; what matters is whether TLS passes.
+    let tls = std::env::var("SB_TEST_S3_TLS_ENDPOINT")
+        .expect("SB_TEST_S3_TLS_ENDPOINT is not set: run the tests through tests/run.sh");
+    let ca = std::fs::read_to_string(std::env::var("SB_TEST_S3_CA_CERT").unwrap()).unwrap();
+    let uaa = |ca: &str| {
+        format!(
+            "  uaa:\n    jwks_url: {tls}/jwks\n    issuer: {issuer}\n    \
+             required_scopes: [backup.manage]\n{ca}"
+        )
+    };
+    let ca_lines: String = ca.lines().map(|l| format!("      {l}\n")).collect();
+    let trusting = Agent::start(&uaa(&format!("    ca_cert: |\n{ca_lines}"))).await;
+    let plain = Agent::start(&uaa("")).await;
+    let bearer = format!(
+        "bearer {}",
+        token("backup-client", None, "backup.manage").await
+    );
+    for agent in [&trusting, &plain] {
+        let (status, body) = agent.get(&bearer).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (503, &json!("tokenKeysUnavailable"))
+        );
+    }
+    let (trusting, plain) = (trusting.log(), plain.log());
+    assert!(plain.contains("could not be fetched"), "{plain}");
+    assert!(plain.contains("UnknownIssuer"), "{plain}");
+    assert!(trusting.contains("could not be fetched"), "{trusting}");
+    assert!(!trusting.contains("certificate"), "TLS failed: {trusting}");
+}

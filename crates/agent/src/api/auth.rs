@@ -183,28 +183,21 @@ impl Auth {
             .as_deref()
             .map(Tokens::load)
             .transpose()?;
-        let client = if api.uaa.is_some() {
-            Some(
-                reqwest::Client::builder()
-                    .connect_timeout(PLATFORM_TIMEOUT)
-                    .timeout(PLATFORM_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| format!("cannot make the HTTP client of api.uaa: {e}"))?,
-            )
-        } else {
-            None
+        let jwt = match &api.uaa {
+            Some(uaa) => Some(jwt::Verifier::new(
+                uaa.clone(),
+                platform_client(uaa.ca_cert.as_deref(), "api.uaa")?,
+            )),
+            None => None,
         };
-        let jwt = api
-            .uaa
-            .clone()
-            .zip(client.clone())
-            .map(|(uaa, client)| jwt::Verifier::new(uaa, client));
-        let permissions = api
-            .cloud_controller
-            .as_ref()
-            .zip(client)
-            .map(|(cc, client)| Permissions::new(cc, instance_id, client));
+        let permissions = match &api.cloud_controller {
+            Some(cc) => Some(Permissions::new(
+                cc,
+                instance_id,
+                platform_client(cc.ca_cert.as_deref(), "api.cloud_controller")?,
+            )),
+            None => None,
+        };
         Ok(Self {
             tokens,
             jwt,
@@ -218,6 +211,39 @@ impl Auth {
             tokens.reload(path);
         }
     }
+}
+
+/// The HTTP client for the issuer or the Cloud Controller (`what`): bounded in time, no
+/// redirects (a token is sent along), trusting `ca_cert` beside the public roots.
+fn platform_client(ca_cert: Option<&str>, what: &str) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(PLATFORM_TIMEOUT)
+        .timeout(PLATFORM_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_cert {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("{what}.ca_cert is not a usable PEM certificate: {e}"))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot make the HTTP client of {what}: {e}"))
+}
+
+/// An HTTP client's error with its causes (a TLS or DNS failure is only named there), the
+/// URL left out.
+pub fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The token of an `Authorization` header value (scheme word in any case).

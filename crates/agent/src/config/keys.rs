@@ -116,10 +116,12 @@ pub(super) const API_UAA: &[&str] = &[
     "audience",
     "required_scopes",
     "leeway_seconds",
+    "ca_cert",
 ];
 
 /// `api.cloud_controller`.
-pub(super) const API_CLOUD_CONTROLLER: &[&str] = &["url", "service_instance_guid", "cache_seconds"];
+pub(super) const API_CLOUD_CONTROLLER: &[&str] =
+    &["url", "service_instance_guid", "cache_seconds", "ca_cert"];
 
 /// `api.tls`.
 pub(super) const API_TLS: &[&str] = &["cert_file", "key_file"];

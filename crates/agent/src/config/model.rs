@@ -264,6 +264,8 @@ pub struct UaaConfig {
     pub required_scopes: Vec<String>,
     /// Seconds of clock difference allowed on `exp` and `nbf`.
     pub leeway_seconds: u64,
+    /// PEM of a private CA trusted for `keys_url`, beside the public roots.
+    pub ca_cert: Option<String>,
 }
 
 /// The default of `api.uaa.leeway_seconds`.
@@ -279,6 +281,8 @@ pub struct CloudControllerConfig {
     pub service_instance_guid: Option<String>,
     /// Seconds an answer is kept per token.
     pub cache_seconds: u64,
+    /// PEM of a private CA trusted for `url`, beside the public roots.
+    pub ca_cert: Option<String>,
 }
 
 /// The default of `api.cloud_controller.cache_seconds`.

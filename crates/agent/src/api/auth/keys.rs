@@ -200,16 +200,12 @@ impl KeySet {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(super::error_chain)?;
         if !response.status().is_success() {
             return Err(format!("the issuer answered {}", response.status()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| e.without_url().to_string())?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(super::error_chain)? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_KEYS_BYTES {
                 return Err(format!("the key set is larger than {MAX_KEYS_BYTES} bytes"));

@@ -101,7 +101,7 @@ impl Permissions {
         let mut response = match response {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e.without_url(), "The Cloud Controller could not be asked about permissions");
+                tracing::error!(error = %super::error_chain(e), "The Cloud Controller could not be asked about permissions");
                 return Permission::Unavailable;
             }
         };
@@ -128,7 +128,7 @@ impl Permissions {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(error = %e.without_url(), "The Cloud Controller's permissions answer could not be read");
+                    tracing::error!(error = %super::error_chain(e), "The Cloud Controller's permissions answer could not be read");
                     return Permission::Unavailable;
                 }
             }
@@ -167,6 +167,7 @@ mod tests {
             url: "https://api.example.com".into(),
             service_instance_guid: Some("../v2/info?x=1#".into()),
             cache_seconds: 30,
+            ca_cert: None,
         };
         let p = Permissions::new(&config, "ignored", reqwest::Client::new());
         assert_eq!(

@@ -45,6 +45,19 @@ fn seconds(section: &Section<'_>, key: &str, default: u64, problems: &mut Proble
     }
 }
 
+/// A PEM certificate, when set.
+fn ca_cert(section: &Section<'_>, problems: &mut Problems) -> Option<String> {
+    let pem = section.text("ca_cert", problems)?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        problems.push(format!(
+            "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+            section.name("ca_cert")
+        ));
+        return None;
+    }
+    Some(pem)
+}
+
 /// `api.uaa.required_scopes`: a list of scope names (or one name).
 fn scopes(section: &Section<'_>, problems: &mut Problems) -> Vec<String> {
     let Some(value) = section.get("required_scopes") else {
@@ -93,6 +106,7 @@ pub(super) fn uaa(api: &Section<'_>, problems: &mut Problems) -> Option<UaaConfi
     let audience = uaa.text("audience", problems).map(|t| t.trim().to_string());
     let required_scopes = scopes(&uaa, problems);
     let leeway_seconds = seconds(&uaa, "leeway_seconds", DEFAULT_JWT_LEEWAY_SECONDS, problems);
+    let ca_cert = ca_cert(&uaa, problems);
     if required_scopes.is_empty() && !api.has("cloud_controller") {
         problems.push(
             "api.uaa needs api.cloud_controller or api.uaa.required_scopes: without either, \
@@ -106,6 +120,7 @@ pub(super) fn uaa(api: &Section<'_>, problems: &mut Problems) -> Option<UaaConfi
         audience,
         required_scopes,
         leeway_seconds,
+        ca_cert,
     })
 }
 
@@ -135,9 +150,11 @@ pub(super) fn cloud_controller(
         DEFAULT_PERMISSION_CACHE_SECONDS,
         problems,
     );
+    let ca_cert = ca_cert(&cc, problems);
     Some(CloudControllerConfig {
         url: url?,
         service_instance_guid,
         cache_seconds,
+        ca_cert,
     })
 }

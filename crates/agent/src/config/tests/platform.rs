@@ -72,6 +72,10 @@ fn bad_platform_settings_are_refused() {
             "api.uaa.required_scopes must be a list of scope names",
         ),
         (
+            "  uaa: {jwks_url: 'https://u/k', issuer: i, required_scopes: [s], ca_cert: 'not PEM'}\n",
+            "api.uaa.ca_cert must be a PEM certificate",
+        ),
+        (
             "  bearer_tokens_file: t\n  cloud_controller: {url: 'https://api'}\n",
             "api.cloud_controller needs api.uaa",
         ),
