@@ -161,6 +161,8 @@ fn problem_of(kind: &JwtErrorKind) -> Problem {
         JwtErrorKind::InvalidIssuer => Problem::Issuer,
         JwtErrorKind::InvalidAudience => Problem::Audience,
         JwtErrorKind::InvalidSignature => Problem::Signature,
+        JwtErrorKind::MissingRequiredClaim(claim) if claim == "aud" => Problem::Audience,
+        JwtErrorKind::MissingRequiredClaim(claim) if claim == "iss" => Problem::Issuer,
         // A missing claim, a wrong algorithm for the key, a payload that is not JSON.
         _ => Problem::Unreadable,
     }
@@ -169,6 +171,15 @@ fn problem_of(kind: &JwtErrorKind) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_claim_is_named_as_the_wrong_one_would_be() {
+        let missing = |c: &str| problem_of(&JwtErrorKind::MissingRequiredClaim(c.into()));
+        assert_eq!(
+            [missing("aud"), missing("iss"), missing("exp")],
+            [Problem::Audience, Problem::Issuer, Problem::Unreadable]
+        );
+    }
 
     #[test]
     fn scopes_as_the_uaa_and_as_oauth_servers_write_them() {
