@@ -55,8 +55,8 @@ pub struct ApiState {
     pub ctx: RunContext,
     /// The backup queue the worker runs.
     pub queue: Arc<Queue>,
-    /// The accepted bearer tokens.
-    pub tokens: Arc<auth::Tokens>,
+    /// What decides whether a request's token is accepted.
+    pub auth: Arc<auth::Auth>,
     /// The metrics samples.
     pub metrics: Arc<metrics::Ring>,
     /// The parachute's threshold and the disks past it.
@@ -76,7 +76,7 @@ impl ApiState {
             .api
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::Config, "api is not configured"))?;
-        let tokens = auth::Tokens::load(&api.bearer_tokens_file)
+        let auth = auth::Auth::load(api, instance_id)
             .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?;
         let ctx = RunContext::open(&config).await?;
         let parachute = Arc::new(metrics::Parachute::load(
@@ -87,7 +87,7 @@ impl ApiState {
             ctx,
             config: Arc::new(RwLock::new(config)),
             queue: Arc::default(),
-            tokens: Arc::new(tokens),
+            auth: Arc::new(auth),
             metrics: Arc::default(),
             parachute,
             restoring: Arc::default(),
@@ -181,7 +181,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     sampler: tokio::task::JoinHandle<()>,
     /// The accepted tokens, to reread on SIGHUP.
-    pub tokens: Arc<auth::Tokens>,
+    pub auth: Arc<auth::Auth>,
 }
 
 impl Server {
@@ -231,8 +231,8 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
 
 /// Starts the API on `api.listen` (TLS when `api.tls` is set), and the metrics sampler.
 pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
-    let tokens = Arc::new(
-        auth::Tokens::load(&api.bearer_tokens_file)
+    let auth = Arc::new(
+        auth::Auth::load(api, &state_parts.instance_id)
             .map_err(|e| Error::new(ErrorKind::Config, format!("api: {e}")))?,
     );
     let addr = tokio::net::lookup_host(&api.listen)
@@ -265,7 +265,7 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         config: state_parts.config,
         ctx: state_parts.ctx,
         queue: state_parts.queue,
-        tokens: tokens.clone(),
+        auth: auth.clone(),
         metrics: ring.clone(),
         parachute,
         restoring: Arc::new(AsyncMutex::new(())),
@@ -304,7 +304,7 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         shutdown,
         task,
         sampler,
-        tokens,
+        auth,
     })
 }
 

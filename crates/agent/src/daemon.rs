@@ -122,8 +122,8 @@ pub async fn serve(
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .api
                         .as_ref()
-                        .map(|a| a.bearer_tokens_file.clone());
-                    api.tokens.reload(file.as_deref());
+                        .and_then(|a| a.bearer_tokens_file.clone());
+                    api.auth.reload(file.as_deref());
                 }
             }
         }

@@ -533,6 +533,34 @@ fn a_bad_key_or_api_without_tokens_fails_to_render_without_quoting_secrets() {
 }
 
 #[test]
+fn platform_tokens_render_without_static_ones() {
+    let manifest = without("local", "").replace(
+        "service-backup:\n",
+        "service-backup:\n  api:\n    listen: 127.0.0.1:8443\n    uaa:\n      \
+         token_keys_url: https://uaa.sys.example.com/token_keys\n      \
+         issuer: https://uaa.sys.example.com/oauth/token\n    cloud_controller:\n      \
+         url: https://api.sys.example.com\n      cache_seconds: 10\n",
+    );
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    let config = rendered.config();
+    assert_eq!(
+        get(&config, "api.uaa.issuer"),
+        "https://uaa.sys.example.com/oauth/token"
+    );
+    assert_eq!(
+        get(&config, "api.cloud_controller.url"),
+        "https://api.sys.example.com"
+    );
+    assert_eq!(get(&config, "api.cloud_controller.cache_seconds"), 10);
+    assert!(
+        get(&config, "api.bearer_tokens_file").is_null(),
+        "{config:?}"
+    );
+}
+
+#[test]
 fn the_original_release_fixtures_render_as_properties_and_validate() {
     let mut seen = 0;
     for entry in std::fs::read_dir(config_fixtures()).unwrap() {

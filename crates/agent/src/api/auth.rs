@@ -2,14 +2,32 @@
 //! in constant time. Only SHA-256 digests of the tokens are kept (the file's text is wiped
 //! once hashed, so that a core or swapped page holds no token); no token is ever logged.
 //! A tokens file that others may read or write is refused, at start and on SIGHUP.
+//!
+//! Beside them (`api.uaa`), the platform's JWTs: verified by [`jwt`] against the issuer's
+//! published keys ([`keys`]), then authorized by the Cloud Controller ([`permissions`],
+//! when `api.cloud_controller` is set) or by the required scopes. Static tokens are
+//! compared first, so that they keep working when the issuer is down.
+
+pub mod jwt;
+pub mod keys;
+pub mod permissions;
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::http::StatusCode;
 
 use sha2::{Digest as _, Sha256};
 
+use super::ApiError;
+use crate::config::ApiConfig;
 use crate::config::file_mode::read_secret_file;
+use permissions::{Permission, Permissions};
 use subtle::ConstantTimeEq as _;
+
+/// The longest a request waits for the token issuer or the Cloud Controller (each).
+pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The accepted tokens, as digests.
 #[derive(Debug)]
@@ -102,6 +120,12 @@ pub enum Refusal {
     Malformed,
     /// The token is not accepted.
     Wrong,
+    /// A platform JWT that is not valid.
+    Jwt(jwt::Problem),
+    /// A valid platform token whose user may not manage this instance.
+    Forbidden,
+    /// The Cloud Controller could not be asked.
+    PermissionsUnavailable,
 }
 
 impl Refusal {
@@ -113,12 +137,117 @@ impl Refusal {
             }
             Self::Malformed => "the Authorization header must be `Bearer <token>`",
             Self::Wrong => "the bearer token is not valid",
+            Self::Jwt(problem) => problem.description(),
+            Self::Forbidden => {
+                "the token's user may not manage this service instance (a SpaceDeveloper of \
+                 its space may)"
+            }
+            Self::PermissionsUnavailable => {
+                "the platform's Cloud Controller cannot be asked about permissions now; try \
+                 again later"
+            }
+        }
+    }
+
+    /// The error answer: 401, 403, or 503 when the platform could not be asked.
+    pub fn into_api_error(self) -> ApiError {
+        let (status, word) = match self {
+            Self::Forbidden | Self::Jwt(jwt::Problem::Scope) => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
+            Self::Jwt(jwt::Problem::KeysUnavailable) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "tokenKeysUnavailable")
+            }
+            Self::PermissionsUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "permissionsUnavailable")
+            }
+            _ => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        ApiError::Error(status, word, self.description().to_string())
+    }
+}
+
+/// Everything that decides whether a request's token is accepted.
+pub struct Auth {
+    /// The static tokens of `api.bearer_tokens_file`, when configured.
+    pub tokens: Option<Tokens>,
+    jwt: Option<jwt::Verifier>,
+    permissions: Option<Permissions>,
+}
+
+impl Auth {
+    /// The checks `api` configures, for the instance `instance_id`.
+    pub fn load(api: &ApiConfig, instance_id: &str) -> Result<Self, String> {
+        let tokens = api
+            .bearer_tokens_file
+            .as_deref()
+            .map(Tokens::load)
+            .transpose()?;
+        let jwt = match &api.uaa {
+            Some(uaa) => Some(jwt::Verifier::new(
+                uaa.clone(),
+                platform_client(uaa.ca_cert.as_deref(), "api.uaa")?,
+            )),
+            None => None,
+        };
+        let permissions = match &api.cloud_controller {
+            Some(cc) => Some(Permissions::new(
+                cc,
+                instance_id,
+                platform_client(cc.ca_cert.as_deref(), "api.cloud_controller")?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            tokens,
+            jwt,
+            permissions,
+        })
+    }
+
+    /// Rereads the static tokens (see [`Tokens::reload`]), when there are some.
+    pub fn reload(&self, path: Option<&Path>) {
+        if let Some(tokens) = &self.tokens {
+            tokens.reload(path);
         }
     }
 }
 
-/// Checks an `Authorization` header value (scheme word in any case).
-pub fn check(tokens: &Tokens, header: Option<&[u8]>) -> Result<(), Refusal> {
+/// The HTTP client for the issuer or the Cloud Controller (`what`): bounded in time, no
+/// redirects (a token is sent along), trusting `ca_cert` beside the public roots.
+fn platform_client(ca_cert: Option<&str>, what: &str) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(PLATFORM_TIMEOUT)
+        .timeout(PLATFORM_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_cert {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("{what}.ca_cert is not a usable PEM certificate: {e}"))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot make the HTTP client of {what}: {e}"))
+}
+
+/// An HTTP client's error with its causes (a TLS or DNS failure is only named there), the
+/// URL left out.
+pub fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The token of an `Authorization` header value (scheme word in any case).
+fn bearer(header: Option<&[u8]>) -> Result<&str, Refusal> {
     let header = header.ok_or(Refusal::Missing)?;
     let header = std::str::from_utf8(header).map_err(|_| Refusal::Malformed)?;
     let (scheme, token) = header
@@ -129,10 +258,28 @@ pub fn check(tokens: &Tokens, header: Option<&[u8]>) -> Result<(), Refusal> {
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(Refusal::Malformed);
     }
-    if tokens.accepts(token) {
-        Ok(())
-    } else {
-        Err(Refusal::Wrong)
+    Ok(token)
+}
+
+/// Checks an `Authorization` header value: a static token, else a platform JWT and its
+/// user's permission.
+pub async fn check(auth: &Auth, header: Option<&[u8]>) -> Result<(), Refusal> {
+    let token = bearer(header)?;
+    if auth.tokens.as_ref().is_some_and(|t| t.accepts(token)) {
+        return Ok(());
+    }
+    let Some(verifier) = &auth.jwt else {
+        return Err(Refusal::Wrong);
+    };
+    verifier.verify(token).await.map_err(Refusal::Jwt)?;
+    match &auth.permissions {
+        None => Ok(()),
+        Some(permissions) => match permissions.of(token).await {
+            Permission::Manage => Ok(()),
+            Permission::Denied => Err(Refusal::Forbidden),
+            Permission::Unauthenticated => Err(Refusal::Wrong),
+            Permission::Unavailable => Err(Refusal::PermissionsUnavailable),
+        },
     }
 }
 
@@ -148,6 +295,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let tokens = Tokens::load(&file).unwrap();
+        let check = |tokens: &Tokens, header: Option<&[u8]>| -> Result<(), Refusal> {
+            let token = bearer(header)?;
+            if tokens.accepts(token) {
+                Ok(())
+            } else {
+                Err(Refusal::Wrong)
+            }
+        };
         assert_eq!(check(&tokens, Some(b"Bearer alpha")), Ok(()));
         assert_eq!(check(&tokens, Some(b"bearer beta")), Ok(()));
         assert_eq!(check(&tokens, Some(b"BEARER  alpha ")), Ok(()));

@@ -106,14 +106,9 @@ async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Respo
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if let Err(refusal) = auth::check(&state.tokens, header) {
+    if let Err(refusal) = auth::check(&state.auth, header).await {
         tracing::info!(path = %req.uri().path(), reason = ?refusal, "API request refused");
-        return ApiError::Error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            refusal.description().to_string(),
-        )
-        .into_response();
+        return refusal.into_api_error().into_response();
     }
     if let Some(problem) = request::path_problem(req.uri().path()) {
         return ApiError::Error(StatusCode::BAD_REQUEST, "invalidPath", problem.to_string())

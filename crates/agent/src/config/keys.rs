@@ -104,7 +104,24 @@ pub(super) const API: &[&str] = &[
     "allow_plaintext",
     "max_connections",
     "metrics",
+    "uaa",
+    "cloud_controller",
 ];
+
+/// `api.uaa`.
+pub(super) const API_UAA: &[&str] = &[
+    "jwks_url",
+    "token_keys_url",
+    "issuer",
+    "audience",
+    "required_scopes",
+    "leeway_seconds",
+    "ca_cert",
+];
+
+/// `api.cloud_controller`.
+pub(super) const API_CLOUD_CONTROLLER: &[&str] =
+    &["url", "service_instance_guid", "cache_seconds", "ca_cert"];
 
 /// `api.tls`.
 pub(super) const API_TLS: &[&str] = &["cert_file", "key_file"];

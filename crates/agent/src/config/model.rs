@@ -234,8 +234,12 @@ pub struct RestoreConfig {
 pub struct ApiConfig {
     /// The address and port to listen on, such as `127.0.0.1:8443`.
     pub listen: String,
-    /// The file of accepted bearer tokens, one a line.
-    pub bearer_tokens_file: PathBuf,
+    /// The file of accepted bearer tokens, one a line (optional when `uaa` is set).
+    pub bearer_tokens_file: Option<PathBuf>,
+    /// The platform's token issuer, whose JWTs are accepted beside the static tokens.
+    pub uaa: Option<UaaConfig>,
+    /// The platform's Cloud Controller, which decides who may manage the instance.
+    pub cloud_controller: Option<CloudControllerConfig>,
     /// TLS, if set; otherwise plain HTTP.
     pub tls: Option<TlsConfig>,
     /// Plain HTTP on an address that is not loopback is accepted (and logged as an error).
@@ -246,6 +250,43 @@ pub struct ApiConfig {
     /// What `GET /metrics` reports under which names.
     pub metrics: MetricsConfig,
 }
+
+/// The platform's token issuer (`api.uaa`): whose JWTs the API accepts.
+#[derive(Clone, Debug)]
+pub struct UaaConfig {
+    /// Where the signing keys are published (`jwks_url`, or the UAA's `token_keys_url`).
+    pub keys_url: String,
+    /// The `iss` claim a token must carry.
+    pub issuer: String,
+    /// The `aud` a token must include, when set.
+    pub audience: Option<String>,
+    /// Scopes a token must carry, all of them.
+    pub required_scopes: Vec<String>,
+    /// Seconds of clock difference allowed on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// PEM of a private CA trusted for `keys_url`, beside the public roots.
+    pub ca_cert: Option<String>,
+}
+
+/// The default of `api.uaa.leeway_seconds`.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
+
+/// The platform's Cloud Controller (`api.cloud_controller`): asked whether a token's user
+/// may manage the service instance.
+#[derive(Clone, Debug)]
+pub struct CloudControllerConfig {
+    /// The API's base URL, such as `https://api.example.com`.
+    pub url: String,
+    /// The service instance guid asked about, when it is not the agent's instance id.
+    pub service_instance_guid: Option<String>,
+    /// Seconds an answer is kept per token.
+    pub cache_seconds: u64,
+    /// PEM of a private CA trusted for `url`, beside the public roots.
+    pub ca_cert: Option<String>,
+}
+
+/// The default of `api.cloud_controller.cache_seconds`.
+pub const DEFAULT_PERMISSION_CACHE_SECONDS: u64 = 30;
 
 impl ApiConfig {
     /// The warning for plain HTTP on an address other machines reach (only with

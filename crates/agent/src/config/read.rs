@@ -18,6 +18,8 @@ use super::model::{
 use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
 use crate::schedule::Schedule;
 
+mod platform;
+
 /// Parses and validates `yaml`, adding its problems to `problems` (those of the file
 /// itself); relative key and API files resolve against `base`.
 pub(super) fn from_text(
@@ -260,7 +262,13 @@ fn restore(top: &Section<'_>, problems: &mut Problems) -> RestoreConfig {
 
 fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Option<ApiConfig> {
     let api = top.section("api", keys::API, problems)?;
-    let missing = api.missing(&["listen", "bearer_tokens_file"]);
+    // The static tokens may give way to the platform's (api.uaa), not to nothing.
+    let required: &[&'static str] = if api.has("uaa") {
+        &["listen"]
+    } else {
+        &["listen", "bearer_tokens_file"]
+    };
+    let missing = api.missing(required);
     if !missing.is_empty() {
         problems.push(format!("Missing values for api: {}", missing.join(", ")));
     }
@@ -313,9 +321,13 @@ fn api(top: &Section<'_>, base: Option<&Path>, problems: &mut Problems) -> Optio
         .section("metrics", keys::API_METRICS, problems)
         .map(|m| metrics(&m, problems))
         .unwrap_or_default();
+    let uaa = platform::uaa(&api, problems);
+    let cloud_controller = platform::cloud_controller(&api, problems);
     Some(ApiConfig {
         listen: listen?,
-        bearer_tokens_file: bearer_tokens_file?,
+        bearer_tokens_file,
+        uaa,
+        cloud_controller,
         tls,
         allow_plaintext,
         max_connections,

@@ -1,4 +1,5 @@
 mod every_key;
+mod platform;
 mod problems;
 mod retention;
 mod unknown_keys;
@@ -294,7 +295,7 @@ exit_if_in_progress: 'yes'
     );
     let api = config.api.expect("api");
     assert_eq!(api.listen, "[::1]:8443");
-    assert_eq!(api.bearer_tokens_file, Path::new("tokens"));
+    assert_eq!(api.bearer_tokens_file.as_deref(), Some(Path::new("tokens")));
     let tls = api.tls.expect("tls");
     assert_eq!(
         (tls.cert_file.as_path(), tls.key_file.as_path()),
@@ -315,7 +316,7 @@ fn api_files_resolve_against_the_config_directory() {
     let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config.api.expect("api").bearer_tokens_file,
-        dir.path().join("tokens")
+        Some(dir.path().join("tokens"))
     );
     // Original keys keep their meaning: relative to the working directory.
     assert_eq!(config.source_folder.as_deref(), Some(Path::new("rel")));

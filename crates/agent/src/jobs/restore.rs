@@ -82,10 +82,9 @@ pub fn check_target(config: &Config, target: &Path) -> Result<()> {
         }
     }
     if let Some(api) = &config.api {
-        own.push((
-            "the API's bearer tokens file".to_string(),
-            api.bearer_tokens_file.clone(),
-        ));
+        if let Some(file) = &api.bearer_tokens_file {
+            own.push(("the API's bearer tokens file".to_string(), file.clone()));
+        }
         if let Some(tls) = &api.tls {
             own.push((
                 "the API's TLS certificate".to_string(),

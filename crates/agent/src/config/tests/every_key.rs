@@ -100,6 +100,19 @@ fn the_fixture_holds_every_known_key() {
         keys::API_METRICS,
         &keys_of(in_api("metrics")),
     ));
+    // `token_keys_url` cannot stand beside `jwks_url` (the same keys): the config tests
+    // cover it.
+    let uaa: Vec<&str> = keys::API_UAA
+        .iter()
+        .copied()
+        .filter(|k| *k != "token_keys_url")
+        .collect();
+    missing.extend(lacking("api.uaa.", &uaa, &keys_of(in_api("uaa"))));
+    missing.extend(lacking(
+        "api.cloud_controller.",
+        keys::API_CLOUD_CONTROLLER,
+        &keys_of(in_api("cloud_controller")),
+    ));
     missing.extend(lacking_in_shape("alerts.", &keys::ALERTS, get("alerts")));
     assert!(missing.is_empty(), "the fixture lacks {missing:?}");
 }

@@ -38,7 +38,7 @@ fn the_typos_of_the_issue_are_each_refused_with_their_path() {
         (
             "api: {listen: '127.0.0.1:1', bearer_tokens_file: t, tls_cert: /c.pem}\n",
             "unknown key api.tls_cert; the keys here are listen, bearer_tokens_file, tls, \
-             allow_plaintext, max_connections, metrics",
+             allow_plaintext, max_connections, metrics, uaa, cloud_controller",
         ),
         (
             "api: {listen: '127.0.0.1:1', bearer_tokens_file: t, tls: {cert_file: c, key_file: k, ca_file: x}}\n",
