@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod request;
 mod routes;
 mod serve;
+pub mod session;
+mod web;
 
 pub use routes::router;
 
@@ -63,6 +65,8 @@ pub struct ApiState {
     pub restoring: Arc<AsyncMutex<()>>,
     /// The instance id served.
     pub instance_id: String,
+    /// The dashboard sessions (cookies).
+    pub sessions: Arc<session::Sessions>,
 }
 
 impl ApiState {
@@ -84,6 +88,7 @@ impl ApiState {
             metrics: Arc::default(),
             restoring: Arc::default(),
             instance_id: instance_id.to_string(),
+            sessions: Arc::default(),
         })
     }
 
@@ -257,6 +262,7 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         metrics: ring.clone(),
         restoring: Arc::new(AsyncMutex::new(())),
         instance_id: state_parts.instance_id,
+        sessions: Arc::default(),
     };
     let tls = match &api.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(
