@@ -32,7 +32,7 @@ function bytes(n) {
 
 function seconds(s) {
   if (s === null || s === undefined) return "";
-  return s < 60 ? Number(s).toFixed(1) + " s" : Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
+  return s < 1 ? Number(s).toFixed(2) + " s" : s < 60 ? Number(s).toFixed(1) + " s" : Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
 }
 
 function setStatus(text, error) {
@@ -172,7 +172,7 @@ function askRestore(id) {
   dialog.onclose = async () => {
     if (dialog.returnValue !== "restore") { setStatus("Restore cancelled."); return; }
     try {
-      const r = await call("POST", base + "/backups/restore", { backup_id: Number(id) });
+      const r = await call("POST", base + "/backups/restore", { instance_id: $("instance-id").textContent, backup_id: Number(id) });
       setStatus("Restore " + r.restore_id + " of backup " + id + " started.");
     } catch (e) {
       if (e.message !== "signed out") setStatus("The restore could not be started: " + e.message, true);
@@ -246,7 +246,7 @@ function drawBackupChart(backups) {
   const step = (W - L - 40) / done.length;
   let inner = '<line x1="' + L + '" y1="' + (H - B) + '" x2="' + (W - 40) + '" y2="' + (H - B) + '" stroke="#999"/>';
   inner += '<text x="2" y="12">' + esc(seconds(maxD)) + "</text>";
-  inner += '<text x="' + (W - 38) + '" y="12">' + esc(bytes(maxS)) + "</text>";
+  inner += '<text x="' + (W - 2) + '" y="12" text-anchor="end">' + esc(bytes(maxS)) + "</text>";
   const sizePts = [];
   done.forEach((t, i) => {
     const h = (t.duration_in_seconds / maxD) * (H - B - 20);
