@@ -3,7 +3,9 @@
 //!
 //! Routes are served at the root and under `/service-instances/{instance_id}` (backups) and
 //! `/v1/instances/{instance_id}` (metrics); another instance id gets 404. Every route but
-//! `GET /health` needs `Authorization: Bearer <token>`. Errors are JSON:
+//! `GET /health` needs `Authorization: Bearer <token>` or the cookie of a dashboard session
+//! (opened at the dashboard root, which also serves the web page: see `web` and
+//! [`session`]). Errors are JSON:
 //! `{"error": "camelCaseWord", "description": "..."}`, or `{"msg": "..."}` for the 412s of
 //! the dashboard API.
 
