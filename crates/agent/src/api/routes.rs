@@ -65,7 +65,8 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Checks the bearer token, then the instance id of a prefixed path.
+/// Checks the bearer token (or the dashboard session cookie), then the instance id of a
+/// prefixed path.
 async fn guard(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     // Without `Authorization`, the dashboard's session cookie may authenticate.
     let by_cookie = match web::cookie_session(&state, &mut req) {
