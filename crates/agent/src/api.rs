@@ -3,7 +3,9 @@
 //!
 //! Routes are served at the root and under `/service-instances/{instance_id}` (backups) and
 //! `/v1/instances/{instance_id}` (metrics); another instance id gets 412. Every route but
-//! `GET /health` needs `Authorization: Bearer <token>`. Errors are JSON:
+//! `GET /health` needs `Authorization: Bearer <token>` or the cookie of a dashboard session
+//! (opened at the dashboard root, which also serves the web page: see `web` and
+//! [`session`]). Errors are JSON:
 //! `{"error": "camelCaseWord", "description": "..."}`, or `{"msg": "..."}` for the 412s of
 //! the dashboard API.
 
@@ -12,6 +14,8 @@ pub mod metrics;
 pub mod request;
 mod routes;
 mod serve;
+pub mod session;
+mod web;
 
 pub use routes::router;
 
@@ -65,6 +69,8 @@ pub struct ApiState {
     pub restoring: Arc<AsyncMutex<()>>,
     /// The instance id served.
     pub instance_id: String,
+    /// The dashboard sessions (cookies).
+    pub sessions: Arc<session::Sessions>,
 }
 
 impl ApiState {
@@ -92,6 +98,7 @@ impl ApiState {
             parachute,
             restoring: Arc::default(),
             instance_id: instance_id.to_string(),
+            sessions: Arc::default(),
         })
     }
 
@@ -270,6 +277,7 @@ pub async fn start(api: &ApiConfig, state_parts: StateParts) -> Result<Server> {
         parachute,
         restoring: Arc::new(AsyncMutex::new(())),
         instance_id: state_parts.instance_id,
+        sessions: Arc::default(),
     };
     let tls = match &api.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(

@@ -90,6 +90,11 @@ enum Auth {
     Header(&'static str),
     /// The daemon's token under this scheme word.
     Scheme(&'static str),
+    /// No header; the cookie of a session just opened by the dashboard root, and this
+    /// `X-CSRF-Token` (none when `None`).
+    Session(Option<&'static str>),
+    /// No header; this `sb_session` cookie as it is.
+    Cookie(&'static str),
 }
 
 /// An API row's input: a request.
@@ -247,6 +252,15 @@ const ROWS: &[Row] = &[
     row("API wrong method without a token", api("DELETE", "/backups/{id}/download", Auth::Missing, None, b""), 401, &["unauthorized"]),
     row("API unknown path", api("GET", "/backup", Auth::Good, None, b""), 404, &["notFound", "no such route"]),
     row("API unknown path without a token", api("POST", "/backups/{id}/restore", Auth::Missing, FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized"]),
+    // Dashboard sessions (cookie authentication). A session id this daemon never issued is
+    // what another agent's cookie is to it (sessions live in each agent's memory); an
+    // expired cookie is a row of `src/api/web/tests.rs`, where the lifetime is injected.
+    row("API cookie from another agent", api("GET", "/backups", Auth::Cookie("q7Yb0cXvM2sPp9kLwE4rT1uZ8nA5dF6gH3jK0lQ2xWc"), None, b""), 401, &["unauthorized", "session cookie is unknown"]),
+    row("API cookie from another agent for a restore", api("POST", "/backups/restore", Auth::Cookie("q7Yb0cXvM2sPp9kLwE4rT1uZ8nA5dF6gH3jK0lQ2xWc"), FORM, b"instance_id=inst-1&backup_id={id}"), 401, &["unauthorized", "session cookie is unknown"]),
+    row("API POST with a cookie and no CSRF token", api("POST", "/backups", Auth::Session(None), JSON, b"{}"), 403, &["csrfTokenMissing", "X-CSRF-Token"]),
+    row("API restore with a cookie and no CSRF token", api("POST", "/backups/restore", Auth::Session(None), FORM, b"instance_id=inst-1&backup_id={id}"), 403, &["csrfTokenMissing"]),
+    row("API POST with a cookie and a wrong CSRF token", api("POST", "/backups", Auth::Session(Some("not-the-token")), JSON, b"{}"), 403, &["csrfTokenInvalid"]),
+    row("API cookie for another instance's path", api("GET", "/service-instances/other/backups", Auth::Session(None), None, b""), 404, &["instanceNotFound"]),
     row("API bad metrics quantity", api("GET", "/metrics?quantity=-1", Auth::Good, None, b""), 400, &["invalidQuantity"]),
     row("API parachute threshold -1", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": -1}"), 400, &["invalidThreshold", "max_disk_threshold must be a whole number from 0 (off) to 100"]),
     row("API parachute threshold 101", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": 101}"), 400, &["invalidThreshold", "from 0 (off) to 100"]),
@@ -700,6 +714,8 @@ struct ApiAgent {
 /// What the daemon answered: the status and the body.
 struct Answer {
     status: u16,
+    /// The status line and headers.
+    head: String,
     body: String,
 }
 
@@ -793,6 +809,7 @@ impl ApiAgent {
             .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
         Ok(Answer {
             status,
+            head: head.to_string(),
             body: body.to_string(),
         })
     }
@@ -804,6 +821,25 @@ impl ApiAgent {
             .unwrap();
         assert_eq!(answer.status, 200, "{}", answer.body);
         answer.body
+    }
+
+    /// Opens a dashboard session with the token: its `Cookie` header value.
+    fn session(&self) -> String {
+        let answer = self
+            .try_request(
+                "GET",
+                "/service-instances/inst-1/",
+                &[Self::bearer(), ("Accept", "application/json".to_string())],
+                b"",
+            )
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let cookie = answer
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap_or_else(|| panic!("no cookie in {}", answer.head));
+        cookie.split(';').next().unwrap().to_string()
     }
 
     fn bearer() -> (&'static str, String) {
@@ -839,6 +875,13 @@ impl ApiAgent {
                 "Authorization",
                 format!("{scheme} {TOKEN}").trim().to_string(),
             )),
+            Auth::Session(csrf) => {
+                headers.push(("Cookie", self.session()));
+                if let Some(c) = csrf {
+                    headers.push(("X-CSRF-Token", c.to_string()));
+                }
+            }
+            Auth::Cookie(value) => headers.push(("Cookie", format!("sb_session={value}"))),
         }
         if let Some(ct) = content_type {
             headers.push(("Content-Type", ct.to_string()));

@@ -18,7 +18,7 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, blocking};
 use tower_http::timeout::TimeoutLayer;
 
-use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request};
+use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request, web};
 use crate::destinations;
 use crate::jobs::restore::{self as restoring, RestorePlan};
 use crate::lock;
@@ -65,6 +65,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.yaml", get(openapi))
         .nest("/service-instances/{instance_id}", backups)
         .nest("/v1/instances/{instance_id}", metrics)
+        .route("/service-instances/{instance_id}", get(web::root))
+        .route("/service-instances/{instance_id}/", get(web::root))
         // Before the guard, so that an unknown path or method without a valid token gets
         // 401 like any other request: the API does not tell strangers what it serves.
         .fallback(not_found)
@@ -99,15 +101,30 @@ async fn collapse_slashes(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Checks the bearer token, then the path (400 for its tricks), then the instance id of a
-/// prefixed path (412 `{"msg"}` for another instance, as the dashboard API answers).
-async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+/// Checks the bearer token (or the dashboard session cookie), then the path (400 for its
+/// tricks), then the instance id of a prefixed path (412 `{"msg"}` for another instance, as
+/// the dashboard API answers).
+async fn guard(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    // Without `Authorization`, the dashboard's session cookie may authenticate.
+    let by_cookie = match web::cookie_session(&state, &mut req) {
+        Ok(by_cookie) => by_cookie,
+        Err(answer) => return *answer,
+    };
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if let Err(refusal) = auth::check(&state.auth, header).await {
+    let checked = if by_cookie {
+        Ok(())
+    } else {
+        auth::check(&state.auth, header).await
+    };
+    if let Err(refusal) = checked {
         tracing::info!(path = %req.uri().path(), reason = ?refusal, "API request refused");
+        // A browser opening the dashboard gets the page, which asks for a token.
+        if web::wants_page(&req) {
+            return web::page();
+        }
         return refusal.into_api_error().into_response();
     }
     if let Some(problem) = request::path_problem(req.uri().path()) {

@@ -1,0 +1,353 @@
+//! Dashboard sessions: a GET of the dashboard root with a valid `Authorization` header
+//! opens one and sets its cookie, as the dashboard's documented `curl --cookie-jar` calls
+//! and a browser expect; later requests may authenticate by the cookie instead.
+//!
+//! A session is an opaque random id (only its SHA-256 digest is kept), bound to the
+//! instance id it was opened for, with a CSRF token that a state-changing request
+//! authenticated by the cookie must echo in `X-CSRF-Token`. Sessions live in memory: a
+//! restart signs everyone out, their number is bounded (the oldest is dropped first), and
+//! each expires after its lifetime.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// The cookie's name.
+pub const COOKIE: &str = "sb_session";
+
+/// The header that carries the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How long a session lives: the cookie's `Max-Age`.
+pub const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How many sessions are kept at most.
+pub const MAX_SESSIONS: usize = 1000;
+
+/// A session just opened: what the client gets.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The cookie's value.
+    pub id: String,
+    /// The token state-changing requests must carry.
+    pub csrf_token: String,
+    /// When the session ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A known session, as a request authenticated by it sees it.
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// The session's CSRF token.
+    pub csrf_token: String,
+    /// When the session ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a cookie does not authenticate a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No session has this id (never opened, dropped, opened by another agent, or the
+    /// agent restarted).
+    Unknown,
+    /// The session's lifetime is over.
+    Expired,
+    /// The session was opened for another service instance.
+    OtherInstance,
+    /// A state-changing request without `X-CSRF-Token`.
+    CsrfMissing,
+    /// A state-changing request whose `X-CSRF-Token` is not the session's.
+    CsrfInvalid,
+}
+
+impl Refusal {
+    /// The error word of the answer.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unknown | Self::Expired | Self::OtherInstance => "unauthorized",
+            Self::CsrfMissing => "csrfTokenMissing",
+            Self::CsrfInvalid => "csrfTokenInvalid",
+        }
+    }
+
+    /// Whether the answer is 403 (the session is valid, the request is not) rather than 401.
+    pub fn is_forbidden(self) -> bool {
+        matches!(self, Self::CsrfMissing | Self::CsrfInvalid)
+    }
+
+    /// What the answer says.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Unknown => {
+                "the session cookie is unknown (the agent may have restarted); sign in again with a token"
+            }
+            Self::Expired => "the session has expired; sign in again with a token",
+            Self::OtherInstance => {
+                "the session cookie was issued for another service instance; sign in again with a token"
+            }
+            Self::CsrfMissing => {
+                "a request authenticated by the session cookie that changes something needs the X-CSRF-Token header"
+            }
+            Self::CsrfInvalid => "the X-CSRF-Token header is not this session's token",
+        }
+    }
+}
+
+struct Entry {
+    instance: String,
+    csrf_token: String,
+    opened: Instant,
+    expires: Instant,
+    expires_at: DateTime<Utc>,
+}
+
+/// The open sessions.
+pub struct Sessions {
+    lifetime: Duration,
+    max: usize,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(LIFETIME, MAX_SESSIONS)
+    }
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("lifetime", &self.lifetime)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// 32 random bytes as URL-safe base64.
+fn random_word() -> String {
+    let mut bytes = [0u8; 32];
+    // Without randomness no session can be safe: fail loudly rather than hand out guessable ids.
+    getrandom::fill(&mut bytes).expect("the system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn digest(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+impl Sessions {
+    /// Sessions that last `lifetime`, at most `max` of them.
+    pub fn new(lifetime: Duration, max: usize) -> Self {
+        Self {
+            lifetime,
+            max: max.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lifetime of a session.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a session for `instance`, dropping expired ones and, at the cap, the oldest.
+    pub fn open(&self, instance: &str) -> Opened {
+        let id = random_word();
+        let csrf_token = random_word();
+        let now = Instant::now();
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::MAX);
+        let mut entries = self.entries();
+        entries.retain(|_, e| e.expires > now);
+        while entries.len() >= self.max {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.opened)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        entries.insert(
+            digest(&id),
+            Entry {
+                instance: instance.to_string(),
+                csrf_token: csrf_token.clone(),
+                opened: now,
+                expires: now + self.lifetime,
+                expires_at,
+            },
+        );
+        Opened {
+            id,
+            csrf_token,
+            expires_at,
+        }
+    }
+
+    /// The session `id` if it is open for `instance`; a state-changing `method` must carry
+    /// its CSRF token.
+    pub fn check(
+        &self,
+        id: &str,
+        instance: &str,
+        method: &Method,
+        csrf: Option<&[u8]>,
+    ) -> Result<Known, Refusal> {
+        let key = digest(id);
+        let mut entries = self.entries();
+        let entry = entries.get(&key).ok_or(Refusal::Unknown)?;
+        if entry.expires <= Instant::now() {
+            entries.remove(&key);
+            return Err(Refusal::Expired);
+        }
+        if entry.instance != instance {
+            return Err(Refusal::OtherInstance);
+        }
+        if changes_state(method) {
+            let given = csrf.ok_or(Refusal::CsrfMissing)?;
+            if !bool::from(given.ct_eq(entry.csrf_token.as_bytes())) {
+                return Err(Refusal::CsrfInvalid);
+            }
+        }
+        Ok(Known {
+            csrf_token: entry.csrf_token.clone(),
+            expires_at: entry.expires_at,
+        })
+    }
+
+    /// The number of open sessions (expired ones included until the next open).
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether a request with `method` changes something (and so needs the CSRF token).
+pub fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The session id of the request's `Cookie` headers, if any.
+pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().trim_matches('"').to_string())
+}
+
+/// The `Set-Cookie` value of a session; `Secure` when the API is served over TLS.
+pub fn set_cookie(id: &str, lifetime: Duration, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        lifetime.as_secs()
+    );
+    // The id is base64url: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_bound_to_its_instance_and_lifetime() {
+        let s = Sessions::new(Duration::from_millis(50), 10);
+        let o = s.open("a");
+        assert!(s.check(&o.id, "a", &Method::GET, None).is_ok());
+        assert_eq!(
+            s.check(&o.id, "b", &Method::GET, None).unwrap_err(),
+            Refusal::OtherInstance
+        );
+        assert_eq!(
+            s.check("nope", "a", &Method::GET, None).unwrap_err(),
+            Refusal::Unknown
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            s.check(&o.id, "a", &Method::GET, None).unwrap_err(),
+            Refusal::Expired
+        );
+        assert_eq!(
+            s.check(&o.id, "a", &Method::GET, None).unwrap_err(),
+            Refusal::Unknown
+        );
+    }
+
+    #[test]
+    fn posts_need_the_csrf_token() {
+        let s = Sessions::default();
+        let o = s.open("a");
+        assert_eq!(
+            s.check(&o.id, "a", &Method::POST, None).unwrap_err(),
+            Refusal::CsrfMissing
+        );
+        assert_eq!(
+            s.check(&o.id, "a", &Method::DELETE, Some(b"x"))
+                .unwrap_err(),
+            Refusal::CsrfInvalid
+        );
+        assert!(
+            s.check(&o.id, "a", &Method::POST, Some(o.csrf_token.as_bytes()))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_oldest_session_is_dropped_at_the_cap() {
+        let s = Sessions::new(LIFETIME, 2);
+        let first = s.open("a");
+        let second = s.open("a");
+        let third = s.open("a");
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s.check(&first.id, "a", &Method::GET, None).unwrap_err(),
+            Refusal::Unknown
+        );
+        assert!(s.check(&second.id, "a", &Method::GET, None).is_ok());
+        assert!(s.check(&third.id, "a", &Method::GET, None).is_ok());
+    }
+
+    #[test]
+    fn the_cookie_is_read_among_others_and_set_with_its_attributes() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; sb_session=abc; b=2"),
+        );
+        assert_eq!(cookie_of(&h).as_deref(), Some("abc"));
+        assert_eq!(
+            set_cookie("abc", LIFETIME, true),
+            "sb_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure"
+        );
+        assert!(
+            !set_cookie("abc", LIFETIME, false)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+    }
+}
