@@ -260,7 +260,7 @@ const ROWS: &[Row] = &[
     row("API POST with a cookie and no CSRF token", api("POST", "/backups", Auth::Session(None), JSON, b"{}"), 403, &["csrfTokenMissing", "X-CSRF-Token"]),
     row("API restore with a cookie and no CSRF token", api("POST", "/backups/restore", Auth::Session(None), FORM, b"instance_id=inst-1&backup_id={id}"), 403, &["csrfTokenMissing"]),
     row("API POST with a cookie and a wrong CSRF token", api("POST", "/backups", Auth::Session(Some("not-the-token")), JSON, b"{}"), 403, &["csrfTokenInvalid"]),
-    row("API cookie for another instance's path", api("GET", "/service-instances/other/backups", Auth::Session(None), None, b""), 404, &["instanceNotFound"]),
+    row("API cookie for another instance's path", api("GET", "/service-instances/other/backups", Auth::Session(None), None, b""), 412, &["instance other does not exist here"]),
     row("API bad metrics quantity", api("GET", "/metrics?quantity=-1", Auth::Good, None, b""), 400, &["invalidQuantity"]),
     row("API parachute threshold -1", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": -1}"), 400, &["invalidThreshold", "max_disk_threshold must be a whole number from 0 (off) to 100"]),
     row("API parachute threshold 101", api("PUT", "/v1/instances/inst-1/metrics/parachute", Auth::Good, JSON, b"{\"max_disk_threshold\": 101}"), 400, &["invalidThreshold", "from 0 (off) to 100"]),
