@@ -173,6 +173,13 @@ pub(super) fn from_text(
 /// The largest configuration file read, in bytes.
 pub(super) const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
+/// The problem of a file over [`MAX_CONFIG_BYTES`].
+pub(super) fn too_long() -> String {
+    format!(
+        "the file is too long: a configuration file may be at most {MAX_CONFIG_BYTES} bytes (1 MiB)"
+    )
+}
+
 /// The deepest nesting of `[` and `{` read.
 pub(super) const MAX_FLOW_DEPTH: usize = 64;
 
@@ -183,10 +190,7 @@ pub(super) const MAX_FLOW_BRACKETS: usize = 4096;
 /// nesting of flow collections (`[[[[...`) before it gives up.
 fn too_big(yaml: &str) -> Option<String> {
     if yaml.len() > MAX_CONFIG_BYTES {
-        return Some(format!(
-            "the file is {} bytes long; a configuration file may be at most {MAX_CONFIG_BYTES} bytes (1 MiB)",
-            yaml.len()
-        ));
+        return Some(too_long());
     }
     // Brackets inside quoted text count too: a configuration has no reason to come near
     // either limit, and a count that skipped quotes could be fooled by them. The total

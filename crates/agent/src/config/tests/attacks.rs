@@ -148,6 +148,18 @@ fn deep_nesting_and_huge_files_are_refused_before_parsing() {
         got[0].contains("a configuration file may be at most 1048576 bytes (1 MiB)"),
         "{got:?}"
     );
+    // From a file, a huge one is refused without being read whole, even cut inside a
+    // character.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yml");
+    std::fs::write(&path, "é".repeat(4 * 1024 * 1024)).unwrap();
+    let err = super::super::load(&path).unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [
+            "Invalid config - the file is too long: a configuration file may be at most 1048576 bytes (1 MiB)."
+        ]
+    );
     assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     // A config under both limits still parses.
     let nested = format!(
