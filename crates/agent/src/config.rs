@@ -23,6 +23,7 @@ mod section;
 #[cfg(test)]
 mod tests;
 
+use std::io::Read as _;
 use std::path::Path;
 
 pub use error::ConfigError;
@@ -41,9 +42,19 @@ pub use service_backup_core::secret::Secret;
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let unreadable = |why: String| ConfigError::new(vec![why], DEFAULT_MISSING_PROPERTIES_MESSAGE);
-    let bytes = std::fs::read(path).map_err(|e| {
-        unreadable(service_backup_core::Error::io("read config file", path, e).to_string())
-    })?;
+    // One byte past the limit is enough to refuse the file: a huge one is not read whole.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(read::MAX_CONFIG_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| {
+            unreadable(service_backup_core::Error::io("read config file", path, e).to_string())
+        })?;
+    if bytes.len() > read::MAX_CONFIG_BYTES {
+        return Err(unreadable(read::too_long()));
+    }
     let text = String::from_utf8(bytes).map_err(|_| {
         unreadable(format!(
             "cannot read config file {}: it is not UTF-8 text",

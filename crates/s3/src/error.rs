@@ -206,7 +206,31 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         current = e.source();
     }
-    parts.join(": ")
+    without_url_secrets(&parts.join(": "))
+}
+
+/// `text` with the user info and the query of each URL in it left out: the SDK quotes
+/// the endpoint in some errors (`Custom endpoint `...` was not a valid URI`), and those
+/// parts may hold a password or a token.
+fn without_url_secrets(text: &str) -> String {
+    let ends_url = |c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | '<' | '>');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        let after = &rest[i + 3..];
+        let url_end = after.find(ends_url).unwrap_or(after.len());
+        let url = &after[..url_end];
+        // A password may hold `?` or `#` when it is quoted raw: the user info ends at the
+        // last `@` before the path.
+        let authority_end = url.find('/').unwrap_or(url.len());
+        let host_start = url[..authority_end].rfind('@').map_or(0, |at| at + 1);
+        let tail = &url[host_start..];
+        out.push_str(tail.split(['?', '#']).next().unwrap_or_default());
+        rest = &after[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_certificate_problem(reason: &str) -> bool {
@@ -218,6 +242,26 @@ fn is_certificate_problem(reason: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_sdk_errors_lose_their_user_info_and_query() {
+        assert_eq!(
+            without_url_secrets(
+                "Custom endpoint `http://u:SEKRITPASS@127.0.0.1:1/?token=SEKRITQ` was not a valid URI"
+            ),
+            "Custom endpoint `http://127.0.0.1:1/` was not a valid URI"
+        );
+        assert_eq!(
+            without_url_secrets("a http://h/p?x=1#f b https://k@h2 c"),
+            "a http://h/p b https://h2 c"
+        );
+        assert_eq!(without_url_secrets("no url: here"), "no url: here");
+        assert_eq!(
+            without_url_secrets("x http://u:p?w#d@h/k y"),
+            "x http://h/k y"
+        );
+        assert_eq!(without_url_secrets("odd ://@?"), "odd ://");
+    }
 
     const REQ: Request<'static> = Request {
         bucket: "b",

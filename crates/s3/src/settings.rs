@@ -69,9 +69,11 @@ impl S3Settings {
             .unwrap_or(DEFAULT_REGION)
     }
 
-    /// The endpoint without any user information it may carry, for messages.
+    /// The endpoint without any user information or query it may carry, for messages.
     pub(crate) fn endpoint_for_messages(&self) -> Option<String> {
-        self.endpoint_url.as_deref().map(strip_userinfo)
+        self.endpoint_url
+            .as_deref()
+            .map(|url| without_query(&strip_userinfo(url)))
     }
 }
 
@@ -86,6 +88,11 @@ fn strip_userinfo(url: &str) -> String {
         Some(at) => format!("{scheme}{}", &rest[at + 1..]),
         None => url.to_string(),
     }
+}
+
+/// `url` without its query and fragment.
+fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_string()
 }
 
 impl fmt::Debug for S3Settings {
@@ -134,5 +141,9 @@ mod tests {
         assert_eq!(strip_userinfo("http://a:b@h:1/p@x"), "http://h:1/p@x");
         assert_eq!(strip_userinfo("http://h:1"), "http://h:1");
         assert_eq!(strip_userinfo("h@x"), "x");
+        assert_eq!(
+            without_query(&strip_userinfo("http://u:p?w@h:1/p?token=t#f")),
+            "http://h:1/p"
+        );
     }
 }

@@ -331,6 +331,21 @@ fn endpoint(c: &Section<'_>, key: &str, problems: &mut Problems) -> Option<Strin
         ));
         return None;
     }
+    if host.contains('@') {
+        problems.push(format!(
+            "{} must not hold a user name or password (user@host): the destination's \
+             credentials have their own keys",
+            c.name(key)
+        ));
+        return None;
+    }
+    if url.contains('?') || url.contains('#') {
+        problems.push(format!(
+            "{} must not have a query or fragment (?... or #...)",
+            c.name(key)
+        ));
+        return None;
+    }
     if host.is_empty() || url.chars().any(char::is_whitespace) {
         problems.push(format!(
             "{} must be a URL with a host name, such as https://s3.example.com",

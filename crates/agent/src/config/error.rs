@@ -30,9 +30,11 @@ impl ConfigError {
                 };
                 // A question (`did you mean …?`) keeps its mark instead of a period.
                 let stop = if problem.ends_with('?') { "" } else { "." };
-                format!("Invalid config - {problem}{stop} {message}")
-                    .trim_end()
-                    .to_string()
+                // Text from the file (a key, a value, the message) cannot start a line of
+                // its own or send a terminal escape.
+                super::section::escaped(
+                    format!("Invalid config - {problem}{stop} {message}").trim_end(),
+                )
             })
             .collect();
         Self { problems }

@@ -15,7 +15,9 @@ use super::model::{
     ApiConfig, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_MISSING_PROPERTIES_MESSAGE,
     DEFAULT_PARACHUTE_THRESHOLD, MAX_MAX_CONNECTIONS, MetricsConfig, RestoreConfig, TlsConfig,
 };
-use super::section::{Problems, Section, kind_of, scalar_text, shown, untagged};
+use super::section::{
+    Problems, Section, escaped, kind_of, plain_keys, scalar_text, shown, untagged,
+};
 use crate::schedule::Schedule;
 
 mod platform;
@@ -27,6 +29,13 @@ pub(super) fn from_text(
     base: Option<&Path>,
     mut problems: Problems,
 ) -> Result<Config, ConfigError> {
+    if let Some(problem) = too_big(yaml) {
+        problems.push(problem);
+        return Err(ConfigError::new(
+            problems,
+            DEFAULT_MISSING_PROPERTIES_MESSAGE,
+        ));
+    }
     // `<<` merge keys are applied, as the original's YAML parser did, so that `<<` is
     // not taken for an unknown key.
     let document = serde_norway::from_str::<Value>(yaml).and_then(|mut document| {
@@ -41,6 +50,12 @@ pub(super) fn from_text(
             DEFAULT_MISSING_PROPERTIES_MESSAGE,
         )
     })?;
+    let mut document = plain_keys(document, "", &mut problems);
+    if let Value::Mapping(map) = &mut document {
+        // `x-` keys hold anchors for use elsewhere in the file (`x-defaults: &d {...}`),
+        // as in Compose files; nothing reads them.
+        map.retain(|key, _| key.as_str().is_none_or(|k| !k.starts_with("x-")));
+    }
     let empty = Mapping::new();
     let map = match untagged(&document) {
         Value::Mapping(map) => map,
@@ -157,34 +172,73 @@ pub(super) fn from_text(
     })
 }
 
-/// A YAML syntax error with its line and column. Quoted fragments are left out (they
-/// could be part of a secret), except the name of a duplicated key.
-fn yaml_problem(err: &serde_norway::Error) -> String {
-    let raw = err.to_string();
-    if raw.starts_with("duplicate entry with key") {
-        return format!("the file is not valid YAML: {raw}");
+/// The largest configuration file read, in bytes.
+pub(super) const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// The problem of a file over [`MAX_CONFIG_BYTES`].
+pub(super) fn too_long() -> String {
+    format!(
+        "the file is too long: a configuration file may be at most {MAX_CONFIG_BYTES} bytes (1 MiB)"
+    )
+}
+
+/// The deepest nesting of `[` and `{` read.
+pub(super) const MAX_FLOW_DEPTH: usize = 64;
+
+/// The most `[` and `{` in a file.
+pub(super) const MAX_FLOW_BRACKETS: usize = 4096;
+
+/// Why `yaml` is refused before it is parsed: the parser takes time quadratic in the
+/// nesting of flow collections (`[[[[...`) before it gives up.
+fn too_big(yaml: &str) -> Option<String> {
+    if yaml.len() > MAX_CONFIG_BYTES {
+        return Some(too_long());
     }
-    let mut text = String::new();
-    let mut quoted = false;
-    for c in raw.chars() {
-        match c {
-            '"' | '`' if !quoted => {
-                quoted = true;
-                text.push_str("\"...");
+    // Brackets inside quoted text count too: a configuration has no reason to come near
+    // either limit, and a count that skipped quotes could be fooled by them. The total
+    // bounds what quotes could hide from the depth.
+    let (mut depth, mut deepest, mut total) = (0usize, 0usize, 0usize);
+    for byte in yaml.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                total += 1;
+                deepest = deepest.max(depth);
             }
-            '"' | '`' => {
-                quoted = false;
-                text.push('"');
-            }
-            _ if !quoted => text.push(c),
+            b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    if quoted {
-        text.push('"');
+    if deepest > MAX_FLOW_DEPTH {
+        return Some(format!(
+            "the file nests [ and {{ more than {MAX_FLOW_DEPTH} deep"
+        ));
     }
+    (total > MAX_FLOW_BRACKETS)
+        .then(|| format!("the file holds more than {MAX_FLOW_BRACKETS} [ and {{ brackets"))
+}
+
+/// A YAML syntax error: the kind of problem and its line and column. Nothing quoted from
+/// the file is kept (it could be part of a secret, and the parser does not always escape
+/// quotes inside what it quotes), except the name of a duplicated key.
+fn yaml_problem(err: &serde_norway::Error) -> String {
+    let raw = err.to_string();
+    if raw.starts_with("duplicate entry with key") {
+        return format!("the file is not valid YAML: {}", escaped(&raw));
+    }
+    // A value refused by the parser is quoted in its message, where it could hold a
+    // secret: only the kind of problem is kept. The syntax errors are the parser's own
+    // words and places.
+    let refused = ["invalid type", "invalid value", "invalid length"]
+        .into_iter()
+        .find(|kind| raw.contains(kind));
+    let mut text = match refused {
+        Some(kind) => format!("{kind} (a value does not fit its YAML tag)"),
+        None if raw.contains(['"', '`']) => "a value the YAML parser refused".to_string(),
+        None => escaped(&raw),
+    };
     if let Some(location) = err.location()
-        && !text.contains("line ")
+        && !text.contains(" line ")
     {
         let _ = write!(
             text,

@@ -60,8 +60,9 @@ pub(super) fn read_retention(
     let [keep_last, keep_days, keep_daily, keep_weekly, keep_monthly] = numbers;
     if numbers.iter().all(|n| n.unwrap_or(0) == 0) {
         problems.push(format!(
-            "{label} keeps nothing: give at least one of {} a number above 0 (or remove {label} to keep every backup)",
-            KEYS.join(", ")
+            "{label} keeps nothing: give at least one of {} a number above 0 (or remove {where}retention to keep every backup)",
+            KEYS.join(", "),
+            where = if before.is_empty() { "" } else { "this destination's " }
         ));
         return None;
     }

@@ -214,6 +214,91 @@ impl<'a> Section<'a> {
     }
 }
 
+/// The document with every mapping key in one form: a YAML tag on a key is dropped
+/// (`!x retention:` is `retention:`), a key that is not text is refused with its place
+/// and left out, and a key given twice once tags are gone is refused. Every later check
+/// and lookup reads this form, so none can see a key the others miss. `name` is where
+/// `value` is from the top (empty for the top).
+pub(super) fn plain_keys(value: Value, name: &str, problems: &mut Problems) -> Value {
+    match value {
+        Value::Mapping(map) => {
+            let prefix = if name.is_empty() {
+                String::new()
+            } else {
+                format!("{name}.")
+            };
+            let mut plain = Mapping::with_capacity(map.len());
+            for (key, value) in map {
+                let Value::String(key) = untagged(&key) else {
+                    let place = if name.is_empty() {
+                        "the top level"
+                    } else {
+                        name
+                    };
+                    problems.push(format!(
+                        "a key at {} must be text, not {}",
+                        escaped(place),
+                        kind_of(&key)
+                    ));
+                    continue;
+                };
+                let full = format!("{prefix}{key}");
+                if plain.contains_key(key.as_str()) {
+                    problems.push(format!(
+                        "the key {} is given twice (a YAML tag does not make it another key)",
+                        key_shown(&full)
+                    ));
+                    continue;
+                }
+                let value = plain_keys(value, &full, problems);
+                plain.insert(Value::String(key.clone()), value);
+            }
+            Value::Mapping(plain)
+        }
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| plain_keys(item, &format!("{name}[{i}]"), problems))
+                .collect(),
+        ),
+        Value::Tagged(mut tagged) => {
+            tagged.value = plain_keys(std::mem::take(&mut tagged.value), name, problems);
+            Value::Tagged(tagged)
+        }
+        scalar => scalar,
+    }
+}
+
+/// Text from the file as shown in a message: control characters escaped as `{:?}` would,
+/// so that no key or value can start a line of its own or send a terminal escape.
+pub(super) fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A key's path as shown in a message: as it is when it is plain, else quoted and
+/// escaped, so that an empty key or a trailing space can be seen.
+pub(super) fn key_shown(path: &str) -> String {
+    let plain = !path.is_empty()
+        && !path.ends_with('.')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+    if plain {
+        path.to_string()
+    } else {
+        format!("{path:?}")
+    }
+}
+
 /// Reports each key of `map` that is not in `known`: `<label>unknown key <path><key>`, with
 /// the closest known key when one is close.
 pub(super) fn check_mapping(
@@ -229,8 +314,8 @@ pub(super) fn check_mapping(
             continue;
         }
         let shown = text.as_deref().map_or_else(
-            || format!("({})", kind_of(key)),
-            |k| shorten(k.trim()).to_string(),
+            || format!("{path}({})", kind_of(key)),
+            |k| key_shown(&format!("{path}{}", shorten(k))),
         );
         let hint = text.as_deref().and_then(|k| closest(k, known)).map_or_else(
             || {
@@ -242,7 +327,7 @@ pub(super) fn check_mapping(
             },
             |close| format!("; did you mean {close}?"),
         );
-        problems.push(format!("{label}unknown key {path}{shown}{hint}"));
+        problems.push(format!("{label}unknown key {shown}{hint}"));
     }
 }
 

@@ -1,3 +1,4 @@
+mod attacks;
 mod every_key;
 mod platform;
 mod problems;

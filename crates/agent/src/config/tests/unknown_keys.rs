@@ -135,7 +135,18 @@ encryption: {kye: GCSSECRETVALUE}
 fn keys_that_are_not_text_are_named_by_their_kind() {
     assert_eq!(
         problems("? [a, b]\n: 1\n7: x\n"),
-        [line("unknown key (a list)"), line("unknown key 7")]
+        [
+            line("a key at the top level must be text, not a list"),
+            line("a key at the top level must be text, not a number")
+        ]
+    );
+    assert_eq!(
+        problems(
+            "destinations:\n- type: local\n  config: {path: /b, 3: x}\nsource_folder: /s\ncron_schedule: '@daily'\n"
+        ),
+        [line(
+            "a key at destinations[0].config must be text, not a number"
+        )]
     );
 }
 
