@@ -245,9 +245,29 @@ fn bbr_backup_writes_one_archive_that_bbr_restore_brings_back() {
         .status()
         .unwrap();
     assert!(status.success());
+    // bbr copies the files back with an owner and modes of its own: here another user's,
+    // readable by that user only. The restore hands them to the backup user first.
+    let as_root = this_user() == "root";
+    if as_root {
+        for name in files(&copied) {
+            let file = copied.join(name);
+            std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
     let ran = vm.bbr("restore", &copied);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(tree(&vm.path("restored")), tree(&vm.path("source")));
+    if as_root {
+        use std::os::unix::fs::MetadataExt as _;
+        for name in files(&copied) {
+            let owner = std::fs::metadata(copied.join(&name)).unwrap().uid();
+            assert_eq!(
+                owner, 0,
+                "{name} was not handed to the backup user (root here)"
+            );
+        }
+    }
     assert_eq!(
         std::fs::read_to_string(vm.path("loaded")).unwrap(),
         "--from-bbr\n"
@@ -355,6 +375,67 @@ fn backup_to_dir_refuses_a_missing_folder_and_a_config_without_source_folder() {
         ran.stderr
     );
     assert_eq!(files(&folder), Vec::<String>::new());
+
+    // A link, even with bbr's trailing slash: its target is not written.
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&folder, &link).unwrap();
+    let given = format!("{}/", link.display());
+    let ran = env.run(&["backup", "config.yml", "--to-dir", &given]);
+    ran.expect(2);
+    assert!(
+        ran.stderr.contains(&format!(
+            "backup --to-dir {}: refusing a symbolic link; give the folder itself",
+            link.display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(files(&folder), Vec::<String>::new());
+}
+
+/// The artifact folder bbr gives is handed to the backup user: a symbolic link there is
+/// refused (root would otherwise chown its target), and a link planted under it for the
+/// day's folder does not send the archive elsewhere.
+#[test]
+fn bbr_scripts_refuse_links_in_the_artifact_folder() {
+    use std::os::unix::fs::MetadataExt as _;
+    let vm = Vm::new("");
+    let target = vm.path("elsewhere");
+    std::fs::create_dir_all(&target).unwrap();
+    let before = std::fs::metadata(&target).unwrap().uid();
+    let link = vm.path("bbr-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for script in ["backup", "restore"] {
+        let ran = vm.bbr(script, &link);
+        assert_eq!(ran.code, 1, "{script}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!(
+                "refusing BBR_ARTIFACT_DIRECTORY {}: it is a symbolic link",
+                link.display()
+            )),
+            "{script}: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(std::fs::metadata(&target).unwrap().uid(), before);
+    assert_eq!(files(&target), Vec::<String>::new());
+    assert!(!vm.path("loaded").exists(), "the restore executable ran");
+
+    // A day folder planted as a link to elsewhere: refused, nothing written there.
+    let artifacts = vm.path("bbr-backup");
+    let today = chrono::Utc::now().format("%Y/%m").to_string();
+    std::fs::create_dir_all(artifacts.join(&today)).unwrap();
+    let day = chrono::Utc::now().format("%Y/%m/%d").to_string();
+    std::os::unix::fs::symlink(&target, artifacts.join(&day)).unwrap();
+    let ran = vm.bbr("backup", &artifacts);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("symbolic link"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert_eq!(files(&target), Vec::<String>::new());
 }
 
 #[test]
