@@ -52,8 +52,10 @@ impl LocalDestination {
 
 /// Creates the folders of `rel` under `root`, one at a time, refusing any that is a
 /// symbolic link or not a folder: a link planted under the root (`2026/12/06 -> elsewhere`)
-/// must not send an archive out of it. The root itself may be a link.
+/// must not send an archive out of it. The root itself may be a link, and is created when
+/// missing, as before.
 fn create_real_dirs(root: &Path, rel: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
     let mut dir = root.to_path_buf();
     for part in rel.components() {
         dir.push(part);
