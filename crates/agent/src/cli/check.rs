@@ -118,11 +118,25 @@ pub async fn report(
     findings.extend(
         executables(config).into_iter().map(|(subject, line)| {
             match executable::find(line, path_var.clone()) {
-                Ok(path) => Finding {
-                    subject: subject.to_string(),
-                    text: format!("{} exists and this user may execute it", path.display()),
-                    ok: true,
-                },
+                Ok(path) => {
+                    // A bare name was found in this shell's PATH; the agent searches its own.
+                    let searched = if crate::executables::tokens(line)
+                        .first()
+                        .is_some_and(|p| p.contains('/'))
+                    {
+                        ""
+                    } else {
+                        " (found in this shell's PATH: the agent searches its own; a full path does not depend on it)"
+                    };
+                    Finding {
+                        subject: subject.to_string(),
+                        text: format!(
+                            "{} exists and this user may execute it{searched}",
+                            path.display()
+                        ),
+                        ok: true,
+                    }
+                }
                 Err(e) => Finding {
                     subject: subject.to_string(),
                     text: format!("{} ({})", e.problem, e.fix),
