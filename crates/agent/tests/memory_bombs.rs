@@ -266,10 +266,9 @@ fn an_s3_endpoint_streaming_an_endless_error_is_read_in_little_memory() {
         .find(|l| l.starts_with("FAILED destination hostile"))
         .unwrap();
     assert!(line.len() < 1500, "{} characters", line.len());
-    assert!(
-        check.stderr.len() < 4000,
-        "{} bytes of stderr",
-        check.stderr.len()
-    );
+    // Each log line (a retry names the error) is short too: the store's message is cut.
+    for line in check.stderr.lines() {
+        assert!(line.len() < 1000, "{} characters: {line:.200}", line.len());
+    }
     assert_peak_under(PEAK_KIB);
 }
