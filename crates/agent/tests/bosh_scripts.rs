@@ -54,9 +54,13 @@ fn run_script(job: &Path, script: &str, env: &[(&str, &Path)]) -> Ran {
 
 /// Renders `properties` (YAML under `service-backup:`) and lays the job out under `root`.
 fn job_under(root: &Path, properties: &str) -> PathBuf {
+    job_under_as(root, &this_user(), properties)
+}
+
+/// As [`job_under`], with `user` as the backup user.
+fn job_under_as(root: &Path, user: &str, properties: &str) -> PathBuf {
     let rendered = render(&format!(
-        "service-backup:\n  backup_user: {}\n{properties}",
-        this_user()
+        "service-backup:\n  backup_user: {user}\n{properties}"
     ));
     rendered.expect_rendered();
     relocate(&rendered, root)
@@ -137,8 +141,14 @@ struct Vm {
 
 impl Vm {
     fn new(extra: &str) -> Self {
+        Self::new_as(&this_user(), extra)
+    }
+
+    /// A job whose backup user is `user` (the folder open to it).
+    fn new_as(user: &str, extra: &str) -> Self {
         common::secret(KEY);
         let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let r = root.path().display().to_string();
         sample_tree(&root.path().join("source"));
         std::fs::create_dir_all(root.path().join("nfs")).unwrap();
@@ -150,8 +160,9 @@ impl Vm {
             &root.path().join("load"),
             &format!("#!/bin/sh\necho \"$@\" > {r}/loaded\n"),
         );
-        let job = job_under(
+        let job = job_under_as(
             root.path(),
+            user,
             &format!(
                 "  destinations:\n  - {{type: local, config: {{path: {r}/nfs}}}}\n  \
                  source_folder: {r}/source\n  source_executable: {r}/dump\n  \
@@ -391,6 +402,35 @@ fn backup_to_dir_refuses_a_missing_folder_and_a_config_without_source_folder() {
         ran.stderr
     );
     assert_eq!(files(&folder), Vec::<String>::new());
+}
+
+/// bbr copies the artifacts back as root; a root-owned 0600 archive is readable by the
+/// backup user once `bin/bbr/restore` handed the folder to it (run as root only: another
+/// backup user is needed).
+#[test]
+fn bbr_restore_reads_root_owned_artifacts_as_another_backup_user() {
+    assert_eq!(this_user(), "root", "these tests run as root");
+    let vm = Vm::new_as("nobody", "");
+    let artifacts = vm.path("bbr-backup");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let ran = vm.bbr("backup", &artifacts);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let copied = vm.path("bbr-restore");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&artifacts)
+        .arg(&copied)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for name in files(&copied) {
+        let file = copied.join(name);
+        std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ran = vm.bbr("restore", &copied);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(tree(&vm.path("restored")), tree(&vm.path("source")));
 }
 
 /// The artifact folder bbr gives is handed to the backup user: a symbolic link there is
