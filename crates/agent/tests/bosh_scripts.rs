@@ -54,9 +54,13 @@ fn run_script(job: &Path, script: &str, env: &[(&str, &Path)]) -> Ran {
 
 /// Renders `properties` (YAML under `service-backup:`) and lays the job out under `root`.
 fn job_under(root: &Path, properties: &str) -> PathBuf {
+    job_under_as(root, &this_user(), properties)
+}
+
+/// As [`job_under`], with `user` as the backup user.
+fn job_under_as(root: &Path, user: &str, properties: &str) -> PathBuf {
     let rendered = render(&format!(
-        "service-backup:\n  backup_user: {}\n{properties}",
-        this_user()
+        "service-backup:\n  backup_user: {user}\n{properties}"
     ));
     rendered.expect_rendered();
     relocate(&rendered, root)
@@ -137,8 +141,14 @@ struct Vm {
 
 impl Vm {
     fn new(extra: &str) -> Self {
+        Self::new_as(&this_user(), extra)
+    }
+
+    /// A job whose backup user is `user` (the folder open to it).
+    fn new_as(user: &str, extra: &str) -> Self {
         common::secret(KEY);
         let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let r = root.path().display().to_string();
         sample_tree(&root.path().join("source"));
         std::fs::create_dir_all(root.path().join("nfs")).unwrap();
@@ -150,8 +160,9 @@ impl Vm {
             &root.path().join("load"),
             &format!("#!/bin/sh\necho \"$@\" > {r}/loaded\n"),
         );
-        let job = job_under(
+        let job = job_under_as(
             root.path(),
+            user,
             &format!(
                 "  destinations:\n  - {{type: local, config: {{path: {r}/nfs}}}}\n  \
                  source_folder: {r}/source\n  source_executable: {r}/dump\n  \
@@ -245,9 +256,29 @@ fn bbr_backup_writes_one_archive_that_bbr_restore_brings_back() {
         .status()
         .unwrap();
     assert!(status.success());
+    // bbr copies the files back with an owner and modes of its own: here another user's,
+    // readable by that user only. The restore hands them to the backup user first.
+    let as_root = this_user() == "root";
+    if as_root {
+        for name in files(&copied) {
+            let file = copied.join(name);
+            std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
     let ran = vm.bbr("restore", &copied);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(tree(&vm.path("restored")), tree(&vm.path("source")));
+    if as_root {
+        use std::os::unix::fs::MetadataExt as _;
+        for name in files(&copied) {
+            let owner = std::fs::metadata(copied.join(&name)).unwrap().uid();
+            assert_eq!(
+                owner, 0,
+                "{name} was not handed to the backup user (root here)"
+            );
+        }
+    }
     assert_eq!(
         std::fs::read_to_string(vm.path("loaded")).unwrap(),
         "--from-bbr\n"
@@ -355,6 +386,96 @@ fn backup_to_dir_refuses_a_missing_folder_and_a_config_without_source_folder() {
         ran.stderr
     );
     assert_eq!(files(&folder), Vec::<String>::new());
+
+    // A link, even with bbr's trailing slash: its target is not written.
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&folder, &link).unwrap();
+    let given = format!("{}/", link.display());
+    let ran = env.run(&["backup", "config.yml", "--to-dir", &given]);
+    ran.expect(2);
+    assert!(
+        ran.stderr.contains(&format!(
+            "backup --to-dir {}: refusing a symbolic link; give the folder itself",
+            link.display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(files(&folder), Vec::<String>::new());
+}
+
+/// bbr copies the artifacts back as root; a root-owned 0600 archive is readable by the
+/// backup user once `bin/bbr/restore` handed the folder to it (run as root only: another
+/// backup user is needed).
+#[test]
+fn bbr_restore_reads_root_owned_artifacts_as_another_backup_user() {
+    assert_eq!(this_user(), "root", "these tests run as root");
+    let vm = Vm::new_as("nobody", "");
+    let artifacts = vm.path("bbr-backup");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let ran = vm.bbr("backup", &artifacts);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let copied = vm.path("bbr-restore");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&artifacts)
+        .arg(&copied)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for name in files(&copied) {
+        let file = copied.join(name);
+        std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ran = vm.bbr("restore", &copied);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(tree(&vm.path("restored")), tree(&vm.path("source")));
+}
+
+/// The artifact folder bbr gives is handed to the backup user: a symbolic link there is
+/// refused (root would otherwise chown its target), and a link planted under it for the
+/// day's folder does not send the archive elsewhere.
+#[test]
+fn bbr_scripts_refuse_links_in_the_artifact_folder() {
+    use std::os::unix::fs::MetadataExt as _;
+    let vm = Vm::new("");
+    let target = vm.path("elsewhere");
+    std::fs::create_dir_all(&target).unwrap();
+    let before = std::fs::metadata(&target).unwrap().uid();
+    let link = vm.path("bbr-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for script in ["backup", "restore"] {
+        let ran = vm.bbr(script, &link);
+        assert_eq!(ran.code, 1, "{script}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!(
+                "refusing BBR_ARTIFACT_DIRECTORY {}: it is a symbolic link",
+                link.display()
+            )),
+            "{script}: {}",
+            ran.stderr
+        );
+    }
+    assert_eq!(std::fs::metadata(&target).unwrap().uid(), before);
+    assert_eq!(files(&target), Vec::<String>::new());
+    assert!(!vm.path("loaded").exists(), "the restore executable ran");
+
+    // A day folder planted as a link to elsewhere: refused, nothing written there.
+    let artifacts = vm.path("bbr-backup");
+    let today = chrono::Utc::now().format("%Y/%m").to_string();
+    std::fs::create_dir_all(artifacts.join(&today)).unwrap();
+    let day = chrono::Utc::now().format("%Y/%m/%d").to_string();
+    std::os::unix::fs::symlink(&target, artifacts.join(&day)).unwrap();
+    let ran = vm.bbr("backup", &artifacts);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("symbolic link"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert_eq!(files(&target), Vec::<String>::new());
 }
 
 #[test]

@@ -445,6 +445,44 @@ async fn executables_that_cannot_run() {
     assert!(site.objects("disk").await.unwrap().is_empty());
 }
 
+/// The agent resolves a relative path against its own working directory and a bare name
+/// in its own `PATH`, neither of which is the caller's: a relative path fails the check
+/// (it exists here, in the test's working directory), a bare name passes with a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executables_the_agent_may_not_find_as_check_does() {
+    let disk = tempfile::tempdir().unwrap();
+    let here = std::env::current_dir().unwrap();
+    let relative = "Cargo.toml";
+    assert!(
+        here.join(relative).is_file(),
+        "the test runs in its crate's folder"
+    );
+    let site = Site::new(
+        &local("disk", disk.path()),
+        &format!(
+            "source_executable: ./{relative} --all
+restore:
+  restore_executable: true
+"
+        ),
+    );
+    let report = site.check().await;
+    assert_eq!(report.failed(), ["source_executable"], "{}", lines(&report));
+    assert_eq!(
+        report.finding("source_executable").unwrap().line(),
+        format!(
+            "FAILED source_executable: ./{relative} is a relative path: it depends on the agent's working directory, not this one's (give the executable's full path)"
+        )
+    );
+    let bare = &report.finding("restore.restore_executable").unwrap().text;
+    assert!(
+        bare.ends_with(
+            "exists and this user may execute it (found in this shell's PATH: the agent searches its own; a full path does not depend on it)"
+        ),
+        "{bare}"
+    );
+}
+
 #[test]
 fn the_binary_exits_0_1_or_2() {
     let site = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@
 //! Nothing touches the network before the first request, so building a destination is
 //! cheap and cannot fail on a network problem.
 
+mod capped;
 mod errors;
 mod read;
 mod settings;

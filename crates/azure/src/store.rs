@@ -87,8 +87,10 @@ impl Store {
             account: storage_account.clone(),
             uri: endpoint.clone(),
         };
-        let options = ClientOptions::new(TransportOptions::new(Arc::new(http_client()?)))
-            .retry(RetryOptions::none());
+        let options = ClientOptions::new(TransportOptions::new(Arc::new(
+            crate::capped::CappedErrors(http_client()?),
+        )))
+        .retry(RetryOptions::none());
         let client = ClientBuilder::with_location(location, credentials)
             .client_options(options)
             .container_client(container.clone());

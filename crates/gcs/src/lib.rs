@@ -30,6 +30,9 @@ use service_backup_core::{Error, ErrorKind, Result};
 pub use crate::client::DEFAULT_ENDPOINT;
 use crate::client::{Client, encode};
 use crate::settings::LIST_PAGE_SIZE;
+
+/// The most bytes read of one listing page.
+const MAX_LISTING_PAGE: usize = 16 * 1024 * 1024;
 pub use crate::settings::{DEFAULT_CHUNK_SIZE, GcsSettings};
 pub use crate::upload::CHUNK_GRANULARITY;
 
@@ -232,8 +235,9 @@ impl Destination for GcsDestination {
                         .with_hint("check bucket_name; a backup creates a missing bucket"));
                     }
                     let response = client.check(&action, response).await?;
-                    let body = response
-                        .bytes()
+                    // A page of 1000 names is well under a MiB; a longer answer is cut
+                    // (and then not valid JSON) rather than held whole.
+                    let body = http::read_limited(response, MAX_LISTING_PAGE)
                         .await
                         .map_err(|e| client.transport(&action, &e))?;
                     serde_json::from_slice(&body).map_err(|e| {

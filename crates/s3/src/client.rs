@@ -49,6 +49,7 @@ pub(crate) fn build(settings: &S3Settings) -> Result<Client> {
         .http_client(http_client)
         .credentials_provider(credentials)
         .region(Region::new(settings.region().to_string()))
+        .interceptor(crate::capped::CapErrorBodies)
         // Retries are ours (RetryPolicy), with a budget the caller chooses.
         .retry_config(RetryConfig::disabled())
         .timeout_config(

@@ -113,7 +113,10 @@ fn refused<E: ProvideErrorMetadata>(err: &E, status: u16, req: Request<'_>, pref
     let code = err
         .code()
         .map_or_else(|| format!("HTTP {status}"), str::to_string);
-    let said = err.message().map(|m| format!(" ({m})")).unwrap_or_default();
+    let said = err
+        .message()
+        .map(|m| format!(" ({})", trimmed(m)))
+        .unwrap_or_default();
     let message = format!("{prefix}: {code}{said}");
     let (kind, hint, temporary) = classify(&code, status, req);
     let mut e = Error::new(kind, message).with_source(ServiceCode { code });
@@ -121,6 +124,17 @@ fn refused<E: ProvideErrorMetadata>(err: &E, status: u16, req: Request<'_>, pref
         e = e.with_hint(hint);
     }
     if temporary { e.temporary() } else { e }
+}
+
+/// The most characters of a store's message that go into an error (and so into logs).
+const MESSAGE_CAP: usize = 300;
+
+/// `message` cut to [`MESSAGE_CAP`] characters, marked when cut.
+fn trimmed(message: &str) -> String {
+    match message.char_indices().nth(MESSAGE_CAP) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message.to_string(),
+    }
 }
 
 fn classify(code: &str, status: u16, req: Request<'_>) -> (ErrorKind, Option<String>, bool) {
@@ -268,6 +282,15 @@ mod tests {
         endpoint: Some("http://127.0.0.1:1"),
         right: "s3:PutObject",
     };
+
+    #[test]
+    fn a_long_message_is_trimmed() {
+        let long = "é".repeat(5000);
+        let cut = trimmed(&long);
+        assert_eq!(cut.chars().count(), MESSAGE_CAP + 1, "{cut}");
+        assert!(cut.ends_with('…'));
+        assert_eq!(trimmed("Access Denied"), "Access Denied");
+    }
 
     #[test]
     fn codes_decide_kind_hint_and_retry() {

@@ -10,6 +10,7 @@
 //!
 //! Construction sends no request: the first one goes out with the first write or read.
 
+mod capped;
 mod client;
 mod error;
 mod multipart;

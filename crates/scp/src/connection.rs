@@ -166,6 +166,9 @@ impl Remote {
             Err(e) if first.is_some() && !e.is_temporary() => self.handshake(self.tcp()?, None)?,
             Err(e) => return Err(e),
         };
+        // A key seen on first use is recorded only once the login succeeded: a server this
+        // user cannot use is not trusted for later.
+        let mut first_use = None;
         let session = match pins {
             Some(pins) if pins.accept(&seen) => {
                 if known != Some(seen.family()) {
@@ -174,7 +177,11 @@ impl Remote {
                 session
             }
             Some(pins) => self.find_pinned_key(&trust, pins, first, seen)?,
-            None if matches!(trust, Trust::FirstUse) => self.trust_first_use(session, seen)?,
+            None if matches!(trust, Trust::FirstUse) => {
+                self.check_recordable(&seen)?;
+                first_use = Some(seen);
+                session
+            }
             None => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     tracing::error!(
@@ -189,6 +196,9 @@ impl Remote {
             }
         };
         self.authenticate(&session)?;
+        if let Some(seen) = first_use {
+            self.trust_first_use(seen)?;
+        }
         let sftp = session
             .sftp()
             .map_err(|e| errors::session(&self.name, "start SFTP", &e))?;
@@ -198,13 +208,8 @@ impl Remote {
         })
     }
 
-    /// The first connection to a server with no key recorded: records the key it presented
-    /// (unless another process recorded one meanwhile: then that one must match).
-    fn trust_first_use(&self, session: Session, seen: SeenKey) -> Result<Session> {
-        let file = self
-            .known_hosts
-            .as_ref()
-            .expect("first use needs a known_hosts file");
+    /// Whether the key a server presented on first use can be recorded at all.
+    fn check_recordable(&self, seen: &SeenKey) -> Result<()> {
         if seen.family().is_empty() {
             // Such a record would match nothing later: every connection would be a first use.
             return Err(Error::new(
@@ -222,6 +227,16 @@ impl Remote {
                 seen.sha256_text()
             )));
         }
+        Ok(())
+    }
+
+    /// The first login to a server with no key recorded: records the key it presented
+    /// (unless another process recorded one meanwhile: then that one must match).
+    fn trust_first_use(&self, seen: SeenKey) -> Result<()> {
+        let file = self
+            .known_hosts
+            .as_ref()
+            .expect("first use needs a known_hosts file");
         match file.record(&self.host, &seen).map_err(|e| {
             e.context(format!(
                 "cannot record the host key of the SSH server {} in the known_hosts file",
@@ -247,7 +262,7 @@ impl Remote {
             }
         }
         *lock(&self.host_key_family) = Some(seen.family());
-        Ok(session)
+        Ok(())
     }
 
     /// The server did not present the pinned key first: it may hold keys of several types.

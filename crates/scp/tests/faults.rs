@@ -379,3 +379,30 @@ async fn a_hashed_record_of_the_right_key_is_accepted() {
     dest.put("a.json", Bytes::from_static(b"{}")).await.unwrap();
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), hashed);
 }
+
+/// A host key seen on first use is recorded only once the login succeeded: a server this
+/// user could not log into is not trusted for later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_key_is_not_recorded_when_the_login_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let known_hosts = tmp.path().join("state/known_hosts");
+    let dir = unique_dir("first-use-refused");
+    // A user key the server does not know (made like a host key: any ed25519 key will do).
+    other_host_key(tmp.path());
+    let mut refused = first_use_settings(&dir, &known_hosts);
+    refused.key = Secret::new(std::fs::read_to_string(tmp.path().join("other_host_key")).unwrap());
+    let dest = ScpDestination::new(refused).unwrap();
+    let err = dest
+        .put("a.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{err}");
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap_or_default();
+    assert_eq!(recorded, "", "recorded after a failed login");
+
+    // With the right key, the first login records it.
+    let dest = ScpDestination::new(first_use_settings(&dir, &known_hosts)).unwrap();
+    dest.put("a.json", Bytes::from_static(b"{}")).await.unwrap();
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(recorded, format!("{}\n", env("SB_TEST_SCP_KNOWN_HOSTS")));
+}

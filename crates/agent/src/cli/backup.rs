@@ -88,6 +88,17 @@ fn into_folder(mut config: Config, dir: &Path) -> Result<Config, Error> {
             "backup --to-dir needs source_folder in the configuration",
         ));
     }
+    // Without trailing slashes (bbr gives one), so that a link is seen as a link.
+    let dir: std::path::PathBuf = dir.components().collect();
+    if dir.is_symlink() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "backup --to-dir {}: refusing a symbolic link; give the folder itself",
+                dir.display()
+            ),
+        ));
+    }
     if !dir.is_dir() {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -96,9 +107,7 @@ fn into_folder(mut config: Config, dir: &Path) -> Result<Config, Error> {
     }
     config.destinations = vec![DestinationConfig {
         name: Some("artifact-folder".to_string()),
-        kind: DestinationKind::Local(LocalConfig {
-            path: dir.to_path_buf(),
-        }),
+        kind: DestinationKind::Local(LocalConfig { path: dir }),
         retention: None,
     }];
     config.add_deployment_name_to_backup_path = false;

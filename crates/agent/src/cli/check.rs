@@ -118,11 +118,25 @@ pub async fn report(
     findings.extend(
         executables(config).into_iter().map(|(subject, line)| {
             match executable::find(line, path_var.clone()) {
-                Ok(path) => Finding {
-                    subject: subject.to_string(),
-                    text: format!("{} exists and this user may execute it", path.display()),
-                    ok: true,
-                },
+                Ok(path) => {
+                    // A bare name was found in this shell's PATH; the agent searches its own.
+                    let searched = if crate::executables::tokens(line)
+                        .first()
+                        .is_some_and(|p| p.contains('/'))
+                    {
+                        ""
+                    } else {
+                        " (found in this shell's PATH: the agent searches its own; a full path does not depend on it)"
+                    };
+                    Finding {
+                        subject: subject.to_string(),
+                        text: format!(
+                            "{} exists and this user may execute it{searched}",
+                            path.display()
+                        ),
+                        ok: true,
+                    }
+                }
                 Err(e) => Finding {
                     subject: subject.to_string(),
                     text: format!("{} ({})", e.problem, e.fix),
@@ -175,12 +189,28 @@ async fn check_destination(
         Err(e) => return failed(e.to_string().replacen(&format!("{subject}: "), "", 1)),
     };
     let started = Instant::now();
-    match tokio::time::timeout(timeout, probe::probe(&target, now)).await {
+    let described = target.destination.describe();
+    // In a task of its own, aborted at the timeout: a probe that keeps a worker busy
+    // (a store streaming a huge answer) cannot hold back this timer or the other probes.
+    let task = tokio::spawn(async move { probe::probe(&target, now).await });
+    let abort = task.abort_handle();
+    let outcome = match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(join)) => Ok(Err(service_backup_core::Error::new(
+            service_backup_core::ErrorKind::Destination,
+            format!("the probe stopped unexpectedly: {join}"),
+        ))),
+        Err(elapsed) => {
+            abort.abort();
+            Err(elapsed)
+        }
+    };
+    match outcome {
         Ok(Ok(probed)) => {
             let mut text = format!(
                 "wrote, listed, read back and deleted {} in {} ({:.1} s)",
                 probed.key,
-                target.destination.describe(),
+                described,
                 started.elapsed().as_secs_f64()
             );
             if probed.leftovers_removed > 0 {
@@ -196,7 +226,7 @@ async fn check_destination(
         Ok(Err(e)) => failed(e.to_string()),
         Err(_) => failed(format!(
             "{} did not complete a probe within {} s (check the endpoint or server, the network and firewalls; `--timeout` allows longer)",
-            target.destination.describe(),
+            described,
             timeout.as_secs()
         )),
     }

@@ -50,6 +50,52 @@ impl LocalDestination {
     }
 }
 
+/// Creates the folders of `rel` under `root`, one at a time, refusing any that is a
+/// symbolic link or not a folder: a link planted under the root (`2026/12/06 -> elsewhere`)
+/// must not send an archive out of it. The root itself may be a link, and is created when
+/// missing, as before.
+fn create_real_dirs(root: &Path, rel: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+    let mut dir = root.to_path_buf();
+    for part in rel.components() {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                let what = if meta.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a folder"
+                };
+                return Err(Error::new(
+                    ErrorKind::Destination,
+                    format!("cannot write under {}: it is {what}", dir.display()),
+                )
+                .with_hint("remove it: the folders of a local destination are its own"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    // Another writer made it in between: checked again below.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let meta = std::fs::symlink_metadata(&dir)
+                            .map_err(|e| Error::io("stat", &dir, e))?;
+                        if !meta.is_dir() {
+                            return Err(Error::new(
+                                ErrorKind::Destination,
+                                format!("cannot write under {}: it is not a folder", dir.display()),
+                            ));
+                        }
+                    }
+                    Err(e) => return Err(Error::io("create directory", &dir, e)),
+                }
+            }
+            Err(e) => return Err(Error::io("stat", &dir, e)),
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Destination for LocalDestination {
     fn describe(&self) -> String {
@@ -58,12 +104,16 @@ impl Destination for LocalDestination {
 
     async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
         let path = self.path_of(key)?;
+        let root = self.root.clone();
         let file = blocking(move || {
             let dir = path
                 .parent()
                 .expect("a key has a parent: the root")
                 .to_path_buf();
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            let rel = dir
+                .strip_prefix(&root)
+                .expect("a key's folder is under the root");
+            create_real_dirs(&root, rel)?;
             let name = path
                 .file_name()
                 .expect("a key names a file")
@@ -291,5 +341,30 @@ impl Upload for LocalUpload {
             blocking(move || temp.close().map_err(|e| Error::io("remove", &path, e))).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_planted_link_under_the_root_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("2026/12")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("2026/12/06")).unwrap();
+        let dest = LocalDestination::new(root.path());
+        let Err(err) = dest.put_multipart("2026/12/06/x.tar.gz").await else {
+            panic!("an upload through a link was accepted");
+        };
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // A real folder is used as it is.
+        std::fs::remove_file(root.path().join("2026/12/06")).unwrap();
+        let mut upload = dest.put_multipart("2026/12/06/x.tar.gz").await.unwrap();
+        upload.write(Bytes::from_static(b"x")).await.unwrap();
+        upload.complete().await.unwrap();
+        assert!(root.path().join("2026/12/06/x.tar.gz").is_file());
     }
 }

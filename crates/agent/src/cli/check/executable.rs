@@ -39,6 +39,16 @@ pub fn find(command_line: &str, path_var: Option<OsString>) -> Result<PathBuf, U
         ));
     };
     if program.contains('/') {
+        if !program.starts_with('/') {
+            // The agent resolves it against its own working directory, which is not this
+            // shell's and depends on how it was started (BOSH job, systemd unit).
+            return Err(Unusable::new(
+                format!(
+                    "{program} is a relative path: it depends on the agent's working directory, not this one's"
+                ),
+                "give the executable's full path",
+            ));
+        }
         return usable(Path::new(program));
     }
     let dirs: Vec<PathBuf> = path_var
@@ -157,6 +167,39 @@ mod tests {
         let only = std::env::join_paths([a.path()]).unwrap();
         let err = find("dump", Some(only)).unwrap_err();
         assert!(err.problem.contains("is not executable"), "{err:?}");
+    }
+
+    #[test]
+    fn a_relative_path_is_a_problem_even_when_it_exists_here() {
+        let dir = tempfile::tempdir().unwrap();
+        file(dir.path(), "dump", 0o755);
+        // Relative to this process's working directory: the test's, not the agent's.
+        let here = std::env::current_dir().unwrap();
+        let rel = pathdiff(dir.path(), &here);
+        let line = format!("{}/dump --all", rel.display());
+        let err = find(&line, None).unwrap_err();
+        assert_eq!(
+            err.problem,
+            format!(
+                "{}/dump is a relative path: it depends on the agent's working directory, not this one's",
+                rel.display()
+            )
+        );
+        assert_eq!(err.fix, "give the executable's full path");
+        let err = find("./dump", None).unwrap_err();
+        assert!(
+            err.problem.starts_with("./dump is a relative path"),
+            "{err:?}"
+        );
+    }
+
+    /// `to` relative to `from` (both absolute), by climbing to the root.
+    fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+        let mut rel = PathBuf::new();
+        for _ in from.components().skip(1) {
+            rel.push("..");
+        }
+        rel.join(to.strip_prefix("/").unwrap())
     }
 
     #[test]
