@@ -11,11 +11,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::bosh::{BLOB, KEY, install_package, job_dir, render, render_with, repo};
+use common::bosh::{
+    BLOB, KEY, MESSAGE, expect_refused, install_package, job_dir, render, render_with, repo,
+};
 use common::config_fixtures;
 use serde_norway::{Mapping, Value};
-
-const MESSAGE: &str = "Ask the platform team for the backup settings.";
 
 fn yaml(text: &str) -> Value {
     serde_norway::from_str(text).unwrap()
@@ -388,40 +388,6 @@ fn without(kind: &str, drop: &str) -> String {
     let mut top = Mapping::new();
     top.insert("service-backup".into(), Value::Mapping(properties));
     serde_norway::to_string(&top).unwrap()
-}
-
-fn expect_refused(manifest: &str, problem: &str) {
-    let rendered = render(manifest);
-    assert_eq!(rendered.code, 1, "{problem}: rendered anyway:\n{manifest}");
-    // The operator's message follows only what is missing, as the agent's own problems.
-    let line = if problem.starts_with("Missing values for") {
-        format!("Invalid config - {problem}. {MESSAGE}")
-    } else {
-        format!("Invalid config - {problem}.\n")
-    };
-    assert!(
-        rendered.stderr.contains(&line),
-        "expected {line:?} in:\n{}",
-        rendered.stderr
-    );
-    assert!(
-        rendered
-            .stderr
-            .contains("Error filling in template 'backup.yml.erb'"),
-        "{}",
-        rendered.stderr
-    );
-    for secret in ["SECRET", KEY] {
-        assert!(
-            !rendered.stderr.contains(secret),
-            "a secret leaked: {}",
-            rendered.stderr
-        );
-    }
-    assert!(
-        !rendered.out().exists(),
-        "{problem}: files were written although rendering failed"
-    );
 }
 
 #[test]

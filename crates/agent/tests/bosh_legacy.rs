@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::bosh::{render, render_with};
+use common::bosh::{MESSAGE, expect_refused, render, render_with};
 use common::{run, sample_tree, server_env, tree, unique};
 use serde_norway::Value;
-
-const MESSAGE: &str = "Ask the platform team for the backup settings.";
 
 fn get<'a>(value: &'a Value, path: &str) -> &'a Value {
     path.split('.')
@@ -74,38 +72,6 @@ fn each_2016_destination_renders_as_the_one_destination_and_validates() {
     // The rest of the configuration is rendered as for the list shape.
     assert_eq!(get(&azure, "missing_properties_message"), MESSAGE);
     assert_eq!(get(&azure, "source_folder"), "/var/vcap/store/dump");
-}
-
-fn expect_refused(manifest: &str, problem: &str) {
-    let rendered = render(manifest);
-    assert_eq!(rendered.code, 1, "{problem}: rendered anyway:\n{manifest}");
-    // The operator's message follows only what is missing, as the agent's own problems.
-    let line = if problem.starts_with("Missing values for") {
-        format!("Invalid config - {problem}. {MESSAGE}")
-    } else {
-        format!("Invalid config - {problem}.\n")
-    };
-    assert!(
-        rendered.stderr.contains(&line),
-        "expected {line:?} in:\n{}",
-        rendered.stderr
-    );
-    assert!(
-        rendered
-            .stderr
-            .contains("Error filling in template 'backup.yml.erb'"),
-        "{}",
-        rendered.stderr
-    );
-    assert!(
-        !rendered.stderr.contains("SECRET"),
-        "a secret leaked: {}",
-        rendered.stderr
-    );
-    assert!(
-        !rendered.out().exists(),
-        "{problem}: files were written although rendering failed"
-    );
 }
 
 /// Bad input, one row each: the message, the render's exit code 1 (the director's

@@ -192,3 +192,43 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// The `missing_properties_message` of the tests' manifests.
+pub const MESSAGE: &str = "Ask the platform team for the backup settings.";
+
+/// Renders `manifest` expecting the director's failure with `problem` (followed by
+/// [`MESSAGE`] only when something is missing), no secret in what it printed, and nothing
+/// written.
+pub fn expect_refused(manifest: &str, problem: &str) {
+    let rendered = render(manifest);
+    assert_eq!(rendered.code, 1, "{problem}: rendered anyway:\n{manifest}");
+    // The operator's message follows only what is missing, as the agent's own problems.
+    let line = if problem.starts_with("Missing values for") {
+        format!("Invalid config - {problem}. {MESSAGE}")
+    } else {
+        format!("Invalid config - {problem}.\n")
+    };
+    assert!(
+        rendered.stderr.contains(&line),
+        "expected {line:?} in:\n{}",
+        rendered.stderr
+    );
+    assert!(
+        rendered
+            .stderr
+            .contains("Error filling in template 'backup.yml.erb'"),
+        "{}",
+        rendered.stderr
+    );
+    for secret in ["SECRET", KEY] {
+        assert!(
+            !rendered.stderr.contains(secret),
+            "a secret leaked: {}",
+            rendered.stderr
+        );
+    }
+    assert!(
+        !rendered.out().exists(),
+        "{problem}: files were written although rendering failed"
+    );
+}
