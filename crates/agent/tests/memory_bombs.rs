@@ -204,36 +204,11 @@ fn a_million_symlinks_are_refused_in_little_memory() {
     assert_peak_under(PEAK_KIB);
 }
 
-/// A server on loopback answering every request with `500` and an announced 2 GB error
-/// body that it streams (an error code, then an endless message) while the client reads.
-fn endless_error_server() -> u16 {
-    use std::io::Read as _;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut request = vec![0u8; 65536];
-                let _ = conn.read(&mut request);
-                let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n\
-                            Content-Length: 2000000000\r\n\r\n<Error><Code>X</Code><Message>";
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let chunk = vec![b'A'; 64 * 1024];
-                while conn.write_all(&chunk).is_ok() {}
-            });
-        }
-    });
-    port
-}
-
 /// The attacker's report: `check --timeout 10` against such a server ran 20.9 s at 1.99 GB
 /// resident. The error body is read only in part: quick, little memory, a short message.
 #[test]
 fn an_s3_endpoint_streaming_an_endless_error_is_read_in_little_memory() {
-    let port = endless_error_server();
+    let port = service_backup_testkit::endless_error_server().0;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     std::fs::create_dir_all(dir.path().join("source")).unwrap();

@@ -136,40 +136,9 @@ async fn unreachable_endpoint_fails_within_seconds() {
     assert!(err.hint().unwrap().contains("endpoint"), "{text}");
 }
 
-/// A server answering every request with `500` and an announced 2 GB error body that it
-/// streams while the client reads; returns its port and the bytes the client accepted.
-fn endless_error_port() -> (u16, Arc<std::sync::atomic::AtomicU64>) {
-    use std::io::{Read as _, Write as _};
-    use std::sync::atomic::Ordering;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = sent.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let mut request = vec![0u8; 65536];
-                let _ = conn.read(&mut request);
-                let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n\
-                            Content-Length: 2000000000\r\n\r\n<Error><Code>X</Code><Message>";
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let chunk = vec![b'A'; 64 * 1024];
-                while conn.write_all(&chunk).is_ok() {
-                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    (port, sent)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_error_answer_is_read_only_in_part() {
-    let (port, sent) = endless_error_port();
+    let (port, sent) = service_backup_testkit::endless_error_server();
     let endpoint = format!("http://127.0.0.1:{port}/{}", env("SB_TEST_AZURE_ACCOUNT"));
     let dest = AzureDestination::new(settings_at(&endpoint, "hostile")).unwrap();
     let started = std::time::Instant::now();

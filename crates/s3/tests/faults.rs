@@ -214,40 +214,9 @@ async fn a_store_that_never_answers_fails_in_bounded_time() {
     assert_no_secret(&err);
 }
 
-/// A store that answers every request with `500` announcing 2 GB of error body and streams
-/// it (an error code, then an endless message) for as long as the client reads; returns
-/// the port and the count of bytes the client accepted.
-fn endless_error_port() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    use std::io::{Read as _, Write as _};
-    use std::sync::atomic::Ordering;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = sent.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let mut request = vec![0u8; 65536];
-                let _ = conn.read(&mut request);
-                let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: 2000000000\r\n\r\n<Error><Code>X</Code><Message>";
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let chunk = vec![b'A'; 64 * 1024];
-                while conn.write_all(&chunk).is_ok() {
-                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    (port, sent)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_error_answer_is_read_only_in_part() {
-    let (port, sent) = endless_error_port();
+    let (port, sent) = service_backup_testkit::endless_error_server();
     let dest =
         S3Destination::new(&settings(&format!("http://127.0.0.1:{port}"), "hostile")).unwrap();
     let started = Instant::now();
