@@ -64,6 +64,7 @@ struct Claims {
     // Read raw: the validation skips an `nbf` it cannot parse and takes `iss` as a list.
     nbf: Option<serde_json::Value>,
     iss: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
 }
 
 impl Claims {
@@ -143,8 +144,9 @@ impl Verifier {
         v
     }
 
-    /// Checks `token`; `Ok` when it is valid and carries the required scopes.
-    pub async fn verify(&self, token: &str) -> Result<(), Problem> {
+    /// Checks `token`; `Ok` with its `exp` (seconds since the epoch) when it is valid and
+    /// carries the required scopes.
+    pub async fn verify(&self, token: &str) -> Result<i64, Problem> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Problem::Unreadable);
         }
@@ -180,7 +182,13 @@ impl Verifier {
                         .required_scopes
                         .iter()
                         .all(|s| data.claims.scope.contains(s));
-                    return if scoped { Ok(()) } else { Err(Problem::Scope) };
+                    // Required and validated: a number.
+                    let exp = data.claims.exp.as_ref().and_then(serde_json::Value::as_i64);
+                    return match (scoped, exp) {
+                        (false, _) => Err(Problem::Scope),
+                        (true, Some(exp)) => Ok(exp),
+                        (true, None) => Err(Problem::Unreadable),
+                    };
                 }
                 Err(e) => problem = problem_of(e.kind()),
             }
@@ -281,7 +289,7 @@ mod tests {
         let exp = chrono::Utc::now().timestamp() + 600;
         let good = json!({"iss": "https://uaa.test/oauth/token", "aud": "service-backup",
             "exp": exp, "nbf": 1});
-        assert_eq!(verifier.verify(&sign(&head, &good)).await, Ok(()));
+        assert_eq!(verifier.verify(&sign(&head, &good)).await, Ok(exp));
         let with = |key: &str, value: serde_json::Value| {
             let mut p = good.clone();
             p[key] = value;
