@@ -335,14 +335,18 @@ pub fn changes_state(method: &Method) -> bool {
 
 /// The session id of the request's `Cookie` headers, if any.
 pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    // As bytes: a non-ASCII byte in another site's cookie must not hide ours.
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().trim_matches('"').to_string())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let at = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+        })
+        .find(|(name, _)| *name == COOKIE.as_bytes())
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .map(|value| value.trim_matches('"').to_string())
 }
 
 /// The `Set-Cookie` value of a session; `Secure` when the API is served over TLS.
@@ -474,6 +478,12 @@ mod tests {
             HeaderValue::from_static("a=1; sb_session=abc; b=2"),
         );
         assert_eq!(cookie_of(&h).as_deref(), Some("abc"));
+        let mut latin = HeaderMap::new();
+        latin.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xe9; sb_session=abc").unwrap(),
+        );
+        assert_eq!(cookie_of(&latin).as_deref(), Some("abc"));
         assert_eq!(
             set_cookie("abc", LIFETIME, true),
             "sb_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure"
