@@ -522,6 +522,8 @@ async fn the_threshold_is_set_at_run_time_and_kept() {
         r#"{"max_disk_threshold": 1.5}"#,
         r#"{"threshold": 50}"#,
         "abc",
+        // A key twice: readers that keep the first or the last would disagree.
+        r#"{"max_disk_threshold": 5, "max_disk_threshold": 90}"#,
     ] {
         let (status, _, body) = call(&router, Method::PUT, &path, &json_type, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -544,11 +546,23 @@ async fn the_threshold_is_set_at_run_time_and_kept() {
         "max_disk_threshold=-1",
         "max_disk_threshold=101",
         "max_disk_threshold=abc",
+        "max_disk_threshold=5&max_disk_threshold=90",
     ] {
         let form = [("content-type", "application/x-www-form-urlencoded")];
         let (status, _, body) = call(&router, Method::POST, &path, &form, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
+    let utf16 = [("content-type", "application/json; charset=utf-16")];
+    let (status, _, body) = call(
+        &router,
+        Method::PUT,
+        &path,
+        &utf16,
+        r#"{"max_disk_threshold": 5}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another charset: {body}");
+    assert_eq!(state.parachute.threshold(), 80, "nothing was set");
     let (status, _, body) = call(
         &router,
         Method::PUT,
