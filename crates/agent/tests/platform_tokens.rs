@@ -499,3 +499,108 @@ async fn a_private_ca_of_the_issuer_is_trusted_when_given() {
     assert!(trusting.contains("could not be fetched"), "{trusting}");
     assert!(!trusting.contains("certificate"), "TLS failed: {trusting}");
 }
+
+/// `method` of `path` on `agent` with `headers`: status, `Set-Cookie` pair and JSON body.
+async fn call(
+    agent: &Agent,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://127.0.0.1:{}{path}", agent.port))
+        .header("accept", "application/json")
+        .timeout(Duration::from_secs(20));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().to_string());
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, cookie, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_session_ends_with_the_platform_token_that_opened_it() {
+    let issuer = issuer();
+    let root = format!("/service-instances/{INSTANCE}/");
+    let backups = format!("/service-instances/{INSTANCE}/backups");
+
+    // A 1-second JWT: the session's cookie lives no longer, and it is refused past `exp`.
+    let agent = Agent::start(&by_scopes(&issuer)).await;
+    let short = token("short-lived", None, "cloud_controller.read backup.manage").await;
+    let (status, cookie, session) = call(
+        &agent,
+        reqwest::Method::GET,
+        &root,
+        &[("authorization", &format!("bearer {short}"))],
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let cookie = cookie.unwrap();
+    let max_age: u64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age <= 1, "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let csrf = session["csrf_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let (status, _, body) = call(
+            &agent,
+            method.clone(),
+            &backups,
+            &[("cookie", &pair), ("x-csrf-token", &csrf)],
+        )
+        .await;
+        assert_eq!(status, 401, "{method} past the token's exp: {body}");
+    }
+
+    // The Cloud Controller's answer turns to `manage: false`: the session ends.
+    let cc = cloud_controller().await;
+    cc.manage.store(true, Ordering::SeqCst);
+    let agent = Agent::start(&format!(
+        "  uaa:\n    token_keys_url: {issuer}/jwks\n    issuer: {issuer}\n  \
+         cloud_controller:\n    url: {}\n    cache_seconds: 1\n",
+        cc.url
+    ))
+    .await;
+    let token = token("backup-client", None, "cloud_controller.read").await;
+    let (status, cookie, body) = call(
+        &agent,
+        reqwest::Method::GET,
+        &root,
+        &[("authorization", &format!("bearer {token}"))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pair = cookie.unwrap().split(';').next().unwrap().to_string();
+    let with_cookie = [("cookie", pair.as_str())];
+    assert_eq!(
+        call(&agent, reqwest::Method::GET, &backups, &with_cookie)
+            .await
+            .0,
+        200
+    );
+    cc.manage.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _, body) = call(&agent, reqwest::Method::GET, &backups, &with_cookie).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
+    cc.manage.store(true, Ordering::SeqCst);
+    let (status, _, body) = call(&agent, reqwest::Method::GET, &backups, &with_cookie).await;
+    assert_eq!(status, 401, "the session ended for good: {body}");
+    assert!(!agent.log().contains(&token), "the token is in the log");
+}

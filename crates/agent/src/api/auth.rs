@@ -17,6 +17,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 
 use sha2::{Digest as _, Sha256};
 
@@ -262,20 +263,21 @@ fn bearer(header: Option<&[u8]>) -> Result<&str, Refusal> {
 }
 
 /// Checks an `Authorization` header value: a static token, else a platform JWT and its
-/// user's permission.
-pub async fn check(auth: &Auth, header: Option<&[u8]>) -> Result<(), Refusal> {
+/// user's permission. `Ok` with the JWT's expiry, `None` for a static token.
+pub async fn check(auth: &Auth, header: Option<&[u8]>) -> Result<Option<DateTime<Utc>>, Refusal> {
     let token = bearer(header)?;
     if auth.tokens.as_ref().is_some_and(|t| t.accepts(token)) {
-        return Ok(());
+        return Ok(None);
     }
     let Some(verifier) = &auth.jwt else {
         return Err(Refusal::Wrong);
     };
-    verifier.verify(token).await.map_err(Refusal::Jwt)?;
+    let exp = verifier.verify(token).await.map_err(Refusal::Jwt)?;
+    let until = Some(DateTime::from_timestamp(exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC));
     match &auth.permissions {
-        None => Ok(()),
+        None => Ok(until),
         Some(permissions) => match permissions.of(token).await {
-            Permission::Manage => Ok(()),
+            Permission::Manage => Ok(until),
             Permission::Denied => Err(Refusal::Forbidden),
             Permission::Unauthenticated => Err(Refusal::Wrong),
             Permission::Unavailable => Err(Refusal::PermissionsUnavailable),

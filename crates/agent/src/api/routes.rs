@@ -18,7 +18,9 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, blocking};
 use tower_http::timeout::TimeoutLayer;
 
-use super::{ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request, web};
+use super::{
+    ApiError, ApiState, BODY_LIMIT, REQUEST_TIMEOUT, auth, metrics, request, session, web,
+};
 use crate::destinations;
 use crate::jobs::restore::{self as restoring, RestorePlan};
 use crate::lock;
@@ -114,11 +116,21 @@ async fn guard(State(state): State<ApiState>, mut req: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let checked = if by_cookie {
-        Ok(())
-    } else {
-        auth::check(&state.auth, header).await
+    // A session lasts only as long as the credential that opened it is still accepted
+    // (a JWT not expired, a static token still in the file, the Cloud Controller's yes).
+    let known = by_cookie
+        .then(|| req.extensions().get::<session::Known>().cloned())
+        .flatten();
+    let checked = match &known {
+        Some(k) => auth::check(&state.auth, Some(k.credential.as_bytes())).await,
+        None => auth::check(&state.auth, header).await,
     };
+    if let (Err(_), Some(k)) = (&checked, &known) {
+        state.sessions.end(k);
+    }
+    if let Ok(until) = checked {
+        req.extensions_mut().insert(session::CredentialUntil(until));
+    }
     if let Err(refusal) = checked {
         tracing::info!(path = %req.uri().path(), reason = ?refusal, "API request refused");
         // A browser opening the dashboard gets the page, which asks for a token.

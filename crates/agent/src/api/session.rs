@@ -31,6 +31,49 @@ pub const LIFETIME: Duration = Duration::from_secs(3600);
 /// How many sessions are kept at most.
 pub const MAX_SESSIONS: usize = 1000;
 
+/// How many sessions one credential keeps at most, so that one client cannot push every
+/// other user's session out.
+pub const MAX_PER_CREDENTIAL: usize = 20;
+
+/// The `Authorization` header value that opened a session, rechecked on each request the
+/// session authenticates; never printed.
+#[derive(Clone)]
+pub struct Credential(zeroize::Zeroizing<Vec<u8>>);
+
+impl Credential {
+    /// The credential of an `Authorization` header value.
+    pub fn new(header: &[u8]) -> Self {
+        Self(zeroize::Zeroizing::new(header.to_vec()))
+    }
+
+    /// The header value.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The digest of the token alone: the scheme word's case and the spaces around do
+    /// not make another credential.
+    fn digest(&self) -> [u8; 32] {
+        let header = self.as_bytes().trim_ascii();
+        let token = header
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(header, |at| header[at..].trim_ascii());
+        Sha256::digest(token).into()
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(..)")
+    }
+}
+
+/// The expiry of the credential a request was authenticated by (`None`: a static token),
+/// put in the request's extensions for the root to open a session no longer than it.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialUntil(pub Option<DateTime<Utc>>);
+
 /// A session just opened: what the client gets.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -40,6 +83,8 @@ pub struct Opened {
     pub csrf_token: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+    /// How long it lives: the cookie's `Max-Age`.
+    pub max_age: Duration,
 }
 
 /// A known session, as a request authenticated by it sees it.
@@ -49,6 +94,9 @@ pub struct Known {
     pub csrf_token: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+    /// The credential that opened it.
+    pub credential: Credential,
+    key: [u8; 32],
 }
 
 /// Why a cookie does not authenticate a request.
@@ -102,6 +150,8 @@ impl Refusal {
 
 struct Entry {
     instance: String,
+    credential: Credential,
+    owner: [u8; 32],
     csrf_token: String,
     opened: Instant,
     expires: Instant,
@@ -163,21 +213,41 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Opens a session for `instance`, dropping expired ones and, at the cap, the oldest.
-    pub fn open(&self, instance: &str) -> Opened {
+    /// Opens a session for `instance` by `credential`, ending no later than `until` (the
+    /// credential's own expiry); drops expired ones and, at a cap, the oldest (of this
+    /// credential first).
+    pub fn open(
+        &self,
+        instance: &str,
+        credential: Credential,
+        until: Option<DateTime<Utc>>,
+    ) -> Opened {
         let id = random_word();
         let csrf_token = random_word();
         let now = Instant::now();
-        let expires_at =
-            Utc::now() + chrono::Duration::from_std(self.lifetime).unwrap_or(chrono::Duration::MAX);
+        let wall = Utc::now();
+        let left = until.map_or(self.lifetime, |u| {
+            (u - wall).to_std().unwrap_or_default().min(self.lifetime)
+        });
+        let expires_at = wall + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX);
+        let owner = credential.digest();
         let mut entries = self.entries();
         entries.retain(|_, e| e.expires > now);
-        while entries.len() >= self.max {
-            let Some(oldest) = entries
+        let oldest_where = |entries: &HashMap<[u8; 32], Entry>, mine: bool| {
+            entries
                 .iter()
+                .filter(|(_, e)| !mine || e.owner == owner)
                 .min_by_key(|(_, e)| e.opened)
                 .map(|(k, _)| *k)
-            else {
+        };
+        while entries.values().filter(|e| e.owner == owner).count() >= MAX_PER_CREDENTIAL {
+            let Some(oldest) = oldest_where(&entries, true) else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        while entries.len() >= self.max {
+            let Some(oldest) = oldest_where(&entries, false) else {
                 break;
             };
             entries.remove(&oldest);
@@ -186,9 +256,11 @@ impl Sessions {
             digest(&id),
             Entry {
                 instance: instance.to_string(),
+                credential,
+                owner,
                 csrf_token: csrf_token.clone(),
                 opened: now,
-                expires: now + self.lifetime,
+                expires: now + left,
                 expires_at,
             },
         );
@@ -196,6 +268,7 @@ impl Sessions {
             id,
             csrf_token,
             expires_at,
+            max_age: left,
         }
     }
 
@@ -227,7 +300,21 @@ impl Sessions {
         Ok(Known {
             csrf_token: entry.csrf_token.clone(),
             expires_at: entry.expires_at,
+            credential: entry.credential.clone(),
+            key,
         })
+    }
+
+    /// The session `id` if it is open for `instance` and was opened by `credential`: a
+    /// client that sends its session cookie beside its header keeps that session.
+    pub fn reusable(&self, id: &str, instance: &str, credential: &[u8]) -> Option<Known> {
+        let known = self.check(id, instance, &Method::GET, None).ok()?;
+        bool::from(known.credential.as_bytes().ct_eq(credential)).then_some(known)
+    }
+
+    /// Ends the session `known` (its credential is no longer valid).
+    pub fn end(&self, known: &Known) {
+        self.entries().remove(&known.key);
     }
 
     /// The number of open sessions (expired ones included until the next open).
@@ -248,14 +335,18 @@ pub fn changes_state(method: &Method) -> bool {
 
 /// The session id of the request's `Cookie` headers, if any.
 pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    // As bytes: a non-ASCII byte in another site's cookie must not hide ours.
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().trim_matches('"').to_string())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let at = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+        })
+        .find(|(name, _)| *name == COOKIE.as_bytes())
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .map(|value| value.trim_matches('"').to_string())
 }
 
 /// The `Set-Cookie` value of a session; `Secure` when the API is served over TLS.
@@ -273,10 +364,58 @@ pub fn set_cookie(id: &str, lifetime: Duration, secure: bool) -> HeaderValue {
 mod tests {
     use super::*;
 
+    fn cred(token: &str) -> Credential {
+        Credential::new(format!("Bearer {token}").as_bytes())
+    }
+
+    #[test]
+    fn a_session_ends_with_its_credential_and_is_never_printed() {
+        let s = Sessions::default();
+        let soon = Utc::now() + chrono::Duration::milliseconds(1500);
+        let o = s.open("a", cred("jwt"), Some(soon));
+        assert!(o.expires_at <= soon, "{} > {soon}", o.expires_at);
+        let later = Utc::now() + chrono::Duration::days(2);
+        assert!(s.open("a", cred("jwt"), Some(later)).expires_at <= Utc::now() + LIFETIME);
+        let known = s.check(&o.id, "a", &Method::GET, None).unwrap();
+        assert!(!format!("{known:?}").contains("jwt"), "{known:?}");
+        std::thread::sleep(Duration::from_millis(1600));
+        assert_eq!(
+            s.check(&o.id, "a", &Method::GET, None).unwrap_err(),
+            Refusal::Expired
+        );
+    }
+
+    #[test]
+    fn one_credential_cannot_push_out_the_others() {
+        let s = Sessions::new(LIFETIME, 30);
+        let other = s.open("a", cred("browser"), None);
+        let first = s.open("a", cred("script"), None);
+        for _ in 0..1000 {
+            s.open("a", cred("script"), None);
+        }
+        assert_eq!(s.len(), MAX_PER_CREDENTIAL + 1);
+        assert!(s.check(&other.id, "a", &Method::GET, None).is_ok());
+        assert!(s.check(&first.id, "a", &Method::GET, None).is_err());
+        // The header written otherwise is the same credential.
+        s.open("a", Credential::new(b"bearer   script "), None);
+        assert_eq!(s.len(), MAX_PER_CREDENTIAL + 1);
+        // Reused only by the credential that opened it.
+        let mine = cred("browser");
+        assert!(s.reusable(&other.id, "a", mine.as_bytes()).is_some());
+        assert!(
+            s.reusable(&other.id, "a", cred("script").as_bytes())
+                .is_none()
+        );
+        assert!(s.reusable(&other.id, "b", mine.as_bytes()).is_none());
+        let known = s.reusable(&other.id, "a", mine.as_bytes()).unwrap();
+        s.end(&known);
+        assert!(s.check(&other.id, "a", &Method::GET, None).is_err());
+    }
+
     #[test]
     fn a_session_is_bound_to_its_instance_and_lifetime() {
         let s = Sessions::new(Duration::from_millis(50), 10);
-        let o = s.open("a");
+        let o = s.open("a", cred("x"), None);
         assert!(s.check(&o.id, "a", &Method::GET, None).is_ok());
         assert_eq!(
             s.check(&o.id, "b", &Method::GET, None).unwrap_err(),
@@ -300,7 +439,7 @@ mod tests {
     #[test]
     fn posts_need_the_csrf_token() {
         let s = Sessions::default();
-        let o = s.open("a");
+        let o = s.open("a", cred("x"), None);
         assert_eq!(
             s.check(&o.id, "a", &Method::POST, None).unwrap_err(),
             Refusal::CsrfMissing
@@ -319,9 +458,9 @@ mod tests {
     #[test]
     fn the_oldest_session_is_dropped_at_the_cap() {
         let s = Sessions::new(LIFETIME, 2);
-        let first = s.open("a");
-        let second = s.open("a");
-        let third = s.open("a");
+        let first = s.open("a", cred("x"), None);
+        let second = s.open("a", cred("x"), None);
+        let third = s.open("a", cred("x"), None);
         assert_eq!(s.len(), 2);
         assert_eq!(
             s.check(&first.id, "a", &Method::GET, None).unwrap_err(),
@@ -339,6 +478,12 @@ mod tests {
             HeaderValue::from_static("a=1; sb_session=abc; b=2"),
         );
         assert_eq!(cookie_of(&h).as_deref(), Some("abc"));
+        let mut latin = HeaderMap::new();
+        latin.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xe9; sb_session=abc").unwrap(),
+        );
+        assert_eq!(cookie_of(&latin).as_deref(), Some("abc"));
         assert_eq!(
             set_cookie("abc", LIFETIME, true),
             "sb_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure"

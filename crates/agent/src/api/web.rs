@@ -15,10 +15,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use super::session::{self, Known};
+use super::session::{self, Credential, CredentialUntil, Known};
 use super::{ApiError, ApiState};
 
 const HTML: &str = include_str!("web/index.html");
@@ -143,14 +144,34 @@ pub fn cookie_session(state: &ApiState, req: &mut Request) -> Result<bool, Box<R
 pub async fn root(
     State(state): State<ApiState>,
     known: Option<Extension<Known>>,
+    until: Option<Extension<CredentialUntil>>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let (csrf_token, expires_at, cookie) = if let Some(Extension(k)) = known {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    // A session cookie sent beside the header that opened it is kept, not replaced.
+    let known = known.map(|Extension(k)| k).or_else(|| {
+        session::cookie_of(&headers).and_then(|id| {
+            state
+                .sessions
+                .reusable(&id, &state.instance_id, authorization)
+        })
+    });
+    let (csrf_token, expires_at, cookie) = if let Some(k) = known {
         (k.csrf_token, k.expires_at, None)
+    } else if method == Method::HEAD {
+        // A HEAD shows nothing of a session: it opens none.
+        (String::new(), Utc::now(), None)
     } else {
-        let opened = state.sessions.open(&state.instance_id);
+        let until = until.and_then(|Extension(CredentialUntil(u))| u);
+        let opened = state
+            .sessions
+            .open(&state.instance_id, Credential::new(authorization), until);
         let secure = state.config().api.as_ref().is_some_and(|a| a.tls.is_some());
-        let cookie = session::set_cookie(&opened.id, state.sessions.lifetime(), secure);
+        let cookie = session::set_cookie(&opened.id, opened.max_age, secure);
         (opened.csrf_token, opened.expires_at, Some(cookie))
     };
     let mut answer = if accepts(&headers, "application/json") {

@@ -428,27 +428,34 @@ const NAMESPACE_PARTS: [&str; 6] = [
     "node",
 ];
 
+/// Whether `part` is one name of a metric path: letters, digits, `_` and `-` (a quote or
+/// backslash would break the Prometheus text and the dotted paths).
+fn is_metric_name(part: &str) -> bool {
+    !part.is_empty()
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn metrics(section: &Section<'_>, problems: &mut Problems) -> MetricsConfig {
     let namespace = section
         .text("namespace", problems)
         .map(|n| n.trim().to_string());
     if let Some(n) = &namespace
-        && (n.is_empty()
-            || n.split('.')
-                .any(|part| part.is_empty() || part.contains(char::is_whitespace)))
+        && !n.split('.').all(is_metric_name)
     {
         problems.push(format!(
-            "api.metrics.namespace must be names joined by dots, such as org.space.instance.name.service.node, not \"{n}\""
+            "api.metrics.namespace must be names of letters, digits, '_' and '-' joined by dots, such as org.space.instance.name.service.node, not \"{n}\""
         ));
     }
     let mut parts: Vec<Option<String>> = Vec::new();
     for key in NAMESPACE_PARTS {
         let value = section.text(key, problems).map(|v| v.trim().to_string());
         if let Some(v) = &value
-            && (v.is_empty() || v.contains('.') || v.contains(char::is_whitespace))
+            && !is_metric_name(v)
         {
             problems.push(format!(
-                "api.metrics.{key} must be one name without dots or spaces, not \"{v}\""
+                "api.metrics.{key} must be one name of letters, digits, '_' and '-', not \"{v}\""
             ));
         }
         parts.push(value);

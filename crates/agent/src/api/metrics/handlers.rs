@@ -100,6 +100,9 @@ pub async fn set_threshold(
     };
     let raw = raw.map_err(|_| invalid())?;
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    if !body_is_plain(content_type, &raw) {
+        return Err(invalid());
+    }
     let fields = request::restore_fields(content_type, &raw).map_err(|_| invalid())?;
     let threshold = fields
         .get(THRESHOLD_FIELD)
@@ -123,9 +126,98 @@ pub async fn set_threshold(
     Ok(threshold_json(&state))
 }
 
+/// Whether a threshold body is free of what two readers could read apart: a charset
+/// other than UTF-8, a key given twice (in JSON or a form).
+fn body_is_plain(content_type: Option<&[u8]>, raw: &[u8]) -> bool {
+    let Ok(content_type) = std::str::from_utf8(content_type.unwrap_or_default()) else {
+        return false;
+    };
+    let utf8 = content_type
+        .split(';')
+        .skip(1)
+        .all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        });
+    if !utf8 {
+        return false;
+    }
+    if request::is_json(Some(content_type.as_bytes())) {
+        // A non-object or unreadable body is left to the reader's own message.
+        serde_json::from_slice::<UniqueKeys>(raw)
+            .map_or_else(|e| !e.to_string().starts_with(DUPLICATE), |_| true)
+    } else {
+        let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw) else {
+            return true;
+        };
+        let mut seen = std::collections::HashSet::new();
+        pairs.iter().all(|(k, _)| seen.insert(k.as_str()))
+    }
+}
+
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON object whose keys are each given once.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    if !seen.insert(key) {
+                        return Err(serde::de::Error::custom(DUPLICATE));
+                    }
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_bodies_with_a_key_twice_or_another_charset_are_not_plain() {
+        let json = Some(&b"application/json"[..]);
+        let form = Some(&b"application/x-www-form-urlencoded"[..]);
+        assert!(body_is_plain(json, br#"{"max_disk_threshold": 5}"#));
+        assert!(body_is_plain(form, b"max_disk_threshold=5"));
+        assert!(body_is_plain(
+            Some(b"application/json; charset=\"UTF-8\""),
+            br#"{"max_disk_threshold": 5}"#
+        ));
+        assert!(!body_is_plain(
+            json,
+            br#"{"max_disk_threshold": 5, "max_disk_threshold": 90}"#
+        ));
+        assert!(!body_is_plain(
+            form,
+            b"max_disk_threshold=5&max_disk_threshold=90"
+        ));
+        assert!(!body_is_plain(
+            Some(b"application/json; charset=utf-16"),
+            br#"{"max_disk_threshold": 5}"#
+        ));
+        assert!(!body_is_plain(
+            Some(b"application/x-www-form-urlencoded; charset=latin1"),
+            b"max_disk_threshold=5"
+        ));
+    }
 
     #[test]
     fn text_is_chosen_by_accept() {

@@ -36,20 +36,57 @@ struct State {
     activated: HashSet<String>,
 }
 
+/// The most of the threshold file read: it holds one small JSON object.
+const MAX_FILE_BYTES: u64 = 256;
+
+/// The bytes of `path` if it is a small regular file, `None` if there is none. A symbolic
+/// link, FIFO or device is refused unopened or unread: a FIFO would block start-up.
+fn read_small_file(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err("it is a symbolic link".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
+    }
+    Ok(Some(bytes))
+}
+
 impl Parachute {
     /// A parachute with `configured` as its threshold, unless `state_dir` keeps one set
     /// through the API (a file that cannot be read is logged and ignored).
     pub fn load(state_dir: Option<&Path>, configured: u64) -> Self {
         let file = state_dir.map(|d| d.join(THRESHOLD_FILE));
-        let set = file.as_deref().and_then(|f| match std::fs::read(f) {
-            Ok(bytes) => match serde_json::from_slice::<Threshold>(&bytes) {
+        let set = file.as_deref().and_then(|f| match read_small_file(f) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Threshold>(&bytes) {
                 Ok(t) if t.max_disk_threshold <= 100 => Some(t.max_disk_threshold),
                 _ => {
                     tracing::warn!(file = %f.display(), "the parachute threshold file is not valid; the configured threshold is used");
                     None
                 }
             },
-            Err(_) => None,
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(file = %f.display(), error = %e, "the parachute threshold file cannot be read; the configured threshold is used");
+                None
+            }
         });
         Self {
             file,
@@ -290,6 +327,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Parachute::load(Some(dir.path()), 90).threshold(), 90);
+    }
+
+    #[test]
+    fn a_threshold_file_that_is_a_link_fifo_or_too_long_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(THRESHOLD_FILE);
+        // A FIFO no one writes to: reading it would block for ever.
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(Parachute::load(Some(dir.path()), 80).threshold(), 80);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        std::fs::remove_file(&file).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, "{\"max_disk_threshold\": 5}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        let p = Parachute::load(Some(dir.path()), 80);
+        assert_eq!(
+            (p.threshold(), p.is_set()),
+            (80, false),
+            "not through a link"
+        );
+        std::fs::remove_file(&file).unwrap();
+        let long = format!("{{\"max_disk_threshold\": 5{}}}", " ".repeat(300));
+        std::fs::write(&file, long).unwrap();
+        assert_eq!(Parachute::load(Some(dir.path()), 80).threshold(), 80);
+        std::fs::write(&file, "{\"max_disk_threshold\": 5}").unwrap();
+        assert_eq!(Parachute::load(Some(dir.path()), 80).threshold(), 5);
     }
 
     #[test]

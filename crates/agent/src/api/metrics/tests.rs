@@ -288,14 +288,18 @@ fn the_namespace_is_the_a9s_one_of_its_parts() {
     let problems = crate::config::parse(
         "destinations:\n- type: local\n  config: {path: /tmp/x}\nsource_folder: /tmp/s\n\
          cron_schedule: \"0 0 1 1 *\"\n\
-         api: {listen: \"127.0.0.1:1\", bearer_tokens_file: t, metrics: {node: a.b, parachute_threshold: -1}}\n",
+         api: {listen: \"127.0.0.1:1\", bearer_tokens_file: t, metrics: {node: a.b, org_guid: 'o\"x', space_guid: 'a\\b', namespace: 'a.b\"c', parachute_threshold: -1}}\n",
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        problems.contains("api.metrics.node must be one name without dots or spaces, not \"a.b\""),
-        "{problems}"
-    );
+    for wanted in [
+        "api.metrics.node must be one name of letters, digits, '_' and '-', not \"a.b\"",
+        "api.metrics.org_guid must be one name of letters, digits, '_' and '-', not \"o\"x\"",
+        "api.metrics.space_guid must be one name of letters, digits, '_' and '-', not \"a\\b\"",
+        "api.metrics.namespace must be names of letters, digits, '_' and '-' joined by dots",
+    ] {
+        assert!(problems.contains(wanted), "{wanted}: {problems}");
+    }
     assert!(
         problems.contains("parachute_threshold must be a whole number from 0 (off) to 100, not -1"),
         "{problems}"
@@ -518,6 +522,8 @@ async fn the_threshold_is_set_at_run_time_and_kept() {
         r#"{"max_disk_threshold": 1.5}"#,
         r#"{"threshold": 50}"#,
         "abc",
+        // A key twice: readers that keep the first or the last would disagree.
+        r#"{"max_disk_threshold": 5, "max_disk_threshold": 90}"#,
     ] {
         let (status, _, body) = call(&router, Method::PUT, &path, &json_type, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -540,11 +546,23 @@ async fn the_threshold_is_set_at_run_time_and_kept() {
         "max_disk_threshold=-1",
         "max_disk_threshold=101",
         "max_disk_threshold=abc",
+        "max_disk_threshold=5&max_disk_threshold=90",
     ] {
         let form = [("content-type", "application/x-www-form-urlencoded")];
         let (status, _, body) = call(&router, Method::POST, &path, &form, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
+    let utf16 = [("content-type", "application/json; charset=utf-16")];
+    let (status, _, body) = call(
+        &router,
+        Method::PUT,
+        &path,
+        &utf16,
+        r#"{"max_disk_threshold": 5}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another charset: {body}");
+    assert_eq!(state.parachute.threshold(), 80, "nothing was set");
     let (status, _, body) = call(
         &router,
         Method::PUT,

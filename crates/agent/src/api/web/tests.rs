@@ -21,7 +21,7 @@ const INSTANCE: &str = "inst-1";
 const ROOT: &str = "/service-instances/inst-1/";
 
 struct Agent {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     state: ApiState,
     router: Router,
 }
@@ -51,7 +51,7 @@ async fn agent(lifetime: Duration, tls: bool) -> Agent {
     let mut state = ApiState::standalone(config, INSTANCE).await.unwrap();
     state.sessions = Arc::new(Sessions::new(lifetime, 100));
     Agent {
-        _dir: dir,
+        dir,
         router: router(state.clone()),
         state,
     }
@@ -348,4 +348,97 @@ fn the_page_refers_to_no_other_origin() {
         assert!(!lower.contains("src=\""), "{name} loads a file");
     }
     assert!(HTML.contains("/*SCRIPT*/") && HTML.contains("/*STYLE*/"));
+}
+
+#[tokio::test]
+async fn a_static_token_removed_from_the_file_ends_its_sessions() {
+    let a = agent(Duration::from_secs(3600), false).await;
+    let (cookie, session) = sign_in(&a).await;
+    let csrf = session["csrf_token"].as_str().unwrap();
+    let backups = "/service-instances/inst-1/backups";
+    let r = send(&a, Method::GET, backups, &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The token leaves the file; the file is reread (as on SIGHUP).
+    std::fs::write(a.dir.path().join("tokens"), "another-token-7d1e\n").unwrap();
+    a.state.auth.reload(None);
+    let r = send(
+        &a,
+        Method::POST,
+        backups,
+        &[("cookie", &cookie), ("x-csrf-token", csrf)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(r.json()["error"], "unauthorized");
+    assert_eq!(tasks(&a).await, 0, "a refused POST queued nothing");
+    let r = send(&a, Method::GET, backups, &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(
+        r.json()["description"]
+            .as_str()
+            .unwrap()
+            .contains("unknown"),
+        "the session is gone: {}",
+        r.text
+    );
+    assert!(a.state.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn calls_with_the_header_neither_flush_sessions_nor_open_one_each() {
+    let a = agent(Duration::from_secs(3600), false).await;
+    let (cookie, session) = sign_in(&a).await;
+    let bearer = format!("Bearer {TOKEN}");
+    // The cookie sent beside the header that opened it: the same session, no new cookie.
+    let r = send(
+        &a,
+        Method::GET,
+        ROOT,
+        &[
+            ("authorization", &bearer),
+            ("cookie", &cookie),
+            ("accept", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["csrf_token"], session["csrf_token"]);
+    assert!(!r.headers.contains_key(header::SET_COOKIE));
+    // A HEAD opens none.
+    let r = send(&a, Method::HEAD, ROOT, &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.headers.contains_key(header::SET_COOKIE));
+    assert_eq!(a.state.sessions.len(), 1);
+    // Many sign-ins of one client keep at most its share; the first browser stays in.
+    for _ in 0..200 {
+        send(&a, Method::GET, ROOT, &[("authorization", &bearer)]).await;
+    }
+    assert_eq!(
+        a.state.sessions.len(),
+        crate::api::session::MAX_PER_CREDENTIAL
+    );
+    let tokens = a.dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\nbrowser-token-5c2a\n")).unwrap();
+    a.state.auth.reload(None);
+    let other = "Bearer browser-token-5c2a";
+    let browser = send(&a, Method::GET, ROOT, &[("authorization", other)]).await;
+    let browser = browser.headers[header::SET_COOKIE].to_str().unwrap();
+    let browser = browser.split(';').next().unwrap().to_string();
+    for _ in 0..50 {
+        send(&a, Method::GET, ROOT, &[("authorization", &bearer)]).await;
+        let respelled = format!("bearer   {TOKEN}");
+        send(&a, Method::GET, ROOT, &[("authorization", &respelled)]).await;
+    }
+    assert_eq!(
+        a.state.sessions.len(),
+        crate::api::session::MAX_PER_CREDENTIAL + 1
+    );
+    let r = send(
+        &a,
+        Method::GET,
+        "/service-instances/inst-1/backups",
+        &[("cookie", &browser)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

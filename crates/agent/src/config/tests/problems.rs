@@ -182,7 +182,7 @@ missing_properties_message: Fix the manifest.
         "compression_level must be a whole number from 1 to 9, not 0",
         "Missing values for api: bearer_tokens_file",
         "api.listen must be an address and port such as 127.0.0.1:8443, not \":80\"",
-        "api.metrics.namespace must be names joined by dots, such as org.space.instance.name.service.node, not \"org..node\"",
+        "api.metrics.namespace must be names of letters, digits, '_' and '-' joined by dots, such as org.space.instance.name.service.node, not \"org..node\"",
         "api.metrics.parachute_threshold must be a whole number from 0 (off) to 100, not 101",
     ]
     .map(|p| {
