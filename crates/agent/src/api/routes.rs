@@ -304,16 +304,7 @@ async fn one(
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult {
     let raw_id = params.get("id").map_or("", String::as_str);
-    let unknown = || ApiError::Precondition(format!("there is no backup with id {raw_id}"));
-    let id = request::backup_id(raw_id).ok_or_else(unknown)?;
-    let task = state
-        .ctx
-        .tasks
-        .get(id)
-        .await
-        .map_err(|e| internal(&e))?
-        .filter(|t| t.kind == TaskKind::Backup)
-        .ok_or_else(unknown)?;
+    let (_, task) = backup_task(&state, raw_id).await?;
     Ok(axum::Json(backup_json(&task)).into_response())
 }
 
@@ -382,8 +373,8 @@ fn restore_fields(headers: &HeaderMap, raw: &[u8]) -> Result<HashMap<String, Str
         .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidBody", d))
 }
 
-/// The backup task `raw_id` names, if it is a complete backup; else the 412 message.
-async fn complete_backup(state: &ApiState, raw_id: &str) -> Result<(i64, String), ApiError> {
+/// The backup task `raw_id` names, with its id; else the 412 of an unknown backup.
+async fn backup_task(state: &ApiState, raw_id: &str) -> Result<(i64, Task), ApiError> {
     let unknown = || ApiError::Precondition(format!("there is no backup with id {raw_id}"));
     let id = request::backup_id(raw_id).ok_or_else(unknown)?;
     let task = state
@@ -394,6 +385,12 @@ async fn complete_backup(state: &ApiState, raw_id: &str) -> Result<(i64, String)
         .map_err(|e| internal(&e))?
         .filter(|t| t.kind == TaskKind::Backup)
         .ok_or_else(unknown)?;
+    Ok((id, task))
+}
+
+/// The backup task `raw_id` names, if it is a complete backup; else the 412 message.
+async fn complete_backup(state: &ApiState, raw_id: &str) -> Result<(i64, String), ApiError> {
+    let (id, task) = backup_task(state, raw_id).await?;
     match (task.state, task.backup_name) {
         (TaskState::Done, Some(name)) => Ok((id, name)),
         (TaskState::Deleted, _) => Err(ApiError::Precondition(format!("backup {id} was deleted"))),
