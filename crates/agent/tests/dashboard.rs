@@ -26,6 +26,11 @@ struct Agent {
 
 impl Agent {
     fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// The agent with `api_extra` (YAML lines under `api:`) added to its API settings.
+    fn start_with(api_extra: &str) -> Self {
         let env = Env::new();
         let d = env.dir.path().display();
         common::write_private(&env.path("tokens"), format!("{TOKEN}\n"));
@@ -63,7 +68,7 @@ impl Agent {
             "cron_schedule: \"0 0 1 1 *\"\ninstance_id: {INSTANCE}\n\
              restore:\n  target_folder: {d}/restored\n\
              api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n\
-             \x20 tls:\n    cert_file: {d}/cert.pem\n    key_file: {d}/key.pem\n"
+             \x20 tls:\n    cert_file: {d}/cert.pem\n    key_file: {d}/key.pem\n{api_extra}"
         ));
         let child = Command::new(binary())
             .args(["run", "config.yml"])
@@ -143,9 +148,18 @@ fn json(text: &str) -> Value {
 /// Every failing call is reported, not only the first.
 #[test]
 fn the_documented_curl_calls_work_verbatim() {
-    let agent = Agent::start();
+    // The docs' token is a platform JWT (`cf oauth-token` prints `bearer <JWT>`): here one
+    // of the OpenID Connect provider of tests/servers/oidc.sh, checked through `api.uaa`.
+    let issuer = std::env::var("SB_TEST_OIDC_ISSUER").expect(
+        "SB_TEST_OIDC_ISSUER is not set: run the tests through tests/run.sh, which starts \
+         the OpenID Connect provider (tests/servers/oidc.sh)",
+    );
+    let agent = Agent::start_with(&format!(
+        "  uaa:\n    jwks_url: {issuer}/jwks\n    issuer: {issuer}\n    \
+         audience: service-backup\n    required_scopes: [backup.manage]\n"
+    ));
     let dir = tempfile::tempdir().unwrap();
-    let bearer = format!("bearer {TOKEN}");
+    let bearer = format!("bearer {}", platform_token(&issuer));
     let dashboard_url = agent.dashboard_url();
     let metrics_api = format!("https://localhost:{}/v1/instances/{INSTANCE}", agent.port);
     let vars = [
@@ -327,4 +341,30 @@ fn the_page_works_in_a_real_browser() {
         .unwrap()
         .collect();
     assert_eq!(downloaded.len(), 1);
+}
+
+/// An access token of the provider's `backup-client` with the scope `backup.manage`, as
+/// `cf oauth-token` would give one to a space developer; registered as a secret of the run.
+fn platform_token(issuer: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-u",
+            "backup-client:secret",
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            "scope=backup.manage",
+            &format!("{issuer}/token"),
+        ])
+        .output()
+        .expect("curl");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    let token = answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {answer}"))
+        .to_string();
+    common::secret(&token);
+    token
 }
