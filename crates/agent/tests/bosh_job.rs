@@ -26,26 +26,12 @@ fn get<'a>(value: &'a Value, path: &str) -> &'a Value {
         .fold(value, |v, key| v.get(key).unwrap_or(&Value::Null))
 }
 
-/// A self-signed certificate and its key, PEM, made by openssl.
+/// A self-signed certificate and its key, PEM.
 fn certificate(dir: &Path) -> (String, String) {
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.crt",
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("openssl is needed (apt-get install -y openssl)");
-    assert!(status.status.success(), "{status:?}");
+    let (cert, key) = common::self_signed_certificate(dir);
     (
-        std::fs::read_to_string(dir.join("tls.crt")).unwrap(),
-        std::fs::read_to_string(dir.join("tls.key")).unwrap(),
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
     )
 }
 

@@ -34,34 +34,7 @@ impl Agent {
         let env = Env::new();
         let d = env.dir.path().display();
         common::write_private(&env.path("tokens"), format!("{TOKEN}\n"));
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-            ])
-            .current_dir(env.dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl is needed to make the test certificate");
-        assert!(ok.success());
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(env.path("key.pem"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        common::self_signed_certificate(env.dir.path());
         std::fs::create_dir_all(env.path("restored")).unwrap();
         let port = free_port();
         env.write_config(&format!(

@@ -238,3 +238,22 @@ pub fn action(line: &serde_json::Value) -> &str {
         .unwrap_or_else(|| panic!("a log message without the ServiceBackup. prefix: {line}"));
     rest.strip_prefix("WithIdentifier.").unwrap_or(rest)
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, made by openssl in `dir` as
+/// `cert.pem` and `key.pem` (mode 0600); returns their paths.
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .args(["subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed to make the test certificate (apt-get install -y openssl)");
+    assert!(out.status.success(), "{out:?}");
+    let key = dir.join("key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir.join("cert.pem"), key)
+}
