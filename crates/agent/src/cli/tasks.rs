@@ -17,6 +17,8 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
         let tasks = Tasks::open(&state_dir).await?;
         let mut all = tasks.list(TaskKind::Backup).await?;
         all.extend(tasks.list(TaskKind::Restore).await?);
+        all.extend(tasks.list(TaskKind::Drill).await?);
+        all.sort_by_key(|t| t.id);
         Ok::<_, service_backup_core::Error>(all)
     })?;
     if as_json {
@@ -25,7 +27,7 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
             .map(|t| {
                 json!({
                     "id": t.id,
-                    "kind": match t.kind { TaskKind::Backup => "backup", TaskKind::Restore => "restore" },
+                    "kind": t.kind.as_str(),
                     "status": t.state.as_str(),
                     "trigger": t.trigger,
                     "backup_guid": t.backup_guid,
@@ -51,10 +53,7 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
         "ID", "KIND", "STATUS", "TRIGGER", "UPDATED (UTC)"
     );
     for t in &all {
-        let kind = match t.kind {
-            TaskKind::Backup => "backup",
-            TaskKind::Restore => "restore",
-        };
+        let kind = t.kind.as_str();
         let detail = t
             .reason
             .as_deref()

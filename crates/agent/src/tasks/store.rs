@@ -57,13 +57,17 @@ pub enum TaskKind {
     Backup,
     /// A restore run.
     Restore,
+    /// A restore drill: the newest backup downloaded and verified on a schedule.
+    Drill,
 }
 
 impl TaskKind {
-    fn as_str(self) -> &'static str {
+    /// Its name, as stored and as `tasks` prints it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Backup => "backup",
             Self::Restore => "restore",
+            Self::Drill => "drill",
         }
     }
 }
@@ -572,6 +576,7 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     };
     let kind = match text(1)?.as_str() {
         "restore" => TaskKind::Restore,
+        "drill" => TaskKind::Drill,
         _ => TaskKind::Backup,
     };
     let state = text(2)?.parse::<TaskState>().map_err(|e| {
