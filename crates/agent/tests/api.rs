@@ -711,13 +711,22 @@ async fn backups_of_another_instance_under_the_prefix_are_not_listed() {
     agent.stop();
 }
 
-/// The `sh` blocks of the documented calls (`tests/fixtures/docs/a9s-api.md`), as written.
-fn documented_calls() -> Vec<String> {
+/// The `sh` blocks of the documented calls (`tests/fixtures/docs/a9s-api.md`), as written,
+/// each with the heading of its section.
+fn documented_calls() -> Vec<(String, String)> {
     let text = include_str!("fixtures/docs/a9s-api.md");
-    text.split("```sh\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap().trim().to_string())
-        .collect()
+    let mut heading = String::new();
+    let mut calls = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("## ") {
+            heading = h.to_string();
+        } else if line == "```sh" {
+            let call: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            calls.push((heading.clone(), call.join("\n")));
+        }
+    }
+    calls
 }
 
 /// Each documented backup-list and metrics call, pasted as the docs write it (flags,
@@ -738,25 +747,22 @@ async fn the_documented_calls_work_as_pasted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let calls = documented_calls();
-    let replayed: Vec<&String> = calls
+    let replayed: Vec<&(String, String)> = calls
         .iter()
-        .filter(|c| c.contains("/backups\"") || c.contains("/metrics?quantity=1\""))
+        .filter(|(_, c)| c.contains("/backups\"") || c.contains("/metrics?quantity=1\""))
         .collect();
     assert_eq!(
         replayed.len(),
-        4,
+        5,
         "the fixture's list and metrics calls: {calls:?}"
     );
     let dashboard_url = format!("{}/service-instances/{INSTANCE}/", agent.base);
     let metrics_api = format!("{}/v1/instances/{INSTANCE}/", agent.base);
-    for call in replayed {
-        // `url` is the dashboard URL without its slash, except in the metrics section,
-        // whose `${url}` is the metrics API's.
-        let url = if call.contains("/metrics") {
-            &metrics_api
-        } else {
-            &dashboard_url
-        };
+    for (heading, call) in replayed {
+        // `url` is the dashboard URL without its slash, except in the sections of the
+        // public API V1 (its metrics and its list), whose `${url}` is the V1 prefix.
+        let v1 = call.contains("/metrics") || heading.contains("V1");
+        let url = if v1 { &metrics_api } else { &dashboard_url };
         let out = Command::new("bash")
             .arg("-c")
             .arg(format!(
@@ -782,6 +788,30 @@ async fn the_documented_calls_work_as_pasted() {
                 .as_array()
                 .unwrap_or_else(|| panic!("{call}: {answer}"));
             assert!(!lines.is_empty(), "{call}: {answer}");
+        } else if v1 {
+            // The V1 page's example: `"id": 2, "backup_id": "8377f207-…", "size": 2792,
+            // "status": "done", "triggered_at": "2021-04-21T01:30:03.832Z", "started_at": …,
+            // "finished_at": …, "downloadable": true`.
+            let item = &answer[0];
+            assert_eq!(item["id"], id, "{call}: {answer}");
+            assert_eq!(item["status"], "done", "{call}: {answer}");
+            assert!(
+                item["backup_id"].as_str().is_some_and(|b| !b.is_empty()),
+                "{answer}"
+            );
+            assert!(item["size"].as_u64().is_some_and(|s| s > 0), "{answer}");
+            assert_eq!(item["downloadable"], true, "{answer}");
+            for field in ["triggered_at", "started_at", "finished_at"] {
+                let at = item[field]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{field}: {answer}"));
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .unwrap_or_else(|e| panic!("{field} {at}: {e}"));
+            }
+            assert!(
+                item["started_at"].as_str() <= item["finished_at"].as_str(),
+                "{answer}"
+            );
         } else {
             assert_eq!(answer["instance_id"], INSTANCE, "{call}: {answer}");
             assert_eq!(answer["backups"][0]["id"], id, "{call}: {answer}");

@@ -61,12 +61,20 @@ pub fn router(state: ApiState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
+    // The public API V1's list of backups, beside its metrics.
+    let v1 = metrics.clone().route(
+        "/backups",
+        get(v1_list).layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        )),
+    );
     let routed = Router::new()
         .merge(backups.clone())
-        .merge(metrics.clone())
+        .merge(metrics)
         .route("/openapi.yaml", get(openapi))
         .nest("/service-instances/{instance_id}", backups)
-        .nest("/v1/instances/{instance_id}", metrics)
+        .nest("/v1/instances/{instance_id}", v1)
         .route("/service-instances/{instance_id}", get(web::root))
         .route("/service-instances/{instance_id}/", get(web::root))
         // Before the guard, so that an unknown path or method without a valid token gets
@@ -252,6 +260,15 @@ fn backup_json(t: &Task) -> Value {
     json!({"id": t.id, "backup_agent_task": task_json(t)})
 }
 
+/// The tasks of the page `page` asks for, newest first.
+fn newest<'a>(tasks: &'a [Task], page: &'a request::Page) -> impl Iterator<Item = &'a Task> {
+    tasks
+        .iter()
+        .rev()
+        .filter(|t| page.admits(t.id, t.created_at))
+        .take(page.limit.unwrap_or(usize::MAX))
+}
+
 /// `GET /backups?limit=N&before=<id or time>`: the backups and restores, newest first; all
 /// of them without `limit`, as the dashboard API lists them.
 async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
@@ -270,18 +287,8 @@ async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiRe
         .list(TaskKind::Restore)
         .await
         .map_err(|e| internal(&e))?;
-    let newest = |tasks: &[Task]| -> Vec<Task> {
-        tasks
-            .iter()
-            .rev()
-            .filter(|t| page.admits(t.id, t.created_at))
-            .take(page.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect()
-    };
-    let backups: Vec<Value> = newest(&backups).iter().map(backup_json).collect();
-    let restores: Vec<Value> = newest(&restores)
-        .iter()
+    let backups: Vec<Value> = newest(&backups, &page).map(backup_json).collect();
+    let restores: Vec<Value> = newest(&restores, &page)
         .map(|t| {
             json!({
                 "id": t.id,
@@ -296,6 +303,37 @@ async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiRe
         "restores": restores,
     }))
     .into_response())
+}
+
+/// An item of the public API V1's list: the fields and meanings of its documentation.
+fn v1_backup_json(t: &Task) -> Value {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
+    json!({
+        "id": t.id,
+        "backup_id": t.backup_name,
+        "size": t.stored_bytes,
+        "status": t.state.as_str(),
+        "triggered_at": t.created_at.to_rfc3339(),
+        "started_at": time(t.started_at),
+        "finished_at": time(t.finished_at),
+        "downloadable": t.state == TaskState::Done && t.backup_name.is_some(),
+    })
+}
+
+/// `GET /v1/instances/{id}/backups?limit=N&before=<id or time>`: the backups, newest first,
+/// in the shape of the public API V1 (an array).
+async fn v1_list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
+    let page = request::page_params(query.as_deref())
+        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuery", d.to_string()))?;
+    discover(&state).await;
+    let backups = state
+        .ctx
+        .tasks
+        .list(TaskKind::Backup)
+        .await
+        .map_err(|e| internal(&e))?;
+    let items: Vec<Value> = newest(&backups, &page).map(v1_backup_json).collect();
+    Ok(axum::Json(items).into_response())
 }
 
 /// `GET /backups/{id}`: one backup task, as an item of the list.

@@ -105,6 +105,10 @@ pub struct Task {
     pub backup_task_id: Option<i64>,
     /// For a restore: the folder it restores into.
     pub target: Option<String>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished, done or failed.
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// The task database.
@@ -543,7 +547,8 @@ impl Store {
 
 const SELECT: &str =
     "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
-    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target
+    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target,
+    started_at, finished_at
     FROM tasks";
 
 /// A complete backup found in a destination, as [`Store::backup_id_for`] records it.
@@ -605,6 +610,14 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
             .transpose()?,
         backup_task_id: row.get(13)?,
         target: row.get(14)?,
+        started_at: row
+            .get::<_, Option<String>>(15)?
+            .map(|_| time(15))
+            .transpose()?,
+        finished_at: row
+            .get::<_, Option<String>>(16)?
+            .map(|_| time(16))
+            .transpose()?,
     })
 }
 
