@@ -898,7 +898,9 @@ impl ApiAgent {
                     headers.push(("X-CSRF-Token", c.to_string()));
                 }
             }
-            Auth::Cookie(value) => headers.push(("Cookie", format!("sb_session={value}"))),
+            Auth::Cookie(value) => {
+                headers.push(("Cookie", format!("sb_session_{INSTANCE}={value}")));
+            }
         }
         if let Some(ct) = content_type {
             headers.push(("Content-Type", ct.to_string()));

@@ -298,6 +298,7 @@ fn the_page_works_in_a_real_browser() {
         "confirm",
         "restored",
         "downloaded",
+        "doubled-slashes",
     ] {
         assert!(stdout.contains(&format!("step {step}")), "{stdout}");
         assert!(shots.join(format!("{step}.png")).is_file(), "{step}.png");

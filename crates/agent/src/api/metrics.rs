@@ -103,9 +103,20 @@ impl Ring {
     }
 }
 
-/// A namespace part with what would split a Graphite path (dots, spaces, slashes) as `_`.
+/// A namespace part with every character but letters, digits, `_` and `-` as `_`: the rule
+/// `validate` applies to configured parts holds for the defaults too (a host name or an
+/// identifier's output with a dot, a space or a quote would split or break a Graphite path).
 fn part(s: &str) -> String {
-    s.trim().replace(['.', ' ', '/'], "_")
+    s.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The metrics namespace: `api.metrics.namespace`, else the a9s

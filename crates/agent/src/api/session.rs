@@ -22,6 +22,23 @@ use subtle::ConstantTimeEq as _;
 /// The cookie's name.
 pub const COOKIE: &str = "sb_session";
 
+/// The session cookie's name for `instance_id`: [`COOKIE`], `_`, and the id (each character
+/// a cookie name may not hold made `_`), so that the agents of several instances on one
+/// host (browsers share cookies across ports) keep a session each.
+pub fn cookie_name(instance_id: &str) -> String {
+    let id: String = instance_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{COOKIE}_{id}")
+}
+
 /// The header that carries the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -333,8 +350,8 @@ pub fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The session id of the request's `Cookie` headers, if any.
-pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
+/// The session id in the cookie `name` of the request's `Cookie` headers, if any.
+pub fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
     // As bytes: a non-ASCII byte in another site's cookie must not hide ours.
     headers
         .get_all(header::COOKIE)
@@ -344,16 +361,17 @@ pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
             let at = pair.iter().position(|b| *b == b'=')?;
             Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
         })
-        .find(|(name, _)| *name == COOKIE.as_bytes())
+        .find(|(n, _)| *n == name.as_bytes())
         .and_then(|(_, value)| std::str::from_utf8(value).ok())
         .map(|value| value.trim_matches('"').to_string())
 }
 
-/// The `Set-Cookie` value of a session; `Secure` when the API is served over TLS.
-pub fn set_cookie(id: &str, lifetime: Duration, secure: bool) -> HeaderValue {
+/// The `Set-Cookie` value of session `id` in cookie `name`; `Secure` when the API is served
+/// over TLS.
+pub fn set_cookie(name: &str, id: &str, lifetime: Duration, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let value = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        "{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         lifetime.as_secs()
     );
     // The id is base64url: always a valid header value.
@@ -472,27 +490,34 @@ mod tests {
 
     #[test]
     fn the_cookie_is_read_among_others_and_set_with_its_attributes() {
+        let name = cookie_name("b02f-4682");
+        assert_eq!(name, "sb_session_b02f-4682");
+        // Another instance's agent on the same host: its cookie is not this one's.
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; sb_session=abc; b=2"),
+            HeaderValue::from_static("a=1; sb_session_other=xyz; sb_session_b02f-4682=abc; b=2"),
         );
-        assert_eq!(cookie_of(&h).as_deref(), Some("abc"));
+        assert_eq!(cookie_of(&h, &name).as_deref(), Some("abc"));
+        assert_eq!(cookie_of(&h, &cookie_name("other")).as_deref(), Some("xyz"));
+        assert_eq!(cookie_of(&h, &cookie_name("third")), None);
         let mut latin = HeaderMap::new();
         latin.insert(
             header::COOKIE,
-            HeaderValue::from_bytes(b"pref=caf\xe9; sb_session=abc").unwrap(),
+            HeaderValue::from_bytes(b"pref=caf\xe9; sb_session_b02f-4682=abc").unwrap(),
         );
-        assert_eq!(cookie_of(&latin).as_deref(), Some("abc"));
+        assert_eq!(cookie_of(&latin, &name).as_deref(), Some("abc"));
         assert_eq!(
-            set_cookie("abc", LIFETIME, true),
-            "sb_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure"
+            set_cookie(&name, "abc", LIFETIME, true),
+            "sb_session_b02f-4682=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure"
         );
         assert!(
-            !set_cookie("abc", LIFETIME, false)
+            !set_cookie(&name, "abc", LIFETIME, false)
                 .to_str()
                 .unwrap()
                 .contains("Secure")
         );
+        // Characters a cookie name may not hold become `_`.
+        assert_eq!(cookie_name("a b;c=d"), "sb_session_a_b_c_d");
     }
 }

@@ -105,7 +105,8 @@ pub fn cookie_session(state: &ApiState, req: &mut Request) -> Result<bool, Box<R
     if req.headers().contains_key(header::AUTHORIZATION) {
         return Ok(false);
     }
-    let Some(id) = session::cookie_of(req.headers()) else {
+    let name = session::cookie_name(&state.instance_id);
+    let Some(id) = session::cookie_of(req.headers(), &name) else {
         return Ok(false);
     };
     let csrf = req
@@ -154,7 +155,7 @@ pub async fn root(
         .unwrap_or_default();
     // A session cookie sent beside the header that opened it is kept, not replaced.
     let known = known.map(|Extension(k)| k).or_else(|| {
-        session::cookie_of(&headers).and_then(|id| {
+        session::cookie_of(&headers, &session::cookie_name(&state.instance_id)).and_then(|id| {
             state
                 .sessions
                 .reusable(&id, &state.instance_id, authorization)
@@ -171,7 +172,8 @@ pub async fn root(
             .sessions
             .open(&state.instance_id, Credential::new(authorization), until);
         let secure = state.config().api.as_ref().is_some_and(|a| a.tls.is_some());
-        let cookie = session::set_cookie(&opened.id, opened.max_age, secure);
+        let name = session::cookie_name(&state.instance_id);
+        let cookie = session::set_cookie(&name, &opened.id, opened.max_age, secure);
         (opened.csrf_token, opened.expires_at, Some(cookie))
     };
     let mut answer = if accepts(&headers, "application/json") {

@@ -271,6 +271,12 @@ fn the_namespace_is_the_a9s_one_of_its_parts() {
         namespace(&parse("{}"), "b02f.4682"),
         "b02f_4682.service-backup.redis-prod"
     );
+    // Defaults follow the rule of configured parts: an identifier's output or a host name
+    // with a quote, a space or a colon cannot break the Graphite path or the labels.
+    assert_eq!(
+        namespace(&parse("{}"), "a\"b c:d/e\\f"),
+        "a_b_c_d_e_f.service-backup.redis-prod"
+    );
     assert_eq!(
         namespace(
             &parse(

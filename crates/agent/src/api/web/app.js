@@ -3,7 +3,9 @@
 // only to this agent, relative to the page's own address.
 "use strict";
 
-const base = location.pathname.replace(/\/+$/, "");
+// Runs of slashes made one (as the agent does): a page opened at `//service-instances/…`
+// must not build `//host/…` links, which a browser reads as another host.
+const base = location.pathname.replace(/\/+/g, "/").replace(/\/+$/, "");
 const instance = decodeURIComponent(base.split("/").pop() || "");
 const api = { csrf: null, expiresAt: null };
 let timer = null;

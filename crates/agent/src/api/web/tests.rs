@@ -131,7 +131,10 @@ async fn the_root_opens_a_session_with_the_contracts_cookie_and_json() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
         let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
-        assert!(cookie.starts_with("sb_session="), "{cookie}");
+        assert!(
+            cookie.starts_with(&format!("sb_session_{INSTANCE}=")),
+            "{cookie}"
+        );
         assert!(
             cookie.ends_with("; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600"),
             "{cookie}"
