@@ -269,18 +269,28 @@ fn newest<'a>(tasks: &'a [Task], page: &'a request::Page) -> impl Iterator<Item 
         .take(page.limit.unwrap_or(usize::MAX))
 }
 
-/// `GET /backups?limit=N&before=<id or time>`: the backups and restores, newest first; all
-/// of them without `limit`, as the dashboard API lists them.
-async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let page = request::page_params(query.as_deref())
+/// The page a list's query asks for, and every backup task, after recording the backups
+/// found in the destinations.
+async fn listed_backups(
+    state: &ApiState,
+    query: Option<&str>,
+) -> Result<(request::Page, Vec<Task>), ApiError> {
+    let page = request::page_params(query)
         .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuery", d.to_string()))?;
-    discover(&state).await;
+    discover(state).await;
     let backups = state
         .ctx
         .tasks
         .list(TaskKind::Backup)
         .await
         .map_err(|e| internal(&e))?;
+    Ok((page, backups))
+}
+
+/// `GET /backups?limit=N&before=<id or time>`: the backups and restores, newest first; all
+/// of them without `limit`, as the dashboard API lists them.
+async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
+    let (page, backups) = listed_backups(&state, query.as_deref()).await?;
     let restores = state
         .ctx
         .tasks
@@ -323,15 +333,7 @@ fn v1_backup_json(t: &Task) -> Value {
 /// `GET /v1/instances/{id}/backups?limit=N&before=<id or time>`: the backups, newest first,
 /// in the shape of the public API V1 (an array).
 async fn v1_list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let page = request::page_params(query.as_deref())
-        .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuery", d.to_string()))?;
-    discover(&state).await;
-    let backups = state
-        .ctx
-        .tasks
-        .list(TaskKind::Backup)
-        .await
-        .map_err(|e| internal(&e))?;
+    let (page, backups) = listed_backups(&state, query.as_deref()).await?;
     let items: Vec<Value> = newest(&backups, &page).map(v1_backup_json).collect();
     Ok(axum::Json(items).into_response())
 }
