@@ -125,15 +125,17 @@ pub async fn plan(
     cancel: &CancellationToken,
 ) -> Option<Plan> {
     let schedule = config.schedule.as_ref()?;
-    if config.spread.is_some() && instance.is_none() {
+    // A configured id is taken as it is now (a reload may change it); a derived one is
+    // resolved once.
+    if config.spread.is_some() && config.instance_id.is_none() && instance.is_none() {
         *instance = Some(identity::served_instance(config, cancel).await);
     }
-    let plan = Plan::new(
-        schedule,
-        config.spread,
-        instance.as_deref().unwrap_or_default(),
-    );
-    Some(plan)
+    let id = config
+        .instance_id
+        .as_deref()
+        .or(instance.as_deref())
+        .unwrap_or_default();
+    Some(Plan::new(schedule, config.spread, id))
 }
 
 /// Logs where in its spread this instance runs, and when next.
