@@ -10,6 +10,7 @@
 //! | fresh VM | the task database removed, a backup in the destination | the catch-up is decided from the newest manifest |
 //! | brand-new instance | no task, no backup | no backup |
 //! | `cron_jitter` | instance `kafka-0.events`, jitter 30m (offset 21m48s) | the daemon logs the offset and runs at 03:21:48, `check` prints it |
+//! | `backup_window` | the same instance, window 22:00-06:00 on `0 3 * * *` | `check` prints its runs at 22:00 plus its offset, not at 03:00 |
 
 mod common;
 
@@ -24,7 +25,7 @@ const RUN_DONE: &str = "Cleanup command not provided";
 /// Logged at the start of every run without a source executable.
 const RUN_STARTED: &str = "source_executable not provided, skipping performing of backup";
 
-/// The env's config: `0 3 * * *` in the VM's zone (UTC in these tests), its own state_dir,
+/// The env's config: `0 3 * * *` in the VM's zone (UTC in these tests), its own `state_dir`,
 /// and `extra` lines.
 fn write_config(env: &Env, extra: &str) {
     let d = env.dir.path().display();
@@ -229,4 +230,38 @@ fn a_jitter_moves_this_instances_runs_by_its_offset() {
     // The backup's name carries its start time: 03:21:48, not 03:00.
     let name = items[0]["name"].as_str().unwrap();
     assert!(name.starts_with("20261201T0321"), "{name}");
+}
+
+#[test]
+fn check_prints_the_runs_of_this_instance_in_its_window() {
+    let env = Env::new();
+    write_config(
+        &env,
+        "backup_window: \"22:00-06:00\"\ninstance_id: kafka-0.events\n",
+    );
+    let offset =
+        service_backup::schedule::offset_within(chrono::TimeDelta::hours(8), "kafka-0.events");
+    let run = chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap() + offset;
+    let check = std::process::Command::new(common::binary())
+        .args(["check", "config.yml"])
+        .current_dir(env.dir.path())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let check = common::Run::from(check);
+    check.expect(0);
+    let line = check
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("schedule "))
+        .unwrap_or_else(|| panic!("{}", check.all()))
+        .to_string();
+    let expected = format!(
+        "schedule \"0 3 * * *\" with backup_window 22:00-06:00 (this instance's offset {}): ",
+        service_backup::schedule::go_duration(offset)
+    );
+    assert!(line.starts_with(&expected), "{line}");
+    // Every day at the window's start plus the offset, whatever the schedule's 03:00.
+    let at = format!(" {} +00:00", run.format("%H:%M:%S"));
+    assert_eq!(line.matches(&at).count(), 3, "{line}");
 }
