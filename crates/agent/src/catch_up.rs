@@ -211,8 +211,13 @@ async fn catch_up(
         }
     };
     let Some(missed) = missed(plan, last_success, now) else {
-        if last_success.is_none() {
-            tracing::info!("No backup of this instance was found: nothing to catch up");
+        match last_success {
+            None => tracing::info!("No backup of this instance was found: nothing to catch up"),
+            Some(at) => tracing::info!(
+                last_success = %at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                last_success_from = from,
+                "No backup was missed since the last success"
+            ),
         }
         return;
     };

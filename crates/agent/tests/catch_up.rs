@@ -8,7 +8,7 @@
 //! | started again, clock not moved | the same a few minutes later | no backup |
 //! | `catch_up: false` | started on the 8th | no backup |
 //! | fresh VM | the task database removed, a backup in the destination | the catch-up is decided from the newest manifest |
-//! | brand-new instance | no task, no backup | no backup |
+//! | brand-new instance | no task; in the destination only another instance's backup | no backup |
 //! | `cron_jitter` | instance `kafka-0.events`, jitter 30m (offset 21m48s) | the daemon logs the offset and runs at 03:21:48, `check` prints it |
 //! | `backup_window` | the same instance, window 22:00-06:00 on `0 3 * * *` | `check` prints its runs at 22:00 plus its offset, not at 03:00 |
 
@@ -67,16 +67,23 @@ fn lines_starting(daemon: &Agent, prefix: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits a little for anything the daemon would start on its own, then checks it started
-/// no backup and logged no catch-up.
-fn expect_no_backup(daemon: &Agent) {
+/// Waits for the daemon's catch-up decision (`decision`, or with `catch_up: false` a few
+/// seconds after the start), then checks it started no backup and logged no catch-up.
+fn expect_no_backup(daemon: &Agent, decision: Option<&str>) {
     daemon.wait_for("Service-backup Started", 1, Duration::from_secs(20));
-    // The catch-up decision comes right after the start (this test's destination is a
-    // local folder, listed at once): three seconds are plenty.
-    std::thread::sleep(Duration::from_secs(3));
+    match decision {
+        Some(line) => daemon.wait_for(line, 1, Duration::from_secs(30)),
+        // Nothing to wait for: a catch-up would come right after the start.
+        None => std::thread::sleep(Duration::from_secs(3)),
+    }
+    // A backup queued at the decision would have started by now: give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(daemon.count(RUN_STARTED), 0, "no backup runs");
     assert!(lines_starting(daemon, "Catching up").is_empty());
 }
+
+const NOTHING_MISSED: &str = "No backup was missed since the last success";
+const NO_HISTORY: &str = "No backup of this instance was found: nothing to catch up";
 
 /// The backup tasks, oldest first.
 fn backup_tasks(env: &Env) -> Vec<Value> {
@@ -94,6 +101,7 @@ fn first_backup_on_schedule(env: &Env) {
         lines_starting(&first, "Catching up").is_empty(),
         "a brand-new instance has nothing to catch up"
     );
+    assert_eq!(first.count(NO_HISTORY), 1);
     stop(first);
     let backups = backup_tasks(env);
     assert_eq!(backups.len(), 1, "{backups:?}");
@@ -134,13 +142,14 @@ fn downtime_over_several_runs_catches_up_once() {
 
     // Started again without the clock passing a run: nothing to catch up.
     let third = daemon_at(&env, "third", "2026-12-04 10:05:00");
-    expect_no_backup(&third);
+    expect_no_backup(&third, Some(NOTHING_MISSED));
     stop(third);
 
     // catch_up: false: days of missed runs, and nothing runs until the schedule does.
     write_config(&env, "catch_up: false\n");
     let fourth = daemon_at(&env, "fourth", "2026-12-08 10:00:00");
-    expect_no_backup(&fourth);
+    expect_no_backup(&fourth, None);
+    assert_eq!(fourth.count(NOTHING_MISSED), 0, "no decision is made");
     stop(fourth);
     assert_eq!(backup_tasks(&env).len(), 2);
 }
@@ -179,9 +188,7 @@ fn another_instances_backups_are_no_history_of_this_one() {
     // The same destination, another instance: a brand-new instance, nothing to catch up.
     write_config(&env, "instance_id: redis-1\n");
     let other = daemon_at(&env, "other", "2026-12-03 12:00:00");
-    expect_no_backup(&other);
-    let none = lines_starting(&other, "No backup of this instance was found");
-    assert_eq!(none.len(), 1);
+    expect_no_backup(&other, Some(NO_HISTORY));
     stop(other);
 }
 
