@@ -291,3 +291,20 @@ fn durations_read_and_print_as_go_writes_them() {
     assert_eq!(go_duration(TimeDelta::seconds(3605)), "1h5s");
     assert_eq!(go_duration(TimeDelta::zero()), "0s");
 }
+
+#[test]
+fn a_window_starting_in_a_daylight_saving_gap_starts_when_the_gap_ends() {
+    // Berlin skips 02:00-03:00 on 2027-03-28: a 02:30 start is taken at 03:00 CEST (01:00 UTC).
+    let sched = schedule("CRON_TZ=Europe/Berlin 0 12 * * *");
+    let plan = Plan::new(&sched, Some(Spread::Window(window("02:30-04:30"))), "x");
+    let offset = plan.offset().unwrap();
+    assert_eq!(
+        plan.next_after(at("2027-03-27T12:00:00Z")),
+        Some(at("2027-03-28T01:00:00Z") + offset)
+    );
+    // The day after, 02:30 CEST is 00:30 UTC again.
+    assert_eq!(
+        plan.next_after(at("2027-03-28T12:00:00Z")),
+        Some(at("2027-03-29T00:30:00Z") + offset)
+    );
+}
