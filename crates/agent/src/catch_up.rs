@@ -128,7 +128,7 @@ pub async fn plan(
     // A configured id is taken as it is now (a reload may change it); a derived one is
     // resolved once.
     if config.spread.is_some() && config.instance_id.is_none() && instance.is_none() {
-        *instance = Some(identity::served_instance(config, cancel).await);
+        *instance = Some(bounded_instance(config, cancel).await);
     }
     let id = config
         .instance_id
@@ -136,6 +136,31 @@ pub async fn plan(
         .or(instance.as_deref())
         .unwrap_or_default();
     Some(Plan::new(schedule, config.spread, id))
+}
+
+/// How long the service identifier may take when a spread needs the instance id (the
+/// daemon's start waits for it).
+const IDENTIFY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The instance id as [`identity::served_instance`] finds it; a service identifier still
+/// running after [`IDENTIFY_LIMIT`] is stopped, and the host name taken, so that the start
+/// is never held for long.
+async fn bounded_instance(config: &Config, cancel: &CancellationToken) -> String {
+    let token = cancel.child_token();
+    let resolving = identity::served_instance(config, &token);
+    tokio::pin!(resolving);
+    tokio::select! {
+        id = &mut resolving => id,
+        () = tokio::time::sleep(IDENTIFY_LIMIT) => {
+            tracing::warn!(
+                limit_seconds = IDENTIFY_LIMIT.as_secs(),
+                "The service identifier did not answer in time; the offset of this instance comes from its host name until the next start"
+            );
+            token.cancel();
+            // Stopped, it yields no identifier: the host name.
+            resolving.await
+        }
+    }
 }
 
 /// Logs where in its spread this instance runs, and when next.
