@@ -22,6 +22,7 @@ mod retention;
 mod section;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 use std::io::Read as _;
 use std::path::Path;

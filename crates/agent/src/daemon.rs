@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::StateParts;
+use crate::catch_up;
 use crate::command::{CliError, load_config};
 use crate::config::Config;
 use crate::context::{RunContext, STOP_BUDGET};
@@ -24,6 +25,7 @@ use crate::identity;
 use crate::jobs::backup;
 use crate::progress::Bar;
 use crate::queue::{Enqueued, Queue};
+use crate::schedule::{Plan, go_duration};
 
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
@@ -70,17 +72,21 @@ pub async fn serve(
         None => None,
     };
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));
+    // The instance id, once a spread schedule needs it for its offset.
+    let mut instance = None;
+    catch_up::on_start(&config, &ctx, &queue, &mut instance).await;
 
     loop {
-        let (schedule, exit_if_in_progress) = {
-            let c = config
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (c.schedule.clone(), c.exit_if_in_progress)
-        };
+        let current = config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let exit_if_in_progress = current.exit_if_in_progress;
+        let schedule = catch_up::plan(&current, &mut instance, &ctx.cancel).await;
         let mut next = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
         if let Some(next) = next {
-            tracing::debug!(next = %next.to_rfc3339(), "Next backup scheduled");
+            let offset = schedule.as_ref().and_then(Plan::offset).map(go_duration);
+            tracing::debug!(next = %next.to_rfc3339(), offset = offset.as_deref(), "Next backup scheduled");
         }
         let mut fired = false;
         // Sleep in ticks so that a wall clock set forward or back is noticed: forward, the

@@ -3,11 +3,12 @@
 //! [`cli::run`]; tests and fuzz targets call the modules directly.
 //!
 //! The modules stack from the commands down, each using only modules after it: `cli` →
-//! `daemon` → `api` → `jobs` (backup, restore, prune) → `destinations`, `identity`, `queue`,
-//! `command` → `context` → `lock` → `tasks` → `config` → `schedule`, `executables`,
-//! `progress`, `logging`, `owner`, `process`.
+//! `daemon` → `catch_up` → `api` → `jobs` (backup, restore, prune) → `destinations`,
+//! `identity`, `queue`, `command` → `context` → `lock` → `tasks` → `config` → `schedule`,
+//! `executables`, `progress`, `logging`, `owner`, `process`.
 
 pub mod api;
+pub mod catch_up;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -15,13 +15,16 @@
 
 mod duration;
 mod field;
+mod spread;
 #[cfg(test)]
 mod tests;
+
+pub use spread::{Plan, Spread, Window, go_duration, offset_within};
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -93,6 +96,67 @@ impl Schedule {
     pub fn expression(&self) -> &str {
         &self.expression
     }
+
+    /// The newest fire time at or before `at` of a calendar schedule (`None` for `@every`,
+    /// whose fire times depend on when it started).
+    fn last_up_to(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let Kind::Cron { cron, zone } = &self.kind else {
+            return None;
+        };
+        let found = match zone {
+            Zone::Local => cron
+                .find_previous_occurrence(&at.with_timezone(&chrono::Local), true)
+                .map(|t| t.with_timezone(&Utc)),
+            Zone::Named(tz) => cron
+                .find_previous_occurrence(&at.with_timezone(tz), true)
+                .map(|t| t.with_timezone(&Utc)),
+        };
+        found.ok()
+    }
+
+    /// The calendar date of `at` in the schedule's time zone.
+    fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        match &self.kind {
+            Kind::Cron {
+                zone: Zone::Named(tz),
+                ..
+            } => at.with_timezone(tz).date_naive(),
+            _ => at.with_timezone(&chrono::Local).date_naive(),
+        }
+    }
+
+    /// The fire times from `from` on, enough of them to see the schedule's rhythm: up to
+    /// [`SAMPLE_FIRES`], within [`SAMPLE_SPAN`] (a year and more, so that every daylight-saving
+    /// change is in it).
+    fn sample(&self, from: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::new();
+        let mut after = from;
+        while fires.len() < SAMPLE_FIRES {
+            let Some(next) = self.next_after(after).filter(|t| *t - from <= SAMPLE_SPAN) else {
+                break;
+            };
+            fires.push(next);
+            after = next;
+        }
+        fires
+    }
+}
+
+/// The most fire times [`Schedule::sample`] walks.
+const SAMPLE_FIRES: usize = 1_000;
+
+/// How far ahead [`Schedule::sample`] walks.
+const SAMPLE_SPAN: TimeDelta = TimeDelta::days(400);
+
+/// Parses a Go duration (`30m`, `1h30m`, `90s`) into whole seconds; the error says what is
+/// wrong with it, and a negative duration is refused.
+pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
+    let nanos = duration::parse_go_duration(text)?;
+    if nanos < 0 {
+        return Err(format!("\"{text}\" is negative"));
+    }
+    let seconds = i64::try_from(nanos / 1_000_000_000).unwrap_or(i64::MAX);
+    TimeDelta::try_seconds(seconds).ok_or_else(|| format!("\"{text}\" is too long"))
 }
 
 fn next_in<Tz: TimeZone>(cron: &Cron, after: &DateTime<Tz>) -> Option<DateTime<Utc>> {

@@ -307,6 +307,51 @@ fn a_minimal_manifest_renders_with_the_spec_defaults() {
 }
 
 #[test]
+fn catch_up_and_the_backup_window_render_and_the_agent_checks_them() {
+    let manifest = |extra: &str| {
+        format!(
+            "service-backup:\n  destinations:\n  - type: s3\n    config: {{bucket_name: b, bucket_path: p, \
+             access_key_id: a, secret_access_key: s}}\n  source_folder: /var/vcap/store/dump\n  \
+             cron_schedule: \"0 3 * * *\"\n{extra}"
+        )
+    };
+    // The spec's default: catch-up on, no spread.
+    let rendered = render(&manifest(""));
+    rendered.expect_rendered();
+    let config = rendered.config();
+    assert_eq!(get(&config, "catch_up").as_bool(), Some(true));
+    assert!(config.get("cron_jitter").is_none());
+    assert!(config.get("backup_window").is_none());
+
+    let rendered = render(&manifest("  catch_up: false\n  cron_jitter: 30m\n"));
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    let config = rendered.config();
+    assert_eq!(get(&config, "catch_up").as_bool(), Some(false));
+    assert_eq!(get(&config, "cron_jitter"), "30m");
+
+    let rendered = render(&manifest("  backup_window: \"22:00-06:00\"\n"));
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    assert_eq!(get(&rendered.config(), "backup_window"), "22:00-06:00");
+
+    // Both at once: the agent refuses the configuration with its own message.
+    let rendered = render(&manifest(
+        "  cron_jitter: 30m\n  backup_window: \"22:00-06:00\"\n",
+    ));
+    rendered.expect_rendered();
+    let refused = rendered.validate();
+    refused.expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("Invalid config - cron_jitter and backup_window are both set: keep one"),
+        "{}",
+        refused.all()
+    );
+}
+
+#[test]
 fn no_destinations_renders_a_config_with_backups_disabled() {
     let rendered = render("{}\n");
     rendered.expect_rendered();

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, Utc};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use crate::command::{CliResult, Outcome, runtime};
 use crate::config::{self, Config};
 use crate::destinations::{self, probe};
+use crate::schedule::{Plan, Spread, go_duration};
 
 /// The arguments of `check`.
 #[derive(Debug, Args)]
@@ -145,9 +147,12 @@ pub async fn report(
             }
         }),
     );
+    // With a spread, the run times are this instance's: its offset comes from its id.
+    let mut instance = None;
+    let plan = crate::catch_up::plan(config, &mut instance, &CancellationToken::new()).await;
     Report {
         findings,
-        schedule: schedule_line(config, now),
+        schedule: schedule_line(config, plan.as_ref(), now),
     }
 }
 
@@ -232,13 +237,10 @@ async fn check_destination(
     }
 }
 
-/// `schedule "EXPR": next runs in ZONE: T1, T2, T3`, in the VM's local zone.
-fn schedule_line(config: &Config, now: DateTime<Utc>) -> String {
-    let Some(schedule) = config
-        .schedule
-        .as_ref()
-        .filter(|_| config.backups_enabled())
-    else {
+/// `schedule "EXPR": next runs in ZONE: T1, T2, T3`, in the VM's local zone, with this
+/// instance's offset when a spread is set.
+fn schedule_line(config: &Config, plan: Option<&Plan>, now: DateTime<Utc>) -> String {
+    let Some(schedule) = plan.filter(|_| config.backups_enabled()) else {
         return "schedule: none (no destinations: backups are disabled)".to_string();
     };
     let mut times = Vec::with_capacity(NEXT_RUNS);
@@ -259,8 +261,20 @@ fn schedule_line(config: &Config, now: DateTime<Utc>) -> String {
     } else {
         times.join(", ")
     };
+    let spread = match (config.spread, schedule.offset()) {
+        (Some(Spread::Jitter(span)), Some(offset)) => format!(
+            " with cron_jitter {} (this instance's offset {})",
+            go_duration(span),
+            go_duration(offset)
+        ),
+        (Some(Spread::Window(window)), Some(offset)) => format!(
+            " with backup_window {window} (this instance's offset {})",
+            go_duration(offset)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "schedule \"{}\": next runs in the VM's time zone {}: {runs}",
+        "schedule \"{}\"{spread}: next runs in the VM's time zone {}: {runs}",
         schedule.expression(),
         local_zone()
     )

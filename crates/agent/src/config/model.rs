@@ -6,7 +6,7 @@ use service_backup_core::compression::Algorithm;
 use service_backup_core::format::Keyring;
 use service_backup_core::retention::Policy;
 
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, Spread};
 use service_backup_core::secret::Secret;
 
 /// The default `missing_properties_message`, as in the original job spec.
@@ -30,6 +30,11 @@ pub struct Config {
     pub schedule: Option<Schedule>,
     /// Reject a backup that comes due while one runs, instead of queueing it.
     pub exit_if_in_progress: bool,
+    /// At start, run one backup when the schedule fired since the last success.
+    pub catch_up: bool,
+    /// How this instance's runs are spread (`cron_jitter` or `backup_window`); `None`: at
+    /// the schedule's own times.
+    pub spread: Option<Spread>,
     /// Command whose output identifies the service instance in logs.
     pub service_identifier_executable: Option<String>,
     /// Text that follows every configuration problem.

@@ -116,6 +116,7 @@ pub(super) fn from_text(
             }
         });
     let exit_if_in_progress = top.flag("exit_if_in_progress", false, &mut problems);
+    let (catch_up, spread) = super::timing::read(&top, schedule.as_ref(), &mut problems);
     let service_identifier_executable = top.text("service_identifier_executable", &mut problems);
     let deployment_name = top.text("deployment_name", &mut problems);
     let add_deployment_name_to_backup_path =
@@ -154,6 +155,8 @@ pub(super) fn from_text(
         cron_schedule,
         schedule,
         exit_if_in_progress,
+        catch_up,
+        spread,
         service_identifier_executable,
         missing_properties_message,
         deployment_name,

@@ -3,6 +3,7 @@ mod every_key;
 mod platform;
 mod problems;
 mod retention;
+mod timing;
 mod unknown_keys;
 
 use std::path::{Path, PathBuf};
