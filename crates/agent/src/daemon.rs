@@ -70,6 +70,7 @@ pub async fn serve(
         None => None,
     };
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));
+    let drills = tokio::spawn(crate::drill::run_on_schedule(config.clone(), ctx.clone()));
 
     loop {
         let (schedule, exit_if_in_progress) = {
@@ -144,6 +145,9 @@ pub async fn serve(
     }
     if tokio::time::timeout(STOP_BUDGET, worker).await.is_err() {
         tracing::error!("A backup did not stop in time; exiting anyway");
+    }
+    if tokio::time::timeout(STOP_BUDGET, drills).await.is_err() {
+        tracing::error!("A restore drill did not stop in time; exiting anyway");
     }
     // A backup still waiting its turn never runs: its task says so instead of staying
     // queued.
