@@ -52,7 +52,7 @@ pub fn check_space(root: &Path, name: &str, plain_bytes: u64, free: FreeSpace) -
     Err(Error::new(
         ErrorKind::Io,
         format!(
-            "not enough free space to restore backup {name} in {}: it needs {} ({} of files and a margin), the filesystem has {} free",
+            "not enough free space to restore backup {name} in {}: it needs {} (its {} of files and a margin), the filesystem has {} free",
             root.display(),
             size(need),
             size(plain_bytes),
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(
             err.message(),
             format!(
-                "not enough free space to restore backup b1 in {}: it needs 3.3 GiB (3543348019 bytes) ({} of files and a margin), the filesystem has 1.0 MiB (1048576 bytes) free",
+                "not enough free space to restore backup b1 in {}: it needs 3.3 GiB (3543348019 bytes) (its {} of files and a margin), the filesystem has 1.0 MiB (1048576 bytes) free",
                 dir.path().display(),
                 "3.0 GiB (3221225472 bytes)"
             )
