@@ -4,7 +4,8 @@
 //! with `exit_if_in_progress` a backup that comes due while one runs is rejected, otherwise
 //! it waits, and further ones coalesce with the waiting one. SIGTERM and SIGINT (or the
 //! shutdown token) stop it gracefully; SIGHUP reloads the configuration (a bad one is
-//! logged and the old one kept).
+//! logged and the old one kept). Restore drills run beside it on their own schedule
+//! ([`crate::drill`]), stopped by the same token.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

@@ -1,4 +1,5 @@
-//! Tasks in SQLite: every backup, restore and restore drill, with the states of the core state machine.
+//! Tasks in SQLite: every backup, restore and restore drill, with the states of the core
+//! state machine.
 //!
 //! The database lives in `state_dir` (WAL mode, schema versioned by a migration table),
 //! readable by the agent alone: the folder is created 0700, the database files 0600. A
@@ -109,7 +110,7 @@ impl TaskKind {
 pub struct Task {
     /// Its id, counting from 1.
     pub id: i64,
-    /// Backup or restore.
+    /// Backup, restore or drill.
     pub kind: TaskKind,
     /// Its state.
     pub state: TaskState,
