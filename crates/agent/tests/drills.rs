@@ -26,6 +26,9 @@ use service_backup_core::task::TaskState;
 use service_backup_testkit::{env, unique};
 use tokio_util::sync::CancellationToken;
 
+/// The S3 secret of the sites with a moto destination: it never appears in a reason.
+const S3_SECRET: &str = "drills/S3+secret+access+key/never-printed";
+
 /// How long anything the tests wait for may take.
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -38,6 +41,7 @@ struct Site {
 
 impl Site {
     fn new(s3: bool, extra: &str) -> Self {
+        common::secret(S3_SECRET);
         let site = Self {
             dir: tempfile::tempdir().unwrap(),
             bucket: s3.then(|| unique("drills")),
@@ -77,7 +81,7 @@ impl Site {
         let s3 = self.bucket.as_ref().map_or_else(String::new, |bucket| {
             format!(
                 "- type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: drills\n    \
-                 access_key_id: AKIADRILLS000001\n    secret_access_key: drills-secret\n    \
+                 access_key_id: AKIADRILLS000001\n    secret_access_key: {S3_SECRET}\n    \
                  endpoint_url: {}\n    region: us-east-1\n",
                 env("SB_TEST_S3_ENDPOINT")
             )
@@ -129,9 +133,12 @@ impl Site {
 
     /// One drill now, with `free` as the scratch space's free bytes.
     async fn drill(&self, free: drill::FreeSpace) -> DrillReport {
-        drill::run(&self.config(), &self.context().await, "schedule", free)
+        let report = drill::run(&self.config(), &self.context().await, "schedule", free)
             .await
-            .unwrap()
+            .unwrap();
+        // The reasons go into the task database and the logs.
+        common::printed(&report.problems.join("\n"));
+        report
     }
 
     async fn tasks(&self, kind: TaskKind) -> Vec<Task> {
