@@ -12,6 +12,7 @@
 //! ones are relative to the working directory, as in the original.
 
 mod destination;
+mod drill;
 mod encryption;
 mod error;
 pub mod file_mode;
@@ -27,6 +28,7 @@ mod timing;
 use std::io::Read as _;
 use std::path::Path;
 
+pub use drill::DrillConfig;
 pub use error::ConfigError;
 pub use read::is_loopback;
 // The whole model is the module's interface; the command line uses what it needs.

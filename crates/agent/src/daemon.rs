@@ -4,7 +4,8 @@
 //! with `exit_if_in_progress` a backup that comes due while one runs is rejected, otherwise
 //! it waits, and further ones coalesce with the waiting one. SIGTERM and SIGINT (or the
 //! shutdown token) stop it gracefully; SIGHUP reloads the configuration (a bad one is
-//! logged and the old one kept).
+//! logged and the old one kept). Restore drills run beside it on their own schedule
+//! ([`crate::drill`]), stopped by the same token.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -75,6 +76,7 @@ pub async fn serve(
     // The instance id, once a spread schedule needs it for its offset.
     let mut instance = None;
     catch_up::on_start(&config, &ctx, &queue, &mut instance).await;
+    let drills = tokio::spawn(crate::drill::run_on_schedule(config.clone(), ctx.clone()));
 
     loop {
         let current = config
@@ -150,6 +152,9 @@ pub async fn serve(
     }
     if tokio::time::timeout(STOP_BUDGET, worker).await.is_err() {
         tracing::error!("A backup did not stop in time; exiting anyway");
+    }
+    if tokio::time::timeout(STOP_BUDGET, drills).await.is_err() {
+        tracing::error!("A restore drill did not stop in time; exiting anyway");
     }
     // A backup still waiting its turn never runs: its task says so instead of staying
     // queued.

@@ -4,7 +4,11 @@
 //! `backup_guid` and `identifier`), stopped with SIGTERM then SIGKILL when the run is
 //! cancelled.
 
-use std::process::Stdio;
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -23,6 +27,30 @@ const MAX_LINE: usize = 2048;
 const MAX_LINES: u64 = 1000;
 /// The most stdout kept for an identifier.
 const MAX_CAPTURE: usize = 4096;
+/// The last lines of output kept for a failure's reason (both streams together).
+const TAIL_LINES: usize = 10;
+
+/// Where an executable runs, when not where the agent runs: its working folder and
+/// variables added to the agent's environment.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    /// The working folder.
+    pub dir: Option<PathBuf>,
+    /// Variables added to the environment.
+    pub env: Vec<(&'static str, OsString)>,
+}
+
+/// How an executable that ran to its end ended, and its last lines of output.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its last lines of output (stdout and stderr as they came, each cut at 2 KiB).
+    pub tail: Vec<String>,
+}
+
+/// The last lines of an executable's output, shared by its two streams.
+type Tail = Arc<Mutex<VecDeque<String>>>;
 
 /// Splits a command line on spaces, as the original release did.
 pub fn tokens(command_line: &str) -> Vec<String> {
@@ -33,7 +61,7 @@ pub fn tokens(command_line: &str) -> Vec<String> {
         .collect()
 }
 
-fn spawn(what: &str, command_line: &str) -> Result<(Child, String)> {
+fn spawn(what: &str, command_line: &str, place: &Place) -> Result<(Child, String)> {
     let tokens = tokens(command_line);
     let Some((program, args)) = tokens.split_first() else {
         return Err(Error::new(
@@ -41,7 +69,12 @@ fn spawn(what: &str, command_line: &str) -> Result<(Child, String)> {
             format!("the {what}'s command line is empty"),
         ));
     };
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(dir) = &place.dir {
+        command.current_dir(dir);
+    }
+    command.envs(place.env.iter().map(|(k, v)| (*k, v)));
+    let child = command
         .args(args)
         .process_group(0)
         .stdin(Stdio::null())
@@ -71,6 +104,7 @@ async fn pump(
     what: String,
     name: &'static str,
     keep: bool,
+    tail: Tail,
 ) -> String {
     let mut buf = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
@@ -78,8 +112,17 @@ async fn pump(
     let mut logged = 0u64;
     let mut dropped = 0u64;
     let emit = |line: &mut Vec<u8>, logged: &mut u64, dropped: &mut u64| {
+        let text = String::from_utf8_lossy(line);
+        {
+            let mut tail = tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text.trim_end().to_string());
+        }
         if *logged < MAX_LINES {
-            let text = String::from_utf8_lossy(line);
             // The line goes in `data`, never in the message: a service's output must not be
             // able to look like one of the agent's messages that alert rules match.
             tracing::info!(executable = %what, stream = name, line = %text.trim_end(), "Executable output");
@@ -119,7 +162,39 @@ async fn pump(
 /// group, SIGKILL after [`GRACE`]). Returns its standard output (at most 4 KiB) when it
 /// exits 0.
 pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> Result<String> {
-    let (mut child, program) = spawn(what, command_line)?;
+    let (finished, stdout, label) = execute(what, command_line, &Place::default(), cancel).await?;
+    if finished.status.success() {
+        Ok(stdout.trim().to_string())
+    } else {
+        Err(Error::new(
+            ErrorKind::Io,
+            format!("the {label} failed ({})", finished.status),
+        ))
+    }
+}
+
+/// Runs `command_line` in `place` to completion, or until `cancel` fires (as [`run`]
+/// does), and returns how it ended whatever its exit code, with its last lines of output.
+pub async fn run_in(
+    what: &str,
+    command_line: &str,
+    place: &Place,
+    cancel: &CancellationToken,
+) -> Result<Finished> {
+    execute(what, command_line, place, cancel)
+        .await
+        .map(|(finished, _, _)| finished)
+}
+
+/// Runs `command_line` in `place`: how it ended, the head of its stdout, and its label.
+async fn execute(
+    what: &str,
+    command_line: &str,
+    place: &Place,
+    cancel: &CancellationToken,
+) -> Result<(Finished, String, String)> {
+    let (mut child, program) = spawn(what, command_line, place)?;
+    let tail = Tail::default();
     let label = format!("{what} {program}");
     let out = tokio::spawn(
         pump(
@@ -127,6 +202,7 @@ pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> 
             label.clone(),
             "stdout",
             true,
+            tail.clone(),
         )
         .in_current_span(),
     );
@@ -136,6 +212,7 @@ pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> 
             label.clone(),
             "stderr",
             false,
+            tail.clone(),
         )
         .in_current_span(),
     );
@@ -151,14 +228,12 @@ pub async fn run(what: &str, command_line: &str, cancel: &CancellationToken) -> 
     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot wait for the {label}: {e}")))?;
     let stdout = out.await.unwrap_or_default();
     let _ = err.await;
-    if status.success() {
-        Ok(stdout.trim().to_string())
-    } else {
-        Err(Error::new(
-            ErrorKind::Io,
-            format!("the {label} failed ({status})"),
-        ))
-    }
+    let tail = tail
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain(..)
+        .collect();
+    Ok((Finished { status, tail }, stdout, label))
 }
 
 /// SIGTERM to the child's process group, then SIGKILL if it is still there after GRACE.
@@ -207,6 +282,53 @@ mod tests {
         assert_eq!(
             run("identifier", "echo  id-1 ", &cancel).await.unwrap(),
             "id-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn run_in_gives_the_folder_the_variables_the_exit_code_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("check.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\npwd\necho \"dir=$DRILL_DIR\" >&2\nfor i in $(seq 1 30); do echo line-$i; done\nexit 3\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let place = Place {
+            dir: Some(dir.path().to_path_buf()),
+            env: vec![("DRILL_DIR", "/scratch/x".into())],
+        };
+        let finished = run_in(
+            "check executable",
+            script.to_str().unwrap(),
+            &place,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(finished.status.code(), Some(3));
+        let want: Vec<String> = (21..=30).map(|i| format!("line-{i}")).collect();
+        assert_eq!(finished.tail, want);
+        let quiet = dir.path().join("quiet.sh");
+        std::fs::write(&quiet, "#!/bin/sh\npwd\necho \"dir=$DRILL_DIR\" >&2\n").unwrap();
+        std::fs::set_permissions(&quiet, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let finished = run_in(
+            "check executable",
+            quiet.to_str().unwrap(),
+            &place,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(finished.status.success());
+        let mut tail = finished.tail;
+        tail.sort();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            tail,
+            [real.display().to_string(), "dir=/scratch/x".to_string()]
         );
     }
 

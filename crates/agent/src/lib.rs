@@ -3,9 +3,9 @@
 //! [`cli::run`]; tests and fuzz targets call the modules directly.
 //!
 //! The modules stack from the commands down, each using only modules after it: `cli` →
-//! `daemon` → `catch_up` → `api` → `jobs` (backup, restore, prune) → `destinations`,
-//! `identity`, `queue`, `command` → `context` → `lock` → `tasks` → `config` → `schedule`,
-//! `executables`, `progress`, `logging`, `owner`, `process`.
+//! `daemon` → `catch_up`, `drill` (restore drills) → `api` → `jobs` (backup, restore, prune)
+//! → `destinations`, `identity`, `queue`, `command` → `context` → `lock` → `tasks` →
+//! `config` → `schedule`, `executables`, `progress`, `logging`, `owner`, `process`.
 
 pub mod api;
 pub mod catch_up;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod destinations;
+pub mod drill;
 pub mod executables;
 pub mod identity;
 pub mod jobs;

@@ -1,7 +1,7 @@
 //! The backup lock in `state_dir`: one backup at a time across processes, so a manual
 //! `service-backup backup` obeys `exit_if_in_progress` while the daemon uploads. Restores
 //! take it too: a backup never reads a target being restored, nor a restore's staging
-//! folder.
+//! folder. So do restore drills: a drill never runs beside a backup.
 
 use std::fs::{File, TryLockError};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -48,6 +48,17 @@ pub async fn acquire_for_restore(
     // why it does not go on.
     take(state_dir, false, cancel, || {
         tracing::warn!("A backup or restore is in progress; this restore waits for it to finish");
+    })
+    .await
+}
+
+/// Takes the lock for a restore drill, waiting for a backup or restore in progress (until
+/// `cancel`): a backup that comes due during a drill waits for it in turn.
+pub async fn acquire_for_drill(state_dir: &Path, cancel: &CancellationToken) -> Result<BackupLock> {
+    take(state_dir, false, cancel, || {
+        tracing::info!(
+            "A backup or restore is in progress; this restore drill waits for it to finish"
+        );
     })
     .await
 }

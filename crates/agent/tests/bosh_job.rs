@@ -155,6 +155,8 @@ instance_groups:
         restore:
           target_folder: /var/vcap/store/restore
           restore_executable: /var/vcap/jobs/redis-server/bin/restore
+        verify_schedule: "0 5 * * 0"
+        restore_check_executable: /var/vcap/jobs/redis-server/bin/check-restored --ping
         api:
           listen: 0.0.0.0:8443
           bearer_tokens: [TOKEN-ONE-VALUE, TOKEN-TWO-VALUE]
@@ -197,6 +199,11 @@ instance_groups:
         get(&config, "instance_id"),
         "redis-0",
         "an explicit instance_id wins"
+    );
+    assert_eq!(get(&config, "verify_schedule"), "0 5 * * 0");
+    assert_eq!(
+        get(&config, "restore_check_executable"),
+        "/var/vcap/jobs/redis-server/bin/check-restored --ping"
     );
     assert_eq!(
         get(&config, "restore.target_folder"),

@@ -3,6 +3,7 @@
 //! and the latest sample in the Prometheus text format. The `system` and `parachute` types
 //! follow the a9s documentation; `backup` is ours.
 
+pub mod drill;
 pub mod handlers;
 pub mod parachute;
 pub mod prometheus;
@@ -189,13 +190,20 @@ pub async fn sample_forever(state: ApiState) {
             .list(TaskKind::Backup)
             .await
             .unwrap_or_default();
+        let drills = state
+            .ctx
+            .tasks
+            .list(TaskKind::Drill)
+            .await
+            .unwrap_or_default();
         let config = state.config();
         // A reload may change the configured threshold; one set through the API stays.
         state.parachute.configure(configured_threshold(&config));
         let ns = namespace(&config, &state.instance_id);
         let parachute = state.parachute.clone();
         let taken = blocking(move || Ok(sample(ns, &parachute, &backups))).await;
-        if let Ok(s) = taken {
+        if let Ok(mut s) = taken {
+            s.points.extend(drill::points(&drills));
             state.metrics.push(s);
         }
         tokio::select! {

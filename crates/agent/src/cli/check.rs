@@ -169,6 +169,10 @@ fn executables(config: &Config) -> Vec<(&'static str, &str)> {
             "restore.restore_executable",
             config.restore.restore_executable.as_deref(),
         ),
+        (
+            "restore_check_executable",
+            config.drill.check_executable.as_deref(),
+        ),
     ]
     .into_iter()
     .filter_map(|(key, line)| Some((key, line?)))

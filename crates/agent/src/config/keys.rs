@@ -31,6 +31,8 @@ pub(super) const TOP: &[&str] = &[
     "state_dir",
     "instance_id",
     "restore",
+    "verify_schedule",
+    "restore_check_executable",
     "retention",
     "api",
     "aws_cli_path",

@@ -57,6 +57,8 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// Restore settings.
     pub restore: RestoreConfig,
+    /// Restore drills: `verify_schedule` and `restore_check_executable`.
+    pub drill: super::drill::DrillConfig,
     /// How many backups a prune keeps; `None`: nothing is ever deleted.
     pub retention: Option<Policy>,
     /// The HTTP API; `None`: no API.

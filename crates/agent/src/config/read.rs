@@ -133,6 +133,7 @@ pub(super) fn from_text(
     let state_dir = top.path("state_dir", &mut problems);
     let instance_id = instance_id(&top, &mut problems);
     let restore = restore(&top, &mut problems);
+    let drill = super::drill::read_drill(&top, &mut problems);
     let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
     if let Some(alerts) = top.get("alerts") {
@@ -168,6 +169,7 @@ pub(super) fn from_text(
         state_dir,
         instance_id,
         restore,
+        drill,
         retention,
         api,
         ignored_keys,

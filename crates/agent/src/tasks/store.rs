@@ -1,4 +1,5 @@
-//! Tasks in SQLite: every backup and restore, with the states of the core state machine.
+//! Tasks in SQLite: every backup, restore and restore drill, with the states of the core
+//! state machine.
 //!
 //! The database lives in `state_dir` (WAL mode, schema versioned by a migration table),
 //! readable by the agent alone: the folder is created 0700, the database files 0600. A
@@ -48,6 +49,38 @@ const MIGRATIONS: &[&str] = &[
     // 4: the process that queued or runs a task (`crate::owner`), so that only the tasks
     // of processes that died are marked interrupted.
     "ALTER TABLE tasks ADD COLUMN owner TEXT;",
+    // 5: restore drills as tasks. SQLite cannot change a CHECK constraint, so the table is
+    // rebuilt with the same columns, ids and rows, and its indexes made again.
+    "CREATE TABLE tasks_v5 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('backup', 'restore', 'drill')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'deleted')),
+        trigger TEXT NOT NULL,
+        backup_guid TEXT,
+        backup_name TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        size_in_bytes INTEGER,
+        stored_bytes INTEGER,
+        duration_in_seconds REAL,
+        reason TEXT,
+        deleted_at TEXT,
+        backup_task_id INTEGER,
+        target TEXT,
+        owner TEXT
+    );
+    INSERT INTO tasks_v5 (id, kind, state, trigger, backup_guid, backup_name, created_at,
+        updated_at, started_at, finished_at, size_in_bytes, stored_bytes, duration_in_seconds,
+        reason, deleted_at, backup_task_id, target, owner)
+    SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
+        started_at, finished_at, size_in_bytes, stored_bytes, duration_in_seconds, reason,
+        deleted_at, backup_task_id, target, owner FROM tasks;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v5 RENAME TO tasks;
+    CREATE INDEX tasks_by_kind ON tasks (kind, id);
+    CREATE INDEX tasks_by_backup_name ON tasks (backup_name);",
 ];
 
 /// What a task is.
@@ -77,7 +110,7 @@ impl TaskKind {
 pub struct Task {
     /// Its id, counting from 1.
     pub id: i64,
-    /// Backup or restore.
+    /// Backup, restore or drill.
     pub kind: TaskKind,
     /// Its state.
     pub state: TaskState,

@@ -28,6 +28,17 @@ fn family(path: &str) -> (String, &'static str, Vec<(&'static str, String)>) {
             "gauge",
             vec![("disk", (*name).to_string())],
         ),
+        // Named as Prometheus names times, as `service_backup_drill_…`.
+        ["backup", "drill", "last_success_time"] => (
+            "service_backup_drill_last_success_timestamp_seconds".to_string(),
+            "gauge",
+            Vec::new(),
+        ),
+        ["backup", "drill", "last_status"] => (
+            "service_backup_drill_last_status".to_string(),
+            "gauge",
+            Vec::new(),
+        ),
         ["backup", rest @ ..] => (
             format!("service_backup_{}", rest.join("_")),
             "gauge",
@@ -116,6 +127,8 @@ mod tests {
             ("parachute.disk.persistent.used_threshold", 80),
             ("parachute.activated", 0),
             ("backup.last_size_bytes", 123),
+            ("backup.drill.last_success_time", 1_594_380_000),
+            ("backup.drill.last_status", 1),
         ])));
         let ns = "namespace=\"org.space.inst.\\\"x\\\".svc.node-0\"";
         let want = format!(
@@ -136,7 +149,11 @@ mod tests {
              # TYPE a9s_parachute_activated gauge\n\
              a9s_parachute_activated{{{ns}}} 0\n\
              # TYPE service_backup_last_size_bytes gauge\n\
-             service_backup_last_size_bytes{{{ns}}} 123\n"
+             service_backup_last_size_bytes{{{ns}}} 123\n\
+             # TYPE service_backup_drill_last_success_timestamp_seconds gauge\n\
+             service_backup_drill_last_success_timestamp_seconds{{{ns}}} 1594380000\n\
+             # TYPE service_backup_drill_last_status gauge\n\
+             service_backup_drill_last_status{{{ns}}} 1\n"
         );
         assert_eq!(text, want);
         assert_eq!(render(None), "");

@@ -61,6 +61,26 @@ fn bad_configs_give_the_expected_lines() {
             vec!["Invalid config - cron_schedule \"61 * * * *\" is not a valid schedule: minute field \"61\": 61 is above the maximum 59.".to_string()],
         ),
         (
+            with_s3("verify_schedule: '61 * * * *'\n"),
+            vec!["Invalid config - verify_schedule \"61 * * * *\" is not a valid schedule: minute field \"61\": 61 is above the maximum 59.".to_string()],
+        ),
+        (
+            with_s3("verify_schedule: ''\n"),
+            vec!["Invalid config - verify_schedule is empty: give a schedule such as \"0 5 * * 0\", or remove the key.".to_string()],
+        ),
+        (
+            with_s3("verify_schedule: '@daily'\nrestore_check_executable: bin/check-restored --quick\n"),
+            vec!["Invalid config - restore_check_executable bin/check-restored is a relative path: give the executable's full path.".to_string()],
+        ),
+        (
+            with_s3("verify_schedule: '@daily'\nrestore_check_executable: ' '\n"),
+            vec!["Invalid config - restore_check_executable is empty: give the executable's full path, or remove the key.".to_string()],
+        ),
+        (
+            with_s3("restore_check_executable: /bin/check-restored\n"),
+            vec!["Invalid config - restore_check_executable is set but verify_schedule is not: it runs only in restore drills.".to_string()],
+        ),
+        (
             with_s3("compression_level: 12\n"),
             vec!["Invalid config - compression_level must be a whole number from 1 to 9, not 12.".to_string()],
         ),

@@ -151,3 +151,53 @@ fn a_corrupt_database_is_an_error_not_a_reset() {
         "the file was changed"
     );
 }
+
+#[test]
+fn a_database_of_version_4_takes_drills_and_keeps_its_tasks_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);",
+        )
+        .unwrap();
+        for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![i64::try_from(i + 1).unwrap(), now()],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO tasks (id, kind, state, trigger, backup_name, created_at, updated_at, target)
+             VALUES (7, 'restore', 'done', 'api', 'b7', ?1, ?1, '/restore')",
+            params![now()],
+        )
+        .unwrap();
+        let refused = conn.execute(
+            "INSERT INTO tasks (kind, state, trigger, created_at, updated_at) VALUES ('drill', 'queued', 'schedule', ?1, ?1)",
+            params![now()],
+        );
+        assert!(refused.is_err(), "version 4 knows no drills");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let old = store.get(7).unwrap().unwrap();
+    assert_eq!(
+        (old.kind, old.backup_name.as_deref(), old.target.as_deref()),
+        (TaskKind::Restore, Some("b7"), Some("/restore"))
+    );
+    let id = store.create(TaskKind::Drill, "schedule").unwrap();
+    assert_eq!(id, 8, "ids go on from the highest");
+    store.start(id, "guid").unwrap();
+    store
+        .fail(id, None, "destination disk: damaged", 1.0)
+        .unwrap();
+    let drills = store.list(TaskKind::Drill).unwrap();
+    assert_eq!(drills.len(), 1);
+    assert_eq!(
+        drills[0].reason.as_deref(),
+        Some("destination disk: damaged")
+    );
+}
