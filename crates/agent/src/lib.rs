@@ -7,6 +7,7 @@
 //! `command` → `context` → `lock` → `tasks` → `config` → `schedule`, `executables`,
 //! `progress`, `logging`, `owner`, `process`.
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod command;
