@@ -76,6 +76,22 @@ pub async fn after_backup(config: &Config, ctx: &RunContext, outcome: &Result<Ru
     send(alerts, alert);
 }
 
+/// Starts sending the failure alert of a scheduled backup refused because another was in
+/// progress (`exit_if_in_progress`), as the original did; the last outcome is left as it
+/// was.
+pub fn after_rejected(config: &Config) {
+    let outcome = Ok(RunReport {
+        rejected: true,
+        problems: vec![crate::lock::IN_PROGRESS.to_string()],
+        ..RunReport::default()
+    });
+    let Some(alerts) = config.alerts.clone() else {
+        tracing::info!("Alerts not configured.");
+        return;
+    };
+    send(alerts, Alert::of(config, &outcome, Status::Failed));
+}
+
 /// Writes this outcome into the state folder and returns the previous one, if any.
 async fn remember(state_dir: &Path, failed: bool) -> Option<String> {
     let path = state_dir.join(LAST_OUTCOME_FILE);

@@ -134,7 +134,10 @@ pub async fn serve(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let cancel = ctx.cancel.clone();
-            tokio::spawn(async move { backup::log_rejected(&current, &cancel).await });
+            tokio::spawn(async move {
+                backup::log_rejected(&current, &cancel).await;
+                crate::alerts::after_rejected(&current);
+            });
         }
     }
 

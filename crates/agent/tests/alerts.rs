@@ -372,6 +372,42 @@ async fn a_receiver_that_never_answers_does_not_delay_the_next_backup() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_refused_while_one_runs_is_alerted() {
+    let receiver = Receiver::start(Box::new(|_| Some((StatusCode::OK, String::new())))).await;
+    let site = Site::new(&webhook(&receiver.url, ""));
+    let dump = site.path("dump.sh");
+    std::fs::write(&dump, "#!/bin/sh\nsleep 3\n").unwrap();
+    std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = std::fs::read_to_string(site.config_file()).unwrap();
+    std::fs::write(
+        site.config_file(),
+        format!(
+            "{yaml}exit_if_in_progress: true\nsource_executable: {}\n",
+            dump.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Running::start(&site);
+    // s3integration/s3_integration_test.go, "accepts the first, rejects subsequent backup
+    // requests, and sends an alert": the notification's text
+    // `ContainSubstring("Backup currently in progress, exiting. Another backup will not be
+    // able to start until this is completed.")`.
+    let got = receiver
+        .wait_for("the alert of a refused backup", |r| !r.is_empty())
+        .await;
+    daemon.stop().await;
+    let body = got[0].json();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(
+        body["error"],
+        "Backup currently in progress, exiting. Another backup will not be able to start \
+         until this is completed."
+    );
+    assert!(body["backup_name"].is_null(), "{body}");
+    assert_eq!(body["failed_destinations"], serde_json::json!(["disk"]));
+}
+
 /// The stand-in's answers: the documented shapes of the Cloud Controller's v2 API, the
 /// UAA's token endpoint and the notifications service (no real one runs here).
 fn platform(url: String) -> Answer {
