@@ -699,3 +699,188 @@ fn a_failure_without_alerts_says_so() {
     assert!(failed < said, "{text}");
     assert!(!text.contains("Sending alert."), "{text}");
 }
+
+/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1 (`cert.pem`,
+/// `key.pem`), made by openssl in `dir`.
+fn private_ca(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let run = |args: Vec<&str>| {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl makes the test certificates");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=alerts-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(ca);
+    let mut leaf = vec!["req"];
+    leaf.extend(ec);
+    leaf.extend([
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    run(leaf);
+    run(vec![
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
+/// An HTTPS receiver with a certificate of a private CA: it records each request's head and
+/// body as text and answers 200. Returns its URL and the CA's PEM.
+async fn https_receiver(dir: &std::path::Path) -> (String, String, Arc<Mutex<Vec<String>>>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    private_ca(dir);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let certs = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, record) = (acceptor.clone(), record.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut text = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    text.extend_from_slice(&buf[..n]);
+                    let request = String::from_utf8_lossy(&text).into_owned();
+                    if let Some((head, body)) = request.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            record.lock().unwrap().push(request);
+                            let _ = stream
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                                )
+                                .await;
+                            let _ = stream.shutdown().await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let pem = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    (url, pem, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_behind_a_private_ca_is_trusted_through_ca_cert() {
+    let certs = tempfile::tempdir().unwrap();
+    let (url, pem, seen) = https_receiver(certs.path()).await;
+    let indented: String = pem.lines().map(|l| format!("      {l}\n")).collect();
+    // Without ca_cert the certificate is not trusted: nothing arrives.
+    let untrusted = Site::new(&webhook(&url, "    retry_limit: 0\n"));
+    untrusted.break_destination();
+    let daemon = Running::start(&untrusted);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    daemon.stop().await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    let site = Site::new(&webhook(&url, &format!("    ca_cert: |\n{indented}")));
+    site.break_destination();
+    let daemon = Running::start(&site);
+    let start = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < LIMIT,
+            "an alert over HTTPS within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.stop().await;
+    let request = seen.lock().unwrap()[0].clone();
+    assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: bearer hook-secret-token\r\n"),
+        "{request}"
+    );
+    let body: Value = serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["instance_id"], INSTANCE);
+}
