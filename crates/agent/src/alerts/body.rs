@@ -129,3 +129,61 @@ impl Alert {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(status: Status, named: Option<&str>) -> Alert {
+        Alert {
+            status,
+            instance_id: "redis-0".into(),
+            backup_name: Some("20261123T023500Z-redis-0-5f1c2a9e".into()),
+            failed_destinations: vec![],
+            stored_in: vec!["s3".into(), "nfs".into()],
+            error: (status == Status::Failed).then(|| "destination s3: denied".into()),
+            time: "2026-11-23T02:35:07Z".into(),
+            agent_version: "0.1.0",
+            product_name: "Redis".into(),
+            named_instance: named.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_notification_reads_as_the_original_client_wrote_it() {
+        // service-alerts-client's email_body.go: `Alert from {{.Product}}{{if
+        // .ServiceInstanceID}}, service instance {{.ServiceInstanceID}}{{end}}:\n\n
+        // {{.Content}}\n\n[Alert generated at {{.Timestamp}}]`, and send_service_alert.go's
+        // subject `[Service Alert][%s] %s`.
+        let failed = alert(Status::Failed, Some("redis-0"));
+        assert_eq!(
+            failed.subject(),
+            "[Service Alert][Redis] Service Backup Failed"
+        );
+        assert_eq!(
+            failed.text(),
+            "Alert from Redis, service instance redis-0:\n\nA backup run has failed with the \
+             following error: destination s3: denied\n\n[Alert generated at 2026-11-23T02:35:07Z]"
+        );
+        let recovered = alert(Status::Recovered, None);
+        assert_eq!(
+            recovered.subject(),
+            "[Service Alert][Redis] Service Backup Recovered"
+        );
+        assert_eq!(
+            recovered.text(),
+            "Alert from Redis:\n\nA backup run has succeeded after a failure: \
+             20261123T023500Z-redis-0-5f1c2a9e is stored in s3, nfs.\n\n\
+             [Alert generated at 2026-11-23T02:35:07Z]"
+        );
+    }
+
+    #[test]
+    fn the_body_has_every_field_and_not_the_notification_only_one() {
+        let body = serde_json::to_value(alert(Status::Recovered, Some("x"))).unwrap();
+        assert_eq!(body["status"], "recovered");
+        assert!(body["error"].is_null());
+        assert!(body.get("named_instance").is_none());
+        assert_eq!(body.as_object().unwrap().len(), 9);
+    }
+}
