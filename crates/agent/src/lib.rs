@@ -3,9 +3,9 @@
 //! [`cli::run`]; tests and fuzz targets call the modules directly.
 //!
 //! The modules stack from the commands down, each using only modules after it: `cli` →
-//! `daemon` → `api` → `jobs` (backup, restore, prune) → `destinations`, `identity`, `queue`,
-//! `command` → `context` → `lock` → `tasks` → `config` → `schedule`, `executables`,
-//! `progress`, `logging`, `owner`, `process`.
+//! `daemon` → `alerts` → `api` → `jobs` (backup, restore, prune) → `destinations`,
+//! `identity`, `queue`, `command` → `context` → `lock` → `tasks` → `config` → `schedule`,
+//! `executables`, `progress`, `logging`, `owner`, `process`.
 
 pub mod alerts;
 pub mod api;
