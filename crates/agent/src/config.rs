@@ -11,6 +11,7 @@
 //! the working directory by [`parse`]). Every other path is kept as written, so relative
 //! ones are relative to the working directory, as in the original.
 
+pub mod alerts;
 mod destination;
 mod drill;
 mod encryption;

@@ -142,7 +142,10 @@ pub async fn serve(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let cancel = ctx.cancel.clone();
-            tokio::spawn(async move { backup::log_rejected(&current, &cancel).await });
+            tokio::spawn(async move {
+                backup::log_rejected(&current, &cancel).await;
+                crate::alerts::after_rejected(&current);
+            });
         }
     }
 
@@ -179,7 +182,9 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let trigger = if task.is_some() { "api" } else { "schedule" };
-            if let Err(e) = backup::run(&current, &ctx, trigger, task, Bar::hidden()).await {
+            let outcome = backup::run(&current, &ctx, trigger, task, Bar::hidden()).await;
+            crate::alerts::after_backup(&current, &ctx, &outcome).await;
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "Perform backup completed with error");
                 if let Some(id) = task {
                     fail_unfinished(&ctx, id, &e).await;

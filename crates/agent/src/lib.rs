@@ -3,10 +3,11 @@
 //! [`cli::run`]; tests and fuzz targets call the modules directly.
 //!
 //! The modules stack from the commands down, each using only modules after it: `cli` →
-//! `daemon` → `catch_up`, `drill` (restore drills) → `api` → `jobs` (backup, restore, prune)
-//! → `destinations`, `identity`, `queue`, `command` → `context` → `lock` → `tasks` →
-//! `config` → `schedule`, `executables`, `progress`, `logging`, `owner`, `process`.
+//! `daemon` → `catch_up`, `drill` (restore drills), `alerts` → `api` → `jobs` (backup,
+//! restore, prune) → `destinations`, `identity`, `queue`, `command` → `context` → `lock` →
+//! `tasks` → `config` → `schedule`, `executables`, `progress`, `logging`, `owner`, `process`.
 
+pub mod alerts;
 pub mod api;
 pub mod catch_up;
 pub mod cli;

@@ -565,6 +565,49 @@ fn platform_tokens_render_without_static_ones() {
 }
 
 #[test]
+fn alerts_render_when_they_name_a_target_and_validate() {
+    let manifest = without("local", "").replace(
+        "service-backup:\n",
+        "service-backup:\n  alerts:\n    product_name: Redis\n    webhook:\n      \
+         url: https://hooks.example.com/backups\n      \
+         headers: {Authorization: Bearer WEBHOOK-SECRET-VALUE}\n      retry_limit: 2\n    \
+         config:\n      cloud_controller: {url: https://api.sys.example.com, user: admin, \
+         password: CC-SECRET}\n      notifications: {service_url: \
+         https://notifications.sys.example.com, cf_org: system, cf_space: alerts, \
+         client_id: notifier, client_secret: NOTIFY-SECRET}\n",
+    );
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    let config = rendered.config();
+    assert_eq!(get(&config, "alerts.product_name"), "Redis");
+    assert_eq!(
+        get(&config, "alerts.webhook.url"),
+        "https://hooks.example.com/backups"
+    );
+    assert_eq!(
+        get(&config, "alerts.webhook.headers.Authorization"),
+        "Bearer WEBHOOK-SECRET-VALUE"
+    );
+    assert_eq!(get(&config, "alerts.webhook.retry_limit"), 2);
+    assert_eq!(
+        get(&config, "alerts.config.notifications.cf_space"),
+        "alerts"
+    );
+    assert_eq!(get(&config, "alerts.config.timeout_seconds"), 60);
+    // Blank properties of the spec are left out.
+    assert!(
+        get(&config, "alerts.config.notifications.reply_to").is_null(),
+        "{config:?}"
+    );
+    // Without alerts, nothing is rendered (nor with a cloud_controller alone: the full
+    // manifest's test).
+    let rendered = render(&without("local", ""));
+    rendered.expect_rendered();
+    assert!(get(&rendered.config(), "alerts").is_null());
+}
+
+#[test]
 fn the_original_release_fixtures_render_as_properties_and_validate() {
     let mut seen = 0;
     for entry in std::fs::read_dir(config_fixtures()).unwrap() {

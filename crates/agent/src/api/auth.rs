@@ -214,9 +214,12 @@ impl Auth {
     }
 }
 
-/// The HTTP client for the issuer or the Cloud Controller (`what`): bounded in time, no
-/// redirects (a token is sent along), trusting `ca_cert` beside the public roots.
-fn platform_client(ca_cert: Option<&str>, what: &str) -> Result<reqwest::Client, String> {
+/// The HTTP client for the issuer, the Cloud Controller or an alert (`what`): bounded in
+/// time, no redirects (a token is sent along), trusting `ca_cert` beside the public roots.
+pub(crate) fn platform_client(
+    ca_cert: Option<&str>,
+    what: &str,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(PLATFORM_TIMEOUT)
         .timeout(PLATFORM_TIMEOUT)

@@ -5,10 +5,6 @@
 //!
 //! [`Section::known`]: super::section::Section::known
 
-use serde_norway::Value;
-
-use super::section::{Problems, check_mapping, kind_of, untagged};
-
 /// The top level: the original's keys, ours, and the original's keys that no longer do
 /// anything ([`IGNORED`]).
 pub(super) const TOP: &[&str] = &[
@@ -42,7 +38,7 @@ pub(super) const TOP: &[&str] = &[
 ];
 
 /// Keys of the original release that are accepted and no longer do anything.
-pub(super) const IGNORED: [&str; 4] = ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"];
+pub(super) const IGNORED: [&str; 3] = ["aws_cli_path", "azure_cli_path", "backup_user"];
 
 /// Each item of `destinations`.
 pub(super) const DESTINATION: &[&str] = &["type", "name", "config", "retention"];
@@ -143,92 +139,58 @@ pub(super) const API_METRICS: &[&str] = &[
     "parachute_threshold",
 ];
 
-/// The shape of a block whose values are not read, only its keys checked.
-pub(super) enum Shape {
-    /// Any value.
-    Value,
-    /// A mapping of these keys (or nothing).
-    Map(&'static [(&'static str, Shape)]),
-}
+/// `alerts`.
+pub(super) const ALERTS: &[&str] = &["product_name", "config", "webhook"];
 
-/// `alerts`, as the original's job spec rendered it (service-alerts-client's config from
-/// release 18 on), with release 17.2's `notification_target` form beside `notifications`.
-pub(super) const ALERTS: Shape = Shape::Map(&[
-    ("product_name", Shape::Value),
-    (
-        "config",
-        Shape::Map(&[
-            (
-                "cloud_controller",
-                Shape::Map(&[
-                    ("url", Shape::Value),
-                    ("user", Shape::Value),
-                    ("password", Shape::Value),
-                ]),
-            ),
-            (
-                "notifications",
-                Shape::Map(&[
-                    ("service_url", Shape::Value),
-                    ("cf_org", Shape::Value),
-                    ("cf_space", Shape::Value),
-                    ("reply_to", Shape::Value),
-                    ("client_id", Shape::Value),
-                    ("client_secret", Shape::Value),
-                ]),
-            ),
-            (
-                "notification_target",
-                Shape::Map(&[
-                    ("url", Shape::Value),
-                    ("skip_ssl_validation", Shape::Value),
-                    ("cf_org", Shape::Value),
-                    ("cf_space", Shape::Value),
-                    ("reply_to", Shape::Value),
-                    (
-                        "authentication",
-                        Shape::Map(&[(
-                            "uaa",
-                            Shape::Map(&[
-                                ("url", Shape::Value),
-                                ("client_id", Shape::Value),
-                                ("client_secret", Shape::Value),
-                            ]),
-                        )]),
-                    ),
-                ]),
-            ),
-            ("timeout_seconds", Shape::Value),
-            ("skip_ssl_validation", Shape::Value),
-        ]),
-    ),
-]);
+/// `alerts.config`: service-alerts-client's settings as the original's job spec rendered
+/// them (release 18 on), with release 17.2's `notification_target` beside `notifications`.
+pub(super) const ALERTS_CONFIG: &[&str] = &[
+    "cloud_controller",
+    "notifications",
+    "notification_target",
+    "timeout_seconds",
+    "skip_ssl_validation",
+    "retry_limit",
+];
 
-/// Checks the keys of `value` (found at `path`, e.g. `alerts`) against `shape`, at every
-/// level; values are never quoted (the block holds passwords).
-pub(super) fn check_shape(value: &Value, shape: &Shape, path: &str, problems: &mut Problems) {
-    let Shape::Map(entries) = shape else {
-        return;
-    };
-    let map = match untagged(value) {
-        Value::Null => return,
-        Value::Mapping(map) => map,
-        other => {
-            problems.push(format!(
-                "{path} must be a mapping of settings, not {}",
-                kind_of(other)
-            ));
-            return;
-        }
-    };
-    let known: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
-    check_mapping(map, &known, "", &format!("{path}."), problems);
-    for (key, child) in *entries {
-        if let Some(value) = map.get(*key) {
-            check_shape(value, child, &format!("{path}.{key}"), problems);
-        }
-    }
-}
+/// `alerts.config.cloud_controller`.
+pub(super) const ALERTS_CLOUD_CONTROLLER: &[&str] = &["url", "user", "password"];
+
+/// `alerts.config.notifications`.
+pub(super) const ALERTS_NOTIFICATIONS: &[&str] = &[
+    "service_url",
+    "cf_org",
+    "cf_space",
+    "reply_to",
+    "client_id",
+    "client_secret",
+];
+
+/// `alerts.config.notification_target` (release 17.2).
+pub(super) const ALERTS_NOTIFICATION_TARGET: &[&str] = &[
+    "url",
+    "skip_ssl_validation",
+    "cf_org",
+    "cf_space",
+    "reply_to",
+    "authentication",
+    "retry_limit",
+];
+
+/// `alerts.config.notification_target.authentication`.
+pub(super) const ALERTS_AUTHENTICATION: &[&str] = &["uaa"];
+
+/// `alerts.config.notification_target.authentication.uaa`.
+pub(super) const ALERTS_UAA: &[&str] = &["url", "client_id", "client_secret"];
+
+/// `alerts.webhook`.
+pub(super) const ALERTS_WEBHOOK: &[&str] = &[
+    "url",
+    "headers",
+    "ca_cert",
+    "timeout_seconds",
+    "retry_limit",
+];
 
 #[cfg(test)]
 mod tests {

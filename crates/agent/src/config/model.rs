@@ -63,6 +63,8 @@ pub struct Config {
     pub retention: Option<Policy>,
     /// The HTTP API; `None`: no API.
     pub api: Option<ApiConfig>,
+    /// Where failed backups and recoveries are reported; `None`: nowhere.
+    pub alerts: Option<super::alerts::AlertsConfig>,
     /// Keys of the original that are present but no longer do anything, in a fixed order.
     pub ignored_keys: Vec<String>,
     /// The file this configuration was loaded from, if any.

@@ -20,6 +20,7 @@ use super::section::{
 };
 use crate::schedule::Schedule;
 
+mod alerts;
 mod platform;
 
 /// Parses and validates `yaml`, adding its problems to `problems` (those of the file
@@ -136,9 +137,7 @@ pub(super) fn from_text(
     let drill = super::drill::read_drill(&top, &mut problems);
     let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
-    if let Some(alerts) = top.get("alerts") {
-        keys::check_shape(alerts, &keys::ALERTS, "alerts", &mut problems);
-    }
+    let alerts = alerts::alerts(&top, &mut problems);
     let ignored_keys = keys::IGNORED
         .iter()
         .filter(|key| top.has(key))
@@ -172,6 +171,7 @@ pub(super) fn from_text(
         drill,
         retention,
         api,
+        alerts,
         ignored_keys,
         source_path: None,
     })

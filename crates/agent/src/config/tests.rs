@@ -1,3 +1,4 @@
+mod alerts;
 mod attacks;
 mod every_key;
 mod platform;
@@ -97,7 +98,7 @@ fn the_optional_fields_fixture_reads_as_the_original_meant() {
     assert!(config.add_deployment_name_to_backup_path);
     assert_eq!(
         config.ignored_keys,
-        ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"]
+        ["aws_cli_path", "azure_cli_path", "backup_user"]
     );
     assert_eq!(config.source_path.as_deref(), Some(path.as_path()));
     assert_eq!(config.compression, Algorithm::Gzip);
@@ -162,7 +163,12 @@ fn the_fixture_of_every_type_reads_each_destination() {
     assert!(!deployment.add_deployment_name_to_backup_path);
     assert_eq!(deployment.deployment_name.as_deref(), Some("redis-shared"));
     let alerts = load(&fixture("valid_alerts_of_release_17_2.yml")).expect("valid");
-    assert_eq!(alerts.ignored_keys, ["alerts"]);
+    assert!(alerts.ignored_keys.is_empty());
+    let n = alerts
+        .alerts
+        .and_then(|a| a.notifications)
+        .expect("notifications");
+    assert_eq!(n.uaa_url.as_deref(), Some("https://uaa.sys.example.net"));
 }
 
 #[test]

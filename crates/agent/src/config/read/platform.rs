@@ -12,7 +12,7 @@ use super::super::section::{Problems, Section, scalar_text, shown};
 const MAX_SECONDS: u64 = 300;
 
 /// An `http://` or `https://` URL with a host, without a trailing slash.
-fn url(section: &Section<'_>, key: &str, problems: &mut Problems) -> Option<String> {
+pub(super) fn url(section: &Section<'_>, key: &str, problems: &mut Problems) -> Option<String> {
     let text = section.text(key, problems)?.trim().to_string();
     let rest = text
         .strip_prefix("https://")
@@ -46,7 +46,7 @@ fn seconds(section: &Section<'_>, key: &str, default: u64, problems: &mut Proble
 }
 
 /// A PEM certificate, when set.
-fn ca_cert(section: &Section<'_>, problems: &mut Problems) -> Option<String> {
+pub(super) fn ca_cert(section: &Section<'_>, problems: &mut Problems) -> Option<String> {
     let pem = section.text("ca_cert", problems)?;
     if !pem.contains("-----BEGIN CERTIFICATE-----") {
         problems.push(format!(

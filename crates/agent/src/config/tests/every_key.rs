@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use serde_norway::{Mapping, Value};
 
-use super::super::keys::{self, Shape};
+use super::super::keys;
 use super::super::load;
 use super::fixture;
 
@@ -31,22 +31,6 @@ fn lacking(place: &str, known: &[&str], found: &BTreeSet<String>) -> Vec<String>
         .filter(|key| !found.contains(**key))
         .map(|key| format!("{place}{key}"))
         .collect()
-}
-
-/// The keys of `shape` that `value` lacks, at every level.
-fn lacking_in_shape(place: &str, shape: &Shape, value: Option<&Value>) -> Vec<String> {
-    let Shape::Map(entries) = shape else {
-        return Vec::new();
-    };
-    let map = value.and_then(Value::as_mapping);
-    let mut out = Vec::new();
-    for (key, child) in *entries {
-        match map.and_then(|m| m.get(*key)) {
-            None => out.push(format!("{place}{key}")),
-            Some(v) => out.extend(lacking_in_shape(&format!("{place}{key}."), child, Some(v))),
-        }
-    }
-    out
 }
 
 #[test]
@@ -119,7 +103,47 @@ fn the_fixture_holds_every_known_key() {
         keys::API_CLOUD_CONTROLLER,
         &keys_of(in_api("cloud_controller")),
     ));
-    missing.extend(lacking_in_shape("alerts.", &keys::ALERTS, get("alerts")));
+    let alerts = get("alerts");
+    missing.extend(lacking("alerts.", keys::ALERTS, &keys_of(alerts)));
+    let config = alerts.and_then(|a| a.get("config"));
+    let in_config = |key: &str| config.and_then(|c| c.get(key));
+    missing.extend(lacking(
+        "alerts.config.",
+        keys::ALERTS_CONFIG,
+        &keys_of(config),
+    ));
+    missing.extend(lacking(
+        "alerts.config.cloud_controller.",
+        keys::ALERTS_CLOUD_CONTROLLER,
+        &keys_of(in_config("cloud_controller")),
+    ));
+    missing.extend(lacking(
+        "alerts.config.notifications.",
+        keys::ALERTS_NOTIFICATIONS,
+        &keys_of(in_config("notifications")),
+    ));
+    let target = in_config("notification_target");
+    missing.extend(lacking(
+        "alerts.config.notification_target.",
+        keys::ALERTS_NOTIFICATION_TARGET,
+        &keys_of(target),
+    ));
+    let authentication = target.and_then(|t| t.get("authentication"));
+    missing.extend(lacking(
+        "alerts.config.notification_target.authentication.",
+        keys::ALERTS_AUTHENTICATION,
+        &keys_of(authentication),
+    ));
+    missing.extend(lacking(
+        "alerts.config.notification_target.authentication.uaa.",
+        keys::ALERTS_UAA,
+        &keys_of(authentication.and_then(|a| a.get("uaa"))),
+    ));
+    missing.extend(lacking(
+        "alerts.webhook.",
+        keys::ALERTS_WEBHOOK,
+        &keys_of(alerts.and_then(|a| a.get("webhook"))),
+    ));
     assert!(missing.is_empty(), "the fixture lacks {missing:?}");
 }
 

@@ -163,11 +163,16 @@ fn the_original_keys_that_do_nothing_are_accepted_and_alerts_are_checked() {
     let config = parse(&original).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config.ignored_keys,
-        ["aws_cli_path", "azure_cli_path", "backup_user", "alerts"]
+        ["aws_cli_path", "azure_cli_path", "backup_user"]
     );
-    // Release 17.2's alerts, and the job's empty ones.
+    assert!(config.alerts.is_some_and(|a| a.notifications.is_some()));
+    // Release 17.2's alerts, and the job's empty ones. The space is found through the
+    // Cloud Controller, so alerts that send need it (the shape without it is refused in
+    // tests/alerts.rs).
     let older = format!(
-        "{S3_OK}alerts:\n  product_name: MySQL\n  config:\n    notification_target:\n      \
+        "{S3_OK}alerts:\n  product_name: MySQL\n  config:\n    \
+         cloud_controller: {{url: 'https://api.sys', user: u, password: PASSWORD1}}\n    \
+         notification_target:\n      \
          url: 'https://n'\n      skip_ssl_validation: true\n      cf_org: o\n      cf_space: s\n      \
          reply_to: r\n      authentication: {{uaa: {{url: 'https://uaa', client_id: c, client_secret: x}}}}\n    \
          timeout_seconds: 42\n"
@@ -186,7 +191,8 @@ fn the_original_keys_that_do_nothing_are_accepted_and_alerts_are_checked() {
             line("unknown key alerts.config.cloud_controler; did you mean cloud_controller?"),
             line(
                 "unknown key alerts.config.timeout; the keys here are cloud_controller, \
-                 notifications, notification_target, timeout_seconds, skip_ssl_validation",
+                 notifications, notification_target, timeout_seconds, skip_ssl_validation, \
+                 retry_limit",
             ),
             line(
                 "unknown key alerts.config.notifications.client_secrt; did you mean client_secret?"
