@@ -48,6 +48,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: the process that queued or runs a task (`crate::owner`), so that only the tasks
     // of processes that died are marked interrupted.
     "ALTER TABLE tasks ADD COLUMN owner TEXT;",
+    // 5: which destinations got a backup and which failed (JSON lists of names), for the
+    // health status: failed on every destination or only on some.
+    "ALTER TABLE tasks ADD COLUMN stored_destinations TEXT;
+    ALTER TABLE tasks ADD COLUMN failed_destinations TEXT;",
 ];
 
 /// What a task is.
@@ -105,6 +109,12 @@ pub struct Task {
     pub backup_task_id: Option<i64>,
     /// For a restore: the folder it restores into.
     pub target: Option<String>,
+    /// When it ended (done or failed).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// For a backup: the destinations that got it, when recorded.
+    pub stored_destinations: Option<Vec<String>>,
+    /// For a backup: the destinations that failed, when recorded.
+    pub failed_destinations: Option<Vec<String>>,
 }
 
 /// The task database.
@@ -493,6 +503,18 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// Records which destinations got the backup of task `id` and which failed.
+    pub fn record_destinations(&self, id: i64, stored: &[String], failed: &[String]) -> Result<()> {
+        let list = |names: &[String]| serde_json::to_string(names).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE tasks SET stored_destinations = ?2, failed_destinations = ?3 WHERE id = ?1",
+                params![id, list(stored), list(failed)],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
     fn transition(
         &self,
         id: i64,
@@ -543,7 +565,8 @@ impl Store {
 
 const SELECT: &str =
     "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
-    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target
+    size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target,
+    finished_at, stored_destinations, failed_destinations
     FROM tasks";
 
 /// A complete backup found in a destination, as [`Store::backup_id_for`] records it.
@@ -573,6 +596,12 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
                     Box::new(e),
                 )
             })
+    };
+    // A list that does not parse reads as not recorded: it only feeds the health status.
+    let names = |i: usize| -> rusqlite::Result<Option<Vec<String>>> {
+        Ok(row
+            .get::<_, Option<String>>(i)?
+            .and_then(|t| serde_json::from_str(&t).ok()))
     };
     let kind = match text(1)?.as_str() {
         "restore" => TaskKind::Restore,
@@ -605,6 +634,12 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
             .transpose()?,
         backup_task_id: row.get(13)?,
         target: row.get(14)?,
+        finished_at: row
+            .get::<_, Option<String>>(15)?
+            .map(|_| time(15))
+            .transpose()?,
+        stored_destinations: names(16)?,
+        failed_destinations: names(17)?,
     })
 }
 
