@@ -15,6 +15,7 @@ mod destination;
 mod encryption;
 mod error;
 pub mod file_mode;
+mod health;
 mod keys;
 mod model;
 mod read;
@@ -27,6 +28,11 @@ use std::io::Read as _;
 use std::path::Path;
 
 pub use error::ConfigError;
+#[allow(unused_imports)]
+pub use health::{
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_TOPIC_PREFIX, HealthConfig, KafkaConfig, SaslConfig,
+    SaslMechanism,
+};
 pub use read::is_loopback;
 // The whole model is the module's interface; the command line uses what it needs.
 #[allow(unused_imports)]

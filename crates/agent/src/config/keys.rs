@@ -34,6 +34,7 @@ pub(super) const TOP: &[&str] = &[
     "azure_cli_path",
     "backup_user",
     "alerts",
+    "health",
 ];
 
 /// Keys of the original release that are accepted and no longer do anything.
@@ -137,6 +138,30 @@ pub(super) const API_METRICS: &[&str] = &[
     "node",
     "parachute_threshold",
 ];
+
+/// `health`.
+pub(super) const HEALTH: &[&str] = &[
+    "kafka",
+    "file",
+    "stdout",
+    "interval",
+    "tenant_name",
+    "space_name",
+    "cloud_service_name",
+    "service_instance",
+];
+
+/// `health.kafka`.
+pub(super) const HEALTH_KAFKA: &[&str] = &["brokers", "topic_prefix", "tls", "sasl"];
+
+/// `health.kafka.tls`.
+pub(super) const HEALTH_KAFKA_TLS: &[&str] = &["ca_cert"];
+
+/// `health.kafka.sasl`.
+pub(super) const HEALTH_KAFKA_SASL: &[&str] = &["mechanism", "username", "password"];
+
+/// `health.service_instance`.
+pub(super) const HEALTH_SERVICE_INSTANCE: &[&str] = &["id", "name", "instance_class_name"];
 
 /// The shape of a block whose values are not read, only its keys checked.
 pub(super) enum Shape {

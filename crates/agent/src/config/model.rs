@@ -56,6 +56,8 @@ pub struct Config {
     pub retention: Option<Policy>,
     /// The HTTP API; `None`: no API.
     pub api: Option<ApiConfig>,
+    /// The health events; `None`: none are published.
+    pub health: Option<super::HealthConfig>,
     /// Keys of the original that are present but no longer do anything, in a fixed order.
     pub ignored_keys: Vec<String>,
     /// The file this configuration was loaded from, if any.

@@ -134,6 +134,7 @@ pub(super) fn from_text(
     let restore = restore(&top, &mut problems);
     let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
+    let health = super::health::read_health(&top, &mut problems);
     if let Some(alerts) = top.get("alerts") {
         keys::check_shape(alerts, &keys::ALERTS, "alerts", &mut problems);
     }
@@ -167,6 +168,7 @@ pub(super) fn from_text(
         restore,
         retention,
         api,
+        health,
         ignored_keys,
         source_path: None,
     })

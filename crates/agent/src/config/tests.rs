@@ -1,5 +1,6 @@
 mod attacks;
 mod every_key;
+mod health;
 mod platform;
 mod problems;
 mod retention;
