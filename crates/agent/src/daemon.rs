@@ -69,7 +69,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));
+    let health = crate::health::start(&config, &ctx).await;
+    let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone(), health));
 
     loop {
         let (schedule, exit_if_in_progress) = {
@@ -156,7 +157,12 @@ pub async fn serve(
     Ok(())
 }
 
-async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
+async fn work(
+    config: Arc<RwLock<Config>>,
+    ctx: RunContext,
+    queue: Arc<Queue>,
+    health: Arc<tokio::sync::Notify>,
+) {
     loop {
         tokio::select! {
             () = queue.woken() => {}
@@ -175,6 +181,8 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
                 }
             }
             queue.done();
+            // The health status is recomputed at once, not on its next tick.
+            health.notify_one();
             if ctx.cancel.is_cancelled() {
                 return;
             }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod daemon;
 pub mod destinations;
 pub mod executables;
+pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lock;
