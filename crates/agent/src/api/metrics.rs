@@ -183,8 +183,14 @@ pub async fn sample_forever(state: ApiState) {
         state.parachute.configure(configured_threshold(&config));
         let ns = namespace(&config, &state.instance_id);
         let parachute = state.parachute.clone();
+        let health =
+            crate::health::current(&config, &state.ctx, Some(state.parachute.threshold())).await;
         let taken = blocking(move || Ok(sample(ns, &parachute, &backups))).await;
-        if let Ok(s) = taken {
+        if let Ok(mut s) = taken {
+            s.points.push(Point::new(
+                "backup.health_status",
+                health.status.level.value(),
+            ));
             state.metrics.push(s);
         }
         tokio::select! {
@@ -225,6 +231,55 @@ fn backup_points(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
         "backup.running",
         i128::from(tasks.iter().any(|t| t.state == TaskState::Running)),
     );
+    freshness_points(tasks, put);
+}
+
+/// The freshness values: when the last backup succeeded and when one was last attempted,
+/// and the failures of each destination over the recorded backups.
+fn freshness_points(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
+    let ended = |t: &Task| t.finished_at.unwrap_or(t.updated_at).timestamp();
+    let success = tasks
+        .iter()
+        .rev()
+        .find(|t| matches!(t.state, TaskState::Done | TaskState::Deleted));
+    if let Some(t) = success {
+        put(
+            "backup.last_success_timestamp_seconds",
+            i128::from(ended(t)),
+        );
+    }
+    let attempt = tasks.iter().rev().find(|t| {
+        matches!(
+            t.state,
+            TaskState::Done | TaskState::Deleted | TaskState::Failed
+        ) && t.trigger != "discovered"
+    });
+    if let Some(t) = attempt {
+        put(
+            "backup.last_attempt_timestamp_seconds",
+            i128::from(ended(t)),
+        );
+    }
+    let mut failures: Vec<(String, i128)> = Vec::new();
+    for t in tasks {
+        for name in t.failed_destinations.iter().flatten() {
+            let name = part(name);
+            match failures.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => failures.push((name, 1)),
+            }
+        }
+        // A destination that got a backup is listed at 0 until it fails.
+        for name in t.stored_destinations.iter().flatten() {
+            let name = part(name);
+            if !failures.iter().any(|(n, _)| *n == name) {
+                failures.push((name, 0));
+            }
+        }
+    }
+    for (name, count) in failures {
+        put(&format!("backup.destination_failures_total.{name}"), count);
+    }
 }
 
 #[cfg(test)]

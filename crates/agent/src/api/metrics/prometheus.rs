@@ -28,6 +28,11 @@ fn family(path: &str) -> (String, &'static str, Vec<(&'static str, String)>) {
             "gauge",
             vec![("disk", (*name).to_string())],
         ),
+        ["backup", "destination_failures_total", name] => (
+            "service_backup_destination_failures_total".to_string(),
+            "counter",
+            vec![("destination", (*name).to_string())],
+        ),
         ["backup", rest @ ..] => (
             format!("service_backup_{}", rest.join("_")),
             "gauge",
