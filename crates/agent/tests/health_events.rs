@@ -28,6 +28,22 @@ use tokio_util::sync::CancellationToken;
 /// How long anything the tests wait for may take.
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// The API's token in the test that serves it.
+const TOKEN: &str = "health-test-token-5b1d";
+
+/// `GET /health`: the status code and the body.
+async fn health(api: &str) -> (u16, Value) {
+    let answer = reqwest::get(format!("{api}/health"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /health: {e}"));
+    let code = answer.status().as_u16();
+    let body = answer.text().await.unwrap();
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}")),
+    )
+}
+
 /// A schedule that does not fire during a test (03:00 on 1 January).
 const NEVER: &str = "cron_schedule: \"0 3 1 1 *\"\n";
 
@@ -358,30 +374,102 @@ async fn events_follow_the_status_through_failure_and_recovery() {
     create_topic(&broker, &topic).await;
     let site = Site::new();
     let events_file = site.path("health.jsonl");
+    let port = service_backup_testkit::free_port();
+    let tokens = site.path("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
     let path = site.configure(
         &format!(
             "  kafka: {{brokers: ['{broker}']}}\n  tenant_name: {tenant}\n  interval: 1h\n  \
              file: {}\n",
             events_file.display()
         ),
-        NEVER,
+        &format!(
+            "{NEVER}api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {}\n",
+            tokens.display()
+        ),
     );
     let mut consumer = Consumer::new(&broker, &topic).await;
     let daemon = Running::start(path);
+    let api = format!("http://127.0.0.1:{port}");
     // A fresh agent with no backup yet is OK: none is overdue.
     let mut events = consumer.until("OK").await;
+    let fresh = health(&api).await;
+    assert_eq!(
+        (fresh.0, &fresh.1["status"]),
+        (200, &Value::from("OK")),
+        "{fresh:?}"
+    );
+    assert_eq!(fresh.1["last_success"], Value::Null);
+    assert_eq!(fresh.1["last_success_age_seconds"], Value::Null);
     assert_eq!(daemon.backup(&site).await, TaskState::Done);
+    let ok = health(&api).await;
+    assert_eq!((ok.0, &ok.1["status"]), (200, &Value::from("OK")), "{ok:?}");
+    assert!(ok.1["last_success"].is_string(), "{ok:?}");
+    assert!(
+        ok.1["last_success_age_seconds"]
+            .as_i64()
+            .is_some_and(|a| a < 60),
+        "{ok:?}"
+    );
     site.destination("b", false);
     assert_eq!(daemon.backup(&site).await, TaskState::Failed);
     events.extend(consumer.until("DEGRADED").await);
+    let degraded = health(&api).await;
+    assert_eq!(
+        (degraded.0, &degraded.1["status"]),
+        (200, &Value::from("DEGRADED"))
+    );
     site.destination("a", false);
     assert_eq!(daemon.backup(&site).await, TaskState::Failed);
     events.extend(consumer.until("ERROR").await);
+    let error = health(&api).await;
+    assert_eq!((error.0, &error.1["status"]), (503, &Value::from("ERROR")));
+    assert_eq!(error.1["last_success"], ok.1["last_success"]);
     site.destination("a", true);
     site.destination("b", true);
     assert_eq!(daemon.backup(&site).await, TaskState::Done);
     events.extend(consumer.until("OK").await);
+    assert_eq!(health(&api).await.0, 200);
+    // The exposition after one success, two failures of b and one of a, and a recovery.
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let text = loop {
+        let text = client
+            .get(format!("{api}/metrics/prometheus"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("service_backup_health_status{") && text.contains("destination=\"b\"} 2") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the metrics sample the recovery: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     daemon.stop().await;
+    for want in [
+        "service_backup_destination_failures_total{namespace=",
+        "destination=\"a\"} 1",
+        "destination=\"b\"} 2",
+        "service_backup_last_success_timestamp_seconds{",
+        "service_backup_last_attempt_timestamp_seconds{",
+        "service_backup_last_size_bytes{",
+        "service_backup_last_duration_seconds{",
+    ] {
+        assert!(text.contains(want), "{want} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("service_backup_health_status{") && l.ends_with(" 0")),
+        "{text}"
+    );
 
     assert_eq!(
         transitions(&events),
