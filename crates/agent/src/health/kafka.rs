@@ -208,6 +208,57 @@ async fn send_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SaslConfig;
+    use service_backup_core::secret::Secret;
+
+    #[test]
+    fn the_sasl_password_never_shows_in_an_error() {
+        let config = KafkaConfig {
+            brokers: vec!["127.0.0.1:1".into()],
+            topic_prefix: "health-".into(),
+            tls_ca_cert: None,
+            sasl: Some(SaslConfig {
+                mechanism: SaslMechanism::Plain,
+                username: "u".into(),
+                password: Secret::new("KAFKA-PASSWORD-1"),
+            }),
+        };
+        assert_eq!(
+            scrubbed("auth failed for u:KAFKA-PASSWORD-1", &config),
+            "auth failed for u:***"
+        );
+        assert!(!format!("{config:?}").contains("KAFKA-PASSWORD-1"));
+    }
+
+    #[test]
+    fn a_ca_cert_that_is_no_certificate_is_refused_not_a_panic() {
+        let err = tls_config("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            .unwrap_err();
+        assert!(err.contains("health.kafka.tls.ca_cert"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_is_down_makes_push_return_at_once() {
+        let config = KafkaConfig {
+            brokers: vec![format!("127.0.0.1:{}", service_backup_testkit::free_port())],
+            topic_prefix: "health-".into(),
+            tls_ca_cert: None,
+            sasl: None,
+        };
+        let cancel = CancellationToken::new();
+        let sink = KafkaSink::start(&config, "health-t".into(), cancel.clone());
+        let start = std::time::Instant::now();
+        for i in 0..QUEUE_CAPACITY * 3 {
+            sink.push(i.to_string().into_bytes());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(sink.lock().events.len() <= QUEUE_CAPACITY);
+        cancel.cancel();
+    }
 
     #[test]
     fn a_full_queue_keeps_the_newest_and_counts_the_dropped() {
