@@ -69,7 +69,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let health = crate::health::start(&config, &ctx).await;
+    let health = crate::health::start(&config, &ctx);
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone(), health));
 
     loop {

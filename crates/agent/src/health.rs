@@ -160,8 +160,9 @@ pub async fn current(config: &Config, ctx: &RunContext, threshold: Option<u64>) 
 
 /// Starts publishing health events when `health` has a sink: at once, on each change of
 /// status, and every `health.interval`. Returns what the worker pokes after each backup so
-/// that the status is recomputed at once.
-pub async fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext) -> Arc<Notify> {
+/// that the status is recomputed at once. Nothing here delays the daemon's start: the
+/// instance id (which may run the service identifier) is found on a task of its own.
+pub fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext) -> Arc<Notify> {
     let poke = Arc::new(Notify::new());
     let current_config = config
         .read()
@@ -174,22 +175,18 @@ pub async fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext) -> Arc<Notify
     else {
         return poke;
     };
-    let instance = crate::identity::served_instance(&current_config, &ctx.cancel).await;
-    let names = event::Names::new(
-        &health,
-        &instance,
-        current_config.deployment_name.as_deref(),
-    );
-    let sinks = sinks::Sinks::start(&health, &names, ctx.cancel.clone());
-    tracing::info!(sinks = %sinks.describe(), interval_seconds = health.interval.as_secs(), "Health events started");
-    tokio::spawn(publish_forever(
-        config.clone(),
-        ctx.clone(),
-        names,
-        sinks,
-        health.interval,
-        poke.clone(),
-    ));
+    let (config, ctx, woken) = (config.clone(), ctx.clone(), poke.clone());
+    tokio::spawn(async move {
+        let instance = crate::identity::served_instance(&current_config, &ctx.cancel).await;
+        let names = event::Names::new(
+            &health,
+            &instance,
+            current_config.deployment_name.as_deref(),
+        );
+        let sinks = sinks::Sinks::start(&health, &names, ctx.cancel.clone());
+        tracing::info!(sinks = %sinks.describe(), interval_seconds = health.interval.as_secs(), "Health events started");
+        publish_forever(config, ctx, names, sinks, health.interval, woken).await;
+    });
     poke
 }
 
