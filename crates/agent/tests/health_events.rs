@@ -544,7 +544,7 @@ async fn an_unchanged_status_is_published_again_every_interval() {
         chrono::DateTime::parse_from_rfc3339(events[3]["timestamp"].as_str().unwrap()).unwrap();
     let gap = (fourth - first).num_milliseconds();
     assert!(
-        (2_900..=6_000).contains(&gap),
+        (2_900..=9_000).contains(&gap),
         "4 events over {gap} ms (waited {took:?})"
     );
 }
@@ -604,7 +604,7 @@ async fn a_broker_killed_mid_run_delays_no_backup_and_events_resume() {
         let start = Instant::now();
         assert_eq!(daemon.backup(&site).await, TaskState::Done);
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < Duration::from_secs(15),
             "a backup took {:?} with the broker down",
             start.elapsed()
         );
