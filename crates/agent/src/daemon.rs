@@ -69,7 +69,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let health = crate::health::start(&config, &ctx);
+    let health = crate::health::start(&config, &ctx, crate::api::metrics::full_disks);
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone(), health));
 
     loop {

@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod sinks;
 pub mod status;
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,12 +17,15 @@ use service_backup_core::task::TaskState;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::api::metrics::{Parachute, configured_threshold, system};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::lock;
 use crate::tasks::store::{Task, TaskKind};
 use status::{FullDisk, Inputs, LastBackup, Status};
+
+/// Reads the parachute threshold in force (for `config` and its `state_dir`) and the disks
+/// at or over it; the API's metrics provide it, so that this module needs nothing of theirs.
+pub type DiskCheck = fn(&Config, &Path) -> (u64, Vec<FullDisk>);
 
 /// How often the daemon recomputes the status between backups.
 const TICK: Duration = Duration::from_secs(2);
@@ -51,14 +55,14 @@ fn ended(t: &Task) -> DateTime<Utc> {
     t.finished_at.unwrap_or(t.updated_at)
 }
 
-/// The inputs of the status from the backup and drill tasks (oldest first) and the disks.
+/// The inputs of the status from the backup and drill tasks (oldest first) and the disks
+/// at or over the parachute `threshold`.
 pub fn inputs(
     config: &Config,
     backups: &[Task],
     drills: &[Task],
     opened_at: DateTime<Utc>,
-    threshold: u64,
-    disks: &[system::Disk],
+    (threshold, full_disks): (u64, Vec<FullDisk>),
     now: DateTime<Utc>,
 ) -> Inputs {
     let names: Vec<String> = config
@@ -99,16 +103,6 @@ pub fn inputs(
                 .clone()
                 .unwrap_or_else(|| "no reason recorded".into())
         });
-    let full_disks = disks
-        .iter()
-        .filter_map(|d| {
-            let percent = d.usage?.used_percent();
-            (threshold > 0 && percent >= threshold).then(|| FullDisk {
-                name: d.name.clone(),
-                used_percent: percent,
-            })
-        })
-        .collect();
     Inputs {
         now,
         since,
@@ -129,27 +123,21 @@ pub struct Health {
     pub inputs: Inputs,
 }
 
-/// Computes the health now from the task database of `ctx`, `config` and the parachute
-/// `threshold` (`None`: the one the API keeps in `state_dir`, else the configured one).
-pub async fn current(config: &Config, ctx: &RunContext, threshold: Option<u64>) -> Health {
+/// Computes the health now from the task database of `ctx`, `config` and the disks as
+/// `disks` reads them.
+pub async fn current(config: &Config, ctx: &RunContext, disks: DiskCheck) -> Health {
     let backups = ctx.tasks.list(TaskKind::Backup).await.unwrap_or_default();
     let drills = ctx.tasks.list(TaskKind::Drill).await.unwrap_or_default();
-    let configured = configured_threshold(config);
-    let state_dir = ctx.state_dir.clone();
-    let (threshold, disks) = tokio::task::spawn_blocking(move || {
-        let threshold =
-            threshold.unwrap_or_else(|| Parachute::load(Some(&state_dir), configured).threshold());
-        (threshold, system::local_disks())
-    })
-    .await
-    .unwrap_or((configured, Vec::new()));
+    let (owned, state_dir) = (config.clone(), ctx.state_dir.clone());
+    let checked = tokio::task::spawn_blocking(move || disks(&owned, &state_dir))
+        .await
+        .unwrap_or((0, Vec::new()));
     let inputs = inputs(
         config,
         &backups,
         &drills,
         ctx.opened_at,
-        threshold,
-        &disks,
+        checked,
         Utc::now(),
     );
     Health {
@@ -162,7 +150,7 @@ pub async fn current(config: &Config, ctx: &RunContext, threshold: Option<u64>) 
 /// status, and every `health.interval`. Returns what the worker pokes after each backup so
 /// that the status is recomputed at once. Nothing here delays the daemon's start: the
 /// instance id (which may run the service identifier) is found on a task of its own.
-pub fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext) -> Arc<Notify> {
+pub fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext, disks: DiskCheck) -> Arc<Notify> {
     let poke = Arc::new(Notify::new());
     let current_config = config
         .read()
@@ -185,43 +173,55 @@ pub fn start(config: &Arc<RwLock<Config>>, ctx: &RunContext) -> Arc<Notify> {
         );
         let sinks = sinks::Sinks::start(&health, &names, ctx.cancel.clone());
         tracing::info!(sinks = %sinks.describe(), interval_seconds = health.interval.as_secs(), "Health events started");
-        publish_forever(config, ctx, names, sinks, health.interval, woken).await;
+        let publisher = Publisher {
+            names,
+            sinks,
+            interval: health.interval,
+            disks,
+        };
+        publisher.run(config, ctx, woken).await;
     });
     poke
 }
 
-async fn publish_forever(
-    config: Arc<RwLock<Config>>,
-    ctx: RunContext,
+/// What publishes the events.
+struct Publisher {
     names: event::Names,
     sinks: sinks::Sinks,
     interval: Duration,
-    poke: Arc<Notify>,
-) {
-    let mut last: Option<(status::Level, Instant)> = None;
-    loop {
-        let current_config = config
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let health = current(&current_config, &ctx, None).await;
-        let level = health.status.level;
-        let due = last.is_none_or(|(was, at)| was != level || at.elapsed() >= interval);
-        if due {
-            if let Some((was, _)) = last.filter(|(was, _)| *was != level) {
-                tracing::info!(from = was.as_str(), to = level.as_str(), description = %health.status.description, "Health status changed");
+    disks: DiskCheck,
+}
+
+impl Publisher {
+    async fn run(self, config: Arc<RwLock<Config>>, ctx: RunContext, poke: Arc<Notify>) {
+        let mut last: Option<(status::Level, Instant)> = None;
+        loop {
+            let current_config = config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let health = current(&current_config, &ctx, self.disks).await;
+            let level = health.status.level;
+            let due = last.is_none_or(|(was, at)| was != level || at.elapsed() >= self.interval);
+            if due {
+                if let Some((was, _)) = last.filter(|(was, _)| *was != level) {
+                    tracing::info!(from = was.as_str(), to = level.as_str(), description = %health.status.description, "Health status changed");
+                }
+                match event::new_id() {
+                    Ok(id) => self
+                        .sinks
+                        .publish(&self.names.event(&health.status, Utc::now(), id)),
+                    Err(e) => tracing::error!(error = %e, "A health event could not be made"),
+                }
+                last = Some((level, Instant::now()));
             }
-            match event::new_id() {
-                Ok(id) => sinks.publish(&names.event(&health.status, Utc::now(), id)),
-                Err(e) => tracing::error!(error = %e, "A health event could not be made"),
+            let next_repeat =
+                last.map_or(TICK, |(_, at)| self.interval.saturating_sub(at.elapsed()));
+            tokio::select! {
+                () = tokio::time::sleep(TICK.min(next_repeat)) => {}
+                () = poke.notified() => {}
+                () = ctx.cancel.cancelled() => return,
             }
-            last = Some((level, Instant::now()));
-        }
-        let next_repeat = last.map_or(TICK, |(_, at)| interval.saturating_sub(at.elapsed()));
-        tokio::select! {
-            () = tokio::time::sleep(TICK.min(next_repeat)) => {}
-            () = poke.notified() => {}
-            () = ctx.cancel.cancelled() => return,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod prometheus;
 pub mod system;
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use service_backup_core::task::TaskState;
 
 use super::ApiState;
 use crate::config::{Config, DEFAULT_PARACHUTE_THRESHOLD};
+use crate::health::status::FullDisk;
 use crate::tasks::store::{Task, TaskKind};
 
 pub use super::request::parse_quantity;
@@ -169,6 +171,23 @@ pub fn configured_threshold(config: &Config) -> u64 {
         })
 }
 
+/// The parachute threshold in force (set through the API and kept in `state_dir`, else
+/// the configured one) and the disks at or over it, for the health status.
+pub fn full_disks(config: &Config, state_dir: &Path) -> (u64, Vec<FullDisk>) {
+    let threshold = Parachute::load(Some(state_dir), configured_threshold(config)).threshold();
+    let full = system::local_disks()
+        .iter()
+        .filter_map(|d| {
+            let percent = d.usage?.used_percent();
+            (threshold > 0 && percent >= threshold).then(|| FullDisk {
+                name: d.name.clone(),
+                used_percent: percent,
+            })
+        })
+        .collect();
+    (threshold, full)
+}
+
 /// Samples the metrics into the ring every [`SAMPLE_INTERVAL`] until cancelled.
 pub async fn sample_forever(state: ApiState) {
     loop {
@@ -183,8 +202,7 @@ pub async fn sample_forever(state: ApiState) {
         state.parachute.configure(configured_threshold(&config));
         let ns = namespace(&config, &state.instance_id);
         let parachute = state.parachute.clone();
-        let health =
-            crate::health::current(&config, &state.ctx, Some(state.parachute.threshold())).await;
+        let health = crate::health::current(&config, &state.ctx, full_disks).await;
         let taken = blocking(move || Ok(sample(ns, &parachute, &backups))).await;
         if let Ok(mut s) = taken {
             s.points.push(Point::new(

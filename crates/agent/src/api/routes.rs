@@ -156,8 +156,7 @@ async fn guard(State(state): State<ApiState>, mut req: Request, next: Next) -> R
 /// that load balancers and uptime checks see it.
 async fn health_status(State(state): State<ApiState>) -> Response {
     let config = state.config();
-    let health =
-        crate::health::current(&config, &state.ctx, Some(state.parachute.threshold())).await;
+    let health = crate::health::current(&config, &state.ctx, metrics::full_disks).await;
     let last = health.inputs.last_success;
     let body = json!({
         "status": health.status.level.as_str(),
