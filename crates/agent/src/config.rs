@@ -17,6 +17,7 @@ mod drill;
 mod encryption;
 mod error;
 pub mod file_mode;
+mod health;
 mod keys;
 mod model;
 mod read;
@@ -31,6 +32,11 @@ use std::path::Path;
 
 pub use drill::DrillConfig;
 pub use error::ConfigError;
+#[allow(unused_imports)]
+pub use health::{
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_TOPIC_PREFIX, HealthConfig, KafkaConfig, SaslConfig,
+    SaslMechanism,
+};
 pub use read::is_loopback;
 // The whole model is the module's interface; the command line uses what it needs.
 #[allow(unused_imports)]

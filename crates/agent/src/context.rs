@@ -22,6 +22,8 @@ pub struct RunContext {
     pub state_dir: PathBuf,
     /// Fires on SIGTERM or SIGINT.
     pub cancel: CancellationToken,
+    /// When it was opened: the daemon's start, for the health status of a fresh agent.
+    pub opened_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl RunContext {
@@ -32,6 +34,7 @@ impl RunContext {
             tasks: Tasks::open(&state_dir).await?,
             state_dir,
             cancel: CancellationToken::new(),
+            opened_at: chrono::Utc::now(),
         })
     }
 }

@@ -72,7 +72,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone()));
+    let health = crate::health::start(&config, &ctx, crate::api::metrics::full_disks);
+    let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone(), health));
     // The instance id, once a spread schedule needs it for its offset.
     let mut instance = None;
     catch_up::on_start(&config, &ctx, &queue, &mut instance).await;
@@ -170,7 +171,12 @@ pub async fn serve(
     Ok(())
 }
 
-async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
+async fn work(
+    config: Arc<RwLock<Config>>,
+    ctx: RunContext,
+    queue: Arc<Queue>,
+    health: Arc<tokio::sync::Notify>,
+) {
     loop {
         tokio::select! {
             () = queue.woken() => {}
@@ -191,6 +197,8 @@ async fn work(config: Arc<RwLock<Config>>, ctx: RunContext, queue: Arc<Queue>) {
                 }
             }
             queue.done();
+            // The health status is recomputed at once, not on its next tick.
+            health.notify_one();
             if ctx.cancel.is_cancelled() {
                 return;
             }

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod destinations;
 pub mod drill;
 pub mod executables;
+pub mod health;
 pub mod identity;
 pub mod jobs;
 pub mod lock;

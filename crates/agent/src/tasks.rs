@@ -90,6 +90,17 @@ impl Tasks {
             .await
     }
 
+    /// Records which destinations got the backup of task `id` and which failed.
+    pub async fn record_destinations(
+        &self,
+        id: i64,
+        stored: Vec<String>,
+        failed: Vec<String>,
+    ) -> Result<()> {
+        self.with(move |s| s.record_destinations(id, &stored, &failed))
+            .await
+    }
+
     /// The backup task that made `name` is now `deleted`, for `reason`.
     pub async fn mark_deleted(&self, name: String, reason: String) -> Result<bool> {
         self.with(move |s| s.mark_deleted(&name, &reason)).await

@@ -830,3 +830,41 @@ fn the_link_gives_a_dashboard_the_api_address_port_and_tls() {
         assert_eq!(rendered.file("config/backends"), expected, "{manifest}");
     }
 }
+
+#[test]
+fn health_renders_with_the_names_bosh_knows() {
+    let manifest = without("local", "").replace(
+        "service-backup:\n",
+        "service-backup:\n  health:\n    kafka: {brokers: ['kafka-0.example.net:9092']}\n    \
+         tenant_name: streaming\n    interval: 1m\n    service_instance: {instance_class_name: small}\n",
+    );
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    let config = rendered.config();
+    assert_eq!(get(&config, "health.tenant_name"), "streaming");
+    assert_eq!(
+        get(&config, "health.service_instance.id"),
+        "b02f4682-6d9e-4c3b-a8d4-7f3c2b1e9a50"
+    );
+    assert_eq!(
+        get(&config, "health.service_instance.instance_class_name"),
+        "small"
+    );
+    assert!(
+        get(&config, "health.service_instance.name")
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "{config:?}"
+    );
+    assert!(
+        get(&config, "health.cloud_service_name")
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "{config:?}"
+    );
+    // Without `health`, nothing is rendered.
+    let plain = render(&without("local", ""));
+    plain.expect_rendered();
+    assert!(get(&plain.config(), "health").is_null());
+}

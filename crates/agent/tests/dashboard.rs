@@ -58,7 +58,8 @@ impl Agent {
                 .args(["-sk", &format!("https://127.0.0.1:{port}/health")])
                 .output()
                 .expect("curl is needed");
-            if out.stdout == b"ok" {
+            // The health answer: a JSON object with the status.
+            if String::from_utf8_lossy(&out.stdout).contains("\"status\":") {
                 break;
             }
             assert!(

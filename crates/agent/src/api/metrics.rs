@@ -10,6 +10,7 @@ pub mod prometheus;
 pub mod system;
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use service_backup_core::task::TaskState;
 
 use super::ApiState;
 use crate::config::{Config, DEFAULT_PARACHUTE_THRESHOLD};
+use crate::health::status::FullDisk;
 use crate::tasks::store::{Task, TaskKind};
 
 pub use super::request::parse_quantity;
@@ -181,6 +183,23 @@ pub fn configured_threshold(config: &Config) -> u64 {
         })
 }
 
+/// The parachute threshold in force (set through the API and kept in `state_dir`, else
+/// the configured one) and the disks at or over it, for the health status.
+pub fn full_disks(config: &Config, state_dir: &Path) -> (u64, Vec<FullDisk>) {
+    let threshold = Parachute::load(Some(state_dir), configured_threshold(config)).threshold();
+    let full = system::local_disks()
+        .iter()
+        .filter_map(|d| {
+            let percent = d.usage?.used_percent();
+            (threshold > 0 && percent >= threshold).then(|| FullDisk {
+                name: d.name.clone(),
+                used_percent: percent,
+            })
+        })
+        .collect();
+    (threshold, full)
+}
+
 /// Samples the metrics into the ring every [`SAMPLE_INTERVAL`] until cancelled.
 pub async fn sample_forever(state: ApiState) {
     loop {
@@ -201,9 +220,14 @@ pub async fn sample_forever(state: ApiState) {
         state.parachute.configure(configured_threshold(&config));
         let ns = namespace(&config, &state.instance_id);
         let parachute = state.parachute.clone();
+        let health = crate::health::current(&config, &state.ctx, full_disks).await;
         let taken = blocking(move || Ok(sample(ns, &parachute, &backups))).await;
         if let Ok(mut s) = taken {
             s.points.extend(drill::points(&drills));
+            s.points.push(Point::new(
+                "backup.health_status",
+                health.status.level.value(),
+            ));
             state.metrics.push(s);
         }
         tokio::select! {
@@ -244,6 +268,55 @@ fn backup_points(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
         "backup.running",
         i128::from(tasks.iter().any(|t| t.state == TaskState::Running)),
     );
+    freshness_points(tasks, put);
+}
+
+/// The freshness values: when the last backup succeeded and when one was last attempted,
+/// and the failures of each destination over the recorded backups.
+fn freshness_points(tasks: &[Task], put: &mut impl FnMut(&str, i128)) {
+    let ended = |t: &Task| t.finished_at.unwrap_or(t.updated_at).timestamp();
+    let success = tasks
+        .iter()
+        .rev()
+        .find(|t| matches!(t.state, TaskState::Done | TaskState::Deleted));
+    if let Some(t) = success {
+        put(
+            "backup.last_success_timestamp_seconds",
+            i128::from(ended(t)),
+        );
+    }
+    let attempt = tasks.iter().rev().find(|t| {
+        matches!(
+            t.state,
+            TaskState::Done | TaskState::Deleted | TaskState::Failed
+        ) && t.trigger != "discovered"
+    });
+    if let Some(t) = attempt {
+        put(
+            "backup.last_attempt_timestamp_seconds",
+            i128::from(ended(t)),
+        );
+    }
+    let mut failures: Vec<(String, i128)> = Vec::new();
+    for t in tasks {
+        for name in t.failed_destinations.iter().flatten() {
+            let name = part(name);
+            match failures.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => failures.push((name, 1)),
+            }
+        }
+        // A destination that got a backup is listed at 0 until it fails.
+        for name in t.stored_destinations.iter().flatten() {
+            let name = part(name);
+            if !failures.iter().any(|(n, _)| *n == name) {
+                failures.push((name, 0));
+            }
+        }
+    }
+    for (name, count) in failures {
+        put(&format!("backup.destination_failures_total.{name}"), count);
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/health", get(health_status).fallback(method_not_allowed))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
     // A layer of the router runs after its routing: the collapse wraps it from outside.
@@ -160,8 +160,24 @@ async fn guard(State(state): State<ApiState>, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
-async fn health() -> &'static str {
-    "ok"
+/// The health status and the age of the last success; 503 when the status is ERROR, so
+/// that load balancers and uptime checks see it.
+async fn health_status(State(state): State<ApiState>) -> Response {
+    let config = state.config();
+    let health = crate::health::current(&config, &state.ctx, metrics::full_disks).await;
+    let last = health.inputs.last_success;
+    let body = json!({
+        "status": health.status.level.as_str(),
+        "description": health.status.description,
+        "last_success": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "last_success_age_seconds": last.map(|t| (health.inputs.now - t).num_seconds().max(0)),
+    });
+    let code = if health.status.level == crate::health::status::Level::Error {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -35,6 +35,7 @@ pub(super) const TOP: &[&str] = &[
     "azure_cli_path",
     "backup_user",
     "alerts",
+    "health",
 ];
 
 /// Keys of the original release that are accepted and no longer do anything.
@@ -141,6 +142,30 @@ pub(super) const API_METRICS: &[&str] = &[
 
 /// `alerts`.
 pub(super) const ALERTS: &[&str] = &["product_name", "config", "webhook"];
+
+/// `health`.
+pub(super) const HEALTH: &[&str] = &[
+    "kafka",
+    "file",
+    "stdout",
+    "interval",
+    "tenant_name",
+    "space_name",
+    "cloud_service_name",
+    "service_instance",
+];
+
+/// `health.kafka`.
+pub(super) const HEALTH_KAFKA: &[&str] = &["brokers", "topic_prefix", "tls", "sasl"];
+
+/// `health.kafka.tls`.
+pub(super) const HEALTH_KAFKA_TLS: &[&str] = &["ca_cert"];
+
+/// `health.kafka.sasl`.
+pub(super) const HEALTH_KAFKA_SASL: &[&str] = &["mechanism", "username", "password"];
+
+/// `health.service_instance`.
+pub(super) const HEALTH_SERVICE_INSTANCE: &[&str] = &["id", "name", "instance_class_name"];
 
 /// `alerts.config`: service-alerts-client's settings as the original's job spec rendered
 /// them (release 18 on), with release 17.2's `notification_target` beside `notifications`.

@@ -65,6 +65,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// Where failed backups and recoveries are reported; `None`: nowhere.
     pub alerts: Option<super::alerts::AlertsConfig>,
+    /// The health events; `None`: none are published.
+    pub health: Option<super::HealthConfig>,
     /// Keys of the original that are present but no longer do anything, in a fixed order.
     pub ignored_keys: Vec<String>,
     /// The file this configuration was loaded from, if any.

@@ -138,6 +138,7 @@ pub(super) fn from_text(
     let retention = super::retention::read_retention(top.get("retention"), "", "", &mut problems);
     let api = api(&top, base, &mut problems);
     let alerts = alerts::alerts(&top, &mut problems);
+    let health = super::health::read_health(&top, &mut problems);
     let ignored_keys = keys::IGNORED
         .iter()
         .filter(|key| top.has(key))
@@ -172,6 +173,7 @@ pub(super) fn from_text(
         retention,
         api,
         alerts,
+        health,
         ignored_keys,
         source_path: None,
     })

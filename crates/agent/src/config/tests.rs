@@ -1,6 +1,7 @@
 mod alerts;
 mod attacks;
 mod every_key;
+mod health;
 mod platform;
 mod problems;
 mod retention;

@@ -185,10 +185,32 @@ pub async fn run(
                 .fail(id, report.name.clone(), reason, seconds)
                 .await?;
         }
+        // For the health status: failed on every destination or on some.
+        if let Err(e) = ctx
+            .tasks
+            .record_destinations(id, report.stored_in.clone(), failed_in(config, &report))
+            .await
+        {
+            tracing::warn!(task_id = id, error = %e, "The destinations of the backup could not be recorded");
+        }
         Ok(report)
     }
     .instrument(span)
     .await
+}
+
+/// The destinations that did not get the backup: those that failed, or every configured one
+/// but those that got it when the run failed before the upload.
+fn failed_in(config: &Config, report: &RunReport) -> Vec<String> {
+    if report.succeeded() {
+        return Vec::new();
+    }
+    config
+        .destinations
+        .iter()
+        .map(crate::config::DestinationConfig::display_name)
+        .filter(|name| !report.stored_in.contains(name))
+        .collect()
 }
 
 /// Logs a scheduled run refused because another is in progress (`exit_if_in_progress`), as

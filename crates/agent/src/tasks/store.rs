@@ -81,6 +81,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks_v5 RENAME TO tasks;
     CREATE INDEX tasks_by_kind ON tasks (kind, id);
     CREATE INDEX tasks_by_backup_name ON tasks (backup_name);",
+    // 6: which destinations got a backup and which failed (JSON lists of names), for the
+    // health status: failed on every destination or only on some.
+    "ALTER TABLE tasks ADD COLUMN stored_destinations TEXT;
+    ALTER TABLE tasks ADD COLUMN failed_destinations TEXT;",
 ];
 
 /// What a task is.
@@ -142,6 +146,10 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished, done or failed.
     pub finished_at: Option<DateTime<Utc>>,
+    /// For a backup: the destinations that got it, when recorded.
+    pub stored_destinations: Option<Vec<String>>,
+    /// For a backup: the destinations that failed, when recorded.
+    pub failed_destinations: Option<Vec<String>>,
 }
 
 /// The task database.
@@ -530,6 +538,18 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// Records which destinations got the backup of task `id` and which failed.
+    pub fn record_destinations(&self, id: i64, stored: &[String], failed: &[String]) -> Result<()> {
+        let list = |names: &[String]| serde_json::to_string(names).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE tasks SET stored_destinations = ?2, failed_destinations = ?3 WHERE id = ?1",
+                params![id, list(stored), list(failed)],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
     fn transition(
         &self,
         id: i64,
@@ -581,7 +601,7 @@ impl Store {
 const SELECT: &str =
     "SELECT id, kind, state, trigger, backup_guid, backup_name, created_at, updated_at,
     size_in_bytes, stored_bytes, duration_in_seconds, reason, deleted_at, backup_task_id, target,
-    started_at, finished_at
+    started_at, finished_at, stored_destinations, failed_destinations
     FROM tasks";
 
 /// A complete backup found in a destination, as [`Store::backup_id_for`] records it.
@@ -611,6 +631,12 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
                     Box::new(e),
                 )
             })
+    };
+    // A list that does not parse reads as not recorded: it only feeds the health status.
+    let names = |i: usize| -> rusqlite::Result<Option<Vec<String>>> {
+        Ok(row
+            .get::<_, Option<String>>(i)?
+            .and_then(|t| serde_json::from_str(&t).ok()))
     };
     let kind = match text(1)?.as_str() {
         "restore" => TaskKind::Restore,
@@ -651,6 +677,8 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
             .get::<_, Option<String>>(16)?
             .map(|_| time(16))
             .transpose()?,
+        stored_destinations: names(17)?,
+        failed_destinations: names(18)?,
     })
 }
 

@@ -39,6 +39,11 @@ fn family(path: &str) -> (String, &'static str, Vec<(&'static str, String)>) {
             "gauge",
             Vec::new(),
         ),
+        ["backup", "destination_failures_total", name] => (
+            "service_backup_destination_failures_total".to_string(),
+            "counter",
+            vec![("destination", (*name).to_string())],
+        ),
         ["backup", rest @ ..] => (
             format!("service_backup_{}", rest.join("_")),
             "gauge",

@@ -267,12 +267,15 @@ pub fn sample(out: &mut Vec<Point>) -> Vec<Disk> {
     cpu(read("/proc/stat").as_deref(), ticks_per_second(), out);
     load(read("/proc/loadavg").as_deref(), out);
     memory(read("/proc/meminfo").as_deref(), out);
-    let disks = disks(
-        &folder_mounts(&read("/proc/self/mounts").unwrap_or_default()),
-        statvfs_usage,
-    );
+    let disks = local_disks();
     disk_points(&disks, out);
     disks
+}
+
+/// The disks of this machine and their use now.
+pub fn local_disks() -> Vec<Disk> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    disks(&folder_mounts(&mounts), statvfs_usage)
 }
 
 #[cfg(test)]

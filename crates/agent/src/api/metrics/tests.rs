@@ -634,3 +634,101 @@ async fn the_threshold_needs_a_token() {
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(state.parachute.threshold(), DEFAULT_PARACHUTE_THRESHOLD);
 }
+
+#[test]
+fn freshness_values_follow_a_success_and_a_failure() {
+    use crate::tasks::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ok = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(ok, "g1").unwrap();
+    store.finish(ok, Some("b1"), 100, 40, 2.4).unwrap();
+    store
+        .record_destinations(ok, &["a".into(), "b.x".into()], &[])
+        .unwrap();
+    let points_of = |tasks: &[Task]| {
+        let mut points = Vec::new();
+        backup_points(tasks, &mut |p, v| points.push(Point::new(p, v)));
+        points
+    };
+    let value =
+        |points: &[Point], path: &str| points.iter().find(|p| p.path == path).map(|p| p.value);
+    let after_success = points_of(&store.list(TaskKind::Backup).unwrap());
+    let success = store
+        .get(ok)
+        .unwrap()
+        .unwrap()
+        .finished_at
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        value(&after_success, "backup.last_success_timestamp_seconds"),
+        Some(i128::from(success))
+    );
+    assert_eq!(
+        value(&after_success, "backup.last_attempt_timestamp_seconds"),
+        Some(i128::from(success))
+    );
+    assert_eq!(value(&after_success, "backup.last_size_bytes"), Some(40));
+    assert_eq!(
+        value(&after_success, "backup.last_duration_seconds"),
+        Some(2)
+    );
+    assert_eq!(
+        value(&after_success, "backup.destination_failures_total.b_x"),
+        Some(0)
+    );
+
+    let failed = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(failed, "g2").unwrap();
+    store.fail(failed, Some("b2"), "b.x: refused", 1.0).unwrap();
+    store
+        .record_destinations(failed, &["a".into()], &["b.x".into()])
+        .unwrap();
+    let after_failure = points_of(&store.list(TaskKind::Backup).unwrap());
+    let attempt = store
+        .get(failed)
+        .unwrap()
+        .unwrap()
+        .finished_at
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        value(&after_failure, "backup.last_success_timestamp_seconds"),
+        Some(i128::from(success))
+    );
+    assert_eq!(
+        value(&after_failure, "backup.last_attempt_timestamp_seconds"),
+        Some(i128::from(attempt))
+    );
+    assert_eq!(
+        value(&after_failure, "backup.destination_failures_total.a"),
+        Some(0)
+    );
+    assert_eq!(
+        value(&after_failure, "backup.destination_failures_total.b_x"),
+        Some(1)
+    );
+    assert_eq!(
+        value(&after_failure, "backup.consecutive_failures"),
+        Some(1)
+    );
+
+    let mut points = after_failure;
+    points.push(Point::new("backup.health_status", 2));
+    let text = super::prometheus::render(Some(&Sample {
+        time: 1,
+        namespace: "ns".into(),
+        points,
+    }));
+    for line in [
+        "# TYPE service_backup_destination_failures_total counter",
+        "service_backup_destination_failures_total{namespace=\"ns\",destination=\"b_x\"} 1",
+        "service_backup_destination_failures_total{namespace=\"ns\",destination=\"a\"} 0",
+        &format!("service_backup_last_success_timestamp_seconds{{namespace=\"ns\"}} {success}"),
+        &format!("service_backup_last_attempt_timestamp_seconds{{namespace=\"ns\"}} {attempt}"),
+        "service_backup_health_status{namespace=\"ns\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}

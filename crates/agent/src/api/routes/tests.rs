@@ -12,6 +12,7 @@ use tower::ServiceExt as _;
 use super::router;
 use crate::api::ApiState;
 use crate::api::metrics::sample_forever;
+use crate::tasks::store::TaskKind;
 
 const TOKEN: &str = "tok-Secret-3f9a1c7e5b";
 const INSTANCE: &str = "inst-1";
@@ -220,11 +221,71 @@ async fn missing_wrong_and_malformed_tokens_get_401() {
         let (status, _) = status_with(&api, Some(&format!("{scheme} {TOKEN}"))).await;
         assert_eq!(status, StatusCode::OK, "{scheme}");
     }
-    // Health needs no token and says nothing.
+    // Health needs no token; a fresh agent is OK.
     let (status, body) = api
         .call(Method::GET, "/health", None, None, Vec::new())
         .await;
-    assert_eq!((status, body), (StatusCode::OK, json!("ok")));
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("OK")));
+}
+
+#[tokio::test]
+async fn health_answers_the_status_and_the_age_of_the_last_success() {
+    let api = Api::new("").await;
+    let tasks = &api.state.ctx.tasks;
+    let (status, body) = api
+        .call(Method::GET, "/health", None, None, Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({
+            "status": "OK",
+            "description": "No backup has run yet; none is overdue.",
+            "last_success": null,
+            "last_success_age_seconds": null,
+        })
+    );
+    // A backup that failed on the only destination: ERROR, 503 with the same body.
+    let id = tasks.create(TaskKind::Backup, "schedule").await.unwrap();
+    tasks.start(id, "g1".into()).await.unwrap();
+    tasks
+        .fail(id, None, "disk: no space left".into(), 1.0)
+        .await
+        .unwrap();
+    tasks
+        .record_destinations(id, Vec::new(), vec!["disk".into()])
+        .await
+        .unwrap();
+    let (status, body) = api
+        .call(Method::GET, "/health", None, None, Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "ERROR");
+    let text = body["description"].as_str().unwrap();
+    assert!(
+        text.contains("failed on every destination: disk: no space left"),
+        "{text}"
+    );
+    assert_eq!(body["last_success"], json!(null));
+    // A success afterwards: OK, with its time and age.
+    let id = tasks.create(TaskKind::Backup, "schedule").await.unwrap();
+    tasks.start(id, "g2".into()).await.unwrap();
+    tasks
+        .finish(id, Some("b2".into()), 10, 5, 1.0)
+        .await
+        .unwrap();
+    let (status, body) = api
+        .call(Method::GET, "/health", None, None, Vec::new())
+        .await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("OK")));
+    let at = chrono::DateTime::parse_from_rfc3339(body["last_success"].as_str().unwrap()).unwrap();
+    assert!((chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds() < 60);
+    assert!(
+        body["last_success_age_seconds"]
+            .as_i64()
+            .is_some_and(|a| (0..60).contains(&a)),
+        "{body}"
+    );
 }
 
 #[tokio::test]

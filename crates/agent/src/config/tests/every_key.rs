@@ -144,6 +144,31 @@ fn the_fixture_holds_every_known_key() {
         keys::ALERTS_WEBHOOK,
         &keys_of(alerts.and_then(|a| a.get("webhook"))),
     ));
+    let health = get("health");
+    missing.extend(lacking("health.", keys::HEALTH, &keys_of(health)));
+    let in_health = |key: &str| health.and_then(|h| h.get(key));
+    let kafka = in_health("kafka");
+    missing.extend(lacking(
+        "health.kafka.",
+        keys::HEALTH_KAFKA,
+        &keys_of(kafka),
+    ));
+    let in_kafka = |key: &str| kafka.and_then(|k| k.get(key));
+    missing.extend(lacking(
+        "health.kafka.tls.",
+        keys::HEALTH_KAFKA_TLS,
+        &keys_of(in_kafka("tls")),
+    ));
+    missing.extend(lacking(
+        "health.kafka.sasl.",
+        keys::HEALTH_KAFKA_SASL,
+        &keys_of(in_kafka("sasl")),
+    ));
+    missing.extend(lacking(
+        "health.service_instance.",
+        keys::HEALTH_SERVICE_INSTANCE,
+        &keys_of(in_health("service_instance")),
+    ));
     assert!(missing.is_empty(), "the fixture lacks {missing:?}");
 }
 

@@ -201,3 +201,28 @@ fn a_database_of_version_4_takes_drills_and_keeps_its_tasks_and_ids() {
         Some("destination disk: damaged")
     );
 }
+
+#[test]
+fn the_destinations_of_a_backup_are_recorded_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = store.create(TaskKind::Backup, "schedule").unwrap();
+    store.start(id, "g").unwrap();
+    store.fail(id, Some("b1"), "one failed", 1.0).unwrap();
+    let before = store.get(id).unwrap().unwrap();
+    assert_eq!(
+        (before.stored_destinations, before.failed_destinations),
+        (None, None)
+    );
+    assert!(before.finished_at.is_some());
+    store
+        .record_destinations(id, &["a".into()], &["b".into(), "c".into()])
+        .unwrap();
+    drop(store);
+    let task = Store::open(dir.path()).unwrap().get(id).unwrap().unwrap();
+    assert_eq!(task.stored_destinations, Some(vec!["a".to_string()]));
+    assert_eq!(
+        task.failed_destinations,
+        Some(vec!["b".to_string(), "c".to_string()])
+    );
+}
