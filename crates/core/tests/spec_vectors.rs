@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use service_backup_core::format::{BackupContext, DecryptingReader, Key, Keyring, from_io};
+use service_backup_core::format::{
+    BackupContext, DecryptingReader, Identity, Key, Keyring, from_io,
+};
 use service_backup_core::{Error, ErrorKind};
 
 #[allow(dead_code)]
@@ -68,7 +70,18 @@ fn key(b64: &Value) -> Key {
 }
 
 fn keyring(meta: &Value) -> Keyring {
-    let mut ring = Keyring::new(key(&meta["key"]));
+    let mut ring = match meta.get("key") {
+        Some(k) => Keyring::new(key(k)),
+        None => Keyring::default(),
+    };
+    if let Some(identities) = meta.get("identities") {
+        for i in identities.as_array().expect("identities is a list") {
+            ring.add_identity(
+                Identity::parse(i.as_str().expect("an identity is a string"))
+                    .expect("a vector's identity parses"),
+            );
+        }
+    }
     if let Some(previous) = meta.get("previous_keys") {
         for k in previous.as_array().expect("previous_keys is a list") {
             ring.add_previous(key(k));
