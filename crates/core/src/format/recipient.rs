@@ -66,10 +66,11 @@ impl Recipient {
         if !text.to_ascii_lowercase().starts_with("sbrec1") {
             return Err(bad("it does not start with sbrec1".into()));
         }
-        let parsed = CheckedHrpstring::new::<Bech32m>(text).map_err(|e| {
-            bad(format!(
-                "its checksum or characters are wrong ({e}); a character was changed, added or left out"
-            ))
+        let parsed = CheckedHrpstring::new::<Bech32m>(text).map_err(|_| {
+            bad(
+                "its checksum or characters are wrong: a character was changed, added or left out"
+                    .into(),
+            )
         })?;
         let bytes: Vec<u8> = parsed.byte_iter().collect();
         let public: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
