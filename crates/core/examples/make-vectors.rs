@@ -1111,6 +1111,23 @@ fn with_unknown_body_len(base: &Base) -> usize {
     base.inputs.unknown_stanzas[0].1.len()
 }
 
+/// The name of the identity file of the recipient vectors, beside them.
+pub const IDENTITIES_FILE: &str = "test-identities.txt";
+
+/// The identity file of the recipient vectors: their published test identities.
+pub fn identities_file() -> String {
+    format!(
+        "# The X25519 identities of the recipient vectors (spec/archive-format.md, \"Test\n\
+         # vectors\"). Published test keys: never use them for backups.\n\
+         # recipient: {}\n{}\n\
+         # recipient: {} (no vector is made for it)\n{}\n",
+        the_identity().recipient(),
+        the_identity().to_text().as_str(),
+        other_identity().recipient(),
+        other_identity().to_text().as_str(),
+    )
+}
+
 /// Writes every vector into `dir` and removes vector files that are no longer defined.
 pub fn write_all(dir: &Path) -> std::io::Result<Vec<Vector>> {
     std::fs::create_dir_all(dir)?;
@@ -1129,6 +1146,7 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<Vector>> {
             std::fs::remove_file(&path)?;
         }
     }
+    std::fs::write(dir.join(IDENTITIES_FILE), identities_file())?;
     for v in &vectors {
         std::fs::write(dir.join(format!("{}.sbak", v.name)), &v.archive)?;
         std::fs::write(dir.join(format!("{}.json", v.name)), v.json())?;

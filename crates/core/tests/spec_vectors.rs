@@ -226,6 +226,30 @@ fn the_vector_files_are_exactly_what_the_generator_writes() {
 }
 
 #[test]
+fn the_identity_file_opens_the_recipient_vectors() {
+    let path = vectors_dir().join(make_vectors::IDENTITIES_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        make_vectors::identities_file(),
+        "{} differs from the generated text",
+        path.display()
+    );
+    let identities: Vec<Identity> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| Identity::parse(l).unwrap())
+        .collect();
+    assert_eq!(identities.len(), 2);
+    let (meta, archive) = &files_on_disk()["ok-recipient"];
+    let meta: Value = serde_json::from_str(meta).unwrap();
+    let mut ring = Keyring::default();
+    ring.add_identity(identities[0].clone());
+    let (plain, _, _) = decrypt(archive, &ring).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert_eq!(plain.len() as u64, meta["plaintext_len"].as_u64().unwrap());
+}
+
+#[test]
 fn the_plain_tar_gz_vector_is_a_real_tar_gz() {
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -475,3 +475,38 @@ fn a_peeked_header_names_its_recipients_without_a_key() {
     assert_eq!(peeked.recipient_ids, vec![alice.recipient().id()]);
     assert_eq!(peeked.context, None);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any bytes as a type 3 body give a stanza or an error and never a panic; a damaged
+    /// byte of a sealed recipient archive's stanza never opens it.
+    #[test]
+    fn recipient_stanzas_survive_any_body_and_refuse_any_damage(
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+        pos in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let alice = Identity::from_bytes([0x42; 32]);
+        if let Ok(stanza) = super::recipient::X25519Stanza::decode(&body) {
+            prop_assert!(stanza.unwrap(&alice).is_err());
+        }
+        let archive = seal_for(None, &[alice.recipient()], b"x");
+        // The type 3 stanza: its type, length and 88-byte body after the stanza count.
+        let i = 24 + 2 + pos.index(6 + X25519_BODY_LEN);
+        let mut bad = archive.clone();
+        bad[i] ^= 1 << bit;
+        let mut ring = Keyring::default();
+        ring.add_identity(alice);
+        prop_assert!(open_all(&bad, &ring).is_err());
+    }
+
+    /// Any text is a recipient (printed back as itself, in lower case) or a configuration
+    /// error, never a panic.
+    #[test]
+    fn any_text_parses_to_a_recipient_or_an_error(text in "\\PC{0,80}") {
+        if let Ok(r) = Recipient::parse(&text) {
+            prop_assert_eq!(r.to_string(), text.trim().to_lowercase());
+        }
+        let _ = Identity::parse(&text);
+    }
+}
