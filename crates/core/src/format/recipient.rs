@@ -79,6 +79,14 @@ impl Recipient {
                 bytes.len()
             ))
         })?;
+        // Clamped scalars are multiples of the cofactor: any one of them agrees on all
+        // zeros with a point of low order, and with no other point.
+        let probe = StaticSecret::from([1u8; 32]).diffie_hellman(&PublicKey::from(public));
+        if !probe.was_contributory() {
+            return Err(bad(
+                "it is a point of low order, with which no secret can be agreed".into(),
+            ));
+        }
         Ok(Self::from_bytes(public))
     }
 
@@ -371,6 +379,10 @@ mod tests {
         let short = bech32::encode_lower::<Bech32m>(hrp, &[7u8; 31]).unwrap();
         let e = Recipient::parse(&short).unwrap_err();
         assert!(e.message().contains("31 bytes, not 32"), "{e}");
+
+        let zero = bech32::encode_lower::<Bech32m>(hrp, &[0u8; 32]).unwrap();
+        let e = Recipient::parse(&zero).unwrap_err();
+        assert!(e.message().contains("a point of low order"), "{e}");
 
         let e = Recipient::parse("age1qqqq").unwrap_err();
         assert!(e.message().contains("does not start with sbrec1"), "{e}");
