@@ -132,6 +132,9 @@ impl fmt::Debug for KeyId {
 #[derive(Clone, Debug, Default)]
 pub struct Keyring {
     keys: Vec<Key>,
+    /// Whether `keys[0]` is a current key; a keyring of recipients and previous keys has
+    /// none, and no previous key ever encrypts.
+    has_current: bool,
     recipients: Vec<Recipient>,
     identities: Vec<Identity>,
 }
@@ -141,6 +144,7 @@ impl Keyring {
     pub fn new(current: Key) -> Self {
         Self {
             keys: vec![current],
+            has_current: true,
             ..Self::default()
         }
     }
@@ -185,7 +189,7 @@ impl Keyring {
 
     /// Whether new archives can be encrypted: a current key or a recipient is held.
     pub fn can_encrypt(&self) -> bool {
-        !self.keys.is_empty() || !self.recipients.is_empty()
+        self.has_current || !self.recipients.is_empty()
     }
 
     /// Adds a previous key, accepted for decryption only.
@@ -197,7 +201,7 @@ impl Keyring {
 
     /// The key new archives are encrypted with, if any.
     pub fn current(&self) -> Option<&Key> {
-        self.keys.first()
+        self.keys.first().filter(|_| self.has_current)
     }
 
     /// The key with this id, if held.
@@ -324,5 +328,15 @@ mod tests {
         assert_eq!(ring.ids(), vec![a.id(), b.id()]);
         assert_eq!(ring.current().unwrap().id(), a.id());
         assert!(ring.find(b.id()).is_some());
+    }
+
+    #[test]
+    fn a_previous_key_beside_recipients_never_becomes_current() {
+        let mut ring = Keyring::default();
+        ring.add_recipient(Identity::generate().unwrap().recipient());
+        ring.add_previous(Key::from_bytes([3u8; KEY_LEN]));
+        assert!(ring.current().is_none());
+        assert!(ring.can_decrypt() && ring.can_encrypt());
+        assert_eq!(ring.ids().len(), 1);
     }
 }
