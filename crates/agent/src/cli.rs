@@ -95,11 +95,16 @@ enum Command {
     Verify(restore::VerifyArgs),
     /// Decrypts a downloaded archive to a plain .tar.gz, or extracts it.
     Decrypt(decrypt::DecryptArgs),
-    /// Writes a new random 256-bit key (base64), mode 0600.
+    /// Writes a new random 256-bit key (base64), mode 0600; or with --recipient, an X25519
+    /// identity file, printing its recipient string.
     Keygen {
         /// The key file to create (refuses to overwrite); standard output if absent.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "recipient")]
         output: Option<PathBuf>,
+        /// Write a new identity to this file (mode 0600, refuses to overwrite) and print its
+        /// recipient (`sbrec1…`), for `encryption.recipients` of write-only agents.
+        #[arg(long, value_name = "FILE")]
+        recipient: Option<PathBuf>,
     },
     /// Lists the backup and restore tasks this agent recorded, oldest first.
     Tasks {
@@ -168,7 +173,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Restore(args) => restore::run_restore(&args),
         Command::Verify(args) => restore::run_verify(&args),
         Command::Decrypt(args) => decrypt::run(&args),
-        Command::Keygen { output } => keygen::run(output.as_deref()),
+        Command::Keygen {
+            recipient: Some(path),
+            ..
+        } => keygen::run_recipient(&path),
+        Command::Keygen { output, .. } => keygen::run(output.as_deref()),
         Command::Tasks { config, json } => tasks::run(&config, json),
         Command::Validate { config } => validate::run(&config),
         Command::Check(args) => check::run(&args),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use service_backup_core::format::{Key, Keyring};
+use service_backup_core::format::{Identity, Key, Keyring};
 use service_backup_core::{Error, ErrorKind};
 
 use crate::config::{self, Config};
@@ -48,8 +48,13 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(config)
 }
 
-/// A keyring from key files given on the command line, plus the configuration's keys.
-pub fn keyring(config: Option<&Config>, key_files: &[PathBuf]) -> Result<Option<Keyring>, Error> {
+/// A keyring from key files and identity files given on the command line, plus the
+/// configuration's keys and recipients.
+pub fn keyring(
+    config: Option<&Config>,
+    key_files: &[PathBuf],
+    identity_files: &[PathBuf],
+) -> Result<Option<Keyring>, Error> {
     let mut ring = config.and_then(|c| c.keyring.clone());
     for path in key_files {
         let key = Key::from_file(path).map_err(usage_if_config)?;
@@ -58,7 +63,31 @@ pub fn keyring(config: Option<&Config>, key_files: &[PathBuf]) -> Result<Option<
             None => ring = Some(Keyring::new(key)),
         }
     }
+    for path in identity_files {
+        for identity in Identity::from_file(path).map_err(usage_if_config)? {
+            ring.get_or_insert_with(Keyring::default)
+                .add_identity(identity);
+        }
+    }
     Ok(ring)
+}
+
+/// Refuses to read backups with a keyring of recipients only (a write-only agent): nothing
+/// on this machine opens them, and trying would only fail later, archive by archive.
+pub fn refuse_write_only(ring: Option<&Keyring>) -> Result<(), Error> {
+    match ring {
+        Some(r) if !r.can_decrypt() && !r.recipients().is_empty() => Err(Error::new(
+            ErrorKind::Usage,
+            "this VM holds no key that opens these backups: encryption has recipients only \
+             (public keys, which encrypt and cannot decrypt)",
+        )
+        .with_hint(
+            "restores need --identity FILE, the identity file of a recipient, kept off the VM \
+             (an operator's laptop, a vault): run restore, verify or decrypt there with \
+             --identity FILE",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A key file given on the command line that is missing or unusable is bad usage (exit 2).

@@ -53,6 +53,8 @@ enum Input {
     Archive(fn(good: &[u8], other: &[u8]) -> Vec<u8>),
     /// A good archive read with a key it was not made for.
     WrongKey,
+    /// A good archive read with an X25519 identity (`--identity`) it was not made for.
+    WrongIdentity,
     /// A plain .tar.gz holding a harmless file and then this entry: (type, name, link).
     TarEntry(tar::EntryType, &'static str, Option<&'static str>),
     /// A configuration file; `{d}` stands for the working folder. Run with `validate` and
@@ -137,6 +139,19 @@ const fn row(name: &'static str, input: Input, code: i32, words: &'static [&'sta
     }
 }
 
+/// `good` with empty stanzas of an unknown type before its own, 65 in all: one more than
+/// a header may hold (`spec/archive-format.md`, "Limits").
+fn sixty_five_stanzas(good: &[u8], _: &[u8]) -> Vec<u8> {
+    let count = u16::from_be_bytes([good[24], good[25]]);
+    let mut out = good[..24].to_vec();
+    out.extend_from_slice(&65u16.to_be_bytes());
+    for _ in count..65 {
+        out.extend_from_slice(&[0x01, 0x00, 0, 0, 0, 0]);
+    }
+    out.extend_from_slice(&good[26..]);
+    out
+}
+
 fn flip(good: &[u8], i: usize) -> Vec<u8> {
     let mut b = good.to_vec();
     let i = if i >= good.len() { good.len() - 1 } else { i };
@@ -166,6 +181,9 @@ const ROWS: &[Row] = &[
     row("a zip file", Input::Archive(|_, _| b"PK\x03\x04 this is a zip file".to_vec()), 1, &["a service-backup encrypted archive"]),
     row("an empty file", Input::Archive(|_, _| Vec::new()), 1, &["empty"]),
     row("wrong key", Input::WrongKey, 1, &["the archive was encrypted for key id"]),
+    // Issue 25: the message lists the key ids the archive needs and the recipients tried.
+    row("identity that matches no stanza", Input::WrongIdentity, 1, &["the archive was encrypted for key id ", ", but the given identities are for recipient "]),
+    row("header with 65 stanzas", Input::Archive(sixty_five_stanzas), 1, &["the archive header lists 65 key stanzas (1 to 64 are valid)"]),
     // Tar entries that would leave the target, or that are not files.
     row("tar entry with ..", Input::TarEntry(tar::EntryType::Regular, "../outside.txt", None), 1, &["\"../outside.txt\": its path contains `..`"]),
     row("tar entry with an absolute path", Input::TarEntry(tar::EntryType::Regular, "/tmp/abs-evil.txt", None), 1, &["\"/tmp/abs-evil.txt\": its path is absolute"]),
@@ -192,6 +210,9 @@ const ROWS: &[Row] = &[
     row("relative restore_check_executable", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nverify_schedule: \"@daily\"\nrestore_check_executable: bin/check\n"), 2, &["Invalid config - restore_check_executable bin/check is a relative path: give the executable's full path."]),
     row("restore_check_executable without verify_schedule", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nrestore_check_executable: /bin/check\n"), 2, &["Invalid config - restore_check_executable is set but verify_schedule is not: it runs only in restore drills."]),
     row("azure endpoint neither a domain nor a URL", Input::Config("destinations:\n- type: azure\n  config: {storage_account: acct, storage_access_key: TOPSECRET, container: c, path: p, endpoint: \"core windows net\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - ", "endpoint must be a base domain such as core.windows.net"]),
+    // Recipients of write-only agents (issue 25): a typo, a string cut short.
+    row("recipient with a bad checksum", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97q]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97q\" is not valid: its checksum or characters are wrong"]),
+    row("recipient of the wrong length", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu\" is not valid: it holds a key of 20 bytes, not 32"]),
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
     // Keys that no section knows: each named by its path, with the close key it may mean.
     row("typo retension", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nretension: {keep_last: 1}\n"), 2, &["Invalid config - unknown key retension; did you mean retention?"]),
@@ -336,6 +357,16 @@ fn check(
             runs.extend(refused_archive(env, good, Some("other.key")));
             std::fs::remove_file(env.path("other.key")).unwrap();
         }
+        Input::WrongIdentity => {
+            env.run(&["keygen", "--recipient", "other.identity"])
+                .expect(0);
+            runs.extend(refused_archive_with(
+                env,
+                good,
+                &["--identity", "other.identity"],
+            ));
+            std::fs::remove_file(env.path("other.identity")).unwrap();
+        }
         Input::TarEntry(kind, name, link) => {
             let bytes = plain_tar_gz(|b| {
                 b.append(
@@ -453,23 +484,24 @@ fn check(
 /// --force, and decrypts it to a file; checks that the target is untouched and no output
 /// is left, and returns both runs.
 fn refused_archive(env: &Env, bytes: &[u8], key: Option<&str>) -> Vec<common::Run> {
-    let key = key.unwrap_or("backup.key");
+    refused_archive_with(env, bytes, &["--key-file", key.unwrap_or("backup.key")])
+}
+
+/// [`refused_archive`] with these key arguments (`--key-file K` or `--identity FILE`).
+fn refused_archive_with(env: &Env, bytes: &[u8], keys: &[&str]) -> Vec<common::Run> {
     std::fs::write(env.path("bad.archive"), bytes).unwrap();
     let target = env.path("target");
     let _ = std::fs::remove_dir_all(&target);
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("precious.txt"), b"keep me").unwrap();
-    let restore = env.run(&[
-        "restore",
-        "--file",
-        "bad.archive",
-        "--key-file",
-        key,
-        "--allow-unencrypted",
-        "--target",
-        "target",
-        "--force",
-    ]);
+    let restore = env.run(
+        &[
+            &["restore", "--file", "bad.archive"][..],
+            keys,
+            &["--allow-unencrypted", "--target", "target", "--force"],
+        ]
+        .concat(),
+    );
     assert_eq!(
         restore.stderr.lines().count(),
         1,
@@ -481,14 +513,14 @@ fn refused_archive(env: &Env, bytes: &[u8], key: Option<&str>) -> Vec<common::Ru
         vec![("precious.txt".to_string(), b"keep me".to_vec())],
         "target changed"
     );
-    let decrypt = env.run(&[
-        "decrypt",
-        "--key-file",
-        key,
-        "--output",
-        "out.tar.gz",
-        "bad.archive",
-    ]);
+    let decrypt = env.run(
+        &[
+            &["decrypt"][..],
+            keys,
+            &["--output", "out.tar.gz", "bad.archive"],
+        ]
+        .concat(),
+    );
     vec![restore, decrypt]
 }
 

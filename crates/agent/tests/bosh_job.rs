@@ -536,6 +536,29 @@ fn a_bad_key_or_api_without_tokens_fails_to_render_without_quoting_secrets() {
     );
 }
 
+/// A write-only agent (issue 25): recipients and no key render to `encryption.recipients`
+/// alone, which `validate` accepts.
+#[test]
+fn recipients_without_a_key_render_a_write_only_agent() {
+    const RECIPIENT: &str = "sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97j";
+    let manifest = without("local", "").replace(
+        "service-backup:\n",
+        &format!("service-backup:\n  encryption: {{recipients: [{RECIPIENT}]}}\n"),
+    );
+    let rendered = render(&manifest);
+    rendered.expect_rendered();
+    let validate = rendered.validate();
+    validate.expect(0);
+    assert!(
+        !validate.stdout.contains("no encryption key"),
+        "{}",
+        validate.stdout
+    );
+    let config = rendered.config();
+    assert_eq!(get(&config, "encryption.recipients")[0], RECIPIENT);
+    assert!(get(&config, "encryption.key_file").is_null(), "{config:?}");
+}
+
 #[test]
 fn platform_tokens_render_without_static_ones() {
     let manifest = without("local", "").replace(

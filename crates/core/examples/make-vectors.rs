@@ -22,7 +22,7 @@ use service_backup_core::format::vectors::{
     VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic,
 };
 use service_backup_core::format::{
-    BackupContext, CHUNK_LEN, KEY_LEN, Key, SEALED_CHUNK_LEN, STANZA_CONTEXT,
+    BackupContext, CHUNK_LEN, Identity, KEY_LEN, Key, Recipient, SEALED_CHUNK_LEN, STANZA_CONTEXT,
 };
 
 /// One test vector: the archive bytes and what a reader must make of them.
@@ -49,11 +49,15 @@ impl Vector {
 pub struct Meta {
     /// What the vector checks.
     pub description: String,
-    /// The current key of the reader's keyring, base64.
-    pub key: String,
+    /// The current key of the reader's keyring, base64 (absent: the reader holds no key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Previous keys of the reader's keyring, base64, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub previous_keys: Vec<String>,
+    /// The reader's X25519 identities, as identity file lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
     /// `ok`, `corrupt` or `wrong_key`.
     pub expect: &'static str,
     /// How to regenerate the plaintext, for a plaintext that is not text.
@@ -111,20 +115,34 @@ impl Context {
 /// The fixed inputs of a sealed archive, so that an encryptor can be checked too.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inputs {
-    /// The key the archive is sealed for, base64.
-    pub recipient_key: String,
+    /// The key the archive is sealed for, base64 (absent: no symmetric stanza).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_key: Option<String>,
     /// The per-archive file key, hex.
     pub file_key: String,
     /// The payload salt, hex.
     pub payload_salt: String,
     /// The nonce of the symmetric stanza, hex.
-    pub wrap_nonce: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrap_nonce: Option<String>,
     /// Stanzas of unknown types written before the symmetric one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_stanzas: Vec<UnknownStanza>,
-    /// The context stanza written after the symmetric one.
+    /// X25519 recipients, a type 3 stanza each written after the symmetric one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub x25519_recipients: Vec<X25519Input>,
+    /// The context stanza written after the key stanzas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Context>,
+}
+
+/// The inputs of one type 3 stanza.
+#[derive(Debug, Clone, Serialize)]
+pub struct X25519Input {
+    /// The recipient string.
+    pub recipient: String,
+    /// The ephemeral secret key, hex.
+    pub ephemeral_secret: String,
 }
 
 /// A stanza of a type readers do not know.
@@ -165,7 +183,30 @@ fn inputs(n: u8) -> VectorInputs {
         salt: [0xb0 + n; 16],
         wrap_nonce: [0xc0 + n; 12],
         unknown_stanzas: vec![],
+        symmetric: true,
+        recipients: vec![],
         context: None,
+    }
+}
+
+/// The identity of the readers of the recipient vectors: bytes 0x60 to 0x7f.
+fn the_identity() -> Identity {
+    Identity::from_bytes(key_bytes(0x60))
+}
+
+/// An identity no archive is made for: bytes 0x80 to 0x9f.
+fn other_identity() -> Identity {
+    Identity::from_bytes(key_bytes(0x80))
+}
+
+/// The inputs of recipient archive `n`: as [`inputs`], with a type 3 stanza for
+/// [`the_identity`] whose ephemeral secret is 32 bytes 0xe0 + n, and a symmetric stanza
+/// only when `symmetric`.
+fn recipient_inputs(n: u8, symmetric: bool) -> VectorInputs {
+    VectorInputs {
+        symmetric,
+        recipients: vec![(*the_identity().recipient().public_bytes(), [0xe0 + n; 32])],
+        ..inputs(n)
     }
 }
 
@@ -202,16 +243,24 @@ fn key_id(bytes: [u8; KEY_LEN]) -> String {
 
 fn describe_inputs(recipient: [u8; KEY_LEN], inputs: &VectorInputs) -> Inputs {
     Inputs {
-        recipient_key: b64(&recipient),
+        recipient_key: inputs.symmetric.then(|| b64(&recipient)),
         file_key: hex::encode(inputs.file_key),
         payload_salt: hex::encode(inputs.salt),
-        wrap_nonce: hex::encode(inputs.wrap_nonce),
+        wrap_nonce: inputs.symmetric.then(|| hex::encode(inputs.wrap_nonce)),
         unknown_stanzas: inputs
             .unknown_stanzas
             .iter()
             .map(|(kind, body)| UnknownStanza {
                 kind: *kind,
                 body: hex::encode(body),
+            })
+            .collect(),
+        x25519_recipients: inputs
+            .recipients
+            .iter()
+            .map(|(public, ephemeral)| X25519Input {
+                recipient: Recipient::from_bytes(*public).to_string(),
+                ephemeral_secret: hex::encode(ephemeral),
             })
             .collect(),
         context: inputs.context.as_ref().map(Context::of),
@@ -289,8 +338,9 @@ impl Base {
 fn refusal(description: &str, expect: &'static str, error_contains: &str) -> Meta {
     Meta {
         description: description.to_string(),
-        key: b64(&the_key()),
+        key: Some(b64(&the_key())),
         previous_keys: vec![],
+        identities: vec![],
         expect,
         plaintext: None,
         plaintext_utf8: None,
@@ -321,8 +371,9 @@ fn valid(
         archive: base.archive.clone(),
         meta: Meta {
             description: description.to_string(),
-            key: b64(&the_key()),
+            key: Some(b64(&the_key())),
             previous_keys: previous_keys.iter().map(|k| b64(k)).collect(),
+            identities: vec![],
             expect: "ok",
             plaintext: utf8.is_none().then(|| base.plaintext_text.clone()),
             plaintext_utf8: utf8,
@@ -482,6 +533,9 @@ pub fn definitions() -> Vec<Vector> {
     // The backup context (type 2).
     out.extend(context_vectors(key));
 
+    // X25519 recipients (type 3).
+    out.extend(recipient_vectors(key));
+
     // Archives sealed for no key the reader holds.
     let foreign = Base::seal(other_key(), inputs(11), &pattern(1000), pattern_text(1000));
     let mut v = foreign.refused(
@@ -514,12 +568,12 @@ pub fn definitions() -> Vec<Vector> {
     let symmetric_type_at = 26 + 6 + with_unknown_body_len(&unknown);
     let mut only_unknown = unknown.archive.clone();
     only_unknown[symmetric_type_at..symmetric_type_at + 2]
-        .copy_from_slice(&0x0003u16.to_be_bytes());
+        .copy_from_slice(&0x00ffu16.to_be_bytes());
     out.push(unknown.refused(
         "wrong-key-only-unknown-stanzas",
         "wrong_key",
         "every stanza is of a type the reader does not know: no key can open it",
-        &format!("the type of the symmetric stanza (offset {symmetric_type_at}) set to 0x0003"),
+        &format!("the type of the symmetric stanza (offset {symmetric_type_at}) set to 0x00ff"),
         "a kind of key this version does not know",
         only_unknown,
     ));
@@ -644,6 +698,17 @@ pub fn definitions() -> Vec<Vector> {
         "the stanza count (offset 24) set to 0",
         "the archive header lists 0 key stanzas",
         count_zero,
+    ));
+    let mut many = inputs(21);
+    many.unknown_stanzas = (0u8..64).map(|i| (0x0100, vec![i])).collect();
+    let many = Base::seal(key, many, &pattern(100), pattern_text(100));
+    out.push(many.refused(
+        "corrupt-65-stanzas",
+        "corrupt",
+        "a header that holds 65 stanzas (64 of unknown type 0x0100, then the symmetric one), one more than the limit",
+        "",
+        "the archive header lists 65 key stanzas (1 to 64 are valid)",
+        many.archive.clone(),
     ));
     let mut count_high = small.archive.clone();
     count_high[24..26].copy_from_slice(&65u16.to_be_bytes());
@@ -920,6 +985,116 @@ fn context_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
     out
 }
 
+/// The reader's side of a recipient vector: `identity` alone, or the key too.
+fn read_with(meta: &mut Meta, identity: Option<&Identity>, with_key: bool) {
+    if !with_key {
+        meta.key = None;
+    }
+    meta.identities = identity
+        .map(|i| vec![i.to_text().to_string()])
+        .unwrap_or_default();
+}
+
+/// Vectors of the X25519 recipient stanza (type 3).
+fn recipient_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    let identity = the_identity();
+    let recipient_id = identity.recipient().id().to_string();
+    let text = || "the text of plaintext_utf8".to_string();
+
+    let plain = b"hello from an archive made for a public-key recipient\n";
+    let alone = Base::seal(key, recipient_inputs(22, false), plain, text());
+    let mut v = valid(
+        "ok-recipient",
+        "a type 3 stanza alone: an archive made for an X25519 recipient, opened with its identity (the reader holds no symmetric key)",
+        &alone,
+        plain,
+        &[],
+    );
+    read_with(&mut v.meta, Some(&identity), false);
+    v.meta.opened_by_key_id = Some(recipient_id.clone());
+    out.push(v);
+
+    let plain = b"hello from an archive made for a key and a recipient\n";
+    let both = Base::seal(key, recipient_inputs(23, true), plain, text());
+    out.push(valid(
+        "ok-recipient-and-key-by-key",
+        "a type 1 stanza then a type 3 stanza: either opens the archive; this reader holds the key only",
+        &both,
+        plain,
+        &[],
+    ));
+    let mut v = valid(
+        "ok-recipient-and-key-by-identity",
+        "the same archive as ok-recipient-and-key-by-key, read with the identity only",
+        &both,
+        plain,
+        &[],
+    );
+    read_with(&mut v.meta, Some(&identity), false);
+    v.meta.opened_by_key_id = Some(recipient_id.clone());
+    out.push(v);
+
+    // Offsets in an archive whose only key stanza is the type 3 one.
+    let length_at = 26 + 2;
+    let ephemeral_at = 26 + 6 + 8;
+    let mut v = alone.refused(
+        "wrong-identity",
+        "wrong_key",
+        "made for a recipient whose identity the reader does not hold; the message names the recipient the archive needs and those the reader tried",
+        "",
+        &format!(
+            "the archive was encrypted for recipient {recipient_id}, but the given identities are for recipient {}",
+            other_identity().recipient().id()
+        ),
+        alone.archive.clone(),
+    );
+    read_with(&mut v.meta, Some(&other_identity()), false);
+    out.push(v);
+
+    let mut short = alone.archive.clone();
+    short[length_at..length_at + 4].copy_from_slice(&87u32.to_be_bytes());
+    let mut v = alone.refused(
+        "corrupt-recipient-stanza-wrong-length",
+        "corrupt",
+        "a type 3 stanza of 87 bytes instead of 88",
+        &format!("the length of the type 3 stanza (offset {length_at}) set to 87"),
+        "a recipient key stanza is 87 bytes long, not 88",
+        short,
+    );
+    read_with(&mut v.meta, Some(&identity), false);
+    out.push(v);
+
+    let mut v = alone.refused(
+        "corrupt-recipient-ephemeral-flipped",
+        "corrupt",
+        "one bit of the ephemeral public key of the type 3 stanza flipped: the agreed secret, hence the wrap key, differs and the stanza fails authentication",
+        &format!(
+            "the byte at offset {ephemeral_at} (the first byte of the ephemeral public key) XORed with 0x01"
+        ),
+        &format!("the key stanza for recipient {recipient_id} fails authentication"),
+        alone.flipped(ephemeral_at, 0x01),
+    );
+    read_with(&mut v.meta, Some(&identity), false);
+    out.push(v);
+
+    let mut low = alone.archive.clone();
+    low[ephemeral_at..ephemeral_at + 32].fill(0);
+    let mut v = alone.refused(
+        "corrupt-recipient-low-order-point",
+        "corrupt",
+        "the ephemeral public key of the type 3 stanza replaced by the point 0, of low order: the shared secret would be all zeros, which a reader refuses",
+        &format!(
+            "the 32 bytes at offset {ephemeral_at} (the ephemeral public key) set to zero"
+        ),
+        "has an ephemeral key of low order (its shared secret is all zeros)",
+        low,
+    );
+    read_with(&mut v.meta, Some(&identity), false);
+    out.push(v);
+    out
+}
+
 /// The body of a context stanza, built from the spec's layout (not by the library).
 fn context_body(c: &BackupContext) -> Vec<u8> {
     let mut body = Vec::new();
@@ -934,6 +1109,23 @@ fn context_body(c: &BackupContext) -> Vec<u8> {
 
 fn with_unknown_body_len(base: &Base) -> usize {
     base.inputs.unknown_stanzas[0].1.len()
+}
+
+/// The name of the identity file of the recipient vectors, beside them.
+pub const IDENTITIES_FILE: &str = "test-identities.txt";
+
+/// The identity file of the recipient vectors: their published test identities.
+pub fn identities_file() -> String {
+    format!(
+        "# The X25519 identities of the recipient vectors (spec/archive-format.md, \"Test\n\
+         # vectors\"). Published test keys: never use them for backups.\n\
+         # recipient: {}\n{}\n\
+         # recipient: {} (no vector is made for it)\n{}\n",
+        the_identity().recipient(),
+        the_identity().to_text().as_str(),
+        other_identity().recipient(),
+        other_identity().to_text().as_str(),
+    )
 }
 
 /// Writes every vector into `dir` and removes vector files that are no longer defined.
@@ -954,6 +1146,7 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<Vector>> {
             std::fs::remove_file(&path)?;
         }
     }
+    std::fs::write(dir.join(IDENTITIES_FILE), identities_file())?;
     for v in &vectors {
         std::fs::write(dir.join(format!("{}.sbak", v.name)), &v.archive)?;
         std::fs::write(dir.join(format!("{}.json", v.name)), v.json())?;

@@ -4,6 +4,7 @@
 mod context;
 mod header;
 pub mod keys;
+mod recipient;
 mod stanza;
 mod stream;
 #[cfg(test)]
@@ -16,6 +17,7 @@ use std::io::{self, Read, Write};
 pub use context::{BackupContext, MAX_CONTEXT_BODY, STANZA_CONTEXT};
 pub use header::MAGIC;
 pub use keys::{KEY_LEN, Key, KeyId, Keyring};
+pub use recipient::{Identity, Recipient, STANZA_X25519, X25519_BODY_LEN};
 pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
 
 use crate::compression::Algorithm;
@@ -36,8 +38,19 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     /// Like [`Self::new`], with the header bound to the backup `context` when given.
-    pub fn bound(mut inner: W, key: &Key, context: Option<&BackupContext>) -> Result<Self> {
-        let (header, payload_key) = header::seal(key, context)?;
+    pub fn bound(inner: W, key: &Key, context: Option<&BackupContext>) -> Result<Self> {
+        Self::sealed(inner, Some(key), &[], context)
+    }
+
+    /// Writes the header for `key` (if any) and every one of `recipients`, any of which
+    /// opens the archive, bound to `context` when given; returns a writer for the payload.
+    pub fn sealed(
+        mut inner: W,
+        key: Option<&Key>,
+        recipients: &[Recipient],
+        context: Option<&BackupContext>,
+    ) -> Result<Self> {
+        let (header, payload_key) = header::seal(key, recipients, context)?;
         inner
             .write_all(&header)
             .map_err(|e| from_io(e, "write the archive header"))?;
@@ -81,7 +94,7 @@ impl<R: Read> DecryptingReader<R> {
         })
     }
 
-    /// The id of the key that opened the archive.
+    /// The id of the key (or of the identity's recipient) that opened the archive.
     pub fn key_id(&self) -> KeyId {
         self.key_id
     }
@@ -96,7 +109,7 @@ impl<R: Read> DecryptingReader<R> {
 /// What an authenticated header says, read without the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderInfo {
-    /// The id of the key that opened it.
+    /// The id of the key (or of the identity's recipient) that opened it.
     pub key_id: KeyId,
     /// The backup it is bound to, if any.
     pub context: Option<BackupContext>,
@@ -122,6 +135,25 @@ pub fn read_header(mut prefix: &[u8], keyring: &Keyring) -> Result<HeaderInfo> {
     Ok(HeaderInfo {
         key_id: opened.key_id,
         context: opened.context,
+    })
+}
+
+/// What a header says before it is authenticated, for an agent that holds recipients and
+/// no key: whoever can write to the destination could have written it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekedHeader {
+    /// The ids of the recipients it is encrypted for.
+    pub recipient_ids: Vec<KeyId>,
+    /// The backup it names, if any.
+    pub context: Option<BackupContext>,
+}
+
+/// Parses the header at the start of `prefix` without authenticating it.
+pub fn peek_header(mut prefix: &[u8]) -> Result<PeekedHeader> {
+    let peeked = header::peek(&mut prefix)?;
+    Ok(PeekedHeader {
+        recipient_ids: peeked.recipient_ids,
+        context: peeked.context,
     })
 }
 

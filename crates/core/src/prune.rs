@@ -247,7 +247,7 @@ async fn sort_trusted(
     // an unbound one dated after it did not come from it.
     let mut first_bound = std::collections::HashMap::<String, DateTime<Utc>>::new();
     for (entry, verdict) in &judged {
-        if matches!(verdict, Ok(Authenticity::Bound)) {
+        if matches!(verdict, Ok(Authenticity::Bound | Authenticity::Addressed)) {
             let m = &entry.manifest;
             let at = first_bound
                 .entry(m.instance_id.clone())
@@ -260,7 +260,7 @@ async fn sort_trusted(
     for (entry, verdict) in judged {
         let bound_since = first_bound.get(&entry.manifest.instance_id).copied();
         let why = match verdict {
-            Ok(Authenticity::Bound) => None,
+            Ok(Authenticity::Bound | Authenticity::Addressed) => None,
             Ok(kind @ (Authenticity::Unbound | Authenticity::Plain)) => bound_since
                 .filter(|since| entry.manifest.started_at > *since)
                 .map(|since| {

@@ -50,6 +50,7 @@ fn plan_with(source: &Path, key: Option<Key>, compression: Algorithm, level: u32
             compression,
             compression_level: level,
             key,
+            recipients: Vec::new(),
         },
     }
 }
@@ -300,6 +301,7 @@ fn plain_archive(compression: Algorithm) -> Vec<u8> {
         compression,
         compression_level: compression.default_level(),
         key: None,
+        recipients: Vec::new(),
     };
     write_archive(&spec, Vec::new(), &NoProgress).unwrap().1
 }
@@ -541,6 +543,7 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
         compression: Algorithm::Gzip,
         compression_level: 6,
         key: Some(key.clone()),
+        recipients: Vec::new(),
     };
     let (_, unbound) =
         service_backup_core::pipeline::archive::write_archive(&spec, Vec::new(), &NoProgress)

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use service_backup_core::format::{BackupContext, DecryptingReader, Key, Keyring, from_io};
+use service_backup_core::format::{
+    BackupContext, DecryptingReader, Identity, Key, Keyring, from_io,
+};
 use service_backup_core::{Error, ErrorKind};
 
 #[allow(dead_code)]
@@ -68,7 +70,18 @@ fn key(b64: &Value) -> Key {
 }
 
 fn keyring(meta: &Value) -> Keyring {
-    let mut ring = Keyring::new(key(&meta["key"]));
+    let mut ring = match meta.get("key") {
+        Some(k) => Keyring::new(key(k)),
+        None => Keyring::default(),
+    };
+    if let Some(identities) = meta.get("identities") {
+        for i in identities.as_array().expect("identities is a list") {
+            ring.add_identity(
+                Identity::parse(i.as_str().expect("an identity is a string"))
+                    .expect("a vector's identity parses"),
+            );
+        }
+    }
     if let Some(previous) = meta.get("previous_keys") {
         for k in previous.as_array().expect("previous_keys is a list") {
             ring.add_previous(key(k));
@@ -210,6 +223,30 @@ fn the_vector_files_are_exactly_what_the_generator_writes() {
             v.name
         );
     }
+}
+
+#[test]
+fn the_identity_file_opens_the_recipient_vectors() {
+    let path = vectors_dir().join(make_vectors::IDENTITIES_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        make_vectors::identities_file(),
+        "{} differs from the generated text",
+        path.display()
+    );
+    let identities: Vec<Identity> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| Identity::parse(l).unwrap())
+        .collect();
+    assert_eq!(identities.len(), 2);
+    let (meta, archive) = &files_on_disk()["ok-recipient"];
+    let meta: Value = serde_json::from_str(meta).unwrap();
+    let mut ring = Keyring::default();
+    ring.add_identity(identities[0].clone());
+    let (plain, _, _) = decrypt(archive, &ring).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert_eq!(plain.len() as u64, meta["plaintext_len"].as_u64().unwrap());
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub fn backup_plan(source: &Path, instance: &str) -> BackupPlan {
             compression: Algorithm::Gzip,
             compression_level: 1,
             key: None,
+            recipients: Vec::new(),
         },
     }
 }

@@ -471,6 +471,9 @@ async fn restore(
         request::restore_backup_id(&fields, &state.instance_id).map_err(ApiError::Precondition)?;
     let (backup_id, name) = complete_backup(&state, backup_id).await?;
     let config = state.config();
+    crate::command::refuse_write_only(config.keyring.as_ref()).map_err(|e| {
+        ApiError::Precondition(format!("{}; {}", e.message(), e.hint().unwrap_or_default()))
+    })?;
     let Some(target) = restoring::default_target(&config) else {
         return Err(ApiError::Precondition(
             "no restore.target_folder or source_folder is configured".to_string(),

@@ -1,4 +1,5 @@
-//! `service-backup decrypt --key-file K [--output FILE | --extract DIR] [INPUT]`.
+//! `service-backup decrypt --key-file K | --identity FILE [--output FILE | --extract DIR]
+//! [INPUT]`.
 
 use std::io::{self, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
@@ -17,8 +18,12 @@ use crate::progress::Bar;
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// The key file(s); the one the archive was made for is found by its key id.
-    #[arg(long = "key-file", required = true)]
+    #[arg(long = "key-file", required_unless_present = "identity_files")]
     key_files: Vec<PathBuf>,
+    /// Identity files (written by `keygen --recipient`); the one the archive was made for
+    /// is found by its recipient id. Repeatable.
+    #[arg(long = "identity", value_name = "FILE")]
+    identity_files: Vec<PathBuf>,
     /// Write the plain .tar.gz (or .tar.zst) here, created only when complete, instead of
     /// standard output.
     #[arg(long, short)]
@@ -35,7 +40,8 @@ pub struct DecryptArgs {
 
 /// Decrypts or extracts an archive.
 pub fn run(args: &DecryptArgs) -> CliResult {
-    let ring = keyring(None, &args.key_files)?.expect("at least one key file is required");
+    let ring = keyring(None, &args.key_files, &args.identity_files)?
+        .expect("clap requires a key file or an identity file");
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
@@ -102,7 +108,7 @@ pub fn run(args: &DecryptArgs) -> CliResult {
             .map_err(|e| Error::io("create", path, e.error))?;
         bar.finish();
         eprintln!(
-            "decrypted with key id {} to {}",
+            "decrypted with key (or recipient) id {} to {}",
             reader.key_id(),
             path.display()
         );

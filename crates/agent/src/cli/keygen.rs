@@ -1,10 +1,10 @@
-//! `service-backup keygen [--output FILE]`.
+//! `service-backup keygen [--output FILE]` and `service-backup keygen --recipient FILE`.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use service_backup_core::format::Key;
+use service_backup_core::format::{Identity, Key};
 use service_backup_core::{Error, ErrorKind};
 
 use crate::command::{CliResult, Outcome};
@@ -18,24 +18,52 @@ pub fn run(output: Option<&Path>) -> CliResult {
             print!("{text}");
         }
         Some(path) => {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Error::new(ErrorKind::Usage, format!("{} already exists", path.display()))
-                            .with_hint("keygen never overwrites a key; choose another path or remove the old key first")
-                    } else {
-                        Error::io("create key file", path, e)
-                    }
-                })?;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("write key file", path, e))?;
+            write_new(path, &text, "key")?;
             eprintln!("wrote a new key with id {} to {}", key.id(), path.display());
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Writes a new X25519 identity to `path` (mode 0600, never overwriting) and prints its
+/// recipient string, which is what agents are configured with.
+pub fn run_recipient(path: &Path) -> CliResult {
+    let identity = Identity::generate()?;
+    let recipient = identity.recipient();
+    let text = zeroize::Zeroizing::new(format!(
+        "# service-backup identity: it opens backups made for the recipient below.\n\
+         # Keep it off the machines that make backups.\n\
+         # recipient: {recipient}\n\
+         {}\n",
+        identity.to_text().as_str()
+    ));
+    write_new(path, &text, "identity")?;
+    println!("{recipient}");
+    eprintln!(
+        "wrote a new identity with recipient id {} to {}; configure agents with \
+         encryption.recipients: [{recipient}]",
+        recipient.id(),
+        path.display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// Creates `path` with mode 0600 and writes `text`; refuses an existing file.
+fn write_new(path: &Path, text: &str, what: &str) -> Result<(), Error> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(ErrorKind::Usage, format!("{} already exists", path.display()))
+                    .with_hint(format!("keygen never overwrites a {what}; choose another path or remove the old {what} first"))
+            } else {
+                Error::io(&format!("create {what} file"), path, e)
+            }
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(&format!("write {what} file"), path, e))
 }

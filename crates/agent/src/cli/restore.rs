@@ -12,7 +12,9 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::command::{CliError, CliResult, Outcome, keyring, load_config, runtime};
+use crate::command::{
+    CliError, CliResult, Outcome, keyring, load_config, refuse_write_only, runtime,
+};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::jobs::restore::{self, RestorePlan};
@@ -37,6 +39,10 @@ pub struct Which {
     /// Further key files (older keys), besides the configured ones.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
+    /// Identity files (written by `keygen --recipient`) that open backups made for their
+    /// recipients; repeatable.
+    #[arg(long = "identity", value_name = "FILE")]
+    identity_files: Vec<PathBuf>,
     /// Accept a backup that is not encrypted although a key is given (one made before
     /// encryption was set up); refused by default, as it may have been replaced.
     #[arg(long)]
@@ -83,8 +89,10 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 impl Which {
     fn decryption(&self, config: Option<&Config>) -> Result<Decryption, Error> {
+        let keyring = keyring(config, &self.key_files, &self.identity_files)?;
+        refuse_write_only(keyring.as_ref())?;
         Ok(Decryption {
-            keyring: keyring(config, &self.key_files)?,
+            keyring,
             allow_unencrypted: self.allow_unencrypted,
             bound_to: Binding::Unchecked,
         })

@@ -1,9 +1,10 @@
-//! The `encryption` section: the current key (a file or inline base64) and previous keys.
+//! The `encryption` section: the current key (a file or inline base64), previous keys,
+//! and public-key recipients (which encrypt and cannot decrypt).
 
 use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
-use service_backup_core::format::{Key, Keyring};
+use service_backup_core::format::{Key, Keyring, Recipient};
 
 use super::section::{Problems, Section, kind_of, resolve, scalar_text};
 
@@ -19,11 +20,15 @@ pub(super) fn read_keyring(
     let encryption = top.section("encryption", super::keys::ENCRYPTION, problems)?;
     let key_file = encryption.file("key_file", base, problems);
     let inline = encryption.secret("key", problems);
+    let recipients = recipients(&encryption, problems);
     let current = match (key_file, inline) {
         (Some(_), Some(_)) => {
             problems.push("encryption has both key and key_file; set only one of them".to_string());
             None
         }
+        // Recipients alone: a write-only agent, which holds no key that opens its backups
+        // (bad recipients are problems of their own).
+        (None, None) if encryption.get("recipients").is_some() => None,
         (None, None) => {
             problems.push(
                 "encryption needs key_file (a key file written by `service-backup keygen`) \
@@ -44,11 +49,73 @@ pub(super) fn read_keyring(
             .ok(),
     };
     let previous = previous_keys(&encryption, base, files, problems);
-    let mut keyring = Keyring::new(current?);
+    let has_key = encryption.get("key_file").is_some() || encryption.get("key").is_some();
+    let mut keyring = match current {
+        Some(key) => Keyring::new(key),
+        None if !has_key && recipients.as_ref().is_some_and(|r| !r.is_empty()) => {
+            Keyring::default()
+        }
+        None => return None,
+    };
     for key in previous {
         keyring.add_previous(key);
     }
+    for recipient in recipients? {
+        keyring.add_recipient(recipient);
+    }
     Some(keyring)
+}
+
+/// `recipients`: X25519 public keys that new backups are encrypted for; `None` when the
+/// list is unusable (the problems say why), empty when absent.
+fn recipients(encryption: &Section<'_>, problems: &mut Problems) -> Option<Vec<Recipient>> {
+    let name = encryption.name("recipients");
+    let Some(value) = encryption.get("recipients") else {
+        return Some(Vec::new());
+    };
+    let Value::Sequence(items) = value else {
+        problems.push(format!(
+            "{name} must be a list of recipient strings (sbrec1…), not {}",
+            kind_of(value)
+        ));
+        return None;
+    };
+    if items.is_empty() {
+        problems.push(format!(
+            "{name} is empty; list at least one recipient or leave recipients out"
+        ));
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        let Some(text) = scalar_text(item) else {
+            problems.push(format!(
+                "{name} item {} must be a recipient string (sbrec1…), not {}",
+                index + 1,
+                kind_of(item)
+            ));
+            ok = false;
+            continue;
+        };
+        match Recipient::parse(&text) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                problems.push(format!("{name} item {}: {e}", index + 1));
+                ok = false;
+            }
+        }
+    }
+    // Each stanza is 94 bytes; the header's limit of 64 stanzas keeps two for the key and
+    // the backup's context.
+    if out.len() > 62 {
+        problems.push(format!(
+            "{name} lists {} recipients; at most 62 fit in an archive's header",
+            out.len()
+        ));
+        ok = false;
+    }
+    ok.then_some(out)
 }
 
 /// `previous_key_files`: older keys, accepted for decryption only.
@@ -219,5 +286,58 @@ mod tests {
         let config = super::super::load(&config_path).expect("valid");
         assert!(config.keyring.is_some());
         assert_eq!(config.source_path.as_deref(), Some(config_path.as_path()));
+    }
+
+    /// The recipient of spec/vectors' identity (a published test key).
+    const RECIPIENT: &str = "sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97j";
+
+    #[test]
+    fn recipients_alone_make_a_keyring_that_encrypts_and_cannot_decrypt() {
+        let config = parse(&format!("encryption:\n  recipients: [{RECIPIENT}]\n")).expect("valid");
+        let ring = config.keyring.expect("keyring");
+        assert!(ring.current().is_none());
+        assert_eq!(ring.recipients().len(), 1);
+        assert_eq!(ring.recipients()[0].to_string(), RECIPIENT);
+        assert!(ring.can_encrypt() && !ring.can_decrypt());
+        let both = key_file(GOOD);
+        let yaml = format!(
+            "encryption:\n  key_file: {}\n  recipients: [{RECIPIENT}]\n",
+            both.path().display()
+        );
+        let ring = parse(&yaml).expect("valid").keyring.expect("keyring");
+        assert!(ring.current().is_some() && ring.recipients().len() == 1);
+    }
+
+    #[test]
+    fn bad_recipients_are_refused_with_their_reason() {
+        // The last character changed: the Bech32m checksum fails.
+        let typo = format!("{}q", &RECIPIENT[..RECIPIENT.len() - 1]);
+        let problems = problems_of(&format!("encryption:\n  recipients: [{typo}]\n"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "Invalid config - encryption.recipients item 1: the recipient \"{typo}\" is not valid: its checksum or characters are wrong"
+            )),
+            "{problems:?}"
+        );
+        // A whole recipient of 20 bytes (valid checksum, wrong length).
+        let short = "sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu";
+        let problems = problems_of(&format!("encryption:\n  recipients: [{short}]\n"));
+        assert!(
+            problems[0].contains("it holds a key of 20 bytes, not 32"),
+            "{problems:?}"
+        );
+        let problems = problems_of("encryption:\n  recipients: []\n");
+        assert_eq!(
+            problems,
+            [
+                "Invalid config - encryption.recipients is empty; list at least one recipient or leave recipients out."
+            ]
+        );
+        let problems = problems_of("encryption:\n  recipients: sbrec1x\n");
+        assert!(
+            problems[0].contains("encryption.recipients must be a list of recipient strings"),
+            "{problems:?}"
+        );
     }
 }

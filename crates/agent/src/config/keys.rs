@@ -84,7 +84,7 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
 }
 
 /// `encryption`.
-pub(super) const ENCRYPTION: &[&str] = &["key_file", "key", "previous_key_files"];
+pub(super) const ENCRYPTION: &[&str] = &["key_file", "key", "previous_key_files", "recipients"];
 
 /// `retention`, at the top and per destination.
 pub(super) const RETENTION: &[&str] = &[

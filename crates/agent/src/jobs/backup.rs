@@ -364,6 +364,11 @@ async fn upload(
             compression: config.compression,
             compression_level: config.compression_level,
             key: config.keyring.as_ref().and_then(|k| k.current().cloned()),
+            recipients: config
+                .keyring
+                .as_ref()
+                .map(|k| k.recipients().to_vec())
+                .unwrap_or_default(),
         },
     };
     let outcomes = run_backup(plan, targets, bar.clone(), cancel.clone()).await;

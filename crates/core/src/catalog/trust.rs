@@ -21,6 +21,9 @@ pub enum Authenticity {
     Unbound,
     /// A plain archive: nothing is authenticated.
     Plain,
+    /// Encrypted for a configured recipient and naming the manifest's backup, but not
+    /// authenticated: an agent with recipients only holds no key that opens it.
+    Addressed,
 }
 
 /// Reads the first chunks of `chunks` until they hold the whole header of an encrypted
@@ -66,11 +69,49 @@ pub fn judge(head: &[u8], keyring: Option<&Keyring>, entry: &BackupEntry) -> Res
             "the archive is encrypted and no key is configured to authenticate it",
         ));
     };
+    if !keyring.can_decrypt() {
+        return judge_addressed(head, keyring, entry);
+    }
     let header = format::read_header(head, keyring)?;
     match header.context {
         Some(found) => {
             found.check(&entry.manifest.context())?;
             Ok(Authenticity::Bound)
+        }
+        None => Ok(Authenticity::Unbound),
+    }
+}
+
+/// Judges an archive by what its header says, unauthenticated, for an agent that holds
+/// recipients only: it must be encrypted for one of them and name the manifest's backup.
+fn judge_addressed(head: &[u8], keyring: &Keyring, entry: &BackupEntry) -> Result<Authenticity> {
+    let header = format::peek_header(head)?;
+    let ours = keyring
+        .recipients()
+        .iter()
+        .any(|r| header.recipient_ids.contains(&r.id()));
+    if !ours {
+        let found: Vec<String> = header
+            .recipient_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Err(Error::new(
+            ErrorKind::WrongKey,
+            format!(
+                "the archive is encrypted for none of the configured recipients (it names recipient {})",
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found.join(", ")
+                }
+            ),
+        ));
+    }
+    match header.context {
+        Some(found) => {
+            found.check(&entry.manifest.context())?;
+            Ok(Authenticity::Addressed)
         }
         None => Ok(Authenticity::Unbound),
     }

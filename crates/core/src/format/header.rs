@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::context::BackupContext;
 use super::keys::{FileKey, KEY_LEN, Key, KeyId, Keyring};
+use super::recipient::{Recipient, X25519Stanza};
 use super::stanza::{Stanza, SymmetricStanza};
 use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
@@ -33,27 +34,50 @@ const PAYLOAD_INFO: &[u8] = b"service-backup payload v1";
 pub(crate) struct OpenedHeader {
     /// The key that the payload stream is encrypted under.
     pub payload_key: Zeroizing<[u8; KEY_LEN]>,
-    /// The id of the keyring key that opened the header.
+    /// The id of the keyring key, or of the identity's recipient, that opened the header.
     pub key_id: KeyId,
     /// The backup the archive is bound to; `None` for archives written before contexts.
     pub context: Option<BackupContext>,
 }
 
-/// Writes the header of a new archive for `key`, bound to `context` when given; returns
-/// the header bytes and payload key.
+/// Writes the header of a new archive for `key` (a type 1 stanza) and every recipient (a
+/// type 3 stanza each), bound to `context` when given; returns the header bytes and
+/// payload key.
 pub(crate) fn seal(
-    key: &Key,
+    key: Option<&Key>,
+    recipients: &[Recipient],
     context: Option<&BackupContext>,
 ) -> Result<(Vec<u8>, Zeroizing<[u8; KEY_LEN]>)> {
     if let Some(c) = context {
         c.validate()?;
     }
+    let count = usize::from(key.is_some()) + recipients.len() + usize::from(context.is_some());
+    if key.is_none() && recipients.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "an encrypted archive needs a key or a recipient",
+        ));
+    }
+    if count > MAX_STANZAS {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{} recipients are too many: a header holds at most {MAX_STANZAS} stanzas, the key and the backup context included",
+                recipients.len()
+            ),
+        ));
+    }
     let mut file_key: FileKey = Zeroizing::new([0u8; KEY_LEN]);
     crate::random::fill(file_key.as_mut())?;
     let mut salt = [0u8; SALT_LEN];
     crate::random::fill(&mut salt)?;
-    let stanza = SymmetricStanza::wrap(key, &file_key)?;
-    let mut stanzas = vec![Stanza::Symmetric(stanza)];
+    let mut stanzas = Vec::with_capacity(count);
+    if let Some(key) = key {
+        stanzas.push(Stanza::Symmetric(SymmetricStanza::wrap(key, &file_key)?));
+    }
+    for recipient in recipients {
+        stanzas.push(Stanza::X25519(X25519Stanza::wrap(recipient, &file_key)?));
+    }
     stanzas.extend(context.map(|c| Stanza::Context(c.clone())));
     let header = encode(&salt, &stanzas, &file_key);
     Ok((header, payload_key(&file_key, &salt)))
@@ -79,6 +103,51 @@ pub(crate) fn encode(salt: &[u8; SALT_LEN], stanzas: &[Stanza], file_key: &FileK
 /// Nothing of the payload is read. A header that names none of the keyring's keys is
 /// refused with [`ErrorKind::WrongKey`]; any damage is [`ErrorKind::Corrupt`].
 pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHeader> {
+    let (raw, salt, stanzas, authenticated_len) = parse(input)?;
+    let (file_key, key_id) = unwrap_file_key(&stanzas, keyring)?;
+    let expected = header_mac(&file_key, &raw[..authenticated_len]);
+    if !bool::from(expected.ct_eq(&raw[authenticated_len..])) {
+        return Err(Error::corrupt(
+            "the archive header fails authentication (it was modified)",
+        ));
+    }
+    Ok(OpenedHeader {
+        payload_key: payload_key(&file_key, &salt),
+        key_id,
+        context: only_context(stanzas)?,
+    })
+}
+
+/// What a header says before it is authenticated: the recipients it is encrypted for and
+/// the backup it names. Anyone could have written these; only [`open`] proves them.
+pub(crate) struct PeekedHeader {
+    /// The ids of the recipients of its type 3 stanzas.
+    pub recipient_ids: Vec<KeyId>,
+    /// The backup its context stanza names, if any.
+    pub context: Option<BackupContext>,
+}
+
+/// Parses a header without authenticating it (for an agent that holds recipients only).
+pub(crate) fn peek<R: Read>(input: &mut R) -> Result<PeekedHeader> {
+    let (_, _, stanzas, _) = parse(input)?;
+    let recipient_ids = stanzas
+        .iter()
+        .filter_map(|s| match s {
+            Stanza::X25519(s) => Some(s.recipient_id),
+            Stanza::Symmetric(_) | Stanza::Context(_) | Stanza::Unknown { .. } => None,
+        })
+        .collect();
+    Ok(PeekedHeader {
+        recipient_ids,
+        context: only_context(stanzas)?,
+    })
+}
+
+/// The raw header, its salt, its stanzas and the length its MAC covers.
+type Parsed = (Vec<u8>, [u8; SALT_LEN], Vec<Stanza>, usize);
+
+/// Reads and parses a header from `input`; its MAC is read, not checked.
+fn parse<R: Read>(input: &mut R) -> Result<Parsed> {
     let mut raw = Vec::with_capacity(128);
     read_exact_or(
         input,
@@ -119,47 +188,14 @@ pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHe
     }
     let authenticated_len = raw.len();
     read_exact_or(input, &mut raw, MAC_LEN, "the archive header is truncated")?;
+    Ok((raw, salt, stanzas, authenticated_len))
+}
 
-    let symmetric: Vec<&SymmetricStanza> = stanzas
-        .iter()
-        .filter_map(|s| match s {
-            Stanza::Symmetric(s) => Some(s),
-            Stanza::Context(_) | Stanza::Unknown { .. } => None,
-        })
-        .collect();
-    // Every stanza for a key we hold is tried: one damaged stanza does not hide another.
-    let mut candidates = symmetric
-        .iter()
-        .filter_map(|s| keyring.find(s.key_id).map(|k| (*s, k)))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(wrong_key(&symmetric, keyring));
-    }
-    let mut opened = None;
-    let mut first_error = None;
-    for (stanza, key) in candidates {
-        match stanza.unwrap(key) {
-            Ok(file_key) => {
-                opened = Some((file_key, key));
-                break;
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    let Some((file_key, key)) = opened else {
-        return Err(first_error.expect("at least one stanza was tried"));
-    };
-    let expected = header_mac(&file_key, &raw[..authenticated_len]);
-    if !bool::from(expected.ct_eq(&raw[authenticated_len..])) {
-        return Err(Error::corrupt(
-            "the archive header fails authentication (it was modified)",
-        ));
-    }
+/// The context stanza of a header, refusing more than one.
+fn only_context(stanzas: Vec<Stanza>) -> Result<Option<BackupContext>> {
     let mut contexts = stanzas.into_iter().filter_map(|s| match s {
         Stanza::Context(c) => Some(c),
-        Stanza::Symmetric(_) | Stanza::Unknown { .. } => None,
+        Stanza::Symmetric(_) | Stanza::X25519(_) | Stanza::Unknown { .. } => None,
     });
     let context = contexts.next();
     let more = contexts.count();
@@ -169,11 +205,7 @@ pub(crate) fn open<R: Read>(input: &mut R, keyring: &Keyring) -> Result<OpenedHe
             more + 1
         )));
     }
-    Ok(OpenedHeader {
-        payload_key: payload_key(&file_key, &salt),
-        key_id: key.id(),
-        context,
-    })
+    Ok(context)
 }
 
 /// The length of the header that starts `prefix`, from its stanza lengths alone (nothing
@@ -235,26 +267,90 @@ fn check_magic(raw: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn wrong_key(stanzas: &[&SymmetricStanza], keyring: &Keyring) -> Error {
-    let wanted: Vec<String> = stanzas.iter().map(|s| s.key_id.to_string()).collect();
-    let held: Vec<String> = keyring.ids().iter().map(ToString::to_string).collect();
+/// Recovers the file key from the first stanza that a key or identity of `keyring` opens.
+///
+/// Every stanza for a key or identity we hold is tried: one damaged stanza does not hide
+/// another. Nothing is tried when none is held, and the error then names what the header
+/// asks for and what was given.
+fn unwrap_file_key(stanzas: &[Stanza], keyring: &Keyring) -> Result<(FileKey, KeyId)> {
+    let mut tried = 0;
+    let mut first_error = None;
+    for stanza in stanzas {
+        let result = match stanza {
+            Stanza::Symmetric(s) => keyring.find(s.key_id).map(|k| (s.unwrap(k), s.key_id)),
+            Stanza::X25519(s) => keyring
+                .find_identity(s.recipient_id)
+                .map(|i| (s.unwrap(i), s.recipient_id)),
+            Stanza::Context(_) | Stanza::Unknown { .. } => None,
+        };
+        let Some((result, id)) = result else {
+            continue;
+        };
+        tried += 1;
+        match result {
+            Ok(file_key) => return Ok((file_key, id)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error
+        .filter(|_| tried > 0)
+        .unwrap_or_else(|| wrong_key(stanzas, keyring)))
+}
+
+fn wrong_key(stanzas: &[Stanza], keyring: &Keyring) -> Error {
+    let mut wanted = Vec::new();
+    for stanza in stanzas {
+        match stanza {
+            Stanza::Symmetric(s) => wanted.push(format!("key id {}", s.key_id)),
+            Stanza::X25519(s) => wanted.push(format!("recipient {}", s.recipient_id)),
+            Stanza::Context(_) | Stanza::Unknown { .. } => {}
+        }
+    }
     let wanted = if wanted.is_empty() {
         "a kind of key this version does not know".to_string()
     } else {
-        format!("key id {}", wanted.join(" or "))
+        wanted.join(" or ")
     };
-    let held = if held.is_empty() {
-        "no key was given".to_string()
+    let keys: Vec<String> = keyring.ids().iter().map(ToString::to_string).collect();
+    let identities: Vec<String> = keyring
+        .identities()
+        .iter()
+        .map(|i| i.recipient().id().to_string())
+        .collect();
+    let mut held = Vec::new();
+    if !keys.is_empty() {
+        held.push(format!("the given keys have id {}", keys.join(", ")));
+    }
+    if !identities.is_empty() {
+        held.push(format!(
+            "the given identities are for recipient {}",
+            identities.join(", ")
+        ));
+    }
+    let (held, hint) = if !held.is_empty() {
+        (
+            held.join(" and "),
+            "use the key or identity the backup was made for; keep rotated keys in encryption.previous_key_files",
+        )
+    } else if keyring.recipients().is_empty() {
+        (
+            "no key was given".to_string(),
+            "use the key the backup was made with; keep rotated keys in encryption.previous_key_files",
+        )
     } else {
-        format!("the given keys have id {}", held.join(", "))
+        (
+            "only recipients are configured here: they encrypt new backups and cannot open any"
+                .to_string(),
+            "restore with --identity FILE, the identity file of a recipient (kept off this machine)",
+        )
     };
     Error::new(
         ErrorKind::WrongKey,
         format!("the archive was encrypted for {wanted}, but {held}"),
     )
-    .with_hint(
-        "use the key the backup was made with; keep rotated keys in encryption.previous_key_files",
-    )
+    .with_hint(hint)
 }
 
 fn read_exact_or<R: Read>(input: &mut R, raw: &mut Vec<u8>, n: usize, what: &str) -> Result<()> {

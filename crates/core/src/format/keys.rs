@@ -10,6 +10,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::recipient::{Identity, Recipient};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Length in bytes of a key.
@@ -126,10 +127,16 @@ impl fmt::Debug for KeyId {
 }
 
 /// The keys an agent holds: the current key first (it encrypts), then previous ones (they
-/// still decrypt, for key rotation).
+/// still decrypt, for key rotation); the public-key recipients new archives are also
+/// encrypted for, and the identities that open archives made for recipients.
 #[derive(Clone, Debug, Default)]
 pub struct Keyring {
     keys: Vec<Key>,
+    /// Whether `keys[0]` is a current key; a keyring of recipients and previous keys has
+    /// none, and no previous key ever encrypts.
+    has_current: bool,
+    recipients: Vec<Recipient>,
+    identities: Vec<Identity>,
 }
 
 impl Keyring {
@@ -137,7 +144,52 @@ impl Keyring {
     pub fn new(current: Key) -> Self {
         Self {
             keys: vec![current],
+            has_current: true,
+            ..Self::default()
         }
+    }
+
+    /// Adds a recipient that new archives are encrypted for (it cannot decrypt).
+    pub fn add_recipient(&mut self, recipient: Recipient) {
+        if !self.recipients.contains(&recipient) {
+            self.recipients.push(recipient);
+        }
+    }
+
+    /// Adds an identity, which opens archives made for its recipient.
+    pub fn add_identity(&mut self, identity: Identity) {
+        if !self
+            .identities
+            .iter()
+            .any(|i| i.recipient() == identity.recipient())
+        {
+            self.identities.push(identity);
+        }
+    }
+
+    /// The recipients new archives are encrypted for, beside the current key.
+    pub fn recipients(&self) -> &[Recipient] {
+        &self.recipients
+    }
+
+    /// The identities held.
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    /// The identity whose recipient has this id, if held.
+    pub fn find_identity(&self, id: KeyId) -> Option<&Identity> {
+        self.identities.iter().find(|i| i.recipient().id() == id)
+    }
+
+    /// Whether this keyring can open any archive at all: it holds a key or an identity.
+    pub fn can_decrypt(&self) -> bool {
+        !self.keys.is_empty() || !self.identities.is_empty()
+    }
+
+    /// Whether new archives can be encrypted: a current key or a recipient is held.
+    pub fn can_encrypt(&self) -> bool {
+        self.has_current || !self.recipients.is_empty()
     }
 
     /// Adds a previous key, accepted for decryption only.
@@ -149,7 +201,7 @@ impl Keyring {
 
     /// The key new archives are encrypted with, if any.
     pub fn current(&self) -> Option<&Key> {
-        self.keys.first()
+        self.keys.first().filter(|_| self.has_current)
     }
 
     /// The key with this id, if held.
@@ -162,9 +214,9 @@ impl Keyring {
         self.keys.iter().map(Key::id).collect()
     }
 
-    /// Whether no key is held.
+    /// Whether nothing is held: no key, recipient or identity.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.recipients.is_empty() && self.identities.is_empty()
     }
 }
 
@@ -276,5 +328,15 @@ mod tests {
         assert_eq!(ring.ids(), vec![a.id(), b.id()]);
         assert_eq!(ring.current().unwrap().id(), a.id());
         assert!(ring.find(b.id()).is_some());
+    }
+
+    #[test]
+    fn a_previous_key_beside_recipients_never_becomes_current() {
+        let mut ring = Keyring::default();
+        ring.add_recipient(Identity::generate().unwrap().recipient());
+        ring.add_previous(Key::from_bytes([3u8; KEY_LEN]));
+        assert!(ring.current().is_none());
+        assert!(ring.can_decrypt() && ring.can_encrypt());
+        assert_eq!(ring.ids().len(), 1);
     }
 }

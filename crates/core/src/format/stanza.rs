@@ -2,8 +2,9 @@
 //! (`spec/archive-format.md`, "Key stanzas").
 //!
 //! Type 1 is a symmetric key named by its key id; type 2 names the backup the archive
-//! belongs to (`super::context`). Other types are skipped when reading,
-//! so that public-key recipients can be added later without a new format version.
+//! belongs to (`super::context`); type 3 wraps it for an X25519 recipient
+//! (`super::recipient`). Other types are skipped when reading, so that other kinds of
+//! recipients can be added without a new format version.
 
 use aes_gcm::aead::{AeadInOut as _, KeyInit as _};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
@@ -13,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::context::{BackupContext, STANZA_CONTEXT};
 use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, Key, KeyId};
+use super::recipient::{STANZA_X25519, X25519Stanza};
 use crate::error::{Error, Result};
 
 /// Stanza type of a symmetric key named by its key id.
@@ -31,6 +33,8 @@ const WRAP_INFO: &[u8] = b"service-backup symmetric stanza v1";
 pub(crate) enum Stanza {
     /// The file key wrapped under a symmetric key.
     Symmetric(SymmetricStanza),
+    /// The file key wrapped for an X25519 recipient (type 3).
+    X25519(X25519Stanza),
     /// The backup the archive belongs to (type 2); wraps no key.
     Context(BackupContext),
     /// A stanza type this version does not know; kept only for the header MAC.
@@ -57,6 +61,7 @@ impl Stanza {
                 body.extend_from_slice(&s.wrapped);
                 (STANZA_SYMMETRIC, body)
             }
+            Self::X25519(s) => (STANZA_X25519, s.body()),
             Self::Context(c) => (STANZA_CONTEXT, c.encode()),
             Self::Unknown { kind, body } => (*kind, body.clone()),
         };
@@ -70,6 +75,9 @@ impl Stanza {
     pub fn decode(kind: u16, body: &[u8]) -> Result<Self> {
         if kind == STANZA_CONTEXT {
             return BackupContext::decode(body).map(Self::Context);
+        }
+        if kind == STANZA_X25519 {
+            return X25519Stanza::decode(body).map(Self::X25519);
         }
         if kind != STANZA_SYMMETRIC {
             return Ok(Self::Unknown {

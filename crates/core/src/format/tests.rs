@@ -34,6 +34,8 @@ fn inputs() -> VectorInputs {
         salt: [3; 16],
         wrap_nonce: [5; 12],
         unknown_stanzas: vec![],
+        symmetric: true,
+        recipients: vec![],
         context: None,
     }
 }
@@ -366,5 +368,145 @@ proptest! {
         if let Ok(Some(n)) = super::header::header_len(&prefixed) {
             prop_assert!(n <= MAX_HEADER_LEN);
         }
+    }
+}
+
+fn seal_for(key: Option<&Key>, recipients: &[Recipient], plain: &[u8]) -> Vec<u8> {
+    let mut w = EncryptingWriter::sealed(Vec::new(), key, recipients, None).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap()
+}
+
+fn open_all(archive: &[u8], ring: &Keyring) -> Result<(Vec<u8>, KeyId)> {
+    let mut r = DecryptingReader::new(archive, ring)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    Ok((out, r.key_id()))
+}
+
+#[test]
+fn recipients_alone_or_beside_a_key_each_open_the_archive() {
+    let key = Key::generate().unwrap();
+    let alice = Identity::generate().unwrap();
+    let bob = Identity::generate().unwrap();
+    let recipients = [alice.recipient(), bob.recipient()];
+    let plain = data(CHUNK_LEN + 7);
+
+    let alone = seal_for(None, &recipients, &plain);
+    for identity in [&alice, &bob] {
+        let mut ring = Keyring::default();
+        ring.add_identity(identity.clone());
+        let (out, id) = open_all(&alone, &ring).unwrap();
+        assert_eq!(out, plain);
+        assert_eq!(id, identity.recipient().id());
+    }
+    // Without a matching key or identity, nothing opens, and the key cannot help.
+    let e = open_all(&alone, &Keyring::new(key.clone())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    assert!(
+        e.message().contains(&format!(
+            "recipient {} or recipient {}",
+            alice.recipient().id(),
+            bob.recipient().id()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.message()
+            .contains(&format!("the given keys have id {}", key.id())),
+        "{e}"
+    );
+
+    let both = seal_for(Some(&key), &[alice.recipient()], &plain);
+    assert_eq!(
+        open_all(&both, &Keyring::new(key.clone())).unwrap().1,
+        key.id()
+    );
+    let mut ring = Keyring::default();
+    ring.add_identity(alice.clone());
+    assert_eq!(open_all(&both, &ring).unwrap().1, alice.recipient().id());
+}
+
+#[test]
+fn a_keyring_of_recipients_only_says_it_cannot_decrypt() {
+    let alice = Identity::generate().unwrap();
+    let archive = seal_for(None, &[alice.recipient()], b"secret");
+    let mut ring = Keyring::default();
+    ring.add_recipient(alice.recipient());
+    assert!(ring.can_encrypt() && !ring.can_decrypt());
+    let e = open_all(&archive, &ring).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    assert!(
+        e.message().contains("only recipients are configured here"),
+        "{e}"
+    );
+    assert!(e.hint().unwrap().contains("--identity FILE"), "{e:?}");
+}
+
+#[test]
+fn too_many_recipients_or_none_at_all_are_refused_when_sealing() {
+    let recipients: Vec<Recipient> = (0..63)
+        .map(|_| Identity::generate().unwrap().recipient())
+        .collect();
+    let key = Key::generate().unwrap();
+    // 63 recipients and a key: 64 stanzas, the limit.
+    assert!(EncryptingWriter::sealed(Vec::new(), Some(&key), &recipients, None).is_ok());
+    let context = BackupContext {
+        name: "n".into(),
+        instance_id: "i".into(),
+        started_at: chrono::Utc::now(),
+    };
+    let Err(e) = EncryptingWriter::sealed(Vec::new(), Some(&key), &recipients, Some(&context))
+    else {
+        panic!("65 stanzas were sealed");
+    };
+    assert!(e.message().contains("63 recipients are too many"), "{e}");
+    let Err(e) = EncryptingWriter::sealed(Vec::new(), None, &[], None) else {
+        panic!("an archive for nobody was sealed");
+    };
+    assert!(e.message().contains("needs a key or a recipient"), "{e}");
+}
+
+#[test]
+fn a_peeked_header_names_its_recipients_without_a_key() {
+    let alice = Identity::generate().unwrap();
+    let archive = seal_for(None, &[alice.recipient()], b"x");
+    let peeked = super::peek_header(&archive).unwrap();
+    assert_eq!(peeked.recipient_ids, vec![alice.recipient().id()]);
+    assert_eq!(peeked.context, None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any bytes as a type 3 body give a stanza or an error and never a panic; a damaged
+    /// byte of a sealed recipient archive's stanza never opens it.
+    #[test]
+    fn recipient_stanzas_survive_any_body_and_refuse_any_damage(
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+        pos in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let alice = Identity::from_bytes([0x42; 32]);
+        if let Ok(stanza) = super::recipient::X25519Stanza::decode(&body) {
+            prop_assert!(stanza.unwrap(&alice).is_err());
+        }
+        let archive = seal_for(None, &[alice.recipient()], b"x");
+        // The type 3 stanza: its type, length and 88-byte body after the stanza count.
+        let i = 24 + 2 + pos.index(6 + X25519_BODY_LEN);
+        let mut bad = archive.clone();
+        bad[i] ^= 1 << bit;
+        let mut ring = Keyring::default();
+        ring.add_identity(alice);
+        prop_assert!(open_all(&bad, &ring).is_err());
+    }
+
+    /// Any text is a recipient (printed back as itself, in lower case) or a configuration
+    /// error, never a panic.
+    #[test]
+    fn any_text_parses_to_a_recipient_or_an_error(text in "\\PC{0,80}") {
+        if let Ok(r) = Recipient::parse(&text) {
+            prop_assert_eq!(r.to_string(), text.trim().to_lowercase());
+        }
+        let _ = Identity::parse(&text);
     }
 }

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::context::BackupContext;
 use super::header;
 use super::keys::{KEY_LEN, Key};
+use super::recipient::{Recipient, X25519Stanza};
 use super::stanza::{Stanza, SymmetricStanza, WRAP_NONCE_LEN};
 use super::stream::{StreamEncryptor, stream};
 
@@ -25,7 +26,12 @@ pub struct VectorInputs {
     pub wrap_nonce: [u8; WRAP_NONCE_LEN],
     /// Stanzas of unknown types (type, body) placed before the symmetric one.
     pub unknown_stanzas: Vec<(u16, Vec<u8>)>,
-    /// The backup context, as a type 2 stanza placed after the symmetric one.
+    /// Whether a symmetric stanza for the key is written (after the unknown stanzas).
+    pub symmetric: bool,
+    /// X25519 recipients (public key, ephemeral secret), a type 3 stanza each, placed
+    /// after the symmetric one.
+    pub recipients: Vec<([u8; 32], [u8; 32])>,
+    /// The backup context, as a type 2 stanza placed after the others.
     pub context: Option<BackupContext>,
 }
 
@@ -69,11 +75,22 @@ fn header_for(key: &Key, inputs: &VectorInputs) -> (Vec<u8>, Zeroizing<[u8; KEY_
             body: body.clone(),
         })
         .collect();
-    stanzas.push(Stanza::Symmetric(SymmetricStanza::wrap_with_nonce(
-        key,
-        &file_key,
-        inputs.wrap_nonce,
-    )));
+    if inputs.symmetric {
+        stanzas.push(Stanza::Symmetric(SymmetricStanza::wrap_with_nonce(
+            key,
+            &file_key,
+            inputs.wrap_nonce,
+        )));
+    }
+    for (public, ephemeral) in &inputs.recipients {
+        let stanza = X25519Stanza::wrap_with_ephemeral(
+            &Recipient::from_bytes(*public),
+            &file_key,
+            *ephemeral,
+        )
+        .expect("the vectors' recipients are valid points");
+        stanzas.push(Stanza::X25519(stanza));
+    }
     stanzas.extend(inputs.context.clone().map(Stanza::Context));
     let out = header::encode(&inputs.salt, &stanzas, &file_key);
     let payload_key = header::payload_key_for_vectors(&file_key, &inputs.salt);
@@ -91,8 +108,12 @@ pub fn header_len(inputs: &VectorInputs) -> usize {
         + header::SALT_LEN
         + 2
         + unknown
-        + 6
-        + super::stanza::SYMMETRIC_BODY_LEN
+        + if inputs.symmetric {
+            6 + super::stanza::SYMMETRIC_BODY_LEN
+        } else {
+            0
+        }
+        + inputs.recipients.len() * (6 + super::recipient::X25519_BODY_LEN)
         + inputs.context.as_ref().map_or(0, |c| 6 + c.encode().len())
         + header::MAC_LEN
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::destination::{Destination, Upload};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BackupContext;
+use crate::format::Recipient;
 use crate::layout::Layout;
 use crate::manifest::{Compression, Encryption, MANIFEST_VERSION, Manifest};
 use crate::pipeline::archive::{ArchiveSpec, ArchiveStats, check_source, write_bound_archive};
@@ -88,7 +89,7 @@ pub async fn run_backup(
 ) -> Result<Vec<DestinationOutcome>> {
     let start = Instant::now();
     check_source(&plan.archive.source)?;
-    let (compression, encrypted) = (plan.archive.compression, plan.archive.key.is_some());
+    let (compression, encrypted) = (plan.archive.compression, plan.archive.encrypted());
     let keys: Vec<String> = targets
         .iter()
         .map(|t| {
@@ -251,10 +252,18 @@ fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> M
             algorithm: plan.archive.compression.name().into(),
             level: plan.archive.compression_level,
         },
-        encryption: plan.archive.key.as_ref().map(|k| Encryption {
-            algorithm: crate::format::ALGORITHM.into(),
-            key_id: k.id().to_string(),
-        }),
+        // The key's id, or for recipients alone the first recipient's: the manifest names
+        // one of the stanzas that open the archive.
+        encryption: plan
+            .archive
+            .key
+            .as_ref()
+            .map(crate::format::Key::id)
+            .or_else(|| plan.archive.recipients.first().map(Recipient::id))
+            .map(|id| Encryption {
+                algorithm: crate::format::ALGORITHM.into(),
+                key_id: id.to_string(),
+            }),
         agent_version: env!("CARGO_PKG_VERSION").into(),
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{BackupContext, EncryptingWriter, Key, from_io};
+use crate::format::{BackupContext, EncryptingWriter, Key, Recipient, from_io};
 use crate::progress::Progress;
 
 use super::compress::{ParallelCompressor, compression_threads};
@@ -26,8 +26,18 @@ pub struct ArchiveSpec {
     pub compression: Algorithm,
     /// The level of `compression`, within its levels.
     pub compression_level: u32,
-    /// The key to encrypt for; `None` writes a plain `.tar.gz` (or `.tar.zst`).
+    /// The key to encrypt for; `None`, with no recipient, writes a plain `.tar.gz` (or
+    /// `.tar.zst`).
     pub key: Option<Key>,
+    /// Public-key recipients to encrypt for as well (or alone, with no key).
+    pub recipients: Vec<Recipient>,
+}
+
+impl ArchiveSpec {
+    /// Whether the archive is encrypted: for a key, a recipient or both.
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some() || !self.recipients.is_empty()
+    }
 }
 
 /// What writing an archive counted.
@@ -92,9 +102,15 @@ pub fn write_bound_archive<W: Write + Send>(
     let source = &spec.source;
     check_source(source)?;
     let hashing = HashingWriter::new(out);
-    let sealer = match &spec.key {
-        Some(key) => Sealer::Encrypted(Box::new(EncryptingWriter::bound(hashing, key, context)?)),
-        None => Sealer::Plain(hashing),
+    let sealer = if spec.encrypted() {
+        Sealer::Encrypted(Box::new(EncryptingWriter::sealed(
+            hashing,
+            spec.key.as_ref(),
+            &spec.recipients,
+            context,
+        )?))
+    } else {
+        Sealer::Plain(hashing)
     };
     let (mut stats, sealer) = std::thread::scope(|scope| {
         let compressor = ParallelCompressor::new(

@@ -536,3 +536,43 @@ async fn a_backup_copied_to_another_folder_counts_once() {
         plan.ignored[0].why
     );
 }
+
+/// An agent with recipients only cannot authenticate a header: it trusts an archive that
+/// is encrypted for one of its recipients and names the manifest's backup, and no other.
+#[tokio::test]
+async fn a_keyring_of_recipients_only_judges_by_recipient_and_context() {
+    use crate::catalog::{Authenticity, judge};
+    use crate::format::{EncryptingWriter, Identity, Keyring};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new("p", None);
+    let dest = LocalDestination::new(dir.path());
+    let entry = seed(&dest, &layout, at(1, 3), "a", 1, 1).await;
+    let ours = Identity::generate().unwrap().recipient();
+    let theirs = Identity::generate().unwrap().recipient();
+    let sealed = |recipient, context: &crate::format::BackupContext| {
+        let w = EncryptingWriter::sealed(Vec::new(), None, &[recipient], Some(context)).unwrap();
+        w.finish().unwrap()
+    };
+    let mut ring = Keyring::default();
+    ring.add_recipient(ours);
+    let good = sealed(ours, &entry.manifest.context());
+    assert_eq!(
+        judge(&good, Some(&ring), &entry).unwrap(),
+        Authenticity::Addressed
+    );
+    let e = judge(
+        &sealed(theirs, &entry.manifest.context()),
+        Some(&ring),
+        &entry,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::WrongKey, "{e}");
+    assert!(
+        e.message().contains("none of the configured recipients"),
+        "{e}"
+    );
+    let mut other = entry.manifest.context();
+    other.name = "20260301T040000Z-a-0000ffff".into();
+    let e = judge(&sealed(ours, &other), Some(&ring), &entry).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+}

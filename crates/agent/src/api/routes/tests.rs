@@ -402,6 +402,28 @@ async fn restores_of_failed_deleted_and_unfinished_backups_are_refused() {
     );
 }
 
+/// An agent with recipients only (issue 25) refuses the API's restore, saying why, before
+/// it records a restore or touches the target.
+#[tokio::test]
+async fn a_write_only_agent_refuses_restores_with_a_412() {
+    let api = Api::new(
+        "encryption: {recipients: [sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97j]}\n",
+    )
+    .await;
+    let done = api.ran(Some("20260101T000000Z-vm-0000abcd")).await;
+    let (status, body) = api.restore(done).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    let msg = body["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("this VM holds no key that opens these backups")
+            && msg.contains("restores need --identity FILE"),
+        "{body}"
+    );
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(list["restores"], json!([]), "no restore was recorded");
+    assert!(!api.dir.path().join("restored").exists());
+}
+
 #[tokio::test]
 async fn malformed_and_oversized_bodies() {
     let api = Api::new("").await;
