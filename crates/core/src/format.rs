@@ -3,6 +3,7 @@
 
 mod context;
 mod header;
+mod keyring;
 pub mod keys;
 mod recipient;
 mod stanza;
@@ -16,7 +17,8 @@ use std::io::{self, Read, Write};
 
 pub use context::{BackupContext, MAX_CONTEXT_BODY, STANZA_CONTEXT};
 pub use header::MAGIC;
-pub use keys::{KEY_LEN, Key, KeyId, Keyring};
+pub use keyring::Keyring;
+pub use keys::{KEY_LEN, Key, KeyId};
 pub use recipient::{Identity, Recipient, STANZA_X25519, X25519_BODY_LEN};
 pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
 

@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::context::BackupContext;
-use super::keys::{FileKey, KEY_LEN, Key, KeyId, Keyring};
+use super::keyring::Keyring;
+use super::keys::{FileKey, KEY_LEN, Key, KeyId};
 use super::recipient::{Recipient, X25519Stanza};
 use super::stanza::{Stanza, SymmetricStanza};
 use crate::compression::Algorithm;

@@ -10,13 +10,15 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::recipient::{Identity, Recipient};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Length in bytes of a key.
 pub const KEY_LEN: usize = 32;
 /// Length in bytes of a key id.
 pub const KEY_ID_LEN: usize = 8;
+
+/// Length of an AES-256-GCM tag, the AEAD of key stanzas and chunks.
+pub const TAG_LEN: usize = 16;
 
 /// The per-archive random key that the stanzas wrap.
 pub(crate) type FileKey = Zeroizing<[u8; KEY_LEN]>;
@@ -126,100 +128,6 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// The keys an agent holds: the current key first (it encrypts), then previous ones (they
-/// still decrypt, for key rotation); the public-key recipients new archives are also
-/// encrypted for, and the identities that open archives made for recipients.
-#[derive(Clone, Debug, Default)]
-pub struct Keyring {
-    keys: Vec<Key>,
-    /// Whether `keys[0]` is a current key; a keyring of recipients and previous keys has
-    /// none, and no previous key ever encrypts.
-    has_current: bool,
-    recipients: Vec<Recipient>,
-    identities: Vec<Identity>,
-}
-
-impl Keyring {
-    /// A keyring whose current key is `current`.
-    pub fn new(current: Key) -> Self {
-        Self {
-            keys: vec![current],
-            has_current: true,
-            ..Self::default()
-        }
-    }
-
-    /// Adds a recipient that new archives are encrypted for (it cannot decrypt).
-    pub fn add_recipient(&mut self, recipient: Recipient) {
-        if !self.recipients.contains(&recipient) {
-            self.recipients.push(recipient);
-        }
-    }
-
-    /// Adds an identity, which opens archives made for its recipient.
-    pub fn add_identity(&mut self, identity: Identity) {
-        if !self
-            .identities
-            .iter()
-            .any(|i| i.recipient() == identity.recipient())
-        {
-            self.identities.push(identity);
-        }
-    }
-
-    /// The recipients new archives are encrypted for, beside the current key.
-    pub fn recipients(&self) -> &[Recipient] {
-        &self.recipients
-    }
-
-    /// The identities held.
-    pub fn identities(&self) -> &[Identity] {
-        &self.identities
-    }
-
-    /// The identity whose recipient has this id, if held.
-    pub fn find_identity(&self, id: KeyId) -> Option<&Identity> {
-        self.identities.iter().find(|i| i.recipient().id() == id)
-    }
-
-    /// Whether this keyring can open any archive at all: it holds a key or an identity.
-    pub fn can_decrypt(&self) -> bool {
-        !self.keys.is_empty() || !self.identities.is_empty()
-    }
-
-    /// Whether new archives can be encrypted: a current key or a recipient is held.
-    pub fn can_encrypt(&self) -> bool {
-        self.has_current || !self.recipients.is_empty()
-    }
-
-    /// Adds a previous key, accepted for decryption only.
-    pub fn add_previous(&mut self, key: Key) {
-        if !self.keys.iter().any(|k| k.id() == key.id()) {
-            self.keys.push(key);
-        }
-    }
-
-    /// The key new archives are encrypted with, if any.
-    pub fn current(&self) -> Option<&Key> {
-        self.keys.first().filter(|_| self.has_current)
-    }
-
-    /// The key with this id, if held.
-    pub fn find(&self, id: KeyId) -> Option<&Key> {
-        self.keys.iter().find(|k| k.id() == id)
-    }
-
-    /// The ids of every key held, current first.
-    pub fn ids(&self) -> Vec<KeyId> {
-        self.keys.iter().map(Key::id).collect()
-    }
-
-    /// Whether nothing is held: no key, recipient or identity.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.recipients.is_empty() && self.identities.is_empty()
-    }
-}
-
 /// Refuses a key file that users other than its owner and group may read or write, as ssh
 /// refuses a private key that others can read. The group may read it: deployment tools
 /// commonly render configuration as `root:<agent group>` with mode 0640.
@@ -316,27 +224,5 @@ mod tests {
         assert_eq!(key.id().to_string().len(), 16);
         assert_eq!(key.id(), Key::from_bytes([0u8; KEY_LEN]).id());
         assert_ne!(key.id(), Key::from_bytes([1u8; KEY_LEN]).id());
-    }
-
-    #[test]
-    fn keyring_finds_previous_keys() {
-        let a = Key::from_bytes([1u8; KEY_LEN]);
-        let b = Key::from_bytes([2u8; KEY_LEN]);
-        let mut ring = Keyring::new(a.clone());
-        ring.add_previous(b.clone());
-        ring.add_previous(b.clone());
-        assert_eq!(ring.ids(), vec![a.id(), b.id()]);
-        assert_eq!(ring.current().unwrap().id(), a.id());
-        assert!(ring.find(b.id()).is_some());
-    }
-
-    #[test]
-    fn a_previous_key_beside_recipients_never_becomes_current() {
-        let mut ring = Keyring::default();
-        ring.add_recipient(Identity::generate().unwrap().recipient());
-        ring.add_previous(Key::from_bytes([3u8; KEY_LEN]));
-        assert!(ring.current().is_none());
-        assert!(ring.can_decrypt() && ring.can_encrypt());
-        assert_eq!(ring.ids().len(), 1);
     }
 }

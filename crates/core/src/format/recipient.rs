@@ -14,8 +14,7 @@ use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, KeyId};
-use super::stanza::TAG_LEN;
+use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, KeyId, TAG_LEN};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Stanza type of the file key wrapped for an X25519 recipient.

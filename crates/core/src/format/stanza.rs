@@ -13,7 +13,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::context::{BackupContext, STANZA_CONTEXT};
-use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, Key, KeyId};
+use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, Key, KeyId, TAG_LEN};
 use super::recipient::{STANZA_X25519, X25519Stanza};
 use crate::error::{Error, Result};
 
@@ -21,8 +21,6 @@ use crate::error::{Error, Result};
 pub const STANZA_SYMMETRIC: u16 = 1;
 /// Length of the nonce that wraps the file key.
 pub const WRAP_NONCE_LEN: usize = 12;
-/// Length of the AES-GCM tag.
-pub const TAG_LEN: usize = 16;
 /// Body length of a symmetric stanza: key id, nonce, wrapped key and tag.
 pub const SYMMETRIC_BODY_LEN: usize = KEY_ID_LEN + WRAP_NONCE_LEN + KEY_LEN + TAG_LEN;
 

@@ -11,8 +11,7 @@ use aead_stream::{NewStream as _, StreamBE32, StreamPrimitive as _};
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit as _;
 
-use super::keys::KEY_LEN;
-use super::stanza::TAG_LEN;
+use super::keys::{KEY_LEN, TAG_LEN};
 use crate::error::Error;
 
 /// Plaintext bytes in every chunk but the last.
