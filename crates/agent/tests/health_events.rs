@@ -1,7 +1,8 @@
 //! Health events against a real Kafka-compatible broker (tansu, started by
 //! tests/servers/kafka.sh): every field of the schema, the statuses of a scripted sequence
 //! (success, one of two destinations down, both down, recovery), the interval, a broker
-//! killed mid-run; the file and stdout sinks. The daemon runs inside the test process but
+//! killed mid-run; TLS to a broker (a terminator in the test before a plain tansu) with the
+//! right CA and with another one; the file and stdout sinks. The daemon runs inside the test process but
 //! for the stdout sink, which needs a process of its own.
 
 use std::collections::BTreeMap;
@@ -62,15 +63,29 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{hex}")
 }
 
+/// A client of `broker`, through TLS when `tls` is given.
+async fn kafka_client(
+    broker: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<rskafka::client::Client, String> {
+    let mut builder = ClientBuilder::new(vec![broker.to_string()]);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.clone());
+    }
+    builder.build().await.map_err(|e| e.to_string())
+}
+
 /// Creates `topic` (one partition) on `broker`: tansu does not create topics on demand.
 async fn create_topic(broker: &str, topic: &str) {
+    create_topic_via(broker, topic, None).await;
+}
+
+/// Creates `topic` on `broker`, through TLS when `tls` is given.
+async fn create_topic_via(broker: &str, topic: &str, tls: Option<&Arc<rustls::ClientConfig>>) {
     let start = Instant::now();
     loop {
         let made = async {
-            let client = ClientBuilder::new(vec![broker.to_string()])
-                .build()
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = kafka_client(broker, tls).await?;
             client
                 .controller_client()
                 .map_err(|e| e.to_string())?
@@ -100,8 +115,12 @@ struct Consumer {
 
 impl Consumer {
     async fn new(broker: &str, topic: &str) -> Self {
-        let client = ClientBuilder::new(vec![broker.to_string()])
-            .build()
+        Self::via(broker, topic, None).await
+    }
+
+    /// A consumer through TLS when `tls` is given.
+    async fn via(broker: &str, topic: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Self {
+        let client = kafka_client(broker, tls)
             .await
             .unwrap_or_else(|e| panic!("cannot reach the broker {broker}: {e}"));
         let client = client
@@ -553,17 +572,23 @@ async fn an_unchanged_status_is_published_again_every_interval() {
 
 /// A tansu broker of this test's own, on `port`, which the test kills and restarts.
 fn start_tansu(port: u16, dir: &std::path::Path) -> Child {
+    start_tansu_advertising(port, port, dir)
+}
+
+/// A tansu broker on `port` whose metadata sends clients to `advertised`.
+fn start_tansu_advertising(port: u16, advertised: u16, dir: &std::path::Path) -> Child {
     let tansu = std::env::var("SB_TEST_TANSU").expect(
         "SB_TEST_TANSU is not set: run the tests through tests/run.sh (tests/servers/kafka.sh)",
     );
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised}");
     let child = Command::new(tansu)
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             "memory://tansu/",
             "--silent",
@@ -687,4 +712,304 @@ fn the_stdout_sink_prints_one_json_line_per_event() {
     for e in &events {
         check_schema(e, "t-out");
     }
+}
+
+/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1 and localhost
+/// (`cert.pem`, `key.pem`), made by openssl in `dir`; returns the CA's PEM.
+fn private_ca(dir: &std::path::Path, name: &str) -> String {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl makes the test certificates");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let subject = format!("/CN={name}");
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days", "2", "-subj", &subject, "-keyout", "ca.key", "-out", "ca.pem",
+    ]);
+    run(&ca);
+    let mut leaf = vec!["req"];
+    leaf.extend(ec);
+    leaf.extend([
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    run(&leaf);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    std::fs::read_to_string(dir.join("ca.pem")).unwrap()
+}
+
+/// A TLS client configuration that trusts `ca_pem` alone, for the test's own clients.
+fn trusting(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+/// A TLS terminator on `port` with `cert.pem` and `key.pem` of `dir`, forwarding each
+/// connection's bytes to the plain broker on `to`: tansu's own TLS is not used, so the
+/// agent's TLS meets rustls on the server side.
+async fn tls_terminator(port: u16, to: u16, dir: &std::path::Path) -> JoinHandle<()> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("the TLS terminator binds {port}: {e}"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends its handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    })
+}
+
+/// What the daemons of this test binary log.
+fn log_buffer() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(std::sync::Mutex::default)
+}
+
+/// Sends the logs of every daemon in this test binary to [`log_buffer`], from now on.
+fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(|| LogWriter)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other subscriber in this test binary");
+    });
+}
+
+/// Appends to [`log_buffer`].
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The logged lines that name `topic`.
+fn logged_about(topic: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(
+        &log_buffer()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned();
+    text.lines()
+        .filter(|l| l.contains(topic))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A broker of the test's own reached only through TLS: tansu listens on a plain port and
+/// advertises the terminator's port, so every client connection (metadata, produce, fetch)
+/// goes through TLS with the certificate of `dir`'s CA.
+struct TlsBroker {
+    tansu: Child,
+    terminator: JoinHandle<()>,
+    address: String,
+}
+
+impl TlsBroker {
+    async fn start(dir: &std::path::Path) -> Self {
+        let plain = service_backup_testkit::free_port();
+        let port = service_backup_testkit::free_port();
+        let terminator = tls_terminator(port, plain, dir).await;
+        let tansu = start_tansu_advertising(plain, port, dir);
+        Self {
+            tansu,
+            terminator,
+            address: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn stop(mut self) {
+        self.terminator.abort();
+        self.tansu.kill().unwrap();
+        self.tansu.wait().unwrap();
+    }
+}
+
+/// Creates the task database before the daemon starts: a daemon and this test opening a
+/// fresh one at the same moment can both try to make its tables.
+async fn prepare_state(site: &Site, path: &std::path::Path) {
+    let config = config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    drop(site.tasks(&config).await);
+}
+
+/// `health.kafka` lines for `broker` with `ca_pem` as the trusted CA.
+fn kafka_tls(broker: &str, ca_pem: &str, tenant: &str) -> String {
+    let pem: String = ca_pem.lines().map(|l| format!("        {l}\n")).collect();
+    format!(
+        "  kafka:\n    brokers: ['{broker}']\n    tls:\n      ca_cert: |\n{pem}  \
+         tenant_name: {tenant}\n  interval: 1s\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_broker_through_tls_with_the_configured_ca() {
+    let site = Site::new();
+    let certs = site.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = private_ca(&certs, "kafka-test-ca");
+    let broker = TlsBroker::start(&certs).await;
+    let tls = trusting(&ca);
+    let tenant = unique("tls");
+    let topic = format!("health-{tenant}");
+    create_topic_via(&broker.address, &topic, Some(&tls)).await;
+    let path = site.configure(&kafka_tls(&broker.address, &ca, &tenant), NEVER);
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    let mut consumer = Consumer::via(&broker.address, &topic, Some(&tls)).await;
+    assert_eq!(daemon.backup(&site).await, TaskState::Done);
+    let events = consumer.until("OK").await;
+    daemon.stop().await;
+    broker.stop();
+    assert!(!events.is_empty());
+    for e in &events {
+        check_schema(e, &tenant);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_certificate_of_another_ca_sends_nothing_logs_why_and_backups_go_on() {
+    capture_logs();
+    let site = Site::new();
+    let certs = site.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = private_ca(&certs, "kafka-test-ca");
+    let other = site.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other_ca = private_ca(&other, "some-other-ca");
+    let broker = TlsBroker::start(&certs).await;
+    let tls = trusting(&ca);
+    let tenant = unique("badca");
+    let topic = format!("health-{tenant}");
+    create_topic_via(&broker.address, &topic, Some(&tls)).await;
+    let path = site.configure(&kafka_tls(&broker.address, &other_ca, &tenant), NEVER);
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    let mut consumer = Consumer::via(&broker.address, &topic, Some(&tls)).await;
+    for _ in 0..2 {
+        let start = Instant::now();
+        assert_eq!(daemon.backup(&site).await, TaskState::Done);
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "a backup took {:?} while the broker's certificate is refused",
+            start.elapsed()
+        );
+    }
+    let start = Instant::now();
+    let warning = loop {
+        let lines = logged_about(&topic);
+        if let Some(l) = lines
+            .iter()
+            .find(|l| l.contains("Health events cannot be sent to Kafka"))
+        {
+            break l.clone();
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "a warning about {topic} within {LIMIT:?}: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // With an interval of 1s, several events were made by now; none got through.
+    let events = consumer.poll(Duration::from_secs(3)).await;
+    daemon.stop().await;
+    broker.stop();
+    assert_eq!(events, Vec::<Value>::new());
+    // The daemon's warning names the cause, as rustls words it, e.g. "error connecting to
+    // broker \"127.0.0.1:41343\": IO Error: invalid peer certificate: UnknownIssuer".
+    assert!(
+        warning.contains("invalid peer certificate: UnknownIssuer"),
+        "the warning says why TLS failed: {warning}"
+    );
+    assert!(!warning.contains("PRIVATE KEY"), "{warning}");
 }
