@@ -354,10 +354,16 @@ impl Store {
             .query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        self.conn.execute_batch(
+        // One write transaction from reading the version to the last migration: two
+        // processes opening a new database at once (the daemon and a command) would
+        // otherwise both read version 0 and both migrate, and one would fail.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);",
         )?;
-        let current: i64 = self.conn.query_row(
+        let current: i64 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
@@ -376,15 +382,13 @@ impl Store {
             .enumerate()
             .skip(usize::try_from(current).unwrap_or(0))
         {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![i64::try_from(i + 1).unwrap_or(i64::MAX), now()],
             )?;
-            tx.commit()?;
         }
-        Ok(())
+        tx.commit()
     }
 
     /// Records a new task in state `queued`; returns its id.

@@ -226,3 +226,28 @@ fn the_destinations_of_a_backup_are_recorded_and_read_back() {
         Some(vec!["b".to_string(), "c".to_string()])
     );
 }
+
+#[test]
+fn openers_of_a_new_database_at_once_migrate_it_once() {
+    // The daemon and a command (or two commands) opening a fresh state_dir together: each
+    // must wait for the other's migrations rather than run them again and fail.
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Store::open(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let versions: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, i64::try_from(MIGRATIONS.len()).unwrap());
+    }
+}
