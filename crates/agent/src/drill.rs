@@ -131,13 +131,6 @@ pub async fn run(
     async {
         let _lock = lock::acquire_for_drill(&ctx.state_dir, &ctx.cancel).await?;
         let root = scratch::root(&ctx.state_dir);
-        let cleared = root.clone();
-        blocking(move || {
-            scratch::create(&cleared)?;
-            scratch::clear(&cleared);
-            Ok(())
-        })
-        .await?;
         let id = ctx.tasks.create(TaskKind::Drill, trigger).await?;
         ctx.tasks.start(id, guid).await?;
         tracing::info!(task_id = id, "Restore drill started");
@@ -147,7 +140,18 @@ pub async fn run(
             ..DrillReport::default()
         };
         let mut stats = None;
-        if let Err(e) = drill(config, ctx, &root, free, &mut report, &mut stats).await {
+        let cleared = root.clone();
+        let prepared = blocking(move || {
+            scratch::create(&cleared)?;
+            scratch::clear(&cleared);
+            Ok(())
+        })
+        .await;
+        let drilled = match prepared {
+            Ok(()) => drill(config, ctx, &root, free, &mut report, &mut stats).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = drilled {
             report.problems.push(e.to_string());
         }
         let cleared = root.clone();
@@ -312,6 +316,8 @@ async fn restore_and_check(
 ) -> Result<()> {
     let name = &entry.manifest.name;
     tracing::info!(destination_name = %target.name, backup_name = %name, folder = %scratch.display(), "Restore drill restoring into its scratch folder");
+    let created = scratch.to_path_buf();
+    blocking(move || scratch::create_drill_dir(&created)).await?;
     cancellable(
         ctx,
         restore_backup(
@@ -326,6 +332,9 @@ async fn restore_and_check(
         ),
     )
     .await?;
+    // Checked again: the check runs in this folder and it is removed after.
+    let restored = scratch.to_path_buf();
+    blocking(move || scratch::real_dir(&restored)).await?;
     let place = Place {
         dir: Some(scratch.to_path_buf()),
         env: vec![

@@ -478,3 +478,61 @@ async fn in_the_daemon_drills_and_backups_due_together_never_overlap() {
         }
     }
 }
+
+/// Replays the review's finding 1: `<state_dir>/drills` made a link to a folder elsewhere.
+/// The drill fails saying so; nothing there is deleted, written or made private, neither by
+/// the drill nor by the clean-up that runs at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_at_the_scratch_folder_fails_the_drill_and_is_never_followed() {
+    let site = Site::new(false, "");
+    let seen = site.path("seen.txt");
+    let check = site.script("check.sh", &format!("pwd > {}", seen.display()));
+    site.write_config(&format!(
+        "verify_schedule: '@daily'\nrestore_check_executable: {check}\n"
+    ));
+    site.backup().await;
+    let outside = site.path("outside");
+    std::fs::create_dir_all(outside.join("drill-20260101T000000.000Z")).unwrap();
+    std::fs::write(outside.join("canary.txt"), "canary\n").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = scratch::root(&site.path("state"));
+    std::os::unix::fs::symlink(&outside, &root).unwrap();
+
+    let report = site.drill(REAL).await;
+    assert_eq!(
+        report.problems,
+        [format!(
+            "the drill scratch folder {} is a symbolic link: refusing to follow it \
+             (remove the link; the agent creates the folder itself)",
+            root.display()
+        )]
+    );
+    assert!(!seen.exists(), "the check did not run");
+    let drills = site.tasks(TaskKind::Drill).await;
+    assert_eq!(drills[0].state, TaskState::Failed, "{drills:?}");
+
+    // The start-up clean-up leaves it alone too.
+    scratch::clear(&root);
+    let outside_entries = |o: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(o)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        outside_entries(&outside),
+        ["canary.txt", "drill-20260101T000000.000Z"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("canary.txt")).unwrap(),
+        "canary\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+        0o755,
+        "not made private"
+    );
+    assert!(std::fs::symlink_metadata(&root).unwrap().is_symlink());
+}

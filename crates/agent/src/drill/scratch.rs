@@ -2,7 +2,7 @@
 //! restore check executable and removed after it, whatever happened; what a drill that
 //! was cut short left there is removed at the next start and before each drill.
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use service_backup_core::{Error, ErrorKind, Result};
@@ -22,12 +22,55 @@ pub fn root(state_dir: &Path) -> PathBuf {
 }
 
 /// Creates the scratch space, readable by the agent alone (a restored backup is the
-/// service's data).
+/// service's data); refuses one that is a symbolic link or not a folder.
 pub fn create(root: &Path) -> Result<()> {
-    std::fs::create_dir_all(root)
-        .map_err(|e| Error::io("create the drill scratch folder", root, e))?;
+    if let Some(parent) = root.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io("create the drill scratch folder", root, e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create the drill scratch folder", root, e)),
+    }
+    // A link would send the restore, the chmod and the clean-up outside state_dir.
+    real_dir(root)?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io("restrict the drill scratch folder", root, e))
+}
+
+/// Creates a drill's own folder in the scratch space, readable by the agent alone; it
+/// must not exist yet (a link planted there is refused, never followed).
+pub fn create_drill_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create the drill scratch folder", dir, e))?;
+    real_dir(dir)
+}
+
+/// Refuses `dir` unless it is a folder itself, not a symbolic link to one.
+pub fn real_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::io("inspect the drill scratch folder", dir, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the drill scratch folder {} is a symbolic link: refusing to follow it",
+                dir.display()
+            ),
+        )
+        .with_hint("remove the link; the agent creates the folder itself"));
+    }
+    if !meta.is_dir() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("the drill scratch folder {} is not a folder", dir.display()),
+        )
+        .with_hint("remove it; the agent creates the folder itself"));
+    }
+    Ok(())
 }
 
 /// The free bytes of the filesystem holding `dir`, for an unprivileged user.
@@ -84,6 +127,15 @@ fn size(bytes: u64) -> String {
 /// Removes everything in the scratch space (a drill's folder, a staging folder beside it),
 /// logging what cannot be removed.
 pub fn clear(root: &Path) {
+    match std::fs::symlink_metadata(root) {
+        Err(_) => return,
+        Ok(meta) if !meta.is_dir() => {
+            // Never followed: what it points to is not the agent's to delete.
+            tracing::error!(path = %root.display(), "The restore drills' scratch folder is a symbolic link or not a folder: it is left alone, and drills fail until it is removed");
+            return;
+        }
+        Ok(_) => {}
+    }
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
@@ -169,5 +221,41 @@ mod tests {
         clear(&root);
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn a_planted_drill_folder_link_is_refused_and_left_pointing_where_it_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path().join(SCRATCH_DIR);
+        create(&root).unwrap();
+        let drill = root.join("drill-1");
+        std::os::unix::fs::symlink(&outside, &drill).unwrap();
+        assert!(create_drill_dir(&drill).is_err());
+        assert_eq!(
+            real_dir(&drill).unwrap_err().message(),
+            format!(
+                "the drill scratch folder {} is a symbolic link: refusing to follow it",
+                drill.display()
+            )
+        );
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // The scratch space itself as a link: refused, and the clean-up leaves it.
+        let linked = dir.path().join("state2");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(&outside, linked.join(SCRATCH_DIR)).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        assert!(create(&linked.join(SCRATCH_DIR)).is_err());
+        clear(&linked.join(SCRATCH_DIR));
+        assert!(outside.join("keep").exists());
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
     }
 }
