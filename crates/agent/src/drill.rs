@@ -255,7 +255,19 @@ async fn drill(
     }
     if let (Some(cmd), Some((target, entry))) = (check, passed.first()) {
         let scratch = root.join(format!("drill-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
-        let checked = restore_and_check(ctx, cmd, target, entry, &decryption, &scratch).await;
+        let checked = restore_and_check(
+            ctx,
+            (
+                cmd,
+                config.drill.check_timeout,
+                &config.drill.check_timeout_text,
+            ),
+            target,
+            entry,
+            &decryption,
+            &scratch,
+        )
+        .await;
         let removed = scratch.clone();
         let _ = blocking(move || {
             scratch::remove(&removed).map_err(|e| Error::io("remove", &removed, e))
@@ -305,10 +317,11 @@ async fn newest_backups(
     Ok(found)
 }
 
-/// Restores `entry` into `scratch` and runs the restore check executable there.
+/// Restores `entry` into `scratch` and runs the restore check executable there, stopping
+/// it (SIGTERM to its process group, SIGKILL after a grace) once `check` says it took too long.
 async fn restore_and_check(
     ctx: &RunContext,
-    cmd: &str,
+    check: (&str, Duration, &str),
     target: &Target,
     entry: &BackupEntry,
     decryption: &Decryption,
@@ -342,9 +355,32 @@ async fn restore_and_check(
             (BACKUP_VAR, name.into()),
         ],
     };
+    let (cmd, timeout, timeout_text) = check;
     tracing::info!(command = %cmd, "Restore check executable started");
-    let finished =
-        executables::run_in("restore check executable", cmd, &place, &ctx.cancel).await?;
+    // Stopped as at shutdown, by a token of its own that the timer or shutdown cancels.
+    let stop = ctx.cancel.child_token();
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            stop.cancel();
+        })
+    };
+    let ran = executables::run_in("restore check executable", cmd, &place, &stop).await;
+    timer.abort();
+    let finished = match ran {
+        Err(e) if e.kind() == ErrorKind::Cancelled && !ctx.cancel.is_cancelled() => {
+            tracing::error!(timeout = %timeout_text, "Restore check executable timed out and was stopped");
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the restore check executable timed out after {timeout_text} and was stopped"
+                ),
+            )
+            .with_hint("make it faster, or raise restore_check_timeout"));
+        }
+        ran => ran?,
+    };
     if finished.status.success() {
         tracing::info!("Restore check executable completed successfully");
         return Ok(());

@@ -536,3 +536,56 @@ async fn a_link_at_the_scratch_folder_fails_the_drill_and_is_never_followed() {
     );
     assert!(std::fs::symlink_metadata(&root).unwrap().is_symlink());
 }
+
+/// Replays the review's finding 3: a restore check executable that never exits held the
+/// backup lock for good. With `restore_check_timeout`, its process group is stopped and the
+/// drill fails saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_check_that_hangs_is_stopped_at_its_timeout() {
+    let site = Site::new(false, "");
+    let pid = site.path("sleep.pid");
+    let check = site.script(
+        "check.sh",
+        &format!("sleep 3600 &\necho $! > {}\nwait", pid.display()),
+    );
+    site.write_config(&format!(
+        "verify_schedule: '@daily'\nrestore_check_executable: {check}\nrestore_check_timeout: 1s\n"
+    ));
+    site.backup().await;
+    let started = Instant::now();
+    let report = tokio::time::timeout(LIMIT, site.drill(REAL))
+        .await
+        .expect("the drill ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let name = site.tasks(TaskKind::Backup).await[0]
+        .backup_name
+        .clone()
+        .unwrap();
+    assert_eq!(
+        report.problems,
+        [format!(
+            "destination disk: backup {name}: the restore check executable timed out after 1s \
+             and was stopped (make it faster, or raise restore_check_timeout)"
+        )]
+    );
+    // The executable's own child went with it.
+    let sleeper = std::fs::read_to_string(&pid).unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", sleeper.trim()));
+    wait_until("the hanging check's child is gone", || {
+        let gone = std::fs::read_to_string(proc_dir.join("stat"))
+            .map_or(true, |stat| stat.contains(") Z "));
+        async move { gone }
+    })
+    .await;
+    assert!(
+        site.scratch_entries().is_empty(),
+        "{:?}",
+        site.scratch_entries()
+    );
+    // The lock is free again: a backup runs.
+    site.backup().await;
+}

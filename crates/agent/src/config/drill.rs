@@ -1,12 +1,18 @@
 //! The settings of restore drills: `verify_schedule` (when the newest backups are
-//! downloaded and verified) and `restore_check_executable` (what checks a backup restored
-//! into a scratch folder), both at the top level.
+//! downloaded and verified), `restore_check_executable` (what checks a backup restored
+//! into a scratch folder) and `restore_check_timeout` (how long it may take), all at the
+//! top level.
 
 use super::section::{Problems, Section, scalar_text};
-use crate::schedule::Schedule;
+use std::time::Duration;
+
+use crate::schedule::{Schedule, parse_duration};
+
+/// How long the restore check executable may run when `restore_check_timeout` is absent.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Settings of restore drills.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DrillConfig {
     /// The schedule as written; `None`: no drills.
     pub verify_schedule: Option<String>,
@@ -14,6 +20,22 @@ pub struct DrillConfig {
     pub schedule: Option<Schedule>,
     /// Command run in a scratch folder holding the restored backup; tokens split on spaces.
     pub check_executable: Option<String>,
+    /// How long the restore check executable may run before it is stopped.
+    pub check_timeout: Duration,
+    /// `restore_check_timeout` as written, or the default's text.
+    pub check_timeout_text: String,
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        Self {
+            verify_schedule: None,
+            schedule: None,
+            check_executable: None,
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
+            check_timeout_text: "30m".to_string(),
+        }
+    }
 }
 
 /// Reads `verify_schedule` and `restore_check_executable` from the top level.
@@ -66,11 +88,31 @@ pub(super) fn read_drill(top: &Section<'_>, problems: &mut Problems) -> DrillCon
                 .to_string(),
         );
     }
-    DrillConfig {
+    let mut config = DrillConfig {
         verify_schedule,
         schedule,
         check_executable,
+        ..DrillConfig::default()
+    };
+    if let Some(text) = top.text("restore_check_timeout", problems) {
+        let text = text.trim().to_string();
+        match parse_duration(&text) {
+            Ok(span) if span.num_seconds() <= 0 => problems.push(format!(
+                "restore_check_timeout \"{text}\" is too short: give at least 1s, such as 30m"
+            )),
+            Ok(span) => {
+                config.check_timeout = span.to_std().unwrap_or(DEFAULT_CHECK_TIMEOUT);
+                config.check_timeout_text = text;
+            }
+            Err(why) => problems.push(format!("restore_check_timeout {why}")),
+        }
+    } else if is_empty_text(top, "restore_check_timeout") {
+        problems.push(
+            "restore_check_timeout is empty: give a duration such as 30m, or remove the key"
+                .to_string(),
+        );
     }
+    config
 }
 
 /// Whether `key` is present with an empty text (which [`Section::text`] reads as absent).
@@ -101,5 +143,10 @@ mod tests {
         assert_eq!(bare.drill.check_executable.as_deref(), Some("check"));
         let none = parse("").unwrap_or_else(|e| panic!("{e}"));
         assert!(none.drill.schedule.is_none() && none.drill.check_executable.is_none());
+        assert_eq!(none.drill.check_timeout, super::DEFAULT_CHECK_TIMEOUT);
+        let short = parse("verify_schedule: '@daily'\nrestore_check_timeout: 1m30s\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(short.drill.check_timeout.as_secs(), 90);
+        assert_eq!(short.drill.check_timeout_text, "1m30s");
     }
 }

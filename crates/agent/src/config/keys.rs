@@ -29,6 +29,7 @@ pub(super) const TOP: &[&str] = &[
     "restore",
     "verify_schedule",
     "restore_check_executable",
+    "restore_check_timeout",
     "retention",
     "api",
     "aws_cli_path",

@@ -77,6 +77,18 @@ fn bad_configs_give_the_expected_lines() {
             vec!["Invalid config - restore_check_executable is empty: give the executable's full path, or remove the key.".to_string()],
         ),
         (
+            with_s3("verify_schedule: '@daily'\nrestore_check_timeout: 0s\n"),
+            vec!["Invalid config - restore_check_timeout \"0s\" is too short: give at least 1s, such as 30m.".to_string()],
+        ),
+        (
+            with_s3("verify_schedule: '@daily'\nrestore_check_timeout: '30'\n"),
+            vec!["Invalid config - restore_check_timeout \"30\" is not a duration such as 1h30m or 90s: a unit (ns, us, ms, s, m or h) is missing.".to_string()],
+        ),
+        (
+            with_s3("verify_schedule: '@daily'\nrestore_check_timeout: ''\n"),
+            vec!["Invalid config - restore_check_timeout is empty: give a duration such as 30m, or remove the key.".to_string()],
+        ),
+        (
             with_s3("restore_check_executable: /bin/check-restored\n"),
             vec!["Invalid config - restore_check_executable is set but verify_schedule is not: it runs only in restore drills.".to_string()],
         ),
