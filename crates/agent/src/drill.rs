@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt as _;
 use service_backup_core::catalog::BackupEntry;
+use service_backup_core::layout::name_is_of_instance;
 use service_backup_core::ops::restore::{Decryption, ReadStats, RestoreInto, restore_backup};
 use service_backup_core::{Error, ErrorKind, Result, blocking};
 use tracing::Instrument as _;
@@ -165,7 +166,7 @@ pub async fn run(
             let (plain, stored) = stats.map_or((0, 0), |s: ReadStats| {
                 (s.extracted.bytes, s.stored_bytes)
             });
-            tracing::info!(task_id = id, backup_name = ?report.backup_name, destinations = %report.verified.join(", "), duration_in_seconds = seconds, "Restore drill completed successfully");
+            tracing::info!(task_id = id, backup_name = report.backup_name.as_deref().unwrap_or_default(), destinations = %report.verified.join(", "), duration_in_seconds = seconds, "Restore drill completed successfully");
             ctx.tasks
                 .finish(id, report.backup_name.clone(), plain, stored, seconds)
                 .await?;
@@ -300,11 +301,12 @@ async fn newest_backups(
             // The error names its destination.
             Err(e) => report.problems.push(e.to_string()),
             Ok((target, entries)) => {
-                // Listed newest first.
-                match entries
-                    .into_iter()
-                    .find(|e| e.manifest.instance_id == instance)
-                {
+                // Listed newest first. The name must be this instance's too: a manifest
+                // alone could claim the instance for a backup another agent named.
+                match entries.into_iter().find(|e| {
+                    e.manifest.instance_id == instance
+                        && name_is_of_instance(&e.manifest.name, instance)
+                }) {
                     Some(entry) => found.push((target, entry)),
                     None => report.problems.push(format!(
                         "destination {}: there is no backup of instance {instance} to verify",

@@ -589,3 +589,52 @@ async fn a_restore_check_that_hangs_is_stopped_at_its_timeout() {
     // The lock is free again: a backup runs.
     site.backup().await;
 }
+
+/// Replays the review's finding 12: a newer manifest that claims this instance
+/// (`instance_id: drill-vm`) for a backup named for another (`…-other-inst-…`) is not
+/// drilled; this instance's own newest backup is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_claiming_this_instance_under_another_name_is_not_drilled() {
+    let site = Site::new(false, "verify_schedule: '@daily'\n");
+    site.backup().await;
+    let own = site.tasks(TaskKind::Backup).await[0]
+        .backup_name
+        .clone()
+        .unwrap();
+    let archive = site.local_archive();
+    let folder = archive.parent().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join(format!("{own}.json"))).unwrap())
+            .unwrap();
+    // One minute later, so that it lists first.
+    let started = chrono::NaiveDateTime::parse_from_str(&own[..16], "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc()
+        + chrono::TimeDelta::minutes(1);
+    let other = format!("{}-other-inst-0000abcd", started.format("%Y%m%dT%H%M%SZ"));
+    let ext = archive
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .strip_prefix(own.as_str())
+        .unwrap()
+        .to_string();
+    let mut planted = manifest.clone();
+    planted["name"] = other.clone().into();
+    planted["archive"] = format!("{other}{ext}").into();
+    planted["started_at"] = started.to_rfc3339().into();
+    planted["finished_at"] = started.to_rfc3339().into();
+    assert_eq!(planted["instance_id"], "drill-vm");
+    std::fs::copy(&archive, folder.join(format!("{other}{ext}"))).unwrap();
+    std::fs::write(
+        folder.join(format!("{other}.json")),
+        serde_json::to_vec_pretty(&planted).unwrap(),
+    )
+    .unwrap();
+
+    let report = site.drill(REAL).await;
+    assert!(report.succeeded(), "{:?}", report.problems);
+    assert_eq!(report.backup_name.as_deref(), Some(own.as_str()));
+    let drills = site.tasks(TaskKind::Drill).await;
+    assert_eq!(drills[0].backup_name.as_deref(), Some(own.as_str()));
+}
