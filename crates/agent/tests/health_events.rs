@@ -1027,3 +1027,45 @@ async fn a_broker_certificate_of_another_ca_sends_nothing_logs_why_and_backups_g
     );
     assert!(!warning.contains("PRIVATE KEY"), "{warning}");
 }
+
+/// Attack finding 2: a FIFO at `health.file` (first without a reader, then with one that
+/// never reads) once cost a thread blocked in `open` per event, until the daemon hung; the
+/// lines they held came out as soon as a reader appeared. Now nothing is ever written to it,
+/// the refusal is logged once, and the daemon stops as it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_health_file_is_refused_without_blocking_a_thread_per_event() {
+    capture_logs();
+    let site = Site::new();
+    let fifo = site.path(&format!("{}.fifo", unique("events-")));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let path = site.configure(
+        &format!(
+            "  interval: 1s\n  file: {}\n  tenant_name: t\n",
+            fifo.display()
+        ),
+        NEVER,
+    );
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    daemon.stop().await;
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(
+        got.is_empty(),
+        "nothing reaches a FIFO: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let name = fifo.display().to_string();
+    let refused: Vec<String> = logged_about(&name)
+        .into_iter()
+        .filter(|l| l.contains("cannot be written"))
+        .collect();
+    assert_eq!(refused.len(), 1, "logged once: {refused:?}");
+}
