@@ -448,6 +448,14 @@ async fn events_follow_the_status_through_failure_and_recovery() {
         (degraded.0, &degraded.1["status"]),
         (200, &Value::from("DEGRADED"))
     );
+    // Attack finding 5: the unauthenticated /health once carried the backup's reason (for
+    // S3 the bucket and object keys); it says how many destinations failed, not which or why.
+    let public = degraded.1["description"].as_str().unwrap();
+    assert!(
+        public.contains("failed on 1 of 2 destinations")
+            && !public.contains(&*site.dir.path().to_string_lossy()),
+        "{public}"
+    );
     site.destination("a", false);
     assert_eq!(daemon.backup(&site).await, TaskState::Failed);
     events.extend(consumer.until("ERROR").await);
@@ -1068,4 +1076,76 @@ async fn a_fifo_at_health_file_is_refused_without_blocking_a_thread_per_event() 
         .filter(|l| l.contains("cannot be written"))
         .collect();
     assert_eq!(refused.len(), 1, "logged once: {refused:?}");
+}
+
+/// Attack finding 5: a drill whose check exited non-zero put the check's last output lines
+/// (`psql: connecting as admin password=...`) into the health description: the
+/// unauthenticated `GET /health` and every event. Now /health says only that the drill
+/// failed, and the events say how the check ended (its exit code) without its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_drill_shows_no_check_output_in_health_or_events() {
+    const SECRET: &str = "DRILLDBSECRET-7f3a";
+    let site = Site::new();
+    let events_file = site.path("health.jsonl");
+    let check = site.path("check.sh");
+    std::fs::write(
+        &check,
+        format!("#!/bin/sh\necho \"psql: connecting as admin password={SECRET} host=10.1.2.3\"\nexit 4\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let port = service_backup_testkit::free_port();
+    let d = site.dir.path().display();
+    let path = site.configure(
+        &format!(
+            "  interval: 1s\n  file: {}\n  tenant_name: t\n",
+            events_file.display()
+        ),
+        &format!(
+            "{NEVER}api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n\
+             verify_schedule: '@every 1s'\nrestore_check_executable: {}\n\
+             restore: {{target_folder: {d}/live}}\n",
+            check.display()
+        ),
+    );
+    std::fs::write(site.path("tokens"), format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(site.path("tokens"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    assert_eq!(daemon.backup(&site).await, TaskState::Done);
+    let api = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    let public = loop {
+        let (code, body) = health(&api).await;
+        if body["status"] == "DEGRADED" {
+            assert_eq!(code, 200);
+            break body["description"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < LIMIT, "DEGRADED within {LIMIT:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    while !file_events(&events_file)
+        .iter()
+        .any(|e| e["health_status"] == "DEGRADED")
+    {
+        assert!(start.elapsed() < LIMIT, "a DEGRADED event within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop().await;
+    assert!(
+        public.starts_with("The last restore drill failed."),
+        "{public}"
+    );
+    assert!(
+        !public.contains(SECRET) && !public.contains("exited"),
+        "{public}"
+    );
+    let events = std::fs::read_to_string(&events_file).unwrap();
+    assert!(!events.contains(SECRET), "{events}");
+    let degraded = file_events(&events_file)
+        .into_iter()
+        .find(|e| e["health_status"] == "DEGRADED")
+        .unwrap();
+    let text = degraded["health_description"].as_str().unwrap();
+    assert!(text.contains("exited with code 4"), "{text}");
 }
