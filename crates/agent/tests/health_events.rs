@@ -1149,3 +1149,61 @@ async fn a_failed_drill_shows_no_check_output_in_health_or_events() {
     let text = degraded["health_description"].as_str().unwrap();
     assert!(text.contains("exited with code 4"), "{text}");
 }
+
+/// Attack finding 9: against a closed port (as against a broker refusing SASL), rskafka's own
+/// lines ("Failed to connect to broker", "backing off") filled the daemon's log at 50 to 70
+/// per 10 s. Now the daemon's log has the sender's one line for the outage and nothing of
+/// rskafka's.
+#[test]
+fn a_closed_broker_port_logs_one_line_not_a_flood() {
+    let site = Site::new();
+    let closed = service_backup_testkit::free_port();
+    let path = site.configure(
+        &format!("  kafka: {{brokers: ['127.0.0.1:{closed}']}}\n  tenant_name: t-closed\n  interval: 1s\n"),
+        NEVER,
+    );
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_service-backup"))
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    // A connection attempt gives up after 10 s; then the sender logs its line and retries.
+    std::thread::sleep(Duration::from_secs(14));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let mut lines = out.join().unwrap();
+    lines.extend(err.join().unwrap());
+    let theirs: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.contains("rskafka")
+                || l.contains("Failed to connect to broker")
+                || l.contains("backing off")
+                || l.contains("Establishing new connection")
+        })
+        .collect();
+    assert!(
+        theirs.is_empty(),
+        "{} lines of rskafka: {theirs:?}",
+        theirs.len()
+    );
+    let ours = lines
+        .iter()
+        .filter(|l| l.contains("Health events cannot be sent to Kafka"))
+        .count();
+    assert_eq!(ours, 1, "{lines:#?}");
+}
