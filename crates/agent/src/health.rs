@@ -100,8 +100,8 @@ pub fn inputs(
         .filter(|t| t.state == TaskState::Failed)
         .map(|t| {
             t.reason
-                .clone()
-                .unwrap_or_else(|| "no reason recorded".into())
+                .as_deref()
+                .map_or_else(|| "no reason recorded".into(), without_check_output)
         });
     Inputs {
         now,
@@ -112,6 +112,16 @@ pub fn inputs(
         threshold,
         full_disks,
         drill_failed,
+    }
+}
+
+/// A drill's reason without the restore check executable's output, which may hold secrets
+/// (a connection string, a password): the events go to the platform, so they say how the
+/// check ended and no more; the output stays in the agent's log and task list.
+fn without_check_output(reason: &str) -> String {
+    match reason.find(" (its last output: ") {
+        Some(at) if reason.ends_with(')') => reason[..at].to_string(),
+        _ => reason.to_string(),
     }
 }
 
@@ -223,5 +233,24 @@ impl Publisher {
                 () = ctx.cancel.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_check_output;
+
+    #[test]
+    fn a_drill_reason_loses_the_check_output_and_keeps_the_exit_code() {
+        assert_eq!(
+            without_check_output(
+                "the restore check executable exited with code 4 (its last output: psql: password=S | x)"
+            ),
+            "the restore check executable exited with code 4"
+        );
+        assert_eq!(
+            without_check_output("checksum mismatch"),
+            "checksum mismatch"
+        );
     }
 }

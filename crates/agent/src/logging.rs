@@ -122,6 +122,20 @@ macro_rules! fatal {
     ($($arg:tt)+) => { tracing::error!(fatal = true, $($arg)+) };
 }
 
+/// Libraries whose own lines stay out of the agent's log: rskafka logs every reconnection
+/// attempt to a broker that is down (50 to 70 lines per 10 s), and its fatal errors come back
+/// to the health sender, which logs its own line once per outage.
+const QUIET_TARGETS: &[&str] = &["rskafka"];
+
+/// Whether a line of `target` (a module path) is kept out of the log.
+fn is_quiet(target: &str) -> bool {
+    QUIET_TARGETS.iter().any(|quiet| {
+        target
+            .strip_prefix(quiet)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
 struct LagerLayer {
     format: LogFormat,
     target: LogTarget,
@@ -204,7 +218,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > self.min {
+        if level > self.min || is_quiet(event.metadata().target()) {
             return;
         }
         let mut data = Map::new();
@@ -380,6 +394,20 @@ mod tests {
     /// The lines `f` logs through a JSON layer.
     fn captured(f: impl FnOnce()) -> Vec<String> {
         captured_for(false, f)
+    }
+
+    /// Attack finding 9: rskafka's own lines about a broker that is down flooded the log.
+    #[test]
+    fn rskafka_lines_are_kept_out_at_every_level() {
+        let lines = captured(|| {
+            tracing::warn!(target: "rskafka::connection", "Failed to connect to broker");
+            tracing::error!(target: "rskafka::client::partition", "request encountered fatal error");
+            tracing::warn!(target: "rskafkaesque", "a crate of another name");
+            tracing::warn!("ours");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("rskafkaesque") || lines[0].contains("another name"));
+        assert!(lines[1].contains("ours"), "{lines:?}");
     }
 
     #[test]

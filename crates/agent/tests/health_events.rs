@@ -448,6 +448,14 @@ async fn events_follow_the_status_through_failure_and_recovery() {
         (degraded.0, &degraded.1["status"]),
         (200, &Value::from("DEGRADED"))
     );
+    // Attack finding 5: the unauthenticated /health once carried the backup's reason (for
+    // S3 the bucket and object keys); it says how many destinations failed, not which or why.
+    let public = degraded.1["description"].as_str().unwrap();
+    assert!(
+        public.contains("failed on 1 of 2 destinations")
+            && !public.contains(&*site.dir.path().to_string_lossy()),
+        "{public}"
+    );
     site.destination("a", false);
     assert_eq!(daemon.backup(&site).await, TaskState::Failed);
     events.extend(consumer.until("ERROR").await);
@@ -1026,4 +1034,176 @@ async fn a_broker_certificate_of_another_ca_sends_nothing_logs_why_and_backups_g
         "the warning says why TLS failed: {warning}"
     );
     assert!(!warning.contains("PRIVATE KEY"), "{warning}");
+}
+
+/// Attack finding 2: a FIFO at `health.file` (first without a reader, then with one that
+/// never reads) once cost a thread blocked in `open` per event, until the daemon hung; the
+/// lines they held came out as soon as a reader appeared. Now nothing is ever written to it,
+/// the refusal is logged once, and the daemon stops as it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_health_file_is_refused_without_blocking_a_thread_per_event() {
+    capture_logs();
+    let site = Site::new();
+    let fifo = site.path(&format!("{}.fifo", unique("events-")));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let path = site.configure(
+        &format!(
+            "  interval: 1s\n  file: {}\n  tenant_name: t\n",
+            fifo.display()
+        ),
+        NEVER,
+    );
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    daemon.stop().await;
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(
+        got.is_empty(),
+        "nothing reaches a FIFO: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let name = fifo.display().to_string();
+    let refused: Vec<String> = logged_about(&name)
+        .into_iter()
+        .filter(|l| l.contains("cannot be written"))
+        .collect();
+    assert_eq!(refused.len(), 1, "logged once: {refused:?}");
+}
+
+/// Attack finding 5: a drill whose check exited non-zero put the check's last output lines
+/// (`psql: connecting as admin password=...`) into the health description: the
+/// unauthenticated `GET /health` and every event. Now /health says only that the drill
+/// failed, and the events say how the check ended (its exit code) without its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_drill_shows_no_check_output_in_health_or_events() {
+    const SECRET: &str = "DRILLDBSECRET-7f3a";
+    let site = Site::new();
+    let events_file = site.path("health.jsonl");
+    let check = site.path("check.sh");
+    std::fs::write(
+        &check,
+        format!("#!/bin/sh\necho \"psql: connecting as admin password={SECRET} host=10.1.2.3\"\nexit 4\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let port = service_backup_testkit::free_port();
+    let d = site.dir.path().display();
+    let path = site.configure(
+        &format!(
+            "  interval: 1s\n  file: {}\n  tenant_name: t\n",
+            events_file.display()
+        ),
+        &format!(
+            "{NEVER}api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n\
+             verify_schedule: '@every 1s'\nrestore_check_executable: {}\n\
+             restore: {{target_folder: {d}/live}}\n",
+            check.display()
+        ),
+    );
+    std::fs::write(site.path("tokens"), format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(site.path("tokens"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    prepare_state(&site, &path).await;
+    let daemon = Running::start(path);
+    assert_eq!(daemon.backup(&site).await, TaskState::Done);
+    let api = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    let public = loop {
+        let (code, body) = health(&api).await;
+        if body["status"] == "DEGRADED" {
+            assert_eq!(code, 200);
+            break body["description"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < LIMIT, "DEGRADED within {LIMIT:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    while !file_events(&events_file)
+        .iter()
+        .any(|e| e["health_status"] == "DEGRADED")
+    {
+        assert!(start.elapsed() < LIMIT, "a DEGRADED event within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop().await;
+    assert!(
+        public.starts_with("The last restore drill failed."),
+        "{public}"
+    );
+    assert!(
+        !public.contains(SECRET) && !public.contains("exited"),
+        "{public}"
+    );
+    let events = std::fs::read_to_string(&events_file).unwrap();
+    assert!(!events.contains(SECRET), "{events}");
+    let degraded = file_events(&events_file)
+        .into_iter()
+        .find(|e| e["health_status"] == "DEGRADED")
+        .unwrap();
+    let text = degraded["health_description"].as_str().unwrap();
+    assert!(text.contains("exited with code 4"), "{text}");
+}
+
+/// Attack finding 9: against a closed port (as against a broker refusing SASL), rskafka's own
+/// lines ("Failed to connect to broker", "backing off") filled the daemon's log at 50 to 70
+/// per 10 s. Now the daemon's log has the sender's one line for the outage and nothing of
+/// rskafka's.
+#[test]
+fn a_closed_broker_port_logs_one_line_not_a_flood() {
+    let site = Site::new();
+    let closed = service_backup_testkit::free_port();
+    let path = site.configure(
+        &format!("  kafka: {{brokers: ['127.0.0.1:{closed}']}}\n  tenant_name: t-closed\n  interval: 1s\n"),
+        NEVER,
+    );
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_service-backup"))
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    // A connection attempt gives up after 10 s; then the sender logs its line and retries.
+    std::thread::sleep(Duration::from_secs(14));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let mut lines = out.join().unwrap();
+    lines.extend(err.join().unwrap());
+    let theirs: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.contains("rskafka")
+                || l.contains("Failed to connect to broker")
+                || l.contains("backing off")
+                || l.contains("Establishing new connection")
+        })
+        .collect();
+    assert!(
+        theirs.is_empty(),
+        "{} lines of rskafka: {theirs:?}",
+        theirs.len()
+    );
+    let ours = lines
+        .iter()
+        .filter(|l| l.contains("Health events cannot be sent to Kafka"))
+        .count();
+    assert_eq!(ours, 1, "{lines:#?}");
 }

@@ -168,7 +168,7 @@ async fn health_status(State(state): State<ApiState>) -> Response {
     let last = health.inputs.last_success;
     let body = json!({
         "status": health.status.level.as_str(),
-        "description": health.status.description,
+        "description": health.status.public,
         "last_success": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         "last_success_age_seconds": last.map(|t| (health.inputs.now - t).num_seconds().max(0)),
     });

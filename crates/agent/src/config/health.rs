@@ -195,6 +195,14 @@ fn kafka(section: &Section<'_>, problems: &mut Problems) -> KafkaConfig {
             .push("health.kafka.brokers must list at least one broker as host:port".to_string());
     }
     for broker in &brokers {
+        // user:password@host:port: the password must not reach the message (nor, later, a
+        // log line); only what follows the last @ is shown.
+        if let Some((_, host)) = broker.rsplit_once('@') {
+            problems.push(format!(
+                "health.kafka.brokers: the address of broker {host} holds user information (user:password@); give only host:port and put the credentials in health.kafka.sasl"
+            ));
+            continue;
+        }
         let ok = broker.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
         });

@@ -137,6 +137,7 @@ mod tests {
         let status = Status {
             level: Level::Degraded,
             description: "half".into(),
+            public: "half".into(),
         };
         let now = DateTime::parse_from_rfc3339("2026-12-06T04:00:00Z")
             .unwrap()

@@ -40,6 +40,10 @@ impl Level {
     }
 }
 
+/// Where the details of a failure are, for the public description.
+const WHERE: &str =
+    "The reason is in the agent's logs and its task list (service-backup tasks CONFIG).";
+
 /// A status and what it means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -47,6 +51,9 @@ pub struct Status {
     pub level: Level,
     /// What happened and what to do.
     pub description: String,
+    /// The same without reasons, destination names or output, for the unauthenticated
+    /// `GET /health`: a backup's reason may name buckets and object keys.
+    pub public: String,
 }
 
 /// The newest finished backup.
@@ -118,7 +125,9 @@ fn words(d: Duration) -> String {
 /// The status of `inputs`: the worst level found, described by every finding of that
 /// level.
 pub fn assess(inputs: &Inputs) -> Status {
-    let mut found: Vec<(Level, String)> = Vec::new();
+    // Each finding: its level, its description, its public description and whether that
+    // leaves a reason out.
+    let mut found: Vec<(Level, String, String, bool)> = Vec::new();
     if let Some(last) = inputs.last_backup.as_ref().filter(|b| !b.succeeded) {
         let why = last
             .reason
@@ -132,6 +141,11 @@ pub fn assess(inputs: &Inputs) -> Status {
                     "The last backup at {} failed on every destination{why}. Fix the cause and run a backup (service-backup backup CONFIG).",
                     stamp(last.at)
                 ),
+                format!(
+                    "The last backup at {} failed on every destination.",
+                    stamp(last.at)
+                ),
+                true,
             ));
         } else {
             found.push((
@@ -142,6 +156,13 @@ pub fn assess(inputs: &Inputs) -> Status {
                     last.failed.join(", "),
                     last.stored.join(", ")
                 ),
+                format!(
+                    "The last backup at {} failed on {} of {} destinations.",
+                    stamp(last.at),
+                    last.failed.len(),
+                    last.failed.len() + last.stored.len()
+                ),
+                true,
             ));
         }
     }
@@ -153,21 +174,17 @@ pub fn assess(inputs: &Inputs) -> Status {
             None => format!("No backup has succeeded since {}", stamp(inputs.since)),
         };
         if age > period * 2 {
-            found.push((
-                Level::Error,
-                format!(
-                    "{what}, more than two schedule periods ({}) ago. Check that the daemon runs and that backups succeed.",
-                    words(period * 2)
-                ),
-            ));
+            let text = format!(
+                "{what}, more than two schedule periods ({}) ago. Check that the daemon runs and that backups succeed.",
+                words(period * 2)
+            );
+            found.push((Level::Error, text.clone(), text, false));
         } else if age > period * 3 / 2 && inputs.last_success.is_some() {
-            found.push((
-                Level::Warning,
-                format!(
-                    "{what}, more than 1.5 schedule periods ({}) ago. Check that the scheduled backups run.",
-                    words(period * 3 / 2)
-                ),
-            ));
+            let text = format!(
+                "{what}, more than 1.5 schedule periods ({}) ago. Check that the scheduled backups run.",
+                words(period * 3 / 2)
+            );
+            found.push((Level::Warning, text.clone(), text, false));
         }
     }
     if let Some(reason) = &inputs.drill_failed {
@@ -176,18 +193,18 @@ pub fn assess(inputs: &Inputs) -> Status {
             format!(
                 "The last restore drill failed: {reason}. The newest backup may not restore; verify it (service-backup verify CONFIG) and make a new one."
             ),
+            "The last restore drill failed.".to_string(),
+            true,
         ));
     }
     for disk in &inputs.full_disks {
-        found.push((
-            Level::Warning,
-            format!(
-                "The {} disk is {}% full, at or over the threshold of {}%. Free space or grow the disk before backups fail.",
-                disk.name, disk.used_percent, inputs.threshold
-            ),
-        ));
+        let text = format!(
+            "The {} disk is {}% full, at or over the threshold of {}%. Free space or grow the disk before backups fail.",
+            disk.name, disk.used_percent, inputs.threshold
+        );
+        found.push((Level::Warning, text.clone(), text, false));
     }
-    let level = found.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
+    let level = found.iter().map(|(l, ..)| *l).max().unwrap_or(Level::Ok);
     if level == Level::Ok {
         let description = match inputs.last_success {
             Some(at) => format!(
@@ -196,15 +213,27 @@ pub fn assess(inputs: &Inputs) -> Status {
             ),
             None => "No backup has run yet; none is overdue.".to_string(),
         };
-        return Status { level, description };
+        return Status {
+            level,
+            public: description.clone(),
+            description,
+        };
     }
-    let description = found
-        .into_iter()
-        .filter(|(l, _)| *l == level)
-        .map(|(_, d)| d)
-        .collect::<Vec<_>>()
-        .join(" ");
-    Status { level, description }
+    let (mut description, mut public, mut hidden) = (Vec::new(), Vec::new(), false);
+    for (_, d, p, h) in found.into_iter().filter(|(l, ..)| *l == level) {
+        description.push(d);
+        public.push(p);
+        hidden |= h;
+    }
+    // Where the reasons are, once after the findings that keep theirs back.
+    if hidden {
+        public.push(WHERE.to_string());
+    }
+    Status {
+        level,
+        description: description.join(" "),
+        public: public.join(" "),
+    }
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

@@ -56,6 +56,24 @@ fn bad_health_settings_are_refused() {
             "  kafka: {brokers: ['kafka:port']}\n  tenant_name: t\n",
             "health.kafka.brokers: \"kafka:port\" is not a broker address such as kafka-0.example.net:9092",
         ),
+        // Attack finding 10: user information in a broker address was accepted, then logged
+        // in full; the password is not echoed.
+        (
+            "  kafka: {brokers: ['admin:KAFKAPW@kafka-0:9092']}\n  tenant_name: t\n",
+            "health.kafka.brokers: the address of broker kafka-0:9092 holds user information (user:password@); give only host:port and put the credentials in health.kafka.sasl",
+        ),
+        (
+            "  kafka: {brokers: 'a:9092,admin:KAFKAPW@b:9092'}\n  tenant_name: t\n",
+            "health.kafka.brokers: the address of broker b:9092 holds user information (user:password@); give only host:port and put the credentials in health.kafka.sasl",
+        ),
+        (
+            "  kafka: {brokers: ['kafka:99999']}\n  tenant_name: t\n",
+            "health.kafka.brokers: \"kafka:99999\" is not a broker address such as kafka-0.example.net:9092",
+        ),
+        (
+            "  kafka: {brokers: ['kafka:0']}\n  tenant_name: t\n",
+            "health.kafka.brokers: \"kafka:0\" is not a broker address such as kafka-0.example.net:9092",
+        ),
         (
             "  kafka: {brokers: ['k:9092']}\n",
             "health.kafka is set but health.tenant_name is not: the topic is <topic_prefix><tenant_name>",
@@ -111,6 +129,9 @@ fn bad_health_settings_are_refused() {
             vec![format!("Invalid config - {want}{end}")],
             "for {health:?}"
         );
-        assert!(got.iter().all(|p| !p.contains("KAFKASECRET")));
+        assert!(
+            got.iter()
+                .all(|p| !p.contains("KAFKASECRET") && !p.contains("KAFKAPW"))
+        );
     }
 }

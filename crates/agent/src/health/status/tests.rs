@@ -197,3 +197,35 @@ fn periods_read_in_words() {
     assert_eq!(words(Duration::seconds(3)), "3 seconds");
     assert_eq!(words(Duration::minutes(1)), "1 minute");
 }
+
+/// Attack finding 5: the public description (`GET /health`, no token) carries no reason,
+/// destination name or check output; the full description keeps them.
+#[test]
+fn the_public_description_has_no_reasons_or_names() {
+    let mut i = healthy();
+    i.last_backup = Some(LastBackup {
+        reason: Some("s3 bucket bkt: cannot write p/2026/12/06/x.tar.gz".into()),
+        ..failed(&["a"], &["secret-bucket-dest"])
+    });
+    i.drill_failed = Some("the restore check executable exited with code 4".into());
+    let s = assess(&i);
+    assert_eq!(s.level, Level::Degraded);
+    assert!(s.description.contains("bkt") && s.description.contains("code 4"));
+    assert_eq!(
+        s.public,
+        "The last backup at 2026-12-02T05:00:00Z failed on 1 of 2 destinations. \
+         The last restore drill failed. \
+         The reason is in the agent's logs and its task list (service-backup tasks CONFIG)."
+    );
+    i.last_backup = Some(failed(&[], &["a", "b"]));
+    let s = assess(&i);
+    assert_eq!(s.level, Level::Error);
+    assert!(
+        s.public.starts_with(
+            "The last backup at 2026-12-02T05:00:00Z failed on every destination. The reason"
+        ) && !s.public.contains("refused"),
+        "{}",
+        s.public
+    );
+    assert_eq!(assess(&healthy()).public, assess(&healthy()).description);
+}
