@@ -316,7 +316,9 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with(&format!(
-                "Invalid config - encryption.recipients item 1: the recipient \"{typo}\" is not valid: its checksum or characters are wrong"
+                "Invalid config - encryption.recipients item 1: the recipient \"{}\"… ({} characters) is not valid: its checksum or characters are wrong",
+                &typo[..12],
+                typo.len()
             )),
             "{problems:?}"
         );

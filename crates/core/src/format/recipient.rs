@@ -55,10 +55,20 @@ impl Recipient {
     /// configuration error.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
+        // An identity pasted here by mistake is a secret: never show any of it.
+        if text.to_ascii_lowercase().starts_with(IDENTITY_HRP) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "this is an identity (a secret key), not a recipient: give its recipient \
+                 string (keygen --recipient prints it)",
+            )
+            .with_hint(RECIPIENT_HINT));
+        }
+        let shown = shown_prefix(text);
         let bad = |why: String| {
             Error::new(
                 ErrorKind::Config,
-                format!("the recipient {text:?} is not valid: {why}"),
+                format!("the recipient {shown} is not valid: {why}"),
             )
             .with_hint(RECIPIENT_HINT)
         };
@@ -98,6 +108,19 @@ impl Recipient {
     pub fn id(&self) -> KeyId {
         self.id
     }
+}
+
+/// Longest bad recipient string shown whole in a message.
+const SHOWN_CHARS: usize = 20;
+
+/// A bad recipient string as messages show it: quoted, cut to its first characters when
+/// long, as a long string may be some other secret pasted by mistake.
+fn shown_prefix(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(12).collect();
+    format!("{head:?}… ({} characters)", text.chars().count())
 }
 
 impl fmt::Display for Recipient {
@@ -385,6 +408,29 @@ mod tests {
 
         let e = Recipient::parse("age1qqqq").unwrap_err();
         assert!(e.message().contains("does not start with sbrec1"), "{e}");
+        assert!(e.message().contains("\"age1qqqq\""), "{e}");
+    }
+
+    #[test]
+    fn an_identity_or_a_long_string_is_never_shown_whole() {
+        let identity = Identity::generate().unwrap();
+        let secret = identity.to_text();
+        for text in [(*secret).clone(), secret.to_lowercase()] {
+            let e = Recipient::parse(&text).unwrap_err();
+            let shown = format!("{e} {}", e.hint().unwrap_or_default());
+            assert!(
+                shown.contains("this is an identity (a secret key), not a recipient"),
+                "{shown}"
+            );
+            assert!(!shown.contains(&text[12..]), "{shown}");
+        }
+        let long = format!("sbrec1{}", "x".repeat(60));
+        let e = Recipient::parse(&long).unwrap_err();
+        assert!(!e.message().contains(&long), "{e}");
+        assert!(
+            e.message().contains("\"sbrec1xxxxxx\"… (66 characters)"),
+            "{e}"
+        );
     }
 
     #[test]
