@@ -110,6 +110,9 @@ impl Recipient {
     }
 }
 
+/// The largest identity file read.
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+
 /// Longest bad recipient string shown whole in a message.
 const SHOWN_CHARS: usize = 20;
 
@@ -191,10 +194,27 @@ impl Identity {
     /// Reads an identity file: one identity per line, `#` comment lines and blank lines
     /// skipped; refuses a file that other users may read or write.
     pub fn from_file(path: &Path) -> Result<Vec<Self>> {
+        use std::io::Read as _;
         super::keys::check_key_file_mode(path)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| Error::io("read identity file", path, e))?,
-        );
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::io("read identity file", path, e))?;
+        // Read no more than the cap (and one byte to tell): a wrong path given as the
+        // identity file, a huge file, must not be read whole.
+        let mut text = Zeroizing::new(String::new());
+        file.take(MAX_IDENTITY_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("read identity file", path, e))?;
+        if text.len() as u64 > MAX_IDENTITY_FILE {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "identity file {} is larger than 64 KiB; an identity file holds a few \
+                     SB-IDENTITY-1… lines",
+                    path.display()
+                ),
+            )
+            .with_hint("give the file that `service-backup keygen --recipient FILE` wrote"));
+        }
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -482,5 +502,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = Identity::from_file(&path).unwrap_err();
         assert!(e.message().contains("holds no identity"), "{e}");
+        // Attack finding 13: a file of 200 MB was read whole. Over 64 KiB is refused.
+        let big = format!("{}\n{}", a.to_text().as_str(), "#".repeat(64 * 1024));
+        std::fs::write(&path, big).unwrap();
+        let e = Identity::from_file(&path).unwrap_err();
+        assert!(e.message().contains("is larger than 64 KiB"), "{e}");
+        let fits = format!("{}\n{}", a.to_text().as_str(), "#".repeat(60 * 1024));
+        std::fs::write(&path, fits).unwrap();
+        assert_eq!(Identity::from_file(&path).unwrap().len(), 1);
     }
 }
