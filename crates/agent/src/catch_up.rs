@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use service_backup_core::catalog::list_backups;
+use service_backup_core::prune::MAX_CLOCK_SKEW;
+use service_backup_core::retention::time_of_name;
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, Result, blocking};
 use tokio_util::sync::CancellationToken;
@@ -55,24 +57,52 @@ pub fn missed(
         .map(|at| Missed { at, last_success })
 }
 
-/// When the newest backup task that is `done` finished, from the task database.
-pub async fn last_recorded_success(tasks: &Tasks) -> Result<Option<DateTime<Utc>>> {
+/// Whether a success dated `dated` is too far in the future to be believed at `now`: more
+/// than prune's [`MAX_CLOCK_SKEW`] ahead (a planted manifest, a clock that jumped). Such a
+/// success would hold every catch-up off until its date; it is logged and left out.
+fn dated_too_late(dated: DateTime<Utc>, now: DateTime<Utc>, what: &str, name: &str) -> bool {
+    let too_late = dated > now + MAX_CLOCK_SKEW;
+    if too_late {
+        tracing::warn!(
+            backup = name,
+            dated = %dated.to_rfc3339_opts(SecondsFormat::Secs, true),
+            found_in = what,
+            "Catch-up: a backup dated more than {} hour(s) after this machine's clock is ignored",
+            MAX_CLOCK_SKEW.num_hours()
+        );
+    }
+    too_late
+}
+
+/// When the newest backup task that is `done` finished, from the task database; one dated
+/// more than [`MAX_CLOCK_SKEW`] after `now` is ignored.
+pub async fn last_recorded_success(
+    tasks: &Tasks,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
     let backups = tasks.list(TaskKind::Backup).await?;
     // A done task changes no more: its last change is its end (for a backup recorded as
     // discovered, the end its manifest gives).
     Ok(backups
         .iter()
         .filter(|t| t.state == TaskState::Done)
+        .filter(|t| {
+            let name = t.backup_name.as_deref().unwrap_or_default();
+            !dated_too_late(t.updated_at, now, "the task database", name)
+        })
         .map(|t| t.updated_at)
         .max())
 }
 
 /// When the newest backup of `instance_id` in the destinations finished, each destination
-/// listed within `limit`; one that cannot be listed is logged and left out.
+/// listed within `limit`; one that cannot be listed is logged and left out, as is a backup
+/// dated more than [`MAX_CLOCK_SKEW`] after `now` (by its name or its times, as prune
+/// dates it).
 pub async fn last_stored_success(
     config: &Config,
     instance_id: &str,
     limit: Duration,
+    now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let targets = match destinations::select(config, None) {
         Ok(targets) => targets,
@@ -103,6 +133,13 @@ pub async fn last_stored_success(
                 let found = entries
                     .iter()
                     .filter(|e| e.manifest.instance_id == instance_id)
+                    .filter(|e| {
+                        let m = &e.manifest;
+                        let dated = time_of_name(&m.name)
+                            .map_or(m.started_at, |t| t.max(m.started_at))
+                            .max(m.finished_at);
+                        !dated_too_late(dated, now, "the destinations", &m.name)
+                    })
                     .map(|e| e.manifest.finished_at)
                     .max();
                 newest = newest.max(found);
@@ -221,12 +258,12 @@ async fn catch_up(
     plan: &Plan,
     now: DateTime<Utc>,
 ) {
-    let (last_success, from) = match last_recorded_success(&ctx.tasks).await {
+    let (last_success, from) = match last_recorded_success(&ctx.tasks, now).await {
         Ok(Some(at)) => (Some(at), "the task database"),
         Ok(None) => {
             let instance = identity::served_instance(config, &ctx.cancel).await;
             (
-                last_stored_success(config, &instance, LIST_LIMIT).await,
+                last_stored_success(config, &instance, LIST_LIMIT, now).await,
                 "the destinations",
             )
         }

@@ -884,3 +884,125 @@ async fn a_webhook_behind_a_private_ca_is_trusted_through_ca_cert() {
     assert_eq!(body["status"], "failed");
     assert_eq!(body["instance_id"], INSTANCE);
 }
+
+/// Runs the `run` command of a failing site whose notifications go to a stand-in answering
+/// as `answer` does (its URL given), until an alert's failure is logged; returns the log
+/// and the stand-in's requests.
+fn failed_notification(answer: impl FnOnce(String) -> Answer) -> (String, Vec<Request>) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(Receiver::answering(answer));
+    let url = &receiver.url;
+    let site = Site::new(&format!(
+        "alerts:\n  product_name: TestDB\n  config:\n    cloud_controller: {{url: '{url}', \
+         user: admin, password: CC-PASSWORD-SECRET}}\n    notifications: {{service_url: \
+         '{url}/notify', cf_org: cf_org, cf_space: cf_space, client_id: client_id, \
+         client_secret: CLIENT-SECRET-VALUE}}\n    timeout_seconds: 20\n    retry_limit: 0\n"
+    ));
+    site.break_destination();
+    let log = std::fs::File::create(site.path("daemon.log")).unwrap();
+    let mut child = std::process::Command::new(common::binary())
+        .arg("run")
+        .arg(site.config_file())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(site.path("daemon.log")).unwrap();
+        if text.contains("error sending service alert") || start.elapsed() > LIMIT {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    common::printed(&text);
+    let requests = receiver.requests();
+    drop(runtime);
+    (text, requests)
+}
+
+#[test]
+fn a_huge_platform_answer_is_refused_at_1_mib() {
+    // Attack finding 7: a `/v2/info` of 300 MB was read whole. Here 8 MiB: the read stops
+    // at the 1 MiB cap, with an error that says so.
+    let (text, _) = failed_notification(|url| {
+        let fine = platform(url);
+        Box::new(move |request| {
+            if request.uri.path() == "/v2/info" {
+                Some((
+                    StatusCode::OK,
+                    format!("{{\"x\": \"{}\"}}", "a".repeat(8 << 20)),
+                ))
+            } else {
+                fine(request)
+            }
+        })
+    });
+    assert!(
+        text.contains("CF response is larger than 1 MiB; it was not read"),
+        "{text}"
+    );
+    // The same for the UAA's token answer.
+    let (text, requests) = failed_notification(|url| {
+        let fine = platform(url);
+        Box::new(move |request| {
+            if request.uri.path() == "/uaa/oauth/token" {
+                Some((
+                    StatusCode::OK,
+                    format!("{{\"access_token\": \"{}\"}}", "t".repeat(2 << 20)),
+                ))
+            } else {
+                fine(request)
+            }
+        })
+    });
+    assert!(
+        text.contains("UAA response is larger than 1 MiB; it was not read"),
+        "{text}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.uri.path().starts_with("/notify")),
+        "{requests:#?}"
+    );
+}
+
+#[test]
+fn a_guid_that_would_change_the_path_is_refused() {
+    // Attack finding 8: a space guid `../../../admin` made the agent `POST /admin` with
+    // the notifications token.
+    let (text, requests) = failed_notification(|url| {
+        let fine = platform(url);
+        Box::new(move |request| {
+            if request.uri.path() == "/v2/organizations/org_guid/spaces" {
+                Some((
+                    StatusCode::OK,
+                    r#"{"total_results": 1, "resources": [{"metadata": {"guid": "../../../admin"}}]}"#
+                        .to_string(),
+                ))
+            } else {
+                fine(request)
+            }
+        })
+    });
+    assert!(
+        text.contains("CF API answered with a guid that is not one"),
+        "{text}"
+    );
+    let paths: Vec<&str> = requests.iter().map(|r| r.uri.path()).collect();
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.contains("admin") && !p.starts_with("/notify")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"/v2/organizations/org_guid/spaces"),
+        "{paths:?}"
+    );
+}

@@ -211,8 +211,14 @@ const ROWS: &[Row] = &[
     row("restore_check_executable without verify_schedule", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nrestore_check_executable: /bin/check\n"), 2, &["Invalid config - restore_check_executable is set but verify_schedule is not: it runs only in restore drills."]),
     row("azure endpoint neither a domain nor a URL", Input::Config("destinations:\n- type: azure\n  config: {storage_account: acct, storage_access_key: TOPSECRET, container: c, path: p, endpoint: \"core windows net\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - ", "endpoint must be a base domain such as core.windows.net"]),
     // Recipients of write-only agents (issue 25): a typo, a string cut short.
-    row("recipient with a bad checksum", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97q]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97q\" is not valid: its checksum or characters are wrong"]),
-    row("recipient of the wrong length", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu\" is not valid: it holds a key of 20 bytes, not 32"]),
+    row("recipient with a bad checksum", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97q]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1vawa2a\"… (64 characters) is not valid: its checksum or characters are wrong"]),
+    // Attack finding 4: an identity pasted as a recipient was shown whole; the identity
+    // (spec/vectors/test-identities.txt) is one of the secrets that must not appear.
+    row("identity given as a recipient", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [SB-IDENTITY-1VPSKYCMYV4NXW6RFDF4KCMTWDAC8ZUNNW36HVAMC09A8KLRA0ELSXMAPNP]}\n"), 2, &["Invalid config - encryption.recipients item 1: this is an identity (a secret key), not a recipient: give its recipient string (keygen --recipient prints it)"]),
+    row("identity in lower case given as a recipient", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sb-identity-1vpskycmyv4nxw6rfdf4kcmtwdac8zunnw36hvamc09a8klra0elsxmapnp]}\n"), 2, &["Invalid config - encryption.recipients item 1: this is an identity (a secret key), not a recipient"]),
+    // Attack finding 13: the same recipient twice was accepted.
+    row("the same recipient twice", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97j, sbrec1vawa2a8dw7ynzzea9emgrumepdrxcaemz5slanek2au4sdc755hsyhl97j]}\n"), 2, &["Invalid config - encryption.recipients item 2 repeats item 1 (recipient id ", "); list each recipient once."]),
+    row("recipient of the wrong length", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nencryption: {recipients: [sbrec1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc52847yu]}\n"), 2, &["Invalid config - encryption.recipients item 1: the recipient \"sbrec1qypqxp\"… (44 characters) is not valid: it holds a key of 20 bytes, not 32"]),
     row("not UTF-8", Input::RawConfig(b"destinations: \xff\xfe\n"), 2, &["Invalid config - "]),
     // Keys that no section knows: each named by its path, with the close key it may mean.
     row("typo retension", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nretension: {keep_last: 1}\n"), 2, &["Invalid config - unknown key retension; did you mean retention?"]),
@@ -235,6 +241,11 @@ const ROWS: &[Row] = &[
     row("tagged duplicate of a plain key", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n!x source_folder: \"{d}/other\"\n"), 2, &["Invalid config - the key source_folder is given twice (a YAML tag does not make it another key)."]),
     row("tagged key in alerts", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {!x product_nme: p}\n"), 2, &["Invalid config - unknown key alerts.product_nme; did you mean product_name?"]),
     row("a webhook without url", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {headers: {Authorization: TOPSECRET}}}\n"), 2, &["Invalid config - Missing values for alerts.webhook: url."]),
+    // Attack finding 10: a webhook URL's user, password and query were shown; a user and
+    // password were accepted.
+    row("a webhook url with a password", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {url: \"https://u:TOPSECRET@hooks.example/x?token=TOPSECRET\"}}\n"), 2, &["Invalid config - alerts.webhook.url must not hold a user name or password (\"https://…@hooks.example/x…\"): give credentials in headers or in their own keys"]),
+    row("a webhook url of another scheme with a password", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {url: \"ftp://u:TOPSECRET@hooks.example/x?token=TOPSECRET\"}}\n"), 2, &["Invalid config - alerts.webhook.url must be an http:// or https:// URL, not \"ftp://…@hooks.example/x…\""]),
+    row("a webhook url with port 99999", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {url: \"https://hooks.example:99999/x\"}}\n"), 2, &["Invalid config - alerts.webhook.url is not a valid URL (invalid port number): \"https://hooks.example:99999/x\""]),
     row("a webhook url that is not http", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {url: \"ftp://hooks.example\"}}\n"), 2, &["Invalid config - alerts.webhook.url must be an http:// or https:// URL, not \"ftp://hooks.example\"."]),
     row("a webhook header value with a control character", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {webhook: {url: \"https://h\", headers: {Authorization: \"TOPSECRET\\x01\"}}}\n"), 2, &["Invalid config - alerts.webhook.headers.Authorization must be a non-empty text of visible characters (its value is not shown)."]),
     row("an alerts timeout out of range", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: {config: {timeout_seconds: 0}}\n"), 2, &["Invalid config - alerts.config.timeout_seconds must be a whole number of seconds from 1 to 3600, not 0."]),
@@ -333,7 +344,14 @@ fn check(
     row: &Row,
 ) -> Result<(), String> {
     let d = env.dir.path().display().to_string();
-    let secrets = [env.key_text(), "TOPSECRET".to_string()];
+    // The identity of the identity rows, in either case (its first characters, the
+    // human-readable part, are no secret).
+    let secrets = [
+        env.key_text(),
+        "TOPSECRET".to_string(),
+        "1VPSKYCMYV4NXW6RFDF4KCMTWDAC8ZUNNW36HVAMC09A8KLRA0ELSXMAPNP".to_string(),
+        "1vpskycmyv4nxw6rfdf4kcmtwdac8zunnw36hvamc09a8klra0elsxmapnp".to_string(),
+    ];
     let mut runs = Vec::new();
     match &row.input {
         Input::Api {

@@ -8,6 +8,7 @@
 //! | started again, clock not moved | the same a few minutes later | no backup |
 //! | `catch_up: false` | started on the 8th | no backup |
 //! | fresh VM | the task database removed, a backup in the destination | the catch-up is decided from the newest manifest |
+//! | a backup dated in the future | a backup made with the clock at 2099, then started on the 3rd (and, as a fresh VM, on the 4th) | the 2099 backup is logged as ignored; one backup at once, counted from the 1st |
 //! | brand-new instance | no task; in the destination only another instance's backup | no backup |
 //! | `cron_jitter` | instance `kafka-0.events`, jitter 30m (offset 21m48s) | the daemon logs the offset and runs at 03:21:48, `check` prints it |
 //! | `backup_window` | the same instance, window 22:00-06:00 on `0 3 * * *` | `check` prints its runs at 22:00 plus its offset, not at 03:00 |
@@ -271,4 +272,61 @@ fn check_prints_the_runs_of_this_instance_in_its_window() {
     // Every day at the window's start plus the offset, whatever the schedule's 03:00.
     let at = format!(" {} +00:00", run.format("%H:%M:%S"));
     assert_eq!(line.matches(&at).count(), 3, "{line}");
+}
+
+#[test]
+fn a_backup_dated_in_the_future_does_not_stop_the_catch_up() {
+    // Attack finding 6: a manifest dated 2099 in the destination (or a clock that jumped
+    // forward) made the start log "No backup was missed", however long the downtime.
+    let env = Env::new();
+    write_config(&env, "");
+    first_backup_on_schedule(&env);
+    // The daemon with its clock at 2099 catches up the runs since the 1st: a backup dated
+    // 2099-12-30, in the task database and in the destination.
+    let ahead = daemon_at(&env, "ahead", "2099-12-30 12:00:00");
+    ahead.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    stop(ahead);
+    assert_eq!(listed(&env, &[]).len(), 2);
+    let ignored =
+        "Catch-up: a backup dated more than 1 hour(s) after this machine's clock is ignored";
+    for (tag, start, missed, from) in [
+        (
+            "task-db",
+            "2026-12-03 12:00:00",
+            "2026-12-03T03:00:00Z",
+            "the task database",
+        ),
+        (
+            "fresh-vm",
+            "2026-12-04 12:00:00",
+            "2026-12-04T03:00:00Z",
+            "the destinations",
+        ),
+    ] {
+        if tag == "fresh-vm" {
+            std::fs::remove_dir_all(env.path("state")).unwrap();
+        }
+        let later = daemon_at(&env, tag, start);
+        later.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+        let caught = lines_starting(&later, "Catching up");
+        assert_eq!(caught.len(), 1, "{tag}: {caught:?}");
+        assert_eq!(
+            common::action(&caught[0]),
+            format!("Catching up a backup missed at {missed}")
+        );
+        assert_eq!(caught[0]["data"]["last_success_from"], from, "{tag}");
+        let warned = lines_starting(&later, ignored);
+        assert!(
+            warned.iter().any(|l| l["data"]["dated"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("2099-12-30")),
+            "{tag}: {warned:?}"
+        );
+        assert_eq!(
+            later.count("No backup was missed since the last success"),
+            0
+        );
+        stop(later);
+    }
 }

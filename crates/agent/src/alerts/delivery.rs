@@ -96,14 +96,33 @@ pub async fn send(
     }
 }
 
-/// The body of `response` as JSON of type `T`.
+/// The largest answer body read from the platform (Cloud Controller, UAA): their answers
+/// are small, and a larger one must not fill the agent's memory.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The body of `response` as JSON of type `T`; a body over [`MAX_BODY`] is refused unread
+/// past the limit.
 pub async fn json<T: serde::de::DeserializeOwned>(
     label: &str,
-    response: Response,
+    mut response: Response,
 ) -> Result<T, String> {
-    let bytes = response
-        .bytes()
+    let too_large = || format!("{label} response is larger than 1 MiB; it was not read");
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| format!("{label} response could not be read: {}", error_chain(e)))?;
+        .map_err(|e| format!("{label} response could not be read: {}", error_chain(e)))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&bytes).map_err(|e| format!("{label} response not parseable: {e}"))
 }

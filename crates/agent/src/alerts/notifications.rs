@@ -179,9 +179,50 @@ async fn guid(
     .await
     .map_err(Some)?;
     let list: Resources = delivery::json("CF", response).await.map_err(Some)?;
-    list.resources
+    let guid = list
+        .resources
         .into_iter()
         .next()
         .map(|r| r.metadata.guid)
-        .ok_or(None)
+        .ok_or(None)?;
+    // The guid goes into later URLs: one that could change their path (`../admin`) is
+    // refused rather than followed with the token.
+    if is_guid(&guid) {
+        Ok(guid)
+    } else {
+        Err(Some(
+            "CF API answered with a guid that is not one (only letters, digits, '-' and '_' \
+             are allowed); the alert was not sent"
+                .to_string(),
+        ))
+    }
+}
+
+/// Whether `text` looks like a Cloud Controller guid: 1 to 64 letters, digits, `-` and
+/// `_` (the original's tests name theirs `org_guid`; none of these changes a path).
+fn is_guid(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_guids_are_guids() {
+        assert!(super::is_guid("1d5a4e4c-2b1f-4c1e-9c1a-0f0e0d0c0b0a"));
+        assert!(super::is_guid("space_guid"));
+        for bad in [
+            "",
+            "../../../admin",
+            "a/b",
+            "a?b",
+            "a%2Fb",
+            "a b",
+            &"a".repeat(65),
+        ] {
+            assert!(!super::is_guid(bad), "{bad}");
+        }
+    }
 }

@@ -66,13 +66,19 @@ fn newest_three_oclock(t: DateTime<Utc>) -> DateTime<Utc> {
 async fn the_decision_from_the_task_history() {
     let dir = tempfile::tempdir().unwrap();
     let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
-    assert_eq!(last_recorded_success(&tasks).await.unwrap(), None);
+    assert_eq!(
+        last_recorded_success(&tasks, Utc::now()).await.unwrap(),
+        None
+    );
 
     // A failed backup is no success.
     let failed = tasks.create(TaskKind::Backup, "schedule").await.unwrap();
     tasks.start(failed, "guid-1".into()).await.unwrap();
     tasks.fail(failed, None, "boom".into(), 1.0).await.unwrap();
-    assert_eq!(last_recorded_success(&tasks).await.unwrap(), None);
+    assert_eq!(
+        last_recorded_success(&tasks, Utc::now()).await.unwrap(),
+        None
+    );
 
     // A backup found in a destination and recorded as discovered counts.
     let found = Discovered {
@@ -84,7 +90,7 @@ async fn the_decision_from_the_task_history() {
     };
     tasks.backup_ids_for(vec![found]).await.unwrap();
     assert_eq!(
-        last_recorded_success(&tasks).await.unwrap(),
+        last_recorded_success(&tasks, Utc::now()).await.unwrap(),
         Some(at("2026-11-01T03:00:07Z"))
     );
 
@@ -94,7 +100,7 @@ async fn the_decision_from_the_task_history() {
         .finish(done, Some("20261206T030000Z-x".into()), 1, 1, 1.0)
         .await
         .unwrap();
-    let last = last_recorded_success(&tasks)
+    let last = last_recorded_success(&tasks, Utc::now())
         .await
         .unwrap()
         .expect("a success");
@@ -132,7 +138,7 @@ async fn a_destination_that_cannot_be_listed_holds_nothing_and_counts_for_nothin
     );
     let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
-    let found = last_stored_success(&config, "x", Duration::from_secs(2)).await;
+    let found = last_stored_success(&config, "x", Duration::from_secs(2), Utc::now()).await;
     assert_eq!(found, None);
     assert!(
         start.elapsed() < Duration::from_secs(10),
@@ -140,4 +146,43 @@ async fn a_destination_that_cannot_be_listed_holds_nothing_and_counts_for_nothin
         start.elapsed()
     );
     drop(silent);
+}
+
+#[tokio::test]
+async fn a_success_dated_in_the_future_is_ignored() {
+    // Attack finding 6: a backup dated 2099 made the start log "No backup was missed".
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let discovered = |name: &str, end: &str| Discovered {
+        name: name.into(),
+        started_at: at(end),
+        finished_at: at(end),
+        size_in_bytes: 1,
+        stored_bytes: 1,
+    };
+    tasks
+        .backup_ids_for(vec![
+            discovered("20261101T030000Z-x", "2026-11-01T03:00:07Z"),
+            discovered("20991231T235900Z-x", "2099-12-31T23:59:00Z"),
+        ])
+        .await
+        .unwrap();
+    let now = at("2026-12-03T12:00:00Z");
+    assert_eq!(
+        last_recorded_success(&tasks, now).await.unwrap(),
+        Some(at("2026-11-01T03:00:07Z"))
+    );
+    // Within the hour of skew prune allows, a success still counts.
+    let close = at("2026-12-03T12:59:00Z");
+    tasks
+        .backup_ids_for(vec![discovered(
+            "20261203T125800Z-x",
+            "2026-12-03T12:59:00Z",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        last_recorded_success(&tasks, now).await.unwrap(),
+        Some(close)
+    );
 }

@@ -99,6 +99,20 @@ fn recipients(encryption: &Section<'_>, problems: &mut Problems) -> Option<Vec<R
             continue;
         };
         match Recipient::parse(&text) {
+            // The same recipient twice would wrap the key twice for nobody more: a slip
+            // (a copy-paste), refused so that the list says what is meant.
+            Ok(r) if out.contains(&r) => {
+                let first = items
+                    .iter()
+                    .position(|i| scalar_text(i).and_then(|t| Recipient::parse(&t).ok()) == Some(r))
+                    .map_or(0, |i| i + 1);
+                problems.push(format!(
+                    "{name} item {} repeats item {first} (recipient id {}); list each recipient once",
+                    index + 1,
+                    r.id()
+                ));
+                ok = false;
+            }
             Ok(r) => out.push(r),
             Err(e) => {
                 problems.push(format!("{name} item {}: {e}", index + 1));
@@ -316,7 +330,9 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with(&format!(
-                "Invalid config - encryption.recipients item 1: the recipient \"{typo}\" is not valid: its checksum or characters are wrong"
+                "Invalid config - encryption.recipients item 1: the recipient \"{}\"… ({} characters) is not valid: its checksum or characters are wrong",
+                &typo[..12],
+                typo.len()
             )),
             "{problems:?}"
         );
@@ -325,6 +341,18 @@ mod tests {
         let problems = problems_of(&format!("encryption:\n  recipients: [{short}]\n"));
         assert!(
             problems[0].contains("it holds a key of 20 bytes, not 32"),
+            "{problems:?}"
+        );
+        // Attack finding 13: the same recipient twice was accepted.
+        let problems = problems_of(&format!(
+            "encryption:\n  recipients: [{RECIPIENT}, {}]\n",
+            RECIPIENT.to_uppercase()
+        ));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "Invalid config - encryption.recipients item 2 repeats item 1 (recipient id "
+            ) && problems[0].ends_with("); list each recipient once."),
             "{problems:?}"
         );
         let problems = problems_of("encryption:\n  recipients: []\n");

@@ -55,10 +55,20 @@ impl Recipient {
     /// configuration error.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
+        // An identity pasted here by mistake is a secret: never show any of it.
+        if text.to_ascii_lowercase().starts_with(IDENTITY_HRP) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "this is an identity (a secret key), not a recipient: give its recipient \
+                 string (keygen --recipient prints it)",
+            )
+            .with_hint(RECIPIENT_HINT));
+        }
+        let shown = shown_prefix(text);
         let bad = |why: String| {
             Error::new(
                 ErrorKind::Config,
-                format!("the recipient {text:?} is not valid: {why}"),
+                format!("the recipient {shown} is not valid: {why}"),
             )
             .with_hint(RECIPIENT_HINT)
         };
@@ -98,6 +108,22 @@ impl Recipient {
     pub fn id(&self) -> KeyId {
         self.id
     }
+}
+
+/// The largest identity file read.
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+
+/// Longest bad recipient string shown whole in a message.
+const SHOWN_CHARS: usize = 20;
+
+/// A bad recipient string as messages show it: quoted, cut to its first characters when
+/// long, as a long string may be some other secret pasted by mistake.
+fn shown_prefix(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(12).collect();
+    format!("{head:?}… ({} characters)", text.chars().count())
 }
 
 impl fmt::Display for Recipient {
@@ -168,10 +194,27 @@ impl Identity {
     /// Reads an identity file: one identity per line, `#` comment lines and blank lines
     /// skipped; refuses a file that other users may read or write.
     pub fn from_file(path: &Path) -> Result<Vec<Self>> {
+        use std::io::Read as _;
         super::keys::check_key_file_mode(path)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| Error::io("read identity file", path, e))?,
-        );
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::io("read identity file", path, e))?;
+        // Read no more than the cap (and one byte to tell): a wrong path given as the
+        // identity file, a huge file, must not be read whole.
+        let mut text = Zeroizing::new(String::new());
+        file.take(MAX_IDENTITY_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("read identity file", path, e))?;
+        if text.len() as u64 > MAX_IDENTITY_FILE {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "identity file {} is larger than 64 KiB; an identity file holds a few \
+                     SB-IDENTITY-1… lines",
+                    path.display()
+                ),
+            )
+            .with_hint("give the file that `service-backup keygen --recipient FILE` wrote"));
+        }
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -385,6 +428,29 @@ mod tests {
 
         let e = Recipient::parse("age1qqqq").unwrap_err();
         assert!(e.message().contains("does not start with sbrec1"), "{e}");
+        assert!(e.message().contains("\"age1qqqq\""), "{e}");
+    }
+
+    #[test]
+    fn an_identity_or_a_long_string_is_never_shown_whole() {
+        let identity = Identity::generate().unwrap();
+        let secret = identity.to_text();
+        for text in [(*secret).clone(), secret.to_lowercase()] {
+            let e = Recipient::parse(&text).unwrap_err();
+            let shown = format!("{e} {}", e.hint().unwrap_or_default());
+            assert!(
+                shown.contains("this is an identity (a secret key), not a recipient"),
+                "{shown}"
+            );
+            assert!(!shown.contains(&text[12..]), "{shown}");
+        }
+        let long = format!("sbrec1{}", "x".repeat(60));
+        let e = Recipient::parse(&long).unwrap_err();
+        assert!(!e.message().contains(&long), "{e}");
+        assert!(
+            e.message().contains("\"sbrec1xxxxxx\"… (66 characters)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -436,5 +502,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = Identity::from_file(&path).unwrap_err();
         assert!(e.message().contains("holds no identity"), "{e}");
+        // Attack finding 13: a file of 200 MB was read whole. Over 64 KiB is refused.
+        let big = format!("{}\n{}", a.to_text().as_str(), "#".repeat(64 * 1024));
+        std::fs::write(&path, big).unwrap();
+        let e = Identity::from_file(&path).unwrap_err();
+        assert!(e.message().contains("is larger than 64 KiB"), "{e}");
+        let fits = format!("{}\n{}", a.to_text().as_str(), "#".repeat(60 * 1024));
+        std::fs::write(&path, fits).unwrap();
+        assert_eq!(Identity::from_file(&path).unwrap().len(), 1);
     }
 }

@@ -11,20 +11,64 @@ use super::super::section::{Problems, Section, scalar_text, shown};
 /// The longest leeway or cache lifetime accepted, in seconds.
 const MAX_SECONDS: u64 = 300;
 
-/// An `http://` or `https://` URL with a host, without a trailing slash.
+/// An `http://` or `https://` URL with a host, without a trailing slash; one holding a
+/// user or password is refused (its credentials go in headers or keys of their own).
 pub(super) fn url(section: &Section<'_>, key: &str, problems: &mut Problems) -> Option<String> {
     let text = section.text(key, problems)?.trim().to_string();
+    let name = section.name(key);
     let rest = text
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"));
     if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)) {
         problems.push(format!(
-            "{} must be an http:// or https:// URL, not \"{text}\"",
-            section.name(key)
+            "{name} must be an http:// or https:// URL, not \"{}\"",
+            redacted(&text)
+        ));
+        return None;
+    }
+    let parsed = match reqwest::Url::parse(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            problems.push(format!(
+                "{name} is not a valid URL ({e}): \"{}\"",
+                redacted(&text)
+            ));
+            return None;
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        problems.push(format!(
+            "{name} must not hold a user name or password (\"{}\"): give credentials in \
+             headers or in their own keys",
+            redacted(&text)
         ));
         return None;
     }
     Some(text.trim_end_matches('/').to_string())
+}
+
+/// A URL as messages show it: without its user and password, query and fragment, where
+/// secrets are often put.
+fn redacted(text: &str) -> String {
+    let cut = text.find(['?', '#']).map_or(text, |end| &text[..end]);
+    let (scheme, rest) = cut.split_once("://").unwrap_or(("", cut));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let hidden = if host.len() == authority.len() {
+        ""
+    } else {
+        "…@"
+    };
+    let more = if cut.len() == text.len() { "" } else { "…" };
+    let scheme = if scheme.is_empty() && !cut.contains("://") {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{hidden}{host}{path}{more}")
 }
 
 /// A whole number of seconds from 0 to [`MAX_SECONDS`].

@@ -120,6 +120,25 @@ fn bad_alerts_are_refused_without_quoting_secrets() {
             "alerts:\n  webhook: {url: 'ftp://hooks'}\n",
             "alerts.webhook.url must be an http:// or https:// URL, not \"ftp://hooks\"",
         ),
+        // Attack finding 10: the URL was echoed with its password and query token; a
+        // user and password were accepted, and a port of 99999.
+        (
+            "alerts:\n  webhook: {url: 'ftp://u:SECRET9@h/x?token=SECRET9'}\n",
+            "alerts.webhook.url must be an http:// or https:// URL, not \"ftp://…@h/x…\"",
+        ),
+        (
+            "alerts:\n  webhook: {url: 'https://u:SECRET9@h/x'}\n",
+            "alerts.webhook.url must not hold a user name or password (\"https://…@h/x\"): give \
+             credentials in headers or in their own keys",
+        ),
+        (
+            "alerts:\n  webhook: {url: 'https://SECRET9@h/x'}\n",
+            "alerts.webhook.url must not hold a user name or password (\"https://…@h/x\")",
+        ),
+        (
+            "alerts:\n  webhook: {url: 'https://h:99999/x?token=SECRET9'}\n",
+            "alerts.webhook.url is not a valid URL (invalid port number): \"https://h:99999/x…\"",
+        ),
         (
             "alerts:\n  webhook: {url: 'https://h', timeout_seconds: 0}\n",
             "alerts.webhook.timeout_seconds must be a whole number of seconds from 1 to 3600, not 0",
