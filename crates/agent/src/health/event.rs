@@ -101,24 +101,7 @@ impl Names {
 
 /// A new random UUID v4.
 pub fn new_id() -> service_backup_core::Result<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| {
-        service_backup_core::Error::new(
-            service_backup_core::ErrorKind::Io,
-            format!("no random bytes for an event id: {e}"),
-        )
-    })?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
+    service_backup_core::random::uuid_v4()
 }
 
 #[cfg(test)]

@@ -57,19 +57,7 @@ impl RunReport {
 
 /// A new random guid for a run: a version 4 UUID, as the original's `uuid.NewV4()`.
 fn new_guid() -> Result<String> {
-    let mut h = service_backup_core::random::hex_token(16)?.into_bytes();
-    // The version nibble, and the RFC 4122 variant (10xx) in the next group's first one.
-    h[12] = b'4';
-    h[16] = b"89ab"[usize::from(h[16]) % 4];
-    let h = String::from_utf8(h).map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
+    service_backup_core::random::uuid_v4()
 }
 
 /// Runs one backup now, recorded as a task with `trigger` (`schedule`, `manual`, `api`):
