@@ -309,7 +309,25 @@ impl Store {
             path,
             owner: crate::owner::this_process(),
         };
-        store.prepare().map_err(|e| db_error(&store.path, &e))?;
+        // Openers of a new database at once can deadlock between the switch to WAL and
+        // another's first write; SQLite then answers "busy" at once, without waiting. Each
+        // step is safe to repeat, so a busy answer is tried again for a while.
+        let mut tries = 0;
+        loop {
+            match store.prepare() {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(db_error(&store.path, &e)),
+            }
+        }
         let interrupted = store
             .fail_orphans()
             .map_err(|e| db_error(&store.path, &e))?;
