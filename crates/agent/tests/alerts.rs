@@ -700,72 +700,6 @@ fn a_failure_without_alerts_says_so() {
     assert!(!text.contains("Sending alert."), "{text}");
 }
 
-/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1 (`cert.pem`,
-/// `key.pem`), made by openssl in `dir`.
-fn private_ca(dir: &std::path::Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let run = |args: Vec<&str>| {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl makes the test certificates");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-days",
-        "2",
-        "-subj",
-        "/CN=alerts-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(ca);
-    let mut leaf = vec!["req"];
-    leaf.extend(ec);
-    leaf.extend([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    run(leaf);
-    run(vec![
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-}
-
 /// An HTTPS receiver with a certificate of a private CA: it records each request's head and
 /// body as text and answers 200. Returns its URL and the CA's PEM.
 async fn https_receiver(dir: &std::path::Path) -> (String, String, Arc<Mutex<Vec<String>>>) {
@@ -773,7 +707,7 @@ async fn https_receiver(dir: &std::path::Path) -> (String, String, Arc<Mutex<Vec
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    private_ca(dir);
+    common::private_ca(dir, "alerts-test-ca");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let certs = CertificateDer::pem_file_iter(&cert)
         .unwrap()

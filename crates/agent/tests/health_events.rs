@@ -12,6 +12,7 @@
 //! handshake of rskafka, right password or wrong, with `NoSharedMechanism`. The password's
 //! masking is unit-tested in src/health/kafka.rs.
 
+mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -585,9 +586,19 @@ async fn an_unchanged_status_is_published_again_every_interval() {
     );
 }
 
+/// A tansu broker of a test's own, stopped when dropped (a failing test too).
+struct Tansu(Child);
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A tansu broker of this test's own, on `port`, which the test kills and restarts.
-fn start_tansu(port: u16, dir: &std::path::Path) -> Child {
-    start_tansu_advertising(port, port, dir)
+fn start_tansu(port: u16, dir: &std::path::Path) -> Tansu {
+    Tansu(start_tansu_advertising(port, port, dir))
 }
 
 /// A tansu broker on `port` whose metadata sends clients to `advertised`.
@@ -626,7 +637,7 @@ async fn a_broker_killed_mid_run_delays_no_backup_and_events_resume() {
     let site = Site::new();
     let port = service_backup_testkit::free_port();
     let broker = format!("127.0.0.1:{port}");
-    let mut tansu = start_tansu(port, site.dir.path());
+    let tansu = start_tansu(port, site.dir.path());
     let tenant = unique("k");
     let topic = format!("health-{tenant}");
     create_topic(&broker, &topic).await;
@@ -638,8 +649,7 @@ async fn a_broker_killed_mid_run_delays_no_backup_and_events_resume() {
     let mut consumer = Consumer::new(&broker, &topic).await;
     consumer.until("OK").await;
 
-    tansu.kill().unwrap();
-    tansu.wait().unwrap();
+    drop(tansu);
     let killed = chrono::Utc::now();
     // Backups go on, and quickly, while no broker answers.
     for _ in 0..2 {
@@ -653,7 +663,7 @@ async fn a_broker_killed_mid_run_delays_no_backup_and_events_resume() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let restarted = chrono::Utc::now();
-    let mut tansu = start_tansu(port, site.dir.path());
+    let tansu = start_tansu(port, site.dir.path());
     // The storage was in memory: the topic is made again.
     create_topic(&broker, &topic).await;
     let mut consumer = Consumer::new(&broker, &topic).await;
@@ -682,8 +692,7 @@ async fn a_broker_killed_mid_run_delays_no_backup_and_events_resume() {
         check_schema(e, &tenant);
     }
     daemon.stop().await;
-    tansu.kill().unwrap();
-    tansu.wait().unwrap();
+    drop(tansu);
 }
 
 #[test]
@@ -727,67 +736,6 @@ fn the_stdout_sink_prints_one_json_line_per_event() {
     for e in &events {
         check_schema(e, "t-out");
     }
-}
-
-/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1 and localhost
-/// (`cert.pem`, `key.pem`), made by openssl in `dir`; returns the CA's PEM.
-fn private_ca(dir: &std::path::Path, name: &str) -> String {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl makes the test certificates");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let subject = format!("/CN={name}");
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-days", "2", "-subj", &subject, "-keyout", "ca.key", "-out", "ca.pem",
-    ]);
-    run(&ca);
-    let mut leaf = vec!["req"];
-    leaf.extend(ec);
-    leaf.extend([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    run(&leaf);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    std::fs::read_to_string(dir.join("ca.pem")).unwrap()
 }
 
 /// A TLS client configuration that trusts `ca_pem` alone, for the test's own clients.
@@ -906,7 +854,8 @@ fn logged_about(topic: &str) -> Vec<String> {
 /// advertises the terminator's port, so every client connection (metadata, produce, fetch)
 /// goes through TLS with the certificate of `dir`'s CA.
 struct TlsBroker {
-    tansu: Child,
+    /// Held for its drop, which stops the broker.
+    _tansu: Tansu,
     terminator: JoinHandle<()>,
     address: String,
 }
@@ -916,9 +865,9 @@ impl TlsBroker {
         let plain = service_backup_testkit::free_port();
         let port = service_backup_testkit::free_port();
         let terminator = tls_terminator(port, plain, dir).await;
-        let tansu = start_tansu_advertising(plain, port, dir);
+        let tansu = Tansu(start_tansu_advertising(plain, port, dir));
         Self {
-            tansu,
+            _tansu: tansu,
             terminator,
             address: format!("127.0.0.1:{port}"),
         }
@@ -932,9 +881,8 @@ impl TlsBroker {
 impl Drop for TlsBroker {
     /// Stops the broker even when a test fails half-way.
     fn drop(&mut self) {
+        // The broker stops as its field is dropped.
         self.terminator.abort();
-        let _ = self.tansu.kill();
-        let _ = self.tansu.wait();
     }
 }
 
@@ -959,7 +907,7 @@ async fn events_reach_a_broker_through_tls_with_the_configured_ca() {
     let site = Site::new();
     let certs = site.path("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    let ca = private_ca(&certs, "kafka-test-ca");
+    let ca = common::private_ca(&certs, "kafka-test-ca");
     let broker = TlsBroker::start(&certs).await;
     let tls = trusting(&ca);
     let tenant = unique("tls");
@@ -985,10 +933,10 @@ async fn a_broker_certificate_of_another_ca_sends_nothing_logs_why_and_backups_g
     let site = Site::new();
     let certs = site.path("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    let ca = private_ca(&certs, "kafka-test-ca");
+    let ca = common::private_ca(&certs, "kafka-test-ca");
     let other = site.path("other");
     std::fs::create_dir_all(&other).unwrap();
-    let other_ca = private_ca(&other, "some-other-ca");
+    let other_ca = common::private_ca(&other, "some-other-ca");
     let broker = TlsBroker::start(&certs).await;
     let tls = trusting(&ca);
     let tenant = unique("badca");
