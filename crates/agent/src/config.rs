@@ -18,6 +18,7 @@ mod encryption;
 mod error;
 pub mod file_mode;
 mod health;
+mod immutability;
 mod keys;
 mod model;
 mod read;

@@ -85,6 +85,7 @@ fn seed(
         },
         encryption: None,
         agent_version: "test".into(),
+        locked_until: None,
     };
     let day = time.date_naive();
     let archive_key = site.layout.archive_key(day, &name, Algorithm::Gzip, false);

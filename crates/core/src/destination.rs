@@ -8,6 +8,7 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod immutability;
 pub mod local;
 pub mod retry;
 
@@ -21,6 +22,7 @@ use futures::stream::BoxStream;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use immutability::{Immutability, LockMode};
 pub use local::{LocalDestination, temp_target};
 pub use retry::RetryPolicy;
 
@@ -98,6 +100,11 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Discards an upload found by [`Destination::list_incomplete`]; one already gone is
     /// not an error.
     async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()>;
+
+    /// The lock this store puts on each archive and manifest it writes, if any.
+    fn immutability(&self) -> Option<Immutability> {
+        None
+    }
 }
 
 /// An object being written; see [`Destination::put_multipart`].

@@ -32,6 +32,12 @@ pub enum ErrorKind {
     Destination,
     /// The operation was cancelled before it finished.
     Cancelled,
+    /// The store refused to delete or overwrite an object because it is locked (S3 Object
+    /// Lock, GCS object retention, an Azure immutability policy), until `until` if known.
+    Locked {
+        /// When the lock ends, if the store said.
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 /// An error with its kind, the user-facing message, and what to do about it.
@@ -113,6 +119,23 @@ impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The object is locked until `until` (if known): a refusal that a prune reports as
+    /// "kept", never as a failure.
+    pub fn locked(
+        message: impl Into<String>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        Self::new(ErrorKind::Locked { until }, message)
+    }
+
+    /// Whether the store refused because the object is locked, and until when if known.
+    pub fn locked_until(&self) -> Option<Option<chrono::DateTime<chrono::Utc>>> {
+        match self.kind {
+            ErrorKind::Locked { until } => Some(until),
+            _ => None,
+        }
     }
 
     /// Whether the same call may succeed later.

@@ -46,6 +46,10 @@ pub struct Manifest {
     pub encryption: Option<Encryption>,
     /// Version of the agent that wrote it.
     pub agent_version: String,
+    /// Until when the store keeps the manifest and its archive locked (immutability), if
+    /// they were written locked: a prune does not try to delete them before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// The compression of an archive.

@@ -83,6 +83,21 @@ pub struct Planned {
     pub decision: Decision,
     /// The backup.
     pub entry: BackupEntry,
+    /// Until when its manifest says the store keeps it locked, if still in the future:
+    /// then it is kept ([`Rule::Locked`]) without a delete being tried.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// An object a prune meant to delete and the store kept because it is locked: reported as
+/// kept, never as a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptLocked {
+    /// The backup's name, or the key of an archive without manifest.
+    pub name: String,
+    /// The object the store refused to delete.
+    pub key: String,
+    /// When the lock ends, if the store said.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// What a prune of one destination would do.
@@ -117,8 +132,20 @@ pub struct PruneOutcome {
     pub orphans_removed: Vec<String>,
     /// Keys of the incomplete uploads discarded.
     pub incomplete_discarded: Vec<String>,
+    /// What the store refused to delete because it is locked; the prune goes on.
+    pub kept_locked: Vec<KeptLocked>,
     /// What failed; the prune stops at the first failed deletion.
     pub problems: Vec<Error>,
+}
+
+impl PruneOutcome {
+    /// Whether the store kept backup `name` because it is locked, and until when if known.
+    pub fn locked(&self, name: &str) -> Option<Option<DateTime<Utc>>> {
+        self.kept_locked
+            .iter()
+            .find(|k| k.name == name)
+            .map(|k| k.until)
+    }
 }
 
 /// Works out what pruning `layout` in `dest` under `policy` would do; changes nothing.
@@ -162,9 +189,14 @@ pub async fn plan_prune(
                 decision.kept_by.push(Rule::Recorded);
                 decision.kept_by.sort();
             }
+            let locked_until = entry.manifest.locked_until.filter(|until| *until > now);
+            if locked_until.is_some() && !decision.keep() {
+                decision.kept_by.push(Rule::Locked);
+            }
             Some(Planned {
                 decision,
                 entry: entry.clone(),
+                locked_until,
             })
         })
         .collect();
@@ -304,23 +336,46 @@ fn backup_name_of(key: &str) -> Option<String> {
 }
 
 /// Carries out `plan`: deletes each backup (manifest, then archive), then the leftovers.
-/// Stops deleting backups at the first failure, which it reports.
+/// Stops deleting backups at the first failure, which it reports; an object the store
+/// keeps because it is locked is no failure: it is reported in `kept_locked`, and the
+/// prune goes on.
 pub async fn execute_prune(dest: &dyn Destination, plan: &PrunePlan) -> PruneOutcome {
     let mut out = PruneOutcome::default();
     for planned in plan.deletions() {
         let entry = &planned.entry;
-        if let Err(e) = dest.delete(&entry.manifest_key).await {
-            out.problems
-                .push(e.context(format!("cannot delete backup {}", entry.manifest.name)));
-            return out;
+        let name = &entry.manifest.name;
+        match dest.delete(&entry.manifest_key).await {
+            Ok(()) => {}
+            Err(e) => {
+                if let Some(until) = e.locked_until() {
+                    out.kept_locked.push(KeptLocked {
+                        name: name.clone(),
+                        key: entry.manifest_key.clone(),
+                        until,
+                    });
+                    continue;
+                }
+                out.problems
+                    .push(e.context(format!("cannot delete backup {name}")));
+                return out;
+            }
         }
         // From here the backup is gone for every reader; an archive left behind is an
         // orphan that the next prune removes.
         out.deleted.push(planned.clone());
         if let Err(e) = dest.delete(&entry.archive_key).await {
+            if let Some(until) = e.locked_until() {
+                // Its lock ends before the manifest's as a rule (written first); an
+                // archive still locked is an orphan for a later prune.
+                out.kept_locked.push(KeptLocked {
+                    name: entry.archive_key.clone(),
+                    key: entry.archive_key.clone(),
+                    until,
+                });
+                continue;
+            }
             out.problems.push(e.context(format!(
-                "backup {}: its manifest is deleted, its archive not (the next prune removes it)",
-                entry.manifest.name
+                "backup {name}: its manifest is deleted, its archive not (the next prune removes it)"
             )));
             return out;
         }
@@ -328,6 +383,11 @@ pub async fn execute_prune(dest: &dyn Destination, plan: &PrunePlan) -> PruneOut
     for orphan in &plan.orphans {
         match dest.delete(&orphan.key).await {
             Ok(()) => out.orphans_removed.push(orphan.key.clone()),
+            Err(e) if e.locked_until().is_some() => out.kept_locked.push(KeptLocked {
+                name: orphan.key.clone(),
+                key: orphan.key.clone(),
+                until: e.locked_until().flatten(),
+            }),
             Err(e) => {
                 out.problems
                     .push(e.context(format!("cannot remove {} (no manifest)", orphan.key)));

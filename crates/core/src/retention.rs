@@ -74,6 +74,8 @@ pub enum Rule {
     Weekly,
     /// The newest of its month, among the last `keep_monthly` months.
     Monthly,
+    /// Its manifest says the store keeps it locked until a later date (immutability).
+    Locked,
 }
 
 impl Rule {
@@ -89,6 +91,7 @@ impl Rule {
             Self::Daily => "keep_daily",
             Self::Weekly => "keep_weekly",
             Self::Monthly => "keep_monthly",
+            Self::Locked => "locked",
         }
     }
 }

@@ -109,6 +109,7 @@ fn into_folder(mut config: Config, dir: &Path) -> Result<Config, Error> {
         name: Some("artifact-folder".to_string()),
         kind: DestinationKind::Local(LocalConfig { path: dir }),
         retention: None,
+        immutability: None,
     }];
     config.add_deployment_name_to_backup_path = false;
     config.retention = None;

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use service_backup_core::prune::{PrunePlan, Scope};
+use chrono::{DateTime, SecondsFormat, Utc};
+use service_backup_core::prune::{PruneOutcome, PrunePlan, Scope};
+use service_backup_core::retention::Rule;
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context::{self, RunContext};
@@ -75,7 +77,12 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
                 continue;
             }
         };
-        print_plan(&plan, dry_run, scope == Scope::AllInstances);
+        print_plan(
+            &plan,
+            outcome.as_ref(),
+            dry_run,
+            scope == Scope::AllInstances,
+        );
         if !plan.ignored.is_empty() {
             eprintln!(
                 "warning: destination {}: {} backup(s) ignored by retention, neither counted nor deleted; if this agent did not make them, someone else can write to the destination",
@@ -92,6 +99,12 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
                 outcome.orphans_removed.len(),
                 outcome.incomplete_discarded.len()
             );
+            if !outcome.kept_locked.is_empty() {
+                println!(
+                    "  kept {} object(s) that the store keeps locked; a later prune deletes them once their lock ends",
+                    outcome.kept_locked.len()
+                );
+            }
         }
         for p in problems {
             eprintln!("error: destination {}: {p}", dest.name);
@@ -108,8 +121,25 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
     })
 }
 
-fn print_plan(plan: &PrunePlan, dry_run: bool, with_instance: bool) {
+/// `locked until <date>`, or `locked` when the store did not say until when.
+fn locked_text(until: Option<DateTime<Utc>>) -> String {
+    match until {
+        Some(t) => format!(
+            "locked until {}",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        None => "locked".to_string(),
+    }
+}
+
+fn print_plan(
+    plan: &PrunePlan,
+    outcome: Option<&PruneOutcome>,
+    dry_run: bool,
+    with_instance: bool,
+) {
     let delete_word = if dry_run { "would delete" } else { "delete" };
+    let locked_by_store = |name: &str| outcome.and_then(|o| o.locked(name));
     for p in &plan.backups {
         let m = &p.entry.manifest;
         let instance = if with_instance {
@@ -118,10 +148,23 @@ fn print_plan(plan: &PrunePlan, dry_run: bool, with_instance: bool) {
             String::new()
         };
         if p.decision.keep() {
+            // A lock is shown with its date rather than as the rule's bare name.
+            let reasons = p
+                .decision
+                .kept_by
+                .iter()
+                .map(|r| match r {
+                    Rule::Locked => locked_text(p.locked_until),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("  keep          {}{instance}  ({reasons})", m.name);
+        } else if let Some(until) = locked_by_store(&m.name) {
             println!(
-                "  keep          {}{instance}  ({})",
+                "  keep          {}{instance}  ({}: the store refused the delete)",
                 m.name,
-                p.decision.reasons()
+                locked_text(until)
             );
         } else {
             println!("  {delete_word:<13} {}{instance}", m.name);
@@ -132,7 +175,14 @@ fn print_plan(plan: &PrunePlan, dry_run: bool, with_instance: bool) {
         println!("  ignored       {}: {}", m.name, i.why);
     }
     for o in &plan.orphans {
-        println!("  {delete_word:<13} {} (archive without manifest)", o.key);
+        match locked_by_store(&o.key) {
+            Some(until) => println!(
+                "  keep          {} (archive without manifest, {})",
+                o.key,
+                locked_text(until)
+            ),
+            None => println!("  {delete_word:<13} {} (archive without manifest)", o.key),
+        }
     }
     for u in &plan.incomplete {
         println!("  {delete_word:<13} {} (incomplete upload)", u.key);

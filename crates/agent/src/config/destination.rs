@@ -99,8 +99,15 @@ fn read_destination(
             return None;
         }
     }
-    .at(config_path)
+    .at(config_path.as_str())
     .known(known, problems);
+    // Each store that can lock objects takes it: s3 and gcs here, azure at the Azure
+    // destination's own wiring.
+    let immutability = if ["s3", "gcs", "azure"].contains(&type_word.as_str()) {
+        super::immutability::read_immutability(&config, &config_path, problems)
+    } else {
+        None
+    };
     let kind = match type_word.as_str() {
         "s3" => s3(&config, problems).map(DestinationKind::S3),
         "azure" => azure(&config, problems).map(DestinationKind::Azure),
@@ -112,6 +119,7 @@ fn read_destination(
         name,
         kind,
         retention,
+        immutability,
     })
 }
 

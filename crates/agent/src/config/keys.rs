@@ -50,6 +50,7 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
     match type_word {
         "s3" => &[
             "bucket_name",
+            "immutability",
             "bucket_path",
             "access_key_id",
             "secret_access_key",
@@ -59,6 +60,7 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
         ],
         "azure" => &[
             "storage_account",
+            "immutability",
             "storage_access_key",
             "container",
             "path",
@@ -75,6 +77,7 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
         ],
         "gcs" => &[
             "service_account_json",
+            "immutability",
             "project_id",
             "bucket_name",
             "bucket_path",
@@ -83,6 +86,9 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
         _ => &["path"],
     }
 }
+
+/// `immutability`, in the `config` of an s3, gcs or azure destination.
+pub(super) const IMMUTABILITY: &[&str] = &["mode", "days"];
 
 /// `encryption`.
 pub(super) const ENCRYPTION: &[&str] = &["key_file", "key", "previous_key_files", "recipients"];

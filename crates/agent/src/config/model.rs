@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use service_backup_core::compression::Algorithm;
+use service_backup_core::destination::Immutability;
 use service_backup_core::format::Keyring;
 use service_backup_core::retention::Policy;
 
@@ -89,6 +90,9 @@ pub struct DestinationConfig {
     pub kind: DestinationKind,
     /// This destination's own retention, replacing the top-level one.
     pub retention: Option<Policy>,
+    /// The lock put on each archive and manifest written (`config.immutability` of an
+    /// s3, gcs or azure destination).
+    pub immutability: Option<Immutability>,
 }
 
 impl DestinationConfig {

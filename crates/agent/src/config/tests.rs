@@ -2,6 +2,7 @@ mod alerts;
 mod attacks;
 mod every_key;
 mod health;
+mod immutability;
 mod platform;
 mod problems;
 mod retention;

@@ -84,6 +84,10 @@ pub async fn prune(
             tracing::error!(backup_name = %name, error = %e, "The task of a deleted backup could not be updated");
         }
     }
+    for kept in &outcome.kept_locked {
+        let until = kept.until.map(|t| t.to_rfc3339());
+        tracing::info!(destination_name = %dest.name, backup_name = %kept.name, key = %kept.key, locked_until = ?until, "Backup kept: the store keeps it locked");
+    }
     for key in &outcome.orphans_removed {
         tracing::info!(destination_name = %dest.name, key = %key, "Archive without manifest removed");
     }

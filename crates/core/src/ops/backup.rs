@@ -198,6 +198,12 @@ async fn consume(
                     upload.complete().await?;
                     let mut manifest = (*draft).clone();
                     manifest.finished_at = Utc::now();
+                    // Taken before the write, so never later than the store's own date: a
+                    // prune that skips the backup until then never skips one already free.
+                    manifest.locked_until = target
+                        .destination
+                        .immutability()
+                        .map(|lock| lock.retain_until(manifest.finished_at));
                     let manifest_key =
                         Layout::sibling(&archive_key, &format!("{}.json", manifest.name));
                     if let Err(e) = target
@@ -265,6 +271,7 @@ fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> M
                 key_id: id.to_string(),
             }),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        locked_until: None,
     }
 }
 

@@ -39,6 +39,7 @@ async fn seed(
         },
         encryption: None,
         agent_version: "test".into(),
+        locked_until: None,
     };
     let day = time.date_naive();
     let archive_key = layout.archive_key(day, &name, Algorithm::Gzip, false);
@@ -576,3 +577,5 @@ async fn a_keyring_of_recipients_only_judges_by_recipient_and_context() {
     let e = judge(&sealed(ours, &other), Some(&ring), &entry).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
 }
+
+mod locks;
