@@ -105,6 +105,13 @@ pub trait Destination: Send + Sync + fmt::Debug {
     fn immutability(&self) -> Option<Immutability> {
         None
     }
+
+    /// Refuses a store that cannot lock what [`Destination::immutability`] asks for (an S3
+    /// bucket without Object Lock), with a message that says what to do; `service-backup
+    /// check` asks it, and a backup's first locked write.
+    async fn check_immutability(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An object being written; see [`Destination::put_multipart`].

@@ -11,6 +11,7 @@
 mod auth;
 mod client;
 mod http;
+mod retention;
 mod settings;
 mod upload;
 
@@ -23,7 +24,7 @@ use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use service_backup_core::destination::{
-    Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
+    Destination, Immutability, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
 };
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -42,6 +43,8 @@ pub struct GcsDestination {
     chunk_size: usize,
     list_page_size: u32,
     bucket_ready: tokio::sync::OnceCell<()>,
+    /// Object retention on each archive and manifest written (see [`retention`]).
+    immutability: Option<Immutability>,
 }
 
 impl GcsDestination {
@@ -49,6 +52,7 @@ impl GcsDestination {
     pub fn new(settings: GcsSettings) -> Result<Self> {
         let chunk_size = settings.chunk_size;
         let list_page_size = settings.list_page_size;
+        let immutability = settings.immutability;
         let what = format!("gcs bucket {}", settings.bucket_name);
         if chunk_size == 0 || !chunk_size.is_multiple_of(CHUNK_GRANULARITY) {
             return Err(Error::new(
@@ -71,13 +75,14 @@ impl GcsDestination {
             chunk_size,
             list_page_size,
             bucket_ready: tokio::sync::OnceCell::new(),
+            immutability,
         })
     }
 
     /// Creates the bucket unless it exists; once per destination.
     async fn ensure_bucket(&self) -> Result<()> {
         self.bucket_ready
-            .get_or_try_init(|| create_bucket(&self.client))
+            .get_or_try_init(|| create_bucket(&self.client, self.immutability.is_some()))
             .await?;
         Ok(())
     }
@@ -92,9 +97,10 @@ impl fmt::Debug for GcsDestination {
     }
 }
 
-/// Creates the bucket in the project unless it exists. A service account that may write
+/// Creates the bucket in the project unless it exists, with object retention enabled when
+/// `retention` (it can only be chosen at creation). A service account that may write
 /// objects but not read bucket metadata (403) is trusted to write into an existing bucket.
-async fn create_bucket(client: &Client) -> Result<()> {
+async fn create_bucket(client: &Client, retention: bool) -> Result<()> {
     let bucket_url = client.api(&format!("/b/{}", encode(&client.bucket)));
     let action = "read the bucket";
     let exists = client
@@ -112,9 +118,14 @@ async fn create_bucket(client: &Client) -> Result<()> {
         return Ok(());
     }
     let url = format!(
-        "{}?project={}",
+        "{}?project={}{}",
         client.api("/b"),
-        encode(&client.project_id)
+        encode(&client.project_id),
+        if retention {
+            "&enableObjectRetention=true"
+        } else {
+            ""
+        }
     );
     let body = serde_json::json!({"name": client.bucket}).to_string();
     let action = format!("create the bucket in project {}", client.project_id);
@@ -169,6 +180,7 @@ impl Destination for GcsDestination {
             self.client.clone(),
             key.to_string(),
             self.chunk_size,
+            self.immutability,
         )))
     }
 
@@ -291,7 +303,7 @@ impl Destination for GcsDestination {
         let client = &self.client;
         let url = client.object_url(key);
         let action = format!("delete {key}");
-        client
+        let result = client
             .retry
             .run("delete object", || async {
                 let response = client.send(Method::DELETE, &url, &action, |r| r).await?;
@@ -300,7 +312,18 @@ impl Destination for GcsDestination {
                 }
                 client.check(&action, response).await.map(|_| ())
             })
-            .await
+            .await;
+        match result {
+            Err(e) if retention::refused_by_retention(&e) => {
+                let until = retention::locked_until(client, key).await.flatten();
+                Err(Error::locked(e.message().to_string(), until))
+            }
+            other => other,
+        }
+    }
+
+    fn immutability(&self) -> Option<Immutability> {
+        self.immutability
     }
 
     /// None: the JSON API lists no resumable upload sessions; one left by a crash expires

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use service_backup_core::destination::RetryPolicy;
+use service_backup_core::destination::{Immutability, RetryPolicy};
 use service_backup_core::secret::Secret;
 
 /// Size of the chunks of a resumable upload, unless the settings say otherwise.
@@ -27,6 +27,8 @@ pub struct GcsSettings {
     pub list_page_size: u32,
     /// How requests that fail temporarily are retried.
     pub retry: RetryPolicy,
+    /// Object retention on each archive and manifest written; `None`: not retained.
+    pub immutability: Option<Immutability>,
 }
 
 impl GcsSettings {
@@ -45,6 +47,7 @@ impl GcsSettings {
             chunk_size: DEFAULT_CHUNK_SIZE,
             list_page_size: LIST_PAGE_SIZE,
             retry: RetryPolicy::default(),
+            immutability: None,
         }
     }
 }
@@ -59,6 +62,7 @@ impl fmt::Debug for GcsSettings {
             .field("chunk_size", &self.chunk_size)
             .field("list_page_size", &self.list_page_size)
             .field("retry", &self.retry)
+            .field("immutability", &self.immutability)
             .finish()
     }
 }

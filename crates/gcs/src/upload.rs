@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::{Method, Response, StatusCode};
+use service_backup_core::destination::Immutability;
 use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -38,11 +39,19 @@ pub(crate) struct ResumableUpload {
     session: Option<Secret>,
     /// Set once a chunk failed: the upload cannot be completed.
     failed: bool,
+    /// The retention the object is written with, if any (see [`crate::retention`]).
+    lock: Option<Immutability>,
 }
 
 impl ResumableUpload {
-    pub fn new(client: Arc<Client>, key: String, chunk_size: usize) -> Self {
+    pub fn new(
+        client: Arc<Client>,
+        key: String,
+        chunk_size: usize,
+        lock: Option<Immutability>,
+    ) -> Self {
         Self {
+            lock,
             client,
             key,
             chunk_size,
@@ -62,7 +71,8 @@ impl ResumableUpload {
             encode(&self.key)
         );
         let action = format!("start the upload of {}", self.key);
-        let metadata = serde_json::json!({"name": self.key}).to_string();
+        let metadata =
+            crate::retention::object_metadata(&self.key, self.lock, chrono::Utc::now()).to_string();
         client
             .retry
             .run("start resumable upload", || async {
@@ -324,7 +334,8 @@ impl service_backup_core::destination::Upload for ResumableUpload {
 
     async fn complete(mut self: Box<Self>) -> Result<()> {
         self.check_usable()?;
-        if self.session.is_none() {
+        // A retained object needs metadata, which only the session's start carries.
+        if self.session.is_none() && !crate::retention::is_locked(&self.key, self.lock) {
             let data = std::mem::take(&mut self.buffer).freeze();
             return self.put_whole(data).await;
         }

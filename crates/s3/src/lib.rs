@@ -13,6 +13,7 @@
 mod capped;
 mod client;
 mod error;
+mod lock;
 mod multipart;
 pub mod read;
 mod settings;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use service_backup_core::Result;
 use service_backup_core::destination::{
-    Destination, IncompleteUpload as Incomplete, ObjectMeta, ObjectStream, Upload,
+    Destination, Immutability, IncompleteUpload as Incomplete, ObjectMeta, ObjectStream, Upload,
 };
 
 pub use multipart::IncompleteUpload;
@@ -118,5 +119,13 @@ impl Destination for S3Destination {
         self.store
             .abort_multipart(&upload.key, &upload.handle)
             .await
+    }
+
+    fn immutability(&self) -> Option<Immutability> {
+        self.store.immutability
+    }
+
+    async fn check_immutability(&self) -> Result<()> {
+        self.store.check_object_lock().await
     }
 }

@@ -28,23 +28,32 @@ pub struct IncompleteUpload {
 }
 
 impl Store {
-    /// Starts a multipart upload and returns its id.
+    /// Starts a multipart upload, locked if this destination locks `key`, and returns its
+    /// id.
     pub async fn create_multipart(&self, key: &str) -> Result<String> {
         let action = format!("start uploading {key}");
+        let lock = self.lock_for(key);
+        if lock.is_some() {
+            self.check_object_lock().await?;
+        }
         let out = self
             .creating_bucket("CreateMultipartUpload", || {
                 self.within(self.time_for(0), &action, async {
+                    let (mode, until) = lock.clone().unzip();
                     self.client
                         .create_multipart_upload()
                         .bucket(&self.bucket)
                         .key(key)
                         .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                        .set_object_lock_mode(mode)
+                        .set_object_lock_retain_until_date(until)
                         .send()
                         .await
                         .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))
                 })
             })
-            .await?;
+            .await
+            .map_err(|e| self.lock_refused(e))?;
         out.upload_id.ok_or_else(|| {
             Error::new(
                 ErrorKind::Destination,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use service_backup_core::destination::RetryPolicy;
+use service_backup_core::destination::{Immutability, RetryPolicy};
 use service_backup_core::secret::Secret;
 
 /// The region used when none is configured, as in the original release.
@@ -38,6 +38,8 @@ pub struct S3Settings {
     pub connect_timeout: Duration,
     /// How long the store may take to answer a request (see [`DEFAULT_REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
+    /// Object Lock on each archive and manifest written; `None`: objects are not locked.
+    pub immutability: Option<Immutability>,
 }
 
 impl S3Settings {
@@ -58,6 +60,7 @@ impl S3Settings {
             retry: RetryPolicy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            immutability: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl fmt::Debug for S3Settings {
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("immutability", &self.immutability)
             .finish_non_exhaustive()
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{BucketLocationConstraint, ChecksumAlgorithm, CreateBucketConfiguration};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use service_backup_core::destination::{ObjectMeta, RetryPolicy};
+use service_backup_core::destination::{Immutability, ObjectMeta, RetryPolicy};
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::error::{Request, convert, service_code};
@@ -31,6 +31,10 @@ pub(crate) struct Store {
     /// How temporary failures are retried.
     pub retry: RetryPolicy,
     request_timeout: Duration,
+    /// The lock put on each archive and manifest written (see [`crate::lock`]).
+    pub(crate) immutability: Option<Immutability>,
+    /// Whether the bucket was seen with Object Lock enabled (asked once).
+    pub(crate) lock_checked: tokio::sync::OnceCell<bool>,
 }
 
 impl Store {
@@ -43,6 +47,8 @@ impl Store {
             endpoint: settings.endpoint_for_messages(),
             retry: settings.retry,
             request_timeout: settings.request_timeout,
+            immutability: settings.immutability,
+            lock_checked: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -119,6 +125,11 @@ impl Store {
             .retry
             .run("CreateBucket", || {
                 let mut request = self.client.create_bucket().bucket(&self.bucket);
+                // Object Lock can only be chosen when a bucket is created (it turns on
+                // versioning too).
+                if self.immutability.is_some() {
+                    request = request.object_lock_enabled_for_bucket(true);
+                }
                 // us-east-1 is the one region that refuses its own name as a constraint.
                 if self.region != DEFAULT_REGION {
                     request = request.create_bucket_configuration(
@@ -148,16 +159,29 @@ impl Store {
         }
     }
 
-    /// Writes a whole object at once.
+    /// Writes a whole object at once, locked if this destination locks it.
     pub async fn put_object(&self, key: &str, data: Bytes) -> Result<()> {
         let action = format!("write {key}");
+        let lock = self.lock_for(key);
+        if lock.is_some() {
+            self.check_object_lock().await?;
+        }
         self.creating_bucket("PutObject", || {
             self.within(self.time_for(data.len()), &action, async {
-                self.client
+                let mut request = self
+                    .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(key)
-                    .body(ByteStream::from(data.clone()))
+                    .body(ByteStream::from(data.clone()));
+                if let Some((mode, until)) = lock.clone() {
+                    // A locked write needs a checksum (or Content-MD5) to be accepted.
+                    request = request
+                        .object_lock_mode(mode)
+                        .object_lock_retain_until_date(until)
+                        .checksum_algorithm(ChecksumAlgorithm::Crc32);
+                }
+                request
                     .send()
                     .await
                     .map(|_| ())
@@ -165,6 +189,7 @@ impl Store {
             })
         })
         .await
+        .map_err(|e| self.lock_refused(e))
     }
 
     /// Every complete object whose key starts with `prefix`, page by page.
@@ -208,8 +233,12 @@ impl Store {
         }
     }
 
-    /// Deletes an object; a missing object or bucket is fine.
+    /// Deletes an object; a missing object or bucket is fine. With immutability, every
+    /// version of it (see [`crate::lock`]).
     pub async fn delete(&self, key: &str) -> Result<()> {
+        if self.immutability.is_some() {
+            return self.delete_versions(key).await;
+        }
         let action = format!("delete {key}");
         let result = self
             .retry

@@ -73,6 +73,9 @@ impl Step {
 /// probe written whose later steps fail is still deleted when the store lets it.
 pub async fn probe(target: &Target, now: DateTime<Utc>) -> Result<Probed> {
     let dest = &*target.destination;
+    // A store that cannot lock what immutability asks for fails the check before any
+    // write: the first backup would fail the same way.
+    dest.check_immutability().await?;
     let key = target.layout.probe_key(now)?;
     let content = Bytes::from(format!("service-backup check {key}\n"));
     dest.put(&key, content.clone())
