@@ -16,6 +16,31 @@ sys.exit(0 if parts >= [5, 2, 5] else 1)
 EOF
 }
 
+# moto 5.2.6 keeps the Object Lock headers of a plain PutObject (and applies a bucket's
+# default retention to it), but drops them on a multipart upload, which is how the agent
+# writes archives; S3 applies them to both. tests/servers/moto-object-lock.patch makes
+# CreateMultipartUpload remember the lock (or the bucket's default retention) and
+# CompleteMultipartUpload put it on the object. Applied once to the installed moto
+# (`patch --dry-run -R` tells that it is there); a moto the patch no longer fits stops
+# the run, rather than tests passing on objects that are not locked.
+s3_patch_moto() {
+  local patch_file site
+  patch_file="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/moto-object-lock.patch"
+  site=$(python3 -c 'import moto, os; print(os.path.dirname(os.path.dirname(moto.__file__)))') ||
+    { echo "tests/run.sh: cannot find the installed moto" >&2; return 1; }
+  command -v patch >/dev/null 2>&1 || apt_install patch
+  if patch -d "$site" -p1 -R --dry-run --silent <"$patch_file" >/dev/null 2>&1; then
+    return 0
+  fi
+  if ! patch -d "$site" -p1 --dry-run --silent <"$patch_file" >/dev/null 2>&1; then
+    echo "tests/run.sh: tests/servers/moto-object-lock.patch does not apply to moto $(python3 -c 'from importlib.metadata import version; print(version("moto"))') in $site;" \
+      "update the patch for this moto (or drop it if this moto keeps the Object Lock of multipart uploads)" >&2
+    return 1
+  fi
+  log "patching moto: Object Lock on multipart uploads"
+  patch -d "$site" -p1 --silent <"$patch_file" >/dev/null
+}
+
 # A CA, and a certificate it signed for 127.0.0.1, in $1.
 s3_make_certificates() {
   local dir=$1
@@ -38,6 +63,7 @@ start_s3() {
     hash -r
     s3_moto_ready || { echo "tests/run.sh: moto_server >= 5.2.5 is not usable after installing it" >&2; return 1; }
   fi
+  s3_patch_moto || return 1
   command -v openssl >/dev/null 2>&1 || apt_install openssl
 
   local dir=$WORK/s3 port tls_port
