@@ -48,7 +48,7 @@ fn no_object_lock(bucket: &str) -> Error {
         ),
     )
     .with_hint(format!(
-        "use a new bucket that the agent creates (it enables Object Lock), create one with Object Lock enabled, enable Object Lock on {bucket} (aws s3api put-object-lock-configuration), or remove immutability from this destination"
+        "name a bucket that does not exist yet, which the agent creates with Object Lock; create one with Object Lock enabled; enable Object Lock on {bucket} with aws s3api put-object-lock-configuration; or remove immutability from this destination"
     ))
 }
 
