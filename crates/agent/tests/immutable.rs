@@ -152,7 +152,7 @@ fn a_locked_backup_is_kept_by_prune_until_its_lock_ends() {
         "{}",
         pruned.stdout
     );
-    assert_eq!(names(vm, &clock), [newer.clone()]);
+    assert_eq!(names(vm, &clock), std::slice::from_ref(newer));
 }
 
 /// The keys of the objects and of the multipart uploads in `bucket`, from moto's XML.

@@ -1,7 +1,7 @@
 //! Immutability on S3 (Object Lock), against a moto of the test's own. moto enforces
 //! Object Lock the way S3 does for what is tested here: a locked version cannot be
-//! deleted (DeleteObject with its VersionId answers AccessDenied); a write over its key
-//! adds a version and leaves the locked one as it was; a delete without a VersionId only
+//! deleted (`DeleteObject` with its `VersionId` answers `AccessDenied`); a write over its
+//! key adds a version and leaves the locked one as it was; a delete without a `VersionId` only
 //! adds a delete marker. moto 5.2.6 drops the lock of a multipart upload: the moto of
 //! `tests/servers/s3.sh` carries `tests/servers/moto-object-lock.patch`, and the first
 //! test fails, saying so, on a moto without it.
@@ -37,11 +37,11 @@ fn raw_client(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
-fn locked_for(days: u32) -> Option<Immutability> {
-    Some(Immutability {
+fn locked_for(days: u32) -> Immutability {
+    Immutability {
         mode: LockMode::Compliance,
         days,
-    })
+    }
 }
 
 /// The body of version `version` of `key`.
@@ -67,7 +67,7 @@ async fn archives_and_manifests_are_written_locked_and_cannot_be_deleted_or_over
     let endpoint = server.url("");
     let bucket = unique("locked");
     let mut s = settings(&endpoint, &bucket);
-    s.immutability = locked_for(1);
+    s.immutability = Some(locked_for(1));
     let dest = S3Destination::new(&s).unwrap();
     let before = Utc::now();
 
@@ -196,7 +196,7 @@ async fn a_bucket_without_object_lock_is_refused_before_anything_is_written() {
     let client = raw_client(&endpoint);
     client.create_bucket().bucket(&bucket).send().await.unwrap();
     let mut s = settings(&endpoint, &bucket);
-    s.immutability = locked_for(3);
+    s.immutability = Some(locked_for(3));
     let dest = S3Destination::new(&s).unwrap();
 
     let expected = format!(
