@@ -247,3 +247,20 @@ pub fn find_backup(
         })
         .boxed())
 }
+
+#[cfg(all(test, feature = "azure"))]
+mod tests {
+    #[test]
+    fn azure_refuses_immutability_until_its_client_sets_policies() {
+        let yaml = "destinations:\n- type: azure\n  name: blobs\n  config: {storage_account: acct, storage_access_key: AZKEY, container: c, path: p, immutability: {mode: governance, days: 3}}\nsource_folder: /src\ncron_schedule: '@daily'\n";
+        let config = crate::config::parse(yaml).expect("the key is valid for azure");
+        let err = super::build(&config, &config.destinations[0]).unwrap_err();
+        assert_eq!(err.kind(), service_backup_core::ErrorKind::Config);
+        assert!(
+            err.to_string().starts_with(
+                "destination blobs: immutability is not yet available for azure destinations in this build"
+            ),
+            "{err}"
+        );
+    }
+}
