@@ -124,6 +124,17 @@ fn a_locked_backup_is_kept_by_prune_until_its_lock_ends() {
     second.expect(0);
     let both = names(vm, &clock);
     assert_eq!(both.len(), 2, "{both:?}");
+    // The bucket the agent created has Object Lock; the check's probe is written unlocked
+    // and deleted, every version of it.
+    let check = clock.run(vm, &["check", "config.yml"]);
+    check.expect(0);
+    assert!(
+        check
+            .stdout
+            .contains("ok     destination objects: wrote, listed, read back and deleted"),
+        "{}",
+        check.all()
+    );
     let (older, newer) = (&both[0], &both[1]);
 
     let dry = clock.run(vm, &["prune", "config.yml", "--dry-run"]);
