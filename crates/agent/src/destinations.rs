@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt as _};
 #[cfg(feature = "azure")]
-use service_backup_azure::{AzureDestination, AzureSettings};
+use service_backup_azure::{AzureCredentials, AzureDestination, AzureSettings, ManagedIdentity};
 use service_backup_core::catalog::{BackupEntry, list_backups};
 #[cfg(feature = "azure")]
 use service_backup_core::destination::RetryPolicy;
@@ -22,14 +22,14 @@ use service_backup_s3::{S3Destination, S3Settings};
 #[cfg(feature = "scp")]
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-#[cfg(feature = "azure")]
-use crate::config::AzureConfig;
 #[cfg(feature = "gcs")]
 use crate::config::GcsConfig;
 #[cfg(feature = "s3")]
 use crate::config::S3Config;
 #[cfg(feature = "scp")]
 use crate::config::ScpConfig;
+#[cfg(feature = "azure")]
+use crate::config::{AzureAuth, AzureConfig};
 use crate::config::{Config, DestinationConfig, DestinationKind};
 #[cfg(feature = "scp")]
 use crate::context;
@@ -126,11 +126,23 @@ fn not_in_this_build(name: &str, word: &str) -> Error {
 /// The `azure` destination of `config`; it connects on first use.
 #[cfg(feature = "azure")]
 fn azure_destination(config: &AzureConfig) -> Result<AzureDestination> {
+    let credentials = match &config.credentials {
+        AzureAuth::AccessKey(key) => AzureCredentials::AccessKey(key.clone()),
+        AzureAuth::SasToken(token) => AzureCredentials::SasToken(token.clone()),
+        AzureAuth::ManagedIdentity { client_id } => {
+            AzureCredentials::ManagedIdentity(ManagedIdentity {
+                client_id: client_id.clone(),
+                endpoint: None,
+            })
+        }
+    };
     AzureDestination::new(AzureSettings {
         storage_account: config.storage_account.clone(),
-        storage_access_key: config.storage_access_key.clone(),
+        credentials,
         container: config.container.clone(),
         endpoint: config.blob_endpoint(),
+        ca_cert: config.ca_cert.clone(),
+        immutability: None,
         retry: RetryPolicy::default(),
     })
 }
