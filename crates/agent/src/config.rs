@@ -42,7 +42,7 @@ pub use read::is_loopback;
 // The whole model is the module's interface; the command line uses what it needs.
 #[allow(unused_imports)]
 pub use model::{
-    ApiConfig, AzureConfig, CloudControllerConfig, Config, DEFAULT_MAX_CONNECTIONS,
+    ApiConfig, AzureAuth, AzureConfig, CloudControllerConfig, Config, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MISSING_PROPERTIES_MESSAGE, DEFAULT_PARACHUTE_THRESHOLD, DestinationConfig,
     DestinationKind, GcsConfig, LocalConfig, MetricsConfig, RestoreConfig, S3Config, ScpConfig,
     TlsConfig, UaaConfig,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt as _};
 #[cfg(feature = "azure")]
-use service_backup_azure::{AzureDestination, AzureSettings};
+use service_backup_azure::{AzureCredentials, AzureDestination, AzureSettings, ManagedIdentity};
 use service_backup_core::catalog::{BackupEntry, list_backups};
 use service_backup_core::destination::{Destination, LocalDestination};
 #[cfg(feature = "azure")]
@@ -22,14 +22,14 @@ use service_backup_s3::{S3Destination, S3Settings};
 #[cfg(feature = "scp")]
 use service_backup_scp::{ScpDestination, ScpSettings};
 
-#[cfg(feature = "azure")]
-use crate::config::AzureConfig;
 #[cfg(feature = "gcs")]
 use crate::config::GcsConfig;
 #[cfg(feature = "s3")]
 use crate::config::S3Config;
 #[cfg(feature = "scp")]
 use crate::config::ScpConfig;
+#[cfg(feature = "azure")]
+use crate::config::{AzureAuth, AzureConfig};
 use crate::config::{Config, DestinationConfig, DestinationKind};
 #[cfg(feature = "scp")]
 use crate::context;
@@ -138,20 +138,23 @@ fn azure_destination(
     config: &AzureConfig,
     immutability: Option<Immutability>,
 ) -> Result<AzureDestination> {
-    // Where the Azure destination receives immutability (version-level immutability
-    // policies); until its client sets them, refused rather than silently unlocked.
-    if immutability.is_some() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "immutability is not yet available for azure destinations in this build",
-        )
-        .with_hint("remove immutability from this destination, or use an s3 or gcs destination for locked backups"));
-    }
+    let credentials = match &config.credentials {
+        AzureAuth::AccessKey(key) => AzureCredentials::AccessKey(key.clone()),
+        AzureAuth::SasToken(token) => AzureCredentials::SasToken(token.clone()),
+        AzureAuth::ManagedIdentity { client_id } => {
+            AzureCredentials::ManagedIdentity(ManagedIdentity {
+                client_id: client_id.clone(),
+                endpoint: None,
+            })
+        }
+    };
     AzureDestination::new(AzureSettings {
         storage_account: config.storage_account.clone(),
-        storage_access_key: config.storage_access_key.clone(),
+        credentials,
         container: config.container.clone(),
         endpoint: config.blob_endpoint(),
+        ca_cert: config.ca_cert.clone(),
+        immutability,
         retry: RetryPolicy::default(),
     })
 }
@@ -251,16 +254,10 @@ pub fn find_backup(
 #[cfg(all(test, feature = "azure"))]
 mod tests {
     #[test]
-    fn azure_refuses_immutability_until_its_client_sets_policies() {
-        let yaml = "destinations:\n- type: azure\n  name: blobs\n  config: {storage_account: acct, storage_access_key: AZKEY, container: c, path: p, immutability: {mode: governance, days: 3}}\nsource_folder: /src\ncron_schedule: '@daily'\n";
+    fn azure_takes_immutability_from_the_destinations_config() {
+        let yaml = "destinations:\n- type: azure\n  name: blobs\n  config: {storage_account: acct, storage_access_key: a2V5, container: c, path: p, immutability: {mode: governance, days: 3}}\nsource_folder: /src\ncron_schedule: '@daily'\n";
         let config = crate::config::parse(yaml).expect("the key is valid for azure");
-        let err = super::build(&config, &config.destinations[0]).unwrap_err();
-        assert_eq!(err.kind(), service_backup_core::ErrorKind::Config);
-        assert!(
-            err.to_string().starts_with(
-                "destination blobs: immutability is not yet available for azure destinations in this build"
-            ),
-            "{err}"
-        );
+        let built = super::build(&config, &config.destinations[0]);
+        assert!(built.is_ok(), "{:?}", built.err());
     }
 }

@@ -403,13 +403,13 @@ fn retention_on_azure() {
     let account = server_env("SB_TEST_AZURE_ACCOUNT");
     let key = server_env("SB_TEST_AZURE_KEY");
     let container = unique("retention").to_lowercase();
-    let settings = service_backup_azure::AzureSettings {
-        storage_account: account.clone(),
-        storage_access_key: Secret::new(key.clone()),
-        container: container.clone(),
-        endpoint: endpoint.clone(),
-        retry: service_backup_core::destination::RetryPolicy::default(),
-    };
+    let settings = service_backup_azure::AzureSettings::with_access_key(
+        &account,
+        Secret::new(key.clone()),
+        &container,
+        &endpoint,
+        service_backup_core::destination::RetryPolicy::default(),
+    );
     let item = format!(
         "- type: azure\n  name: blobs\n  config:\n    storage_account: {account}\n    \
          storage_access_key: {key}\n    container: {container}\n    path: redis/prod\n    endpoint: {endpoint}"

@@ -51,7 +51,7 @@ fn the_fixture_of_every_key_passes_beside_its_key_files() {
     let out = env.run(&["validate", "every.yml"]);
     out.expect(0);
     assert!(
-        out.stdout.contains("every.yml: valid; 5 destination(s)"),
+        out.stdout.contains("every.yml: valid; 7 destination(s)"),
         "{}",
         out.stdout
     );

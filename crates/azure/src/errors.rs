@@ -49,12 +49,28 @@ pub(crate) fn error_code(err: &azure_core::Error) -> Option<&str> {
 
 /// The HTTP status the service answered, if it answered.
 pub(crate) fn status(err: &azure_core::Error) -> Option<u16> {
-    match err.kind() {
-        SdkKind::HttpResponse { status, .. } => Some(u16::from(*status)),
-        _ => None,
-    }
+    err.http_status().map(u16::from)
 }
 
+/// The error code of a blob whose immutability policy (or legal hold) refuses its
+/// deletion or overwriting.
+pub(crate) const LOCKED_CODE: &str = "BlobImmutableDueToPolicy";
+
+/// Whether a request was refused because the blob is locked by an immutability policy.
+pub(crate) fn is_locked(err: &azure_core::Error) -> bool {
+    status(err) == Some(409) && error_code(err) == Some(LOCKED_CODE)
+}
+
+/// How the requests of a container are authorized, for the words of messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// The account's access key.
+    AccessKey,
+    /// A shared access signature.
+    Sas,
+    /// The VM's managed identity.
+    ManagedIdentity,
+}
 /// Whether the blob (or its container) does not exist.
 pub(crate) fn is_not_found(err: &azure_core::Error) -> bool {
     status(err) == Some(404)
@@ -69,29 +85,31 @@ pub(crate) struct Names<'a> {
     pub container: &'a str,
     /// The blob service URL without query or user info.
     pub endpoint: &'a str,
+    /// How requests are authorized.
+    pub auth: Auth,
 }
 
 /// Classifies a failed request on the container `names` describes.
 pub(crate) fn classify(err: &azure_core::Error, names: Names<'_>) -> Failure {
     match err.kind() {
-        SdkKind::HttpResponse { status, error_code } => {
-            http_failure(u16::from(*status), error_code.as_deref(), names)
-        }
-        SdkKind::Io => transport_failure(err, names.endpoint),
+        SdkKind::HttpResponse {
+            status, error_code, ..
+        } => http_failure(u16::from(*status), error_code.as_deref(), names),
+        SdkKind::Io | SdkKind::Connection => transport_failure(err, names.endpoint),
+        // The only credential of ours that can fail is the managed identity's token source.
         SdkKind::Credential => Failure::new(
             ErrorKind::Destination,
-            "the request could not be signed with the account key",
+            format!("no token for the managed identity: {err}"),
         )
-        .hint(
-            "check `storage_access_key`: it is one of the storage account's access keys, in base64",
-        ),
+        .hint("check that the VM has a managed identity (and `client_id` names one assigned to it) and that the instance metadata service is reachable")
+        .temporary(),
         SdkKind::DataConversion => Failure::new(
             ErrorKind::Destination,
             format!("the answer of {} could not be read", names.endpoint),
         )
         .hint("check that `endpoint` is the blob service URL of the storage account")
         .temporary(),
-        _ => Failure::new(ErrorKind::Destination, "the request failed")
+        SdkKind::Other => Failure::new(ErrorKind::Destination, "the request failed")
             .hint("check `endpoint` and the network"),
     }
 }
@@ -103,7 +121,10 @@ fn http_failure(status: u16, code: Option<&str>, names: Names<'_>) -> Failure {
         None => status.to_string(),
     };
     let Names {
-        account, container, ..
+        account,
+        container,
+        auth,
+        ..
     } = names;
     match (status, code.unwrap_or_default()) {
         (404, "ContainerNotFound") => Failure::new(
@@ -114,16 +135,41 @@ fn http_failure(status: u16, code: Option<&str>, names: Names<'_>) -> Failure {
         (404, _) => Failure::new(ErrorKind::NotFound, format!("it does not exist ({said})")),
         // Azure says AuthenticationFailed for a wrong key; Azurite, AuthorizationFailure
         // (which Azure also uses for requests its network rules refuse).
-        (403, "AuthenticationFailed" | "AuthorizationFailure" | "") | (401, _) => Failure::new(
+        (403, "AuthenticationFailed" | "AuthorizationFailure" | "") | (401, _) => match auth {
+            Auth::AccessKey => Failure::new(
+                ErrorKind::Destination,
+                format!("the storage account {account} refused the access key ({said})"),
+            )
+            .hint("check `storage_account` and `storage_access_key`: the key must be a current access key of that account; if both are right, check that the account's network rules let this VM in"),
+            Auth::Sas => Failure::new(
+                ErrorKind::Destination,
+                format!("the storage account {account} refused the shared access signature ({said})"),
+            )
+            .hint("check `sas_token`: it must be signed for this account, not expired, and allow read, add, create, write, delete and list on the container (and create for the container itself); check the account's network rules"),
+            Auth::ManagedIdentity => Failure::new(
+                ErrorKind::Destination,
+                format!("the storage account {account} refused the managed identity's token ({said})"),
+            )
+            .hint("give the VM's managed identity a role such as Storage Blob Data Contributor on the account or container; check the account's network rules"),
+        },
+        (403, "AuthorizationPermissionMismatch") if auth != Auth::AccessKey => Failure::new(
             ErrorKind::Destination,
-            format!("the storage account {account} refused the access key ({said})"),
+            format!("the storage account {account} does not allow this request ({said})"),
         )
-        .hint("check `storage_account` and `storage_access_key`: the key must be a current access key of that account; if both are right, check that the account's network rules let this VM in"),
+        .hint(match auth {
+            Auth::Sas => "the `sas_token` lacks a permission: it needs read, add, create, write, delete and list (account SAS: services b, resource types s, c and o)",
+            _ => "give the VM's managed identity a role such as Storage Blob Data Contributor on the account or container",
+        }),
         (403, _) => Failure::new(
             ErrorKind::Destination,
             format!("the storage account {account} does not allow this request ({said})"),
         )
         .hint("allow the account's key to read, write, list and delete blobs and to create the container (shared-key access must be enabled on the account)"),
+        (409, LOCKED_CODE) => Failure::new(
+            ErrorKind::Locked { until: None },
+            format!("it is locked by an immutability policy ({said})"),
+        )
+        .hint("the blob cannot be deleted or overwritten until its immutability policy expires; prune keeps it until then"),
         (400, "InvalidResourceName" | "OutOfRangeInput" | "InvalidUri")
             if !valid_container_name(container) =>
         {
@@ -175,7 +221,7 @@ fn transport_failure(err: &azure_core::Error, endpoint: &str) -> Failure {
             ErrorKind::Destination,
             format!("the TLS connection to {endpoint} was refused: {}", last(&chain)),
         )
-        .hint("check `endpoint`: its certificate must be valid for the host and signed by a public certificate authority");
+        .hint("check `endpoint`: its certificate must be valid for the host and signed by a certificate authority the system trusts, or by the one in `ca_cert`");
     }
     if reqwest.is_some_and(reqwest::Error::is_timeout) {
         return Failure::new(
@@ -243,19 +289,23 @@ mod tests {
     use service_backup_core::secret::Secret;
 
     fn store(container: &str) -> Store {
-        Store::new(AzureSettings {
-            storage_account: "acct".into(),
-            storage_access_key: Secret::new("c2VjcmV0LWtleQ=="),
-            container: container.into(),
-            endpoint: "https://acct.blob.example".into(),
-            retry: RetryPolicy::none(),
-        })
+        Store::new(AzureSettings::with_access_key(
+            "acct",
+            Secret::new("c2VjcmV0LWtleQ=="),
+            container,
+            "https://acct.blob.example",
+            RetryPolicy::none(),
+        ))
         .unwrap()
     }
 
     fn http(status: u16, code: &str) -> azure_core::Error {
-        let status = azure_core::StatusCode::try_from(status).unwrap();
-        azure_core::error::ErrorKind::http_response(status, Some(code.to_string())).into_error()
+        SdkKind::HttpResponse {
+            status: azure_core::http::StatusCode::from(status),
+            error_code: Some(code.to_string()),
+            raw_response: None,
+        }
+        .into_error()
     }
 
     #[test]
@@ -284,6 +334,25 @@ mod tests {
             refused.to_string().contains("refused the block list"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_delete_refused_by_an_immutability_policy_is_told_apart() {
+        let s = store("backups");
+        let err = http(409, LOCKED_CODE);
+        assert!(is_locked(&err));
+        assert!(!is_locked(&http(409, "LeaseIdMissing")));
+        let ours = s.error("delete a/b.tar.gz.enc", err);
+        // The kind prune reads to keep the backup rather than fail.
+        assert_eq!(ours.kind(), ErrorKind::Locked { until: None });
+        assert!(!ours.is_temporary());
+        assert!(
+            ours.to_string().contains(
+                "cannot delete a/b.tar.gz.enc: it is locked by an immutability policy (409 BlobImmutableDueToPolicy)"
+            ),
+            "{ours}"
+        );
+        assert!(ours.hint().unwrap().contains("prune keeps it"), "{ours}");
     }
 
     #[test]

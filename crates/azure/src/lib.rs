@@ -1,5 +1,6 @@
 //! The `azure` destination: a container of Azure Blob storage (or a compatible service,
-//! such as the Azurite emulator), reached with the storage account's shared key.
+//! such as the Azurite emulator), reached with the storage account's shared key, a shared
+//! access signature or the VM's managed identity.
 //!
 //! An archive is uploaded as blocks (Put Block) and made visible in one step by committing
 //! the block list (Put Block List) when it is complete; until then the container lists
@@ -7,23 +8,32 @@
 //! never committed: the service discards uncommitted blocks by itself (after 7 days on
 //! Azure). Small objects (manifests) are written with one Put Blob, atomic as well.
 //!
+//! With immutability configured, every blob is written with a version-level immutability
+//! policy (`x-ms-immutability-policy-until-date` and `-mode` on the Put Blob or Put Block
+//! List that makes it visible); a deletion the policy refuses is an error of its own.
+//!
 //! The container is created by the first write if it is missing; reads never create it.
 //! Nothing touches the network before the first request, so building a destination is
 //! cheap and cannot fail on a network problem.
 
-mod capped;
 mod errors;
+mod identity;
 mod read;
 mod settings;
+mod shared_key;
 mod store;
+mod transport;
 mod upload;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::prelude::{MaxResults, NextMarker, Prefix};
+use azure_storage_blob::models::BlobContainerClientListBlobsOptions;
 use futures::StreamExt as _;
 use service_backup_core::destination::{
     Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
@@ -31,7 +41,7 @@ use service_backup_core::destination::{
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::errors::is_not_found;
-pub use crate::settings::{AzureSettings, PUBLIC_CLOUD_DOMAIN};
+pub use crate::settings::{AzureCredentials, AzureSettings, ManagedIdentity, PUBLIC_CLOUD_DOMAIN};
 use crate::store::Store;
 
 /// Objects listed per request (the service's maximum is 5000).
@@ -61,6 +71,25 @@ impl AzureDestination {
     pub fn with_list_page_size(mut self, page_size: NonZeroU32) -> Self {
         self.list_page_size = page_size;
         self
+    }
+
+    /// Deletes the whole container with everything in it. The agent never does; tests
+    /// use it to take a container away under an upload.
+    pub async fn delete_container(&self) -> Result<()> {
+        self.store
+            .container
+            .delete(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store.error("delete the container", e))
+    }
+
+    /// Whether `err` is a deletion or overwrite refused because the blob is still under
+    /// its immutability policy (409 `BlobImmutableDueToPolicy`): prune keeps such a backup.
+    pub fn is_locked(err: &Error) -> bool {
+        std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<azure_core::Error>())
+            .is_some_and(crate::errors::is_locked)
     }
 
     /// Creates the container unless it exists; once per destination.
@@ -103,49 +132,50 @@ impl Destination for AzureDestination {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let store = &self.store;
         let mut out = Vec::new();
-        let mut marker: Option<NextMarker> = None;
+        let mut marker: Option<String> = None;
+        let page_size = i32::try_from(self.list_page_size.get()).unwrap_or(i32::MAX);
         loop {
             let page = store
                 .retry
-                .run("list blobs", || {
-                    let mut request = store
+                .run("list blobs", || async {
+                    let what = format!("list {prefix:?}");
+                    let options = BlobContainerClientListBlobsOptions {
+                        marker: marker.clone(),
+                        maxresults: Some(page_size),
+                        prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+                        ..BlobContainerClientListBlobsOptions::default()
+                    };
+                    // One page per call, so that a failed page is asked again alone.
+                    let mut pages = store
                         .container
-                        .list_blobs()
-                        .max_results(MaxResults::new(self.list_page_size));
-                    if !prefix.is_empty() {
-                        request = request.prefix(Prefix::from(prefix.to_string()));
-                    }
-                    if let Some(m) = &marker {
-                        request = request.marker(m.clone());
-                    }
-                    async move {
-                        match request.into_stream().next().await {
-                            Some(page) => {
-                                page.map_err(|e| store.error(&format!("list {prefix:?}"), e))
-                            }
-                            None => Err(Error::new(
-                                ErrorKind::Destination,
-                                format!(
-                                    "{}: the listing of {prefix:?} ended without a page",
-                                    store.describe()
-                                ),
-                            )
-                            .temporary()),
-                        }
+                        .list_blobs(Some(options))
+                        .map_err(|e| store.error(&what, e))?
+                        .into_pages();
+                    match pages.next().await {
+                        Some(page) => page
+                            .and_then(azure_core::http::Response::into_model)
+                            .map_err(|e| store.error(&what, e)),
+                        None => Err(Error::new(
+                            ErrorKind::Destination,
+                            format!(
+                                "{}: the listing of {prefix:?} ended without a page",
+                                store.describe()
+                            ),
+                        )
+                        .temporary()),
                     }
                 })
                 .await?;
-            for blob in page.blobs.blobs() {
+            for blob in page.blob_items {
+                let Some(key) = blob.name else { continue };
+                let properties = blob.properties.unwrap_or_default();
                 out.push(ObjectMeta {
-                    key: blob.name.clone(),
-                    size: blob.properties.content_length,
-                    last_modified: store::to_chrono(
-                        blob.properties.last_modified.unix_timestamp(),
-                        blob.properties.last_modified.nanosecond(),
-                    ),
+                    key,
+                    size: properties.content_length.unwrap_or_default(),
+                    last_modified: properties.last_modified.and_then(store::to_chrono),
                 });
             }
-            match page.next_marker {
+            match page.next_marker.filter(|m| !m.is_empty()) {
                 Some(next) => marker = Some(next),
                 None => break,
             }
@@ -160,7 +190,7 @@ impl Destination for AzureDestination {
         store
             .retry
             .run("delete blob", || async {
-                match blob.delete().await {
+                match blob.delete(None).await {
                     Ok(_) => Ok(()),
                     Err(e) if is_not_found(&e) => Ok(()),
                     Err(e) => Err(store.error(&format!("delete {key}"), e)),

@@ -6,7 +6,12 @@
 
 use std::sync::Arc;
 
-use azure_core::prelude::{IfMatchCondition, Range};
+use std::num::NonZero;
+
+use azure_core::http::Etag;
+use azure_storage_blob::models::{
+    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders as _, HttpRange,
+};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use service_backup_core::destination::ObjectStream;
@@ -15,23 +20,28 @@ use tokio::sync::mpsc;
 
 use crate::store::Store;
 
-/// Bytes fetched per request. 4 MiB exactly: the SDK asks the service for a CRC64 of
-/// smaller ranges, which some emulators refuse.
+/// Bytes fetched per request.
 pub(crate) const RANGE: u64 = 4 * 1024 * 1024;
 
 /// Opens `key` for reading: its size and version now, its bytes as the stream is read.
 pub(crate) async fn open(store: Arc<Store>, key: &str) -> Result<ObjectStream> {
     let blob = store.container.blob_client(key);
-    let properties = store
+    let (size, etag) = store
         .retry
         .run("get blob properties", || async {
-            blob.get_properties()
+            let what = format!("read {key}");
+            let properties = blob
+                .get_properties(None)
                 .await
-                .map_err(|e| store.error(&format!("read {key}"), e))
+                .map_err(|e| store.error(&what, e))?;
+            let size = properties
+                .content_length()
+                .map_err(|e| store.error(&what, e))?
+                .unwrap_or_default();
+            let etag = properties.etag().map_err(|e| store.error(&what, e))?;
+            Ok((size, etag.map(|e| e.to_string()).unwrap_or_default()))
         })
         .await?;
-    let size = properties.blob.properties.content_length;
-    let etag = properties.blob.properties.etag.to_string();
     if size == 0 {
         return Ok(ObjectStream {
             size: Some(0),
@@ -72,18 +82,21 @@ async fn fetch(store: &Store, key: &str, etag: &str, start: u64, end: u64) -> Re
         .retry
         .run("get blob range", || async {
             let what = format!("read bytes {start}..{end} of {key}");
+            let options = BlobClientDownloadOptions {
+                range: Some(HttpRange::new(start, end - start)),
+                if_match: (!etag.is_empty()).then(|| Etag::from(etag.to_string())),
+                // One request for the range: the range is the unit of our retries.
+                parallel: NonZero::new(1),
+                partition_size: NonZero::new(usize::try_from(RANGE).expect("4 MiB fits")),
+                ..BlobClientDownloadOptions::default()
+            };
             let response = blob
-                .get()
-                .range(Range::new(start, end))
-                .if_match(IfMatchCondition::Match(etag.to_string()))
-                .into_stream()
-                .next()
+                .download(Some(options))
                 .await
-                .ok_or_else(|| short(store, &what, 0))?
                 .map_err(|e| store.error(&what, e))?;
             let want = usize::try_from(end - start).expect("a range fits in memory");
             let mut data = BytesMut::with_capacity(want);
-            let mut body = response.data;
+            let mut body = response.body;
             while let Some(chunk) = body.next().await {
                 data.extend_from_slice(&chunk.map_err(|e| store.error(&what, e))?);
                 if data.len() > want {

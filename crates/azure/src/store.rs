@@ -1,36 +1,35 @@
 //! The container client and what every request shares: names for messages, the retry
-//! policy, the HTTP transport with its time limits.
+//! policy, the authorization (account key, SAS or managed identity), the HTTP transport
+//! with its time limits and trust store.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use azure_core::{ClientOptions, RetryOptions, TransportOptions, Url};
-use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport, Url};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use service_backup_core::destination::RetryPolicy;
+use service_backup_core::destination::{Immutability, RetryPolicy};
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::errors::{Failure, Names, classify};
-use crate::settings::{AzureSettings, display_endpoint};
-
-/// Time allowed to open a connection: an unreachable endpoint fails within seconds.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed without any byte moving on a connection before it is given up.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::errors::{Auth, Failure, Names, classify};
+use crate::settings::{AzureCredentials, AzureSettings, display_endpoint};
 
 /// One container of one storage account.
 pub(crate) struct Store {
     /// The SDK's client of the container.
-    pub container: ContainerClient,
+    pub container: BlobContainerClient,
     /// The storage account, for messages.
     pub account: String,
     /// The container's name, for messages.
     pub container_name: String,
     /// The blob service URL without query or user info, for messages.
     pub endpoint: String,
+    /// How requests are authorized, for messages.
+    pub auth: Auth,
+    /// Immutability of the blobs written, if any.
+    pub immutability: Option<Immutability>,
     /// Retries of temporary failures: the SDK's own retries are off.
     pub retry: RetryPolicy,
 }
@@ -38,19 +37,22 @@ pub(crate) struct Store {
 impl Store {
     /// Checks the settings and builds the client; no request is made.
     pub fn new(settings: AzureSettings) -> Result<Self> {
+        Self::build(settings, None)
+    }
+
+    /// As [`Store::new`], with `transport` instead of the network (to see the requests).
+    pub fn build(settings: AzureSettings, transport: Option<Arc<dyn HttpClient>>) -> Result<Self> {
         let AzureSettings {
             storage_account,
-            storage_access_key,
+            credentials,
             container,
             endpoint,
+            ca_cert,
+            immutability,
             retry,
         } = settings;
-        let invalid = |what: String| {
-            Error::new(
-                ErrorKind::Config,
-                format!("azure {storage_account}/{container}: {what}"),
-            )
-        };
+        let describe = format!("azure {storage_account}/{container}");
+        let invalid = |what: String| Error::new(ErrorKind::Config, format!("{describe}: {what}"));
         if storage_account.is_empty() {
             return Err(invalid("storage_account is empty".into()));
         }
@@ -58,47 +60,97 @@ impl Store {
             return Err(invalid("container is empty".into()));
         }
         let endpoint = endpoint.trim_end_matches('/').to_string();
-        let url = Url::parse(&endpoint).map_err(|e| {
+        let url_hint =
+            "set `endpoint` to the blob service URL, such as https://ACCOUNT.blob.core.windows.net";
+        let mut url = Url::parse(&endpoint).map_err(|e| {
             invalid(format!(
                 "the blob endpoint {} is not a URL: {e}",
                 display_endpoint(&endpoint)
             ))
-            .with_hint("set `endpoint` to the blob service URL, such as https://ACCOUNT.blob.core.windows.net")
+            .with_hint(url_hint)
         })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || url.cannot_be_a_base()
+        {
             return Err(invalid(format!(
                 "the blob endpoint {} is not an http or https URL",
                 display_endpoint(&endpoint)
             ))
-            .with_hint("set `endpoint` to the blob service URL, such as https://ACCOUNT.blob.core.windows.net"));
+            .with_hint(url_hint));
         }
-        let key_ok = base64::engine::general_purpose::STANDARD
-            .decode(storage_access_key.expose().trim())
-            .is_ok_and(|k| !k.is_empty());
-        if !key_ok {
-            return Err(invalid("storage_access_key is not a base64 account key".into())
-                .with_hint("copy one of the storage account's access keys (key1 or key2) into `storage_access_key`"));
-        }
-        let credentials = StorageCredentials::access_key(
-            storage_account.clone(),
-            azure_core::auth::Secret::new(storage_access_key.expose().trim().to_string()),
-        );
-        let location = CloudLocation::Custom {
-            account: storage_account.clone(),
-            uri: endpoint.clone(),
+        url.set_query(None);
+        url.path_segments_mut()
+            .expect("an http URL has a path")
+            .pop_if_empty()
+            .push(&container);
+        let http = crate::transport::http_client(ca_cert.as_deref(), &describe)?;
+        let transport =
+            transport.unwrap_or_else(|| Arc::new(crate::transport::Transport(http.clone())));
+        let mut client_options = ClientOptions {
+            transport: Some(Transport::new(transport)),
+            // Retries are ours (RetryPolicy), with a budget the caller chooses.
+            retry: RetryOptions::none(),
+            ..ClientOptions::default()
         };
-        let options = ClientOptions::new(TransportOptions::new(Arc::new(
-            crate::capped::CappedErrors(http_client()?),
-        )))
-        .retry(RetryOptions::none());
-        let client = ClientBuilder::with_location(location, credentials)
-            .client_options(options)
-            .container_client(container.clone());
+        let mut credential: Option<Arc<dyn TokenCredential>> = None;
+        let auth = match &credentials {
+            AzureCredentials::AccessKey(key) => {
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(key.expose().trim())
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        invalid("storage_access_key is not a base64 account key".into())
+                            .with_hint("copy one of the storage account's access keys (key1 or key2) into `storage_access_key`")
+                    })?;
+                client_options
+                    .per_try_policies
+                    .push(Arc::new(crate::shared_key::SharedKey::new(
+                        &storage_account,
+                        key,
+                    )));
+                Auth::AccessKey
+            }
+            AzureCredentials::SasToken(token) => {
+                let query = token.expose().trim().trim_start_matches('?');
+                let sas_hint = "set `sas_token` to the token's query string (sv=…&sig=…), as the portal or `az storage container generate-sas` prints it";
+                if query.is_empty() || !query.split('&').any(|p| p.starts_with("sig=")) {
+                    return Err(invalid(
+                        "sas_token is not a shared access signature (it has no sig=)".into(),
+                    )
+                    .with_hint(sas_hint));
+                }
+                url.set_query(Some(query));
+                Auth::Sas
+            }
+            AzureCredentials::ManagedIdentity(identity) => {
+                if url.scheme() != "https" {
+                    return Err(invalid(format!(
+                        "a managed identity's tokens are only sent over https, and the blob endpoint {} is http",
+                        display_endpoint(&endpoint)
+                    ))
+                    .with_hint("use the account's https endpoint, or `storage_access_key` or `sas_token` for an emulator over http"));
+                }
+                credential = Some(Arc::new(crate::identity::ManagedIdentityCredential::new(
+                    http, identity,
+                )));
+                Auth::ManagedIdentity
+            }
+        };
+        let options = BlobContainerClientOptions {
+            client_options,
+            ..BlobContainerClientOptions::default()
+        };
+        let client = BlobContainerClient::new(url, credential, Some(options))
+            .map_err(|e| invalid(format!("cannot set up the client: {e}")).with_hint(url_hint))?;
         Ok(Self {
             container: client,
             account: storage_account,
             container_name: container,
             endpoint: display_endpoint(&endpoint),
+            auth,
+            immutability,
             retry,
         })
     }
@@ -114,6 +166,7 @@ impl Store {
             account: &self.account,
             container: &self.container_name,
             endpoint: &self.endpoint,
+            auth: self.auth,
         }
     }
 
@@ -142,8 +195,8 @@ impl Store {
     pub async fn create_container(&self) -> Result<()> {
         self.retry
             .run("create container", || async {
-                match self.container.create().await {
-                    Ok(()) => Ok(()),
+                match self.container.create(None).await {
+                    Ok(_) => Ok(()),
                     Err(e) if crate::errors::error_code(&e) == Some("ContainerAlreadyExists") => {
                         Ok(())
                     }
@@ -160,30 +213,16 @@ impl fmt::Debug for Store {
             .field("account", &self.account)
             .field("container", &self.container_name)
             .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field("immutability", &self.immutability)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
-/// The HTTP client: rustls, time limits on connecting and on silent connections.
-fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        // As the SDK's own client: idle pooled connections can make hyper hang.
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Destination,
-                format!("azure: cannot set up the HTTP client: {e}"),
-            )
-        })
-}
-
-/// A time given as Unix seconds and nanoseconds (as the SDK's times give it), as ours.
-pub(crate) fn to_chrono(seconds: i64, nanos: u32) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(seconds, nanos)
+/// A time of the SDK as ours.
+pub(crate) fn to_chrono(at: time::OffsetDateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(at.unix_timestamp(), at.nanosecond())
 }
 
 #[cfg(test)]
@@ -192,13 +231,13 @@ mod tests {
     use service_backup_core::secret::Secret;
 
     fn settings(endpoint: &str, key: &str) -> AzureSettings {
-        AzureSettings {
-            storage_account: "acct".into(),
-            storage_access_key: Secret::new(key),
-            container: "backups".into(),
-            endpoint: endpoint.into(),
-            retry: RetryPolicy::none(),
-        }
+        AzureSettings::with_access_key(
+            "acct",
+            Secret::new(key),
+            "backups",
+            endpoint,
+            RetryPolicy::none(),
+        )
     }
 
     #[test]

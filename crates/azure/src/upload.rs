@@ -5,12 +5,23 @@
 //! 12 MiB at the start, whatever the size of the object. An object that fits in one block
 //! is written with one Put Blob instead. Blocks of an upload that is aborted or dropped are
 //! never committed; the service discards them (after 7 days on Azure).
+//!
+//! With immutability configured, the request that makes the blob visible (Put Blob or Put
+//! Block List) carries the policy: until now plus the configured days, in its mode.
 
+use std::num::NonZero;
 use std::sync::Arc;
 
-use azure_storage_blobs::prelude::{BlobBlockType, BlobClient, BlockId, BlockList};
+use azure_core::http::RequestContent;
+use azure_storage_blob::BlockBlobClient;
+use azure_storage_blob::models::{
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientUploadOptions, BlockLookupList,
+    ImmutabilityPolicyMode,
+};
 use bytes::{Bytes, BytesMut};
+use service_backup_core::destination::{Immutability, LockMode};
 use service_backup_core::{Error, ErrorKind, Result};
+use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use crate::store::Store;
@@ -32,21 +43,40 @@ pub(crate) fn block_size(index: usize) -> usize {
 
 /// The id of block `index` of upload `upload`: the same length for every block of a blob,
 /// as the service requires, and unique to the upload.
-fn block_id(upload: &str, index: usize) -> BlockId {
-    BlockId::new(format!("{upload}-{index:06}"))
+fn block_id(upload: &str, index: usize) -> Vec<u8> {
+    format!("{upload}-{index:06}").into_bytes()
+}
+
+/// The immutability headers' values for blob `key` written `now`: none for the probes of
+/// `check`, which it deletes again at once.
+fn policy(
+    immutability: Option<Immutability>,
+    key: &str,
+    now: OffsetDateTime,
+) -> (Option<OffsetDateTime>, Option<ImmutabilityPolicyMode>) {
+    match immutability {
+        Some(Immutability { mode, days }) if Immutability::applies_to(key) => (
+            Some(now + time::Duration::days(i64::from(days))),
+            Some(match mode {
+                LockMode::Governance => ImmutabilityPolicyMode::Unlocked,
+                LockMode::Compliance => ImmutabilityPolicyMode::Locked,
+            }),
+        ),
+        _ => (None, None),
+    }
 }
 
 /// An object being written as blocks.
 pub(crate) struct BlockUpload {
     store: Arc<Store>,
-    blob: BlobClient,
+    blob: Arc<BlockBlobClient>,
     key: String,
     /// Random, so that blocks left by an earlier attempt at the same key never mix in.
     upload_id: String,
     /// The block being filled.
     buffer: BytesMut,
     /// Ids of the blocks sent so far, in order.
-    blocks: Vec<BlockId>,
+    blocks: Vec<Vec<u8>>,
     in_flight: JoinSet<Result<()>>,
     /// Set once a block failed: the upload cannot be completed.
     failed: bool,
@@ -56,7 +86,7 @@ impl BlockUpload {
     pub fn new(store: Arc<Store>, key: String) -> Result<Self> {
         let upload_id = service_backup_core::random::hex_token(8)?;
         Ok(Self {
-            blob: store.container.blob_client(&key),
+            blob: Arc::new(store.container.blob_client(&key).block_blob_client()),
             store,
             key,
             upload_id,
@@ -175,10 +205,20 @@ impl service_backup_core::destination::Upload for BlockUpload {
             // One block's worth or less: a single Put Blob, visible at once.
             let data = std::mem::take(&mut self.buffer).freeze();
             let (store, blob, key) = (&self.store, &self.blob, &self.key);
+            let size = NonZero::new(data.len() as u64).unwrap_or(NonZero::<u64>::MIN);
             return store
                 .retry
                 .run("put blob", || async {
-                    blob.put_block_blob(data.clone())
+                    let (until, mode) = policy(store.immutability, key, OffsetDateTime::now_utc());
+                    let options = BlockBlobClientUploadOptions {
+                        immutability_policy_expiry: until,
+                        immutability_policy_mode: mode,
+                        // Never split: one request, visible at once.
+                        partition_size: Some(size),
+                        parallel: NonZero::new(1),
+                        ..BlockBlobClientUploadOptions::default()
+                    };
+                    blob.upload(data.clone().into(), Some(options))
                         .await
                         .map(|_| ())
                         .map_err(|e| store.error(&format!("upload {key}"), e))
@@ -193,22 +233,27 @@ impl service_backup_core::destination::Upload for BlockUpload {
         }
         // `Latest` rather than `Uncommitted`: a retried commit whose first attempt did
         // land finds the same blocks committed, and succeeds again.
-        let list = BlockList {
-            blocks: self
-                .blocks
-                .iter()
-                .cloned()
-                .map(BlobBlockType::Latest)
-                .collect(),
+        let list = BlockLookupList {
+            latest: Some(self.blocks.clone()),
+            ..BlockLookupList::default()
         };
         let (store, blob, key) = (&self.store, &self.blob, &self.key);
+        let what = format!("commit the blocks of {key}");
         store
             .retry
             .run("put block list", || async {
-                blob.put_block_list(list.clone())
+                let (until, mode) = policy(store.immutability, key, OffsetDateTime::now_utc());
+                let options = BlockBlobClientCommitBlockListOptions {
+                    immutability_policy_expiry: until,
+                    immutability_policy_mode: mode,
+                    ..BlockBlobClientCommitBlockListOptions::default()
+                };
+                let content =
+                    RequestContent::try_from(list.clone()).map_err(|e| store.error(&what, e))?;
+                blob.commit_block_list(content, Some(options))
                     .await
                     .map(|_| ())
-                    .map_err(|e| store.error(&format!("commit the blocks of {key}"), e))
+                    .map_err(|e| store.error(&what, e))
             })
             .await
     }
@@ -225,16 +270,16 @@ impl service_backup_core::destination::Upload for BlockUpload {
 /// Sends one block, retrying temporary failures.
 async fn put_block(
     store: &Store,
-    blob: &BlobClient,
+    blob: &BlockBlobClient,
     key: &str,
     index: usize,
-    id: BlockId,
+    id: Vec<u8>,
     data: Bytes,
 ) -> Result<()> {
     store
         .retry
         .run("put block", || async {
-            blob.put_block(id.clone(), data.clone())
+            blob.stage_block(&id, data.len() as u64, data.clone().into(), None)
                 .await
                 .map(|_| ())
                 .map_err(|e| store.error(&format!("upload block {index} of {key}"), e))
@@ -256,13 +301,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_naming_a_block_never_uploaded_is_refused() {
         let container = unique("refused");
-        let dest = AzureDestination::new(AzureSettings {
-            storage_account: env("SB_TEST_AZURE_ACCOUNT"),
-            storage_access_key: Secret::new(env("SB_TEST_AZURE_KEY")),
-            container: container.clone(),
-            endpoint: env("SB_TEST_AZURE_ENDPOINT"),
-            retry: RetryPolicy::none(),
-        })
+        let dest = AzureDestination::new(AzureSettings::with_access_key(
+            &env("SB_TEST_AZURE_ACCOUNT"),
+            Secret::new(env("SB_TEST_AZURE_KEY")),
+            &container,
+            &env("SB_TEST_AZURE_ENDPOINT"),
+            RetryPolicy::none(),
+        ))
         .unwrap();
         dest.ensure_container().await.unwrap();
         let mut upload = BlockUpload::new(dest.store.clone(), "k/archive.bin".into()).unwrap();
@@ -310,7 +355,7 @@ mod tests {
     fn block_ids_have_one_length() {
         let a = block_id("0123456789abcdef", 0);
         let b = block_id("0123456789abcdef", MAX_BLOCKS - 1);
-        assert_eq!(a.bytes().len(), b.bytes().len());
+        assert_eq!(a.len(), b.len());
         assert_ne!(a, b);
     }
 }

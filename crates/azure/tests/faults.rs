@@ -7,13 +7,13 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use service_backup_azure::AzureDestination;
+use service_backup_azure::{AzureCredentials, AzureDestination};
 use service_backup_core::ErrorKind;
 use service_backup_core::destination::{Destination, RetryPolicy, conformance};
 use service_backup_core::layout::Layout;
 use service_backup_core::secret::Secret;
 
-use common::{key, sdk_container, settings, settings_at};
+use common::{key, settings, settings_at};
 use service_backup_testkit::{
     StopAt, assert_nothing_left, azurite, azurite_endpoint, backup_into, backup_plan, env,
     free_port, noisy_source, unique,
@@ -64,7 +64,11 @@ async fn commit_refused_when_the_container_was_deleted() {
     for _ in 0..9 {
         upload.write(block.clone()).await.unwrap();
     }
-    sdk_container(&s).delete().await.unwrap();
+    AzureDestination::new(s.clone())
+        .unwrap()
+        .delete_container()
+        .await
+        .unwrap();
     let err = upload.complete().await.unwrap_err();
     let text = err.to_string();
     assert!(
@@ -82,7 +86,7 @@ async fn commit_refused_when_the_container_was_deleted() {
 async fn wrong_account_key_is_refused_with_a_hint_and_no_secret() {
     let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
     let mut s = settings(&unique("wrongkey"));
-    s.storage_access_key = Secret::new(wrong);
+    s.credentials = AzureCredentials::AccessKey(Secret::new(wrong));
     let dest = AzureDestination::new(s).unwrap();
     let put = dest
         .put("a.json", Bytes::from_static(b"{}"))

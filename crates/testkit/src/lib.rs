@@ -6,6 +6,7 @@
 //! A dev-dependency only: nothing in it ships.
 
 pub mod backups;
+pub mod certs;
 pub mod emulators;
 pub mod hostile;
 pub mod relay;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use service_backup_core::destination::RetryPolicy;
 
 pub use backups::{StopAt, assert_nothing_left, backup_into, backup_plan};
+pub use certs::private_ca;
 pub use emulators::{Sshd, azurite, azurite_endpoint, fake_gcs, moto};
 pub use hostile::endless_error_server;
 pub use relay::{Counts, Faults, Matcher, Relay, request};

@@ -6,7 +6,8 @@ use serde_norway::Value;
 
 use super::keys;
 use super::model::{
-    AzureConfig, DestinationConfig, DestinationKind, GcsConfig, LocalConfig, S3Config, ScpConfig,
+    AzureAuth, AzureConfig, DestinationConfig, DestinationKind, GcsConfig, LocalConfig, S3Config,
+    ScpConfig,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown};
 
@@ -193,14 +194,71 @@ fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
 }
 
 fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
-    let complete = require(
-        c,
-        "azure",
-        &["storage_account", "storage_access_key", "container", "path"],
-        problems,
-    );
+    let source = c.text("credentials_source", problems);
+    let managed = source.as_deref() == Some("managed_identity");
+    if let Some(word) = source.as_deref()
+        && !["static", "managed_identity"].contains(&word)
+    {
+        problems.push(format!(
+            "{} must be static (storage_access_key or sas_token) or managed_identity, not {word:?}",
+            c.name("credentials_source")
+        ));
+    }
+    // The original's manifests name the access key; a SAS token may stand in its place.
+    let mut required = vec!["storage_account", "container", "path"];
+    if !managed && !c.has("sas_token") {
+        required.insert(1, "storage_access_key");
+    }
+    let complete = require(c, "azure", &required, problems);
     let storage_account = c.text("storage_account", problems);
     let storage_access_key = c.secret("storage_access_key", problems);
+    let sas_token = c.secret("sas_token", problems);
+    let client_id = c.text("client_id", problems);
+    if managed {
+        for key in ["storage_access_key", "sas_token"] {
+            if c.has(key) {
+                problems.push(format!(
+                    "{} cannot stand beside credentials_source: managed_identity: remove it (the VM's identity authorizes the requests)",
+                    c.name(key)
+                ));
+            }
+        }
+    } else {
+        if storage_access_key.is_some() && sas_token.is_some() {
+            problems.push(format!(
+                "{} and sas_token are exclusive: set one of them",
+                c.name("storage_access_key")
+            ));
+        }
+        if client_id.is_some() {
+            problems.push(format!(
+                "{} is only used with credentials_source: managed_identity",
+                c.name("client_id")
+            ));
+        }
+    }
+    if let Some(token) = &sas_token
+        && !token
+            .expose()
+            .trim()
+            .trim_start_matches('?')
+            .split('&')
+            .any(|p| p.starts_with("sig="))
+    {
+        problems.push(format!(
+            "{} must be a shared access signature's query string (sv=…&sig=…)",
+            c.name("sas_token")
+        ));
+    }
+    let ca_cert = c.text("ca_cert", problems);
+    if let Some(pem) = &ca_cert
+        && !pem.contains("-----BEGIN CERTIFICATE-----")
+    {
+        problems.push(format!(
+            "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+            c.name("ca_cert")
+        ));
+    }
     let container = c.text("container", problems);
     let path = c.text("path", problems);
     let (endpoint, base_domain) = azure_endpoint(c, problems);
@@ -208,13 +266,21 @@ fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
     if !complete {
         return None;
     }
+    let credentials = if managed {
+        AzureAuth::ManagedIdentity { client_id }
+    } else if let Some(token) = sas_token {
+        AzureAuth::SasToken(token)
+    } else {
+        AzureAuth::AccessKey(storage_access_key?)
+    };
     Some(AzureConfig {
         storage_account: storage_account?,
-        storage_access_key: storage_access_key?,
+        credentials,
         container: container?,
         path: path?,
         endpoint,
         blob_store_base_url: base_domain.or(blob_store_base_url),
+        ca_cert,
     })
 }
 

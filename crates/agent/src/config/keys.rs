@@ -66,6 +66,10 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
             "path",
             "endpoint",
             "blob_store_base_url",
+            "sas_token",
+            "credentials_source",
+            "client_id",
+            "ca_cert",
         ],
         "scp" => &[
             "server",

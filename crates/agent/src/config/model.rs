@@ -161,8 +161,8 @@ pub struct S3Config {
 pub struct AzureConfig {
     /// The storage account.
     pub storage_account: String,
-    /// The storage account's access key.
-    pub storage_access_key: Secret,
+    /// How requests are authorized.
+    pub credentials: AzureAuth,
     /// The container.
     pub container: String,
     /// The prefix inside the container.
@@ -172,6 +172,22 @@ pub struct AzureConfig {
     /// The base domain of the blob service, such as `core.windows.net`: an `endpoint`
     /// without a scheme (the original's meaning), else `blob_store_base_url`.
     pub blob_store_base_url: Option<String>,
+    /// PEM of a private certificate authority to trust beside the system's.
+    pub ca_cert: Option<String>,
+}
+
+/// How the requests of an `azure` destination are authorized.
+#[derive(Clone, Debug)]
+pub enum AzureAuth {
+    /// `storage_access_key`: the account's key (the original's only way).
+    AccessKey(Secret),
+    /// `sas_token`: a shared access signature.
+    SasToken(Secret),
+    /// `credentials_source: managed_identity`, with an optional `client_id`.
+    ManagedIdentity {
+        /// The client id of a user-assigned identity.
+        client_id: Option<String>,
+    },
 }
 
 impl AzureConfig {

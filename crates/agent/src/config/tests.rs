@@ -1,5 +1,6 @@
 mod alerts;
 mod attacks;
+mod azure;
 mod every_key;
 mod health;
 mod immutability;

@@ -184,7 +184,7 @@ fn the_fixture_of_every_key_is_valid_beside_its_key_files() {
     std::fs::copy(fixture("every_key_of_ours.yml"), &path).expect("copy");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.destinations.len(), 5);
+    assert_eq!(config.destinations.len(), 7);
     assert_eq!(config.keyring.expect("keyring").ids().len(), 2);
     assert_eq!(config.compression_level, 9);
     let api = config.api.expect("api");
