@@ -357,6 +357,7 @@ async fn upload(
                 .as_ref()
                 .map(|k| k.recipients().to_vec())
                 .unwrap_or_default(),
+            passphrase: None,
         },
     };
     let outcomes = run_backup(plan, targets, bar.clone(), cancel.clone()).await;
