@@ -250,6 +250,26 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
         std::fs::read(env.path("by-key.tar.gz")).unwrap()
     );
 
+    // restore --file with the password alone restores the source.
+    common::run_with_stdin(
+        env.dir.path(),
+        &[
+            "restore",
+            "--file",
+            archive.to_str().unwrap(),
+            "--passphrase-fd",
+            "0",
+            "--target",
+            "restored",
+        ],
+        Some(format!("{PASSWORD}\n").as_bytes()),
+    )
+    .expect(0);
+    assert_eq!(
+        common::tree(&env.path("restored")),
+        common::tree(&env.path("source"))
+    );
+
     // A wrong password: the message, exit 1, no output file.
     let run = decrypt_with_password(&env, &archive, "wrong.tar.gz", "Another-Password-123");
     run.expect(1);

@@ -56,7 +56,8 @@ enum Input {
     /// A good archive read with an X25519 identity (`--identity`) it was not made for.
     WrongIdentity,
     /// An archive (made from the good one, or a vector of spec/vectors) given to `decrypt`
-    /// with this backup password (`--passphrase-file`), to a file and into a folder.
+    /// (to a file and into a folder) and `restore --file` with this backup password
+    /// (`--passphrase-file`).
     Password(fn(good: &[u8]) -> Vec<u8>, &'static str),
     /// A plain .tar.gz holding a harmless file and then this entry: (type, name, link).
     TarEntry(tar::EntryType, &'static str, Option<&'static str>),
@@ -401,18 +402,20 @@ fn check(
         Input::Password(archive, password) => {
             std::fs::write(env.path("bad.archive"), archive(good)).unwrap();
             common::write_private(&env.path("pw.txt"), format!("{password}\n"));
-            for into in [&["--output", "out.tar.gz"][..], &["--extract", "t"]] {
-                runs.push(
-                    env.run(
-                        &[
-                            &["decrypt", "--passphrase-file", "pw.txt"][..],
-                            into,
-                            &["bad.archive"],
-                        ]
-                        .concat(),
-                    ),
-                );
-            }
+            runs.push(env.run(&[
+                "decrypt",
+                "--passphrase-file",
+                "pw.txt",
+                "--extract",
+                "t",
+                "bad.archive",
+            ]));
+            // restore --file and decrypt --output, the target left as it was.
+            runs.extend(refused_archive_with(
+                env,
+                &archive(good),
+                &["--passphrase-file", "pw.txt"],
+            ));
             std::fs::remove_file(env.path("pw.txt")).unwrap();
         }
         Input::TarEntry(kind, name, link) => {

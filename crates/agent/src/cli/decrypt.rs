@@ -1,7 +1,7 @@
 //! `service-backup decrypt --key-file K | --identity FILE | --passphrase
 //! [--output FILE | --extract DIR] [INPUT]`.
 
-mod passphrase;
+pub(super) mod passphrase;
 
 use std::io::{self, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
@@ -62,13 +62,11 @@ pub fn run(args: &DecryptArgs) -> CliResult {
 impl DecryptArgs {
     /// Where the backup password comes from, if one is asked for.
     fn passphrase_source(&self) -> Option<passphrase::Source> {
-        if let Some(fd) = self.passphrase_fd {
-            Some(passphrase::Source::Fd(fd))
-        } else if let Some(path) = &self.passphrase_file {
-            Some(passphrase::Source::File(path.clone()))
-        } else {
-            self.passphrase.then_some(passphrase::Source::Prompt)
-        }
+        passphrase::Source::of(
+            self.passphrase,
+            self.passphrase_fd,
+            self.passphrase_file.as_deref(),
+        )
     }
 }
 

@@ -23,6 +23,20 @@ pub enum Source {
     File(PathBuf),
 }
 
+impl Source {
+    /// The source the options name: `--passphrase-fd`, `--passphrase-file` or
+    /// `--passphrase`, if any.
+    pub fn of(prompt: bool, fd: Option<u32>, file: Option<&Path>) -> Option<Self> {
+        if let Some(fd) = fd {
+            Some(Self::Fd(fd))
+        } else if let Some(path) = file {
+            Some(Self::File(path.to_path_buf()))
+        } else {
+            prompt.then_some(Self::Prompt)
+        }
+    }
+}
+
 /// Reads the password from `source`.
 pub fn read(source: &Source) -> Result<Secret> {
     match source {
