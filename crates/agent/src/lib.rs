@@ -4,7 +4,7 @@
 //!
 //! The modules stack from the commands down, each using only modules after it: `cli` →
 //! `daemon` → `catch_up`, `drill` (restore drills), `alerts` → `api` → `jobs` (backup,
-//! restore, prune) → `destinations`, `identity`, `queue`, `command` → `context` → `lock` →
+//! restore, prune) → `destinations`, `identity`, `queue`, `command`, `password` → `context` → `lock` →
 //! `tasks` → `config` → `schedule`, `executables`, `progress`, `logging`, `owner`, `process`.
 
 pub mod alerts;
@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod lock;
 pub mod logging;
 pub mod owner;
+pub mod password;
 pub mod process;
 pub mod progress;
 pub mod queue;

@@ -55,6 +55,10 @@ enum Input {
     WrongKey,
     /// A good archive read with an X25519 identity (`--identity`) it was not made for.
     WrongIdentity,
+    /// An archive (made from the good one, or a vector of spec/vectors) given to `decrypt`
+    /// (to a file and into a folder) and `restore --file` with this backup password
+    /// (`--passphrase-file`).
+    Password(fn(good: &[u8]) -> Vec<u8>, &'static str),
     /// A plain .tar.gz holding a harmless file and then this entry: (type, name, link).
     TarEntry(tar::EntryType, &'static str, Option<&'static str>),
     /// A configuration file; `{d}` stands for the working folder. Run with `validate` and
@@ -115,6 +119,9 @@ const fn api(
         body,
     }
 }
+
+/// The password of the password vectors of spec/vectors (published, for tests only).
+const VECTOR_PASSWORD: &str = "correct horse battery staple";
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 const JSON: Option<&str> = Some("application/json");
@@ -184,6 +191,12 @@ const ROWS: &[Row] = &[
     // Issue 25: the message lists the key ids the archive needs and the recipients tried.
     row("identity that matches no stanza", Input::WrongIdentity, 1, &["the archive was encrypted for key id ", ", but the given identities are for recipient "]),
     row("header with 65 stanzas", Input::Archive(sixty_five_stanzas), 1, &["the archive header lists 65 key stanzas (1 to 64 are valid)"]),
+    // Issue 25, part 2: a forged scrypt work factor is refused while the header is parsed,
+    // before any scrypt (spec/vectors/corrupt-passphrase-work-factor-40: "the password
+    // stanza asks for a scrypt work factor of 2^40").
+    row("scrypt work factor of 2^40", Input::Password(|_| include_bytes!("../../../spec/vectors/corrupt-passphrase-work-factor-40.sbak").to_vec(), VECTOR_PASSWORD), 1, &["the password stanza asks for a scrypt work factor of 2^40; 2^1 to 2^20 are accepted"]),
+    row("password stanza absent: a backup taken before the password was set", Input::Password(<[u8]>::to_vec, VECTOR_PASSWORD), 1, &["this backup carries no password stanza: it was made before a backup password was set (or the password was removed); ask the operator"]),
+    row("wrong backup password", Input::Password(|_| include_bytes!("../../../spec/vectors/ok-passphrase.sbak").to_vec(), "correct horse battery stapler"), 1, &["the password does not open this backup: its password stanza was made for another password"]),
     // Tar entries that would leave the target, or that are not files.
     row("tar entry with ..", Input::TarEntry(tar::EntryType::Regular, "../outside.txt", None), 1, &["\"../outside.txt\": its path contains `..`"]),
     row("tar entry with an absolute path", Input::TarEntry(tar::EntryType::Regular, "/tmp/abs-evil.txt", None), 1, &["\"/tmp/abs-evil.txt\": its path is absolute"]),
@@ -387,6 +400,25 @@ fn check(
                 &["--identity", "other.identity"],
             ));
             std::fs::remove_file(env.path("other.identity")).unwrap();
+        }
+        Input::Password(archive, password) => {
+            std::fs::write(env.path("bad.archive"), archive(good)).unwrap();
+            common::write_private(&env.path("pw.txt"), format!("{password}\n"));
+            runs.push(env.run(&[
+                "decrypt",
+                "--passphrase-file",
+                "pw.txt",
+                "--extract",
+                "t",
+                "bad.archive",
+            ]));
+            // restore --file and decrypt --output, the target left as it was.
+            runs.extend(refused_archive_with(
+                env,
+                &archive(good),
+                &["--passphrase-file", "pw.txt"],
+            ));
+            std::fs::remove_file(env.path("pw.txt")).unwrap();
         }
         Input::TarEntry(kind, name, link) => {
             let bytes = plain_tar_gz(|b| {

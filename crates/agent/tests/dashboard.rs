@@ -264,7 +264,8 @@ fn browser_tools() -> (PathBuf, PathBuf) {
 
 /// The page in headless Chromium through a whole flow: open the dashboard URL, sign in
 /// with a token, see the list, create a backup and watch it finish, restore it after the
-/// confirmation, download it; the screenshots go to the test output folder.
+/// confirmation, download it, set a backup password; the screenshots go to the test output
+/// folder.
 #[test]
 fn the_page_works_in_a_real_browser() {
     let (chromium, playwright) = browser_tools();
@@ -299,6 +300,7 @@ fn the_page_works_in_a_real_browser() {
         "confirm",
         "restored",
         "downloaded",
+        "password-set",
         "doubled-slashes",
     ] {
         assert!(stdout.contains(&format!("step {step}")), "{stdout}");

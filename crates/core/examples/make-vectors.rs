@@ -19,10 +19,11 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use service_backup_core::format::vectors::{
-    VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic,
+    PassphraseInput, VectorInputs, header_len, seal_chunks_deterministic, seal_deterministic,
 };
 use service_backup_core::format::{
-    BackupContext, CHUNK_LEN, Identity, KEY_LEN, Key, Recipient, SEALED_CHUNK_LEN, STANZA_CONTEXT,
+    BackupContext, CHUNK_LEN, Identity, KEY_LEN, Key, PASSPHRASE_BODY_LEN, PassphraseRecipient,
+    Recipient, SEALED_CHUNK_LEN, STANZA_CONTEXT,
 };
 
 /// One test vector: the archive bytes and what a reader must make of them.
@@ -58,6 +59,9 @@ pub struct Meta {
     /// The reader's X25519 identities, as identity file lines.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// The reader's backup password (UTF-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
     /// `ok`, `corrupt` or `wrong_key`.
     pub expect: &'static str,
     /// How to regenerate the plaintext, for a plaintext that is not text.
@@ -131,6 +135,9 @@ pub struct Inputs {
     /// X25519 recipients, a type 3 stanza each written after the symmetric one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub x25519_recipients: Vec<X25519Input>,
+    /// The password stanza (type 4) written after the recipients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_stanza: Option<PassphraseStanzaInput>,
     /// The context stanza written after the key stanzas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Context>,
@@ -141,6 +148,19 @@ pub struct Inputs {
 pub struct X25519Input {
     /// The recipient string.
     pub recipient: String,
+    /// The ephemeral secret key, hex.
+    pub ephemeral_secret: String,
+}
+
+/// The inputs of one type 4 stanza.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassphraseStanzaInput {
+    /// The password, UTF-8.
+    pub passphrase: String,
+    /// The scrypt work factor, log2 N.
+    pub work_factor: u8,
+    /// The scrypt salt, hex.
+    pub scrypt_salt: String,
     /// The ephemeral secret key, hex.
     pub ephemeral_secret: String,
 }
@@ -185,6 +205,7 @@ fn inputs(n: u8) -> VectorInputs {
         unknown_stanzas: vec![],
         symmetric: true,
         recipients: vec![],
+        passphrase: None,
         context: None,
     }
 }
@@ -263,6 +284,12 @@ fn describe_inputs(recipient: [u8; KEY_LEN], inputs: &VectorInputs) -> Inputs {
                 ephemeral_secret: hex::encode(ephemeral),
             })
             .collect(),
+        passphrase_stanza: inputs.passphrase.as_ref().map(|p| PassphraseStanzaInput {
+            passphrase: p.passphrase.clone(),
+            work_factor: p.work_factor,
+            scrypt_salt: hex::encode(p.scrypt_salt),
+            ephemeral_secret: hex::encode(p.ephemeral_secret),
+        }),
         context: inputs.context.as_ref().map(Context::of),
     }
 }
@@ -341,6 +368,7 @@ fn refusal(description: &str, expect: &'static str, error_contains: &str) -> Met
         key: Some(b64(&the_key())),
         previous_keys: vec![],
         identities: vec![],
+        passphrase: None,
         expect,
         plaintext: None,
         plaintext_utf8: None,
@@ -374,6 +402,7 @@ fn valid(
             key: Some(b64(&the_key())),
             previous_keys: previous_keys.iter().map(|k| b64(k)).collect(),
             identities: vec![],
+            passphrase: None,
             expect: "ok",
             plaintext: utf8.is_none().then(|| base.plaintext_text.clone()),
             plaintext_utf8: utf8,
@@ -535,6 +564,9 @@ pub fn definitions() -> Vec<Vector> {
 
     // X25519 recipients (type 3).
     out.extend(recipient_vectors(key));
+
+    // Backup passwords (type 4).
+    out.extend(passphrase_vectors(key));
 
     // Archives sealed for no key the reader holds.
     let foreign = Base::seal(other_key(), inputs(11), &pattern(1000), pattern_text(1000));
@@ -1091,6 +1123,161 @@ fn recipient_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
         low,
     );
     read_with(&mut v.meta, Some(&identity), false);
+    out.push(v);
+    out
+}
+
+/// The password of the password vectors.
+pub const THE_PASSPHRASE: &str = "correct horse battery staple";
+
+/// The work factor of the password vectors: 2^10 (1 MiB, milliseconds), so that the
+/// vectors run fast; writers use 2^17, and readers accept 2^1 to 2^20.
+const VECTOR_WORK_FACTOR: u8 = 10;
+
+/// The inputs of password archive `n`: as [`inputs`], with a type 4 stanza for
+/// [`THE_PASSPHRASE`] (scrypt salt 16 bytes 0xd0 + n, ephemeral secret 32 bytes 0x10 + n),
+/// and a symmetric stanza only when `symmetric`.
+fn passphrase_inputs(n: u8, symmetric: bool) -> VectorInputs {
+    VectorInputs {
+        symmetric,
+        passphrase: Some(PassphraseInput {
+            passphrase: THE_PASSPHRASE.into(),
+            work_factor: VECTOR_WORK_FACTOR,
+            scrypt_salt: [0xd0 + n; 16],
+            ephemeral_secret: [0x10 + n; 32],
+        }),
+        ..inputs(n)
+    }
+}
+
+/// The reader's side of a password vector: `passphrase` alone, or the key too.
+fn read_with_passphrase(meta: &mut Meta, passphrase: &str, with_key: bool) {
+    if !with_key {
+        meta.key = None;
+    }
+    meta.passphrase = Some(passphrase.to_string());
+}
+
+/// Vectors of the password stanza (type 4).
+fn passphrase_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
+    let mut out = Vec::new();
+    let text = || "the text of plaintext_utf8".to_string();
+    let id = |n: u8| {
+        PassphraseRecipient::derive_with_salt(
+            THE_PASSPHRASE.as_bytes(),
+            VECTOR_WORK_FACTOR,
+            [0xd0 + n; 16],
+        )
+        .expect("a valid work factor")
+        .id()
+        .to_string()
+    };
+
+    let plain = b"hello from an archive an application developer opens with a password\n";
+    let alone = Base::seal(key, passphrase_inputs(24, false), plain, text());
+    let mut v = valid(
+        "ok-passphrase",
+        "a type 4 stanza alone: an archive made for a backup password, opened with the password (the reader holds no key)",
+        &alone,
+        plain,
+        &[],
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
+    v.meta.opened_by_key_id = Some(id(24));
+    out.push(v);
+
+    let plain = b"hello from an archive made for a key and a backup password\n";
+    let both = Base::seal(key, passphrase_inputs(25, true), plain, text());
+    out.push(valid(
+        "ok-passphrase-and-key-by-key",
+        "a type 1 stanza then a type 4 stanza: either opens the archive; this reader holds the key only",
+        &both,
+        plain,
+        &[],
+    ));
+    let mut v = valid(
+        "ok-passphrase-and-key-by-passphrase",
+        "the same archive as ok-passphrase-and-key-by-key, read with the password only",
+        &both,
+        plain,
+        &[],
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
+    v.meta.opened_by_key_id = Some(id(25));
+    out.push(v);
+
+    let mut v = alone.refused(
+        "wrong-passphrase",
+        "wrong_key",
+        "ok-passphrase read with another password: the public key derived from it is not the stanza's, so the reader says so before any plaintext",
+        "",
+        "the password does not open this backup",
+        alone.archive.clone(),
+    );
+    read_with_passphrase(&mut v.meta, "correct horse battery stapler", false);
+    out.push(v);
+
+    let older = Base::seal(key, inputs(26), plain, text());
+    let mut v = older.refused(
+        "wrong-key-no-passphrase-stanza",
+        "wrong_key",
+        "an archive made before a backup password was set (a type 1 stanza only), read with a password: the reader says that it carries no password stanza",
+        "",
+        "this backup carries no password stanza: it was made before a backup password was set (or the password was removed); ask the operator",
+        older.archive.clone(),
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
+    out.push(v);
+
+    // Offsets in an archive whose only key stanza is the type 4 one.
+    let length_at = 26 + 2;
+    let factor_at = 26 + 6;
+    let mut v = alone.refused(
+        "corrupt-passphrase-work-factor-40",
+        "corrupt",
+        "the work factor of the type 4 stanza set to 40: scrypt would need 1 TiB; a reader refuses it while parsing the header, before any scrypt work",
+        &format!("the byte at offset {factor_at} (the work factor) set to 40 (0x28)"),
+        "the password stanza asks for a scrypt work factor of 2^40",
+        {
+            let mut bytes = alone.archive.clone();
+            bytes[factor_at] = 40;
+            bytes
+        },
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
+    out.push(v);
+
+    let mut short = alone.archive.clone();
+    let len = u32::try_from(PASSPHRASE_BODY_LEN - 1).expect("small");
+    short[length_at..length_at + 4].copy_from_slice(&len.to_be_bytes());
+    let mut v = alone.refused(
+        "corrupt-passphrase-stanza-wrong-length",
+        "corrupt",
+        "a type 4 stanza of 104 bytes instead of 105",
+        &format!("the length of the type 4 stanza (offset {length_at}) set to 104"),
+        "a password stanza is 104 bytes long, not 105",
+        short,
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
+    out.push(v);
+
+    let stanza = 26..26 + 6 + PASSPHRASE_BODY_LEN;
+    let mut twice = alone.archive[..stanza.end].to_vec();
+    twice.extend_from_slice(&alone.archive[stanza.clone()]);
+    twice.extend_from_slice(&alone.archive[stanza.end..]);
+    twice[25] += 1;
+    let mut v = alone.refused(
+        "corrupt-passphrase-duplicated",
+        "corrupt",
+        "two type 4 stanzas: a header holds at most one",
+        &format!(
+            "the type 4 stanza (offsets 26 to {}) written twice, the stanza count set to 2",
+            stanza.end - 1
+        ),
+        "the archive header holds 2 password stanzas (at most 1)",
+        twice,
+    );
+    read_with_passphrase(&mut v.meta, THE_PASSPHRASE, false);
     out.push(v);
     out
 }

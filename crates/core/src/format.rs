@@ -5,6 +5,7 @@ mod context;
 mod header;
 mod keyring;
 pub mod keys;
+mod passphrase;
 mod recipient;
 mod stanza;
 mod stream;
@@ -19,6 +20,10 @@ pub use context::{BackupContext, MAX_CONTEXT_BODY, STANZA_CONTEXT};
 pub use header::MAGIC;
 pub use keyring::Keyring;
 pub use keys::{KEY_LEN, Key, KeyId};
+pub use passphrase::{
+    DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR, PASSPHRASE_BODY_LEN, Passphrase, PassphraseRecipient,
+    SCRYPT_SALT_LEN, STANZA_PASSPHRASE,
+};
 pub use recipient::{Identity, Recipient, STANZA_X25519, X25519_BODY_LEN};
 pub use stream::{CHUNK_LEN, SEALED_CHUNK_LEN};
 
@@ -47,12 +52,24 @@ impl<W: Write> EncryptingWriter<W> {
     /// Writes the header for `key` (if any) and every one of `recipients`, any of which
     /// opens the archive, bound to `context` when given; returns a writer for the payload.
     pub fn sealed(
-        mut inner: W,
+        inner: W,
         key: Option<&Key>,
         recipients: &[Recipient],
         context: Option<&BackupContext>,
     ) -> Result<Self> {
-        let (header, payload_key) = header::seal(key, recipients, context)?;
+        Self::sealed_for(inner, key, recipients, None, context)
+    }
+
+    /// Like [`Self::sealed`], with a password stanza for `passphrase` too: the backup
+    /// password also opens the archive.
+    pub fn sealed_for(
+        mut inner: W,
+        key: Option<&Key>,
+        recipients: &[Recipient],
+        passphrase: Option<&PassphraseRecipient>,
+        context: Option<&BackupContext>,
+    ) -> Result<Self> {
+        let (header, payload_key) = header::seal(key, recipients, passphrase, context)?;
         inner
             .write_all(&header)
             .map_err(|e| from_io(e, "write the archive header"))?;

@@ -51,6 +51,7 @@ fn plan_with(source: &Path, key: Option<Key>, compression: Algorithm, level: u32
             compression_level: level,
             key,
             recipients: Vec::new(),
+            passphrase: None,
         },
     }
 }
@@ -302,6 +303,7 @@ fn plain_archive(compression: Algorithm) -> Vec<u8> {
         compression_level: compression.default_level(),
         key: None,
         recipients: Vec::new(),
+        passphrase: None,
     };
     write_archive(&spec, Vec::new(), &NoProgress).unwrap().1
 }
@@ -544,6 +546,7 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
         compression_level: 6,
         key: Some(key.clone()),
         recipients: Vec::new(),
+        passphrase: None,
     };
     let (_, unbound) =
         service_backup_core::pipeline::archive::write_archive(&spec, Vec::new(), &NoProgress)

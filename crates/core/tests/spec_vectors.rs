@@ -11,8 +11,9 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use service_backup_core::format::{
-    BackupContext, DecryptingReader, Identity, Key, Keyring, from_io,
+    BackupContext, DecryptingReader, Identity, Key, Keyring, Passphrase, from_io,
 };
+use service_backup_core::secret::Secret;
 use service_backup_core::{Error, ErrorKind};
 
 #[allow(dead_code)]
@@ -81,6 +82,10 @@ fn keyring(meta: &Value) -> Keyring {
                     .expect("a vector's identity parses"),
             );
         }
+    }
+    if let Some(passphrase) = meta.get("passphrase") {
+        let text = passphrase.as_str().expect("a passphrase is a string");
+        ring.set_passphrase(Passphrase::new(Secret::new(text)));
     }
     if let Some(previous) = meta.get("previous_keys") {
         for k in previous.as_array().expect("previous_keys is a list") {

@@ -35,6 +35,7 @@ pub fn backup_plan(source: &Path, instance: &str) -> BackupPlan {
             compression_level: 1,
             key: None,
             recipients: Vec::new(),
+            passphrase: None,
         },
     }
 }

@@ -137,6 +137,31 @@ pub fn restore_fields(
         .map_err(|e| format!("the body is not a valid form: {e}"))
 }
 
+/// The `password` of a `PUT /backups/password` body: a JSON object when the content type
+/// is JSON, else a form; else the description of a 400, which never shows the body.
+pub fn password_field(content_type: Option<&[u8]>, raw: &[u8]) -> Result<String, String> {
+    const SHAPE: &str = "the body must be {\"password\": \"...\"} (JSON) or password=... (a form)";
+    let found = if is_json(content_type) {
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(Value::Object(mut map)) => match map.remove("password") {
+                Some(Value::String(s)) => Some(s),
+                Some(_) => return Err("password must be a string".to_string()),
+                None => None,
+            },
+            _ => return Err(format!("the body is not a JSON object: {SHAPE}")),
+        }
+    } else {
+        let text =
+            std::str::from_utf8(raw).map_err(|_| "the form body is not UTF-8".to_string())?;
+        serde_urlencoded::from_str::<Vec<(String, String)>>(text)
+            .map_err(|_| format!("the body is not a valid form: {SHAPE}"))?
+            .into_iter()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v)
+    };
+    found.ok_or_else(|| format!("password is missing: {SHAPE}"))
+}
+
 /// The backup id (as sent) that a restore request for `instance_id` names, or the message
 /// of the 412 that refuses it.
 pub fn restore_backup_id<'a, S: BuildHasher>(
@@ -274,6 +299,34 @@ mod tests {
                 .contains("not valid JSON")
         );
         assert!(restore_fields(None, b"\xff").unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn password_bodies_as_json_and_form_never_echo_it() {
+        let json = Some(&b"application/json"[..]);
+        let p = password_field(json, br#"{"password": "long enough pw"}"#).unwrap();
+        assert_eq!(p, "long enough pw");
+        let p = password_field(None, b"password=long+enough%21").unwrap();
+        assert_eq!(p, "long enough!");
+        for (ct, raw, part) in [
+            (json, &br#"{"password": 1234}"#[..], "must be a string"),
+            (
+                json,
+                br#"{"pass": "hunter2hunter2"}"#,
+                "password is missing",
+            ),
+            (json, br#"["hunter2hunter2"]"#, "not a JSON object"),
+            (
+                json,
+                br#"{"password": "hunter2hunter2""#,
+                "not a JSON object",
+            ),
+            (None, b"pw=hunter2hunter2", "password is missing"),
+        ] {
+            let e = password_field(ct, raw).unwrap_err();
+            assert!(e.contains(part), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 use service_backup_core::catalog::{self, Selector};
@@ -36,9 +36,15 @@ type ApiResult = Result<Response, ApiError>;
 /// run of slashes in a path is made one before routing, so that the instance check sees
 /// the path the router sees.
 pub fn router(state: ApiState) -> Router {
+    let password_routes = || {
+        put(password::set)
+            .get(password::status)
+            .delete(password::remove)
+    };
     let timed = Router::new()
         .route("/backups", get(list).post(create))
         .route("/backups/restore", post(restore))
+        .route("/backups/password", password_routes())
         .route("/backups/{id}", get(one))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -62,13 +68,22 @@ pub fn router(state: ApiState) -> Router {
             REQUEST_TIMEOUT,
         ));
     // The public API V1's list of backups, beside its metrics.
-    let v1 = metrics.clone().route(
-        "/backups",
-        get(v1_list).layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        )),
-    );
+    let v1 = metrics
+        .clone()
+        .route(
+            "/backups",
+            get(v1_list).layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            )),
+        )
+        .route(
+            "/backups/password",
+            password_routes().layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            )),
+        );
     let routed = Router::new()
         .merge(backups.clone())
         .merge(metrics)
@@ -591,5 +606,6 @@ async fn download(
     }
 }
 
+mod password;
 #[cfg(test)]
 mod tests;

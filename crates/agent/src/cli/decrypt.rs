@@ -1,11 +1,13 @@
-//! `service-backup decrypt --key-file K | --identity FILE [--output FILE | --extract DIR]
-//! [INPUT]`.
+//! `service-backup decrypt --key-file K | --identity FILE | --passphrase
+//! [--output FILE | --extract DIR] [INPUT]`.
+
+pub(super) mod passphrase;
 
 use std::io::{self, BufReader, IsTerminal as _, Read, Write as _};
 use std::path::PathBuf;
 
 use clap::Args;
-use service_backup_core::format::{DecryptingReader, from_io};
+use service_backup_core::format::{DecryptingReader, Keyring, Passphrase, from_io};
 use service_backup_core::ops::restore::{
     Binding, Decryption, RestoreInto, binding_of_file, read_into,
 };
@@ -18,12 +20,22 @@ use crate::progress::Bar;
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// The key file(s); the one the archive was made for is found by its key id.
-    #[arg(long = "key-file", required_unless_present = "identity_files")]
+    #[arg(long = "key-file", required_unless_present_any = ["identity_files", "passphrase", "passphrase_fd", "passphrase_file"])]
     key_files: Vec<PathBuf>,
     /// Identity files (written by `keygen --recipient`); the one the archive was made for
     /// is found by its recipient id. Repeatable.
     #[arg(long = "identity", value_name = "FILE")]
     identity_files: Vec<PathBuf>,
+    /// Open the archive with the backup password (set through the API), typed at the
+    /// terminal without echo.
+    #[arg(long, conflicts_with_all = ["passphrase_fd", "passphrase_file"])]
+    passphrase: bool,
+    /// Read the backup password from this open file descriptor (its first line).
+    #[arg(long, value_name = "N", conflicts_with = "passphrase_file")]
+    passphrase_fd: Option<u32>,
+    /// Read the backup password from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Write the plain .tar.gz (or .tar.zst) here, created only when complete, instead of
     /// standard output.
     #[arg(long, short)]
@@ -40,8 +52,26 @@ pub struct DecryptArgs {
 
 /// Decrypts or extracts an archive.
 pub fn run(args: &DecryptArgs) -> CliResult {
-    let ring = keyring(None, &args.key_files, &args.identity_files)?
-        .expect("clap requires a key file or an identity file");
+    let mut ring = keyring(None, &args.key_files, &args.identity_files)?.unwrap_or_default();
+    if let Some(source) = args.passphrase_source() {
+        ring.set_passphrase(Passphrase::new(passphrase::read(&source)?));
+    }
+    open(args, &ring)
+}
+
+impl DecryptArgs {
+    /// Where the backup password comes from, if one is asked for.
+    fn passphrase_source(&self) -> Option<passphrase::Source> {
+        passphrase::Source::of(
+            self.passphrase,
+            self.passphrase_fd,
+            self.passphrase_file.as_deref(),
+        )
+    }
+}
+
+/// Decrypts or extracts the input with `ring`.
+fn open(args: &DecryptArgs, ring: &Keyring) -> CliResult {
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
@@ -81,7 +111,7 @@ pub fn run(args: &DecryptArgs) -> CliResult {
         inner: input,
         bar: bar.clone(),
     };
-    let mut reader = DecryptingReader::new(BufReader::with_capacity(256 * 1024, counted), &ring)?;
+    let mut reader = DecryptingReader::new(BufReader::with_capacity(256 * 1024, counted), ring)?;
     binding.check(reader.context())?;
     if let Some(path) = &args.output {
         if path.exists() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use service_backup_core::catalog::Selector;
+use service_backup_core::format::Passphrase;
 use service_backup_core::ops::restore::{
     Binding, Decryption, ReadStats, RestoreInto, binding_of_file, restore_file,
 };
@@ -43,6 +44,16 @@ pub struct Which {
     /// recipients; repeatable.
     #[arg(long = "identity", value_name = "FILE")]
     identity_files: Vec<PathBuf>,
+    /// Open the backup with the backup password (set through the API), typed at the
+    /// terminal without echo.
+    #[arg(long, conflicts_with_all = ["passphrase_fd", "passphrase_file"])]
+    passphrase: bool,
+    /// Read the backup password from this open file descriptor (its first line).
+    #[arg(long, value_name = "N", conflicts_with = "passphrase_file")]
+    passphrase_fd: Option<u32>,
+    /// Read the backup password from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Accept a backup that is not encrypted although a key is given (one made before
     /// encryption was set up); refused by default, as it may have been replaced.
     #[arg(long)]
@@ -89,7 +100,18 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 impl Which {
     fn decryption(&self, config: Option<&Config>) -> Result<Decryption, Error> {
-        let keyring = keyring(config, &self.key_files, &self.identity_files)?;
+        let mut keyring = keyring(config, &self.key_files, &self.identity_files)?;
+        let source = super::decrypt::passphrase::Source::of(
+            self.passphrase,
+            self.passphrase_fd,
+            self.passphrase_file.as_deref(),
+        );
+        if let Some(source) = source {
+            let password = super::decrypt::passphrase::read(&source)?;
+            keyring
+                .get_or_insert_default()
+                .set_passphrase(Passphrase::new(password));
+        }
         refuse_write_only(keyring.as_ref())?;
         Ok(Decryption {
             keyring,

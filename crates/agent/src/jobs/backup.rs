@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Local, Utc};
+use service_backup_core::format::Keyring;
 use service_backup_core::layout::backup_name;
 use service_backup_core::ops::backup::{BackupPlan, run_backup};
 use service_backup_core::pipeline::archive::{ArchiveSpec, source_size};
@@ -295,6 +296,29 @@ async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
     }
 }
 
+/// The public half of the backup password, read afresh for every run (a password set
+/// through the API applies from the next backup, without a restart). A password file that
+/// cannot be read is logged: the backup goes on without the password stanza.
+fn backup_password(
+    config: &Config,
+    ctx: &RunContext,
+) -> Option<service_backup_core::format::PassphraseRecipient> {
+    let set = match crate::password::load(&ctx.state_dir) {
+        Ok(set) => set?,
+        Err(e) => {
+            tracing::error!(error = %e, "The backup password cannot be read: this backup carries no password stanza");
+            return None;
+        }
+    };
+    if !config.keyring.as_ref().is_some_and(Keyring::can_encrypt) {
+        tracing::warn!(
+            "A backup password is set, but no encryption key or recipient is configured: the backup is stored unencrypted, without a password stanza"
+        );
+        return None;
+    }
+    Some(set.recipient)
+}
+
 /// The upload to every destination at once, then the cleanup executable after a complete
 /// upload. Each destination's outcome is logged and kept in `report`; an `Err` is a
 /// failure before any destination was written.
@@ -357,6 +381,7 @@ async fn upload(
                 .as_ref()
                 .map(|k| k.recipients().to_vec())
                 .unwrap_or_default(),
+            passphrase: backup_password(config, ctx),
         },
     };
     let outcomes = run_backup(plan, targets, bar.clone(), cancel.clone()).await;

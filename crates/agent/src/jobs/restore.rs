@@ -62,6 +62,7 @@ pub fn check_target(config: &Config, target: &Path) -> Result<()> {
             "service-backup.sqlite3-shm",
             crate::lock::LOCK_FILE,
             crate::destinations::KNOWN_HOSTS_FILE,
+            crate::password::PASSWORD_FILE,
         ]
         .iter()
         .map(|name| ("the agent's state".to_string(), state_dir.join(name)))

@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use super::context::BackupContext;
 use super::keyring::Keyring;
 use super::keys::{FileKey, KEY_LEN, Key, KeyId};
+use super::passphrase::{PassphraseRecipient, PassphraseStanza, no_passphrase_stanza};
 use super::recipient::{Recipient, X25519Stanza};
 use super::stanza::{Stanza, SymmetricStanza};
 use crate::compression::Algorithm;
@@ -41,19 +42,23 @@ pub(crate) struct OpenedHeader {
     pub context: Option<BackupContext>,
 }
 
-/// Writes the header of a new archive for `key` (a type 1 stanza) and every recipient (a
-/// type 3 stanza each), bound to `context` when given; returns the header bytes and
-/// payload key.
+/// Writes the header of a new archive for `key` (a type 1 stanza), every recipient (a
+/// type 3 stanza each) and the backup password (a type 4 stanza), bound to `context` when
+/// given; returns the header bytes and payload key.
 pub(crate) fn seal(
     key: Option<&Key>,
     recipients: &[Recipient],
+    passphrase: Option<&PassphraseRecipient>,
     context: Option<&BackupContext>,
 ) -> Result<(Vec<u8>, Zeroizing<[u8; KEY_LEN]>)> {
     if let Some(c) = context {
         c.validate()?;
     }
-    let count = usize::from(key.is_some()) + recipients.len() + usize::from(context.is_some());
-    if key.is_none() && recipients.is_empty() {
+    let count = usize::from(key.is_some())
+        + recipients.len()
+        + usize::from(passphrase.is_some())
+        + usize::from(context.is_some());
+    if key.is_none() && recipients.is_empty() && passphrase.is_none() {
         return Err(Error::new(
             ErrorKind::Config,
             "an encrypted archive needs a key or a recipient",
@@ -63,7 +68,7 @@ pub(crate) fn seal(
         return Err(Error::new(
             ErrorKind::Config,
             format!(
-                "{} recipients are too many: a header holds at most {MAX_STANZAS} stanzas, the key and the backup context included",
+                "{} recipients are too many: a header holds at most {MAX_STANZAS} stanzas, the key, the password and the backup context included",
                 recipients.len()
             ),
         ));
@@ -78,6 +83,11 @@ pub(crate) fn seal(
     }
     for recipient in recipients {
         stanzas.push(Stanza::X25519(X25519Stanza::wrap(recipient, &file_key)?));
+    }
+    if let Some(passphrase) = passphrase {
+        stanzas.push(Stanza::Passphrase(PassphraseStanza::wrap(
+            passphrase, &file_key,
+        )?));
     }
     stanzas.extend(context.map(|c| Stanza::Context(c.clone())));
     let header = encode(&salt, &stanzas, &file_key);
@@ -135,7 +145,10 @@ pub(crate) fn peek<R: Read>(input: &mut R) -> Result<PeekedHeader> {
         .iter()
         .filter_map(|s| match s {
             Stanza::X25519(s) => Some(s.recipient_id),
-            Stanza::Symmetric(_) | Stanza::Context(_) | Stanza::Unknown { .. } => None,
+            Stanza::Symmetric(_)
+            | Stanza::Passphrase(_)
+            | Stanza::Context(_)
+            | Stanza::Unknown { .. } => None,
         })
         .collect();
     Ok(PeekedHeader {
@@ -187,6 +200,16 @@ fn parse<R: Read>(input: &mut R) -> Result<Parsed> {
         read_exact_or(input, &mut raw, len, "the archive header is truncated")?;
         stanzas.push(Stanza::decode(kind, &raw[start + 6..])?);
     }
+    // One password per archive: a second stanza would only make a reader derive twice.
+    let passwords = stanzas
+        .iter()
+        .filter(|s| matches!(s, Stanza::Passphrase(_)))
+        .count();
+    if passwords > 1 {
+        return Err(Error::corrupt(format!(
+            "the archive header holds {passwords} password stanzas (at most 1)"
+        )));
+    }
     let authenticated_len = raw.len();
     read_exact_or(input, &mut raw, MAC_LEN, "the archive header is truncated")?;
     Ok((raw, salt, stanzas, authenticated_len))
@@ -196,7 +219,10 @@ fn parse<R: Read>(input: &mut R) -> Result<Parsed> {
 fn only_context(stanzas: Vec<Stanza>) -> Result<Option<BackupContext>> {
     let mut contexts = stanzas.into_iter().filter_map(|s| match s {
         Stanza::Context(c) => Some(c),
-        Stanza::Symmetric(_) | Stanza::X25519(_) | Stanza::Unknown { .. } => None,
+        Stanza::Symmetric(_)
+        | Stanza::X25519(_)
+        | Stanza::Passphrase(_)
+        | Stanza::Unknown { .. } => None,
     });
     let context = contexts.next();
     let more = contexts.count();
@@ -268,20 +294,33 @@ fn check_magic(raw: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Recovers the file key from the first stanza that a key or identity of `keyring` opens.
+/// Recovers the file key from the first stanza that a key, identity or password of
+/// `keyring` opens.
 ///
 /// Every stanza for a key or identity we hold is tried: one damaged stanza does not hide
-/// another. Nothing is tried when none is held, and the error then names what the header
-/// asks for and what was given.
+/// another. The password stanza comes last, as scrypt takes a second where the others take
+/// microseconds. Nothing is tried when nothing fits, and the error then names what the
+/// header asks for and what was given.
 fn unwrap_file_key(stanzas: &[Stanza], keyring: &Keyring) -> Result<(FileKey, KeyId)> {
     let mut tried = 0;
     let mut first_error = None;
-    for stanza in stanzas {
+    let cheap_first = stanzas
+        .iter()
+        .filter(|s| !matches!(s, Stanza::Passphrase(_)))
+        .chain(
+            stanzas
+                .iter()
+                .filter(|s| matches!(s, Stanza::Passphrase(_))),
+        );
+    for stanza in cheap_first {
         let result = match stanza {
             Stanza::Symmetric(s) => keyring.find(s.key_id).map(|k| (s.unwrap(k), s.key_id)),
             Stanza::X25519(s) => keyring
                 .find_identity(s.recipient_id)
                 .map(|i| (s.unwrap(i), s.recipient_id)),
+            Stanza::Passphrase(s) => keyring
+                .passphrase()
+                .map(|p| (s.unwrap(p), s.inner.recipient_id)),
             Stanza::Context(_) | Stanza::Unknown { .. } => None,
         };
         let Some((result, id)) = result else {
@@ -301,11 +340,17 @@ fn unwrap_file_key(stanzas: &[Stanza], keyring: &Keyring) -> Result<(FileKey, Ke
 }
 
 fn wrong_key(stanzas: &[Stanza], keyring: &Keyring) -> Error {
+    // A password was given and the archive has no stanza for one (a password stanza, when
+    // there is one, is always tried): older than the password.
+    if keyring.passphrase().is_some() {
+        return no_passphrase_stanza();
+    }
     let mut wanted = Vec::new();
     for stanza in stanzas {
         match stanza {
             Stanza::Symmetric(s) => wanted.push(format!("key id {}", s.key_id)),
             Stanza::X25519(s) => wanted.push(format!("recipient {}", s.recipient_id)),
+            Stanza::Passphrase(_) => wanted.push("a backup password".to_string()),
             Stanza::Context(_) | Stanza::Unknown { .. } => {}
         }
     }

@@ -1,7 +1,8 @@
 //! The keyring: the symmetric keys, the public-key recipients and the identities an agent
-//! or an operator holds.
+//! or an operator holds, and an application developer's backup password.
 
 use super::keys::{Key, KeyId};
+use super::passphrase::Passphrase;
 use super::recipient::{Identity, Recipient};
 
 /// The keys an agent holds: the current key first (it encrypts), then previous ones (they
@@ -15,6 +16,7 @@ pub struct Keyring {
     has_current: bool,
     recipients: Vec<Recipient>,
     identities: Vec<Identity>,
+    passphrase: Option<Passphrase>,
 }
 
 impl Keyring {
@@ -45,6 +47,16 @@ impl Keyring {
         }
     }
 
+    /// Sets the backup password, which opens archives that carry a password stanza.
+    pub fn set_passphrase(&mut self, passphrase: Passphrase) {
+        self.passphrase = Some(passphrase);
+    }
+
+    /// The backup password held, if any.
+    pub fn passphrase(&self) -> Option<&Passphrase> {
+        self.passphrase.as_ref()
+    }
+
     /// The recipients new archives are encrypted for, beside the current key.
     pub fn recipients(&self) -> &[Recipient] {
         &self.recipients
@@ -60,9 +72,10 @@ impl Keyring {
         self.identities.iter().find(|i| i.recipient().id() == id)
     }
 
-    /// Whether this keyring can open any archive at all: it holds a key or an identity.
+    /// Whether this keyring can open any archive at all: it holds a key, an identity or a
+    /// password.
     pub fn can_decrypt(&self) -> bool {
-        !self.keys.is_empty() || !self.identities.is_empty()
+        !self.keys.is_empty() || !self.identities.is_empty() || self.passphrase.is_some()
     }
 
     /// Whether new archives can be encrypted: a current key or a recipient is held.
@@ -92,9 +105,12 @@ impl Keyring {
         self.keys.iter().map(Key::id).collect()
     }
 
-    /// Whether nothing is held: no key, recipient or identity.
+    /// Whether nothing is held: no key, recipient, identity or password.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.recipients.is_empty() && self.identities.is_empty()
+        self.keys.is_empty()
+            && self.recipients.is_empty()
+            && self.identities.is_empty()
+            && self.passphrase.is_none()
     }
 }
 

@@ -285,6 +285,17 @@ impl X25519Stanza {
         file_key: &FileKey,
         ephemeral_secret: [u8; 32],
     ) -> Result<Self> {
+        Self::wrap_with_info(recipient, file_key, ephemeral_secret, WRAP_INFO)
+    }
+
+    /// Wraps `file_key` for `recipient` with a wrap key derived under `info`: type 3 and
+    /// the passphrase stanza (type 4) differ only in it.
+    pub(super) fn wrap_with_info(
+        recipient: &Recipient,
+        file_key: &FileKey,
+        ephemeral_secret: [u8; 32],
+        info: &[u8],
+    ) -> Result<Self> {
         let secret = StaticSecret::from(ephemeral_secret);
         let ephemeral = PublicKey::from(&secret).to_bytes();
         let shared = secret.diffie_hellman(&PublicKey::from(recipient.public));
@@ -296,7 +307,7 @@ impl X25519Stanza {
                 ),
             ));
         }
-        let cipher = wrap_cipher(shared.as_bytes(), &ephemeral, &recipient.public);
+        let cipher = wrap_cipher(shared.as_bytes(), &ephemeral, &recipient.public, info);
         let mut wrapped = [0u8; KEY_LEN + TAG_LEN];
         wrapped[..KEY_LEN].copy_from_slice(file_key.as_ref());
         let tag = cipher
@@ -342,19 +353,36 @@ impl X25519Stanza {
 
     /// Recovers the file key with `identity`, whose recipient id matches this stanza's.
     pub fn unwrap(&self, identity: &Identity) -> Result<FileKey> {
+        self.unwrap_with_info(identity, WRAP_INFO)
+            .map_err(|failure| match failure {
+                UnwrapFailure::LowOrder => Error::corrupt(format!(
+                    "the key stanza for recipient {} has an ephemeral key of low order (its shared secret is all zeros): the header was forged",
+                    self.recipient_id
+                )),
+                UnwrapFailure::Authentication => Error::corrupt(format!(
+                    "the key stanza for recipient {} fails authentication (the header was modified)",
+                    self.recipient_id
+                )),
+            })
+    }
+
+    /// Recovers the file key with `identity` and a wrap key derived under `info`.
+    pub(super) fn unwrap_with_info(
+        &self,
+        identity: &Identity,
+        info: &[u8],
+    ) -> std::result::Result<FileKey, UnwrapFailure> {
         let shared = identity
             .secret
             .diffie_hellman(&PublicKey::from(self.ephemeral));
         if !shared.was_contributory() {
-            return Err(Error::corrupt(format!(
-                "the key stanza for recipient {} has an ephemeral key of low order (its shared secret is all zeros): the header was forged",
-                self.recipient_id
-            )));
+            return Err(UnwrapFailure::LowOrder);
         }
         let cipher = wrap_cipher(
             shared.as_bytes(),
             &self.ephemeral,
             &identity.recipient.public,
+            info,
         );
         let mut file_key: FileKey = Zeroizing::new([0u8; KEY_LEN]);
         file_key.copy_from_slice(&self.wrapped[..KEY_LEN]);
@@ -366,25 +394,34 @@ impl X25519Stanza {
                 file_key.as_mut_slice().into(),
                 &tag,
             )
-            .map_err(|_| {
-                Error::corrupt(format!(
-                    "the key stanza for recipient {} fails authentication (the header was modified)",
-                    self.recipient_id
-                ))
-            })?;
+            .map_err(|_| UnwrapFailure::Authentication)?;
         Ok(file_key)
     }
 }
 
-/// The AES-256-GCM cipher of a type 3 stanza: its key is derived from the shared secret,
-/// salted with both public keys so that it belongs to this one agreement.
-fn wrap_cipher(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> Aes256Gcm {
+/// Why an X25519 wrap did not open; each stanza type words its own message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UnwrapFailure {
+    /// The ephemeral key is of low order: the shared secret is all zeros.
+    LowOrder,
+    /// The wrapped key fails authentication.
+    Authentication,
+}
+
+/// The AES-256-GCM cipher of a type 3 (or 4) stanza: its key is derived from the shared
+/// secret, salted with both public keys so that it belongs to this one agreement.
+fn wrap_cipher(
+    shared: &[u8; 32],
+    ephemeral: &[u8; 32],
+    recipient: &[u8; 32],
+    info: &[u8],
+) -> Aes256Gcm {
     let mut salt = [0u8; 64];
     salt[..32].copy_from_slice(ephemeral);
     salt[32..].copy_from_slice(recipient);
     let hk = Hkdf::<Sha256>::new(Some(&salt), shared);
     let mut wrap_key = Zeroizing::new([0u8; KEY_LEN]);
-    hk.expand(WRAP_INFO, wrap_key.as_mut())
+    hk.expand(info, wrap_key.as_mut())
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     Aes256Gcm::new(&(*wrap_key).into())
 }

@@ -3,7 +3,8 @@
 //!
 //! Type 1 is a symmetric key named by its key id; type 2 names the backup the archive
 //! belongs to (`super::context`); type 3 wraps it for an X25519 recipient
-//! (`super::recipient`). Other types are skipped when reading, so that other kinds of
+//! (`super::recipient`), type 4 for a backup password (`super::passphrase`). Other types
+//! are skipped when reading, so that other kinds of
 //! recipients can be added without a new format version.
 
 use aes_gcm::aead::{AeadInOut as _, KeyInit as _};
@@ -14,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::context::{BackupContext, STANZA_CONTEXT};
 use super::keys::{FileKey, KEY_ID_LEN, KEY_LEN, Key, KeyId, TAG_LEN};
+use super::passphrase::{PassphraseStanza, STANZA_PASSPHRASE};
 use super::recipient::{STANZA_X25519, X25519Stanza};
 use crate::error::{Error, Result};
 
@@ -33,6 +35,8 @@ pub(crate) enum Stanza {
     Symmetric(SymmetricStanza),
     /// The file key wrapped for an X25519 recipient (type 3).
     X25519(X25519Stanza),
+    /// The file key wrapped for a backup password (type 4).
+    Passphrase(PassphraseStanza),
     /// The backup the archive belongs to (type 2); wraps no key.
     Context(BackupContext),
     /// A stanza type this version does not know; kept only for the header MAC.
@@ -60,6 +64,7 @@ impl Stanza {
                 (STANZA_SYMMETRIC, body)
             }
             Self::X25519(s) => (STANZA_X25519, s.body()),
+            Self::Passphrase(s) => (STANZA_PASSPHRASE, s.body()),
             Self::Context(c) => (STANZA_CONTEXT, c.encode()),
             Self::Unknown { kind, body } => (*kind, body.clone()),
         };
@@ -76,6 +81,9 @@ impl Stanza {
         }
         if kind == STANZA_X25519 {
             return X25519Stanza::decode(body).map(Self::X25519);
+        }
+        if kind == STANZA_PASSPHRASE {
+            return PassphraseStanza::decode(body).map(Self::Passphrase);
         }
         if kind != STANZA_SYMMETRIC {
             return Ok(Self::Unknown {

@@ -36,6 +36,7 @@ fn inputs() -> VectorInputs {
         unknown_stanzas: vec![],
         symmetric: true,
         recipients: vec![],
+        passphrase: None,
         context: None,
     }
 }
@@ -509,4 +510,94 @@ proptest! {
         }
         let _ = Identity::parse(&text);
     }
+}
+
+/// A fast work factor for the tests: the logic is that of any other.
+const FAST: u8 = 4;
+
+fn seal_with_password(key: Option<&Key>, password: &str, plain: &[u8]) -> Vec<u8> {
+    let recipient =
+        PassphraseRecipient::derive(&crate::secret::Secret::new(password), FAST).unwrap();
+    let mut w = EncryptingWriter::sealed_for(Vec::new(), key, &[], Some(&recipient), None).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap()
+}
+
+fn password_ring(password: &str) -> Keyring {
+    let mut ring = Keyring::default();
+    ring.set_passphrase(Passphrase::new(crate::secret::Secret::new(password)));
+    ring
+}
+
+#[test]
+fn a_password_beside_a_key_each_open_the_archive() {
+    let key = Key::generate().unwrap();
+    let plain = data(CHUNK_LEN + 3);
+    let both = seal_with_password(Some(&key), "a developer's password", &plain);
+    assert_eq!(
+        open_all(&both, &Keyring::new(key.clone())).unwrap(),
+        (plain.clone(), key.id())
+    );
+    let (out, _) = open_all(&both, &password_ring("a developer's password")).unwrap();
+    assert_eq!(out, plain);
+
+    let e = open_all(&both, &password_ring("another password")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    assert!(
+        e.message()
+            .contains("the password does not open this backup"),
+        "{e}"
+    );
+    // Without the password, the key's reader is told the archive also takes one.
+    let e = open_all(&both, &Keyring::new(Key::generate().unwrap())).unwrap_err();
+    assert!(
+        e.message().contains(&format!(
+            "encrypted for key id {} or a backup password",
+            key.id()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_password_given_for_an_archive_without_its_stanza_says_so() {
+    let key = Key::generate().unwrap();
+    let older = seal_for(Some(&key), &[], b"made before the password");
+    let e = open_all(&older, &password_ring("a developer's password")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey);
+    assert_eq!(
+        e.message(),
+        "this backup carries no password stanza: it was made before a backup password was set (or the password was removed); ask the operator"
+    );
+}
+
+#[test]
+fn a_forged_work_factor_or_a_second_password_stanza_is_refused_unworked() {
+    let key = Key::generate().unwrap();
+    let archive = seal_with_password(Some(&key), "pw", b"x");
+    // The type 4 stanza follows the type 1 stanza; its body starts with the work factor.
+    let factor_at = 26 + 6 + super::stanza::SYMMETRIC_BODY_LEN + 6;
+    assert_eq!(archive[factor_at], FAST);
+    let mut forged = archive.clone();
+    forged[factor_at] = 40;
+    let started = std::time::Instant::now();
+    let e = open_all(&forged, &password_ring("pw")).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.message().contains("a scrypt work factor of 2^40"), "{e}");
+    // The key's reader refuses the header too: it is invalid, whoever reads it.
+    assert!(open_all(&forged, &Keyring::new(key.clone())).is_err());
+
+    let stanza_start = 26 + 6 + super::stanza::SYMMETRIC_BODY_LEN;
+    let stanza = &archive[stanza_start..stanza_start + 6 + PASSPHRASE_BODY_LEN];
+    let mut twice = archive[..stanza_start + stanza.len()].to_vec();
+    twice.extend_from_slice(stanza);
+    twice.extend_from_slice(&archive[stanza_start + stanza.len()..]);
+    twice[25] += 1;
+    let e = open_all(&twice, &Keyring::new(key)).unwrap_err();
+    assert!(
+        e.message()
+            .contains("the archive header holds 2 password stanzas (at most 1)"),
+        "{e}"
+    );
 }

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::context::BackupContext;
 use super::header;
 use super::keys::{KEY_LEN, Key};
+use super::passphrase::{PassphraseRecipient, PassphraseStanza, SCRYPT_SALT_LEN};
 use super::recipient::{Recipient, X25519Stanza};
 use super::stanza::{Stanza, SymmetricStanza, WRAP_NONCE_LEN};
 use super::stream::{StreamEncryptor, stream};
@@ -31,8 +32,23 @@ pub struct VectorInputs {
     /// X25519 recipients (public key, ephemeral secret), a type 3 stanza each, placed
     /// after the symmetric one.
     pub recipients: Vec<([u8; 32], [u8; 32])>,
+    /// A backup password, as a type 4 stanza placed after the recipients.
+    pub passphrase: Option<PassphraseInput>,
     /// The backup context, as a type 2 stanza placed after the others.
     pub context: Option<BackupContext>,
+}
+
+/// The fixed inputs of a type 4 (password) stanza.
+#[derive(Debug, Clone)]
+pub struct PassphraseInput {
+    /// The password, as UTF-8.
+    pub passphrase: String,
+    /// The scrypt work factor, log2 N.
+    pub work_factor: u8,
+    /// The scrypt salt.
+    pub scrypt_salt: [u8; SCRYPT_SALT_LEN],
+    /// The ephemeral X25519 secret of the wrap.
+    pub ephemeral_secret: [u8; 32],
 }
 
 /// Builds the archive of `plaintext` for `key` from fixed inputs.
@@ -91,6 +107,18 @@ fn header_for(key: &Key, inputs: &VectorInputs) -> (Vec<u8>, Zeroizing<[u8; KEY_
         .expect("the vectors' recipients are valid points");
         stanzas.push(Stanza::X25519(stanza));
     }
+    if let Some(p) = &inputs.passphrase {
+        let recipient = PassphraseRecipient::derive_with_salt(
+            p.passphrase.as_bytes(),
+            p.work_factor,
+            p.scrypt_salt,
+        )
+        .expect("the vectors' work factors are within bounds");
+        let stanza =
+            PassphraseStanza::wrap_with_ephemeral(&recipient, &file_key, p.ephemeral_secret)
+                .expect("a derived public key is a valid point");
+        stanzas.push(Stanza::Passphrase(stanza));
+    }
     stanzas.extend(inputs.context.clone().map(Stanza::Context));
     let out = header::encode(&inputs.salt, &stanzas, &file_key);
     let payload_key = header::payload_key_for_vectors(&file_key, &inputs.salt);
@@ -114,6 +142,10 @@ pub fn header_len(inputs: &VectorInputs) -> usize {
             0
         }
         + inputs.recipients.len() * (6 + super::recipient::X25519_BODY_LEN)
+        + inputs
+            .passphrase
+            .as_ref()
+            .map_or(0, |_| 6 + super::passphrase::PASSPHRASE_BODY_LEN)
         + inputs.context.as_ref().map_or(0, |c| 6 + c.encode().len())
         + header::MAC_LEN
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::destination::{Destination, Upload};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BackupContext;
-use crate::format::Recipient;
+use crate::format::{PassphraseRecipient, Recipient};
 use crate::layout::Layout;
 use crate::manifest::{Compression, Encryption, MANIFEST_VERSION, Manifest};
 use crate::pipeline::archive::{ArchiveSpec, ArchiveStats, check_source, write_bound_archive};
@@ -258,14 +258,20 @@ fn draft_manifest(plan: &BackupPlan, stats: &ArchiveStats, encrypted: bool) -> M
             algorithm: plan.archive.compression.name().into(),
             level: plan.archive.compression_level,
         },
-        // The key's id, or for recipients alone the first recipient's: the manifest names
-        // one of the stanzas that open the archive.
+        // The key's id, or for recipients alone the first recipient's (for a password
+        // alone, its id): the manifest names one of the stanzas that open the archive.
         encryption: plan
             .archive
             .key
             .as_ref()
             .map(crate::format::Key::id)
             .or_else(|| plan.archive.recipients.first().map(Recipient::id))
+            .or_else(|| {
+                plan.archive
+                    .passphrase
+                    .as_ref()
+                    .map(PassphraseRecipient::id)
+            })
             .map(|id| Encryption {
                 algorithm: crate::format::ALGORITHM.into(),
                 key_id: id.to_string(),

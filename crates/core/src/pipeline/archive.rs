@@ -9,7 +9,9 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{BackupContext, EncryptingWriter, Key, Recipient, from_io};
+use crate::format::{
+    BackupContext, EncryptingWriter, Key, PassphraseRecipient, Recipient, from_io,
+};
 use crate::progress::Progress;
 
 use super::compress::{ParallelCompressor, compression_threads};
@@ -31,12 +33,14 @@ pub struct ArchiveSpec {
     pub key: Option<Key>,
     /// Public-key recipients to encrypt for as well (or alone, with no key).
     pub recipients: Vec<Recipient>,
+    /// The backup password's public half: a password stanza opens the archive as well.
+    pub passphrase: Option<PassphraseRecipient>,
 }
 
 impl ArchiveSpec {
-    /// Whether the archive is encrypted: for a key, a recipient or both.
+    /// Whether the archive is encrypted: for a key, a recipient, a password, or several.
     pub fn encrypted(&self) -> bool {
-        self.key.is_some() || !self.recipients.is_empty()
+        self.key.is_some() || !self.recipients.is_empty() || self.passphrase.is_some()
     }
 }
 
@@ -103,10 +107,11 @@ pub fn write_bound_archive<W: Write + Send>(
     check_source(source)?;
     let hashing = HashingWriter::new(out);
     let sealer = if spec.encrypted() {
-        Sealer::Encrypted(Box::new(EncryptingWriter::sealed(
+        Sealer::Encrypted(Box::new(EncryptingWriter::sealed_for(
             hashing,
             spec.key.as_ref(),
             &spec.recipients,
+            spec.passphrase.as_ref(),
             context,
         )?))
     } else {

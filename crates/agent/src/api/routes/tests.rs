@@ -1008,3 +1008,67 @@ async fn the_openapi_document_is_served_to_clients_with_a_token() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_password_routes_are_guarded_as_every_route_and_refuse_what_cannot_work() {
+    let api = Api::new("").await;
+    let bearer = format!("Bearer {TOKEN}");
+    let body = || br#"{"password": "long enough password"}"#.to_vec();
+    for path in [
+        "/backups/password",
+        "/service-instances/inst-1/backups/password",
+        "/v1/instances/inst-1/backups/password",
+    ] {
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let (status, answer) = api
+                .call(method.clone(), path, None, Some("application/json"), body())
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}: {answer}"
+            );
+        }
+        // Too short: 422, and the password is not in the answer.
+        let (status, answer) = api
+            .call(
+                Method::PUT,
+                path,
+                Some(&bearer),
+                Some("application/json"),
+                br#"{"password": "hunter2"}"#.to_vec(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"], "invalidPassword");
+        assert!(!answer.to_string().contains("hunter2"), "{answer}");
+        // This instance stores its backups unencrypted: a password cannot protect them.
+        let (status, answer) = api
+            .call(
+                Method::PUT,
+                path,
+                Some(&bearer),
+                Some("application/json"),
+                body(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["error"], "notEncrypted", "{answer}");
+        let (status, answer) = api
+            .call(Method::GET, path, Some(&bearer), None, Vec::new())
+            .await;
+        assert_eq!((status, &answer["set"]), (StatusCode::OK, &json!(false)));
+        assert_eq!(answer["applies_to"], "backups made from now on");
+    }
+    let (status, answer) = api
+        .call(
+            Method::PUT,
+            "/service-instances/other/backups/password",
+            Some(&bearer),
+            Some("application/json"),
+            body(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
+    assert!(!api.dir.path().join("state/backup-password.json").exists());
+}

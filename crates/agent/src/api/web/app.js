@@ -97,6 +97,7 @@ async function start(authorization) {
   $("session").textContent = "Signed in until " + when(s.expires_at);
   $("signin").hidden = true;
   $("app").hidden = false;
+  await loadPassword();
   await refresh();
 }
 
@@ -189,6 +190,53 @@ function showDecrypt(id) {
   const name = (b && b.backup_agent_task && b.backup_agent_task.backup_name) || "BACKUP";
   $("download-help").hidden = false;
   $("decrypt-command").textContent = "service-backup decrypt --key-file backup.key --extract restored/ " + name + ".tar.*";
+  $("decrypt-password-help").hidden = !passwordSet;
+  $("decrypt-password-command").hidden = !passwordSet;
+  $("decrypt-password-command").textContent = "service-backup decrypt --passphrase --extract restored/ " + name + ".tar.*";
+}
+
+// The backup password: set (new backups only), removed, and its state shown.
+let passwordSet = false;
+
+function showPassword(state) {
+  passwordSet = !!(state && state.set);
+  $("password-state").textContent = passwordSet
+    ? "A backup password is set (since " + when(state.set_at) + "); it applies to " + state.applies_to + "."
+    : "No backup password is set: downloads open with the operator's key only.";
+}
+
+async function loadPassword() {
+  try {
+    showPassword(await call("GET", base + "/backups/password"));
+  } catch (e) {
+    if (e.message !== "signed out") $("password-state").textContent = "The password state could not be read: " + e.message;
+  }
+}
+
+async function setPassword(ev) {
+  ev.preventDefault();
+  const password = $("backup-password").value;
+  $("backup-password").value = "";
+  $("password-set").disabled = true;
+  try {
+    const r = await call("PUT", base + "/backups/password", { password });
+    showPassword(r);
+    setStatus("Backup password set: " + r.message + ".");
+  } catch (e) {
+    if (e.message !== "signed out") setStatus("The password could not be set: " + e.message, true);
+  } finally {
+    $("password-set").disabled = false;
+  }
+}
+
+async function removePassword() {
+  try {
+    const r = await call("DELETE", base + "/backups/password");
+    showPassword(r);
+    setStatus("Backup password removed: " + r.message + ".");
+  } catch (e) {
+    if (e.message !== "signed out") setStatus("The password could not be removed: " + e.message, true);
+  }
 }
 
 // The charts: plain SVG drawn here.
@@ -269,6 +317,8 @@ $("signin-form").addEventListener("submit", (ev) => {
   start(token);
 });
 $("create").addEventListener("click", createBackup);
+$("password-form").addEventListener("submit", setPassword);
+$("password-remove").addEventListener("click", removePassword);
 $("backups").addEventListener("click", (ev) => {
   const restore = ev.target.closest("button.restore");
   if (restore) askRestore(restore.dataset.id);
