@@ -31,14 +31,17 @@ impl Store {
     /// Starts a multipart upload and returns its id.
     pub async fn create_multipart(&self, key: &str) -> Result<String> {
         let action = format!("start uploading {key}");
+        self.check_kms_key().await?;
         let out = self
             .creating_bucket("CreateMultipartUpload", || {
                 self.within(self.time_for(0), &action, async {
-                    self.client
+                    let request = self
+                        .client
                         .create_multipart_upload()
                         .bucket(&self.bucket)
                         .key(key)
-                        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                        .checksum_algorithm(ChecksumAlgorithm::Crc32);
+                    crate::sse::on_create_multipart(request, self.sse.as_ref())
                         .send()
                         .await
                         .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))
