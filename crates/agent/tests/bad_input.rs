@@ -2447,10 +2447,10 @@ fn a_state_dir_others_can_write_is_refused_and_planted_links_are_not_followed() 
     env.run(&["backup", "config.yml"]).expect(0);
 }
 
-/// Row "KMS key id unknown to the store". moto 5.2 accepts any `SSEKMSKeyId` on PutObject
-/// and CreateMultipartUpload and stores it as given (checked here: a put under
+/// Row "KMS key id unknown to the store". moto 5.2 accepts any `SSEKMSKeyId` on `PutObject`
+/// and `CreateMultipartUpload` and stores it as given (checked here: a put under
 /// 00000000-1111-2222-3333-444444444444 succeeds), where Amazon S3 refuses the write; the
-/// agent asks KMS (GenerateDataKey, what S3 asks for each write) before the first write, so
+/// agent asks KMS (`GenerateDataKey`, what S3 asks for each write) before the first write, so
 /// both stores fail the same way, at `check` and at the backup, and nothing is written.
 #[test]
 fn an_s3_kms_key_id_unknown_to_the_store_fails_check_and_backup_and_writes_nothing() {

@@ -1,5 +1,5 @@
 //! No static cloud secrets on the VM, through the real binary: S3 credentials from the
-//! environment, from web identity (STS) and from the instance profile (IMDSv2), all against
+//! environment, from web identity (STS) and from the instance profile (`IMDSv2`), all against
 //! moto; server-side encryption (SSE-S3, SSE-KMS with a key of moto's KMS); GCS tokens from
 //! a metadata server, and GCS behind TLS signed by a private CA.
 //!
@@ -162,11 +162,11 @@ fn s3_credentials_from_web_identity_through_sts() {
     );
 }
 
-/// A stand-in for the EC2 instance metadata service (IMDSv2), serving the documented
+/// A stand-in for the EC2 instance metadata service (`IMDSv2`), serving the documented
 /// requests of the instance profile: `PUT /latest/api/token` (with
 /// `X-aws-ec2-metadata-token-ttl-seconds`, answered with the token and that header), then
 /// `GET /latest/meta-data/iam/security-credentials/` and `.../<role>` with the token in
-/// `X-aws-ec2-metadata-token` (401 without it, as IMDSv2 enforces). moto 5.2 has a
+/// `X-aws-ec2-metadata-token` (401 without it, as `IMDSv2` enforces). moto 5.2 has a
 /// responder of its own, but its token answer lacks the TTL header that the SDK requires
 /// ("token response did not contain a TTL header"), so the agent cannot use it.
 fn imds_stand_in() -> StandIn {

@@ -170,7 +170,7 @@ struct Token {
 /// Where access tokens come from.
 pub(crate) enum Source {
     /// A service account's key, signing grants.
-    Key(ServiceAccount),
+    Key(Box<ServiceAccount>),
     /// The metadata server at this URL (its token path).
     Metadata(String),
 }

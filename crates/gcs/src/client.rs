@@ -75,7 +75,9 @@ impl Client {
                 .with_hint("set `endpoint` to the JSON API's base URL, such as http://127.0.0.1:4443 for an emulator, or leave it out for Google Cloud Storage"));
         }
         let tokens = match &service_account_json {
-            Some(key) => TokenSource::new(Source::Key(ServiceAccount::parse(key, &what)?)),
+            Some(key) => {
+                TokenSource::new(Source::Key(Box::new(ServiceAccount::parse(key, &what)?)))
+            }
             None => TokenSource::metadata(
                 &metadata_host
                     .or_else(|| std::env::var("GCE_METADATA_HOST").ok())

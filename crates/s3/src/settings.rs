@@ -102,7 +102,7 @@ pub enum S3Credentials {
     /// The SDK's standard chain, first that has some: the `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) variables, the shared config and
     /// credentials files, web identity (`AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`),
-    /// the ECS container endpoint, the instance profile through IMDSv2.
+    /// the ECS container endpoint, the instance profile through `IMDSv2`.
     EnvOrInstanceProfile,
 }
 

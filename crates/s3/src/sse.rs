@@ -104,8 +104,8 @@ impl Store {
                 );
                 Ok(())
             })
-            .await
-            .map(|()| ())
+            .await?;
+        Ok(())
     }
 }
 

@@ -153,15 +153,15 @@ fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
     );
     let from_environment = source.as_deref() == Some("env_or_instance_profile");
     // Keys are required of static credentials only (an unknown source was reported).
-    let required: &[&'static str] = if source.as_deref() != Some("static") {
-        &["bucket_name", "bucket_path"]
-    } else {
+    let required: &[&'static str] = if source.as_deref() == Some("static") {
         &[
             "bucket_name",
             "bucket_path",
             "access_key_id",
             "secret_access_key",
         ]
+    } else {
+        &["bucket_name", "bucket_path"]
     };
     let complete = require(c, "s3", required, problems);
     let bucket_name = c.text("bucket_name", problems);
@@ -202,15 +202,19 @@ fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
         bucket_name: bucket_name?,
         bucket_path: bucket_path?,
         credentials,
-        server_side_encryption: server_side_encryption?,
+        server_side_encryption: server_side_encryption.ok()?,
         endpoint_url,
         region,
         ca_cert,
     })
 }
 
-/// `server_side_encryption` and `kms_key_id`; `Some(None)`: none asked for, `None`: invalid.
-fn s3_encryption(c: &Section<'_>, problems: &mut Problems) -> Option<Option<ServerSideEncryption>> {
+/// `server_side_encryption` and `kms_key_id`; `Ok(None)`: none asked for, `Err`: invalid
+/// (reported).
+fn s3_encryption(
+    c: &Section<'_>,
+    problems: &mut Problems,
+) -> Result<Option<ServerSideEncryption>, ()> {
     let kind = c.get("server_side_encryption").map(|_| {
         one_of_exact(
             c,
@@ -227,21 +231,21 @@ fn s3_encryption(c: &Section<'_>, problems: &mut Problems) -> Option<Option<Serv
                 "{} needs server_side_encryption: aws:kms",
                 c.name("kms_key_id")
             ));
-            None
+            Err(())
         }
-        None => Some(None),
-        Some(None) => None,
+        None => Ok(None),
+        Some(None) => Err(()),
         Some(Some(k)) if k == "AES256" => {
             if key_id.is_some() {
                 problems.push(format!(
                     "{} needs server_side_encryption: aws:kms, not AES256",
                     c.name("kms_key_id")
                 ));
-                return None;
+                return Err(());
             }
-            Some(Some(ServerSideEncryption::Aes256))
+            Ok(Some(ServerSideEncryption::Aes256))
         }
-        Some(Some(_)) => Some(Some(ServerSideEncryption::Kms {
+        Some(Some(_)) => Ok(Some(ServerSideEncryption::Kms {
             key_id: key_id.map(|k| k.trim().to_string()),
         })),
     }
@@ -396,10 +400,10 @@ fn gcs(c: &Section<'_>, problems: &mut Problems) -> Option<GcsConfig> {
         problems,
     );
     let from_metadata = source.as_deref() == Some("metadata");
-    let required: &[&'static str] = if source.as_deref() != Some("service_account_json") {
-        &["project_id", "bucket_name"]
-    } else {
+    let required: &[&'static str] = if source.as_deref() == Some("service_account_json") {
         &["service_account_json", "project_id", "bucket_name"]
+    } else {
+        &["project_id", "bucket_name"]
     };
     let complete = require(c, "gcs", required, problems);
     let service_account_json = c.secret("service_account_json", problems);
