@@ -44,8 +44,8 @@ pub use read::is_loopback;
 pub use model::{
     ApiConfig, AzureAuth, AzureConfig, CloudControllerConfig, Config, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MISSING_PROPERTIES_MESSAGE, DEFAULT_PARACHUTE_THRESHOLD, DestinationConfig,
-    DestinationKind, GcsConfig, LocalConfig, MetricsConfig, RestoreConfig, S3Config, ScpConfig,
-    TlsConfig, UaaConfig,
+    DestinationKind, GcsConfig, LocalConfig, MetricsConfig, RestoreConfig, S3Config, S3Credentials,
+    ScpConfig, ServerSideEncryption, TlsConfig, UaaConfig,
 };
 #[allow(unused_imports)]
 pub use service_backup_core::secret::Secret;

@@ -162,11 +162,21 @@ fn azure_destination(
 /// The settings of an `s3` destination, with the default retry policy and timeouts.
 #[cfg(feature = "s3")]
 fn s3_settings(s3: &S3Config) -> S3Settings {
-    let mut settings = S3Settings::new(
-        &s3.bucket_name,
-        &s3.access_key_id,
-        s3.secret_access_key.clone(),
-    );
+    use crate::config::{S3Credentials, ServerSideEncryption};
+    use service_backup_s3::ServerSideEncryption as Sse;
+    let mut settings = match &s3.credentials {
+        S3Credentials::Static {
+            access_key_id,
+            secret_access_key,
+        } => S3Settings::new(&s3.bucket_name, access_key_id, secret_access_key.clone()),
+        S3Credentials::EnvOrInstanceProfile => S3Settings::from_environment(&s3.bucket_name),
+    };
+    settings.server_side_encryption = s3.server_side_encryption.as_ref().map(|e| match e {
+        ServerSideEncryption::Aes256 => Sse::Aes256,
+        ServerSideEncryption::Kms { key_id } => Sse::Kms {
+            key_id: key_id.clone(),
+        },
+    });
     settings.endpoint_url.clone_from(&s3.endpoint_url);
     settings.region.clone_from(&s3.region);
     settings.ca_cert.clone_from(&s3.ca_cert);
@@ -176,12 +186,21 @@ fn s3_settings(s3: &S3Config) -> S3Settings {
 /// The settings of a `gcs` destination, with the default chunk size and retry policy.
 #[cfg(feature = "gcs")]
 fn gcs_settings(gcs: &GcsConfig) -> GcsSettings {
-    GcsSettings::new(
-        gcs.service_account_json.clone(),
-        &gcs.project_id,
-        &gcs.bucket_name,
-        gcs.endpoint.clone(),
-    )
+    let mut settings = match &gcs.service_account_json {
+        Some(key) => GcsSettings::new(
+            key.clone(),
+            &gcs.project_id,
+            &gcs.bucket_name,
+            gcs.endpoint.clone(),
+        ),
+        None => GcsSettings::from_metadata_server(
+            &gcs.project_id,
+            &gcs.bucket_name,
+            gcs.endpoint.clone(),
+        ),
+    };
+    settings.ca_cert.clone_from(&gcs.ca_cert);
+    settings
 }
 
 /// Builds every destination, or only the one named `only`.

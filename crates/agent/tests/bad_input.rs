@@ -270,6 +270,11 @@ const ROWS: &[Row] = &[
     row("a query in an s3 endpoint_url", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, bucket_path: p, access_key_id: a, secret_access_key: s, endpoint_url: \"http://127.0.0.1:1/?token=TOPSECRET\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: endpoint_url must not have a query or fragment"]),
     row("azure access key beside a sas token", Input::Config("destinations:\n- type: azure\n  config: {storage_account: a, storage_access_key: TOPSECRET, sas_token: \"sv=1&sig=TOPSECRET\", container: c, path: p}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - azure destination 1: storage_access_key and sas_token are exclusive: set one of them"]),
     row("azure managed identity beside a key", Input::Config("destinations:\n- type: azure\n  config: {storage_account: a, credentials_source: managed_identity, storage_access_key: TOPSECRET, container: c, path: p}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - azure destination 1: storage_access_key cannot stand beside credentials_source: managed_identity"]),
+    row("static keys with s3 credentials from the environment", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, bucket_path: p, credentials_source: env_or_instance_profile, access_key_id: a, secret_access_key: TOPSECRET}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: access_key_id comes with credentials_source env_or_instance_profile", "use one or the other (remove access_key_id and secret_access_key, or set credentials_source: static)"]),
+    row("an unknown s3 credentials_source", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, bucket_path: p, credentials_source: instance_profile}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: credentials_source must be static or env_or_instance_profile, not \"instance_profile\""]),
+    row("an unknown s3 server_side_encryption", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, bucket_path: p, access_key_id: a, secret_access_key: TOPSECRET, server_side_encryption: aes256}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: server_side_encryption must be AES256 or aws:kms, not \"aes256\""]),
+    row("an s3 kms_key_id without aws:kms", Input::Config("destinations:\n- type: s3\n  config: {bucket_name: b, bucket_path: p, access_key_id: a, secret_access_key: TOPSECRET, server_side_encryption: AES256, kms_key_id: alias/backups}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - s3 destination 1: kms_key_id needs server_side_encryption: aws:kms, not AES256"]),
+    row("a gcs key with tokens from the metadata server", Input::Config("destinations:\n- type: gcs\n  config: {credentials_source: metadata, service_account_json: TOPSECRET, project_id: p, bucket_name: b}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - gcs destination 1: service_account_json comes with credentials_source metadata", "use one or the other"]),
     row("credentials in an azure endpoint", Input::Config("destinations:\n- type: azure\n  config: {storage_account: a, storage_access_key: k, container: c, path: p, endpoint: \"http://u:TOPSECRET@127.0.0.1:1/a\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n"), 2, &["Invalid config - azure destination 1: endpoint must not hold a user name or password"]),
     row("a key forging a line", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\n\"x\\nInvalid config - forged line\\e[31mRED\": 1\n"), 2, &["Invalid config - unknown key \"x\\nInvalid config - forged line\\u{1b}[31mRED\"."]),
     row("flow nesting too deep", Input::Config("destinations:\n- type: local\n  config: {path: \"{d}/backups\"}\nsource_folder: \"{d}/source\"\ncron_schedule: \"* * * * *\"\nalerts: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"), 2, &["Invalid config - the file nests [ and { more than 64 deep."]),
@@ -2474,4 +2479,62 @@ fn a_state_dir_others_can_write_is_refused_and_planted_links_are_not_followed() 
     assert!(!env.path("backups").exists(), "nothing is uploaded");
     std::fs::remove_file(state.join("backup.lock")).unwrap();
     env.run(&["backup", "config.yml"]).expect(0);
+}
+
+/// Row "KMS key id unknown to the store". moto 5.2 accepts any `SSEKMSKeyId` on `PutObject`
+/// and `CreateMultipartUpload` and stores it as given (checked here: a put under
+/// 00000000-1111-2222-3333-444444444444 succeeds), where Amazon S3 refuses the write; the
+/// agent asks KMS (`GenerateDataKey`, what S3 asks for each write) before the first write, so
+/// both stores fail the same way, at `check` and at the backup, and nothing is written.
+#[test]
+fn an_s3_kms_key_id_unknown_to_the_store_fails_check_and_backup_and_writes_nothing() {
+    use service_backup_core::destination::Destination as _;
+    let endpoint = service_backup_testkit::env("SB_TEST_S3_ENDPOINT");
+    let bucket = service_backup_testkit::unique("unknown-kms");
+    let env = Env::new();
+    let unknown = "arn:aws:kms:us-east-1:123456789012:key/00000000-1111-2222-3333-444444444444";
+    let d = env.dir.path().display();
+    let yaml = format!(
+        "destinations:\n- type: s3\n  config:\n    bucket_name: {bucket}\n    bucket_path: p\n    \
+         access_key_id: AKIAUNKNOWNKMS000001\n    secret_access_key: unknown-kms-secret\n    \
+         endpoint_url: {endpoint}\n    region: us-east-1\n    server_side_encryption: aws:kms\n    \
+         kms_key_id: {unknown}\nsource_folder: {d}/source\ncron_schedule: \"@daily\"\n\
+         encryption:\n  key_file: {d}/backup.key\n"
+    );
+    std::fs::write(env.path("config.yml"), yaml).unwrap();
+    let words = [
+        format!(
+            "s3 bucket {bucket}: the KMS key {unknown} of server_side_encryption aws:kms cannot be used: NotFoundException"
+        ),
+        "set kms_key_id to the id, ARN or alias of an enabled KMS key in region us-east-1".into(),
+    ];
+    let check = env.run(&["check", "config.yml"]);
+    check.expect(1);
+    let backup = env.run(&["backup", "config.yml"]);
+    backup.expect(1);
+    for out in [&check, &backup] {
+        for word in &words {
+            assert!(out.all().contains(word), "{word}\n{}", out.all());
+        }
+    }
+    let mut settings = service_backup_s3::S3Settings::new(
+        &bucket,
+        "AKIAUNKNOWNKMS000001",
+        service_backup_core::secret::Secret::new("unknown-kms-secret"),
+    );
+    settings.endpoint_url = Some(endpoint);
+    let store = service_backup_s3::S3Destination::new(&settings).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (objects, uploads) =
+        runtime.block_on(async { (store.list("").await, store.list_incomplete("").await) });
+    // The check happens before the first write: not even the bucket was created.
+    for listed in [objects.map(|o| o.len()), uploads.map(|u| u.len())] {
+        match listed {
+            Ok(n) => assert_eq!(n, 0, "something was written"),
+            Err(e) => assert!(e.to_string().contains("NoSuchBucket"), "{e}"),
+        }
+    }
 }

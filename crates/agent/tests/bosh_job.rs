@@ -262,6 +262,26 @@ instance_groups:
 }
 
 #[test]
+fn destinations_without_keys_on_the_vm_render_and_validate() {
+    let rendered = render(
+        "service-backup:\n  destinations:\n  - type: s3\n    config: {bucket_name: b, bucket_path: p, \
+         credentials_source: env_or_instance_profile, server_side_encryption: aws:kms, \
+         kms_key_id: alias/backups}\n  - type: gcs\n    config: {credentials_source: metadata, \
+         project_id: p, bucket_name: b}\n  source_folder: /var/vcap/store/dump\n  \
+         cron_schedule: \"0 3 * * *\"\n",
+    );
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    let config = rendered.config();
+    let destinations = get(&config, "destinations");
+    assert_eq!(
+        destinations[0]["config"]["credentials_source"],
+        "env_or_instance_profile"
+    );
+    assert_eq!(destinations[1]["config"]["credentials_source"], "metadata");
+}
+
+#[test]
 fn a_minimal_manifest_renders_with_the_spec_defaults() {
     let rendered = render(
         "service-backup:\n  destinations:\n  - type: s3\n    config: {bucket_name: b, bucket_path: p, \

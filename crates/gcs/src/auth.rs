@@ -1,9 +1,10 @@
-//! The service account: its JSON key, the signed JWT grant (RFC 7523, RS256) sent to the
-//! key's `token_uri`, and the access token it returns, cached until shortly before it
-//! expires.
+//! Access tokens, from one of two sources: a service account's JSON key (the signed JWT
+//! grant of RFC 7523, RS256, sent to the key's `token_uri`), or the VM's metadata server
+//! (the service account attached to the VM; no key on the VM). Either token is cached
+//! until shortly before it expires.
 //!
 //! Neither the key, the signed grant nor the access token ever reaches a message: errors
-//! name the service account's e-mail and the token endpoint only.
+//! name the service account's e-mail (or the metadata server) and the endpoint only.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -28,6 +29,12 @@ const GRANT_LIFETIME: u64 = 3600;
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
 /// The longest token endpoint answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+
+/// The metadata server of Google Compute Engine (and GKE, Cloud Run), when
+/// `GCE_METADATA_HOST` names none.
+pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+/// Where the metadata server hands out tokens of the VM's service account.
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// Hint for a key that cannot be used.
 const KEY_HINT: &str = "set `service_account_json` to the JSON key of a service account, as `gcloud iam service-accounts keys create` writes it";
@@ -160,9 +167,17 @@ struct Token {
     renew_at: Instant,
 }
 
-/// Fetches access tokens for one service account and keeps the current one.
+/// Where access tokens come from.
+pub(crate) enum Source {
+    /// A service account's key, signing grants.
+    Key(Box<ServiceAccount>),
+    /// The metadata server at this URL (its token path).
+    Metadata(String),
+}
+
+/// Fetches access tokens from one source and keeps the current one.
 pub(crate) struct TokenSource {
-    account: ServiceAccount,
+    source: Source,
     current: tokio::sync::Mutex<Option<Token>>,
 }
 
@@ -178,16 +193,39 @@ struct TokenRefusal {
 }
 
 impl TokenSource {
-    pub fn new(account: ServiceAccount) -> Self {
+    pub fn new(source: Source) -> Self {
         Self {
-            account,
+            source,
             current: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// The service account.
-    pub fn account(&self) -> &ServiceAccount {
-        &self.account
+    /// Tokens from the metadata server at `host` (`host[:port]`).
+    pub fn metadata(host: &str) -> Self {
+        Self::new(Source::Metadata(format!(
+            "http://{}{METADATA_TOKEN_PATH}",
+            host.trim_end_matches('/')
+        )))
+    }
+
+    /// Who the tokens are for, in messages: `the service account a@b` or the VM's.
+    pub fn principal(&self) -> String {
+        match &self.source {
+            Source::Key(account) => format!("the service account {}", account.client_email),
+            Source::Metadata(_) => "the VM's service account (from the metadata server)".into(),
+        }
+    }
+
+    /// What to check when the service refuses a token, for hints.
+    pub fn what_to_check(&self) -> &'static str {
+        match &self.source {
+            Source::Key(_) => {
+                "check that service_account_json is a current key of the service account"
+            }
+            Source::Metadata(_) => {
+                "check the service account attached to the VM and its access scopes (devstorage.read_write or cloud-platform)"
+            }
+        }
     }
 
     /// Forgets the current token (the service refused it).
@@ -204,85 +242,126 @@ impl TokenSource {
         {
             return Ok(token.value.clone());
         }
-        let token = self.fetch(http, what).await?;
+        let token = match &self.source {
+            Source::Key(account) => fetch(account, http, what).await?,
+            Source::Metadata(url) => from_metadata(url, http, what).await?,
+        };
         let value = token.value.clone();
         *current = Some(token);
         Ok(value)
     }
+}
 
-    async fn fetch(&self, http: &reqwest::Client, what: &str) -> Result<Token> {
-        let account = &self.account;
-        let uri = &account.token_uri;
-        let fail = |why: String| {
-            Error::new(
-                ErrorKind::Destination,
-                format!(
-                    "{what}: cannot get an access token for {} from {uri}: {why}",
-                    account.client_email
-                ),
-            )
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let grant = account.grant(now)?;
-        let body = Zeroizing::new(format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
-            grant.as_str()
-        ));
-        let sent = http
-            .post(uri.as_str())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.as_bytes().to_vec())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(fail(crate::http::transport_reason(&e))
-                    .with_hint("check that the token endpoint (token_uri of the key) is reachable from this VM")
-                    .temporary());
-            }
-        };
-        let status = response.status();
-        let text = crate::http::read_limited(response, MAX_TOKEN_ANSWER)
-            .await
-            .map_err(|e| fail(format!("the answer could not be read: {e}")).temporary())?;
-        if !status.is_success() {
-            // Only the OAuth error code is shown: the description may echo the grant.
-            let code = serde_json::from_slice::<TokenRefusal>(&text)
-                .ok()
-                .and_then(|r| r.error)
-                .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_graphic()));
-            let reason = match code {
-                Some(code) => format!("the endpoint refused the key ({} {code})", status.as_u16()),
-                None => format!("the endpoint answered {status}"),
-            };
-            let mut err = fail(reason);
-            if status.is_server_error() || status.as_u16() == 429 {
-                err = err.temporary();
-            } else {
-                err = err.with_hint(
-                    "check that service_account_json holds a current key of an enabled service account (keys that were deleted or disabled are refused)",
-                );
-            }
-            return Err(err);
-        }
-        let answer: TokenAnswer =
-            serde_json::from_slice(&text).map_err(|_| fail("the answer is not a token".into()))?;
-        let value = Zeroizing::new(
-            answer
-                .access_token
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| fail("the answer holds no access token".into()))?,
-        );
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(GRANT_LIFETIME));
-        Ok(Token {
-            value: Secret::new(value.as_str()),
-            renew_at: Instant::now() + lifetime.saturating_sub(RENEW_MARGIN),
-        })
+/// A token of the VM's service account from the metadata server at `url`.
+async fn from_metadata(url: &str, http: &reqwest::Client, what: &str) -> Result<Token> {
+    let fail = |why: String| {
+        Error::new(
+            ErrorKind::Destination,
+            format!("{what}: cannot get an access token from the metadata server {url}: {why}"),
+        )
+    };
+    let response = http
+        .get(url)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .map_err(|e| {
+            fail(crate::http::transport_reason(&e))
+                .with_hint("run the agent on a Google Cloud VM with a service account attached (or set GCE_METADATA_HOST), or set service_account_json and leave credentials_source out")
+                .temporary()
+        })?;
+    let status = response.status();
+    let text = crate::http::read_limited(response, MAX_TOKEN_ANSWER)
+        .await
+        .map_err(|e| fail(format!("the answer could not be read: {e}")).temporary())?;
+    if !status.is_success() {
+        let err = fail(format!("the server answered {status}"));
+        return Err(if status.is_server_error() || status.as_u16() == 429 {
+            err.temporary()
+        } else {
+            err.with_hint("attach a service account to the VM; a VM without one has no tokens")
+        });
     }
+    token_of(&text, &fail)
+}
+
+/// The token of a token endpoint's answer, renewed [`RENEW_MARGIN`] before it expires.
+fn token_of(text: &[u8], fail: &dyn Fn(String) -> Error) -> Result<Token> {
+    let answer: TokenAnswer =
+        serde_json::from_slice(text).map_err(|_| fail("the answer is not a token".into()))?;
+    let value = Zeroizing::new(
+        answer
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| fail("the answer holds no access token".into()))?,
+    );
+    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(GRANT_LIFETIME));
+    Ok(Token {
+        value: Secret::new(value.as_str()),
+        renew_at: Instant::now() + lifetime.saturating_sub(RENEW_MARGIN),
+    })
+}
+
+/// A token for the service account of a key, for a grant it signs.
+async fn fetch(account: &ServiceAccount, http: &reqwest::Client, what: &str) -> Result<Token> {
+    let uri = &account.token_uri;
+    let fail = |why: String| {
+        Error::new(
+            ErrorKind::Destination,
+            format!(
+                "{what}: cannot get an access token for {} from {uri}: {why}",
+                account.client_email
+            ),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let grant = account.grant(now)?;
+    let body = Zeroizing::new(format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+        grant.as_str()
+    ));
+    let sent = http
+        .post(uri.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.as_bytes().to_vec())
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(fail(crate::http::transport_reason(&e))
+                .with_hint("check that the token endpoint (token_uri of the key) is reachable from this VM")
+                .temporary());
+        }
+    };
+    let status = response.status();
+    let text = crate::http::read_limited(response, MAX_TOKEN_ANSWER)
+        .await
+        .map_err(|e| fail(format!("the answer could not be read: {e}")).temporary())?;
+    if !status.is_success() {
+        // Only the OAuth error code is shown: the description may echo the grant.
+        let code = serde_json::from_slice::<TokenRefusal>(&text)
+            .ok()
+            .and_then(|r| r.error)
+            .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_graphic()));
+        let reason = match code {
+            Some(code) => format!("the endpoint refused the key ({} {code})", status.as_u16()),
+            None => format!("the endpoint answered {status}"),
+        };
+        let mut err = fail(reason);
+        if status.is_server_error() || status.as_u16() == 429 {
+            err = err.temporary();
+        } else {
+            err = err.with_hint(
+                "check that service_account_json holds a current key of an enabled service account (keys that were deleted or disabled are refused)",
+            );
+        }
+        return Err(err);
+    }
+    token_of(&text, &fail)
 }
 
 #[cfg(test)]

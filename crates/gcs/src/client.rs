@@ -5,11 +5,12 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use rustls_pki_types::pem::PemObject as _;
 use serde::Deserialize;
 use service_backup_core::destination::RetryPolicy;
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::auth::{ServiceAccount, TokenSource};
+use crate::auth::{DEFAULT_METADATA_HOST, ServiceAccount, Source, TokenSource};
 use crate::http::{read_limited, transport_reason};
 use crate::settings::GcsSettings;
 
@@ -41,6 +42,8 @@ impl Client {
     pub fn new(settings: GcsSettings) -> Result<Self> {
         let GcsSettings {
             service_account_json,
+            metadata_host,
+            ca_cert,
             project_id,
             bucket_name,
             endpoint,
@@ -71,8 +74,28 @@ impl Client {
             return Err(invalid("endpoint is not an http or https URL")
                 .with_hint("set `endpoint` to the JSON API's base URL, such as http://127.0.0.1:4443 for an emulator, or leave it out for Google Cloud Storage"));
         }
-        let account = ServiceAccount::parse(&service_account_json, &what)?;
-        let http = reqwest::Client::builder()
+        let tokens = match &service_account_json {
+            Some(key) => {
+                TokenSource::new(Source::Key(Box::new(ServiceAccount::parse(key, &what)?)))
+            }
+            None => TokenSource::metadata(
+                &metadata_host
+                    .or_else(|| std::env::var("GCE_METADATA_HOST").ok())
+                    .filter(|h| !h.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_string()),
+            ),
+        };
+        let mut http = reqwest::Client::builder()
+            // The system's roots (as the s3 destination), not a list compiled in: a CA the
+            // VM's operators installed is trusted, and so is `ca_cert`.
+            .tls_built_in_webpki_certs(false)
+            .tls_built_in_native_certs(true);
+        if let Some(pem) = &ca_cert {
+            for cert in ca_certificates(pem, &what)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             // Session URIs are absolute; nothing else redirects.
@@ -90,7 +113,7 @@ impl Client {
             bucket: bucket_name,
             project_id,
             retry,
-            tokens: TokenSource::new(account),
+            tokens,
         })
     }
 
@@ -99,9 +122,9 @@ impl Client {
         format!("gcs bucket {}", self.bucket)
     }
 
-    /// The service account's e-mail.
-    pub fn account(&self) -> &str {
-        &self.tokens.account().client_email
+    /// Who the tokens are for: `the service account a@b`, or the VM's.
+    pub fn principal(&self) -> String {
+        self.tokens.principal()
     }
 
     /// The URL of the JSON API path `path` (which starts with `/`).
@@ -173,12 +196,12 @@ impl Client {
                 ErrorKind::Destination,
                 format!("{base}: the service refused the access token (401){said}"),
             )
-            .with_hint("check that service_account_json is a current key of the service account"),
+            .with_hint(self.tokens.what_to_check()),
             403 => Error::new(
                 ErrorKind::Destination,
                 format!(
-                    "{base}: the service account {} is not allowed to (403){said}",
-                    self.account()
+                    "{base}: {} is not allowed to (403){said}",
+                    self.principal()
                 ),
             )
             .with_hint(format!(
@@ -200,13 +223,26 @@ impl Client {
 
     /// Our error for a request that got no answer.
     pub fn transport(&self, action: Action<'_>, err: &reqwest::Error) -> Error {
+        let reason = transport_reason(err);
+        if reason.contains("certificate") {
+            // Not temporary: the same certificate is refused on every attempt.
+            return Error::new(
+                ErrorKind::Destination,
+                format!(
+                    "{}: cannot {action}: the TLS certificate of {} is not trusted: {reason}",
+                    self.describe(),
+                    self.endpoint
+                ),
+            )
+            .with_hint("set ca_cert to the PEM of the certificate authority that signed the endpoint's certificate (or install it in the VM's trust store), and check that endpoint names the host in that certificate");
+        }
         Error::new(
             ErrorKind::Destination,
             format!(
                 "{}: cannot {action}: cannot connect to {}: {}",
                 self.describe(),
                 self.endpoint,
-                transport_reason(err)
+                reason
             ),
         )
         .with_hint("check the endpoint and the network between this VM and the storage service")
@@ -220,10 +256,35 @@ impl fmt::Debug for Client {
             .field("endpoint", &self.endpoint)
             .field("bucket", &self.bucket)
             .field("project_id", &self.project_id)
-            .field("account", &self.tokens.account())
+            .field("principal", &self.tokens.principal())
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
+}
+
+/// The certificates of a `ca_cert`, checked: one or more PEM certificates that the TLS
+/// stack accepts as trust anchors.
+fn ca_certificates(pem: &str, what: &str) -> Result<Vec<reqwest::Certificate>> {
+    let invalid = |why: String| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{what}: ca_cert is not a usable certificate: {why}"),
+        )
+        .with_hint("set ca_cert to the PEM text of the CA certificate (-----BEGIN CERTIFICATE----- …) that signed the endpoint's certificate")
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("no CERTIFICATE block found".into()));
+    }
+    // reqwest takes any DER here and drops the bad ones when it builds the client; parse
+    // them now, as the TLS stack will, so that a bad one is an error and not ignored.
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| invalid(format!("{e:?}")))?;
+        roots.add(der).map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(certs)
 }
 
 #[derive(Deserialize)]

@@ -1,8 +1,11 @@
 //! The `gcs` destination: a bucket of Google Cloud Storage (or of an emulator such as
-//! fake-gcs-server), reached through the JSON API with a service account's key.
+//! fake-gcs-server), reached through the JSON API with a service account's key or the
+//! tokens of the VM's metadata server, over TLS that trusts the system's roots and
+//! `ca_cert`.
 //!
-//! The key signs a JWT grant that the key's `token_uri` exchanges for an access token
-//! (renewed before it expires). Archives are written as resumable uploads in fixed-size
+//! The key signs a JWT grant that the key's `token_uri` exchanges for an access token; or
+//! the metadata server hands out tokens of the VM's service account (either renewed before
+//! it expires). Archives are written as resumable uploads in fixed-size
 //! chunks and become visible only when the last chunk is accepted; manifests and other
 //! small objects with one single-request upload. The bucket is created in `project_id` by
 //! the first write if it is missing; reads never create it. Nothing touches the network

@@ -13,8 +13,14 @@ pub(crate) const LIST_PAGE_SIZE: u32 = 1000;
 /// Settings of a `gcs` destination.
 #[derive(Clone)]
 pub struct GcsSettings {
-    /// The service account's JSON key.
-    pub service_account_json: Secret,
+    /// The service account's JSON key; `None`: access tokens come from the metadata server
+    /// of the VM (its attached service account).
+    pub service_account_json: Option<Secret>,
+    /// The metadata server's host (and port), for tokens without a key; `None`: the
+    /// `GCE_METADATA_HOST` variable, else `metadata.google.internal`.
+    pub metadata_host: Option<String>,
+    /// PEM of a private certificate authority trusted in addition to the system's roots.
+    pub ca_cert: Option<String>,
     /// The project a missing bucket is created in.
     pub project_id: String,
     /// The bucket; created by the first write if it is missing.
@@ -40,7 +46,9 @@ impl GcsSettings {
         endpoint: Option<String>,
     ) -> Self {
         Self {
-            service_account_json,
+            service_account_json: Some(service_account_json),
+            metadata_host: None,
+            ca_cert: None,
             project_id: project_id.to_string(),
             bucket_name: bucket_name.to_string(),
             endpoint,
@@ -52,10 +60,25 @@ impl GcsSettings {
     }
 }
 
+impl GcsSettings {
+    /// Settings whose access tokens come from the VM's metadata server.
+    pub fn from_metadata_server(
+        project_id: &str,
+        bucket_name: &str,
+        endpoint: Option<String>,
+    ) -> Self {
+        let mut settings = Self::new(Secret::new(""), project_id, bucket_name, endpoint);
+        settings.service_account_json = None;
+        settings
+    }
+}
+
 impl fmt::Debug for GcsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GcsSettings")
             .field("service_account_json", &self.service_account_json)
+            .field("metadata_host", &self.metadata_host)
+            .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<PEM>"))
             .field("project_id", &self.project_id)
             .field("bucket_name", &self.bucket_name)
             .field("endpoint", &self.endpoint)

@@ -66,7 +66,7 @@ async fn a_key_the_token_endpoint_refuses_fails_every_request_without_secrets() 
     let wrong = std::fs::read_to_string(env("SB_TEST_GCS_WRONG_KEY_FILE")).unwrap();
     let bucket = unique("wrongkey");
     let mut s = settings(&bucket);
-    s.service_account_json = Secret::new(wrong.clone());
+    s.service_account_json = Some(Secret::new(wrong.clone()));
     let dest = GcsDestination::new(s).unwrap();
     let put = dest
         .put("a.json", Bytes::from_static(b"{}"))
@@ -153,7 +153,7 @@ async fn unreachable_endpoint_fails_within_seconds() {
 #[test]
 fn unusable_settings_are_config_errors_without_secrets() {
     let mut s = settings("b");
-    s.service_account_json = Secret::new("{\"private_key\": \"SECRETVALUE\"");
+    s.service_account_json = Some(Secret::new("{\"private_key\": \"SECRETVALUE\""));
     let err = GcsDestination::new(s).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     let text = format!("{err} {err:?}");

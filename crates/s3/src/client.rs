@@ -1,8 +1,13 @@
-//! The S3 client of a destination: one HTTP stack (hyper and rustls), static credentials
-//! from the settings only, path-style addressing for S3-compatible endpoints, and the
-//! private CA of `ca_cert` added to the system's roots.
+//! The S3 client of a destination: one HTTP stack (hyper and rustls), the credentials the
+//! settings name (static, or the SDK's standard chain), path-style addressing for
+//! S3-compatible endpoints, and the private CA of `ca_cert` added to the system's roots.
+//! With SSE-KMS under a named key, a KMS client on the same stack checks that key.
 
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -11,10 +16,20 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use service_backup_core::{Error, ErrorKind, Result};
 
-use crate::settings::S3Settings;
+use crate::settings::{S3Credentials, S3Settings, ServerSideEncryption};
 
-/// Builds the client; no request is sent and nothing is read from the environment.
-pub(crate) fn build(settings: &S3Settings) -> Result<Client> {
+/// The clients of one destination.
+#[derive(Debug)]
+pub(crate) struct Clients {
+    /// The S3 client.
+    pub s3: Client,
+    /// A KMS client when SSE-KMS names a key, to check that key before the first write.
+    pub kms: Option<aws_sdk_kms::Client>,
+}
+
+/// Builds the clients; no request is sent and nothing is read from the environment (the
+/// credential chain reads it at the first request).
+pub(crate) fn build(settings: &S3Settings) -> Result<Clients> {
     let mut trust = TrustStore::default();
     if let Some(pem) = &settings.ca_cert {
         check_ca_cert(pem, &settings.bucket_name)?;
@@ -35,20 +50,54 @@ pub(crate) fn build(settings: &S3Settings) -> Result<Client> {
         ))
         .tls_context(tls_context)
         .build_https();
-    // Static credentials: nothing on the VM (environment, profiles, instance metadata) can
-    // change which account the backups go to.
-    let credentials = Credentials::new(
-        settings.access_key_id.clone(),
-        settings.secret_access_key.expose().to_string(),
-        None,
-        None,
-        "service-backup configuration",
-    );
+    let region = Region::new(settings.region().to_string());
+    let credentials = match &settings.credentials {
+        // Static credentials: nothing on the VM (environment, profiles, instance metadata)
+        // can change which account the backups go to.
+        S3Credentials::Static {
+            access_key_id,
+            secret_access_key,
+        } => SharedCredentialsProvider::new(Credentials::new(
+            access_key_id.clone(),
+            secret_access_key.expose().to_string(),
+            None,
+            None,
+            "service-backup configuration",
+        )),
+        S3Credentials::EnvOrInstanceProfile => SharedCredentialsProvider::new(StandardChain {
+            http_client: http_client.clone(),
+            region: region.clone(),
+            chain: tokio::sync::OnceCell::new(),
+        }),
+    };
+    let kms = match &settings.server_side_encryption {
+        Some(ServerSideEncryption::Kms { key_id: Some(_) }) => {
+            let mut config = aws_sdk_kms::Config::builder()
+                .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+                .http_client(http_client.clone())
+                .credentials_provider(credentials.clone())
+                .region(region.clone())
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(settings.connect_timeout)
+                        .operation_timeout(settings.request_timeout)
+                        .build(),
+                );
+            // S3-compatible stores that have a KMS (moto, LocalStack) serve it on the same
+            // endpoint; Amazon S3's is the region's KMS endpoint.
+            if let Some(endpoint) = &settings.endpoint_url {
+                config = config.endpoint_url(endpoint.trim_end_matches('/'));
+            }
+            Some(aws_sdk_kms::Client::from_conf(config.build()))
+        }
+        _ => None,
+    };
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http_client)
         .credentials_provider(credentials)
-        .region(Region::new(settings.region().to_string()))
+        .region(region)
         .interceptor(crate::capped::CapErrorBodies)
         // Retries are ours (RetryPolicy), with a budget the caller chooses.
         .retry_config(RetryConfig::disabled())
@@ -62,7 +111,44 @@ pub(crate) fn build(settings: &S3Settings) -> Result<Client> {
             .endpoint_url(endpoint.trim_end_matches('/'))
             .force_path_style(true);
     }
-    Ok(Client::from_conf(config.build()))
+    Ok(Clients {
+        s3: Client::from_conf(config.build()),
+        kms,
+    })
+}
+
+/// The SDK's default credential chain, built at the first request: building it is async
+/// (it reads the shared config files), and a destination is built without a runtime.
+#[derive(Debug)]
+struct StandardChain {
+    http_client: SharedHttpClient,
+    region: Region,
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+}
+
+impl ProvideCredentials for StandardChain {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| async {
+                    // Its STS client (web identity) and IMDS client use our HTTP stack.
+                    let conf = ProviderConfig::default()
+                        .with_http_client(self.http_client.clone())
+                        .with_region(Some(self.region.clone()));
+                    DefaultCredentialsChain::builder()
+                        .region(self.region.clone())
+                        .configure(conf)
+                        .build()
+                        .await
+                })
+                .await;
+            chain.provide_credentials().await
+        })
+    }
 }
 
 /// Checks `ca_cert` the way the TLS stack will read it (which cannot report a bad one

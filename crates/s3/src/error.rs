@@ -20,6 +20,8 @@ pub(crate) struct Request<'a> {
     pub endpoint: Option<&'a str>,
     /// The permission the request needs, such as `s3:PutObject`.
     pub right: &'a str,
+    /// What to check when the store refuses the credentials.
+    pub credentials: &'a str,
 }
 
 /// The S3 error code of a refused request, kept as the source of our error so that callers
@@ -51,6 +53,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let prefix = format!("s3 bucket {}: cannot {action}", req.bucket);
+    if let Some(e) = credentials_problem(err, req, &prefix) {
+        return e;
+    }
     match err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -99,6 +104,43 @@ where
         .with_hint("check endpoint_url, region and bucket_name"),
         _ => Error::new(ErrorKind::Destination, format!("{prefix}: {}", chain(err))).temporary(),
     }
+}
+
+/// Our error when the request could not be signed because the credential chain found no
+/// credentials, or failed to get them (STS refused the token, the instance metadata did
+/// not answer).
+fn credentials_problem<E>(err: &SdkError<E>, req: Request<'_>, prefix: &str) -> Option<Error>
+where
+    E: std::error::Error + 'static,
+{
+    if matches!(err, SdkError::ServiceError(_)) {
+        return None;
+    }
+    let reason = chain(err);
+    let found_none = reason.contains("no providers in chain provided credentials");
+    let failed = [
+        "the credential provider was not enabled",
+        "the credentials provider was not properly configured",
+        "an error occurred while loading credentials",
+    ]
+    .iter()
+    .any(|needle| reason.contains(needle));
+    if !found_none && !failed {
+        return None;
+    }
+    let message = if found_none {
+        format!(
+            "{prefix}: no credentials: none of the places credentials_source env_or_instance_profile looks at has any"
+        )
+    } else {
+        format!("{prefix}: cannot get credentials: {reason}")
+    };
+    let e = Error::new(ErrorKind::Destination, message).with_hint(format!(
+        "check {}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, or a profile in the shared credentials file, or attach an instance profile to the VM",
+        req.credentials
+    ));
+    // Finding none is not temporary; a metadata server or STS that failed may answer later.
+    Some(if found_none { e } else { e.temporary() })
 }
 
 fn where_(req: Request<'_>) -> String {
@@ -152,14 +194,14 @@ fn classify(code: &str, status: u16, req: Request<'_>) -> (ErrorKind, Option<Str
         "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken"
         | "TokenRefreshRequired" => (
             dest,
-            Some("check access_key_id and secret_access_key".into()),
+            Some(format!("check {}", req.credentials)),
             false,
         ),
         "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => (
             dest,
             Some(format!(
-                "check access_key_id and secret_access_key, and grant {} on bucket {}",
-                req.right, req.bucket
+                "check {}, and grant {} on bucket {}",
+                req.credentials, req.right, req.bucket
             )),
             false,
         ),
@@ -192,8 +234,8 @@ fn classify(code: &str, status: u16, req: Request<'_>) -> (ErrorKind, Option<Str
             403 => (
                 dest,
                 Some(format!(
-                    "check access_key_id and secret_access_key, and grant {} on bucket {}",
-                    req.right, req.bucket
+                    "check {}, and grant {} on bucket {}",
+                    req.credentials, req.right, req.bucket
                 )),
                 false,
             ),
@@ -206,7 +248,7 @@ fn classify(code: &str, status: u16, req: Request<'_>) -> (ErrorKind, Option<Str
 
 /// The chain of transport errors, without repeats: `io error: tcp connect error:
 /// Connection refused (os error 111)`.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {
@@ -281,6 +323,7 @@ mod tests {
         bucket: "b",
         endpoint: Some("http://127.0.0.1:1"),
         right: "s3:PutObject",
+        credentials: "access_key_id and secret_access_key",
     };
 
     #[test]

@@ -17,6 +17,7 @@ mod lock;
 mod multipart;
 pub mod read;
 mod settings;
+mod sse;
 mod store;
 pub mod upload;
 
@@ -31,7 +32,10 @@ use service_backup_core::destination::{
 };
 
 pub use multipart::IncompleteUpload;
-pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, S3Settings};
+pub use settings::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, S3Credentials, S3Settings,
+    ServerSideEncryption,
+};
 
 use store::Store;
 use upload::S3Upload;
@@ -46,9 +50,9 @@ impl S3Destination {
     /// A destination for the bucket of `settings`; sends no request. Fails only on
     /// unusable settings (a `ca_cert` that is not a PEM certificate).
     pub fn new(settings: &S3Settings) -> Result<Self> {
-        let client = client::build(settings)?;
+        let clients = client::build(settings)?;
         Ok(Self {
-            store: Arc::new(Store::new(client, settings)),
+            store: Arc::new(Store::new(clients, settings)),
         })
     }
 

@@ -36,17 +36,20 @@ impl Store {
         if lock.is_some() {
             self.check_object_lock().await?;
         }
+        self.check_kms_key().await?;
         let out = self
             .creating_bucket("CreateMultipartUpload", || {
                 self.within(self.time_for(0), &action, async {
                     let (mode, until) = lock.clone().unzip();
-                    self.client
+                    let request = self
+                        .client
                         .create_multipart_upload()
                         .bucket(&self.bucket)
                         .key(key)
                         .checksum_algorithm(ChecksumAlgorithm::Crc32)
                         .set_object_lock_mode(mode)
-                        .set_object_lock_retain_until_date(until)
+                        .set_object_lock_retain_until_date(until);
+                    crate::sse::on_create_multipart(request, self.sse.as_ref())
                         .send()
                         .await
                         .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))

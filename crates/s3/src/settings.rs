@@ -1,4 +1,5 @@
-//! What an `s3` destination needs to know: the bucket, the credentials, where the store is.
+//! What an `s3` destination needs to know: the bucket, the credentials, where the store is,
+//! and how the store encrypts what it keeps.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,10 +22,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct S3Settings {
     /// The bucket; created in `region` by the first upload if it does not exist.
     pub bucket_name: String,
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: Secret,
+    /// Where the credentials of requests come from.
+    pub credentials: S3Credentials,
+    /// How the store encrypts the objects it keeps; `None`: as the bucket's default says.
+    pub server_side_encryption: Option<ServerSideEncryption>,
     /// An S3-compatible endpoint with its scheme (`https://s3.example.internal`); when set,
     /// requests use path-style addressing. `None`: Amazon S3.
     pub endpoint_url: Option<String>,
@@ -52,8 +53,11 @@ impl S3Settings {
     ) -> Self {
         Self {
             bucket_name: bucket_name.into(),
-            access_key_id: access_key_id.into(),
-            secret_access_key,
+            credentials: S3Credentials::Static {
+                access_key_id: access_key_id.into(),
+                secret_access_key,
+            },
+            server_side_encryption: None,
             endpoint_url: None,
             region: None,
             ca_cert: None,
@@ -62,6 +66,14 @@ impl S3Settings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             immutability: None,
         }
+    }
+
+    /// Settings for `bucket_name` whose credentials come from the VM (see
+    /// [`S3Credentials::EnvOrInstanceProfile`]).
+    pub fn from_environment(bucket_name: impl Into<String>) -> Self {
+        let mut settings = Self::new(bucket_name, "", Secret::new(""));
+        settings.credentials = S3Credentials::EnvOrInstanceProfile;
+        settings
     }
 
     /// The region requests are signed for and buckets are created in.
@@ -78,6 +90,48 @@ impl S3Settings {
             .as_deref()
             .map(|url| without_query(&strip_userinfo(url)))
     }
+}
+
+/// Where the credentials of an `s3` destination come from.
+#[derive(Clone)]
+pub enum S3Credentials {
+    /// An access key of the configuration; nothing on the VM is read.
+    Static {
+        /// The access key id.
+        access_key_id: String,
+        /// The secret access key.
+        secret_access_key: Secret,
+    },
+    /// The SDK's standard chain, first that has some: the `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) variables, the shared config and
+    /// credentials files, web identity (`AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`),
+    /// the ECS container endpoint, the instance profile through `IMDSv2`.
+    EnvOrInstanceProfile,
+}
+
+impl S3Credentials {
+    /// What to check when the store refuses these credentials, for hints.
+    pub(crate) fn what_to_check(&self) -> &'static str {
+        match self {
+            Self::Static { .. } => "access_key_id and secret_access_key",
+            Self::EnvOrInstanceProfile => {
+                "the credentials this VM provides (AWS_* environment variables, shared credentials files, web identity token, instance profile)"
+            }
+        }
+    }
+}
+
+/// How the store encrypts the objects the destination writes (`server_side_encryption`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// SSE-S3 (`AES256`): keys the store manages.
+    Aes256,
+    /// SSE-KMS (`aws:kms`) under `key_id` (an id, ARN or alias), or under the account's
+    /// AWS managed key for S3 when `None`.
+    Kms {
+        /// The KMS key.
+        key_id: Option<String>,
+    },
 }
 
 /// `scheme://user:password@host/…` without `user:password@`.
@@ -107,6 +161,14 @@ impl fmt::Debug for S3Settings {
             .field("endpoint_url", &self.endpoint_for_messages())
             .field("region", &self.region())
             .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<PEM>"))
+            .field(
+                "credentials",
+                &match self.credentials {
+                    S3Credentials::Static { .. } => "static",
+                    S3Credentials::EnvOrInstanceProfile => "env_or_instance_profile",
+                },
+            )
+            .field("server_side_encryption", &self.server_side_encryption)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)

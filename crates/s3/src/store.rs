@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use service_backup_core::destination::{Immutability, ObjectMeta, RetryPolicy};
 use service_backup_core::{Error, ErrorKind, Result};
 
+use crate::client::Clients;
 use crate::error::{Request, convert, service_code};
-use crate::settings::{DEFAULT_REGION, S3Settings};
+use crate::settings::{DEFAULT_REGION, S3Settings, ServerSideEncryption};
 
 /// The slowest transfer of object data still taken for progress, 128 KiB/s: a request
 /// that carries `n` bytes may take `n / MIN_THROUGHPUT` seconds longer than one without.
@@ -30,18 +31,26 @@ pub(crate) struct Store {
     endpoint: Option<String>,
     /// How temporary failures are retried.
     pub retry: RetryPolicy,
-    request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// The lock put on each archive and manifest written (see [`crate::lock`]).
     pub(crate) immutability: Option<Immutability>,
     /// Whether the bucket was seen with Object Lock enabled (asked once).
     pub(crate) lock_checked: tokio::sync::OnceCell<bool>,
+    /// What to check when the store refuses the credentials, for hints.
+    credentials: &'static str,
+    /// How the store is asked to encrypt what is written.
+    pub(crate) sse: Option<ServerSideEncryption>,
+    /// The KMS client that checks the key of SSE-KMS, if one is named.
+    pub(crate) kms: Option<aws_sdk_kms::Client>,
+    /// Set once the KMS key was checked, so that only the first write pays for it.
+    pub(crate) kms_checked: tokio::sync::OnceCell<()>,
 }
 
 impl Store {
-    /// A store for the bucket of `settings`, reached through `client`.
-    pub fn new(client: Client, settings: &S3Settings) -> Self {
+    /// A store for the bucket of `settings`, reached through `clients`.
+    pub fn new(clients: Clients, settings: &S3Settings) -> Self {
         Self {
-            client,
+            client: clients.s3,
             bucket: settings.bucket_name.clone(),
             region: settings.region().to_string(),
             endpoint: settings.endpoint_for_messages(),
@@ -49,7 +58,16 @@ impl Store {
             request_timeout: settings.request_timeout,
             immutability: settings.immutability,
             lock_checked: tokio::sync::OnceCell::new(),
+            credentials: settings.credentials.what_to_check(),
+            sse: settings.server_side_encryption.clone(),
+            kms: clients.kms,
+            kms_checked: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The region requests are signed for.
+    pub(crate) fn region(&self) -> &str {
+        &self.region
     }
 
     /// The endpoint named in messages, if not Amazon S3.
@@ -63,6 +81,7 @@ impl Store {
             bucket: &self.bucket,
             endpoint: self.endpoint.as_deref(),
             right,
+            credentials: self.credentials,
         }
     }
 
@@ -166,6 +185,7 @@ impl Store {
         if lock.is_some() {
             self.check_object_lock().await?;
         }
+        self.check_kms_key().await?;
         self.creating_bucket("PutObject", || {
             self.within(self.time_for(data.len()), &action, async {
                 let mut request = self
@@ -181,7 +201,7 @@ impl Store {
                         .object_lock_retain_until_date(until)
                         .checksum_algorithm(ChecksumAlgorithm::Crc32);
                 }
-                request
+                crate::sse::on_put(request, self.sse.as_ref())
                     .send()
                     .await
                     .map(|_| ())

@@ -75,6 +75,8 @@ struct Shared {
     stopped: AtomicBool,
     /// Not HTTP (SSH): bytes are copied as they come; only cuts apply.
     raw: bool,
+    /// The head (request line and headers) of every HTTP request seen, in order.
+    heads: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -147,6 +149,7 @@ impl Relay {
             open: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             raw,
+            heads: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -180,6 +183,12 @@ impl Relay {
     /// What it did so far.
     pub fn counts(&self) -> Counts {
         *self.shared.counts.lock().unwrap()
+    }
+
+    /// The head (request line and headers) of every HTTP request seen so far, in order:
+    /// for tests of what a client sends (signatures, tokens), not only of what it gets.
+    pub fn request_heads(&self) -> Vec<String> {
+        self.shared.heads.lock().unwrap().clone()
     }
 
     /// Waits until `done(counts)` holds; fails the test after `limit`.

@@ -7,7 +7,7 @@ use serde_norway::Value;
 use super::keys;
 use super::model::{
     AzureAuth, AzureConfig, DestinationConfig, DestinationKind, GcsConfig, LocalConfig, S3Config,
-    ScpConfig,
+    S3Credentials, ScpConfig, ServerSideEncryption,
 };
 use super::section::{Problems, Section, kind_of, scalar_text, shown};
 
@@ -153,23 +153,146 @@ fn require(
 }
 
 fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
-    let complete = require(
+    let source = one_of(
         c,
-        "s3",
+        "credentials_source",
+        &["static", "env_or_instance_profile"],
+        problems,
+    );
+    let from_environment = source.as_deref() == Some("env_or_instance_profile");
+    // Keys are required of static credentials only (an unknown source was reported).
+    let required: &[&'static str] = if source.as_deref() == Some("static") {
         &[
             "bucket_name",
             "bucket_path",
             "access_key_id",
             "secret_access_key",
-        ],
-        problems,
-    );
+        ]
+    } else {
+        &["bucket_name", "bucket_path"]
+    };
+    let complete = require(c, "s3", required, problems);
     let bucket_name = c.text("bucket_name", problems);
     let bucket_path = c.text("bucket_path", problems);
     let access_key_id = c.text("access_key_id", problems);
     let secret_access_key = c.secret("secret_access_key", problems);
+    if from_environment {
+        let given: Vec<&str> = ["access_key_id", "secret_access_key"]
+            .into_iter()
+            .filter(|k| c.get(k).is_some())
+            .collect();
+        if !given.is_empty() {
+            problems.push(format!(
+                "{} comes with credentials_source env_or_instance_profile, which takes the \
+                 credentials from the VM: use one or the other (remove {}, or set \
+                 credentials_source: static)",
+                c.name(given[0]),
+                given.join(" and ")
+            ));
+        }
+    }
+    let server_side_encryption = s3_encryption(c, problems);
     let endpoint_url = endpoint(c, "endpoint_url", problems);
     let region = c.text("region", problems);
+    let ca_cert = pem_certificate(c, problems);
+    if !complete || source.is_none() {
+        return None;
+    }
+    let credentials = if from_environment {
+        S3Credentials::EnvOrInstanceProfile
+    } else {
+        S3Credentials::Static {
+            access_key_id: access_key_id?,
+            secret_access_key: secret_access_key?,
+        }
+    };
+    Some(S3Config {
+        bucket_name: bucket_name?,
+        bucket_path: bucket_path?,
+        credentials,
+        server_side_encryption: server_side_encryption.ok()?,
+        endpoint_url,
+        region,
+        ca_cert,
+    })
+}
+
+/// `server_side_encryption` and `kms_key_id`; `Ok(None)`: none asked for, `Err`: invalid
+/// (reported).
+fn s3_encryption(
+    c: &Section<'_>,
+    problems: &mut Problems,
+) -> Result<Option<ServerSideEncryption>, ()> {
+    let kind = c.get("server_side_encryption").map(|_| {
+        one_of_exact(
+            c,
+            "server_side_encryption",
+            &["AES256", "aws:kms"],
+            problems,
+        )
+    });
+    // Blank reads as absent, as every key does: the account's aws/s3 key.
+    let key_id = c.text("kms_key_id", problems);
+    match kind {
+        None if key_id.is_some() => {
+            problems.push(format!(
+                "{} needs server_side_encryption: aws:kms",
+                c.name("kms_key_id")
+            ));
+            Err(())
+        }
+        None => Ok(None),
+        Some(None) => Err(()),
+        Some(Some(k)) if k == "AES256" => {
+            if key_id.is_some() {
+                problems.push(format!(
+                    "{} needs server_side_encryption: aws:kms, not AES256",
+                    c.name("kms_key_id")
+                ));
+                return Err(());
+            }
+            Ok(Some(ServerSideEncryption::Aes256))
+        }
+        Some(Some(_)) => Ok(Some(ServerSideEncryption::Kms {
+            key_id: key_id.map(|k| k.trim().to_string()),
+        })),
+    }
+}
+
+/// The text of `key` when it is one of `allowed` (lowercase), its first if absent; `None`
+/// (reported) otherwise.
+fn one_of(c: &Section<'_>, key: &str, allowed: &[&str], problems: &mut Problems) -> Option<String> {
+    if c.get(key).is_none() {
+        return Some(allowed[0].to_string());
+    }
+    one_of_exact(c, key, allowed, problems)
+}
+
+/// The text of `key` when it is exactly one of `allowed`; `None` (reported) otherwise.
+fn one_of_exact(
+    c: &Section<'_>,
+    key: &str,
+    allowed: &[&str],
+    problems: &mut Problems,
+) -> Option<String> {
+    let value = c.get(key)?;
+    let text = scalar_text(value).map(|t| t.trim().to_string());
+    match text {
+        Some(t) if allowed.contains(&t.as_str()) => Some(t),
+        _ => {
+            problems.push(format!(
+                "{} must be {}, not {}",
+                c.name(key),
+                allowed.join(" or "),
+                shown(value)
+            ));
+            None
+        }
+    }
+}
+
+/// A `ca_cert` that looks like PEM (the destination checks it fully).
+fn pem_certificate(c: &Section<'_>, problems: &mut Problems) -> Option<String> {
     let ca_cert = c.text("ca_cert", problems);
     if let Some(pem) = &ca_cert
         && !pem.contains("-----BEGIN CERTIFICATE-----")
@@ -179,18 +302,7 @@ fn s3(c: &Section<'_>, problems: &mut Problems) -> Option<S3Config> {
             c.name("ca_cert")
         ));
     }
-    if !complete {
-        return None;
-    }
-    Some(S3Config {
-        bucket_name: bucket_name?,
-        bucket_path: bucket_path?,
-        access_key_id: access_key_id?,
-        secret_access_key: secret_access_key?,
-        endpoint_url,
-        region,
-        ca_cert,
-    })
+    ca_cert
 }
 
 fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
@@ -250,15 +362,7 @@ fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
             c.name("sas_token")
         ));
     }
-    let ca_cert = c.text("ca_cert", problems);
-    if let Some(pem) = &ca_cert
-        && !pem.contains("-----BEGIN CERTIFICATE-----")
-    {
-        problems.push(format!(
-            "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
-            c.name("ca_cert")
-        ));
-    }
+    let ca_cert = pem_certificate(c, problems);
     let container = c.text("container", problems);
     let path = c.text("path", problems);
     let (endpoint, base_domain) = azure_endpoint(c, problems);
@@ -354,26 +458,47 @@ fn scp(c: &Section<'_>, problems: &mut Problems) -> Option<ScpConfig> {
 }
 
 fn gcs(c: &Section<'_>, problems: &mut Problems) -> Option<GcsConfig> {
-    let complete = require(
+    let source = one_of(
         c,
-        "gcs",
-        &["service_account_json", "project_id", "bucket_name"],
+        "credentials_source",
+        &["service_account_json", "metadata"],
         problems,
     );
+    let from_metadata = source.as_deref() == Some("metadata");
+    let required: &[&'static str] = if source.as_deref() == Some("service_account_json") {
+        &["service_account_json", "project_id", "bucket_name"]
+    } else {
+        &["project_id", "bucket_name"]
+    };
+    let complete = require(c, "gcs", required, problems);
     let service_account_json = c.secret("service_account_json", problems);
+    if from_metadata && c.get("service_account_json").is_some() {
+        problems.push(format!(
+            "{} comes with credentials_source metadata, which takes tokens from the VM's \
+             metadata server: use one or the other (remove service_account_json, or leave \
+             credentials_source out)",
+            c.name("service_account_json")
+        ));
+    }
     let project_id = c.text("project_id", problems);
     let bucket_name = c.text("bucket_name", problems);
     let bucket_path = c.text("bucket_path", problems);
     let endpoint = endpoint(c, "endpoint", problems);
-    if !complete {
+    let ca_cert = pem_certificate(c, problems);
+    if !complete || source.is_none() {
         return None;
     }
     Some(GcsConfig {
-        service_account_json: service_account_json?,
+        service_account_json: if from_metadata {
+            None
+        } else {
+            Some(service_account_json?)
+        },
         project_id: project_id?,
         bucket_name: bucket_name?,
         bucket_path,
         endpoint,
+        ca_cert,
     })
 }
 

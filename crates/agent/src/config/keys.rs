@@ -57,6 +57,9 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
             "endpoint_url",
             "region",
             "ca_cert",
+            "credentials_source",
+            "server_side_encryption",
+            "kms_key_id",
         ],
         "azure" => &[
             "storage_account",
@@ -86,6 +89,8 @@ pub(super) fn destination_config(type_word: &str) -> &'static [&'static str] {
             "bucket_name",
             "bucket_path",
             "endpoint",
+            "credentials_source",
+            "ca_cert",
         ],
         _ => &["path"],
     }

@@ -144,16 +144,44 @@ pub struct S3Config {
     pub bucket_name: String,
     /// The prefix inside the bucket.
     pub bucket_path: String,
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: Secret,
+    /// Where the credentials come from (`credentials_source`).
+    pub credentials: S3Credentials,
+    /// How the store encrypts the objects (`server_side_encryption`, `kms_key_id`);
+    /// `None`: as the bucket's default says.
+    pub server_side_encryption: Option<ServerSideEncryption>,
     /// An S3-compatible endpoint, always with a scheme (`https://` added when absent).
     pub endpoint_url: Option<String>,
     /// The region.
     pub region: Option<String>,
     /// PEM of a private certificate authority to trust.
     pub ca_cert: Option<String>,
+}
+
+/// Where the credentials of an `s3` destination come from.
+#[derive(Clone, Debug)]
+pub enum S3Credentials {
+    /// `credentials_source: static` (the default): the keys of the configuration.
+    Static {
+        /// The access key id.
+        access_key_id: String,
+        /// The secret access key.
+        secret_access_key: Secret,
+    },
+    /// `credentials_source: env_or_instance_profile`: the SDK's standard chain
+    /// (environment, shared files, web identity, instance profile).
+    EnvOrInstanceProfile,
+}
+
+/// `server_side_encryption` of an `s3` destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// `AES256`: SSE-S3.
+    Aes256,
+    /// `aws:kms`: SSE-KMS under `kms_key_id`, or the account's aws/s3 key.
+    Kms {
+        /// `kms_key_id`.
+        key_id: Option<String>,
+    },
 }
 
 /// Settings of an `azure` destination.
@@ -232,8 +260,9 @@ pub struct ScpConfig {
 /// Settings of a `gcs` destination.
 #[derive(Clone, Debug)]
 pub struct GcsConfig {
-    /// The service account's JSON key (only its presence is checked here).
-    pub service_account_json: Secret,
+    /// The service account's JSON key (only its presence is checked here); `None`:
+    /// `credentials_source: metadata`, tokens of the VM's service account.
+    pub service_account_json: Option<Secret>,
     /// The Google Cloud project.
     pub project_id: String,
     /// The bucket.
@@ -242,6 +271,8 @@ pub struct GcsConfig {
     pub bucket_path: Option<String>,
     /// A custom endpoint (an emulator), always with a scheme.
     pub endpoint: Option<String>,
+    /// PEM of a private certificate authority to trust.
+    pub ca_cert: Option<String>,
 }
 
 /// Settings of a `local` destination.

@@ -1,6 +1,7 @@
 mod alerts;
 mod attacks;
 mod azure;
+mod cloud_credentials;
 mod every_key;
 mod health;
 mod immutability;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use service_backup_core::compression::Algorithm;
 
-use super::{DestinationConfig, DestinationKind, load, parse};
+use super::{DestinationConfig, DestinationKind, S3Credentials, Secret, load, parse};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
 pub(super) const MSG: &str = "Provide these missing fields in your manifest.";
@@ -73,7 +74,14 @@ fn the_optional_fields_fixture_reads_as_the_original_meant() {
     );
     assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
     assert_eq!(s3.bucket_name, "nightly-dumps");
-    assert_eq!(s3.secret_access_key.expose(), "fixture-s3-secret-optional");
+    let S3Credentials::Static {
+        secret_access_key, ..
+    } = &s3.credentials
+    else {
+        panic!("not static: {s3:?}");
+    };
+    assert_eq!(secret_access_key.expose(), "fixture-s3-secret-optional");
+    assert!(s3.server_side_encryption.is_none());
     assert_eq!(
         config.source_folder.as_deref(),
         Some(Path::new("/var/vcap/store/rabbitmq-dump"))
@@ -123,7 +131,10 @@ fn the_gcs_fixture_needs_only_the_presence_of_the_service_account() {
     let DestinationKind::Gcs(gcs) = &config.destinations[0].kind else {
         panic!("not gcs");
     };
-    assert_eq!(gcs.service_account_json.expose(), "{\"placeholder\": true}");
+    assert_eq!(
+        gcs.service_account_json.as_ref().map(Secret::expose),
+        Some("{\"placeholder\": true}")
+    );
     assert_eq!(gcs.project_id, "fixture-project");
     assert!(gcs.bucket_path.is_none() && gcs.endpoint.is_none());
 }

@@ -26,6 +26,7 @@ pub(super) fn requests(
             }
         }
         let text = String::from_utf8_lossy(&head).into_owned();
+        up.shared.heads.lock().unwrap().push(text.clone());
         let line = text.lines().next().unwrap_or_default().to_string();
         let header = |name: &str| {
             text.lines().skip(1).find_map(|l| {
