@@ -210,8 +210,18 @@ impl<'a, R: Read + Send + 'a> BlockSource for Splitter<'a, R> {
                     Algorithm::Zstd => Codec::Zstd,
                 };
                 while job.data.len() < GROUP_BYTES && job.plain_len() < GROUP_BYTES {
-                    if !self.take_part(job)? {
-                        break;
+                    let keep = job.data.len();
+                    match self.take_part(job) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        // The input failed (a chunk that does not authenticate): the whole
+                        // parts before it go first, then its error.
+                        Err(e) if !job.parts.is_empty() => {
+                            job.data.truncate(keep);
+                            self.error = Some(e);
+                            break;
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 if !job.parts.is_empty() {

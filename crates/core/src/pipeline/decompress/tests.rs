@@ -451,3 +451,50 @@ fn the_inflater_refuses_a_member_whose_deflate_data_ends_early() {
     let mut out = Vec::new();
     assert!(Inflater::new().inflate(&job, &mut out).is_err());
 }
+
+/// Yields `data`, then fails as a chunk that does not authenticate would.
+struct FailsAfter<'a>(&'a [u8]);
+
+impl Read for FailsAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk 9 is forged",
+            ));
+        }
+        let n = buf.len().min(self.0.len()).min(70_000);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_input_error_comes_after_the_blocks_before_it() {
+    let data = mixed(5 * crate::pipeline::compress::BLOCK_SIZE, 100_000);
+    for algorithm in Algorithm::ALL {
+        let stream = compressed(algorithm, &data);
+        let cut = &stream[..stream.len() * 3 / 5];
+        let read = |threads| {
+            std::thread::scope(|scope| {
+                let first = cut[..FIRST_LEN].to_vec();
+                let input = FailsAfter(&cut[FIRST_LEN..]);
+                let mut reader = decompress(scope, algorithm, first, input, threads).unwrap();
+                let mut out = Vec::new();
+                let err = reader.read_to_end(&mut out).unwrap_err();
+                (out, err.to_string())
+            })
+        };
+        let (one, one_error) = read(1);
+        let (many, many_error) = read(2);
+        assert_eq!(many_error, "chunk 9 is forged", "{algorithm}");
+        assert_eq!(one_error, many_error, "{algorithm}");
+        // Whole blocks before it: the single decoder also hands out part of the next one.
+        assert!(
+            many.len() > 2 * crate::pipeline::compress::BLOCK_SIZE,
+            "{algorithm}"
+        );
+        assert!(one.starts_with(&many), "{algorithm}");
+    }
+}
