@@ -133,6 +133,15 @@ def print_table(doc):
         print(f"moto alone takes {doc['s3_server_complete_s']:.2f} s to complete a multipart upload of the size of "
               "our S3 backup (CompleteMultipartUpload, timed apart): a wait at the end of each S3 backup that "
               "real S3 does not have.")
+    # Results written before the one-thread row have no such line.
+    by_case = {r["case"]: r["median_s"] for r in rows if r["status"] == "ok"}
+    every, one = by_case.get("sb_restore_local"), by_case.get("sb_restore_local_1thread")
+    if every and one:
+        restic = by_case.get("restic_restore_local")
+        against = f", {restic / every:.2f}× as fast as restic's" if restic else ""
+        print()
+        print(f"restore ← local, decompressing on every core: {one / every:.2f}× as fast as on one "
+              f"decompression thread{against}.")
     print()
     print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
     print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")

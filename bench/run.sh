@@ -21,7 +21,9 @@
 #
 # Cases (each backup reads the same folder; each restore writes a fresh folder):
 #   service-backup   backup and restore, to `local`, to S3; backup to local + S3 + SFTP at once;
-#                    backup and restore, to `local` and to S3, with the opt-in `compression: zstd`
+#                    backup and restore, to `local` and to S3, with the opt-in `compression: zstd`;
+#                    restore to `local` on one decompression thread (SERVICE_BACKUP_RESTORE_THREADS=1,
+#                    the path of before decompression ran on every core)
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
@@ -217,6 +219,7 @@ CASES=(
   "sb_backup_s3_zstd|backup S3|ours"
   "sb_backup_fanout|backup local+S3+SFTP|ours"
   "sb_restore_local|restore local|ours"
+  "sb_restore_local_1thread|restore local|ours"
   "pipe_restore_local|restore local|pipeline"
   "restic_restore_local|restore local|restic"
   "sb_restore_local_zstd|restore local|ours"
@@ -236,6 +239,7 @@ declare -A LABEL=(
   [sb_backup_s3_zstd]="service-backup backup → S3, compression: zstd"
   [sb_backup_fanout]="service-backup backup → local + S3 + SFTP"
   [sb_restore_local]="service-backup restore ← local"
+  [sb_restore_local_1thread]="service-backup restore ← local, one decompression thread"
   [pipe_restore_local]="openssl enc -d | gzip -d | tar -x ← file"
   [restic_restore_local]="restic restore ← local repo"
   [sb_restore_local_zstd]="service-backup restore ← local, compression: zstd"
@@ -292,6 +296,12 @@ size_sb_backup_fanout() { sb_stored fanout local; }
 prep_sb_restore_local() { rm -rf "$RESTORED"; }
 cmd_sb_restore_local() { echo "$BIN restore $WORK/local.yml --destination local --target $RESTORED --force"; }
 size_sb_restore_local() { :; }
+
+prep_sb_restore_local_1thread() { rm -rf "$RESTORED"; }
+cmd_sb_restore_local_1thread() {
+  echo "env SERVICE_BACKUP_RESTORE_THREADS=1 $BIN restore $WORK/local.yml --destination local --target $RESTORED --force"
+}
+size_sb_restore_local_1thread() { :; }
 
 prep_pipe_restore_local() { fresh "$RESTORED"; }
 cmd_pipe_restore_local() { echo "$OPENSSL -d <$WORK/out/pipe.tar.gz.enc | gzip -dc | tar -C $RESTORED -xf -"; }

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod compress;
+pub mod decompress;
 pub mod extract;
 pub mod hashing;
 pub mod read;

@@ -40,7 +40,11 @@ use std::io;
 use crate::compression::{Algorithm, ZSTD_MAGIC};
 
 pub use entropy::STORED_ENTROPY_BITS;
+#[cfg(test)]
+pub(crate) use gzip::MEMBER_LENGTH_AT;
+pub(crate) use gzip::MEMBER_LENGTH_ID;
 pub use parallel::ParallelCompressor;
+pub(crate) use parallel::Pool;
 
 /// Bytes of input compressed as one block by one thread.
 ///

@@ -1,19 +1,19 @@
 //! The read pipe: stored bytes → SHA-256 check → decrypt → gunzip (or zstd) → safe
 //! extraction by an [`Extractor`] (into a staging directory, or checking only).
 //!
-//! The stages run on three threads ([`super::stage`]), handing each other chunks through
-//! short queues: reading, hashing and decrypting on one, decompression on another, tar and
-//! the file writes on the calling thread. Each is a few times slower than the one before
-//! alone; side by side on two cores a restore takes about half the time.
+//! The stages run on threads of their own, handing each other chunks or blocks through
+//! short queues: reading, hashing, decrypting and cutting the payload into blocks of whole
+//! members or frames on one, decompression on a pool of workers, one per core
+//! ([`super::decompress`]), tar and the file writes on the calling thread. Archives whose
+//! members cannot be found without inflating them (those written before members recorded
+//! their length) are decompressed by one stage thread, as before.
 
 use std::io::{self, BufReader, Read};
 use std::thread::Scope;
 
-use flate2::read::MultiGzDecoder;
-
+use super::decompress::{FIRST_LEN, decompress, restore_threads};
 use super::extract::{ExtractStats, Extractor};
 use super::hashing::HashingReader;
-use super::stage::stage;
 use crate::compression::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{ArchiveKind, BackupContext, DecryptingReader, KeyId, Keyring, from_io};
@@ -106,6 +106,25 @@ pub fn read_archive<R: Read + Send>(
     extractor: Extractor,
     progress: &dyn Progress,
 ) -> Result<ReadStats> {
+    read_archive_on(
+        input,
+        decryption,
+        expected,
+        extractor,
+        progress,
+        restore_threads(),
+    )
+}
+
+/// [`read_archive`], decompressing on `threads` threads.
+pub(crate) fn read_archive_on<R: Read + Send>(
+    input: R,
+    decryption: &Decryption,
+    expected: Option<&Expected>,
+    extractor: Extractor,
+    progress: &dyn Progress,
+    threads: usize,
+) -> Result<ReadStats> {
     let mut hashing = HashingReader::new(input, progress);
     let first = read_prefix(&mut hashing, crate::format::MAGIC.len())?;
     if first.is_empty() {
@@ -137,12 +156,12 @@ pub fn read_archive<R: Read + Send>(
             key_id = Some(reader.key_id());
             // Before any plaintext: an archive swapped in from another backup is refused.
             decryption.bound_to.check(reader.context())?;
-            // The decrypting stage reads to the end of the encrypted stream (its last
-            // chunk's tag included) before decompression's stage sees the end of its input.
-            std::thread::scope(|scope| extract_tar(stage(scope, reader), extractor, scope))?
+            // The decrypting thread reads to the end of the encrypted stream (its last
+            // chunk's tag included) before decompression sees the end of its input.
+            std::thread::scope(|scope| extract_tar(reader, extractor, scope, threads))?
         }
         ArchiveKind::Plain(_) => {
-            std::thread::scope(|scope| extract_tar(&mut input, extractor, scope))?
+            std::thread::scope(|scope| extract_tar(&mut input, extractor, scope, threads))?
         }
     };
     drain(&mut input)?;
@@ -196,29 +215,22 @@ const TAR_END_LEFT: u64 = 512;
 /// and whatever follows is decompressed only to be thrown away.
 pub(crate) const MAX_AFTER_END: u64 = 1 << 20;
 
-/// The largest zstd window read, as a power of two: twice a compression block.
-const ZSTD_WINDOW_LOG_MAX: u32 = 21;
-
-/// Decompresses `input`, gzip or zstd as its first bytes tell, and extracts the tar
-/// stream in it.
+/// Decompresses `input`, gzip or zstd as its first bytes tell, on `threads` threads, and
+/// extracts the tar stream in it.
 fn extract_tar<'scope, R: Read + Send + 'scope>(
     mut input: R,
     extractor: Extractor,
     scope: &'scope Scope<'scope, '_>,
+    threads: usize,
 ) -> Result<ExtractStats> {
-    let first = read_prefix(&mut input, Algorithm::SNIFF_LEN)?;
+    let first = read_prefix(&mut input, FIRST_LEN)?;
     let Some(compression) = Algorithm::sniff(&first) else {
         return Err(Error::corrupt(
             "the archive's content is neither a gzip nor a zstd stream",
         ));
     };
-    let input = io::Cursor::new(first).chain(input);
-    // Every member of the gzip stream, each with its CRC-32 and length checked, or every
-    // frame of the zstd stream, each with its checksum checked, on a thread of its own.
-    let mut plain = match compression {
-        Algorithm::Gzip => stage(scope, MultiGzDecoder::new(input)),
-        Algorithm::Zstd => stage(scope, ZstdReader::new(input)?),
-    };
+    let mut plain = decompress(scope, compression, first, input, threads)
+        .map_err(|e| from_io(e, "start the decompression"))?;
     let stats = extractor.run(&mut plain)?;
     // The tar end marker is not the end of the compressed stream: read on so every CRC or
     // checksum is checked. A stream cut between two members or frames is valid, and tar
@@ -237,53 +249,6 @@ fn extract_tar<'scope, R: Read + Send + 'scope>(
         )));
     }
     Ok(stats)
-}
-
-/// A zstd decoder whose own errors (a bad checksum, a damaged or cut frame) read as
-/// damaged data, while those of its input pass as they are.
-struct ZstdReader<'a, R: Read> {
-    decoder: zstd::stream::read::Decoder<'a, BufReader<Watched<R>>>,
-}
-
-impl<R: Read> ZstdReader<'_, R> {
-    fn new(input: R) -> Result<Self> {
-        let start = |e| from_io(e, "start the zstd decoder");
-        let mut decoder = zstd::stream::read::Decoder::new(Watched {
-            inner: input,
-            failed: false,
-        })
-        .map_err(start)?;
-        // Our frames hold a block each and need a window of at most that; refusing a
-        // larger one keeps a foreign or forged frame from taking more memory.
-        decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(start)?;
-        Ok(Self { decoder })
-    }
-}
-
-impl<R: Read> Read for ZstdReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.decoder.read(buf).map_err(|e| {
-            if self.decoder.get_ref().get_ref().failed || e.kind() != io::ErrorKind::Other {
-                e
-            } else {
-                io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
-            }
-        })
-    }
-}
-
-/// A reader that remembers whether it ever failed.
-struct Watched<R> {
-    inner: R,
-    failed: bool,
-}
-
-impl<R: Read> Read for Watched<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf);
-        self.failed |= read.is_err();
-        read
-    }
 }
 
 /// Reads `r` to its end; returns how many bytes that was.

@@ -1,6 +1,8 @@
 //! gzip members (RFC 1952): each run of a block is one member of its own, compressed by
 //! libdeflate or, when judged incompressible ([`super::entropy`]), written as stored deflate
-//! blocks.
+//! blocks. Each member's header records the member's length in an extra field, so that a
+//! restore finds where the next member starts without inflating this one, and inflates
+//! members on several threads (`pipeline::decompress`).
 
 use std::io;
 
@@ -8,10 +10,21 @@ use libdeflater::{CompressionLvl, Compressor};
 
 use super::entropy::runs;
 
-/// The header of every member: deflate, no flags, no mtime, no extra flags, OS unknown.
-pub(super) const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// The subfield ID (SI1, SI2) of the extra field that records a member's length.
+pub(crate) const MEMBER_LENGTH_ID: [u8; 2] = *b"SB";
 
-/// The member of an empty stream: its header, a final empty deflate block (fixed Huffman
+/// Where the member's length, 4 bytes little-endian, stands in [`HEADER`].
+pub(crate) const MEMBER_LENGTH_AT: usize = 16;
+
+/// The header of every member: deflate, FEXTRA, no mtime, no extra flags, OS unknown; then
+/// an extra field of 8 bytes, one subfield [`MEMBER_LENGTH_ID`] of 4 bytes: the whole
+/// member's length, from its first header byte to its last trailer byte, little-endian
+/// (zero here, written once the member is complete).
+pub(crate) const HEADER: [u8; 20] = [
+    0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 8, 0, b'S', b'B', 4, 0, 0, 0, 0, 0,
+];
+
+/// The member of an empty stream: a header without the length field, a final empty deflate block (fixed Huffman
 /// codes, end of block), and a CRC-32 and length of zero.
 pub(super) const EMPTY_MEMBER: [u8; 20] = [
     0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -36,6 +49,7 @@ pub(super) fn compress_block(
 ) -> io::Result<()> {
     for (start, end, stored) in runs(data) {
         let run = &data[start..end];
+        let member = out.len();
         out.extend_from_slice(&HEADER);
         if stored {
             write_stored(run, out);
@@ -54,6 +68,10 @@ pub(super) fn compress_block(
                 .expect("a block fits")
                 .to_le_bytes(),
         );
+        // A run is at most a block, so its member is far below 4 GiB.
+        let len = u32::try_from(out.len() - member).expect("a member fits");
+        out[member + MEMBER_LENGTH_AT..member + MEMBER_LENGTH_AT + 4]
+            .copy_from_slice(&len.to_le_bytes());
     }
     Ok(())
 }

@@ -216,11 +216,11 @@ struct Compressed {
 /// Buffers handed back once used, so that blocks reuse a few allocations instead of
 /// allocating (and fragmenting the heap with) a new megabyte each.
 #[derive(Clone, Default)]
-pub(super) struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+pub(crate) struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Pool {
     /// A buffer from the pool, or a new one of `capacity`.
-    pub(super) fn take(&self, capacity: usize) -> Vec<u8> {
+    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -229,7 +229,7 @@ impl Pool {
     }
 
     /// Gives `buffer` back, emptied.
-    pub(super) fn give(&self, mut buffer: Vec<u8>) {
+    pub(crate) fn give(&self, mut buffer: Vec<u8>) {
         buffer.clear();
         self.0
             .lock()

@@ -37,13 +37,30 @@ fn gunzip(gz: &[u8]) -> Vec<u8> {
     out
 }
 
-/// How many gzip members `gz` holds, each read and checked on its own.
+/// How many gzip members `gz` holds, each read and checked on its own; each must record
+/// its own length in its header's extra field (but the member of an empty stream).
 fn members(mut gz: &[u8]) -> usize {
     let mut count = 0;
     while !gz.is_empty() {
         let mut member = flate2::bufread::GzDecoder::new(gz);
         io::copy(&mut member, &mut io::sink()).unwrap();
-        gz = member.into_inner();
+        let Some(extra) = member.header().unwrap().extra().map(<[u8]>::to_vec) else {
+            assert_eq!(gz, super::gzip::EMPTY_MEMBER, "a member without its length");
+            return count + 1;
+        };
+        let rest = member.into_inner();
+        let len = u32::try_from(gz.len() - rest.len()).unwrap();
+        assert_eq!(
+            extra[..4],
+            [b'S', b'B', 4, 0],
+            "member {count}'s extra field"
+        );
+        assert_eq!(
+            extra[4..],
+            len.to_le_bytes(),
+            "member {count}'s recorded length"
+        );
+        gz = rest;
         count += 1;
     }
     count
