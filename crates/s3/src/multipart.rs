@@ -49,7 +49,7 @@ impl Store {
                         .checksum_algorithm(ChecksumAlgorithm::Crc32)
                         .set_object_lock_mode(mode)
                         .set_object_lock_retain_until_date(until);
-                    crate::sse::on_create_multipart(request, self.sse.as_ref())
+                    self.encrypted_multipart(request)
                         .send()
                         .await
                         .map_err(|e| convert(&e, self.req("s3:PutObject"), &action))

@@ -26,7 +26,7 @@ const KEY_UNUSABLE: &[&str] = &[
 ];
 
 /// `request` with the encryption headers of `sse`.
-pub(crate) fn on_put(
+fn put_headers(
     request: PutObjectFluentBuilder,
     sse: Option<&ServerSideEncryption>,
 ) -> PutObjectFluentBuilder {
@@ -40,7 +40,7 @@ pub(crate) fn on_put(
 }
 
 /// `request` with the encryption headers of `sse` (the parts inherit them).
-pub(crate) fn on_create_multipart(
+fn multipart_headers(
     request: CreateMultipartUploadFluentBuilder,
     sse: Option<&ServerSideEncryption>,
 ) -> CreateMultipartUploadFluentBuilder {
@@ -54,6 +54,19 @@ pub(crate) fn on_create_multipart(
 }
 
 impl Store {
+    /// `request` with this store's encryption headers.
+    pub(crate) fn encrypted_put(&self, request: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
+        put_headers(request, self.sse.as_ref())
+    }
+
+    /// `request` with this store's encryption headers (the parts inherit them).
+    pub(crate) fn encrypted_multipart(
+        &self,
+        request: CreateMultipartUploadFluentBuilder,
+    ) -> CreateMultipartUploadFluentBuilder {
+        multipart_headers(request, self.sse.as_ref())
+    }
+
     /// Checks the KMS key of SSE-KMS once, before the first write; a key KMS says is
     /// missing or unusable fails every write. An answer that says nothing about the key
     /// (access denied, as under a policy that allows KMS only through S3; no KMS at the
@@ -118,7 +131,7 @@ mod tests {
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .build();
         let client = aws_sdk_s3::Client::from_conf(config);
-        let request = on_put(client.put_object(), sse);
+        let request = put_headers(client.put_object(), sse);
         (
             request.get_server_side_encryption().clone(),
             request.get_ssekms_key_id().clone(),

@@ -201,7 +201,7 @@ impl Store {
                         .object_lock_retain_until_date(until)
                         .checksum_algorithm(ChecksumAlgorithm::Crc32);
                 }
-                crate::sse::on_put(request, self.sse.as_ref())
+                self.encrypted_put(request)
                     .send()
                     .await
                     .map(|_| ())
