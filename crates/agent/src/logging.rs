@@ -127,12 +127,27 @@ macro_rules! fatal {
 /// to the health sender, which logs its own line once per outage.
 const QUIET_TARGETS: &[&str] = &["rskafka"];
 
+/// Families of cloud and HTTP client crates (a target starting with one of these) whose
+/// lines stay out: at debug they dump requests and answers, with credentials, session
+/// tokens and SAS signatures in them; what they fail at comes back to us as an error,
+/// which we log without the secrets.
+const QUIET_FAMILIES: &[&str] = &[
+    "aws_", "azure_", "typespec", "reqwest", "hyper", "h2", "rustls",
+];
+
 /// Whether a line of `target` (a module path) is kept out of the log.
 fn is_quiet(target: &str) -> bool {
     QUIET_TARGETS.iter().any(|quiet| {
         target
             .strip_prefix(quiet)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    }) || QUIET_FAMILIES.iter().any(|family| {
+        target.strip_prefix(family).is_some_and(|rest| {
+            family.ends_with('_')
+                || rest.is_empty()
+                || rest.starts_with("::")
+                || rest.starts_with('_')
+        })
     })
 }
 
@@ -408,6 +423,26 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("rskafkaesque") || lines[0].contains("another name"));
         assert!(lines[1].contains("ours"), "{lines:?}");
+    }
+
+    /// The cloud SDKs' own debug lines carry request and answer dumps (an instance-metadata
+    /// answer with its session token, a URL with a SAS signature): never in our log.
+    #[test]
+    fn cloud_and_http_client_lines_are_kept_out() {
+        let lines = captured(|| {
+            tracing::error!(target: "aws_config::imds::client", "token=AQoDYXdzEJr");
+            tracing::error!(target: "aws_smithy_runtime::client::orchestrator", "answer");
+            tracing::error!(target: "azure_core::http::policies", "sig=TOPSECRET");
+            tracing::error!(target: "typespec_client_core::http", "sig=TOPSECRET");
+            tracing::error!(target: "hyper_util::client", "connection");
+            tracing::error!(target: "reqwest::connect", "connection");
+            tracing::warn!(target: "h2o", "a crate of another name");
+            tracing::warn!("ours");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("another name"), "{lines:?}");
+        assert!(lines[1].contains("ours"), "{lines:?}");
+        assert!(!lines.concat().contains("TOPSECRET"), "{lines:?}");
     }
 
     #[test]
