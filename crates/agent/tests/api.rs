@@ -123,7 +123,7 @@ impl Agent {
             .spawn()
             .unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let mut builder = Client::builder().timeout(Duration::from_secs(60));
+        let mut builder = Client::builder().timeout(Duration::from_mins(1));
         if let Some((_, _, ca)) = tls {
             let pem = std::fs::read(ca).unwrap();
             builder = builder
@@ -221,7 +221,7 @@ impl Agent {
                 return t;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(60),
+                start.elapsed() < Duration::from_mins(1),
                 "{list} {id} did not finish: {body}\n{}",
                 self.logs()
             );
@@ -908,7 +908,7 @@ async fn a_large_download_read_slowly_keeps_memory_flat() {
 
     let pid = agent.child.id();
     let before = rss_kib(pid);
-    let mut r = download(&agent, id, Duration::from_secs(300)).await;
+    let mut r = download(&agent, id, Duration::from_mins(5)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let length: u64 = content_length(&r);
     assert!(length > 256 * 1024 * 1024, "{length}");
@@ -1012,7 +1012,7 @@ async fn silent_connections_during_a_backup(tls: bool, wrapper: &[&str]) -> Agen
         let stop = stop.clone();
         tokio::spawn(async move {
             let (mut count, mut worst) = (0u32, Duration::ZERO);
-            let end = Instant::now() + Duration::from_secs(120);
+            let end = Instant::now() + Duration::from_mins(2);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < end {
                 let asked = Instant::now();
                 let answer = client.get(&url).bearer_auth(TOKEN).send().await;
@@ -1206,7 +1206,7 @@ async fn idle_keep_alive_and_trickled_headers_are_closed_but_a_slow_download_is_
     std::fs::write(agent.env.path("source/noise.bin"), noise).unwrap();
     let id = agent.create_backup().await;
     assert_eq!(agent.wait("backups", id).await["status"], "done");
-    let mut r = download(&agent, id, Duration::from_secs(120)).await;
+    let mut r = download(&agent, id, Duration::from_mins(2)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let length: u64 = content_length(&r);
     let started = Instant::now();

@@ -56,7 +56,7 @@ impl Agent {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(Duration::from_mins(1))
                 .build()
                 .unwrap(),
         };
@@ -119,7 +119,7 @@ impl Agent {
                 return id;
             }
             assert_ne!(task, Some(json!("failed")), "{list}");
-            assert!(start.elapsed() < Duration::from_secs(60), "{list}");
+            assert!(start.elapsed() < Duration::from_mins(1), "{list}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -1585,7 +1585,7 @@ fn wait_for_restore(port: u16, id: i64) -> serde_json::Value {
             return t;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_mins(1),
             "restore {id} did not finish: {list}"
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -97,7 +97,7 @@ fn backup_tasks(env: &Env) -> Vec<Value> {
 /// A first backup, made by the daemon on its schedule at 2026-12-01 03:00 UTC.
 fn first_backup_on_schedule(env: &Env) {
     let first = daemon_at(env, "first", "2026-12-01 02:59:57");
-    first.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    first.wait_for(RUN_DONE, 1, Duration::from_mins(1));
     assert!(
         lines_starting(&first, "Catching up").is_empty(),
         "a brand-new instance has nothing to catch up"
@@ -120,7 +120,7 @@ fn downtime_over_several_runs_catches_up_once() {
 
     // Stopped over the runs of the 2nd, 3rd and 4th: one backup at once, for the newest.
     let second = daemon_at(&env, "second", "2026-12-04 10:00:00");
-    second.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    second.wait_for(RUN_DONE, 1, Duration::from_mins(1));
     let caught = lines_starting(&second, "Catching up");
     assert_eq!(caught.len(), 1, "{caught:?}");
     // 2026-12-04T03:00:00Z: the newest run of `0 3 * * *` before the restart.
@@ -165,7 +165,7 @@ fn a_fresh_vm_decides_from_the_newest_manifest() {
     std::fs::remove_dir_all(env.path("state")).unwrap();
 
     let fresh = daemon_at(&env, "fresh", "2026-12-03 12:00:00");
-    fresh.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    fresh.wait_for(RUN_DONE, 1, Duration::from_mins(1));
     let caught = lines_starting(&fresh, "Catching up");
     assert_eq!(caught.len(), 1, "{caught:?}");
     assert_eq!(
@@ -226,7 +226,7 @@ fn a_jitter_moves_this_instances_runs_by_its_offset() {
     assert_eq!(line.matches(" 03:21:48 +00:00").count(), 3, "{line}");
 
     let daemon = daemon_at(&env, "jitter", "2026-12-01 03:21:45");
-    daemon.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    daemon.wait_for(RUN_DONE, 1, Duration::from_mins(1));
     let spread = lines_starting(&daemon, "Backups of this instance run at a fixed offset");
     assert_eq!(spread.len(), 1);
     assert_eq!(spread[0]["data"]["offset"], "21m48s");
@@ -284,7 +284,7 @@ fn a_backup_dated_in_the_future_does_not_stop_the_catch_up() {
     // The daemon with its clock at 2099 catches up the runs since the 1st: a backup dated
     // 2099-12-30, in the task database and in the destination.
     let ahead = daemon_at(&env, "ahead", "2099-12-30 12:00:00");
-    ahead.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+    ahead.wait_for(RUN_DONE, 1, Duration::from_mins(1));
     stop(ahead);
     assert_eq!(listed(&env, &[]).len(), 2);
     let ignored =
@@ -307,7 +307,7 @@ fn a_backup_dated_in_the_future_does_not_stop_the_catch_up() {
             std::fs::remove_dir_all(env.path("state")).unwrap();
         }
         let later = daemon_at(&env, tag, start);
-        later.wait_for(RUN_DONE, 1, Duration::from_secs(60));
+        later.wait_for(RUN_DONE, 1, Duration::from_mins(1));
         let caught = lines_starting(&later, "Catching up");
         assert_eq!(caught.len(), 1, "{tag}: {caught:?}");
         assert_eq!(

@@ -62,7 +62,7 @@ impl Site {
     async fn check(&self) -> Report {
         let report = report(
             &self.config,
-            Duration::from_secs(60),
+            Duration::from_mins(1),
             std::env::var_os("PATH"),
         )
         .await;

@@ -60,7 +60,7 @@ fn dpkg(args: &[&str]) -> (i32, String, String) {
     loop {
         let result = sh("dpkg", args);
         let locked = result.2.contains("lock");
-        if result.0 == 0 || !locked || start.elapsed() > Duration::from_secs(120) {
+        if result.0 == 0 || !locked || start.elapsed() > Duration::from_mins(2) {
             return result;
         }
         std::thread::sleep(Duration::from_secs(2));

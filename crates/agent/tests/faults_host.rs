@@ -360,7 +360,7 @@ fn sigkill_mid_upload_then_restart_recovers_and_prune_cleans_up() {
     // 4. After a restart the task is failed "interrupted".
     let daemon = Agent::daemon(&env, "restarted", &[]);
     // Without a cleanup executable the original's last line of a successful run.
-    daemon.wait_for("Cleanup command not provided", 1, Duration::from_secs(60));
+    daemon.wait_for("Cleanup command not provided", 1, Duration::from_mins(1));
     daemon.signal("TERM");
     let (run, _) = daemon.wait(Duration::from_secs(20));
     run.expect(0);
@@ -503,7 +503,7 @@ async fn restart_with_queued_tasks_records_them_and_runs_the_next() {
     let id = next["id"].as_i64().unwrap();
     let start = Instant::now();
     while api_task(&client, &base, id).await["status"] != "done" {
-        assert!(start.elapsed() < Duration::from_secs(60), "backup {id}");
+        assert!(start.elapsed() < Duration::from_mins(1), "backup {id}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     daemon.signal("TERM");
@@ -558,7 +558,7 @@ fn two_agents_writing_one_prefix_at_once() {
             .collect();
         let mut names = vec![];
         for (env, agent) in agents.iter().zip(running) {
-            let (run, _) = agent.wait(Duration::from_secs(60));
+            let (run, _) = agent.wait(Duration::from_mins(1));
             // 1. Both succeed.
             run.expect(0);
             no_panic(&run);
@@ -854,9 +854,9 @@ fn a_cli_restore_waits_for_the_backup_in_progress_and_work_folders_are_never_arc
         around + 2, // the restore's log files, and no staging folder
     );
     std::fs::write(&go, "").unwrap();
-    let (b, _) = backup.wait(Duration::from_secs(60));
+    let (b, _) = backup.wait(Duration::from_mins(1));
     b.expect(0);
-    let (r, _) = restore.wait(Duration::from_secs(60));
+    let (r, _) = restore.wait(Duration::from_mins(1));
     r.expect(0);
     no_panic(&r);
     // The backup holds the source as it was, without the work folders; the restore came
@@ -922,10 +922,7 @@ async fn api_ended(client: &reqwest::Client, base: &str, list: &str, id: i64) ->
         if t["status"] == "done" || t["status"] == "failed" {
             return t;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{list} {id}: {t}"
-        );
+        assert!(start.elapsed() < Duration::from_mins(1), "{list} {id}: {t}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -18,7 +18,7 @@ pub(crate) const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
 /// The instance metadata service's token endpoint, on every Azure VM.
 pub(crate) const IMDS_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 /// A token is asked again this long before it expires.
-const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+const REFRESH_BEFORE: Duration = Duration::from_mins(5);
 /// The metadata service answers within a second; a VM without one must not hang a backup.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 

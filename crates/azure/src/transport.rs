@@ -21,7 +21,7 @@ pub(crate) const ERROR_BODY_CAP: usize = 8 * 1024;
 /// Time allowed to open a connection: an unreachable endpoint fails within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed without any byte moving on a connection before it is given up.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+const READ_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// The HTTP client of a destination: rustls with the system's roots and `ca_cert`, time
 /// limits on connecting and on silent connections, no redirects.

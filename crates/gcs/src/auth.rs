@@ -26,7 +26,7 @@ const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 /// Lifetime asked for a grant (Google's maximum).
 const GRANT_LIFETIME: u64 = 3600;
 /// A token is renewed when less than this is left of it.
-const RENEW_MARGIN: Duration = Duration::from_secs(300);
+const RENEW_MARGIN: Duration = Duration::from_mins(5);
 /// The longest token endpoint answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 

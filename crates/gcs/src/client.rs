@@ -19,7 +19,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Time allowed to open a connection: an unreachable endpoint fails within seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed without any byte moving on a connection before it is given up.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+const READ_TIMEOUT: Duration = Duration::from_mins(2);
 /// The longest error answer read.
 const MAX_ERROR_ANSWER: usize = 64 * 1024;
 

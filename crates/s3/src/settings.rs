@@ -15,7 +15,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the store may take to answer a request, plus the time its object data takes
 /// at 128 KiB/s; past that the attempt fails as temporary and is retried.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// Settings of an [`S3Destination`](crate::S3Destination).
 #[derive(Clone)]

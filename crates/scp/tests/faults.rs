@@ -44,7 +44,7 @@ async fn sshd_stopped_mid_backup_fails_cleanly_and_leaves_nothing_listed() {
     // Stop the server (and the connection it serves) once the upload is under way.
     let watched = dir.clone();
     let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let growing = files_below(&watched).iter().any(|f| {
                 is_hidden(f)

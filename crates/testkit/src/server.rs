@@ -35,7 +35,7 @@ impl ServerProcess {
             args: Vec::new(),
             envs: Vec::new(),
             log: None,
-            ready_within: Duration::from_secs(60),
+            ready_within: Duration::from_mins(1),
             child: None,
         }
     }

@@ -43,7 +43,7 @@ pub fn cookie_name(instance_id: &str) -> String {
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// How long a session lives: the cookie's `Max-Age`.
-pub const LIFETIME: Duration = Duration::from_secs(3600);
+pub const LIFETIME: Duration = Duration::from_hours(1);
 
 /// How many sessions are kept at most.
 pub const MAX_SESSIONS: usize = 1000;

@@ -9,7 +9,7 @@ use service_backup_core::secret::Secret;
 pub const DEFAULT_PRODUCT_NAME: &str = "service-backup";
 
 /// The time budget of one alert when `timeout_seconds` is not set, as the original's.
-pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// How many times a request of an alert is retried when `retry_limit` is not set.
 pub const DEFAULT_RETRY_LIMIT: u32 = 5;

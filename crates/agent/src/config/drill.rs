@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::schedule::{Schedule, parse_duration};
 
 /// How long the restore check executable may run when `restore_check_timeout` is absent.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_mins(30);
 
 /// Settings of restore drills.
 #[derive(Clone, Debug)]

@@ -10,13 +10,13 @@ use super::keys;
 use super::section::{Problems, Section, scalar_text, shown};
 
 /// The default `health.interval`: an event repeats every 5 minutes.
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_mins(5);
 
 /// The default `health.kafka.topic_prefix`.
 pub const DEFAULT_TOPIC_PREFIX: &str = "health-";
 
 /// The longest `health.interval` accepted: a day.
-const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+const MAX_INTERVAL: Duration = Duration::from_hours(24);
 
 /// `health`.
 #[derive(Clone, Debug, Default)]
@@ -281,10 +281,10 @@ mod tests {
 
     #[test]
     fn intervals_take_seconds_minutes_and_hours() {
-        assert_eq!(parse_interval("300"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_interval("300"), Some(Duration::from_mins(5)));
         assert_eq!(parse_interval("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_interval("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_interval("5m"), Some(Duration::from_mins(5)));
+        assert_eq!(parse_interval("2h"), Some(Duration::from_hours(2)));
         assert_eq!(parse_interval("5 m"), None);
         assert_eq!(parse_interval("1d"), None);
         assert_eq!(parse_interval("-1"), None);

@@ -211,7 +211,7 @@ impl Agent {
     /// Freezes the process once `ready` holds, so that a signal finds it mid-work
     /// whatever the machine's load; the caller sends the signal, then [`Agent::resume`].
     pub fn freeze_when(&self, what: &str, ready: impl FnMut() -> bool) {
-        wait_until(what, Duration::from_secs(60), ready);
+        wait_until(what, Duration::from_mins(1), ready);
         self.signal("STOP");
     }
 

@@ -25,7 +25,7 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            budget: Duration::from_secs(120),
+            budget: Duration::from_mins(2),
         }
     }
 }

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 /// How long a fetched key set is used before it is fetched again.
-const KEYS_LIFETIME: Duration = Duration::from_secs(3600);
+const KEYS_LIFETIME: Duration = Duration::from_hours(1);
 
 /// The least time between two fetches caused by unknown key ids, so that tokens with
 /// invented key ids cannot make us hammer the issuer.

@@ -119,7 +119,7 @@ async fn tasks(a: &Agent) -> usize {
 
 #[tokio::test]
 async fn the_root_opens_a_session_with_the_contracts_cookie_and_json() {
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     for path in ["/service-instances/inst-1", ROOT] {
         let bearer = format!("Bearer {TOKEN}");
         let r = send(
@@ -159,7 +159,7 @@ async fn the_root_opens_a_session_with_the_contracts_cookie_and_json() {
 
 #[tokio::test]
 async fn under_tls_the_cookie_is_secure() {
-    let a = agent(Duration::from_secs(3600), true).await;
+    let a = agent(Duration::from_hours(1), true).await;
     let bearer = format!("Bearer {TOKEN}");
     let r = send(&a, Method::GET, ROOT, &[("authorization", &bearer)]).await;
     let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
@@ -168,7 +168,7 @@ async fn under_tls_the_cookie_is_secure() {
 
 #[tokio::test]
 async fn the_cookie_authenticates_and_posts_need_the_csrf_token() {
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     let (cookie, session) = sign_in(&a).await;
     let csrf = session["csrf_token"].as_str().unwrap();
     let r = send(
@@ -231,9 +231,9 @@ async fn the_cookie_authenticates_and_posts_need_the_csrf_token() {
 
 #[tokio::test]
 async fn another_agents_cookie_is_refused() {
-    let other = agent(Duration::from_secs(3600), false).await;
+    let other = agent(Duration::from_hours(1), false).await;
     let (cookie, _) = sign_in(&other).await;
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     let r = send(
         &a,
         Method::GET,
@@ -314,7 +314,7 @@ async fn a_cookie_replayed_after_expiry_is_refused() {
 
 #[tokio::test]
 async fn without_credentials_a_browser_gets_the_page_and_a_client_401() {
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
     let r = send(&a, Method::GET, ROOT, &[("accept", browser)]).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -355,7 +355,7 @@ fn the_page_refers_to_no_other_origin() {
 
 #[tokio::test]
 async fn a_static_token_removed_from_the_file_ends_its_sessions() {
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     let (cookie, session) = sign_in(&a).await;
     let csrf = session["csrf_token"].as_str().unwrap();
     let backups = "/service-instances/inst-1/backups";
@@ -389,7 +389,7 @@ async fn a_static_token_removed_from_the_file_ends_its_sessions() {
 
 #[tokio::test]
 async fn calls_with_the_header_neither_flush_sessions_nor_open_one_each() {
-    let a = agent(Duration::from_secs(3600), false).await;
+    let a = agent(Duration::from_hours(1), false).await;
     let (cookie, session) = sign_in(&a).await;
     let bearer = format!("Bearer {TOKEN}");
     // The cookie sent beside the header that opened it: the same session, no new cookie.

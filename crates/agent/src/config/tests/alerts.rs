@@ -70,7 +70,7 @@ fn both_shapes_of_the_original_and_the_webhook_are_read() {
             n.skip_ssl_validation,
             n.timeout
         ),
-        (Some("https://uaa"), 2, true, Duration::from_secs(60))
+        (Some("https://uaa"), 2, true, Duration::from_mins(1))
     );
 
     let yaml = format!(

@@ -21,7 +21,7 @@ fn health_reads_with_its_defaults() {
     assert_eq!(kafka.brokers, ["127.0.0.1:9092"]);
     assert_eq!(kafka.topic_prefix, "health-");
     assert!(kafka.tls_ca_cert.is_none() && kafka.sasl.is_none());
-    assert_eq!(health.interval, Duration::from_secs(300));
+    assert_eq!(health.interval, Duration::from_mins(5));
     assert!(health.stdout);
     assert_eq!(health.tenant_name.as_deref(), Some("t1"));
 
