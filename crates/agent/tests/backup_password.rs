@@ -1,19 +1,20 @@
-//! Backup passwords for application developers (issue 25, part 2), through the real daemon
+//! Backup passwords for application developers through the real daemon
 //! and binary: the password is set over the API, the next backup carries its stanza, a
 //! download through the API opens with the password alone (`decrypt --passphrase-fd`),
 //! byte for byte as with the operator's key; a backup made before the password and a wrong
 //! password each give their message, exit code 1 and no output file; and the password
 //! appears nowhere in the agent's log or its state.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{Env, binary};
-use reqwest::{Client, StatusCode};
-use serde_json::{Value, json};
+use api::ApiAgent;
+use common::Env;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use service_backup_testkit::free_port;
 
 const TOKEN: &str = "tok-Password-7d1e2f3a4b";
@@ -21,136 +22,24 @@ const INSTANCE: &str = "inst-pw";
 const PASSWORD: &str = "Developer-Password-9c8b7a";
 const NO_STANZA: &str = "this backup carries no password stanza: it was made before a backup password was set (or the password was removed); ask the operator";
 
-/// The daemon with the API on a free port, killed when dropped.
-struct Agent {
-    child: Child,
-    base: String,
-    client: Client,
+/// The daemon with the API on a free port.
+async fn start(env: &Env) -> ApiAgent {
+    let port = free_port();
+    common::write_private(&env.path("tokens"), format!("{TOKEN}\n"));
+    let d = env.dir.path().display();
+    env.write_config(&format!(
+        "cron_schedule: \"0 0 1 1 *\"\ninstance_id: {INSTANCE}\n\
+         api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n"
+    ));
+    ApiAgent::start(env.dir.path(), port, TOKEN, INSTANCE).await
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Agent {
-    async fn start(env: &Env) -> Self {
-        let port = free_port();
-        common::write_private(&env.path("tokens"), format!("{TOKEN}\n"));
-        let d = env.dir.path().display();
-        env.write_config(&format!(
-            "cron_schedule: \"0 0 1 1 *\"\ninstance_id: {INSTANCE}\n\
-             api:\n  listen: 127.0.0.1:{port}\n  bearer_tokens_file: {d}/tokens\n"
-        ));
-        let child = Command::new(binary())
-            .args(["run", "config.yml"])
-            .current_dir(env.dir.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(env.path("daemon.log")).unwrap())
-            .stderr(std::fs::File::create(env.path("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let agent = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: Client::builder()
-                .timeout(Duration::from_mins(1))
-                .build()
-                .unwrap(),
-        };
-        let start = Instant::now();
-        while !matches!(agent.client.get(format!("{}/health", agent.base)).send().await, Ok(r) if r.status() == StatusCode::OK)
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the API did not answer"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        agent
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<(&str, String)>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some((content_type, body)) = body {
-            req = req.header("content-type", content_type).body(body);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Makes a backup through the API and waits until it is done; returns its id.
-    async fn backup(&self) -> i64 {
-        let path = format!("/service-instances/{INSTANCE}/backups");
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &path,
-                Some(("application/json", "{}".into())),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["id"].as_i64().unwrap();
-        let start = Instant::now();
-        loop {
-            let (_, list) = self.call(reqwest::Method::GET, &path, None).await;
-            let task = list["backups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["id"] == id)
-                .map(|b| b["backup_agent_task"]["status"].clone());
-            if task == Some(json!("done")) {
-                return id;
-            }
-            assert_ne!(task, Some(json!("failed")), "{list}");
-            assert!(start.elapsed() < Duration::from_mins(1), "{list}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Downloads backup `id` through the API into `dir`, under the name the answer gives.
-    async fn download(&self, id: i64, dir: &Path) -> std::path::PathBuf {
-        let r = self
-            .client
-            .get(format!(
-                "{}/service-instances/{INSTANCE}/backups/{id}/download",
-                self.base
-            ))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let disposition = r.headers()["content-disposition"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let name = disposition
-            .split("filename=\"")
-            .nth(1)
-            .and_then(|s| s.strip_suffix('"'))
-            .unwrap()
-            .to_string();
-        let path = dir.join(name);
-        std::fs::write(&path, r.bytes().await.unwrap()).unwrap();
-        path
-    }
+/// Downloads backup `id` through the API into `dir`, under the name the answer gives.
+async fn download(agent: &ApiAgent, id: i64, dir: &Path) -> std::path::PathBuf {
+    let (name, bytes) = agent.download(id).await;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
 }
 
 /// `decrypt --passphrase-fd 0 --output OUT ARCHIVE` with `password` on standard input.
@@ -189,14 +78,14 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
 async fn a_developer_decrypts_a_download_with_the_password_alone() {
     common::secret(PASSWORD);
     let env = Env::new();
-    let agent = Agent::start(&env).await;
+    let agent = start(&env).await;
     let before = agent.backup().await;
 
     let prefixed = format!("/service-instances/{INSTANCE}/backups/password");
     // Too short: a 422 that says why, and nothing kept.
     let (status, body) = agent
         .call(
-            reqwest::Method::PUT,
+            Method::PUT,
             &prefixed,
             Some((
                 "application/json",
@@ -213,7 +102,7 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
 
     let (status, body) = agent
         .call(
-            reqwest::Method::PUT,
+            Method::PUT,
             &prefixed,
             Some((
                 "application/json",
@@ -229,7 +118,7 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
     // The next backup carries the stanza: no restart needed.
     let after = agent.backup().await;
     let downloads = tempfile::tempdir().unwrap();
-    let archive = agent.download(after, downloads.path()).await;
+    let archive = download(&agent, after, downloads.path()).await;
     decrypt_with_password(&env, &archive, "by-password.tar.gz", PASSWORD).expect(0);
     common::run(
         env.dir.path(),
@@ -282,7 +171,7 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
     assert!(!env.path("wrong.tar.gz").exists());
 
     // A backup made before the password: the clear message, exit 1, no output file.
-    let older = agent.download(before, downloads.path()).await;
+    let older = download(&agent, before, downloads.path()).await;
     let run = decrypt_with_password(&env, &older, "older.tar.gz", PASSWORD);
     run.expect(1);
     assert!(run.stderr.contains(NO_STANZA), "{}", run.all());
@@ -292,7 +181,7 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
     let v1 = format!("/v1/instances/{INSTANCE}/backups/password");
     let (status, body) = agent
         .call(
-            reqwest::Method::PUT,
+            Method::PUT,
             &v1,
             Some((
                 "application/x-www-form-urlencoded",
@@ -301,19 +190,19 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = agent.call(reqwest::Method::GET, &v1, None).await;
+    let (status, body) = agent.call(Method::GET, &v1, None).await;
     assert_eq!(
         (status, &body["set"]),
         (StatusCode::OK, &json!(true)),
         "{body}"
     );
-    let (status, body) = agent.call(reqwest::Method::DELETE, &prefixed, None).await;
+    let (status, body) = agent.call(Method::DELETE, &prefixed, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["set"], false, "{body}");
     assert_eq!(body["applies_to"], "backups made from now on", "{body}");
     assert!(!env.path("backup-password.json").exists());
     let removed = agent.backup().await;
-    let archive = agent.download(removed, downloads.path()).await;
+    let archive = download(&agent, removed, downloads.path()).await;
     let run = decrypt_with_password(&env, &archive, "removed.tar.gz", PASSWORD);
     run.expect(1);
     assert!(run.stderr.contains(NO_STANZA), "{}", run.all());

@@ -9,16 +9,17 @@
 //! - the operator, with the identity kept off the VM, restores on a fresh VM, also after the
 //!   attacker's version is removed with the account's own credentials.
 
+#[path = "common/api.rs"]
+mod api;
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use api::{ApiAgent, s3_client};
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Run, binary, run, run_with_stdin, sample_tree, tree};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use common::{Run, run, run_with_stdin, sample_tree, tree};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use service_backup_testkit::{env, free_port, unique};
 
 const SECRET: &str = "vm/COMPROMISED+secret+access+key/never-printed";
@@ -48,140 +49,6 @@ fn write_config(dir: &Path, endpoint: &str, bucket: &str, recipient: &str, port:
         tokens = dir.join("tokens").display(),
     );
     std::fs::write(dir.join("config.yml"), yaml).unwrap();
-}
-
-/// The daemon of the VM, killed when dropped.
-struct Daemon {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    async fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new(binary())
-            .args(["run", "config.yml"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .stderr(std::fs::File::create(dir.join("daemon.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_mins(1))
-                .build()
-                .unwrap(),
-        };
-        let start = Instant::now();
-        while !matches!(daemon.client.get(format!("{}/health", daemon.base)).send().await, Ok(r) if r.status() == StatusCode::OK)
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the API did not answer: {}",
-                std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        daemon
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(
-                method,
-                format!("{}/service-instances/{INSTANCE}{path}", self.base),
-            )
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let answer = request.send().await.unwrap();
-        let status = answer.status();
-        let text = answer.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Makes a backup through the API and waits until it is done; returns its task id.
-    async fn backup(&self) -> i64 {
-        let (status, body) = self
-            .call(reqwest::Method::POST, "/backups", Some(json!({})))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["id"].as_i64().unwrap();
-        let start = Instant::now();
-        loop {
-            let (_, list) = self.call(reqwest::Method::GET, "/backups", None).await;
-            let task = list["backups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["id"] == id)
-                .map(|b| b["backup_agent_task"]["status"].clone());
-            if task == Some(json!("done")) {
-                return id;
-            }
-            assert_ne!(task, Some(json!("failed")), "{list}");
-            assert!(start.elapsed() < Duration::from_mins(1), "{list}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The bytes of backup `id`, downloaded through the API as a developer does.
-    async fn download(&self, id: i64) -> Vec<u8> {
-        let answer = self
-            .client
-            .get(format!(
-                "{}/service-instances/{INSTANCE}/backups/{id}/download",
-                self.base
-            ))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::OK);
-        answer.bytes().await.unwrap().to_vec()
-    }
-}
-
-/// An S3 client of moto with `access_key` (moto accepts any key).
-fn s3_client(endpoint: &str, access_key: &str) -> aws_sdk_s3::Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(access_key, SECRET, None, None, "test");
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .http_client(http)
-            .credentials_provider(credentials)
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .build(),
-    )
 }
 
 /// The key of the one archive in `bucket`, and its versions (id, newest first).
@@ -259,20 +126,23 @@ async fn a_compromised_vm_can_neither_read_nor_destroy_its_backups() {
     sample_tree(&vm.path().join("source"));
     let port = free_port();
     write_config(vm.path(), &endpoint, &bucket, &recipient, port);
-    let daemon = Daemon::start(vm.path(), port).await;
+    let daemon = ApiAgent::start(vm.path(), port, TOKEN, INSTANCE).await;
 
     // The developer sets a backup password; the next backup carries its stanza.
     let (status, body) = daemon
         .call(
-            reqwest::Method::PUT,
-            "/backups/password",
-            Some(json!({"password": PASSWORD})),
+            Method::PUT,
+            &format!("/service-instances/{INSTANCE}/backups/password"),
+            Some((
+                "application/json",
+                json!({"password": PASSWORD}).to_string(),
+            )),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["applies_to"], "backups made from now on", "{body}");
     let id = daemon.backup().await;
-    let download = daemon.download(id).await;
+    let (_, download) = daemon.download(id).await;
 
     // The developer opens the download with the password alone.
     let developer = tempfile::tempdir().unwrap();
@@ -317,7 +187,7 @@ async fn a_compromised_vm_can_neither_read_nor_destroy_its_backups() {
 
     // The attacker holds the agent's credentials: deleting the locked archive fails, by
     // key (a delete marker hides it from a listing, the version stays) and by version.
-    let attacker = s3_client(&endpoint, ACCESS_KEY);
+    let attacker = s3_client(&endpoint, ACCESS_KEY, SECRET);
     let (key, versions) = archive_versions(&attacker, &bucket).await;
     assert_eq!(versions.len(), 1, "{versions:?}");
     let locked = versions[0].clone();
@@ -366,7 +236,7 @@ async fn a_compromised_vm_can_neither_read_nor_destroy_its_backups() {
 
     // The account's owner removes the attacker's version (it is not locked), and the
     // operator restores on a fresh VM with the identity brought from the laptop.
-    let owner = s3_client(&endpoint, "AKIAACCOUNTOWNER0001");
+    let owner = s3_client(&endpoint, "AKIAACCOUNTOWNER0001", SECRET);
     let newest = versions.iter().find(|v| **v != locked).unwrap();
     owner
         .delete_object()
