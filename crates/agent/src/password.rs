@@ -67,6 +67,14 @@ pub fn problem(password: &str) -> Option<String> {
             "the password must have at most {MAX_PASSWORD_CHARS} characters (it has {chars})"
         ));
     }
+    // Such passwords are accepted by scrypt but are weaker than their length says, and
+    // control characters cannot be typed back at a prompt.
+    if password.chars().any(char::is_control) {
+        return Some("the password must not hold control characters".to_string());
+    }
+    if password.chars().all(char::is_whitespace) {
+        return Some("the password must not be only whitespace".to_string());
+    }
     None
 }
 
@@ -208,5 +216,22 @@ mod tests {
         );
         assert_eq!(problem("twelve chars"), None);
         assert!(problem(&"x".repeat(1025)).unwrap().contains("at most 1024"));
+        for control in [
+            "\0".repeat(12),
+            "tab\tinside it".to_string(),
+            "twelve chars\u{7f}".to_string(),
+        ] {
+            assert_eq!(
+                problem(&control).as_deref(),
+                Some("the password must not hold control characters")
+            );
+        }
+        for blank in [" ".repeat(12), "\u{a0}\u{2003}".repeat(6)] {
+            assert_eq!(
+                problem(&blank).as_deref(),
+                Some("the password must not be only whitespace")
+            );
+        }
+        assert_eq!(problem("  spaces   around  "), None);
     }
 }

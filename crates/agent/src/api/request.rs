@@ -151,15 +151,36 @@ pub fn password_field(content_type: Option<&[u8]>, raw: &[u8]) -> Result<String,
             _ => return Err(format!("the body is not a JSON object: {SHAPE}")),
         }
     } else {
-        let text =
-            std::str::from_utf8(raw).map_err(|_| "the form body is not UTF-8".to_string())?;
-        serde_urlencoded::from_str::<Vec<(String, String)>>(text)
-            .map_err(|_| format!("the body is not a valid form: {SHAPE}"))?
-            .into_iter()
-            .find(|(k, _)| k == "password")
-            .map(|(_, v)| v)
+        std::str::from_utf8(raw).map_err(|_| "the form body is not UTF-8".to_string())?;
+        form_password(raw)?
     };
     found.ok_or_else(|| format!("password is missing: {SHAPE}"))
+}
+
+/// The first `password` field of a form body. Form decoders replace percent-encoded bytes
+/// that are not UTF-8 with U+FFFD, which would store a password other than the one sent:
+/// here they are refused.
+fn form_password(raw: &[u8]) -> Result<Option<String>, String> {
+    let decode = |part: &[u8]| -> Vec<u8> {
+        let plus: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&plus).collect()
+    };
+    for pair in raw.split(|&b| b == b'&') {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if decode(key) != b"password" {
+            continue;
+        }
+        return String::from_utf8(decode(value)).map(Some).map_err(|_| {
+            "the password in the form is not UTF-8 once percent-decoded: send the password's UTF-8 bytes, percent-encoded".to_string()
+        });
+    }
+    Ok(None)
 }
 
 /// The backup id (as sent) that a restore request for `instance_id` names, or the message
@@ -308,6 +329,8 @@ mod tests {
         assert_eq!(p, "long enough pw");
         let p = password_field(None, b"password=long+enough%21").unwrap();
         assert_eq!(p, "long enough!");
+        let p = password_field(None, b"a=%ff&password=caf%C3%A9+au+lait&password=second").unwrap();
+        assert_eq!(p, "caf\u{e9} au lait");
         for (ct, raw, part) in [
             (json, &br#"{"password": 1234}"#[..], "must be a string"),
             (
@@ -322,6 +345,13 @@ mod tests {
                 "not a JSON object",
             ),
             (None, b"pw=hunter2hunter2", "password is missing"),
+            // Lossy decoding would turn these into U+FFFD and store another password.
+            (
+                None,
+                b"password=%ff%fehunter2hunter2",
+                "not UTF-8 once percent-decoded",
+            ),
+            (None, b"pw=1&password=hunter2%c3(hunter2", "not UTF-8"),
         ] {
             let e = password_field(ct, raw).unwrap_err();
             assert!(e.contains(part), "{e}");

@@ -1042,6 +1042,53 @@ async fn the_password_routes_are_guarded_as_every_route_and_refuse_what_cannot_w
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
         assert_eq!(answer["error"], "invalidPassword");
         assert!(!answer.to_string().contains("hunter2"), "{answer}");
+        // A form password that is not UTF-8 once decoded: refused, never stored as U+FFFD.
+        let (status, answer) = api
+            .call(
+                Method::PUT,
+                path,
+                Some(&bearer),
+                Some("application/x-www-form-urlencoded"),
+                b"password=%ff%feABCDEFGHIJKLMNOP".to_vec(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"], "invalidBody", "{answer}");
+        let said = answer.to_string();
+        assert!(
+            answer["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("not UTF-8")),
+            "{answer}"
+        );
+        assert!(
+            !said.contains("ABCDEFGH") && !said.contains("%ff"),
+            "{answer}"
+        );
+        // Twelve spaces or twelve NULs pass the length check but are no password.
+        for (form, message) in [
+            (
+                "password=%00%00%00%00%00%00%00%00%00%00%00%00",
+                "the password must not hold control characters",
+            ),
+            (
+                "password=++++++++++++",
+                "the password must not be only whitespace",
+            ),
+        ] {
+            let (status, answer) = api
+                .call(
+                    Method::PUT,
+                    path,
+                    Some(&bearer),
+                    Some("application/x-www-form-urlencoded"),
+                    form.as_bytes().to_vec(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+            assert_eq!(answer["error"], "invalidPassword", "{answer}");
+            assert_eq!(answer["description"], message, "{answer}");
+        }
         // This instance stores its backups unencrypted: a password cannot protect them.
         let (status, answer) = api
             .call(
