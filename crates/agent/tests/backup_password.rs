@@ -216,3 +216,66 @@ async fn a_developer_decrypts_a_download_with_the_password_alone() {
         Vec::<String>::new()
     );
 }
+
+/// Runs `decrypt --passphrase-fd FD` on a password archive with stdout a pipe, killed if it
+/// has not ended within `limit`; gives the run and how long it took.
+fn decrypt_from_fd(
+    env: &Env,
+    fd: &str,
+    limit: std::time::Duration,
+) -> (common::Run, std::time::Duration) {
+    use std::process::{Command, Stdio};
+    let archive = env.path("ok-passphrase.sbak");
+    std::fs::write(
+        &archive,
+        include_bytes!("../../../spec/vectors/ok-passphrase.sbak"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(common::binary())
+        .args(["decrypt", "--passphrase-fd", fd, "--output", "out.tar.gz"])
+        .arg(&archive)
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("decrypt --passphrase-fd {fd} still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    (common::Run::from(child.wait_with_output().unwrap()), took)
+}
+
+/// The review's replay: `--passphrase-fd 1` with stdout a pipe reopened the pipe as a new
+/// reader and waited for ever; a closed descriptor said "No such file or directory".
+#[test]
+fn a_passphrase_fd_not_open_for_reading_is_a_usage_error_at_once() {
+    let env = Env::new();
+    let (run, took) = decrypt_from_fd(&env, "1", std::time::Duration::from_secs(10));
+    run.expect(2);
+    assert!(
+        run.stderr.contains("descriptor 1 is not open for reading"),
+        "{}",
+        run.all()
+    );
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    assert!(!env.path("out.tar.gz").exists());
+
+    // No descriptor 987 is handed to the child.
+    let (run, _) = decrypt_from_fd(&env, "987", std::time::Duration::from_secs(10));
+    run.expect(2);
+    assert!(
+        run.stderr.contains("descriptor 987 is not open"),
+        "{}",
+        run.all()
+    );
+    assert!(!run.stderr.contains("No such file"), "{}", run.all());
+    assert!(!env.path("out.tar.gz").exists());
+}

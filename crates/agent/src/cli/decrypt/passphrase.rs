@@ -41,26 +41,54 @@ impl Source {
 pub fn read(source: &Source) -> Result<Secret> {
     match source {
         Source::Prompt => prompt(),
-        Source::Fd(fd) => from_file(
-            Path::new(&format!("/dev/fd/{fd}")),
-            &format!("descriptor {fd}"),
-        ),
+        Source::Fd(fd) => {
+            readable_fd(*fd)?;
+            from_file(
+                Path::new(&format!("/proc/self/fd/{fd}")),
+                &format!("descriptor {fd}"),
+            )
+        }
         Source::File(path) => from_file(path, &path.display().to_string()),
     }
 }
 
-/// The first line of `path` (its line ending removed), at most 64 KiB.
+/// The hint of every refused descriptor or file.
+const HINT: &str = "--passphrase-fd takes a file descriptor open for reading (such as 3 with `3< file`); --passphrase-file a readable file";
+
+/// Checks that `fd` is open for reading before it is reopened through /proc: reopening the
+/// write end of a pipe opens a new reader of that pipe, which waits for ever.
+fn readable_fd(fd: u32) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::new(ErrorKind::Usage, format!("descriptor {fd} {why}")).with_hint(HINT))
+    };
+    let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+        return refuse("is not open");
+    };
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+    match flags.map(|f| f & 3) {
+        // O_RDONLY and O_RDWR
+        Some(0 | 2) => Ok(()),
+        Some(_) => refuse("is not open for reading"),
+        None => refuse("cannot be checked: its /proc/self/fdinfo entry has no flags"),
+    }
+}
+
+/// The first line of `path` (its line ending removed), at most 64 KiB; reading stops at the
+/// first newline, so that a writer that keeps its end open does not hold the agent.
 fn from_file(path: &Path, what: &str) -> Result<Secret> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::new(
             ErrorKind::Usage,
             format!("cannot read the password from {what}: {e}"),
         )
-        .with_hint("--passphrase-fd takes an open file descriptor (such as 3 with `3< file`); --passphrase-file a readable file")
+        .with_hint(HINT)
     })?;
     let mut raw = Zeroizing::new(Vec::new());
-    file.take(MAX_PASSWORD_BYTES)
-        .read_to_end(&mut raw)
+    std::io::BufReader::new(file.take(MAX_PASSWORD_BYTES))
+        .read_until(b'\n', &mut raw)
         .map_err(|e| {
             Error::new(
                 ErrorKind::Usage,
@@ -132,5 +160,23 @@ mod tests {
         let e = first_line(b"\n", "descriptor 3").unwrap_err();
         assert_eq!(e.message(), "the password from descriptor 3 is empty");
         assert!(first_line(b"\xff\n", "t").is_err());
+    }
+
+    #[test]
+    fn a_descriptor_must_be_open_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "first line\nsecond\n").unwrap();
+        let write_only = std::fs::File::create(dir.path().join("w")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&write_only).unsigned_abs();
+        let e = read(&Source::Fd(fd)).unwrap_err();
+        assert_eq!(
+            e.message(),
+            format!("descriptor {fd} is not open for reading")
+        );
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        let readable = std::fs::File::open(&path).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&readable).unsigned_abs();
+        assert_eq!(read(&Source::Fd(fd)).unwrap().expose(), "first line");
     }
 }
