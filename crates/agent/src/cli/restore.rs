@@ -38,7 +38,7 @@ pub struct Which {
     #[arg(long)]
     from_instance: Option<String>,
     /// Further key files (older keys), besides the configured ones.
-    #[arg(long = "key-file")]
+    #[arg(long = "key-file", env = super::KEY_FILE_ENV)]
     key_files: Vec<PathBuf>,
     /// Identity files (written by `keygen --recipient`) that open backups made for their
     /// recipients; repeatable.
@@ -64,7 +64,7 @@ pub struct Which {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The configuration file (not needed with --file).
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present = "file", env = super::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// Restore a downloaded archive file instead of a backup from the destinations.
     #[arg(long, requires = "target", conflicts_with_all = ["destination", "before", "from_instance"])]
@@ -83,7 +83,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The configuration file (not needed with --file).
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present = "file", env = super::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// Check a downloaded archive file instead.
     #[arg(long, conflicts_with_all = ["destination", "before", "from_instance"])]
