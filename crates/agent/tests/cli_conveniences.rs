@@ -204,3 +204,84 @@ fn keygen_onto_an_existing_file_names_it_and_leaves_it_alone() {
         assert_eq!(std::fs::read(env.path("backup.key")).unwrap(), before);
     }
 }
+
+#[test]
+fn verify_all_checks_every_backup_on_every_destination_and_sums_up() {
+    let env = Env::new();
+    let d = env.dir.path().display();
+    std::fs::write(
+        env.path("config.yml"),
+        format!(
+            "destinations:\n\
+             - {{type: local, name: disk, config: {{path: {d}/backups}}}}\n\
+             - {{type: local, name: spare, config: {{path: {d}/spare}}}}\n\
+             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n\
+             encryption:\n  key_file: {d}/backup.key\n"
+        ),
+    )
+    .unwrap();
+    env.run(&["backup", "config.yml"]).expect(0);
+    let newest = env.backup();
+
+    let good = env.run(&["verify", "config.yml", "--all"]);
+    good.expect(0);
+    assert_eq!(
+        good.stdout.matches(" is valid: ").count(),
+        4,
+        "{}",
+        good.stdout
+    );
+    assert!(
+        good.stdout.contains(&format!(
+            "backup {} in spare is valid",
+            newest["name"].as_str().unwrap()
+        )),
+        "{}",
+        good.stdout
+    );
+    assert!(
+        good.stdout.contains(
+            "verified 4 backup(s): 4 valid, 0 failed (disk: 2 valid, 0 failed; spare: 2 valid, 0 failed)"
+        ),
+        "{}",
+        good.stdout
+    );
+
+    // One damaged copy: named with its destination, counted, exit 1; the others still checked.
+    let damaged = env.path("spare").join(newest["key"].as_str().unwrap());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let bad = env.run(&["verify", "config.yml", "--all"]);
+    bad.expect(1);
+    let name = newest["name"].as_str().unwrap();
+    assert!(
+        bad.stderr
+            .contains(&format!("error: backup {name} in spare: ")),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stdout.contains(
+            "verified 4 backup(s): 3 valid, 1 failed (disk: 2 valid, 0 failed; spare: 1 valid, 1 failed)"
+        ),
+        "{}",
+        bad.stdout
+    );
+
+    // Only one destination.
+    let one = env.run(&["verify", "config.yml", "--all", "--destination", "disk"]);
+    one.expect(0);
+    assert!(
+        one.stdout
+            .contains("verified 2 backup(s): 2 valid, 0 failed (disk: 2 valid, 0 failed)"),
+        "{}",
+        one.stdout
+    );
+
+    // --all names no one backup.
+    let both = env.run(&["verify", "config.yml", "--all", "--backup", name]);
+    both.expect(2);
+    assert!(both.stderr.contains("--all"), "{}", both.stderr);
+}

@@ -21,6 +21,8 @@ use crate::context::RunContext;
 use crate::jobs::restore::{self, RestorePlan};
 use crate::progress::Bar;
 
+mod all;
+
 /// Which backup, from where.
 #[derive(Debug, Args)]
 pub struct Which {
@@ -88,6 +90,10 @@ pub struct VerifyArgs {
     /// Check a downloaded archive file instead.
     #[arg(long, conflicts_with_all = ["destination", "before", "from_instance"])]
     file: Option<PathBuf>,
+    /// Check every backup of this agent on every destination (or on --destination's), then
+    /// print a summary; exit 1 if any failed.
+    #[arg(long, conflicts_with_all = ["file", "backup", "before", "from_instance"])]
+    all: bool,
     #[command(flatten)]
     which: Which,
 }
@@ -247,6 +253,9 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .as_deref()
             .expect("clap requires CONFIG without --file"),
     )?;
+    if args.all {
+        return all::verify_all(&config, &args.which);
+    }
     let plan = args.which.plan(&config, RestoreInto::CheckOnly)?;
     let (name, stats) = runtime()?.block_on(restore::from_destinations(
         &config,
