@@ -24,7 +24,14 @@ fn main() -> ExitCode {
     };
     logging::init_for(&cli.log_format, cli.logs_to_stdout());
     process::keep_secrets_out_of_core_dumps();
-    match cli::run(cli) {
+    // `list --json | head`: print! panics on the closed pipe; that is the reader's choice.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(cli)));
+    let result = match ran {
+        Ok(result) => result,
+        Err(payload) if process::unwound_on_closed_stdout(&*payload) => return ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(CliError::Config(problems)) => {

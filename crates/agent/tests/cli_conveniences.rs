@@ -285,3 +285,28 @@ fn verify_all_checks_every_backup_on_every_destination_and_sums_up() {
     both.expect(2);
     assert!(both.stderr.contains("--all"), "{}", both.stderr);
 }
+
+#[test]
+fn commands_printing_into_a_closed_pipe_end_quietly() {
+    let env = Env::new();
+    env.run(&["backup", "config.yml"]).expect(0);
+    for args in [
+        &["keygen"][..],
+        &["list", "config.yml", "--json"],
+        &["tasks", "config.yml"],
+    ] {
+        let mut child = Command::new(binary())
+            .args(args)
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first line is printed.
+        drop(child.stdout.take());
+        let out = Run::from(child.wait_with_output().unwrap());
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("error"), "{args:?}: {}", out.stderr);
+    }
+}
