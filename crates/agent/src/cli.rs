@@ -20,6 +20,11 @@ use clap::{Parser, Subcommand};
 use crate::command::CliResult;
 pub use typo::mistyped_command;
 
+/// The environment variable that names the configuration file when CONFIG is not given.
+pub const CONFIG_ENV: &str = "SERVICE_BACKUP_CONFIG";
+/// The environment variable that names a key file when `--key-file` is not given.
+pub const KEY_FILE_ENV: &str = "SERVICE_BACKUP_KEY_FILE";
+
 /// service-backup: backs up a service's dump folder as an encrypted, compressed archive to
 /// S3, Azure, GCS, SSH servers and local folders, and restores it.
 #[derive(Debug, Parser)]
@@ -46,11 +51,13 @@ enum Command {
     /// Runs the daemon: backups on the cron schedule until SIGTERM.
     Run {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
     },
     /// Makes one backup now (the original release's manual backup).
     Backup {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
         /// Write the one archive (and its manifest) under this folder instead of the
         /// destinations, as BOSH Backup and Restore's artifact folder wants it.
@@ -60,6 +67,7 @@ enum Command {
     /// Lists the complete backups in the destinations, newest first.
     List {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
         /// Only this destination.
         #[arg(long)]
@@ -78,6 +86,7 @@ enum Command {
     /// interrupted uploads; prints what it keeps and why.
     Prune {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
         /// Print what would be deleted; delete nothing.
         #[arg(long)]
@@ -106,17 +115,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         recipient: Option<PathBuf>,
     },
-    /// Lists the backup and restore tasks this agent recorded, oldest first.
+    /// Lists the backup and restore tasks this agent recorded, oldest first (the newest
+    /// last, next to the prompt).
     Tasks {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only the N newest tasks (still oldest first).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// Checks a configuration and prints every problem at once.
     Validate {
         /// The configuration file.
+        #[arg(env = CONFIG_ENV)]
         config: PathBuf,
     },
     /// Checks a configuration, then writes, lists, reads back and deletes a probe object in
@@ -178,7 +193,11 @@ pub fn run(cli: Cli) -> CliResult {
             ..
         } => keygen::run_recipient(&path),
         Command::Keygen { output, .. } => keygen::run(output.as_deref()),
-        Command::Tasks { config, json } => tasks::run(&config, json),
+        Command::Tasks {
+            config,
+            json,
+            limit,
+        } => tasks::run(&config, json, limit),
         Command::Validate { config } => validate::run(&config),
         Command::Check(args) => check::run(&args),
         Command::Demo { dir } => demo::run(&dir),

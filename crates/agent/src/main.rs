@@ -18,10 +18,20 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     logging::init_for(&cli.log_format, cli.logs_to_stdout());
     process::keep_secrets_out_of_core_dumps();
-    match cli::run(cli) {
+    // `list --json | head`: print! panics on the closed pipe; that is the reader's choice.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(cli)));
+    let result = match ran {
+        Ok(result) => result,
+        Err(payload) if process::unwound_on_closed_stdout(&*payload) => return ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(CliError::Config(problems)) => {
@@ -38,4 +48,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Prints clap's message (help and version included); a missing CONFIG or key file also
+/// names the environment variable that can give it.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        let text = e.to_string();
+        if text.contains("<CONFIG>") {
+            eprintln!("tip: or set {} to the configuration file", cli::CONFIG_ENV);
+        }
+        if text.contains("--key-file") {
+            eprintln!("tip: or set {} to the key file", cli::KEY_FILE_ENV);
+        }
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }

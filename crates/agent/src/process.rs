@@ -18,10 +18,27 @@ pub fn keep_secrets_out_of_core_dumps() {
 /// Replaces the panic message (which may carry data) with where it happened.
 pub fn report_panics_without_data() {
     std::panic::set_hook(Box::new(|info| {
+        if info.payload_as_str().is_some_and(is_closed_stdout) {
+            return; // main ends quietly: the reader of `… | head` took what it wanted
+        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         eprintln!("error: service-backup stopped on an internal error{at}; please report it");
     }));
+}
+
+/// Whether a panic's message is `print!` failing on a standard output whose reader left.
+pub fn is_closed_stdout(message: &str) -> bool {
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
+/// Whether an unwound panic is `print!` failing on a standard output whose reader left.
+pub fn unwound_on_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .is_some_and(is_closed_stdout)
 }

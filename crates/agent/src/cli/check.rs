@@ -21,6 +21,7 @@ use crate::schedule::{Plan, Spread, go_duration};
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The configuration file.
+    #[arg(env = super::CONFIG_ENV)]
     config: PathBuf,
     /// How long each destination's probe may take, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -20,7 +20,7 @@ use crate::progress::Bar;
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// The key file(s); the one the archive was made for is found by its key id.
-    #[arg(long = "key-file", required_unless_present_any = ["identity_files", "passphrase", "passphrase_fd", "passphrase_file"])]
+    #[arg(long = "key-file", env = super::KEY_FILE_ENV, required_unless_present_any = ["identity_files", "passphrase", "passphrase_fd", "passphrase_file"])]
     key_files: Vec<PathBuf>,
     /// Identity files (written by `keygen --recipient`); the one the archive was made for
     /// is found by its recipient id. Repeatable.
@@ -153,10 +153,13 @@ fn open(args: &DecryptArgs, ring: &Keyring) -> CliResult {
             .into());
         }
         let mut out = stdout.lock();
-        io::copy(&mut reader, &mut out).map_err(|e| from_io(e, "decrypt the archive"))?;
-        out.flush()
-            .map_err(|e| from_io(e, "write standard output"))?;
+        let written = io::copy(&mut reader, &mut out).and_then(|_| out.flush());
         bar.finish();
+        match written {
+            // `decrypt … | head`: the reader took what it wanted; that is no failure.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(|e| from_io(e, "decrypt the archive"))?,
+        }
     }
     Ok(Outcome::Success)
 }

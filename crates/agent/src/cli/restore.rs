@@ -21,6 +21,8 @@ use crate::context::RunContext;
 use crate::jobs::restore::{self, RestorePlan};
 use crate::progress::Bar;
 
+mod all;
+
 /// Which backup, from where.
 #[derive(Debug, Args)]
 pub struct Which {
@@ -38,7 +40,7 @@ pub struct Which {
     #[arg(long)]
     from_instance: Option<String>,
     /// Further key files (older keys), besides the configured ones.
-    #[arg(long = "key-file")]
+    #[arg(long = "key-file", env = super::KEY_FILE_ENV)]
     key_files: Vec<PathBuf>,
     /// Identity files (written by `keygen --recipient`) that open backups made for their
     /// recipients; repeatable.
@@ -64,7 +66,7 @@ pub struct Which {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The configuration file (not needed with --file).
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present = "file", env = super::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// Restore a downloaded archive file instead of a backup from the destinations.
     #[arg(long, requires = "target", conflicts_with_all = ["destination", "before", "from_instance"])]
@@ -83,11 +85,15 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The configuration file (not needed with --file).
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present = "file", env = super::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// Check a downloaded archive file instead.
     #[arg(long, conflicts_with_all = ["destination", "before", "from_instance"])]
     file: Option<PathBuf>,
+    /// Check every backup of this agent on every destination (or on --destination's), then
+    /// print a summary; exit 1 if any failed.
+    #[arg(long, conflicts_with_all = ["file", "backup", "before", "from_instance"])]
+    all: bool,
     #[command(flatten)]
     which: Which,
 }
@@ -247,6 +253,9 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
             .as_deref()
             .expect("clap requires CONFIG without --file"),
     )?;
+    if args.all {
+        return all::verify_all(&config, &args.which);
+    }
     let plan = args.which.plan(&config, RestoreInto::CheckOnly)?;
     let (name, stats) = runtime()?.block_on(restore::from_destinations(
         &config,

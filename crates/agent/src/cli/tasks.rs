@@ -1,4 +1,4 @@
-//! `service-backup tasks CONFIG [--json]`: the backup and restore tasks of this agent.
+//! `service-backup tasks CONFIG [--json] [--limit N]`: the backup and restore tasks of this agent.
 
 use std::path::Path;
 
@@ -9,8 +9,8 @@ use crate::context;
 use crate::tasks::Tasks;
 use crate::tasks::store::{Task, TaskKind};
 
-/// Prints the tasks recorded in `state_dir`, oldest first.
-pub fn run(path: &Path, as_json: bool) -> CliResult {
+/// Prints the tasks recorded in `state_dir`, oldest first; with `limit`, only the newest ones.
+pub fn run(path: &Path, as_json: bool, limit: Option<usize>) -> CliResult {
     let config = load_config(path)?;
     let state_dir = context::state_dir(&config);
     let all: Vec<Task> = runtime()?.block_on(async {
@@ -21,6 +21,9 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
         all.sort_by_key(|t| t.id);
         Ok::<_, service_backup_core::Error>(all)
     })?;
+    // Like `tail -n`: the newest last, where the eye lands after the prompt returns.
+    let skip = limit.map_or(0, |n| all.len().saturating_sub(n));
+    let all = &all[skip..];
     if as_json {
         let items: Vec<_> = all
             .iter()
@@ -52,7 +55,7 @@ pub fn run(path: &Path, as_json: bool) -> CliResult {
         "{:>5}  {:<8} {:<8} {:<9} {:<25} BACKUP / REASON",
         "ID", "KIND", "STATUS", "TRIGGER", "UPDATED (UTC)"
     );
-    for t in &all {
+    for t in all {
         let kind = t.kind.as_str();
         let detail = t
             .reason
