@@ -162,6 +162,45 @@ fn s3_credentials_from_web_identity_through_sts() {
     );
 }
 
+/// A web identity token file that is not a regular file or is larger than 64 KiB is
+/// refused with its variable and path, before anything reads it (the SDK would read it
+/// whole: `/dev/zero` grew the agent until it was killed).
+#[test]
+fn s3_web_identity_token_file_too_large_or_not_a_file_is_refused() {
+    let relay = Relay::start(port_of(&env("SB_TEST_S3_ENDPOINT")));
+    let bucket = unique("creds-wif-big");
+    let vm = s3_vm(&relay.url(""), &bucket, FROM_ENVIRONMENT);
+    let big = vm.path().join("big-token");
+    std::fs::write(&big, vec![b'a'; 1024 * 1024]).unwrap();
+    let linked = vm.path().join("linked-token");
+    std::os::unix::fs::symlink("/dev/zero", &linked).unwrap();
+    for (file, why) in [
+        ("/dev/zero", "not a regular file"),
+        (linked.to_str().unwrap(), "not a regular file"),
+        (big.to_str().unwrap(), "1048576 bytes, more than the 65536"),
+    ] {
+        let vars = [
+            (
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/service-backup",
+            ),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", file),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        let run = agent(vm.path(), &["backup", "config.yml"], &vars);
+        run.expect(1);
+        assert!(
+            run.stderr
+                .contains(&format!("AWS_WEB_IDENTITY_TOKEN_FILE {file}: {why}")),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("aaaa"), "{}", run.stderr);
+        assert!(signing_keys(&relay).is_empty(), "a request was signed");
+        assert!(objects_in(&bucket).is_empty(), "something partial was left");
+    }
+}
+
 /// A stand-in for the EC2 instance metadata service (`IMDSv2`), serving the documented
 /// requests of the instance profile: `PUT /latest/api/token` (with
 /// `X-aws-ec2-metadata-token-ttl-seconds`, answered with the token and that header), then

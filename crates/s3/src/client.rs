@@ -136,6 +136,7 @@ impl ProvideCredentials for StandardChain {
         let region = self.region.clone();
         let chain = self.chain.clone();
         provider::future::ProvideCredentials::new(async move {
+            check_web_identity_token_file()?;
             // In a task of its own: a hostile answer (instance metadata, STS) can make the
             // SDK panic, which must become a failed backup, not a dead agent.
             let resolved = tokio::spawn(async move {
@@ -161,6 +162,33 @@ impl ProvideCredentials for StandardChain {
                 Err(_) => Err(CredentialsError::provider_error(NOT_VALID)),
             }
         })
+    }
+}
+
+/// The largest web identity token file taken; real tokens are a few KiB.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// Refuses an `AWS_WEB_IDENTITY_TOKEN_FILE` the SDK would read whole however large (or
+/// endless, like a device): it must be a regular file (after symlinks) of at most 64 KiB.
+fn check_web_identity_token_file() -> Result<(), CredentialsError> {
+    let Some(path) = std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE") else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(&path);
+    let refuse = |why: String| {
+        Err(CredentialsError::invalid_configuration(format!(
+            "AWS_WEB_IDENTITY_TOKEN_FILE {}: {why}",
+            path.display()
+        )))
+    };
+    match std::fs::metadata(path) {
+        Err(e) => refuse(format!("cannot read it: {e}")),
+        Ok(m) if !m.is_file() => refuse("not a regular file".into()),
+        Ok(m) if m.len() > MAX_TOKEN_FILE => refuse(format!(
+            "{} bytes, more than the {MAX_TOKEN_FILE} a web identity token file may have",
+            m.len()
+        )),
+        Ok(_) => Ok(()),
     }
 }
 
