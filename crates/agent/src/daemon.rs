@@ -188,7 +188,9 @@ async fn work(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             let trigger = if task.is_some() { "api" } else { "schedule" };
-            let outcome = backup::run(&current, &ctx, trigger, task, Bar::hidden()).await;
+            let outcome =
+                crate::queue::caught(backup::run(&current, &ctx, trigger, task, Bar::hidden()))
+                    .await;
             crate::alerts::after_backup(&current, &ctx, &outcome).await;
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "Perform backup completed with error");

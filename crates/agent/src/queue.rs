@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use service_backup_core::Error;
+use service_backup_core::{Error, ErrorKind};
 use tokio::sync::Notify;
 
 use crate::lock;
@@ -125,9 +125,41 @@ impl Queue {
     }
 }
 
+/// Runs a backup job, turning a panic inside it into an error: the worker lives on, so
+/// that the daemon's caller can release the queue and fail the job's task instead of
+/// queueing every later backup behind one that will never end.
+pub async fn caught<T>(job: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    use futures::FutureExt as _;
+    std::panic::AssertUnwindSafe(job)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Io,
+                "the backup stopped on an internal error; please report it",
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_job_that_panics_fails_and_releases_the_queue() {
+        let q = Queue::default();
+        assert_eq!(q.request(false), Enqueued::Started);
+        assert!(q.take().is_some());
+        let outcome: Result<(), Error> = caught(async { panic!("inside the job") }).await;
+        let e = outcome.unwrap_err();
+        assert!(e.to_string().contains("internal error"), "{e}");
+        q.done();
+        assert_eq!(
+            q.request(false),
+            Enqueued::Started,
+            "the next backup is not queued behind the one that panicked"
+        );
+    }
 
     #[test]
     fn the_queue_runs_one_at_a_time_and_coalesces() {

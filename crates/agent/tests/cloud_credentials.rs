@@ -162,6 +162,45 @@ fn s3_credentials_from_web_identity_through_sts() {
     );
 }
 
+/// A web identity token file that is not a regular file or is larger than 64 KiB is
+/// refused with its variable and path, before anything reads it (the SDK would read it
+/// whole: `/dev/zero` grew the agent until it was killed).
+#[test]
+fn s3_web_identity_token_file_too_large_or_not_a_file_is_refused() {
+    let relay = Relay::start(port_of(&env("SB_TEST_S3_ENDPOINT")));
+    let bucket = unique("creds-wif-big");
+    let vm = s3_vm(&relay.url(""), &bucket, FROM_ENVIRONMENT);
+    let big = vm.path().join("big-token");
+    std::fs::write(&big, vec![b'a'; 1024 * 1024]).unwrap();
+    let linked = vm.path().join("linked-token");
+    std::os::unix::fs::symlink("/dev/zero", &linked).unwrap();
+    for (file, why) in [
+        ("/dev/zero", "not a regular file"),
+        (linked.to_str().unwrap(), "not a regular file"),
+        (big.to_str().unwrap(), "1048576 bytes, more than the 65536"),
+    ] {
+        let vars = [
+            (
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/service-backup",
+            ),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", file),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        let run = agent(vm.path(), &["backup", "config.yml"], &vars);
+        run.expect(1);
+        assert!(
+            run.stderr
+                .contains(&format!("AWS_WEB_IDENTITY_TOKEN_FILE {file}: {why}")),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("aaaa"), "{}", run.stderr);
+        assert!(signing_keys(&relay).is_empty(), "a request was signed");
+        assert!(objects_in(&bucket).is_empty(), "something partial was left");
+    }
+}
+
 /// A stand-in for the EC2 instance metadata service (`IMDSv2`), serving the documented
 /// requests of the instance profile: `PUT /latest/api/token` (with
 /// `X-aws-ec2-metadata-token-ttl-seconds`, answered with the token and that header), then
@@ -170,7 +209,25 @@ fn s3_credentials_from_web_identity_through_sts() {
 /// responder of its own, but its token answer lacks the TTL header that the SDK requires
 /// ("token response did not contain a TTL header"), so the agent cannot use it.
 fn imds_stand_in() -> StandIn {
-    StandIn::start(|head| {
+    imds_serving(
+        "service-backup-role",
+        "ASIAINSTANCEPROFILE1",
+        "instance/profile/secret",
+        "instance-profile-session-token",
+    )
+}
+
+/// The `IMDSv2` stand-in answering role name `role` and those credentials (JSON-escaped
+/// here, so that a hostile one can carry control characters).
+fn imds_serving(
+    role: &'static str,
+    key: &'static str,
+    secret: &'static str,
+    session: &'static str,
+) -> StandIn {
+    let json = |s: &str| serde_json::to_string(s).unwrap();
+    let (key, secret, session) = (json(key), json(secret), json(session));
+    StandIn::start(move |head| {
         let token = "imdsv2-session-token-of-the-stand-in";
         if head.starts_with("PUT /latest/api/token ") {
             return match header(head, "x-aws-ec2-metadata-token-ttl-seconds") {
@@ -186,9 +243,9 @@ fn imds_stand_in() -> StandIn {
             return ("401 Unauthorized", String::new(), String::new());
         }
         if head.starts_with("GET /latest/meta-data/iam/security-credentials/ ") {
-            return ("200 OK", String::new(), "service-backup-role".into());
+            return ("200 OK", String::new(), role.into());
         }
-        if head.starts_with("GET /latest/meta-data/iam/security-credentials/service-backup-role ") {
+        if head.starts_with("GET /latest/meta-data/iam/security-credentials/") && !role.is_empty() {
             let expiration =
                 (chrono::Utc::now() + chrono::Duration::hours(6)).format("%Y-%m-%dT%H:%M:%SZ");
             return (
@@ -196,8 +253,8 @@ fn imds_stand_in() -> StandIn {
                 String::new(),
                 format!(
                     "{{\"Code\":\"Success\",\"LastUpdated\":\"2026-01-01T00:00:00Z\",\"Type\":\"AWS-HMAC\",\
-                     \"AccessKeyId\":\"ASIAINSTANCEPROFILE1\",\"SecretAccessKey\":\"instance/profile/secret\",\
-                     \"Token\":\"instance-profile-session-token\",\"Expiration\":\"{expiration}\"}}"
+                     \"AccessKeyId\":{key},\"SecretAccessKey\":{secret},\
+                     \"Token\":{session},\"Expiration\":\"{expiration}\"}}"
                 ),
             );
         }
@@ -240,6 +297,67 @@ fn s3_credentials_from_the_instance_profile_through_imdsv2() {
             .any(|h| header(h, "x-amz-security-token").as_deref()
                 == Some("instance-profile-session-token"))
     );
+}
+
+/// The keys of the objects in `bucket` (none when it does not exist).
+fn objects_in(bucket: &str) -> Vec<String> {
+    let (s3, _) = moto_clients();
+    runtime().block_on(async {
+        s3.list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|listed| {
+                listed
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Credentials of a hostile instance metadata service that no request header can carry
+/// (control characters) or that are absurdly long fail the backup cleanly, without
+/// printing them; a role name the SDK panics on (a newline) does too. Before, the SDK's
+/// signer panicked and the agent exited 101.
+#[test]
+fn s3_hostile_instance_metadata_credentials_fail_the_backup_cleanly() {
+    let long_token: &'static str = "T".repeat(5000).leak();
+    let cases: [(&str, &str, &str, &str); 5] = [
+        ("role", "AKIA\u{1b}[31mEVIL\nINJECT", "secret", "token"),
+        ("role", "ASIAHOSTILE1", "EVIL\nINJECT", "token"),
+        ("role", "ASIAHOSTILE1", "secret", "EVIL\nINJECT"),
+        ("role", "ASIAHOSTILE1", "secret", long_token),
+        ("EVIL\nINJECT", "ASIAHOSTILE1", "secret", "token"),
+    ];
+    for (role, key, secret, session) in cases {
+        let relay = Relay::start(port_of(&env("SB_TEST_S3_ENDPOINT")));
+        let bucket = unique("creds-hostile");
+        let vm = s3_vm(&relay.url(""), &bucket, FROM_ENVIRONMENT);
+        let imds = imds_serving(role, key, secret, session);
+        let endpoint = format!("http://127.0.0.1:{}", imds.port);
+        let run = agent(
+            vm.path(),
+            &["backup", "config.yml"],
+            &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.as_str())],
+        );
+        run.expect(1);
+        assert!(
+            run.stderr
+                .contains("the instance metadata service answered credentials that are not valid"),
+            "{role:?} {key:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("EVIL") && !run.stderr.contains("TTTT"),
+            "{}",
+            run.stderr
+        );
+        assert!(signing_keys(&relay).is_empty(), "a request was signed");
+        assert!(objects_in(&bucket).is_empty(), "something partial was left");
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::SharedHttpClient;
@@ -67,7 +68,7 @@ pub(crate) fn build(settings: &S3Settings) -> Result<Clients> {
         S3Credentials::EnvOrInstanceProfile => SharedCredentialsProvider::new(StandardChain {
             http_client: http_client.clone(),
             region: region.clone(),
-            chain: tokio::sync::OnceCell::new(),
+            chain: std::sync::Arc::default(),
         }),
     };
     let kms = match &settings.server_side_encryption {
@@ -123,7 +124,7 @@ pub(crate) fn build(settings: &S3Settings) -> Result<Clients> {
 struct StandardChain {
     http_client: SharedHttpClient,
     region: Region,
-    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+    chain: std::sync::Arc<tokio::sync::OnceCell<DefaultCredentialsChain>>,
 }
 
 impl ProvideCredentials for StandardChain {
@@ -131,23 +132,90 @@ impl ProvideCredentials for StandardChain {
     where
         Self: 'a,
     {
+        let http_client = self.http_client.clone();
+        let region = self.region.clone();
+        let chain = self.chain.clone();
         provider::future::ProvideCredentials::new(async move {
-            let chain = self
-                .chain
-                .get_or_init(|| async {
-                    // Its STS client (web identity) and IMDS client use our HTTP stack.
-                    let conf = ProviderConfig::default()
-                        .with_http_client(self.http_client.clone())
-                        .with_region(Some(self.region.clone()));
-                    DefaultCredentialsChain::builder()
-                        .region(self.region.clone())
-                        .configure(conf)
-                        .build()
-                        .await
-                })
-                .await;
-            chain.provide_credentials().await
+            check_web_identity_token_file()?;
+            // In a task of its own: a hostile answer (instance metadata, STS) can make the
+            // SDK panic, which must become a failed backup, not a dead agent.
+            let resolved = tokio::spawn(async move {
+                let chain = chain
+                    .get_or_init(|| async {
+                        // Its STS client (web identity) and IMDS client use our HTTP stack.
+                        let conf = ProviderConfig::default()
+                            .with_http_client(http_client)
+                            .with_region(Some(region.clone()));
+                        DefaultCredentialsChain::builder()
+                            .region(region)
+                            .configure(conf)
+                            .build()
+                            .await
+                    })
+                    .await;
+                chain.provide_credentials().await
+            })
+            .await;
+            match resolved {
+                Ok(Ok(credentials)) => check_credentials(credentials),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(CredentialsError::provider_error(NOT_VALID)),
+            }
         })
+    }
+}
+
+/// The largest web identity token file taken; real tokens are a few KiB.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// Refuses an `AWS_WEB_IDENTITY_TOKEN_FILE` the SDK would read whole however large (or
+/// endless, like a device): it must be a regular file (after symlinks) of at most 64 KiB.
+fn check_web_identity_token_file() -> Result<(), CredentialsError> {
+    let Some(path) = std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE") else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(&path);
+    let refuse = |why: String| {
+        Err(CredentialsError::invalid_configuration(format!(
+            "AWS_WEB_IDENTITY_TOKEN_FILE {}: {why}",
+            path.display()
+        )))
+    };
+    match std::fs::metadata(path) {
+        Err(e) => refuse(format!("cannot read it: {e}")),
+        Ok(m) if !m.is_file() => refuse("not a regular file".into()),
+        Ok(m) if m.len() > MAX_TOKEN_FILE => refuse(format!(
+            "{} bytes, more than the {MAX_TOKEN_FILE} a web identity token file may have",
+            m.len()
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The error of credentials the SDK could not take; it never carries their values.
+const NOT_VALID: &str = "the instance metadata service answered credentials that are not valid";
+
+/// The longest session token taken; real ones are about 1-2 KiB.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// The longest access key id or secret taken; real ones are 20 and 40 characters.
+const MAX_KEY_LEN: usize = 256;
+
+/// Refuses credentials that could not go into a request header (the SDK's signer panics
+/// on those) or are unreasonably long, without printing them.
+fn check_credentials(credentials: Credentials) -> provider::Result {
+    let visible = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+    };
+    let ok = visible(credentials.access_key_id(), MAX_KEY_LEN)
+        && visible(credentials.secret_access_key(), MAX_KEY_LEN)
+        && credentials
+            .session_token()
+            .is_none_or(|t| visible(t, MAX_TOKEN_LEN));
+    if ok {
+        Ok(credentials)
+    } else {
+        Err(CredentialsError::provider_error(NOT_VALID))
     }
 }
 
