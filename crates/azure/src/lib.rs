@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use azure_storage_blob::models::BlobContainerClientListBlobsOptions;
 use futures::StreamExt as _;
 use service_backup_core::destination::{
-    Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
+    Destination, IncompleteUpload, ListingGuard, ObjectMeta, ObjectStream, Upload,
 };
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -133,6 +133,7 @@ impl Destination for AzureDestination {
         let store = &self.store;
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
+        let mut guard = ListingGuard::new(store.describe(), format!("list {prefix:?}"));
         let page_size = i32::try_from(self.list_page_size.get()).unwrap_or(i32::MAX);
         loop {
             let page = store
@@ -166,6 +167,7 @@ impl Destination for AzureDestination {
                     }
                 })
                 .await?;
+            guard.add(page.blob_items.len())?;
             for blob in page.blob_items {
                 let Some(key) = blob.name else { continue };
                 let properties = blob.properties.unwrap_or_default();
@@ -176,7 +178,10 @@ impl Destination for AzureDestination {
                 });
             }
             match page.next_marker.filter(|m| !m.is_empty()) {
-                Some(next) => marker = Some(next),
+                Some(next) => {
+                    guard.next(&next)?;
+                    marker = Some(next);
+                }
                 None => break,
             }
         }

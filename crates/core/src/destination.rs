@@ -9,6 +9,7 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod immutability;
+pub mod listing;
 pub mod local;
 pub mod retry;
 
@@ -23,6 +24,7 @@ use futures::stream::BoxStream;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use immutability::{Immutability, LockMode};
+pub use listing::{ListingGuard, MAX_LISTING_ENTRIES};
 pub use local::{LocalDestination, temp_target};
 pub use retry::RetryPolicy;
 

@@ -27,7 +27,7 @@ use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use service_backup_core::destination::{
-    Destination, Immutability, IncompleteUpload, ObjectMeta, ObjectStream, Upload,
+    Destination, Immutability, IncompleteUpload, ListingGuard, ObjectMeta, ObjectStream, Upload,
 };
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -230,6 +230,7 @@ impl Destination for GcsDestination {
         let action = format!("list {prefix:?}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut guard = ListingGuard::new(client.describe(), &action);
         loop {
             let url = match &token {
                 Some(t) => format!("{base}&pageToken={}", encode(t)),
@@ -266,6 +267,7 @@ impl Destination for GcsDestination {
                     })
                 })
                 .await?;
+            guard.add(page.items.len())?;
             for item in page.items {
                 let size = match &item.size {
                     serde_json::Value::String(s) => s.parse().ok(),
@@ -294,7 +296,10 @@ impl Destination for GcsDestination {
                 });
             }
             match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) => token = Some(next),
+                Some(next) => {
+                    guard.next(&next)?;
+                    token = Some(next);
+                }
                 None => break,
             }
         }

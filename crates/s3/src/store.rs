@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, ChecksumAlgorithm, CreateBucketConfiguration};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use service_backup_core::destination::{Immutability, ObjectMeta, RetryPolicy};
+use service_backup_core::destination::{Immutability, ListingGuard, ObjectMeta, RetryPolicy};
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::client::Clients;
@@ -217,6 +217,7 @@ impl Store {
         let action = format!("list the objects under {prefix:?}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut guard = ListingGuard::new(format!("s3 bucket {}", self.bucket), &action);
         loop {
             let page = self
                 .retry
@@ -233,6 +234,7 @@ impl Store {
                     })
                 })
                 .await?;
+            guard.add(page.contents().len())?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 out.push(ObjectMeta {
@@ -247,7 +249,10 @@ impl Store {
                 });
             }
             match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                Some(next) if page.is_truncated() == Some(true) => {
+                    guard.next(next)?;
+                    token = Some(next.to_string());
+                }
                 _ => return Ok(out),
             }
         }
