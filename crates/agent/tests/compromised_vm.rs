@@ -248,24 +248,7 @@ async fn a_compromised_vm_can_neither_read_nor_destroy_its_backups() {
         .unwrap();
     let fresh = tempfile::tempdir().unwrap();
     write_config(fresh.path(), &endpoint, &bucket, &recipient, free_port());
-    std::fs::copy(
-        laptop.path().join("ops.identity"),
-        fresh.path().join("ops.identity"),
-    )
-    .unwrap();
-    let restore = run(
-        fresh.path(),
-        &[
-            "restore",
-            "config.yml",
-            "--identity",
-            "ops.identity",
-            "--target",
-            "restored",
-        ],
-    );
-    restore.expect(0);
-    assert!(!restore.all().contains(identity.lines().last().unwrap()));
+    common::restore_with_identity(fresh.path(), &laptop.path().join("ops.identity"));
     assert_eq!(
         tree(&vm.path().join("source")),
         tree(&fresh.path().join("restored"))

@@ -139,24 +139,7 @@ fn a_write_only_agent_backs_up_and_only_the_identity_restores() {
     // A fresh VM with the configuration and the identity, brought by the operator.
     let fresh = tempfile::tempdir().unwrap();
     write_config(fresh.path(), &endpoint, &bucket, &source, &recipient);
-    std::fs::copy(
-        laptop.path().join("ops.identity"),
-        fresh.path().join("ops.identity"),
-    )
-    .unwrap();
-    let restore = run(
-        fresh.path(),
-        &[
-            "restore",
-            "config.yml",
-            "--identity",
-            "ops.identity",
-            "--target",
-            "restored",
-        ],
-    );
-    restore.expect(0);
-    assert!(!restore.all().contains(identity.lines().last().unwrap()));
+    common::restore_with_identity(fresh.path(), &laptop.path().join("ops.identity"));
     assert_eq!(tree(&source), tree(&fresh.path().join("restored")));
     run(
         fresh.path(),

@@ -263,3 +263,25 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 pub fn private_ca(dir: &std::path::Path, name: &str) -> String {
     service_backup_testkit::private_ca(dir, name)
 }
+
+/// The operator's restore on a fresh VM: copies the identity file `identity` into `fresh`
+/// (which holds the configuration), restores into `fresh/restored` with it, and checks
+/// that the identity's secret line appears in no output.
+pub fn restore_with_identity(fresh: &Path, identity: &Path) -> Run {
+    std::fs::copy(identity, fresh.join("ops.identity")).unwrap();
+    let restore = run(
+        fresh,
+        &[
+            "restore",
+            "config.yml",
+            "--identity",
+            "ops.identity",
+            "--target",
+            "restored",
+        ],
+    );
+    restore.expect(0);
+    let secret = std::fs::read_to_string(identity).unwrap();
+    assert!(!restore.all().contains(secret.lines().last().unwrap()));
+    restore
+}
