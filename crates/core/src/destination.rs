@@ -15,6 +15,7 @@ pub mod retry;
 
 use std::fmt;
 use std::io::Read;
+use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -89,8 +90,25 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Reads the object `key` as a stream.
     async fn get(&self, key: &str) -> Result<ObjectStream>;
 
+    /// Reads the bytes `range` of the object `key` as a stream; a range past the end is cut
+    /// at the end. This default reads from the start and drops what comes before `range`:
+    /// stores that can read a range (an HTTP `Range` header, a seek) override it.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        let object = self.get(key).await?;
+        Ok(cut_to_range(object, range))
+    }
+
     /// Lists the complete objects whose keys start with `prefix`, at any depth.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Lists like [`Destination::list`], only the keys that sort after `start_after` (in
+    /// byte order). This default lists everything and filters: stores that can start a
+    /// listing after a key (S3 `StartAfter`, a marker) override it.
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        let mut objects = self.list(prefix).await?;
+        objects.retain(|o| o.key.as_str() > start_after);
+        Ok(objects)
+    }
 
     /// Deletes the object `key`; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
@@ -127,6 +145,36 @@ pub trait Upload: Send {
 
     /// Discards everything written; nothing becomes visible.
     async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// The part `range` of an object read from its start: the bytes before it dropped, the
+/// stream ended at its end.
+fn cut_to_range(object: ObjectStream, range: Range<u64>) -> ObjectStream {
+    use futures::StreamExt as _;
+    let size = object
+        .size
+        .map(|size| range.end.min(size).saturating_sub(range.start));
+    let chunks = object
+        .chunks
+        .scan(0u64, move |position, chunk| {
+            // Ends the stream once past the range, so the rest is never read.
+            if *position >= range.end {
+                return std::future::ready(None);
+            }
+            let chunk = chunk.map(|chunk| {
+                let start = *position;
+                let end = start + chunk.len() as u64;
+                *position = end;
+                let from = range.start.clamp(start, end) - start;
+                let to = range.end.clamp(start, end) - start;
+                #[allow(clippy::cast_possible_truncation)] // both are within one chunk
+                chunk.slice(from as usize..to as usize)
+            });
+            std::future::ready(Some(chunk))
+        })
+        .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
+        .boxed();
+    ObjectStream { size, chunks }
 }
 
 /// Reads a whole small object, refusing one larger than `limit` bytes.

@@ -61,6 +61,33 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
         .unwrap_or_else(|e| panic!("{what}: complete: {e}"));
     let listed = dest.list(&p("big/")).await.unwrap();
     assert_eq!(listed.len(), 1, "{what}: {listed:?}");
+    let total = (block.len() * blocks) as u64;
+    for range in [
+        0..10,
+        1_048_570..1_048_600,
+        3 * 1_048_583 - 1..5 * 1_048_583 + 2,
+        total - 3..total,
+        total - 3..total + 100,
+        total..total + 5,
+    ] {
+        let mut object = dest
+            .get_range(&p("big/archive.bin"), range.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: get range {range:?}: {e}"));
+        let mut got = Vec::new();
+        while let Some(chunk) = object.chunks.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        let expected: Vec<u8> = (range.start..range.end.min(total))
+            .map(|i| block[usize::try_from(i).unwrap() % block.len()])
+            .collect();
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{what}: length of range {range:?}"
+        );
+        assert!(got == expected, "{what}: bytes of range {range:?}");
+    }
     assert_eq!(listed[0].key, p("big/archive.bin"));
     assert_eq!(listed[0].size, (block.len() * blocks) as u64);
     let mut object = dest.get(&p("big/archive.bin")).await.unwrap();
@@ -120,6 +147,32 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
     );
     assert!(dest.list(&p("nothing-here/")).await.unwrap().is_empty());
 
+    // list after a key: only what sorts after it, nothing outside the prefix
+    let after: Vec<String> = dest
+        .list_after(&p("tree/"), &p("tree/2026/11/22/a.json"))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: list after: {e}"))
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        after,
+        vec![p("tree/2026/11/23/b.json")],
+        "{what}: list after"
+    );
+    assert!(
+        dest.list_after(&p("tree/"), &p("tree/2026/11/23/b.json"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{what}: list after the last key"
+    );
+    assert_eq!(
+        dest.list_after(&p("tree/"), "").await.unwrap().len(),
+        2,
+        "{what}: list after nothing"
+    );
+
     // delete, and deleting again is fine; missing objects are NotFound
     dest.delete(&p("tree/2026/11/22/a.json")).await.unwrap();
     dest.delete(&p("tree/2026/11/22/a.json"))
@@ -131,6 +184,14 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
         "{what}: after delete"
     );
     let missing = dest.get(&p("missing.json")).await.unwrap_err();
+    assert_eq!(
+        dest.get_range(&p("missing.json"), 0..4)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound,
+        "{what}: get range of a missing object"
+    );
     assert_eq!(
         missing.kind(),
         ErrorKind::NotFound,
