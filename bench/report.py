@@ -142,6 +142,12 @@ def print_table(doc):
         print()
         print(f"restore ← local, decompressing on every core: {one / every:.2f}× as fast as on one "
               f"decompression thread{against}.")
+    # Results written before the deflate-limit row have no such line.
+    ours, limit = by_case.get("sb_backup_local"), by_case.get("limit_deflate")
+    if ours and limit:
+        print()
+        print(f"backup → local runs at {limit / ours:.0%} of this machine's deflate limit ({limit:.2f} s: "
+              "libdeflate level 6 alone, on every core, over the same blocks' compressible parts).")
     print()
     print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
     print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")

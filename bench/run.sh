@@ -27,6 +27,10 @@
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
+#   deflate limit    the blocks a gzip backup compresses (the data set's tar, 1 MiB blocks,
+#                    the parts judged compressible), through libdeflate level 6 on every core
+#                    and nothing else, timed in memory: the fastest a default backup can be
+#                    here; the table says what fraction of it our backup reaches
 #
 # Wall time and peak RSS come from `/usr/bin/time -f '%e %M'` around each command; for a
 # pipeline, the peak RSS is that of its largest process. MB/s is source bytes (10^6) per
@@ -80,6 +84,10 @@ cargo build --release --locked -p service-backup
 BIN=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/service-backup
 [ -x "$BIN" ] || { echo "bench/run.sh: $BIN was not built" >&2; exit 1; }
+# The deflate limit of a backup on this machine (crates/core/examples/deflate-limit.rs).
+log "cargo build --release -p service-backup-core --example deflate-limit"
+cargo build --release --locked -p service-backup-core --example deflate-limit
+LIMIT=$(dirname "$BIN")/examples/deflate-limit
 
 # --- the data set ------------------------------------------------------------------------------
 DATA=$WORK/data
@@ -210,6 +218,7 @@ sb_stored() {
 # `size_NAME` prints the stored bytes after the last run (empty when not applicable).
 CASES=(
   "sb_backup_local|backup local|ours"
+  "limit_deflate|backup local|limit"
   "pipe_backup_local|backup local|pipeline"
   "restic_backup_local|backup local|restic"
   "sb_backup_local_zstd|backup local|ours"
@@ -230,6 +239,7 @@ CASES=(
 )
 declare -A LABEL=(
   [sb_backup_local]="service-backup backup → local"
+  [limit_deflate]="deflate limit: libdeflate 6 on every core, compressible blocks only"
   [pipe_backup_local]="tar | gzip -6 | openssl enc → file"
   [restic_backup_local]="restic backup → local repo (first)"
   [sb_backup_local_zstd]="service-backup backup → local, compression: zstd"
@@ -256,6 +266,16 @@ fresh() { rm -rf "$1"; mkdir -p "$1"; }
 prep_sb_backup_local() { :; }
 cmd_sb_backup_local() { echo "$BIN backup $WORK/local.yml"; }
 size_sb_backup_local() { sb_stored local local; }
+
+# The limit: the data set as one tar file (made once, not timed), whose blocks the example
+# compresses in memory; its wall time is the compression's alone, as the example measures.
+prep_limit_deflate() { [ -f "$WORK/data.tar" ] || tar -C "$DATA" -cf "$WORK/data.tar" .; }
+cmd_limit_deflate() { echo "$LIMIT $WORK/data.tar 6"; }
+wall_limit_deflate() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$1"; }
+size_limit_deflate() {
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["deflated_to"] + d["stored_bytes"])' \
+    "$WORK/logs/limit_deflate-$RUNS.log"
+}
 
 prep_pipe_backup_local() { rm -f "$WORK/out/pipe.tar.gz.enc"; }
 cmd_pipe_backup_local() { echo "tar -C $DATA -cf - . | gzip -6 | $OPENSSL >$WORK/out/pipe.tar.gz.enc"; }
@@ -361,6 +381,8 @@ for entry in "${CASES[@]}"; do
       exit 1
     fi
     read -r wall kib < <(tail -n 1 "$WORK/time.txt")
+    # A case that times only part of its command says how long that part took.
+    if declare -F "wall_$name" >/dev/null; then wall=$("wall_$name" "$logfile"); fi
     walls+=("$wall")
     if ((kib > rss)); then rss=$kib; fi
     if [[ $name == *restore* ]]; then

@@ -54,6 +54,17 @@ pub(crate) use parallel::Pool;
 /// block costs several MiB of memory, so 1 MiB it is.
 pub const BLOCK_SIZE: usize = 1024 * 1024;
 
+/// The parts of one block that gzip compression deflates, as byte ranges of `data`; the
+/// rest it stores (judged incompressible). The benchmark's deflate limit deflates exactly
+/// these, on every core, to show how close a backup comes to the machine's limit.
+pub fn deflated_ranges(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    entropy::runs(data)
+        .into_iter()
+        .filter(|&(_, _, stored)| !stored)
+        .map(|(start, end, _)| start..end)
+        .collect()
+}
+
 /// Most compression threads used, whatever the machine offers.
 const MAX_THREADS: usize = 4;
 
