@@ -689,3 +689,71 @@ fn daemon_lines(env: &Env) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+#[test]
+fn sigterm_and_sigint_stop_a_one_shot_backup_as_they_stop_the_daemon() {
+    for signal in ["TERM", "INT"] {
+        let env = Env::new();
+        let started = env.path("dump-started");
+        let dump = script(
+            &env,
+            "slow.sh",
+            &format!("touch {}\nsleep 30 &\nwait", started.display()),
+        );
+        env.write_config(&format!("source_executable: {dump}\n"));
+        let mut child = Command::new(binary())
+            .args(["backup", "config.yml", "--json"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !started.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the dump did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = loop {
+            if child.try_wait().unwrap().is_some() {
+                break child.wait_with_output().unwrap();
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(15),
+                "SIG{signal}: the backup runs on"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let run = common::Run::from(out);
+        // Exit 1, the message of a stopped run, and the document says so.
+        run.expect(1);
+        assert!(
+            run.stderr.contains("error: the source executable")
+                && run.stderr.contains("was stopped"),
+            "SIG{signal}: {}",
+            run.stderr
+        );
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["status"], "cancelled", "{doc}");
+        // Nothing listed, nothing written, the task failed "terminated".
+        assert!(listed(&env).is_empty(), "SIG{signal}: a backup is visible");
+        let stored = std::fs::read_dir(env.path("backups")).map_or(0, Iterator::count);
+        assert_eq!(stored, 0, "SIG{signal}: the destination holds something");
+        let t = tasks(&env);
+        assert_eq!(
+            (t[0]["status"].as_str(), t[0]["reason"].as_str()),
+            (Some("failed"), Some("terminated")),
+            "SIG{signal}: {t:?}"
+        );
+    }
+}
