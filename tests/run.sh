@@ -27,6 +27,8 @@ source tests/lib.sh
 
 # The zstd command line reads the archives of `compression: zstd` in the tests, as tar does.
 command -v zstd >/dev/null 2>&1 || apt_install zstd
+# `man -l` renders the generated man page in crates/agent/tests/completions.rs.
+command -v man >/dev/null 2>&1 || apt_install man-db
 
 for server in tests/servers/*.sh; do
   [ -e "$server" ] || continue

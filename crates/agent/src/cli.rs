@@ -4,8 +4,10 @@ mod backup;
 pub mod check;
 mod decrypt;
 mod demo;
+mod generated;
 mod keygen;
 mod list;
+pub mod output;
 mod prune;
 mod restore;
 mod run;
@@ -63,6 +65,9 @@ enum Command {
         /// destinations, as BOSH Backup and Restore's artifact folder wants it.
         #[arg(long, value_name = "DIR")]
         to_dir: Option<PathBuf>,
+        /// Print the result as one JSON document on standard output (README, "JSON output").
+        #[arg(long)]
+        json: bool,
     },
     /// Lists the complete backups in the destinations, newest first.
     List {
@@ -97,6 +102,9 @@ enum Command {
         /// Prune the backups of every agent writing the same destinations.
         #[arg(long)]
         all_instances: bool,
+        /// Print the result as one JSON document on standard output (README, "JSON output").
+        #[arg(long)]
+        json: bool,
     },
     /// Fetches, checks and extracts a backup (or a downloaded archive with --file).
     Restore(restore::RestoreArgs),
@@ -114,6 +122,9 @@ enum Command {
         /// recipient (`sbrec1…`), for `encryption.recipients` of write-only agents.
         #[arg(long, value_name = "FILE")]
         recipient: Option<PathBuf>,
+        /// Print the result as one JSON document on standard output (README, "JSON output").
+        #[arg(long)]
+        json: bool,
     },
     /// Lists the backup and restore tasks this agent recorded, oldest first (the newest
     /// last, next to the prompt).
@@ -133,6 +144,9 @@ enum Command {
         /// The configuration file.
         #[arg(env = CONFIG_ENV)]
         config: PathBuf,
+        /// Print the result as one JSON document on standard output (README, "JSON output").
+        #[arg(long)]
+        json: bool,
     },
     /// Checks a configuration, then writes, lists, reads back and deletes a probe object in
     /// each destination, checks each executable, and prints the schedule's next runs.
@@ -143,6 +157,16 @@ enum Command {
         #[arg(long, default_value = "service-backup-demo")]
         dir: PathBuf,
     },
+    /// Prints the shell completion script for bash, zsh or fish.
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+    /// Prints the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 impl Cli {
@@ -150,26 +174,58 @@ impl Cli {
     pub fn logs_to_stdout(&self) -> bool {
         matches!(
             self.command,
-            None | Some(Command::Backup { .. } | Command::Run { .. })
+            None | Some(Command::Backup { json: false, .. } | Command::Run { .. })
         )
+    }
+
+    /// Whether the command was asked for `--json`.
+    fn json(&self) -> bool {
+        match &self.command {
+            Some(
+                Command::Backup { json, .. }
+                | Command::List { json, .. }
+                | Command::Prune { json, .. }
+                | Command::Keygen { json, .. }
+                | Command::Tasks { json, .. }
+                | Command::Validate { json, .. },
+            ) => *json,
+            Some(Command::Restore(args)) => args.json,
+            Some(Command::Verify(args)) => args.json,
+            Some(Command::Check(args)) => args.json,
+            _ => false,
+        }
     }
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command; with `--json`, an error is also printed as a JSON document on
+/// standard output (`main` prints its line on stderr and chooses the exit code).
 pub fn run(cli: Cli) -> CliResult {
+    output::set_json(cli.json());
+    let result = dispatch(cli);
+    if output::json()
+        && let Err(e) = &result
+    {
+        output::print_json(&output::ErrorDocument::of(e));
+    }
+    result
+}
+
+/// Runs the parsed command.
+fn dispatch(cli: Cli) -> CliResult {
     let Some(command) = cli.command else {
         let config = cli.config.expect("clap requires CONFIG or a command");
         return run::run(&config);
     };
     match command {
         Command::Run { config } => run::run(&config),
-        Command::Backup { config, to_dir } => backup::run(&config, to_dir.as_deref()),
+        Command::Backup { config, to_dir, .. } => backup::run(&config, to_dir.as_deref()),
         Command::List {
             config,
             destination,
             json,
             all,
             all_instances,
+            ..
         } => list::run(
             &config,
             destination.as_deref(),
@@ -184,6 +240,7 @@ pub fn run(cli: Cli) -> CliResult {
             dry_run,
             destination,
             all_instances,
+            ..
         } => prune::run(&config, destination.as_deref(), dry_run, all_instances),
         Command::Restore(args) => restore::run_restore(&args),
         Command::Verify(args) => restore::run_verify(&args),
@@ -198,8 +255,10 @@ pub fn run(cli: Cli) -> CliResult {
             json,
             limit,
         } => tasks::run(&config, json, limit),
-        Command::Validate { config } => validate::run(&config),
+        Command::Validate { config, .. } => validate::run(&config),
         Command::Check(args) => check::run(&args),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Completions { shell } => generated::completions(&shell),
+        Command::Man => generated::man(),
     }
 }

@@ -28,6 +28,8 @@ use crate::progress::Bar;
 use crate::queue::{Enqueued, Queue};
 use crate::schedule::{Plan, go_duration};
 
+mod summary;
+
 /// The longest single sleep of the scheduler, so that a clock change is noticed.
 const TICK: Duration = Duration::from_secs(30);
 
@@ -48,6 +50,7 @@ pub async fn serve(
     let mut int = signal(SignalKind::interrupt()).map_err(|e| signal_error(&e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| signal_error(&e))?;
     if !config.backups_enabled() {
+        summary::log_start(&path, &config, None);
         tracing::info!("Backups Disabled");
         tokio::select! {
             _ = term.recv() => {}
@@ -58,6 +61,10 @@ pub async fn serve(
         return Ok(());
     }
     let ctx = RunContext::open(&config).await?;
+    // The instance id, once a spread schedule needs it for its offset.
+    let mut instance = None;
+    let plan = catch_up::plan(&config, &mut instance, &ctx.cancel).await;
+    summary::log_start(&path, &config, plan.as_ref());
     let api_config = config.api.clone();
     let config = Arc::new(RwLock::new(config));
     let api = match &api_config {
@@ -74,8 +81,6 @@ pub async fn serve(
     };
     let health = crate::health::start(&config, &ctx, crate::api::metrics::full_disks);
     let worker = tokio::spawn(work(config.clone(), ctx.clone(), queue.clone(), health));
-    // The instance id, once a spread schedule needs it for its offset.
-    let mut instance = None;
     catch_up::on_start(&config, &ctx, &queue, &mut instance).await;
     let drills = tokio::spawn(crate::drill::run_on_schedule(config.clone(), ctx.clone()));
 
@@ -177,6 +182,8 @@ async fn work(
     queue: Arc<Queue>,
     health: Arc<tokio::sync::Notify>,
 ) {
+    // The instance id, once a spread schedule needs it for its offset.
+    let mut instance = None;
     loop {
         tokio::select! {
             () = queue.woken() => {}
@@ -204,6 +211,11 @@ async fn work(
             if ctx.cancel.is_cancelled() {
                 return;
             }
+            summary::log_next(
+                catch_up::plan(&current, &mut instance, &ctx.cancel)
+                    .await
+                    .as_ref(),
+            );
         }
     }
 }

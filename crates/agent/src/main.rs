@@ -18,9 +18,9 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&e, &args),
     };
     logging::init_for(&cli.log_format, cli.logs_to_stdout());
     process::keep_secrets_out_of_core_dumps();
@@ -52,8 +52,9 @@ fn main() -> ExitCode {
 
 /// Prints clap's message (help and version included); a missing CONFIG or key file also
 /// names the environment variable that can give it.
-fn usage_error(e: &clap::Error) -> ExitCode {
+fn usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
     let _ = e.print();
+    cli::output::usage_error_json(e, args);
     if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
         let text = e.to_string();
         if text.contains("<CONFIG>") {

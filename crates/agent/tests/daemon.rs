@@ -580,3 +580,180 @@ fn sighup_reloads_and_a_bad_new_config_keeps_the_old_one() {
     let (code, _, _) = daemon.terminate();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn the_start_up_line_says_what_the_daemon_will_do_and_each_run_the_next_time() {
+    let env = Env::new();
+    env.run(&["keygen", "--output", "previous.key"]).expect(0);
+    let previous = std::fs::read_to_string(env.path("previous.key")).unwrap();
+    common::secret(previous.trim());
+    let health = env.path("health.jsonl");
+    env.write_config(&format!(
+        "cron_schedule: \"*/2 * * * * *\"\nretention:\n  keep_last: 3\n\
+         compression: zstd\n\
+         health:\n  file: {}\n  interval: 1h\n",
+        health.display()
+    ));
+    // A previous key beside the current one: both ids are named, neither key.
+    let config = std::fs::read_to_string(env.path("config.yml"))
+        .unwrap()
+        .replace(
+            "  key_file:",
+            &format!(
+                "  previous_key_files: [{}]\n  key_file:",
+                env.path("previous.key").display()
+            ),
+        );
+    std::fs::write(env.path("config.yml"), config).unwrap();
+    let daemon = Daemon::start(&env);
+    daemon.wait_for("Next backup scheduled", 1, Duration::from_secs(20));
+    let (code, _, stderr) = daemon.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    let lines = daemon_lines(&env);
+    // The original's first line stays first; the summary follows it.
+    assert_eq!(common::action(&lines[0]), "Service-backup Started");
+    let summary = lines
+        .iter()
+        .find(|l| common::action(l) == "Service-backup configuration")
+        .expect("the start-up summary");
+    let data = &summary["data"];
+    for field in [
+        "version",
+        "config",
+        "schedule",
+        "time_zone",
+        "next_runs",
+        "next_runs_utc",
+        "destinations",
+        "encryption",
+        "compression",
+        "retention",
+        "api",
+        "health_sinks",
+    ] {
+        assert!(data[field].is_string(), "{field} missing: {summary}");
+    }
+    assert_eq!(data["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(data["config"], "config.yml");
+    assert_eq!(data["schedule"], "*/2 * * * * *");
+    assert_eq!(data["destinations"], "disk (local)");
+    assert_eq!(data["compression"], "zstd level 3");
+    assert_eq!(data["retention"], "{keep_last: 3}");
+    assert_eq!(data["api"], "none");
+    assert_eq!(
+        data["health_sinks"],
+        format!("file {}", health.display()).as_str()
+    );
+    // Three run times, in the VM's zone and in UTC.
+    let utc: Vec<&str> = data["next_runs_utc"]
+        .as_str()
+        .unwrap()
+        .split(", ")
+        .collect();
+    assert_eq!(utc.len(), 3, "{summary}");
+    assert!(utc.iter().all(|t| t.ends_with('Z')), "{summary}");
+    assert_eq!(data["next_runs"].as_str().unwrap().split(", ").count(), 3);
+    // The key ids as `list --json` shows them for the current key; never a key.
+    let current_id = listed(&env)[0]["key_id"].as_str().unwrap().to_string();
+    let encryption = data["encryption"].as_str().unwrap();
+    assert!(
+        encryption.starts_with(&format!("key {current_id} (previous ")),
+        "{encryption}"
+    );
+    let log =
+        std::fs::read_to_string(env.path(&format!("daemon-{}.log", std::process::id()))).unwrap();
+    assert!(
+        !log.contains(&env.key_text()),
+        "the key leaked into the logs"
+    );
+    assert!(!log.contains(previous.trim()), "a previous key leaked");
+    // After a run: when the next one comes, after the run's own lines.
+    let next = lines
+        .iter()
+        .position(|l| common::action(l) == "Next backup scheduled")
+        .unwrap();
+    let done = lines
+        .iter()
+        .position(|l| common::action(l) == "Upload backup completed successfully")
+        .unwrap();
+    assert!(done < next, "the next run is told after the run");
+    assert!(lines[next]["data"]["next"].as_str().unwrap().ends_with('Z'));
+    assert!(lines[next]["data"]["next_local"].is_string());
+}
+
+/// The daemon's log lines of the test's run in `env`.
+fn daemon_lines(env: &Env) -> Vec<Value> {
+    std::fs::read_to_string(env.path(&format!("daemon-{}.log", std::process::id())))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sigterm_and_sigint_stop_a_one_shot_backup_as_they_stop_the_daemon() {
+    for signal in ["TERM", "INT"] {
+        let env = Env::new();
+        let started = env.path("dump-started");
+        let dump = script(
+            &env,
+            "slow.sh",
+            &format!("touch {}\nsleep 30 &\nwait", started.display()),
+        );
+        env.write_config(&format!("source_executable: {dump}\n"));
+        let mut child = Command::new(binary())
+            .args(["backup", "config.yml", "--json"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !started.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the dump did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = loop {
+            if child.try_wait().unwrap().is_some() {
+                break child.wait_with_output().unwrap();
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(15),
+                "SIG{signal}: the backup runs on"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let run = common::Run::from(out);
+        // Exit 1, the message of a stopped run, and the document says so.
+        run.expect(1);
+        assert!(
+            run.stderr.contains("error: the source executable")
+                && run.stderr.contains("was stopped"),
+            "SIG{signal}: {}",
+            run.stderr
+        );
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["status"], "cancelled", "{doc}");
+        // Nothing listed, nothing written, the task failed "terminated".
+        assert!(listed(&env).is_empty(), "SIG{signal}: a backup is visible");
+        let stored = std::fs::read_dir(env.path("backups")).map_or(0, Iterator::count);
+        assert_eq!(stored, 0, "SIG{signal}: the destination holds something");
+        let t = tasks(&env);
+        assert_eq!(
+            (t[0]["status"].as_str(), t[0]["reason"].as_str()),
+            (Some("failed"), Some("terminated")),
+            "SIG{signal}: {t:?}"
+        );
+    }
+}

@@ -54,6 +54,17 @@ fn ok(program: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// The binary under test's standard output for `args`.
+fn binary_run(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// dpkg, retried while another installation on this machine holds its lock.
 fn dpkg(args: &[&str]) -> (i32, String, String) {
     let start = Instant::now();
@@ -158,6 +169,17 @@ fn the_debian_package_installs_runs_a_backup_and_a_restore_and_purges() {
     let target_dir = profile_dir.parent().unwrap();
     let work = tempfile::tempdir().unwrap();
     let deb = work.path().join("service-backup.deb");
+    // What scripts/build-deb.sh puts beside the binary before packaging.
+    let completion = binary_run(&["completions", "bash"]);
+    std::fs::write(profile_dir.join("service-backup.bash"), completion).unwrap();
+    let page = binary_run(&["man"]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &page).unwrap();
+    std::fs::write(
+        profile_dir.join("service-backup.1.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
     let started = Instant::now();
     let out = Command::new(&cargo_deb)
         .args(["-p", PACKAGE, "--no-build", "--fast", "--profile", profile])
@@ -178,6 +200,8 @@ fn the_debian_package_installs_runs_a_backup_and_a_restore_and_purges() {
         "./usr/bin/service-backup",
         "./lib/systemd/system/service-backup.service",
         "./etc/service-backup/config.yml",
+        "./usr/share/bash-completion/completions/service-backup",
+        "./usr/share/man/man1/service-backup.1.gz",
     ] {
         assert!(
             contents.contains(path),
@@ -196,6 +220,22 @@ fn the_debian_package_installs_runs_a_backup_and_a_restore_and_purges() {
     // What the package put where.
     let version = ok("/usr/bin/service-backup", &["--version"]);
     assert!(version.starts_with("service-backup "), "{version}");
+    // The completion and the man page, where bash-completion and man look for them.
+    let loaded = ok(
+        "bash",
+        &[
+            "-c",
+            "source /usr/share/bash-completion/completions/service-backup && complete -p service-backup",
+        ],
+    );
+    assert!(loaded.contains("_service__backup"), "{loaded}");
+    let page = Command::new("man")
+        .args(["-l", "/usr/share/man/man1/service-backup.1.gz"])
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man (man-db) is installed: tests/run.sh installs it");
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains("SERVICE-BACKUP BACKUP"), "{page}");
     ok("getent", &["passwd", "service-backup"]);
     let config_meta = std::fs::metadata(CONFIG).unwrap();
     assert_eq!(config_meta.permissions().mode() & 0o777, 0o640);

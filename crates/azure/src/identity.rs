@@ -80,6 +80,14 @@ impl TokenSource {
         };
         let mut url = Url::parse(endpoint)
             .map_err(|e| format!("the token endpoint {endpoint} is not a URL: {e}"))?;
+        // The metadata service and the App Service or Arc agents answer on plain http on the
+        // VM itself; plain http anywhere else would carry the token and the identity
+        // header across the network unencrypted.
+        if url.scheme() == "http" && !url.host_str().is_some_and(on_this_machine) {
+            return Err(format!(
+                "the token endpoint {endpoint} is plain http on a host that is neither loopback nor link-local: the token and the identity header would cross the network unencrypted (use https, or the metadata service at 169.254.169.254)"
+            ));
+        }
         {
             let mut query = url.query_pairs_mut();
             query
@@ -221,6 +229,16 @@ fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// Whether `host` is loopback or link-local (the metadata service's 169.254.169.254).
+fn on_this_machine(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80,
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +273,36 @@ mod tests {
         let (url, headers) = source.request(Some("id")).unwrap();
         assert!(url.as_str().ends_with("clientid=id"), "{url}");
         assert_eq!(headers, vec![("secret", "S".to_string())]);
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_machine() {
+        for endpoint in [
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+            "http://127.0.0.1:41741/msi/token",
+            "http://localhost:50342/oauth2/token",
+            "http://[::1]:9/token",
+            "http://[fe80::1]:9/token",
+            "https://identity.example.net/token",
+        ] {
+            let source = TokenSource::Imds(endpoint.into());
+            assert!(source.request(None).is_ok(), "{endpoint}");
+        }
+        for endpoint in [
+            "http://identity.example.net/token",
+            "http://10.0.0.5:8080/token",
+            "http://[2001:db8::1]/token",
+        ] {
+            let source = TokenSource::IdentityEndpoint {
+                endpoint: endpoint.into(),
+                header: "H".into(),
+            };
+            let refused = source.request(Some("id")).unwrap_err();
+            assert!(
+                refused.contains("is plain http on a host that is neither loopback nor link-local"),
+                "{endpoint}: {refused}"
+            );
+        }
     }
 
     #[test]

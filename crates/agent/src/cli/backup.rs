@@ -6,6 +6,7 @@ use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use super::output;
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::config::{Config, DestinationConfig, DestinationKind, LocalConfig};
 use crate::context::RunContext;
@@ -43,14 +44,55 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
         // The original's manual-backup logged both, then exited 0.
         tracing::info!("No destination provided - skipping backup");
         tracing::info!("Backups Disabled");
+        if output::json() {
+            output::print_json(&output::BackupResult {
+                ok: true,
+                name: None,
+                task_id: None,
+                instance_id: None,
+                destinations: Vec::new(),
+                size_in_bytes: 0,
+                stored_bytes: 0,
+                duration_in_seconds: 0.0,
+                status: "disabled",
+                problems: Vec::new(),
+            });
+        }
         return Ok(Outcome::Success);
     }
+    let started = std::time::Instant::now();
     let rt = runtime()?;
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
         cancel_on_signals(ctx.cancel.clone())?;
         backup::run(&config, &ctx, "manual", None, Bar::new("backup")).await
     })?;
+    if output::json() {
+        output::print_json(&output::BackupResult {
+            ok: report.succeeded(),
+            name: report.name.clone(),
+            task_id: report.task_id,
+            instance_id: report.instance_id.clone(),
+            destinations: report.stored_in.clone(),
+            size_in_bytes: report.plain_bytes,
+            stored_bytes: report.stored_bytes,
+            duration_in_seconds: started.elapsed().as_secs_f64(),
+            status: if report.rejected {
+                "rejected"
+            } else if report.cancelled {
+                "cancelled"
+            } else if report.succeeded() {
+                "done"
+            } else {
+                "failed"
+            },
+            problems: if report.rejected {
+                vec![crate::lock::IN_PROGRESS.to_string()]
+            } else {
+                report.problems.clone()
+            },
+        });
+    }
     if !report.succeeded() {
         // The original's manual-backup ended a failed run with this line.
         tracing::error!(error = %report.problems.join("; "), "Error running backup");

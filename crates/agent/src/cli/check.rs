@@ -12,6 +12,7 @@ use chrono::{DateTime, Local, Utc};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::output;
 use crate::command::{CliResult, Outcome, runtime};
 use crate::config::{self, Config};
 use crate::destinations::{self, probe};
@@ -26,6 +27,9 @@ pub struct CheckArgs {
     /// How long each destination's probe may take, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
+    /// Print the result as one JSON document on standard output (README, "JSON output").
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How many run times of the schedule are shown.
@@ -58,6 +62,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The line that tells the schedule's next runs.
     pub schedule: String,
+    /// The schedule's next runs (empty when backups are disabled).
+    pub next_runs: Vec<DateTime<Utc>>,
 }
 
 impl Report {
@@ -79,7 +85,12 @@ impl Report {
 /// Validates `args.config` as `validate` does (same messages; exit 2 when invalid), then
 /// runs every check and prints one line each; exit 1 naming each failed check.
 pub fn run(args: &CheckArgs) -> CliResult {
-    super::validate::run(&args.config)?;
+    if output::json() {
+        // Validated quietly: the one document holds validate's warnings too.
+        crate::command::load_config(&args.config)?;
+    } else {
+        super::validate::run(&args.config)?;
+    }
     // Loaded again, quietly: `validate` already logged what there is to log.
     let config = config::load(&args.config)?;
     let rt = runtime()?;
@@ -90,6 +101,14 @@ pub fn run(args: &CheckArgs) -> CliResult {
     ));
     // An SSH probe cut short by its timeout may still hold a blocking thread: not waited for.
     rt.shutdown_timeout(Duration::from_secs(1));
+    if output::json() {
+        output::print_json(&json_result(&args.config, &config, &report));
+        return Ok(if report.failed().is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        });
+    }
     for finding in &report.findings {
         println!("{}", finding.line());
     }
@@ -101,6 +120,29 @@ pub fn run(args: &CheckArgs) -> CliResult {
     } else {
         eprintln!("error: check failed for {}", failed.join(", "));
         Ok(Outcome::Failed)
+    }
+}
+
+/// The `check --json` document of `report`.
+fn json_result(path: &Path, config: &Config, report: &Report) -> output::CheckResult {
+    output::CheckResult {
+        ok: report.failed().is_empty(),
+        config: path.display().to_string(),
+        checks: report
+            .findings
+            .iter()
+            .map(|f| output::CheckItem {
+                subject: f.subject.clone(),
+                ok: f.ok,
+                text: f.text.clone(),
+            })
+            .collect(),
+        failed: report.failed().into_iter().map(str::to_string).collect(),
+        schedule: output::CheckSchedule {
+            text: report.schedule.clone(),
+            next_runs: report.next_runs.iter().map(|t| output::utc(*t)).collect(),
+        },
+        warnings: super::validate::warnings(config),
     }
 }
 
@@ -151,9 +193,11 @@ pub async fn report(
     // With a spread, the run times are this instance's: its offset comes from its id.
     let mut instance = None;
     let plan = crate::catch_up::plan(config, &mut instance, &CancellationToken::new()).await;
+    let plan = plan.filter(|_| config.backups_enabled());
     Report {
         findings,
         schedule: schedule_line(config, plan.as_ref(), now),
+        next_runs: plan.map_or_else(Vec::new, |p| next_runs(&p, now, NEXT_RUNS)),
     }
 }
 
@@ -248,19 +292,14 @@ fn schedule_line(config: &Config, plan: Option<&Plan>, now: DateTime<Utc>) -> St
     let Some(schedule) = plan.filter(|_| config.backups_enabled()) else {
         return "schedule: none (no destinations: backups are disabled)".to_string();
     };
-    let mut times = Vec::with_capacity(NEXT_RUNS);
-    let mut after = now;
-    while times.len() < NEXT_RUNS {
-        let Some(next) = schedule.next_after(after) else {
-            break;
-        };
-        times.push(
+    let times: Vec<String> = next_runs(schedule, now, NEXT_RUNS)
+        .into_iter()
+        .map(|next| {
             next.with_timezone(&Local)
                 .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string(),
-        );
-        after = next;
-    }
+                .to_string()
+        })
+        .collect();
     let runs = if times.is_empty() {
         "never".to_string()
     } else {
@@ -285,8 +324,22 @@ fn schedule_line(config: &Config, plan: Option<&Plan>, now: DateTime<Utc>) -> St
     )
 }
 
+/// The next `n` run times of `plan` after `now` (fewer if it stops firing).
+pub fn next_runs(plan: &Plan, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    let mut times = Vec::with_capacity(n);
+    let mut after = now;
+    while times.len() < n {
+        let Some(next) = plan.next_after(after) else {
+            break;
+        };
+        times.push(next);
+        after = next;
+    }
+    times
+}
+
 /// The name of the local time zone, as chrono's `Local` finds it: `TZ`, else the system's.
-fn local_zone() -> String {
+pub fn local_zone() -> String {
     if let Some(tz) = std::env::var("TZ").ok().filter(|t| !t.is_empty()) {
         let name = tz.trim_start_matches(':');
         // A path to a zone file names the zone by its place under zoneinfo.
@@ -320,7 +373,7 @@ mod tests {
         );
         let report = Report {
             findings: vec![ok, bad],
-            schedule: String::new(),
+            ..Report::default()
         };
         assert_eq!(report.failed(), ["source_executable"]);
         assert!(report.finding("destination disk").unwrap().ok);

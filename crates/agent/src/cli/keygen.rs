@@ -7,6 +7,7 @@ use std::path::Path;
 use service_backup_core::format::{Identity, Key};
 use service_backup_core::{Error, ErrorKind};
 
+use super::output::{KeygenResult, json, print_json};
 use crate::command::{CliResult, Outcome};
 
 /// Writes a new key to `output` (mode 0600, never overwriting) or standard output.
@@ -14,12 +15,30 @@ pub fn run(output: Option<&Path>) -> CliResult {
     let key = Key::generate()?;
     let text = format!("{}\n", key.to_base64().as_str());
     match output {
+        None if json() => print_json(&KeygenResult {
+            ok: true,
+            key_id: Some(key.id().to_string()),
+            key: Some(key.to_base64().to_string()),
+            file: None,
+            recipient: None,
+            recipient_id: None,
+        }),
         None => {
             print!("{text}");
         }
         Some(path) => {
             write_new(path, &text, "key")?;
             eprintln!("wrote a new key with id {} to {}", key.id(), path.display());
+            if json() {
+                print_json(&KeygenResult {
+                    ok: true,
+                    key_id: Some(key.id().to_string()),
+                    key: None,
+                    file: Some(path.display().to_string()),
+                    recipient: None,
+                    recipient_id: None,
+                });
+            }
         }
     }
     Ok(Outcome::Success)
@@ -38,7 +57,18 @@ pub fn run_recipient(path: &Path) -> CliResult {
         identity.to_text().as_str()
     ));
     write_new(path, &text, "identity")?;
-    println!("{recipient}");
+    if json() {
+        print_json(&KeygenResult {
+            ok: true,
+            key_id: None,
+            key: None,
+            file: Some(path.display().to_string()),
+            recipient: Some(recipient.to_string()),
+            recipient_id: Some(recipient.id().to_string()),
+        });
+    } else {
+        println!("{recipient}");
+    }
     eprintln!(
         "wrote a new identity with recipient id {} to {}; configure agents with \
          encryption.recipients: [{recipient}]",

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use service_backup_core::prune::{PruneOutcome, PrunePlan, Scope};
 use service_backup_core::retention::Rule;
 
+use super::output::{self, PruneResult};
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context::{self, RunContext};
 use crate::destinations;
@@ -34,7 +35,17 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         Ok::<_, service_backup_core::Error>((scope, tasks))
     })?;
     let trust = rt.block_on(prune::trust_rules(config.keyring.clone(), tasks.as_ref()));
+    let json = output::json();
+    let mut result = PruneResult {
+        dry_run,
+        instance_id: match &scope {
+            Scope::Instance(id) => Some(id.clone()),
+            Scope::AllInstances => None,
+        },
+        ..PruneResult::default()
+    };
     match &scope {
+        _ if json => {}
         Scope::Instance(id) => println!("instance {id}"),
         Scope::AllInstances => println!("every instance"),
     }
@@ -45,23 +56,35 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             .iter()
             .filter(|d| only.is_none_or(|n| d.display_name() == n)),
     ) {
+        let retention = settings.retention_or(config.retention);
         let dest = match dest {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("error: {e}");
+                result.add_failed(
+                    &settings.display_name(),
+                    retention.map(|p| p.to_string()),
+                    e.to_string(),
+                );
                 failed = true;
                 continue;
             }
         };
-        let Some(policy) = settings.retention_or(config.retention) else {
+        let Some(policy) = retention else {
+            if json {
+                result.add(&dest.name, None, &PrunePlan::default(), None);
+                continue;
+            }
             println!(
                 "destination {}: no retention is configured; nothing is deleted",
                 dest.name
             );
             continue;
         };
-        println!("destination {}: retention {policy}", dest.name);
-        let result = rt.block_on(prune::prune(
+        if !json {
+            println!("destination {}: retention {policy}", dest.name);
+        }
+        let pruned = rt.block_on(prune::prune(
             &dest,
             &policy,
             &scope,
@@ -69,14 +92,32 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             tasks.as_ref().filter(|_| !dry_run),
             &trust,
         ));
-        let (plan, outcome) = match result {
+        let (plan, outcome) = match pruned {
             Ok(done) => done,
             Err(e) => {
                 eprintln!("error: {e}");
+                result.add_failed(&dest.name, Some(policy.to_string()), e.to_string());
                 failed = true;
                 continue;
             }
         };
+        if json {
+            result.add(
+                &dest.name,
+                Some(policy.to_string()),
+                &plan,
+                outcome.as_ref(),
+            );
+            let here = result
+                .destinations
+                .last()
+                .map_or(&[][..], |d| &d.problems[..]);
+            for p in here {
+                eprintln!("error: destination {}: {p}", dest.name);
+            }
+            failed |= !here.is_empty();
+            continue;
+        }
         print_plan(
             &plan,
             outcome.as_ref(),
@@ -111,7 +152,10 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             failed = true;
         }
     }
-    if dry_run {
+    if json {
+        result.ok = !failed;
+        output::print_json(&result);
+    } else if dry_run {
         println!("dry run: nothing was deleted");
     }
     Ok(if failed {

@@ -13,6 +13,7 @@ use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::output::{self, ReadResult};
 use crate::command::{
     CliError, CliResult, Outcome, keyring, load_config, refuse_write_only, runtime,
 };
@@ -79,6 +80,9 @@ pub struct RestoreArgs {
     /// Replace the content of a non-empty target (only once the backup is fully restored).
     #[arg(long)]
     force: bool,
+    /// Print the result as one JSON document on standard output (README, "JSON output").
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `verify`.
@@ -96,6 +100,9 @@ pub struct VerifyArgs {
     all: bool,
     #[command(flatten)]
     which: Which,
+    /// Print the result as one JSON document on standard output (README, "JSON output").
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -161,6 +168,9 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
             replace: args.force,
         };
         let stats = from_file(file, &args.which, &into)?;
+        if output::json() {
+            output::print_json(&ReadResult::new(&stats, None, Some(file), Some(target)));
+        }
         report_restored(&stats, target);
         return Ok(Outcome::Success);
     }
@@ -196,6 +206,9 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         stop_on_signals(&ctx, id)?;
         restore::run_task(&config, &ctx, id, &plan, Bar::new("restore")).await
     })?;
+    if output::json() {
+        output::print_json(&ReadResult::new(&stats, Some(&name), None, Some(&target)));
+    }
     eprintln!("restored backup {name}");
     report_restored(&stats, &target);
     Ok(Outcome::Success)
@@ -240,6 +253,10 @@ fn stop_on_signals(ctx: &RunContext, id: i64) -> Result<(), Error> {
 pub fn run_verify(args: &VerifyArgs) -> CliResult {
     if let Some(file) = &args.file {
         let stats = from_file(file, &args.which, &RestoreInto::CheckOnly)?;
+        if output::json() {
+            output::print_json(&ReadResult::new(&stats, None, Some(file), None));
+            return Ok(Outcome::Success);
+        }
         println!(
             "{} is valid: {} entries, {} bytes",
             file.display(),
@@ -262,6 +279,10 @@ pub fn run_verify(args: &VerifyArgs) -> CliResult {
         &plan,
         Bar::new("verify"),
     ))?;
+    if output::json() {
+        output::print_json(&ReadResult::new(&stats, Some(&name), None, None));
+        return Ok(Outcome::Success);
+    }
     println!(
         "backup {name} is valid: {} entries, {} bytes, sha256 {}",
         stats.extracted.entries, stats.extracted.bytes, stats.sha256

@@ -291,18 +291,41 @@ fn one_of_exact(
     }
 }
 
-/// A `ca_cert` that looks like PEM (the destination checks it fully).
+/// A `ca_cert`: one or more PEM certificates that the TLS stack takes as trust anchors,
+/// checked with its own parser so that `validate` refuses what the first connection would.
 fn pem_certificate(c: &Section<'_>, problems: &mut Problems) -> Option<String> {
     let ca_cert = c.text("ca_cert", problems);
-    if let Some(pem) = &ca_cert
-        && !pem.contains("-----BEGIN CERTIFICATE-----")
-    {
-        problems.push(format!(
-            "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
-            c.name("ca_cert")
-        ));
+    if let Some(pem) = &ca_cert {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            problems.push(format!(
+                "{} must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+                c.name("ca_cert")
+            ));
+        } else if let Err(why) = trust_anchors(pem) {
+            problems.push(format!(
+                "{} is not a usable certificate: {why} (set it to the PEM text of the CA certificate that signed the endpoint's certificate)",
+                c.name("ca_cert")
+            ));
+        }
     }
     ca_cert
+}
+
+/// Whether every certificate of `pem` parses as a trust anchor; why not otherwise.
+fn trust_anchors(pem: &str) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| format!("its PEM does not parse ({e:?})"))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("its certificate does not parse ({e})"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CERTIFICATE block found".to_string());
+    }
+    Ok(())
 }
 
 fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
@@ -326,6 +349,16 @@ fn azure(c: &Section<'_>, problems: &mut Problems) -> Option<AzureConfig> {
     let storage_access_key = c.secret("storage_access_key", problems);
     let sas_token = c.secret("sas_token", problems);
     let client_id = c.text("client_id", problems);
+    // It goes into the token request's query and into log lines: no line breaks or escapes.
+    if client_id
+        .as_deref()
+        .is_some_and(|id| id.chars().any(char::is_control))
+    {
+        problems.push(format!(
+            "{} must not contain control characters (line breaks, tabs, escapes): give the identity's client id, a GUID",
+            c.name("client_id")
+        ));
+    }
     if managed {
         for key in ["storage_access_key", "sas_token"] {
             if c.has(key) {

@@ -7,6 +7,7 @@ use service_backup_core::catalog::Selector;
 use service_backup_core::ops::restore::RestoreInto;
 
 use super::Which;
+use crate::cli::output::{self, VerifiedBackup, VerifiedDestination, VerifyAllResult};
 use crate::command::{CliResult, Outcome, runtime};
 use crate::config::Config;
 use crate::destinations;
@@ -31,12 +32,14 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
     // Configuration order, which is the order the listings come in.
     let mut tallies: Vec<(String, Tally)> = Vec::new();
     let mut unlisted = 0;
+    let mut result = VerifyAllResult::default();
     while let Some(listed) = rt.block_on(listings.next()) {
         let (dest, entries) = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 eprintln!("error: {e}");
                 unlisted += 1;
+                result.unlisted.push(e.to_string());
                 continue;
             }
         };
@@ -64,6 +67,18 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
             )) {
                 Ok((_, stats)) => {
                     tally.valid += 1;
+                    result.backups.push(VerifiedBackup {
+                        name: name.clone(),
+                        destination: dest.name.clone(),
+                        ok: true,
+                        entries: Some(stats.extracted.entries),
+                        size_in_bytes: Some(stats.extracted.bytes),
+                        sha256: Some(stats.sha256.clone()),
+                        error: None,
+                    });
+                    if output::json() {
+                        continue;
+                    }
                     println!(
                         "backup {name} in {} is valid: {} entries, {} bytes, sha256 {}",
                         dest.name, stats.extracted.entries, stats.extracted.bytes, stats.sha256
@@ -71,6 +86,15 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
                 }
                 Err(e) => {
                     tally.failed += 1;
+                    result.backups.push(VerifiedBackup {
+                        name: name.clone(),
+                        destination: dest.name.clone(),
+                        ok: false,
+                        entries: None,
+                        size_in_bytes: None,
+                        sha256: None,
+                        error: Some(e.to_string()),
+                    });
                     eprintln!("error: backup {name} in {}: {e}", dest.name);
                 }
             }
@@ -79,6 +103,25 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
     }
     let valid: usize = tallies.iter().map(|(_, t)| t.valid).sum();
     let failed: usize = tallies.iter().map(|(_, t)| t.failed).sum();
+    if output::json() {
+        result.ok = failed == 0 && unlisted == 0;
+        result.valid = valid;
+        result.failed = failed;
+        result.destinations = tallies
+            .iter()
+            .map(|(name, t)| VerifiedDestination {
+                name: name.clone(),
+                valid: t.valid,
+                failed: t.failed,
+            })
+            .collect();
+        output::print_json(&result);
+        return Ok(if result.ok {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        });
+    }
     let per: Vec<String> = tallies
         .iter()
         .map(|(name, t)| format!("{name}: {} valid, {} failed", t.valid, t.failed))

@@ -68,6 +68,14 @@ fn bad_azure_credentials_are_rows_of_their_own_without_secrets() {
             "azure destination 1: ca_cert must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)",
         ),
         (
+            "storage_access_key: AZKEYVALUE, ca_cert: \"-----BEGIN CERTIFICATE-----\\nbm90IGEgY2VydA==\\n-----END CERTIFICATE-----\\n\"",
+            "azure destination 1: ca_cert is not a usable certificate: its certificate does not parse",
+        ),
+        (
+            "credentials_source: managed_identity, client_id: \"0000\\n{\\\"forged\\\": 1}\"",
+            "azure destination 1: client_id must not contain control characters (line breaks, tabs, escapes): give the identity's client id, a GUID",
+        ),
+        (
             "credentials_source: static",
             "Missing values for azure: storage_access_key",
         ),

@@ -123,9 +123,21 @@ fn gcs_tokens_come_from_the_key_unless_the_metadata_server_is_asked_for() {
             "Invalid config - Missing values for gcs: service_account_json. {MSG}"
         )]
     );
-    let pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n";
+    let pem = include_str!("fixture-ca.pem");
     let with_ca = gcs(&format!("credentials_source: metadata, ca_cert: {pem:?}")).unwrap();
     assert_eq!(with_ca.ca_cert.as_deref(), Some(pem));
+    // Markers around garbage were accepted before; the TLS stack's parser refuses them now.
+    let garbage = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n";
+    let refused = gcs(&format!(
+        "credentials_source: metadata, ca_cert: {garbage:?}"
+    ))
+    .unwrap_err();
+    assert!(
+        refused[0].contains(
+            "gcs destination 1: ca_cert is not a usable certificate: its PEM does not parse"
+        ),
+        "{refused:?}"
+    );
     let refused = gcs("credentials_source: metadata, ca_cert: not-pem").unwrap_err();
     assert!(
         refused[0].contains("ca_cert must be a PEM certificate"),
