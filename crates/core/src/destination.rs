@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod immutability;
 pub mod listing;
 pub mod local;
+pub mod pace;
 pub mod retry;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub use immutability::{Immutability, LockMode};
 pub use listing::{ListingGuard, MAX_LISTING_ENTRIES};
 pub use local::{LocalDestination, temp_target};
+pub use pace::Pace;
 pub use retry::RetryPolicy;
 
 /// An object found by [`Destination::list`].
