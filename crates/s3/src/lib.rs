@@ -22,6 +22,7 @@ mod store;
 pub mod upload;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -94,7 +95,11 @@ impl Destination for S3Destination {
     }
 
     async fn get(&self, key: &str) -> Result<ObjectStream> {
-        read::read(self.store.clone(), key).await
+        read::read(self.store.clone(), key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        read::read(self.store.clone(), key, Some(range)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

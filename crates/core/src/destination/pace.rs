@@ -48,6 +48,12 @@ impl Pace {
         }
     }
 
+    /// Starts a new window, after a wait that was not the store's (the reader's).
+    pub fn restart(&mut self) {
+        self.since = Instant::now();
+        self.bytes = 0;
+    }
+
     /// The temporary error of a stalled body: `store` names the destination, `what` the
     /// read.
     pub fn stalled(&self, store: &str, what: &str) -> Error {
