@@ -100,6 +100,14 @@ pub trait Destination: Send + Sync + fmt::Debug {
         Ok(cut_to_range(object, range))
     }
 
+    /// Whether reading an object as many ranges costs the store about what one read of it
+    /// costs, so that a restore may read ranges several at once; stores that read the whole
+    /// object for every range asked (some S3-compatible ones) answer `false`, and restores
+    /// read them in one stream, resumed where it stops.
+    fn cheap_ranges(&self) -> bool {
+        true
+    }
+
     /// Lists the complete objects whose keys start with `prefix`, at any depth.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 

@@ -102,6 +102,12 @@ impl Destination for S3Destination {
         read::read(self.store.clone(), key, Some(range)).await
     }
 
+    fn cheap_ranges(&self) -> bool {
+        // Amazon S3 serves a range from the range; S3-compatible stores may read the whole
+        // object for each (moto: 256 MiB in 8 MiB ranges took 12 s, in one GET 0.8 s).
+        self.store.endpoint().is_none()
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         self.store.list(prefix).await
     }

@@ -7,6 +7,10 @@
 //! `(IN_FLIGHT + 2) × RANGE_BYTES` (48 MiB): the ranges being fetched or waiting their
 //! turn, and at most two more pinned by slices queued for the reader.
 //!
+//! A store whose ranges are not cheap ([`Destination::cheap_ranges`]: some S3-compatible
+//! stores read the whole object for each) is read in one stream instead, asked again from
+//! its first byte not yet handed on when it is cut.
+//!
 //! The last range asks for one byte past the size the manifest records, so that an object
 //! that grew is refused; one that shrank ends early, as a stream from the start would, and
 //! the reader's size check names both sizes.
@@ -16,6 +20,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 
 use crate::destination::{Destination, ObjectStream, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
@@ -58,6 +63,37 @@ impl RangedRead {
         key: &str,
         size: u64,
     ) -> Result<ObjectStream> {
+        let mut chunks = if dest.cheap_ranges() {
+            self.in_ranges(dest, key, size)
+        } else {
+            self.in_one_stream(dest, key, size)
+        };
+        let first = match chunks.next().await {
+            Some(Err(e)) => return Err(e),
+            Some(first) => first,
+            // Ended: not to be polled again.
+            None => {
+                return Ok(ObjectStream {
+                    size: Some(size),
+                    chunks: futures::stream::empty().boxed(),
+                });
+            }
+        };
+        Ok(ObjectStream {
+            size: Some(size),
+            chunks: futures::stream::once(std::future::ready(first))
+                .chain(chunks)
+                .boxed(),
+        })
+    }
+
+    /// The object as ranges, several at once, handed on in slices.
+    fn in_ranges(
+        &self,
+        dest: Arc<dyn Destination>,
+        key: &str,
+        size: u64,
+    ) -> BoxStream<'static, Result<Bytes>> {
         let step = self.range_bytes.max(1);
         let mut ranges: Vec<Range<u64>> = (0..size.div_ceil(step))
             .map(|i| i * step..((i + 1) * step).min(size))
@@ -69,10 +105,9 @@ impl RangedRead {
             None => ranges.push(0..1),
         }
         let (key, retry) = (key.to_string(), self.retry);
-        let fetched = futures::stream::iter(ranges)
+        futures::stream::iter(ranges)
             .map(move |range| fetch(dest.clone(), key.clone(), range, size, retry))
-            .buffered(self.in_flight.max(1));
-        let mut chunks = fetched
+            .buffered(self.in_flight.max(1))
             .scan(false, |failed, item| {
                 // Nothing is handed on after the first error.
                 if *failed {
@@ -91,15 +126,102 @@ impl RangedRead {
                 };
                 futures::stream::iter(slices)
             })
-            .boxed();
-        let first = match chunks.next().await {
-            Some(Err(e)) => return Err(e),
-            first => first,
+            .boxed()
+    }
+
+    /// The object as one stream (to one byte past `size`), asked again from its first byte
+    /// not yet handed on when it fails temporarily after some progress.
+    fn in_one_stream(
+        &self,
+        dest: Arc<dyn Destination>,
+        key: &str,
+        size: u64,
+    ) -> BoxStream<'static, Result<Bytes>> {
+        let state = OneStream {
+            dest,
+            key: key.to_string(),
+            size,
+            retry: self.retry,
+            pos: 0,
+            object: None,
+            progressed: false,
+            resumes: 0,
+            backoff: self.retry.initial_backoff,
+            done: false,
         };
-        Ok(ObjectStream {
-            size: Some(size),
-            chunks: futures::stream::iter(first).chain(chunks).boxed(),
+        futures::stream::unfold(state, |mut st| async move {
+            let item = st.next().await?;
+            st.done = item.is_err();
+            Some((item, st))
         })
+        .boxed()
+    }
+}
+
+/// The state of a read in one stream.
+struct OneStream {
+    dest: Arc<dyn Destination>,
+    key: String,
+    size: u64,
+    retry: RetryPolicy,
+    /// Bytes handed on so far.
+    pos: u64,
+    object: Option<BoxStream<'static, Result<Bytes>>>,
+    /// Whether the current answer brought a byte.
+    progressed: bool,
+    resumes: u32,
+    backoff: std::time::Duration,
+    done: bool,
+}
+
+impl OneStream {
+    /// The next chunk, the error that ends the read, or `None` at its end.
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if self.object.is_none() {
+                let range = self.pos..self.size + 1;
+                match self.dest.get_range(&self.key, range).await {
+                    Ok(object) => {
+                        self.progressed = false;
+                        self.object = Some(object.chunks);
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let object = self.object.as_mut()?;
+            match object.next().await? {
+                Ok(chunk) => {
+                    self.pos += chunk.len() as u64;
+                    self.progressed = true;
+                    self.resumes = 0;
+                    if self.pos > self.size {
+                        return Some(Err(Error::corrupt(format!(
+                            "{} in {} is larger than the {} bytes its manifest says",
+                            self.key,
+                            self.dest.describe(),
+                            self.size
+                        ))));
+                    }
+                    return Some(Ok(chunk));
+                }
+                Err(e) => {
+                    self.resumes += 1;
+                    if !e.is_temporary()
+                        || !self.progressed
+                        || self.resumes >= self.retry.max_attempts
+                    {
+                        return Some(Err(e));
+                    }
+                    tracing::warn!(key = %self.key, offset = self.pos, error = %e, "resuming a read cut short");
+                    self.object = None;
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(self.retry.max_backoff);
+                }
+            }
+        }
     }
 }
 
@@ -176,10 +298,57 @@ async fn fetch_rest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::destination::LocalDestination;
+    use crate::destination::{LocalDestination, ObjectMeta, Upload};
 
-    async fn drain(object: ObjectStream) -> Result<Vec<u8>> {
-        let mut chunks = object.chunks;
+    /// The local destination, as a store whose ranges are not cheap.
+    #[derive(Debug)]
+    struct OneStreamStore(LocalDestination);
+
+    #[async_trait::async_trait]
+    impl Destination for OneStreamStore {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+            self.0.put_multipart(key).await
+        }
+        async fn get(&self, key: &str) -> Result<ObjectStream> {
+            self.0.get(key).await
+        }
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+            self.0.get_range(key, range).await
+        }
+        fn cheap_ranges(&self) -> bool {
+            false
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.0.delete(key).await
+        }
+        async fn list_incomplete(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<crate::destination::IncompleteUpload>> {
+            self.0.list_incomplete(prefix).await
+        }
+        async fn discard_incomplete(
+            &self,
+            upload: &crate::destination::IncompleteUpload,
+        ) -> Result<()> {
+            self.0.discard_incomplete(upload).await
+        }
+    }
+
+    /// Every byte of `key` read by `read`, or the error, whether opening or reading failed.
+    async fn read_all(
+        read: &RangedRead,
+        dest: &Arc<dyn Destination>,
+        key: &str,
+        size: u64,
+    ) -> Result<Vec<u8>> {
+        let mut chunks = read.read(dest.clone(), key, size).await?.chunks;
         let mut out = Vec::new();
         while let Some(chunk) = chunks.next().await {
             out.extend_from_slice(&chunk?);
@@ -188,43 +357,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ranges_come_back_whole_and_in_order() {
+    async fn objects_come_back_whole_and_in_order() {
         let tmp = tempfile::tempdir().unwrap();
-        let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path()));
+        let local = LocalDestination::new(tmp.path());
+        let stores: [Arc<dyn Destination>; 2] =
+            [Arc::new(local.clone()), Arc::new(OneStreamStore(local))];
         let read = RangedRead {
             range_bytes: 1000,
             in_flight: 3,
             retry: RetryPolicy::none(),
         };
-        for len in [0usize, 1, 999, 1000, 1001, 7_777] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let key = format!("a/{len}.bin");
-            dest.put(&key, Bytes::from(data.clone())).await.unwrap();
-            let got = drain(read.read(dest.clone(), &key, len as u64).await.unwrap()).await;
-            assert!(got.unwrap() == data, "{len}");
+        for dest in stores {
+            let how = if dest.cheap_ranges() {
+                "ranges"
+            } else {
+                "one stream"
+            };
+            for len in [0usize, 1, 999, 1000, 1001, 7_777] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+                let key = format!("a/{len}.bin");
+                dest.put(&key, Bytes::from(data.clone())).await.unwrap();
+                let got = read_all(&read, &dest, &key, len as u64).await;
+                assert!(got.unwrap() == data, "{how}: {len}");
+            }
+            // An object that grew is refused; one that shrank ends early (the reader's size
+            // check then names both sizes); a missing one fails at once.
+            dest.put("a/grown.bin", Bytes::from(vec![1u8; 2001]))
+                .await
+                .unwrap();
+            let err = read_all(&read, &dest, "a/grown.bin", 2000)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{how}: {err}");
+            assert!(
+                err.message().starts_with("a/grown.bin in local")
+                    && err
+                        .message()
+                        .ends_with("is larger than the 2000 bytes its manifest says"),
+                "{how}: {err}"
+            );
+            let got = read_all(&read, &dest, "a/grown.bin", 5000).await;
+            assert_eq!(got.unwrap().len(), 2001, "{how}");
+            let err = read
+                .read(dest.clone(), "a/missing.bin", 10)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{how}: {err}");
         }
-        // An object that grew is refused; one that shrank ends early (the reader's size
-        // check then names both sizes); a missing one fails at once.
-        dest.put("a/grown.bin", Bytes::from(vec![1u8; 2001]))
-            .await
-            .unwrap();
-        let err = drain(read.read(dest.clone(), "a/grown.bin", 2000).await.unwrap())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
-        assert!(
-            err.message().contains("a/grown.bin in local")
-                && err
-                    .message()
-                    .ends_with("is larger than the 2000 bytes its manifest says"),
-            "{err}"
-        );
-        let got = drain(read.read(dest.clone(), "a/grown.bin", 5000).await.unwrap()).await;
-        assert_eq!(got.unwrap().len(), 2001);
-        let err = read
-            .read(dest.clone(), "a/missing.bin", 10)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     }
 }
