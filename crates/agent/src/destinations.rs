@@ -156,6 +156,7 @@ fn azure_destination(
         ca_cert: config.ca_cert.clone(),
         immutability,
         retry: RetryPolicy::default(),
+        stall_timeout: service_backup_azure::DEFAULT_STALL_TIMEOUT,
     })
 }
 

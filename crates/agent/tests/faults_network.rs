@@ -15,6 +15,7 @@
 //! | Azure block list commit refused | the proxy answers `PUT …?comp=blocklist` itself: 500 (retried), then 403 | exit 1 naming the destination; no blob listed; task failed; next run succeeds | `azure_block_list_commit_refused` |
 //! | sshd stopped mid-transfer | a private sshd and its sessions killed (SIGKILL) once 4 MiB went up through the proxy; started again | exit 1 naming the destination; `list` fails while it is down; only a hidden temporary file remains, nothing listed; task failed; next run succeeds | `sshd_stopped_mid_transfer` |
 //! | corrupt object on read | the proxy flips one byte in the middle of every GET body of a `.tar.gz.enc`, on S3, then on Azure, beside a sound copy in the other | `verify`/`restore --destination BAD` exit 1 naming the backup and the destination; target untouched; restore task failed; `restore` without `--destination` takes the same backup from the sound destination and logs the damaged copy | `corrupt_object_on_read` |
+//! | connection cut at 90 % of a restore | the proxy resets the connection whose answer passes 90 % of the archive's bytes, once | the restore succeeds and restores the exact tree; the relay shows under 15 % of the archive downloaded again (only what was in flight); task done | `s3_connection_cut_at_90_percent_of_a_restore_resumes` |
 //! | store down when the backup starts | an S3 endpoint where nothing listens yet | exit 1 quickly, naming the destination, "unreachable" and `endpoint_url`; a restore fails with the target untouched; nothing listed once it is up; next run succeeds | `s3_server_down_at_start` |
 //!
 //! Covered elsewhere: one of three destinations down (`fanout.rs`), SIGTERM and SIGKILL
@@ -368,6 +369,49 @@ fn s3_connection_reset_once_mid_part_is_retried() {
     verify.expect(0);
     assert_restores(&env, "objects", "restored");
     assert_next_run_succeeds(&env, &["objects"]);
+}
+
+/// Row: the connection cut once 90 % of the archive came down: the restore resumes where
+/// it stopped instead of downloading the archive again.
+#[test]
+fn s3_connection_cut_at_90_percent_of_a_restore_resumes() {
+    let env = Env::new();
+    add_noise(&env, 40 * MIB);
+    let proxy = Relay::start(port_of("SB_TEST_S3_ENDPOINT"));
+    write_config(
+        &env,
+        &[s3_dest("objects", &proxy.url(""), &bucket("cut-90"))],
+    );
+    env.run(&["backup", "config.yml"]).expect(0);
+    let items = listed(&env, &[]);
+    let stored = items[0]["stored_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{items:?}"));
+    assert!(stored > 40 * MIB, "{stored}");
+
+    let down_before = proxy.counts().down;
+    proxy.set(Faults {
+        reset_answers_at: Some(down_before + stored * 9 / 10),
+        ..Faults::default()
+    });
+    let out = env.run(&["restore", "config.yml", "--target", "restored"]);
+    out.expect(0);
+    assert_no_secret(&env, &out.all());
+    assert_eq!(proxy.counts().resets, 1, "{:?}", proxy.counts());
+    assert_eq!(tree(&env.path("source")), tree(&env.path("restored")));
+    let last = tasks(&env)
+        .into_iter()
+        .rfind(|t| t["kind"] == "restore")
+        .unwrap();
+    assert_eq!(last["status"], "done", "{last}");
+    // Everything that came down during the restore: the archive once, the listing and
+    // the manifest, and what was in flight when the connection was cut.
+    let down = proxy.counts().down - down_before;
+    let again = down.saturating_sub(stored);
+    assert!(
+        again * 100 < stored * 15,
+        "{again} bytes downloaded again for an archive of {stored} ({down} in all)"
+    );
 }
 
 /// Row 2b: every connection reset mid-part: bounded retries, a clear error, nothing

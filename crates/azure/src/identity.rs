@@ -22,6 +22,10 @@ const REFRESH_BEFORE: Duration = Duration::from_mins(5);
 /// The metadata service answers within a second; a VM without one must not hang a backup.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most bytes of a token answer read: a token is a few KiB, and an endpoint that
+/// sends more (a hostile stand-in, a proxy's page) must not fill memory.
+pub(crate) const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+
 /// A token request: its URL and its headers.
 pub(crate) type TokenRequest = (Url, Vec<(&'static str, String)>);
 
@@ -153,17 +157,36 @@ impl ManagedIdentityCredential {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| {
+        let mut response = request.send().await.map_err(|e| {
             failed(format!(
                 "the managed identity endpoint {shown} did not answer: {}",
                 innermost(&e)
             ))
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let too_large = || {
+            failed(format!(
+                "the answer of {shown} is larger than {} KiB: it is no token",
+                MAX_TOKEN_ANSWER / 1024
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_TOKEN_ANSWER as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| failed(format!("the answer of {shown} could not be read: {e}")))?;
+            .map_err(|e| failed(format!("the answer of {shown} could not be read: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(failed(format!(
                 "the managed identity endpoint {shown} refused the token request ({})",
@@ -242,6 +265,60 @@ fn on_this_machine(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token endpoint on loopback whose answer holds a token of `len` bytes, announced by
+    /// `Content-Length` or not (then ended by closing); returns its URL.
+    fn token_endpoint(len: usize, announced: bool) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let body = format!(
+                    r#"{{"access_token":"{}","expires_in":"3600"}}"#,
+                    "A".repeat(len)
+                );
+                let length = if announced {
+                    format!("Content-Length: {}\r\n", body.len())
+                } else {
+                    String::new()
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n{body}"
+                );
+            }
+        });
+        format!("http://127.0.0.1:{port}/token")
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_larger_than_64_kib_is_refused() {
+        let ask = |endpoint: String| async move {
+            let identity = ManagedIdentity {
+                client_id: None,
+                endpoint: Some(endpoint),
+            };
+            ManagedIdentityCredential::new(reqwest::Client::new(), &identity)
+                .fetch()
+                .await
+        };
+        let token = ask(token_endpoint(2000, true)).await.unwrap();
+        assert_eq!(token.token.secret().len(), 2000);
+        for announced in [true, false] {
+            let err = ask(token_endpoint(10 * 1024 * 1024, announced))
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("is larger than 64 KiB: it is no token"),
+                "{announced}: {text}"
+            );
+        }
+    }
 
     #[test]
     fn the_metadata_service_is_asked_for_a_storage_token() {

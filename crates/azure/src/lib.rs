@@ -30,6 +30,7 @@ mod tests;
 
 use std::fmt;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,7 +42,9 @@ use service_backup_core::destination::{
 use service_backup_core::{Error, ErrorKind, Result};
 
 use crate::errors::is_not_found;
-pub use crate::settings::{AzureCredentials, AzureSettings, ManagedIdentity, PUBLIC_CLOUD_DOMAIN};
+pub use crate::settings::{
+    AzureCredentials, AzureSettings, DEFAULT_STALL_TIMEOUT, ManagedIdentity, PUBLIC_CLOUD_DOMAIN,
+};
 use crate::store::Store;
 
 /// Objects listed per request (the service's maximum is 5000).
@@ -126,7 +129,12 @@ impl Destination for AzureDestination {
 
     async fn get(&self, key: &str) -> Result<ObjectStream> {
         check_key(&self.store, key)?;
-        read::open(self.store.clone(), key).await
+        read::open(self.store.clone(), key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        check_key(&self.store, key)?;
+        read::open(self.store.clone(), key, Some(range)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

@@ -1,6 +1,7 @@
 //! What an `azure` destination is configured with, and its endpoint as messages show it.
 
 use std::fmt;
+use std::time::Duration;
 
 use azure_core::http::Url;
 
@@ -30,7 +31,13 @@ pub struct AzureSettings {
     pub immutability: Option<Immutability>,
     /// How requests that fail temporarily are retried.
     pub retry: RetryPolicy,
+    /// A read whose answer brings less than 64 KiB within this time fails temporarily
+    /// (and is retried), so a silent or trickling connection cannot hang a restore.
+    pub stall_timeout: Duration,
 }
+
+/// The default of [`AzureSettings::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// How the requests of an `azure` destination are authorized.
 #[derive(Clone, Debug)]
@@ -70,6 +77,7 @@ impl AzureSettings {
             ca_cert: None,
             immutability: None,
             retry,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 
@@ -95,6 +103,7 @@ impl fmt::Debug for AzureSettings {
             .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<PEM>"))
             .field("immutability", &self.immutability)
             .field("retry", &self.retry)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }

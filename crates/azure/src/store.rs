@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, HttpClient, RetryOptions, Transport, Url};
@@ -32,6 +33,8 @@ pub(crate) struct Store {
     pub immutability: Option<Immutability>,
     /// Retries of temporary failures: the SDK's own retries are off.
     pub retry: RetryPolicy,
+    /// The window of a read's pace (see [`AzureSettings::stall_timeout`]).
+    pub stall_timeout: Duration,
 }
 
 impl Store {
@@ -50,6 +53,7 @@ impl Store {
             ca_cert,
             immutability,
             retry,
+            stall_timeout,
         } = settings;
         let describe = format!("azure {storage_account}/{container}");
         let invalid = |what: String| Error::new(ErrorKind::Config, format!("{describe}: {what}"));
@@ -152,6 +156,7 @@ impl Store {
             auth,
             immutability,
             retry,
+            stall_timeout,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod immutability;
 pub mod listing;
 pub mod local;
+pub mod pace;
 pub mod retry;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub use immutability::{Immutability, LockMode};
 pub use listing::{ListingGuard, MAX_LISTING_ENTRIES};
 pub use local::{LocalDestination, temp_target};
+pub use pace::Pace;
 pub use retry::RetryPolicy;
 
 /// An object found by [`Destination::list`].
@@ -96,6 +98,14 @@ pub trait Destination: Send + Sync + fmt::Debug {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
         let object = self.get(key).await?;
         Ok(cut_to_range(object, range))
+    }
+
+    /// Whether reading an object as many ranges costs the store about what one read of it
+    /// costs, so that a restore may read ranges several at once; stores that read the whole
+    /// object for every range asked (some S3-compatible ones) answer `false`, and restores
+    /// read them in one stream, resumed where it stops.
+    fn cheap_ranges(&self) -> bool {
+        true
     }
 
     /// Lists the complete objects whose keys start with `prefix`, at any depth.

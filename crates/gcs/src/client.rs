@@ -31,6 +31,8 @@ pub(crate) struct Client {
     pub bucket: String,
     pub project_id: String,
     pub retry: RetryPolicy,
+    /// The window of a read's pace (see [`GcsSettings::stall_timeout`]).
+    pub stall_timeout: Duration,
     tokens: TokenSource,
 }
 
@@ -48,6 +50,7 @@ impl Client {
             bucket_name,
             endpoint,
             retry,
+            stall_timeout,
             ..
         } = settings;
         let what = format!("gcs bucket {bucket_name}");
@@ -113,6 +116,7 @@ impl Client {
             bucket: bucket_name,
             project_id,
             retry,
+            stall_timeout,
             tokens,
         })
     }

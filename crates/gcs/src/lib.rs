@@ -14,16 +14,17 @@
 mod auth;
 mod client;
 mod http;
+mod read;
 mod retention;
 mod settings;
 mod upload;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use service_backup_core::destination::{
@@ -37,7 +38,7 @@ use crate::settings::LIST_PAGE_SIZE;
 
 /// The most bytes read of one listing page.
 const MAX_LISTING_PAGE: usize = 16 * 1024 * 1024;
-pub use crate::settings::{DEFAULT_CHUNK_SIZE, GcsSettings};
+pub use crate::settings::{DEFAULT_CHUNK_SIZE, DEFAULT_STALL_TIMEOUT, GcsSettings};
 pub use crate::upload::CHUNK_GRANULARITY;
 
 /// A destination in a Google Cloud Storage bucket.
@@ -189,31 +190,12 @@ impl Destination for GcsDestination {
 
     async fn get(&self, key: &str) -> Result<ObjectStream> {
         check_key(&self.client, key)?;
-        let client = &self.client;
-        let url = format!("{}?alt=media", client.object_url(key));
-        let action = format!("read {key}");
-        let response = client
-            .retry
-            .run("get object", || async {
-                let response = client.send(Method::GET, &url, &action, |r| r).await?;
-                client.check(&action, response).await
-            })
-            .await?;
-        let size = response.content_length();
-        let what = format!("{}: reading {key} failed", client.describe());
-        let chunks = response.bytes_stream().map(move |chunk| {
-            chunk.map_err(|e| {
-                Error::new(
-                    ErrorKind::Destination,
-                    format!("{what}: {}", http::transport_reason(&e)),
-                )
-                .temporary()
-            })
-        });
-        Ok(ObjectStream {
-            size,
-            chunks: Box::pin(chunks),
-        })
+        read::read(self.client.clone(), key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        check_key(&self.client, key)?;
+        read::read(self.client.clone(), key, Some(range)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

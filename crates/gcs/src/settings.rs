@@ -1,6 +1,7 @@
 //! What a `gcs` destination is configured with.
 
 use std::fmt;
+use std::time::Duration;
 
 use service_backup_core::destination::{Immutability, RetryPolicy};
 use service_backup_core::secret::Secret;
@@ -35,7 +36,13 @@ pub struct GcsSettings {
     pub retry: RetryPolicy,
     /// Object retention on each archive and manifest written; `None`: not retained.
     pub immutability: Option<Immutability>,
+    /// A read whose body brings less than 64 KiB within this time is resumed (and given
+    /// up after a few resumes), so a silent or trickling connection cannot hang a restore.
+    pub stall_timeout: Duration,
 }
+
+/// The default of [`GcsSettings::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_mins(1);
 
 impl GcsSettings {
     /// Settings with the default chunk size, page size and retry policy.
@@ -56,6 +63,7 @@ impl GcsSettings {
             list_page_size: LIST_PAGE_SIZE,
             retry: RetryPolicy::default(),
             immutability: None,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -86,6 +94,7 @@ impl fmt::Debug for GcsSettings {
             .field("list_page_size", &self.list_page_size)
             .field("retry", &self.retry)
             .field("immutability", &self.immutability)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }

@@ -177,3 +177,48 @@ fn unusable_settings_are_config_errors_without_secrets() {
     s.chunk_size = CHUNK_GRANULARITY + 1;
     assert!(GcsDestination::new(s).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_mid_body_resumes_where_it_stopped() {
+    use futures::StreamExt as _;
+    use service_backup_testkit::{Faults, Relay, port_of};
+    let endpoint = env("SB_TEST_GCS_ENDPOINT");
+    let bucket = unique("reset");
+    let direct = GcsDestination::new(settings_at(&endpoint, &bucket)).unwrap();
+    let len = 12 * 1024 * 1024 + 777;
+    let data: Vec<u8> = (0..len)
+        .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let mut upload = direct.put_multipart("a.bin").await.unwrap();
+    for piece in data.chunks(1024 * 1024) {
+        upload.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    upload.complete().await.unwrap();
+
+    let relay = Relay::raw(port_of(&endpoint));
+    let through = GcsDestination::new(settings_at(&relay.url(""), &bucket)).unwrap();
+    for range in [0..len as u64, 1_000_003..11_000_000] {
+        let before = relay.counts().down;
+        relay.set(Faults {
+            reset_answers_at: Some(before + 5 * 1024 * 1024),
+            ..Faults::default()
+        });
+        let resets = relay.counts().resets;
+        let mut object = through.get_range("a.bin", range.clone()).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = object.chunks.next().await {
+            got.extend_from_slice(&chunk.expect("the reset was resumed"));
+        }
+        assert_eq!(relay.counts().resets, resets + 1, "{range:?}: never reset");
+        let want =
+            &data[usize::try_from(range.start).unwrap()..usize::try_from(range.end).unwrap()];
+        assert!(got == want, "{range:?}: the bytes differ after the resume");
+        // Not read again from the start: only what was in flight came twice.
+        let relayed = relay.counts().down - before;
+        let asked = range.end - range.start;
+        assert!(
+            relayed < asked + 2 * 1024 * 1024,
+            "{range:?}: {relayed} bytes relayed for {asked}"
+        );
+    }
+}

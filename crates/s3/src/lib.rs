@@ -22,6 +22,7 @@ mod store;
 pub mod upload;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -94,7 +95,17 @@ impl Destination for S3Destination {
     }
 
     async fn get(&self, key: &str) -> Result<ObjectStream> {
-        read::read(self.store.clone(), key).await
+        read::read(self.store.clone(), key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        read::read(self.store.clone(), key, Some(range)).await
+    }
+
+    fn cheap_ranges(&self) -> bool {
+        // Amazon S3 serves a range from the range; S3-compatible stores may read the whole
+        // object for each (moto: 256 MiB in 8 MiB ranges took 12 s, in one GET 0.8 s).
+        self.store.endpoint().is_none()
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

@@ -10,17 +10,20 @@
 //! A body cut short (a reset, a stall, a store restarted) is resumed from the first byte
 //! not yet delivered, with `Range` and `If-Match` on the `ETag` of the first answer: a lost
 //! connection costs what was in flight, not the object, and an object rewritten meanwhile
-//! fails the read instead of yielding a mix of two objects. [`MAX_RESUMES`] resumes in a
-//! row without a byte of progress end the read. A store that ignores `Range` answers a
+//! fails the read instead of yielding a mix of two objects. A body that brings less than
+//! 64 KiB within `request_timeout` is stalled, and resumed the same way. [`MAX_RESUMES`]
+//! resumes in a row without 64 KiB of progress end the read. A store that ignores `Range` answers a
 //! resume with the whole object, whose bytes already delivered are skipped.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use service_backup_core::destination::ObjectStream;
+use service_backup_core::destination::pace::MIN_PACE_BYTES;
+use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -46,13 +49,37 @@ struct Opened {
 /// A chunk for the reader, with the share of the read-ahead budget it holds.
 type Item = (Result<Bytes>, Option<OwnedSemaphorePermit>);
 
-/// Reads `key` of `store` as a stream of chunks, in order.
-pub(crate) async fn read(store: Arc<Store>, key: &str) -> Result<ObjectStream> {
-    let first = store.open(key, 0, None).await?;
-    let size = first.size;
+/// Reads `key` of `store` (its bytes `range`, cut at its end, or all of it) as a stream of
+/// chunks, in order.
+pub(crate) async fn read(
+    store: Arc<Store>,
+    key: &str,
+    range: Option<Range<u64>>,
+) -> Result<ObjectStream> {
+    let start = range.as_ref().map_or(0, |r| r.start);
+    // An empty range still asks for a byte: a missing object must be NotFound.
+    let asked = range.as_ref().map(|r| r.end.max(start + 1));
+    let first = match store.open(key, start, asked, None).await {
+        Ok(first) => first,
+        // A range that starts at or past the end: the object is there, with nothing in it.
+        Err(e) if range.is_some() && service_code(&e) == Some("InvalidRange") => {
+            return Ok(ObjectStream {
+                size: Some(0),
+                chunks: futures::stream::empty().boxed(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let end = match (&range, first.size) {
+        (Some(r), Some(size)) => Some(r.end.min(size).max(start)),
+        (Some(r), None) => Some(r.end),
+        (None, size) => size,
+    };
+    let size = end.map(|end| end - start);
     let (tx, rx) = mpsc::unbounded_channel::<Item>();
     let budget = Arc::new(Semaphore::new(READ_AHEAD));
-    let pump = tokio::spawn(pump(store, key.to_string(), first, tx, budget));
+    let span = Span { start, end };
+    let pump = tokio::spawn(pump(store, key.to_string(), span, first, tx, budget));
     let chunks = futures::stream::unfold((rx, AbortOnDrop(pump)), |(mut rx, pump)| async move {
         // The permit is dropped as the chunk is handed on: the pump may read that much more.
         let (chunk, _permit) = rx.recv().await?;
@@ -62,60 +89,131 @@ pub(crate) async fn read(store: Arc<Store>, key: &str) -> Result<ObjectStream> {
     Ok(ObjectStream { size, chunks })
 }
 
+/// The bytes of the object a read delivers: from `start` to `end` (to the end of the
+/// body when unknown).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: Option<u64>,
+}
+
 /// Reads the body into `tx`, within `budget` bytes ahead, resuming it where it stopped;
-/// ends after the last byte or the first error that is not resumed.
+/// ends after the last byte of `span` or the first error that is not resumed.
 async fn pump(
     store: Arc<Store>,
     key: String,
+    span: Span,
     first: Opened,
     tx: mpsc::UnboundedSender<Item>,
     budget: Arc<Semaphore>,
 ) {
-    let (size, etag) = (first.size, first.etag.clone());
+    let etag = first.etag.clone();
+    let size = span.end.map(|end| end - span.start);
     let mut opened = first;
     let mut delivered = 0u64;
     let mut resumes = 0u32;
+    // Where the last resume started: only a real step of progress clears the count, so a
+    // body that trickles a byte per resume still runs out of resumes.
+    let mut resumed_at = 0u64;
+    let mut pace = Pace::new(store.request_timeout);
     loop {
-        let cut = match opened.body.next().await {
-            Some(Ok(mut chunk)) => {
+        if size == Some(delivered) {
+            return;
+        }
+        let cut = match pace.wait(opened.body.next()).await {
+            None => pace.stalled(
+                &format!("s3 bucket {}", store.bucket),
+                &format!("read {key}"),
+            ),
+            Some(Some(Ok(mut chunk))) => {
+                pace.arrived(chunk.len() as u64);
                 let skip = usize::try_from(opened.skip)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
                 opened.skip -= skip as u64;
                 let _ = chunk.split_to(skip);
+                if let Some(size) = size {
+                    // A store that ignored the range sends more than was asked.
+                    let left = usize::try_from(size - delivered).unwrap_or(usize::MAX);
+                    chunk.truncate(left);
+                }
                 if chunk.is_empty() {
                     continue;
                 }
                 let want = u32::try_from(chunk.len().min(READ_AHEAD)).expect("8 MiB fits");
-                let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
-                    return;
+                let permit = if let Ok(permit) = budget.clone().try_acquire_many_owned(want) {
+                    permit
+                } else {
+                    let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
+                        return;
+                    };
+                    // Time spent waiting for the reader is not the store's.
+                    pace.restart();
+                    permit
                 };
                 delivered += chunk.len() as u64;
-                resumes = 0;
+                if delivered - resumed_at >= MIN_PACE_BYTES {
+                    resumes = 0;
+                }
                 if tx.send((Ok(chunk), Some(permit))).is_err() {
                     return; // the reader is gone
                 }
                 continue;
             }
-            Some(Err(e)) => store.body_failed(&key, &e),
-            None if size.is_some_and(|size| delivered < size) => {
+            Some(Some(Err(e))) => store.body_failed(&key, &e),
+            Some(None) if size.is_some_and(|size| delivered < size) => {
                 store.cut_short(&key, delivered, size)
             }
-            None => return,
+            Some(None) => return,
         };
-        resumes += 1;
-        if !cut.is_temporary() || resumes > MAX_RESUMES {
-            let _ = tx.send((Err(cut), None));
-            return;
-        }
-        tracing::warn!(key = %key, offset = delivered, error = %cut, "resuming the read of an s3 object");
-        tokio::time::sleep(backoff(&store, resumes)).await;
-        match store.open(&key, delivered, etag.as_deref()).await {
-            Ok(next) => opened = next,
-            Err(e) => {
-                let _ = tx.send((Err(e), None));
-                return;
+        match resume(
+            &store,
+            &key,
+            span,
+            delivered,
+            etag.as_deref(),
+            cut,
+            &mut resumes,
+            &tx,
+        )
+        .await
+        {
+            Some(next) => {
+                opened = next;
+                resumed_at = delivered;
+                pace = Pace::new(store.request_timeout);
             }
+            None => return,
+        }
+    }
+}
+
+/// Asks again for the rest of `span` after the body was `cut` with `delivered` bytes
+/// handed on; `None` (the error sent on `tx`) when the cut is not resumed.
+#[allow(clippy::too_many_arguments)] // the state of one read, passed along as it is
+async fn resume(
+    store: &Store,
+    key: &str,
+    span: Span,
+    delivered: u64,
+    etag: Option<&str>,
+    cut: Error,
+    resumes: &mut u32,
+    tx: &mpsc::UnboundedSender<Item>,
+) -> Option<Opened> {
+    *resumes += 1;
+    if !cut.is_temporary() || *resumes > MAX_RESUMES {
+        let _ = tx.send((Err(cut), None));
+        return None;
+    }
+    let offset = span.start + delivered;
+    tracing::warn!(key = %key, offset, error = %cut, "resuming the read of an s3 object");
+    tokio::time::sleep(backoff(store, *resumes)).await;
+    match store.open(key, offset, span.end, etag).await {
+        Ok(next) => Some(next),
+        Err(e) => {
+            let _ = tx.send((Err(e), None));
+            None
         }
     }
 }
@@ -145,9 +243,15 @@ fn total_of(content_range: &str) -> Option<u64> {
 }
 
 impl Store {
-    /// Asks for `key` from byte `start` on, retried on temporary failures; `etag`, if
-    /// given, is the `ETag` the object must still have.
-    async fn open(&self, key: &str, start: u64, etag: Option<&str>) -> Result<Opened> {
+    /// Asks for `key` from byte `start` on (up to `end` if given), retried on temporary
+    /// failures; `etag`, if given, is the `ETag` the object must still have.
+    async fn open(
+        &self,
+        key: &str,
+        start: u64,
+        end: Option<u64>,
+        etag: Option<&str>,
+    ) -> Result<Opened> {
         let action = format!("read {key}");
         let result = self
             .retry
@@ -159,10 +263,10 @@ impl Store {
                         .bucket(&self.bucket)
                         .key(key)
                         .set_if_match(etag.map(str::to_string));
-                    let request = if start > 0 {
-                        request.range(format!("bytes={start}-"))
-                    } else {
-                        request
+                    let request = match end {
+                        Some(end) => request.range(format!("bytes={start}-{}", end - 1)),
+                        None if start > 0 => request.range(format!("bytes={start}-")),
+                        None => request,
                     };
                     let out = request
                         .send()

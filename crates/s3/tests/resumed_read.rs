@@ -158,3 +158,31 @@ async fn a_missing_object_is_not_found() {
     let err = dest.get("nothing.bin").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_fails_within_the_bound() {
+    // A GetObject answer whose 10 MiB body comes a byte every 200 ms: each read makes
+    // "progress", so only a bound on the pace ends it.
+    let (port, answered) = service_backup_testkit::trickling_server(
+        "Content-Length: 10485760\r\nETag: \"abc\"\r\n",
+        std::time::Duration::from_millis(200),
+    );
+    let bucket = unique("trickle");
+    let mut s = settings(&format!("http://127.0.0.1:{port}"), &bucket);
+    s.request_timeout = std::time::Duration::from_secs(1);
+    let dest = S3Destination::new(&s).unwrap();
+    let started = std::time::Instant::now();
+    let (got, err) = drain(dest.get("2026/12/06/x.tar.gz.enc").await.unwrap()).await;
+    let err = err.expect("a trickling body is an error");
+    assert!(got.len() < 1000, "{}", got.len());
+    let text = err.to_string();
+    assert!(text.contains(&format!("s3 bucket {bucket}")), "{text}");
+    assert!(text.contains("fewer than 64 KiB came in 1 s"), "{text}");
+    // one open, then each resume stalls again: the resumes run out
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        u64::from(service_backup_s3::read::MAX_RESUMES) + 1
+    );
+}

@@ -198,8 +198,12 @@ impl Remote {
         Ok(out)
     }
 
-    /// Opens `path` for reading, with its size.
-    pub(crate) fn open_reader(self: &Arc<Self>, path: &str) -> Result<(RemoteReader, u64)> {
+    /// Opens `path` for reading from byte `start` on (cut at its end), with its size.
+    pub(crate) fn open_reader(
+        self: &Arc<Self>,
+        path: &str,
+        start: u64,
+    ) -> Result<(RemoteReader, u64)> {
         let (conn, (file, size)) = self.take(|conn| {
             let mut file = conn
                 .sftp
@@ -210,6 +214,17 @@ impl Remote {
                 .map_err(|e| errors::sftp(&self.name, "look up", path, &e))?
                 .size
                 .unwrap_or(0);
+            if start > 0 {
+                // A seek only sets the offset of the next read request: no round trip.
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start.min(size))).map_err(
+                    |e| {
+                        Error::new(
+                            ErrorKind::Destination,
+                            format!("{}: cannot seek in {path}: {e}", self.name),
+                        )
+                    },
+                )?;
+            }
             Ok((file, size))
         })?;
         let reader = RemoteReader {

@@ -16,6 +16,7 @@ mod known_hosts;
 mod upload;
 
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,11 +172,25 @@ impl Destination for ScpDestination {
     async fn get(&self, key: &str) -> Result<ObjectStream> {
         let path = self.remote.path_of(key)?;
         let (reader, size) = self
-            .retried("sftp open", move |remote| remote.open_reader(&path))
+            .retried("sftp open", move |remote| remote.open_reader(&path, 0))
             .await?;
         Ok(ObjectStream {
             size: Some(size),
             chunks: blocking_read_stream(reader, format!("{key} in {}", self.describe())),
+        })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        use std::io::Read as _;
+        let path = self.remote.path_of(key)?;
+        let start = range.start;
+        let (reader, size) = self
+            .retried("sftp open", move |remote| remote.open_reader(&path, start))
+            .await?;
+        let len = range.end.min(size).saturating_sub(start);
+        Ok(ObjectStream {
+            size: Some(len),
+            chunks: blocking_read_stream(reader.take(len), format!("{key} in {}", self.describe())),
         })
     }
 

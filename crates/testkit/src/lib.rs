@@ -21,7 +21,7 @@ use service_backup_core::destination::RetryPolicy;
 pub use backups::{StopAt, assert_nothing_left, backup_into, backup_plan};
 pub use certs::private_ca;
 pub use emulators::{Sshd, azurite, azurite_endpoint, fake_gcs, moto};
-pub use hostile::endless_error_server;
+pub use hostile::{endless_error_server, trickling_server};
 pub use relay::{Counts, Faults, Matcher, Relay, request};
 pub use server::ServerProcess;
 pub use trees::{

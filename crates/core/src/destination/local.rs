@@ -8,6 +8,7 @@
 //! object, and the object's pages leave the page cache once written.
 
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
@@ -145,6 +146,28 @@ impl Destination for LocalDestination {
         .await?;
         Ok(ObjectStream {
             size: Some(size),
+            chunks: blocking_read_stream(file, key.to_string()),
+        })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let path = self.path_of(key)?;
+        let (file, len) = blocking(move || {
+            let mut file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+            let start = range.start.min(size);
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| Error::io("seek in", &path, e))?;
+            let len = range.end.min(size).saturating_sub(start);
+            Ok((file.take(len), len))
+        })
+        .await?;
+        Ok(ObjectStream {
+            size: Some(len),
             chunks: blocking_read_stream(file, key.to_string()),
         })
     }

@@ -12,6 +12,7 @@ use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::pipeline::ObjectReader;
 use crate::pipeline::extract::Extractor;
+use crate::pipeline::ranged::RangedRead;
 use crate::pipeline::read::read_archive;
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
@@ -68,7 +69,16 @@ pub async fn restore_backup(
         RestoreInto::CheckOnly => None,
     };
     progress.set_total(entry.manifest.stored_bytes);
-    let object = match dest.get(&entry.archive_key).await {
+    // Ranges, several at once, each retried alone: a connection lost late in a large
+    // archive costs what was in flight, not the archive.
+    let object = match RangedRead::default()
+        .read(
+            dest.clone(),
+            &entry.archive_key,
+            entry.manifest.stored_bytes,
+        )
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             if let Some(s) = staging {
