@@ -6,6 +6,7 @@ mod decrypt;
 mod demo;
 mod keygen;
 mod list;
+mod ls;
 mod prune;
 mod restore;
 mod run;
@@ -98,6 +99,9 @@ enum Command {
         #[arg(long)]
         all_instances: bool,
     },
+    /// Lists a backup's files (type, mode, size, time in UTC, path), reading only its
+    /// archive's index.
+    Ls(ls::LsArgs),
     /// Fetches, checks and extracts a backup (or a downloaded archive with --file).
     Restore(restore::RestoreArgs),
     /// Downloads a backup and checks it end to end without writing files.
@@ -185,6 +189,7 @@ pub fn run(cli: Cli) -> CliResult {
             destination,
             all_instances,
         } => prune::run(&config, destination.as_deref(), dry_run, all_instances),
+        Command::Ls(args) => ls::run(&args),
         Command::Restore(args) => restore::run_restore(&args),
         Command::Verify(args) => restore::run_verify(&args),
         Command::Decrypt(args) => decrypt::run(&args),

@@ -79,6 +79,11 @@ pub struct RestoreArgs {
     /// Replace the content of a non-empty target (only once the backup is fully restored).
     #[arg(long)]
     force: bool,
+    /// Restore only these paths: files, folders (with everything below them) or globs (`*`
+    /// and `?` within a name, `**` across folders), fetching only the parts of the archive
+    /// that hold them (through its index); repeatable, or several after one --include.
+    #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "file")]
+    include: Vec<String>,
 }
 
 /// Arguments of `verify`.
@@ -126,13 +131,14 @@ impl Which {
         })
     }
 
-    fn plan(&self, config: &Config, into: RestoreInto) -> Result<RestorePlan, Error> {
+    pub(super) fn plan(&self, config: &Config, into: RestoreInto) -> Result<RestorePlan, Error> {
         Ok(RestorePlan {
             selector: self.selector(),
             destination: self.destination.clone(),
             decryption: self.decryption(Some(config))?,
             into,
             from_instance: self.from_instance.clone(),
+            include: Vec::new(),
         })
     }
 
@@ -175,13 +181,14 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
         .or_else(|| restore::default_target(&config))
         .ok_or_else(|| Error::new(ErrorKind::Usage, "no restore target: pass --target DIR"))?;
     restore::check_target(&config, &target)?;
-    let plan = args.which.plan(
+    let mut plan = args.which.plan(
         &config,
         RestoreInto::Dir {
             path: target.clone(),
             replace: args.force,
         },
     )?;
+    plan.include.clone_from(&args.include);
     let (name, stats) = runtime()?.block_on(async {
         let ctx = RunContext::open(&config).await?;
         let id = ctx

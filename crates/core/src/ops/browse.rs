@@ -18,7 +18,7 @@ use crate::catalog::BackupEntry;
 use crate::compression::Algorithm;
 use crate::destination::Destination;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::{ArchiveIndex, Footer, carrier};
+use crate::format::index::{ArchiveIndex, Footer, IndexEntry, carrier};
 use crate::format::{
     ArchiveKind, CHUNK_LEN, ChunkOpener, KeyId, MAX_HEADER_LEN, SEALED_CHUNK_LEN, from_io,
 };
@@ -289,7 +289,7 @@ pub fn no_index(name: &str) -> Error {
         ErrorKind::Usage,
         format!("backup {name} has no index: it was made by a version before archives carried one, so its files cannot be fetched one by one"),
     )
-    .with_hint("restore it whole (without --include), or list it with `ls --full`, which reads the whole archive")
+    .with_hint("restore it whole (without --include); `ls` lists it by reading the whole archive")
 }
 
 /// Restores only the entries of `backup` that `selection` picks (and the folders above
@@ -397,4 +397,91 @@ impl Read for SelectedTar<'_> {
         self.current = Some(range.start + n as u64..range.end);
         Ok(n)
     }
+}
+
+/// Lists the entries of a backup without an index by reading its whole archive: decrypted
+/// (the header checked as a restore checks it), decompressed, its tar headers read and its
+/// contents skipped. `each` sees the entries in tar order.
+pub async fn list_whole(
+    dest: Arc<dyn Destination>,
+    entry: &BackupEntry,
+    decryption: &Decryption,
+    each: impl FnMut(IndexEntry) + Send + 'static,
+) -> Result<()> {
+    let object = dest.get(&entry.archive_key).await?;
+    let reader = crate::pipeline::ObjectReader::new(object);
+    let mut decryption = decryption.clone();
+    decryption.bound_to = Binding::Backup(entry.manifest.context());
+    blocking(move || list_tar(reader, &decryption, each)).await
+}
+
+fn list_tar<R: Read + Send>(
+    input: R,
+    decryption: &Decryption,
+    mut each: impl FnMut(IndexEntry),
+) -> Result<()> {
+    let mut input = io::BufReader::with_capacity(256 * 1024, input);
+    let first = io::BufRead::fill_buf(&mut input)
+        .map_err(|e| from_io(e, "read the archive"))?
+        .to_vec();
+    let plain: Box<dyn Read + Send + '_> = match ArchiveKind::sniff(&first)? {
+        ArchiveKind::Encrypted => {
+            let Some(keyring) = decryption.keyring.as_ref().filter(|k| !k.is_empty()) else {
+                return Err(Error::new(
+                    ErrorKind::WrongKey,
+                    "the archive is encrypted and no key was given",
+                ));
+            };
+            let reader = crate::format::DecryptingReader::new(input, keyring)?;
+            decryption.bound_to.check(reader.context())?;
+            Box::new(reader)
+        }
+        ArchiveKind::Plain(_) => Box::new(input),
+    };
+    let mut plain = io::BufReader::new(plain);
+    let head = io::BufRead::fill_buf(&mut plain)
+        .map_err(|e| from_io(e, "read the archive"))?
+        .to_vec();
+    let compression = Algorithm::sniff(&head).ok_or_else(|| {
+        Error::corrupt("the archive's content is neither a gzip nor a zstd stream")
+    })?;
+    let decoder = crate::pipeline::decompress::serial_decoder(compression, plain)
+        .map_err(|e| from_io(e, "start the decompression"))?;
+    let mut tar = tar::Archive::new(decoder);
+    let entries = tar
+        .entries()
+        .map_err(|e| from_io(e, "read the tar stream"))?;
+    for item in entries {
+        let item = item.map_err(|e| from_io(e, "read the tar stream"))?;
+        let header = item.header();
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => crate::format::index::EntryKind::Dir,
+            tar::EntryType::Symlink => crate::format::index::EntryKind::Symlink,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                crate::format::index::EntryKind::File
+            }
+            _ => continue,
+        };
+        let path = item.path_bytes();
+        let path = String::from_utf8_lossy(&path)
+            .trim_end_matches('/')
+            .to_string();
+        each(IndexEntry {
+            path,
+            kind,
+            mode: header.mode().unwrap_or(0) & 0o7777,
+            size: if kind == crate::format::index::EntryKind::File {
+                header.size().unwrap_or(0)
+            } else {
+                0
+            },
+            mtime: i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0),
+            link: item
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned()),
+            tar_start: item.raw_header_position(),
+            header_blocks: 1,
+        });
+    }
+    Ok(())
 }

@@ -44,6 +44,15 @@ impl Selection {
             .position(|(_, p)| p.is_empty() || glob(p.as_bytes(), path.as_bytes()))
     }
 
+    /// The patterns that match `path` itself, by their position.
+    pub fn hits<'a>(&'a self, path: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.patterns
+            .iter()
+            .enumerate()
+            .filter(move |(_, (_, p))| p.is_empty() || glob(p.as_bytes(), path.as_bytes()))
+            .map(|(i, _)| i)
+    }
+
     /// Whether `path` or a folder above it matches: what `ls` shows.
     pub fn shows(&self, path: &str) -> bool {
         if self.is_all() {
