@@ -216,3 +216,62 @@ fn a_backup_without_an_index_is_listed_the_slow_way_and_include_says_why_not() {
     env.run(&["restore", "config.yml", "--target", "t"])
         .expect(0);
 }
+
+/// The same on an `s3` destination (moto): `ls` and `restore --include` of one file out of
+/// a backup of many blocks; the restored bytes are the source's, and the restore fetched a
+/// small part of the archive.
+#[test]
+fn ls_and_restore_include_on_s3() {
+    use service_backup_testkit::{env, unique};
+    let endpoint = env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("browse");
+    let env = env_with_blocks();
+    let d = env.dir.path().display();
+    std::fs::write(
+        env.path("config.yml"),
+        format!(
+            "destinations:\n\
+             - type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: svc\n    \
+             access_key_id: AKIABROWSE0000000001\n    secret_access_key: browse/secret\n    endpoint_url: {endpoint}\n    region: us-east-1\n\
+             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n\
+             encryption:\n  key_file: {d}/backup.key\n"
+        ),
+    )
+    .unwrap();
+    let item = env.backup();
+    let stored = item["stored_bytes"].as_u64().unwrap();
+
+    let out = env.run(&["ls", "config.yml", "conf"]);
+    out.expect(0);
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+
+    let target = env.path("one");
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf/main.conf",
+    ]);
+    out.expect(0);
+    assert_eq!(
+        std::fs::read(target.join("conf/main.conf")).unwrap(),
+        b"main = 1\n"
+    );
+    assert!(!target.join("aaa-big.bin").exists());
+    let fetched: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("fetched "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fetched line in {}", out.stderr));
+    println!("restore --include of one small file fetched {fetched} of {stored} bytes");
+    // The small file shares a block of 1 MiB of input with its neighbours: one block, the
+    // header and the index, of an archive of more than 7 MB.
+    assert!(
+        fetched < 1_300_000 && fetched * 5 < stored,
+        "{fetched} of {stored}"
+    );
+}
