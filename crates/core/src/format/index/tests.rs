@@ -217,3 +217,55 @@ fn carriers_round_trip_and_are_skipped_by_every_decompressor() {
         assert!(carrier::body_of(algorithm, &damaged, &footer).is_err());
     }
 }
+
+proptest::proptest! {
+    /// What the `index` fuzz target checks, on mutations of a valid body and payload end.
+    #[test]
+    fn hostile_bytes_give_an_index_or_an_error_never_a_panic(
+        flips in proptest::collection::vec((0usize..400, 0u8..=255), 0..6),
+        cut in 0usize..400,
+    ) {
+        let (mut body, compressed) = body_of(&sample());
+        for (at, mask) in &flips {
+            let n = body.len();
+            body[at % n] ^= mask;
+        }
+        body.truncate(body.len() - cut.min(body.len()) % 7);
+        if let Ok(index) = ArchiveIndex::decode(body.clone(), compressed) {
+            let mut end = 0;
+            for entry in index.entries() {
+                let Ok(entry) = entry else { break };
+                proptest::prop_assert!(check_path(&entry.path).is_ok());
+                proptest::prop_assert!(entry.tar_start >= end && entry.tar_end() <= index.tar_len);
+                end = entry.tar_end();
+            }
+        }
+        let mut payload = vec![0u8; 50];
+        carrier::write_index(Algorithm::Gzip, &body[..], 50, &mut payload).unwrap();
+        for (at, mask) in &flips {
+            let n = payload.len();
+            payload[at * 7 % n] ^= mask;
+        }
+        let flen = carrier::footer_carrier_len(Algorithm::Gzip);
+        if let Some(raw) = carrier::footer_in(Algorithm::Gzip, &payload)
+            && let Ok(Some(footer)) = Footer::decode(raw, payload.len() as u64, flen)
+        {
+            let start = usize::try_from(footer.index_start).unwrap();
+            let end = start + usize::try_from(footer.carriers_len).unwrap();
+            let _ = carrier::body_of(Algorithm::Gzip, &payload[start..end], &footer);
+        }
+    }
+}
+
+/// The seed of the `index` fuzz target is a valid body, the one of [`sample`].
+#[test]
+fn the_fuzz_seed_is_a_valid_body() {
+    let (body, compressed) = body_of(&sample());
+    assert!(decoded(body.clone(), compressed).is_ok());
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/index/valid-body");
+    assert!(
+        std::fs::read(seed).unwrap() == body,
+        "the seed is not sample()'s body"
+    );
+}
