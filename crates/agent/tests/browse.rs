@@ -275,3 +275,43 @@ fn ls_and_restore_include_on_s3() {
         "{fetched} of {stored}"
     );
 }
+
+/// A flipped byte in the index (inside its sealed chunk): `ls` and `restore --include`
+/// refuse the backup as damaged (exit 1), and the restore writes nothing.
+#[test]
+fn a_damaged_index_is_refused_and_nothing_is_written() {
+    let env = env_with_blocks();
+    let item = env.backup();
+    let archive = env.archive_of(&item);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    // The index is at the payload's end: 300 bytes before it lie in its carriers.
+    let at = bytes.len() - 300;
+    bytes[at] ^= 0x40;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let out = env.run(&["ls", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("fails authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "nothing listed: {}", out.stdout);
+
+    let target = env.path("t");
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf",
+    ]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("fails authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(!target.exists(), "nothing was written");
+}
