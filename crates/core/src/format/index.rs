@@ -81,10 +81,17 @@ impl Footer {
                 footer.index_start, footer.carriers_len
             )));
         }
-        if footer.body_len > MAX_BODY_LEN || footer.body_len > footer.carriers_len {
+        // The carriers' length follows from the body's: one carrier per piece, each with
+        // the overhead of the footer's own carrier. Checked before anything is read, so
+        // that a forged footer of a plain archive cannot ask for more.
+        let overhead = footer_carrier - FOOTER_LEN as u64;
+        let pieces = footer.body_len.div_ceil(carrier::PIECE_LEN as u64);
+        if footer.body_len > MAX_BODY_LEN
+            || footer.carriers_len != footer.body_len + pieces * overhead
+        {
             return Err(bad(format!(
-                "its footer claims a body of {} bytes",
-                footer.body_len
+                "its footer claims a body of {} bytes in {} bytes of carriers",
+                footer.body_len, footer.carriers_len
             )));
         }
         Ok(Some(footer))

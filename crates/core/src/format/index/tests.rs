@@ -210,6 +210,19 @@ fn carriers_round_trip_and_are_skipped_by_every_decompressor() {
         assert!(carrier::footer_in(algorithm, &stream).is_none());
         // A footer that does not fit the payload is refused.
         assert!(Footer::decode(raw, 99, flen).is_err());
+        // A footer that asks for more carriers than its body needs is refused before any
+        // of them is read (a plain archive's footer is not authenticated).
+        let forged = Footer {
+            carriers_len: footer.carriers_len + (1 << 30),
+            ..footer
+        };
+        let e = Footer::decode(
+            &forged.encode(),
+            1234 + (1 << 30) + carriers.len() as u64,
+            flen,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bytes of carriers"), "{e}");
         // A flipped byte of a plain archive's body fails its CRC-32.
         let mut damaged = body_carriers.to_vec();
         let last = damaged.len() - 20;
