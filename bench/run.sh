@@ -23,7 +23,8 @@
 #   service-backup   backup and restore, to `local`, to S3; backup to local + S3 + SFTP at once;
 #                    backup and restore, to `local` and to S3, with the opt-in `compression: zstd`;
 #                    restore to `local` on one decompression thread (SERVICE_BACKUP_RESTORE_THREADS=1,
-#                    the path of before decompression ran on every core)
+#                    the path of before decompression ran on every core); one file of the
+#                    set restored alone from S3 (restore --include, through the archive's index)
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
     --single-file) SINGLE=1; shift ;;
     --only) ONLY=${2:?--only needs a value}; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -236,6 +237,7 @@ CASES=(
   "pipe_restore_s3|restore S3|pipeline"
   "restic_restore_s3|restore S3|restic"
   "sb_restore_s3_zstd|restore S3|ours"
+  "sb_restore_one_file_s3|restore one file S3|ours"
 )
 declare -A LABEL=(
   [sb_backup_local]="service-backup backup → local"
@@ -257,6 +259,7 @@ declare -A LABEL=(
   [pipe_restore_s3]="aws s3 cp | openssl enc -d | gzip -d | tar -x"
   [restic_restore_s3]="restic restore ← S3 repo"
   [sb_restore_s3_zstd]="service-backup restore ← S3, compression: zstd"
+  [sb_restore_one_file_s3]="service-backup restore --include one file ← S3"
 )
 OPENSSL="openssl enc -aes-256-cbc -pbkdf2 -pass file:$WORK/openssl.pass"
 AWS="aws --endpoint-url $S3"
@@ -353,6 +356,15 @@ prep_sb_restore_s3_zstd() { rm -rf "$RESTORED"; }
 cmd_sb_restore_s3_zstd() { echo "$BIN restore $WORK/s3-zstd.yml --destination s3 --target $RESTORED --force"; }
 size_sb_restore_s3_zstd() { :; }
 
+# One file of the data set (small/001/f0000001: random bytes, a quarter of the set divided
+# among the small files), restored alone through the archive's index.
+ONE_FILE=small/001/f0000001
+prep_sb_restore_one_file_s3() { rm -rf "$RESTORED"; }
+cmd_sb_restore_one_file_s3() {
+  echo "$BIN restore $WORK/s3.yml --destination s3 --target $RESTORED --force --include $ONE_FILE"
+}
+size_sb_restore_one_file_s3() { :; }
+
 # Files restored into $RESTORED, checked against the source after each restore.
 restored_files() { find "$RESTORED" -type f -not -path '*/.*' | wc -l; }
 
@@ -386,9 +398,13 @@ for entry in "${CASES[@]}"; do
     walls+=("$wall")
     if ((kib > rss)); then rss=$kib; fi
     if [[ $name == *restore* ]]; then
-      got=$(restored_files)
-      if [ "$got" -ne "$SRC_FILES" ]; then
-        echo "bench/run.sh: $label restored $got files, not $SRC_FILES" >&2
+      got=$(restored_files) want=$SRC_FILES
+      if [[ $name == *one_file* ]]; then
+        want=1
+        log "$label: $(grep -o 'fetched [0-9]* bytes' "$logfile") of the archive"
+      fi
+      if [ "$got" -ne "$want" ]; then
+        echo "bench/run.sh: $label restored $got files, not $want" >&2
         exit 1
       fi
     fi

@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 # Fuzz builds (other flags, release) go beside the workspace's, never over them.
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"; fi
-TARGETS=(header recipient decrypt extract config manifest cron api)
+TARGETS=(header recipient decrypt extract config manifest cron api index)
 CARGO_FUZZ_VERSION=0.13.2
 
 # shellcheck source=tests/cargo-tool.sh

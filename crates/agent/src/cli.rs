@@ -7,6 +7,7 @@ mod demo;
 mod generated;
 mod keygen;
 mod list;
+mod ls;
 pub mod output;
 mod prune;
 mod restore;
@@ -106,6 +107,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists a backup's files (type, mode, size, time in UTC, path), reading only its
+    /// archive's index.
+    Ls(ls::LsArgs),
     /// Fetches, checks and extracts a backup (or a downloaded archive with --file).
     Restore(restore::RestoreArgs),
     /// Downloads a backup and checks it end to end without writing files.
@@ -242,6 +246,7 @@ fn dispatch(cli: Cli) -> CliResult {
             all_instances,
             ..
         } => prune::run(&config, destination.as_deref(), dry_run, all_instances),
+        Command::Ls(args) => ls::run(&args),
         Command::Restore(args) => restore::run_restore(&args),
         Command::Verify(args) => restore::run_verify(&args),
         Command::Decrypt(args) => decrypt::run(&args),

@@ -91,6 +91,9 @@ pub struct Meta {
     /// The backup context the header binds (`ok` vectors with a type 2 stanza).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Context>,
+    /// The entries the archive's index lists (vectors with an index, section 15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_listing: Option<Vec<serde_json::Value>>,
 }
 
 /// A backup context as a vector's JSON gives it.
@@ -379,6 +382,7 @@ fn refusal(description: &str, expect: &'static str, error_contains: &str) -> Met
         inputs: None,
         construction: None,
         context: None,
+        index_listing: None,
     }
 }
 
@@ -413,6 +417,7 @@ fn valid(
             inputs: Some(describe_inputs(base.recipient, &base.inputs)),
             construction: None,
             context: base.inputs.context.as_ref().map(Context::of),
+            index_listing: None,
         },
     }
 }
@@ -449,6 +454,131 @@ fn plain_tar_gz() -> Vec<u8> {
     gz.extend_from_slice(&crc.sum().to_le_bytes());
     gz.extend_from_slice(&u32::try_from(tar.len()).expect("small").to_le_bytes());
     gz
+}
+
+/// A gzip-of-tar payload with its index (section 15), as a backup writes it: a folder, a
+/// file and a link, in one block of stored deflate data so that its bytes do not depend on
+/// a compressor; and the listing its index gives.
+fn indexed_tar_gz() -> (Vec<u8>, Vec<serde_json::Value>) {
+    use service_backup_core::format::index::{EntryKind, IndexEntry, carrier};
+    use service_backup_core::pipeline::index::IndexRecorder;
+    let mtime = 1_767_225_600u64; // 2026-01-01T00:00:00Z
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut recorder = IndexRecorder::default();
+    let mut listing = Vec::new();
+    let content = b"hello from an indexed archive\n";
+    // Path, type, mode, content, link target.
+    type Item<'a> = (&'a str, EntryKind, u32, &'a [u8], Option<&'a str>);
+    let items: [Item; 3] = [
+        ("etc", EntryKind::Dir, 0o755, b"", None),
+        ("etc/hello.txt", EntryKind::File, 0o644, content, None),
+        (
+            "latest",
+            EntryKind::Symlink,
+            0o777,
+            b"",
+            Some("etc/hello.txt"),
+        ),
+    ];
+    for (path, kind, mode, data, link) in items {
+        let start = builder.get_ref().len() as u64;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        header.set_entry_type(match kind {
+            EntryKind::Dir => tar::EntryType::Directory,
+            EntryKind::File => tar::EntryType::Regular,
+            EntryKind::Symlink => tar::EntryType::Symlink,
+        });
+        match link {
+            Some(target) => builder
+                .append_link(&mut header, path, target)
+                .expect("writing to a Vec cannot fail"),
+            None => builder
+                .append_data(&mut header, path, data)
+                .expect("writing to a Vec cannot fail"),
+        }
+        let entry = IndexEntry {
+            path: path.into(),
+            kind,
+            mode,
+            size: data.len() as u64,
+            mtime: i64::try_from(mtime).expect("small"),
+            link: link.map(str::to_string),
+            tar_start: start,
+            header_blocks: 1,
+        };
+        recorder.record(&entry).expect("in memory");
+        listing.push(serde_json::json!({
+            "path": path,
+            "type": kind.name(),
+            "mode": format!("{mode:04o}"),
+            "size": data.len(),
+            "mtime": mtime,
+            "link_target": link,
+        }));
+    }
+    let tar = builder.into_inner().expect("writing to a Vec cannot fail");
+    let mut gz = stored_gzip(&tar);
+    let compressed = gz.len() as u64;
+    let block = u32::try_from(gz.len()).expect("small");
+    let body = recorder
+        .into_body(1 << 20, &[block], tar.len() as u64)
+        .expect("in memory");
+    carrier::write_index(
+        service_backup_core::compression::Algorithm::Gzip,
+        body,
+        compressed,
+        &mut gz,
+    )
+    .expect("writing to a Vec cannot fail");
+    (gz, listing)
+}
+
+/// `data` as one gzip member of one stored deflate block.
+fn stored_gzip(data: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(data.len()).expect("one stored block holds the data");
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0x01];
+    gz.extend_from_slice(&len.to_le_bytes());
+    gz.extend_from_slice(&(!len).to_le_bytes());
+    gz.extend_from_slice(data);
+    gz.extend_from_slice(&crc.sum().to_le_bytes());
+    gz.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+    gz
+}
+
+/// Vectors of the archive index: an archive with one, and the same with its index damaged.
+fn index_vectors(key: [u8; KEY_LEN]) -> Vec<Vector> {
+    let (payload, listing) = indexed_tar_gz();
+    let text = "a gzip stream of a tar (etc/, etc/hello.txt, latest -> etc/hello.txt; mode 0755, 0644, 0777; mtime 2026-01-01T00:00:00Z) in one member of one stored deflate block, then its index (section 15)";
+    let base = Base::seal(key, inputs(31), &payload, text.into());
+    let mut ok = valid(
+        "ok-index-gzip",
+        "a payload with an index: index_listing gives the entries it lists",
+        &base,
+        &payload,
+        &[],
+    );
+    ok.meta.index_listing = Some(listing);
+    // The third byte of the index body: 24 bytes into its first carrier, which starts where
+    // the footer (40 bytes, 10 before the payload's end) says.
+    let footer = &payload[payload.len() - 50..payload.len() - 10];
+    let index_start = u64::from_le_bytes(footer[8..16].try_into().expect("8 bytes"));
+    let body_at = base.header_len() + usize::try_from(index_start).expect("small") + 24 + 2;
+    let flipped = base.refused(
+        "corrupt-index-flipped",
+        "corrupt",
+        "one byte of the index, inside its sealed chunk: the chunk, and so the index, fails authentication",
+        "one bit of the index body flipped in the sealed chunk",
+        "chunk 0 of the archive fails authentication",
+        base.flipped(body_at, 0x01),
+    );
+    vec![ok, flipped]
 }
 
 /// 256 bytes of SHA-256 in counter mode over a fixed label.
@@ -558,6 +688,9 @@ pub fn definitions() -> Vec<Vector> {
         &tgz,
         &[],
     ));
+
+    // The archive index (section 15).
+    out.extend(index_vectors(key));
 
     // The backup context (type 2).
     out.extend(context_vectors(key));

@@ -3,6 +3,7 @@
 
 mod context;
 mod header;
+pub mod index;
 mod keyring;
 pub mod keys;
 mod passphrase;
@@ -155,6 +156,48 @@ pub fn read_header(mut prefix: &[u8], keyring: &Keyring) -> Result<HeaderInfo> {
         key_id: opened.key_id,
         context: opened.context,
     })
+}
+
+/// Opens single chunks of an archive's payload, in any order, for reading parts of it
+/// (`ls`, a selective restore): each chunk is authenticated on its own, with its counter
+/// and whether it is the final one.
+pub struct ChunkOpener {
+    stream: aead_stream::StreamBE32<aes_gcm::Aes256Gcm>,
+}
+
+impl ChunkOpener {
+    /// The plaintext of sealed chunk `counter`, once its tag is verified.
+    pub fn open(&self, counter: u32, last: bool, sealed: &[u8]) -> Result<Vec<u8>> {
+        use aead_stream::StreamPrimitive as _;
+        let mut plain = sealed.to_vec();
+        if sealed.len() < SEALED_CHUNK_LEN - CHUNK_LEN
+            || self
+                .stream
+                .decrypt_in_place(counter, last, &[], &mut plain)
+                .is_err()
+        {
+            return Err(Error::corrupt(format!(
+                "chunk {counter} of the archive fails authentication (it was modified, reordered, truncated or belongs to another archive)"
+            )));
+        }
+        Ok(plain)
+    }
+}
+
+/// Authenticates the header at the start of `prefix` with `keyring`, like [`read_header`],
+/// and returns what opens the payload's chunks one by one.
+pub fn open_for_ranges(mut prefix: &[u8], keyring: &Keyring) -> Result<(HeaderInfo, ChunkOpener)> {
+    let opened = header::open(&mut prefix, keyring)?;
+    let info = HeaderInfo {
+        key_id: opened.key_id,
+        context: opened.context,
+    };
+    Ok((
+        info,
+        ChunkOpener {
+            stream: stream::stream(&opened.payload_key),
+        },
+    ))
 }
 
 /// What a header says before it is authenticated, for an agent that holds recipients and

@@ -3,4 +3,5 @@
 //! destinations; the pipes never call back up here.
 
 pub mod backup;
+pub mod browse;
 pub mod restore;

@@ -8,6 +8,7 @@ pub mod compress;
 pub mod decompress;
 pub mod extract;
 pub mod hashing;
+pub mod index;
 pub mod ranged;
 pub mod read;
 pub mod stage;

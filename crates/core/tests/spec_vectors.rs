@@ -271,3 +271,46 @@ fn the_plain_tar_gz_vector_is_a_real_tar_gz() {
     drop(entry);
     assert!(entries.next().is_none());
 }
+
+/// Section 15: the index of `ok-index-gzip` lists what its `index_listing` says, read from
+/// the decrypted payload as a reader of the spec would: footer, carriers, body.
+#[test]
+fn the_index_vector_lists_its_entries() {
+    use service_backup_core::compression::Algorithm;
+    use service_backup_core::format::index::{ArchiveIndex, Footer, carrier};
+    let files = files_on_disk();
+    let (json, archive) = &files["ok-index-gzip"];
+    let meta: Value = serde_json::from_str(json).unwrap();
+    let (plain, _, _) = decrypt(archive, &keyring(&meta)).unwrap();
+    let flen = carrier::footer_carrier_len(Algorithm::Gzip);
+    let raw = carrier::footer_in(Algorithm::Gzip, &plain).expect("a footer");
+    let footer = Footer::decode(raw, plain.len() as u64, flen)
+        .unwrap()
+        .expect("the footer's magic");
+    let start = usize::try_from(footer.index_start).unwrap();
+    let end = start + usize::try_from(footer.carriers_len).unwrap();
+    let body = carrier::body_of(Algorithm::Gzip, &plain[start..end], &footer).unwrap();
+    let index = ArchiveIndex::decode(body, footer.index_start).unwrap();
+    let listed: Vec<Value> = index
+        .entries()
+        .map(|e| {
+            let e = e.unwrap();
+            serde_json::json!({
+                "path": e.path,
+                "type": e.kind.name(),
+                "mode": format!("{:04o}", e.mode),
+                "size": e.size,
+                "mtime": e.mtime,
+                "link_target": e.link,
+            })
+        })
+        .collect();
+    assert_eq!(&Value::Array(listed), &meta["index_listing"]);
+    // The payload is still a plain gzip-of-tar stream for any reader: the index reads as
+    // nothing after the tar stream.
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(&plain[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(tar.len() as u64, index.tar_len);
+}

@@ -520,6 +520,7 @@ async fn restore(
             replace: true,
         },
         from_instance: None,
+        include: Vec::new(),
     };
     tokio::spawn(async move {
         // One restore at a time; one stopped while it waits says so in its task.

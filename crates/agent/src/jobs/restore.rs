@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 use service_backup_core::catalog::{self, Selector, select};
+use service_backup_core::ops::browse;
 use service_backup_core::ops::restore::{Decryption, ReadStats, RestoreInto, restore_backup};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,9 @@ pub struct RestorePlan {
     pub into: RestoreInto,
     /// Another instance whose backups to restore (default: this agent's own).
     pub from_instance: Option<String>,
+    /// Only these paths (files, folders, globs), fetched through the archive's index;
+    /// empty: the whole backup.
+    pub include: Vec<String>,
 }
 
 /// The folder a restore goes into by default: `restore.target_folder`, else `source_folder`.
@@ -289,14 +293,7 @@ pub async fn from_destinations(
                 })?
                 .clone();
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
-            let stats = restore_backup(
-                d.destination.clone(),
-                &entry,
-                &plan.decryption,
-                &plan.into,
-                bar.clone(),
-            )
-            .await;
+            let stats = restore_entry(d.destination.clone(), &entry, plan, bar.clone()).await;
             bar.finish();
             stats
                 .map(|s| ((entry.manifest.name.clone(), s), d.name.clone()))
@@ -346,6 +343,79 @@ pub async fn from_destinations(
     }
     Err(damaged
         .or(last_error)
+        .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
+}
+
+/// Restores (or verifies) `entry`: the whole backup, or with `plan.include` only the
+/// entries it names, fetched through the archive's index.
+async fn restore_entry(
+    dest: Arc<dyn service_backup_core::destination::Destination>,
+    entry: &catalog::BackupEntry,
+    plan: &RestorePlan,
+    bar: Arc<Bar>,
+) -> Result<ReadStats> {
+    let RestoreInto::Dir { path, replace } = &plan.into else {
+        return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
+    };
+    if plan.include.is_empty() {
+        return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
+    }
+    let backup = browse::open_backup(dest, entry, &plan.decryption).await?;
+    browse::restore_selected(
+        backup,
+        browse::Selection::new(&plan.include),
+        path.clone(),
+        *replace,
+        Some(entry.manifest.plain_bytes),
+        bar,
+    )
+    .await
+}
+
+/// The destination and backup `plan` selects, from the first destination (in
+/// configuration order) that has it; for reading parts of it, as `ls` does.
+pub async fn locate(
+    config: &Config,
+    plan: &RestorePlan,
+) -> Result<(destinations::Target, catalog::BackupEntry)> {
+    let instance = match (&plan.from_instance, &plan.selector) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Selector::Named(_)) => None,
+        (None, _) => Some(identity::this_instance(config).await),
+    };
+    let mut last_error = None;
+    let mut listings = destinations::backups(config, plan.destination.as_deref())?;
+    while let Some(listed) = listings.next().await {
+        let (d, mut entries) = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let mut others = 0;
+        if let Some(own) = &instance {
+            let wanted = adopted_instance(&entries, own, plan.from_instance.is_some());
+            others = entries
+                .iter()
+                .filter(|e| e.manifest.instance_id != wanted)
+                .count();
+            entries.retain(|e| e.manifest.instance_id == wanted);
+        }
+        match select(&entries, &plan.selector) {
+            Ok(entry) => {
+                let entry = entry.clone();
+                return Ok((d, entry));
+            }
+            Err(e) => {
+                last_error = Some(match &instance {
+                    Some(id) => of_instance(&e, id, others),
+                    None => e,
+                });
+            }
+        }
+    }
+    Err(last_error
         .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
 }
 

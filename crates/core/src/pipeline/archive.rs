@@ -14,10 +14,13 @@ use crate::format::{
 };
 use crate::progress::Progress;
 
-use super::compress::{ParallelCompressor, compression_threads};
+use super::compress::{BLOCK_SIZE, ParallelCompressor, compression_threads};
 use super::hashing::HashingWriter;
+use super::index::{Counting, IndexRecorder};
 use super::staging::WORK_PREFIX;
 use crate::compression::Algorithm;
+use crate::format::index::{EntryKind, IndexEntry};
+use std::os::unix::fs::MetadataExt as _;
 
 /// What to archive and how.
 #[derive(Debug, Clone)]
@@ -126,14 +129,20 @@ pub fn write_bound_archive<W: Write + Send>(
             scope,
         )
         .map_err(|e| from_io(e, "start the compression threads"))?;
-        let mut tar = tar::Builder::new(compressor);
-        let stats = append_tree(&mut tar, source, progress)?;
-        let compressor = tar
+        let mut tar = tar::Builder::new(Counting {
+            inner: compressor,
+            count: 0,
+        });
+        let mut index = IndexRecorder::default();
+        let stats = append_tree(&mut tar, source, progress, &mut index)?;
+        let counted = tar
             .into_inner()
             .map_err(|e| from_io(e, "finish the tar stream"))?;
-        let sealer = compressor
-            .finish()
+        let (mut sealer, blocks) = counted
+            .inner
+            .finish_with_blocks()
             .map_err(|e| from_io(e, "finish the compressed stream"))?;
+        write_index(&mut sealer, index, spec.compression, &blocks, counted.count)?;
         Ok::<_, Error>((stats, sealer))
     })?;
     let hashing = match sealer {
@@ -147,11 +156,34 @@ pub fn write_bound_archive<W: Write + Send>(
     Ok((stats, out))
 }
 
-/// Appends the content of `source` to `tar`, in a stable order.
+/// Writes the index of a tar stream of `tar_len` bytes, whose blocks compressed to
+/// `blocks` bytes each, after the compressed stream (`spec/archive-format.md`, section 15).
+fn write_index<W: Write>(
+    out: &mut W,
+    index: IndexRecorder,
+    compression: Algorithm,
+    blocks: &[u32],
+    tar_len: u64,
+) -> Result<()> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let compressed: u64 = blocks.iter().map(|&b| u64::from(b)).sum();
+    let body = index
+        .into_body(BLOCK_SIZE as u64, blocks, tar_len)
+        .map_err(|e| from_io(e, "read the archive's index back from its temporary file"))?;
+    crate::format::index::carrier::write_index(compression, body, compressed, out)
+        .map_err(|e| from_io(e, "write the archive's index"))?;
+    Ok(())
+}
+
+/// Appends the content of `source` to `tar`, in a stable order, recording each entry in
+/// `index`.
 fn append_tree<W: Write>(
-    tar: &mut tar::Builder<W>,
+    tar: &mut tar::Builder<Counting<W>>,
     source: &Path,
     progress: &dyn Progress,
+    index: &mut IndexRecorder,
 ) -> Result<ArchiveStats> {
     tar.mode(tar::HeaderMode::Complete);
     tar.follow_symlinks(false);
@@ -175,6 +207,15 @@ fn append_tree<W: Write>(
         let rel = path.strip_prefix(source).expect("walked below the source");
         let meta = entry.metadata().map_err(|e| walk_error(source, e))?;
         let kind = meta.file_type();
+        let tar_start = tar.get_ref().count;
+        let mut link = None;
+        let entry_kind = if kind.is_dir() {
+            EntryKind::Dir
+        } else if kind.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::File
+        };
         if kind.is_dir() {
             tar.append_dir(rel, path)
                 .map_err(|e| write_error(e, path))?;
@@ -186,6 +227,7 @@ fn append_tree<W: Write>(
             header.set_size(0);
             tar.append_link(&mut header, rel, &target)
                 .map_err(|e| write_error(e, path))?;
+            link = Some(target.to_string_lossy().into_owned());
         } else if kind.is_file() {
             let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
             let mut header = tar::Header::new_gnu();
@@ -207,6 +249,25 @@ fn append_tree<W: Write>(
             tracing::warn!(file = %path.display(), "skipping a special file (socket, FIFO or device)");
             continue;
         }
+        let size = if entry_kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        };
+        let tar_end = tar.get_ref().count;
+        let record = IndexEntry {
+            path: rel.to_string_lossy().into_owned(),
+            kind: entry_kind,
+            mode: meta.mode() & 0o7777,
+            size,
+            mtime: meta.mtime(),
+            link,
+            tar_start,
+            header_blocks: (tar_end - tar_start - size.div_ceil(512) * 512) / 512,
+        };
+        index
+            .record(&record)
+            .map_err(|e| from_io(e, "record the archive's index in a temporary file"))?;
         stats.file_count += 1;
     }
 
@@ -260,7 +321,6 @@ fn write_error(e: io::Error, path: &Path) -> Error {
 /// Whether the open `file` was written to since `before` was taken (its size, its content
 /// or its inode change time differ), as GNU tar checks for "file changed as we read it".
 fn modified_since(file: &File, before: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
     file.metadata().is_ok_and(|after| {
         (
             after.len(),

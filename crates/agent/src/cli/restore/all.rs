@@ -59,6 +59,7 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
                 decryption: decryption.clone(),
                 into: RestoreInto::CheckOnly,
                 from_instance: None,
+                include: Vec::new(),
             };
             match rt.block_on(restore::from_destinations(
                 config,

@@ -28,11 +28,14 @@ pub struct ParallelCompressor<'scope, W: Write + Send + 'scope> {
     /// Input buffers the threads are done with.
     inputs: Pool,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
-    output: Option<ScopedJoinHandle<'scope, io::Result<W>>>,
+    output: Option<ScopedJoinHandle<'scope, io::Result<Finished<W>>>>,
     /// How many blocks the stream has, once `finish` knows; until then [`UNFINISHED`].
     block_count: Arc<AtomicU64>,
     failed: bool,
 }
+
+/// What the output thread hands back: the inner writer and each block's compressed length.
+type Finished<W> = (W, Vec<u32>);
 
 /// The block count of a stream that has not been finished (and must not look complete).
 const UNFINISHED: u64 = u64::MAX;
@@ -96,7 +99,13 @@ impl<'scope, W: Write + Send + 'scope> ParallelCompressor<'scope, W> {
     }
 
     /// Compresses what is buffered, waits for the threads and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
+        self.finish_with_blocks().map(|(out, _)| out)
+    }
+
+    /// Like [`Self::finish`], with the compressed length of every block, in order (each
+    /// block is [`BLOCK_SIZE`] bytes of input but the last), for the archive's index.
+    pub fn finish_with_blocks(mut self) -> io::Result<(W, Vec<u32>)> {
         if self.failed {
             return Err(io::Error::other("the compressed stream failed earlier"));
         }
@@ -277,9 +286,10 @@ fn write_in_order<W: Write>(
     block_count: &AtomicU64,
     outputs: &Pool,
     ends: &Ends,
-) -> io::Result<W> {
+) -> io::Result<(W, Vec<u32>)> {
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
+    let mut lengths = Vec::new();
     for block in done {
         let block = match block {
             Ok(block) => block,
@@ -288,6 +298,8 @@ fn write_in_order<W: Write>(
         waiting.insert(block.seq, block);
         while let Some(block) = waiting.remove(&next) {
             out.write_all(&block.bytes)?;
+            // A block of 1 MiB compresses far below 4 GiB.
+            lengths.push(u32::try_from(block.bytes.len()).unwrap_or(u32::MAX));
             outputs.give(block.bytes);
             next += 1;
             // The writer may already be gone (it failed or finished): nothing to release.
@@ -303,7 +315,7 @@ fn write_in_order<W: Write>(
     if next == 0 {
         out.write_all(&ends.empty)?;
     }
-    Ok(out)
+    Ok((out, lengths))
 }
 
 /// Ends an abandoned stream with a member or frame header and nothing after it, which every

@@ -1,0 +1,317 @@
+//! `ls` and `restore --include` with the real binary on a local destination: what a
+//! backup holds, read from its archive's index, and one file or folder brought back alone.
+
+mod common;
+
+use common::Env;
+use sha2::Digest as _;
+
+/// `len` bytes that no compressor shrinks (xorshift64), so that the archive has several
+/// blocks of 1 MiB.
+fn random_file(path: &std::path::Path, len: usize, seed: u64) {
+    let mut x = seed | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn env_with_blocks() -> Env {
+    let env = Env::new();
+    random_file(&env.path("source/aaa-big.bin"), 5_000_000, 3);
+    std::fs::create_dir_all(env.path("source/conf/extra")).unwrap();
+    std::fs::write(env.path("source/conf/main.conf"), b"main = 1\n").unwrap();
+    std::fs::write(env.path("source/conf/extra/more.conf"), b"more = 2\n").unwrap();
+    random_file(&env.path("source/zzz-last.bin"), 1_048_576, 5);
+    env
+}
+
+#[test]
+fn ls_lists_entries_with_mode_size_time_and_filters_by_path() {
+    let env = env_with_blocks();
+    let item = env.backup();
+    let name = item["name"].as_str().unwrap();
+
+    let out = env.run(&["ls", "config.yml", "--json"]);
+    out.expect(0);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let paths: Vec<&str> = entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "aaa-big.bin",
+        "conf",
+        "conf/main.conf",
+        "dump.sql",
+        "link",
+        "sub/deeper/empty",
+    ] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+    let big = entries.iter().find(|e| e["path"] == "aaa-big.bin").unwrap();
+    assert_eq!(big["type"], "file");
+    assert_eq!(big["size"], 5_000_000);
+    assert!(big["mtime"].as_str().unwrap().ends_with('Z'), "{big}");
+    let link = entries.iter().find(|e| e["path"] == "link").unwrap();
+    assert_eq!(link["link_target"], "sub/blob.bin");
+    assert_eq!(
+        entries.iter().find(|e| e["path"] == "conf").unwrap()["type"],
+        "dir"
+    );
+
+    // Named, filtered by a folder and a glob: the table shows only those.
+    let out = env.run(&["ls", "config.yml", "--backup", name, "conf", "*.sql"]);
+    out.expect(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("drwx") && l.ends_with(" conf"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("-rw") && l.ends_with(" conf/extra/more.conf"))
+    );
+    assert!(lines.iter().any(|l| l.ends_with(" dump.sql")));
+    assert!(!out.stdout.contains("aaa-big.bin"));
+    assert!(!out.stdout.contains('{'), "no JSON in the table");
+
+    // A path that matches nothing is an error that names it.
+    let out = env.run(&["ls", "config.yml", "nothing/here"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("\"nothing/here\" matches nothing"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn restore_include_brings_back_one_file_and_one_folder_alone() {
+    let env = env_with_blocks();
+    env.backup();
+
+    let target = env.path("one");
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "zzz-last.bin",
+    ])
+    .expect(0);
+    let want = std::fs::read(env.path("source/zzz-last.bin")).unwrap();
+    let got = std::fs::read(target.join("zzz-last.bin")).unwrap();
+    assert!(
+        sha2::Sha256::digest(&want) == sha2::Sha256::digest(&got),
+        "restored bytes differ"
+    );
+    let names: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["zzz-last.bin"], "only the file");
+
+    let target = env.path("folder");
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf/",
+    ])
+    .expect(0);
+    assert_eq!(
+        std::fs::read(target.join("conf/extra/more.conf")).unwrap(),
+        b"more = 2\n"
+    );
+    assert_eq!(
+        std::fs::read(target.join("conf/main.conf")).unwrap(),
+        b"main = 1\n"
+    );
+    assert!(!target.join("dump.sql").exists());
+
+    // An include that matches nothing names it, exits 1, and writes nothing.
+    let target = env.path("none");
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf",
+        "no/such/*.file",
+    ]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("\"no/such/*.file\" matches nothing"),
+        "{}",
+        out.stderr
+    );
+    assert!(!target.exists(), "nothing was written");
+}
+
+/// A backup made before archives carried an index (a plain one here, with its index cut
+/// off): `ls` says so and lists it from the whole archive; `restore --include` refuses it
+/// with a message that says what to do.
+#[test]
+fn a_backup_without_an_index_is_listed_the_slow_way_and_include_says_why_not() {
+    let env = Env::new();
+    let d = env.dir.path().display();
+    std::fs::write(
+        env.path("config.yml"),
+        format!(
+            "destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
+             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n"
+        ),
+    )
+    .unwrap();
+    let item = env.backup();
+    let archive = env.archive_of(&item);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    // The footer's index start: 8 bytes into the footer, 50 bytes before the end (gzip).
+    let at = bytes.len() - 50 + 8;
+    let start = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    bytes.truncate(usize::try_from(start).unwrap());
+    std::fs::write(&archive, &bytes).unwrap();
+    let manifest_path = archive.with_file_name(format!("{}.json", item["name"].as_str().unwrap()));
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["stored_bytes"] = bytes.len().into();
+    manifest["sha256"] = hex::encode(sha2::Sha256::digest(&bytes)).into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+
+    let out = env.run(&["ls", "config.yml"]);
+    out.expect(0);
+    assert!(out.stderr.contains("has no index"), "{}", out.stderr);
+    assert!(
+        out.stdout.lines().any(|l| l.ends_with(" sub/deeper/empty")),
+        "{}",
+        out.stdout
+    );
+
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        "t",
+        "--include",
+        "dump.sql",
+    ]);
+    out.expect(2);
+    assert!(out.stderr.contains("has no index"), "{}", out.stderr);
+    assert!(out.stderr.contains("without --include"), "{}", out.stderr);
+    assert!(!env.path("t").exists());
+    // The whole backup still restores.
+    env.run(&["restore", "config.yml", "--target", "t"])
+        .expect(0);
+}
+
+/// The same on an `s3` destination (moto): `ls` and `restore --include` of one file out of
+/// a backup of many blocks; the restored bytes are the source's, and the restore fetched a
+/// small part of the archive.
+#[test]
+fn ls_and_restore_include_on_s3() {
+    use service_backup_testkit::{env, unique};
+    let endpoint = env("SB_TEST_S3_ENDPOINT");
+    let bucket = unique("browse");
+    let env = env_with_blocks();
+    let d = env.dir.path().display();
+    std::fs::write(
+        env.path("config.yml"),
+        format!(
+            "destinations:\n\
+             - type: s3\n  name: objects\n  config:\n    bucket_name: {bucket}\n    bucket_path: svc\n    \
+             access_key_id: AKIABROWSE0000000001\n    secret_access_key: browse/secret\n    endpoint_url: {endpoint}\n    region: us-east-1\n\
+             source_folder: {d}/source\ncron_schedule: \"*/5 * * * *\"\n\
+             encryption:\n  key_file: {d}/backup.key\n"
+        ),
+    )
+    .unwrap();
+    let item = env.backup();
+    let stored = item["stored_bytes"].as_u64().unwrap();
+
+    let out = env.run(&["ls", "config.yml", "conf"]);
+    out.expect(0);
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+
+    let target = env.path("one");
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf/main.conf",
+    ]);
+    out.expect(0);
+    assert_eq!(
+        std::fs::read(target.join("conf/main.conf")).unwrap(),
+        b"main = 1\n"
+    );
+    assert!(!target.join("aaa-big.bin").exists());
+    let fetched: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("fetched "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fetched line in {}", out.stderr));
+    println!("restore --include of one small file fetched {fetched} of {stored} bytes");
+    // The small file shares a block of 1 MiB of input with its neighbours: one block, the
+    // header and the index, of an archive of more than 7 MB.
+    assert!(
+        fetched < 1_300_000 && fetched * 5 < stored,
+        "{fetched} of {stored}"
+    );
+}
+
+/// A flipped byte in the index (inside its sealed chunk): `ls` and `restore --include`
+/// refuse the backup as damaged (exit 1), and the restore writes nothing.
+#[test]
+fn a_damaged_index_is_refused_and_nothing_is_written() {
+    let env = env_with_blocks();
+    let item = env.backup();
+    let archive = env.archive_of(&item);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    // The index is at the payload's end: 300 bytes before it lie in its carriers.
+    let at = bytes.len() - 300;
+    bytes[at] ^= 0x40;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let out = env.run(&["ls", "config.yml"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("fails authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "nothing listed: {}", out.stdout);
+
+    let target = env.path("t");
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "conf",
+    ]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("fails authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(!target.exists(), "nothing was written");
+}

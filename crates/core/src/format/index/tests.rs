@@ -1,0 +1,284 @@
+use super::*;
+use crate::compression::Algorithm;
+
+fn file(path: &str, tar_start: u64, size: u64) -> IndexEntry {
+    IndexEntry {
+        path: path.into(),
+        kind: EntryKind::File,
+        mode: 0o644,
+        size,
+        mtime: 1_764_000_000,
+        link: None,
+        tar_start,
+        header_blocks: 1,
+    }
+}
+
+/// A body of `entries`, for a tar stream ending 1024 bytes after the last, in blocks of
+/// 4096 bytes that compressed to 100 bytes each.
+fn body_of(entries: &[IndexEntry]) -> (Vec<u8>, u64) {
+    let tar_len = entries.last().map_or(0, IndexEntry::tar_end) + 1024;
+    let blocks = vec![100u32; usize::try_from(tar_len.div_ceil(4096).max(1)).unwrap()];
+    let mut body = encode_head(4096, &blocks, tar_len, entries.len() as u64);
+    let mut encoder = EntryEncoder::default();
+    for e in entries {
+        encoder.encode(e, &mut body);
+    }
+    (body, blocks.len() as u64 * 100)
+}
+
+fn decoded(body: Vec<u8>, compressed: u64) -> Result<Vec<IndexEntry>> {
+    ArchiveIndex::decode(body, compressed)?.entries().collect()
+}
+
+fn sample() -> Vec<IndexEntry> {
+    let mut dir = file("db", 0, 0);
+    dir.kind = EntryKind::Dir;
+    dir.mode = 0o755;
+    let mut link = file("db/latest", 512 + 512 + 9728, 0);
+    link.kind = EntryKind::Symlink;
+    link.link = Some("dump.sql".into());
+    link.mtime -= 3600;
+    let mut long = file(&format!("db/{}", "x".repeat(200)), 512, 9000);
+    long.header_blocks = 2;
+    vec![dir, long, link, file("db/zeta", 512 * 3 + 9728, 1)]
+}
+
+#[test]
+fn entries_round_trip_with_paths_front_coded() {
+    let entries = sample();
+    let (body, compressed) = body_of(&entries);
+    let index = ArchiveIndex::decode(body, compressed).unwrap();
+    assert_eq!(index.block_starts.first(), Some(&0));
+    assert_eq!(index.block_starts.last(), Some(&compressed));
+    let back: Vec<_> = index.entries().map(Result::unwrap).collect();
+    assert_eq!(back, entries);
+    assert_eq!(index.blocks_of(0, 4096), 0..1);
+    assert_eq!(index.blocks_of(4000, 4097), 0..2);
+}
+
+#[test]
+fn one_million_files_take_a_few_bytes_each() {
+    // Paths as a dump folder holds them: a thousand folders of a thousand files.
+    let n = 1_000_000u64;
+    let mut body = Vec::new();
+    let mut encoder = EntryEncoder::default();
+    for i in 0..n {
+        let mut e = file(
+            &format!("data/base/{:05}/{:09}.dat", i / 1000, i),
+            i * 2560,
+            1000 + (i % 1000),
+        );
+        e.mtime += i64::try_from(i % 7).unwrap();
+        encoder.encode(&e, &mut body);
+    }
+    let blocks = (n * 2560 + 1024).div_ceil(1 << 20);
+    let head = encode_head(
+        1 << 20,
+        &vec![600_000u32; usize::try_from(blocks).unwrap()],
+        n * 2560 + 1024,
+        n,
+    );
+    let per_entry = body.len() as f64 / n as f64;
+    let total = body.len() + head.len();
+    println!(
+        "1 M entries: {total} bytes, {per_entry:.1} bytes per entry, {} bytes of block table",
+        head.len()
+    );
+    assert!(per_entry < 16.0, "{per_entry} bytes per entry");
+}
+
+#[test]
+fn hostile_counts_offsets_and_paths_are_refused() {
+    let bad_body = |e: &[IndexEntry]| decoded(body_of(e).0, body_of(e).1).unwrap_err();
+    // Path traversal and absolute paths, before any write.
+    for path in [
+        "../etc/passwd",
+        "/etc/passwd",
+        "a/../../b",
+        "a//b",
+        "./a",
+        "a/.",
+        "nul\0x",
+    ] {
+        let e = bad_body(&[file(path, 0, 1)]);
+        assert_eq!(
+            e.kind(),
+            crate::error::ErrorKind::UnsafeEntry,
+            "{path}: {e}"
+        );
+    }
+    // An entry past the end of the tar stream: the tar length is cut short.
+    let entries = [file("a", 0, 10_000)];
+    let tar_len = entries[0].tar_end() + 1024;
+    let mut body = encode_head(4096, &[100; 3], tar_len - 2048, 1);
+    EntryEncoder::default().encode(&entries[0], &mut body);
+    let e = decoded(body, 300).unwrap_err();
+    assert!(
+        e.to_string().contains("lies past the end") || e.to_string().contains("blocks"),
+        "{e}"
+    );
+    // Blocks that do not add up to the compressed stream.
+    let (body, compressed) = body_of(&sample());
+    let e = ArchiveIndex::decode(body.clone(), compressed + 1).unwrap_err();
+    assert!(e.to_string().contains("compressed stream"), "{e}");
+    // Huge counts, refused before any allocation.
+    let mut body = Vec::new();
+    put_varint(&mut body, 4096);
+    put_varint(&mut body, u64::MAX / 2);
+    put_varint(&mut body, u64::MAX / 2);
+    put_varint(&mut body, u64::MAX);
+    let e = ArchiveIndex::decode(body, 100).unwrap_err();
+    assert!(e.to_string().contains("blocks for a tar stream"), "{e}");
+    let mut body = encode_head(4096, &[100], 2048, 1_000_000);
+    body.extend_from_slice(&[0; 64]);
+    let e = ArchiveIndex::decode(body, 100).unwrap_err();
+    assert!(e.to_string().contains("1000000 entries"), "{e}");
+    // A shared prefix longer than the path before: refused, not a panic.
+    let mut body = encode_head(4096, &[100], 2048, 1);
+    for v in [5, 1, u64::from(b'a'), 0, 0, 1, 0, 0] {
+        put_varint(&mut body, v);
+    }
+    let e = decoded(body, 100).unwrap_err();
+    assert!(e.to_string().contains("shares more"), "{e}");
+    // Bytes after the last entry; a body cut short; a varint too long.
+    let (mut body, compressed) = body_of(&sample());
+    body.push(0);
+    let e = decoded(body, compressed).unwrap_err();
+    assert!(e.to_string().contains("after its last entry"), "{e}");
+    let (body, compressed) = body_of(&sample());
+    let e = decoded(body[..body.len() - 3].to_vec(), compressed).unwrap_err();
+    assert!(e.to_string().contains("ends inside"), "{e}");
+    let e = ArchiveIndex::decode(vec![0xff; 20], 100).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+}
+
+#[test]
+fn overlapping_entries_cannot_be_written_and_a_header_count_of_zero_is_refused() {
+    // Offsets are gaps after the entry before, so entries never overlap; a forged count of
+    // zero header blocks would make one entry's data its own header: refused.
+    let mut e = file("a", 0, 10);
+    e.header_blocks = 0;
+    let (body, compressed) = body_of(&[e]);
+    let err = decoded(body, compressed).unwrap_err();
+    assert!(err.to_string().contains("invalid layout"), "{err}");
+    let mut e = file("a", 0, 10);
+    e.kind = EntryKind::Dir;
+    let (body, compressed) = body_of(&[e]);
+    assert!(decoded(body, compressed).is_err(), "a folder with content");
+}
+
+#[test]
+fn carriers_round_trip_and_are_skipped_by_every_decompressor() {
+    use std::io::Read as _;
+    let (body, _) = body_of(&sample());
+    for algorithm in Algorithm::ALL {
+        let mut payload = Vec::new();
+        let mut carriers = Vec::new();
+        let n = carrier::write_index(algorithm, &body[..], 1234, &mut carriers).unwrap();
+        assert_eq!(n, carriers.len() as u64);
+        // Behind a real stream of "hello", the carriers decompress to nothing.
+        let stream = match algorithm {
+            Algorithm::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut enc, b"hello").unwrap();
+                enc.finish().unwrap()
+            }
+            Algorithm::Zstd => zstd::bulk::compress(b"hello", 1).unwrap(),
+        };
+        payload.extend_from_slice(&stream);
+        payload.extend_from_slice(&carriers);
+        let mut plain = Vec::new();
+        crate::pipeline::decompress::serial_decoder(algorithm, &payload[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, b"hello", "{algorithm:?}");
+        let flen = carrier::footer_carrier_len(algorithm);
+        let raw = carrier::footer_in(algorithm, &carriers).unwrap();
+        let footer = Footer::decode(raw, 1234 + carriers.len() as u64, flen)
+            .unwrap()
+            .unwrap();
+        assert_eq!(footer.index_start, 1234);
+        let body_carriers = &carriers[..usize::try_from(footer.carriers_len).unwrap()];
+        assert_eq!(
+            carrier::body_of(algorithm, body_carriers, &footer).unwrap(),
+            body
+        );
+        // A payload that does not end with a footer has no index.
+        assert!(carrier::footer_in(algorithm, &stream).is_none());
+        // A footer that does not fit the payload is refused.
+        assert!(Footer::decode(raw, 99, flen).is_err());
+        // A footer that asks for more carriers than its body needs is refused before any
+        // of them is read (a plain archive's footer is not authenticated).
+        let forged = Footer {
+            carriers_len: footer.carriers_len + (1 << 30),
+            ..footer
+        };
+        let e = Footer::decode(
+            &forged.encode(),
+            1234 + (1 << 30) + carriers.len() as u64,
+            flen,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bytes of carriers"), "{e}");
+        // A flipped byte of a plain archive's body fails its CRC-32.
+        let mut damaged = body_carriers.to_vec();
+        let last = damaged.len() - 20;
+        damaged[last] ^= 1;
+        assert!(carrier::body_of(algorithm, &damaged, &footer).is_err());
+    }
+}
+
+proptest::proptest! {
+    /// What the `index` fuzz target checks, on mutations of a valid body and payload end.
+    #[test]
+    fn hostile_bytes_give_an_index_or_an_error_never_a_panic(
+        flips in proptest::collection::vec((0usize..400, 0u8..=255), 0..6),
+        cut in 0usize..400,
+    ) {
+        let (mut body, compressed) = body_of(&sample());
+        for (at, mask) in &flips {
+            let n = body.len();
+            body[at % n] ^= mask;
+        }
+        body.truncate(body.len() - cut.min(body.len()) % 7);
+        if let Ok(index) = ArchiveIndex::decode(body.clone(), compressed) {
+            let mut end = 0;
+            for entry in index.entries() {
+                let Ok(entry) = entry else { break };
+                proptest::prop_assert!(check_path(&entry.path).is_ok());
+                proptest::prop_assert!(entry.tar_start >= end && entry.tar_end() <= index.tar_len);
+                end = entry.tar_end();
+            }
+        }
+        let mut payload = vec![0u8; 50];
+        carrier::write_index(Algorithm::Gzip, &body[..], 50, &mut payload).unwrap();
+        for (at, mask) in &flips {
+            let n = payload.len();
+            payload[at * 7 % n] ^= mask;
+        }
+        let flen = carrier::footer_carrier_len(Algorithm::Gzip);
+        if let Some(raw) = carrier::footer_in(Algorithm::Gzip, &payload)
+            && let Ok(Some(footer)) = Footer::decode(raw, payload.len() as u64, flen)
+        {
+            let start = usize::try_from(footer.index_start).unwrap();
+            let end = start + usize::try_from(footer.carriers_len).unwrap();
+            let _ = carrier::body_of(Algorithm::Gzip, &payload[start..end], &footer);
+        }
+    }
+}
+
+/// The seed of the `index` fuzz target is a valid body, the one of [`sample`].
+#[test]
+fn the_fuzz_seed_is_a_valid_body() {
+    let (body, compressed) = body_of(&sample());
+    assert!(decoded(body.clone(), compressed).is_ok());
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/index/valid-body");
+    assert!(
+        std::fs::read(seed).unwrap() == body,
+        "the seed is not sample()'s body"
+    );
+}
