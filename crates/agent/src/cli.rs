@@ -39,9 +39,17 @@ pub const KEY_FILE_ENV: &str = "SERVICE_BACKUP_KEY_FILE";
 pub struct Cli {
     /// Runs the daemon with this configuration (the original's invocation; same as `run`).
     config: Option<PathBuf>,
-    /// Format of log lines: lager JSON (default), lager's pretty JSON, or human text.
-    #[arg(long, global = true, value_parser = ["json", "pretty", "text"], default_value = "json")]
-    pub log_format: String,
+    /// Format of log lines: lager JSON, lager's pretty JSON, text lines, or `human` (a
+    /// progress bar, warnings, a summary). Default: `human` for a command (not the daemon)
+    /// whose stderr is a terminal, else `json`.
+    #[arg(long, global = true, value_parser = ["json", "pretty", "text", "human"])]
+    pub log_format: Option<String>,
+    /// More log lines: info, then debug (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Fewer log lines: errors only (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -152,6 +160,18 @@ impl Cli {
             self.command,
             None | Some(Command::Backup { .. } | Command::Run { .. })
         )
+    }
+}
+
+impl Cli {
+    /// How this command logs: `--log-format`, `-v`/`-q`, and whether a person runs it.
+    pub fn log_choice(&self) -> crate::logging::Choice<'_> {
+        crate::logging::Choice {
+            format: self.log_format.as_deref(),
+            logs_to_stdout: self.logs_to_stdout(),
+            interactive: !matches!(self.command, None | Some(Command::Run { .. })),
+            verbosity: i8::try_from(i16::from(self.verbose) - i16::from(self.quiet)).unwrap_or(0),
+        }
     }
 }
 
