@@ -59,10 +59,10 @@ pub fn note(text: &str) {
     }
     let mut slot = active();
     let (_, bar) = slot.get_or_insert_with(|| {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
+        let bar = ProgressBar::hidden().with_style(
             ProgressStyle::with_template("{spinner} {msg}").expect("the template is valid"),
         );
+        bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.enable_steady_tick(TICK);
         (0, bar)
     });
@@ -109,8 +109,8 @@ impl Bar {
         if !for_a_person() {
             return Self::hidden();
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_prefix(what.to_string());
+        // Styled before it is drawn: indicatif's default style would flash first.
+        let bar = ProgressBar::hidden().with_prefix(what.to_string());
         let this = Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             drawn: bar,
@@ -118,6 +118,7 @@ impl Bar {
             rate: Arc::default(),
         };
         this.drawn.set_style(this.style(false));
+        this.drawn.set_draw_target(ProgressDrawTarget::stderr());
         this.drawn.enable_steady_tick(TICK);
         // A status line shown before (a retry while listing) gives way to the bar.
         if let Some((_, old)) = active().replace((this.id, this.drawn.clone())) {
