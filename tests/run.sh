@@ -27,6 +27,8 @@ source tests/lib.sh
 
 # The zstd command line reads the archives of `compression: zstd` in the tests, as tar does.
 command -v zstd >/dev/null 2>&1 || apt_install zstd
+# tmux gives the terminal tests (crates/agent/tests/terminal.rs) a screen to read.
+command -v tmux >/dev/null 2>&1 || apt_install tmux
 
 for server in tests/servers/*.sh; do
   [ -e "$server" ] || continue

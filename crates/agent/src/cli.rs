@@ -33,7 +33,8 @@ pub const KEY_FILE_ENV: &str = "SERVICE_BACKUP_KEY_FILE";
     version,
     about,
     max_term_width = 100,
-    args_conflicts_with_subcommands = true,
+    // Not `args_conflicts_with_subcommands`: it refuses the global flags before a command
+    // (`service-backup -v backup CONFIG`); CONFIG with a command is refused in `run`.
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -177,6 +178,16 @@ impl Cli {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> CliResult {
+    if let (Some(config), Some(_)) = (&cli.config, &cli.command) {
+        return Err(service_backup_core::Error::new(
+            service_backup_core::ErrorKind::Usage,
+            format!(
+                "{} names the daemon's configuration and cannot come before a command; put it after the command",
+                config.display()
+            ),
+        )
+        .into());
+    }
     let Some(command) = cli.command else {
         let config = cli.config.expect("clap requires CONFIG or a command");
         return run::run(&config);

@@ -349,7 +349,13 @@ where
             LogFormat::Pretty => pretty_line(&lager_message(&sessions, &message), log_level, &data),
             LogFormat::Text => text_line(&message, level, &data),
             LogFormat::Human => {
-                if let Some(line) = self.for_a_person(&message, level, &data) {
+                // The event's own fields, not its spans' (guids a person does not need).
+                let mut own = Map::new();
+                event.record(&mut JsonVisitor {
+                    map: &mut own,
+                    message: None,
+                });
+                if let Some(line) = self.for_a_person(&message, level, &data, &own) {
                     self.write(line);
                 }
                 return;
@@ -378,6 +384,7 @@ impl LagerLayer {
         message: &str,
         level: Level,
         data: &Map<String, Value>,
+        own: &Map<String, Value>,
     ) -> Option<String> {
         if NOTES.contains(&message) {
             let attempt = data
@@ -397,7 +404,22 @@ impl LagerLayer {
             Some(other) => format!(": {other}"),
             None => String::new(),
         };
-        Some(escape_controls(&format!("warning: {message}{detail}")))
+        let mut line = escape_controls(&format!("warning: {message}{detail}"));
+        let context: Vec<String> = own
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "error" | "fatal"))
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{}={}", escape_controls(k), quoted(&text))
+            })
+            .collect();
+        if !context.is_empty() {
+            _ = write!(line, " ({})", context.join(" "));
+        }
+        Some(line)
     }
 
     fn write(&self, line: String) {

@@ -250,7 +250,10 @@ fn a_person_sees_warnings_once_and_no_error_lines_or_retries() {
             "retrying after a temporary failure"
         );
         tracing::warn!(error = "connection refused", "trying the next destination");
+        let span = tracing::info_span!("run", backup_guid = "g-1");
+        let _entered = span.enter();
         tracing::warn!(error = "bad\n\u{1b}[31mname", "a copy is damaged");
+        tracing::warn!(file = "x y\n\u{1b}[2K", "skipping a special file");
         tracing::error!(
             error = "connection refused",
             "Perform restore completed with error"
@@ -258,7 +261,10 @@ fn a_person_sees_warnings_once_and_no_error_lines_or_retries() {
     });
     assert_eq!(
         lines,
-        [r"warning: a copy is damaged: bad\n\u{1b}[31mname"],
+        [
+            r"warning: a copy is damaged: bad\n\u{1b}[31mname",
+            r#"warning: skipping a special file (file="x y\n\u{1b}[2K")"#
+        ],
         "{lines:?}"
     );
 }
