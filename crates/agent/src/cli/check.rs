@@ -90,6 +90,8 @@ pub fn run(args: &CheckArgs) -> CliResult {
     ));
     // An SSH probe cut short by its timeout may still hold a blocking thread: not waited for.
     rt.shutdown_timeout(Duration::from_secs(1));
+    // A retry note shown while probing gives way to the findings.
+    crate::progress::clear();
     for finding in &report.findings {
         println!("{}", finding.line());
     }
