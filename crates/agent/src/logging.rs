@@ -375,10 +375,19 @@ const NOTES: &[&str] = &[
     "trying the next destination",
 ];
 
+/// Error lines whose error the command itself prints when it ends (`error: …`, or the
+/// backup's problems): a person would read the same sentence twice.
+const REPORTED: &[&str] = &[
+    "Perform backup completed with error",
+    "Upload backup completed with error",
+    "Error running backup",
+    "Perform restore completed with error",
+];
+
 impl LagerLayer {
-    /// The line a person sees for an event, if any: a warning's `warning: …` line; a retry
-    /// becomes a note on the bar; an error is left to the command, which prints it once
-    /// when it ends. With `-v`, every event as a text line.
+    /// The line a person sees for an event, if any: `warning: …` or `error: …` with the
+    /// event's own fields; a retry becomes a note on the bar; an error the command prints
+    /// itself when it ends is left to it. With `-v`, every event as a text line.
     fn for_a_person(
         &self,
         message: &str,
@@ -396,15 +405,17 @@ impl LagerLayer {
         if self.verbose {
             return Some(text_line(message, level, data));
         }
-        if level != Level::WARN || NOTES.contains(&message) {
-            return None;
-        }
+        let word = match level {
+            Level::ERROR if !REPORTED.contains(&message) => "error",
+            Level::WARN if !NOTES.contains(&message) => "warning",
+            _ => return None,
+        };
         let detail = match data.get("error") {
             Some(Value::String(e)) => format!(": {e}"),
             Some(other) => format!(": {other}"),
             None => String::new(),
         };
-        let mut line = escape_controls(&format!("warning: {message}{detail}"));
+        let mut line = escape_controls(&format!("{word}: {message}{detail}"));
         let context: Vec<String> = own
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "error" | "fatal"))

@@ -238,9 +238,10 @@ fn text_lines_come_through_the_layer_in_utc() {
 }
 
 #[test]
-fn a_person_sees_warnings_once_and_no_error_lines_or_retries() {
-    // Errors are printed by the command when it ends, once: the log line would repeat it.
-    // A retry is a note on the bar, not a line.
+fn a_person_sees_each_error_once_and_no_retries() {
+    // The errors a command prints when it ends are not also logged for a person: the log
+    // line would repeat the sentence. A retry is a note on the bar, not a line. Other
+    // errors (an alert that could not be sent) are lines.
     let lines = captured_as(LogFormat::Human, Level::WARN, false, || {
         tracing::info!("Upload backup started");
         tracing::warn!(
@@ -258,12 +259,20 @@ fn a_person_sees_warnings_once_and_no_error_lines_or_retries() {
             error = "connection refused",
             "Perform restore completed with error"
         );
+        tracing::error!(error = "boom", "Upload backup completed with error");
+        tracing::error!(error = "boom", "Error running backup");
+        tracing::error!(
+            sink = "kafka",
+            error = "no broker",
+            "error sending service alert"
+        );
     });
     assert_eq!(
         lines,
         [
             r"warning: a copy is damaged: bad\n\u{1b}[31mname",
-            r#"warning: skipping a special file (file="x y\n\u{1b}[2K")"#
+            r#"warning: skipping a special file (file="x y\n\u{1b}[2K")"#,
+            "error: error sending service alert: no broker (sink=kafka)",
         ],
         "{lines:?}"
     );
