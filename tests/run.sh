@@ -29,6 +29,8 @@ source tests/lib.sh
 command -v zstd >/dev/null 2>&1 || apt_install zstd
 # `man -l` renders the generated man page in crates/agent/tests/completions.rs.
 command -v man >/dev/null 2>&1 || apt_install man-db
+# tmux gives the terminal tests (crates/agent/tests/terminal.rs) a screen to read.
+command -v tmux >/dev/null 2>&1 || apt_install tmux
 
 for server in tests/servers/*.sh; do
   [ -e "$server" ] || continue

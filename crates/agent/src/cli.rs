@@ -36,15 +36,24 @@ pub const KEY_FILE_ENV: &str = "SERVICE_BACKUP_KEY_FILE";
     version,
     about,
     max_term_width = 100,
-    args_conflicts_with_subcommands = true,
+    // Not `args_conflicts_with_subcommands`: it refuses the global flags before a command
+    // (`service-backup -v backup CONFIG`); CONFIG with a command is refused in `run`.
     arg_required_else_help = true
 )]
 pub struct Cli {
     /// Runs the daemon with this configuration (the original's invocation; same as `run`).
     config: Option<PathBuf>,
-    /// Format of log lines: lager JSON (default), lager's pretty JSON, or human text.
-    #[arg(long, global = true, value_parser = ["json", "pretty", "text"], default_value = "json")]
-    pub log_format: String,
+    /// Format of log lines: lager JSON, lager's pretty JSON, text lines, or `human` (a
+    /// progress bar, warnings, a summary). Default: `human` for a command (not the daemon)
+    /// whose stderr is a terminal, else `json`.
+    #[arg(long, global = true, value_parser = ["json", "pretty", "text", "human"])]
+    pub log_format: Option<String>,
+    /// More log lines: info, then debug (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Fewer log lines: errors only (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -201,6 +210,18 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// How this command logs: `--log-format`, `-v`/`-q`, and whether a person runs it.
+    pub fn log_choice(&self) -> crate::logging::Choice<'_> {
+        crate::logging::Choice {
+            format: self.log_format.as_deref(),
+            logs_to_stdout: self.logs_to_stdout(),
+            interactive: !matches!(self.command, None | Some(Command::Run { .. })),
+            verbosity: i8::try_from(i16::from(self.verbose) - i16::from(self.quiet)).unwrap_or(0),
+        }
+    }
+}
+
 /// Runs the parsed command; with `--json`, an error is also printed as a JSON document on
 /// standard output (`main` prints its line on stderr and chooses the exit code).
 pub fn run(cli: Cli) -> CliResult {
@@ -216,6 +237,16 @@ pub fn run(cli: Cli) -> CliResult {
 
 /// Runs the parsed command.
 fn dispatch(cli: Cli) -> CliResult {
+    if let (Some(config), Some(_)) = (&cli.config, &cli.command) {
+        return Err(service_backup_core::Error::new(
+            service_backup_core::ErrorKind::Usage,
+            format!(
+                "{} names the daemon's configuration and cannot come before a command; put it after the command",
+                config.display()
+            ),
+        )
+        .into());
+    }
     let Some(command) = cli.command else {
         let config = cli.config.expect("clap requires CONFIG or a command");
         return run::run(&config);

@@ -34,8 +34,27 @@ pub enum LogFormat {
     /// lager JSON lines as its pretty sink writes them (RFC 3339 timestamp, `level` word),
     /// the form of the original daemon from v18.4.0 on.
     Pretty,
-    /// Human lines for a terminal.
+    /// One line an event with the time in UTC, values with spaces quoted and control
+    /// characters escaped (`--log-format text`).
     Text,
+    /// For a person at a terminal: warnings as `warning: …` lines above the progress bar,
+    /// retries as a note on the bar, errors left to the command (which prints each once);
+    /// with `-v`, every line in the text format.
+    Human,
+}
+
+impl LogFormat {
+    /// The format `--log-format` names (`json`, `pretty`, `text`, `human`); `None` for
+    /// another word.
+    pub fn named(word: &str) -> Option<Self> {
+        match word {
+            "json" => Some(Self::Json),
+            "pretty" => Some(Self::Pretty),
+            "text" => Some(Self::Text),
+            "human" => Some(Self::Human),
+            _ => None,
+        }
+    }
 }
 
 /// Where log lines go.
@@ -49,11 +68,16 @@ pub enum LogTarget {
 
 /// Installs the global log subscriber; events below `min` are dropped.
 pub fn init(format: LogFormat, target: LogTarget, min: Level) {
+    init_verbose(format, target, min, 0);
+}
+
+fn init_verbose(format: LogFormat, target: LogTarget, min: Level, verbosity: i8) {
     let layer = LagerLayer {
         format,
         target,
         min,
-        journal: target_is_journal(target),
+        verbose: verbosity > 0,
+        journal: format != LogFormat::Human && target_is_journal(target),
         lock: Mutex::new(()),
         capture: None,
     };
@@ -62,19 +86,63 @@ pub fn init(format: LogFormat, target: LogTarget, min: Level) {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
-/// Installs the subscriber of a command: `format` is `json`, `pretty` or `text`; a command
-/// whose standard output is its result logs warnings and errors to stderr only.
-pub fn init_for(format: &str, logs_to_stdout: bool) {
-    let format = match format {
-        "text" => LogFormat::Text,
-        "pretty" => LogFormat::Pretty,
-        _ => LogFormat::Json,
-    };
-    if logs_to_stdout {
-        init(format, LogTarget::Stdout, Level::INFO);
-    } else {
-        init(format, LogTarget::Stderr, Level::WARN);
+/// How a command asked to log.
+#[derive(Debug, Clone, Copy)]
+pub struct Choice<'a> {
+    /// `--log-format`, when given.
+    pub format: Option<&'a str>,
+    /// The command's standard output is not its result (the daemon, `backup`): logs go
+    /// there, from info up, as the original's did.
+    pub logs_to_stdout: bool,
+    /// The command is one a person runs by hand (every one but the daemon).
+    pub interactive: bool,
+    /// `-v` count minus `-q` count.
+    pub verbosity: i8,
+}
+
+/// The format a command logs in: the one `--log-format` names; else, for an interactive
+/// command whose stderr is a terminal, [`LogFormat::Human`]; else lager JSON.
+pub fn resolve(choice: &Choice<'_>, stderr_is_terminal: bool) -> LogFormat {
+    match choice.format.and_then(LogFormat::named) {
+        Some(format) => format,
+        None if choice.interactive && stderr_is_terminal => LogFormat::Human,
+        None => LogFormat::Json,
     }
+}
+
+/// The lowest level written: info (on stdout) or warnings (on stderr, and for a person),
+/// each `-v` one level more, each `-q` one less (errors are always written).
+pub fn min_level(format: LogFormat, logs_to_stdout: bool, verbosity: i8) -> Level {
+    const LEVELS: [Level; 5] = [
+        Level::ERROR,
+        Level::WARN,
+        Level::INFO,
+        Level::DEBUG,
+        Level::TRACE,
+    ];
+    let base: i8 = if logs_to_stdout && format != LogFormat::Human {
+        2
+    } else {
+        1
+    };
+    let at = (base + verbosity).clamp(0, 4);
+    LEVELS[usize::try_from(at).unwrap_or(0)]
+}
+
+/// Installs the subscriber of a command and returns the format it logs in; a command whose
+/// standard output is its result logs to stderr, as does every command printing for a
+/// person.
+pub fn init_for(choice: &Choice<'_>) -> LogFormat {
+    use std::io::IsTerminal as _;
+    let format = resolve(choice, std::io::stderr().is_terminal());
+    let target = if choice.logs_to_stdout && format != LogFormat::Human {
+        LogTarget::Stdout
+    } else {
+        LogTarget::Stderr
+    };
+    let min = min_level(format, choice.logs_to_stdout, choice.verbosity);
+    init_verbose(format, target, min, choice.verbosity);
+    format
 }
 
 /// Whether `target` is journald's stream: systemd names it in `JOURNAL_STREAM`
@@ -155,6 +223,8 @@ struct LagerLayer {
     format: LogFormat,
     target: LogTarget,
     min: Level,
+    /// `-v` was given: a person sees every line, errors included.
+    verbose: bool,
     /// The target stream is connected to journald: each line gets its priority prefix.
     journal: bool,
     lock: Mutex<()>,
@@ -233,7 +303,10 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > self.min || is_quiet(event.metadata().target()) {
+        let target = event.metadata().target();
+        // Other crates' debug lines are theirs to read, not an operator's.
+        let foreign_detail = level > Level::INFO && !target.starts_with("service_backup");
+        if level > self.min || is_quiet(target) || foreign_detail {
             return;
         }
         let mut data = Map::new();
@@ -275,15 +348,101 @@ where
             LogFormat::Json => json_line(&lager_message(&sessions, &message), log_level, &data),
             LogFormat::Pretty => pretty_line(&lager_message(&sessions, &message), log_level, &data),
             LogFormat::Text => text_line(&message, level, &data),
+            LogFormat::Human => {
+                // The event's own fields, not its spans' (guids a person does not need).
+                let mut own = Map::new();
+                event.record(&mut JsonVisitor {
+                    map: &mut own,
+                    message: None,
+                });
+                if let Some(line) = self.for_a_person(&message, level, &data, &own) {
+                    self.write(line);
+                }
+                return;
+            }
         };
         if self.journal {
             line.insert_str(0, &format!("<{}>", journal_priority(level, fatal)));
         }
+        self.write(line);
+    }
+}
+
+/// Lines whose news a person reads better as a short note on the progress bar than as a
+/// line: the operation goes on.
+const NOTES: &[&str] = &[
+    "retrying after a temporary failure",
+    "trying the next destination",
+];
+
+/// Error lines whose error the command itself prints when it ends (`error: …`, or the
+/// backup's problems): a person would read the same sentence twice.
+const REPORTED: &[&str] = &[
+    "Perform backup completed with error",
+    "Upload backup completed with error",
+    "Error running backup",
+    "Perform restore completed with error",
+];
+
+impl LagerLayer {
+    /// The line a person sees for an event, if any: `warning: …` or `error: …` with the
+    /// event's own fields; a retry becomes a note on the bar; an error the command prints
+    /// itself when it ends is left to it. With `-v`, every event as a text line.
+    fn for_a_person(
+        &self,
+        message: &str,
+        level: Level,
+        data: &Map<String, Value>,
+        own: &Map<String, Value>,
+    ) -> Option<String> {
+        if NOTES.contains(&message) {
+            let attempt = data
+                .get("attempt")
+                .map(|a| format!(" (attempt {a})"))
+                .unwrap_or_default();
+            crate::progress::note(&escape_controls(&format!("{message}{attempt}")));
+        }
+        if self.verbose {
+            return Some(text_line(message, level, data));
+        }
+        let word = match level {
+            Level::ERROR if !REPORTED.contains(&message) => "error",
+            Level::WARN if !NOTES.contains(&message) => "warning",
+            _ => return None,
+        };
+        let detail = match data.get("error") {
+            Some(Value::String(e)) => format!(": {e}"),
+            Some(other) => format!(": {other}"),
+            None => String::new(),
+        };
+        let mut line = escape_controls(&format!("{word}: {message}{detail}"));
+        let context: Vec<String> = own
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "error" | "fatal"))
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{}={}", escape_controls(k), quoted(&text))
+            })
+            .collect();
+        if !context.is_empty() {
+            _ = write!(line, " ({})", context.join(" "));
+        }
+        Some(line)
+    }
+
+    fn write(&self, line: String) {
         if let Some(capture) = &self.capture {
             capture
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(line);
+            return;
+        }
+        if self.format == LogFormat::Human {
+            crate::progress::print_above(&line);
             return;
         }
         let _guard = self
@@ -371,201 +530,74 @@ fn go_escape(line: &str) -> String {
     out
 }
 
+/// A line of `--log-format text`: the time in UTC with its zone, the level, the message,
+/// then `key=value` pairs; a value with a space, a quote, an `=` or nothing is quoted, and
+/// control characters anywhere are escaped, so that a file name or an executable's output
+/// cannot forge a line or move the cursor.
 fn text_line(message: &str, level: Level, data: &Map<String, Value>) -> String {
+    text_line_at(Utc::now(), message, level, data)
+}
+
+fn text_line_at(
+    at: chrono::DateTime<Utc>,
+    message: &str,
+    level: Level,
+    data: &Map<String, Value>,
+) -> String {
     let mut line = format!(
-        "{} {:<5} {message}",
-        chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
-        level
+        "{} {:<5} {}",
+        at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        level,
+        escape_controls(message)
     );
     for (k, v) in data {
-        match v {
-            Value::String(s) => _ = write!(line, " {k}={s}"),
-            other => _ = write!(line, " {k}={other}"),
-        }
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        _ = write!(line, " {}={}", escape_controls(k), quoted(&text));
     }
     line
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
+/// Whether a character is escaped in a text line: control characters (C0, DEL, C1), line
+/// and paragraph separators, and the bidirectional overrides that reorder what is shown.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
-    /// The lines `f` logs through a JSON layer, with journald's prefixes when `journal`.
-    fn captured_for(journal: bool, f: impl FnOnce()) -> Vec<String> {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let layer = LagerLayer {
-            format: LogFormat::Json,
-            target: LogTarget::Stdout,
-            min: Level::INFO,
-            journal,
-            lock: Mutex::new(()),
-            capture: Some(lines.clone()),
-        };
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-        lines.lock().unwrap().clone()
-    }
-
-    /// The lines `f` logs through a JSON layer.
-    fn captured(f: impl FnOnce()) -> Vec<String> {
-        captured_for(false, f)
-    }
-
-    /// Attack finding 9: rskafka's own lines about a broker that is down flooded the log.
-    #[test]
-    fn rskafka_lines_are_kept_out_at_every_level() {
-        let lines = captured(|| {
-            tracing::warn!(target: "rskafka::connection", "Failed to connect to broker");
-            tracing::error!(target: "rskafka::client::partition", "request encountered fatal error");
-            tracing::warn!(target: "rskafkaesque", "a crate of another name");
-            tracing::warn!("ours");
-        });
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].contains("rskafkaesque") || lines[0].contains("another name"));
-        assert!(lines[1].contains("ours"), "{lines:?}");
-    }
-
-    /// The cloud SDKs' own debug lines carry request and answer dumps (an instance-metadata
-    /// answer with its session token, a URL with a SAS signature): never in our log.
-    #[test]
-    fn cloud_and_http_client_lines_are_kept_out() {
-        let lines = captured(|| {
-            tracing::error!(target: "aws_config::imds::client", "token=AQoDYXdzEJr");
-            tracing::error!(target: "aws_smithy_runtime::client::orchestrator", "answer");
-            tracing::error!(target: "azure_core::http::policies", "sig=TOPSECRET");
-            tracing::error!(target: "typespec_client_core::http", "sig=TOPSECRET");
-            tracing::error!(target: "hyper_util::client", "connection");
-            tracing::error!(target: "reqwest::connect", "connection");
-            tracing::warn!(target: "h2o", "a crate of another name");
-            tracing::warn!("ours");
-        });
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].contains("another name"), "{lines:?}");
-        assert!(lines[1].contains("ours"), "{lines:?}");
-        assert!(!lines.concat().contains("TOPSECRET"), "{lines:?}");
-    }
-
-    #[test]
-    fn lines_to_the_journal_start_with_their_priority() {
-        let lines = captured_for(true, || {
-            tracing::error!("Upload backup completed with error");
-            crate::fatal!("failed to parse config");
-            tracing::warn!("a warning");
-            tracing::info!("Upload backup started");
-        });
-        let prefixes: Vec<&str> = lines.iter().map(|l| &l[..l.find('{').unwrap()]).collect();
-        assert_eq!(prefixes, ["<3>", "<2>", "<4>", "<6>"], "{lines:?}");
-        assert_eq!(journal_priority(Level::DEBUG, false), 7);
-        // Elsewhere (a file, a pipe, a terminal) never a prefix.
-        let plain = captured(|| tracing::error!("Upload backup completed with error"));
-        assert!(plain[0].starts_with('{'), "{plain:?}");
-    }
-
-    #[test]
-    fn journal_stream_must_name_the_very_stream() {
-        assert!(names_stream("8:12345", 8, 12345));
-        assert!(!names_stream("8:12345", 8, 12346));
-        assert!(!names_stream("9:12345", 8, 12345));
-        assert!(!names_stream("", 8, 12345));
-        assert!(!names_stream("8", 8, 12345));
-        assert!(!names_stream("x:y", 8, 12345));
-    }
-
-    #[test]
-    fn lines_have_lager_key_order_and_message_form() {
-        // The original's executor_test.go and s3_integration_test.go expect
-        // `"backup_guid":` on every line and, with an identifier, the message
-        // "ServiceBackup.WithIdentifier.Perform backup started"; lager's LogFormat
-        // struct writes timestamp, source, message, log_level, data in this order.
-        let lines = captured(|| {
-            tracing::info!("Service-backup Started");
-            let span = tracing::info_span!(
-                "backup",
-                backup_guid = "g-1",
-                identifier = tracing::field::Empty,
-                lager_session = tracing::field::Empty
-            );
-            let _entered = span.enter();
-            tracing::info!("Perform backup started");
-            span.record("identifier", "redis-0");
-            span.record(SESSION_FIELD, "WithIdentifier");
-            tracing::error!(error = "boom", "Upload backup completed with error");
-        });
-        assert_eq!(lines.len(), 3, "{lines:?}");
-        for line in &lines {
-            let keys: Vec<&str> = ["timestamp", "source", "message", "log_level", "data"]
-                .iter()
-                .map(|k| {
-                    let at = line.find(&format!("\"{k}\":")).unwrap();
-                    (at, *k)
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into_values()
-                .collect();
-            assert_eq!(
-                keys,
-                ["timestamp", "source", "message", "log_level", "data"],
-                "{line}"
-            );
+/// `text` with its unsafe characters escaped (`\n`, `\r`, `\t`, else `\u{1b}`), and
+/// backslashes doubled so that an escape cannot be forged.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) => _ = write!(out, "\\u{{{:x}}}", u32::from(c)),
+            c => out.push(c),
         }
-        let v: Vec<Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(v[0]["message"], "ServiceBackup.Service-backup Started");
-        assert_eq!(v[0]["data"], serde_json::json!({}));
-        assert_eq!(v[1]["message"], "ServiceBackup.Perform backup started");
-        assert_eq!(v[1]["data"], serde_json::json!({"backup_guid": "g-1"}));
-        assert_eq!(
-            v[2]["message"],
-            "ServiceBackup.WithIdentifier.Upload backup completed with error"
-        );
-        assert_eq!(v[2]["log_level"], 2);
-        // lager's Session adds "session":"1"; Go's encoder sorts the map's keys.
-        assert!(
-            lines[2].ends_with(
-                r#""data":{"backup_guid":"g-1","error":"boom","identifier":"redis-0","session":"1"}}"#
-            ),
-            "{}",
-            lines[2]
-        );
     }
+    out
+}
 
-    #[test]
-    fn pretty_lines_are_lager_pretty_sink_lines() {
-        // lager's prettyLogFormat: timestamp (RFC 3339, nine digits), level, source,
-        // message, data; the original daemon's sink from v18.4.0 on (main.go).
-        let line = pretty_line("ServiceBackup.Service-backup Started", 2, &Map::new());
-        assert!(line.starts_with(r#"{"timestamp":"20"#), "{line}");
-        let rest = line.split_once(r#"Z","level":"error","source":"ServiceBackup","#);
-        assert_eq!(
-            rest.map(|(_, tail)| tail),
-            Some(r#""message":"ServiceBackup.Service-backup Started","data":{}}"#),
-            "{line}"
-        );
-        let v: Value = serde_json::from_str(&line).unwrap();
-        let stamp = v["timestamp"].as_str().unwrap();
-        assert_eq!(stamp.split('.').nth(1).unwrap().len(), 10, "{stamp}");
-        chrono::DateTime::parse_from_rfc3339(stamp).unwrap();
-    }
-
-    #[test]
-    fn timestamps_are_go_float_seconds() {
-        // lager's formatTimestamp: fmt.Sprintf("%.9f", float64(t.UnixNano())/1e9).
-        let t = std::time::Duration::new(1_763_867_700, 123_456_789);
-        let text = lager_timestamp(t);
-        assert!(text.starts_with("1763867700.123456"), "{text}");
-        assert_eq!(text.split('.').nth(1).unwrap().len(), 9);
-    }
-
-    #[test]
-    fn html_characters_are_escaped_as_go_does() {
-        let line = json_line("ServiceBackup.a <b> & c", 1, &Map::new());
-        assert!(
-            line.contains(r#""ServiceBackup.a \u003cb\u003e \u0026 c""#),
-            "{line}"
-        );
-        let back: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(back["message"], "ServiceBackup.a <b> & c");
+/// A value as written after `key=`: quoted (with `"` escaped) when it is empty or holds a
+/// space, a quote or an `=`, so that one value never reads as several pairs.
+fn quoted(text: &str) -> String {
+    let escaped = escape_controls(text);
+    if text.is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=')
+    {
+        format!("\"{}\"", escaped.replace('"', "\\\""))
+    } else {
+        escaped
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use service_backup::cli::{self, Cli};
 use service_backup::command::{CliError, Outcome};
-use service_backup::{logging, process};
+use service_backup::{logging, process, progress};
 use service_backup_core::ErrorKind;
 
 fn main() -> ExitCode {
@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &args),
     };
-    logging::init_for(&cli.log_format, cli.logs_to_stdout());
+    let format = logging::init_for(&cli.log_choice());
+    progress::set_shown(format == logging::LogFormat::Human);
     process::keep_secrets_out_of_core_dumps();
     // `list --json | head`: print! panics on the closed pipe; that is the reader's choice.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(cli)));
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         Err(payload) if process::unwound_on_closed_stdout(&*payload) => return ExitCode::SUCCESS,
         Err(payload) => std::panic::resume_unwind(payload),
     };
+    // A status line left on the screen (a retry note) goes before the final word.
+    progress::clear();
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),

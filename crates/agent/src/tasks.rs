@@ -3,17 +3,43 @@
 
 pub mod store;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use service_backup_core::{Result, blocking};
 
 use store::{Discovered, Store, Task, TaskKind};
 
+use crate::progress::Counters;
+
+/// How far a running task got: bytes done of the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// Bytes read so far.
+    pub bytes: u64,
+    /// Bytes to read in all (the stored object's size).
+    pub total: u64,
+}
+
+impl Done {
+    /// The share done, 0 to 100, rounded down (100 only when everything is read).
+    pub fn percent(&self) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        (u128::from(self.bytes.min(self.total)) * 100 / u128::from(self.total))
+            .try_into()
+            .unwrap_or(100)
+    }
+}
+
 /// A handle on the task database, cheap to clone.
 #[derive(Clone)]
 pub struct Tasks {
     store: Arc<Mutex<Store>>,
+    /// The byte counters of the restores running in this process, by task id.
+    live: Arc<Mutex<HashMap<i64, Arc<Counters>>>>,
 }
 
 impl Tasks {
@@ -23,6 +49,7 @@ impl Tasks {
         let store = blocking(move || Store::open(&dir)).await?;
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
+            live: Arc::default(),
         })
     }
 
@@ -39,6 +66,37 @@ impl Tasks {
             f(&guard)
         })
         .await
+    }
+
+    /// Follows task `id`'s progress through `counters` until [`Tasks::unwatch`].
+    pub fn watch(&self, id: i64, counters: Arc<Counters>) {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, counters);
+    }
+
+    /// Stops following task `id`'s progress.
+    pub fn unwatch(&self, id: i64) {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// How far task `id` got, while it runs in this process and its total is known.
+    pub fn progress(&self, id: i64) -> Option<Done> {
+        let counters = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()?;
+        let (bytes, total) = counters.snapshot();
+        Some(Done {
+            bytes,
+            total: total?,
+        })
     }
 
     /// A new queued task, created on the calling thread (for callers already on a blocking
@@ -133,5 +191,21 @@ impl Tasks {
     /// Every task of `kind`, oldest first.
     pub async fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
         self.with(move |s| s.list(kind)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Done;
+
+    #[test]
+    fn the_percentage_rounds_down_and_reaches_100_only_at_the_end() {
+        let done = |bytes, total| Done { bytes, total }.percent();
+        assert_eq!(done(0, 0), 0);
+        assert_eq!(done(1, 3), 33);
+        assert_eq!(done(999, 1000), 99);
+        assert_eq!(done(1000, 1000), 100);
+        assert_eq!(done(2000, 1000), 100);
+        assert_eq!(done(u64::MAX - 1, u64::MAX), 99);
     }
 }

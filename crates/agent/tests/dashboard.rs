@@ -302,6 +302,7 @@ fn the_page_works_in_a_real_browser() {
         "downloaded",
         "password-set",
         "doubled-slashes",
+        "restore-progress",
     ] {
         assert!(stdout.contains(&format!("step {step}")), "{stdout}");
         assert!(shots.join(format!("{step}.png")).is_file(), "{step}.png");

@@ -286,6 +286,21 @@ fn task_json(t: &Task) -> Value {
     })
 }
 
+/// How far a running restore got (`percent`, `bytes_done`, `bytes_total` of the stored
+/// object); null for a restore that is not running or not yet reading.
+fn restore_progress(state: &ApiState, t: &Task) -> Value {
+    if t.state != TaskState::Running {
+        return Value::Null;
+    }
+    state.ctx.tasks.progress(t.id).map_or(Value::Null, |done| {
+        json!({
+            "percent": done.percent(),
+            "bytes_done": done.bytes,
+            "bytes_total": done.total,
+        })
+    })
+}
+
 /// An item of the list's `backups`.
 fn backup_json(t: &Task) -> Value {
     json!({"id": t.id, "backup_agent_task": task_json(t)})
@@ -335,6 +350,7 @@ async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiRe
                 "id": t.id,
                 "backup_id": t.backup_task_id,
                 "backup_agent_tasks": [task_json(t)],
+                "progress": restore_progress(&state, t),
             })
         })
         .collect();

@@ -11,7 +11,7 @@ use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::config::{Config, DestinationConfig, DestinationKind, LocalConfig};
 use crate::context::RunContext;
 use crate::jobs::backup;
-use crate::progress::Bar;
+use crate::progress::{self, Bar, units};
 
 /// Cancels `token` on SIGTERM or SIGINT, so that a manual backup stops cleanly too.
 pub fn cancel_on_signals(token: CancellationToken) -> Result<(), Error> {
@@ -57,11 +57,13 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
                 status: "disabled",
                 problems: Vec::new(),
             });
+        } else if progress::for_a_person() {
+            eprintln!("no backup made: no destination is configured (backups are disabled)");
         }
         return Ok(Outcome::Success);
     }
-    let started = std::time::Instant::now();
     let rt = runtime()?;
+    let started = std::time::Instant::now();
     let report = rt.block_on(async {
         let ctx = RunContext::open(&config).await?;
         cancel_on_signals(ctx.cancel.clone())?;
@@ -101,6 +103,10 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
         eprintln!("error: {}", crate::lock::IN_PROGRESS);
         return Ok(Outcome::Failed);
     }
+    if report.succeeded() && progress::for_a_person() {
+        eprintln!("{}", summary(&report, started.elapsed()));
+        return Ok(Outcome::Success);
+    }
     if report.succeeded() {
         if let Some(name) = &report.name {
             let task = report
@@ -114,11 +120,53 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
         }
         Ok(Outcome::Success)
     } else {
+        // What did succeed is worth a line too, for a person.
+        if progress::for_a_person() && !report.stored_in.is_empty() {
+            eprintln!(
+                "stored in {} of {} destinations: {}",
+                report.stored_in.len(),
+                config.destinations.len(),
+                report.stored_in.join(", ")
+            );
+        }
         for p in &report.problems {
             eprintln!("error: {p}");
         }
         Ok(Outcome::Failed)
     }
+}
+
+/// The closing line for a person: what, how much, how long, how fast, where.
+fn summary(report: &backup::RunReport, took: std::time::Duration) -> String {
+    let rate = if took.as_secs_f64() > 0.0 {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a byte count's last bits do not matter to a shown rate"
+        )]
+        let per_second = report.plain_bytes as f64 / took.as_secs_f64();
+        format!(", {}", units::rate(per_second))
+    } else {
+        String::new()
+    };
+    let files = match report.file_count {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    let destinations = match report.stored_in.len() {
+        1 => "1 destination".to_string(),
+        n => format!("{n} destinations"),
+    };
+    let task = report
+        .task_id
+        .map(|id| format!(", task {id}"))
+        .unwrap_or_default();
+    format!(
+        "backed up {} ({files}) in {}{rate} \u{2192} {destinations}: {}\n  backup {}{task}",
+        units::bytes(report.plain_bytes),
+        units::duration(took),
+        report.stored_in.join(", "),
+        report.name.as_deref().unwrap_or("-"),
+    )
 }
 
 /// The configuration with `dir` as its only destination: the archive lands at
@@ -156,4 +204,25 @@ fn into_folder(mut config: Config, dir: &Path) -> Result<Config, Error> {
     config.add_deployment_name_to_backup_path = false;
     config.retention = None;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_how_much_how_long_how_fast_and_where() {
+        let report = backup::RunReport {
+            task_id: Some(2),
+            name: Some("20261206T101500Z-abc".into()),
+            plain_bytes: 1 << 30,
+            file_count: 312,
+            stored_in: vec!["s3-prod".into(), "local".into()],
+            ..backup::RunReport::default()
+        };
+        assert_eq!(
+            summary(&report, std::time::Duration::from_millis(7_200)),
+            "backed up 1.0 GiB (312 files) in 7.2 s, 142 MiB/s \u{2192} 2 destinations: s3-prod, local\n  backup 20261206T101500Z-abc, task 2"
+        );
+    }
 }

@@ -101,6 +101,8 @@ pub fn run(args: &CheckArgs) -> CliResult {
     ));
     // An SSH probe cut short by its timeout may still hold a blocking thread: not waited for.
     rt.shutdown_timeout(Duration::from_secs(1));
+    // A retry note shown while probing gives way to the findings.
+    crate::progress::clear();
     if output::json() {
         output::print_json(&json_result(&args.config, &config, &report));
         return Ok(if report.failed().is_empty() {

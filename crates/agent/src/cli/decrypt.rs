@@ -99,10 +99,14 @@ fn open(args: &DecryptArgs, ring: &Keyring) -> CliResult {
         let stats = read_into(input, &decryption, None, &into, &*bar);
         bar.finish();
         let stats = stats?;
+        let size = if crate::progress::for_a_person() {
+            crate::progress::units::bytes(stats.extracted.bytes)
+        } else {
+            format!("{} bytes", stats.extracted.bytes)
+        };
         eprintln!(
-            "extracted {} entries ({} bytes) into {}",
+            "extracted {} entries ({size}) into {}",
             stats.extracted.entries,
-            stats.extracted.bytes,
             dir.display()
         );
         return Ok(Outcome::Success);

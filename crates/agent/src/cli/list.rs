@@ -10,6 +10,7 @@ use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
 use crate::destinations;
 use crate::identity;
+use crate::progress::{self, units};
 use crate::tasks::Tasks;
 use crate::tasks::store::{Task, TaskKind};
 
@@ -59,11 +60,13 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
                 }
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                progress::print_above(&format!("error: {e}"));
                 failed = true;
             }
         }
     }
+    // A retry note shown while listing gives way to the result.
+    progress::clear();
     rows.sort_by(|a, b| {
         (b.1.manifest.started_at, &b.1.manifest.name)
             .cmp(&(a.1.manifest.started_at, &a.1.manifest.name))
@@ -137,8 +140,8 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
                 "{:<48} {:<25} {:>12} {:>12}  {dest}{}",
                 m.name,
                 m.started_at.format("%Y-%m-%d %H:%M:%S"),
-                m.plain_bytes,
-                m.stored_bytes,
+                units::bytes(m.plain_bytes),
+                units::bytes(m.stored_bytes),
                 instance_col(&m.instance_id)
             );
         }

@@ -92,6 +92,8 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             tasks.as_ref().filter(|_| !dry_run),
             &trust,
         ));
+        // A retry note shown while listing gives way to the plan.
+        crate::progress::clear();
         let (plan, outcome) = match pruned {
             Ok(done) => done,
             Err(e) => {

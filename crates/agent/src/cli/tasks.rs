@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
+use crate::progress::units;
 use crate::tasks::Tasks;
 use crate::tasks::store::{Task, TaskKind};
 
@@ -52,8 +53,8 @@ pub fn run(path: &Path, as_json: bool, limit: Option<usize>) -> CliResult {
         return Ok(Outcome::Success);
     }
     println!(
-        "{:>5}  {:<8} {:<8} {:<9} {:<25} BACKUP / REASON",
-        "ID", "KIND", "STATUS", "TRIGGER", "UPDATED (UTC)"
+        "{:>5}  {:<8} {:<8} {:<9} {:<25} {:>10} {:>10}  BACKUP / REASON",
+        "ID", "KIND", "STATUS", "TRIGGER", "UPDATED (UTC)", "SIZE", "TOOK"
     );
     for t in all {
         let kind = t.kind.as_str();
@@ -62,8 +63,13 @@ pub fn run(path: &Path, as_json: bool, limit: Option<usize>) -> CliResult {
             .as_deref()
             .or(t.backup_name.as_deref())
             .unwrap_or("");
+        let size = t.size_in_bytes.map_or_else(|| "-".into(), units::bytes);
+        let took = t
+            .duration_in_seconds
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .map_or_else(|| "-".into(), units::duration);
         println!(
-            "{:>5}  {kind:<8} {:<8} {:<9} {:<25} {detail}",
+            "{:>5}  {kind:<8} {:<8} {:<9} {:<25} {size:>10} {took:>10}  {detail}",
             t.id,
             t.state.as_str(),
             t.trigger,

@@ -43,6 +43,8 @@ pub struct RunReport {
     pub plain_bytes: u64,
     /// Bytes stored in each destination.
     pub stored_bytes: u64,
+    /// Files archived.
+    pub file_count: u64,
     /// The instance id the backup was made under.
     pub instance_id: Option<String>,
     /// The destinations that got the backup.
@@ -392,6 +394,7 @@ async fn upload(
                 report.stored_in.push(outcome.name.clone());
                 report.plain_bytes = manifest.plain_bytes;
                 report.stored_bytes = manifest.stored_bytes;
+                report.file_count = manifest.file_count;
                 // The original's s3 and scp uploaders ended with "s3 completed" and "scp
                 // completed" (multiple_destinations_integration_test.go waits for them).
                 let kind = config

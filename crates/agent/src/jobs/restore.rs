@@ -186,11 +186,13 @@ pub async fn run_task(
         }
         let guid = service_backup_core::random::hex_token(16)?;
         ctx.tasks.start(id, guid).await?;
+        ctx.tasks.watch(id, bar.counters());
         let target = plan.into.path().unwrap_or(Path::new(""));
         tracing::info!(task_id = id, target = %target.display(), "Perform restore started");
         restore_and_run(config, plan, &ctx.cancel, bar).await
     }
     .await;
+    ctx.tasks.unwatch(id);
     let seconds = started.elapsed().as_secs_f64();
     match &result {
         Ok((name, stats)) => {

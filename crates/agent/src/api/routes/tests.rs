@@ -1119,3 +1119,48 @@ async fn the_password_routes_are_guarded_as_every_route_and_refuse_what_cannot_w
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
     assert!(!api.dir.path().join("state/backup-password.json").exists());
 }
+
+/// Issue 26, part 5: a running restore shows how far it got, on both prefixes; one that is
+/// not running shows null.
+#[tokio::test]
+async fn a_running_restore_shows_its_percentage_and_bytes() {
+    let api = Api::new("").await;
+    let tasks = &api.state.ctx.tasks;
+    let id = tasks
+        .create_restore("api", None, "latest".into(), "target".into())
+        .await
+        .unwrap();
+    let bar = crate::progress::Bar::hidden();
+    tasks.watch(id, bar.counters());
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(
+        list["restores"][0]["progress"],
+        Value::Null,
+        "queued: {list}"
+    );
+    tasks.start(id, "guid-1".into()).await.unwrap();
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(
+        list["restores"][0]["progress"],
+        Value::Null,
+        "no total yet: {list}"
+    );
+    bar.set_total_from(4000);
+    service_backup_core::progress::Progress::advance(&*bar, 1000);
+    for path in [
+        "/backups".to_string(),
+        format!("/service-instances/{INSTANCE}/backups"),
+    ] {
+        let (status, list) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            list["restores"][0]["progress"],
+            json!({"percent": 25, "bytes_done": 1000, "bytes_total": 4000}),
+            "{path}: {list}"
+        );
+    }
+    tasks.unwatch(id);
+    tasks.finish(id, None, 4000, 4000, 1.0).await.unwrap();
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(list["restores"][0]["progress"], Value::Null, "done: {list}");
+}

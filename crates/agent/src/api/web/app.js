@@ -105,6 +105,14 @@ function stateCell(status) {
   return '<td class="state-' + esc(status) + '">' + esc(status) + "</td>";
 }
 
+// A running restore's progress bar and bytes (the API's `progress`), else the reason.
+function restoreDetail(r, t) {
+  const p = r.progress;
+  if (!p) return esc(t.reason || "");
+  return '<progress class="restore-progress" max="100" value="' + esc(p.percent) + '">' + esc(p.percent) + " %</progress> " +
+    '<span class="restore-progress-text">' + esc(p.percent) + " % (" + esc(bytes(p.bytes_done)) + " of " + esc(bytes(p.bytes_total)) + ")</span>";
+}
+
 function render(list) {
   const backups = list.backups || [];
   lastBackups = backups;
@@ -124,7 +132,7 @@ function render(list) {
   $("restores").querySelector("tbody").innerHTML = restores.map((r) => {
     const t = (r.backup_agent_tasks || [])[0] || {};
     return '<tr data-id="' + esc(r.id) + '"><td>' + esc(r.id) + "</td><td>" + esc(r.backup_id === null || r.backup_id === undefined ? "" : r.backup_id) + "</td>" +
-      stateCell(t.status) + "<td>" + esc(when(t.created_at)) + "</td><td>" + esc(when(t.updated_at)) + "</td><td>" + esc(t.reason || "") + "</td></tr>";
+      stateCell(t.status) + "<td>" + esc(when(t.created_at)) + "</td><td>" + esc(when(t.updated_at)) + "</td><td>" + restoreDetail(r, t) + "</td></tr>";
   }).join("") || '<tr><td colspan="6">No restores yet.</td></tr>';
   drawBackupChart(backups);
   const busy = backups.some((b) => ["queued", "running"].includes((b.backup_agent_task || {}).status)) ||

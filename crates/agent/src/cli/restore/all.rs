@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::destinations;
 use crate::identity;
 use crate::jobs::restore::{self, RestorePlan};
-use crate::progress::Bar;
+use crate::progress::{self, Bar, units};
 
 /// How one destination's backups fared.
 #[derive(Default)]
@@ -80,9 +80,14 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
                     if output::json() {
                         continue;
                     }
+                    let size = if progress::for_a_person() {
+                        units::bytes(stats.extracted.bytes)
+                    } else {
+                        format!("{} bytes", stats.extracted.bytes)
+                    };
                     println!(
-                        "backup {name} in {} is valid: {} entries, {} bytes, sha256 {}",
-                        dest.name, stats.extracted.entries, stats.extracted.bytes, stats.sha256
+                        "backup {name} in {} is valid: {} entries, {size}, sha256 {}",
+                        dest.name, stats.extracted.entries, stats.sha256
                     );
                 }
                 Err(e) => {
