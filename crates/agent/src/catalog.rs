@@ -175,7 +175,8 @@ static REFRESHING: LazyLock<Arc<tokio::sync::Mutex<()>>> =
 
 /// Starts a refresh of this instance's catalogs in the background when the oldest was
 /// refreshed more than `max_age` ago (and none is running), and waits for it at most
-/// `budget`: a caller answering a request answers from the catalog either way.
+/// `budget`: a caller answering a request answers from the catalog either way. Returns
+/// whether it started one.
 pub async fn refresh_in_background(
     config: Arc<Config>,
     tasks: Tasks,
@@ -183,20 +184,21 @@ pub async fn refresh_in_background(
     refreshed_at: Option<DateTime<Utc>>,
     max_age: Duration,
     budget: Duration,
-) {
+) -> bool {
     let fresh =
         refreshed_at.is_some_and(|at| (Utc::now() - at).to_std().map_or(true, |age| age < max_age));
     if fresh {
-        return;
+        return false;
     }
     let Ok(guard) = REFRESHING.clone().try_lock_owned() else {
-        return;
+        return false;
     };
     let job = tokio::spawn(async move {
         let _one = guard;
         refresh_all(&config, &tasks, &instance_id, Mode::Auto).await;
     });
     let _ = tokio::time::timeout(budget, job).await;
+    true
 }
 
 /// Refreshes this instance's catalog of every destination, logging the failures.

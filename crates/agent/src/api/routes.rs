@@ -241,14 +241,15 @@ fn internal(e: &Error) -> ApiError {
 async fn discover(state: &ApiState) -> Option<chrono::DateTime<chrono::Utc>> {
     let config = state.config();
     let tasks = state.ctx.tasks.clone();
-    let last = match crate::catalog::cached(&config, &tasks, &state.instance_id).await {
-        Ok((_, at)) => at,
+    let cached = crate::catalog::cached(&config, &tasks, &state.instance_id).await;
+    let last = match &cached {
+        Ok((_, at)) => *at,
         Err(e) => {
             tracing::warn!(error = %e, "API: the catalog could not be read");
             None
         }
     };
-    crate::catalog::refresh_in_background(
+    let refreshed = crate::catalog::refresh_in_background(
         std::sync::Arc::new(config.clone()),
         tasks.clone(),
         state.instance_id.clone(),
@@ -257,14 +258,19 @@ async fn discover(state: &ApiState) -> Option<chrono::DateTime<chrono::Utc>> {
         crate::catalog::API_BUDGET,
     )
     .await;
-    let (listings, refreshed_at) =
-        match crate::catalog::cached(&config, &tasks, &state.instance_id).await {
-            Ok(cached) => cached,
-            Err(e) => {
-                tracing::warn!(error = %e, "API: the catalog could not be read");
-                return None;
-            }
-        };
+    // Read again only when a refresh may have changed it.
+    let cached = if refreshed {
+        crate::catalog::cached(&config, &tasks, &state.instance_id).await
+    } else {
+        cached
+    };
+    let (listings, refreshed_at) = match cached {
+        Ok(cached) => cached,
+        Err(e) => {
+            tracing::warn!(error = %e, "API: the catalog could not be read");
+            return None;
+        }
+    };
     let mut found: Vec<Discovered> = Vec::new();
     for (_, entries) in listings {
         for e in entries {
