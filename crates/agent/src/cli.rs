@@ -96,6 +96,10 @@ enum Command {
         /// The backups of every agent writing the same destinations, not only this one's.
         #[arg(long)]
         all_instances: bool,
+        /// List every destination whole to refresh the local catalog (deleted backups drop
+        /// out), instead of only what is new since the last listing.
+        #[arg(long)]
+        refresh: bool,
     },
     /// Deletes the backups the retention policy does not keep, and leftovers of
     /// interrupted uploads; prints what it keeps and why.
@@ -260,6 +264,7 @@ fn dispatch(cli: Cli) -> CliResult {
             json,
             all,
             all_instances,
+            refresh,
             ..
         } => list::run(
             &config,
@@ -268,6 +273,11 @@ fn dispatch(cli: Cli) -> CliResult {
                 json,
                 deleted: all,
                 all_instances,
+                refresh: if refresh {
+                    crate::catalog::Mode::Full
+                } else {
+                    crate::catalog::Mode::Auto
+                },
             },
         ),
         Command::Prune {

@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod catalog;
 pub mod catch_up;
 pub mod cli;
 pub mod command;

@@ -192,6 +192,15 @@ impl Tasks {
     pub async fn list(&self, kind: TaskKind) -> Result<Vec<Task>> {
         self.with(move |s| s.list(kind)).await
     }
+
+    /// Runs `f` on the store, for the catalog's calls (`store::catalog`).
+    pub async fn catalog<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        self.with(f).await
+    }
 }
 
 #[cfg(test)]

@@ -138,7 +138,14 @@ impl Destination for AzureDestination {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, "").await
+    }
+
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
         let store = &self.store;
+        // `startFrom` is inclusive, and a service or emulator that does not know it lists
+        // from the start: the filter below keeps the answer exact either way.
+        let start_from = (!start_after.is_empty()).then(|| start_after.to_string());
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         let mut guard = ListingGuard::new(store.describe(), format!("list {prefix:?}"));
@@ -152,6 +159,7 @@ impl Destination for AzureDestination {
                         marker: marker.clone(),
                         maxresults: Some(page_size),
                         prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+                        start_from: start_from.clone(),
                         ..BlobContainerClientListBlobsOptions::default()
                     };
                     // One page per call, so that a failed page is asked again alone.
@@ -178,6 +186,9 @@ impl Destination for AzureDestination {
             guard.add(page.blob_items.len())?;
             for blob in page.blob_items {
                 let Some(key) = blob.name else { continue };
+                if key.as_str() <= start_after {
+                    continue;
+                }
                 let properties = blob.properties.unwrap_or_default();
                 out.push(ObjectMeta {
                     key,

@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
+pub mod refresh;
 mod trust;
 pub use trust::{Authenticity, authenticate, judge, read_head};
 

@@ -26,7 +26,7 @@ use futures::stream::BoxStream;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use immutability::{Immutability, LockMode};
-pub use listing::{ListingGuard, MAX_LISTING_ENTRIES};
+pub use listing::{ListingGuard, MAX_LISTING_ENTRIES, sorts_wholly_before};
 pub use local::{LocalDestination, temp_target};
 pub use pace::Pace;
 pub use retry::RetryPolicy;

@@ -199,6 +199,10 @@ impl Destination for GcsDestination {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, "").await
+    }
+
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
         let client = &self.client;
         let mut base = format!(
             "{}?maxResults={}&fields=items(name,size,updated),nextPageToken",
@@ -208,6 +212,11 @@ impl Destination for GcsDestination {
         if !prefix.is_empty() {
             base.push_str("&prefix=");
             base.push_str(&encode(prefix));
+        }
+        if !start_after.is_empty() {
+            // `startOffset` is inclusive: the key itself is dropped below.
+            base.push_str("&startOffset=");
+            base.push_str(&encode(start_after));
         }
         let action = format!("list {prefix:?}");
         let mut out = Vec::new();
@@ -271,6 +280,9 @@ impl Destination for GcsDestination {
                     .as_deref()
                     .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
                     .map(|t| t.with_timezone(&Utc));
+                if item.name.as_str() <= start_after {
+                    continue;
+                }
                 out.push(ObjectMeta {
                     key: item.name,
                     size,

@@ -112,6 +112,10 @@ impl Destination for S3Destination {
         self.store.list(prefix).await
     }
 
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        self.store.list_after(prefix, start_after).await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         self.store.delete(key).await
     }

@@ -214,7 +214,15 @@ impl Store {
 
     /// Every complete object whose key starts with `prefix`, page by page.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, "").await
+    }
+
+    /// Lists the objects under a prefix whose keys sort after `start_after` (S3's
+    /// `StartAfter`: the store skips the rest, so a listing of what is new costs one call).
+    pub async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
         let action = format!("list the objects under {prefix:?}");
+        // An empty `StartAfter` is sent as none, which some stores refuse as a value.
+        let start_after = (!start_after.is_empty()).then(|| start_after.to_string());
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         let mut guard = ListingGuard::new(format!("s3 bucket {}", self.bucket), &action);
@@ -227,6 +235,7 @@ impl Store {
                             .list_objects_v2()
                             .bucket(&self.bucket)
                             .prefix(prefix)
+                            .set_start_after(start_after.clone())
                             .set_continuation_token(token.clone())
                             .send()
                             .await

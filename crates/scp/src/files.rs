@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::DateTime;
-use service_backup_core::destination::ObjectMeta;
+use service_backup_core::destination::{ObjectMeta, sorts_wholly_before};
 use service_backup_core::{Error, ErrorKind, Result};
 use ssh2::{File, Sftp};
 
@@ -140,16 +140,33 @@ impl Remote {
 
     /// The complete objects whose keys start with `prefix`, at any depth, sorted by key.
     pub(crate) fn list(&self, sftp: &Sftp, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.walk(sftp, prefix, false)
+        self.walk(sftp, prefix, false, "")
+    }
+
+    /// Like [`Remote::list`], only the keys after `start_after`: directories whose keys
+    /// all sort before it are not read, so only the newest day folders are.
+    pub(crate) fn list_after(
+        &self,
+        sftp: &Sftp,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectMeta>> {
+        self.walk(sftp, prefix, false, start_after)
     }
 
     /// The temporary files of uploads under `prefix` (their keys, relative to the
     /// destination directory), at any depth, sorted by key.
     pub(crate) fn list_temporary(&self, sftp: &Sftp, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.walk(sftp, prefix, true)
+        self.walk(sftp, prefix, true, "")
     }
 
-    fn walk(&self, sftp: &Sftp, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
+    fn walk(
+        &self,
+        sftp: &Sftp,
+        prefix: &str,
+        temporary: bool,
+        start_after: &str,
+    ) -> Result<Vec<ObjectMeta>> {
         // Start at the deepest directory the prefix names, so a large tree is not walked.
         let start = prefix.rfind('/').map_or("", |i| &prefix[..i]).to_string();
         let mut out = Vec::new();
@@ -177,12 +194,13 @@ impl Remote {
                     format!("{rel}/{name}")
                 };
                 if stat.is_dir() {
-                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    let wanted = key.starts_with(prefix) || prefix.starts_with(&format!("{key}/"));
+                    if wanted && !sorts_wholly_before(&key, start_after) {
                         pending.push(key);
                     }
                 } else if stat.is_file()
                     && hidden == temporary
-                    && (temporary || key.starts_with(prefix))
+                    && (temporary || (key.starts_with(prefix) && key.as_str() > start_after))
                 {
                     out.push(ObjectMeta {
                         key,

@@ -202,6 +202,14 @@ impl Destination for ScpDestination {
         .await
     }
 
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        let (prefix, start_after) = (prefix.to_string(), start_after.to_string());
+        self.retried("sftp list", move |remote| {
+            remote.run(|conn| remote.list_after(&conn.sftp, &prefix, &start_after))
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.remote.path_of(key)?;
         self.retried("sftp delete", move |remote| {

@@ -234,35 +234,55 @@ fn internal(e: &Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// Records this instance's backups found in the destinations that no task made, so that
-/// they get ids; a destination that cannot be listed is logged and skipped.
-async fn discover(state: &ApiState) {
+/// Records this instance's backups found in the catalog that no task made, so that they
+/// get ids; returns when the catalog was last refreshed. The catalog is refreshed first
+/// when it is older than [`catalog::API_MAX_AGE`], for [`catalog::API_BUDGET`] at most:
+/// a request never waits for a listing of the stores beyond that.
+async fn discover(state: &ApiState) -> Option<chrono::DateTime<chrono::Utc>> {
     let config = state.config();
-    let Ok(mut listings) = destinations::backups(&config, None) else {
-        return;
+    let tasks = state.ctx.tasks.clone();
+    let cached = crate::catalog::cached(&config, &tasks, &state.instance_id).await;
+    let last = match &cached {
+        Ok((_, at)) => *at,
+        Err(e) => {
+            tracing::warn!(error = %e, "API: the catalog could not be read");
+            None
+        }
+    };
+    let refreshed = crate::catalog::refresh_in_background(
+        std::sync::Arc::new(config.clone()),
+        tasks.clone(),
+        state.instance_id.clone(),
+        last,
+        crate::catalog::API_MAX_AGE,
+        crate::catalog::API_BUDGET,
+    )
+    .await;
+    // Read again only when a refresh may have changed it.
+    let cached = if refreshed {
+        crate::catalog::cached(&config, &tasks, &state.instance_id).await
+    } else {
+        cached
+    };
+    let (listings, refreshed_at) = match cached {
+        Ok(cached) => cached,
+        Err(e) => {
+            tracing::warn!(error = %e, "API: the catalog could not be read");
+            return None;
+        }
     };
     let mut found: Vec<Discovered> = Vec::new();
-    while let Some(listed) = listings.next().await {
-        match listed {
-            Ok((_, entries)) => {
-                // Only this instance's backups: the dashboard asks for one instance, and
-                // another agent may share the prefix.
-                for e in entries {
-                    if e.manifest.instance_id != state.instance_id {
-                        continue;
-                    }
-                    if !found.iter().any(|f| f.name == e.manifest.name) {
-                        found.push(Discovered {
-                            name: e.manifest.name.clone(),
-                            started_at: e.manifest.started_at,
-                            finished_at: e.manifest.finished_at,
-                            size_in_bytes: e.manifest.plain_bytes,
-                            stored_bytes: e.manifest.stored_bytes,
-                        });
-                    }
-                }
+    for (_, entries) in listings {
+        for e in entries {
+            if !found.iter().any(|f| f.name == e.manifest.name) {
+                found.push(Discovered {
+                    name: e.manifest.name.clone(),
+                    started_at: e.manifest.started_at,
+                    finished_at: e.manifest.finished_at,
+                    size_in_bytes: e.manifest.plain_bytes,
+                    stored_bytes: e.manifest.stored_bytes,
+                });
             }
-            Err(e) => tracing::warn!(error = %e, "API: a destination could not be listed"),
         }
     }
     // Oldest first, so that ids grow with time.
@@ -270,7 +290,11 @@ async fn discover(state: &ApiState) {
     if let Err(e) = state.ctx.tasks.backup_ids_for(found).await {
         tracing::warn!(error = %e, "API: found backups could not be recorded");
     }
+    refreshed_at
 }
+
+/// The header of the V1 list (an array) that says when the catalog was refreshed.
+const CATALOG_REFRESHED_AT: &str = "x-catalog-refreshed-at";
 
 fn task_json(t: &Task) -> Value {
     json!({
@@ -315,28 +339,28 @@ fn newest<'a>(tasks: &'a [Task], page: &'a request::Page) -> impl Iterator<Item 
         .take(page.limit.unwrap_or(usize::MAX))
 }
 
-/// The page a list's query asks for, and every backup task, after recording the backups
-/// found in the destinations.
+/// The page a list's query asks for, every backup task (after recording the backups found
+/// in the catalog), and when the catalog was last refreshed.
 async fn listed_backups(
     state: &ApiState,
     query: Option<&str>,
-) -> Result<(request::Page, Vec<Task>), ApiError> {
+) -> Result<(request::Page, Vec<Task>, Option<String>), ApiError> {
     let page = request::page_params(query)
         .map_err(|d| ApiError::Error(StatusCode::BAD_REQUEST, "invalidQuery", d.to_string()))?;
-    discover(state).await;
+    let refreshed_at = discover(state).await.map(|t| t.to_rfc3339());
     let backups = state
         .ctx
         .tasks
         .list(TaskKind::Backup)
         .await
         .map_err(|e| internal(&e))?;
-    Ok((page, backups))
+    Ok((page, backups, refreshed_at))
 }
 
 /// `GET /backups?limit=N&before=<id or time>`: the backups and restores, newest first; all
 /// of them without `limit`, as the dashboard API lists them.
 async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let (page, backups) = listed_backups(&state, query.as_deref()).await?;
+    let (page, backups, refreshed_at) = listed_backups(&state, query.as_deref()).await?;
     let restores = state
         .ctx
         .tasks
@@ -358,6 +382,7 @@ async fn list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiRe
         "instance_id": state.instance_id,
         "backups": backups,
         "restores": restores,
+        "catalog_refreshed_at": refreshed_at,
     }))
     .into_response())
 }
@@ -380,9 +405,13 @@ fn v1_backup_json(t: &Task) -> Value {
 /// `GET /v1/instances/{id}/backups?limit=N&before=<id or time>`: the backups, newest first,
 /// in the shape of the public API V1 (an array).
 async fn v1_list(State(state): State<ApiState>, RawQuery(query): RawQuery) -> ApiResult {
-    let (page, backups) = listed_backups(&state, query.as_deref()).await?;
+    let (page, backups, refreshed_at) = listed_backups(&state, query.as_deref()).await?;
     let items: Vec<Value> = newest(&backups, &page).map(v1_backup_json).collect();
-    Ok(axum::Json(items).into_response())
+    let mut headers = HeaderMap::new();
+    if let Some(v) = refreshed_at.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(CATALOG_REFRESHED_AT, v);
+    }
+    Ok((headers, axum::Json(items)).into_response())
 }
 
 /// `GET /backups/{id}`: one backup task, as an item of the list.
@@ -562,10 +591,20 @@ async fn download(
     let (_, name) = complete_backup(&state, raw_id).await?;
     let config = state.config();
     let mut failures = Vec::new();
-    let mut copies = destinations::find_backup(&config, None, &name).map_err(|e| internal(&e))?;
+    // The catalog's copies, each checked against its manifest in the store; without any,
+    // the destinations are listed as before the catalog knew them.
+    let cached = crate::catalog::find(&config, &state.ctx.tasks, &name)
+        .await
+        .unwrap_or_default();
+    let mut copies = if cached.is_empty() {
+        destinations::find_backup(&config, None, &name).map_err(|e| internal(&e))?
+    } else {
+        futures::stream::iter(cached.into_iter().map(Ok)).boxed()
+    };
     while let Some(copy) = copies.next().await {
         let attempt = async {
             let (d, entry) = copy?;
+            crate::catalog::verify(&d, &entry).await?;
             let mut object = d.destination.get(&entry.archive_key).await?;
             // The header is read before answering, so a store that fails at once gives an
             // error status, not a truncated 200, and an archive bound to another backup

@@ -6,6 +6,7 @@ use futures::StreamExt as _;
 use serde_json::json;
 use service_backup_core::catalog::BackupEntry;
 
+use crate::catalog;
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
 use crate::destinations;
@@ -23,15 +24,33 @@ pub struct Show {
     pub deleted: bool,
     /// Every instance's backups, not only this agent's.
     pub all_instances: bool,
+    /// How much of the destinations to list to refresh the catalog first.
+    pub refresh: catalog::Mode,
 }
 
 /// Lists the complete backups of every (or one) destination, newest first.
 pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     let config = load_config(path)?;
-    let mut listings = destinations::backups(&config, only)?;
     let rt = runtime()?;
     let as_json = show.json;
     let instance = rt.block_on(identity::this_instance(&config));
+    // From the local catalog, refreshed with what is new; should the task database not
+    // open (a state_dir this user cannot write), from the destinations as they are.
+    let opened = rt.block_on(Tasks::open(&context::state_dir(&config)));
+    let mut listings = match &opened {
+        Ok(tasks) => catalog::backups(
+            &config,
+            tasks.clone(),
+            only,
+            instance.clone(),
+            show.refresh,
+            show.all_instances,
+        )?,
+        Err(e) => {
+            tracing::warn!(error = %e, "the catalog cannot be used: listing the destinations whole");
+            destinations::backups(&config, only)?
+        }
+    };
     let deleted: Vec<Task> = if show.deleted {
         rt.block_on(async {
             let tasks = Tasks::open(&context::state_dir(&config)).await?;
@@ -50,6 +69,15 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     while let Some(listed) = rt.block_on(listings.next()) {
         match listed {
             Ok((dest, entries)) => {
+                // The catalog holds only this instance's backups read; it counts the others.
+                if let Ok(tasks) = &opened
+                    && !show.all_instances
+                {
+                    let (key, me) = (catalog::key_of(&dest), instance.clone());
+                    others += rt
+                        .block_on(tasks.catalog(move |s| s.catalog_others(&key, &me)))
+                        .unwrap_or(0);
+                }
                 let name = dest.name;
                 for e in entries {
                     if show.all_instances || e.manifest.instance_id == instance {

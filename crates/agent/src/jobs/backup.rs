@@ -386,11 +386,30 @@ async fn upload(
             passphrase: backup_password(config, ctx),
         },
     };
+    // Each backup stored enters the catalog at once, so that lists show it at once.
+    let stored_to = targets.clone();
     let outcomes = run_backup(plan, targets, bar.clone(), cancel.clone()).await;
     bar.finish();
     for outcome in outcomes? {
         match outcome.result {
             Ok(manifest) => {
+                if let Some(target) = stored_to.iter().find(|t| t.name == outcome.name) {
+                    let manifest_key = service_backup_core::layout::Layout::sibling(
+                        &outcome.archive_key,
+                        &format!(
+                            "{}{}",
+                            manifest.name,
+                            service_backup_core::layout::MANIFEST_EXT
+                        ),
+                    );
+                    let entry = service_backup_core::catalog::BackupEntry {
+                        manifest: manifest.clone(),
+                        manifest_key,
+                        archive_key: outcome.archive_key.clone(),
+                        archive_size: manifest.stored_bytes,
+                    };
+                    crate::catalog::record(&ctx.tasks, target, entry).await;
+                }
                 report.stored_in.push(outcome.name.clone());
                 report.plain_bytes = manifest.plain_bytes;
                 report.stored_bytes = manifest.stored_bytes;

@@ -78,10 +78,11 @@ pub async fn prune(
             dest.name
         );
         tracing::info!(destination_name = %dest.name, backup_name = %name, retention = %policy, "Backup deleted");
-        if let Some(tasks) = tasks
-            && let Err(e) = tasks.mark_deleted(name.clone(), reason).await
-        {
-            tracing::error!(backup_name = %name, error = %e, "The task of a deleted backup could not be updated");
+        if let Some(tasks) = tasks {
+            if let Err(e) = tasks.mark_deleted(name.clone(), reason).await {
+                tracing::error!(backup_name = %name, error = %e, "The task of a deleted backup could not be updated");
+            }
+            crate::catalog::forget(tasks, dest, &planned.entry.manifest_key).await;
         }
     }
     for kept in &outcome.kept_locked {

@@ -272,7 +272,10 @@ pub async fn from_destinations(
     // (by name) from the next one that has it, saying so; a verify reports the damage.
     let mut pinned: Option<Selector> = None;
     let mut damaged: Option<Error> = None;
-    let mut listings = destinations::backups(config, plan.destination.as_deref())?;
+    let mut listings = match from_catalog(config, plan, instance.as_deref()).await {
+        Some(listed) => futures::stream::iter(listed).boxed(),
+        None => destinations::backups(config, plan.destination.as_deref())?,
+    };
     while let Some(listed) = listings.next().await {
         let selector = pinned.clone().unwrap_or_else(|| plan.selector.clone());
         let attempt = async {
@@ -294,6 +297,10 @@ pub async fn from_destinations(
                     None => (e, None),
                 })?
                 .clone();
+            // Picked from the catalog: its manifest must still be the one in the store.
+            crate::catalog::verify(&d, &entry)
+                .await
+                .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
             let stats = restore_entry(d.destination.clone(), &entry, plan, bar.clone()).await;
             bar.finish();
@@ -419,6 +426,36 @@ pub async fn locate(
     }
     Err(last_error
         .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
+}
+
+/// This instance's backups (or those of `instance`) from the refreshed catalog, when
+/// every destination could be refreshed and one holds the backup `plan` selects; `None`
+/// sends the caller to the destinations themselves (another instance's backup, one the
+/// catalog does not know, a `state_dir` that cannot be opened).
+async fn from_catalog(
+    config: &Config,
+    plan: &RestorePlan,
+    instance: Option<&str>,
+) -> Option<Vec<Result<destinations::Listing>>> {
+    let own = instance?.to_string();
+    let tasks = Tasks::open(&crate::context::state_dir(config)).await.ok()?;
+    let listed: Vec<Result<destinations::Listing>> = crate::catalog::backups(
+        config,
+        tasks,
+        plan.destination.as_deref(),
+        own,
+        crate::catalog::Mode::Auto,
+        false,
+    )
+    .ok()?
+    .collect()
+    .await;
+    let found = listed.iter().all(Result::is_ok)
+        && listed
+            .iter()
+            .flatten()
+            .any(|(_, entries)| select(entries, &plan.selector).is_ok());
+    found.then_some(listed)
 }
 
 /// The instance whose backups to restore: `own`; or, on a new VM that has none of its own

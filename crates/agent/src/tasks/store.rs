@@ -85,6 +85,28 @@ const MIGRATIONS: &[&str] = &[
     // health status: failed on every destination or only on some.
     "ALTER TABLE tasks ADD COLUMN stored_destinations TEXT;
     ALTER TABLE tasks ADD COLUMN failed_destinations TEXT;",
+    // 7: the catalog of what this agent has seen in its destinations (`catalog`): one row
+    // per manifest key, and per destination when it was last refreshed.
+    "CREATE TABLE catalog (
+        destination TEXT NOT NULL,
+        manifest_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sound', 'damaged', 'unread')),
+        instance_id TEXT,
+        started_at TEXT,
+        archive_key TEXT,
+        archive_size INTEGER,
+        manifest TEXT,
+        problem TEXT,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (destination, manifest_key)
+    );
+    CREATE INDEX catalog_by_instance ON catalog (destination, instance_id, started_at);
+    CREATE TABLE catalog_refreshes (
+        destination TEXT PRIMARY KEY,
+        refreshed_at TEXT NOT NULL,
+        full_at TEXT
+    );",
 ];
 
 /// What a task is.
@@ -704,5 +726,6 @@ fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
+pub mod catalog;
 #[cfg(test)]
 mod tests;

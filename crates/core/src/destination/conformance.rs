@@ -172,6 +172,21 @@ pub async fn run_all(dest: &dyn Destination, prefix: &str) {
         2,
         "{what}: list after nothing"
     );
+    // after a day folder: the whole folder and what follows; across folders of the year
+    for (start, expected) in [
+        (p("tree/2026/11/22/"), 2),
+        (p("tree/2026/11/"), 2),
+        (p("tree/2026/11/22/a"), 2),
+        (p("tree/2026/11/22/b"), 1),
+        (p("tree/2026/11/3"), 0),
+        (p("tree/2025/12/31/z.json"), 2),
+    ] {
+        assert_eq!(
+            dest.list_after(&p("tree/"), &start).await.unwrap().len(),
+            expected,
+            "{what}: list after {start}"
+        );
+    }
 
     // delete, and deleting again is fine; missing objects are NotFound
     dest.delete(&p("tree/2026/11/22/a.json")).await.unwrap();

@@ -9,6 +9,14 @@ use crate::error::{Error, ErrorKind, Result};
 /// a million names (about 100 MB held) means a broken or hostile listing, not backups.
 pub const MAX_LISTING_ENTRIES: usize = 1_000_000;
 
+/// Whether every key below the directory `dir_key` sorts before `start_after`, so that a
+/// listing after that key (on a store of real directories) need not read it: its keys all
+/// start with `dir_key/`, which sorts before `start_after` without being the start of it.
+pub fn sorts_wholly_before(dir_key: &str, start_after: &str) -> bool {
+    let dir = format!("{dir_key}/");
+    !dir_key.is_empty() && !start_after.starts_with(&dir) && dir.as_str() < start_after
+}
+
 /// Counts what a listing holds and the markers it followed, for one listing.
 #[derive(Debug)]
 pub struct ListingGuard {
@@ -84,5 +92,25 @@ mod tests {
             err.to_string().contains("more than 1000000 entries"),
             "{err}"
         );
+    }
+    #[test]
+    fn only_directories_wholly_before_the_start_are_skipped() {
+        let after = "p/2026/11/22/b.json";
+        for (dir, skipped) in [
+            ("p/2025", true),
+            ("p/2026/10", true),
+            ("p/2026/11/21", true),
+            ("p/2026/11/22", false),
+            ("p/2026/11", false),
+            ("p", false),
+            ("p/2026/11/23", false),
+            ("p/2027", false),
+            ("", false),
+        ] {
+            assert_eq!(sorts_wholly_before(dir, after), skipped, "{dir}");
+        }
+        // `p/2026/11/2` holds keys like `p/2026/11/2/x`, and `/` sorts before `2`.
+        assert!(sorts_wholly_before("p/2026/11/2", after));
+        assert!(!sorts_wholly_before("p/2026/11/22", "p/2026/11/22/"));
     }
 }

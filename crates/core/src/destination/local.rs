@@ -175,7 +175,13 @@ impl Destination for LocalDestination {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
-        blocking(move || list_dir(&root, &prefix)).await
+        blocking(move || list_dir(&root, &prefix, "")).await
+    }
+
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let (prefix, start_after) = (prefix.to_string(), start_after.to_string());
+        blocking(move || list_dir(&root, &prefix, &start_after)).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -192,7 +198,7 @@ impl Destination for LocalDestination {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
-            Ok(walk(&root, &prefix, true)?
+            Ok(walk(&root, &prefix, true, "")?
                 .into_iter()
                 .filter_map(|temp| {
                     let key = temp_target(&temp.key)?;
@@ -230,13 +236,25 @@ pub fn temp_target(temp_key: &str) -> Option<String> {
     (!name.is_empty() && !token.is_empty() && !token.contains('/')).then(|| format!("{dir}{name}"))
 }
 
-fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
-    walk(root, prefix, false)
+fn list_dir(root: &Path, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+    walk(root, prefix, false, start_after)
 }
 
-/// The files under `prefix`: the visible ones, or with `temporary` only the hidden
-/// temporary files of uploads (whose keys need not start with `prefix`).
-fn walk(root: &Path, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
+/// The key of a path below `root`.
+fn key_of(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .expect("walked below the root")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The files under `prefix` whose keys sort after `start_after`: the visible ones, or with
+/// `temporary` only the hidden temporary files of uploads (whose keys need not start with
+/// `prefix`). Directories that sort wholly before `start_after` are not read, so a listing
+/// of what is new reads the newest day folders only.
+fn walk(root: &Path, prefix: &str, temporary: bool, start_after: &str) -> Result<Vec<ObjectMeta>> {
     // Start at the deepest directory the prefix names, so a large tree is not walked whole.
     let start = match prefix.rfind('/') {
         Some(i) => root.join(&prefix[..i]),
@@ -246,7 +264,14 @@ fn walk(root: &Path, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
     if !start.is_dir() {
         return Ok(out);
     }
-    for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
+    let walker = walkdir::WalkDir::new(&start)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            !e.file_type().is_dir()
+                || !super::sorts_wholly_before(&key_of(root, e.path()), start_after)
+        });
+    for entry in walker {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(&start).to_path_buf();
             match e.into_io_error() {
@@ -258,16 +283,8 @@ fn walk(root: &Path, prefix: &str, temporary: bool) -> Result<Vec<ObjectMeta>> {
         if hidden != temporary || !entry.file_type().is_file() {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("walked below the root");
-        let key = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if !temporary && !key.starts_with(prefix) {
+        let key = key_of(root, entry.path());
+        if !temporary && (!key.starts_with(prefix) || key.as_str() <= start_after) {
             continue;
         }
         let meta = entry

@@ -541,9 +541,11 @@ async fn the_list_has_backups_and_restores_newest_first_with_their_tasks() {
     let api = Api::new("").await;
     let (status, empty) = api.get("/backups").await;
     assert_eq!(status, StatusCode::OK);
+    let refreshed = empty["catalog_refreshed_at"].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(refreshed).unwrap_or_else(|e| panic!("{empty}: {e}"));
     assert_eq!(
         empty,
-        json!({"instance_id": INSTANCE, "backups": [], "restores": []})
+        json!({"instance_id": INSTANCE, "backups": [], "restores": [], "catalog_refreshed_at": refreshed})
     );
     let failed = api.ran(None).await;
     let name = "20260102T030405Z-vm-0123abcd";
@@ -579,6 +581,106 @@ async fn the_list_has_backups_and_restores_newest_first_with_their_tasks() {
     let restore_task = &restores[0]["backup_agent_tasks"][0];
     assert_eq!(restore_task["backup_name"], name, "{list}");
     assert_eq!(restore_task["trigger"], "api", "{list}");
+}
+
+/// Writes a complete backup of this instance, started on 2 January 2026 at `hour`, into
+/// the local destination as an agent sharing it would; returns its name.
+fn stored_backup(api: &Api, hour: u32) -> String {
+    use chrono::TimeZone as _;
+    use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
+    let at = chrono::Utc
+        .with_ymd_and_hms(2026, 1, 2, hour, 0, 0)
+        .unwrap();
+    let name = format!("{}-{INSTANCE}-0000abcd", at.format("%Y%m%dT%H%M%SZ"));
+    let manifest = Manifest {
+        format_version: MANIFEST_VERSION,
+        name: name.clone(),
+        instance_id: INSTANCE.into(),
+        deployment: None,
+        started_at: at,
+        finished_at: at,
+        source_folder: "/s".into(),
+        file_count: 1,
+        plain_bytes: 1,
+        stored_bytes: 3,
+        sha256: "00".repeat(32),
+        archive: format!("{name}.tar.gz"),
+        compression: Compression {
+            algorithm: "gzip".into(),
+            level: 6,
+        },
+        encryption: None,
+        agent_version: "test".into(),
+        locked_until: None,
+    };
+    let day = api.dir.path().join("backups/2026/01/02");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::write(day.join(format!("{name}.tar.gz")), [0x1f, 0x8b, 0]).unwrap();
+    std::fs::write(day.join(format!("{name}.json")), manifest.to_json()).unwrap();
+    name
+}
+
+fn names_listed(list: &Value) -> Vec<String> {
+    list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| {
+            b["backup_agent_task"]["backup_name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_list_answers_from_the_catalog_and_says_how_fresh_it_is() {
+    let api = Api::new("").await;
+    let first = stored_backup(&api, 3);
+    let (status, list) = api.get("/backups").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(names_listed(&list), std::slice::from_ref(&first), "{list}");
+    let refreshed = list["catalog_refreshed_at"].as_str().unwrap().to_string();
+
+    // A backup written since is not listed until the next refresh: the answer came from
+    // the catalog, not from a listing of the store, and says when that was made.
+    let second = stored_backup(&api, 4);
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(names_listed(&list), std::slice::from_ref(&first), "{list}");
+    assert_eq!(list["catalog_refreshed_at"], refreshed.as_str());
+
+    // The store gone (its folder replaced by a file): the list still answers.
+    let backups = api.dir.path().join("backups");
+    std::fs::rename(&backups, api.dir.path().join("moved")).unwrap();
+    std::fs::write(&backups, b"not a folder").unwrap();
+    let (status, list) = api.get("/backups").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(names_listed(&list), std::slice::from_ref(&first), "{list}");
+    let (status, headers, v1) = api
+        .call_with_headers(
+            Method::GET,
+            &format!("/v1/instances/{INSTANCE}/backups"),
+            Some(&format!("Bearer {TOKEN}")),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(v1[0]["backup_id"], first.as_str(), "{v1}");
+    assert_eq!(headers["x-catalog-refreshed-at"], refreshed.as_str());
+
+    // Back, and the catalog older than the full refresh's period: the next list lists the
+    // store whole (the new backup is in an old day folder, which only a full listing sees).
+    std::fs::remove_file(&backups).unwrap();
+    std::fs::rename(api.dir.path().join("moved"), &backups).unwrap();
+    let tasks = api.state.ctx.tasks.clone();
+    tasks
+        .catalog(|s| s.catalog_age_for_tests(crate::catalog::FULL_REFRESH_EVERY))
+        .await
+        .unwrap();
+    let (_, list) = api.get("/backups").await;
+    assert_eq!(names_listed(&list), [second, first], "{list}");
+    assert_ne!(list["catalog_refreshed_at"], refreshed.as_str());
 }
 
 #[tokio::test]

@@ -1,0 +1,344 @@
+//! The catalog table: what this agent has seen in each destination (one row per manifest
+//! key), so that lists, downloads, restores and prunes pick backups without listing the
+//! store, and refreshes read only what is new.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension as _, params};
+use service_backup_core::Result;
+use service_backup_core::catalog::BackupEntry;
+use service_backup_core::catalog::refresh::{Found, Refreshed};
+use service_backup_core::manifest::Manifest;
+
+use super::{Store, db_error};
+
+/// When a destination's catalog was last refreshed, and last listed whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshes {
+    /// The start of the last refresh that succeeded.
+    pub refreshed_at: DateTime<Utc>,
+    /// The start of the last full refresh that succeeded.
+    pub full_at: Option<DateTime<Utc>>,
+}
+
+/// How many backups a destination's catalog holds, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Read, with their archives.
+    pub sound: u64,
+    /// Unreadable or without their archives.
+    pub damaged: u64,
+    /// Listed, not read yet.
+    pub unread: u64,
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Store {
+    /// The manifest keys of `destination` already read (sound or damaged).
+    pub fn catalog_read_keys(&self, destination: &str) -> Result<HashSet<String>> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT manifest_key FROM catalog WHERE destination = ?1 AND state != 'unread'",
+            )
+            .map_err(db)?;
+        let keys = stmt
+            .query_map(params![destination], |r| r.get::<_, String>(0))
+            .map_err(db)?
+            .collect::<rusqlite::Result<HashSet<String>>>()
+            .map_err(db)?;
+        Ok(keys)
+    }
+
+    /// When `destination` was last refreshed, if ever.
+    pub fn catalog_refreshes(&self, destination: &str) -> Result<Option<Refreshes>> {
+        let row: Option<(String, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT refreshed_at, full_at FROM catalog_refreshes WHERE destination = ?1",
+                params![destination],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(row.and_then(|(at, full)| {
+            Some(Refreshes {
+                refreshed_at: parse_stamp(&at)?,
+                full_at: full.as_deref().and_then(parse_stamp),
+            })
+        }))
+    }
+
+    /// Records what a refresh of `destination` that started at `started` found, in one
+    /// transaction: a full refresh drops what it did not list.
+    pub fn catalog_apply(
+        &self,
+        destination: &str,
+        refreshed: &Refreshed,
+        started: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(destination, refreshed, Some(started))
+    }
+
+    /// Writes what `refreshed` found; with `started` (a refresh), also drops what the range
+    /// listed no longer holds and records the refresh.
+    fn write(
+        &self,
+        destination: &str,
+        refreshed: &Refreshed,
+        started: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let tx = self.conn.unchecked_transaction().map_err(db)?;
+        let seen = stamp(Utc::now());
+        if started.is_some() {
+            let present = &refreshed.present;
+            // The range listed: everything, or the keys after the start.
+            let after = refreshed.listed_after.as_deref().unwrap_or("");
+            let held: Vec<String> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT manifest_key FROM catalog WHERE destination = ?1 AND manifest_key > ?2",
+                    )
+                    .map_err(db)?;
+                stmt.query_map(params![destination, after], |r| r.get::<_, String>(0))
+                    .map_err(db)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(db)?
+            };
+            let mut delete = tx
+                .prepare("DELETE FROM catalog WHERE destination = ?1 AND manifest_key = ?2")
+                .map_err(db)?;
+            for key in held.iter().filter(|k| !present.contains(*k)) {
+                delete.execute(params![destination, key]).map_err(db)?;
+            }
+            let mut touch = tx
+                .prepare("UPDATE catalog SET last_seen = ?3 WHERE destination = ?1 AND manifest_key = ?2")
+                .map_err(db)?;
+            for key in present {
+                touch.execute(params![destination, key, seen]).map_err(db)?;
+            }
+        }
+        {
+            let mut lost = tx
+                .prepare(
+                    "UPDATE catalog SET state = 'damaged', problem = 'its archive is missing', last_seen = ?3
+                     WHERE destination = ?1 AND manifest_key = ?2",
+                )
+                .map_err(db)?;
+            for key in &refreshed.lost_archive {
+                lost.execute(params![destination, key, seen]).map_err(db)?;
+            }
+            let mut upsert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO catalog (destination, manifest_key, name, state, instance_id,
+                        started_at, archive_key, archive_size, manifest, problem, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(db)?;
+            for listed in &refreshed.changed {
+                let (state, entry, problem) = match &listed.found {
+                    Found::Sound(entry) => ("sound", Some(&**entry), None),
+                    Found::Damaged { problem } => ("damaged", None, Some(problem.as_str())),
+                    Found::Unread => ("unread", None, None),
+                };
+                upsert
+                    .execute(params![
+                        destination,
+                        listed.manifest_key,
+                        listed.name,
+                        state,
+                        entry.map(|e| e.manifest.instance_id.as_str()),
+                        entry.map(|e| stamp(e.manifest.started_at)),
+                        entry.map(|e| e.archive_key.as_str()),
+                        entry.map(|e| i64::try_from(e.archive_size).unwrap_or(i64::MAX)),
+                        entry.map(|e| String::from_utf8_lossy(&e.manifest.to_json()).into_owned()),
+                        problem,
+                        seen,
+                    ])
+                    .map_err(db)?;
+            }
+        }
+        let Some(started) = started else {
+            return tx.commit().map_err(db);
+        };
+        let full = refreshed.listed_after.is_none().then(|| stamp(started));
+        tx.execute(
+            "INSERT INTO catalog_refreshes (destination, refreshed_at, full_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (destination) DO UPDATE SET refreshed_at = ?2,
+                full_at = COALESCE(?3, catalog_refreshes.full_at)",
+            params![destination, stamp(started), full],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Records a backup this agent just stored in `destination`.
+    pub fn catalog_add(&self, destination: &str, entry: &BackupEntry) -> Result<()> {
+        let refreshed = Refreshed {
+            changed: vec![service_backup_core::catalog::refresh::Listed {
+                manifest_key: entry.manifest_key.clone(),
+                name: entry.manifest.name.clone(),
+                found: Found::Sound(Box::new(entry.clone())),
+            }],
+            ..Refreshed::default()
+        };
+        // Only the row: the destination's refresh times stay those of its last refresh.
+        self.write(destination, &refreshed, None)
+    }
+
+    /// Forgets the backup whose manifest is `manifest_key` in `destination` (deleted).
+    pub fn catalog_remove(&self, destination: &str, manifest_key: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM catalog WHERE destination = ?1 AND manifest_key = ?2",
+                params![destination, manifest_key],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
+    /// The sound backups of `destination` (of `instance` only, when given), newest first.
+    pub fn catalog_entries(
+        &self,
+        destination: &str,
+        instance: Option<&str>,
+    ) -> Result<Vec<BackupEntry>> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT manifest_key, archive_key, archive_size, manifest FROM catalog
+                 WHERE destination = ?1 AND state = 'sound' AND (?2 IS NULL OR instance_id = ?2)
+                 ORDER BY started_at DESC, name DESC",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![destination, instance], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (manifest_key, archive_key, size, json) = row.map_err(db)?;
+            // A row this agent wrote parses; one that does not is left out, as a damaged
+            // manifest is, until the next full refresh reads it again.
+            let Ok(manifest) = Manifest::from_json(json.as_bytes()) else {
+                continue;
+            };
+            out.push(BackupEntry {
+                manifest,
+                manifest_key,
+                archive_key,
+                archive_size: u64::try_from(size).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sound backup `name` of `destination`, if the catalog holds it.
+    pub fn catalog_entry(&self, destination: &str, name: &str) -> Result<Option<BackupEntry>> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let row: Option<(String, String, i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT manifest_key, archive_key, archive_size, manifest FROM catalog
+                 WHERE destination = ?1 AND name = ?2 AND state = 'sound'",
+                params![destination, name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        Ok(row.and_then(|(manifest_key, archive_key, size, json)| {
+            Some(BackupEntry {
+                manifest: Manifest::from_json(json.as_bytes()).ok()?,
+                manifest_key,
+                archive_key,
+                archive_size: u64::try_from(size).unwrap_or(0),
+            })
+        }))
+    }
+
+    /// How many backups of instances other than `instance` the catalog of `destination`
+    /// holds (read or not).
+    pub fn catalog_others(&self, destination: &str, instance: &str) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM catalog WHERE destination = ?1 AND state != 'damaged'
+                 AND (instance_id IS NULL OR instance_id != ?2)",
+                params![destination, instance],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// How many backups the catalog of `destination` holds, by state.
+    pub fn catalog_counts(&self, destination: &str) -> Result<Counts> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM catalog WHERE destination = ?1 GROUP BY state")
+            .map_err(db)?;
+        let mut counts = Counts::default();
+        for row in stmt
+            .query_map(params![destination], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db)?
+        {
+            let (state, n) = row.map_err(db)?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match state.as_str() {
+                "sound" => counts.sound = n,
+                "damaged" => counts.damaged = n,
+                _ => counts.unread = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Makes every catalog's refresh times (the last and the last full) `by` older, as if that much time had passed.
+    #[cfg(test)]
+    pub fn catalog_age_for_tests(&self, by: std::time::Duration) -> Result<()> {
+        let by = chrono::Duration::from_std(by).unwrap_or_default();
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT destination, refreshed_at FROM catalog_refreshes")
+                .map_err(db)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?
+        };
+        for (dest, at) in rows {
+            let Some(at) = parse_stamp(&at) else { continue };
+            self.conn
+                .execute(
+                    "UPDATE catalog_refreshes SET refreshed_at = ?2, full_at = ?2 WHERE destination = ?1",
+                    params![dest, stamp(at - by)],
+                )
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+}
