@@ -2,7 +2,7 @@
 //! task database and refreshed incrementally (`service_backup_core::catalog::refresh`), so
 //! that lists and the API pick backups without listing and reading a shared prefix whole.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -169,10 +169,6 @@ pub async fn cached(
     Ok((out, oldest.flatten()))
 }
 
-/// Only one background refresh at a time in this process.
-static REFRESHING: LazyLock<Arc<tokio::sync::Mutex<()>>> =
-    LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
-
 /// Starts a refresh of this instance's catalogs in the background when the oldest was
 /// refreshed more than `max_age` ago (and none is running), and waits for it at most
 /// `budget`: a caller answering a request answers from the catalog either way. Returns
@@ -190,7 +186,9 @@ pub async fn refresh_in_background(
     if fresh {
         return false;
     }
-    let Ok(guard) = REFRESHING.clone().try_lock_owned() else {
+    // One background refresh at a time per task database (agent), not per process: the
+    // agents of a process's tests must not keep each other's catalogs stale.
+    let Some(guard) = tasks.try_refresh() else {
         return false;
     };
     let job = tokio::spawn(async move {

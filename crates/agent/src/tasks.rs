@@ -40,6 +40,8 @@ pub struct Tasks {
     store: Arc<Mutex<Store>>,
     /// The byte counters of the restores running in this process, by task id.
     live: Arc<Mutex<HashMap<i64, Arc<Counters>>>>,
+    /// Held while a background refresh of this database's catalog runs: one at a time.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tasks {
@@ -50,7 +52,14 @@ impl Tasks {
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             live: Arc::default(),
+            refreshing: Arc::default(),
         })
+    }
+
+    /// The right to refresh this database's catalog in the background, unless a refresh
+    /// already runs.
+    pub fn try_refresh(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.refreshing.clone().try_lock_owned().ok()
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T>
