@@ -215,9 +215,12 @@ pub async fn refresh_all(config: &Config, tasks: &Tasks, instance_id: &str, mode
     }
 }
 
-/// Checks `entry`, picked from the catalog, against its manifest in the store as it is
-/// now: a manifest gone or changed since the catalog read it is an error.
-pub async fn verify(target: &Target, entry: &BackupEntry) -> Result<()> {
+/// `entry`, picked from the catalog, as its manifest in the store is now: the catalog is a
+/// cache and never changes what a restore or a download finds. A manifest rewritten since
+/// the catalog read it is taken as the store has it (the restore then checks the archive
+/// against it, as without a catalog); one gone, or now naming another backup or instance,
+/// is an error.
+pub async fn current(target: &Target, entry: &BackupEntry) -> Result<BackupEntry> {
     let bytes = get_small(
         &*target.destination,
         &entry.manifest_key,
@@ -226,16 +229,25 @@ pub async fn verify(target: &Target, entry: &BackupEntry) -> Result<()> {
     .await?;
     let now = Manifest::from_json(&bytes)?;
     if now == entry.manifest {
-        Ok(())
-    } else {
-        Err(Error::new(
+        return Ok(entry.clone());
+    }
+    if now.name != entry.manifest.name || now.instance_id != entry.manifest.instance_id {
+        return Err(Error::new(
             ErrorKind::Corrupt,
             format!(
-                "the manifest of backup {} changed since the catalog read it",
-                entry.manifest.name
+                "the manifest of backup {} now names backup {} of instance {}",
+                entry.manifest.name, now.name, now.instance_id
             ),
-        ))
+        ));
     }
+    tracing::info!(
+        backup_name = %entry.manifest.name,
+        "the manifest changed since the catalog read it; using the store's"
+    );
+    Ok(BackupEntry {
+        manifest: now,
+        ..entry.clone()
+    })
 }
 
 /// Records a backup this agent just stored in `target`, so that it is listed at once.

@@ -604,7 +604,7 @@ async fn download(
     while let Some(copy) = copies.next().await {
         let attempt = async {
             let (d, entry) = copy?;
-            crate::catalog::verify(&d, &entry).await?;
+            let entry = crate::catalog::current(&d, &entry).await?;
             let mut object = d.destination.get(&entry.archive_key).await?;
             // The header is read before answering, so a store that fails at once gives an
             // error status, not a truncated 200, and an archive bound to another backup

@@ -297,8 +297,8 @@ pub async fn from_destinations(
                     None => (e, None),
                 })?
                 .clone();
-            // Picked from the catalog: its manifest must still be the one in the store.
-            crate::catalog::verify(&d, &entry)
+            // Picked from the catalog: what counts is its manifest in the store now.
+            let entry = crate::catalog::current(&d, &entry)
                 .await
                 .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
