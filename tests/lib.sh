@@ -9,6 +9,11 @@
 SCRIPT=${SCRIPT:-tests/run.sh}
 WORK_PREFIX=${WORK_PREFIX:-service-backup-tests}
 
+# A command that fails under `set -e` says which one and where, instead of ending the run
+# without a word (a server's set-up function failed silently once on a fresh machine).
+set -E
+trap 'echo "$SCRIPT: stopped: \`$BASH_COMMAND\` failed (status $?) at ${BASH_SOURCE[0]:-?}:$LINENO" >&2' ERR
+
 log() { printf '==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$WORK_PREFIX.XXXXXX")
