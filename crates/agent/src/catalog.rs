@@ -215,11 +215,11 @@ pub async fn refresh_all(config: &Config, tasks: &Tasks, instance_id: &str, mode
     }
 }
 
-/// `entry`, picked from the catalog, as its manifest in the store is now: the catalog is a
-/// cache and never changes what a restore or a download finds. A manifest rewritten since
-/// the catalog read it is taken as the store has it (the restore then checks the archive
-/// against it, as without a catalog); one gone, or now naming another backup or instance,
-/// is an error.
+/// `entry`, picked from the catalog, as its manifest and archive in the store are now: the
+/// catalog is a cache and never changes what a restore or a download finds. A manifest
+/// rewritten since the catalog read it is taken as the store has it, and the archive's
+/// size as listed now (the restore then checks the archive against them, as without a
+/// catalog); a manifest gone, or now naming another backup or instance, is an error.
 pub async fn current(target: &Target, entry: &BackupEntry) -> Result<BackupEntry> {
     let bytes = get_small(
         &*target.destination,
@@ -228,8 +228,28 @@ pub async fn current(target: &Target, entry: &BackupEntry) -> Result<BackupEntry
     )
     .await?;
     let now = Manifest::from_json(&bytes)?;
+    // Listed now, as a restore without a catalog lists it; gone is an error there too.
+    let archive_size = target
+        .destination
+        .list(&entry.archive_key)
+        .await?
+        .into_iter()
+        .find(|o| o.key == entry.archive_key)
+        .map(|o| o.size)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the archive of backup {} is gone: {}",
+                    entry.manifest.name, entry.archive_key
+                ),
+            )
+        })?;
     if now == entry.manifest {
-        return Ok(entry.clone());
+        return Ok(BackupEntry {
+            archive_size,
+            ..entry.clone()
+        });
     }
     if now.name != entry.manifest.name || now.instance_id != entry.manifest.instance_id {
         return Err(Error::new(
@@ -246,6 +266,7 @@ pub async fn current(target: &Target, entry: &BackupEntry) -> Result<BackupEntry
     );
     Ok(BackupEntry {
         manifest: now,
+        archive_size,
         ..entry.clone()
     })
 }
