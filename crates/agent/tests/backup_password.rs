@@ -224,7 +224,6 @@ fn decrypt_from_fd(
     fd: &str,
     limit: std::time::Duration,
 ) -> (common::Run, std::time::Duration) {
-    use std::process::{Command, Stdio};
     let archive = env.path("ok-passphrase.sbak");
     std::fs::write(
         &archive,
@@ -232,13 +231,9 @@ fn decrypt_from_fd(
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let mut child = Command::new(common::binary())
+    let mut child = common::piped(env.dir.path())
         .args(["decrypt", "--passphrase-fd", fd, "--output", "out.tar.gz"])
         .arg(&archive)
-        .current_dir(env.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     while child.try_wait().unwrap().is_none() {

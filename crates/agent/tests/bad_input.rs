@@ -30,15 +30,7 @@ const SEALED_CHUNK: usize = 65536 + 16;
 /// An env with a backup of a source larger than two chunks once compressed.
 fn env_with_big_backup() -> (Env, std::path::PathBuf) {
     let env = Env::new();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let noise: Vec<u8> = (0..400_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let noise = service_backup_testkit::incompressible(400_000, 0x2545_F491_4F6C_DD1D);
     std::fs::write(env.path("source/noise.bin"), noise).unwrap();
     let item = env.backup();
     let archive = env.archive_of(&item);
@@ -1964,12 +1956,8 @@ const API_CONFIG_ROWS: &[ApiConfigRow] = &[
 
 /// Runs `service-backup run api.yml`, which must exit within 20 s; returns how.
 fn run_briefly(env: &Env, port: u16) -> (common::Run, bool) {
-    let mut child = Command::new(common::binary())
+    let mut child = common::piped(env.dir.path())
         .args(["run", "api.yml"])
-        .current_dir(env.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();

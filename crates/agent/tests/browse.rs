@@ -6,19 +6,10 @@ mod common;
 use common::Env;
 use sha2::Digest as _;
 
-/// `len` bytes that no compressor shrinks (xorshift64), so that the archive has several
-/// blocks of 1 MiB.
+/// `len` bytes that no compressor shrinks, written to `path`, so that the archive has
+/// several blocks of 1 MiB.
 fn random_file(path: &std::path::Path, len: usize, seed: u64) {
-    let mut x = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect();
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, service_backup_testkit::incompressible(len, seed | 1)).unwrap();
 }
 
 fn env_with_blocks() -> Env {
@@ -142,23 +133,12 @@ fn restore_include_brings_back_one_file_and_one_folder_alone() {
     assert!(!target.join("dump.sql").exists());
 
     // An include that matches nothing names it, exits 1, and writes nothing.
-    let target = env.path("none");
-    let out = env.run(&[
-        "restore",
-        "config.yml",
-        "--target",
-        target.to_str().unwrap(),
-        "--include",
-        "conf",
-        "no/such/*.file",
-    ]);
-    out.expect(1);
-    assert!(
-        out.stderr.contains("\"no/such/*.file\" matches nothing"),
-        "{}",
-        out.stderr
+    include_refused(
+        &env,
+        "none",
+        &["conf", "no/such/*.file"],
+        "\"no/such/*.file\" matches nothing",
     );
-    assert!(!target.exists(), "nothing was written");
 }
 
 /// A backup made before archives carried an index (a plain one here, with its index cut
@@ -298,20 +278,23 @@ fn a_damaged_index_is_refused_and_nothing_is_written() {
     );
     assert!(out.stdout.is_empty(), "nothing listed: {}", out.stdout);
 
-    let target = env.path("t");
-    let out = env.run(&[
+    include_refused(&env, "t", &["conf"], "fails authentication");
+}
+
+/// `restore --include INCLUDES` into the folder `target` of `env` fails with exit 1 and a
+/// message holding `message`, and writes nothing.
+fn include_refused(env: &Env, target: &str, includes: &[&str], message: &str) {
+    let target = env.path(target);
+    let mut args = vec![
         "restore",
         "config.yml",
         "--target",
         target.to_str().unwrap(),
         "--include",
-        "conf",
-    ]);
+    ];
+    args.extend_from_slice(includes);
+    let out = env.run(&args);
     out.expect(1);
-    assert!(
-        out.stderr.contains("fails authentication"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(message), "{}", out.stderr);
     assert!(!target.exists(), "nothing was written");
 }

@@ -167,13 +167,9 @@ fn decrypt_into_a_pipe_closed_early_ends_quietly() {
         .collect();
     std::fs::write(env.path("source/noise.bin"), noise).unwrap();
     let item = env.backup();
-    let mut child = Command::new(binary())
+    let mut child = common::piped(env.dir.path())
         .args(["decrypt", "--key-file", "backup.key"])
         .arg(env.archive_of(&item))
-        .current_dir(env.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // What `head -c 10` does: read a little, then close the pipe.
@@ -295,14 +291,7 @@ fn commands_printing_into_a_closed_pipe_end_quietly() {
         &["list", "config.yml", "--json"],
         &["tasks", "config.yml"],
     ] {
-        let mut child = Command::new(binary())
-            .args(args)
-            .current_dir(env.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::piped(env.dir.path()).args(args).spawn().unwrap();
         // The reader is gone before the first line is printed.
         drop(child.stdout.take());
         let out = Run::from(child.wait_with_output().unwrap());

@@ -372,14 +372,7 @@ fn sigkill_mid_run_then_restart_marks_the_task_interrupted_and_recovers() {
 
 /// Runs `service-backup ARGS` and returns its output and its peak resident memory in KiB.
 fn run_measured(env: &Env, args: &[&str]) -> (common::Run, u64) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(env.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::piped(env.dir.path()).args(args).spawn().unwrap();
     let status_file = format!("/proc/{}/status", child.id());
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
@@ -701,12 +694,8 @@ fn sigterm_and_sigint_stop_a_one_shot_backup_as_they_stop_the_daemon() {
             &format!("touch {}\nsleep 30 &\nwait", started.display()),
         );
         env.write_config(&format!("source_executable: {dump}\n"));
-        let mut child = Command::new(binary())
+        let mut child = common::piped(env.dir.path())
             .args(["backup", "config.yml", "--json"])
-            .current_dir(env.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let start = Instant::now();

@@ -16,6 +16,7 @@ use azure_storage_blob::models::{
 };
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
+use service_backup_core::destination::body::AbortOnDrop;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
@@ -161,13 +162,4 @@ fn long(store: &Store, what: &str) -> Error {
             store.describe()
         ),
     )
-}
-
-/// Stops the range fetcher when the stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -7,6 +7,7 @@
 //! [`Destination::list`] shows.
 
 #[cfg(any(test, feature = "testing"))]
+pub mod body;
 pub mod conformance;
 pub mod immutability;
 pub mod listing;

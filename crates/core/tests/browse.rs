@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use chrono::{Local, Utc};
+
 use futures::StreamExt as _;
 use service_backup_core::catalog::{BackupEntry, list_backups};
 use service_backup_core::compression::Algorithm;
@@ -18,11 +18,10 @@ use service_backup_core::destination::{
 };
 use service_backup_core::format::index::EntryKind;
 use service_backup_core::format::{Key, Keyring};
-use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::layout::Layout;
 use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::ops::browse::{Selection, open_backup, restore_selected};
 use service_backup_core::ops::restore::Decryption;
-use service_backup_core::pipeline::archive::ArchiveSpec;
 use service_backup_core::progress::NoProgress;
 use service_backup_core::{ErrorKind, Result};
 use service_backup_testkit::{dump_file, noise_file};
@@ -80,18 +79,10 @@ impl Destination for Counting {
     }
 }
 
-/// `len` bytes that no compressor shrinks (xorshift64).
+/// `len` bytes that no compressor shrinks, written to `path`, so that the archive has
+/// several blocks of 1 MiB.
 fn random_file(path: &Path, len: usize, seed: u64) {
-    let mut x = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect();
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, service_backup_testkit::incompressible(len, seed | 1)).unwrap();
 }
 
 /// Several blocks of data that does not compress, a dump, a folder of small files and a
@@ -115,22 +106,10 @@ fn tree(root: &Path) {
 }
 
 fn plan(source: &Path, key: Option<Key>, compression: Algorithm) -> BackupPlan {
-    let started = Utc::now();
-    BackupPlan {
-        name: backup_name(started, "test-0").unwrap(),
-        started_at: started,
-        date: started.with_timezone(&Local).date_naive(),
-        instance_id: "test-0".into(),
-        deployment: None,
-        archive: ArchiveSpec {
-            source: source.to_path_buf(),
-            compression,
-            compression_level: 1,
-            key,
-            recipients: Vec::new(),
-            passphrase: None,
-        },
-    }
+    let mut plan = service_backup_testkit::backup_plan(source, "test-0");
+    plan.archive.key = key;
+    plan.archive.compression = compression;
+    plan
 }
 
 async fn backup(

@@ -4,13 +4,12 @@ use std::os::unix::fs::{PermissionsExt as _, symlink};
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{Local, Utc};
 use service_backup_core::ErrorKind;
 use service_backup_core::catalog::{BackupEntry, Selector, list_backups, select};
 use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination, conformance};
 use service_backup_core::format::{Key, Keyring};
-use service_backup_core::layout::{Layout, backup_name};
+use service_backup_core::layout::Layout;
 use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::ops::restore::{Decryption, RestoreInto, restore_backup};
 use service_backup_core::pipeline::archive::ArchiveSpec;
@@ -38,22 +37,11 @@ fn plan(source: &Path, key: Option<Key>) -> BackupPlan {
 }
 
 fn plan_with(source: &Path, key: Option<Key>, compression: Algorithm, level: u32) -> BackupPlan {
-    let started = Utc::now();
-    BackupPlan {
-        name: backup_name(started, "test-0").unwrap(),
-        started_at: started,
-        date: started.with_timezone(&Local).date_naive(),
-        instance_id: "test-0".into(),
-        deployment: None,
-        archive: ArchiveSpec {
-            source: source.to_path_buf(),
-            compression,
-            compression_level: level,
-            key,
-            recipients: Vec::new(),
-            passphrase: None,
-        },
-    }
+    let mut plan = service_backup_testkit::backup_plan(source, "test-0");
+    plan.archive.key = key;
+    plan.archive.compression = compression;
+    plan.archive.compression_level = level;
+    plan
 }
 
 fn target(name: &str, dest: Arc<dyn Destination>) -> Target {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
+use service_backup_core::destination::body::{AbortOnDrop, Span};
 use service_backup_core::destination::pace::MIN_PACE_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
@@ -40,14 +41,6 @@ struct Opened {
     skip: u64,
 }
 
-/// The bytes of the object a read delivers: from `start` to `end` (to the end of the body
-/// when unknown).
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: u64,
-    end: Option<u64>,
-}
-
 /// Reads `key` (its bytes `range`, cut at its end, or all of it) as a stream of chunks.
 pub(crate) async fn read(
     client: Arc<Client>,
@@ -64,19 +57,14 @@ pub(crate) async fn read(
             chunks: futures::stream::empty().boxed(),
         });
     };
-    let end = match (&range, first.total) {
-        (Some(r), Some(total)) => Some(r.end.min(total).max(start)),
-        (Some(r), None) => Some(r.end),
-        (None, total) => total,
-    };
+    let span = Span::new(range.as_ref(), first.total);
     let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-    let span = Span { start, end };
     let task = tokio::spawn(pump(client, key.to_string(), span, first, tx));
     let chunks = futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, task)| async move {
         rx.recv().await.map(|item| (item, (rx, task)))
     });
     Ok(ObjectStream {
-        size: end.map(|end| end - start),
+        size: span.bytes(),
         chunks: chunks.boxed(),
     })
 }
@@ -90,7 +78,7 @@ async fn pump(
     first: Opened,
     tx: mpsc::Sender<Result<Bytes>>,
 ) {
-    let size = span.end.map(|end| end - span.start);
+    let size = span.bytes();
     let generation = first.generation.clone();
     let mut opened = first;
     let (mut delivered, mut resumed_at, mut resumes) = (0u64, 0u64, 0u32);
@@ -248,15 +236,6 @@ fn backoff(client: &Client, n: u32) -> Duration {
         .initial_backoff
         .saturating_mul(1 << (n - 1).min(16))
         .min(policy.max_backoff)
-}
-
-/// The task reading a body, stopped when the stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt as _;
+use service_backup_core::destination::body::{AbortOnDrop, Span};
 use service_backup_core::destination::pace::MIN_PACE_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
 
 use crate::error::{convert, service_code};
 use crate::store::Store;
@@ -70,15 +70,10 @@ pub(crate) async fn read(
         }
         Err(e) => return Err(e),
     };
-    let end = match (&range, first.size) {
-        (Some(r), Some(size)) => Some(r.end.min(size).max(start)),
-        (Some(r), None) => Some(r.end),
-        (None, size) => size,
-    };
-    let size = end.map(|end| end - start);
+    let span = Span::new(range.as_ref(), first.size);
+    let size = span.bytes();
     let (tx, rx) = mpsc::unbounded_channel::<Item>();
     let budget = Arc::new(Semaphore::new(READ_AHEAD));
-    let span = Span { start, end };
     let pump = tokio::spawn(pump(store, key.to_string(), span, first, tx, budget));
     let chunks = futures::stream::unfold((rx, AbortOnDrop(pump)), |(mut rx, pump)| async move {
         // The permit is dropped as the chunk is handed on: the pump may read that much more.
@@ -87,14 +82,6 @@ pub(crate) async fn read(
     })
     .boxed();
     Ok(ObjectStream { size, chunks })
-}
-
-/// The bytes of the object a read delivers: from `start` to `end` (to the end of the
-/// body when unknown).
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: u64,
-    end: Option<u64>,
 }
 
 /// Reads the body into `tx`, within `budget` bytes ahead, resuming it where it stopped;
@@ -108,7 +95,7 @@ async fn pump(
     budget: Arc<Semaphore>,
 ) {
     let etag = first.etag.clone();
-    let size = span.end.map(|end| end - span.start);
+    let size = span.bytes();
     let mut opened = first;
     let mut delivered = 0u64;
     let mut resumes = 0u32;
@@ -225,16 +212,6 @@ fn backoff(store: &Store, n: u32) -> Duration {
         .initial_backoff
         .saturating_mul(1 << (n - 1).min(16))
         .min(policy.max_backoff)
-}
-
-/// The task reading a body, stopped when the stream is dropped: a read dropped half-way
-/// stops downloading.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// `bytes START-END/TOTAL` of a `Content-Range` header: the total.

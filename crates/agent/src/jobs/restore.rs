@@ -263,11 +263,7 @@ pub async fn from_destinations(
     };
     // A backup named explicitly is found whatever instance made it; otherwise the newest
     // (or the newest before a time) of this instance, or of the one asked for.
-    let instance = match (&plan.from_instance, &plan.selector) {
-        (Some(id), _) => Some(id.clone()),
-        (None, Selector::Named(_)) => None,
-        (None, _) => Some(identity::this_instance(config).await),
-    };
+    let instance = instance_of(config, plan).await;
     // A restore that finds its backup damaged in one destination takes the same backup
     // (by name) from the next one that has it, saying so; a verify reports the damage.
     let mut pinned: Option<Selector> = None;
@@ -280,17 +276,11 @@ pub async fn from_destinations(
         let selector = pinned.clone().unwrap_or_else(|| plan.selector.clone());
         let attempt = async {
             let (d, mut entries) = listed.map_err(|e| (e, None))?;
-            let mut others = 0;
-            let mut shown = None;
-            if let Some(own) = &instance {
-                let wanted = adopted_instance(&entries, own, plan.from_instance.is_some());
-                others = entries
-                    .iter()
-                    .filter(|e| e.manifest.instance_id != wanted)
-                    .count();
-                entries.retain(|e| e.manifest.instance_id == wanted);
-                shown = Some(wanted);
-            }
+            let (others, shown) = keep_instance(
+                &mut entries,
+                instance.as_deref(),
+                plan.from_instance.is_some(),
+            );
             let entry = select(&entries, &selector)
                 .map_err(|e| match &shown {
                     Some(id) => (of_instance(&e, id, others), None),
@@ -387,11 +377,7 @@ pub async fn locate(
     config: &Config,
     plan: &RestorePlan,
 ) -> Result<(destinations::Target, catalog::BackupEntry)> {
-    let instance = match (&plan.from_instance, &plan.selector) {
-        (Some(id), _) => Some(id.clone()),
-        (None, Selector::Named(_)) => None,
-        (None, _) => Some(identity::this_instance(config).await),
-    };
+    let instance = instance_of(config, plan).await;
     let mut last_error = None;
     let mut listings = destinations::backups(config, plan.destination.as_deref())?;
     while let Some(listed) = listings.next().await {
@@ -402,15 +388,11 @@ pub async fn locate(
                 continue;
             }
         };
-        let mut others = 0;
-        if let Some(own) = &instance {
-            let wanted = adopted_instance(&entries, own, plan.from_instance.is_some());
-            others = entries
-                .iter()
-                .filter(|e| e.manifest.instance_id != wanted)
-                .count();
-            entries.retain(|e| e.manifest.instance_id == wanted);
-        }
+        let (others, _) = keep_instance(
+            &mut entries,
+            instance.as_deref(),
+            plan.from_instance.is_some(),
+        );
         match select(&entries, &plan.selector) {
             Ok(entry) => {
                 let entry = entry.clone();
@@ -456,6 +438,32 @@ async fn from_catalog(
             .flatten()
             .any(|(_, entries)| select(entries, &plan.selector).is_ok());
     found.then_some(listed)
+}
+
+/// The instance whose backups `plan` picks from: the one asked for, none for a backup
+/// named explicitly (found whatever instance made it), else this one.
+async fn instance_of(config: &Config, plan: &RestorePlan) -> Option<String> {
+    match (&plan.from_instance, &plan.selector) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Selector::Named(_)) => None,
+        (None, _) => Some(identity::this_instance(config).await),
+    }
+}
+
+/// Keeps in `entries` only the backups of `instance` (or of the instance it adopts, see
+/// [`adopted_instance`]); returns how many others it dropped and the instance kept.
+fn keep_instance(
+    entries: &mut Vec<catalog::BackupEntry>,
+    instance: Option<&str>,
+    chosen: bool,
+) -> (usize, Option<String>) {
+    let Some(own) = instance else {
+        return (0, None);
+    };
+    let wanted = adopted_instance(entries, own, chosen);
+    let before = entries.len();
+    entries.retain(|e| e.manifest.instance_id == wanted);
+    (before - entries.len(), Some(wanted))
 }
 
 /// The instance whose backups to restore: `own`; or, on a new VM that has none of its own

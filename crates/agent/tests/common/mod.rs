@@ -110,6 +110,18 @@ pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
     file.write_all(contents.as_ref()).unwrap();
 }
 
+/// The binary in `cwd`, with no input and its output piped: a process a test watches
+/// while it runs (add the arguments, then spawn it).
+pub fn piped(cwd: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// Runs the binary with `args` in `cwd`.
 pub fn run(cwd: &Path, args: &[&str]) -> Run {
     run_with_stdin(cwd, args, None)
