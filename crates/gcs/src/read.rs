@@ -6,7 +6,7 @@
 //! first answer: a lost connection costs what was in flight, and an object rewritten
 //! meanwhile fails the read instead of yielding a mix of two objects. A body that brings
 //! less than 64 KiB within `stall_timeout` is stalled, and resumed the same way;
-//! [`MAX_RESUMES`] resumes in a row without 64 KiB of progress end the read.
+//! [`MAX_RESUMES`] resumes in a row without 8 MiB of progress end the read.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use futures::StreamExt as _;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use service_backup_core::destination::body::{AbortOnDrop, Span};
-use service_backup_core::destination::pace::MIN_PACE_BYTES;
+use service_backup_core::destination::pace::RESUME_CREDIT_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
@@ -26,7 +26,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::client::Client;
 use crate::http::transport_reason;
 
-/// How many times in a row a body cut short is resumed without 64 KiB of progress between.
+/// How many times in a row a body cut short is resumed without 8 MiB of progress between.
 pub const MAX_RESUMES: u32 = 6;
 
 /// Chunks of the body read ahead of the reader (each a few KiB to a few hundred).
@@ -105,7 +105,7 @@ async fn pump(
                     continue;
                 }
                 delivered += chunk.len() as u64;
-                if delivered - resumed_at >= MIN_PACE_BYTES {
+                if delivered - resumed_at >= RESUME_CREDIT_BYTES {
                     resumes = 0;
                 }
                 match tx.try_send(Ok(chunk)) {

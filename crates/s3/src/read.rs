@@ -12,7 +12,7 @@
 //! connection costs what was in flight, not the object, and an object rewritten meanwhile
 //! fails the read instead of yielding a mix of two objects. A body that brings less than
 //! 64 KiB within `request_timeout` is stalled, and resumed the same way. [`MAX_RESUMES`]
-//! resumes in a row without 64 KiB of progress end the read. A store that ignores `Range` answers a
+//! resumes in a row without 8 MiB of progress end the read. A store that ignores `Range` answers a
 //! resume with the whole object, whose bytes already delivered are skipped.
 
 use std::ops::Range;
@@ -23,7 +23,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use service_backup_core::destination::body::{AbortOnDrop, Span};
-use service_backup_core::destination::pace::MIN_PACE_BYTES;
+use service_backup_core::destination::pace::RESUME_CREDIT_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -34,7 +34,7 @@ use crate::store::Store;
 /// The most bytes of the body read ahead of the reader.
 pub const READ_AHEAD: usize = 8 * 1024 * 1024;
 
-/// How many times in a row a body cut short is resumed without a byte of progress between.
+/// How many times in a row a body cut short is resumed without 8 MiB of progress between.
 pub const MAX_RESUMES: u32 = 6;
 
 /// The answer to one `GetObject`: the object's size and `ETag`, and the body from `start`.
@@ -139,7 +139,7 @@ async fn pump(
                     permit
                 };
                 delivered += chunk.len() as u64;
-                if delivered - resumed_at >= MIN_PACE_BYTES {
+                if delivered - resumed_at >= RESUME_CREDIT_BYTES {
                     resumes = 0;
                 }
                 if tx.send((Ok(chunk), Some(permit))).is_err() {

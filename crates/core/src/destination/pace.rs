@@ -13,6 +13,11 @@ use crate::error::{Error, ErrorKind};
 /// The fewest bytes a body must bring within each window.
 pub const MIN_PACE_BYTES: u64 = 64 * 1024;
 
+/// The bytes a body must bring after a resume before the resumes are forgiven: a store
+/// that answers each resume with a little, then stalls, runs out of resumes instead of
+/// being read at one window's pace for ever.
+pub const RESUME_CREDIT_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The pace of one body being read.
 #[derive(Debug, Clone, Copy)]
 pub struct Pace {

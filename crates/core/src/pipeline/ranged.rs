@@ -145,6 +145,8 @@ impl RangedRead {
             pos: 0,
             object: None,
             progressed: false,
+            since_open: 0,
+            credit: self.range_bytes.max(1),
             resumes: 0,
             backoff: self.retry.initial_backoff,
             done: false,
@@ -169,6 +171,12 @@ struct OneStream {
     object: Option<BoxStream<'static, Result<Bytes>>>,
     /// Whether the current answer brought a byte.
     progressed: bool,
+    /// Bytes the current answer brought.
+    since_open: u64,
+    /// Bytes an answer must bring before its resumes are forgiven: a store that trickles
+    /// a little after each resume runs out of attempts instead of being asked for ever.
+    credit: u64,
+    /// Resumes since an answer last brought `credit` bytes.
     resumes: u32,
     backoff: std::time::Duration,
     done: bool,
@@ -186,6 +194,7 @@ impl OneStream {
                 match self.dest.get_range(&self.key, range).await {
                     Ok(object) => {
                         self.progressed = false;
+                        self.since_open = 0;
                         self.object = Some(object.chunks);
                     }
                     Err(e) => return Some(Err(e)),
@@ -196,7 +205,11 @@ impl OneStream {
                 Ok(chunk) => {
                     self.pos += chunk.len() as u64;
                     self.progressed = true;
-                    self.resumes = 0;
+                    self.since_open += chunk.len() as u64;
+                    if self.since_open >= self.credit {
+                        self.resumes = 0;
+                        self.backoff = self.retry.initial_backoff;
+                    }
                     if self.pos > self.size {
                         return Some(Err(Error::corrupt(format!(
                             "{} in {} is larger than the {} bytes its manifest says",
@@ -404,5 +417,96 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::NotFound, "{how}: {err}");
         }
+    }
+
+    /// A store whose every answer brings a few bytes, then fails temporarily: it stands
+    /// for an S3-compatible endpoint that trickles after each resume.
+    #[derive(Debug)]
+    struct Trickling {
+        inner: LocalDestination,
+        opened: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for Trickling {
+        fn describe(&self) -> String {
+            "trickling".into()
+        }
+        async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+            self.inner.put_multipart(key).await
+        }
+        async fn get(&self, key: &str) -> Result<ObjectStream> {
+            self.inner.get(key).await
+        }
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+            self.opened
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let end = range.end.min(range.start + 10);
+            let mut object = self.inner.get_range(key, range.start..end).await?;
+            let first = object.chunks.next().await.expect("bytes")?;
+            let cut = Error::new(ErrorKind::Destination, "cut").temporary();
+            Ok(ObjectStream {
+                size: None,
+                chunks: futures::stream::iter([Ok(first), Err(cut)]).boxed(),
+            })
+        }
+        fn cheap_ranges(&self) -> bool {
+            false
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list_incomplete(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<crate::destination::IncompleteUpload>> {
+            self.inner.list_incomplete(prefix).await
+        }
+        async fn discard_incomplete(
+            &self,
+            upload: &crate::destination::IncompleteUpload,
+        ) -> Result<()> {
+            self.inner.discard_incomplete(upload).await
+        }
+    }
+
+    /// A store that brings a little after each resume (less than a range's worth) runs out
+    /// of attempts: the read ends with the store's error after `max_attempts` answers,
+    /// instead of asking for ever (it once reset its count at every chunk).
+    #[tokio::test]
+    async fn a_store_trickling_after_each_resume_runs_out_of_attempts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inner = LocalDestination::new(tmp.path());
+        inner
+            .put("a/big.bin", Bytes::from(vec![7u8; 100_000]))
+            .await
+            .unwrap();
+        let store = Arc::new(Trickling {
+            inner,
+            opened: std::sync::atomic::AtomicU32::new(0),
+        });
+        let dest: Arc<dyn Destination> = store.clone();
+        let read = RangedRead {
+            range_bytes: 1000,
+            in_flight: 1,
+            retry: RetryPolicy {
+                max_attempts: 4,
+                initial_backoff: std::time::Duration::ZERO,
+                max_backoff: std::time::Duration::ZERO,
+                ..RetryPolicy::default()
+            },
+        };
+        let err = read_all(&read, &dest, "a/big.bin", 100_000)
+            .await
+            .unwrap_err();
+        assert_eq!(err.message(), "cut");
+        assert_eq!(
+            store.opened.load(std::sync::atomic::Ordering::Relaxed),
+            4,
+            "one answer, then three resumes"
+        );
     }
 }
