@@ -66,7 +66,33 @@ fn redact(text: &str, dir: &Path) -> String {
     let text = backup_names_out(&text);
     let text = zone_out(&text);
     let text = stored_out(&text);
-    replace_words(&text, &[time, rate, duration, hex, recipient])
+    let text = replace_words(&text, &[time, rate, duration, hex, recipient]);
+    columns_out(&text)
+}
+
+/// Runs of two or more spaces inside a line (the padding of table columns, which changes
+/// with the width of what was replaced) made two spaces; indentation stays.
+fn columns_out(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        out.push_str(&line[..indent]);
+        let mut spaces = 0;
+        for c in line[indent..].chars() {
+            if c == ' ' {
+                spaces += 1;
+                continue;
+            }
+            out.push_str(match spaces {
+                0 => "",
+                1 => " ",
+                _ => "  ",
+            });
+            spaces = 0;
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The zone name of `time zone NAME:` (the machine's) replaced by `[zone]`.
@@ -256,9 +282,12 @@ fn recipient(s: &[u8]) -> Option<(usize, &'static str)> {
     })
 }
 
-/// A working folder as `Env` makes it, with a fixed instance id and fixed modes.
+/// A working folder as `Env` makes it, with a fixed instance id and fixed modes (the
+/// folder, which is the default `state_dir`, the agent's alone).
 fn env() -> Env {
+    use std::os::unix::fs::PermissionsExt as _;
     let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     env.write_config(INSTANCE);
     fixed_modes(&env.path("source"));
     env
@@ -278,6 +307,10 @@ fn the_redactions_replace_what_varies_and_keep_the_rest() {
          \x20 backup [name], task 2\n\
          next runs in the VM's time zone [zone]: [time]\n\
          sha256 [sha256] key id [id] took [duration] or [duration] into [dir]/t\n"
+    );
+    assert_eq!(
+        columns_out("  NAME      SIZE\n  [name]    [duration]  x\n"),
+        "  NAME  SIZE\n  [name]  [duration]  x\n"
     );
 }
 
@@ -417,6 +450,25 @@ fn backup_then_every_command_that_reads_it() {
     assert!(!env.path("nowhere").exists(), "a failed restore wrote its target");
 }
 
+/// A restore reads the catalog, then records its task: two openings of the task database,
+/// one warning about a `state_dir` that others may read.
+#[test]
+fn a_warning_is_said_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = env();
+    env.run(&["backup", "config.yml"]).expect(0);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let restore = seen(&env, &["restore", "config.yml", "--target", "restored"], 0);
+    assert_eq!(
+        restore
+            .matches("state_dir may be read by other users")
+            .count(),
+        1,
+        "{restore}"
+    );
+    insta::assert_snapshot!("restore_state_dir_warning", restore);
+}
+
 #[test]
 fn prune_and_its_dry_run() {
     let env = env();
@@ -439,12 +491,12 @@ fn a_failed_and_a_disabled_backup() {
     let env = env();
     env.write_config(&format!("{INSTANCE}source_executable: /bin/false\n"));
     insta::assert_snapshot!("backup_failed", seen(&env, &["backup", "config.yml"], 1));
+    insta::assert_snapshot!("list_empty", seen(&env, &["list", "config.yml"], 0));
     std::fs::write(env.path("config.yml"), "destinations: []\n").unwrap();
     insta::assert_snapshot!(
         "backup_disabled",
         seen(&env, &["backup", "config.yml"], 0)
     );
-    insta::assert_snapshot!("list_empty", seen(&env, &["list", "config.yml"], 0));
 }
 
 #[test]
