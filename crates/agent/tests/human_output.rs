@@ -206,10 +206,13 @@ fn number(s: &[u8]) -> Option<usize> {
 /// `s` starts with `pattern`, where `9` stands for any digit.
 fn shaped(s: &[u8], pattern: &str) -> bool {
     s.len() >= pattern.len()
-        && pattern
-            .bytes()
-            .zip(s)
-            .all(|(p, b)| if p == b'9' { b.is_ascii_digit() } else { p == *b })
+        && pattern.bytes().zip(s).all(|(p, b)| {
+            if p == b'9' {
+                b.is_ascii_digit()
+            } else {
+                p == *b
+            }
+        })
 }
 
 /// `2026-12-06 10:15:00`, `2026-12-06T10:15:00Z`, with fractions or a `+01:00` offset.
@@ -353,7 +356,11 @@ fn backup_then_every_command_that_reads_it() {
     let a = archive.to_str().unwrap();
     insta::assert_snapshot!(
         "verify_file",
-        seen(&env, &["verify", "--file", a, "--key-file", "backup.key"], 0)
+        seen(
+            &env,
+            &["verify", "--file", a, "--key-file", "backup.key"],
+            0
+        )
     );
     insta::assert_snapshot!(
         "decrypt_output",
@@ -447,7 +454,10 @@ fn backup_then_every_command_that_reads_it() {
             1
         )
     );
-    assert!(!env.path("nowhere").exists(), "a failed restore wrote its target");
+    assert!(
+        !env.path("nowhere").exists(),
+        "a failed restore wrote its target"
+    );
 }
 
 /// A restore reads the catalog, then records its task: two openings of the task database,
@@ -493,10 +503,7 @@ fn a_failed_and_a_disabled_backup() {
     insta::assert_snapshot!("backup_failed", seen(&env, &["backup", "config.yml"], 1));
     insta::assert_snapshot!("list_empty", seen(&env, &["list", "config.yml"], 0));
     std::fs::write(env.path("config.yml"), "destinations: []\n").unwrap();
-    insta::assert_snapshot!(
-        "backup_disabled",
-        seen(&env, &["backup", "config.yml"], 0)
-    );
+    insta::assert_snapshot!("backup_disabled", seen(&env, &["backup", "config.yml"], 0));
 }
 
 #[test]
@@ -532,7 +539,11 @@ fn keygen_its_key_its_file_and_its_refusal() {
     insta::assert_snapshot!(
         "keygen",
         redact(
-            &format!("stdout: {}\nstderr: {}", out.stdout.replace(key, "[key]"), out.stderr),
+            &format!(
+                "stdout: {}\nstderr: {}",
+                out.stdout.replace(key, "[key]"),
+                out.stderr
+            ),
             env.dir.path()
         )
     );

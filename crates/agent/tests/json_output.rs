@@ -170,17 +170,17 @@ fn ls_lists_the_entries_and_an_error_is_a_document() {
     insta::assert_json_snapshot!("ls", redacted(&env, &["ls", "config.yml", "--json"], 0));
     insta::assert_json_snapshot!(
         "ls_missing_backup",
-        redacted(
-            &env,
-            &["ls", "config.yml", "--backup", "nope", "--json"],
-            1
-        )
+        redacted(&env, &["ls", "config.yml", "--backup", "nope", "--json"], 1)
     );
     // A path that matches nothing: the array of what matched, exit 1, no second document.
     let out = env.run(&["ls", "config.yml", "sub", "no/such", "--json"]);
     let doc = document(&out, 1);
     assert_eq!(doc.as_array().map(Vec::len), Some(4), "{doc}");
-    assert!(out.stderr.contains("\"no/such\" matches nothing"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"no/such\" matches nothing"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -386,8 +386,8 @@ fn raw_byte_counts(line: &str) -> Vec<String> {
         while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
         }
-        let alone = (start == 0 || !touches(bytes[start - 1]))
-            && (i == bytes.len() || !touches(bytes[i]));
+        let alone =
+            (start == 0 || !touches(bytes[start - 1])) && (i == bytes.len() || !touches(bytes[i]));
         let human = line[i..].starts_with(" B") && !line[i..].starts_with(" By");
         if alone && (4..=15).contains(&(i - start)) && !human {
             found.push(line[start..i].to_string());
@@ -398,12 +398,18 @@ fn raw_byte_counts(line: &str) -> Vec<String> {
 
 #[test]
 fn raw_byte_counts_are_found_and_human_sizes_are_not() {
-    assert_eq!(raw_byte_counts("restored 4 entries (2310 bytes) into /tmp/back"), ["2310"]);
+    assert_eq!(
+        raw_byte_counts("restored 4 entries (2310 bytes) into /tmp/back"),
+        ["2310"]
+    );
     assert_eq!(
         raw_byte_counts("(7 files, 2250086 bytes \u{2192} 15566 stored, key id 1234567890123456)"),
         ["2250086", "15566"]
     );
-    assert_eq!(raw_byte_counts("NAME  2026-11-22 02:59:58      2.1 MiB   1023 B  disk"), Vec::<String>::new());
+    assert_eq!(
+        raw_byte_counts("NAME  2026-11-22 02:59:58      2.1 MiB   1023 B  disk"),
+        Vec::<String>::new()
+    );
     assert_eq!(
         raw_byte_counts("backup 20261206T101500Z-vm-40356712, task 2, 1.0 GiB in 7.2 s, 142 MiB/s"),
         Vec::<String>::new()
@@ -465,7 +471,10 @@ fn a_new_operators_first_steps_show_no_json_no_doubled_message_and_no_raw_byte_c
         for line in output {
             assert!(!is_json(line), "JSON from {command}: {line}");
             let raw = raw_byte_counts(line);
-            assert!(raw.is_empty(), "raw byte count {raw:?} from {command}: {line}");
+            assert!(
+                raw.is_empty(),
+                "raw byte count {raw:?} from {command}: {line}"
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for line in output.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
@@ -485,13 +494,19 @@ fn a_new_operators_first_steps_show_no_json_no_doubled_message_and_no_raw_byte_c
     // Each command's summary.
     let has = |i: usize, prefix: &str| {
         assert!(
-            sections[i].1.iter().any(|l| l.trim_start().starts_with(prefix)),
+            sections[i]
+                .1
+                .iter()
+                .any(|l| l.trim_start().starts_with(prefix)),
             "{} has no line starting with {prefix:?}:\n{}",
             sections[i].0,
             sections[i].1.join("\n")
         );
     };
-    has(0, "6. compared       restored folder is identical to the source");
+    has(
+        0,
+        "6. compared       restored folder is identical to the source",
+    );
     has(1, "backed up ");
     has(2, "NAME ");
     has(2, "20");
@@ -506,7 +521,9 @@ fn a_new_operators_first_steps_show_no_json_no_doubled_message_and_no_raw_byte_c
     has(9, "ID ");
     let demo_size = &sections[0].1;
     assert!(
-        demo_size.iter().any(|l| l.contains(" MiB \u{2192} ") && l.contains(" KiB stored")),
+        demo_size
+            .iter()
+            .any(|l| l.contains(" MiB \u{2192} ") && l.contains(" KiB stored")),
         "{}",
         demo_size.join("\n")
     );
