@@ -209,6 +209,7 @@ impl Cli {
             Some(Command::Restore(args)) => args.json,
             Some(Command::Verify(args)) => args.json,
             Some(Command::Check(args)) => args.json,
+            Some(Command::Ls(args)) => args.json,
             _ => false,
         }
     }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Env, Run};
+use common::{Env, Run, backup_names_out};
 use serde_json::Value;
 
 /// Keys whose values vary from run to run.
@@ -33,6 +33,7 @@ const VARYING: &[&str] = &[
     "text",
     "next_runs",
     "instance_id",
+    "mtime",
 ];
 
 /// `value` with the varying values replaced by `[key]` (nulls stay null, so that the
@@ -56,37 +57,6 @@ fn redact(value: Value, dir: &str) -> Value {
         Value::String(s) => Value::String(backup_names_out(&s.replace(dir, "[dir]"))),
         other => other,
     }
-}
-
-/// `text` with every backup name (`20261206T104801Z-vm-403a67f2`: a UTC time, the
-/// instance id and a random suffix) replaced by `[name]`.
-fn backup_names_out(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let starts_name = |i: usize| {
-        bytes.len() >= i + 17
-            && bytes[i..i + 8].iter().all(u8::is_ascii_digit)
-            && bytes[i + 8] == b'T'
-            && bytes[i + 9..i + 15].iter().all(u8::is_ascii_digit)
-            && &bytes[i + 15..i + 17] == b"Z-"
-    };
-    let mut out = String::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if starts_name(i) {
-            out.push_str("[name]");
-            i += 17;
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'-' | b'_'))
-            {
-                i += 1;
-            }
-        } else {
-            let c = text[i..].chars().next().expect("inside the text");
-            out.push(c);
-            i += c.len_utf8();
-        }
-    }
-    out
 }
 
 /// The one JSON document of `run`'s stdout, after checking the exit code.
@@ -189,6 +159,27 @@ fn backup_list_tasks_restore_and_verify() {
             ],
             1
         )
+    );
+}
+
+#[test]
+fn ls_lists_the_entries_and_an_error_is_a_document() {
+    let env = Env::new();
+    common::fixed_modes(&env.path("source"));
+    env.run(&["backup", "config.yml"]).expect(0);
+    insta::assert_json_snapshot!("ls", redacted(&env, &["ls", "config.yml", "--json"], 0));
+    insta::assert_json_snapshot!(
+        "ls_missing_backup",
+        redacted(&env, &["ls", "config.yml", "--backup", "nope", "--json"], 1)
+    );
+    // A path that matches nothing: the array of what matched, exit 1, no second document.
+    let out = env.run(&["ls", "config.yml", "sub", "no/such", "--json"]);
+    let doc = document(&out, 1);
+    assert_eq!(doc.as_array().map(Vec::len), Some(4), "{doc}");
+    assert!(
+        out.stderr.contains("\"no/such\" matches nothing"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -56,6 +56,21 @@ impl Tmux {
             .collect()
     }
 
+    /// Every non-empty line of the pane's history and screen, wrapped lines joined,
+    /// trailing spaces removed.
+    fn scrollback(&self) -> Vec<String> {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-J", "-S", "-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
     /// Waits until the command has ended (`EXIT=` shows), returning the screen.
     fn wait_for_exit(&self, limit: Duration) -> Vec<String> {
         let start = Instant::now();
@@ -330,5 +345,186 @@ fn text_lines_escape_what_a_file_name_could_inject() {
         out.stdout.lines().all(|l| l.starts_with('{')),
         "{}",
         out.stdout
+    );
+}
+
+/// The sections of a scrollback written by [`FIRST_STEPS`]: each command line (after
+/// `==> `), its lines, and its exit code (from `<== exit N`).
+fn sections(lines: &[String]) -> Vec<(String, Vec<String>, Option<i32>)> {
+    let mut out: Vec<(String, Vec<String>, Option<i32>)> = Vec::new();
+    for line in lines {
+        if let Some(command) = line.strip_prefix("==> ") {
+            out.push((command.to_string(), Vec::new(), None));
+        } else if let Some(code) = line.strip_prefix("<== exit ") {
+            if let Some(last) = out.last_mut() {
+                last.2 = code.trim().parse().ok();
+            }
+        } else if let Some(last) = out.last_mut() {
+            last.1.push(line.clone());
+        }
+    }
+    out
+}
+
+/// The raw byte counts of `line`: a number of 4 to 15 digits standing alone (no letter,
+/// digit, `.`, `,`, `:`, `-`, `/`, `_` or `+` touching it, so not part of a time, a name,
+/// an id or a human size such as `1.0 KiB`) that is not followed by ` B` (a human size
+/// under 1 KiB is `1023 B`). The runs of the first steps make far fewer than 1,000 files
+/// and tasks, so such a number on their screen is a size in bytes; a key id (16 hex
+/// digits, which may all be decimal ones) and a SHA-256 are longer than 15 digits.
+fn raw_byte_counts(line: &str) -> Vec<String> {
+    let bytes = line.as_bytes();
+    let touches = |b: u8| b.is_ascii_alphanumeric() || b".,:-/_+".contains(&b);
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let alone =
+            (start == 0 || !touches(bytes[start - 1])) && (i == bytes.len() || !touches(bytes[i]));
+        let human = line[i..].starts_with(" B") && !line[i..].starts_with(" By");
+        if alone && (4..=15).contains(&(i - start)) && !human {
+            found.push(line[start..i].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn raw_byte_counts_are_found_and_human_sizes_are_not() {
+    assert_eq!(
+        raw_byte_counts("restored 4 entries (2310 bytes) into /tmp/back"),
+        ["2310"]
+    );
+    assert_eq!(
+        raw_byte_counts("(7 files, 2250086 bytes \u{2192} 15566 stored, key id 1234567890123456)"),
+        ["2250086", "15566"]
+    );
+    assert_eq!(
+        raw_byte_counts("NAME  2026-11-22 02:59:58      2.1 MiB   1023 B  disk"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        raw_byte_counts("backup 20261206T101500Z-vm-40356712, task 2, 1.0 GiB in 7.2 s, 142 MiB/s"),
+        Vec::<String>::new()
+    );
+}
+
+/// The first steps of a new operator, as the README's "Two commands" and "Commands" give
+/// them: the demo, then with its configuration a backup, list, ls, restore (whole and one
+/// file), verify (one and all) and tasks; the later ones take the configuration from
+/// `SERVICE_BACKUP_CONFIG`, as a shell profile would set it.
+const FIRST_STEPS: &str = r#"
+step() { echo "==> $*"; "$BIN" "$@"; echo "<== exit $?"; }
+step demo
+step backup service-backup-demo/config.yml
+step list service-backup-demo/config.yml
+step ls service-backup-demo/config.yml
+step restore service-backup-demo/config.yml --target first-restore
+export SERVICE_BACKUP_CONFIG=service-backup-demo/config.yml
+step restore --target one-file --include meta/instance.json
+step ls meta
+step verify
+step verify --all
+step tasks
+echo FIRST-STEPS-DONE
+"#;
+
+/// "Done means: a new operator's first steps, run as a test (the README's demo, then
+/// backup, list, ls, restore, verify on a terminal), shows no JSON, no doubled message and
+/// no raw byte count." Run in tmux, read from its whole scrollback: every command exits 0;
+/// no line is JSON; no line appears twice within one command's output, nor does an error's
+/// or a warning's sentence appear again in another line; no raw byte count
+/// ([`raw_byte_counts`]); and each command's summary is there.
+#[test]
+fn a_new_operators_first_steps_show_no_json_no_doubled_message_and_no_raw_byte_count() {
+    let env = Env::new();
+    std::fs::write(env.path("first-steps.sh"), FIRST_STEPS).unwrap();
+    let tmux = Tmux::start(
+        env.dir.path(),
+        &format!("BIN='{}' bash first-steps.sh", binary().display()),
+    );
+    let start = Instant::now();
+    let lines = loop {
+        let lines = tmux.scrollback();
+        if lines.iter().any(|l| l == "FIRST-STEPS-DONE") {
+            break lines;
+        }
+        assert!(
+            start.elapsed() < Duration::from_mins(3),
+            "the first steps did not end: {lines:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = lines.join("\n");
+    eprintln!("{text}");
+    let sections = sections(&lines);
+    assert_eq!(sections.len(), 10, "{text}");
+    for (command, output, code) in &sections {
+        assert_eq!(*code, Some(0), "{command}:\n{}", output.join("\n"));
+        for line in output {
+            assert!(!is_json(line), "JSON from {command}: {line}");
+            let raw = raw_byte_counts(line);
+            assert!(
+                raw.is_empty(),
+                "raw byte count {raw:?} from {command}: {line}"
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for line in output.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+            assert!(seen.insert(line), "{command} says twice: {line}\n{text}");
+        }
+        for line in output {
+            let Some(sentence) = line
+                .strip_prefix("error: ")
+                .or_else(|| line.strip_prefix("warning: "))
+            else {
+                continue;
+            };
+            let again = output.iter().filter(|l| l.contains(sentence)).count();
+            assert_eq!(again, 1, "{command} says twice: {sentence}\n{text}");
+        }
+    }
+    // Each command's summary.
+    let has = |i: usize, prefix: &str| {
+        assert!(
+            sections[i]
+                .1
+                .iter()
+                .any(|l| l.trim_start().starts_with(prefix)),
+            "{} has no line starting with {prefix:?}:\n{}",
+            sections[i].0,
+            sections[i].1.join("\n")
+        );
+    };
+    has(
+        0,
+        "6. compared       restored folder is identical to the source",
+    );
+    has(1, "backed up ");
+    has(2, "NAME ");
+    has(2, "20");
+    has(3, "-rw");
+    has(3, "lrwxrwxrwx");
+    has(4, "restored backup ");
+    has(5, "restored backup ");
+    has(5, "fetched ");
+    has(6, "-rw");
+    has(7, "backup ");
+    has(8, "verified 2 backup(s): 2 valid, 0 failed");
+    has(9, "ID ");
+    let demo_size = &sections[0].1;
+    assert!(
+        demo_size
+            .iter()
+            .any(|l| l.contains(" MiB \u{2192} ") && l.contains(" KiB stored")),
+        "{}",
+        demo_size.join("\n")
     );
 }

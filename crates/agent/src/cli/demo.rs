@@ -15,7 +15,7 @@ use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context::RunContext;
 use crate::destinations;
 use crate::jobs::backup;
-use crate::progress::Bar;
+use crate::progress::{Bar, units};
 
 /// The embedded default configuration; `DEMO_DIR` is replaced by the demo folder.
 const DEMO_CONFIG: &str = include_str!("demo.yml");
@@ -66,11 +66,11 @@ pub fn run(dir: &Path) -> CliResult {
     let entry = select(&entries, &Selector::Latest)?.clone();
     let m = &entry.manifest;
     println!(
-        "2. backed up      {} ({} files, {} bytes → {} stored, key id {})",
+        "2. backed up      {} ({} files, {} → {} stored, key id {})",
         source.display(),
         m.file_count,
-        m.plain_bytes,
-        m.stored_bytes,
+        units::bytes(m.plain_bytes),
+        units::bytes(m.stored_bytes),
         m.encryption.as_ref().map_or("none", |e| e.key_id.as_str())
     );
     println!(

@@ -4,7 +4,7 @@
 //! whole archive, saying so.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::DateTime;
@@ -31,7 +31,7 @@ pub struct LsArgs {
     which: super::restore::Which,
     /// Print one JSON object per entry, in a JSON array.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Prints entries as they come, as a table or a JSON array.
@@ -118,32 +118,43 @@ fn time(secs: i64) -> String {
     )
 }
 
-/// A size in B, KiB, MiB, GiB or TiB, as `ls -lh` shows it.
+/// A size in B, KiB, MiB, GiB or TiB, as every command shows sizes to a person.
 fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut unit = 0;
-    let mut whole = bytes;
-    while whole >= 1024 && unit + 1 < UNITS.len() {
-        whole /= 1024;
-        unit += 1;
+    crate::progress::units::bytes(bytes)
+}
+
+/// The configuration file and the PATHs of `ls CONFIG PATH…`. With `SERVICE_BACKUP_CONFIG`
+/// set (`from_env`), a first argument that is not a file is the first PATH, not CONFIG:
+/// `ls etc/` lists `etc/` of the configured agent's backup.
+fn config_and_paths(
+    first: &Path,
+    rest: &[String],
+    from_env: Option<PathBuf>,
+) -> (PathBuf, Vec<String>) {
+    match from_env {
+        Some(config) if config != first && !first.is_file() => {
+            let mut paths = vec![first.to_string_lossy().into_owned()];
+            paths.extend_from_slice(rest);
+            (config, paths)
+        }
+        _ => (first.to_path_buf(), rest.to_vec()),
     }
-    if unit == 0 {
-        return format!("{bytes} B");
-    }
-    #[allow(clippy::cast_precision_loss)] // a display of three digits
-    let value = bytes as f64 / (1u64 << (10 * unit)) as f64;
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Lists a backup's entries.
 pub fn run(args: &LsArgs) -> CliResult {
-    let config = load_config(&args.config)?;
+    let (config_path, paths) = config_and_paths(
+        &args.config,
+        &args.paths,
+        std::env::var_os(super::CONFIG_ENV).map(PathBuf::from),
+    );
+    let config = load_config(&config_path)?;
     let plan = args.which.plan(&config, RestoreInto::CheckOnly)?;
-    let selection = Selection::new(&args.paths);
+    let selection = Selection::new(&paths);
     let printer = Arc::new(Mutex::new(Printer {
         json: args.json,
         count: 0,
-        matched: vec![false; args.paths.len()],
+        matched: vec![false; paths.len()],
         selection: selection.clone(),
         out: std::io::BufWriter::new(std::io::stdout()),
     }));
@@ -157,9 +168,14 @@ pub fn run(args: &LsArgs) -> CliResult {
                 p.print(&e?);
             }
         } else {
+            let size = if crate::progress::for_a_person() {
+                crate::progress::units::bytes(entry.manifest.stored_bytes)
+            } else {
+                format!("{} bytes", entry.manifest.stored_bytes)
+            };
             eprintln!(
-                "note: backup {} has no index (it was made before archives carried one): reading its whole archive ({} bytes)",
-                entry.manifest.name, entry.manifest.stored_bytes
+                "note: backup {} has no index (it was made before archives carried one): reading its whole archive ({size})",
+                entry.manifest.name
             );
             let p = printer.clone();
             browse::list_whole(target.destination, &entry, &plan.decryption, move |e| {
@@ -172,9 +188,11 @@ pub fn run(args: &LsArgs) -> CliResult {
     let mut p = printer.lock().unwrap_or_else(PoisonError::into_inner);
     p.finish();
     if let Some(i) = p.matched.iter().position(|m| !m) {
+        // The array of what matched is out already: no second document after it.
+        super::output::set_json(false);
         return Err(Error::new(
             ErrorKind::NotFound,
-            format!("{:?} matches nothing in backup {name}", args.paths[i]),
+            format!("{:?} matches nothing in backup {name}", paths[i]),
         )
         .into());
     }
@@ -184,6 +202,35 @@ pub fn run(args: &LsArgs) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_the_variable_a_first_argument_that_is_no_file_is_a_path() {
+        let none: &[String] = &[];
+        let env = Some(PathBuf::from("/etc/service-backup/config.yml"));
+        // `ls etc/ '*.conf'` with the variable set: both are paths.
+        assert_eq!(
+            config_and_paths(Path::new("etc/"), &["*.conf".to_string()], env.clone()),
+            (
+                PathBuf::from("/etc/service-backup/config.yml"),
+                vec!["etc/".to_string(), "*.conf".to_string()]
+            )
+        );
+        // An existing file is the configuration, as the variable's own value is.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        assert_eq!(
+            config_and_paths(file.path(), none, env.clone()),
+            (file.path().to_path_buf(), Vec::new())
+        );
+        assert_eq!(
+            config_and_paths(Path::new("/etc/service-backup/config.yml"), none, env),
+            (PathBuf::from("/etc/service-backup/config.yml"), Vec::new())
+        );
+        // Without the variable, the first argument is CONFIG, as clap parsed it.
+        assert_eq!(
+            config_and_paths(Path::new("etc/"), none, None),
+            (PathBuf::from("etc/"), Vec::new())
+        );
+    }
 
     #[test]
     fn modes_sizes_and_times_read_as_ls_shows_them() {

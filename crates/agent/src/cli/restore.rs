@@ -222,9 +222,13 @@ pub fn run_restore(args: &RestoreArgs) -> CliResult {
     report_restored(Some(&name), &stats, &target, started.elapsed());
     if !args.include.is_empty() {
         // A selective restore reads only the blocks of what it restores: say how much.
+        let fetched = if progress::for_a_person() {
+            units::bytes(stats.stored_bytes)
+        } else {
+            format!("{} bytes", stats.stored_bytes)
+        };
         eprintln!(
-            "fetched {} bytes of the archive (its header, index and the blocks holding the included paths)",
-            stats.stored_bytes
+            "fetched {fetched} of the archive (its header, index and the blocks holding the included paths)"
         );
     }
     Ok(Outcome::Success)

@@ -45,7 +45,7 @@ pub fn log_start(path: &Path, config: &Config, plan: Option<&Plan>) {
         encryption = %encryption(config),
         compression = %format!("{} level {}", config.compression.name(), config.compression_level),
         retention = %config.retention.map_or_else(|| "none".to_string(), |p| p.to_string()),
-        api = config.api.as_ref().map_or("none", |a| a.listen.as_str()),
+        api = api(config),
         health_sinks = %health_sinks(config),
         "Service-backup configuration"
     );
@@ -61,6 +61,11 @@ pub fn log_next(plan: Option<&Plan>) {
         next_local = %local(next),
         "Next backup scheduled"
     );
+}
+
+/// The API's listen address, or `none`.
+fn api(config: &Config) -> &str {
+    config.api.as_ref().map_or("none", |a| a.listen.as_str())
 }
 
 /// `NAME (TYPE), …`.
@@ -129,5 +134,40 @@ fn health_sinks(config: &Config) -> String {
         "none".to_string()
     } else {
         out.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use service_backup_core::format::Identity;
+
+    use super::*;
+
+    /// A write-only agent's summary names its recipients by id, and an API by its address
+    /// (the daemon's test covers keys, `none` and the other fields).
+    #[test]
+    fn recipients_by_id_and_the_api_by_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "tok-Secret-3f9a1c7e5b\n").unwrap();
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(&tokens, private).unwrap();
+        let recipient = Identity::generate().unwrap().recipient();
+        let config = crate::config::parse(&format!(
+            "cron_schedule: \"0 3 * * *\"\nsource_folder: {d}/source\nstate_dir: {d}/state\n\
+             destinations:\n- type: local\n  name: disk\n  config:\n    path: {d}/backups\n\
+             encryption:\n  recipients: [{recipient}]\n\
+             api:\n  listen: 127.0.0.1:8443\n  bearer_tokens_file: {tokens}\n",
+            tokens = tokens.display()
+        ))
+        .unwrap_or_else(|e| panic!("{:?}", e.problems()));
+        assert_eq!(
+            encryption(&config),
+            format!("recipients {}", recipient.id())
+        );
+        assert_eq!(api(&config), "127.0.0.1:8443");
+        assert_eq!(destinations(&config), "disk (local)");
+        assert_eq!(health_sinks(&config), "none");
     }
 }

@@ -262,11 +262,20 @@ fn check_state_dir(dir: &Path) -> Result<()> {
     )))
 }
 
-/// Warns when other users may list `state_dir`: the default one is the configuration's
-/// folder, which is not the agent's to change.
+/// The `state_dir`s already warned about: a command that opens its task database twice (a
+/// restore reads the catalog, then records its task) says it once.
+static WARNED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Warns (once per process and folder) when other users may list `state_dir`: the default
+/// one is the configuration's folder, which is not the agent's to change.
 fn warn_if_readable(dir: &Path) {
     if let Ok(meta) = std::fs::metadata(dir)
         && meta.mode() & 0o077 != 0
+        && WARNED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(dir.to_path_buf())
     {
         tracing::warn!(
             state_dir = %dir.display(),

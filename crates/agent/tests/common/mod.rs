@@ -297,3 +297,51 @@ pub fn restore_with_identity(fresh: &Path, identity: &Path) -> Run {
     assert!(!restore.all().contains(secret.lines().last().unwrap()));
     restore
 }
+
+/// `text` with every backup name (`20261206T104801Z-vm-403a67f2`: a UTC time, the
+/// instance id and a random suffix) replaced by `[name]`.
+pub fn backup_names_out(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let starts_name = |i: usize| {
+        bytes.len() >= i + 17
+            && bytes[i..i + 8].iter().all(u8::is_ascii_digit)
+            && bytes[i + 8] == b'T'
+            && bytes[i + 9..i + 15].iter().all(u8::is_ascii_digit)
+            && &bytes[i + 15..i + 17] == b"Z-"
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if starts_name(i) {
+            out.push_str("[name]");
+            i += 17;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'-' | b'_'))
+            {
+                i += 1;
+            }
+        } else {
+            let c = text[i..].chars().next().expect("inside the text");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Sets the modes of the sample tree, so that `ls` shows the same whatever the umask.
+pub fn fixed_modes(root: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = if meta.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if meta.is_dir() {
+            fixed_modes(&path);
+        }
+    }
+}
