@@ -6,8 +6,8 @@
 //! [`Upload::complete`] returns; an upload that is aborted or dropped leaves nothing that
 //! [`Destination::list`] shows.
 
-#[cfg(any(test, feature = "testing"))]
 pub mod body;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod immutability;
 pub mod listing;
