@@ -191,7 +191,10 @@ async fn prune_reads_only_new_manifests_of_its_instance_and_looks_for_leftovers_
     let read = store.take_reads();
     assert!(manifests(&read).is_empty(), "{read:?}");
     assert_eq!(plan.orphans.len(), 1);
-    assert_eq!(outcome.unwrap().orphans_removed, [orphan_key.clone()]);
+    assert_eq!(
+        outcome.unwrap().orphans_removed,
+        std::slice::from_ref(&orphan_key)
+    );
     assert!(!root.join(&orphan_key).exists());
     assert!(root.join(&bad).exists());
 }
