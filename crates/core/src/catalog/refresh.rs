@@ -108,11 +108,10 @@ pub struct Reading<'a> {
     pub concurrency: usize,
 }
 
-/// How many keys a refresh asks a store for at once (S3's page); a store that cannot stop
-/// a listing early hands everything at once ([`Destination::list_page`]).
-pub const PAGE: usize = 1000;
-
-/// About how many listed objects a refresh holds before reading and recording them.
+/// About how many listed objects a refresh holds before reading and recording them, and
+/// how many keys it asks a store for at once: S3 answers 1,000 at most, a `local` walk
+/// that many (it rereads the folder it resumes in, so it pages by large steps), and a store
+/// that cannot stop a listing early everything ([`Destination::list_page`]).
 pub const BATCH: usize = 10_000;
 
 /// Where a refresh puts what it finds as the listing goes, a folder or more at a time, so
@@ -187,7 +186,7 @@ pub async fn refresh_into(
     sink: &mut dyn Sink,
     reading: Reading<'_>,
 ) -> Result<Refreshed> {
-    refresh_paged(dest, layout, scope, sink, reading, PAGE, BATCH).await
+    refresh_paged(dest, layout, scope, sink, reading, BATCH, BATCH).await
 }
 
 /// [`refresh_into`] with pages of `page` keys and batches of about `batch` objects.
