@@ -11,7 +11,8 @@
 #   warm list         `list` again (an incremental refresh)
 #   restore latest    `restore` of the newest backup (selection from the catalog, then the
 #                     manifest checked and the tiny archive restored)
-#   prune --dry-run   retention `keep_last: 30` planned
+#   prune --dry-run   retention `keep_last: 30` planned from the catalog; the first lists the
+#                     prefix whole for leftovers (none found: recorded), the second does not
 #   all instances     `list --all-instances` (reads every other instance's manifest once)
 #   GET /backups      the daemon's API, REQUESTS requests one after another once warm: p50
 #                     and p99 latency
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --requests) REQUESTS=${2:?}; shift 2 ;;
     --bin) BIN=${2:?}; shift 2 ;;
     --only) ONLY=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/fleet.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -136,6 +137,7 @@ bench_one() {
   measure "warm list" "$BIN" list "$WORK/$name.yml"
   measure "restore latest" "$BIN" restore "$WORK/$name.yml" --force
   measure "prune --dry-run (keep_last 30)" "$BIN" prune "$WORK/$name.yml" --dry-run
+  measure "prune --dry-run again" "$BIN" prune "$WORK/$name.yml" --dry-run
   api_latency "$name" "$port"
   measure "list --all-instances (first)" "$BIN" list "$WORK/$name.yml" --all-instances
   measure "list --all-instances (again)" "$BIN" list "$WORK/$name.yml" --all-instances

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt as _};
 use service_backup_core::catalog::BackupEntry;
 use service_backup_core::catalog::refresh::{self, READ_CONCURRENCY, Reading, Scope};
-use service_backup_core::destination::get_small;
+use service_backup_core::destination::{ObjectMeta, get_small};
 use service_backup_core::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -18,8 +19,20 @@ use crate::destinations::{self, Listing, Target};
 use crate::tasks::Tasks;
 
 /// How often a refresh lists a destination whole (and at the first refresh), to drop
-/// deleted backups and catch what an incremental refresh cannot see.
+/// deleted backups and catch what an incremental refresh cannot see, unless configured.
+#[cfg(test)]
 pub const FULL_REFRESH_EVERY: Duration = Duration::from_hours(6);
+
+/// How often the catalogs of `config` are listed whole (`catalog_full_refresh`).
+pub fn full_every(config: &Config) -> Duration {
+    config.catalog_full_refresh
+}
+
+/// Whether something last done at `at` is due again at `now`, every `every`: never done,
+/// done that long ago, or dated after `now` (the clock went back).
+pub fn due(at: Option<DateTime<Utc>>, now: DateTime<Utc>, every: Duration) -> bool {
+    at.is_none_or(|at| at > now || (now - at).to_std().is_ok_and(|age| age >= every))
+}
 
 /// How long an API request waits for a refresh it started before answering from the
 /// catalog as it is (the refresh goes on).
@@ -28,13 +41,25 @@ pub const API_BUDGET: Duration = Duration::from_secs(2);
 /// How old a catalog may be before an API request starts a refresh.
 pub const API_MAX_AGE: Duration = Duration::from_secs(30);
 
+/// How often the daemon refreshes its catalogs in the background while the API is on:
+/// within [`API_MAX_AGE`], so that a request rarely waits for a refresh.
+pub const BACKGROUND_EVERY: Duration = Duration::from_secs(20);
+
 /// How much a refresh does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Incremental, or full when the last full one is older than [`FULL_REFRESH_EVERY`].
+    /// Incremental, or full when the last full one is older than `catalog_full_refresh`.
     Auto,
     /// Lists every destination whole.
     Full,
+}
+
+/// What a refresh of one destination found besides what it recorded.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// After a full refresh, the archives listed without a manifest beside them; `None`
+    /// after an incremental one.
+    pub orphans: Option<Vec<ObjectMeta>>,
 }
 
 /// The catalog's name of a destination: its name, store and prefix, so that a changed
@@ -49,63 +74,109 @@ pub fn key_of(target: &Target) -> String {
 }
 
 /// Refreshes the catalog of `target`: this instance's manifests, and the others' too when
-/// `others` is set.
+/// `others` is set. An automatic refresh lists the destination whole every `full_every`,
+/// and when manifests it must read were listed and left unread before (another instance
+/// sharing this task database, or `others`).
 pub async fn refresh_one(
     tasks: &Tasks,
     target: &Target,
     instance_id: &str,
     mode: Mode,
     others: bool,
-) -> Result<()> {
+    full_every: Duration,
+) -> Result<Outcome> {
     let key = key_of(target);
     let started = Utc::now();
-    let owned = key.clone();
-    let last = tasks.catalog(move |s| s.catalog_refreshes(&owned)).await?;
-    let owned = key.clone();
-    let unread = tasks
-        .catalog(move |s| s.catalog_counts(&owned))
-        .await?
-        .unread;
-    let due = |full_at: Option<DateTime<Utc>>| {
-        full_at.is_none_or(|f| {
-            (started - f)
-                .to_std()
-                .is_ok_and(|age| age >= FULL_REFRESH_EVERY)
+    let (owned, me) = (key.clone(), instance_id.to_string());
+    let (last, unread) = tasks
+        .catalog(move |s| {
+            let last = s.catalog_refreshes(&owned)?;
+            let unread = if others {
+                s.catalog_counts(&owned)?.unread > 0
+            } else {
+                s.catalog_unread_of(&owned, &me)?
+            };
+            Ok((last, unread))
         })
-    };
+        .await?;
     let scope = match last {
-        Some(last) if mode == Mode::Auto && !due(last.full_at) && !(others && unread > 0) => {
+        Some(last) if mode == Mode::Auto && !due(last.full_at, started, full_every) && !unread => {
             Scope::since(&target.layout, last.refreshed_at)
         }
         _ => Scope::Full,
     };
-    let owned = key.clone();
-    let known = tasks.catalog(move |s| s.catalog_read_keys(&owned)).await?;
     let reading = Reading {
         instance_id,
         others,
         concurrency: READ_CONCURRENCY,
     };
-    let refreshed = refresh::refresh(
+    // A refresh's rows are marked with its generation as the listing goes; at its end the
+    // rows of the range listed that it did not see are dropped.
+    let generation = started.timestamp_micros();
+    let mut sink = Recorder {
+        tasks,
+        key: key.clone(),
+        generation,
+        read: 0,
+    };
+    let summary = refresh::refresh_into(
         &*target.destination,
         &target.layout,
         &scope,
-        &known,
+        &mut sink,
         reading,
     )
     .await
     .map_err(|e| e.context(format!("destination {}", target.name)))?;
-    drop(known);
     tracing::debug!(
         destination_name = %target.name,
         full = scope == Scope::Full,
-        listed = refreshed.objects_listed,
-        read = refreshed.changed.len(),
+        listed = summary.objects_listed,
+        read = sink.read,
         "catalog refreshed"
     );
+    let listed_after = summary.listed_after;
     tasks
-        .catalog(move |s| s.catalog_apply(&key, &refreshed, started))
-        .await
+        .catalog(move |s| s.catalog_finish(&key, listed_after.as_deref(), generation, started))
+        .await?;
+    let orphans = summary.orphans;
+    Ok(Outcome { orphans })
+}
+
+/// Records what a refresh finds in the task database as the listing goes.
+struct Recorder<'a> {
+    tasks: &'a Tasks,
+    key: String,
+    generation: i64,
+    /// How many manifests the refresh read.
+    read: usize,
+}
+
+impl refresh::Sink for Recorder<'_> {
+    fn known(
+        &mut self,
+        first: String,
+        last: String,
+    ) -> BoxFuture<'_, Result<std::collections::HashSet<String>>> {
+        let key = self.key.clone();
+        Box::pin(
+            self.tasks
+                .catalog(move |s| s.catalog_read_between(&key, &first, &last)),
+        )
+    }
+
+    fn write(&mut self, found: refresh::Refreshed) -> BoxFuture<'_, Result<()>> {
+        self.read += found
+            .changed
+            .iter()
+            .filter(|l| l.found != refresh::Found::Unread)
+            .count();
+        let (key, generation) = (self.key.clone(), self.generation);
+        Box::pin(
+            self.tasks
+                .catalog(move |s| s.catalog_write_batch(&key, &found, generation)),
+        )
+    }
 }
 
 /// Every destination (or only the one named `only`) with its complete backups from the
@@ -120,12 +191,13 @@ pub fn backups(
     all_instances: bool,
 ) -> Result<BoxStream<'static, Result<Listing>>> {
     let targets = destinations::select(config, only)?;
+    let every = full_every(config);
     Ok(futures::stream::iter(targets)
         .then(move |target| {
             let (tasks, instance_id) = (tasks.clone(), instance_id.clone());
             async move {
                 let target = target?;
-                refresh_one(&tasks, &target, &instance_id, mode, all_instances).await?;
+                refresh_one(&tasks, &target, &instance_id, mode, all_instances, every).await?;
                 let key = key_of(&target);
                 let only = (!all_instances).then_some(instance_id);
                 let entries = tasks
@@ -169,6 +241,29 @@ pub async fn cached(
     Ok((out, oldest.flatten()))
 }
 
+/// The catalog keys ([`key_of`]) of the destinations of `config` that can be built.
+pub fn keys(config: &Config) -> Result<Vec<String>> {
+    Ok(destinations::select(config, None)?
+        .into_iter()
+        .filter_map(|target| target.ok().map(|t| key_of(&t)))
+        .collect())
+}
+
+/// Records this instance's backups in the catalogs of `config` that no task made as
+/// `discovered` tasks, without touching a store, and returns when the oldest of those
+/// catalogs was refreshed (`None` if one never was).
+pub async fn discover(
+    config: &Config,
+    tasks: &Tasks,
+    instance_id: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    let keys = keys(config)?;
+    let instance = instance_id.to_string();
+    tasks
+        .catalog(move |s| s.catalog_discover(&keys, &instance))
+        .await
+}
+
 /// Starts a refresh of this instance's catalogs in the background when the oldest was
 /// refreshed more than `max_age` ago (and none is running), and waits for it at most
 /// `budget`: a caller answering a request answers from the catalog either way. Returns
@@ -199,14 +294,48 @@ pub async fn refresh_in_background(
     true
 }
 
+/// Refreshes this instance's catalogs every `every` (the first at once), incrementally and
+/// on the slow schedule whole, until `cancel`; a refresh already running (one an API
+/// request started) is not doubled. The configuration in force is read each time.
+pub async fn refresh_on_schedule(
+    config: Arc<std::sync::RwLock<Config>>,
+    tasks: Tasks,
+    instance_id: String,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let Some(_one) = tasks.try_refresh() else {
+            continue;
+        };
+        let current = config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tokio::select! {
+            () = refresh_all(&current, &tasks, &instance_id, Mode::Auto) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
 /// Refreshes this instance's catalog of every destination, logging the failures.
 pub async fn refresh_all(config: &Config, tasks: &Tasks, instance_id: &str, mode: Mode) {
     let Ok(targets) = destinations::select(config, None) else {
         return;
     };
+    let every = full_every(config);
     for target in targets {
         let result = match target {
-            Ok(target) => refresh_one(tasks, &target, instance_id, mode, false).await,
+            Ok(target) => refresh_one(tasks, &target, instance_id, mode, false, every)
+                .await
+                .map(drop),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -310,3 +439,6 @@ pub async fn find(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

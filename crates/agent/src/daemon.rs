@@ -67,15 +67,27 @@ pub async fn serve(
     summary::log_start(&path, &config, plan.as_ref());
     let api_config = config.api.clone();
     let config = Arc::new(RwLock::new(config));
+    let mut refresher = None;
     let api = match &api_config {
         Some(api) => {
+            let instance_id = served_instance(&config, &ctx).await;
             let parts = StateParts {
                 config: config.clone(),
                 ctx: ctx.clone(),
                 queue: queue.clone(),
-                instance_id: served_instance(&config, &ctx).await,
+                instance_id: instance_id.clone(),
             };
-            Some(crate::api::start(api, parts).await?)
+            let started = crate::api::start(api, parts).await?;
+            // The API answers from the catalogs: kept fresh in the background, so that a
+            // request rarely waits for a refresh.
+            refresher = Some(tokio::spawn(crate::catalog::refresh_on_schedule(
+                config.clone(),
+                ctx.tasks.clone(),
+                instance_id,
+                crate::catalog::BACKGROUND_EVERY,
+                ctx.cancel.clone(),
+            )));
+            Some(started)
         }
         None => None,
     };
@@ -164,6 +176,9 @@ pub async fn serve(
     }
     if tokio::time::timeout(STOP_BUDGET, drills).await.is_err() {
         tracing::error!("A restore drill did not stop in time; exiting anyway");
+    }
+    if let Some(refresher) = refresher {
+        let _ = tokio::time::timeout(STOP_BUDGET, refresher).await;
     }
     // A backup still waiting its turn never runs: its task says so instead of staying
     // queued.

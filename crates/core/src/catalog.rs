@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::destination::{Destination, get_small};
+use crate::destination::{Destination, ObjectMeta, get_small};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Layout;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
@@ -96,6 +96,23 @@ pub async fn read_entries(
         (b.manifest.started_at, &b.manifest.name).cmp(&(a.manifest.started_at, &a.manifest.name))
     });
     Ok(entries)
+}
+
+/// The archives among `objects` (a listing of `layout`'s prefix) without a manifest beside
+/// them: left by a prune cut short, or by a backup that failed or still runs.
+pub fn archives_without_manifest(layout: &Layout, objects: &[ObjectMeta]) -> Vec<ObjectMeta> {
+    let keys: std::collections::HashSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    objects
+        .iter()
+        .filter(|o| {
+            layout.parse_archive_key(&o.key).is_some_and(|name| {
+                let manifest =
+                    Layout::sibling(&o.key, &format!("{name}{}", crate::layout::MANIFEST_EXT));
+                !keys.contains(manifest.as_str())
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// Picks the backup `selector` names from `entries` (newest first).

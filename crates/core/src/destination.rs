@@ -9,6 +9,8 @@
 pub mod body;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod counting;
 pub mod immutability;
 pub mod listing;
 pub mod local;
@@ -119,6 +121,21 @@ pub trait Destination: Send + Sync + fmt::Debug {
         let mut objects = self.list(prefix).await?;
         objects.retain(|o| o.key.as_str() > start_after);
         Ok(objects)
+    }
+
+    /// The first objects of [`Destination::list_after`], about `limit` of them, and whether
+    /// more follow (then the listing goes on after the last key returned). This default
+    /// lists everything after at once and says nothing follows: stores that can stop a
+    /// listing early (S3's `MaxKeys`, a directory walk) override it, so that a listing of a
+    /// large prefix is never held whole.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let _ = limit;
+        Ok((self.list_after(prefix, start_after).await?, false))
     }
 
     /// Deletes the object `key`; deleting a missing object is not an error.

@@ -173,7 +173,7 @@ pub fn name_is_of_instance(name: &str, instance_id: &str) -> bool {
 }
 
 /// An instance id as it appears in backup names.
-fn instance_part(instance_id: &str) -> String {
+pub fn instance_part(instance_id: &str) -> String {
     let instance: String = instance_id
         .chars()
         .map(|c| {

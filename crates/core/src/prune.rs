@@ -12,7 +12,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::catalog::{Authenticity, BackupEntry, authenticate, read_entries};
+use crate::catalog::{
+    Authenticity, BackupEntry, archives_without_manifest, authenticate, read_entries,
+};
 use crate::destination::{Destination, IncompleteUpload, ObjectMeta};
 use crate::error::{Error, Result};
 use crate::format::Keyring;
@@ -152,6 +154,8 @@ impl PruneOutcome {
 /// `now` dates leftovers and bounds how far in the future a backup may be dated; backups
 /// are otherwise judged by the times in their names. Only backups `trust` trusts are
 /// counted or deleted; the header of each archive in scope is read (not the archive).
+/// This lists the prefix whole and reads every manifest under it; an agent with a catalog
+/// plans with [`plan_prune_of`] instead.
 pub async fn plan_prune(
     dest: &dyn Destination,
     layout: &Layout,
@@ -160,10 +164,41 @@ pub async fn plan_prune(
     now: DateTime<Utc>,
     trust: &TrustRules,
 ) -> Result<PrunePlan> {
+    let objects = dest.list(&layout.prefix()).await?;
+    let entries = read_entries(dest, layout, &objects).await?;
+    let leftovers = archives_without_manifest(layout, &objects);
+    drop(objects);
+    plan_prune_of(
+        dest,
+        layout,
+        policy,
+        scope,
+        now,
+        trust,
+        entries,
+        Some(leftovers),
+    )
+    .await
+}
+
+/// Works out what pruning would do from `entries`, the backups known under `layout` (newest
+/// first, such as a catalog's), without listing the store; changes nothing. `leftovers` is
+/// what a listing of the whole prefix found of archives without a manifest
+/// ([`archives_without_manifest`]): with it, the stale ones in scope are removed and
+/// incomplete uploads are looked for; without it (no listing was made), neither is.
+#[allow(clippy::too_many_arguments)]
+pub async fn plan_prune_of(
+    dest: &dyn Destination,
+    layout: &Layout,
+    policy: &Policy,
+    scope: &Scope,
+    now: DateTime<Utc>,
+    trust: &TrustRules,
+    entries: Vec<BackupEntry>,
+    leftovers: Option<Vec<ObjectMeta>>,
+) -> Result<PrunePlan> {
     let prefix = layout.prefix();
-    let objects = dest.list(&prefix).await?;
-    let in_scope: Vec<BackupEntry> = read_entries(dest, layout, &objects)
-        .await?
+    let in_scope: Vec<BackupEntry> = entries
         .into_iter()
         .filter(|e| scope.owns_manifest(e))
         .collect();
@@ -204,21 +239,23 @@ pub async fn plan_prune(
         (b.decision.time, &b.decision.name).cmp(&(a.decision.time, &a.decision.name))
     });
 
+    let Some(leftovers) = leftovers else {
+        return Ok(PrunePlan {
+            backups,
+            ignored,
+            ..PrunePlan::default()
+        });
+    };
     let stale_before = now - STALE_AFTER;
-    let keys: std::collections::HashSet<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-    let orphans = objects
-        .iter()
+    let orphans = leftovers
+        .into_iter()
         .filter(|o| {
             let Some(name) = layout.parse_archive_key(&o.key) else {
                 return false;
             };
-            let manifest = Layout::sibling(&o.key, &format!("{name}{MANIFEST_EXT}"));
             let started = time_of_name(&name).or(o.last_modified);
-            !keys.contains(manifest.as_str())
-                && scope.owns_name(&name)
-                && started.is_some_and(|t| t < stale_before)
+            scope.owns_name(&name) && started.is_some_and(|t| t < stale_before)
         })
-        .cloned()
         .collect();
 
     let mut problems = Vec::new();

@@ -116,6 +116,15 @@ impl Destination for S3Destination {
         self.store.list_after(prefix, start_after).await
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        self.store.list_page(prefix, start_after, limit).await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         self.store.delete(key).await
     }

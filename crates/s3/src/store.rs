@@ -267,6 +267,54 @@ impl Store {
         }
     }
 
+    /// The first objects under a prefix after `start_after`, at most `limit` (and at most
+    /// S3's page of 1,000), in one call, and whether more follow.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let action = format!("list the objects under {prefix:?}");
+        let start_after = (!start_after.is_empty()).then(|| start_after.to_string());
+        let max_keys = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let page = self
+            .retry
+            .run("ListObjectsV2", || {
+                self.within(self.request_timeout, &action, async {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_start_after(start_after.clone())
+                        .max_keys(max_keys)
+                        .send()
+                        .await
+                        .map_err(|e| convert(&e, self.req("s3:ListBucket"), &action))
+                })
+            })
+            .await?;
+        let objects: Vec<ObjectMeta> = page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ObjectMeta {
+                    key: object.key()?.to_string(),
+                    size: object
+                        .size()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                })
+            })
+            .collect();
+        // A page that says more follow yet holds nothing would never end.
+        let more = page.is_truncated() == Some(true) && !objects.is_empty();
+        Ok((objects, more))
+    }
+
     /// Deletes an object; a missing object or bucket is fine. With immutability, every
     /// version of it (see [`crate::lock`]).
     pub async fn delete(&self, key: &str) -> Result<()> {

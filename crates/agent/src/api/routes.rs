@@ -26,7 +26,7 @@ use crate::jobs::restore::{self as restoring, RestorePlan};
 use crate::lock;
 use crate::progress::Bar;
 use crate::queue::Enqueued;
-use crate::tasks::store::{Discovered, Task, TaskKind};
+use crate::tasks::store::{Task, TaskKind};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -241,56 +241,33 @@ fn internal(e: &Error) -> ApiError {
 async fn discover(state: &ApiState) -> Option<chrono::DateTime<chrono::Utc>> {
     let config = state.config();
     let tasks = state.ctx.tasks.clone();
-    let cached = crate::catalog::cached(&config, &tasks, &state.instance_id).await;
-    let last = match &cached {
-        Ok((_, at)) => *at,
-        Err(e) => {
-            tracing::warn!(error = %e, "API: the catalog could not be read");
-            None
+    let found = |config: &crate::config::Config| {
+        let tasks = tasks.clone();
+        let config = config.clone();
+        let instance = state.instance_id.clone();
+        async move {
+            crate::catalog::discover(&config, &tasks, &instance)
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "API: the catalog could not be read"))
         }
     };
+    let last = found(&config).await;
     let refreshed = crate::catalog::refresh_in_background(
         std::sync::Arc::new(config.clone()),
         tasks.clone(),
         state.instance_id.clone(),
-        last,
+        last.as_ref().ok().copied().flatten(),
         crate::catalog::API_MAX_AGE,
         crate::catalog::API_BUDGET,
     )
     .await;
-    // Read again only when a refresh may have changed it.
-    let cached = if refreshed {
-        crate::catalog::cached(&config, &tasks, &state.instance_id).await
+    // Again only when a refresh may have changed the catalog.
+    let last = if refreshed {
+        found(&config).await
     } else {
-        cached
+        last
     };
-    let (listings, refreshed_at) = match cached {
-        Ok(cached) => cached,
-        Err(e) => {
-            tracing::warn!(error = %e, "API: the catalog could not be read");
-            return None;
-        }
-    };
-    let mut found: Vec<Discovered> = Vec::new();
-    for (_, entries) in listings {
-        for e in entries {
-            if !found.iter().any(|f| f.name == e.manifest.name) {
-                found.push(Discovered {
-                    name: e.manifest.name.clone(),
-                    started_at: e.manifest.started_at,
-                    finished_at: e.manifest.finished_at,
-                    size_in_bytes: e.manifest.plain_bytes,
-                    stored_bytes: e.manifest.stored_bytes,
-                });
-            }
-        }
-    }
-    // Oldest first, so that ids grow with time.
-    found.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
-    if let Err(e) = state.ctx.tasks.backup_ids_for(found).await {
-        tracing::warn!(error = %e, "API: found backups could not be recorded");
-    }
-    refreshed_at
+    last.ok().flatten()
 }
 
 /// The header of the V1 list (an array) that says when the catalog was refreshed.

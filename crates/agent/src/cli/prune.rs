@@ -20,11 +20,18 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
     let config = load_config(path)?;
     let chosen = destinations::select(&config, only)?;
     let rt = runtime()?;
-    let (scope, tasks) = rt.block_on(async {
+    let (scope, tasks, me) = rt.block_on(async {
+        // Every instance's manifests are read with --all-instances: which is this one's
+        // only orders the reads, so the service identifier is not run for it.
+        let me = if all_instances {
+            String::new()
+        } else {
+            identity::this_instance(&config).await
+        };
         let scope = if all_instances {
             Scope::AllInstances
         } else {
-            Scope::Instance(identity::this_instance(&config).await)
+            Scope::Instance(me.clone())
         };
         // A dry run reads the task database only if there is one: it creates nothing.
         let tasks = if dry_run && !context::state_dir(&config).join(DB_FILE).exists() {
@@ -32,7 +39,7 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         } else {
             Some(RunContext::open(&config).await?.tasks)
         };
-        Ok::<_, service_backup_core::Error>((scope, tasks))
+        Ok::<_, service_backup_core::Error>((scope, tasks, me))
     })?;
     let trust = rt.block_on(prune::trust_rules(config.keyring.clone(), tasks.as_ref()));
     let json = output::json();
@@ -89,8 +96,10 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             &policy,
             &scope,
             dry_run,
-            tasks.as_ref().filter(|_| !dry_run),
+            tasks.as_ref(),
             &trust,
+            &me,
+            crate::catalog::full_every(&config),
         ));
         // A retry note shown while listing gives way to the plan.
         crate::progress::clear();

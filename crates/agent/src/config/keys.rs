@@ -17,6 +17,7 @@ pub(super) const TOP: &[&str] = &[
     "catch_up",
     "cron_jitter",
     "backup_window",
+    "catalog_full_refresh",
     "service_identifier_executable",
     "missing_properties_message",
     "deployment_name",

@@ -36,6 +36,9 @@ pub struct Config {
     /// How this instance's runs are spread (`cron_jitter` or `backup_window`); `None`: at
     /// the schedule's own times.
     pub spread: Option<Spread>,
+    /// How often the catalog of each destination is refreshed by a listing of it whole
+    /// (`catalog_full_refresh`), and prunes look for leftovers.
+    pub catalog_full_refresh: std::time::Duration,
     /// Command whose output identifies the service instance in logs.
     pub service_identifier_executable: Option<String>,
     /// Text that follows every configuration problem.

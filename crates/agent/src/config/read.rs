@@ -118,6 +118,7 @@ pub(super) fn from_text(
         });
     let exit_if_in_progress = top.flag("exit_if_in_progress", false, &mut problems);
     let (catch_up, spread) = super::timing::read(&top, schedule.as_ref(), &mut problems);
+    let catalog_full_refresh = super::timing::full_refresh(&top, &mut problems);
     let service_identifier_executable = top.text("service_identifier_executable", &mut problems);
     let deployment_name = top.text("deployment_name", &mut problems);
     let add_deployment_name_to_backup_path =
@@ -158,6 +159,7 @@ pub(super) fn from_text(
         exit_if_in_progress,
         catch_up,
         spread,
+        catalog_full_refresh,
         service_identifier_executable,
         missing_properties_message,
         deployment_name,

@@ -1,6 +1,8 @@
 //! `catch_up`, `cron_jitter` and `backup_window`: when the backups of this instance run
 //! beside its schedule.
 
+use std::time::Duration;
+
 use chrono::Utc;
 
 use super::section::{Problems, Section};
@@ -48,4 +50,37 @@ pub(super) fn read(
         problems.push(why);
     }
     (catch_up, spread)
+}
+
+/// The default of `catalog_full_refresh`.
+pub const DEFAULT_FULL_REFRESH: Duration = Duration::from_hours(6);
+
+/// The shortest `catalog_full_refresh`: a listing of a shared prefix whole costs.
+pub const MIN_FULL_REFRESH: Duration = Duration::from_mins(5);
+
+/// The longest `catalog_full_refresh`: deleted and damaged backups stay in the catalog
+/// until the next full listing.
+pub const MAX_FULL_REFRESH: Duration = Duration::from_hours(7 * 24);
+
+/// Reads `catalog_full_refresh`, a duration from [`MIN_FULL_REFRESH`] to
+/// [`MAX_FULL_REFRESH`] (default [`DEFAULT_FULL_REFRESH`]).
+pub(super) fn full_refresh(top: &Section<'_>, problems: &mut Problems) -> Duration {
+    let Some(text) = top.text("catalog_full_refresh", problems) else {
+        return DEFAULT_FULL_REFRESH;
+    };
+    let text = text.trim().to_string();
+    let every = match parse_duration(&text) {
+        Ok(span) => span.to_std().unwrap_or(Duration::MAX),
+        Err(why) => {
+            problems.push(format!("catalog_full_refresh {why}"));
+            return DEFAULT_FULL_REFRESH;
+        }
+    };
+    if !(MIN_FULL_REFRESH..=MAX_FULL_REFRESH).contains(&every) {
+        problems.push(format!(
+            "catalog_full_refresh \"{text}\" must be from 5m to 168h (a full listing of the destinations every so often)"
+        ));
+        return DEFAULT_FULL_REFRESH;
+    }
+    every
 }

@@ -289,7 +289,8 @@ async fn prune_after(config: &Config, report: &RunReport, tasks: &Tasks) {
         match destinations::build(config, dest) {
             Ok(built) => {
                 let keyring = config.keyring.clone();
-                super::prune::after_backup(&built, &policy, instance, tasks, keyring).await;
+                let every = crate::catalog::full_every(config);
+                super::prune::after_backup(&built, &policy, instance, tasks, keyring, every).await;
             }
             Err(e) => {
                 tracing::error!(destination_name = %dest.display_name(), error = %e, "Prune completed with error");

@@ -107,6 +107,11 @@ const MIGRATIONS: &[&str] = &[
         refreshed_at TEXT NOT NULL,
         full_at TEXT
     );",
+    // 8: when a prune last looked at a destination's leftovers (archives without a manifest,
+    // incomplete uploads) and left none it could remove; and which refresh last saw each
+    // row, so that a refresh records what it lists as it goes and drops the rest at its end.
+    "ALTER TABLE catalog_refreshes ADD COLUMN leftovers_at TEXT;
+    ALTER TABLE catalog ADD COLUMN seen_in INTEGER;",
 ];
 
 /// What a task is.

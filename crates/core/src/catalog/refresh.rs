@@ -14,9 +14,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Days, Utc};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 
 use super::BackupEntry;
-use crate::destination::{Destination, ObjectMeta, get_small};
+use crate::destination::{Destination, ListingGuard, ObjectMeta, get_small};
 use crate::error::Result;
 use crate::layout::{self, Layout};
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
@@ -90,6 +91,9 @@ pub struct Refreshed {
     pub lost_archive: Vec<String>,
     /// How many objects the refresh listed.
     pub objects_listed: usize,
+    /// After a full refresh, the archives listed without a manifest beside them (every
+    /// instance's, stale or not), for a prune to judge; `None` after an incremental one.
+    pub orphans: Option<Vec<ObjectMeta>>,
 }
 
 /// What a refresh is asked to do besides listing.
@@ -104,20 +108,168 @@ pub struct Reading<'a> {
     pub concurrency: usize,
 }
 
+/// About how many listed objects a refresh holds before reading and recording them, and
+/// how many keys it asks a store for at once: S3 answers 1,000 at most, a `local` walk
+/// that many (it rereads the folder it resumes in, so it pages by large steps), and a store
+/// that cannot stop a listing early everything ([`Destination::list_page`]).
+pub const BATCH: usize = 10_000;
+
+/// Where a refresh puts what it finds as the listing goes, a folder or more at a time, so
+/// that a listing of a large prefix is never held whole.
+pub trait Sink: Send {
+    /// Which manifest keys from `first` to `last` (both included) were read before.
+    fn known(&mut self, first: String, last: String) -> BoxFuture<'_, Result<HashSet<String>>>;
+    /// Records what the refresh found in some folders: `changed`, `present`,
+    /// `lost_archive` and `objects_listed` of those folders.
+    fn write(&mut self, found: Refreshed) -> BoxFuture<'_, Result<()>>;
+}
+
 /// Lists `scope` of `layout` in `dest` and reads the manifests listed that `known` (the
-/// manifest keys already read) does not hold, this instance's first.
-pub async fn refresh<S: std::hash::BuildHasher>(
+/// manifest keys already read) does not hold, this instance's first; everything it found,
+/// at once (for tests and small stores: [`refresh_into`] holds one folder at a time).
+pub async fn refresh<S: std::hash::BuildHasher + Sync>(
     dest: &dyn Destination,
     layout: &Layout,
     scope: &Scope,
     known: &HashSet<String, S>,
     reading: Reading<'_>,
 ) -> Result<Refreshed> {
-    let prefix = layout.prefix();
-    let objects = match scope {
-        Scope::Full => dest.list(&prefix).await?,
-        Scope::After(start) => dest.list_after(&prefix, start).await?,
+    /// Gathers every batch into one.
+    struct All<'k, S> {
+        known: &'k HashSet<String, S>,
+        found: Refreshed,
+    }
+    impl<S: std::hash::BuildHasher + Sync> Sink for All<'_, S> {
+        fn known(&mut self, first: String, last: String) -> BoxFuture<'_, Result<HashSet<String>>> {
+            let known = self
+                .known
+                .iter()
+                .filter(|k| **k >= first && **k <= last)
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok(known) })
+        }
+        fn write(&mut self, found: Refreshed) -> BoxFuture<'_, Result<()>> {
+            self.found.changed.extend(found.changed);
+            self.found.present.extend(found.present);
+            self.found.lost_archive.extend(found.lost_archive);
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let mut all = All {
+        known,
+        found: Refreshed::default(),
     };
+    let summary = refresh_into(dest, layout, scope, &mut all, reading).await?;
+    let mut found = all.found;
+    // This instance's first (a stable sort keeps the key order within each group).
+    found
+        .changed
+        .sort_by_key(|l| !layout::name_is_of_instance(&l.name, reading.instance_id));
+    Ok(Refreshed {
+        listed_after: summary.listed_after,
+        objects_listed: summary.objects_listed,
+        orphans: summary.orphans,
+        ..found
+    })
+}
+
+/// Lists `scope` of `layout` in `dest` page by page and hands `sink` what it finds a folder
+/// at a time (the manifests `sink` has not read are read, this instance's first within the
+/// folder); returns what the refresh did as a whole: `listed_after`, `objects_listed` and,
+/// after a full refresh, the archives without a manifest. About [`BATCH`] objects are held
+/// at once, whatever the listing's length.
+pub async fn refresh_into(
+    dest: &dyn Destination,
+    layout: &Layout,
+    scope: &Scope,
+    sink: &mut dyn Sink,
+    reading: Reading<'_>,
+) -> Result<Refreshed> {
+    refresh_paged(dest, layout, scope, sink, reading, BATCH, BATCH).await
+}
+
+/// [`refresh_into`] with pages of `page` keys and batches of about `batch` objects.
+async fn refresh_paged(
+    dest: &dyn Destination,
+    layout: &Layout,
+    scope: &Scope,
+    sink: &mut dyn Sink,
+    reading: Reading<'_>,
+    page_size: usize,
+    batch: usize,
+) -> Result<Refreshed> {
+    let prefix = layout.prefix();
+    let listed_after = match scope {
+        Scope::Full => None,
+        Scope::After(start) => Some(start.clone()),
+    };
+    let mut after = listed_after.clone().unwrap_or_default();
+    // Whole folders wait here until there are about BATCH objects, so that the manifests
+    // of several folders are read at once; the last folder may still grow.
+    let mut pending: Vec<ObjectMeta> = Vec::new();
+    let mut orphans = (*scope == Scope::Full).then(Vec::new);
+    let mut objects_listed = 0;
+    let mut guard = ListingGuard::new(
+        dest.describe(),
+        format!("list the objects under {prefix:?}"),
+    );
+    loop {
+        let (page, more) = dest.list_page(&prefix, &after, page_size).await?;
+        guard.add(page.len())?;
+        objects_listed += page.len();
+        let Some(last) = page.last() else { break };
+        // Never backwards: a store that answered keys not after the start would loop.
+        if last.key.as_str() <= after.as_str() {
+            break;
+        }
+        after.clone_from(&last.key);
+        pending.extend(page);
+        if pending.len() >= batch {
+            // Everything but the last folder, which the next page may continue.
+            let open = folder_of(&pending[pending.len() - 1].key).to_string();
+            let split = pending
+                .iter()
+                .rposition(|o| folder_of(&o.key) != open)
+                .map_or(0, |i| i + 1);
+            let rest = pending.split_off(split);
+            let done = std::mem::replace(&mut pending, rest);
+            if !done.is_empty() {
+                folders(dest, layout, done, sink, reading, orphans.as_mut()).await?;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        folders(dest, layout, pending, sink, reading, orphans.as_mut()).await?;
+    }
+    Ok(Refreshed {
+        listed_after,
+        objects_listed,
+        orphans,
+        ..Refreshed::default()
+    })
+}
+
+/// The folder part of `key`, with its `/`.
+fn folder_of(key: &str) -> &str {
+    key.rfind('/').map_or("", |i| &key[..=i])
+}
+
+/// Reads what is new among the objects of whole folders and hands it to `sink`.
+async fn folders(
+    dest: &dyn Destination,
+    layout: &Layout,
+    objects: Vec<ObjectMeta>,
+    sink: &mut dyn Sink,
+    reading: Reading<'_>,
+    orphans: Option<&mut Vec<ObjectMeta>>,
+) -> Result<()> {
+    if let Some(orphans) = orphans {
+        orphans.extend(super::archives_without_manifest(layout, &objects));
+    }
     let archives = archives_by_folder_and_name(layout, &objects);
     let mut manifests: Vec<(String, String)> = objects
         .iter()
@@ -125,6 +277,17 @@ pub async fn refresh<S: std::hash::BuildHasher>(
         .collect();
     let objects_listed = objects.len();
     drop(objects);
+    let first = manifests.iter().map(|(k, _)| k).min();
+    let last = manifests.iter().map(|(k, _)| k).max();
+    let (Some(first), Some(last)) = (first, last) else {
+        return sink
+            .write(Refreshed {
+                objects_listed,
+                ..Refreshed::default()
+            })
+            .await;
+    };
+    let known = sink.known(first.clone(), last.clone()).await?;
     let lost_archive = manifests
         .iter()
         .filter(|(key, name)| {
@@ -133,10 +296,6 @@ pub async fn refresh<S: std::hash::BuildHasher>(
         .map(|(key, _)| key.clone())
         .collect();
     let present = manifests.iter().map(|(k, _)| k.clone()).collect();
-    let listed_after = match scope {
-        Scope::Full => None,
-        Scope::After(start) => Some(start.clone()),
-    };
     manifests.retain(|(key, _)| !known.contains(key));
     // This instance's first (a stable sort keeps the key order within each group).
     manifests.sort_by_key(|(_, name)| !layout::name_is_of_instance(name, reading.instance_id));
@@ -161,13 +320,15 @@ pub async fn refresh<S: std::hash::BuildHasher>(
         name,
         found: Found::Unread,
     }));
-    Ok(Refreshed {
+    sink.write(Refreshed {
         changed,
         present,
-        listed_after,
+        listed_after: None,
         lost_archive,
         objects_listed,
+        orphans: None,
     })
+    .await
 }
 
 /// The folder of `key` and the backup `name`, as the key of [`archives_by_folder_and_name`].

@@ -184,6 +184,24 @@ impl Destination for LocalDestination {
         blocking(move || list_dir(&root, &prefix, &start_after)).await
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let root = self.root.clone();
+        let (prefix, start_after) = (prefix.to_string(), start_after.to_string());
+        let limit = limit.max(1);
+        blocking(move || {
+            let mut objects = walk_up_to(&root, &prefix, false, &start_after, limit + 1)?;
+            let more = objects.len() > limit;
+            objects.truncate(limit);
+            Ok((objects, more))
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path_of(key)?;
         blocking(move || match std::fs::remove_file(&path) {
@@ -255,6 +273,17 @@ fn key_of(root: &Path, path: &Path) -> String {
 /// `prefix`). Directories that sort wholly before `start_after` are not read, so a listing
 /// of what is new reads the newest day folders only.
 fn walk(root: &Path, prefix: &str, temporary: bool, start_after: &str) -> Result<Vec<ObjectMeta>> {
+    walk_up_to(root, prefix, temporary, start_after, usize::MAX)
+}
+
+/// [`walk`], stopping once it holds `limit` files.
+fn walk_up_to(
+    root: &Path,
+    prefix: &str,
+    temporary: bool,
+    start_after: &str,
+    limit: usize,
+) -> Result<Vec<ObjectMeta>> {
     // Start at the deepest directory the prefix names, so a large tree is not walked whole.
     let start = match prefix.rfind('/') {
         Some(i) => root.join(&prefix[..i]),
@@ -295,6 +324,9 @@ fn walk(root: &Path, prefix: &str, temporary: bool, start_after: &str) -> Result
             size: meta.len(),
             last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
         });
+        if out.len() >= limit {
+            break;
+        }
     }
     Ok(out)
 }

@@ -201,6 +201,10 @@ fn the_fixture_of_every_key_is_valid_beside_its_key_files() {
     assert_eq!(config.retention.and_then(|p| p.keep_monthly), Some(6));
     assert!(config.catch_up);
     assert_eq!(
+        config.catalog_full_refresh,
+        std::time::Duration::from_hours(12)
+    );
+    assert_eq!(
         config.spread,
         Some(crate::schedule::Spread::Jitter(chrono::TimeDelta::minutes(
             30

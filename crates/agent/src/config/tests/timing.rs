@@ -17,6 +17,34 @@ fn catch_up_is_on_unless_turned_off_and_no_spread_is_the_default() {
 }
 
 #[test]
+fn the_catalogs_full_refresh_is_every_6h_unless_set() {
+    let config = parse(S3_OK).expect("valid");
+    assert_eq!(
+        config.catalog_full_refresh,
+        std::time::Duration::from_hours(6)
+    );
+    let set = parse(&format!("{S3_OK}catalog_full_refresh: 1h30m\n")).expect("valid");
+    assert_eq!(set.catalog_full_refresh, std::time::Duration::from_mins(90));
+    for (value, line) in [
+        (
+            "1m",
+            "catalog_full_refresh \"1m\" must be from 5m to 168h (a full listing of the destinations every so often)",
+        ),
+        (
+            "200h",
+            "catalog_full_refresh \"200h\" must be from 5m to 168h (a full listing of the destinations every so often)",
+        ),
+        (
+            "6",
+            "catalog_full_refresh \"6\" is not a duration such as 1h30m or 90s: a unit (ns, us, ms, s, m or h) is missing",
+        ),
+    ] {
+        let found = problems(&format!("{S3_OK}catalog_full_refresh: '{value}'\n"));
+        assert!(found.iter().any(|p| p.contains(line)), "{value}: {found:?}");
+    }
+}
+
+#[test]
 fn a_jitter_or_a_window_is_read() {
     let jitter = parse(&format!("{S3_OK}cron_jitter: 1h30m\n")).expect("valid");
     assert_eq!(jitter.spread, Some(Spread::Jitter(TimeDelta::minutes(90))));

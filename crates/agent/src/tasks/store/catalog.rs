@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension as _, params};
 use service_backup_core::Result;
 use service_backup_core::catalog::BackupEntry;
 use service_backup_core::catalog::refresh::{Found, Refreshed};
+use service_backup_core::layout;
 use service_backup_core::manifest::Manifest;
 
 use super::{Store, db_error};
@@ -44,17 +45,24 @@ fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Store {
-    /// The manifest keys of `destination` already read (sound or damaged).
-    pub fn catalog_read_keys(&self, destination: &str) -> Result<HashSet<String>> {
+    /// The manifest keys of `destination` from `first` to `last` (both included) already
+    /// read (sound or damaged).
+    pub fn catalog_read_between(
+        &self,
+        destination: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<HashSet<String>> {
         let db = |e: rusqlite::Error| db_error(&self.path, &e);
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT manifest_key FROM catalog WHERE destination = ?1 AND state != 'unread'",
+                "SELECT manifest_key FROM catalog WHERE destination = ?1
+                 AND manifest_key >= ?2 AND manifest_key <= ?3 AND state != 'unread'",
             )
             .map_err(db)?;
         let keys = stmt
-            .query_map(params![destination], |r| r.get::<_, String>(0))
+            .query_map(params![destination, first, last], |r| r.get::<_, String>(0))
             .map_err(db)?
             .collect::<rusqlite::Result<HashSet<String>>>()
             .map_err(db)?;
@@ -80,54 +88,178 @@ impl Store {
         }))
     }
 
-    /// Records what a refresh of `destination` that started at `started` found, in one
-    /// transaction: a full refresh drops what it did not list.
-    pub fn catalog_apply(
-        &self,
-        destination: &str,
-        refreshed: &Refreshed,
-        started: DateTime<Utc>,
-    ) -> Result<()> {
-        self.write(destination, refreshed, Some(started))
+    /// When a prune last looked at the leftovers of `destination` and left none it could
+    /// remove, if ever.
+    pub fn catalog_leftovers_at(&self, destination: &str) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT leftovers_at FROM catalog_refreshes WHERE destination = ?1",
+                params![destination],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(at.flatten().as_deref().and_then(parse_stamp))
     }
 
-    /// Writes what `refreshed` found; with `started` (a refresh), also drops what the range
-    /// listed no longer holds and records the refresh.
-    fn write(
+    /// Records that a prune looked at the leftovers of `destination` at `at` and left none
+    /// it could remove (the destination has been refreshed: its row exists).
+    pub fn catalog_leftovers_checked(&self, destination: &str, at: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE catalog_refreshes SET leftovers_at = ?2 WHERE destination = ?1",
+                params![destination, stamp(at)],
+            )
+            .map_err(|e| db_error(&self.path, &e))?;
+        Ok(())
+    }
+
+    /// Whether the catalog of `destination` holds manifests of `instance` listed and not
+    /// read (a refresh for another instance sharing this database left them).
+    pub fn catalog_unread_of(&self, destination: &str, instance: &str) -> Result<bool> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let part = format!("-{}-", layout::instance_part(instance));
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name FROM catalog WHERE destination = ?1 AND state = 'unread'
+                 AND instr(name, ?2) > 0",
+            )
+            .map_err(db)?;
+        let mut rows = stmt.query(params![destination, part]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let name: String = row.get(0).map_err(db)?;
+            if layout::name_is_of_instance(&name, instance) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records this instance's sound backups in the catalogs `destinations` that no task
+    /// made as `done` backup tasks with trigger `discovered` (oldest first, so that ids grow
+    /// with time; as [`Store::backup_id_for`] does one by one), and returns when the oldest
+    /// of those catalogs was refreshed (`None` if one never was): one transaction, one
+    /// statement for the backups, whatever their number.
+    pub fn catalog_discover(
+        &self,
+        destinations: &[String],
+        instance: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let tx = self.conn.unchecked_transaction().map_err(db)?;
+        let mut oldest: Option<Option<DateTime<Utc>>> = None;
+        {
+            let mut stmt = tx
+                .prepare("SELECT refreshed_at FROM catalog_refreshes WHERE destination = ?1")
+                .map_err(db)?;
+            for destination in destinations {
+                let at: Option<String> = stmt
+                    .query_row(params![destination], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                let at = at.as_deref().and_then(parse_stamp);
+                oldest = Some(match oldest {
+                    None => at,
+                    Some(prev) => prev.zip(at).map(|(a, b)| a.min(b)),
+                });
+            }
+        }
+        let keys = serde_json::to_string(destinations).unwrap_or_else(|_| "[]".into());
+        // Times as the tasks table writes them (RFC 3339, milliseconds, Z); sizes beyond
+        // SQLite's integers clamped.
+        tx.prepare(
+            "INSERT INTO tasks (kind, state, trigger, backup_name, created_at, updated_at,
+                started_at, finished_at, size_in_bytes, stored_bytes)
+             SELECT 'backup', 'done', 'discovered', name, started, finished, started, finished,
+                plain, stored
+             FROM (
+                SELECT c.name AS name,
+                    strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(c.manifest, '$.started_at')) AS started,
+                    strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(c.manifest, '$.finished_at')) AS finished,
+                    CAST(MIN(json_extract(c.manifest, '$.plain_bytes'), 9223372036854775807) AS INTEGER) AS plain,
+                    CAST(MIN(json_extract(c.manifest, '$.stored_bytes'), 9223372036854775807) AS INTEGER) AS stored
+                FROM catalog c
+                WHERE c.destination IN (SELECT value FROM json_each(?1))
+                    AND c.state = 'sound' AND c.instance_id = ?2
+                    AND json_valid(c.manifest)
+                    AND NOT EXISTS (SELECT 1 FROM tasks t
+                        WHERE t.kind = 'backup' AND t.backup_name = c.name)
+                GROUP BY c.name
+             )
+             WHERE started IS NOT NULL AND finished IS NOT NULL
+             ORDER BY started, name",
+        )
+        .and_then(|mut stmt| stmt.execute(params![keys, instance]))
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(oldest.flatten())
+    }
+
+    /// Records part of what the refresh `generation` of `destination` found (some folders),
+    /// in one transaction: the rows listed are marked seen by it.
+    pub fn catalog_write_batch(
         &self,
         destination: &str,
-        refreshed: &Refreshed,
-        started: Option<DateTime<Utc>>,
+        found: &Refreshed,
+        generation: i64,
+    ) -> Result<()> {
+        self.write(destination, found, Some(generation))
+    }
+
+    /// Ends the refresh `generation` of `destination`, started at `started`: drops the rows
+    /// of the range it listed (everything, or the keys after `listed_after`) that it did not
+    /// see (rows written since it started are kept: another refresh, or a new backup, wrote
+    /// them), and records when it ran.
+    pub fn catalog_finish(
+        &self,
+        destination: &str,
+        listed_after: Option<&str>,
+        generation: i64,
+        started: DateTime<Utc>,
     ) -> Result<()> {
         let db = |e: rusqlite::Error| db_error(&self.path, &e);
         let tx = self.conn.unchecked_transaction().map_err(db)?;
+        tx.execute(
+            "DELETE FROM catalog WHERE destination = ?1 AND manifest_key > ?2
+             AND (seen_in IS NULL OR seen_in != ?3) AND last_seen < ?4",
+            params![
+                destination,
+                listed_after.unwrap_or(""),
+                generation,
+                stamp(started)
+            ],
+        )
+        .map_err(db)?;
+        let full = listed_after.is_none().then(|| stamp(started));
+        tx.execute(
+            "INSERT INTO catalog_refreshes (destination, refreshed_at, full_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (destination) DO UPDATE SET refreshed_at = ?2,
+                full_at = COALESCE(?3, catalog_refreshes.full_at)",
+            params![destination, stamp(started), full],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Writes what `found` found; with `generation` (a refresh's), also marks the rows
+    /// listed as seen by it.
+    fn write(&self, destination: &str, found: &Refreshed, generation: Option<i64>) -> Result<()> {
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let tx = self.conn.unchecked_transaction().map_err(db)?;
         let seen = stamp(Utc::now());
-        if started.is_some() {
-            let present = &refreshed.present;
-            // The range listed: everything, or the keys after the start.
-            let after = refreshed.listed_after.as_deref().unwrap_or("");
-            let held: Vec<String> = {
-                let mut stmt = tx
-                    .prepare(
-                        "SELECT manifest_key FROM catalog WHERE destination = ?1 AND manifest_key > ?2",
-                    )
-                    .map_err(db)?;
-                stmt.query_map(params![destination, after], |r| r.get::<_, String>(0))
-                    .map_err(db)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(db)?
-            };
-            let mut delete = tx
-                .prepare("DELETE FROM catalog WHERE destination = ?1 AND manifest_key = ?2")
-                .map_err(db)?;
-            for key in held.iter().filter(|k| !present.contains(*k)) {
-                delete.execute(params![destination, key]).map_err(db)?;
-            }
+        if let Some(generation) = generation {
             let mut touch = tx
-                .prepare("UPDATE catalog SET last_seen = ?3 WHERE destination = ?1 AND manifest_key = ?2")
+                .prepare(
+                    "UPDATE catalog SET last_seen = ?3, seen_in = ?4
+                     WHERE destination = ?1 AND manifest_key = ?2",
+                )
                 .map_err(db)?;
-            for key in present {
-                touch.execute(params![destination, key, seen]).map_err(db)?;
+            for key in &found.present {
+                touch
+                    .execute(params![destination, key, seen, generation])
+                    .map_err(db)?;
             }
         }
         {
@@ -137,17 +269,17 @@ impl Store {
                      WHERE destination = ?1 AND manifest_key = ?2",
                 )
                 .map_err(db)?;
-            for key in &refreshed.lost_archive {
+            for key in &found.lost_archive {
                 lost.execute(params![destination, key, seen]).map_err(db)?;
             }
             let mut upsert = tx
                 .prepare(
                     "INSERT OR REPLACE INTO catalog (destination, manifest_key, name, state, instance_id,
-                        started_at, archive_key, archive_size, manifest, problem, last_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        started_at, archive_key, archive_size, manifest, problem, last_seen, seen_in)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(db)?;
-            for listed in &refreshed.changed {
+            for listed in &found.changed {
                 let (state, entry, problem) = match &listed.found {
                     Found::Sound(entry) => ("sound", Some(&**entry), None),
                     Found::Damaged { problem } => ("damaged", None, Some(problem.as_str())),
@@ -166,21 +298,11 @@ impl Store {
                         entry.map(|e| String::from_utf8_lossy(&e.manifest.to_json()).into_owned()),
                         problem,
                         seen,
+                        generation,
                     ])
                     .map_err(db)?;
             }
         }
-        let Some(started) = started else {
-            return tx.commit().map_err(db);
-        };
-        let full = refreshed.listed_after.is_none().then(|| stamp(started));
-        tx.execute(
-            "INSERT INTO catalog_refreshes (destination, refreshed_at, full_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (destination) DO UPDATE SET refreshed_at = ?2,
-                full_at = COALESCE(?3, catalog_refreshes.full_at)",
-            params![destination, stamp(started), full],
-        )
-        .map_err(db)?;
         tx.commit().map_err(db)
     }
 

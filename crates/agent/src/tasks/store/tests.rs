@@ -251,3 +251,96 @@ fn openers_of_a_new_database_at_once_migrate_it_once() {
         assert_eq!(versions, i64::try_from(MIGRATIONS.len()).unwrap());
     }
 }
+
+#[test]
+fn backups_in_the_catalog_become_discovered_tasks_once_oldest_first() {
+    use chrono::TimeZone as _;
+    use service_backup_core::catalog::BackupEntry;
+    use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let entry = |instance: &str, hour: u32| {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
+        let name = format!("{}-{instance}-0000abcd", at.format("%Y%m%dT%H%M%SZ"));
+        BackupEntry {
+            manifest: Manifest {
+                format_version: MANIFEST_VERSION,
+                name: name.clone(),
+                instance_id: instance.into(),
+                deployment: None,
+                started_at: at,
+                finished_at: at + chrono::Duration::minutes(5),
+                source_folder: "/s".into(),
+                file_count: 1,
+                plain_bytes: 100 + u64::from(hour),
+                stored_bytes: 3,
+                sha256: "00".repeat(32),
+                archive: format!("{name}.tar.gz"),
+                compression: Compression {
+                    algorithm: "gzip".into(),
+                    level: 6,
+                },
+                encryption: None,
+                agent_version: "test".into(),
+                locked_until: None,
+            },
+            manifest_key: format!("2026/01/02/{name}.json"),
+            archive_key: format!("2026/01/02/{name}.tar.gz"),
+            archive_size: 3,
+        }
+    };
+    // One backup made here, others found in two destinations (one in both), and another
+    // instance's, which is not this one's to list.
+    let made = entry("me", 4);
+    let id = store.create(TaskKind::Backup, "manual").unwrap();
+    store.start(id, "guid").unwrap();
+    store
+        .finish(id, Some(&made.manifest.name), 1, 3, 1.0)
+        .unwrap();
+    for e in [
+        entry("me", 5),
+        made.clone(),
+        entry("me", 3),
+        entry("other", 1),
+    ] {
+        store.catalog_add("a", &e).unwrap();
+    }
+    store.catalog_add("b", &entry("me", 3)).unwrap();
+    store.catalog_add("b", &entry("me", 2)).unwrap();
+    let keys = ["a".to_string(), "b".to_string()];
+
+    // Never refreshed: no time to show.
+    assert_eq!(store.catalog_discover(&keys, "me").unwrap(), None);
+    let tasks = store.list(TaskKind::Backup).unwrap();
+    let names: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| (t.trigger.as_str(), t.backup_name.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("manual", made.manifest.name.as_str()),
+            ("discovered", entry("me", 2).manifest.name.as_str()),
+            ("discovered", entry("me", 3).manifest.name.as_str()),
+            ("discovered", entry("me", 5).manifest.name.as_str()),
+        ]
+    );
+    let found = &tasks[3];
+    assert_eq!(found.state, TaskState::Done);
+    assert_eq!(found.size_in_bytes, Some(105));
+    assert_eq!(found.stored_bytes, Some(3));
+    assert_eq!(found.started_at, Some(entry("me", 5).manifest.started_at));
+    assert_eq!(found.finished_at, Some(entry("me", 5).manifest.finished_at));
+    assert_eq!(found.created_at, entry("me", 5).manifest.started_at);
+
+    // Again: nothing new is recorded, and the ids stay.
+    store.catalog_discover(&keys, "me").unwrap();
+    assert_eq!(store.list(TaskKind::Backup).unwrap(), tasks);
+    // Once both catalogs were refreshed, the older time is the answer.
+    let at = |h| Utc.with_ymd_and_hms(2026, 1, 3, h, 0, 0).unwrap();
+    store.catalog_finish("a", None, 1, at(5)).unwrap();
+    assert_eq!(store.catalog_discover(&keys, "me").unwrap(), None);
+    store.catalog_finish("b", None, 2, at(4)).unwrap();
+    assert_eq!(store.catalog_discover(&keys, "me").unwrap(), Some(at(4)));
+}

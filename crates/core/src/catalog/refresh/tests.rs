@@ -296,3 +296,108 @@ async fn an_incremental_refresh_drops_what_went_after_its_start_only() {
     );
     assert!(catalog.sound.is_empty());
 }
+
+/// A sink that keeps every batch apart, and what it was asked.
+#[derive(Default)]
+struct Batches {
+    batches: Vec<Refreshed>,
+}
+
+impl Sink for Batches {
+    fn known(&mut self, _: String, _: String) -> BoxFuture<'_, Result<HashSet<String>>> {
+        Box::pin(async { Ok(HashSet::new()) })
+    }
+    fn write(&mut self, found: Refreshed) -> BoxFuture<'_, Result<()>> {
+        self.batches.push(found);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_paged_refresh_finds_what_a_whole_listing_finds_holding_a_few_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(dir.path());
+    let layout = Layout::new("p", None);
+    for d in 1..=6 {
+        for (h, who) in [(1, "a"), (2, "b"), (3, "c")] {
+            seed(&dest, &layout, at(d, h), day(d), who).await;
+        }
+    }
+    // An archive without its manifest, and a manifest without its archive.
+    let orphan = layout.archive_key(
+        day(3),
+        "20260303T090000Z-a-0000beef",
+        Algorithm::Gzip,
+        false,
+    );
+    dest.put(&orphan, Bytes::from_static(&[0x1f, 0x8b, 0]))
+        .await
+        .unwrap();
+    let lonely = seed(&dest, &layout, at(4, 9), day(4), "b").await;
+    dest.delete(&lonely.replace(".json", ".tar.gz"))
+        .await
+        .unwrap();
+
+    // Pages end inside day folders: the local store stops early.
+    let mut keys = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (page, more) = dest.list_page("p/", &after, 4).await.unwrap();
+        assert!(page.len() <= 4);
+        keys.extend(page.iter().map(|o| o.key.clone()));
+        match page.last() {
+            Some(last) if more => after.clone_from(&last.key),
+            _ => break,
+        }
+    }
+    let whole: Vec<String> = dest
+        .list("p/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, whole);
+
+    let at_once = refresh(&dest, &layout, &Scope::Full, &HashSet::new(), ALL)
+        .await
+        .unwrap();
+    let mut sink = Batches::default();
+    let summary = refresh_paged(&dest, &layout, &Scope::Full, &mut sink, ALL, 4, 7)
+        .await
+        .unwrap();
+    assert_eq!(summary.objects_listed, at_once.objects_listed);
+    assert_eq!(summary.orphans, at_once.orphans);
+    assert_eq!(
+        summary
+            .orphans
+            .as_ref()
+            .map(|o| o.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()),
+        Some(vec![orphan.as_str()])
+    );
+    assert!(sink.batches.len() >= 3, "{} batches", sink.batches.len());
+    // Each batch holds whole folders, and about `batch` objects (a folder is 6 of them).
+    let mut folders_seen = HashSet::new();
+    for b in &sink.batches {
+        assert!(b.objects_listed <= 7 + 6 + 4, "{}", b.objects_listed);
+        let folders: HashSet<&str> = b.present.iter().map(|k| folder_of(k)).collect();
+        for f in folders {
+            assert!(folders_seen.insert(f.to_string()), "{f} in two batches");
+        }
+    }
+    let mut paged: Vec<Listed> = sink
+        .batches
+        .iter()
+        .flat_map(|b| b.changed.clone())
+        .collect();
+    let mut whole = at_once.changed.clone();
+    paged.sort_by(|a, b| a.manifest_key.cmp(&b.manifest_key));
+    whole.sort_by(|a, b| a.manifest_key.cmp(&b.manifest_key));
+    assert_eq!(paged, whole);
+    let damaged: Vec<&Listed> = paged
+        .iter()
+        .filter(|l| matches!(l.found, Found::Damaged { .. }))
+        .collect();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].manifest_key, lonely);
+}

@@ -1,0 +1,83 @@
+//! A store wrapper for tests that records which keys are read.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use super::{Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload};
+use crate::error::Result;
+
+/// A store that records the keys it is asked to read (whole or a range), and passes every
+/// call on to the store it wraps.
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn Destination>,
+    read: Mutex<Vec<String>>,
+}
+
+impl Counting {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Destination>) -> Self {
+        Self {
+            inner,
+            read: Mutex::default(),
+        }
+    }
+
+    /// The keys read since the last call, in order.
+    pub fn take_reads(&self) -> Vec<String> {
+        std::mem::take(&mut *self.read.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn note(&self, key: &str) {
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key.to_string());
+    }
+}
+
+#[async_trait]
+impl Destination for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+        self.inner.put_multipart(key).await
+    }
+    async fn get(&self, key: &str) -> Result<ObjectStream> {
+        self.note(key);
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        self.note(key);
+        self.inner.get_range(key, range).await
+    }
+    fn cheap_ranges(&self) -> bool {
+        self.inner.cheap_ranges()
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        self.inner.list_after(prefix, start_after).await
+    }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        self.inner.list_page(prefix, start_after, limit).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
+        self.inner.list_incomplete(prefix).await
+    }
+    async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()> {
+        self.inner.discard_incomplete(upload).await
+    }
+}
