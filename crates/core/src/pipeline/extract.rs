@@ -46,6 +46,7 @@ use std::path::{Component, Path, PathBuf};
 
 use filetime::FileTime;
 
+pub(crate) use headers::HeaderLimit;
 pub use headers::MAX_EXTENSION_LEN;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -119,7 +120,7 @@ impl Extractor {
 
     /// Extracts or checks every entry of the tar stream `tar`.
     pub fn run<R: Read>(mut self, tar: R) -> Result<ExtractStats> {
-        let mut archive = tar::Archive::new(headers::HeaderLimit::new(tar));
+        let mut archive = tar::Archive::new(HeaderLimit::new(tar));
         let entries = archive
             .entries()
             .map_err(|e| from_io(e, "read the tar stream"))?;
