@@ -1,6 +1,6 @@
 //! Tar extraction into a target on a real file system: whatever the tar (or tar.gz) says,
-//! nothing is created outside the target directory, no symlink made in it resolves outside
-//! it, and nothing panics.
+//! nothing is created outside the target directory (symlinks are made as the archive says,
+//! wherever they point, and nothing is written through one), and nothing panics.
 #![no_main]
 
 use std::path::Path;
@@ -33,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
         std::fs::remove_dir_all(&target).expect("the last target is removed");
     }
     std::fs::create_dir(&target).expect("the target");
-    // A verdict either way; the checks below hold after a refusal too (a restore then
-    // discards the target, but until then it must hold nothing that leads outside).
+    // A verdict either way; the check below holds after a refusal too: nothing was written
+    // beside the target, through a link or otherwise.
     let _ = if data.starts_with(&[0x1f, 0x8b]) {
         Extractor::into_dir(&target).run(flate2::read::GzDecoder::new(data))
     } else {
@@ -45,35 +45,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|e| e.expect("an entry").file_name())
         .collect();
     assert_eq!(beside, vec![std::ffi::OsString::from("target")], "an entry escaped");
-    assert_links_inside(&target, &target);
 });
-
-/// Every symlink below `dir` that resolves at all resolves inside `root`, as the kernel
-/// follows it.
-fn assert_links_inside(root: &Path, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.file_type().is_symlink() {
-            if let Ok(to) = std::fs::canonicalize(&path) {
-                let real_root = std::fs::canonicalize(root).expect("the target");
-                assert!(
-                    to.starts_with(&real_root),
-                    "{} resolves to {}, outside the target",
-                    path.display(),
-                    to.display()
-                );
-            }
-        } else if meta.is_dir() {
-            assert_links_inside(root, &path);
-        }
-    }
-}
 
 /// Gives every directory below `dir` its owner's rights back, so that it can be removed.
 fn make_writable(dir: &Path) {

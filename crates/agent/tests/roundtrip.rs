@@ -396,3 +396,53 @@ fn zstd_backups_restore_and_decrypt_to_what_tar_reads() {
     assert!(tar.success(), "system tar reads the decrypted archive");
     assert_eq!(tree(&env.path("source")), tree(&env.path("by-tar")));
 }
+
+#[test]
+fn symlinks_that_point_anywhere_are_backed_up_verified_and_restored_as_they_were() {
+    // The links a data service leaves in its dump folder: absolute, absolute into the
+    // folder itself, relative and leaving it, and one through another link.
+    use std::os::unix::fs::symlink;
+    let env = Env::new();
+    let source = env.path("source");
+    std::fs::create_dir_all(source.join("releases/v2/db")).unwrap();
+    std::fs::write(source.join("real.conf"), b"x").unwrap();
+    std::fs::write(source.join("releases/v2/db/f"), b"x").unwrap();
+    let links = [
+        ("wal", "/var/log".to_string()),
+        ("cfg", source.join("real.conf").display().to_string()),
+        ("up", "../../etc".to_string()),
+        ("current", "releases/v2".to_string()),
+        ("data", "current/db".to_string()),
+    ];
+    for (at, to) in &links {
+        symlink(to, source.join(at)).unwrap();
+    }
+    env.run(&["backup", "config.yml"]).expect(0);
+    env.run(&["verify", "config.yml"]).expect(0);
+    env.run(&["restore", "config.yml", "--target", "restored"])
+        .expect(0);
+    assert_eq!(tree(&source), tree(&env.path("restored")));
+    for (at, to) in &links {
+        assert_eq!(
+            std::fs::read_link(env.path("restored").join(at)).unwrap(),
+            std::path::Path::new(to),
+            "{at}"
+        );
+    }
+    // Restoring only some paths keeps working too.
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        "some",
+        "--include",
+        "wal",
+        "--include",
+        "data",
+    ])
+    .expect(0);
+    assert_eq!(
+        std::fs::read_link(env.path("some/wal")).unwrap(),
+        std::path::Path::new("/var/log")
+    );
+}

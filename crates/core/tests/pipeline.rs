@@ -556,3 +556,69 @@ async fn an_archive_of_another_backup_is_refused_and_an_unbound_one_restores() {
     .unwrap();
     assert_same_tree(&source, &out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_that_point_anywhere_restore_as_they_were() {
+    // The links a data service leaves in its dump folder: absolute, absolute into the
+    // folder itself, relative and leaving it, and one through another link. A backup of
+    // them verifies and restores them as they were.
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(source.join("releases/v2/db")).unwrap();
+    std::fs::write(source.join("data.db"), b"important data").unwrap();
+    std::fs::write(source.join("real.conf"), b"x").unwrap();
+    std::fs::write(source.join("releases/v2/db/f"), b"x").unwrap();
+    symlink("/var/log", source.join("wal")).unwrap();
+    symlink(source.join("real.conf"), source.join("cfg")).unwrap();
+    symlink("../../etc", source.join("up")).unwrap();
+    symlink("releases/v2", source.join("current")).unwrap();
+    symlink("current/db", source.join("data")).unwrap();
+    let key = Key::generate().unwrap();
+    let dest: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("dest")));
+    let outcomes = run_backup(
+        plan(&source, Some(key.clone())),
+        vec![target("a", dest.clone())],
+        Arc::new(NoProgress),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    outcomes[0].result.as_ref().unwrap();
+    let layout = Layout::new("svc/prod", None);
+    let entries = list_backups(&*dest, &layout).await.unwrap();
+    let entry = select(&entries, &Selector::Latest).unwrap();
+    let decryption = Decryption::new(Some(Keyring::new(key)));
+    restore_backup(
+        dest.clone(),
+        entry,
+        &decryption,
+        &RestoreInto::CheckOnly,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let out = tmp.path().join("restored");
+    restore_backup(
+        dest,
+        entry,
+        &decryption,
+        &RestoreInto::Dir {
+            path: out.clone(),
+            replace: false,
+        },
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&source, &out);
+    for (link, to) in [
+        ("wal", Path::new("/var/log")),
+        ("cfg", &source.join("real.conf")),
+        ("up", Path::new("../../etc")),
+        ("current", Path::new("releases/v2")),
+        ("data", Path::new("current/db")),
+    ] {
+        assert_eq!(std::fs::read_link(out.join(link)).unwrap(), to, "{link}");
+    }
+    assert_eq!(std::fs::read(out.join("data/f")).unwrap(), b"x");
+}

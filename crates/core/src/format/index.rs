@@ -299,6 +299,15 @@ impl Cursor<'_> {
     }
 }
 
+/// The most compressed bytes a block of `block_size` tar bytes takes. Data that does not
+/// compress grows a little as stored deflate blocks, gzip members and zstd frames (a few
+/// bytes in 64 KiB, and a member's header and trailer for each run of at least 8 KiB); a
+/// sixteenth of the block and 64 KiB more is far above that, and below what would let an
+/// index make a restore read a whole archive as one block.
+pub fn max_compressed_block(block_size: u64) -> u64 {
+    block_size + block_size / 16 + 64 * 1024
+}
+
 impl ArchiveIndex {
     /// Decodes and checks the head and block table of `body`, for a compressed tar stream
     /// of `compressed_len` bytes; the entries are checked as [`Self::entries`] reads them.
@@ -333,6 +342,12 @@ impl ArchiveIndex {
             let len = c.varint("the block table")?;
             if len == 0 {
                 return Err(bad("it lists an empty block"));
+            }
+            let most = max_compressed_block(block_size);
+            if len > most {
+                return Err(bad(format!(
+                    "it lists a block of {len} compressed bytes, more than a block of {block_size} bytes compresses to (at most {most})"
+                )));
             }
             at = at
                 .checked_add(len)

@@ -447,7 +447,9 @@ fn list_tar<R: Read + Send>(
     })?;
     let decoder = crate::pipeline::decompress::serial_decoder(compression, plain)
         .map_err(|e| from_io(e, "start the decompression"))?;
-    let mut tar = tar::Archive::new(decoder);
+    // Long names and PAX headers are read whole by the tar crate: limited as a restore
+    // limits them.
+    let mut tar = tar::Archive::new(crate::pipeline::extract::HeaderLimit::new(decoder));
     let entries = tar
         .entries()
         .map_err(|e| from_io(e, "read the tar stream"))?;

@@ -1,5 +1,6 @@
-//! Safe extraction of tar entries: no absolute paths, no `..`, no links that leave the
-//! target, no devices or FIFOs; every refusal names the entry.
+//! Safe extraction of tar entries: no absolute paths, no `..`, no entry written through a
+//! symlink, no hard link out of the target, no devices or FIFOs; every refusal names the
+//! entry.
 //!
 //! # Symlinks
 //!
@@ -7,17 +8,12 @@
 //! folders are written no symlink exists below the root: nothing can be written through
 //! one. An entry whose path passes through (or ends on) a symlink of the archive is
 //! refused, whenever that link came; so is a link whose path was already extracted, and a
-//! hard link to a symlink (it would be a copy of the link elsewhere).
+//! hard link to or through a symlink (it would be a copy of the link elsewhere).
 //!
-//! Once all links are made, each is followed from its folder, component by component, as
-//! the kernel resolves it: `..` must never go above the root, and no component before the
-//! last may be a symlink (of the archive, or on disk). Then a link resolves inside the
-//! root: its folder is a real folder inside the root; every component but the last is a
-//! real folder (so `..` goes where it says), or does not exist, and then nothing below it
-//! exists either (the kernel stops there; whatever is made there later is judged as if it
-//! were a folder now). The last component is inside the root; if it is itself a link, the
-//! same holds for that link, and so on for every link the kernel follows. So
-//! `s -> .` followed by `up -> s/s/../..` is refused: `s` is a symlink on `up`'s way.
+//! A symlink's target is only text, and is made as the archive says, as tar does: absolute,
+//! leaving the root, through other links or to nothing. Nothing follows it while the
+//! restore runs: the links are the last thing made, folders get their modes by paths that
+//! pass through none, and the staging folder is swapped into place without entering them.
 //!
 //! # Speed
 //!
@@ -50,6 +46,7 @@ use std::path::{Component, Path, PathBuf};
 
 use filetime::FileTime;
 
+pub(crate) use headers::HeaderLimit;
 pub use headers::MAX_EXTENSION_LEN;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -123,7 +120,7 @@ impl Extractor {
 
     /// Extracts or checks every entry of the tar stream `tar`.
     pub fn run<R: Read>(mut self, tar: R) -> Result<ExtractStats> {
-        let mut archive = tar::Archive::new(headers::HeaderLimit::new(tar));
+        let mut archive = tar::Archive::new(HeaderLimit::new(tar));
         let entries = archive
             .entries()
             .map_err(|e| from_io(e, "read the tar stream"))?;

@@ -282,3 +282,72 @@ fn the_fuzz_seed_is_a_valid_body() {
         "the seed is not sample()'s body"
     );
 }
+
+#[test]
+fn a_block_larger_than_its_block_size_compresses_to_is_refused() {
+    // The planted index of a report: one block whose compressed length is the whole
+    // payload (300 MiB), which a restore with --include read into memory at once.
+    let block_size = 1 << 20;
+    let most = u32::try_from(max_compressed_block(block_size)).unwrap();
+    for (tar_len, lens) in [
+        (block_size, vec![300u32 << 20]),
+        (3 * block_size, vec![1000, most + 1, 1000]),
+    ] {
+        let body = encode_head(block_size, &lens, tar_len, 0);
+        let compressed = lens.iter().map(|l| u64::from(*l)).sum();
+        let err = ArchiveIndex::decode(body, compressed).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt, "{err}");
+        assert!(
+            err.to_string()
+                .contains("compressed bytes, more than a block of 1048576 bytes compresses to"),
+            "{err}"
+        );
+    }
+    let body = encode_head(block_size, &[most], block_size, 0);
+    ArchiveIndex::decode(body, u64::from(most)).unwrap();
+}
+
+#[test]
+fn the_writer_never_makes_a_block_larger_than_the_bound() {
+    use std::io::Write as _;
+    // Noise, and runs of noise and zeros that alternate every 8 KiB (a member each in
+    // gzip): the most a block grows.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    let mut data = noise(3 << 20);
+    for _ in 0..(2 << 20) / (16 << 10) {
+        data.extend(noise(8 << 10));
+        data.extend(std::iter::repeat_n(0u8, 8 << 10));
+    }
+    let block_size = crate::pipeline::compress::BLOCK_SIZE as u64;
+    for algorithm in Algorithm::ALL {
+        let (_, blocks) = std::thread::scope(|scope| {
+            let mut c = crate::pipeline::compress::ParallelCompressor::new(
+                Vec::new(),
+                algorithm,
+                6,
+                2,
+                scope,
+            )
+            .unwrap();
+            c.write_all(&data).unwrap();
+            c.finish_with_blocks().unwrap()
+        });
+        assert_eq!(blocks.len(), 5, "{algorithm:?}");
+        for len in blocks {
+            assert!(
+                u64::from(len) <= max_compressed_block(block_size),
+                "{algorithm:?}: {len}"
+            );
+        }
+    }
+}

@@ -22,7 +22,7 @@ const BLOCK: usize = 512;
 
 /// Passes a tar stream through unchanged, refusing extension entries over
 /// [`MAX_EXTENSION_LEN`].
-pub(super) struct HeaderLimit<R> {
+pub(crate) struct HeaderLimit<R> {
     inner: R,
     header: [u8; BLOCK],
     state: State,
@@ -45,7 +45,8 @@ enum State {
 }
 
 impl<R: Read> HeaderLimit<R> {
-    pub(super) fn new(inner: R) -> Self {
+    /// The tar stream `inner`, read through the limit.
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
             header: [0; BLOCK],

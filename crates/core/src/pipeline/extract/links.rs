@@ -1,14 +1,11 @@
-//! The symlinks of an archive: kept aside while the other entries are extracted, made
-//! last, then each checked where it stands among the others (see the module doc of
-//! `extract` for why that is sound).
+//! The symlinks of an archive: kept aside while the other entries are extracted, then
+//! made last, each with its target as the archive says (see the module doc of `extract`
+//! for why that is sound).
 
-use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::hash::BuildHasher as _;
 use std::hash::Hasher as _;
-use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 
@@ -21,19 +18,6 @@ pub(super) const MAX_TARGET_LEN: usize = 4095;
 /// Bytes of memory the links kept until the end of the archive may take, counted as
 /// their names plus [`PER_LINK`]: about 200,000 links of short names.
 const MAX_KEPT: usize = 64 << 20;
-
-/// Path components the kernel may walk, in total, to look up the components of all link
-/// targets on disk (a lookup by a path of `n` components costs `n`). Each folder is looked
-/// up once whatever the number of links through it, so this is far above what real links
-/// need; an archive of thousands of links that each look up new names thousands of folders
-/// deep would otherwise take hours.
-pub(super) const MAX_WALKED: u64 = 64 << 20;
-
-#[cfg(test)]
-thread_local! {
-    /// Lookups on disk made by the link checks of this thread, for tests.
-    pub(super) static LOOKUPS: Cell<u64> = const { Cell::new(0) };
-}
 
 /// The hash of the root's path, and the start of every path's.
 const ROOT: u64 = 0;
@@ -62,17 +46,6 @@ pub(super) struct Links {
     pending: Vec<Pending>,
     /// Bytes kept in `pending`, against [`MAX_KEPT`].
     kept: usize,
-    /// Random keys for [`Seen`]: a path no archive can make collide with another.
-    keys: std::hash::RandomState,
-}
-
-/// What the checks found on disk so far, by keyed path hash: nothing changes on disk
-/// while links are checked, so each path is looked up once (whether it is a real folder).
-#[derive(Default)]
-struct Seen {
-    folders: HashMap<u64, bool>,
-    /// Path components walked by the lookups so far, against [`MAX_WALKED`].
-    walked: Cell<u64>,
 }
 
 /// The hash of a path one component longer than the path of hash `h`.
@@ -113,7 +86,6 @@ impl Links {
         mtime: FileTime,
         name: &str,
     ) -> Result<()> {
-        let shown = target.display();
         if target.as_os_str().is_empty() {
             return Err(unsafe_entry(name, "it is a symlink with an empty target"));
         }
@@ -121,12 +93,6 @@ impl Links {
             return Err(unsafe_entry(
                 name,
                 &format!("its symlink target is longer than {MAX_TARGET_LEN} bytes"),
-            ));
-        }
-        if !stays_inside_lexically(&rel, &target) {
-            return Err(unsafe_entry(
-                name,
-                &format!("it is a symlink to {shown} outside the target"),
             ));
         }
         self.kept += rel.as_os_str().len() + target.as_os_str().len() + name.len() + PER_LINK;
@@ -162,195 +128,40 @@ impl Links {
         Ok(())
     }
 
-    /// With a `root`, makes every symlink kept; then checks each against all of them (and
-    /// with a `root`, against what is on disk). On a refusal, the links made are removed
-    /// again: the root never keeps one that leads outside.
+    /// Checks that no link's path passes through another link (one that came later than
+    /// it, as the earlier ones were refused as they came); then, with a `root`, makes
+    /// every link kept, as its target says. On a failure, the links made are removed again.
     pub(super) fn finish(&mut self, root: Option<&Path>) -> Result<()> {
-        let mut made = 0;
-        let done = self.make_and_check(root, &mut made);
-        if done.is_err()
-            && let Some(root) = root
-        {
-            for link in &self.pending[..made] {
-                let _ = std::fs::remove_file(root.join(&link.rel));
-            }
-        }
-        done
-    }
-
-    fn make_and_check(&self, root: Option<&Path>, made: &mut usize) -> Result<()> {
-        if let Some(root) = root {
-            for link in &self.pending {
-                let path = root.join(&link.rel);
-                std::os::unix::fs::symlink(&link.target, &path)
-                    .map_err(|e| Error::io("create symlink", &path, e))?;
-                *made += 1;
-                let _ = filetime::set_symlink_file_times(&path, link.mtime, link.mtime);
-            }
-        }
-        let mut seen = Seen::default();
         for link in &self.pending {
-            self.check(root, link, &mut seen)
+            self.check(link)
                 .map_err(|why| unsafe_entry(&link.name, &why))?;
         }
+        let Some(root) = root else {
+            return Ok(());
+        };
+        for (made, link) in self.pending.iter().enumerate() {
+            let path = root.join(&link.rel);
+            if let Err(e) = std::os::unix::fs::symlink(&link.target, &path) {
+                for link in &self.pending[..made] {
+                    let _ = std::fs::remove_file(root.join(&link.rel));
+                }
+                return Err(Error::io("create symlink", &path, e));
+            }
+            let _ = filetime::set_symlink_file_times(&path, link.mtime, link.mtime);
+        }
         Ok(())
     }
 
-    /// Follows `link`'s target from its folder as the kernel would, component by
-    /// component; refuses it if it leaves the root or if a component before the last is a
-    /// symlink. The components that do not exist (yet) are taken for folders, as one may
-    /// be made there later.
-    fn check(&self, root: Option<&Path>, link: &Pending, seen: &mut Seen) -> Result<(), String> {
-        let outside = || {
-            format!(
-                "it is a symlink to {} outside the target",
-                link.target.display()
-            )
-        };
-        let through = |names: &[&OsStr]| {
-            format!(
-                "its target {} passes through the symlink {} (a symlink through another one may lead anywhere)",
-                link.target.display(),
-                names.iter().collect::<PathBuf>().display()
-            )
-        };
+    /// Refuses `link` if a folder on its path is a link of the archive. Its target is not
+    /// judged: a symlink is only text, made last, and nothing is written through it.
+    fn check(&self, link: &Pending) -> Result<(), String> {
         let parent = link.rel.parent().unwrap_or(Path::new(""));
-        // The position: its components, and the hash of each of its prefixes.
-        let mut names: Vec<&OsStr> = Vec::new();
-        let mut hashes: Vec<u64> = Vec::new();
-        // The keyed hash of each prefix, for `seen`.
-        let mut keyed: Vec<u64> = Vec::new();
-        let keyed_step = |keyed: &[u64], part: &OsStr| {
-            self.keys
-                .hash_one((keyed.last().copied().unwrap_or(ROOT), part))
-        };
-        for part in parent.components() {
-            let h = step(hashes.last().copied().unwrap_or(ROOT), part.as_os_str());
-            keyed.push(keyed_step(&keyed, part.as_os_str()));
-            names.push(part.as_os_str());
-            hashes.push(h);
-            if self.paths.contains(&h) {
-                return Err(format!(
-                    "its path passes through the symlink {}",
-                    names.iter().collect::<PathBuf>().display()
-                ));
-            }
-        }
-        // On disk, the leading `real` components of the position are folders (the link's
-        // own folder was made for it), and `at` is their path.
-        let mut real = names.len();
-        let mut at = root.map(|r| r.join(parent));
-        let parts: Vec<Component<'_>> = link.target.components().collect();
-        for (i, part) in parts.iter().enumerate() {
-            match part {
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    if hashes.pop().is_none() {
-                        return Err(outside());
-                    }
-                    names.pop();
-                    keyed.pop();
-                    if real > names.len() {
-                        real = names.len();
-                        if let Some(at) = &mut at {
-                            at.pop();
-                        }
-                    }
-                }
-                Component::Normal(part) => {
-                    let h = step(hashes.last().copied().unwrap_or(ROOT), part);
-                    keyed.push(keyed_step(&keyed, part));
-                    names.push(part);
-                    hashes.push(h);
-                    // The last component may be a symlink: it is checked on its own.
-                    if i + 1 == parts.len() {
-                        break;
-                    }
-                    if self.paths.contains(&h) {
-                        return Err(through(&names));
-                    }
-                    if let Some(at) = at.as_mut().filter(|_| real + 1 == names.len()) {
-                        at.push(part);
-                        let key = *keyed.last().expect("pushed above");
-                        let folder = if let Some(folder) = seen.folders.get(&key) {
-                            *folder
-                        } else {
-                            let folder = seen.look_up(at, &names, &through, &link.target)?;
-                            seen.folders.insert(key, folder);
-                            folder
-                        };
-                        if folder {
-                            real += 1;
-                        } else {
-                            // Not a folder (yet): the kernel stops there; what follows is
-                            // judged as if it were one.
-                            at.pop();
-                        }
-                    }
-                }
-                Component::RootDir | Component::Prefix(_) => return Err(outside()),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Seen {
-    /// Whether `at` (of components `names`) is a real folder on disk; an error if it is a
-    /// symlink, cannot be looked up, or the lookups went past [`MAX_WALKED`].
-    fn look_up(
-        &self,
-        at: &Path,
-        names: &[&OsStr],
-        through: &dyn Fn(&[&OsStr]) -> String,
-        target: &Path,
-    ) -> Result<bool, String> {
-        let walked = self.walked.get() + names.len() as u64;
-        if walked > MAX_WALKED {
-            return Err(format!(
-                "the archive's symlinks lead through more folders than a restore checks ({MAX_WALKED} lookups in all)"
-            ));
-        }
-        self.walked.set(walked);
-        #[cfg(test)]
-        LOOKUPS.with(|n| n.set(n.get() + 1));
-        match std::fs::symlink_metadata(at) {
-            Ok(meta) if meta.file_type().is_symlink() => Err(through(names)),
-            Ok(meta) => Ok(meta.is_dir()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(format!(
-                "its target {} cannot be checked: {e}",
-                target.display()
+        match self.on_the_way(parent) {
+            Some(via) => Err(format!(
+                "its path passes through the symlink {}",
+                via.display()
             )),
+            None => Ok(()),
         }
     }
-}
-
-/// Whether a symlink at `rel` pointing to `target` stays inside the root when every
-/// component is taken for a folder: the first, cheap check of every link, made as it is
-/// read.
-pub(super) fn stays_inside_lexically(rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth = rel.components().count().saturating_sub(1);
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
