@@ -13,10 +13,20 @@ pub fn is_unsafe(c: char) -> bool {
 /// `text` with its unsafe characters escaped (`\n`, `\r`, `\t`, else `\u{1b}`), and
 /// backslashes doubled so that an escape cannot be forged: always one line.
 pub fn escape_controls(text: &str) -> String {
+    escape(text, true)
+}
+
+/// `text` with its unsafe characters escaped as [`escape_controls`] does, backslashes kept
+/// as they are: for messages that already quote what they name with `{:?}`.
+pub fn escape_unsafe(text: &str) -> String {
+    escape(text, false)
+}
+
+fn escape(text: &str, double_backslashes: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
+            '\\' if double_backslashes => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -38,5 +48,6 @@ mod tests {
             r"a\u{1b}]0;T\u{7}\r\nb\u{202e}c\u{9b}\\n"
         );
         assert_eq!(escape_controls("plain ünïcode/é"), "plain ünïcode/é");
+        assert_eq!(escape_unsafe("\"a\\nb\"\n\u{202e}"), r#""a\nb"\n\u{202e}"#);
     }
 }

@@ -273,7 +273,7 @@ pub(super) fn plain_keys(value: Value, name: &str, problems: &mut Problems) -> V
 /// Text from the file as shown in a message, escaped so that no key or value can start a
 /// line of its own, send a terminal escape or reorder what is shown.
 pub(super) fn escaped(text: &str) -> String {
-    crate::escape::escape_controls(text)
+    crate::escape::escape_unsafe(text)
 }
 
 /// A key's path as shown in a message: as it is when it is plain, else quoted and
