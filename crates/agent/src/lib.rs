@@ -18,6 +18,7 @@ pub mod context;
 pub mod daemon;
 pub mod destinations;
 pub mod drill;
+pub mod escape;
 pub mod executables;
 pub mod health;
 pub mod identity;

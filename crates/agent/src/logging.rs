@@ -17,6 +17,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::escape::escape_controls;
+
 /// The `source` of every log line, and the first part of every message.
 pub const SOURCE: &str = "ServiceBackup";
 
@@ -558,30 +560,6 @@ fn text_line_at(
         _ = write!(line, " {}={}", escape_controls(k), quoted(&text));
     }
     line
-}
-
-/// Whether a character is escaped in a text line: control characters (C0, DEL, C1), line
-/// and paragraph separators, and the bidirectional overrides that reorder what is shown.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `text` with its unsafe characters escaped (`\n`, `\r`, `\t`, else `\u{1b}`), and
-/// backslashes doubled so that an escape cannot be forged.
-fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if is_unsafe(c) => _ = write!(out, "\\u{{{:x}}}", u32::from(c)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A value as written after `key=`: quoted (with `"` escaped) when it is empty or holds a

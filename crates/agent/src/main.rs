@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use service_backup::cli::{self, Cli};
 use service_backup::command::{CliError, Outcome};
+use service_backup::escape::escape_controls;
 use service_backup::{logging, process, progress};
 use service_backup_core::ErrorKind;
 
@@ -15,7 +16,7 @@ fn main() -> ExitCode {
     // Before clap, which would take `lst` for the daemon's configuration path.
     let args: Vec<_> = std::env::args_os().collect();
     if let Some(message) = cli::mistyped_command(&args) {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", escape_controls(&message));
         return ExitCode::from(2);
     }
     let cli = match Cli::try_parse_from(&args) {
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(CliError::Error(e)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", escape_controls(&e.to_string()));
             match e.kind() {
                 ErrorKind::Config | ErrorKind::Usage => ExitCode::from(2),
                 _ => ExitCode::from(1),

@@ -130,7 +130,7 @@ pub fn run(path: &Path, to_dir: Option<&Path>) -> CliResult {
             );
         }
         for p in &report.problems {
-            eprintln!("error: {p}");
+            eprintln!("error: {}", crate::escape::escape_controls(p));
         }
         Ok(Outcome::Failed)
     }

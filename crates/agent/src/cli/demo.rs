@@ -52,7 +52,7 @@ pub fn run(dir: &Path) -> CliResult {
     })?;
     if !report.succeeded() {
         for p in &report.problems {
-            eprintln!("error: {p}");
+            eprintln!("error: {}", crate::escape::escape_controls(p));
         }
         return Ok(Outcome::Failed);
     }

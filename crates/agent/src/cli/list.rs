@@ -10,6 +10,7 @@ use crate::catalog;
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
 use crate::destinations;
+use crate::escape::escape_controls;
 use crate::identity;
 use crate::progress::{self, units};
 use crate::tasks::Tasks;
@@ -88,7 +89,7 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
                 }
             }
             Err(e) => {
-                progress::print_above(&format!("error: {e}"));
+                progress::print_above(&format!("error: {}", escape_controls(&e.to_string())));
                 failed = true;
             }
         }
@@ -149,7 +150,7 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     } else {
         let instance_col = |id: &str| {
             if show.all_instances {
-                format!("  {id}")
+                format!("  {}", escape_controls(id))
             } else {
                 String::new()
             }
@@ -165,11 +166,12 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
         for (dest, e) in &rows {
             let m = &e.manifest;
             println!(
-                "{:<48} {:<25} {:>12} {:>12}  {dest}{}",
-                m.name,
+                "{:<48} {:<25} {:>12} {:>12}  {}{}",
+                escape_controls(&m.name),
                 m.started_at.format("%Y-%m-%d %H:%M:%S"),
                 units::bytes(m.plain_bytes),
                 units::bytes(m.stored_bytes),
+                escape_controls(dest),
                 instance_col(&m.instance_id)
             );
         }
@@ -180,11 +182,11 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
         for t in &deleted {
             println!(
                 "{:<48} {:<25} {}",
-                t.backup_name.as_deref().unwrap_or("-"),
+                escape_controls(t.backup_name.as_deref().unwrap_or("-")),
                 t.deleted_at
                     .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_default(),
-                t.reason.as_deref().unwrap_or("")
+                escape_controls(t.reason.as_deref().unwrap_or(""))
             );
         }
     }

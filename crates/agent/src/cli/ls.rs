@@ -16,6 +16,7 @@ use service_backup_core::ops::restore::RestoreInto;
 use service_backup_core::{Error, ErrorKind};
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
+use crate::escape::escape_controls;
 use crate::jobs::restore::locate;
 
 /// Arguments of `ls`.
@@ -67,7 +68,7 @@ impl Printer {
             let link = e
                 .link
                 .as_ref()
-                .map_or(String::new(), |l| format!(" -> {l}"));
+                .map_or(String::new(), |l| format!(" -> {}", escape_controls(l)));
             writeln!(
                 self.out,
                 "{}{} {:>10}  {}  {}{link}",
@@ -79,7 +80,7 @@ impl Printer {
                     "-".into()
                 },
                 time(e.mtime).replace('T', " ").trim_end_matches('Z'),
-                e.path
+                escape_controls(&e.path)
             )
         };
         self.count += 1;

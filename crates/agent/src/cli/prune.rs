@@ -10,6 +10,7 @@ use super::output::{self, PruneResult};
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context::{self, RunContext};
 use crate::destinations;
+use crate::escape::escape_controls;
 use crate::identity;
 use crate::jobs::prune;
 use crate::tasks::store::DB_FILE;
@@ -67,7 +68,7 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         let dest = match dest {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", escape_controls(&e.to_string()));
                 result.add_failed(
                     &settings.display_name(),
                     retention.map(|p| p.to_string()),
@@ -106,7 +107,7 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
         let (plan, outcome) = match pruned {
             Ok(done) => done,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", escape_controls(&e.to_string()));
                 result.add_failed(&dest.name, Some(policy.to_string()), e.to_string());
                 failed = true;
                 continue;
@@ -124,7 +125,10 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
                 .last()
                 .map_or(&[][..], |d| &d.problems[..]);
             for p in here {
-                eprintln!("error: destination {}: {p}", dest.name);
+                eprintln!(
+                    "error: {}",
+                    escape_controls(&format!("destination {}: {p}", dest.name))
+                );
             }
             failed |= !here.is_empty();
             continue;
@@ -159,7 +163,10 @@ pub fn run(path: &Path, only: Option<&str>, dry_run: bool, all_instances: bool) 
             }
         }
         for p in problems {
-            eprintln!("error: destination {}: {p}", dest.name);
+            eprintln!(
+                "error: {}",
+                escape_controls(&format!("destination {}: {p}", dest.name))
+            );
             failed = true;
         }
     }
@@ -197,8 +204,9 @@ fn print_plan(
     let locked_by_store = |name: &str| outcome.and_then(|o| o.locked(name));
     for p in &plan.backups {
         let m = &p.entry.manifest;
+        let name = escape_controls(&m.name);
         let instance = if with_instance {
-            format!("  [{}]", m.instance_id)
+            format!("  [{}]", escape_controls(&m.instance_id))
         } else {
             String::new()
         };
@@ -214,32 +222,38 @@ fn print_plan(
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            println!("  keep          {}{instance}  ({reasons})", m.name);
+            println!("  keep          {name}{instance}  ({reasons})");
         } else if let Some(until) = locked_by_store(&m.name) {
             println!(
-                "  keep          {}{instance}  ({}: the store refused the delete)",
-                m.name,
+                "  keep          {name}{instance}  ({}: the store refused the delete)",
                 locked_text(until)
             );
         } else {
-            println!("  {delete_word:<13} {}{instance}", m.name);
+            println!("  {delete_word:<13} {name}{instance}");
         }
     }
     for i in &plan.ignored {
         let m = &i.entry.manifest;
-        println!("  ignored       {}: {}", m.name, i.why);
+        println!(
+            "  ignored       {}: {}",
+            escape_controls(&m.name),
+            escape_controls(&i.why)
+        );
     }
     for o in &plan.orphans {
+        let key = escape_controls(&o.key);
         match locked_by_store(&o.key) {
             Some(until) => println!(
-                "  keep          {} (archive without manifest, {})",
-                o.key,
+                "  keep          {key} (archive without manifest, {})",
                 locked_text(until)
             ),
-            None => println!("  {delete_word:<13} {} (archive without manifest)", o.key),
+            None => println!("  {delete_word:<13} {key} (archive without manifest)"),
         }
     }
     for u in &plan.incomplete {
-        println!("  {delete_word:<13} {} (incomplete upload)", u.key);
+        println!(
+            "  {delete_word:<13} {} (incomplete upload)",
+            escape_controls(&u.key)
+        );
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::command::{CliResult, Outcome, load_config, runtime};
 use crate::context;
+use crate::escape::escape_controls;
 use crate::progress::units;
 use crate::tasks::Tasks;
 use crate::tasks::store::{Task, TaskKind};
@@ -62,7 +63,7 @@ pub fn run(path: &Path, as_json: bool, limit: Option<usize>) -> CliResult {
             .reason
             .as_deref()
             .or(t.backup_name.as_deref())
-            .unwrap_or("");
+            .map_or_else(String::new, escape_controls);
         let size = t.size_in_bytes.map_or_else(|| "-".into(), units::bytes);
         let took = t
             .duration_in_seconds

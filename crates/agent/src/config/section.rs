@@ -270,18 +270,10 @@ pub(super) fn plain_keys(value: Value, name: &str, problems: &mut Problems) -> V
     }
 }
 
-/// Text from the file as shown in a message: control characters escaped as `{:?}` would,
-/// so that no key or value can start a line of its own or send a terminal escape.
+/// Text from the file as shown in a message, escaped so that no key or value can start a
+/// line of its own, send a terminal escape or reorder what is shown.
 pub(super) fn escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::escape_unsafe(text)
 }
 
 /// A key's path as shown in a message: as it is when it is plain, else quoted and

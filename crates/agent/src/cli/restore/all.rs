@@ -37,7 +37,7 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
         let (dest, entries) = match listed {
             Ok(listed) => listed,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::escape::escape_controls(&e.to_string()));
                 unlisted += 1;
                 result.unlisted.push(e.to_string());
                 continue;
@@ -101,7 +101,13 @@ pub(super) fn verify_all(config: &Config, which: &Which) -> CliResult {
                         sha256: None,
                         error: Some(e.to_string()),
                     });
-                    eprintln!("error: backup {name} in {}: {e}", dest.name);
+                    eprintln!(
+                        "error: {}",
+                        crate::escape::escape_controls(&format!(
+                            "backup {name} in {}: {e}",
+                            dest.name
+                        ))
+                    );
                 }
             }
         }

@@ -51,3 +51,156 @@ fn listing_a_whole_archive_refuses_extension_entries_over_64_kib_before_reading_
         assert_eq!(listed, 0);
     }
 }
+
+/// The backtracking matcher that `glob` replaced, as the reference for its meaning.
+fn reference(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) if rest.first() == Some(&b'*') => {
+            let rest = &rest[1..];
+            let rest_noslash = rest.strip_prefix(b"/").unwrap_or(rest);
+            (0..=name.len())
+                .any(|i| reference(rest, &name[i..]) || reference(rest_noslash, &name[i..]))
+        }
+        Some((b'*', rest)) => {
+            let mut i = 0;
+            loop {
+                if reference(rest, &name[i..]) {
+                    return true;
+                }
+                if i == name.len() || name[i] == b'/' {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        Some((b'?', rest)) => {
+            name.first().is_some_and(|&c| c != b'/') && reference(rest, &name[1..])
+        }
+        Some((&c, rest)) => name.first() == Some(&c) && reference(rest, &name[1..]),
+    }
+}
+
+#[test]
+fn globs_mean_what_the_backtracking_matcher_meant() {
+    let patterns = [
+        "",
+        "*",
+        "**",
+        "***",
+        "?",
+        "a",
+        "a/b",
+        "*/b",
+        "a/*",
+        "**/b",
+        "a/**",
+        "a/**/b",
+        "**/*.c",
+        "a**b",
+        "**b",
+        "*a*",
+        "a?/b",
+        "**/a/**/b",
+        "a/**/**/b",
+        "?*?",
+        "**/",
+        "/**",
+        "a/**/",
+        "*/**/?",
+        "**/b/**/*.c",
+        "a/*/**",
+    ];
+    let names = [
+        "",
+        "a",
+        "b",
+        "ab",
+        "a/b",
+        "a/b/b",
+        "b/a/b",
+        "a/x/b",
+        "a/x/y/b",
+        "x.c",
+        "a/x.c",
+        "a/b/x.c",
+        "b/b/b/f.c",
+        "a/",
+        "/a",
+        "ba",
+        "a//b",
+        "axb",
+        "a/bb",
+        "aa/b",
+        "b/b/1/f1",
+    ];
+    for p in patterns {
+        for n in names {
+            assert_eq!(
+                glob(p.as_bytes(), n.as_bytes()),
+                reference(p.as_bytes(), n.as_bytes()),
+                "{p:?} against {n:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deep_paths_are_matched_in_linear_time() {
+    use super::select::Selection;
+    // Five paths 1990 folders deep, with every folder above them, as a data service can
+    // make them: the backtracking matcher took minutes on these.
+    let deep = "b/".repeat(1990);
+    let mut paths: Vec<String> = (1..=1990).map(|i| "b/".repeat(i - 1) + "b").collect();
+    for i in 1..=5 {
+        paths.push(format!("{deep}{i}"));
+        paths.push(format!("{deep}{i}/f{i}"));
+    }
+    paths.push("etc/main.conf".into());
+    let mut took = Vec::new();
+    for pattern in [
+        "**/*.conf",
+        "**/b/**/*.conf",
+        "**/b/**/b/**/*.conf",
+        "**/b/**/f?",
+    ] {
+        let started = std::time::Instant::now();
+        let selection = Selection::new(&[pattern]);
+        let shown: Vec<&String> = paths.iter().filter(|p| selection.shows(p)).collect();
+        let hits = paths
+            .iter()
+            .filter(|p| selection.hits(p).next().is_some())
+            .count();
+        if pattern.ends_with("f?") {
+            assert_eq!((shown.len(), hits), (5, 5), "{pattern}");
+        } else if pattern == "**/*.conf" {
+            assert_eq!(shown, ["etc/main.conf"], "{pattern}");
+            assert_eq!(hits, 1);
+        } else {
+            assert!(shown.is_empty() && hits == 0, "{pattern}");
+        }
+        took.push(started.elapsed());
+    }
+    // The attacker's three patterns, and one that runs every step over every byte (its
+    // literal is in every path): each took minutes before, on a loaded machine too.
+    let attacker: std::time::Duration = took[..3].iter().sum();
+    assert!(
+        attacker < std::time::Duration::from_millis(500)
+            && took[3] < std::time::Duration::from_secs(3),
+        "the deep paths took {took:?}"
+    );
+}
+
+#[test]
+fn a_folder_shows_what_is_below_it() {
+    use super::select::Selection;
+    let s = Selection::new(&["./etc/conf.d/", "*.sql"]);
+    assert!(s.shows("etc/conf.d"));
+    assert!(s.shows("etc/conf.d/a/b.conf"));
+    assert!(!s.shows("etc/conf.dx/a"));
+    assert!(!s.shows("etc"));
+    assert!(s.shows("dump.sql"));
+    assert!(!s.shows("sub/dump.sql"));
+    assert!(Selection::new::<&str>(&[]).shows("anything/at/all"));
+    assert!(Selection::new(&["/"]).shows("anything"));
+}
