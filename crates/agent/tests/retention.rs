@@ -15,7 +15,7 @@ use common::{run, sample_tree, server_env, tree, unique};
 use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::layout::Layout;
-use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
+use service_backup_core::manifest::{Manifest, planted};
 use service_backup_core::secret::Secret;
 
 /// A destination: its YAML list item (without `retention`), the store as the tests reach
@@ -66,27 +66,8 @@ fn seed(
     // The gzip magic: a prune reads the first bytes of an archive to judge it.
     let mut body = b"\x1f\x8b".to_vec();
     body.extend_from_slice(format!("not a real archive: {name}").as_bytes());
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: instance.into(),
-        deployment: None,
-        started_at: time,
-        finished_at: time,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: body.len() as u64,
-        sha256: "00".repeat(32),
-        archive: format!("{name}.tar.gz"),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
+    let mut manifest = planted::manifest(instance, time);
+    manifest.stored_bytes = body.len() as u64;
     let day = time.date_naive();
     let archive_key = site.layout.archive_key(day, &name, Algorithm::Gzip, false);
     let manifest_key = site.layout.manifest_key(day, &name);

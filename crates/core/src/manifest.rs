@@ -121,3 +121,62 @@ impl Manifest {
         self.encryption.is_some()
     }
 }
+
+/// Small backups planted in a store by tests: many instances and days without running a
+/// backup.
+#[cfg(any(test, feature = "testing"))]
+pub mod planted {
+    use bytes::Bytes;
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    use super::{Compression, MANIFEST_VERSION, Manifest};
+    use crate::compression::Algorithm;
+    use crate::destination::Destination;
+    use crate::layout::Layout;
+
+    /// The manifest of a backup of `instance` started and finished at `time`, whose
+    /// archive is a plain gzip file of three bytes.
+    pub fn manifest(instance: &str, time: DateTime<Utc>) -> Manifest {
+        let name = format!("{}-{instance}-0000abcd", time.format("%Y%m%dT%H%M%SZ"));
+        Manifest {
+            format_version: MANIFEST_VERSION,
+            name: name.clone(),
+            instance_id: instance.into(),
+            deployment: None,
+            started_at: time,
+            finished_at: time,
+            source_folder: "/s".into(),
+            file_count: 1,
+            plain_bytes: 1,
+            stored_bytes: 3,
+            sha256: "00".repeat(32),
+            archive: format!("{name}.tar.gz"),
+            compression: Compression {
+                algorithm: "gzip".into(),
+                level: 6,
+            },
+            encryption: None,
+            agent_version: "test".into(),
+            locked_until: None,
+        }
+    }
+
+    /// Writes the archive (three bytes) and `manifest` into `dest` under `layout`, in the
+    /// day folder `day`; returns the manifest's key.
+    pub async fn put(
+        dest: &dyn Destination,
+        layout: &Layout,
+        day: NaiveDate,
+        manifest: &Manifest,
+    ) -> String {
+        let archive_key = layout.archive_key(day, &manifest.name, Algorithm::Gzip, false);
+        let manifest_key = layout.manifest_key(day, &manifest.name);
+        dest.put(&archive_key, Bytes::from_static(&[0x1f, 0x8b, 0]))
+            .await
+            .unwrap();
+        dest.put(&manifest_key, Bytes::from(manifest.to_json()))
+            .await
+            .unwrap();
+        manifest_key
+    }
+}

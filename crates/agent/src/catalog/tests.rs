@@ -2,54 +2,18 @@
 
 use std::sync::RwLock;
 
-use bytes::Bytes;
-use service_backup_core::compression::Algorithm;
-use service_backup_core::destination::{Destination as _, LocalDestination};
+use service_backup_core::destination::LocalDestination;
 use service_backup_core::layout::Layout;
-use service_backup_core::manifest::{Compression, MANIFEST_VERSION};
+use service_backup_core::manifest::planted;
 
 use super::*;
 
 /// Writes a backup of instance `me` started at `time` into `root`, in that day's folder.
 async fn seed(root: &std::path::Path, time: DateTime<Utc>) -> String {
+    let manifest = planted::manifest("me", time);
     let dest = LocalDestination::new(root);
-    let layout = Layout::new("", None);
-    let name = format!("{}-me-0000abcd", time.format("%Y%m%dT%H%M%SZ"));
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: "me".into(),
-        deployment: None,
-        started_at: time,
-        finished_at: time,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: 3,
-        sha256: "00".repeat(32),
-        archive: format!("{name}.tar.gz"),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
-    let day = time.date_naive();
-    dest.put(
-        &layout.archive_key(day, &name, Algorithm::Gzip, false),
-        Bytes::from_static(&[0x1f, 0x8b, 0]),
-    )
-    .await
-    .unwrap();
-    dest.put(
-        &layout.manifest_key(day, &name),
-        Bytes::from(manifest.to_json()),
-    )
-    .await
-    .unwrap();
-    name
+    planted::put(&dest, &Layout::new("", None), time.date_naive(), &manifest).await;
+    manifest.name
 }
 
 /// The names of instance `me`'s backups the catalog holds, newest first.

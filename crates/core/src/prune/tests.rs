@@ -6,7 +6,7 @@ use chrono::TimeZone as _;
 
 use super::*;
 use crate::destination::LocalDestination;
-use crate::manifest::{Compression, MANIFEST_VERSION, Manifest};
+use crate::manifest::planted;
 
 /// Writes a backup named for `time` by `instance`, with an archive of `size` bytes and a
 /// manifest that records `recorded` bytes.
@@ -19,28 +19,8 @@ async fn seed(
     recorded: u64,
 ) -> BackupEntry {
     let name = format!("{}-{instance}-0000abcd", time.format("%Y%m%dT%H%M%SZ"));
-    let archive = format!("{name}.tar.gz");
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: instance.into(),
-        deployment: None,
-        started_at: time,
-        finished_at: time,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: recorded,
-        sha256: "00".repeat(32),
-        archive: archive.clone(),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
+    let mut manifest = planted::manifest(instance, time);
+    manifest.stored_bytes = recorded;
     let day = time.date_naive();
     let archive_key = layout.archive_key(day, &name, Algorithm::Gzip, false);
     let manifest_key = layout.manifest_key(day, &name);

@@ -591,32 +591,11 @@ async fn the_list_has_backups_and_restores_newest_first_with_their_tasks() {
 /// the local destination as an agent sharing it would; returns its name.
 fn stored_backup(api: &Api, hour: u32) -> String {
     use chrono::TimeZone as _;
-    use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
     let at = chrono::Utc
         .with_ymd_and_hms(2026, 1, 2, hour, 0, 0)
         .unwrap();
-    let name = format!("{}-{INSTANCE}-0000abcd", at.format("%Y%m%dT%H%M%SZ"));
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: INSTANCE.into(),
-        deployment: None,
-        started_at: at,
-        finished_at: at,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: 3,
-        sha256: "00".repeat(32),
-        archive: format!("{name}.tar.gz"),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
+    let manifest = service_backup_core::manifest::planted::manifest(INSTANCE, at);
+    let name = manifest.name.clone();
     let day = api.dir.path().join("backups/2026/01/02");
     std::fs::create_dir_all(&day).unwrap();
     std::fs::write(day.join(format!("{name}.tar.gz")), [0x1f, 0x8b, 0]).unwrap();

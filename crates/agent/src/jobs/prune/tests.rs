@@ -9,7 +9,7 @@ use service_backup_core::compression::Algorithm;
 use service_backup_core::destination::counting::Counting;
 use service_backup_core::destination::{Destination as _, LocalDestination};
 use service_backup_core::layout::Layout;
-use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
+use service_backup_core::manifest::planted;
 
 use super::*;
 
@@ -25,39 +25,9 @@ fn days_ago(days: u64, hour: u32) -> (NaiveDate, DateTime<Utc>) {
 /// Writes a backup of `instance` started `days` ago (a plain archive of three bytes);
 /// returns its manifest key.
 async fn seed(dest: &LocalDestination, instance: &str, days: u64, hour: u32) -> String {
-    let layout = Layout::new("", None);
     let (day, time) = days_ago(days, hour);
-    let name = format!("{}-{instance}-0000abcd", time.format("%Y%m%dT%H%M%SZ"));
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: instance.into(),
-        deployment: None,
-        started_at: time,
-        finished_at: time,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: 3,
-        sha256: "00".repeat(32),
-        archive: format!("{name}.tar.gz"),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
-    let archive_key = layout.archive_key(day, &name, Algorithm::Gzip, false);
-    let manifest_key = layout.manifest_key(day, &name);
-    dest.put(&archive_key, Bytes::from_static(&[0x1f, 0x8b, 0]))
-        .await
-        .unwrap();
-    dest.put(&manifest_key, Bytes::from(manifest.to_json()))
-        .await
-        .unwrap();
-    manifest_key
+    let manifest = planted::manifest(instance, time);
+    planted::put(dest, &Layout::new("", None), day, &manifest).await
 }
 
 fn manifests(keys: &[String]) -> Vec<&String> {

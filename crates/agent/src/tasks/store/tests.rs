@@ -256,35 +256,18 @@ fn openers_of_a_new_database_at_once_migrate_it_once() {
 fn backups_in_the_catalog_become_discovered_tasks_once_oldest_first() {
     use chrono::TimeZone as _;
     use service_backup_core::catalog::BackupEntry;
-    use service_backup_core::manifest::{Compression, MANIFEST_VERSION, Manifest};
+    use service_backup_core::manifest::planted;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let entry = |instance: &str, hour: u32| {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
-        let name = format!("{}-{instance}-0000abcd", at.format("%Y%m%dT%H%M%SZ"));
+        let mut manifest = planted::manifest(instance, at);
+        manifest.finished_at = at + chrono::Duration::minutes(5);
+        manifest.plain_bytes = 100 + u64::from(hour);
+        let name = manifest.name.clone();
         BackupEntry {
-            manifest: Manifest {
-                format_version: MANIFEST_VERSION,
-                name: name.clone(),
-                instance_id: instance.into(),
-                deployment: None,
-                started_at: at,
-                finished_at: at + chrono::Duration::minutes(5),
-                source_folder: "/s".into(),
-                file_count: 1,
-                plain_bytes: 100 + u64::from(hour),
-                stored_bytes: 3,
-                sha256: "00".repeat(32),
-                archive: format!("{name}.tar.gz"),
-                compression: Compression {
-                    algorithm: "gzip".into(),
-                    level: 6,
-                },
-                encryption: None,
-                agent_version: "test".into(),
-                locked_until: None,
-            },
+            manifest,
             manifest_key: format!("2026/01/02/{name}.json"),
             archive_key: format!("2026/01/02/{name}.tar.gz"),
             archive_size: 3,

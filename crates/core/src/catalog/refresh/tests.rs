@@ -9,7 +9,7 @@ use chrono::{NaiveDate, TimeZone as _};
 use super::*;
 use crate::compression::Algorithm;
 use crate::destination::LocalDestination;
-use crate::manifest::{Compression, MANIFEST_VERSION};
+use crate::manifest::planted;
 
 /// Writes a backup of `instance` started at `time`, in the day folder `day` (the writing
 /// agent's local date), and returns its manifest key.
@@ -20,37 +20,7 @@ async fn seed(
     day: NaiveDate,
     instance: &str,
 ) -> String {
-    let name = format!("{}-{instance}-0000abcd", time.format("%Y%m%dT%H%M%SZ"));
-    let manifest = Manifest {
-        format_version: MANIFEST_VERSION,
-        name: name.clone(),
-        instance_id: instance.into(),
-        deployment: None,
-        started_at: time,
-        finished_at: time,
-        source_folder: "/s".into(),
-        file_count: 1,
-        plain_bytes: 1,
-        stored_bytes: 3,
-        sha256: "00".repeat(32),
-        archive: format!("{name}.tar.gz"),
-        compression: Compression {
-            algorithm: "gzip".into(),
-            level: 6,
-        },
-        encryption: None,
-        agent_version: "test".into(),
-        locked_until: None,
-    };
-    let archive_key = layout.archive_key(day, &name, Algorithm::Gzip, false);
-    let manifest_key = layout.manifest_key(day, &name);
-    dest.put(&archive_key, Bytes::from_static(&[0x1f, 0x8b, 0]))
-        .await
-        .unwrap();
-    dest.put(&manifest_key, Bytes::from(manifest.to_json()))
-        .await
-        .unwrap();
-    manifest_key
+    planted::put(dest, layout, day, &planted::manifest(instance, time)).await
 }
 
 fn at(d: u32, h: u32) -> DateTime<Utc> {
