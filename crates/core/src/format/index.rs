@@ -424,7 +424,8 @@ impl Entries<'_> {
             ));
         }
         let suffix_len = c.varint("an entry's path")?;
-        if shared + suffix_len > MAX_PATH_LEN as u64 || shared + suffix_len == 0 {
+        let len = shared.saturating_add(suffix_len);
+        if len > MAX_PATH_LEN as u64 || len == 0 {
             return Err(bad("an entry's path is empty or longer than 4096 bytes"));
         }
         let suffix = c.bytes(suffix_len, "an entry's path")?;

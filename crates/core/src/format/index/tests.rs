@@ -351,3 +351,23 @@ fn the_writer_never_makes_a_block_larger_than_the_bound() {
         }
     }
 }
+
+/// A path length near `u64::MAX` is an error, not an overflow (found by the `index` fuzz
+/// target: debug builds panicked adding it to the shared part's length).
+#[test]
+fn a_path_length_near_the_largest_number_is_refused() {
+    let data = [
+        0x80, 0x80, 0x28, 0x01, 0xff, 0xff, 0x20, 0x04, 0x80, 0x64, 0x00, 0x8b, 0x00, 0x05, 0x2f,
+        0x05, 0x2f, 0x05, 0x7a, 0x08, 0x2d, 0x08, 0x08, 0x26, 0x40, 0x08, 0x08, 0x08, 0x80, 0x28,
+        0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x33, 0x33, 0x6d,
+    ];
+    let index = ArchiveIndex::decode(data.to_vec(), u64::from(data[0]) * 100).unwrap();
+    let errors: Vec<String> = index
+        .entries()
+        .filter_map(|e| e.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("longer than 4096 bytes")),
+        "{errors:?}"
+    );
+}
