@@ -2,20 +2,15 @@
 //! reads it with a few small ranged reads, a selective restore fetches only the blocks of
 //! what it restores, and an archive without an index says so.
 
-use std::ops::Range;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-
-use futures::StreamExt as _;
+use service_backup_core::ErrorKind;
 use service_backup_core::catalog::{BackupEntry, list_backups};
 use service_backup_core::compression::Algorithm;
-use service_backup_core::destination::{
-    Destination, IncompleteUpload, LocalDestination, ObjectMeta, ObjectStream, Upload,
-};
+use service_backup_core::destination::counting::Counting;
+use service_backup_core::destination::{Destination, LocalDestination};
 use service_backup_core::format::index::EntryKind;
 use service_backup_core::format::{Key, Keyring};
 use service_backup_core::layout::Layout;
@@ -23,61 +18,8 @@ use service_backup_core::ops::backup::{BackupPlan, Target, run_backup};
 use service_backup_core::ops::browse::{Selection, open_backup, restore_selected};
 use service_backup_core::ops::restore::Decryption;
 use service_backup_core::progress::NoProgress;
-use service_backup_core::{ErrorKind, Result};
 use service_backup_testkit::{dump_file, noise_file};
 use tokio_util::sync::CancellationToken;
-
-/// A destination that counts the bytes its reads hand out.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Destination>,
-    read: Arc<AtomicU64>,
-}
-
-impl Counting {
-    fn counted(&self, object: ObjectStream) -> ObjectStream {
-        let read = self.read.clone();
-        ObjectStream {
-            size: object.size,
-            chunks: object
-                .chunks
-                .inspect(move |c| {
-                    if let Ok(c) = c {
-                        read.fetch_add(c.len() as u64, Ordering::Relaxed);
-                    }
-                })
-                .boxed(),
-        }
-    }
-}
-
-#[async_trait]
-impl Destination for Counting {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
-        self.inner.put_multipart(key).await
-    }
-    async fn get(&self, key: &str) -> Result<ObjectStream> {
-        Ok(self.counted(self.inner.get(key).await?))
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
-        Ok(self.counted(self.inner.get_range(key, range).await?))
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list_incomplete(&self, prefix: &str) -> Result<Vec<IncompleteUpload>> {
-        self.inner.list_incomplete(prefix).await
-    }
-    async fn discard_incomplete(&self, upload: &IncompleteUpload) -> Result<()> {
-        self.inner.discard_incomplete(upload).await
-    }
-}
 
 /// `len` bytes that no compressor shrinks, written to `path`, so that the archive has
 /// several blocks of 1 MiB.
@@ -119,10 +61,7 @@ async fn backup(
     compression: Algorithm,
 ) -> (Arc<Counting>, BackupEntry) {
     let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(store));
-    let counting = Arc::new(Counting {
-        inner: local,
-        read: Arc::new(AtomicU64::new(0)),
-    });
+    let counting = Arc::new(Counting::new(local));
     let layout = Layout::new("svc/prod", None);
     let target = Target {
         name: "local".into(),
@@ -139,7 +78,7 @@ async fn backup(
     .unwrap();
     outcomes[0].result.as_ref().unwrap();
     let entry = list_backups(&*counting, &layout).await.unwrap().remove(0);
-    counting.read.store(0, Ordering::Relaxed);
+    counting.take_bytes();
     (counting, entry)
 }
 
@@ -180,7 +119,7 @@ async fn ls_reads_only_the_header_and_index_and_lists_every_entry() {
         let link = entries.iter().find(|e| e.path == "link-to-dump").unwrap();
         assert_eq!(link.kind, EntryKind::Symlink);
         assert_eq!(link.link.as_deref(), Some("db/dump.sql"));
-        let read = dest.read.load(Ordering::Relaxed);
+        let read = dest.bytes_read();
         let stored = entry.manifest.stored_bytes;
         println!("{compression:?}: ls read {read} bytes of {stored}");
         assert!(read * 20 < stored, "ls read {read} of {stored} bytes");
@@ -225,7 +164,7 @@ async fn one_file_and_one_folder_come_back_alone_fetching_only_their_blocks() {
         );
         assert!(!target.join("db/big.bin").exists());
         assert!(!target.join("etc").exists());
-        let read = dest.read.swap(0, Ordering::Relaxed);
+        let read = dest.take_bytes();
         println!("{compression:?}: one file of 2 MB: read {read} of {stored} bytes");
         assert!(read < 2_000_000 + 3 * 1_100_000, "read {read}");
         assert_eq!(stats.extracted.entries, 2, "db and its file, no more");
@@ -251,7 +190,7 @@ async fn one_file_and_one_folder_come_back_alone_fetching_only_their_blocks() {
         }
         same_file(&source.join("etc/main.conf"), &target.join("etc/main.conf"));
         assert!(!target.join("db").exists());
-        let read = dest.read.swap(0, Ordering::Relaxed);
+        let read = dest.take_bytes();
         println!("{compression:?}: a folder of small files: read {read} of {stored} bytes");
         // The small files share one block (1 MiB of input) with the end of the noise.
         assert!(

@@ -1,19 +1,22 @@
-//! A store wrapper for tests that records which keys are read.
+//! A store wrapper for tests that records which keys are read, and how many bytes.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 
 use super::{Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload};
 use crate::error::Result;
 
-/// A store that records the keys it is asked to read (whole or a range), and passes every
-/// call on to the store it wraps.
+/// A store that records the keys it is asked to read (whole or a range) and counts the
+/// bytes its reads hand out, and passes every call on to the store it wraps.
 #[derive(Debug)]
 pub struct Counting {
     inner: Arc<dyn Destination>,
     read: Mutex<Vec<String>>,
+    bytes: Arc<AtomicU64>,
 }
 
 impl Counting {
@@ -22,6 +25,33 @@ impl Counting {
         Self {
             inner,
             read: Mutex::default(),
+            bytes: Arc::default(),
+        }
+    }
+
+    /// The bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The bytes read since the last call; the count starts again from 0.
+    pub fn take_bytes(&self) -> u64 {
+        self.bytes.swap(0, Ordering::Relaxed)
+    }
+
+    /// `object`, its bytes counted as they are handed out.
+    fn counted(&self, object: ObjectStream) -> ObjectStream {
+        let bytes = self.bytes.clone();
+        ObjectStream {
+            size: object.size,
+            chunks: object
+                .chunks
+                .inspect(move |c| {
+                    if let Ok(c) = c {
+                        bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                })
+                .boxed(),
         }
     }
 
@@ -48,11 +78,11 @@ impl Destination for Counting {
     }
     async fn get(&self, key: &str) -> Result<ObjectStream> {
         self.note(key);
-        self.inner.get(key).await
+        Ok(self.counted(self.inner.get(key).await?))
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
         self.note(key);
-        self.inner.get_range(key, range).await
+        Ok(self.counted(self.inner.get_range(key, range).await?))
     }
     fn cheap_ranges(&self) -> bool {
         self.inner.cheap_ranges()
