@@ -4,6 +4,7 @@
 usage: python3 bench/report.py collect RESULTS.tsv OUT.json --size SIZE --source-bytes N
                                        --source-files N --runs N [--single-file] [--only REGEX]
                                        [--restores-into WHERE] [--s3-complete SECONDS]
+                                       [--one-file-fetched BYTES] [--s3-archive-bytes BYTES]
                                        [--service-backup VERSION] [--restic VERSION]
                                        [--openssl VERSION]
        python3 bench/report.py show RESULTS.json
@@ -91,6 +92,8 @@ def collect(args):
         "openssl": args.openssl,
         "machine": machine(), "cases": read_cases(args.results, args.source_bytes),
         "s3_server_complete_s": args.s3_complete,
+        "one_file_fetched_bytes": args.one_file_fetched,
+        "s3_archive_bytes": args.s3_archive_bytes,
     }
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(doc, out, indent=2, ensure_ascii=False)
@@ -148,6 +151,19 @@ def print_table(doc):
         print()
         print(f"backup → local runs at {limit / ours:.0%} of this machine's deflate limit ({limit:.2f} s: "
               "libdeflate level 6 alone, on every core, over the same blocks' compressible parts).")
+    # Results written before the server's GET row have no such line.
+    s3, get = by_case.get("sb_restore_s3"), by_case.get("server_get_s3")
+    if s3 and get:
+        print()
+        print(f"restore ← S3 takes {s3 / get:.2f}× the time moto takes to serve the archive alone "
+              f"({get:.2f} s for one GET, read and discarded).")
+    fetched, archive = doc.get("one_file_fetched_bytes"), doc.get("s3_archive_bytes")
+    if fetched is not None and archive:
+        one = by_case.get("sb_restore_one_file_s3")
+        took = f" in {one:.2f} s" if one else ""
+        print()
+        print(f"restore --include of one file fetched {fetched / 1e6:.2f} MB, {fetched / archive:.2%} of the "
+              f"{archive / 1e9:.2f} GB archive{took}.")
     print()
     print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
     print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")
@@ -167,6 +183,8 @@ def main():
     c.add_argument("--runs", type=int, required=True)
     c.add_argument("--restores-into", default="")
     c.add_argument("--s3-complete", type=float, default=None)
+    c.add_argument("--one-file-fetched", type=int, default=None)
+    c.add_argument("--s3-archive-bytes", type=int, default=None)
     c.add_argument("--service-backup", default="")
     c.add_argument("--restic", default="")
     c.add_argument("--openssl", default="")

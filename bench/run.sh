@@ -25,6 +25,8 @@
 #                    restore to `local` on one decompression thread (SERVICE_BACKUP_RESTORE_THREADS=1,
 #                    the path of before decompression ran on every core); one file of the
 #                    set restored alone from S3 (restore --include, through the archive's index)
+#   moto             its own GET of our S3 archive, read and discarded (bench/s3-get.py): what
+#                    the restore ← S3 rows are compared with
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
@@ -234,6 +236,7 @@ CASES=(
   "restic_restore_local|restore local|restic"
   "sb_restore_local_zstd|restore local|ours"
   "sb_restore_s3|restore S3|ours"
+  "server_get_s3|restore S3|server"
   "pipe_restore_s3|restore S3|pipeline"
   "restic_restore_s3|restore S3|restic"
   "sb_restore_s3_zstd|restore S3|ours"
@@ -256,6 +259,7 @@ declare -A LABEL=(
   [restic_restore_local]="restic restore ← local repo"
   [sb_restore_local_zstd]="service-backup restore ← local, compression: zstd"
   [sb_restore_s3]="service-backup restore ← S3"
+  [server_get_s3]="moto's own GET of that archive, read and discarded"
   [pipe_restore_s3]="aws s3 cp | openssl enc -d | gzip -d | tar -x"
   [restic_restore_s3]="restic restore ← S3 repo"
   [sb_restore_s3_zstd]="service-backup restore ← S3, compression: zstd"
@@ -342,6 +346,13 @@ prep_sb_restore_s3() { rm -rf "$RESTORED"; }
 cmd_sb_restore_s3() { echo "$BIN restore $WORK/s3.yml --destination s3 --target $RESTORED --force"; }
 size_sb_restore_s3() { :; }
 
+# The server's share of a restore from S3: one GET of the same archive (bench/s3-get.py),
+# its wall time alone as the script measures it.
+prep_server_get_s3() { :; }
+cmd_server_get_s3() { echo "python3 bench/s3-get.py $S3 sb-bench single/"; }
+wall_server_get_s3() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$1"; }
+size_server_get_s3() { :; }
+
 prep_pipe_restore_s3() { fresh "$RESTORED"; }
 cmd_pipe_restore_s3() {
   echo "$AWS s3 cp --only-show-errors s3://pipe-bench/pipe.tar.gz.enc - | $OPENSSL -d | gzip -dc | tar -C $RESTORED -xf -"
@@ -397,11 +408,13 @@ for entry in "${CASES[@]}"; do
     if declare -F "wall_$name" >/dev/null; then wall=$("wall_$name" "$logfile"); fi
     walls+=("$wall")
     if ((kib > rss)); then rss=$kib; fi
-    if [[ $name == *restore* ]]; then
+    if [[ $name == *restore* && $tool != server ]]; then
       got=$(restored_files) want=$SRC_FILES
       if [[ $name == *one_file* ]]; then
         want=1
-        log "$label: $(grep -o 'fetched [0-9]* bytes' "$logfile") of the archive"
+        fetched=$(grep -o 'fetched [0-9]* bytes' "$logfile" | grep -o '[0-9]*' | tail -n 1)
+        log "$label: fetched $fetched bytes of the archive"
+        echo "$fetched" >"$WORK/one-file-fetched"
       fi
       if [ "$got" -ne "$want" ]; then
         echo "bench/run.sh: $label restored $got files, not $want" >&2
@@ -418,6 +431,9 @@ done
 # How long moto takes to complete a multipart upload of the size our S3 backup stored, timed
 # alone: a backup waits for that request at its very end, and real S3 answers it at once.
 S3_COMPLETE=""
+ONE_FILE_FETCHED=$(cat "$WORK/one-file-fetched" 2>/dev/null || true)
+S3_ARCHIVE=$(python3 bench/s3-get.py "$S3" sb-bench single/ 2>/dev/null |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes"])' 2>/dev/null || true)
 S3_STORED=$(awk -F'\t' '$1 == "sb_backup_s3" && $8 == "ok" {print $7}' "$RESULTS")
 if [[ -n $S3_STORED ]]; then
   S3_COMPLETE=$(python3 bench/s3-complete.py "$S3" sb-bench "$S3_STORED")
@@ -432,6 +448,7 @@ python3 bench/report.py collect "$RESULTS" "$OUT" \
   --size="$SIZE" ${SINGLE:+--single-file} --only="$ONLY" \
   --source-bytes="$SRC_BYTES" --source-files="$SRC_FILES" --runs="$RUNS" \
   --restores-into="$RESTORE_INTO" ${S3_COMPLETE:+--s3-complete="$S3_COMPLETE"} \
+  ${ONE_FILE_FETCHED:+--one-file-fetched="$ONE_FILE_FETCHED"} ${S3_ARCHIVE:+--s3-archive-bytes="$S3_ARCHIVE"} \
   --service-backup="$("$BIN" --version 2>/dev/null | head -n 1)" \
   --restic="$(restic version | head -n 1)" \
   --openssl="$(openssl version)"
