@@ -164,6 +164,11 @@ def print_table(doc):
         print()
         print(f"restore --include of one file fetched {fetched / 1e6:.2f} MB, {fetched / archive:.2%} of the "
               f"{archive / 1e9:.2f} GB archive{took}.")
+    ranged, local = by_case.get("server_range_s3"), by_case.get("sb_restore_one_file_local")
+    if ranged:
+        print(f"moto takes {ranged:.2f} s to answer one ranged GET of 1 MiB of that archive, on its own.")
+    if local:
+        print(f"restore --include of the same file from `local`: {local:.2f} s.")
     print()
     print("vs pipeline / vs restic: wall time divided by that of the shell pipeline / restic for the same")
     print("operation and destination (below 1 is faster). Peak RSS of a pipeline: its largest process.")

@@ -24,9 +24,11 @@
 #                    backup and restore, to `local` and to S3, with the opt-in `compression: zstd`;
 #                    restore to `local` on one decompression thread (SERVICE_BACKUP_RESTORE_THREADS=1,
 #                    the path of before decompression ran on every core); one file of the
-#                    set restored alone from S3 (restore --include, through the archive's index)
+#                    set restored alone from S3 and from `local` (restore --include, through the
+#                    archive's index)
 #   moto             its own GET of our S3 archive, read and discarded (bench/s3-get.py): what
-#                    the restore ← S3 rows are compared with
+#                    the restore ← S3 rows are compared with; and its own GET of one 1 MiB range
+#                    of it (bench/s3-range.py), what each ranged read of a selective restore costs
 #   shell pipeline   tar -cf - . | gzip -6 | openssl enc -aes-256-cbc -pbkdf2 > file
 #                    (and | aws s3 cp - s3://…), and the reverse for restore
 #   restic           first backup into a new repository, local and on S3, and its restore
@@ -241,6 +243,8 @@ CASES=(
   "restic_restore_s3|restore S3|restic"
   "sb_restore_s3_zstd|restore S3|ours"
   "sb_restore_one_file_s3|restore one file S3|ours"
+  "server_range_s3|restore one file S3|server"
+  "sb_restore_one_file_local|restore one file local|ours"
 )
 declare -A LABEL=(
   [sb_backup_local]="service-backup backup → local"
@@ -264,6 +268,8 @@ declare -A LABEL=(
   [restic_restore_s3]="restic restore ← S3 repo"
   [sb_restore_s3_zstd]="service-backup restore ← S3, compression: zstd"
   [sb_restore_one_file_s3]="service-backup restore --include one file ← S3"
+  [server_range_s3]="moto's own GET of 1 MiB from the middle of that archive"
+  [sb_restore_one_file_local]="service-backup restore --include one file ← local"
 )
 OPENSSL="openssl enc -aes-256-cbc -pbkdf2 -pass file:$WORK/openssl.pass"
 AWS="aws --endpoint-url $S3"
@@ -376,6 +382,18 @@ cmd_sb_restore_one_file_s3() {
 }
 size_sb_restore_one_file_s3() { :; }
 
+# What one ranged read of the archive costs the S3 server itself (bench/s3-range.py).
+prep_server_range_s3() { :; }
+cmd_server_range_s3() { echo "python3 bench/s3-range.py $S3 sb-bench single/"; }
+wall_server_range_s3() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$1"; }
+size_server_range_s3() { :; }
+
+prep_sb_restore_one_file_local() { rm -rf "$RESTORED"; }
+cmd_sb_restore_one_file_local() {
+  echo "$BIN restore $WORK/local.yml --destination local --target $RESTORED --force --include $ONE_FILE"
+}
+size_sb_restore_one_file_local() { :; }
+
 # Files restored into $RESTORED, checked against the source after each restore.
 restored_files() { find "$RESTORED" -type f -not -path '*/.*' | wc -l; }
 
@@ -414,7 +432,7 @@ for entry in "${CASES[@]}"; do
         want=1
         fetched=$(grep -o 'fetched [0-9]* bytes' "$logfile" | grep -o '[0-9]*' | tail -n 1)
         log "$label: fetched $fetched bytes of the archive"
-        echo "$fetched" >"$WORK/one-file-fetched"
+        [[ $name != *_s3 ]] || echo "$fetched" >"$WORK/one-file-fetched"
       fi
       if [ "$got" -ne "$want" ]; then
         echo "bench/run.sh: $label restored $got files, not $want" >&2
