@@ -9,7 +9,9 @@ use std::time::Instant;
 use futures::StreamExt as _;
 use service_backup_core::catalog::{self, Selector, select};
 use service_backup_core::ops::browse;
-use service_backup_core::ops::restore::{Decryption, ReadStats, RestoreInto, restore_backup};
+use service_backup_core::ops::restore::{
+    Decryption, ReadStats, RestoreInto, restore_backup, restore_resumable,
+};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -292,7 +294,8 @@ pub async fn from_destinations(
                 .await
                 .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
             tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
-            let stats = restore_entry(d.destination.clone(), &entry, plan, bar.clone()).await;
+            let stats =
+                restore_entry(config, d.destination.clone(), &entry, plan, bar.clone()).await;
             bar.finish();
             stats
                 .map(|s| ((entry.manifest.name.clone(), s), d.name.clone()))
@@ -346,8 +349,11 @@ pub async fn from_destinations(
 }
 
 /// Restores (or verifies) `entry`: the whole backup, or with `plan.include` only the
-/// entries it names, fetched through the archive's index.
+/// entries it names, fetched through the archive's index. A whole restore keeps its
+/// checkpoints in the state folder, and goes on where one of the same backup into the same
+/// target stopped.
 async fn restore_entry(
+    config: &Config,
     dest: Arc<dyn service_backup_core::destination::Destination>,
     entry: &catalog::BackupEntry,
     plan: &RestorePlan,
@@ -357,7 +363,16 @@ async fn restore_entry(
         return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
     };
     if plan.include.is_empty() {
-        return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
+        return restore_resumable(
+            dest,
+            entry,
+            &plan.decryption,
+            path,
+            *replace,
+            &context::state_dir(config),
+            bar,
+        )
+        .await;
     }
     let backup = browse::open_backup(dest, entry, &plan.decryption).await?;
     browse::restore_selected(

@@ -27,10 +27,12 @@ use crate::pipeline::read::{Binding, Decryption, ReadStats};
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
 
+mod rest;
 mod select;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use rest::ResumePoint;
 pub use select::Selection;
 
 /// Bytes read first: enough for the usual header, and for the kind of a plain archive.
@@ -73,6 +75,14 @@ impl IndexedBackup {
     /// Bytes fetched from the destination so far.
     pub fn fetched(&self) -> u64 {
         self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The key that opened it, if it is encrypted.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match &self.payload {
+            Payload::Encrypted { key_id, .. } => Some(*key_id),
+            Payload::Plain => None,
+        }
     }
 
     /// The bytes `range` of the stored object, all of them.
@@ -210,7 +220,8 @@ pub async fn open_backup(
     blocking(move || open_blocking(dest, &entry, &decryption, handle)).await
 }
 
-fn open_blocking(
+/// [`open_backup`] on a blocking thread, fetching with `handle`.
+pub(crate) fn open_blocking(
     dest: Arc<dyn Destination>,
     entry: &BackupEntry,
     decryption: &Decryption,
@@ -331,10 +342,7 @@ pub async fn restore_selected(
                     extracted,
                     stored_bytes: backup.fetched(),
                     sha256: String::new(),
-                    key_id: match &backup.payload {
-                        Payload::Encrypted { key_id, .. } => Some(*key_id),
-                        Payload::Plain => None,
-                    },
+                    key_id: backup.key_id(),
                 })
             }
             Err(e) => {
