@@ -613,3 +613,105 @@ fn restore_include_that_fails_half_way_puts_everything_back() {
     );
     chmod(&live, 0o755);
 }
+
+/// Plants, beside the real backup `item`, a backup that says it started at `at`: its
+/// manifest the core fixture's, describing a copy of the real archive (which is bound to
+/// the real backup, so the planted one fails its binding check). Returns its name.
+fn plant(env: &Env, item: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> String {
+    use service_backup_core::manifest::{Manifest, planted};
+    let archive = env.archive_of(item);
+    let real_name = item["name"].as_str().unwrap();
+    let real = Manifest::from_json(
+        &std::fs::read(archive.with_file_name(format!("{real_name}.json"))).unwrap(),
+    )
+    .unwrap();
+    let mut forged = planted::manifest(&real.instance_id, at);
+    let ext = archive
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix(real_name)
+        .unwrap()
+        .to_string();
+    forged.archive = format!("{}{ext}", forged.name);
+    forged.file_count = real.file_count;
+    forged.plain_bytes = real.plain_bytes;
+    forged.stored_bytes = real.stored_bytes;
+    forged.sha256.clone_from(&real.sha256);
+    forged.compression = real.compression.clone();
+    forged.encryption = real.encryption.clone();
+    // In the day folder of its time, as an attacker would put it: prefix/YYYY/MM/DD.
+    let prefix = archive.ancestors().nth(4).unwrap();
+    let day = prefix.join(at.format("%Y/%m/%d").to_string());
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::copy(&archive, day.join(&forged.archive)).unwrap();
+    std::fs::write(day.join(format!("{}.json", forged.name)), forged.to_json()).unwrap();
+    forged.name
+}
+
+/// Someone who can write to the bucket planted backups newer than the real one, pointing
+/// at copies of its archive: `restore` of the latest passes over them, saying which and
+/// why, and restores the real one; a planted backup named with --backup is refused, never
+/// replaced by another; a backup dated more than a day ahead is not even tried; and when
+/// the three newest are all planted, the restore gives up naming each.
+#[test]
+fn restore_of_the_latest_passes_over_planted_backups_that_are_not_genuine() {
+    let env = Env::new();
+    let item = env.backup();
+    let real = item["name"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now();
+    let near = plant(&env, &item, now + chrono::TimeDelta::hours(1));
+    let far = plant(&env, &item, now + chrono::TimeDelta::days(30));
+
+    let out = env.run(&["restore", "config.yml", "--target", "t1", "--json"]);
+    out.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["backup"], real.as_str(), "{}", out.stdout);
+    let warned = |name: &str, what: &str| {
+        out.stderr
+            .lines()
+            .any(|l| l.contains(name) && l.contains(what))
+    };
+    assert!(
+        warned(&near, "passing over this backup, which is not genuine")
+            && warned(&near, "swapped or copied from another backup"),
+        "{}",
+        out.stderr
+    );
+    assert!(warned(&far, "more than a day from now"), "{}", out.stderr);
+    assert_eq!(
+        common::tree(&env.path("t1")),
+        common::tree(&env.path("source")),
+        "the real backup is restored"
+    );
+
+    // Named explicitly: refused, no other backup in its place, nothing written.
+    let out = env.run(&["restore", "config.yml", "--backup", &near, "--target", "t2"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("swapped or copied from another backup")
+            && !out.stderr.contains("passing over"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("t2").exists());
+
+    // The three newest all planted: no older backup is tried past them, each is named.
+    let more = [
+        plant(&env, &item, now + chrono::TimeDelta::hours(2)),
+        plant(&env, &item, now + chrono::TimeDelta::hours(3)),
+    ];
+    let out = env.run(&["restore", "config.yml", "--target", "t3"]);
+    out.expect(1);
+    assert!(
+        out.stderr
+            .contains("none of the 3 newest backups is genuine")
+            && [&near, &more[0], &more[1]]
+                .iter()
+                .all(|n| out.stderr.contains(n.as_str())),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("t3").exists());
+}
