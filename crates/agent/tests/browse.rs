@@ -639,8 +639,8 @@ fn plant(env: &Env, item: &serde_json::Value, at: chrono::DateTime<chrono::Utc>)
     forged.plain_bytes = real.plain_bytes;
     forged.stored_bytes = real.stored_bytes;
     forged.sha256.clone_from(&real.sha256);
-    forged.compression = real.compression.clone();
-    forged.encryption = real.encryption.clone();
+    forged.compression.clone_from(&real.compression);
+    forged.encryption.clone_from(&real.encryption);
     // In the day folder of its time, as an attacker would put it: prefix/YYYY/MM/DD.
     let prefix = archive.ancestors().nth(4).unwrap();
     let day = prefix.join(at.format("%Y/%m/%d").to_string());
