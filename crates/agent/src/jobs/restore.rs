@@ -296,13 +296,13 @@ pub async fn from_destinations(
                 None => (e, None),
             })?;
             let candidates = candidates(&entries, &selector);
-            let mut skipped: Vec<String> = Vec::new();
+            let mut skipped: Vec<(String, Error)> = Vec::new();
             for entry in candidates.into_iter().take(tries) {
                 // Picked from the catalog: what counts is its manifest in the store now.
                 let entry = match crate::catalog::current(&d, entry).await {
                     Ok(entry) => entry,
                     Err(e) if tries > 1 && e.kind() == ErrorKind::Corrupt => {
-                        skip(&mut skipped, &entry.manifest.name, &d.name, &e);
+                        skip(&mut skipped, &entry.manifest.name, &d.name, e);
                         continue;
                     }
                     Err(e) => return Err((e.context(format!("destination {}", d.name)), None)),
@@ -311,7 +311,7 @@ pub async fn from_destinations(
                     match genuine(&d, &entry, &plan.decryption).await {
                         Ok(()) => {}
                         Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::WrongKey) => {
-                            skip(&mut skipped, &entry.manifest.name, &d.name, &e);
+                            skip(&mut skipped, &entry.manifest.name, &d.name, e);
                             continue;
                         }
                         Err(e) => {
@@ -341,19 +341,7 @@ pub async fn from_destinations(
                     });
             }
             untrusted.store(true, std::sync::atomic::Ordering::Relaxed);
-            Err((
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "destination {}: none of the {} newest backups is genuine: {}",
-                        d.name,
-                        skipped.len(),
-                        skipped.join("; ")
-                    ),
-                )
-                .with_hint("someone who can write to the destination may have planted these backups: compare them with `service-backup list CONFIG`, restore a backup by name with --backup, and check who can write there"),
-                None,
-            ))
+            Err((none_genuine(skipped, &d.name), None))
         };
         let failure = match attempt.await {
             Ok((done, dest_name)) => {
@@ -445,9 +433,34 @@ fn candidates<'a>(
 }
 
 /// Records and logs a backup passed over as not genuine.
-fn skip(skipped: &mut Vec<String>, name: &str, destination: &str, e: &Error) {
+fn skip(skipped: &mut Vec<(String, Error)>, name: &str, destination: &str, e: Error) {
     tracing::warn!(destination_name = %destination, backup_name = %name, error = %e, "passing over this backup, which is not genuine; trying the next newest");
-    skipped.push(format!("{name}: {e}"));
+    skipped.push((name.to_string(), e));
+}
+
+/// The error of a destination none of whose newest backups (`skipped`, with why) is
+/// genuine: the one backup's own error (and hint) when it was the only one.
+fn none_genuine(mut skipped: Vec<(String, Error)>, destination: &str) -> Error {
+    if skipped.len() == 1 {
+        let (name, e) = skipped.remove(0);
+        return e.context(format!("backup {name} in destination {destination}"));
+    }
+    let hint = skipped
+        .iter()
+        .find_map(|(_, e)| e.hint())
+        .map_or_else(String::new, |h| format!("; {h}"));
+    let why: Vec<String> = skipped.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "destination {destination}: none of the {} newest backups is genuine: {}",
+            skipped.len(),
+            why.join("; ")
+        ),
+    )
+    .with_hint(format!(
+        "someone who can write to the destination may have planted these backups: compare them with `service-backup list CONFIG`, restore a backup by name with --backup, and check who can write there{hint}"
+    ))
 }
 
 /// Checks from its archive's header alone (a ranged read of a few hundred bytes) that
@@ -472,7 +485,8 @@ async fn genuine(
             Err(Error::new(
                 ErrorKind::Corrupt,
                 "the archive is not encrypted although a key is configured, so it may have been replaced",
-            ))
+            )
+            .with_hint("if it is an old backup made before encryption was set up, pass --allow-unencrypted"))
         }
         _ => Ok(()),
     }
