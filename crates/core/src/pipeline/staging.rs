@@ -37,6 +37,9 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::random::hex_token;
 
+mod merge;
+pub use merge::check_merge;
+
 /// Prefix of the hidden folders a restore works in; a backup never archives them.
 pub const WORK_PREFIX: &str = ".service-backup-";
 
