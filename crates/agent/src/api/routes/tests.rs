@@ -671,7 +671,8 @@ async fn the_routes_that_read_the_catalog_keep_it_in_use_and_the_others_do_not()
     let api = Api::new(HOST_DISKS_IGNORED).await;
     let id = api.ran(Some("20260102T030405Z-vm-gone")).await;
     let tasks = api.state.ctx.tasks.clone();
-    for path in ["/metrics?quantity=1", &format!("/backups/{id}"), "/health"] {
+    let one = format!("/backups/{id}");
+    for path in ["/metrics?quantity=1", one.as_str(), "/health"] {
         api.get(path).await;
     }
     assert_eq!(tasks.catalog_read_at(), None);
