@@ -373,7 +373,9 @@ fn catch_up_the_backup_window_and_the_full_refresh_render_and_the_agent_checks_t
     let refused = rendered.validate();
     refused.expect(2);
     assert!(
-        refused.stderr.contains("catalog_full_refresh \"1m\" must be from 5m to 168h"),
+        refused
+            .stderr
+            .contains("catalog_full_refresh \"1m\" must be from 5m to 168h"),
         "{}",
         refused.all()
     );

@@ -26,8 +26,7 @@ async fn conformance_against_moto() {
 async fn lists_page_by_page_against_moto() {
     let s = settings(&env("SB_TEST_S3_ENDPOINT"), &unique("paged"));
     let dest = S3Destination::new(&s).unwrap();
-    service_backup_core::destination::conformance::lists_page_by_page(&dest, "paged", 3, 3)
-        .await;
+    service_backup_core::destination::conformance::lists_page_by_page(&dest, "paged", 3, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,7 +169,13 @@ async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_
     let read_at = std::time::Instant::now();
     eventually("a refresh after the request", || store.lists() > full).await;
     eventually("a second refresh after the request", || {
-        modes.lock().unwrap().iter().filter(|m| **m == Mode::Auto).count() >= 2
+        modes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == Mode::Auto)
+            .count()
+            >= 2
     })
     .await;
     assert_eq!(names(&config, &tasks).await, [second, first]);
@@ -183,7 +189,11 @@ async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_
     let listed = store.lists();
     let before = checks(&modes);
     eventually("25 checks", || checks(&modes) >= before + 25).await;
-    assert_eq!(store.lists(), listed, "the refresh went on after the quiet period");
+    assert_eq!(
+        store.lists(),
+        listed,
+        "the refresh went on after the quiet period"
+    );
     assert!(
         modes.lock().unwrap()[before..]
             .iter()
@@ -228,9 +238,16 @@ async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
         .unwrap();
     assert_eq!(store.lists(), after_auto);
     // Due (a zero period): whole again, recorded as full.
-    refresh_one(&tasks, &target, "me", Mode::FullIfDue, false, Duration::ZERO)
-        .await
-        .unwrap();
+    refresh_one(
+        &tasks,
+        &target,
+        "me",
+        Mode::FullIfDue,
+        false,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert!(store.lists() > after_auto);
     let key = key_of(&target);
     let last = tasks

@@ -315,7 +315,10 @@ pub async fn lists_page_by_page(dest: &dyn Destination, prefix: &str, limit: usi
     let (keys, _) = pages_after(format!("{prefix}/p/2026/12/03/b02.jsonx")).await;
     assert_eq!(keys, want[8..], "{what}: after a key between two");
     let (keys, pages) = pages_after(want[want.len() - 1].clone()).await;
-    assert!(keys.is_empty() && pages == 1, "{what}: after the last key: {keys:?}");
+    assert!(
+        keys.is_empty() && pages == 1,
+        "{what}: after the last key: {keys:?}"
+    );
     let (page, _) = dest.list_page(&listing, "", most).await.unwrap();
     assert_eq!(page[2].size, 2, "{what}: size");
     assert!(

@@ -679,13 +679,17 @@ async fn the_routes_that_read_the_catalog_keep_it_in_use_and_the_others_do_not()
     let mut last = None;
     let mut noted = |what: &str| {
         let at = tasks.catalog_read_at();
-        assert!(at.is_some() && at > last, "{what} did not note a read of the catalog");
+        assert!(
+            at.is_some() && at > last,
+            "{what} did not note a read of the catalog"
+        );
         last = at;
     };
     api.get("/backups").await;
     noted("GET /backups");
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    api.get(&format!("/service-instances/{INSTANCE}/backups")).await;
+    api.get(&format!("/service-instances/{INSTANCE}/backups"))
+        .await;
     noted("GET /service-instances/…/backups");
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     api.get(&format!("/v1/instances/{INSTANCE}/backups")).await;
