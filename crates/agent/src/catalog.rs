@@ -48,7 +48,7 @@ pub const BACKGROUND_EVERY: Duration = Duration::from_secs(20);
 
 /// How long after the last API request that read the catalog the daemon keeps refreshing
 /// it in the background; past it, only a due full refresh lists a store.
-pub const IN_USE_FOR: Duration = Duration::from_secs(10 * 60);
+pub const IN_USE_FOR: Duration = Duration::from_mins(10);
 
 /// The pace of the daemon's background refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

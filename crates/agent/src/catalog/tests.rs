@@ -51,7 +51,7 @@ async fn the_background_refresh_brings_new_backups_in_while_in_use_until_cancell
     tasks.note_catalog_read();
     let pace = Pace {
         every: Duration::from_millis(100),
-        in_use_for: Duration::from_secs(60),
+        in_use_for: Duration::from_mins(1),
     };
     let job = tokio::spawn(refresh_on_schedule(
         Arc::new(RwLock::new(config.clone())),
@@ -157,7 +157,7 @@ async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_
         modes.lock().unwrap().iter().all(|m| *m == Mode::FullIfDue),
         "{modes:?}"
     );
-    assert_eq!(names(&config, &tasks).await, [first.clone()]);
+    assert_eq!(names(&config, &tasks).await, std::slice::from_ref(&first));
 
     // A backup written by another agent stays out until a request reads the catalog; then
     // the next check refreshes it incrementally, and the ones after go on.
@@ -220,7 +220,7 @@ async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
         destination: store.clone(),
         layout: Layout::new("", None),
     };
-    let hour = Duration::from_secs(3600);
+    let hour = Duration::from_hours(1);
     // Never refreshed: whole.
     refresh_one(&tasks, &target, "me", Mode::FullIfDue, false, hour)
         .await
