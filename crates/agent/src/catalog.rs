@@ -41,9 +41,31 @@ pub const API_BUDGET: Duration = Duration::from_secs(2);
 /// How old a catalog may be before an API request starts a refresh.
 pub const API_MAX_AGE: Duration = Duration::from_secs(30);
 
-/// How often the daemon refreshes its catalogs in the background while the API is on:
-/// within [`API_MAX_AGE`], so that a request rarely waits for a refresh.
+/// How often the daemon refreshes its catalogs in the background while the API is in use
+/// (within [`API_MAX_AGE`], so that a request rarely waits for a refresh), and how often an
+/// idle daemon checks whether a full refresh is due.
 pub const BACKGROUND_EVERY: Duration = Duration::from_secs(20);
+
+/// How long after the last API request that read the catalog the daemon keeps refreshing
+/// it in the background; past it, only a due full refresh lists a store.
+pub const IN_USE_FOR: Duration = Duration::from_mins(10);
+
+/// The pace of the daemon's background refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// The time between two checks (and, while in use, two refreshes).
+    pub every: Duration,
+    /// How long after the last request that read the catalog it is kept fresh.
+    pub in_use_for: Duration,
+}
+
+impl Pace {
+    /// [`BACKGROUND_EVERY`] and [`IN_USE_FOR`].
+    pub const DAEMON: Self = Self {
+        every: BACKGROUND_EVERY,
+        in_use_for: IN_USE_FOR,
+    };
+}
 
 /// How much a refresh does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +74,9 @@ pub enum Mode {
     Auto,
     /// Lists every destination whole.
     Full,
+    /// Lists a destination whole when its last full listing is older than
+    /// `catalog_full_refresh` (or it never had one); otherwise lists nothing.
+    FullIfDue,
 }
 
 /// What a refresh of one destination found besides what it recorded.
@@ -99,6 +124,12 @@ pub async fn refresh_one(
             Ok((last, unread))
         })
         .await?;
+    if mode == Mode::FullIfDue
+        && let Some(last) = &last
+        && !due(last.full_at, started, full_every)
+    {
+        return Ok(Outcome::default());
+    }
     let scope = match last {
         Some(last) if mode == Mode::Auto && !due(last.full_at, started, full_every) && !unread => {
             Scope::since(&target.layout, last.refreshed_at)
@@ -294,17 +325,44 @@ pub async fn refresh_in_background(
     true
 }
 
-/// Refreshes this instance's catalogs every `every` (the first at once), incrementally and
-/// on the slow schedule whole, until `cancel`; a refresh already running (one an API
-/// request started) is not doubled. The configuration in force is read each time.
+/// Keeps this instance's catalogs fresh in the background until `cancel`: every
+/// `pace.every` (the first check at once) while an API request read the catalog within
+/// `pace.in_use_for` (incrementally, whole on the slow schedule); otherwise only the full
+/// refresh when it is due. A refresh already running (one an API request started) is not
+/// doubled. The configuration in force is read each time.
 pub async fn refresh_on_schedule(
     config: Arc<std::sync::RwLock<Config>>,
     tasks: Tasks,
     instance_id: String,
-    every: Duration,
+    pace: Pace,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(every);
+    let refresh = {
+        let tasks = tasks.clone();
+        move |mode: Mode| {
+            let current = config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let (tasks, instance_id) = (tasks.clone(), instance_id.clone());
+            Box::pin(async move { refresh_all(&current, &tasks, &instance_id, mode).await })
+                as BoxFuture<'static, ()>
+        }
+    };
+    keep_fresh(&tasks, pace, &cancel, refresh).await;
+}
+
+/// The loop of [`refresh_on_schedule`], with `refresh` doing one refresh of every catalog
+/// in the mode given.
+async fn keep_fresh<F>(
+    tasks: &Tasks,
+    pace: Pace,
+    cancel: &tokio_util::sync::CancellationToken,
+    mut refresh: F,
+) where
+    F: FnMut(Mode) -> BoxFuture<'static, ()>,
+{
+    let mut ticks = tokio::time::interval(pace.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -314,12 +372,12 @@ pub async fn refresh_on_schedule(
         let Some(_one) = tasks.try_refresh() else {
             continue;
         };
-        let current = config
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let in_use = tasks
+            .catalog_read_at()
+            .is_some_and(|at| at.elapsed() < pace.in_use_for);
+        let mode = if in_use { Mode::Auto } else { Mode::FullIfDue };
         tokio::select! {
-            () = refresh_all(&current, &tasks, &instance_id, Mode::Auto) => {}
+            () = refresh(mode) => {}
             () = cancel.cancelled() => return,
         }
     }

@@ -78,13 +78,14 @@ pub async fn serve(
                 instance_id: instance_id.clone(),
             };
             let started = crate::api::start(api, parts).await?;
-            // The API answers from the catalogs: kept fresh in the background, so that a
-            // request rarely waits for a refresh.
+            // The API answers from the catalogs: kept fresh in the background while it is
+            // used, so that a request rarely waits for a refresh, and listed whole on the
+            // slow schedule otherwise.
             refresher = Some(tokio::spawn(crate::catalog::refresh_on_schedule(
                 config.clone(),
                 ctx.tasks.clone(),
                 instance_id,
-                crate::catalog::BACKGROUND_EVERY,
+                crate::catalog::Pace::DAEMON,
                 ctx.cancel.clone(),
             )));
             Some(started)

@@ -42,6 +42,8 @@ pub struct Tasks {
     live: Arc<Mutex<HashMap<i64, Arc<Counters>>>>,
     /// Held while a background refresh of this database's catalog runs: one at a time.
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    /// When an API request of this process last read this database's catalog.
+    catalog_read: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Tasks {
@@ -53,6 +55,7 @@ impl Tasks {
             store: Arc::new(Mutex::new(store)),
             live: Arc::default(),
             refreshing: Arc::default(),
+            catalog_read: Arc::default(),
         })
     }
 
@@ -60,6 +63,23 @@ impl Tasks {
     /// already runs.
     pub fn try_refresh(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         self.refreshing.clone().try_lock_owned().ok()
+    }
+
+    /// Notes that an API request read the catalog now: the daemon keeps it fresh for a
+    /// while ([`crate::catalog::IN_USE_FOR`]).
+    pub fn note_catalog_read(&self) {
+        *self
+            .catalog_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
+    }
+
+    /// When an API request of this process last read the catalog, if one did.
+    pub fn catalog_read_at(&self) -> Option<tokio::time::Instant> {
+        *self
+            .catalog_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T>

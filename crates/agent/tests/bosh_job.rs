@@ -334,7 +334,7 @@ fn a_minimal_manifest_renders_with_the_spec_defaults() {
 }
 
 #[test]
-fn catch_up_and_the_backup_window_render_and_the_agent_checks_them() {
+fn catch_up_the_backup_window_and_the_full_refresh_render_and_the_agent_checks_them() {
     let manifest = |extra: &str| {
         format!(
             "service-backup:\n  destinations:\n  - type: s3\n    config: {{bucket_name: b, bucket_path: p, \
@@ -349,6 +349,7 @@ fn catch_up_and_the_backup_window_render_and_the_agent_checks_them() {
     assert_eq!(get(&config, "catch_up").as_bool(), Some(true));
     assert!(config.get("cron_jitter").is_none());
     assert!(config.get("backup_window").is_none());
+    assert!(config.get("catalog_full_refresh").is_none());
 
     let rendered = render(&manifest("  catch_up: false\n  cron_jitter: 30m\n"));
     rendered.expect_rendered();
@@ -361,6 +362,23 @@ fn catch_up_and_the_backup_window_render_and_the_agent_checks_them() {
     rendered.expect_rendered();
     rendered.validate().expect(0);
     assert_eq!(get(&rendered.config(), "backup_window"), "22:00-06:00");
+
+    // The catalog's full listings: rendered as given, and checked by the agent.
+    let rendered = render(&manifest("  catalog_full_refresh: 24h\n"));
+    rendered.expect_rendered();
+    rendered.validate().expect(0);
+    assert_eq!(get(&rendered.config(), "catalog_full_refresh"), "24h");
+    let rendered = render(&manifest("  catalog_full_refresh: 1m\n"));
+    rendered.expect_rendered();
+    let refused = rendered.validate();
+    refused.expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("catalog_full_refresh \"1m\" must be from 5m to 168h"),
+        "{}",
+        refused.all()
+    );
 
     // Both at once: the agent refuses the configuration with its own message.
     let rendered = render(&manifest(

@@ -298,3 +298,420 @@ fn include_refused(env: &Env, target: &str, includes: &[&str], message: &str) {
     assert!(out.stderr.contains(message), "{}", out.stderr);
     assert!(!target.exists(), "nothing was written");
 }
+
+/// Every file, link and folder below `root` (work folders of restores included): its
+/// content (a link's target), mode and modification time, to the nanosecond.
+fn snapshot(root: &std::path::Path) -> Vec<(String, Vec<u8>, u32, i64, i64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<(String, Vec<u8>, u32, i64, i64)>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let content = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                Vec::new()
+            };
+            // A folder's own time changes when an entry in it is replaced: files only.
+            let (secs, nanos) = if meta.is_dir() {
+                (0, 0)
+            } else {
+                (meta.mtime(), meta.mtime_nsec())
+            };
+            out.push((rel, content, meta.mode(), secs, nanos));
+            if meta.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// The names in `dir` that a restore works under (`.service-backup-…`).
+fn work_folders(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".service-backup-"))
+        .collect()
+}
+
+/// A live folder with the operator's own files, an older `conf/main.conf`, and a
+/// `conf/` holding a file the backup does not have.
+fn live_folder(env: &Env, name: &str) -> std::path::PathBuf {
+    let live = env.path(name);
+    std::fs::create_dir_all(live.join("notes")).unwrap();
+    std::fs::create_dir_all(live.join("conf")).unwrap();
+    std::fs::write(live.join("mine.txt"), b"the operator's own file\n").unwrap();
+    std::fs::write(live.join("notes/keep.md"), b"keep me\n").unwrap();
+    std::fs::write(live.join("conf/main.conf"), b"main = 0 (edited since)\n").unwrap();
+    std::fs::write(live.join("conf/local.conf"), b"local = yes\n").unwrap();
+    std::os::unix::fs::symlink("conf/local.conf", live.join("local-link")).unwrap();
+    live
+}
+
+/// `snapshot` without the entries at or below `paths`.
+fn without(
+    snap: &[(String, Vec<u8>, u32, i64, i64)],
+    paths: &[&str],
+) -> Vec<(String, Vec<u8>, u32, i64, i64)> {
+    snap.iter()
+        .filter(|(p, ..)| {
+            !paths
+                .iter()
+                .any(|x| p == x || p.starts_with(&format!("{x}/")))
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn restore_include_into_a_live_folder_replaces_the_included_paths_and_nothing_else() {
+    let env = env_with_blocks();
+    env.backup();
+    let live = live_folder(&env, "live");
+    let live_arg = live.to_str().unwrap().to_string();
+    let before = snapshot(&live);
+    let around = work_folders(env.dir.path());
+
+    // Without --force, an included path that exists is refused before anything is
+    // written, naming it and the way to replace it.
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        &live_arg,
+        "--include",
+        "conf/main.conf",
+    ]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("already holds conf/main.conf") && out.stderr.contains("--force"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        snapshot(&live),
+        before,
+        "the refused restore changed the target"
+    );
+    assert_eq!(work_folders(env.dir.path()), around);
+
+    // Without --force, paths that do not exist are merged in: nothing is overwritten.
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        &live_arg,
+        "--include",
+        "dump.sql",
+        "conf/extra/more.conf",
+    ])
+    .expect(0);
+    assert_eq!(
+        std::fs::read(live.join("dump.sql")).unwrap(),
+        std::fs::read(env.path("source/dump.sql")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(live.join("conf/extra/more.conf")).unwrap(),
+        b"more = 2\n"
+    );
+    assert_eq!(
+        without(&snapshot(&live), &["dump.sql", "conf/extra"]),
+        before,
+        "the merge changed what it did not restore"
+    );
+    let before = snapshot(&live);
+
+    // With --force, the included file replaces the edited one; every other file, link and
+    // folder is as it was, its time too.
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        &live_arg,
+        "--include",
+        "conf/main.conf",
+        "--force",
+    ])
+    .expect(0);
+    assert_eq!(
+        std::fs::read(live.join("conf/main.conf")).unwrap(),
+        b"main = 1\n"
+    );
+    assert_eq!(
+        without(&snapshot(&live), &["conf/main.conf"]),
+        without(&before, &["conf/main.conf"]),
+        "other entries changed"
+    );
+    assert!(work_folders(&live).is_empty(), "{:?}", work_folders(&live));
+    assert_eq!(
+        work_folders(env.dir.path()),
+        around,
+        "work folders left beside"
+    );
+
+    // A folder restored whole replaces that folder only: what the backup does not have in
+    // it goes; the rest of the target stays.
+    let live = live_folder(&env, "live2");
+    std::fs::create_dir_all(live.join("conf/extra")).unwrap();
+    std::fs::write(live.join("conf/extra/old.conf"), b"old\n").unwrap();
+    let before = snapshot(&live);
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        live.to_str().unwrap(),
+        "--include",
+        "conf",
+    ]);
+    out.expect(2);
+    assert!(out.stderr.contains("already holds conf,"), "{}", out.stderr);
+    assert_eq!(snapshot(&live), before);
+    env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        live.to_str().unwrap(),
+        "--include",
+        "conf/",
+        "--force",
+    ])
+    .expect(0);
+    let names = |dir: &str| {
+        let mut n: Vec<String> = std::fs::read_dir(live.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("conf"), ["extra", "main.conf"]);
+    assert_eq!(names("conf/extra"), ["more.conf"]);
+    assert_eq!(
+        without(&snapshot(&live), &["conf"]),
+        without(&before, &["conf"]),
+        "entries outside conf changed"
+    );
+    assert_eq!(
+        work_folders(env.dir.path()),
+        around,
+        "work folders left beside"
+    );
+}
+
+/// A folder above an included path that is a symbolic link (or a file) in the target is
+/// refused before anything is written, with or without --force: the restore would write
+/// through the link, outside the target.
+#[test]
+fn restore_include_never_writes_through_a_link_in_the_target() {
+    let env = env_with_blocks();
+    env.backup();
+    let live = env.path("live");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("main.conf"), b"not the target's\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, live.join("conf")).unwrap();
+    let (before, outside) = (snapshot(&live), snapshot(&elsewhere));
+    for extra in [&[][..], &["--force"][..]] {
+        let mut args = vec![
+            "restore",
+            "config.yml",
+            "--target",
+            live.to_str().unwrap(),
+            "--include",
+            "conf/main.conf",
+        ];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        out.expect(2);
+        assert!(
+            out.stderr.contains("holds conf as a symbolic link"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(snapshot(&live), before);
+        assert_eq!(snapshot(&elsewhere), outside);
+    }
+}
+
+/// A restore of two paths whose second cannot be put in place (its folder is read-only
+/// for the agent's user): the first, already in place, is put back, and the target is
+/// as it was.
+#[test]
+fn restore_include_that_fails_half_way_puts_everything_back() {
+    assert!(
+        common::is_root(),
+        "this row runs the agent as nobody, which needs root (the suite runs as root)"
+    );
+    let env = env_with_blocks();
+    env.backup();
+    let live = live_folder(&env, "live");
+    std::fs::write(live.join("dump.sql"), b"the operator's dump\n").unwrap();
+    // Everything belongs to nobody, who runs the agent; the target's top folder is
+    // read-only for nobody, `conf/` is not.
+    let status = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let chmod = |p: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chmod(env.dir.path(), 0o755);
+    chmod(&live, 0o555);
+    let before = snapshot(&live);
+    let around = work_folders(env.dir.path());
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::binary())
+        .args([
+            "restore",
+            "config.yml",
+            "--target",
+            live.to_str().unwrap(),
+            "--include",
+            "conf/main.conf",
+            "dump.sql",
+            "--force",
+        ])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    let out = common::Run::from(out);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("was left as it was") && out.stderr.contains("Permission denied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot(&live), before, "the target changed");
+    assert_eq!(
+        std::fs::read(live.join("conf/main.conf")).unwrap(),
+        b"main = 0 (edited since)\n"
+    );
+    assert_eq!(
+        work_folders(env.dir.path()),
+        around,
+        "work folders left beside"
+    );
+    chmod(&live, 0o755);
+}
+
+/// Plants, beside the real backup `item`, a backup that says it started at `at`: its
+/// manifest the core fixture's, describing a copy of the real archive (which is bound to
+/// the real backup, so the planted one fails its binding check). Returns its name.
+fn plant(env: &Env, item: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> String {
+    use service_backup_core::manifest::{Manifest, planted};
+    let archive = env.archive_of(item);
+    let real_name = item["name"].as_str().unwrap();
+    let real = Manifest::from_json(
+        &std::fs::read(archive.with_file_name(format!("{real_name}.json"))).unwrap(),
+    )
+    .unwrap();
+    let mut forged = planted::manifest(&real.instance_id, at);
+    let ext = archive
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix(real_name)
+        .unwrap()
+        .to_string();
+    forged.archive = format!("{}{ext}", forged.name);
+    forged.file_count = real.file_count;
+    forged.plain_bytes = real.plain_bytes;
+    forged.stored_bytes = real.stored_bytes;
+    forged.sha256.clone_from(&real.sha256);
+    forged.compression.clone_from(&real.compression);
+    forged.encryption.clone_from(&real.encryption);
+    // In the day folder of its time, as an attacker would put it: prefix/YYYY/MM/DD.
+    let prefix = archive.ancestors().nth(4).unwrap();
+    let day = prefix.join(at.format("%Y/%m/%d").to_string());
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::copy(&archive, day.join(&forged.archive)).unwrap();
+    std::fs::write(day.join(format!("{}.json", forged.name)), forged.to_json()).unwrap();
+    forged.name
+}
+
+/// Someone who can write to the bucket planted backups newer than the real one, pointing
+/// at copies of its archive: `restore` of the latest passes over them, saying which and
+/// why, and restores the real one; a planted backup named with --backup is refused, never
+/// replaced by another; a backup dated more than a day ahead is not even tried; and when
+/// the three newest are all planted, the restore gives up naming each.
+#[test]
+fn restore_of_the_latest_passes_over_planted_backups_that_are_not_genuine() {
+    let env = Env::new();
+    let item = env.backup();
+    let real = item["name"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now();
+    let near = plant(&env, &item, now + chrono::TimeDelta::hours(1));
+    let far = plant(&env, &item, now + chrono::TimeDelta::days(30));
+
+    let out = env.run(&["restore", "config.yml", "--target", "t1", "--json"]);
+    out.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["backup"], real.as_str(), "{}", out.stdout);
+    let warned = |name: &str, what: &str| {
+        out.stderr
+            .lines()
+            .any(|l| l.contains(name) && l.contains(what))
+    };
+    assert!(
+        warned(&near, "passing over this backup, which is not genuine")
+            && warned(&near, "swapped or copied from another backup"),
+        "{}",
+        out.stderr
+    );
+    assert!(warned(&far, "more than a day from now"), "{}", out.stderr);
+    assert_eq!(
+        common::tree(&env.path("t1")),
+        common::tree(&env.path("source")),
+        "the real backup is restored"
+    );
+
+    // Named explicitly: refused, no other backup in its place, nothing written.
+    let out = env.run(&["restore", "config.yml", "--backup", &near, "--target", "t2"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("swapped or copied from another backup")
+            && !out.stderr.contains("passing over"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("t2").exists());
+
+    // The three newest all planted: no older backup is tried past them, each is named.
+    let more = [
+        plant(&env, &item, now + chrono::TimeDelta::hours(2)),
+        plant(&env, &item, now + chrono::TimeDelta::hours(3)),
+    ];
+    let out = env.run(&["restore", "config.yml", "--target", "t3"]);
+    out.expect(1);
+    assert!(
+        out.stderr
+            .contains("none of the 3 newest backups is genuine")
+            && [&near, &more[0], &more[1]]
+                .iter()
+                .all(|n| out.stderr.contains(n.as_str())),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("t3").exists());
+}

@@ -16,6 +16,7 @@
 //! | sshd stopped mid-transfer | a private sshd and its sessions killed (SIGKILL) once 4 MiB went up through the proxy; started again | exit 1 naming the destination; `list` fails while it is down; only a hidden temporary file remains, nothing listed; task failed; next run succeeds | `sshd_stopped_mid_transfer` |
 //! | corrupt object on read | the proxy flips one byte in the middle of every GET body of a `.tar.gz.enc`, on S3, then on Azure, beside a sound copy in the other | `verify`/`restore --destination BAD` exit 1 naming the backup and the destination; target untouched; restore task failed; `restore` without `--destination` takes the same backup from the sound destination and logs the damaged copy | `corrupt_object_on_read` |
 //! | connection cut at 90 % of a restore | the proxy resets the connection whose answer passes 90 % of the archive's bytes, once | the restore succeeds and restores the exact tree; the relay shows under 15 % of the archive downloaded again (only what was in flight); task done | `s3_connection_cut_at_90_percent_of_a_restore_resumes` |
+//! | restore killed (SIGKILL) at 75 %, then restored again | the proxy holds every answer past 75 % of the archive; once the restore wrote a checkpoint it is killed; the proxy healed | the target is left as it was (empty); the next `restore` of the same backup into the same target logs that it resumes from the checkpoint, downloads only from the checkpoint's block on (what it downloads is under the archive less the checkpoint's offset, plus 2 MiB), restores the exact tree (folders' modes and symlinks before the checkpoint included); checkpoint and staging folder gone; task done | `restore_killed_at_75_percent_resumes_from_its_checkpoint` |
 //! | store down when the backup starts | an S3 endpoint where nothing listens yet | exit 1 quickly, naming the destination, "unreachable" and `endpoint_url`; a restore fails with the target untouched; nothing listed once it is up; next run succeeds | `s3_server_down_at_start` |
 //!
 //! Covered elsewhere: one of three destinations down (`fanout.rs`), SIGTERM and SIGKILL
@@ -412,6 +413,150 @@ fn s3_connection_cut_at_90_percent_of_a_restore_resumes() {
         again * 100 < stored * 15,
         "{again} bytes downloaded again for an archive of {stored} ({down} in all)"
     );
+}
+
+/// The checkpoint a restore keeps in the env's `state_dir`, if any.
+fn checkpoint(env: &Env) -> Option<Value> {
+    std::fs::read_dir(env.path("state"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("restore-") && name.ends_with(".json")
+        })
+        .and_then(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+}
+
+/// The staging folders of restores left beside the env's targets.
+fn staging_folders(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".service-backup-restore-"))
+        .collect()
+}
+
+/// Row: a restore killed once it wrote a checkpoint goes on from it the next time.
+#[test]
+fn restore_killed_at_75_percent_resumes_from_its_checkpoint() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    // Folders, a file and symlinks first in the archive: a folder's mode and the symlinks
+    // are made at the end of a restore, so the resumed run makes them from the index.
+    std::fs::create_dir_all(env.path("source/aaa/conf")).unwrap();
+    std::fs::write(env.path("source/aaa/conf/main.conf"), "port = 5432\n").unwrap();
+    std::os::unix::fs::symlink("../noise.bin", env.path("source/aaa/latest")).unwrap();
+    std::os::unix::fs::symlink("/var/log", env.path("source/aaa/logs")).unwrap();
+    std::fs::set_permissions(
+        env.path("source/aaa/conf"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    add_noise(&env, 96 * MIB);
+    let proxy = Relay::start(port_of("SB_TEST_S3_ENDPOINT"));
+    write_config(
+        &env,
+        &[s3_dest("objects", &proxy.url(""), &bucket("killed-75"))],
+    );
+    env.run(&["backup", "config.yml"]).expect(0);
+    let items = listed(&env, &[]);
+    let name = items[0]["name"].as_str().unwrap().to_string();
+    let stored = items[0]["stored_bytes"].as_u64().unwrap();
+
+    let target = env.path("restored");
+    let down_before = proxy.counts().down;
+    proxy.set(Faults {
+        pause_answers_at: Some(down_before + stored * 3 / 4),
+        ..Faults::default()
+    });
+    let args = [
+        "restore",
+        "config.yml",
+        "--backup",
+        &name,
+        "--target",
+        target.to_str().unwrap(),
+    ];
+    let restore = common::host::Agent::start(&env, "restore", &args, &[]);
+    let started = std::time::Instant::now();
+    while checkpoint(&env).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_mins(2),
+            "no checkpoint written: {:?}\n{:?}\n{:?}\n{}",
+            proxy.counts(),
+            restore.lines(),
+            staging_folders(&env)
+                .iter()
+                .map(|f| files_below(&env.path(f)))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(env.path("restore.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    restore.kill();
+    let mark = checkpoint(&env).unwrap();
+    assert_eq!(mark["backup"], name, "{mark}");
+    let at = mark["tar_offset"].as_u64().unwrap();
+    assert!(at >= 32 * MIB && at < stored * 3 / 4, "{mark}");
+    // The target holds nothing yet; the staging folder beside it is kept for the next run.
+    assert!(files_below(&target).is_empty());
+    assert_eq!(staging_folders(&env).len(), 1);
+
+    proxy.heal();
+    let down_before = proxy.counts().down;
+    // `-v`: the line saying the restore resumes is an informational one.
+    let out = env.run(&[
+        "-v",
+        "restore",
+        "config.yml",
+        "--backup",
+        &name,
+        "--target",
+        "restored",
+    ]);
+    out.expect(0);
+    assert_no_secret(&env, &out.all());
+    let all = out.all();
+    let resumed = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("resuming the restore where it stopped"))
+        })
+        .unwrap_or_else(|| panic!("the restore did not resume:\n{}", out.all()));
+    assert_eq!(
+        resumed["data"]["tar_offset"].as_u64(),
+        Some(at),
+        "{resumed}"
+    );
+    // From the block holding the checkpoint on (random data: the tar stream is about as
+    // long as the archive), with the listing, the manifest, the header and the index.
+    let down = proxy.counts().down - down_before;
+    assert!(
+        down < stored - at + 2 * MIB,
+        "{down} bytes downloaded to resume at {at} of {stored}"
+    );
+    assert_eq!(tree(&env.path("source")), tree(&target));
+    let conf = std::fs::metadata(target.join("aaa/conf")).unwrap();
+    assert_eq!(conf.permissions().mode() & 0o777, 0o750);
+    assert_eq!(
+        std::fs::read_link(target.join("aaa/logs")).unwrap(),
+        std::path::Path::new("/var/log")
+    );
+    assert!(checkpoint(&env).is_none(), "the checkpoint was left");
+    assert!(
+        staging_folders(&env).is_empty(),
+        "{:?}",
+        staging_folders(&env)
+    );
+    let last = tasks(&env)
+        .into_iter()
+        .rfind(|t| t["kind"] == "restore")
+        .unwrap();
+    assert_eq!(last["status"], "done", "{last}");
 }
 
 /// Row 2b: every connection reset mid-part: bounded retries, a clear error, nothing

@@ -55,6 +55,19 @@ pub struct AzureDestination {
     store: Arc<Store>,
     container_ready: tokio::sync::OnceCell<()>,
     list_page_size: NonZeroU32,
+    /// Where the listing of the last page handed out goes on.
+    next_page: std::sync::Mutex<Option<NextPage>>,
+}
+
+/// The rest of a listing, after the last key of the page handed out: its query (prefix,
+/// start, page size) and the marker that goes on with it.
+#[derive(Debug)]
+struct NextPage {
+    prefix: String,
+    after: String,
+    from: String,
+    page_size: u32,
+    marker: String,
 }
 
 impl AzureDestination {
@@ -65,6 +78,7 @@ impl AzureDestination {
             store: Arc::new(Store::new(settings)?),
             container_ready: tokio::sync::OnceCell::new(),
             list_page_size: NonZeroU32::new(LIST_PAGE_SIZE).expect("not zero"),
+            next_page: std::sync::Mutex::default(),
         })
     }
 
@@ -95,61 +109,25 @@ impl AzureDestination {
             .is_some_and(crate::errors::is_locked)
     }
 
-    /// Creates the container unless it exists; once per destination.
-    async fn ensure_container(&self) -> Result<()> {
-        self.container_ready
-            .get_or_try_init(|| self.store.create_container())
-            .await?;
-        Ok(())
-    }
-}
-
-impl fmt::Debug for AzureDestination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AzureDestination")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Destination for AzureDestination {
-    fn describe(&self) -> String {
-        self.store.describe()
-    }
-
-    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
-        check_key(&self.store, key)?;
-        self.ensure_container().await?;
-        Ok(Box::new(upload::BlockUpload::new(
-            self.store.clone(),
-            key.to_string(),
-        )?))
-    }
-
-    async fn get(&self, key: &str) -> Result<ObjectStream> {
-        check_key(&self.store, key)?;
-        read::open(self.store.clone(), key, None).await
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
-        check_key(&self.store, key)?;
-        read::open(self.store.clone(), key, Some(range)).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.list_after(prefix, "").await
-    }
-
-    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+    /// The objects under `prefix` after `start_after`, listed `page_size` a request from
+    /// `from` (and from the `marker` of that same query, when given) until `limit` of them
+    /// are held (all without a limit), and the marker of the rest if some are left.
+    async fn list_from(
+        &self,
+        prefix: &str,
+        from: &str,
+        start_after: &str,
+        page_size: u32,
+        mut marker: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<ObjectMeta>, Option<String>)> {
         let store = &self.store;
         // `startFrom` is inclusive, and a service or emulator that does not know it lists
         // from the start: the filter below keeps the answer exact either way.
-        let start_from = (!start_after.is_empty()).then(|| start_after.to_string());
+        let start_from = (!from.is_empty()).then(|| from.to_string());
         let mut out = Vec::new();
-        let mut marker: Option<String> = None;
         let mut guard = ListingGuard::new(store.describe(), format!("list {prefix:?}"));
-        let page_size = i32::try_from(self.list_page_size.get()).unwrap_or(i32::MAX);
+        let page_size = i32::try_from(page_size).unwrap_or(i32::MAX);
         loop {
             let page = store
                 .retry
@@ -201,10 +179,107 @@ impl Destination for AzureDestination {
                     guard.next(&next)?;
                     marker = Some(next);
                 }
-                None => break,
+                None => return Ok((out, None)),
+            }
+            if limit.is_some_and(|limit| out.len() >= limit) {
+                return Ok((out, marker));
             }
         }
-        Ok(out)
+    }
+
+    /// Creates the container unless it exists; once per destination.
+    async fn ensure_container(&self) -> Result<()> {
+        self.container_ready
+            .get_or_try_init(|| self.store.create_container())
+            .await?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AzureDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureDestination")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Destination for AzureDestination {
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    async fn put_multipart(&self, key: &str) -> Result<Box<dyn Upload>> {
+        check_key(&self.store, key)?;
+        self.ensure_container().await?;
+        Ok(Box::new(upload::BlockUpload::new(
+            self.store.clone(),
+            key.to_string(),
+        )?))
+    }
+
+    async fn get(&self, key: &str) -> Result<ObjectStream> {
+        check_key(&self.store, key)?;
+        read::open(self.store.clone(), key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
+        check_key(&self.store, key)?;
+        read::open(self.store.clone(), key, Some(range)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_after(prefix, "").await
+    }
+
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        let page_size = self.list_page_size.get();
+        let listed = self.list_from(prefix, start_after, start_after, page_size, None, None);
+        Ok(listed.await?.0)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let limit = limit.max(1);
+        // The listing this page continues goes on with its query and marker; any other
+        // starts after the key.
+        let next = self
+            .next_page
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_if(|n| n.prefix == prefix && n.after == start_after);
+        let (from, page_size, marker) = match next {
+            Some(next) => (next.from, next.page_size, Some(next.marker)),
+            None => (
+                start_after.to_string(),
+                self.list_page_size
+                    .get()
+                    .min(u32::try_from(limit).unwrap_or(u32::MAX)),
+                None,
+            ),
+        };
+        let (objects, marker) = self
+            .list_from(prefix, &from, start_after, page_size, marker, Some(limit))
+            .await?;
+        let more = marker.is_some();
+        if let (Some(marker), Some(last)) = (marker, objects.last()) {
+            *self
+                .next_page
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(NextPage {
+                prefix: prefix.to_string(),
+                after: last.key.clone(),
+                from,
+                page_size,
+                marker,
+            });
+        }
+        Ok((objects, more))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

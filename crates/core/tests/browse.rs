@@ -243,3 +243,106 @@ async fn a_flipped_byte_in_the_index_is_a_clear_error() {
     assert_eq!(e.kind(), ErrorKind::Corrupt);
     assert!(e.to_string().contains("fails authentication"), "{e}");
 }
+
+/// A plain archive (nothing authenticates its index) whose index was rewritten to list
+/// `etc/main.conf` as `etc/main.cnf`, at the same offset: `restore --include etc/main.cnf`
+/// reads a tar header that names another file than the index does, and refuses the
+/// archive as corrupt before anything is written (before, it restored `etc/main.conf`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_archive_whose_index_names_another_entry_than_its_tar_header_is_refused() {
+    use service_backup_core::format::index::{
+        ArchiveIndex, EntryEncoder, Footer, carrier, encode_head,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    tree(&source);
+    let store = dir.path().join("store");
+    let (dest, mut entry) = backup(&source, &store, None, Algorithm::Gzip).await;
+    let path = store.join(&entry.archive_key);
+    let bytes = std::fs::read(&path).unwrap();
+
+    // The index, read as a reader finds it: the footer at the end, then its carriers.
+    let payload_len = bytes.len() as u64;
+    let footer_len = carrier::footer_carrier_len(Algorithm::Gzip);
+    let tail = &bytes[bytes.len() - usize::try_from(footer_len).unwrap()..];
+    let raw = carrier::footer_in(Algorithm::Gzip, tail).expect("a footer");
+    let footer = Footer::decode(raw, payload_len, footer_len)
+        .unwrap()
+        .expect("an index");
+    let start = usize::try_from(footer.index_start).unwrap();
+    let carriers = &bytes[start..start + usize::try_from(footer.carriers_len).unwrap()];
+    let body = carrier::body_of(Algorithm::Gzip, carriers, &footer).unwrap();
+    let index = ArchiveIndex::decode(body, footer.index_start).unwrap();
+    let mut entries: Vec<_> = index.entries().map(Result::unwrap).collect();
+    let renamed = entries
+        .iter_mut()
+        .find(|e| e.path == "etc/main.conf")
+        .unwrap();
+    renamed.path = "etc/main.cnf".into();
+
+    // The same archive with the rewritten index, its CRC and footer made anew.
+    let blocks: Vec<u32> = index
+        .block_starts
+        .windows(2)
+        .map(|w| u32::try_from(w[1] - w[0]).unwrap())
+        .collect();
+    let mut new_body = encode_head(
+        index.block_size,
+        &blocks,
+        index.tar_len,
+        entries.len() as u64,
+    );
+    let mut encoder = EntryEncoder::default();
+    for e in &entries {
+        encoder.encode(e, &mut new_body);
+    }
+    let mut forged = bytes[..start].to_vec();
+    carrier::write_index(
+        Algorithm::Gzip,
+        &new_body[..],
+        footer.index_start,
+        &mut forged,
+    )
+    .unwrap();
+    std::fs::write(&path, &forged).unwrap();
+    entry.manifest.stored_bytes = forged.len() as u64;
+    entry.archive_size = forged.len() as u64;
+
+    // The forged index reads as an index: the name is listed.
+    let opened = open_backup(dest.clone(), &entry, &decryption(None))
+        .await
+        .unwrap();
+    let listed: Vec<String> = opened
+        .index()
+        .unwrap()
+        .entries()
+        .map(|e| e.unwrap().path)
+        .collect();
+    assert!(listed.iter().any(|p| p == "etc/main.cnf"), "{listed:?}");
+
+    let target = dir.path().join("restored");
+    let e = restore_selected(
+        opened,
+        Selection::new(&["etc/main.cnf"]),
+        target.clone(),
+        false,
+        None,
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(
+        e.to_string().contains(
+            "the archive's index does not match its tar stream: it lists file \"etc/main.cnf\""
+        ) && e.to_string().contains("names file \"etc/main.conf\""),
+        "{e}"
+    );
+    assert!(!target.exists(), "nothing is written");
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".service-backup-"))
+        .collect();
+    assert!(beside.is_empty(), "left behind: {beside:?}");
+}

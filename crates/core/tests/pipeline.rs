@@ -273,6 +273,13 @@ async fn local_destination_conforms() {
     conformance::run_all(&dest, "conformance").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_destination_lists_page_by_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(tmp.path());
+    conformance::lists_page_by_page(&dest, "paged", 3, 3).await;
+}
+
 /// A plain archive of the sample tree and several blocks' worth of text.
 fn plain_archive(compression: Algorithm) -> Vec<u8> {
     use service_backup_core::pipeline::archive::write_archive;

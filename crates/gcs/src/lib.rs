@@ -49,6 +49,19 @@ pub struct GcsDestination {
     bucket_ready: tokio::sync::OnceCell<()>,
     /// Object retention on each archive and manifest written (see [`retention`]).
     immutability: Option<Immutability>,
+    /// Where the listing of the last page handed out goes on.
+    next_page: std::sync::Mutex<Option<NextPage>>,
+}
+
+/// The rest of a listing, after the last key of the page handed out: its query (prefix,
+/// start, page size) and the page token that goes on with it.
+#[derive(Debug)]
+struct NextPage {
+    prefix: String,
+    after: String,
+    from: String,
+    page_size: u32,
+    token: String,
 }
 
 impl GcsDestination {
@@ -80,7 +93,117 @@ impl GcsDestination {
             list_page_size,
             bucket_ready: tokio::sync::OnceCell::new(),
             immutability,
+            next_page: std::sync::Mutex::default(),
         })
+    }
+
+    /// The objects under `prefix` after `start_after`, listed `page_size` a request from
+    /// `from` (and from the page `token` of that same query, when given) until `limit` of
+    /// them are held (all without a limit), and the token of the rest if some are left.
+    async fn list_from(
+        &self,
+        prefix: &str,
+        from: &str,
+        start_after: &str,
+        page_size: u32,
+        mut token: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<ObjectMeta>, Option<String>)> {
+        let client = &self.client;
+        let mut base = format!(
+            "{}?maxResults={page_size}&fields=items(name,size,updated),nextPageToken",
+            client.api(&format!("/b/{}/o", encode(&client.bucket))),
+        );
+        if !prefix.is_empty() {
+            base.push_str("&prefix=");
+            base.push_str(&encode(prefix));
+        }
+        if !from.is_empty() {
+            // `startOffset` is inclusive: the key itself is dropped below.
+            base.push_str("&startOffset=");
+            base.push_str(&encode(from));
+        }
+        let action = format!("list {prefix:?}");
+        let mut out = Vec::new();
+        let mut guard = ListingGuard::new(client.describe(), &action);
+        loop {
+            let url = match &token {
+                Some(t) => format!("{base}&pageToken={}", encode(t)),
+                None => base.clone(),
+            };
+            let page: ObjectList = client
+                .retry
+                .run("list objects", || async {
+                    let response = client.send(Method::GET, &url, &action, |r| r).await?;
+                    if response.status() == StatusCode::NOT_FOUND {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "{}: cannot {action}: the bucket does not exist",
+                                client.describe()
+                            ),
+                        )
+                        .with_hint("check bucket_name; a backup creates a missing bucket"));
+                    }
+                    let response = client.check(&action, response).await?;
+                    // A page of 1000 names is well under a MiB; a longer answer is cut
+                    // (and then not valid JSON) rather than held whole.
+                    let body = http::read_limited(response, MAX_LISTING_PAGE)
+                        .await
+                        .map_err(|e| client.transport(&action, &e))?;
+                    serde_json::from_slice(&body).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Destination,
+                            format!(
+                                "{}: cannot {action}: the listing is not valid JSON: {e}",
+                                client.describe()
+                            ),
+                        )
+                    })
+                })
+                .await?;
+            guard.add(page.items.len())?;
+            for item in page.items {
+                let size = match &item.size {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    serde_json::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                };
+                let Some(size) = size else {
+                    return Err(Error::new(
+                        ErrorKind::Destination,
+                        format!(
+                            "{}: cannot {action}: {} has no size",
+                            client.describe(),
+                            item.name
+                        ),
+                    ));
+                };
+                let last_modified = item
+                    .updated
+                    .as_deref()
+                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if item.name.as_str() <= start_after {
+                    continue;
+                }
+                out.push(ObjectMeta {
+                    key: item.name,
+                    size,
+                    last_modified,
+                });
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) => {
+                    guard.next(&next)?;
+                    token = Some(next);
+                }
+                None => return Ok((out, None)),
+            }
+            if limit.is_some_and(|limit| out.len() >= limit) {
+                return Ok((out, token));
+            }
+        }
     }
 
     /// Creates the bucket unless it exists; once per destination.
@@ -203,101 +326,51 @@ impl Destination for GcsDestination {
     }
 
     async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
-        let client = &self.client;
-        let mut base = format!(
-            "{}?maxResults={}&fields=items(name,size,updated),nextPageToken",
-            client.api(&format!("/b/{}/o", encode(&client.bucket))),
-            self.list_page_size
-        );
-        if !prefix.is_empty() {
-            base.push_str("&prefix=");
-            base.push_str(&encode(prefix));
+        let page_size = self.list_page_size;
+        let listed = self.list_from(prefix, start_after, start_after, page_size, None, None);
+        Ok(listed.await?.0)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let limit = limit.max(1);
+        // The listing this page continues goes on with its query and page token; any other
+        // starts after the key.
+        let next = self
+            .next_page
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_if(|n| n.prefix == prefix && n.after == start_after);
+        let (from, page_size, token) = match next {
+            Some(next) => (next.from, next.page_size, Some(next.token)),
+            None => (
+                start_after.to_string(),
+                self.list_page_size
+                    .min(u32::try_from(limit).unwrap_or(u32::MAX)),
+                None,
+            ),
+        };
+        let (objects, token) = self
+            .list_from(prefix, &from, start_after, page_size, token, Some(limit))
+            .await?;
+        let more = token.is_some();
+        if let (Some(token), Some(last)) = (token, objects.last()) {
+            *self
+                .next_page
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(NextPage {
+                prefix: prefix.to_string(),
+                after: last.key.clone(),
+                from,
+                page_size,
+                token,
+            });
         }
-        if !start_after.is_empty() {
-            // `startOffset` is inclusive: the key itself is dropped below.
-            base.push_str("&startOffset=");
-            base.push_str(&encode(start_after));
-        }
-        let action = format!("list {prefix:?}");
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        let mut guard = ListingGuard::new(client.describe(), &action);
-        loop {
-            let url = match &token {
-                Some(t) => format!("{base}&pageToken={}", encode(t)),
-                None => base.clone(),
-            };
-            let page: ObjectList = client
-                .retry
-                .run("list objects", || async {
-                    let response = client.send(Method::GET, &url, &action, |r| r).await?;
-                    if response.status() == StatusCode::NOT_FOUND {
-                        return Err(Error::new(
-                            ErrorKind::NotFound,
-                            format!(
-                                "{}: cannot {action}: the bucket does not exist",
-                                client.describe()
-                            ),
-                        )
-                        .with_hint("check bucket_name; a backup creates a missing bucket"));
-                    }
-                    let response = client.check(&action, response).await?;
-                    // A page of 1000 names is well under a MiB; a longer answer is cut
-                    // (and then not valid JSON) rather than held whole.
-                    let body = http::read_limited(response, MAX_LISTING_PAGE)
-                        .await
-                        .map_err(|e| client.transport(&action, &e))?;
-                    serde_json::from_slice(&body).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Destination,
-                            format!(
-                                "{}: cannot {action}: the listing is not valid JSON: {e}",
-                                client.describe()
-                            ),
-                        )
-                    })
-                })
-                .await?;
-            guard.add(page.items.len())?;
-            for item in page.items {
-                let size = match &item.size {
-                    serde_json::Value::String(s) => s.parse().ok(),
-                    serde_json::Value::Number(n) => n.as_u64(),
-                    _ => None,
-                };
-                let Some(size) = size else {
-                    return Err(Error::new(
-                        ErrorKind::Destination,
-                        format!(
-                            "{}: cannot {action}: {} has no size",
-                            client.describe(),
-                            item.name
-                        ),
-                    ));
-                };
-                let last_modified = item
-                    .updated
-                    .as_deref()
-                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
-                    .map(|t| t.with_timezone(&Utc));
-                if item.name.as_str() <= start_after {
-                    continue;
-                }
-                out.push(ObjectMeta {
-                    key: item.name,
-                    size,
-                    last_modified,
-                });
-            }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) => {
-                    guard.next(&next)?;
-                    token = Some(next);
-                }
-                None => break,
-            }
-        }
-        Ok(out)
+        Ok((objects, more))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

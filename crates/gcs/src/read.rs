@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
-use service_backup_core::destination::body::{AbortOnDrop, Span};
+use service_backup_core::destination::body::{AbortOnDrop, Span, same_size};
 use service_backup_core::destination::pace::RESUME_CREDIT_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
@@ -80,6 +80,8 @@ async fn pump(
 ) {
     let size = span.bytes();
     let generation = first.generation.clone();
+    // The object's size as the first answer gave it: every resumed answer must agree.
+    let total = first.total;
     let mut opened = first;
     let (mut delivered, mut resumed_at, mut resumes) = (0u64, 0u64, 0u32);
     let mut pace = Pace::new(client.stall_timeout);
@@ -149,14 +151,21 @@ async fn pump(
         let offset = span.start + delivered;
         tracing::warn!(key = %key, offset, error = %cut, "resuming the read of a gcs object");
         tokio::time::sleep(backoff(&client, resumes)).await;
+        let describe = client.describe();
         match open(&client, &key, offset, span.end, generation.as_deref()).await {
             Ok(Some(next)) => {
+                if let Err(e) = same_size(&describe, &key, total, next.total, offset) {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
                 opened = next;
                 resumed_at = delivered;
                 pace = Pace::new(client.stall_timeout);
             }
+            // A server that said the object is longer than it is: the rest is past its end.
             Ok(None) => {
-                let _ = tx.send(Err(cut)).await;
+                let e = same_size(&describe, &key, total, None, offset).err();
+                let _ = tx.send(Err(e.unwrap_or(cut))).await;
                 return;
             }
             Err(e) => {

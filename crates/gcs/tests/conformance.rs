@@ -48,6 +48,17 @@ async fn lists_every_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_by_page() {
+    // Pages of 3 asked, the service's pages of 2: two of them make one of 4.
+    let mut s = settings(&unique("paged-2"));
+    s.list_page_size = 2;
+    let dest = GcsDestination::new(s).unwrap();
+    conformance::lists_page_by_page(&dest, &unique("paged-2"), 3, 4).await;
+    // The default page size: pages of exactly 3.
+    conformance::lists_page_by_page(&destination(), &unique("paged"), 3, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stream_and_stop_when_dropped() {
     conformance::reads_stream_and_stop_when_dropped(&destination(), "big.bin", None).await;
 }

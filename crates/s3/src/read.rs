@@ -22,7 +22,7 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use service_backup_core::destination::body::{AbortOnDrop, Span};
+use service_backup_core::destination::body::{AbortOnDrop, Span, same_size};
 use service_backup_core::destination::pace::RESUME_CREDIT_BYTES;
 use service_backup_core::destination::{ObjectStream, Pace};
 use service_backup_core::{Error, ErrorKind, Result};
@@ -95,6 +95,8 @@ async fn pump(
     budget: Arc<Semaphore>,
 ) {
     let etag = first.etag.clone();
+    // The object's size as the first answer gave it: every resumed answer must agree.
+    let total = first.size;
     let size = span.bytes();
     let mut opened = first;
     let mut delivered = 0u64;
@@ -157,7 +159,7 @@ async fn pump(
             &store,
             &key,
             span,
-            delivered,
+            (delivered, total),
             etag.as_deref(),
             cut,
             &mut resumes,
@@ -182,7 +184,7 @@ async fn resume(
     store: &Store,
     key: &str,
     span: Span,
-    delivered: u64,
+    (delivered, total): (u64, Option<u64>),
     etag: Option<&str>,
     cut: Error,
     resumes: &mut u32,
@@ -196,7 +198,16 @@ async fn resume(
     let offset = span.start + delivered;
     tracing::warn!(key = %key, offset, error = %cut, "resuming the read of an s3 object");
     tokio::time::sleep(backoff(store, *resumes)).await;
-    match store.open(key, offset, span.end, etag).await {
+    let store_name = format!("s3 bucket {}", store.bucket);
+    let checked = match store.open(key, offset, span.end, etag).await {
+        // A store that said the object is longer than it is: the rest is past its end.
+        Err(e) if service_code(&e) == Some("InvalidRange") => {
+            same_size(&store_name, key, total, None, offset).and(Err(e))
+        }
+        Ok(next) => same_size(&store_name, key, total, next.size, offset).map(|()| next),
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(next) => Some(next),
         Err(e) => {
             let _ = tx.send((Err(e), None));

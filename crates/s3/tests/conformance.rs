@@ -23,6 +23,13 @@ async fn conformance_against_moto() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_by_page_against_moto() {
+    let s = settings(&env("SB_TEST_S3_ENDPOINT"), &unique("paged"));
+    let dest = S3Destination::new(&s).unwrap();
+    service_backup_core::destination::conformance::lists_page_by_page(&dest, "paged", 3, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bucket_is_created_in_its_region() {
     let mut s = settings(&env("SB_TEST_S3_ENDPOINT"), &unique("regional"));
     s.region = Some("eu-central-1".into());

@@ -16,6 +16,17 @@ use ssh2::{File, Sftp};
 use crate::connection::{Connection, Remote};
 use crate::errors;
 
+/// The object `key` as a directory read stated it.
+fn object_of(key: String, stat: &ssh2::FileStat) -> ObjectMeta {
+    ObjectMeta {
+        key,
+        size: stat.size.unwrap_or(0),
+        last_modified: stat
+            .mtime
+            .and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0)),
+    }
+}
+
 impl Remote {
     /// The remote path of `key`; refuses keys that are not plain relative paths.
     pub(crate) fn path_of(&self, key: &str) -> Result<String> {
@@ -154,6 +165,75 @@ impl Remote {
         self.walk(sftp, prefix, false, start_after)
     }
 
+    /// The first `limit` complete objects under `prefix` after `start_after`, in key order,
+    /// and whether more follow. The directories are walked in key order, those whose keys
+    /// all sort before `start_after` unread, and the walk stops once a key past the page is
+    /// seen, so that about a page (and the directory it ends in) is held at once.
+    pub(crate) fn list_page(
+        &self,
+        sftp: &Sftp,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        /// What the walk goes to next: a directory to read, or an object to hand out.
+        enum Next {
+            Dir(String),
+            Object(ObjectMeta),
+        }
+        let limit = limit.max(1);
+        let start = prefix.rfind('/').map_or("", |i| &prefix[..i]).to_string();
+        let mut out = Vec::new();
+        // The smallest key on top.
+        let mut stack = vec![Next::Dir(start)];
+        while let Some(next) = stack.pop() {
+            let rel = match next {
+                Next::Object(_) if out.len() == limit => return Ok((out, true)),
+                Next::Object(object) => {
+                    out.push(object);
+                    continue;
+                }
+                Next::Dir(rel) => rel,
+            };
+            let dir = self.join(&rel);
+            let dir = if dir.is_empty() { ".".to_string() } else { dir };
+            let entries = match sftp.readdir(Path::new(&dir)) {
+                Ok(entries) => entries,
+                // Absent (nothing listed yet, or removed meanwhile), or a file.
+                Err(e) if errors::is_not_found(&e) => continue,
+                Err(e) => return Err(errors::sftp(&self.name, "list", &dir, &e)),
+            };
+            // Each child with the key it sorts by: a directory's keys all start with its
+            // name and a `/`.
+            let mut children = Vec::new();
+            for (path, stat) in entries {
+                let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                    continue;
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let key = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if stat.is_dir() {
+                    let wanted = key.starts_with(prefix) || prefix.starts_with(&format!("{key}/"));
+                    if wanted && !sorts_wholly_before(&key, start_after) {
+                        children.push((format!("{key}/"), Next::Dir(key)));
+                    }
+                } else if stat.is_file() && key.starts_with(prefix) && key.as_str() > start_after {
+                    let object = object_of(key.clone(), &stat);
+                    children.push((key, Next::Object(object)));
+                }
+            }
+            children.sort_by(|a, b| b.0.cmp(&a.0));
+            stack.extend(children.into_iter().map(|(_, next)| next));
+        }
+        Ok((out, false))
+    }
+
     /// The temporary files of uploads under `prefix` (their keys, relative to the
     /// destination directory), at any depth, sorted by key.
     pub(crate) fn list_temporary(&self, sftp: &Sftp, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -202,13 +282,7 @@ impl Remote {
                     && hidden == temporary
                     && (temporary || (key.starts_with(prefix) && key.as_str() > start_after))
                 {
-                    out.push(ObjectMeta {
-                        key,
-                        size: stat.size.unwrap_or(0),
-                        last_modified: stat
-                            .mtime
-                            .and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0)),
-                    });
+                    out.push(object_of(key, &stat));
                 }
             }
         }

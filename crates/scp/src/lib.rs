@@ -210,6 +210,19 @@ impl Destination for ScpDestination {
         .await
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool)> {
+        let (prefix, start_after) = (prefix.to_string(), start_after.to_string());
+        self.retried("sftp list", move |remote| {
+            remote.run(|conn| remote.list_page(&conn.sftp, &prefix, &start_after, limit))
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.remote.path_of(key)?;
         self.retried("sftp delete", move |remote| {

@@ -30,6 +30,13 @@ async fn conformance_suite_against_sshd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_by_page_against_sshd() {
+    let dir = unique_dir("paged");
+    let dest = ScpDestination::new(settings(&dir)).unwrap();
+    conformance::lists_page_by_page(&dest, "paged", 3, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_pem_ecdsa_and_ed25519_keys_authenticate() {
     for var in [
         "SB_TEST_SCP_KEY",

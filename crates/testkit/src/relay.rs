@@ -45,6 +45,10 @@ pub struct Faults {
     /// Reset (once) the connection whose answer would pass this byte of all the answers
     /// relayed so far, counted from the relay's start; that piece is not passed on.
     pub reset_answers_at: Option<u64>,
+    /// Hold every answer that would pass this byte of all the answers relayed so far
+    /// (counted from the relay's start) until the faults change: a store that stops
+    /// sending in the middle of a download.
+    pub pause_answers_at: Option<u64>,
 }
 
 /// What the relay did so far.
@@ -116,6 +120,24 @@ impl Shared {
         drop(counts);
         self.changed.notify_all();
         true
+    }
+}
+
+impl Shared {
+    /// Waits while passing `n` more bytes down would pass [`Faults::pause_answers_at`].
+    fn hold(&self, n: usize) {
+        loop {
+            let at = self.faults.lock().unwrap().pause_answers_at;
+            let Some(at) = at else { return };
+            let counts = self.counts.lock().unwrap();
+            if counts.down + n as u64 <= at || self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = self
+                .changed
+                .wait_timeout(counts, std::time::Duration::from_millis(50))
+                .unwrap();
+        }
     }
 }
 
@@ -334,6 +356,7 @@ fn responses(shared: &Shared, mut server: TcpStream, mut client: TcpStream, flag
             let _ = client.shutdown(Shutdown::Both);
             return;
         }
+        shared.hold(n);
         if corrupting.is_none() && flag.swap(false, Ordering::SeqCst) {
             corrupting = Some(Corrupting {
                 head: Vec::new(),

@@ -241,6 +241,7 @@ fn internal(e: &Error) -> ApiError {
 async fn discover(state: &ApiState) -> Option<chrono::DateTime<chrono::Utc>> {
     let config = state.config();
     let tasks = state.ctx.tasks.clone();
+    tasks.note_catalog_read();
     let found = |config: &crate::config::Config| {
         let tasks = tasks.clone();
         let config = config.clone();
@@ -507,6 +508,7 @@ async fn restore(
     let backup_id =
         request::restore_backup_id(&fields, &state.instance_id).map_err(ApiError::Precondition)?;
     let (backup_id, name) = complete_backup(&state, backup_id).await?;
+    state.ctx.tasks.note_catalog_read();
     let config = state.config();
     crate::command::refuse_write_only(config.keyring.as_ref()).map_err(|e| {
         ApiError::Precondition(format!("{}; {}", e.message(), e.hint().unwrap_or_default()))
@@ -566,6 +568,7 @@ async fn download(
 ) -> ApiResult {
     let raw_id = params.get("id").map_or("", String::as_str);
     let (_, name) = complete_backup(&state, raw_id).await?;
+    state.ctx.tasks.note_catalog_read();
     let config = state.config();
     let mut failures = Vec::new();
     // The catalog's copies, each checked against its manifest in the store; without any,

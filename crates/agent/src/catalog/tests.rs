@@ -3,6 +3,7 @@
 use std::sync::RwLock;
 
 use service_backup_core::destination::LocalDestination;
+use service_backup_core::destination::counting::Counting;
 use service_backup_core::layout::Layout;
 use service_backup_core::manifest::planted;
 
@@ -16,6 +17,17 @@ async fn seed(root: &std::path::Path, time: DateTime<Utc>) -> String {
     manifest.name
 }
 
+/// A configuration of instance `me` with one `local` destination, `disk`, at `root`.
+fn config_for(dir: &std::path::Path, root: &std::path::Path) -> Config {
+    let yaml = format!(
+        "instance_id: me\nsource_folder: {0}/source\ncron_schedule: '0 3 * * *'\n\
+         state_dir: {0}/state\ndestinations:\n- type: local\n  name: disk\n  config:\n    path: {1}\n",
+        dir.display(),
+        root.display()
+    );
+    crate::config::parse(&yaml).unwrap()
+}
+
 /// The names of instance `me`'s backups the catalog holds, newest first.
 async fn names(config: &Config, tasks: &Tasks) -> Vec<String> {
     let (listed, _) = cached(config, tasks, "me").await.unwrap();
@@ -27,25 +39,25 @@ async fn names(config: &Config, tasks: &Tasks) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_background_refresh_brings_new_backups_in_until_cancelled() {
+async fn the_background_refresh_brings_new_backups_in_while_in_use_until_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("backups");
     std::fs::create_dir_all(&root).unwrap();
-    let yaml = format!(
-        "instance_id: me\nsource_folder: {0}/source\ncron_schedule: '0 3 * * *'\n\
-         state_dir: {0}/state\ndestinations:\n- type: local\n  name: disk\n  config:\n    path: {1}\n",
-        dir.path().display(),
-        root.display()
-    );
-    let config = crate::config::parse(&yaml).unwrap();
+    let config = config_for(dir.path(), &root);
     let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     let first = seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
     let cancel = tokio_util::sync::CancellationToken::new();
+    // A request read the catalog: it is kept fresh for the next minute.
+    tasks.note_catalog_read();
+    let pace = Pace {
+        every: Duration::from_millis(100),
+        in_use_for: Duration::from_mins(1),
+    };
     let job = tokio::spawn(refresh_on_schedule(
         Arc::new(RwLock::new(config.clone())),
         tasks.clone(),
         "me".into(),
-        Duration::from_millis(100),
+        pace,
         cancel.clone(),
     ));
     let wait_for = |want: Vec<String>| {
@@ -65,7 +77,8 @@ async fn the_background_refresh_brings_new_backups_in_until_cancelled() {
             }
         }
     };
-    // The first refresh runs at once, the next ones on the interval, without a request.
+    // The first refresh runs at once, the next ones on the interval, without another
+    // request.
     wait_for(vec![first.clone()]).await;
     let second = seed(&root, Utc::now() - chrono::Duration::hours(1)).await;
     wait_for(vec![second.clone(), first.clone()]).await;
@@ -81,4 +94,166 @@ async fn the_background_refresh_brings_new_backups_in_until_cancelled() {
     seed(&root, Utc::now() - chrono::Duration::minutes(30)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(names(&config, &tasks).await, [second, first]);
+}
+
+/// Waits until `check` holds, for 20 s at most.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = config_for(dir.path(), &root);
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let first = seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
+    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
+    let target = Arc::new(Target {
+        name: "disk".into(),
+        destination: store.clone(),
+        layout: Layout::new("", None),
+    });
+    // What each refresh was asked to do, in order.
+    let modes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refresh = {
+        let (tasks, modes) = (tasks.clone(), modes.clone());
+        move |mode: Mode| {
+            modes.lock().unwrap().push(mode);
+            let (tasks, target) = (tasks.clone(), target.clone());
+            Box::pin(async move {
+                refresh_one(&tasks, &target, "me", mode, false, FULL_REFRESH_EVERY)
+                    .await
+                    .unwrap();
+            }) as BoxFuture<'static, ()>
+        }
+    };
+    let every = Duration::from_millis(20);
+    let pace = Pace {
+        every,
+        in_use_for: Duration::from_millis(400),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let job = tokio::spawn({
+        let (tasks, cancel) = (tasks.clone(), cancel.clone());
+        async move { keep_fresh(&tasks, pace, &cancel, refresh).await }
+    });
+    let checks = |modes: &std::sync::Mutex<Vec<Mode>>| modes.lock().unwrap().len();
+
+    // Idle, the first check lists the destination whole (it never was), then nothing over
+    // 25 checks more: no request read the catalog.
+    eventually("the first full refresh", || store.lists() > 0).await;
+    eventually("the first check ends", || tasks.try_refresh().is_some()).await;
+    let full = store.lists();
+    let before = checks(&modes);
+    eventually("25 checks", || checks(&modes) >= before + 25).await;
+    assert_eq!(store.lists(), full, "an idle daemon listed the store");
+    assert!(
+        modes.lock().unwrap().iter().all(|m| *m == Mode::FullIfDue),
+        "{modes:?}"
+    );
+    assert_eq!(names(&config, &tasks).await, std::slice::from_ref(&first));
+
+    // A backup written by another agent stays out until a request reads the catalog; then
+    // the next check refreshes it incrementally, and the ones after go on.
+    let second = seed(&root, Utc::now() - chrono::Duration::hours(1)).await;
+    let before = checks(&modes);
+    eventually("5 checks", || checks(&modes) >= before + 5).await;
+    assert_eq!(store.lists(), full);
+    tasks.note_catalog_read();
+    let read_at = std::time::Instant::now();
+    eventually("a refresh after the request", || store.lists() > full).await;
+    eventually("a second refresh after the request", || {
+        modes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == Mode::Auto)
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(names(&config, &tasks).await, [second, first]);
+
+    // Past the quiet period (and any refresh begun before it), nothing is listed again.
+    eventually("the quiet period ends", || {
+        read_at.elapsed() > pace.in_use_for + every
+    })
+    .await;
+    eventually("the last refresh ends", || tasks.try_refresh().is_some()).await;
+    let listed = store.lists();
+    let before = checks(&modes);
+    eventually("25 checks", || checks(&modes) >= before + 25).await;
+    assert_eq!(
+        store.lists(),
+        listed,
+        "the refresh went on after the quiet period"
+    );
+    assert!(
+        modes.lock().unwrap()[before..]
+            .iter()
+            .all(|m| *m == Mode::FullIfDue)
+    );
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), job)
+        .await
+        .expect("the loop stops when cancelled")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
+    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
+    let target = Target {
+        name: "disk".into(),
+        destination: store.clone(),
+        layout: Layout::new("", None),
+    };
+    let hour = Duration::from_hours(1);
+    // Never refreshed: whole.
+    refresh_one(&tasks, &target, "me", Mode::FullIfDue, false, hour)
+        .await
+        .unwrap();
+    let full = store.lists();
+    assert!(full > 0);
+    // Refreshed whole a moment ago: nothing, whatever the other refreshes did.
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, hour)
+        .await
+        .unwrap();
+    let after_auto = store.lists();
+    assert!(after_auto > full);
+    refresh_one(&tasks, &target, "me", Mode::FullIfDue, false, hour)
+        .await
+        .unwrap();
+    assert_eq!(store.lists(), after_auto);
+    // Due (a zero period): whole again, recorded as full.
+    refresh_one(
+        &tasks,
+        &target,
+        "me",
+        Mode::FullIfDue,
+        false,
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert!(store.lists() > after_auto);
+    let key = key_of(&target);
+    let last = tasks
+        .catalog(move |s| s.catalog_refreshes(&key))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.full_at, Some(last.refreshed_at));
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::DateTime;
+use chrono::{DateTime, Datelike as _};
 use clap::Args;
 use serde_json::json;
 use service_backup_core::format::index::{EntryKind, IndexEntry};
@@ -54,14 +54,7 @@ impl Printer {
         }
         // A closed pipe (`ls … | head`) ends the listing quietly: nothing to report.
         let _ = if self.json {
-            let item = json!({
-                "path": e.path,
-                "type": e.kind.name(),
-                "mode": format!("{:04o}", e.mode),
-                "size": e.size,
-                "mtime": time(e.mtime),
-                "link_target": e.link,
-            });
+            let item = json_item(e);
             let sep = if self.count == 0 { "[\n  " } else { ",\n  " };
             write!(self.out, "{sep}{item}")
         } else {
@@ -79,7 +72,10 @@ impl Printer {
                 } else {
                     "-".into()
                 },
-                time(e.mtime).replace('T', " ").trim_end_matches('Z'),
+                time(e.mtime).map_or_else(
+                    || format!("{:>19}", "-"),
+                    |t| t.replace('T', " ").trim_end_matches('Z').to_string()
+                ),
                 escape_controls(&e.path)
             )
         };
@@ -111,12 +107,25 @@ fn permissions(mode: u32) -> String {
         .collect()
 }
 
-/// A modification time in UTC, RFC 3339 to the second.
-fn time(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0).map_or_else(
-        || secs.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
+/// The JSON object of an entry: `mtime` is an RFC 3339 string, or `null` for a time that
+/// RFC 3339 cannot show.
+fn json_item(e: &IndexEntry) -> serde_json::Value {
+    json!({
+        "path": e.path,
+        "type": e.kind.name(),
+        "mode": format!("{:04o}", e.mode),
+        "size": e.size,
+        "mtime": time(e.mtime),
+        "link_target": e.link,
+    })
+}
+
+/// A modification time in UTC, RFC 3339 to the second; `None` outside the years 0000 to
+/// 9999, which RFC 3339 cannot write (an archive may record any number).
+fn time(secs: i64) -> Option<String> {
+    DateTime::from_timestamp(secs, 0)
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// A size in B, KiB, MiB, GiB or TiB, as every command shows sizes to a person.
@@ -240,6 +249,34 @@ mod tests {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(3 << 30), "3.0 GiB");
-        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn an_mtime_that_rfc_3339_cannot_show_is_null_in_json_never_digits() {
+        let entry = |mtime| IndexEntry {
+            path: "a".into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: 1,
+            mtime,
+            link: None,
+            tar_start: 0,
+            header_blocks: 1,
+        };
+        assert_eq!(
+            json_item(&entry(253_402_300_799))["mtime"],
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            json_item(&entry(-62_167_219_200))["mtime"],
+            "0000-01-01T00:00:00Z"
+        );
+        // Year 10000, year -1, and times chrono cannot hold at all.
+        for mtime in [253_402_300_800, -62_167_219_201, i64::MAX, i64::MIN] {
+            let item = json_item(&entry(mtime));
+            assert!(item["mtime"].is_null(), "{mtime}: {item}");
+            assert!(item.get("mtime").is_some(), "the field is always there");
+        }
     }
 }

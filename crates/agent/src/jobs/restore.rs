@@ -9,7 +9,9 @@ use std::time::Instant;
 use futures::StreamExt as _;
 use service_backup_core::catalog::{self, Selector, select};
 use service_backup_core::ops::browse;
-use service_backup_core::ops::restore::{Decryption, ReadStats, RestoreInto, restore_backup};
+use service_backup_core::ops::restore::{
+    Decryption, ReadStats, RestoreInto, restore_backup, restore_resumable,
+};
 use service_backup_core::{Error, ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -274,6 +276,14 @@ pub async fn from_destinations(
     };
     while let Some(listed) = listings.next().await {
         let selector = pinned.clone().unwrap_or_else(|| plan.selector.clone());
+        // A restore of the newest backup (or the newest before a time) passes over one that
+        // shows it is not genuine, saying so; a backup named explicitly is never replaced.
+        let tries = if plan.into.path().is_some() && !matches!(selector, Selector::Named(_)) {
+            FALLBACK_TRIES
+        } else {
+            1
+        };
+        let untrusted = std::sync::atomic::AtomicBool::new(false);
         let attempt = async {
             let (d, mut entries) = listed.map_err(|e| (e, None))?;
             let (others, shown) = keep_instance(
@@ -281,30 +291,60 @@ pub async fn from_destinations(
                 instance.as_deref(),
                 plan.from_instance.is_some(),
             );
-            let entry = select(&entries, &selector)
-                .map_err(|e| match &shown {
-                    Some(id) => (of_instance(&e, id, others), None),
-                    None => (e, None),
-                })?
-                .clone();
-            // Picked from the catalog: what counts is its manifest in the store now.
-            let entry = crate::catalog::current(&d, &entry)
-                .await
-                .map_err(|e| (e.context(format!("destination {}", d.name)), None))?;
-            tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
-            let stats = restore_entry(d.destination.clone(), &entry, plan, bar.clone()).await;
-            bar.finish();
-            stats
-                .map(|s| ((entry.manifest.name.clone(), s), d.name.clone()))
-                .map_err(|e| {
-                    (
-                        e.context(format!(
-                            "backup {} in destination {}",
-                            entry.manifest.name, d.name
-                        )),
-                        Some(entry.manifest.name.clone()),
-                    )
-                })
+            drop_future(&mut entries, &selector, &d.name);
+            // The first candidate must exist: its absence is the usual "no such backup".
+            select(&entries, &selector).map_err(|e| match &shown {
+                Some(id) => (of_instance(&e, id, others), None),
+                None => (e, None),
+            })?;
+            let candidates = candidates(&entries, &selector);
+            let mut skipped: Vec<(String, Error)> = Vec::new();
+            for entry in candidates.into_iter().take(tries) {
+                // Picked from the catalog: what counts is its manifest in the store now.
+                let entry = match crate::catalog::current(&d, entry).await {
+                    Ok(entry) => entry,
+                    Err(e) if tries > 1 && e.kind() == ErrorKind::Corrupt => {
+                        skip(&mut skipped, &entry.manifest.name, &d.name, e);
+                        continue;
+                    }
+                    Err(e) => return Err((e.context(format!("destination {}", d.name)), None)),
+                };
+                if tries > 1 {
+                    match genuine(&d, &entry, &plan.decryption).await {
+                        Ok(()) => {}
+                        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::WrongKey) => {
+                            skip(&mut skipped, &entry.manifest.name, &d.name, e);
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err((
+                                e.context(format!(
+                                    "backup {} in destination {}",
+                                    entry.manifest.name, d.name
+                                )),
+                                None,
+                            ));
+                        }
+                    }
+                }
+                tracing::info!(destination_name = %d.name, backup_name = %entry.manifest.name, "{what} started");
+                let stats =
+                    restore_entry(config, d.destination.clone(), &entry, plan, bar.clone()).await;
+                bar.finish();
+                return stats
+                    .map(|s| ((entry.manifest.name.clone(), s), d.name.clone()))
+                    .map_err(|e| {
+                        (
+                            e.context(format!(
+                                "backup {} in destination {}",
+                                entry.manifest.name, d.name
+                            )),
+                            Some(entry.manifest.name.clone()),
+                        )
+                    });
+            }
+            untrusted.store(true, std::sync::atomic::Ordering::Relaxed);
+            Err((none_genuine(skipped, &d.name), None))
         };
         let failure = match attempt.await {
             Ok((done, dest_name)) => {
@@ -316,6 +356,11 @@ pub async fn from_destinations(
             Err(failure) => failure,
         };
         match failure {
+            // Another destination may hold genuine backups.
+            (e, None) if untrusted.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::error!(error = %e, "trying the next destination");
+                last_error = Some(e);
+            }
             (e, Some(name))
                 if e.kind() == ErrorKind::Corrupt
                     && plan.into.path().is_some()
@@ -345,9 +390,117 @@ pub async fn from_destinations(
         .unwrap_or_else(|| Error::new(ErrorKind::NotFound, "no destination has the backup")))
 }
 
+/// How many of the newest backups a restore of the latest tries, passing over those that
+/// show they are not genuine.
+const FALLBACK_TRIES: usize = 3;
+
+/// How far in the future a backup's start may lie (clocks differ) before a pick of the
+/// newest passes over it.
+const FUTURE_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Drops from `entries`, for a pick of the newest (not of a name), the backups that say
+/// they started more than a day from now: no agent made those, and one planted there
+/// would be picked before every real one.
+fn drop_future(entries: &mut Vec<catalog::BackupEntry>, selector: &Selector, destination: &str) {
+    if matches!(selector, Selector::Named(_)) {
+        return;
+    }
+    let limit = chrono::Utc::now() + FUTURE_SLACK;
+    entries.retain(|e| {
+        let future = e.manifest.started_at > limit;
+        if future {
+            tracing::warn!(
+                destination_name = %destination,
+                backup_name = %e.manifest.name,
+                started_at = %e.manifest.started_at.to_rfc3339(),
+                "passing over a backup that says it started more than a day from now; no agent made it at that time"
+            );
+        }
+        !future
+    });
+}
+
+/// The backups `selector` may pick from `entries` (newest first), in the order to try.
+fn candidates<'a>(
+    entries: &'a [catalog::BackupEntry],
+    selector: &Selector,
+) -> Vec<&'a catalog::BackupEntry> {
+    match selector {
+        Selector::Latest => entries.iter().collect(),
+        Selector::Before(t) => entries
+            .iter()
+            .filter(|e| e.manifest.started_at < *t)
+            .collect(),
+        Selector::Named(_) => select(entries, selector).into_iter().collect(),
+    }
+}
+
+/// Records and logs a backup passed over as not genuine.
+fn skip(skipped: &mut Vec<(String, Error)>, name: &str, destination: &str, e: Error) {
+    tracing::warn!(destination_name = %destination, backup_name = %name, error = %e, "passing over this backup, which is not genuine; trying the next newest");
+    skipped.push((name.to_string(), e));
+}
+
+/// The error of a destination none of whose newest backups (`skipped`, with why) is
+/// genuine: the one backup's own error (and hint) when it was the only one.
+fn none_genuine(mut skipped: Vec<(String, Error)>, destination: &str) -> Error {
+    if skipped.len() == 1 {
+        let (name, e) = skipped.remove(0);
+        return e.context(format!("backup {name} in destination {destination}"));
+    }
+    let hint = skipped
+        .iter()
+        .find_map(|(_, e)| e.hint())
+        .map_or_else(String::new, |h| format!("; {h}"));
+    let why: Vec<String> = skipped.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "destination {destination}: none of the {} newest backups is genuine: {}",
+            skipped.len(),
+            why.join("; ")
+        ),
+    )
+    .with_hint(format!(
+        "someone who can write to the destination may have planted these backups: compare them with `service-backup list CONFIG`, restore a backup by name with --backup, and check who can write there{hint}"
+    ))
+}
+
+/// Checks from its archive's header alone (a ranged read of a few hundred bytes) that
+/// `entry` is the backup its manifest names: opened by a key given, bound to that backup,
+/// and encrypted when keys are given (unless unencrypted archives are accepted).
+async fn genuine(
+    d: &destinations::Target,
+    entry: &catalog::BackupEntry,
+    decryption: &Decryption,
+) -> Result<()> {
+    let len = entry
+        .manifest
+        .stored_bytes
+        .min(service_backup_core::format::MAX_HEADER_LEN as u64);
+    let mut object = d.destination.get_range(&entry.archive_key, 0..len).await?;
+    let read = catalog::read_head(&mut object.chunks).await?;
+    drop(object);
+    let head: Vec<u8> = read.iter().flat_map(|c| c.iter().copied()).collect();
+    let keys = decryption.keyring.as_ref().filter(|k| !k.is_empty());
+    match catalog::judge(&head, keys, entry)? {
+        catalog::Authenticity::Plain if keys.is_some() && !decryption.allow_unencrypted => {
+            Err(Error::new(
+                ErrorKind::Corrupt,
+                "the archive is not encrypted although a key is configured, so it may have been replaced",
+            )
+            .with_hint("if it is an old backup made before encryption was set up, pass --allow-unencrypted"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Restores (or verifies) `entry`: the whole backup, or with `plan.include` only the
-/// entries it names, fetched through the archive's index.
+/// entries it names, fetched through the archive's index. A whole restore keeps its
+/// checkpoints in the state folder, and goes on where one of the same backup into the same
+/// target stopped.
 async fn restore_entry(
+    config: &Config,
     dest: Arc<dyn service_backup_core::destination::Destination>,
     entry: &catalog::BackupEntry,
     plan: &RestorePlan,
@@ -357,7 +510,16 @@ async fn restore_entry(
         return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
     };
     if plan.include.is_empty() {
-        return restore_backup(dest, entry, &plan.decryption, &plan.into, bar).await;
+        return restore_resumable(
+            dest,
+            entry,
+            &plan.decryption,
+            path,
+            *replace,
+            &context::state_dir(config),
+            bar,
+        )
+        .await;
     }
     let backup = browse::open_backup(dest, entry, &plan.decryption).await?;
     browse::restore_selected(
@@ -393,6 +555,7 @@ pub async fn locate(
             instance.as_deref(),
             plan.from_instance.is_some(),
         );
+        drop_future(&mut entries, &plan.selector, &d.name);
         match select(&entries, &plan.selector) {
             Ok(entry) => {
                 let entry = entry.clone();

@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// The bytes of an object a read delivers: from `start` to `end` (to the end of the body
 /// when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +45,60 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Checks that an answer resuming a read of `key` in `store` (described as in its errors)
+/// is of the object the first answer was of: `first` and `now` are the object sizes they
+/// announced (their `Content-Range` totals, or whole bodies' lengths); `now` is `None` when
+/// the store refused the range from `offset` on as past the object's end.
+pub fn same_size(
+    store: &str,
+    key: &str,
+    first: Option<u64>,
+    now: Option<u64>,
+    offset: u64,
+) -> Result<()> {
+    let Some(first) = first else {
+        return Ok(());
+    };
+    let what = match now {
+        Some(now) if now == first => return Ok(()),
+        Some(now) => {
+            format!("the store answered a range of an object of {now} bytes instead of {first}")
+        }
+        None => format!(
+            "the store refused the range from byte {offset} on as past the end of the object, which it had said holds {first} bytes"
+        ),
+    };
+    Err(Error::new(
+        ErrorKind::Destination,
+        format!(
+            "{store}: reading {key} failed: {what}: the object changed while it was being read, or the store is faulty"
+        ),
+    )
+    .with_hint("restore again; if it happens again, check the store (and any proxy in front of it) and what else writes under this path"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Span;
+    use super::{Span, same_size};
+
+    #[test]
+    fn an_answer_of_another_size_says_so_with_both_sizes() {
+        assert!(same_size("s3 bucket b", "k", Some(10), Some(10), 5).is_ok());
+        assert!(same_size("s3 bucket b", "k", None, Some(3), 5).is_ok());
+        let e = same_size("s3 bucket b", "a/k.tar.gz", Some(1000), Some(400), 300).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Destination);
+        assert_eq!(
+            e.message(),
+            "s3 bucket b: reading a/k.tar.gz failed: the store answered a range of an object of 400 bytes instead of 1000: the object changed while it was being read, or the store is faulty"
+        );
+        assert!(!e.is_temporary(), "the same answer would come again");
+        let e = same_size("gcs bucket g", "k", Some(1000), None, 400).unwrap_err();
+        assert!(
+            e.message().contains("refused the range from byte 400 on as past the end of the object, which it had said holds 1000 bytes")
+                && !e.message().contains("InvalidRange"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_range_is_cut_at_the_objects_end() {

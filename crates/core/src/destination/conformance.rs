@@ -251,6 +251,82 @@ pub async fn lists_every_page(dest: &dyn Destination, prefix: &str) {
     );
 }
 
+/// Checks [`Destination::list_page`]: writes 11 objects under `prefix` (in folders, and one
+/// beside them that must not be listed), then lists them `limit` at a time, each page after
+/// the last key of the one before, and again after keys that are not objects. Every key
+/// comes exactly once and in order, no page holds more than `most` keys (about a page: a
+/// store may round `limit` up to its own page size), and the listing took several pages.
+pub async fn lists_page_by_page(dest: &dyn Destination, prefix: &str, limit: usize, most: usize) {
+    let what = dest.describe();
+    let mut want = Vec::new();
+    for (folder, n) in [("2026/12/01", 4), ("2026/12/02", 1), ("2026/12/03", 6)] {
+        for i in 0..n {
+            let key = format!("{prefix}/p/{folder}/b{i:02}.json");
+            dest.put(&key, Bytes::from(vec![b'x'; i]))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: put {key}: {e}"));
+            want.push(key);
+        }
+    }
+    dest.put(&format!("{prefix}/q.json"), Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    want.sort();
+    let listing = format!("{prefix}/p/");
+    let pages_after = |start: String| {
+        let listing = listing.clone();
+        let what = what.clone();
+        async move {
+            let (mut keys, mut pages, mut after) = (Vec::new(), 0, start);
+            loop {
+                let (page, more) = dest
+                    .list_page(&listing, &after, limit)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: list page after {after:?}: {e}"));
+                pages += 1;
+                assert!(
+                    page.len() <= most,
+                    "{what}: a page of {} keys for a limit of {limit}",
+                    page.len()
+                );
+                assert!(pages <= 100, "{what}: the pages do not end");
+                keys.extend(page.iter().map(|o| o.key.clone()));
+                match page.last() {
+                    Some(last) if more => after.clone_from(&last.key),
+                    _ => {
+                        assert!(!more, "{what}: an empty page says more follow");
+                        return (keys, pages);
+                    }
+                }
+            }
+        }
+    };
+    let (keys, pages) = pages_after(String::new()).await;
+    assert_eq!(keys, want, "{what}: the keys of every page, in order");
+    assert!(
+        pages >= want.len().div_ceil(most),
+        "{what}: {pages} pages for {} keys",
+        want.len()
+    );
+    assert!(pages > 1, "{what}: one page of {} keys", want.len());
+    // After a key that is no object: a folder's name, a key between two others.
+    let (keys, _) = pages_after(format!("{prefix}/p/2026/12/02")).await;
+    assert_eq!(keys, want[4..], "{what}: after a folder's name");
+    let (keys, _) = pages_after(format!("{prefix}/p/2026/12/03/b02.jsonx")).await;
+    assert_eq!(keys, want[8..], "{what}: after a key between two");
+    let (keys, pages) = pages_after(want[want.len() - 1].clone()).await;
+    assert!(
+        keys.is_empty() && pages == 1,
+        "{what}: after the last key: {keys:?}"
+    );
+    let (page, _) = dest.list_page(&listing, "", most).await.unwrap();
+    assert_eq!(page[2].size, 2, "{what}: size");
+    assert!(
+        page.iter().all(|o| o.last_modified.is_some()),
+        "{what}: last modified"
+    );
+}
+
 /// Checks that a 9 MiB object reads back as a stream of several chunks (each at most
 /// `max_chunk` bytes, when given), that a reader may stop early, and that a small read's
 /// limit still applies afterwards.

@@ -1,4 +1,5 @@
-//! A store wrapper for tests that records which keys are read, and how many bytes.
+//! A store wrapper for tests that records which keys are read, how many bytes, and how
+//! many listing calls are made.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,13 +11,15 @@ use futures::StreamExt as _;
 use super::{Destination, IncompleteUpload, ObjectMeta, ObjectStream, Upload};
 use crate::error::Result;
 
-/// A store that records the keys it is asked to read (whole or a range) and counts the
-/// bytes its reads hand out, and passes every call on to the store it wraps.
+/// A store that records the keys it is asked to read (whole or a range), counts the bytes
+/// its reads hand out and the listing calls (each a page or a whole listing), and passes
+/// every call on to the store it wraps.
 #[derive(Debug)]
 pub struct Counting {
     inner: Arc<dyn Destination>,
     read: Mutex<Vec<String>>,
     bytes: Arc<AtomicU64>,
+    lists: AtomicU64,
 }
 
 impl Counting {
@@ -26,6 +29,7 @@ impl Counting {
             inner,
             read: Mutex::default(),
             bytes: Arc::default(),
+            lists: AtomicU64::new(0),
         }
     }
 
@@ -37,6 +41,15 @@ impl Counting {
     /// The bytes read since the last call; the count starts again from 0.
     pub fn take_bytes(&self) -> u64 {
         self.bytes.swap(0, Ordering::Relaxed)
+    }
+
+    /// The listing calls made so far (`list`, `list_after`, `list_page`).
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
+    }
+
+    fn listed(&self) {
+        self.lists.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `object`, its bytes counted as they are handed out.
@@ -88,9 +101,11 @@ impl Destination for Counting {
         self.inner.cheap_ranges()
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.listed();
         self.inner.list(prefix).await
     }
     async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectMeta>> {
+        self.listed();
         self.inner.list_after(prefix, start_after).await
     }
     async fn list_page(
@@ -99,6 +114,7 @@ impl Destination for Counting {
         start_after: &str,
         limit: usize,
     ) -> Result<(Vec<ObjectMeta>, bool)> {
+        self.listed();
         self.inner.list_page(prefix, start_after, limit).await
     }
     async fn delete(&self, key: &str) -> Result<()> {

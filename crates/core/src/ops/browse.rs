@@ -18,7 +18,7 @@ use crate::catalog::BackupEntry;
 use crate::compression::Algorithm;
 use crate::destination::Destination;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::{ArchiveIndex, Footer, IndexEntry, carrier};
+use crate::format::index::{ArchiveIndex, EntryKind, Footer, IndexEntry, carrier};
 use crate::format::{
     ArchiveKind, CHUNK_LEN, ChunkOpener, KeyId, MAX_HEADER_LEN, SEALED_CHUNK_LEN, from_io,
 };
@@ -27,11 +27,13 @@ use crate::pipeline::read::{Binding, Decryption, ReadStats};
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
 
+mod rest;
 mod select;
 #[cfg(test)]
 mod tests;
 
-pub use select::Selection;
+pub(crate) use rest::ResumePoint;
+pub use select::{Picked, Selection};
 
 /// Bytes read first: enough for the usual header, and for the kind of a plain archive.
 const FIRST_READ: u64 = 4096;
@@ -73,6 +75,14 @@ impl IndexedBackup {
     /// Bytes fetched from the destination so far.
     pub fn fetched(&self) -> u64 {
         self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The key that opened it, if it is encrypted.
+    pub fn key_id(&self) -> Option<KeyId> {
+        match &self.payload {
+            Payload::Encrypted { key_id, .. } => Some(*key_id),
+            Payload::Plain => None,
+        }
     }
 
     /// The bytes `range` of the stored object, all of them.
@@ -210,7 +220,8 @@ pub async fn open_backup(
     blocking(move || open_blocking(dest, &entry, &decryption, handle)).await
 }
 
-fn open_blocking(
+/// [`open_backup`] on a blocking thread, fetching with `handle`.
+pub(crate) fn open_blocking(
     dest: Arc<dyn Destination>,
     entry: &BackupEntry,
     decryption: &Decryption,
@@ -293,8 +304,12 @@ pub fn no_index(name: &str) -> Error {
 }
 
 /// Restores only the entries of `backup` that `selection` picks (and the folders above
-/// them) into `target` through a staging folder, fetching only the blocks that hold them.
-/// A pattern that matches nothing is an error naming it, before anything is written.
+/// them) into `target`, fetching only the blocks that hold them. Everything is extracted
+/// and checked in a staging folder first; then each of the shallowest restored paths is
+/// put in place in the target alone, replacing only what is at its own path (which, unless
+/// `replace`, must not exist): the rest of the target stays as it is. A pattern that
+/// matches nothing, or a restored path that exists without `replace`, is an error naming
+/// it, before anything is written.
 pub async fn restore_selected(
     backup: IndexedBackup,
     selection: Selection,
@@ -308,17 +323,21 @@ pub async fn restore_selected(
             return Err(no_index(&backup.name));
         };
         let picked = selection.pick(index, &backup.name)?;
-        let staging = Staging::prepare(&target, replace)?;
+        crate::pipeline::staging::check_merge(&target, &picked.tops, replace)?;
+        // The target's other content is never replaced: only the restored paths are.
+        let staging = Staging::prepare(&target, true)?;
         let need: u64 = picked
-            .iter()
+            .ranges()
+            .into_iter()
             .flat_map(|r| index.blocks_of(r.start, r.end))
             .map(|b| index.block_starts[b + 1] - index.block_starts[b])
             .sum();
         progress.set_total(need);
         let reader = SelectedTar {
             backup: &backup,
-            ranges: picked.into_iter(),
-            current: None,
+            entries: picked.entries.into_iter(),
+            pending: io::Cursor::new(Vec::new()),
+            current: 0..0,
             block: None,
             end_left: 1024,
             progress: &*progress,
@@ -326,15 +345,12 @@ pub async fn restore_selected(
         let extractor = Extractor::into_dir(staging.dir()).with_byte_limit(plain_bytes);
         match extractor.run(reader) {
             Ok(extracted) => {
-                staging.commit()?;
+                staging.merge(&picked.tops, replace)?;
                 Ok(ReadStats {
                     extracted,
                     stored_bytes: backup.fetched(),
                     sha256: String::new(),
-                    key_id: match &backup.payload {
-                        Payload::Encrypted { key_id, .. } => Some(*key_id),
-                        Payload::Plain => None,
-                    },
+                    key_id: backup.key_id(),
                 })
             }
             Err(e) => {
@@ -347,36 +363,26 @@ pub async fn restore_selected(
 }
 
 /// A tar stream of only the picked entries: their bytes cut from the blocks that hold
-/// them, then tar's end-of-archive marker.
+/// them, each entry's headers checked against its index entry, then tar's end-of-archive
+/// marker.
 struct SelectedTar<'a> {
     backup: &'a IndexedBackup,
-    ranges: std::vec::IntoIter<Range<u64>>,
-    current: Option<Range<u64>>,
+    entries: std::vec::IntoIter<IndexEntry>,
+    /// The current entry's headers, checked, not yet read.
+    pending: io::Cursor<Vec<u8>>,
+    /// The rest of the current entry: its data and padding.
+    current: Range<u64>,
     /// The block last decompressed: its number and bytes.
     block: Option<(usize, Vec<u8>)>,
     end_left: usize,
     progress: &'a dyn Progress,
 }
 
-impl Read for SelectedTar<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let range = loop {
-            match &self.current {
-                Some(r) if !r.is_empty() => break r.clone(),
-                _ => {
-                    if let Some(r) = self.ranges.next() {
-                        self.current = Some(r);
-                    } else {
-                        let n = buf.len().min(self.end_left);
-                        buf[..n].fill(0);
-                        self.end_left -= n;
-                        return Ok(n);
-                    }
-                }
-            }
-        };
+impl SelectedTar<'_> {
+    /// Copies bytes of the tar stream from offset `at` into `buf` (within one block).
+    fn copy_at(&mut self, at: u64, buf: &mut [u8]) -> io::Result<usize> {
         let index = self.backup.index().expect("read with an index");
-        let b = usize::try_from(range.start / index.block_size).expect("a block number");
+        let b = usize::try_from(at / index.block_size).expect("a block number");
         if self.block.as_ref().is_none_or(|(n, _)| *n != b) {
             let before = self.backup.fetched();
             let bytes = self.backup.block(b).map_err(io::Error::other)?;
@@ -384,19 +390,104 @@ impl Read for SelectedTar<'_> {
             self.block = Some((b, bytes));
         }
         let (_, bytes) = self.block.as_ref().expect("just read");
-        let from = usize::try_from(range.start - b as u64 * index.block_size).expect("in a block");
-        let avail = bytes.len().saturating_sub(from);
-        let left = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
-        let n = buf.len().min(avail).min(left);
-        if n == 0 {
+        let from = usize::try_from(at - b as u64 * index.block_size).expect("in a block");
+        let n = buf.len().min(bytes.len().saturating_sub(from));
+        if n == 0 && !buf.is_empty() {
             return Err(io::Error::other(Error::corrupt(
                 "the archive's index points past the end of a block",
             )));
         }
         buf[..n].copy_from_slice(&bytes[from..from + n]);
-        self.current = Some(range.start + n as u64..range.end);
         Ok(n)
     }
+
+    /// The headers of `entry` (a long name's or PAX header's included), read and checked
+    /// against it.
+    fn headers(&mut self, entry: &IndexEntry) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(entry.header_blocks * 512).expect("a few header blocks");
+        let mut head = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            filled += self.copy_at(entry.tar_start + filled as u64, &mut head[filled..])?;
+        }
+        check_headers(&head, entry).map_err(io::Error::other)?;
+        Ok(head)
+    }
+}
+
+impl Read for SelectedTar<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.pending.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            if !self.current.is_empty() {
+                let left =
+                    usize::try_from(self.current.end - self.current.start).unwrap_or(usize::MAX);
+                let len = buf.len().min(left);
+                let n = self.copy_at(self.current.start, &mut buf[..len])?;
+                self.current.start += n as u64;
+                return Ok(n);
+            }
+            let Some(entry) = self.entries.next() else {
+                let n = buf.len().min(self.end_left);
+                buf[..n].fill(0);
+                self.end_left -= n;
+                return Ok(n);
+            };
+            let head = self.headers(&entry)?;
+            self.current = entry.tar_start + head.len() as u64..entry.tar_end();
+            self.pending = io::Cursor::new(head);
+        }
+    }
+}
+
+/// Checks that the tar headers `head`, read where the index says `entry` starts, are that
+/// entry's: its path, type and size, and no more header blocks than the index counts. Only
+/// the tar stream of an encrypted archive is authenticated with its index; in a plain one,
+/// an index that lists an entry at another entry's offset would restore one under the
+/// other's name.
+fn check_headers(head: &[u8], entry: &IndexEntry) -> Result<()> {
+    let mismatch = |found: &str| {
+        Error::corrupt(format!(
+            "the archive's index does not match its tar stream: it lists {} {:?} at offset {}, but the tar header there {found}",
+            entry.kind.name(),
+            entry.path,
+            entry.tar_start
+        ))
+    };
+    let mut tar = tar::Archive::new(head);
+    let item = tar
+        .entries()
+        .ok()
+        .and_then(|mut items| items.next())
+        .ok_or_else(|| mismatch("is missing"))?
+        .map_err(|e| mismatch(&format!("cannot be read ({e})")))?;
+    let path = item.path_bytes();
+    let path = String::from_utf8_lossy(&path);
+    let path = path.trim_end_matches('/');
+    let kind = match item.header().entry_type() {
+        tar::EntryType::Directory => Some(EntryKind::Dir),
+        tar::EntryType::Symlink => Some(EntryKind::Symlink),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Some(EntryKind::File),
+        _ => None,
+    };
+    let size = item.size();
+    if path != entry.path || kind != Some(entry.kind) || size != entry.size {
+        return Err(mismatch(&format!(
+            "names {} {path:?} of {size} bytes",
+            kind.map_or("another kind of entry", EntryKind::name)
+        )));
+    }
+    if item.raw_file_position() != head.len() as u64 {
+        return Err(mismatch(&format!(
+            "takes {} bytes, not the {} the index counts",
+            item.raw_file_position(),
+            head.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Lists the entries of a backup without an index by reading its whole archive: decrypted

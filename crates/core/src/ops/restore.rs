@@ -17,7 +17,10 @@ use crate::pipeline::read::read_archive;
 use crate::pipeline::staging::Staging;
 use crate::progress::Progress;
 
+mod resume;
+
 pub use crate::pipeline::read::{Binding, Decryption, Expected, ReadStats};
+pub use resume::{CHECKPOINT_EVERY, restore_resumable};
 
 /// Where a restore puts what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,6 +61,66 @@ pub struct ExtractStats {
     pub bytes: u64,
 }
 
+/// Where an extraction stands: everything before a point of the tar stream is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Offset in the tar stream of the first byte not yet restored: an entry's first
+    /// header, or a byte of a file's content.
+    pub tar_offset: u64,
+    /// The entries written whole before it.
+    pub stats: ExtractStats,
+    /// The file whose content it falls in, if it does.
+    pub in_file: Option<InFile>,
+}
+
+/// A file partly written at a [`Mark`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InFile {
+    /// Offset in the tar stream of its content.
+    pub data_start: u64,
+    /// Bytes of its content written.
+    pub written: u64,
+}
+
+/// What receives the marks of an extraction, every so many bytes of the tar stream.
+struct Marks {
+    every: u64,
+    last: u64,
+    sink: Box<dyn FnMut(Mark) -> Result<()> + Send>,
+}
+
+impl Marks {
+    /// Hands on a mark at `tar_offset` if it is far enough from the last one.
+    fn reached(
+        &mut self,
+        tar_offset: u64,
+        stats: ExtractStats,
+        in_file: Option<InFile>,
+    ) -> Result<()> {
+        if tar_offset < self.last + self.every {
+            return Ok(());
+        }
+        self.last = tar_offset;
+        (self.sink)(Mark {
+            tar_offset,
+            stats,
+            in_file,
+        })
+    }
+}
+
+/// A file a stopped extraction left partly written, to be finished first.
+struct Unfinished {
+    file: File,
+    path: PathBuf,
+    name: String,
+    size: u64,
+    mode: u32,
+    mtime: FileTime,
+    data_start: u64,
+    written: u64,
+}
+
 /// The longest entry path restored: the kernel's `PATH_MAX`.
 const MAX_PATH_LEN: usize = 4096;
 
@@ -78,6 +138,11 @@ pub struct Extractor {
     /// File content passes through here, [`COPY_BUFFER`] bytes at a time.
     buffer: Vec<u8>,
     stats: ExtractStats,
+    /// Offset in the whole tar stream of the first byte this extraction reads.
+    base: u64,
+    marks: Option<Marks>,
+    /// A file to finish before the first entry.
+    unfinished: Option<Unfinished>,
 }
 
 /// Bytes of file content read from the archive and written at a time.
@@ -94,6 +159,9 @@ impl Extractor {
             max_bytes: None,
             buffer: vec![0; COPY_BUFFER],
             stats: ExtractStats::default(),
+            base: 0,
+            marks: None,
+            unfinished: None,
         }
     }
 
@@ -107,6 +175,9 @@ impl Extractor {
             max_bytes: None,
             buffer: Vec::new(),
             stats: ExtractStats::default(),
+            base: 0,
+            marks: None,
+            unfinished: None,
         }
     }
 
@@ -118,8 +189,170 @@ impl Extractor {
         self
     }
 
+    /// Hands `sink` a [`Mark`] after each entry that ends at least `every` bytes of the
+    /// tar stream after the last mark, once the entry is written: a restore stopped after
+    /// it can go on from there ([`Self::resumed`]).
+    #[must_use]
+    pub fn with_marks(
+        mut self,
+        every: u64,
+        sink: impl FnMut(Mark) -> Result<()> + Send + 'static,
+    ) -> Self {
+        self.marks = Some(Marks {
+            every,
+            last: self.base,
+            sink: Box::new(sink),
+        });
+        self
+    }
+
+    /// Goes on with an extraction into the same root that stopped at `mark`: the tar stream
+    /// this one reads starts at `mark.tar_offset`, the counts go on from the mark's, and
+    /// `before`, the entries before the mark (from the archive's index), give back what is
+    /// done only at the end: folders' modes and times, and symlinks (any a stopped end made
+    /// already are made again). A mark inside a file's content needs that file's entry,
+    /// `partial`: its content is cut back to the mark and finished first. Refuses to go on
+    /// when a file before the mark is not in the root with its size (the machine stopped
+    /// before it reached the disk).
+    pub fn resumed(
+        mut self,
+        mark: Mark,
+        before: impl Iterator<Item = Result<crate::format::index::IndexEntry>>,
+        partial: Option<crate::format::index::IndexEntry>,
+    ) -> Result<Self> {
+        use crate::format::index::EntryKind;
+        self.base = mark.tar_offset;
+        self.stats = mark.stats;
+        if let Some(marks) = &mut self.marks {
+            marks.last = mark.tar_offset;
+        }
+        let Some(root) = self.root.clone() else {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "only an extraction into a folder resumes",
+            ));
+        };
+        for entry in before {
+            let entry = entry?;
+            let rel = checked_path(Path::new(&entry.path))?;
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            let mtime = FileTime::from_unix_time(entry.mtime, 0);
+            match entry.kind {
+                EntryKind::File => {
+                    let path = root.join(&rel);
+                    let meta = std::fs::symlink_metadata(&path)
+                        .map_err(|e| Error::io("read", &path, e))?;
+                    if !meta.is_file() || meta.len() != entry.size {
+                        return Err(not_as_left(&path, entry.size));
+                    }
+                }
+                EntryKind::Dir => {
+                    make_dir(&root.join(&rel))?;
+                    self.dirs.record(&rel, entry.mode, mtime, &entry.path)?;
+                }
+                EntryKind::Symlink => {
+                    let target = PathBuf::from(entry.link.clone().unwrap_or_default());
+                    let path = root.join(&rel);
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+                        std::fs::remove_file(&path).map_err(|e| Error::io("replace", &path, e))?;
+                    }
+                    self.links
+                        .add(Some(&root), rel, target, mtime, &entry.path)?;
+                }
+            }
+        }
+        if let (Some(at), Some(entry)) = (mark.in_file, partial) {
+            let rel = checked_path(Path::new(&entry.path))?;
+            let path = root.join(&rel);
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("read", &path, e))?;
+            if !meta.is_file() || meta.len() < at.written || at.written > entry.size {
+                return Err(not_as_left(&path, at.written));
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| write_failure(e, &path))?;
+            file.set_len(at.written)
+                .map_err(|e| write_failure(e, &path))?;
+            let mut file = file;
+            io::Seek::seek(&mut file, io::SeekFrom::End(0)).map_err(|e| write_failure(e, &path))?;
+            self.unfinished = Some(Unfinished {
+                file,
+                path,
+                name: entry.path.clone(),
+                size: entry.size,
+                mode: entry.mode,
+                mtime: FileTime::from_unix_time(entry.mtime, 0),
+                data_start: at.data_start,
+                written: at.written,
+            });
+        }
+        Ok(self)
+    }
+
+    /// Finishes the file a stopped extraction left partly written: the rest of its content
+    /// from `tar`, then its padding; the tar stream goes on after it.
+    fn finish_unfinished<R: Read>(&mut self, tar: &mut R) -> Result<()> {
+        let Some(mut u) = self.unfinished.take() else {
+            return Ok(());
+        };
+        if let Some(limit) = self.max_bytes
+            && self.stats.bytes.saturating_add(u.size) > limit
+        {
+            return Err(Error::corrupt(format!(
+                "the archive is corrupt: its files hold more than the {limit} bytes its manifest records; refusing it"
+            )));
+        }
+        let before = self.stats;
+        while u.written < u.size {
+            let want = usize::try_from((u.size - u.written).min(self.buffer.len() as u64))
+                .expect("a buffer's length");
+            let n = match tar.read(&mut self.buffer[..want]) {
+                Ok(0) => {
+                    return Err(Error::corrupt(format!(
+                        "the tar stream ends inside entry {:?} ({} of {} bytes)",
+                        u.name, u.written, u.size
+                    )));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(tar_error(&e, Some(&u.name))),
+            };
+            u.file
+                .write_all(&self.buffer[..n])
+                .map_err(|e| write_failure(e, &u.path))?;
+            u.written += n as u64;
+            if let Some(marks) = &mut self.marks {
+                let at = InFile {
+                    data_start: u.data_start,
+                    written: u.written,
+                };
+                marks.reached(u.data_start + u.written, before, Some(at))?;
+            }
+        }
+        let pad = u.size.next_multiple_of(512) - u.size;
+        if drain_exact(tar, pad)? != pad {
+            return Err(Error::corrupt(format!(
+                "the tar stream ends inside entry {:?}",
+                u.name
+            )));
+        }
+        u.file
+            .set_permissions(std::fs::Permissions::from_mode(u.mode & 0o777))
+            .map_err(|e| Error::io("set the mode of", &u.path, e))?;
+        filetime::set_file_handle_times(&u.file, Some(u.mtime), Some(u.mtime))
+            .map_err(|e| Error::io("set the time of", &u.path, e))?;
+        self.stats.entries += 1;
+        self.stats.bytes += u.size;
+        self.base = u.data_start + u.size + pad;
+        Ok(())
+    }
+
     /// Extracts or checks every entry of the tar stream `tar`.
-    pub fn run<R: Read>(mut self, tar: R) -> Result<ExtractStats> {
+    pub fn run<R: Read>(mut self, mut tar: R) -> Result<ExtractStats> {
+        self.finish_unfinished(&mut tar)?;
         let mut archive = tar::Archive::new(HeaderLimit::new(tar));
         let entries = archive
             .entries()
@@ -127,6 +360,10 @@ impl Extractor {
         for entry in entries {
             let mut entry = entry.map_err(|e| tar_error(&e, None))?;
             self.entry(&mut entry)?;
+            if let Some(marks) = &mut self.marks {
+                let end = self.base + entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+                marks.reached(end, self.stats, None)?;
+            }
         }
         self.links.finish(self.root.as_deref())?;
         self.finish_dirs()?;
@@ -183,7 +420,32 @@ impl Extractor {
                             make_parent(&path)?;
                             self.ready_parent = Some(parent.to_path_buf());
                         }
-                        write_file(&mut self.buffer, &path, &name, entry, mode, mtime)?;
+                        // Marks inside a large file, with the counts of the entries before it.
+                        let data_start = self.base + entry.raw_file_position();
+                        let before = ExtractStats {
+                            entries: self.stats.entries - 1,
+                            bytes: self.stats.bytes - size,
+                        };
+                        let marks = &mut self.marks;
+                        write_file(
+                            &mut self.buffer,
+                            &path,
+                            &name,
+                            entry,
+                            mode,
+                            mtime,
+                            |written| match marks {
+                                Some(m) => m.reached(
+                                    data_start + written,
+                                    before,
+                                    Some(InFile {
+                                        data_start,
+                                        written,
+                                    }),
+                                ),
+                                None => Ok(()),
+                            },
+                        )?;
                     }
                     None => {
                         io::copy(entry, &mut io::sink()).map_err(|e| tar_error(&e, Some(&name)))?;
@@ -390,6 +652,7 @@ fn write_file<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     mode: u32,
     mtime: FileTime,
+    mut progress: impl FnMut(u64) -> Result<()>,
 ) -> Result<()> {
     let mut file = create_file(path, name)?;
     let expected = entry.size();
@@ -404,6 +667,7 @@ fn write_file<R: Read>(
         file.write_all(&buffer[..n])
             .map_err(|e| write_failure(e, path))?;
         written += n as u64;
+        progress(written)?;
     }
     if written != expected {
         return Err(Error::corrupt(format!(
@@ -443,6 +707,22 @@ fn create_file(path: &Path, name: &str) -> Result<File> {
         }
         Err(e) => Err(write_failure(e, path)),
     }
+}
+
+/// Reads and drops `n` bytes of `r`, or fewer at its end; returns how many.
+fn drain_exact<R: Read>(r: &mut R, n: u64) -> Result<u64> {
+    io::copy(&mut r.take(n), &mut io::sink()).map_err(|e| tar_error(&e, None))
+}
+
+/// What a resumed extraction finds when a file written before the stop is not as it was.
+fn not_as_left(path: &Path, size: u64) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "{} is not the file of {size} bytes written before the stop",
+            path.display()
+        ),
+    )
 }
 
 /// A failure to create or write a restored file: the OS's reason, the path, and for a

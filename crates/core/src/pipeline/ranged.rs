@@ -63,24 +63,38 @@ impl RangedRead {
         key: &str,
         size: u64,
     ) -> Result<ObjectStream> {
+        self.read_from(dest, key, size, 0).await
+    }
+
+    /// Reads `key` of `dest` from byte `start` to its end (`size` bytes, as its manifest
+    /// says), as [`Self::read`] reads it whole.
+    pub async fn read_from(
+        &self,
+        dest: Arc<dyn Destination>,
+        key: &str,
+        size: u64,
+        start: u64,
+    ) -> Result<ObjectStream> {
+        let start = start.min(size);
         let mut chunks = if dest.cheap_ranges() {
-            self.in_ranges(dest, key, size)
+            self.in_ranges(dest, key, size, start)
         } else {
-            self.in_one_stream(dest, key, size)
+            self.in_one_stream(dest, key, size, start)
         };
+        let left = Some(size - start);
         let first = match chunks.next().await {
             Some(Err(e)) => return Err(e),
             Some(first) => first,
             // Ended: not to be polled again.
             None => {
                 return Ok(ObjectStream {
-                    size: Some(size),
+                    size: left,
                     chunks: futures::stream::empty().boxed(),
                 });
             }
         };
         Ok(ObjectStream {
-            size: Some(size),
+            size: left,
             chunks: futures::stream::once(std::future::ready(first))
                 .chain(chunks)
                 .boxed(),
@@ -93,16 +107,17 @@ impl RangedRead {
         dest: Arc<dyn Destination>,
         key: &str,
         size: u64,
+        start: u64,
     ) -> BoxStream<'static, Result<Bytes>> {
         let step = self.range_bytes.max(1);
-        let mut ranges: Vec<Range<u64>> = (0..size.div_ceil(step))
-            .map(|i| i * step..((i + 1) * step).min(size))
+        let mut ranges: Vec<Range<u64>> = (0..(size - start).div_ceil(step))
+            .map(|i| start + i * step..(start + (i + 1) * step).min(size))
             .collect();
         // One byte past the end, to see an object that grew; an empty object asks for it
         // alone.
         match ranges.last_mut() {
             Some(last) => last.end += 1,
-            None => ranges.push(0..1),
+            None => ranges.push(start..start + 1),
         }
         let (key, retry) = (key.to_string(), self.retry);
         futures::stream::iter(ranges)
@@ -129,20 +144,21 @@ impl RangedRead {
             .boxed()
     }
 
-    /// The object as one stream (to one byte past `size`), asked again from its first byte
-    /// not yet handed on when it fails temporarily after some progress.
+    /// The object from `start` as one stream (to one byte past `size`), asked again from
+    /// its first byte not yet handed on when it fails temporarily after some progress.
     fn in_one_stream(
         &self,
         dest: Arc<dyn Destination>,
         key: &str,
         size: u64,
+        start: u64,
     ) -> BoxStream<'static, Result<Bytes>> {
         let state = OneStream {
             dest,
             key: key.to_string(),
             size,
             retry: self.retry,
-            pos: 0,
+            pos: start,
             object: None,
             progressed: false,
             since_open: 0,

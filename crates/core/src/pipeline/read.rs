@@ -158,10 +158,10 @@ pub(crate) fn read_archive_on<R: Read + Send>(
             decryption.bound_to.check(reader.context())?;
             // The decrypting thread reads to the end of the encrypted stream (its last
             // chunk's tag included) before decompression sees the end of its input.
-            std::thread::scope(|scope| extract_tar(reader, extractor, scope, threads))?
+            std::thread::scope(|scope| extract_tar(reader, 0, extractor, scope, threads))?
         }
         ArchiveKind::Plain(_) => {
-            std::thread::scope(|scope| extract_tar(&mut input, extractor, scope, threads))?
+            std::thread::scope(|scope| extract_tar(&mut input, 0, extractor, scope, threads))?
         }
     };
     drain(&mut input)?;
@@ -215,10 +215,24 @@ const TAR_END_LEFT: u64 = 512;
 /// and whatever follows is decompressed only to be thrown away.
 pub(crate) const MAX_AFTER_END: u64 = 1 << 20;
 
+/// Extracts the rest of an archive's tar stream with `extractor` (one resumed at a
+/// mark): `input` is the decrypted payload from the start of a block of the index (whole
+/// gzip members or zstd frames) to the end of the compressed tar stream, and the first
+/// `skip` bytes of its tar stream come before the mark.
+pub(crate) fn extract_rest<R: Read + Send>(
+    input: R,
+    skip: u64,
+    extractor: Extractor,
+) -> Result<ExtractStats> {
+    let threads = restore_threads();
+    std::thread::scope(|scope| extract_tar(input, skip, extractor, scope, threads))
+}
+
 /// Decompresses `input`, gzip or zstd as its first bytes tell, on `threads` threads, and
-/// extracts the tar stream in it.
+/// extracts the tar stream in it after its first `skip` bytes.
 fn extract_tar<'scope, R: Read + Send + 'scope>(
     mut input: R,
+    skip: u64,
     extractor: Extractor,
     scope: &'scope Scope<'scope, '_>,
     threads: usize,
@@ -231,6 +245,11 @@ fn extract_tar<'scope, R: Read + Send + 'scope>(
     };
     let mut plain = decompress(scope, compression, first, input, threads)
         .map_err(|e| from_io(e, "start the decompression"))?;
+    if drain(&mut (&mut plain).take(skip))? != skip {
+        return Err(Error::corrupt(
+            "the archive's tar stream ends before the point its restore stopped at",
+        ));
+    }
     let stats = extractor.run(&mut plain)?;
     // The tar end marker is not the end of the compressed stream: read on so every CRC or
     // checksum is checked. A stream cut between two members or frames is valid, and tar

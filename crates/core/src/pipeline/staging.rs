@@ -37,6 +37,9 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::random::hex_token;
 
+mod merge;
+pub use merge::check_merge;
+
 /// Prefix of the hidden folders a restore works in; a backup never archives them.
 pub const WORK_PREFIX: &str = ".service-backup-";
 
@@ -83,6 +86,8 @@ pub struct Staging {
     folder: PathBuf,
     place: Place,
     created_target: bool,
+    /// Whether the staging folder was left by an earlier restore and taken over.
+    adopted: bool,
     /// Held while the staging folder is in use, so that no other restore removes it as
     /// left over.
     _lock: File,
@@ -93,17 +98,29 @@ impl Staging {
     /// a target holding a mount point; removes what stopped restores left that holds
     /// nothing of the target's; creates the staging folder.
     pub fn prepare(target: &Path, replace: bool) -> Result<Self> {
+        Self::prepare_adopting(target, replace, None)
+    }
+
+    /// [`Self::prepare`], taking over the staging folder `adopt` that an earlier restore
+    /// into `target` left (to resume it) when it is still there, in the place this restore
+    /// would stage in; [`Self::adopted`] tells whether it was.
+    pub fn prepare_adopting(target: &Path, replace: bool, adopt: Option<&Path>) -> Result<Self> {
         let created_target = std::fs::symlink_metadata(target).is_err();
         std::fs::create_dir_all(target)
             .map_err(|e| Error::io("create restore target", target, e))?;
-        let prepared = Self::prepare_existing(target, replace, created_target);
+        let prepared = Self::prepare_existing(target, replace, created_target, adopt);
         if prepared.is_err() && created_target {
             let _ = std::fs::remove_dir(target);
         }
         prepared
     }
 
-    fn prepare_existing(given: &Path, replace: bool, created_target: bool) -> Result<Self> {
+    fn prepare_existing(
+        given: &Path,
+        replace: bool,
+        created_target: bool,
+        adopt: Option<&Path>,
+    ) -> Result<Self> {
         // The real path: a target reached through a symbolic link is restored where the
         // link points, and the link stays as it is.
         let target = std::fs::canonicalize(given)
@@ -114,7 +131,20 @@ impl Staging {
             return Err(half_replaced_error(&target, &kept));
         }
         let mounts = mount_points();
-        clean_inside(&target, &mounts);
+        // Only a folder of ours (a staging folder's name, beside or inside the target) is
+        // taken over; its random token is kept.
+        let adopt = adopt.filter(|p| {
+            let (Some(parent), Some(name), Some(target_name)) =
+                (p.parent(), p.file_name(), target.file_name())
+            else {
+                return false;
+            };
+            (parent == target && is_work_name(name, STAGING, None))
+                || (Some(parent) == target.parent()
+                    && is_work_name(name, STAGING, Some(&name_part(target_name))))
+        });
+        let keep = adopt.and_then(Path::file_name);
+        clean_inside(&target, &mounts, keep);
         if !replace && !visible_entries(&target)?.is_empty() {
             return Err(Error::new(
                 ErrorKind::Usage,
@@ -125,20 +155,25 @@ impl Staging {
         if let Some(mount) = mount_inside(&mounts, &target) {
             return Err(mount_error(&target, mount));
         }
-        let token = hex_token(TOKEN_BYTES)?;
-        if let Some((place, staging, lock)) = beside(&target, &mounts, &token)? {
+        let token = match keep {
+            Some(name) => {
+                let name = name.as_bytes();
+                String::from_utf8_lossy(&name[name.len() - 2 * TOKEN_BYTES..]).into_owned()
+            }
+            None => hex_token(TOKEN_BYTES)?,
+        };
+        if let Some((place, staging, lock, adopted)) = beside(&target, &mounts, &token, adopt)? {
             return Ok(Self {
                 target,
                 folder: staging,
                 place,
                 created_target,
+                adopted,
                 _lock: lock,
             });
         }
         let staging = target.join(work_name(STAGING, None, &token));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
+        let adopted = make_staging(&staging, adopt)
             .map_err(|e| Error::io("create staging folder", &staging, e))?;
         let lock = lock_dir(&staging)?;
         Ok(Self {
@@ -146,8 +181,19 @@ impl Staging {
             folder: staging,
             place: Place::Inside,
             created_target,
+            adopted,
             _lock: lock,
         })
+    }
+
+    /// Whether the staging folder is one an earlier restore left, taken over to resume it.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// The target's real path.
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// The directory to extract into.
@@ -379,7 +425,8 @@ fn beside(
     target: &Path,
     mounts: &[PathBuf],
     token: &str,
-) -> Result<Option<(Place, PathBuf, File)>> {
+    adopt: Option<&Path>,
+) -> Result<Option<(Place, PathBuf, File, bool)>> {
     let (Some(parent_path), Some(target_name)) = (target.parent(), target.file_name()) else {
         return Ok(None);
     };
@@ -394,8 +441,8 @@ fn beside(
     let name_part = name_part(target_name);
     let staging_name = work_name(STAGING, Some(&name_part), token);
     let staging = parent_path.join(&staging_name);
-    match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
-        Ok(()) => {}
+    let adopted = match make_staging(&staging, adopt) {
+        Ok(adopted) => adopted,
         Err(e)
             if matches!(
                 e.kind(),
@@ -406,7 +453,7 @@ fn beside(
             return Ok(None);
         }
         Err(e) => return Err(Error::io("create staging folder", &staging, e)),
-    }
+    };
     let opened = lock_dir(&staging).and_then(|lock| {
         let parent = nix::fcntl::open(
             parent_path,
@@ -419,11 +466,18 @@ fn beside(
     let (lock, parent) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            let _ = std::fs::remove_dir(&staging);
+            if !adopted {
+                let _ = std::fs::remove_dir(&staging);
+            }
             return Err(e);
         }
     };
-    clean_beside(parent_path, &name_part, mounts);
+    clean_beside(
+        parent_path,
+        &name_part,
+        mounts,
+        Some(staging_name.as_os_str()),
+    );
     let place = Place::Beside {
         parent,
         parent_path: parent_path.to_path_buf(),
@@ -431,7 +485,24 @@ fn beside(
         staging_name,
         name_part,
     };
-    Ok(Some((place, staging, lock)))
+    Ok(Some((place, staging, lock, adopted)))
+}
+
+/// Creates the staging folder `staging` (mode 0700), or takes it over when it is `adopt`
+/// and is still there, a folder of this user's; returns whether it was taken over.
+fn make_staging(staging: &Path, adopt: Option<&Path>) -> std::io::Result<bool> {
+    match std::fs::DirBuilder::new().mode(0o700).create(staging) {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && adopt == Some(staging) => {
+            let meta = std::fs::symlink_metadata(staging)?;
+            if meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw() {
+                Ok(true)
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Gives `staged` the mode and owner of `target`.
@@ -526,12 +597,12 @@ fn visible_entries(dir: &Path) -> Result<Vec<OsString>> {
 
 /// The staging folders stopped restores left inside the target (as earlier versions, and
 /// restores staged inside the target, leave them), removed.
-fn clean_inside(target: &Path, mounts: &[PathBuf]) {
+fn clean_inside(target: &Path, mounts: &[PathBuf], keep: Option<&OsStr>) {
     let Ok(names) = list(target) else {
         return;
     };
     for name in names {
-        if is_work_name(&name, STAGING, None) {
+        if is_work_name(&name, STAGING, None) && Some(name.as_os_str()) != keep {
             remove_stale_staging(&target.join(&name), mounts);
         }
     }
@@ -539,12 +610,12 @@ fn clean_inside(target: &Path, mounts: &[PathBuf]) {
 
 /// The staging folders stopped restores into the target `name_part` left beside it,
 /// removed.
-fn clean_beside(parent: &Path, name_part: &OsStr, mounts: &[PathBuf]) {
+fn clean_beside(parent: &Path, name_part: &OsStr, mounts: &[PathBuf], keep: Option<&OsStr>) {
     let Ok(names) = list(parent) else {
         return;
     };
     for name in names {
-        if is_work_name(&name, STAGING, Some(name_part)) {
+        if is_work_name(&name, STAGING, Some(name_part)) && Some(name.as_os_str()) != keep {
             remove_stale_staging(&parent.join(&name), mounts);
         }
     }

@@ -667,6 +667,42 @@ async fn the_list_answers_from_the_catalog_and_says_how_fresh_it_is() {
 }
 
 #[tokio::test]
+async fn the_routes_that_read_the_catalog_keep_it_in_use_and_the_others_do_not() {
+    let api = Api::new(HOST_DISKS_IGNORED).await;
+    let id = api.ran(Some("20260102T030405Z-vm-gone")).await;
+    let tasks = api.state.ctx.tasks.clone();
+    let one = format!("/backups/{id}");
+    for path in ["/metrics?quantity=1", one.as_str(), "/health"] {
+        api.get(path).await;
+    }
+    assert_eq!(tasks.catalog_read_at(), None);
+    let mut last = None;
+    let mut noted = |what: &str| {
+        let at = tasks.catalog_read_at();
+        assert!(
+            at.is_some() && at > last,
+            "{what} did not note a read of the catalog"
+        );
+        last = at;
+    };
+    api.get("/backups").await;
+    noted("GET /backups");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    api.get(&format!("/service-instances/{INSTANCE}/backups"))
+        .await;
+    noted("GET /service-instances/…/backups");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    api.get(&format!("/v1/instances/{INSTANCE}/backups")).await;
+    noted("the V1 list");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    api.get(&format!("/backups/{id}/download")).await;
+    noted("a download");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    api.restore(id).await;
+    noted("a restore");
+}
+
+#[tokio::test]
 async fn a_done_backup_in_no_destination_is_a_412_to_download() {
     let api = Api::new("").await;
     let id = api.ran(Some("20260102T030405Z-vm-gone")).await;

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::{ArchiveIndex, EntryKind};
+use crate::format::index::{ArchiveIndex, EntryKind, IndexEntry};
 
 /// The patterns of an `ls` or a `restore --include`.
 #[derive(Debug, Clone, Default)]
@@ -55,19 +55,20 @@ impl Selection {
                 .any(|(_, p)| p.matches_or_above(path.as_bytes()))
     }
 
-    /// The tar byte ranges of the entries picked in `index`, in tar order, with the folders
-    /// above each; a pattern that matches nothing is an error naming it (and `backup`).
-    pub fn pick(&self, index: &ArchiveIndex, backup: &str) -> Result<Vec<Range<u64>>> {
+    /// The entries picked in `index`, in tar order, with the folders above each, and the
+    /// shallowest picked paths; a pattern that matches nothing is an error naming it (and
+    /// `backup`).
+    pub fn pick(&self, index: &ArchiveIndex, backup: &str) -> Result<Picked> {
         let mut matched = vec![false; self.patterns.len()];
-        let mut ranges: Vec<Range<u64>> = Vec::new();
-        // The folders above the current entry: path, range, whether already picked, and
+        let mut picked = Picked::default();
+        // The folders above the current entry: the entry, whether already picked, and
         // whether picked as a whole.
-        let mut above: Vec<(String, Range<u64>, bool, bool)> = Vec::new();
+        let mut above: Vec<(IndexEntry, bool, bool)> = Vec::new();
         for entry in index.entries() {
             let entry = entry?;
             while above
                 .last()
-                .is_some_and(|(dir, ..)| !is_below(&entry.path, dir))
+                .is_some_and(|(dir, ..)| !is_below(&entry.path, &dir.path))
             {
                 above.pop();
             }
@@ -80,17 +81,20 @@ impl Selection {
                     matched[i] |= m;
                     hit || m
                 });
-            let picked = self.is_all() || hit || above.last().is_some_and(|a| a.3);
-            let range = entry.tar_start..entry.tar_end();
-            if picked {
-                for (_, dir_range, added, _) in above.iter_mut().filter(|a| !a.2) {
-                    ranges.push(dir_range.clone());
+            let whole_above = above.last().is_some_and(|a| a.2);
+            let take = self.is_all() || hit || whole_above;
+            if take {
+                for (dir, added, _) in above.iter_mut().filter(|a| !a.1) {
+                    picked.entries.push(dir.clone());
                     *added = true;
                 }
-                ranges.push(range.clone());
+                if !whole_above {
+                    picked.tops.push(entry.path.clone());
+                }
+                picked.entries.push(entry.clone());
             }
             if entry.kind == EntryKind::Dir {
-                above.push((entry.path, range, picked, picked));
+                above.push((entry, take, take));
             }
         }
         if let Some(i) = matched.iter().position(|m| !m) {
@@ -103,7 +107,27 @@ impl Selection {
             )
             .with_hint("list the backup's files with `service-backup ls CONFIG --backup NAME`"));
         }
-        Ok(ranges)
+        Ok(picked)
+    }
+}
+
+/// What a selection picked from an index.
+#[derive(Debug, Clone, Default)]
+pub struct Picked {
+    /// The entries to read, in tar order: the picked ones and the folders above them.
+    pub entries: Vec<IndexEntry>,
+    /// The shallowest picked paths (a folder picked whole counts as one, not its
+    /// content), in tar order: what a restore into a live folder puts in place.
+    pub tops: Vec<String>,
+}
+
+impl Picked {
+    /// The tar byte ranges of the entries, in tar order.
+    pub fn ranges(&self) -> Vec<Range<u64>> {
+        self.entries
+            .iter()
+            .map(|e| e.tar_start..e.tar_end())
+            .collect()
     }
 }
 

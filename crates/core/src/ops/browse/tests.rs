@@ -204,3 +204,82 @@ fn a_folder_shows_what_is_below_it() {
     assert!(Selection::new::<&str>(&[]).shows("anything/at/all"));
     assert!(Selection::new(&["/"]).shows("anything"));
 }
+
+#[test]
+fn each_tar_header_read_through_the_index_must_be_the_entry_it_lists() {
+    use crate::format::index::{EntryKind, IndexEntry};
+    let header = |size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h
+    };
+    let long = format!("d/{}", "x".repeat(150));
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_data(&mut header(5), "etc/a.conf", &b"hello"[..])
+        .unwrap();
+    builder
+        .append_data(&mut header(2), &long, &b"hi"[..])
+        .unwrap();
+    let tar = builder.into_inner().unwrap();
+    let entry = |path: &str, kind, size, tar_start, header_blocks| IndexEntry {
+        path: path.into(),
+        kind,
+        mode: 0o644,
+        size,
+        mtime: 0,
+        link: None,
+        tar_start,
+        header_blocks,
+    };
+    super::check_headers(&tar[..512], &entry("etc/a.conf", EntryKind::File, 5, 0, 1)).unwrap();
+    // A long name: its header, the name's block, then the entry's own header.
+    let long_head = &tar[1024..1024 + 1536];
+    super::check_headers(long_head, &entry(&long, EntryKind::File, 2, 1024, 3)).unwrap();
+
+    let refused = |head: &[u8], e: IndexEntry, found: &str| {
+        let err = super::check_headers(head, &e).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("the archive's index does not match its tar stream")
+                && text.contains(found),
+            "{text}"
+        );
+    };
+    let a = &tar[..512];
+    refused(
+        a,
+        entry("etc/b.conf", EntryKind::File, 5, 0, 1),
+        "it lists file \"etc/b.conf\" at offset 0, but the tar header there names file \"etc/a.conf\" of 5 bytes",
+    );
+    refused(
+        a,
+        entry("etc/a.conf", EntryKind::Dir, 0, 0, 1),
+        "names file \"etc/a.conf\" of 5 bytes",
+    );
+    refused(
+        a,
+        entry("etc/a.conf", EntryKind::File, 6, 0, 1),
+        "names file \"etc/a.conf\" of 5 bytes",
+    );
+    // Offsets that are no header: inside a file's data, and a header cut short.
+    refused(
+        &tar[512..1024],
+        entry("etc/a.conf", EntryKind::File, 5, 512, 1),
+        "cannot be read",
+    );
+    refused(
+        &tar[1024..1536],
+        entry(&long, EntryKind::File, 2, 1024, 1),
+        "cannot be read",
+    );
+    // More header blocks counted than the headers take.
+    refused(
+        &tar[1024..1024 + 2048],
+        entry(&long, EntryKind::File, 2, 1024, 4),
+        "takes 1536 bytes, not the 2048 the index counts",
+    );
+}
