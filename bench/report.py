@@ -5,6 +5,7 @@ usage: python3 bench/report.py collect RESULTS.tsv OUT.json --size SIZE --source
                                        --source-files N --runs N [--single-file] [--only REGEX]
                                        [--restores-into WHERE] [--s3-complete SECONDS]
                                        [--one-file-fetched BYTES] [--s3-archive-bytes BYTES]
+                                       [--resumed-from BYTE]
                                        [--service-backup VERSION] [--restic VERSION]
                                        [--openssl VERSION]
        python3 bench/report.py show RESULTS.json
@@ -40,7 +41,9 @@ def read_cases(path, source_bytes):
     for r in rows:
         if r["median_s"] is not None:
             ref[(r["group"], r["tool"])] = r["median_s"]
-            r["mb_per_s"] = round(source_bytes / 1e6 / r["median_s"], 1) if r["median_s"] > 0 else None
+            # A restore that goes on from a checkpoint restores only what was left.
+            whole = r["median_s"] > 0 and "resume" not in r["case"]
+            r["mb_per_s"] = round(source_bytes / 1e6 / r["median_s"], 1) if whole else None
 
     def ratio(r, tool):
         other = ref.get((r["group"], tool))
@@ -94,6 +97,7 @@ def collect(args):
         "s3_server_complete_s": args.s3_complete,
         "one_file_fetched_bytes": args.one_file_fetched,
         "s3_archive_bytes": args.s3_archive_bytes,
+        "resumed_from_byte": args.resumed_from,
     }
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(doc, out, indent=2, ensure_ascii=False)
@@ -157,6 +161,13 @@ def print_table(doc):
         print()
         print(f"restore ← S3 takes {s3 / get:.2f}× the time moto takes to serve the archive alone "
               f"({get:.2f} s for one GET, read and discarded).")
+    resumed, whole = by_case.get("sb_restore_resume_s3"), by_case.get("sb_restore_s3")
+    if resumed and whole:
+        start, archive = doc.get("resumed_from_byte"), doc.get("s3_archive_bytes")
+        fetched = f", fetching the archive from byte {start} ({1 - start / archive:.1%} of it)" if start and archive else ""
+        print()
+        print(f"restore ← S3 killed at 90 %: the restore that goes on takes {resumed:.2f} s, "
+              f"{resumed / whole:.0%} of a whole restore's {whole:.2f} s{fetched}.")
     fetched, archive = doc.get("one_file_fetched_bytes"), doc.get("s3_archive_bytes")
     if fetched is not None and archive:
         one = by_case.get("sb_restore_one_file_s3")
@@ -190,6 +201,7 @@ def main():
     c.add_argument("--s3-complete", type=float, default=None)
     c.add_argument("--one-file-fetched", type=int, default=None)
     c.add_argument("--s3-archive-bytes", type=int, default=None)
+    c.add_argument("--resumed-from", type=int, default=None)
     c.add_argument("--service-backup", default="")
     c.add_argument("--restic", default="")
     c.add_argument("--openssl", default="")

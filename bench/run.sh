@@ -25,7 +25,9 @@
 #                    restore to `local` on one decompression thread (SERVICE_BACKUP_RESTORE_THREADS=1,
 #                    the path of before decompression ran on every core); one file of the
 #                    set restored alone from S3 and from `local` (restore --include, through the
-#                    archive's index)
+#                    archive's index); a restore from S3 killed (SIGKILL) once its checkpoint
+#                    passed 90 % of the tar stream, and the restore that goes on, timed alone
+#                    (bench/restore-resume.py)
 #   moto             its own GET of our S3 archive, read and discarded (bench/s3-get.py): what
 #                    the restore ← S3 rows are compared with; and its own GET of one 1 MiB range
 #                    of it (bench/s3-range.py), what each ranged read of a selective restore costs
@@ -239,6 +241,7 @@ CASES=(
   "sb_restore_local_zstd|restore local|ours"
   "sb_restore_s3|restore S3|ours"
   "server_get_s3|restore S3|server"
+  "sb_restore_resume_s3|restore S3|ours"
   "pipe_restore_s3|restore S3|pipeline"
   "restic_restore_s3|restore S3|restic"
   "sb_restore_s3_zstd|restore S3|ours"
@@ -264,6 +267,7 @@ declare -A LABEL=(
   [sb_restore_local_zstd]="service-backup restore ← local, compression: zstd"
   [sb_restore_s3]="service-backup restore ← S3"
   [server_get_s3]="moto's own GET of that archive, read and discarded"
+  [sb_restore_resume_s3]="service-backup restore ← S3 killed at 90 %: the restore that goes on"
   [pipe_restore_s3]="aws s3 cp | openssl enc -d | gzip -d | tar -x"
   [restic_restore_s3]="restic restore ← S3 repo"
   [sb_restore_s3_zstd]="service-backup restore ← S3, compression: zstd"
@@ -359,6 +363,15 @@ cmd_server_get_s3() { echo "python3 bench/s3-get.py $S3 sb-bench single/"; }
 wall_server_get_s3() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$1"; }
 size_server_get_s3() { :; }
 
+# A restore killed (SIGKILL) once its checkpoint passed 90 % of the tar stream, then the
+# restore that goes on from the checkpoint, timed alone (bench/restore-resume.py).
+prep_sb_restore_resume_s3() { rm -rf "$RESTORED"; }
+cmd_sb_restore_resume_s3() {
+  echo "python3 bench/restore-resume.py $BIN $WORK/s3.yml s3 $RESTORED $WORK/state-s3 $SRC_BYTES 0.9"
+}
+wall_sb_restore_resume_s3() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$1"; }
+size_sb_restore_resume_s3() { :; }
+
 prep_pipe_restore_s3() { fresh "$RESTORED"; }
 cmd_pipe_restore_s3() {
   echo "$AWS s3 cp --only-show-errors s3://pipe-bench/pipe.tar.gz.enc - | $OPENSSL -d | gzip -dc | tar -C $RESTORED -xf -"
@@ -426,6 +439,10 @@ for entry in "${CASES[@]}"; do
     if declare -F "wall_$name" >/dev/null; then wall=$("wall_$name" "$logfile"); fi
     walls+=("$wall")
     if ((kib > rss)); then rss=$kib; fi
+    if [[ $name == *resume* ]]; then
+      log "$label: $(cat "$logfile")"
+      cp "$logfile" "$WORK/resume.json"
+    fi
     if [[ $name == *restore* && $tool != server ]]; then
       got=$(restored_files) want=$SRC_FILES
       if [[ $name == *one_file* ]]; then
@@ -450,6 +467,8 @@ done
 # alone: a backup waits for that request at its very end, and real S3 answers it at once.
 S3_COMPLETE=""
 ONE_FILE_FETCHED=$(cat "$WORK/one-file-fetched" 2>/dev/null || true)
+RESUMED_FROM=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["from_byte"])' \
+  "$WORK/resume.json" 2>/dev/null || true)
 S3_ARCHIVE=$(python3 bench/s3-get.py "$S3" sb-bench single/ 2>/dev/null |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes"])' 2>/dev/null || true)
 S3_STORED=$(awk -F'\t' '$1 == "sb_backup_s3" && $8 == "ok" {print $7}' "$RESULTS")
@@ -467,6 +486,7 @@ python3 bench/report.py collect "$RESULTS" "$OUT" \
   --source-bytes="$SRC_BYTES" --source-files="$SRC_FILES" --runs="$RUNS" \
   --restores-into="$RESTORE_INTO" ${S3_COMPLETE:+--s3-complete="$S3_COMPLETE"} \
   ${ONE_FILE_FETCHED:+--one-file-fetched="$ONE_FILE_FETCHED"} ${S3_ARCHIVE:+--s3-archive-bytes="$S3_ARCHIVE"} \
+  ${RESUMED_FROM:+--resumed-from="$RESUMED_FROM"} \
   --service-backup="$("$BIN" --version 2>/dev/null | head -n 1)" \
   --restic="$(restic version | head -n 1)" \
   --openssl="$(openssl version)"
