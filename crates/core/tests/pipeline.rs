@@ -629,3 +629,136 @@ async fn symlinks_that_point_anywhere_restore_as_they_were() {
     }
     assert_eq!(std::fs::read(out.join("data/f")).unwrap(), b"x");
 }
+
+/// A file of `len` bytes that does not compress (xorshift from `seed`).
+fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ seed;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).unwrap();
+}
+
+/// The staging folders of restores in `dir`.
+fn staging_folders(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".service-backup-restore-")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The checkpoint files in `state`.
+fn checkpoints(state: &Path) -> usize {
+    std::fs::read_dir(state).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    })
+}
+
+/// A restore stopped by its store keeps its staging folder and checkpoint, and the next
+/// restore of the same backup into the same target goes on from there, fetching only the
+/// rest; when what it left was changed, the next restore starts over instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_stopped_by_its_store_goes_on_from_its_checkpoint() {
+    use service_backup_core::destination::counting::Counting;
+    use service_backup_core::ops::restore::restore_resumable;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    sample_tree(&source);
+    std::fs::create_dir_all(source.join("zz")).unwrap();
+    random_file(&source.join("zz/big-1.bin"), 40 << 20, 1);
+    random_file(&source.join("zz/big-2.bin"), 40 << 20, 2);
+    let key = Key::generate().unwrap();
+    let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("store")));
+    run_backup(
+        plan(&source, Some(key.clone())),
+        vec![target("a", local.clone())],
+        Arc::new(NoProgress),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let entries = list_backups(&*local, &Layout::new("svc/prod", None))
+        .await
+        .unwrap();
+    let entry = select(&entries, &Selector::Latest).unwrap().clone();
+    let size = entry.manifest.stored_bytes;
+    let store = Arc::new(Counting::new(local.clone()));
+    let dec = Decryption::new(Some(Keyring::new(key)));
+    let state = tmp.path().join("state");
+    let restore = |out: std::path::PathBuf| {
+        let (store, dec, entry, state) = (store.clone(), dec.clone(), entry.clone(), state.clone());
+        async move {
+            restore_resumable(
+                store,
+                &entry,
+                &dec,
+                &out,
+                false,
+                &state,
+                Arc::new(NoProgress),
+            )
+            .await
+        }
+    };
+
+    // Stopped at three quarters: the target untouched, the staging folder and checkpoint kept.
+    let out = tmp.path().join("restored");
+    store.cut_reads_at(size * 3 / 4);
+    let err = restore(out.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{err}");
+    assert_eq!(walkdir(&out).len(), 0);
+    assert_eq!(staging_folders(tmp.path()).len(), 1);
+    assert_eq!(checkpoints(&state), 1);
+
+    // Goes on: only the rest is fetched (a mark every 32 MiB: at least 30 MiB are not).
+    store.cut_reads_at(u64::MAX);
+    store.take_bytes();
+    let stats = restore(out.clone()).await.unwrap();
+    let fetched = store.take_bytes();
+    assert!(fetched < size - (30 << 20), "{fetched} of {size} fetched");
+    assert_same_tree(&source, &out);
+    assert!(staging_folders(tmp.path()).is_empty());
+    assert_eq!(checkpoints(&state), 0);
+    let whole = tmp.path().join("whole");
+    let full = restore_backup(
+        local.clone(),
+        &entry,
+        &dec,
+        &RestoreInto::Dir {
+            path: whole,
+            replace: false,
+        },
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.extracted, full.extracted);
+
+    // Stopped again; a file restored before the mark is changed: the next restore starts
+    // over, fetches the whole archive and restores the exact tree.
+    let out = tmp.path().join("restored-again");
+    store.cut_reads_at(store.bytes_read() + size * 3 / 4);
+    restore(out.clone()).await.unwrap_err();
+    let staged = staging_folders(tmp.path()).pop().unwrap();
+    std::fs::write(staged.join("db/dump.sql"), b"changed").unwrap();
+    store.cut_reads_at(u64::MAX);
+    store.take_bytes();
+    restore(out.clone()).await.unwrap();
+    assert!(store.take_bytes() >= size, "it did not start over");
+    assert_same_tree(&source, &out);
+    assert!(staging_folders(tmp.path()).is_empty());
+    assert_eq!(checkpoints(&state), 0);
+}

@@ -20,6 +20,8 @@ pub struct Counting {
     read: Mutex<Vec<String>>,
     bytes: Arc<AtomicU64>,
     lists: AtomicU64,
+    /// Reads fail (for good) once the count passes this.
+    cut_at: Arc<AtomicU64>,
 }
 
 impl Counting {
@@ -30,7 +32,14 @@ impl Counting {
             read: Mutex::default(),
             bytes: Arc::default(),
             lists: AtomicU64::new(0),
+            cut_at: Arc::new(AtomicU64::new(u64::MAX)),
         }
+    }
+
+    /// Makes every read fail, as a store lost for good, once the bytes read pass `total`
+    /// (`u64::MAX`: never).
+    pub fn cut_reads_at(&self, total: u64) {
+        self.cut_at.store(total, Ordering::Relaxed);
     }
 
     /// The bytes read so far.
@@ -54,15 +63,21 @@ impl Counting {
 
     /// `object`, its bytes counted as they are handed out.
     fn counted(&self, object: ObjectStream) -> ObjectStream {
-        let bytes = self.bytes.clone();
+        let (bytes, cut_at) = (self.bytes.clone(), self.cut_at.clone());
         ObjectStream {
             size: object.size,
             chunks: object
                 .chunks
-                .inspect(move |c| {
-                    if let Ok(c) = c {
-                        bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                .map(move |c| {
+                    let c = c?;
+                    let total = bytes.fetch_add(c.len() as u64, Ordering::Relaxed) + c.len() as u64;
+                    if total > cut_at.load(Ordering::Relaxed) {
+                        return Err(crate::Error::new(
+                            crate::ErrorKind::Destination,
+                            "the store went away (cut by the test)",
+                        ));
                     }
+                    Ok(c)
                 })
                 .boxed(),
         }

@@ -249,7 +249,13 @@ impl Extractor {
                     }
                 }
                 EntryKind::Dir => {
-                    make_dir(&root.join(&rel))?;
+                    // A folder, never a link to one: what comes after the mark is written
+                    // below it.
+                    let path = root.join(&rel);
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                        return Err(not_as_left(&path, 0));
+                    }
+                    make_dir(&path)?;
                     self.dirs.record(&rel, entry.mode, mtime, &entry.path)?;
                 }
                 EntryKind::Symlink => {
@@ -714,14 +720,17 @@ fn drain_exact<R: Read>(r: &mut R, n: u64) -> Result<u64> {
     io::copy(&mut r.take(n), &mut io::sink()).map_err(|e| tar_error(&e, None))
 }
 
-/// What a resumed extraction finds when a file written before the stop is not as it was.
+/// What a resumed extraction finds when an entry written before the stop is not as it
+/// was: a file not of `size` bytes, or (with no size) a folder that is not one.
 fn not_as_left(path: &Path, size: u64) -> Error {
+    let what = if size == 0 {
+        "the folder or empty file".to_string()
+    } else {
+        format!("the file of {size} bytes")
+    };
     Error::new(
         ErrorKind::Io,
-        format!(
-            "{} is not the file of {size} bytes written before the stop",
-            path.display()
-        ),
+        format!("{} is not {what} written before the stop", path.display()),
     )
 }
 
