@@ -715,3 +715,99 @@ fn restore_of_the_latest_passes_over_planted_backups_that_are_not_genuine() {
     );
     assert!(!env.path("t3").exists());
 }
+
+/// Backups made by the release of before archives carried an index (the workspace at the
+/// commit before the index, "core: Destination gains `get_range` and `list_after`…"), one with
+/// gzip and one with zstd, of the tree `previous_release_tree` makes, kept as that release
+/// stored them in `fixtures/previous-release/`: a full restore and `verify` read them
+/// unchanged, `ls` lists them from the whole archive saying so, and `restore --include`
+/// refuses them with the hint to restore them whole.
+#[test]
+fn backups_made_by_the_release_before_the_index_restore_unchanged() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/previous-release");
+    let day = env.path("backups/2026/12/06");
+    std::fs::create_dir_all(&day).unwrap();
+    for entry in std::fs::read_dir(fixture.join("backups/2026/12/06")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), day.join(entry.file_name())).unwrap();
+    }
+    let key = std::fs::read_to_string(fixture.join("backup.key")).unwrap();
+    common::secret(key.trim());
+    common::write_private(&env.path("backup.key"), key);
+    previous_release_tree(&env.path("expected"));
+
+    for (name, compression) in [
+        ("20261206T170239Z-vm-104ad145", "gzip"),
+        ("20261206T170239Z-vm-79ce34ac", "zstd"),
+    ] {
+        let target = env.path(&format!("restored-{compression}"));
+        env.restore_into(name, &target, &[]).expect(0);
+        assert_eq!(
+            common::tree(&target),
+            common::tree(&env.path("expected")),
+            "{compression}"
+        );
+        for (path, mode) in [("sub", 0o750), ("sub/blob.bin", 0o600), ("dump.sql", 0o644)] {
+            let got = std::fs::metadata(target.join(path))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(got & 0o7777, mode, "{compression}: {path}");
+        }
+        env.run(&["verify", "config.yml", "--backup", name])
+            .expect(0);
+
+        let out = env.run(&["ls", "config.yml", "--backup", name, "--json"]);
+        out.expect(0);
+        assert!(out.stderr.contains("has no index"), "{}", out.stderr);
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let mut paths: Vec<&str> = entries
+            .iter()
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "dump.sql",
+                "empty-dir",
+                "link",
+                "sub",
+                "sub/blob.bin",
+                "sub/deeper",
+                "sub/deeper/empty"
+            ],
+            "{compression}"
+        );
+        let link = entries.iter().find(|e| e["path"] == "link").unwrap();
+        assert_eq!(link["link_target"], "sub/blob.bin");
+        let dump = entries.iter().find(|e| e["path"] == "dump.sql").unwrap();
+        assert_eq!(dump["size"], 3_120_000);
+
+        let partial = env.path(&format!("partial-{compression}"));
+        let out = env.restore_into(name, &partial, &["--include", "dump.sql"]);
+        out.expect(2);
+        assert!(out.stderr.contains("has no index"), "{}", out.stderr);
+        assert!(!partial.exists());
+    }
+}
+
+/// The tree the backups in `fixtures/previous-release/` were made of.
+fn previous_release_tree(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    service_backup_testkit::trees::dump_file(&root.join("dump.sql"), 7, 120_000);
+    service_backup_testkit::trees::noise_file(&root.join("sub/blob.bin"), 4096, 11);
+    std::fs::write(root.join("sub/deeper/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("sub/blob.bin", root.join("link")).unwrap();
+    std::fs::set_permissions(
+        root.join("sub/blob.bin"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+}
