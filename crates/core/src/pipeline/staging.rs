@@ -347,26 +347,41 @@ impl Staging {
         }
         let existing = visible_entries(target)?;
         let staged = visible_entries(from)?;
-        let aside = target.join(work_name(REPLACED, None, &hex_token(TOKEN_BYTES)?));
+        let aside_name = work_name(REPLACED, None, &hex_token(TOKEN_BYTES)?);
+        let aside = target.join(&aside_name);
+        // Every move relative to folders opened once, never through a link: whoever may
+        // write the target cannot swap the aside folder or the staging folder for a link
+        // and have the entries moved through it.
+        let target_dir = open_folder(None, target, Follow::Yes)?;
+        let from_dir = open_folder(None, from, Follow::No)?;
+        let mut aside_dir: Option<OwnedFd> = None;
         let mut moved_aside: Vec<&OsString> = Vec::new();
         let mut moved_in: Vec<&OsString> = Vec::new();
         let moved = (|| {
             if !existing.is_empty() {
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&aside)
-                    .map_err(|e| Error::io("create", &aside, e))?;
+                nix::sys::stat::mkdirat(
+                    &target_dir,
+                    aside_name.as_os_str(),
+                    Mode::from_bits_truncate(0o700),
+                )
+                .map_err(|e| Error::io("create", &aside, e.into()))?;
+                aside_dir = Some(open_folder(
+                    Some(&target_dir),
+                    &aside,
+                    Follow::NoAndMadeHere,
+                )?);
             }
             for name in &existing {
-                let path = target.join(name);
-                std::fs::rename(&path, aside.join(name))
-                    .map_err(|e| Error::io("move aside", &path, e))?;
+                let dir = aside_dir
+                    .as_ref()
+                    .expect("made when the target holds entries");
+                renameat(&target_dir, name.as_os_str(), dir, name.as_os_str())
+                    .map_err(|e| Error::io("move aside", &target.join(name), e.into()))?;
                 moved_aside.push(name);
             }
             for name in &staged {
-                let path = from.join(name);
-                std::fs::rename(&path, target.join(name))
-                    .map_err(|e| Error::io("move into place", &path, e))?;
+                renameat(&from_dir, name.as_os_str(), &target_dir, name.as_os_str())
+                    .map_err(|e| Error::io("move into place", &from.join(name), e.into()))?;
                 moved_in.push(name);
             }
             Ok::<_, Error>(())
@@ -378,20 +393,23 @@ impl Staging {
             if !existing.is_empty() {
                 remove_replaced(&aside);
             }
-            if let Ok(dir) = File::open(target) {
-                let _ = dir.sync_all();
-            }
+            let _ = nix::unistd::fsync(&target_dir);
             return Ok(());
         };
         // Every move undone, newest first.
         let mut stuck = Vec::new();
         for name in moved_in.into_iter().rev() {
-            if let Err(e) = std::fs::rename(target.join(name), from.join(name)) {
+            if let Err(e) = renameat(&target_dir, name.as_os_str(), &from_dir, name.as_os_str()) {
                 stuck.push(format!("{}: {e}", target.join(name).display()));
             }
         }
         for name in moved_aside.into_iter().rev() {
-            if let Err(e) = std::fs::rename(aside.join(name), target.join(name)) {
+            let back = aside_dir
+                .as_ref()
+                .map_or(Err(nix::errno::Errno::ENOENT), |dir| {
+                    renameat(dir, name.as_os_str(), &target_dir, name.as_os_str())
+                });
+            if let Err(e) = back {
                 stuck.push(format!("{}: {e}", aside.join(name).display()));
             }
         }
@@ -417,6 +435,45 @@ impl Staging {
             from.display()
         )))
     }
+}
+
+/// How [`open_folder`] opens a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Through a link at its last name (a target the operator named).
+    Yes,
+    /// Never through a link.
+    No,
+    /// Never through a link, and only a folder this restore made.
+    NoAndMadeHere,
+}
+
+/// Opens the folder `path` (at its name in `parent` if given, else by its path) for moves
+/// relative to it: `Follow::No`, never through a link; `Follow::NoAndMadeHere`, also only
+/// this process's user's own folder that no one else may enter (one the restore just made).
+fn open_folder(parent: Option<&OwnedFd>, path: &Path, follow: Follow) -> Result<OwnedFd> {
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if follow != Follow::Yes {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let dir = match (parent, path.file_name()) {
+        (Some(parent), Some(name)) => nix::fcntl::openat(parent, name, flags, Mode::empty()),
+        _ => nix::fcntl::open(path, flags, Mode::empty()),
+    }
+    .map_err(|e| Error::io("open", path, e.into()))?;
+    if follow == Follow::NoAndMadeHere {
+        let stat = nix::sys::stat::fstat(&dir).map_err(|e| Error::io("read", path, e.into()))?;
+        if stat.st_uid != nix::unistd::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{} is not the folder this restore made (someone replaced it while the restore ran)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(dir)
 }
 
 /// The staging folder beside `target`, created and locked, and its place; `None` where the

@@ -12,12 +12,13 @@
 //! restores into the target are refused, naming it, until someone has looked. On an error
 //! every move is undone, newest first.
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, RenameFlags, renameat2};
-use nix::sys::stat::Mode;
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, renameat, renameat2};
+use nix::sys::stat::{Mode, fstatat, mkdirat};
 
 use super::{Place, REPLACED, Staging, TOKEN_BYTES, remove_replaced, work_name};
 use crate::error::{Error, ErrorKind, Result};
@@ -108,15 +109,76 @@ fn plan(target: &Path, tops: &[String], replace: bool) -> Result<Vec<Unit>> {
     Ok(units)
 }
 
+/// The folders a restored path moves between, opened one name at a time from the target
+/// and from the work folder without following links (so that a folder swapped for a link
+/// after the check cannot lead a move outside either), and its name in both.
+#[derive(Debug)]
+struct Pair {
+    /// The folder that holds it in the target.
+    to_dir: OwnedFd,
+    /// The folder that holds it in the work folder.
+    from_dir: OwnedFd,
+    /// Its name in both.
+    name: OsString,
+    /// Its path in the target, for messages.
+    to: PathBuf,
+    /// Its path in the work folder, for messages.
+    from: PathBuf,
+}
+
+impl Pair {
+    fn open(
+        target_dir: &OwnedFd,
+        target: &Path,
+        work_dir: &OwnedFd,
+        work: &Path,
+        rel: &Path,
+    ) -> Result<Self> {
+        let (to, from) = (target.join(rel), work.join(rel));
+        let name = rel
+            .file_name()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("{} names no entry", rel.display()),
+                )
+            })?
+            .to_os_string();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        Ok(Self {
+            to_dir: open_beneath(target_dir, target, parent)?,
+            from_dir: open_beneath(work_dir, work, parent)?,
+            name,
+            to,
+            from,
+        })
+    }
+}
+
+/// The folder a merge moves the target's displaced entries into where the filesystem
+/// refuses exchanges: made in the work folder when first needed.
+struct Aside {
+    name: String,
+    dir: Option<OwnedFd>,
+}
+
 /// A move done, to undo on an error.
 #[derive(Debug)]
 enum Done {
     /// Exchanged with what was at the path.
-    Exchanged(PathBuf),
+    Exchanged(Pair),
     /// Moved in where nothing was.
-    MovedIn(PathBuf),
-    /// The old entry moved aside (to this name), then the new one moved in.
-    Aside(PathBuf, PathBuf),
+    MovedIn(Pair),
+    /// The old entry moved aside (to this name in the aside folder), then the new one moved in.
+    Aside(Pair, String),
+}
+
+impl Done {
+    fn pair(&self) -> &Pair {
+        match self {
+            Self::Exchanged(pair) | Self::MovedIn(pair) | Self::Aside(pair, _) => pair,
+        }
+    }
 }
 
 impl Staging {
@@ -159,19 +221,25 @@ impl Staging {
         } else {
             self.folder.clone()
         };
-        let dir = match open_path(&self.target) {
-            Ok(dir) => dir,
+        let dirs = match open_dir(&self.target, false).and_then(|t| Ok((t, open_dir(&work, true)?)))
+        {
+            Ok(dirs) => dirs,
             Err(e) => {
                 discard(&work, &self);
                 return Err(e);
             }
         };
-        let aside = work.join(format!(".service-backup-aside-{aside_token}"));
+        let (target_dir, work_dir) = &dirs;
+        let mut aside = Aside {
+            name: format!(".service-backup-aside-{aside_token}"),
+            dir: None,
+        };
         let mut done: Vec<Done> = Vec::new();
         let mut failed = None;
         for (i, unit) in units.iter().enumerate() {
-            let (from, to) = (work.join(&unit.rel), self.target.join(&unit.rel));
-            match put(&dir, &from, &to, unit.existed, &aside, i) {
+            let step = Pair::open(target_dir, &self.target, work_dir, &work, &unit.rel)
+                .and_then(|pair| put(pair, unit.existed, work_dir, &mut aside, i));
+            match step {
                 Ok(step) => done.push(step),
                 Err(e) => {
                     failed = Some(e);
@@ -180,12 +248,8 @@ impl Staging {
             }
         }
         let Some(e) = failed else {
-            for unit in &units {
-                if let Some(parent) = self.target.join(&unit.rel).parent()
-                    && let Ok(d) = std::fs::File::open(parent)
-                {
-                    let _ = d.sync_all();
-                }
+            for step in &done {
+                let _ = nix::unistd::fsync(&step.pair().to_dir);
             }
             if work == self.folder {
                 // Only the folders above the restored paths are left in it.
@@ -198,7 +262,7 @@ impl Staging {
         // Every move undone, newest first.
         let mut stuck = Vec::new();
         for step in done.into_iter().rev() {
-            if let Err(problem) = undo(&dir, &work, &self.target, &step) {
+            if let Err(problem) = undo(&step, aside.dir.as_ref()) {
                 stuck.push(problem);
             }
         }
@@ -242,14 +306,42 @@ fn remove_work(work: &Path) {
     }
 }
 
-/// Opens `dir` as a path handle, for the renames (which all take absolute paths).
-fn open_path(dir: &Path) -> Result<OwnedFd> {
-    nix::fcntl::open(
-        dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("open", dir, e.into()))
+/// Opens the folder `dir` for moves relative to it (and its sync); `nofollow`: not
+/// through a link at its last name.
+fn open_dir(dir: &Path, nofollow: bool) -> Result<OwnedFd> {
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if nofollow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| Error::io("open", dir, e.into()))
+}
+
+/// Opens the folder `rel` below `root` (whose path is `root_path`), one name at a time,
+/// never through a link: a name that is a link or a file now (it was a folder when the
+/// restore checked) is refused.
+fn open_beneath(root: &OwnedFd, root_path: &Path, rel: &Path) -> Result<OwnedFd> {
+    let mut dir = nix::unistd::dup(root).map_err(|e| Error::io("open", root_path, e.into()))?;
+    let mut path = root_path.to_path_buf();
+    for part in rel.components() {
+        path.push(part);
+        dir = nix::fcntl::openat(
+            &dir,
+            part.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::ELOOP | Errno::ENOTDIR => Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "{} is no longer a folder (it was when the restore checked): something changed the target while the restore put paths in place",
+                    path.display()
+                ),
+            ),
+            other => Error::io("open", &path, other.into()),
+        })?;
+    }
+    Ok(dir)
 }
 
 /// Whether `errno` says the filesystem does not do this kind of rename.
@@ -257,76 +349,149 @@ fn unsupported(errno: Errno) -> bool {
     matches!(errno, Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP)
 }
 
-/// Moves the staged `from` to `to` in the target: exchanged with what is there when
-/// `existed` (or, where exchanges are refused, that moved aside to `aside`), else without
-/// replacing anything.
-fn put(
-    dir: &OwnedFd,
-    from: &Path,
-    to: &Path,
-    existed: bool,
-    aside: &Path,
-    i: usize,
-) -> Result<Done> {
+/// Moves the staged entry of `pair` into the target: exchanged with what is there when
+/// `existed` (or, where exchanges are refused, that moved aside into `aside`, made in
+/// `work_dir` when first needed), else without replacing anything.
+fn put(pair: Pair, existed: bool, work_dir: &OwnedFd, aside: &mut Aside, i: usize) -> Result<Done> {
     let flags = if existed {
         RenameFlags::RENAME_EXCHANGE
     } else {
         RenameFlags::RENAME_NOREPLACE
     };
-    match renameat2(dir, from, dir, to, flags) {
-        Ok(()) if existed => return Ok(Done::Exchanged(to.to_path_buf())),
-        Ok(()) => return Ok(Done::MovedIn(to.to_path_buf())),
+    let name = pair.name.as_os_str();
+    match renameat2(&pair.from_dir, name, &pair.to_dir, name, flags) {
+        Ok(()) if existed => return Ok(Done::Exchanged(pair)),
+        Ok(()) => return Ok(Done::MovedIn(pair)),
         Err(errno) if !unsupported(errno) => {
-            return Err(Error::io("move into place", from, errno.into()));
+            return Err(Error::io("move into place", &pair.from, errno.into()));
         }
         Err(_) => {}
     }
     // A filesystem without these renames: plain renames, checked first.
     if !existed {
-        if std::fs::symlink_metadata(to).is_ok() {
+        if fstatat(&pair.to_dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
             return Err(Error::io(
                 "move into place",
-                from,
+                &pair.from,
                 std::io::ErrorKind::AlreadyExists.into(),
             ));
         }
-        std::fs::rename(from, to).map_err(|e| Error::io("move into place", from, e))?;
-        return Ok(Done::MovedIn(to.to_path_buf()));
+        renameat(&pair.from_dir, name, &pair.to_dir, name)
+            .map_err(|e| Error::io("move into place", &pair.from, e.into()))?;
+        return Ok(Done::MovedIn(pair));
     }
-    if std::fs::symlink_metadata(aside).is_err() {
-        std::fs::create_dir(aside).map_err(|e| Error::io("create", aside, e))?;
+    if aside.dir.is_none() {
+        match mkdirat(
+            work_dir,
+            aside.name.as_str(),
+            Mode::from_bits_truncate(0o700),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(Error::io("create", Path::new(&aside.name), e.into())),
+        }
+        let dir = nix::fcntl::openat(
+            work_dir,
+            aside.name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", Path::new(&aside.name), e.into()))?;
+        aside.dir = Some(dir);
     }
-    let old = aside.join(i.to_string());
-    std::fs::rename(to, &old).map_err(|e| Error::io("move aside", to, e))?;
-    if let Err(e) = std::fs::rename(from, to) {
-        let err = Error::io("move into place", from, e);
-        if let Err(back) = std::fs::rename(&old, to) {
+    let aside_dir = aside.dir.as_ref().expect("made above");
+    let old = i.to_string();
+    renameat(&pair.to_dir, name, aside_dir, old.as_str())
+        .map_err(|e| Error::io("move aside", &pair.to, e.into()))?;
+    if let Err(e) = renameat(&pair.from_dir, name, &pair.to_dir, name) {
+        let err = Error::io("move into place", &pair.from, e.into());
+        if let Err(back) = renameat(aside_dir, old.as_str(), &pair.to_dir, name) {
             return Err(Error::new(
                 err.kind(),
                 format!(
-                    "{err}; and moving {} back to {} failed: {back}",
-                    old.display(),
-                    to.display()
+                    "{err}; and moving {} back from {} failed: {back}",
+                    pair.to.display(),
+                    aside.name
                 ),
             ));
         }
         return Err(err);
     }
-    Ok(Done::Aside(to.to_path_buf(), old))
+    Ok(Done::Aside(pair, old))
 }
 
 /// Undoes one move: the target's entry goes back where it was, the staged one back into
 /// the work folder. Returns what could not be put back.
-fn undo(dir: &OwnedFd, work: &Path, target: &Path, step: &Done) -> std::result::Result<(), String> {
-    let staged = |to: &Path| work.join(to.strip_prefix(target).unwrap_or(to));
+fn undo(step: &Done, aside: Option<&OwnedFd>) -> std::result::Result<(), String> {
+    let pair = step.pair();
+    let name = pair.name.as_os_str();
+    let failed = |e: Errno| format!("{}: {e}", pair.to.display());
     match step {
-        Done::Exchanged(to) => renameat2(dir, &staged(to), dir, to, RenameFlags::RENAME_EXCHANGE)
-            .map_err(|e| format!("{}: {e}", to.display())),
-        Done::MovedIn(to) => {
-            std::fs::rename(to, staged(to)).map_err(|e| format!("{}: {e}", to.display()))
+        Done::Exchanged(_) => renameat2(
+            &pair.from_dir,
+            name,
+            &pair.to_dir,
+            name,
+            RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(failed),
+        Done::MovedIn(_) => renameat(&pair.to_dir, name, &pair.from_dir, name).map_err(failed),
+        Done::Aside(_, old) => {
+            let aside = aside.ok_or_else(|| format!("{}: no aside folder", pair.to.display()))?;
+            renameat(&pair.to_dir, name, &pair.from_dir, name)
+                .and_then(|()| renameat(aside, old.as_str(), &pair.to_dir, name))
+                .map_err(failed)
         }
-        Done::Aside(to, old) => std::fs::rename(to, staged(to))
-            .and_then(|()| std::fs::rename(old, to))
-            .map_err(|e| format!("{}: {e}", to.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder above a restored path that became a link after the restore checked it
+    /// (someone who may write the target swapped it): the move is refused, and nothing
+    /// lands where the link points.
+    #[test]
+    fn a_folder_swapped_for_a_link_after_the_check_is_never_moved_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (target, work, outside) = (
+            tmp.path().join("target"),
+            tmp.path().join("work"),
+            tmp.path().join("outside"),
+        );
+        for dir in [&target, &work, &outside] {
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+        }
+        std::fs::write(work.join("sub/new.conf"), b"restored").unwrap();
+        let rel = Path::new("sub/new.conf");
+        let units = plan(&target, &["sub/new.conf".to_string()], false).unwrap();
+        assert_eq!(units.len(), 1);
+        // Swapped between the check and the move.
+        std::fs::rename(target.join("sub"), tmp.path().join("moved-away")).unwrap();
+        std::os::unix::fs::symlink(outside.join("sub"), target.join("sub")).unwrap();
+        let (target_dir, work_dir) = (
+            open_dir(&target, false).unwrap(),
+            open_dir(&work, true).unwrap(),
+        );
+        let err = Pair::open(&target_dir, &target, &work_dir, &work, rel).unwrap_err();
+        assert!(err.to_string().contains("is no longer a folder"), "{err}");
+        assert!(!outside.join("sub/new.conf").exists());
+
+        // A folder that stays a folder: moved in, relative to the folders opened.
+        std::fs::remove_file(target.join("sub")).unwrap();
+        std::fs::rename(tmp.path().join("moved-away"), target.join("sub")).unwrap();
+        let pair = Pair::open(&target_dir, &target, &work_dir, &work, rel).unwrap();
+        let mut aside = Aside {
+            name: "aside".into(),
+            dir: None,
+        };
+        let done = put(pair, false, &work_dir, &mut aside, 0).unwrap();
+        assert_eq!(
+            std::fs::read(target.join("sub/new.conf")).unwrap(),
+            b"restored"
+        );
+        undo(&done, None).unwrap();
+        assert!(!target.join("sub/new.conf").exists());
+        assert!(work.join("sub/new.conf").exists());
     }
 }
