@@ -762,3 +762,92 @@ async fn a_restore_stopped_by_its_store_goes_on_from_its_checkpoint() {
     assert!(staging_folders(tmp.path()).is_empty());
     assert_eq!(checkpoints(&state), 0);
 }
+
+/// Every path of a tree with its link target, as bytes: names that are not UTF-8 exactly.
+fn names_as_bytes(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>, u32)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out: Vec<_> = walkdir(root)
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let link = meta.file_type().is_symlink().then(|| {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
+            });
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            (rel, link, meta.permissions().mode() & 0o7777)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The index keeps names that are not UTF-8 with U+FFFD in place of their bad bytes: a
+/// restore stopped after such a folder or link does not remake them from the index (they
+/// would get the wrong names) but starts over, and restores the exact tree.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_stopped_after_names_that_are_not_utf8_starts_over_and_restores_them_exactly() {
+    use service_backup_core::destination::counting::Counting;
+    use service_backup_core::ops::restore::restore_resumable;
+    use std::os::unix::ffi::OsStrExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let odd_dir = source.join(std::ffi::OsStr::from_bytes(b"a\xffdir"));
+    std::fs::create_dir(&odd_dir).unwrap();
+    std::fs::write(odd_dir.join("f"), b"in an odd folder").unwrap();
+    std::fs::set_permissions(&odd_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink(
+        std::ffi::OsStr::from_bytes(b"target\xff"),
+        source.join(std::ffi::OsStr::from_bytes(b"b\xfflink")),
+    )
+    .unwrap();
+    random_file(&source.join("c-big.bin"), 72 << 20, 3);
+    let key = Key::generate().unwrap();
+    let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("store")));
+    run_backup(
+        plan(&source, Some(key.clone())),
+        vec![target("a", local.clone())],
+        Arc::new(NoProgress),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let entries = list_backups(&*local, &Layout::new("svc/prod", None))
+        .await
+        .unwrap();
+    let entry = select(&entries, &Selector::Latest).unwrap().clone();
+    let size = entry.manifest.stored_bytes;
+    let store = Arc::new(Counting::new(local.clone()));
+    let dec = Decryption::new(Some(Keyring::new(key)));
+    let state = tmp.path().join("state");
+    let out = tmp.path().join("restored");
+    let restore = || {
+        restore_resumable(
+            store.clone(),
+            &entry,
+            &dec,
+            &out,
+            false,
+            &state,
+            Arc::new(NoProgress),
+        )
+    };
+    store.cut_reads_at(size * 3 / 4);
+    restore().await.unwrap_err();
+    assert_eq!(checkpoints(&state), 1);
+    store.cut_reads_at(u64::MAX);
+    store.take_bytes();
+    restore().await.unwrap();
+    assert!(store.take_bytes() >= size, "it did not start over");
+    assert_eq!(names_as_bytes(&out), names_as_bytes(&source));
+    assert_eq!(checkpoints(&state), 0);
+}

@@ -102,8 +102,24 @@ fn checkpoint_file(folder: &Path, target: &Path) -> PathBuf {
     folder.join(format!("restore-{}.json", hex::encode(&digest[..12])))
 }
 
+/// The checkpoint in `file`, if it is one this agent wrote: a regular file (never read
+/// through a symbolic link) of the agent's own user that no one else may read or write.
 fn load(file: &Path) -> Option<Checkpoint> {
-    let text = std::fs::read(file).ok()?;
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(file)
+        .ok()?;
+    let meta = opened.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %file.display(), "a restore checkpoint that this agent did not write (not a file of its own user, or one others may read or write) is ignored");
+        return None;
+    }
+    let mut text = Vec::new();
+    opened.read_to_end(&mut text).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -198,10 +214,15 @@ fn write(file: &Path, template: &Checkpoint, mark: Mark) -> std::io::Result<()> 
         ..template.clone()
     };
     let partial = file.with_extension("json.partial");
+    // A new file every time (never written through a link planted at its name).
+    match std::fs::remove_file(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut out = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .mode(0o600)
         .open(&partial)?;
     out.write_all(&serde_json::to_vec(&checkpoint).map_err(std::io::Error::other)?)?;
@@ -396,6 +417,21 @@ fn resume(
         );
         return fresh(staging).map(Err);
     };
+    // The index keeps names that are not UTF-8 with U+FFFD in place of their bad bytes:
+    // folders and links before the mark, remade from it, would get the wrong names.
+    let lossy = backup.entries_before(point).any(|e| {
+        e.is_ok_and(|e| {
+            e.path.contains(char::REPLACEMENT_CHARACTER)
+                || e.link
+                    .is_some_and(|l| l.contains(char::REPLACEMENT_CHARACTER))
+        })
+    });
+    if lossy {
+        tracing::info!(
+            "the stopped restore cannot be resumed (names before where it stopped are not UTF-8, which the archive's index does not keep exactly): starting over"
+        );
+        return fresh(staging).map(Err);
+    }
     let size = entry.manifest.stored_bytes;
     tracing::info!(
         backup_name = %entry.manifest.name,
@@ -442,4 +478,61 @@ fn resumed_read(
         sha256: String::new(),
         key_id: backup.key_id(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(dir: &Path) -> Checkpoint {
+        Checkpoint {
+            backup: "b".into(),
+            sha256: "00".into(),
+            stored_bytes: 1,
+            target: dir.join("t"),
+            staging: dir.join(".s"),
+            tar_offset: 0,
+            entries: 0,
+            bytes: 0,
+            in_file: None,
+        }
+    }
+
+    /// A link planted at the partial file's name, or at the checkpoint's, is neither
+    /// written through nor read.
+    #[test]
+    fn a_checkpoint_is_never_written_or_read_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let file = dir.path().join("restore-x.json");
+        std::os::unix::fs::symlink(&victim, file.with_extension("json.partial")).unwrap();
+        let mark = Mark {
+            tar_offset: 512,
+            stats: ExtractStats::default(),
+            in_file: None,
+        };
+        write(&file, &checkpoint(dir.path()), mark).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(load(&file).unwrap().tar_offset, 512);
+
+        std::fs::remove_file(&file).unwrap();
+        let planted = serde_json::to_vec(&checkpoint(dir.path())).unwrap();
+        std::fs::write(&victim, planted).unwrap();
+        std::os::unix::fs::symlink(&victim, &file).unwrap();
+        assert!(load(&file).is_none());
+    }
+
+    /// A checkpoint others may read or write is not taken as this agent's.
+    #[test]
+    fn a_checkpoint_others_may_write_is_ignored() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("restore-x.json");
+        std::fs::write(&file, serde_json::to_vec(&checkpoint(dir.path())).unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(load(&file).is_none());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&file).is_some());
+    }
 }
