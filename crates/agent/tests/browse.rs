@@ -811,3 +811,47 @@ fn previous_release_tree(root: &std::path::Path) {
     .unwrap();
     std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
 }
+
+/// A file whose name is not UTF-8 (the index keeps it with U+FFFD in place of its bad
+/// bytes) cannot be put in place by its name: `restore --include` says so before anything
+/// is written; including the folder above it restores it with its exact name.
+#[test]
+fn include_of_a_name_that_is_not_utf8_says_why_and_its_folder_restores_it() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let env = Env::new();
+    let odd = std::ffi::OsStr::from_bytes(b"odd\xffname.conf");
+    std::fs::create_dir_all(env.path("source/conf")).unwrap();
+    std::fs::write(env.path("source/conf").join(odd), b"odd = 1\n").unwrap();
+    env.backup();
+
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        "t",
+        "--include",
+        "conf/odd*",
+    ]);
+    out.expect(2);
+    assert!(
+        out.stderr.contains("cannot be restored alone"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("not UTF-8"), "{}", out.stderr);
+    assert!(!env.path("t").exists());
+
+    let out = env.run(&[
+        "restore",
+        "config.yml",
+        "--target",
+        "t",
+        "--include",
+        "conf",
+    ]);
+    out.expect(0);
+    assert_eq!(
+        std::fs::read(env.path("t/conf").join(odd)).unwrap(),
+        b"odd = 1\n"
+    );
+}

@@ -85,10 +85,12 @@ impl Selection {
             let take = self.is_all() || hit || whole_above;
             if take {
                 for (dir, added, _) in above.iter_mut().filter(|a| !a.1) {
+                    by_name(&dir.path)?;
                     picked.entries.push(dir.clone());
                     *added = true;
                 }
                 if !whole_above {
+                    by_name(&entry.path)?;
                     picked.tops.push(entry.path.clone());
                 }
                 picked.entries.push(entry.clone());
@@ -129,6 +131,22 @@ impl Picked {
             .map(|e| e.tar_start..e.tar_end())
             .collect()
     }
+}
+
+/// Refuses a path that a selective restore would have to find by its name in the index
+/// (a restored path put in place, or a folder above one) when that name was not UTF-8:
+/// the index keeps it with U+FFFD in place of its bad bytes, not as it is on disk.
+fn by_name(path: &str) -> Result<()> {
+    if !path.contains(char::REPLACEMENT_CHARACTER) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Usage,
+        format!(
+            "{path:?} cannot be restored alone: its name is not UTF-8 (or holds U+FFFD), and the archive's index does not keep such names exactly"
+        ),
+    )
+    .with_hint("include a folder above it whose name is UTF-8, or restore the whole backup (without --include)"))
 }
 
 /// Whether `path` lies below the folder `dir`.
