@@ -630,6 +630,20 @@ fn checked_path(raw: &Path) -> Result<PathBuf> {
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
+            Component::Normal(part)
+                if out.as_os_str().is_empty()
+                    && part
+                        .as_encoded_bytes()
+                        .starts_with(super::staging::WORK_PREFIX.as_bytes()) =>
+            {
+                return Err(unsafe_entry(
+                    &name,
+                    &format!(
+                        "its name is one the agent keeps for its own work folders in a target ({}…), which no backup holds",
+                        super::staging::WORK_PREFIX
+                    ),
+                ));
+            }
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => return Err(unsafe_entry(&name, "its path contains `..`")),

@@ -785,3 +785,24 @@ fn folders_get_their_own_time_whatever_the_order_of_their_entries() {
         );
     }
 }
+
+/// Names the agent keeps for its own work folders in a target (a staging folder, the
+/// previous content of a half-replaced one) are never restored from an archive: a later
+/// restore would take them for its own, refuse the target as half replaced or delete them.
+#[test]
+fn work_folder_names_at_the_top_are_refused() {
+    for name in [
+        ".service-backup-replaced-0123456789ab/f",
+        ".service-backup-restore-0123456789ab",
+    ] {
+        let (_tmp, root, done) = extract_entries(&[E::File(name, b"x")]);
+        let err = done.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnsafeEntry, "{err}");
+        assert!(err.to_string().contains("work folders"), "{err}");
+        assert!(names(&root).is_empty());
+    }
+    // Below the top, such a name is only a name.
+    let (_tmp, root, done) = extract_entries(&[E::File("d/.service-backup-x", b"x")]);
+    done.unwrap();
+    assert!(root.join("d/.service-backup-x").is_file());
+}
