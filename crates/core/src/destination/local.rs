@@ -150,6 +150,13 @@ impl Destination for LocalDestination {
         })
     }
 
+    /// A file is read fastest in one stream: ranges read at once gain nothing from the page
+    /// cache or a disk's read-ahead, and each holds its 8 MiB in memory (a restore from a
+    /// local folder peaked at 137 MiB that way, against 29 MiB in one stream).
+    fn cheap_ranges(&self) -> bool {
+        false
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ObjectStream> {
         use std::io::{Read as _, Seek as _, SeekFrom};
         let path = self.path_of(key)?;
@@ -293,8 +300,12 @@ fn walk_up_to(
     if !start.is_dir() {
         return Ok(out);
     }
+    // Each folder's entries in the order of the keys they hold (a folder's name then `/`),
+    // so that the walk yields keys in byte order, as a page's `start_after` assumes: by
+    // file name alone, the folder `x.tar` would come before the file `x.tar.gz.enc`, whose
+    // key sorts first, and a page ending inside that folder would skip the file.
     let walker = walkdir::WalkDir::new(&start)
-        .sort_by_file_name()
+        .sort_by(|a, b| key_order(a).cmp(&key_order(b)))
         .into_iter()
         .filter_entry(|e| {
             !e.file_type().is_dir()
@@ -329,6 +340,17 @@ fn walk_up_to(
         }
     }
     Ok(out)
+}
+
+/// The bytes by which `entry` sorts among its siblings' keys: its name, and `/` after a
+/// folder's.
+fn key_order(entry: &walkdir::DirEntry) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut bytes = entry.file_name().as_bytes().to_vec();
+    if entry.file_type().is_dir() {
+        bytes.push(b'/');
+    }
+    bytes
 }
 
 /// An object being written to a temporary file.
@@ -419,6 +441,40 @@ impl Upload for LocalUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder named as an archive's key without its suffix (`x.tar/`, planted by someone
+    /// who may write to the destination) holds keys that sort after the archive's
+    /// (`x.tar.gz.enc` < `x.tar/…`, `.` before `/`): listed page by page, no key is
+    /// skipped and the keys come in order.
+    #[tokio::test]
+    async fn pages_never_skip_a_key_that_a_folder_of_a_like_name_sorts_around() {
+        let root = tempfile::tempdir().unwrap();
+        let day = root.path().join("2026/12/06");
+        std::fs::create_dir_all(day.join("b.tar")).unwrap();
+        let mut expected = Vec::new();
+        for name in ["a.json", "b.json", "b.tar.gz.enc", "c.json"] {
+            std::fs::write(day.join(name), b"x").unwrap();
+            expected.push(format!("2026/12/06/{name}"));
+        }
+        for i in 0..5 {
+            std::fs::write(day.join(format!("b.tar/{i}")), b"x").unwrap();
+            expected.push(format!("2026/12/06/b.tar/{i}"));
+        }
+        expected.sort();
+        let dest = LocalDestination::new(root.path());
+        for limit in 1..4 {
+            let (mut seen, mut after) = (Vec::new(), String::new());
+            loop {
+                let (page, more) = dest.list_page("", &after, limit).await.unwrap();
+                seen.extend(page.iter().map(|o| o.key.clone()));
+                after = seen.last().cloned().unwrap_or_default();
+                if !more {
+                    break;
+                }
+            }
+            assert_eq!(seen, expected, "pages of {limit}");
+        }
+    }
 
     #[tokio::test]
     async fn a_planted_link_under_the_root_is_refused() {
