@@ -254,3 +254,36 @@ fn what_others_plant_under_a_work_folder_s_name_is_left_alone() {
         b"keep"
     );
 }
+
+/// The aside folder a restore staged inside the target makes there (where someone who may
+/// write the target can rename it and plant a link or a folder of theirs under its name
+/// before the old entries are moved into it) is opened without following a link, and only
+/// as the folder the restore made: of its user, entered by no one else.
+#[test]
+fn an_aside_folder_swapped_for_a_link_or_another_folder_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let target_dir = open_folder(None, &target, Follow::Yes).unwrap();
+    let aside = target.join(".service-backup-replaced-x");
+
+    std::os::unix::fs::symlink(&outside, &aside).unwrap();
+    let err = open_folder(Some(&target_dir), &aside, Follow::NoAndMadeHere).unwrap_err();
+    assert!(err.to_string().contains("cannot open"), "{err}");
+    std::fs::remove_file(&aside).unwrap();
+
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = open_folder(Some(&target_dir), &aside, Follow::NoAndMadeHere).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not the folder this restore made"),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    open_folder(Some(&target_dir), &aside, Follow::NoAndMadeHere).unwrap();
+}
