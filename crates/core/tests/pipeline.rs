@@ -667,6 +667,29 @@ fn checkpoints(state: &Path) -> usize {
     })
 }
 
+/// An encrypted backup of `source` into a local store at `store`, its entry and the
+/// decryption that reads it.
+async fn encrypted_backup(
+    source: &Path,
+    store: &Path,
+) -> (Arc<dyn Destination>, BackupEntry, Decryption) {
+    let key = Key::generate().unwrap();
+    let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(store));
+    run_backup(
+        plan(source, Some(key.clone())),
+        vec![target("a", local.clone())],
+        Arc::new(NoProgress),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let entries = list_backups(&*local, &Layout::new("svc/prod", None))
+        .await
+        .unwrap();
+    let entry = select(&entries, &Selector::Latest).unwrap().clone();
+    (local, entry, Decryption::new(Some(Keyring::new(key))))
+}
+
 /// A restore stopped by its store keeps its staging folder and checkpoint, and the next
 /// restore of the same backup into the same target goes on from there, fetching only the
 /// rest; when what it left was changed, the next restore starts over instead.
@@ -680,23 +703,9 @@ async fn a_restore_stopped_by_its_store_goes_on_from_its_checkpoint() {
     std::fs::create_dir_all(source.join("zz")).unwrap();
     random_file(&source.join("zz/big-1.bin"), 40 << 20, 1);
     random_file(&source.join("zz/big-2.bin"), 40 << 20, 2);
-    let key = Key::generate().unwrap();
-    let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("store")));
-    run_backup(
-        plan(&source, Some(key.clone())),
-        vec![target("a", local.clone())],
-        Arc::new(NoProgress),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let entries = list_backups(&*local, &Layout::new("svc/prod", None))
-        .await
-        .unwrap();
-    let entry = select(&entries, &Selector::Latest).unwrap().clone();
+    let (local, entry, dec) = encrypted_backup(&source, &tmp.path().join("store")).await;
     let size = entry.manifest.stored_bytes;
     let store = Arc::new(Counting::new(local.clone()));
-    let dec = Decryption::new(Some(Keyring::new(key)));
     let state = tmp.path().join("state");
     let restore = |out: std::path::PathBuf| {
         let (store, dec, entry, state) = (store.clone(), dec.clone(), entry.clone(), state.clone());
@@ -811,23 +820,9 @@ async fn a_restore_stopped_after_names_that_are_not_utf8_starts_over_and_restore
     )
     .unwrap();
     random_file(&source.join("c-big.bin"), 72 << 20, 3);
-    let key = Key::generate().unwrap();
-    let local: Arc<dyn Destination> = Arc::new(LocalDestination::new(tmp.path().join("store")));
-    run_backup(
-        plan(&source, Some(key.clone())),
-        vec![target("a", local.clone())],
-        Arc::new(NoProgress),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let entries = list_backups(&*local, &Layout::new("svc/prod", None))
-        .await
-        .unwrap();
-    let entry = select(&entries, &Selector::Latest).unwrap().clone();
+    let (local, entry, dec) = encrypted_backup(&source, &tmp.path().join("store")).await;
     let size = entry.manifest.stored_bytes;
     let store = Arc::new(Counting::new(local.clone()));
-    let dec = Decryption::new(Some(Keyring::new(key)));
     let state = tmp.path().join("state");
     let out = tmp.path().join("restored");
     let restore = || {
