@@ -159,6 +159,18 @@ impl Error {
         self.message = format!("{context}: {}", self.message);
         self
     }
+
+    /// The error with the path `from` written as `to` in its message and hint: a folder
+    /// worked in through another path to it than the one its user knows.
+    #[must_use]
+    pub fn with_path_shown(mut self, from: &Path, to: &Path) -> Self {
+        let (from, to) = (from.display().to_string(), to.display().to_string());
+        self.message = self.message.replace(&from, &to);
+        if let Some(hint) = &mut self.hint {
+            *hint = hint.replace(&from, &to);
+        }
+        self
+    }
 }
 
 /// Finds an error of ours carried inside an I/O error, at any depth (the tar crate wraps

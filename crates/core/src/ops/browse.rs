@@ -342,7 +342,7 @@ pub async fn restore_selected(
             end_left: 1024,
             progress: &*progress,
         };
-        let extractor = Extractor::into_dir(staging.dir()).with_byte_limit(plain_bytes);
+        let extractor = Extractor::into_staging(&staging).with_byte_limit(plain_bytes);
         match extractor.run(reader) {
             Ok(extracted) => {
                 staging.merge(&picked.tops, replace)?;

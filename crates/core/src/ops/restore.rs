@@ -153,7 +153,7 @@ fn read_staged<R: Read + Send>(
     progress: &dyn Progress,
 ) -> Result<ReadStats> {
     let extractor = match &staging {
-        Some(s) => Extractor::into_dir(s.dir()),
+        Some(s) => Extractor::into_staging(s),
         None => Extractor::check_only(),
     };
     match read_archive(input, decryption, expected, extractor, progress) {

@@ -143,6 +143,8 @@ pub struct Extractor {
     marks: Option<Marks>,
     /// A file to finish before the first entry.
     unfinished: Option<Unfinished>,
+    /// The path errors show for the root, when it is reached through another one.
+    shown: Option<PathBuf>,
 }
 
 /// Bytes of file content read from the archive and written at a time.
@@ -162,6 +164,26 @@ impl Extractor {
             base: 0,
             marks: None,
             unfinished: None,
+            shown: None,
+        }
+    }
+
+    /// An extractor writing into the staging folder of a restore, through the path the
+    /// restore holds it by, its errors naming the staging folder's own path.
+    pub fn into_staging(staging: &super::staging::Staging) -> Self {
+        let mut extractor = Self::into_dir(staging.extract_dir());
+        if staging.extract_dir() != staging.dir() {
+            extractor.shown = Some(staging.dir().to_path_buf());
+        }
+        extractor
+    }
+
+    /// Its errors with the root written as the path its user knows.
+    fn shows(&self) -> impl Fn(Error) -> Error + use<> {
+        let paths = self.root.clone().zip(self.shown.clone());
+        move |e| match &paths {
+            Some((root, shown)) => e.with_path_shown(root, shown),
+            None => e,
         }
     }
 
@@ -178,6 +200,7 @@ impl Extractor {
             base: 0,
             marks: None,
             unfinished: None,
+            shown: None,
         }
     }
 
@@ -215,6 +238,16 @@ impl Extractor {
     /// when a file before the mark is not in the root with its size (the machine stopped
     /// before it reached the disk).
     pub fn resumed(
+        self,
+        mark: Mark,
+        before: impl Iterator<Item = Result<crate::format::index::IndexEntry>>,
+        partial: Option<crate::format::index::IndexEntry>,
+    ) -> Result<Self> {
+        let shows = self.shows();
+        self.resumed_shown(mark, before, partial).map_err(shows)
+    }
+
+    fn resumed_shown(
         mut self,
         mark: Mark,
         before: impl Iterator<Item = Result<crate::format::index::IndexEntry>>,
@@ -357,7 +390,12 @@ impl Extractor {
     }
 
     /// Extracts or checks every entry of the tar stream `tar`.
-    pub fn run<R: Read>(mut self, mut tar: R) -> Result<ExtractStats> {
+    pub fn run<R: Read>(self, tar: R) -> Result<ExtractStats> {
+        let shows = self.shows();
+        self.run_shown(tar).map_err(shows)
+    }
+
+    fn run_shown<R: Read>(mut self, mut tar: R) -> Result<ExtractStats> {
         self.finish_unfinished(&mut tar)?;
         let mut archive = tar::Archive::new(HeaderLimit::new(tar));
         let entries = archive

@@ -88,9 +88,14 @@ pub struct Staging {
     created_target: bool,
     /// Whether the staging folder was left by an earlier restore and taken over.
     adopted: bool,
+    /// The path an extraction writes through: for a staging folder inside the target,
+    /// the staging folder as this process holds it open (`/proc/self/fd/N`), which stays
+    /// that folder whatever someone who may write the target renames or swaps in for it;
+    /// else the staging folder's path.
+    extract_root: PathBuf,
     /// Held while the staging folder is in use, so that no other restore removes it as
     /// left over.
-    _lock: File,
+    lock: File,
 }
 
 impl Staging {
@@ -165,11 +170,12 @@ impl Staging {
         if let Some((place, staging, lock, adopted)) = beside(&target, &mounts, &token, adopt)? {
             return Ok(Self {
                 target,
+                extract_root: staging.clone(),
                 folder: staging,
                 place,
                 created_target,
                 adopted,
-                _lock: lock,
+                lock,
             });
         }
         let staging = target.join(work_name(STAGING, None, &token));
@@ -178,11 +184,12 @@ impl Staging {
         let lock = lock_dir(&staging)?;
         Ok(Self {
             target,
+            extract_root: held_path(&lock).unwrap_or_else(|| staging.clone()),
             folder: staging,
             place: Place::Inside,
             created_target,
             adopted,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -196,9 +203,15 @@ impl Staging {
         &self.target
     }
 
-    /// The directory to extract into.
+    /// The staging folder's path (for messages and checkpoints).
     pub fn dir(&self) -> &Path {
         &self.folder
+    }
+
+    /// The path to extract into: the staging folder, reached through the handle this
+    /// restore holds on it where it lies inside the target.
+    pub fn extract_dir(&self) -> &Path {
+        &self.extract_root
     }
 
     /// Puts the staged content in the target's place. On an error the target is left as
@@ -353,7 +366,17 @@ impl Staging {
         // write the target cannot swap the aside folder or the staging folder for a link
         // and have the entries moved through it.
         let target_dir = open_folder(None, target, Follow::Yes)?;
-        let from_dir = open_folder(None, from, Follow::No)?;
+        // The staging folder as this restore holds it, not whatever has its name now.
+        let from_dir = if from == self.folder {
+            nix::unistd::dup(&self.lock)
+        } else {
+            nix::fcntl::open(
+                from,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        }
+        .map_err(|e| Error::io("open", from, e.into()))?;
         let mut aside_dir: Option<OwnedFd> = None;
         let mut moved_aside: Vec<&OsString> = Vec::new();
         let mut moved_in: Vec<&OsString> = Vec::new();
@@ -442,15 +465,13 @@ impl Staging {
 enum Follow {
     /// Through a link at its last name (a target the operator named).
     Yes,
-    /// Never through a link.
-    No,
     /// Never through a link, and only a folder this restore made.
     NoAndMadeHere,
 }
 
 /// Opens the folder `path` (at its name in `parent` if given, else by its path) for moves
-/// relative to it: `Follow::No`, never through a link; `Follow::NoAndMadeHere`, also only
-/// this process's user's own folder that no one else may enter (one the restore just made).
+/// relative to it: with `Follow::NoAndMadeHere`, never through a link, and only this
+/// process's user's own folder that no one else may enter (one the restore just made).
 fn open_folder(parent: Option<&OwnedFd>, path: &Path, follow: Follow) -> Result<OwnedFd> {
     let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     if follow != Follow::Yes {
@@ -584,6 +605,15 @@ fn open_dir(dir: &Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
         .open(dir)
+}
+
+/// `/proc/self/fd/N` for the folder `dir` holds open, when that path leads to it (a
+/// system without `/proc` gets `None`).
+fn held_path(dir: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd as _;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let (held, through) = (dir.metadata().ok()?, std::fs::metadata(&path).ok()?);
+    ((held.dev(), held.ino()) == (through.dev(), through.ino())).then_some(path)
 }
 
 /// Locks `dir` for as long as the returned file is open.

@@ -232,7 +232,7 @@ fn write(file: &Path, template: &Checkpoint, mark: Mark) -> std::io::Result<()> 
 
 /// The extractor of a restore into `staging`, handing its marks to `marks`.
 fn marked(staging: &Staging, plain_bytes: u64, marks: SyncSender<Mark>) -> Extractor {
-    Extractor::into_dir(staging.dir())
+    Extractor::into_staging(staging)
         .with_byte_limit(Some(plain_bytes))
         .with_marks(CHECKPOINT_EVERY, move |mark| {
             match marks.try_send(mark) {

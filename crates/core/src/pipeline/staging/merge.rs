@@ -221,8 +221,12 @@ impl Staging {
         } else {
             self.folder.clone()
         };
-        let dirs = match open_dir(&self.target, false).and_then(|t| Ok((t, open_dir(&work, true)?)))
-        {
+        let dirs = match open_dir(&self.target, false).and_then(|t| {
+            // The staging folder as this restore holds it, whatever has its name now.
+            let work_dir =
+                nix::unistd::dup(&self.lock).map_err(|e| Error::io("open", &work, e.into()))?;
+            Ok((t, work_dir))
+        }) {
             Ok(dirs) => dirs,
             Err(e) => {
                 discard(&work, &self);

@@ -287,3 +287,68 @@ fn an_aside_folder_swapped_for_a_link_or_another_folder_is_refused() {
     std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o700)).unwrap();
     open_folder(Some(&target_dir), &aside, Follow::NoAndMadeHere).unwrap();
 }
+
+/// Makes a folder immutable (`chattr +i`) for as long as it lives.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(dir: &Path) -> Self {
+        let out = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .output()
+            .expect("chattr (e2fsprogs) runs");
+        assert!(out.status.success(), "chattr +i: {out:?}");
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// A restore whose target's parent cannot be written stages inside the target, where
+/// whoever may write the target can rename the staging folder and put a link under its
+/// name while the restore extracts: the extraction writes through the handle the restore
+/// holds on its staging folder, so every entry still lands in it and none where the link
+/// points.
+#[test]
+fn a_staging_folder_inside_the_target_swapped_for_a_link_is_still_the_one_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parent, outside) = (dir.path().join("parent"), dir.path().join("outside"));
+    let target = parent.join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(target.join("old.txt"), b"old").unwrap();
+    let staging = {
+        let _frozen = Immutable::new(&parent);
+        Staging::prepare(&target, true).unwrap()
+    };
+    assert!(
+        staging.dir().starts_with(&target),
+        "{}",
+        staging.dir().display()
+    );
+    assert!(
+        staging.extract_dir().starts_with("/proc/self/fd"),
+        "{}",
+        staging.extract_dir().display()
+    );
+    let moved = target.join(".moved-away");
+    std::fs::rename(staging.dir(), &moved).unwrap();
+    std::os::unix::fs::symlink(&outside, staging.dir()).unwrap();
+    std::fs::create_dir(staging.extract_dir().join("sub")).unwrap();
+    std::fs::write(staging.extract_dir().join("sub/new.txt"), b"new").unwrap();
+    assert_eq!(list(&outside).unwrap(), Vec::<OsString>::new());
+    assert_eq!(std::fs::read(moved.join("sub/new.txt")).unwrap(), b"new");
+    std::fs::remove_file(staging.dir()).unwrap();
+    std::fs::rename(&moved, staging.dir()).unwrap();
+    staging.commit().unwrap();
+    assert_eq!(std::fs::read(target.join("sub/new.txt")).unwrap(), b"new");
+    assert!(!target.join("old.txt").exists());
+}
