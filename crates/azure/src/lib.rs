@@ -56,18 +56,7 @@ pub struct AzureDestination {
     container_ready: tokio::sync::OnceCell<()>,
     list_page_size: NonZeroU32,
     /// Where the listing of the last page handed out goes on.
-    next_page: std::sync::Mutex<Option<NextPage>>,
-}
-
-/// The rest of a listing, after the last key of the page handed out: its query (prefix,
-/// start, page size) and the marker that goes on with it.
-#[derive(Debug)]
-struct NextPage {
-    prefix: String,
-    after: String,
-    from: String,
-    page_size: u32,
-    marker: String,
+    next_page: service_backup_core::destination::listing::NextPages,
 }
 
 impl AzureDestination {
@@ -78,7 +67,7 @@ impl AzureDestination {
             store: Arc::new(Store::new(settings)?),
             container_ready: tokio::sync::OnceCell::new(),
             list_page_size: NonZeroU32::new(LIST_PAGE_SIZE).expect("not zero"),
-            next_page: std::sync::Mutex::default(),
+            next_page: service_backup_core::destination::listing::NextPages::default(),
         })
     }
 
@@ -248,37 +237,19 @@ impl Destination for AzureDestination {
         let limit = limit.max(1);
         // The listing this page continues goes on with its query and marker; any other
         // starts after the key.
-        let next = self
-            .next_page
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take_if(|n| n.prefix == prefix && n.after == start_after);
-        let (from, page_size, marker) = match next {
-            Some(next) => (next.from, next.page_size, Some(next.marker)),
-            None => (
-                start_after.to_string(),
-                self.list_page_size
-                    .get()
-                    .min(u32::try_from(limit).unwrap_or(u32::MAX)),
-                None,
-            ),
-        };
+        let (from, page_size, marker) = self.next_page.query(
+            prefix,
+            start_after,
+            self.list_page_size
+                .get()
+                .min(u32::try_from(limit).unwrap_or(u32::MAX)),
+        );
         let (objects, marker) = self
             .list_from(prefix, &from, start_after, page_size, marker, Some(limit))
             .await?;
         let more = marker.is_some();
-        if let (Some(marker), Some(last)) = (marker, objects.last()) {
-            *self
-                .next_page
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(NextPage {
-                prefix: prefix.to_string(),
-                after: last.key.clone(),
-                from,
-                page_size,
-                marker,
-            });
-        }
+        let last = objects.last().map(|o| o.key.as_str());
+        self.next_page.keep(prefix, from, page_size, marker, last);
         Ok((objects, more))
     }
 

@@ -50,18 +50,7 @@ pub struct GcsDestination {
     /// Object retention on each archive and manifest written (see [`retention`]).
     immutability: Option<Immutability>,
     /// Where the listing of the last page handed out goes on.
-    next_page: std::sync::Mutex<Option<NextPage>>,
-}
-
-/// The rest of a listing, after the last key of the page handed out: its query (prefix,
-/// start, page size) and the page token that goes on with it.
-#[derive(Debug)]
-struct NextPage {
-    prefix: String,
-    after: String,
-    from: String,
-    page_size: u32,
-    token: String,
+    next_page: service_backup_core::destination::listing::NextPages,
 }
 
 impl GcsDestination {
@@ -93,7 +82,7 @@ impl GcsDestination {
             list_page_size,
             bucket_ready: tokio::sync::OnceCell::new(),
             immutability,
-            next_page: std::sync::Mutex::default(),
+            next_page: service_backup_core::destination::listing::NextPages::default(),
         })
     }
 
@@ -338,38 +327,20 @@ impl Destination for GcsDestination {
         limit: usize,
     ) -> Result<(Vec<ObjectMeta>, bool)> {
         let limit = limit.max(1);
-        // The listing this page continues goes on with its query and page token; any other
+        // The listing this page continues goes on with its query and token; any other
         // starts after the key.
-        let next = self
-            .next_page
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take_if(|n| n.prefix == prefix && n.after == start_after);
-        let (from, page_size, token) = match next {
-            Some(next) => (next.from, next.page_size, Some(next.token)),
-            None => (
-                start_after.to_string(),
-                self.list_page_size
-                    .min(u32::try_from(limit).unwrap_or(u32::MAX)),
-                None,
-            ),
-        };
+        let (from, page_size, token) = self.next_page.query(
+            prefix,
+            start_after,
+            self.list_page_size
+                .min(u32::try_from(limit).unwrap_or(u32::MAX)),
+        );
         let (objects, token) = self
             .list_from(prefix, &from, start_after, page_size, token, Some(limit))
             .await?;
         let more = token.is_some();
-        if let (Some(token), Some(last)) = (token, objects.last()) {
-            *self
-                .next_page
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(NextPage {
-                prefix: prefix.to_string(),
-                after: last.key.clone(),
-                from,
-                page_size,
-                token,
-            });
-        }
+        let last = objects.last().map(|o| o.key.as_str());
+        self.next_page.keep(prefix, from, page_size, token, last);
         Ok((objects, more))
     }
 

@@ -74,6 +74,29 @@ impl ListingGuard {
 mod tests {
     use super::*;
 
+    /// The page after the last one handed out continues its query with its marker, once;
+    /// any other page starts a new query after its key.
+    #[test]
+    fn the_next_page_goes_on_with_the_marker_of_the_last_one_only() {
+        let pages = NextPages::default();
+        assert_eq!(pages.query("p/", "", 10), (String::new(), 10, None));
+        pages.keep("p/", String::new(), 10, Some("m1".into()), Some("p/b"));
+        assert_eq!(pages.query("q/", "p/b", 5), ("p/b".into(), 5, None));
+        pages.keep("p/", String::new(), 10, Some("m1".into()), Some("p/b"));
+        assert_eq!(
+            pages.query("p/", "p/b", 5),
+            (String::new(), 10, Some("m1".into()))
+        );
+        assert_eq!(
+            pages.query("p/", "p/b", 5),
+            ("p/b".into(), 5, None),
+            "taken once"
+        );
+        // The last page (no marker) keeps nothing.
+        pages.keep("p/", String::new(), 10, None, Some("p/z"));
+        assert_eq!(pages.query("p/", "p/z", 5), ("p/z".into(), 5, None));
+    }
+
     #[test]
     fn a_repeated_marker_or_too_many_entries_is_an_error() {
         let mut guard = ListingGuard::new("azure a/c", "list \"\"");
@@ -112,5 +135,74 @@ mod tests {
         // `p/2026/11/2` holds keys like `p/2026/11/2/x`, and `/` sorts before `2`.
         assert!(sorts_wholly_before("p/2026/11/2", after));
         assert!(!sorts_wholly_before("p/2026/11/22", "p/2026/11/22/"));
+    }
+}
+
+/// Where the listing of the last page a store handed out goes on, for a store whose
+/// listings continue with a marker of their own (Azure's marker, GCS's page token): the
+/// next page asked after that page's last key continues the same query with that marker
+/// instead of starting a new one after the key.
+#[derive(Debug, Default)]
+pub struct NextPages {
+    next: std::sync::Mutex<Option<NextPage>>,
+}
+
+/// A listing's query and the marker that goes on with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextPage {
+    /// The prefix listed.
+    pub prefix: String,
+    /// The last key of the page handed out.
+    pub after: String,
+    /// The key the query started after.
+    pub from: String,
+    /// The page size it asks for.
+    pub page_size: u32,
+    /// The store's marker that goes on with it.
+    pub marker: String,
+}
+
+impl NextPages {
+    /// The query a page of `prefix` after `start_after` continues (the key it started
+    /// after, its page size and its marker), or a new one of `page_size` after that key.
+    pub fn query(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        page_size: u32,
+    ) -> (String, u32, Option<String>) {
+        let next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_if(|n| n.prefix == prefix && n.after == start_after);
+        match next {
+            Some(next) => (next.from, next.page_size, Some(next.marker)),
+            None => (start_after.to_string(), page_size, None),
+        }
+    }
+
+    /// Keeps where the listing goes on after a page: `marker` goes on with the query
+    /// (`prefix`, `from`, `page_size`) after `last`, the page's last key.
+    pub fn keep(
+        &self,
+        prefix: &str,
+        from: String,
+        page_size: u32,
+        marker: Option<String>,
+        last: Option<&str>,
+    ) {
+        if let (Some(marker), Some(last)) = (marker, last) {
+            *self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(NextPage {
+                prefix: prefix.to_string(),
+                after: last.to_string(),
+                from,
+                page_size,
+                marker,
+            });
+        }
     }
 }
