@@ -4,7 +4,7 @@
 //!
 //! The last success is the newest `done` backup task in the task database; when there is
 //! none (a fresh VM, a new `state_dir`), the newest manifest of this instance in the
-//! destinations, each listed within [`LIST_LIMIT`] and all at once, so that a destination
+//! destinations' catalogs, each refreshed within [`LIST_LIMIT`] and all at once, so that a destination
 //! that cannot be listed neither holds the start for long nor, on its own, causes a
 //! catch-up. With no history at all (a brand-new instance) there is nothing to catch up:
 //! the first backup comes on schedule. `catch_up: false` turns this off.
@@ -13,13 +13,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use service_backup_core::catalog::list_backups;
 use service_backup_core::prune::MAX_CLOCK_SKEW;
 use service_backup_core::retention::time_of_name;
 use service_backup_core::task::TaskState;
 use service_backup_core::{Error, ErrorKind, Result, blocking};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{self, Mode};
 use crate::config::Config;
 use crate::context::RunContext;
 use crate::destinations;
@@ -94,12 +94,14 @@ pub async fn last_recorded_success(
         .max())
 }
 
-/// When the newest backup of `instance_id` in the destinations finished, each destination
-/// listed within `limit`; one that cannot be listed is logged and left out, as is a backup
-/// dated more than [`MAX_CLOCK_SKEW`] after `now` (by its name or its times, as prune
-/// dates it).
+/// When the newest backup of `instance_id` in the destinations finished, from the catalog,
+/// each destination's refreshed first within `limit` (incrementally once filled: a start
+/// neither lists a shared prefix whole each time nor holds its listing); one that cannot be
+/// refreshed is logged and left out, as is a backup dated more than [`MAX_CLOCK_SKEW`]
+/// after `now` (by its name or its times, as prune dates it).
 pub async fn last_stored_success(
     config: &Config,
+    tasks: &Tasks,
     instance_id: &str,
     limit: Duration,
     now: DateTime<Utc>,
@@ -111,28 +113,38 @@ pub async fn last_stored_success(
             return None;
         }
     };
-    let listings = targets.into_iter().map(|target| async move {
+    let every = catalog::full_every(config);
+    let refreshes = targets.into_iter().map(|target| async move {
         let target = target?;
         let name = target.name.clone();
-        match tokio::time::timeout(limit, list_backups(&*target.destination, &target.layout)).await
-        {
-            Ok(listed) => listed.map_err(|e| e.context(format!("destination {name}"))),
-            Err(_) => Err(Error::new(
-                ErrorKind::Destination,
-                format!(
-                    "destination {name} was not listed within {} s",
-                    limit.as_secs()
-                ),
-            )),
-        }
+        let refreshed = tokio::time::timeout(
+            limit,
+            catalog::refresh_one(tasks, &target, instance_id, Mode::Auto, false, every),
+        )
+        .await;
+        match refreshed {
+            Ok(done) => done.map_err(|e| e.context(format!("destination {name}")))?,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Destination,
+                    format!(
+                        "destination {name} was not listed within {} s",
+                        limit.as_secs()
+                    ),
+                ));
+            }
+        };
+        let (key, me) = (catalog::key_of(&target), instance_id.to_string());
+        tasks
+            .catalog(move |s| s.catalog_entries(&key, Some(&me)))
+            .await
     });
     let mut newest = None;
-    for listed in futures::future::join_all(listings).await {
-        match listed {
+    for refreshed in futures::future::join_all(refreshes).await {
+        match refreshed {
             Ok(entries) => {
                 let found = entries
                     .iter()
-                    .filter(|e| e.manifest.instance_id == instance_id)
                     .filter(|e| {
                         let m = &e.manifest;
                         let dated = time_of_name(&m.name)
@@ -263,7 +275,7 @@ async fn catch_up(
         Ok(None) => {
             let instance = identity::served_instance(config, &ctx.cancel).await;
             (
-                last_stored_success(config, &instance, LIST_LIMIT, now).await,
+                last_stored_success(config, &ctx.tasks, &instance, LIST_LIMIT, now).await,
                 "the destinations",
             )
         }

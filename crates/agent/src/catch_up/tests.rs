@@ -137,8 +137,10 @@ async fn a_destination_that_cannot_be_listed_holds_nothing_and_counts_for_nothin
         dir.path().display()
     );
     let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
+    let tasks = Tasks::open(state.path()).await.unwrap();
     let start = Instant::now();
-    let found = last_stored_success(&config, "x", Duration::from_secs(2), Utc::now()).await;
+    let found = last_stored_success(&config, &tasks, "x", Duration::from_secs(2), Utc::now()).await;
     assert_eq!(found, None);
     assert!(
         start.elapsed() < Duration::from_secs(10),
@@ -185,4 +187,47 @@ async fn a_success_dated_in_the_future_is_ignored() {
         last_recorded_success(&tasks, now).await.unwrap(),
         Some(close)
     );
+}
+
+#[tokio::test]
+async fn the_last_stored_success_comes_from_the_catalog_refreshed_first() {
+    use service_backup_core::destination::LocalDestination;
+    use service_backup_core::layout::Layout;
+    use service_backup_core::manifest::planted;
+
+    // A fresh VM among others on one prefix: this instance's newest backup counts, another
+    // instance's newer one does not, and what was read stays in the catalog, so that the
+    // next start refreshes it incrementally instead of reading the prefix whole again.
+    let root = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(root.path());
+    let layout = Layout::new("", None);
+    for (instance, time) in [
+        ("x", "2026-12-01T03:00:04Z"),
+        ("x", "2026-12-02T03:00:09Z"),
+        ("y", "2026-12-03T03:00:00Z"),
+    ] {
+        let m = planted::manifest(instance, at(time));
+        planted::put(&dest, &layout, at(time).date_naive(), &m).await;
+    }
+    let yaml = format!(
+        "destinations:\n- type: local\n  name: disk\n  config: {{path: {}}}\n\
+         source_folder: /tmp\ncron_schedule: '0 3 * * *'\n",
+        root.path().display()
+    );
+    let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
+    let tasks = Tasks::open(state.path()).await.unwrap();
+    let now = at("2026-12-05T12:00:00Z");
+    let found = last_stored_success(&config, &tasks, "x", Duration::from_secs(20), now).await;
+    assert_eq!(found, Some(at("2026-12-02T03:00:09Z")));
+    let (held, refreshed_at) = crate::catalog::cached(&config, &tasks, "x").await.unwrap();
+    let names: Vec<_> = held
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(|e| e.manifest.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        ["20261202T030009Z-x-0000abcd", "20261201T030004Z-x-0000abcd"]
+    );
+    assert!(refreshed_at.is_some(), "the refresh is recorded");
 }
