@@ -11,6 +11,7 @@ use futures::stream::{BoxStream, StreamExt as _};
 use service_backup_core::catalog::BackupEntry;
 use service_backup_core::catalog::refresh::{self, READ_CONCURRENCY, Reading, Scope};
 use service_backup_core::destination::{ObjectMeta, get_small};
+use service_backup_core::layout::Layout;
 use service_backup_core::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -402,6 +403,52 @@ pub async fn refresh_all(config: &Config, tasks: &Tasks, instance_id: &str, mode
     }
 }
 
+/// Backup `name` of any instance in `target`, when the catalog listed it: its manifest alone
+/// is read (another instance's manifests are listed, not read, by this agent's refreshes),
+/// checked against its name and its archive listed, and the backup recorded as read; `None`
+/// when the catalog does not know it or its manifest names another backup.
+pub async fn named(tasks: &Tasks, target: &Target, name: &str) -> Result<Option<BackupEntry>> {
+    let (key, wanted) = (key_of(target), name.to_string());
+    let Some(manifest_key) = tasks
+        .catalog(move |s| s.catalog_key_of(&key, &wanted))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let bytes = get_small(&*target.destination, &manifest_key, MAX_MANIFEST_BYTES).await?;
+    let manifest = Manifest::from_json(&bytes)?;
+    if manifest.name != name {
+        return Ok(None);
+    }
+    let archive_key = Layout::sibling(&manifest_key, &manifest.archive);
+    let archive_size = archive_size(target, &archive_key, name).await?;
+    let entry = BackupEntry {
+        manifest,
+        manifest_key,
+        archive_key,
+        archive_size,
+    };
+    record(tasks, target, entry.clone()).await;
+    Ok(Some(entry))
+}
+
+/// The size of the archive `key` of backup `name` as `target` lists it now; gone is an error.
+async fn archive_size(target: &Target, key: &str, name: &str) -> Result<u64> {
+    target
+        .destination
+        .list(key)
+        .await?
+        .into_iter()
+        .find(|o| o.key == key)
+        .map(|o| o.size)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the archive of backup {name} is gone: {key}"),
+            )
+        })
+}
+
 /// `entry`, picked from the catalog, as its manifest and archive in the store are now: the
 /// catalog is a cache and never changes what a restore or a download finds. A manifest
 /// rewritten since the catalog read it is taken as the store has it, and the archive's
@@ -416,22 +463,7 @@ pub async fn current(target: &Target, entry: &BackupEntry) -> Result<BackupEntry
     .await?;
     let now = Manifest::from_json(&bytes)?;
     // Listed now, as a restore without a catalog lists it; gone is an error there too.
-    let archive_size = target
-        .destination
-        .list(&entry.archive_key)
-        .await?
-        .into_iter()
-        .find(|o| o.key == entry.archive_key)
-        .map(|o| o.size)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "the archive of backup {} is gone: {}",
-                    entry.manifest.name, entry.archive_key
-                ),
-            )
-        })?;
+    let archive_size = archive_size(target, &entry.archive_key, &entry.manifest.name).await?;
     if now == entry.manifest {
         return Ok(BackupEntry {
             archive_size,

@@ -257,3 +257,63 @@ async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
         .unwrap();
     assert_eq!(last.full_at, Some(last.refreshed_at));
 }
+
+#[tokio::test]
+async fn another_instances_backup_named_is_found_by_reading_its_manifest_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let local = LocalDestination::new(&root);
+    let layout = Layout::new("", None);
+    let start = Utc::now() - chrono::Duration::days(3);
+    let mut wanted = None;
+    for i in 0..40 {
+        let time = start + chrono::Duration::minutes(i);
+        let manifest = planted::manifest(&format!("other-{i:02}"), time);
+        let key = planted::put(&local, &layout, time.date_naive(), &manifest).await;
+        if i == 17 {
+            wanted = Some((manifest.name, key));
+        }
+    }
+    seed(&root, start).await;
+    let (name, manifest_key) = wanted.unwrap();
+    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
+    let target = Target {
+        name: "disk".into(),
+        destination: store.clone(),
+        layout,
+    };
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(store.take_reads().len(), 1, "only this instance's manifest");
+
+    let entry = named(&tasks, &target, &name).await.unwrap().expect("found");
+    assert_eq!(entry.manifest.instance_id, "other-17");
+    assert_eq!(entry.manifest_key, manifest_key);
+    assert_eq!(entry.archive_size, 3);
+    assert_eq!(
+        store.take_reads(),
+        [manifest_key],
+        "its manifest alone is read"
+    );
+    // Recorded as read: found among the catalog's copies of that backup.
+    let (key, wanted) = (key_of(&target), name.clone());
+    let held = tasks
+        .catalog(move |s| s.catalog_entry(&key, &wanted))
+        .await
+        .unwrap();
+    assert_eq!(held, Some(entry));
+
+    assert_eq!(
+        named(&tasks, &target, "20990101T000000Z-nobody-0000abcd")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store.take_reads().is_empty(),
+        "nothing read for a name not listed"
+    );
+}

@@ -534,14 +534,18 @@ async fn restore_entry(
 }
 
 /// The destination and backup `plan` selects, from the first destination (in
-/// configuration order) that has it; for reading parts of it, as `ls` does.
+/// configuration order) that has it, picked from the catalog as a restore picks it; for
+/// reading parts of it, as `ls` does.
 pub async fn locate(
     config: &Config,
     plan: &RestorePlan,
 ) -> Result<(destinations::Target, catalog::BackupEntry)> {
     let instance = instance_of(config, plan).await;
     let mut last_error = None;
-    let mut listings = destinations::backups(config, plan.destination.as_deref())?;
+    let mut listings = match from_catalog(config, plan, instance.as_deref()).await {
+        Some(listed) => futures::stream::iter(listed).boxed(),
+        None => destinations::backups(config, plan.destination.as_deref())?,
+    };
     while let Some(listed) = listings.next().await {
         let (d, mut entries) = match listed {
             Ok(listed) => listed,
@@ -557,10 +561,11 @@ pub async fn locate(
         );
         drop_future(&mut entries, &plan.selector, &d.name);
         match select(&entries, &plan.selector) {
-            Ok(entry) => {
-                let entry = entry.clone();
-                return Ok((d, entry));
-            }
+            // Picked from the catalog: what counts is its manifest in the store now.
+            Ok(entry) => match crate::catalog::current(&d, entry).await {
+                Ok(entry) => return Ok((d, entry)),
+                Err(e) => last_error = Some(e.context(format!("destination {}", d.name))),
+            },
             Err(e) => {
                 last_error = Some(match &instance {
                     Some(id) => of_instance(&e, id, others),
@@ -574,19 +579,24 @@ pub async fn locate(
 }
 
 /// This instance's backups (or those of `instance`) from the refreshed catalog, when
-/// every destination could be refreshed and one holds the backup `plan` selects; `None`
-/// sends the caller to the destinations themselves (another instance's backup, one the
-/// catalog does not know, a `state_dir` that cannot be opened).
+/// every destination could be refreshed and one holds the backup `plan` selects; a backup
+/// named explicitly is found whatever instance made it, reading its manifest alone. `None`
+/// sends the caller to the destinations themselves (a backup the catalog does not know, a
+/// `state_dir` that cannot be opened).
 async fn from_catalog(
     config: &Config,
     plan: &RestorePlan,
     instance: Option<&str>,
 ) -> Option<Vec<Result<destinations::Listing>>> {
-    let own = instance?.to_string();
+    let (own, named) = match (instance, &plan.selector) {
+        (Some(id), _) => (id.to_string(), None),
+        (None, Selector::Named(name)) => (identity::this_instance(config).await, Some(name)),
+        (None, _) => return None,
+    };
     let tasks = Tasks::open(&crate::context::state_dir(config)).await.ok()?;
-    let listed: Vec<Result<destinations::Listing>> = crate::catalog::backups(
+    let mut listed: Vec<Result<destinations::Listing>> = crate::catalog::backups(
         config,
-        tasks,
+        tasks.clone(),
         plan.destination.as_deref(),
         own,
         crate::catalog::Mode::Auto,
@@ -595,6 +605,16 @@ async fn from_catalog(
     .ok()?
     .collect()
     .await;
+    if let Some(name) = named {
+        for (target, entries) in listed.iter_mut().flatten() {
+            entries.retain(|e| e.manifest.name == *name);
+            if entries.is_empty()
+                && let Ok(Some(entry)) = crate::catalog::named(&tasks, target, name).await
+            {
+                entries.push(entry);
+            }
+        }
+    }
     let found = listed.iter().all(Result::is_ok)
         && listed
             .iter()

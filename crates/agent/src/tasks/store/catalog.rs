@@ -397,6 +397,21 @@ impl Store {
         }))
     }
 
+    /// The manifest key of backup `name` in `destination` when the catalog listed it and
+    /// found it neither damaged nor gone, read or not (another instance's is listed, not read).
+    pub fn catalog_key_of(&self, destination: &str, name: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT manifest_key FROM catalog
+                 WHERE destination = ?1 AND name = ?2 AND state != 'damaged'
+                 ORDER BY manifest_key LIMIT 1",
+                params![destination, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&self.path, &e))
+    }
+
     /// How many backups of instances other than `instance` the catalog of `destination`
     /// holds (read or not).
     pub fn catalog_others(&self, destination: &str, instance: &str) -> Result<usize> {
