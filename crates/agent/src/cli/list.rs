@@ -38,20 +38,6 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     // From the local catalog, refreshed with what is new; should the task database not
     // open (a state_dir this user cannot write), from the destinations as they are.
     let opened = rt.block_on(Tasks::open(&context::state_dir(&config)));
-    let mut listings = match &opened {
-        Ok(tasks) => catalog::backups(
-            &config,
-            tasks.clone(),
-            only,
-            instance.clone(),
-            show.refresh,
-            show.all_instances,
-        )?,
-        Err(e) => {
-            tracing::warn!(error = %e, "the catalog cannot be used: listing the destinations whole");
-            destinations::backups(&config, only)?
-        }
-    };
     let deleted: Vec<Task> = if show.deleted {
         rt.block_on(async {
             let tasks = Tasks::open(&context::state_dir(&config)).await?;
@@ -64,130 +50,138 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     } else {
         Vec::new()
     };
+    let mut out = Printer {
+        show,
+        shown: 0,
+        closed: false,
+    };
     let mut others = 0;
-    let mut rows: Vec<(String, BackupEntry)> = Vec::new();
     let mut failed = false;
-    while let Some(listed) = rt.block_on(listings.next()) {
-        match listed {
-            Ok((dest, entries)) => {
-                // The catalog holds only this instance's backups read; it counts the others.
-                if let Ok(tasks) = &opened
-                    && !show.all_instances
-                {
-                    let (key, me) = (catalog::key_of(&dest), instance.clone());
-                    others += rt
-                        .block_on(tasks.catalog(move |s| s.catalog_others(&key, &me)))
-                        .unwrap_or(0);
-                }
-                let name = dest.name;
-                for e in entries {
-                    if show.all_instances || e.manifest.instance_id == instance {
-                        rows.push((name.clone(), e));
-                    } else {
-                        others += 1;
+    let mut error = |e: &service_backup_core::Error| {
+        progress::print_above(&format!("error: {}", escape_controls(&e.to_string())));
+        failed = true;
+    };
+    let only_instance = (!show.all_instances).then(|| instance.clone());
+    match &opened {
+        Ok(tasks) => {
+            // Each destination's catalog refreshed, then their backups printed from the
+            // task database one at a time, newest first across them: a list of a whole
+            // fleet is never held.
+            let every = catalog::full_every(&config);
+            let (mut keys, mut names) = (Vec::new(), Vec::new());
+            for target in destinations::select(&config, only)? {
+                let refreshed = rt.block_on(async {
+                    let target = target?;
+                    catalog::refresh_one(
+                        tasks,
+                        &target,
+                        &instance,
+                        show.refresh,
+                        show.all_instances,
+                        every,
+                    )
+                    .await?;
+                    Ok::<_, service_backup_core::Error>(target)
+                });
+                match refreshed {
+                    Ok(target) => {
+                        let key = catalog::key_of(&target);
+                        // The catalog holds only this instance's backups read; it counts
+                        // the others.
+                        if !show.all_instances {
+                            let (key, me) = (key.clone(), instance.clone());
+                            others += rt
+                                .block_on(tasks.catalog(move |s| s.catalog_others(&key, &me)))
+                                .unwrap_or(0);
+                        }
+                        keys.push(key);
+                        names.push(target.name);
                     }
+                    Err(e) => error(&e),
                 }
             }
-            Err(e) => {
-                progress::print_above(&format!("error: {}", escape_controls(&e.to_string())));
-                failed = true;
+            // A retry note shown while listing gives way to the result.
+            progress::clear();
+            out = rt.block_on(tasks.catalog(move |s| {
+                s.catalog_each(&keys, only_instance.as_deref(), |i, e| {
+                    out.row(&names[i], &e)
+                })?;
+                Ok(out)
+            }))?;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the catalog cannot be used: listing the destinations whole");
+            let mut listings = destinations::backups(&config, only)?;
+            let mut rows: Vec<(String, BackupEntry)> = Vec::new();
+            while let Some(listed) = rt.block_on(listings.next()) {
+                match listed {
+                    Ok((dest, entries)) => {
+                        for e in entries {
+                            if only_instance.is_none() || e.manifest.instance_id == instance {
+                                rows.push((dest.name.clone(), e));
+                            } else {
+                                others += 1;
+                            }
+                        }
+                    }
+                    Err(e) => error(&e),
+                }
+            }
+            progress::clear();
+            rows.sort_by(|a, b| {
+                (b.1.manifest.started_at, &b.1.manifest.name)
+                    .cmp(&(a.1.manifest.started_at, &a.1.manifest.name))
+            });
+            for (dest, e) in &rows {
+                if !out.row(dest, e) {
+                    break;
+                }
             }
         }
     }
-    // A retry note shown while listing gives way to the result.
-    progress::clear();
-    rows.sort_by(|a, b| {
-        (b.1.manifest.started_at, &b.1.manifest.name)
-            .cmp(&(a.1.manifest.started_at, &a.1.manifest.name))
-    });
     if as_json {
-        let items: Vec<_> = rows
-            .iter()
-            .map(|(dest, e)| {
-                let m = &e.manifest;
-                json!({
-                    "name": m.name,
-                    "instance_id": m.instance_id,
-                    "deployment": m.deployment,
-                    "destination": dest,
-                    "started_at": m.started_at.to_rfc3339(),
-                    "finished_at": m.finished_at.to_rfc3339(),
-                    "size_in_bytes": m.plain_bytes,
-                    "stored_bytes": m.stored_bytes,
-                    "file_count": m.file_count,
-                    "encrypted": m.is_encrypted(),
-                    "key_id": m.encryption.as_ref().map(|e| e.key_id.clone()),
-                    "sha256": m.sha256,
-                    "key": e.archive_key,
-                    "state": "complete",
-                })
-            })
-            .chain(deleted.iter().map(|t| {
-                json!({
-                    "name": t.backup_name,
-                    "state": "deleted",
-                    "deleted_at": t.deleted_at.map(|d| d.to_rfc3339()),
-                    "reason": t.reason,
-                    "size_in_bytes": t.size_in_bytes,
-                    "stored_bytes": t.stored_bytes,
-                })
-            }))
-            .collect();
-        println!(
+        for t in &deleted {
+            out.item(&json!({
+                "name": t.backup_name,
+                "state": "deleted",
+                "deleted_at": t.deleted_at.map(|d| d.to_rfc3339()),
+                "reason": t.reason,
+                "size_in_bytes": t.size_in_bytes,
+                "stored_bytes": t.stored_bytes,
+            }));
+        }
+        out.line(format_args!(
             "{}",
-            serde_json::to_string_pretty(&items).expect("JSON values serialize")
-        );
-    } else if rows.is_empty() {
+            if out.shown == 0 { "[]" } else { "\n]" }
+        ));
+    } else if out.shown == 0 {
         // When a destination failed, its error says so: "none found" would mislead.
         if !failed {
-            println!("no complete backups of instance {instance} found");
+            out.line(format_args!(
+                "no complete backups of instance {instance} found"
+            ));
         }
         if others > 0 {
-            println!(
+            out.line(format_args!(
                 "{others} backup(s) of other instances: see `list --all-instances`, restore one with `restore --from-instance ID`"
-            );
-        }
-    } else {
-        let instance_col = |id: &str| {
-            if show.all_instances {
-                format!("  {}", escape_controls(id))
-            } else {
-                String::new()
-            }
-        };
-        println!(
-            "{:<48} {:<25} {:>12} {:>12}  DESTINATION{}",
-            "NAME",
-            "STARTED (UTC)",
-            "SIZE",
-            "STORED",
-            instance_col("INSTANCE")
-        );
-        for (dest, e) in &rows {
-            let m = &e.manifest;
-            println!(
-                "{:<48} {:<25} {:>12} {:>12}  {}{}",
-                escape_controls(&m.name),
-                m.started_at.format("%Y-%m-%d %H:%M:%S"),
-                units::bytes(m.plain_bytes),
-                units::bytes(m.stored_bytes),
-                escape_controls(dest),
-                instance_col(&m.instance_id)
-            );
+            ));
         }
     }
     if !as_json && !deleted.is_empty() {
-        println!("\ndeleted backups (this agent's records):");
-        println!("{:<48} {:<25} REASON", "NAME", "DELETED (UTC)");
+        out.line(format_args!("\ndeleted backups (this agent's records):"));
+        out.line(format_args!(
+            "{:<48} {:<25} REASON",
+            "NAME", "DELETED (UTC)"
+        ));
         for t in &deleted {
-            println!(
+            out.line(format_args!(
                 "{:<48} {:<25} {}",
                 escape_controls(t.backup_name.as_deref().unwrap_or("-")),
                 t.deleted_at
                     .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_default(),
                 escape_controls(t.reason.as_deref().unwrap_or(""))
-            );
+            ));
         }
     }
     Ok(if failed {
@@ -195,4 +189,106 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
     } else {
         Outcome::Success
     })
+}
+
+/// Prints the list as its rows come, newest first: a table (its header before the first
+/// row) or the items of a JSON array (opened before the first, closed by the caller).
+struct Printer {
+    show: Show,
+    /// How many rows or items were printed.
+    shown: usize,
+    /// Whether standard output was closed (a reader such as `head` is done): nothing more
+    /// is printed, and the rows left are not read.
+    closed: bool,
+}
+
+impl Printer {
+    /// Prints one line (`end` after it), unless standard output is closed.
+    fn print(&mut self, text: std::fmt::Arguments<'_>, end: &str) {
+        use std::io::Write as _;
+        if self.closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_fmt(format_args!("{text}{end}"))
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            self.closed = true;
+        }
+    }
+
+    /// Prints one line, unless standard output is closed.
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        self.print(text, "\n");
+    }
+
+    /// Prints backup `e` of destination `dest`; whether standard output is still open.
+    fn row(&mut self, dest: &str, e: &BackupEntry) -> bool {
+        let m = &e.manifest;
+        if self.show.json {
+            self.item(&json!({
+                "name": m.name,
+                "instance_id": m.instance_id,
+                "deployment": m.deployment,
+                "destination": dest,
+                "started_at": m.started_at.to_rfc3339(),
+                "finished_at": m.finished_at.to_rfc3339(),
+                "size_in_bytes": m.plain_bytes,
+                "stored_bytes": m.stored_bytes,
+                "file_count": m.file_count,
+                "encrypted": m.is_encrypted(),
+                "key_id": m.encryption.as_ref().map(|e| e.key_id.clone()),
+                "sha256": m.sha256,
+                "key": e.archive_key,
+                "state": "complete",
+            }));
+            return !self.closed;
+        }
+        let all = self.show.all_instances;
+        let instance_col = |id: &str| {
+            if all {
+                format!("  {}", escape_controls(id))
+            } else {
+                String::new()
+            }
+        };
+        if self.shown == 0 {
+            self.line(format_args!(
+                "{:<48} {:<25} {:>12} {:>12}  DESTINATION{}",
+                "NAME",
+                "STARTED (UTC)",
+                "SIZE",
+                "STORED",
+                instance_col("INSTANCE")
+            ));
+        }
+        self.shown += 1;
+        self.line(format_args!(
+            "{:<48} {:<25} {:>12} {:>12}  {}{}",
+            escape_controls(&m.name),
+            m.started_at.format("%Y-%m-%d %H:%M:%S"),
+            units::bytes(m.plain_bytes),
+            units::bytes(m.stored_bytes),
+            escape_controls(dest),
+            instance_col(&m.instance_id)
+        ));
+        !self.closed
+    }
+
+    /// Prints one item of the JSON array, indented as a pretty array's items are.
+    fn item(&mut self, value: &serde_json::Value) {
+        let pretty = serde_json::to_string_pretty(value).expect("JSON values serialize");
+        self.line(format_args!("{}", if self.shown == 0 { "[" } else { "," }));
+        self.shown += 1;
+        let mut lines = pretty.lines().peekable();
+        while let Some(line) = lines.next() {
+            if lines.peek().is_some() {
+                self.line(format_args!("  {line}"));
+            } else {
+                self.print(format_args!("  {line}"), "");
+            }
+        }
+    }
 }

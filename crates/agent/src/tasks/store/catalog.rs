@@ -374,6 +374,56 @@ impl Store {
         Ok(out)
     }
 
+    /// Hands `each` every sound backup of the catalogs `destinations` (of `instance` only,
+    /// when given), newest first across them, a backup held by several in the order given,
+    /// with the index of its destination: one row at a time, so that a list of a whole
+    /// fleet is never held. The rows stop when `each` returns `false`.
+    pub fn catalog_each(
+        &self,
+        destinations: &[String],
+        instance: Option<&str>,
+        mut each: impl FnMut(usize, BackupEntry) -> bool,
+    ) -> Result<()> {
+        if destinations.is_empty() {
+            return Ok(());
+        }
+        let db = |e: rusqlite::Error| db_error(&self.path, &e);
+        let values: Vec<String> = (0..destinations.len())
+            .map(|i| format!("(?{}, {i})", i + 2))
+            .collect();
+        let sql = format!(
+            "WITH d(destination, ord) AS (VALUES {})
+             SELECT d.ord, c.manifest_key, c.archive_key, c.archive_size, c.manifest
+             FROM catalog c JOIN d ON c.destination = d.destination
+             WHERE c.state = 'sound' AND (?1 IS NULL OR c.instance_id = ?1)
+             ORDER BY c.started_at DESC, c.name DESC, d.ord",
+            values.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(db)?;
+        let params = std::iter::once(&instance as &dyn rusqlite::ToSql)
+            .chain(destinations.iter().map(|d| d as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let ord: i64 = row.get(0).map_err(db)?;
+            let json: String = row.get(4).map_err(db)?;
+            // A row that does not parse is left out, as in `catalog_entries`.
+            let Ok(manifest) = Manifest::from_json(json.as_bytes()) else {
+                continue;
+            };
+            let size: i64 = row.get(3).map_err(db)?;
+            let entry = BackupEntry {
+                manifest,
+                manifest_key: row.get(1).map_err(db)?,
+                archive_key: row.get(2).map_err(db)?,
+                archive_size: u64::try_from(size).unwrap_or(0),
+            };
+            if !each(usize::try_from(ord).unwrap_or(0), entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The sound backup `name` of `destination`, if the catalog holds it.
     pub fn catalog_entry(&self, destination: &str, name: &str) -> Result<Option<BackupEntry>> {
         let db = |e: rusqlite::Error| db_error(&self.path, &e);

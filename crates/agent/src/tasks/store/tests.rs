@@ -327,3 +327,75 @@ fn backups_in_the_catalog_become_discovered_tasks_once_oldest_first() {
     store.catalog_finish("b", None, 2, at(4)).unwrap();
     assert_eq!(store.catalog_discover(&keys, "me").unwrap(), Some(at(4)));
 }
+
+#[test]
+fn the_catalogs_of_several_destinations_are_read_row_by_row_newest_first_across_them() {
+    use chrono::TimeZone as _;
+    use service_backup_core::catalog::BackupEntry;
+    use service_backup_core::manifest::planted;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let entry = |instance: &str, hour: u32| {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
+        let manifest = planted::manifest(instance, at);
+        let name = manifest.name.clone();
+        BackupEntry {
+            manifest,
+            manifest_key: format!("2026/01/02/{name}.json"),
+            archive_key: format!("2026/01/02/{name}.tar.gz"),
+            archive_size: 3,
+        }
+    };
+    for (dest, instance, hour) in [
+        ("b", "me", 3),
+        ("a", "me", 5),
+        ("a", "me", 3),
+        ("a", "other", 4),
+        ("b", "me", 1),
+        ("c", "me", 9),
+    ] {
+        store.catalog_add(dest, &entry(instance, hour)).unwrap();
+    }
+    let rows = |instance: Option<&str>| {
+        let mut seen = Vec::new();
+        // The order asked for is the order of a backup held by several (b before a).
+        store
+            .catalog_each(&["b".to_string(), "a".to_string()], instance, |i, e| {
+                seen.push((
+                    i,
+                    e.manifest.started_at.format("%H").to_string(),
+                    e.manifest.instance_id,
+                ));
+                true
+            })
+            .unwrap();
+        seen
+    };
+    let own = |i: usize, h: &str| (i, h.to_string(), "me".to_string());
+    assert_eq!(
+        rows(Some("me")),
+        [own(1, "05"), own(0, "03"), own(1, "03"), own(0, "01")]
+    );
+    assert_eq!(
+        rows(None),
+        [
+            own(1, "05"),
+            (1, "04".to_string(), "other".to_string()),
+            own(0, "03"),
+            own(1, "03"),
+            own(0, "01")
+        ]
+    );
+    store
+        .catalog_each(&[], None, |_, _| panic!("no destination, no row"))
+        .unwrap();
+    let mut n = 0;
+    store
+        .catalog_each(&["a".to_string()], None, |_, _| {
+            n += 1;
+            false
+        })
+        .unwrap();
+    assert_eq!(n, 1, "the rows stop when asked");
+}
