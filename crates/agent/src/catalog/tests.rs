@@ -317,3 +317,45 @@ async fn another_instances_backup_named_is_found_by_reading_its_manifest_alone()
         "nothing read for a name not listed"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_daemons_pace_over_its_real_minutes_in_virtual_time() {
+    // The daemon's own pace (20 s, 10 minutes in use), on tokio's paused clock: what each
+    // check asks for, and when, over 25 minutes with one request at minute 5.
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refresh = {
+        let asked = asked.clone();
+        move |mode: Mode| {
+            asked.lock().unwrap().push((start.elapsed().as_secs(), mode));
+            Box::pin(async {}) as BoxFuture<'static, ()>
+        }
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let job = tokio::spawn({
+        let (tasks, cancel) = (tasks.clone(), cancel.clone());
+        async move { keep_fresh(&tasks, Pace::DAEMON, &cancel, refresh).await }
+    });
+    tokio::time::sleep(Duration::from_mins(5) + Duration::from_secs(5)).await;
+    tasks.note_catalog_read();
+    tokio::time::sleep(Duration::from_mins(20) + Duration::from_secs(5)).await;
+    cancel.cancel();
+    job.await.unwrap();
+
+    let asked = asked.lock().unwrap().clone();
+    // A check every 20 s from the start: 0, 20, …, 1500.
+    let times: Vec<u64> = asked.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, (0..=1500).step_by(20).collect::<Vec<_>>());
+    // Incremental while a request read the catalog within 10 minutes (from 305 s to
+    // 905 s: the checks at 320 … 900), otherwise only a full refresh if due.
+    for (t, mode) in &asked {
+        let want = if (320..=900).contains(t) {
+            Mode::Auto
+        } else {
+            Mode::FullIfDue
+        };
+        assert_eq!(*mode, want, "at {t} s");
+    }
+}
