@@ -739,6 +739,21 @@ fn gcs_behind_a_private_ca_needs_ca_cert() {
         run.all()
     );
 
+    // A CA installed in the VM's trust store is trusted without ca_cert: the system's roots
+    // are read where OpenSSL reads them, SSL_CERT_FILE here.
+    let system = certs.path().join("system-roots.pem");
+    std::fs::write(&system, &ca).unwrap();
+    let installed = [
+        ("GCE_METADATA_HOST", host.as_str()),
+        ("SSL_CERT_FILE", system.to_str().unwrap()),
+    ];
+    agent(
+        untrusted.path(),
+        &["check", "config.yml", "--timeout", "20"],
+        &installed,
+    )
+    .expect(0);
+
     let indented: String = ca.lines().map(|l| format!("      {l}\n")).collect();
     let trusted = gcs_vm(&endpoint, &format!("    ca_cert: |\n{indented}"));
     agent(
@@ -758,4 +773,69 @@ fn gcs_behind_a_private_ca_needs_ca_cert() {
         tree(&trusted.path().join("source")),
         tree(&trusted.path().join("restored"))
     );
+}
+
+#[test]
+fn s3_behind_a_private_ca_installed_in_the_vms_trust_store_needs_no_ca_cert() {
+    // moto over TLS with a certificate of a private CA (tests/servers/s3.sh).
+    let endpoint = env("SB_TEST_S3_TLS_ENDPOINT");
+    let ca = env("SB_TEST_S3_CA_CERT");
+    let bucket = unique("roots");
+    let vm = s3_vm(&endpoint, &bucket, FROM_ENVIRONMENT);
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIDROOTS"),
+        ("AWS_SECRET_ACCESS_KEY", "roots-secret"),
+    ];
+    let check = ["check", "config.yml", "--timeout", "20"];
+    // The web's roots alone do not hold it: refused, and said so.
+    let run = agent(vm.path(), &check, &keys);
+    run.expect(1);
+    assert!(run.all().contains("set ca_cert"), "{}", run.all());
+    // Installed where the system's roots are read (SSL_CERT_FILE), it is trusted.
+    let vars = [keys[0], keys[1], ("SSL_CERT_FILE", ca.as_str())];
+    agent(vm.path(), &["backup", "config.yml"], &vars).expect(0);
+    agent(vm.path(), &check, &vars).expect(0);
+}
+
+#[test]
+fn azure_behind_a_private_ca_installed_in_the_vms_trust_store_needs_no_ca_cert() {
+    // Azurite over TLS with a certificate of a private CA.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = common::private_ca(&certs, "service-backup test Azure CA");
+    let server = service_backup_testkit::azurite(&dir.path().join("azurite"))
+        .args(["--cert"])
+        .args([certs.join("cert.pem")])
+        .args(["--key"])
+        .args([certs.join("key.pem")])
+        .started();
+    let endpoint =
+        service_backup_testkit::azurite_endpoint(&server).replacen("http://", "https://", 1);
+    let vm = tempfile::tempdir().unwrap();
+    sample_tree(&vm.path().join("source"));
+    let yaml = format!(
+        "destinations:\n\
+         - type: azure\n  name: blobs\n  config:\n    storage_account: {account}\n    \
+         storage_access_key: {key}\n    container: {container}\n    path: roots\n    \
+         endpoint: {endpoint}\n\
+         source_folder: {source}\n\
+         cron_schedule: \"@daily\"\n",
+        account = env("SB_TEST_AZURE_ACCOUNT"),
+        key = env("SB_TEST_AZURE_KEY"),
+        container = unique("roots"),
+        source = vm.path().join("source").display()
+    );
+    std::fs::write(vm.path().join("config.yml"), yaml).unwrap();
+    let check = ["check", "config.yml", "--timeout", "20"];
+    // The web's roots alone do not hold it: refused, and said so.
+    let run = agent(vm.path(), &check, &[]);
+    run.expect(1);
+    assert!(run.all().contains("ca_cert"), "{}", run.all());
+    // Installed where the system's roots are read (SSL_CERT_FILE), it is trusted.
+    let installed = certs.join("system-roots.pem");
+    std::fs::write(&installed, &ca).unwrap();
+    let vars = [("SSL_CERT_FILE", installed.to_str().unwrap())];
+    agent(vm.path(), &["backup", "config.yml"], &vars).expect(0);
+    agent(vm.path(), &check, &vars).expect(0);
 }
