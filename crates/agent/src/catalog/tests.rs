@@ -28,6 +28,17 @@ fn config_for(dir: &std::path::Path, root: &std::path::Path) -> Config {
     crate::config::parse(&yaml).unwrap()
 }
 
+/// The `local` destination `disk` at `root`, counting what it is asked.
+fn counted(root: &std::path::Path) -> (Arc<Counting>, Target) {
+    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(root))));
+    let target = Target {
+        name: "disk".into(),
+        destination: store.clone(),
+        layout: Layout::new("", None),
+    };
+    (store, target)
+}
+
 /// The names of instance `me`'s backups the catalog holds, newest first.
 async fn names(config: &Config, tasks: &Tasks) -> Vec<String> {
     let (listed, _) = cached(config, tasks, "me").await.unwrap();
@@ -214,12 +225,7 @@ async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
     std::fs::create_dir_all(&root).unwrap();
     let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
-    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
-    let target = Target {
-        name: "disk".into(),
-        destination: store.clone(),
-        layout: Layout::new("", None),
-    };
+    let (store, target) = counted(&root);
     let hour = Duration::from_hours(1);
     // Never refreshed: whole.
     refresh_one(&tasks, &target, "me", Mode::FullIfDue, false, hour)
@@ -278,12 +284,7 @@ async fn another_instances_backup_named_is_found_by_reading_its_manifest_alone()
     }
     seed(&root, start).await;
     let (name, manifest_key) = wanted.unwrap();
-    let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
-    let target = Target {
-        name: "disk".into(),
-        destination: store.clone(),
-        layout,
-    };
+    let (store, target) = counted(&root);
     refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
         .await
         .unwrap();
@@ -329,7 +330,10 @@ async fn the_daemons_pace_over_its_real_minutes_in_virtual_time() {
     let refresh = {
         let asked = asked.clone();
         move |mode: Mode| {
-            asked.lock().unwrap().push((start.elapsed().as_secs(), mode));
+            asked
+                .lock()
+                .unwrap()
+                .push((start.elapsed().as_secs(), mode));
             Box::pin(async {}) as BoxFuture<'static, ()>
         }
     };

@@ -252,27 +252,30 @@ fn openers_of_a_new_database_at_once_migrate_it_once() {
     }
 }
 
+/// A backup of `instance` started on 2 January 2026 at `hour`, as a catalog holds it:
+/// finished 5 minutes later, of 100 + `hour` bytes.
+fn planted_entry(instance: &str, hour: u32) -> service_backup_core::catalog::BackupEntry {
+    use chrono::TimeZone as _;
+    let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
+    let mut manifest = service_backup_core::manifest::planted::manifest(instance, at);
+    manifest.finished_at = at + chrono::Duration::minutes(5);
+    manifest.plain_bytes = 100 + u64::from(hour);
+    let name = manifest.name.clone();
+    service_backup_core::catalog::BackupEntry {
+        manifest,
+        manifest_key: format!("2026/01/02/{name}.json"),
+        archive_key: format!("2026/01/02/{name}.tar.gz"),
+        archive_size: 3,
+    }
+}
+
 #[test]
 fn backups_in_the_catalog_become_discovered_tasks_once_oldest_first() {
     use chrono::TimeZone as _;
-    use service_backup_core::catalog::BackupEntry;
-    use service_backup_core::manifest::planted;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let entry = |instance: &str, hour: u32| {
-        let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
-        let mut manifest = planted::manifest(instance, at);
-        manifest.finished_at = at + chrono::Duration::minutes(5);
-        manifest.plain_bytes = 100 + u64::from(hour);
-        let name = manifest.name.clone();
-        BackupEntry {
-            manifest,
-            manifest_key: format!("2026/01/02/{name}.json"),
-            archive_key: format!("2026/01/02/{name}.tar.gz"),
-            archive_size: 3,
-        }
-    };
+    let entry = planted_entry;
     // One backup made here, others found in two destinations (one in both), and another
     // instance's, which is not this one's to list.
     let made = entry("me", 4);
@@ -330,23 +333,9 @@ fn backups_in_the_catalog_become_discovered_tasks_once_oldest_first() {
 
 #[test]
 fn the_catalogs_of_several_destinations_are_read_row_by_row_newest_first_across_them() {
-    use chrono::TimeZone as _;
-    use service_backup_core::catalog::BackupEntry;
-    use service_backup_core::manifest::planted;
-
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let entry = |instance: &str, hour: u32| {
-        let at = Utc.with_ymd_and_hms(2026, 1, 2, hour, 0, 0).unwrap();
-        let manifest = planted::manifest(instance, at);
-        let name = manifest.name.clone();
-        BackupEntry {
-            manifest,
-            manifest_key: format!("2026/01/02/{name}.json"),
-            archive_key: format!("2026/01/02/{name}.tar.gz"),
-            archive_size: 3,
-        }
-    };
+    let entry = planted_entry;
     for (dest, instance, hour) in [
         ("b", "me", 3),
         ("a", "me", 5),
