@@ -8,10 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt as _};
-use service_backup_core::catalog::BackupEntry;
 use service_backup_core::catalog::refresh::{self, READ_CONCURRENCY, Reading, Scope};
+use service_backup_core::catalog::{BackupEntry, own_archive};
 use service_backup_core::destination::{ObjectMeta, get_small};
-use service_backup_core::layout::Layout;
 use service_backup_core::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use service_backup_core::{Error, ErrorKind, Result};
 
@@ -149,6 +148,13 @@ pub async fn refresh_one(
         tasks,
         key: key.clone(),
         generation,
+        reread: match (&scope, mode, others) {
+            (Scope::After(_), _, _) => Reread::Nothing,
+            // Asked for (`list --all-instances --refresh`, a prune of every instance when it
+            // lists whole): every manifest is read again.
+            (Scope::Full, Mode::Full, true) => Reread::All,
+            (Scope::Full, _, _) => Reread::Of(instance_id.to_string()),
+        },
         read: 0,
     };
     let summary = refresh::refresh_into(
@@ -175,11 +181,24 @@ pub async fn refresh_one(
     Ok(Outcome { orphans })
 }
 
+/// Which manifests a refresh reads again, besides those it never read.
+enum Reread {
+    /// None (an incremental refresh: a rewritten manifest waits for a full one).
+    Nothing,
+    /// The damaged ones and this instance's (a full refresh: a backup repaired in the store
+    /// comes back, and a manifest rewritten since is taken as it is now).
+    Of(String),
+    /// Every one (a full refresh of every instance's asked for).
+    All,
+}
+
 /// Records what a refresh finds in the task database as the listing goes.
 struct Recorder<'a> {
     tasks: &'a Tasks,
     key: String,
     generation: i64,
+    /// Which manifests read before are read again.
+    reread: Reread,
     /// How many manifests the refresh read.
     read: usize,
 }
@@ -191,9 +210,15 @@ impl refresh::Sink for Recorder<'_> {
         last: String,
     ) -> BoxFuture<'_, Result<std::collections::HashSet<String>>> {
         let key = self.key.clone();
+        let reread_of = match &self.reread {
+            Reread::All => return Box::pin(async { Ok(std::collections::HashSet::new()) }),
+            Reread::Nothing => None,
+            Reread::Of(instance) => Some(instance.clone()),
+        };
         Box::pin(
-            self.tasks
-                .catalog(move |s| s.catalog_read_between(&key, &first, &last)),
+            self.tasks.catalog(move |s| {
+                s.catalog_read_between(&key, &first, &last, reread_of.as_deref())
+            }),
         )
     }
 
@@ -405,8 +430,9 @@ pub async fn refresh_all(config: &Config, tasks: &Tasks, instance_id: &str, mode
 
 /// Backup `name` of any instance in `target`, when the catalog listed it: its manifest alone
 /// is read (another instance's manifests are listed, not read, by this agent's refreshes),
-/// checked against its name and its archive listed, and the backup recorded as read; `None`
-/// when the catalog does not know it or its manifest names another backup.
+/// judged as a refresh judges it ([`own_archive`]) and its archive listed, and the backup
+/// recorded as read; `None` when the catalog does not know it or its manifest is not that
+/// backup's (another name, instance or archive).
 pub async fn named(tasks: &Tasks, target: &Target, name: &str) -> Result<Option<BackupEntry>> {
     let (key, wanted) = (key_of(target), name.to_string());
     let Some(manifest_key) = tasks
@@ -417,10 +443,9 @@ pub async fn named(tasks: &Tasks, target: &Target, name: &str) -> Result<Option<
     };
     let bytes = get_small(&*target.destination, &manifest_key, MAX_MANIFEST_BYTES).await?;
     let manifest = Manifest::from_json(&bytes)?;
-    if manifest.name != name {
+    let Ok(archive_key) = own_archive(&target.layout, &manifest_key, name, &manifest) else {
         return Ok(None);
-    }
-    let archive_key = Layout::sibling(&manifest_key, &manifest.archive);
+    };
     let archive_size = archive_size(target, &archive_key, name).await?;
     let entry = BackupEntry {
         manifest,

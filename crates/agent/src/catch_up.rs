@@ -98,7 +98,8 @@ pub async fn last_recorded_success(
 /// each destination's refreshed first within `limit` (incrementally once filled: a start
 /// neither lists a shared prefix whole each time nor holds its listing); one that cannot be
 /// refreshed is logged and left out, as is a backup dated more than [`MAX_CLOCK_SKEW`]
-/// after `now` (by its name or its times, as prune dates it).
+/// after `now` (by its name or its times, as prune dates it) and, when this agent has
+/// keys, a backup that is not encrypted.
 pub async fn last_stored_success(
     config: &Config,
     tasks: &Tasks,
@@ -139,12 +140,25 @@ pub async fn last_stored_success(
             .catalog(move |s| s.catalog_entries(&key, Some(&me)))
             .await
     });
+    // With keys, archives are encrypted: a plain backup is none of this agent's (one planted
+    // by whoever can write the prefix), as prune does not trust it either.
+    let encrypted = config.keyring.is_some();
     let mut newest = None;
     for refreshed in futures::future::join_all(refreshes).await {
         match refreshed {
             Ok(entries) => {
                 let found = entries
                     .iter()
+                    .filter(|e| {
+                        let plain = encrypted && !e.manifest.is_encrypted();
+                        if plain {
+                            tracing::warn!(
+                                backup = %e.manifest.name,
+                                "Catch-up: a backup that is not encrypted, while this agent encrypts, is ignored"
+                            );
+                        }
+                        !plain
+                    })
                     .filter(|e| {
                         let m = &e.manifest;
                         let dated = time_of_name(&m.name)

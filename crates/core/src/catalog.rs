@@ -53,6 +53,29 @@ pub async fn list_backups(dest: &dyn Destination, layout: &Layout) -> Result<Vec
     read_entries(dest, layout, &objects).await
 }
 
+/// The key of the archive of backup `name` whose manifest `manifest` was read at
+/// `manifest_key`, when the manifest is that backup's: it names the backup of its key, the
+/// instance in that name made it, and its archive is the backup's own, beside it (never
+/// another backup's, which a prune of this one would then delete). Otherwise why not.
+pub fn own_archive(
+    layout: &Layout,
+    manifest_key: &str,
+    name: &str,
+    manifest: &Manifest,
+) -> std::result::Result<String, &'static str> {
+    if manifest.name != name {
+        return Err("the manifest's name does not match its key");
+    }
+    if !crate::layout::name_is_of_instance(name, &manifest.instance_id) {
+        return Err("the manifest's instance_id is not the instance its name gives");
+    }
+    let archive_key = Layout::sibling(manifest_key, &manifest.archive);
+    if layout.parse_archive_key(&archive_key).as_deref() != Some(name) {
+        return Err("the manifest's archive is not the archive of its backup");
+    }
+    Ok(archive_key)
+}
+
 /// The complete backups among `objects` (a listing of `layout`'s prefix), newest first.
 pub async fn read_entries(
     dest: &dyn Destination,
@@ -70,17 +93,19 @@ pub async fn read_entries(
             .await
             .and_then(|bytes| Manifest::from_json(&bytes))
         {
-            Ok(m) if m.name == name => m,
-            Ok(_) => {
-                tracing::warn!(key = %object.key, "skipping a manifest whose name does not match its key");
-                continue;
-            }
+            Ok(m) => m,
             Err(e) => {
                 tracing::warn!(key = %object.key, error = %e, "skipping an unreadable manifest");
                 continue;
             }
         };
-        let archive_key = Layout::sibling(&object.key, &manifest.archive);
+        let archive_key = match own_archive(layout, &object.key, &name, &manifest) {
+            Ok(key) => key,
+            Err(why) => {
+                tracing::warn!(key = %object.key, "skipping a manifest: {why}");
+                continue;
+            }
+        };
         let Some(&archive_size) = present.get(archive_key.as_str()) else {
             tracing::warn!(key = %archive_key, "skipping a manifest whose archive is missing");
             continue;

@@ -8,8 +8,10 @@ use crate::format::BackupContext;
 
 /// The manifest format version this agent writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
-/// Manifests larger than this are refused when read.
-pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Manifests larger than this are refused when read. The agent writes about 1 KiB (a
+/// source folder path is at most 4 KiB); the bound keeps what a catalog holds of planted
+/// manifests small.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 
 /// What a completed backup records. Its presence means the backup is complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

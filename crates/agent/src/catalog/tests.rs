@@ -363,3 +363,148 @@ async fn the_daemons_pace_over_its_real_minutes_in_virtual_time() {
         assert_eq!(*mode, want, "at {t} s");
     }
 }
+
+#[tokio::test]
+async fn a_manifest_naming_another_backups_archive_or_instance_is_never_that_backup() {
+    // Attacker's review: a planted manifest whose `archive` is this instance's newest
+    // archive made `restore NAME` restore that archive and the next prune delete it; one
+    // whose `instance_id` is this instance's, under another instance's name, became this
+    // instance's once `list --all-instances` read it.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let local = LocalDestination::new(&root);
+    let layout = Layout::new("", None);
+    let time = Utc::now() - chrono::Duration::hours(3);
+    let real = planted::manifest("me", time);
+    planted::put(&local, &layout, time.date_naive(), &real).await;
+    let mut redirect = planted::manifest("evil", time - chrono::Duration::hours(1));
+    redirect.archive.clone_from(&real.archive);
+    planted::put(&local, &layout, time.date_naive(), &redirect).await;
+    let mut spoof = planted::manifest("evil", time + chrono::Duration::hours(1));
+    spoof.instance_id = "me".into();
+    planted::put(&local, &layout, time.date_naive(), &spoof).await;
+    let (store, target) = counted(&root);
+
+    // Read by name: neither is the backup its name says.
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    for planted in [&redirect, &spoof] {
+        assert_eq!(named(&tasks, &target, &planted.name).await.unwrap(), None);
+        let (key, name) = (key_of(&target), planted.name.clone());
+        let held = tasks
+            .catalog(move |s| s.catalog_entry(&key, &name))
+            .await
+            .unwrap();
+        assert_eq!(held, None, "{} recorded", planted.name);
+    }
+    // Read with every instance's: both damaged, and this instance's backups are its own.
+    refresh_one(&tasks, &target, "me", Mode::Full, true, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&config_for(dir.path(), &root), &tasks).await,
+        std::slice::from_ref(&real.name)
+    );
+    let key = key_of(&target);
+    let counts = tasks
+        .catalog(move |s| s.catalog_counts(&key))
+        .await
+        .unwrap();
+    assert_eq!((counts.sound, counts.damaged), (1, 2), "{counts:?}");
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_manifest_the_store_failed_to_hand_over_is_read_again_by_the_next_refresh() {
+    // Attacker's review: one failed read marked the backup damaged for good, so that
+    // `restore` (latest) took the day before's without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = config_for(dir.path(), &root);
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let older = seed(&root, Utc::now() - chrono::Duration::days(1)).await;
+    let (store, target) = counted(&root);
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    let newest = seed(&root, Utc::now() - chrono::Duration::hours(1)).await;
+    store.cut_reads_at(0);
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(names(&config, &tasks).await, std::slice::from_ref(&older));
+    let key = key_of(&target);
+    let counts = tasks
+        .catalog(move |s| s.catalog_counts(&key))
+        .await
+        .unwrap();
+    assert_eq!((counts.damaged, counts.unread), (0, 1), "{counts:?}");
+    // The store answers again: the next refresh reads it.
+    store.cut_reads_at(u64::MAX);
+    refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(names(&config, &tasks).await, [newest, older]);
+}
+
+#[tokio::test]
+async fn a_full_refresh_reads_damaged_manifests_and_this_instances_again() {
+    // Attacker's review: a manifest read once was never read again, even by a full
+    // refresh: repaired, it stayed damaged; rewritten, the catalog kept the old one.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = config_for(dir.path(), &root);
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let local = LocalDestination::new(&root);
+    let layout = Layout::new("", None);
+    let time = Utc::now() - chrono::Duration::hours(2);
+    let mut manifest = planted::manifest("me", time);
+    let key = planted::put(&local, &layout, time.date_naive(), &manifest).await;
+    std::fs::write(root.join(&key), b"{ not a manifest").unwrap();
+    let (_store, target) = counted(&root);
+    let refresh = |mode| refresh_one(&tasks, &target, "me", mode, false, FULL_REFRESH_EVERY);
+    refresh(Mode::Full).await.unwrap();
+    assert!(names(&config, &tasks).await.is_empty(), "damaged");
+    // Repaired in the store: an incremental refresh leaves it damaged, a full one reads it.
+    std::fs::write(root.join(&key), manifest.to_json()).unwrap();
+    refresh(Mode::Auto).await.unwrap();
+    assert!(names(&config, &tasks).await.is_empty());
+    refresh(Mode::Full).await.unwrap();
+    assert_eq!(
+        names(&config, &tasks).await,
+        std::slice::from_ref(&manifest.name)
+    );
+    // Rewritten (a lock set since): the next full refresh takes it as it is now.
+    let until = Utc::now() + chrono::Duration::days(30);
+    manifest.locked_until = Some(until);
+    std::fs::write(root.join(&key), manifest.to_json()).unwrap();
+    refresh(Mode::Full).await.unwrap();
+    let (held, _) = cached(&config, &tasks, "me").await.unwrap();
+    let locked: Vec<_> = held
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(|e| e.manifest.locked_until))
+        .collect();
+    assert_eq!(locked, [Some(until)]);
+
+    // Another instance's, rewritten: read again when a full refresh of every instance's is
+    // asked for (`list --all-instances --refresh`).
+    let mut other = planted::manifest("other", time);
+    let other_key = planted::put(&local, &layout, time.date_naive(), &other).await;
+    let everyone = || refresh_one(&tasks, &target, "me", Mode::Full, true, FULL_REFRESH_EVERY);
+    everyone().await.unwrap();
+    other.locked_until = Some(until);
+    std::fs::write(root.join(&other_key), other.to_json()).unwrap();
+    everyone().await.unwrap();
+    let (key, name) = (key_of(&target), other.name.clone());
+    let held = tasks
+        .catalog(move |s| s.catalog_entry(&key, &name))
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(held.manifest.locked_until, Some(until));
+}

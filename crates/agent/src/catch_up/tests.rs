@@ -231,3 +231,36 @@ async fn the_last_stored_success_comes_from_the_catalog_refreshed_first() {
     );
     assert!(refreshed_at.is_some(), "the refresh is recorded");
 }
+
+#[tokio::test]
+async fn an_agent_that_encrypts_takes_no_plain_backup_for_its_last_success() {
+    use service_backup_core::destination::LocalDestination;
+    use service_backup_core::layout::Layout;
+    use service_backup_core::manifest::{Encryption, planted};
+
+    // Attacker's review: a plain manifest planted under this instance's name held off the
+    // catch-up of a fresh VM whose agent encrypts (prune does not trust it either).
+    let root = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(root.path());
+    let layout = Layout::new("", None);
+    let mut own = planted::manifest("x", at("2026-12-01T03:00:04Z"));
+    own.encryption = Some(Encryption {
+        algorithm: "aes-256-gcm".into(),
+        key_id: "k".into(),
+    });
+    planted::put(&dest, &layout, own.started_at.date_naive(), &own).await;
+    let plain = planted::manifest("x", at("2026-12-04T03:00:00Z"));
+    planted::put(&dest, &layout, plain.started_at.date_naive(), &plain).await;
+    let yaml = format!(
+        "destinations:\n- type: local\n  name: disk\n  config: {{path: {}}}\n\
+         source_folder: /tmp\ncron_schedule: '0 3 * * *'\n\
+         encryption: {{key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}}\n",
+        root.path().display()
+    );
+    let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let state = tempfile::tempdir().unwrap();
+    let tasks = Tasks::open(state.path()).await.unwrap();
+    let now = at("2026-12-05T12:00:00Z");
+    let found = last_stored_success(&config, &tasks, "x", Duration::from_secs(20), now).await;
+    assert_eq!(found, Some(at("2026-12-01T03:00:04Z")));
+}

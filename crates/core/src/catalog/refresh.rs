@@ -114,6 +114,9 @@ pub struct Reading<'a> {
 /// that cannot stop a listing early everything ([`Destination::list_page`]).
 pub const BATCH: usize = 10_000;
 
+/// At most how many manifests read a refresh holds before handing them to its sink.
+pub const WRITE_EVERY: usize = 256;
+
 /// Where a refresh puts what it finds as the listing goes, a folder or more at a time, so
 /// that a listing of a large prefix is never held whole.
 pub trait Sink: Send {
@@ -303,18 +306,29 @@ async fn folders(
         reading.others || layout::name_is_of_instance(name, reading.instance_id)
     });
     let archives = &archives;
-    let mut changed: Vec<Listed> = futures::stream::iter(to_read)
+    let mut reads = futures::stream::iter(to_read)
         .map(|(manifest_key, name)| async move {
-            let found = read_one(dest, &manifest_key, &name, archives).await;
+            let found = read_one(dest, layout, &manifest_key, &name, archives).await;
             Listed {
                 manifest_key,
                 name,
                 found,
             }
         })
-        .buffered(reading.concurrency.max(1))
-        .collect()
-        .await;
+        .buffered(reading.concurrency.max(1));
+    // Handed over as they are read, WRITE_EVERY at a time: a batch of large manifests is
+    // never held whole.
+    let mut changed: Vec<Listed> = Vec::new();
+    while let Some(listed) = reads.next().await {
+        changed.push(listed);
+        if changed.len() >= WRITE_EVERY {
+            sink.write(Refreshed {
+                changed: std::mem::take(&mut changed),
+                ..Refreshed::default()
+            })
+            .await?;
+        }
+    }
     changed.extend(unread.into_iter().map(|(manifest_key, name)| Listed {
         manifest_key,
         name,
@@ -353,14 +367,27 @@ fn archives_by_folder_and_name(
 /// Reads one manifest and judges it against its key and the archives listed.
 async fn read_one(
     dest: &dyn Destination,
+    layout: &Layout,
     manifest_key: &str,
     name: &str,
     archives: &HashMap<String, (String, u64)>,
 ) -> Found {
-    let manifest = match get_small(dest, manifest_key, MAX_MANIFEST_BYTES)
-        .await
-        .and_then(|bytes| Manifest::from_json(&bytes))
-    {
+    let bytes = match get_small(dest, manifest_key, MAX_MANIFEST_BYTES).await {
+        Ok(bytes) => bytes,
+        // Too large: the object is not a manifest of ours.
+        Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
+            return Found::Damaged {
+                problem: format!("the manifest cannot be read: {e}"),
+            };
+        }
+        // The store failed (after its retries), or the object went: nothing is known of
+        // the backup, which the next refresh reads again.
+        Err(e) => {
+            tracing::warn!(key = %manifest_key, error = %e, "a manifest could not be read; the next refresh tries again");
+            return Found::Unread;
+        }
+    };
+    let manifest = match Manifest::from_json(&bytes) {
         Ok(m) => m,
         Err(e) => {
             return Found::Damaged {
@@ -368,12 +395,14 @@ async fn read_one(
             };
         }
     };
-    if manifest.name != name {
-        return Found::Damaged {
-            problem: "the manifest's name does not match its key".to_string(),
-        };
-    }
-    let archive_key = Layout::sibling(manifest_key, &manifest.archive);
+    let archive_key = match super::own_archive(layout, manifest_key, name, &manifest) {
+        Ok(key) => key,
+        Err(why) => {
+            return Found::Damaged {
+                problem: why.to_string(),
+            };
+        }
+    };
     match archives.get(&folder_name(manifest_key, name)) {
         Some((key, size)) if *key == archive_key => Found::Sound(Box::new(BackupEntry {
             manifest,

@@ -46,23 +46,30 @@ fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
 
 impl Store {
     /// The manifest keys of `destination` from `first` to `last` (both included) already
-    /// read (sound or damaged).
+    /// read (sound or damaged) that a refresh need not read again. With `reread_of` (a full
+    /// refresh), the damaged ones and the sound ones of that instance are read again, so
+    /// that a backup repaired in the store comes back and a manifest rewritten since is
+    /// taken as it is now.
     pub fn catalog_read_between(
         &self,
         destination: &str,
         first: &str,
         last: &str,
+        reread_of: Option<&str>,
     ) -> Result<HashSet<String>> {
         let db = |e: rusqlite::Error| db_error(&self.path, &e);
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT manifest_key FROM catalog WHERE destination = ?1
-                 AND manifest_key >= ?2 AND manifest_key <= ?3 AND state != 'unread'",
+                 AND manifest_key >= ?2 AND manifest_key <= ?3 AND state != 'unread'
+                 AND (?4 IS NULL OR (state = 'sound' AND instance_id IS NOT ?4))",
             )
             .map_err(db)?;
         let keys = stmt
-            .query_map(params![destination, first, last], |r| r.get::<_, String>(0))
+            .query_map(params![destination, first, last, reread_of], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(db)?
             .collect::<rusqlite::Result<HashSet<String>>>()
             .map_err(db)?;

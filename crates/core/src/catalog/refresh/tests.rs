@@ -371,3 +371,85 @@ async fn a_paged_refresh_finds_what_a_whole_listing_finds_holding_a_few_folders(
     assert_eq!(damaged.len(), 1);
     assert_eq!(damaged[0].manifest_key, lonely);
 }
+
+#[tokio::test]
+async fn planted_manifests_are_judged_and_read_ones_handed_over_a_few_hundred_at_a_time() {
+    /// Records the largest hand-over and what was found.
+    #[derive(Default)]
+    struct Largest {
+        most: usize,
+        found: Vec<Listed>,
+    }
+    impl Sink for Largest {
+        fn known(&mut self, _: String, _: String) -> BoxFuture<'_, Result<HashSet<String>>> {
+            Box::pin(async { Ok(HashSet::new()) })
+        }
+        fn write(&mut self, found: Refreshed) -> BoxFuture<'_, Result<()>> {
+            self.most = self.most.max(found.changed.len());
+            self.found.extend(found.changed);
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dest = LocalDestination::new(dir.path());
+    let layout = Layout::new("", None);
+    for i in 0..600 {
+        seed(
+            &dest,
+            &layout,
+            at(1, 0) + chrono::Duration::seconds(i),
+            day(1),
+            "a",
+        )
+        .await;
+    }
+    // Attacker's review: manifests near the old 1 MiB bound held hundreds of MiB at once;
+    // one naming another backup's archive, or another instance than its name, was taken.
+    let mut huge = planted::manifest("a", at(2, 1));
+    huge.source_folder = "x".repeat(MAX_MANIFEST_BYTES);
+    let huge_key = planted::put(&dest, &layout, day(2), &huge).await;
+    let real = planted::manifest("a", at(2, 2));
+    planted::put(&dest, &layout, day(2), &real).await;
+    let mut redirect = planted::manifest("b", at(2, 3));
+    redirect.archive.clone_from(&real.archive);
+    let redirect_key = planted::put(&dest, &layout, day(2), &redirect).await;
+    let mut spoof = planted::manifest("b", at(2, 4));
+    spoof.instance_id = "a".into();
+    let spoof_key = planted::put(&dest, &layout, day(2), &spoof).await;
+
+    let mut sink = Largest::default();
+    refresh_into(&dest, &layout, &Scope::Full, &mut sink, ALL)
+        .await
+        .unwrap();
+    assert!(sink.most <= WRITE_EVERY, "{} at once", sink.most);
+    assert_eq!(sink.found.len(), 604);
+    let problem = |key: &str| {
+        sink.found
+            .iter()
+            .find(|l| l.manifest_key == key)
+            .and_then(|l| match &l.found {
+                Found::Damaged { problem } => Some(problem.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{key} is not damaged"))
+    };
+    assert!(
+        problem(&huge_key).contains("larger than 65536 bytes"),
+        "{}",
+        problem(&huge_key)
+    );
+    assert_eq!(
+        problem(&redirect_key),
+        "the manifest's archive is not the archive of its backup"
+    );
+    assert_eq!(
+        problem(&spoof_key),
+        "the manifest's instance_id is not the instance its name gives"
+    );
+    let sound = sink
+        .found
+        .iter()
+        .filter(|l| matches!(l.found, Found::Sound(_)))
+        .count();
+    assert_eq!(sound, 601);
+}
