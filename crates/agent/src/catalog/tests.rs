@@ -28,6 +28,15 @@ fn config_for(dir: &std::path::Path, root: &std::path::Path) -> Config {
     crate::config::parse(&yaml).unwrap()
 }
 
+/// A test's folder, the `local` destination's root in it, and its task database.
+async fn fixture() -> (tempfile::TempDir, std::path::PathBuf, Tasks) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    std::fs::create_dir_all(&root).unwrap();
+    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    (dir, root, tasks)
+}
+
 /// The `local` destination `disk` at `root`, counting what it is asked.
 fn counted(root: &std::path::Path) -> (Arc<Counting>, Target) {
     let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(root))));
@@ -51,11 +60,8 @@ async fn names(config: &Config, tasks: &Tasks) -> Vec<String> {
 
 #[tokio::test]
 async fn the_background_refresh_brings_new_backups_in_while_in_use_until_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
+    let (dir, root, tasks) = fixture().await;
     let config = config_for(dir.path(), &root);
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     let first = seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
     let cancel = tokio_util::sync::CancellationToken::new();
     // A request read the catalog: it is kept fresh for the next minute.
@@ -118,11 +124,8 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
+    let (dir, root, tasks) = fixture().await;
     let config = config_for(dir.path(), &root);
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     let first = seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
     let store = Arc::new(Counting::new(Arc::new(LocalDestination::new(&root))));
     let target = Arc::new(Target {
@@ -220,10 +223,7 @@ async fn an_idle_daemon_lists_nothing_until_a_request_and_stops_after_the_quiet_
 
 #[tokio::test]
 async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let (_dir, root, tasks) = fixture().await;
     seed(&root, Utc::now() - chrono::Duration::hours(2)).await;
     let (store, target) = counted(&root);
     let hour = Duration::from_hours(1);
@@ -266,10 +266,7 @@ async fn a_full_refresh_if_due_lists_only_when_the_last_full_one_is_old() {
 
 #[tokio::test]
 async fn another_instances_backup_named_is_found_by_reading_its_manifest_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let (_dir, root, tasks) = fixture().await;
     let local = LocalDestination::new(&root);
     let layout = Layout::new("", None);
     let start = Utc::now() - chrono::Duration::days(3);
@@ -370,10 +367,7 @@ async fn a_manifest_naming_another_backups_archive_or_instance_is_never_that_bac
     // archive made `restore NAME` restore that archive and the next prune delete it; one
     // whose `instance_id` is this instance's, under another instance's name, became this
     // instance's once `list --all-instances` read it.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
+    let (dir, root, tasks) = fixture().await;
     let local = LocalDestination::new(&root);
     let layout = Layout::new("", None);
     let time = Utc::now() - chrono::Duration::hours(3);
@@ -421,11 +415,8 @@ async fn a_manifest_naming_another_backups_archive_or_instance_is_never_that_bac
 async fn a_manifest_the_store_failed_to_hand_over_is_read_again_by_the_next_refresh() {
     // Attacker's review: one failed read marked the backup damaged for good, so that
     // `restore` (latest) took the day before's without a word.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
+    let (dir, root, tasks) = fixture().await;
     let config = config_for(dir.path(), &root);
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     let older = seed(&root, Utc::now() - chrono::Duration::days(1)).await;
     let (store, target) = counted(&root);
     refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
@@ -455,11 +446,8 @@ async fn a_manifest_the_store_failed_to_hand_over_is_read_again_by_the_next_refr
 async fn a_full_refresh_reads_damaged_manifests_and_this_instances_again() {
     // Attacker's review: a manifest read once was never read again, even by a full
     // refresh: repaired, it stayed damaged; rewritten, the catalog kept the old one.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("backups");
-    std::fs::create_dir_all(&root).unwrap();
+    let (dir, root, tasks) = fixture().await;
     let config = config_for(dir.path(), &root);
-    let tasks = Tasks::open(&dir.path().join("state")).await.unwrap();
     let local = LocalDestination::new(&root);
     let layout = Layout::new("", None);
     let time = Utc::now() - chrono::Duration::hours(2);

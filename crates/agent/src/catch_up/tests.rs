@@ -209,16 +209,7 @@ async fn the_last_stored_success_comes_from_the_catalog_refreshed_first() {
         let m = planted::manifest(instance, at(time));
         planted::put(&dest, &layout, at(time).date_naive(), &m).await;
     }
-    let yaml = format!(
-        "destinations:\n- type: local\n  name: disk\n  config: {{path: {}}}\n\
-         source_folder: /tmp\ncron_schedule: '0 3 * * *'\n",
-        root.path().display()
-    );
-    let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
-    let state = tempfile::tempdir().unwrap();
-    let tasks = Tasks::open(state.path()).await.unwrap();
-    let now = at("2026-12-05T12:00:00Z");
-    let found = last_stored_success(&config, &tasks, "x", Duration::from_secs(20), now).await;
+    let (config, tasks, _state, found) = last_success_in(root.path(), "").await;
     assert_eq!(found, Some(at("2026-12-02T03:00:09Z")));
     let (held, refreshed_at) = crate::catalog::cached(&config, &tasks, "x").await.unwrap();
     let names: Vec<_> = held
@@ -251,16 +242,32 @@ async fn an_agent_that_encrypts_takes_no_plain_backup_for_its_last_success() {
     planted::put(&dest, &layout, own.started_at.date_naive(), &own).await;
     let plain = planted::manifest("x", at("2026-12-04T03:00:00Z"));
     planted::put(&dest, &layout, plain.started_at.date_naive(), &plain).await;
+    let key = "encryption: {key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}\n";
+    let (_, _, _state, found) = last_success_in(root.path(), key).await;
+    assert_eq!(found, Some(at("2026-12-01T03:00:04Z")));
+}
+
+/// The last success of instance `x` at noon on 5 December 2026 with one `local` destination
+/// at `root` (and the configuration lines `extra`): the configuration, the task database
+/// (in the folder returned) and what was found.
+async fn last_success_in(
+    root: &std::path::Path,
+    extra: &str,
+) -> (
+    crate::config::Config,
+    Tasks,
+    tempfile::TempDir,
+    Option<DateTime<Utc>>,
+) {
     let yaml = format!(
         "destinations:\n- type: local\n  name: disk\n  config: {{path: {}}}\n\
-         source_folder: /tmp\ncron_schedule: '0 3 * * *'\n\
-         encryption: {{key: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}}\n",
-        root.path().display()
+         source_folder: /tmp\ncron_schedule: '0 3 * * *'\n{extra}",
+        root.display()
     );
     let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap();
     let tasks = Tasks::open(state.path()).await.unwrap();
     let now = at("2026-12-05T12:00:00Z");
     let found = last_stored_success(&config, &tasks, "x", Duration::from_secs(20), now).await;
-    assert_eq!(found, Some(at("2026-12-01T03:00:04Z")));
+    (config, tasks, state, found)
 }

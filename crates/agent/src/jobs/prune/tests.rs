@@ -153,13 +153,18 @@ async fn prune_reads_only_new_manifests_of_its_instance_and_looks_for_leftovers_
     assert!(root.join(&orphan_key).exists());
 
     // On the slow schedule (here at once), a prune lists the store whole: the orphan goes,
-    // and still no other instance's manifest is read.
+    // this instance's manifests are read again (taken as they are now), and still no other
+    // instance's.
     let (dry, _) = run(true, Duration::ZERO).await;
     assert_eq!(dry.orphans.len(), 1, "{:?}", dry.orphans);
     assert!(root.join(&orphan_key).exists(), "a dry run deleted");
     let (plan, outcome) = run(false, Duration::ZERO).await;
     let read = store.take_reads();
-    assert!(manifests(&read).is_empty(), "{read:?}");
+    assert!(!manifests(&read).is_empty(), "{read:?}");
+    assert!(
+        manifests(&read).iter().all(|k| k.contains("-me-")),
+        "{read:?}"
+    );
     assert_eq!(plan.orphans.len(), 1);
     assert_eq!(
         outcome.unwrap().orphans_removed,
