@@ -177,14 +177,20 @@ fn list_and_prune_rows_escape_a_planted_instance_id() {
         .unwrap();
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-    let planted = "20261201T000000Z-other-11111111";
+    // Its name carries the instance part of the id it claims, as the agent writes names
+    // (a manifest whose id is not its name's is not that backup, and is skipped).
+    let id = "evil\u{1b}]0;PWNED\u{7}\u{1b}[2J\rFORGED\nline\u{202e}";
+    let planted = &format!(
+        "20261201T000000Z-{}-11111111",
+        service_backup_core::layout::instance_part(id)
+    );
     let archive = m["archive"].as_str().unwrap().to_string();
     let ext = &archive[archive.find(".tar").unwrap()..];
     let dir = manifest.parent().unwrap();
     std::fs::copy(dir.join(&archive), dir.join(format!("{planted}{ext}"))).unwrap();
-    m["name"] = planted.into();
+    m["name"] = planted.as_str().into();
     m["archive"] = format!("{planted}{ext}").into();
-    m["instance_id"] = "evil\u{1b}]0;PWNED\u{7}\u{1b}[2J\rFORGED\nline\u{202e}".into();
+    m["instance_id"] = id.into();
     std::fs::write(dir.join(format!("{planted}.json")), m.to_string()).unwrap();
 
     let out = env.run(&["list", "config.yml", "--all-instances", "--refresh"]);
