@@ -439,6 +439,15 @@ async fn a_manifest_the_store_failed_to_hand_over_is_read_again_by_the_next_refr
     refresh_one(&tasks, &target, "me", Mode::Auto, false, FULL_REFRESH_EVERY)
         .await
         .unwrap();
+    assert_eq!(
+        names(&config, &tasks).await,
+        [newest.clone(), older.clone()]
+    );
+    // A full refresh reads them again; failing, it keeps what it read before.
+    store.cut_reads_at(0);
+    refresh_one(&tasks, &target, "me", Mode::Full, false, FULL_REFRESH_EVERY)
+        .await
+        .unwrap();
     assert_eq!(names(&config, &tasks).await, [newest, older]);
 }
 

@@ -286,11 +286,32 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(db)?;
+            // Listed, not read (or not readable now): a row read before keeps what was read,
+            // so that a store failing a read again never hides a backup it knew.
+            let mut unread = tx
+                .prepare(
+                    "INSERT INTO catalog (destination, manifest_key, name, state, last_seen, seen_in)
+                     VALUES (?1, ?2, ?3, 'unread', ?4, ?5)
+                     ON CONFLICT (destination, manifest_key) DO UPDATE SET
+                        last_seen = excluded.last_seen, seen_in = excluded.seen_in",
+                )
+                .map_err(db)?;
             for listed in &found.changed {
                 let (state, entry, problem) = match &listed.found {
                     Found::Sound(entry) => ("sound", Some(&**entry), None),
                     Found::Damaged { problem } => ("damaged", None, Some(problem.as_str())),
-                    Found::Unread => ("unread", None, None),
+                    Found::Unread => {
+                        unread
+                            .execute(params![
+                                destination,
+                                listed.manifest_key,
+                                listed.name,
+                                seen,
+                                generation
+                            ])
+                            .map_err(db)?;
+                        continue;
+                    }
                 };
                 upsert
                     .execute(params![
