@@ -54,6 +54,7 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
         show,
         shown: 0,
         closed: false,
+        out: std::io::BufWriter::new(std::io::stdout()),
     };
     let mut others = 0;
     let mut failed = false;
@@ -184,6 +185,7 @@ pub fn run(path: &Path, only: Option<&str>, show: Show) -> CliResult {
             ));
         }
     }
+    out.finish();
     Ok(if failed {
         Outcome::Failed
     } else {
@@ -200,21 +202,23 @@ struct Printer {
     /// Whether standard output was closed (a reader such as `head` is done): nothing more
     /// is printed, and the rows left are not read.
     closed: bool,
+    /// Standard output, written in blocks rather than a call per line.
+    out: std::io::BufWriter<std::io::Stdout>,
 }
 
 impl Printer {
     /// Prints one line (`end` after it), unless standard output is closed.
     fn print(&mut self, text: std::fmt::Arguments<'_>, end: &str) {
         use std::io::Write as _;
-        if self.closed {
-            return;
+        if !self.closed && self.out.write_fmt(format_args!("{text}{end}")).is_err() {
+            self.closed = true;
         }
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_fmt(format_args!("{text}{end}"))
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+    }
+
+    /// Writes out what is still buffered, unless standard output is closed.
+    fn finish(&mut self) {
+        use std::io::Write as _;
+        if !self.closed && self.out.flush().is_err() {
             self.closed = true;
         }
     }
